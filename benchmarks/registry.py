@@ -1,0 +1,10 @@
+"""The benchmarks ``kbl bench`` knows: name -> (module, one-line help).
+
+Modules are imported only when run, so one benchmark's heavy imports never slow another.
+"""
+
+from __future__ import annotations
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "model": ("benchmarks.model", "build the topology model: 5,000 nodes and 1,000,000 shard replicas (time, peak RSS)"),
+}

@@ -1,0 +1,51 @@
+"""``kbl``: argument parsing and dispatch to one module per subcommand.
+
+Subcommand modules are imported lazily, so ``kbl topology`` never pays for importing FastAPI or
+boto3. Each module in :mod:`kbl.commands` exposes ``configure(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from topology.errors import KblError
+
+#: (name, module, one-line help). Add a subcommand by adding a module and a row here.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("topology", "kbl.commands.topology", "summarise a snapshot: domains, capacity, datasets, violations"),
+    ("bench", "kbl.commands.bench", "run a benchmark of the harness (figures for BENCHMARKS.md)"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kbl", description="Data-locality-aware scheduling for Kubernetes.")
+    parser.add_argument("--version", action="version", version="kbl 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name, help_text in COMMANDS:
+        module = importlib.import_module(module_name)
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(sub_parser)
+        sub_parser.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``kbl``; returns the process exit code (0 ok, 1 failure, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        code: int = module.run(args)
+    except KblError as exc:
+        print(f"kbl {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

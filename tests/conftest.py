@@ -1,0 +1,23 @@
+"""Shared test fixtures: the real node object from ../shared/fixtures and paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+EMBEDDED_NODE = ROOT / "topology" / "data" / "eks-node.json"
+
+
+@pytest.fixture
+def eks_node() -> dict[str, Any]:
+    """The real EKS node object (the shared fixture when present, else the embedded copy)."""
+    path = SHARED_FIXTURES / "eks-node.json"
+    if not path.exists():
+        path = EMBEDDED_NODE
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

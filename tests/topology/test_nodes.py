@@ -1,0 +1,93 @@
+import copy
+from typing import Any
+
+import pytest
+
+from topology import labels
+from topology.errors import ObjectError
+from topology.examples import make_node
+from topology.nodes import Node, is_synthetic
+
+
+def test_real_eks_node_gets_region_zone_and_exact_allocatable(eks_node: dict[str, Any]) -> None:
+    node = Node.from_object(eks_node)
+    assert node.name == "ip-192-168-25-169.ec2.internal"
+    assert node.region == "us-east-1"
+    assert node.zone == "us-east-1/us-east-1a"
+    assert node.allocatable.cpu_m == 63770
+    assert node.allocatable.memory_b == 126956280 * 1024
+    assert node.allocatable.storage_b == 76215832858
+    assert node.allocatable.pods == 198
+    assert node.instance_type == "hpc7g.16xlarge"
+    assert node.ready
+
+
+def test_node_without_rack_label_is_alone_in_a_synthetic_rack(eks_node: dict[str, Any]) -> None:
+    node = Node.from_object(eks_node)
+    assert is_synthetic(node.rack)
+    assert node.name in node.rack
+    other = Node.from_object(make_node("other", zone="us-east-1a", rack=None))
+    assert other.rack != node.rack
+    assert other.zone == node.zone
+
+
+def test_legacy_failure_domain_labels_are_the_fallback() -> None:
+    node = Node.from_object(make_node("n1", region="eu-west-1", zone="eu-west-1b", legacy_labels_only=True))
+    assert labels.ZONE not in node.labels
+    assert node.region == "eu-west-1"
+    assert node.zone == "eu-west-1/eu-west-1b"
+
+
+def test_modern_labels_win_over_legacy_ones(eks_node: dict[str, Any]) -> None:
+    obj = copy.deepcopy(eks_node)
+    obj["metadata"]["labels"][labels.LEGACY_ZONE] = "us-east-1z"
+    assert Node.from_object(obj).zone == "us-east-1/us-east-1a"
+
+
+def test_node_missing_every_topology_label_gets_synthetic_domains_not_a_crash(eks_node: dict[str, Any]) -> None:
+    obj = copy.deepcopy(eks_node)
+    for key in (labels.REGION, labels.ZONE, labels.LEGACY_REGION, labels.LEGACY_ZONE):
+        del obj["metadata"]["labels"][key]
+    node = Node.from_object(obj)
+    assert is_synthetic(node.region)
+    assert is_synthetic(node.zone)
+    assert is_synthetic(node.rack)
+
+
+def test_rack_label_is_configurable() -> None:
+    obj = make_node("n1", extra_labels={"example.com/rack": "R7"})
+    assert Node.from_object(obj, rack_label="example.com/rack").rack == "us-east-1/us-east-1a/R7"
+
+
+def test_same_rack_name_in_two_zones_is_two_racks() -> None:
+    a = Node.from_object(make_node("a", zone="us-east-1a", rack="rack-1"))
+    b = Node.from_object(make_node("b", zone="us-east-1b", rack="rack-1"))
+    assert a.rack != b.rack
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda o: o["metadata"].pop("name"), "metadata.name"),
+        (lambda o: o["status"]["allocatable"].__setitem__("cpu", "lots"), "status.allocatable"),
+        (lambda o: o["metadata"]["labels"].__setitem__("x", 5), "metadata.labels.x"),
+        (lambda o: o["spec"].__setitem__("taints", [{"effect": "NoSchedule"}]), "spec.taints[0]"),
+        (lambda o: o["spec"].__setitem__("unschedulable", "yes"), "spec.unschedulable"),
+        (lambda o: o.__setitem__("metadata", []), "metadata"),
+    ],
+)
+def test_malformed_node_is_rejected_naming_the_field(eks_node: dict[str, Any], mutate: Any, field: str) -> None:
+    obj = copy.deepcopy(eks_node)
+    mutate(obj)
+    with pytest.raises(ObjectError) as info:
+        Node.from_object(obj)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_taints_and_readiness_are_read() -> None:
+    obj = make_node("n1", taints=[{"key": labels.DEDICATED_TAINT, "value": "kbl-a", "effect": "NoSchedule"}])
+    obj["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    node = Node.from_object(obj)
+    assert str(node.taints[0]) == "kbl.io/dedicated=kbl-a:NoSchedule"
+    assert not node.ready

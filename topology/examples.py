@@ -1,0 +1,130 @@
+"""Example clusters made from a real node object, for demos, benchmarks and tests.
+
+Every synthetic node is a deep copy of a real EKS Node (``data/eks-node.json``, an
+``hpc7g.16xlarge`` from a real cluster) with its name, addresses, provider id and topology labels
+rewritten, so whatever reads them sees real-world object shapes (7 KB of labels, annotations,
+conditions, images) rather than a minimal dict. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import zlib
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from topology import labels
+
+
+@cache
+def _template_text() -> str:
+    return resources.files("topology").joinpath("data/eks-node.json").read_text(encoding="utf-8")
+
+
+def node_template() -> dict[str, Any]:
+    """A fresh copy of the real EKS node object."""
+    obj: dict[str, Any] = json.loads(_template_text())
+    return obj
+
+
+def make_node(
+    name: str,
+    *,
+    region: str = "us-east-1",
+    zone: str | None = "us-east-1a",
+    rack: str | None = None,
+    storage_b: int | None = None,
+    cpu_m: int | None = None,
+    memory_b: int | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    taints: Iterable[Mapping[str, str]] = (),
+    template: Mapping[str, Any] | None = None,
+    legacy_labels_only: bool = False,
+) -> dict[str, Any]:
+    """One Node object made from the real template with the given identity and place.
+
+    ``zone=None`` or ``rack=None`` leave the label out (a node with a missing level).
+    ``legacy_labels_only`` keeps only ``failure-domain.beta.kubernetes.io/*`` labels.
+    """
+    obj = copy.deepcopy(dict(template)) if template is not None else node_template()
+    meta = obj["metadata"]
+    meta["name"] = name
+    meta["uid"] = f"uid-{name}"
+    lab: dict[str, str] = meta["labels"]
+    for key in (labels.REGION, labels.ZONE, labels.LEGACY_REGION, labels.LEGACY_ZONE, labels.DEFAULT_RACK):
+        lab.pop(key, None)
+    lab[labels.HOSTNAME] = name
+    if not legacy_labels_only:
+        lab[labels.REGION] = region
+    lab[labels.LEGACY_REGION] = region
+    if zone is not None:
+        lab[labels.LEGACY_ZONE] = zone
+        if not legacy_labels_only:
+            lab[labels.ZONE] = zone
+    if rack is not None:
+        lab[labels.DEFAULT_RACK] = rack
+    lab.update(extra_labels or {})
+    obj["spec"] = {"providerID": f"aws:///{zone or region}/i-{zlib.crc32(name.encode()):08x}{zlib.crc32(name[::-1].encode()):09x}"}
+    taint_list = [dict(t) for t in taints]
+    if taint_list:
+        obj["spec"]["taints"] = taint_list
+    alloc = obj["status"]["allocatable"]
+    if storage_b is not None:
+        alloc["ephemeral-storage"] = str(storage_b)
+    if cpu_m is not None:
+        alloc["cpu"] = f"{cpu_m}m"
+    if memory_b is not None:
+        alloc["memory"] = str(memory_b)
+    for addr in obj["status"].get("addresses", []):
+        if addr.get("type") in ("InternalDNS", "Hostname"):
+            addr["address"] = name
+    return obj
+
+
+def make_cluster_nodes(
+    *,
+    zones: int = 3,
+    racks_per_zone: int = 4,
+    hosts_per_rack: int = 5,
+    region: str = "us-east-1",
+    storage_b: int = 2 * 10**12,
+    weights: str = "equal",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Node objects for a ``zones x racks x hosts`` cluster.
+
+    Parameters
+    ----------
+    weights:
+        ``"equal"``: every node has ``storage_b`` allocatable storage. ``"mixed"``: storage is
+        drawn from 1x, 2x and 4x ``storage_b / 2`` (seeded), as in a cluster grown over time.
+    seed:
+        Seed for the mixed weights.
+
+    Returns
+    -------
+    list[dict]
+        Raw Node objects named ``node-<zone>-<rack>-<host>``.
+    """
+    rng = random.Random(seed)
+    template = node_template()
+    out = []
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for z in range(zones):
+        zone = f"{region}{letters[z % 26]}" + (str(z // 26) if z >= 26 else "")
+        for r in range(racks_per_zone):
+            for h in range(hosts_per_rack):
+                storage = storage_b if weights == "equal" else rng.choice((1, 2, 4)) * storage_b // 2
+                out.append(
+                    make_node(f"node-{z}-{r}-{h}", region=region, zone=zone, rack=f"rack-{r}", storage_b=storage, template=template)
+                )
+    return out
+
+
+def as_list(objects: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Wrap objects in a ``v1 List``, the shape ``kubectl get -o json`` prints."""
+    return {"apiVersion": "v1", "kind": "List", "items": [dict(o) for o in objects], "metadata": {"resourceVersion": ""}}

@@ -1,0 +1,241 @@
+"""Cluster nodes: a Kubernetes Node object turned into a frozen :class:`Node`.
+
+A node knows its place in the failure-domain hierarchy (region, zone, rack, host), its
+allocatable resources in exact integer units, its taints and whether it can take pods. Labels
+follow DESIGN.md: ``topology.kubernetes.io/*`` with the legacy ``failure-domain.beta`` fallback,
+the rack from a configurable label. A node missing a level gets a *synthetic* domain that says
+so (``~no-zone/<node>``) instead of a crash: such a node is alone in its domain, never silently
+merged with other unlabeled nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from topology import labels as keys
+from topology.errors import QuantityError
+from topology.fields import FieldReader
+from topology.quantities import to_int, to_milli
+
+#: Prefix of synthetic domain names given to nodes that lack a topology label.
+SYNTHETIC_PREFIX = "~"
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    """A node taint (``key=value:Effect``)."""
+
+    key: str
+    value: str
+    effect: str
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Amounts of resources in exact integer units.
+
+    ``cpu_m`` is CPU in millicores, ``memory_b`` and ``storage_b`` are bytes, ``pods`` is a count;
+    ``extended`` holds any other resource (``nvidia.com/gpu``, hugepages) as integer base units.
+    """
+
+    cpu_m: int = 0
+    memory_b: int = 0
+    storage_b: int = 0
+    pods: int = 0
+    extended: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Resources:
+        """Parse a resource map such as ``status.allocatable``.
+
+        Raises
+        ------
+        QuantityError
+            With the resource name in the message, if a quantity is malformed.
+        """
+        extended: dict[str, int] = {}
+        cpu = memory = storage = pods = 0
+        for name, value in raw.items():
+            try:
+                if name == "cpu":
+                    cpu = to_milli(value)
+                elif name == "memory":
+                    memory = to_int(value)
+                elif name == "ephemeral-storage":
+                    storage = to_int(value)
+                elif name == "pods":
+                    pods = to_int(value)
+                else:
+                    extended[name] = to_int(value)
+            except QuantityError as exc:
+                raise QuantityError(f"{name}: {exc}") from None
+        return cls(cpu, memory, storage, pods, extended)
+
+    def get(self, name: str) -> int:
+        """One resource by its Kubernetes name (``cpu`` in millicores, others in base units)."""
+        if name == "cpu":
+            return self.cpu_m
+        if name == "memory":
+            return self.memory_b
+        if name == "ephemeral-storage":
+            return self.storage_b
+        if name == "pods":
+            return self.pods
+        return self.extended.get(name, 0)
+
+    def __add__(self, other: Resources) -> Resources:
+        ext = dict(self.extended)
+        for key, val in other.extended.items():
+            ext[key] = ext.get(key, 0) + val
+        return Resources(
+            self.cpu_m + other.cpu_m,
+            self.memory_b + other.memory_b,
+            self.storage_b + other.storage_b,
+            self.pods + other.pods,
+            ext,
+        )
+
+    def __sub__(self, other: Resources) -> Resources:
+        ext = dict(self.extended)
+        for key, val in other.extended.items():
+            ext[key] = ext.get(key, 0) - val
+        return Resources(
+            self.cpu_m - other.cpu_m,
+            self.memory_b - other.memory_b,
+            self.storage_b - other.storage_b,
+            self.pods - other.pods,
+            ext,
+        )
+
+    def fits(self, request: Resources) -> bool:
+        """True if ``request`` fits in these (free) resources, resource by resource."""
+        if request.cpu_m > self.cpu_m or request.memory_b > self.memory_b:
+            return False
+        if request.storage_b > self.storage_b or request.pods > self.pods:
+            return False
+        return all(val <= self.extended.get(key, 0) for key, val in request.extended.items() if val > 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One Kubernetes node and its place in the failure-domain hierarchy.
+
+    ``region``, ``zone`` and ``rack`` are the *domain names* at each level; zone and rack names
+    are qualified by their parent (``us-east-1/us-east-1a``, ``us-east-1/us-east-1a/r3``) so two
+    zones' "rack-1" are never confused. Synthetic names start with ``~``.
+    """
+
+    name: str
+    region: str
+    zone: str
+    rack: str
+    labels: Mapping[str, str]
+    allocatable: Resources
+    taints: tuple[Taint, ...] = ()
+    unschedulable: bool = False
+    ready: bool = True
+    provider_id: str = ""
+    creation_timestamp: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        """The node's host domain (``kubernetes.io/hostname``, else the node name)."""
+        return self.labels.get(keys.HOSTNAME, self.name)
+
+    @property
+    def kbl(self) -> str | None:
+        """The KBL whose dedicated node group this node belongs to, if any."""
+        return self.labels.get(keys.KBL_LABEL)
+
+    @property
+    def instance_type(self) -> str | None:
+        return self.labels.get(keys.INSTANCE_TYPE) or self.labels.get(keys.LEGACY_INSTANCE_TYPE)
+
+    def domain(self, key: str) -> str:
+        """The node's domain for a failure-domain label key or level name.
+
+        ``key`` may be a level name (``host``, ``rack``, ``zone``, ``region``), one of the
+        well-known label keys, or any node label (a missing label gives a synthetic per-node
+        domain, so the node counts as alone).
+        """
+        if key in ("host", "node", keys.HOSTNAME):
+            return self.host
+        if key == "rack":
+            return self.rack
+        if key in ("zone", keys.ZONE, keys.LEGACY_ZONE):
+            return self.zone
+        if key in ("region", keys.REGION, keys.LEGACY_REGION):
+            return self.region
+        value = self.labels.get(key)
+        if value is None:
+            return f"{SYNTHETIC_PREFIX}no-{key}/{self.name}"
+        return value
+
+    @classmethod
+    def from_object(cls, obj: Any, *, rack_label: str = keys.DEFAULT_RACK) -> Node:
+        """Build a :class:`Node` from a raw Kubernetes Node object.
+
+        Parameters
+        ----------
+        obj:
+            The Node as the API server serves it (``kubectl get node -o json``).
+        rack_label:
+            The node label that names the rack (default ``topology.kbl.io/rack``).
+
+        Raises
+        ------
+        ObjectError
+            Naming the node and the field when the object is malformed.
+        """
+        reader = FieldReader(obj, "Node")
+        node_labels = reader.str_map("metadata.labels")
+        name = reader.name
+        region = node_labels.get(keys.REGION) or node_labels.get(keys.LEGACY_REGION)
+        region = region or f"{SYNTHETIC_PREFIX}no-region"
+        zone = node_labels.get(keys.ZONE) or node_labels.get(keys.LEGACY_ZONE)
+        zone_name = f"{region}/{zone}" if zone else f"{region}/{SYNTHETIC_PREFIX}no-zone/{name}"
+        rack = node_labels.get(rack_label)
+        rack_name = f"{zone_name}/{rack}" if rack else f"{zone_name}/{SYNTHETIC_PREFIX}no-rack/{name}"
+        try:
+            allocatable = Resources.parse(reader.mapping("status.allocatable"))
+        except QuantityError as exc:
+            raise reader.error("status.allocatable", str(exc)) from None
+        taints = []
+        for i, raw in enumerate(reader.list("spec.taints")):
+            if not isinstance(raw, Mapping) or not isinstance(raw.get("key"), str):
+                raise reader.error(f"spec.taints[{i}]", "expected an object with a string 'key'")
+            taints.append(Taint(raw["key"], str(raw.get("value") or ""), str(raw.get("effect") or "")))
+        ready = True
+        for i, cond in enumerate(reader.list("status.conditions")):
+            if not isinstance(cond, Mapping):
+                raise reader.error(f"status.conditions[{i}]", "expected an object")
+            if cond.get("type") == "Ready":
+                ready = cond.get("status") == "True"
+        unschedulable = reader.get("spec.unschedulable", False)
+        if not isinstance(unschedulable, bool):
+            raise reader.error("spec.unschedulable", "expected a boolean")
+        return cls(
+            name=name,
+            region=region,
+            zone=zone_name,
+            rack=rack_name,
+            labels=node_labels,
+            allocatable=allocatable,
+            taints=tuple(taints),
+            unschedulable=unschedulable,
+            ready=ready,
+            provider_id=reader.string("spec.providerID", "") or "",
+            creation_timestamp=reader.string("metadata.creationTimestamp", "") or "",
+            annotations=reader.str_map("metadata.annotations"),
+        )
+
+
+def is_synthetic(domain: str) -> bool:
+    """True if a domain name was invented for a node lacking the label."""
+    return SYNTHETIC_PREFIX in domain

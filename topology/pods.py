@@ -1,0 +1,235 @@
+"""Pods as the scheduler and the controller see them: resources, placement rules, data wishes.
+
+A :class:`Pod` is built from a raw Kubernetes Pod. It carries the effective resource request
+(the larger of the sum of containers and the largest init container, plus overhead, as
+kube-scheduler computes it), tolerations, node selector, binding, phase and scheduling
+condition, and the kbl annotations parsed into a :class:`DataRequest`. Annotation errors do not
+reject the pod: a pod with a bad ``kbl.io/shards`` still exists and must still schedule; the
+problem is kept in :attr:`DataRequest.problem` for the filter to report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from topology import labels
+from topology.errors import QuantityError, ShardRangeError
+from topology.fields import FieldReader
+from topology.nodes import Resources, Taint
+from topology.shards import parse_shards
+
+
+class Locality(StrEnum):
+    """How strongly a pod wants its data local (``kbl.io/locality``)."""
+
+    PREFERRED = "preferred"
+    REQUIRED = "required"
+
+
+@dataclass(frozen=True, slots=True)
+class DataRequest:
+    """What a pod reads, from its annotations.
+
+    ``shards`` is ``None`` for "all shards"; ``shards_text`` keeps the raw annotation so the
+    range can be checked against the dataset's shard count when the dataset is known.
+    ``problem`` is a human-readable reason if the annotations are unusable.
+    """
+
+    dataset: str
+    namespace: str
+    kbl: str | None = None
+    shards: tuple[int, ...] | None = None
+    shards_text: str | None = None
+    locality: Locality = Locality.PREFERRED
+    problem: str | None = None
+
+    def shard_indexes(self, shard_count: int) -> tuple[int, ...]:
+        """The requested shards checked against the dataset's count.
+
+        Raises
+        ------
+        ShardRangeError
+            If the annotation names a shard the dataset does not have.
+        """
+        if self.shards_text is None:
+            return tuple(range(shard_count))
+        return parse_shards(self.shards_text, shard_count)
+
+
+@dataclass(frozen=True, slots=True)
+class Toleration:
+    key: str | None
+    operator: str
+    value: str | None
+    effect: str | None
+
+    def tolerates(self, taint: Taint) -> bool:
+        """The upstream ``Toleration.ToleratesTaint`` rule."""
+        if self.effect and self.effect != taint.effect:
+            return False
+        if self.key and self.key != taint.key:
+            return False
+        if not self.key and self.operator != "Exists":
+            return False
+        if self.operator == "Exists":
+            return True
+        return (self.value or "") == taint.value
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A pod, typed; see the module docstring."""
+
+    name: str
+    namespace: str
+    uid: str
+    requests: Resources
+    node_name: str | None = None
+    phase: str = "Pending"
+    scheduler_name: str = "default-scheduler"
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    data: DataRequest | None = None
+    unschedulable: bool = False
+    creation_timestamp: str = ""
+    owner_kind: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def kbl(self) -> str | None:
+        """The KBL the pod belongs to (annotation, else label)."""
+        return self.annotations.get(labels.POD_KBL) or self.labels.get(labels.POD_KBL)
+
+    @property
+    def active(self) -> bool:
+        """True if the pod holds node resources (bound and not finished)."""
+        return self.node_name is not None and self.phase not in ("Succeeded", "Failed")
+
+    def tolerates(self, taints: tuple[Taint, ...]) -> bool:
+        """True if every NoSchedule/NoExecute taint is tolerated (the TaintToleration filter)."""
+        for taint in taints:
+            if taint.effect not in ("NoSchedule", "NoExecute"):
+                continue
+            if not any(t.tolerates(taint) for t in self.tolerations):
+                return False
+        return True
+
+    @classmethod
+    def from_object(cls, obj: Any) -> Pod:
+        """Build a :class:`Pod` from a raw Kubernetes Pod object.
+
+        Raises
+        ------
+        ObjectError
+            Naming the pod and the field when the object is malformed (bad quantities,
+            tolerations that are not objects). Bad *kbl annotations* are not an error here.
+        """
+        reader = FieldReader(obj, "Pod")
+        namespace = reader.namespace or "default"
+        annotations = reader.str_map("metadata.annotations")
+        requests = _effective_requests(reader)
+        tolerations = []
+        for i, raw in enumerate(reader.list("spec.tolerations")):
+            if not isinstance(raw, Mapping):
+                raise reader.error(f"spec.tolerations[{i}]", "expected an object")
+            tolerations.append(
+                Toleration(raw.get("key") or None, str(raw.get("operator") or "Equal"), raw.get("value"), raw.get("effect") or None)
+            )
+        unschedulable = False
+        for cond in reader.list("status.conditions"):
+            if isinstance(cond, Mapping) and cond.get("type") == "PodScheduled":
+                unschedulable = cond.get("status") == "False" and cond.get("reason") == "Unschedulable"
+        owners = reader.list("metadata.ownerReferences")
+        owner_kind = owners[0].get("kind") if owners and isinstance(owners[0], Mapping) else None
+        return cls(
+            name=reader.name,
+            namespace=namespace,
+            uid=reader.string("metadata.uid", "") or "",
+            requests=requests,
+            node_name=reader.string("spec.nodeName") or None,
+            phase=reader.string("status.phase", "Pending") or "Pending",
+            scheduler_name=reader.string("spec.schedulerName", "default-scheduler") or "default-scheduler",
+            node_selector=reader.str_map("spec.nodeSelector"),
+            tolerations=tuple(tolerations),
+            labels=reader.str_map("metadata.labels"),
+            annotations=annotations,
+            data=data_request(annotations, namespace),
+            unschedulable=unschedulable,
+            creation_timestamp=reader.string("metadata.creationTimestamp", "") or "",
+            owner_kind=owner_kind if isinstance(owner_kind, str) else None,
+        )
+
+
+def data_request(annotations: Mapping[str, str], namespace: str) -> DataRequest | None:
+    """Parse the kbl annotations of a pod; ``None`` when it names no dataset."""
+    dataset = annotations.get(labels.POD_DATASET)
+    if not dataset:
+        return None
+    kbl = annotations.get(labels.POD_KBL)
+    problem: str | None = None
+    locality_text = annotations.get(labels.POD_LOCALITY, Locality.PREFERRED.value).strip().lower()
+    try:
+        locality = Locality(locality_text)
+    except ValueError:
+        locality = Locality.PREFERRED
+        problem = f"{labels.POD_LOCALITY}: {locality_text!r} is not 'preferred' or 'required'; treated as preferred"
+    shards_text = annotations.get(labels.POD_SHARDS)
+    shards: tuple[int, ...] | None = None
+    if shards_text is not None:
+        try:
+            shards = parse_shards(shards_text)
+        except ShardRangeError as exc:
+            problem = f"{labels.POD_SHARDS}: {exc}"
+    return DataRequest(dataset, namespace, kbl, shards, shards_text, locality, problem)
+
+
+def _container_requests(reader: FieldReader, path: str) -> list[Resources]:
+    out = []
+    for i, container in enumerate(reader.list(path)):
+        if not isinstance(container, Mapping):
+            raise reader.error(f"{path}[{i}]", "expected an object")
+        resources = container.get("resources") or {}
+        raw = resources.get("requests") if isinstance(resources, Mapping) else None
+        if raw is None and isinstance(resources, Mapping):
+            raw = resources.get("limits")  # requests default to limits
+        if raw is None:
+            out.append(Resources())
+            continue
+        if not isinstance(raw, Mapping):
+            raise reader.error(f"{path}[{i}].resources.requests", "expected an object")
+        try:
+            out.append(Resources.parse(raw))
+        except QuantityError as exc:
+            raise reader.error(f"{path}[{i}].resources.requests", str(exc)) from None
+    return out
+
+
+def _effective_requests(reader: FieldReader) -> Resources:
+    """kube-scheduler's pod request: max(sum(containers), max(init containers)) + overhead + 1 pod."""
+    total = Resources()
+    for res in _container_requests(reader, "spec.containers"):
+        total = total + res
+    for init in _container_requests(reader, "spec.initContainers"):
+        total = _elementwise_max(total, init)
+    overhead = reader.mapping("spec.overhead")
+    if overhead:
+        try:
+            total = total + Resources.parse(overhead)
+        except QuantityError as exc:
+            raise reader.error("spec.overhead", str(exc)) from None
+    return Resources(total.cpu_m, total.memory_b, total.storage_b, 1, total.extended)
+
+
+def _elementwise_max(a: Resources, b: Resources) -> Resources:
+    ext = dict(a.extended)
+    for key, val in b.extended.items():
+        ext[key] = max(ext.get(key, 0), val)
+    return Resources(max(a.cpu_m, b.cpu_m), max(a.memory_b, b.memory_b), max(a.storage_b, b.storage_b), 0, ext)
