@@ -58,3 +58,7 @@ class ExtenderCallError(KblError):
     A transport failure, a status other than 200, a reply that is not the protocol's JSON, a
     non-empty ``Error`` field, or (``nodeCacheCapable``) a node name that was not offered.
     """
+
+
+class ProtocolError(KblError, ValueError):
+    """A request does not follow the kube-scheduler extender protocol (a missing or mistyped field)."""
