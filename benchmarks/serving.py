@@ -54,7 +54,7 @@ class LocalServer:
             If the server does not start within ``startup_timeout_s``.
         """
         # Port 0: the kernel picks a free port when uvicorn binds; read it back from the server.
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="auto")
         server = uvicorn.Server(config)
         self._server = server
         self._thread = threading.Thread(target=server.run, name="kbl-bench-extender", daemon=True)
