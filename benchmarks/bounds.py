@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 from benchmarks.driving import PodArrival
 from topology.clusters import Cluster
-from topology.localities import LocalityCosts
+from topology.localities import LEVELS, LocalityCosts
 from topology.nodes import Node
 from topology.pods import Pod
 
@@ -54,9 +54,14 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class Bound:
-    """The lower bound and how it was computed."""
+    """The lower bound and how it was computed.
+
+    ``level_bytes`` are the bytes read per locality level by the relaxed optimum (each pod's
+    share per instant on the node the flow chose), for the report; only ``cost`` is a bound.
+    """
 
     cost: float
+    level_bytes: list[float]
     instants: int
     covered_pods: int
     uncovered_pods: int
@@ -70,19 +75,23 @@ def eligible(pod: Pod, node: Node) -> bool:
     return all(node.labels.get(k) == v for k, v in pod.node_selector.items())
 
 
+def pod_bytes(cluster: Cluster, arrival: PodArrival, nodes: Sequence[Node]) -> FloatArray:
+    """Bytes the pod reads per locality level on each node of ``nodes``, shape ``(nodes, 5)``."""
+    data = arrival.pod.data
+    if data is None:
+        return np.zeros((len(nodes), len(LEVELS)), dtype=np.float64)
+    key = f"{data.namespace}/{data.dataset}"
+    shards = data.shard_indexes(cluster.datasets[key].spec.shards)
+    return np.asarray(cluster.level_bytes(key, shards).table[cluster.node_ids([n.name for n in nodes])], dtype=np.float64)
+
+
 def pod_costs(cluster: Cluster, arrival: PodArrival, nodes: Sequence[Node], costs: LocalityCosts) -> FloatArray:
     """``c(p, n)`` for every node of ``nodes`` (``inf`` where the pod is not eligible)."""
-    data = arrival.pod.data
-    out = np.zeros(len(nodes), dtype=np.float64)
-    if data is not None:
-        key = f"{data.namespace}/{data.dataset}"
-        shards = data.shard_indexes(cluster.datasets[key].spec.shards)
-        table = cluster.level_bytes(key, shards).cost(costs)
-        out = table[cluster.node_ids([n.name for n in nodes])]
+    out = pod_bytes(cluster, arrival, nodes) @ np.asarray(costs.as_tuple(), dtype=np.float64)
     for i, node in enumerate(nodes):
         if not eligible(arrival.pod, node):
             out[i] = np.inf
-    return out
+    return np.asarray(out, dtype=np.float64)
 
 
 def node_capacity(nodes: Sequence[Node], pods: Sequence[Pod]) -> list[int]:
@@ -146,7 +155,13 @@ def lower_bound(
     """
     costs = costs or LocalityCosts()
     times = list(instants) if instants is not None else sample_instants(arrivals)
-    cost_rows = [pod_costs(cluster, a, nodes, costs) for a in arrivals]
+    price = np.asarray(costs.as_tuple(), dtype=np.float64)
+    byte_rows = [pod_bytes(cluster, a, nodes) for a in arrivals]
+    cost_rows = []
+    for a, rows in zip(arrivals, byte_rows, strict=True):
+        row = rows @ price
+        row[[i for i, n in enumerate(nodes) if not eligible(a.pod, n)]] = np.inf
+        cost_rows.append(row)
     caps = node_capacity(nodes, [a.pod for a in arrivals])
     rack_of = [n.rack for n in nodes]
     racks: dict[str, list[int]] = {}
@@ -160,20 +175,37 @@ def lower_bound(
                 cover[j].append(p)
                 m[p] += 1
     uncapacitated = float(sum(float(np.min(row)) for row in cost_rows))
-    total = float(sum(float(np.min(cost_rows[p])) for p in range(len(arrivals)) if m[p] == 0))
-    for j, active in enumerate(cover):
+    total = 0.0
+    level_bytes = np.zeros(len(LEVELS), dtype=np.float64)
+    for p in range(len(arrivals)):
+        if m[p] == 0:
+            best = int(np.argmin(cost_rows[p]))
+            total += float(cost_rows[p][best])
+            level_bytes += byte_rows[p][best]
+    for active in cover:
         if active:
-            total += _instant_bound(active, cost_rows, m, caps, racks, unit_b)
-    return Bound(total, len(times), sum(1 for k in m if k), sum(1 for k in m if not k), uncapacitated)
+            cost, shares = _instant_bound(active, cost_rows, byte_rows, m, caps, racks, unit_b)
+            total += cost
+            level_bytes += shares
+    return Bound(total, level_bytes.tolist(), len(times), sum(1 for k in m if k), sum(1 for k in m if not k), uncapacitated)
 
 
 def _instant_bound(
-    active: list[int], cost_rows: list[FloatArray], m: list[int], caps: list[int], racks: dict[str, list[int]], unit_b: float
-) -> float:
-    """``LB_j`` for one instant, by min-cost flow on the aggregated graph."""
+    active: list[int],
+    cost_rows: list[FloatArray],
+    byte_rows: list[FloatArray],
+    m: list[int],
+    caps: list[int],
+    racks: dict[str, list[int]],
+    unit_b: float,
+) -> tuple[float, FloatArray]:
+    """``LB_j`` for one instant, by min-cost flow on the aggregated graph, and the bytes per
+    level of the flow's assignment (a pod routed through a rack aggregate counts the bytes of the
+    rack's dearest node, which is what it pays)."""
     graph: nx.DiGraph[object] = nx.DiGraph()
     graph.add_node("sink", demand=len(active))
     used_nodes: set[int] = set()
+    representative: dict[tuple[int, str], int] = {}
     for p in active:
         row = cost_rows[p]
         graph.add_node(("pod", p), demand=-1)
@@ -182,7 +214,9 @@ def _instant_bound(
             finite = [i for i in members if np.isfinite(row[i])]
             if not finite:
                 continue
-            dearest = max(float(row[i]) for i in finite)
+            dear = max(finite, key=lambda i: float(row[i]))
+            dearest = float(row[dear])
+            representative[(p, rack)] = dear
             agg = ("rack", rack, elig_key)
             if agg not in graph:
                 graph.add_node(agg, demand=0)
@@ -196,10 +230,18 @@ def _instant_bound(
                     used_nodes.add(i)
     for i in used_nodes:
         graph.add_edge(("node", i), "sink", weight=0, capacity=caps[i])
+    shares = np.zeros(len(LEVELS), dtype=np.float64)
     try:
-        flow_cost, _flow = nx.network_simplex(graph)
+        flow_cost, flow = nx.network_simplex(graph)
     except nx.NetworkXUnfeasible:
         # More pods run at this instant than the relaxation can hold: no schedule starts them
         # all on arrival; the instant contributes its uncapacitated minimum (still a bound).
-        return float(sum(float(np.min(cost_rows[p])) / m[p] for p in active))
-    return float(flow_cost) * unit_b
+        for p in active:
+            shares += byte_rows[p][int(np.argmin(cost_rows[p]))] / m[p]
+        return float(sum(float(np.min(cost_rows[p])) / m[p] for p in active)), shares
+    for p in active:
+        for target, amount in flow[("pod", p)].items():
+            if amount:
+                i = target[1] if target[0] == "node" else representative[(p, target[1])]
+                shares += byte_rows[p][i] * amount / m[p]
+    return float(flow_cost) * unit_b, shares

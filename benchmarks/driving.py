@@ -362,6 +362,7 @@ class Attempt:
     reason: str = ""
     failed: dict[str, str] = field(default_factory=dict)
     unresolvable: dict[str, str] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -524,7 +525,8 @@ class Scheduler:
             for j, name in enumerate(names):
                 if name in scores:
                     totals[j] += extender_contribution(scores[name], ext.config.weight)
-        attempt.node = select_host(list(zip(names, totals, strict=True)), self.rng)
+        attempt.totals = dict(zip(names, totals, strict=True))
+        attempt.node = select_host(list(attempt.totals.items()), self.rng)
         return attempt
 
     def _plugin_scores(self, pod: Pod, idx: np.ndarray[Any, np.dtype[np.int64]]) -> list[int]:

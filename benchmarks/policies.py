@@ -7,6 +7,8 @@
   :class:`extender.state.ClusterState` built from the trace's snapshot), served over HTTP, with
   ``bindVerb`` so its cache sees every assignment; pod events reach it through
   ``ClusterState.apply`` exactly as its watch would deliver them.
+* ``oracle``: :mod:`benchmarks.oracles`' greedy extender with exact costs, the best any online
+  per-pod extender can do (it explains the gap between kbl and the bound).
 * ``optimum``: not a scheduler but :func:`benchmarks.bounds.lower_bound`, the min-cost-flow lower
   bound on the same pods and capacities.
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,13 +30,16 @@ import orjson
 
 from benchmarks.driving import ExtenderClient, ExtenderConfig, PodEventHook, RunResult, Scheduler, SchedulerSettings
 from benchmarks.measuring import percentile
+from benchmarks.oracles import create_oracle_app
 from benchmarks.serving import LocalServer
 from benchmarks.storklike import create_storklike_app
 from benchmarks.traces import Trace
 from topology.examples import as_list
 from topology.localities import LEVELS, LocalityCosts
 
-POLICIES = ("default", "stork-like", "kbl")
+POLICIES = ("default", "stork-like", "kbl", "oracle")
+#: The oracle's extender weight: 10 x 100 x 10 = 10,000 points, far above the plugins' 200.
+ORACLE_WEIGHT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,15 @@ def _extenders(name: str, trace: Trace, settings: PolicySettings) -> Iterator[tu
             finally:
                 client.close()
         return
+    if name == "oracle":
+        with LocalServer(create_oracle_app(trace.cluster, settings.costs)) as server:
+            config = ExtenderConfig(server.url, weight=ORACLE_WEIGHT, node_cache_capable=settings.node_cache_capable)
+            client = ExtenderClient(config, encoded)
+            try:
+                yield [client], None
+            finally:
+                client.close()
+        return
     if name == "kbl":
         from extender.app import create_app
         from extender.settings import ExtenderSettings
@@ -124,7 +138,7 @@ def _extenders(name: str, trace: Trace, settings: PolicySettings) -> Iterator[tu
         snapshot = load_snapshot(as_list([*trace.node_objects, *trace.dataset_objects()]))
         ext_settings = ExtenderSettings(costs=settings.costs)
         if settings.hotspot_threshold is not None:
-            ext_settings = ExtenderSettings(costs=settings.costs, hotspot_threshold=settings.hotspot_threshold)
+            ext_settings = replace(ext_settings, hotspot_threshold=settings.hotspot_threshold)
         state = ClusterState.from_snapshot(snapshot, ext_settings)
 
         def feed(kind: str, obj: dict[str, Any]) -> None:

@@ -79,7 +79,7 @@ class TraceSettings:
     burst_spread_s: float = 20.0
     mean_duration_s: float = 600.0
     duration_sigma: float = 0.5
-    load: float = 0.8
+    load: float = 0.7
     zipf_s: float = 1.1
     pod_cpu_m: int = 9000
     pod_memory_b: int = 16 * GiB

@@ -17,6 +17,7 @@ from topology.errors import KblError
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("topology", "kbl.commands.topology", "summarise a snapshot: domains, capacity, datasets, violations"),
     ("bench", "kbl.commands.bench", "run a benchmark of the harness (figures for BENCHMARKS.md)"),
+    ("demo", "kbl.commands.demo", "the main job on an embedded cluster: kbl against kube-scheduler, Stork-like and the optimum"),
 )
 
 
