@@ -184,7 +184,7 @@ def lower_bound(
             level_bytes += byte_rows[p][best]
     for active in cover:
         if active:
-            cost, shares = _instant_bound(active, cost_rows, byte_rows, m, caps, racks, unit_b)
+            cost, shares = _instant_bound(active, cost_rows=cost_rows, byte_rows=byte_rows, m=m, caps=caps, racks=racks, unit_b=unit_b)
             total += cost
             level_bytes += shares
     return Bound(total, level_bytes.tolist(), len(times), sum(1 for k in m if k), sum(1 for k in m if not k), uncapacitated)
@@ -192,6 +192,7 @@ def lower_bound(
 
 def _instant_bound(
     active: list[int],
+    *,
     cost_rows: list[FloatArray],
     byte_rows: list[FloatArray],
     m: list[int],

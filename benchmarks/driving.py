@@ -247,6 +247,10 @@ class ExtenderClient:
         except orjson.JSONDecodeError as exc:
             raise ExtenderCallError(f"{verb} at {url}: reply is not JSON: {exc}") from None
 
+    def _not_offered(self, name: object) -> ExtenderCallError:
+        prefix = self.config.url_prefix
+        return ExtenderCallError(f"extender {prefix!r} claims a filtered node {name!r} which is not found in the input node list")
+
     def filter(self, pod_json: bytes, names: Sequence[str]) -> FilterReply:
         """Call ``filter`` on the offered nodes and apply kube-scheduler's reply rules.
 
@@ -271,13 +275,13 @@ class ExtenderClient:
         if self.config.node_cache_capable and reply_names is not None:
             for name in reply_names:
                 if name not in offered:
-                    raise ExtenderCallError(f"extender {self.config.url_prefix!r} claims a filtered node {name!r} which is not found in the input node list")
+                    raise self._not_offered(name)
                 out.append(name)
         elif reply_nodes is not None:
             for item in _field(reply_nodes, "items") or []:
                 name = (item.get("metadata") or {}).get("name") if isinstance(item, dict) else None
                 if name not in offered:
-                    raise ExtenderCallError(f"extender {self.config.url_prefix!r} claims a filtered node {name!r} which is not found in the input node list")
+                    raise self._not_offered(name)
                 out.append(name)
         failed = dict(_field(reply, "FailedNodes") or {})
         unresolvable = dict(_field(reply, "FailedAndUnresolvableNodes") or {})

@@ -65,7 +65,11 @@ def variants(weight: int = 5, *, full: bool = True) -> list[Variant]:
     ]
     if full:
         rows.append(
-            Variant(f"kbl (weight {weight}, hotspotThreshold 1.0, full Nodes)", "kbl", PolicySettings(weight=weight, hotspot_threshold=1.0, node_cache_capable=False))
+            Variant(
+                f"kbl (weight {weight}, hotspotThreshold 1.0, full Nodes)",
+                "kbl",
+                PolicySettings(weight=weight, hotspot_threshold=1.0, node_cache_capable=False),
+            )
         )
     rows.append(Variant("greedy oracle (exact costs)", "oracle"))
     return rows
@@ -91,7 +95,13 @@ class Comparison:
                 "slots": self.trace.slots,
                 "pods": len(self.trace.arrivals),
                 "datasets": [
-                    {"name": d.name, "shards": d.shards, "shard_gib": d.shard_gib, "redundancy": str(d.redundancy), "failure_domain": d.failure_domain}
+                    {
+                        "name": d.name,
+                        "shards": d.shards,
+                        "shard_gib": d.shard_gib,
+                        "redundancy": str(d.redundancy),
+                        "failure_domain": d.failure_domain,
+                    }
                     for d in s.datasets
                 ],
                 "settings": {k: v for k, v in asdict(s).items() if k != "datasets"},
@@ -166,7 +176,8 @@ def markdown_table(comparison: Comparison) -> str:
     lines = [head, "|---" * (len(LEVELS) + 6) + "|"]
     for variant, run in comparison.rows:
         latency = f"{run.extender_ms_per_pod:.1f} ({run.extender_ms_p99:.1f})" if run.extender_calls else "-"
-        cells = [variant.label, *(tib(x) for x in run.level_bytes), tib(run.cross_zone_bytes), f"{comparison.ratio(run):.3f}", latency, str(run.pending)]
+        ratio = f"{comparison.ratio(run):.3f}"
+        cells = [variant.label, *(tib(x) for x in run.level_bytes), tib(run.cross_zone_bytes), ratio, latency, str(run.pending)]
         lines.append("| " + " | ".join(cells) + " |")
     b = comparison.bound
     cells = ["optimum (lower bound)", *(tib(x) for x in b.level_bytes), tib(b.level_bytes[3] + b.level_bytes[4]), "1.000", "-", "-"]

@@ -31,7 +31,7 @@ def create_oracle_app(cluster: Cluster, costs: LocalityCosts | None = None) -> F
     @app.post("/filter")
     async def filter_(request: Request) -> Response:
         args = orjson.loads(await request.body())
-        reply = {"Nodes": args.get("Nodes"), "NodeNames": args.get("NodeNames"), "FailedNodes": {}, "FailedAndUnresolvableNodes": {}, "Error": ""}
+        reply = {"Nodes": args.get("Nodes"), "NodeNames": args.get("NodeNames"), "FailedNodes": {}, "FailedAndUnresolvableNodes": {}}
         return Response(orjson.dumps(reply), media_type="application/json")
 
     @app.post("/prioritize")
@@ -49,6 +49,7 @@ def create_oracle_app(cluster: Cluster, costs: LocalityCosts | None = None) -> F
         cost = cluster.level_bytes(wanted[0], wanted[1]).cost(price)[cluster.node_ids(names)]
         best = float(np.min(cost)) if cost.size else 0.0
         limit = best + TIE_TOLERANCE * max(1.0, abs(best))
-        return Response(orjson.dumps([{"Host": n, "Score": 10 if c <= limit else 0} for n, c in zip(names, cost.tolist(), strict=True)]), media_type="application/json")
+        scores = [{"Host": n, "Score": 10 if c <= limit else 0} for n, c in zip(names, cost.tolist(), strict=True)]
+        return Response(orjson.dumps(scores), media_type="application/json")
 
     return app

@@ -82,7 +82,7 @@ class PolicyRun:
         return float(self.level_bytes[3] + self.level_bytes[4])
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.__slots__ if k != "placements"}  # type: ignore[attr-defined]
+        out = {k: getattr(self, k) for k in self.__slots__ if k != "placements"}
         out["level_bytes"] = dict(zip([lv.label for lv in LEVELS], self.level_bytes, strict=True))
         out["cross_zone_bytes"] = self.cross_zone_bytes
         return out
@@ -113,7 +113,8 @@ def _extenders(name: str, trace: Trace, settings: PolicySettings) -> Iterator[tu
         return
     if name == "stork-like":
         with LocalServer(create_storklike_app(trace.cluster)) as server:
-            client = ExtenderClient(ExtenderConfig(server.url, weight=settings.weight, node_cache_capable=settings.node_cache_capable), encoded)
+            config = ExtenderConfig(server.url, weight=settings.weight, node_cache_capable=settings.node_cache_capable)
+            client = ExtenderClient(config, encoded)
             try:
                 yield [client], None
             finally:

@@ -102,9 +102,9 @@ def create_storklike_app(cluster: Cluster) -> FastAPI:
     async def filter_(request: Request) -> Response:
         args = orjson.loads(await request.body())
         if args.get("NodeNames") is not None:
-            reply: dict[str, Any] = {"Nodes": None, "NodeNames": args["NodeNames"], "FailedNodes": {}, "FailedAndUnresolvableNodes": {}, "Error": ""}
+            reply: dict[str, Any] = {"Nodes": None, "NodeNames": args["NodeNames"], "FailedNodes": {}, "FailedAndUnresolvableNodes": {}}
         else:
-            reply = {"Nodes": args.get("Nodes"), "NodeNames": None, "FailedNodes": {}, "FailedAndUnresolvableNodes": {}, "Error": ""}
+            reply = {"Nodes": args.get("Nodes"), "NodeNames": None, "FailedNodes": {}, "FailedAndUnresolvableNodes": {}}
         return Response(orjson.dumps(reply), media_type="application/json")
 
     @app.post("/prioritize")
@@ -115,10 +115,7 @@ def create_storklike_app(cluster: Cluster) -> FastAPI:
             wanted = pod_shards(cluster, args.get("Pod") or {})
         except KblError as exc:
             return Response(orjson.dumps({"error": str(exc)}), status_code=400, media_type="application/json")
-        if wanted is None:
-            scores = [0] * len(names)
-        else:
-            scores = scaled_scores(raw_scores(cluster, wanted[0], wanted[1], names), len(wanted[1]))
+        scores = [0] * len(names) if wanted is None else scaled_scores(raw_scores(cluster, wanted[0], wanted[1], names), len(wanted[1]))
         return Response(orjson.dumps([{"Host": n, "Score": s} for n, s in zip(names, scores, strict=True)]), media_type="application/json")
 
     return app

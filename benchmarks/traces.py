@@ -124,7 +124,9 @@ def engine_placer(nodes: Sequence[Node], spec: DataSetSpec, seed: int) -> ShardP
     return place(nodes, spec, seed=seed).placement
 
 
-def pod_object(name: str, namespace: str, uid: str, *, kbl: str, dataset: str, shards: Sequence[int], cpu_m: int, memory_b: int) -> dict[str, Any]:
+def pod_object(
+    name: str, namespace: str, uid: str, *, kbl: str, dataset: str, shards: Sequence[int], cpu_m: int, memory_b: int
+) -> dict[str, Any]:
     """A Pod object as the API server would serve it, with the kbl annotations."""
     return {
         "apiVersion": "v1",

@@ -61,7 +61,8 @@ def test_bound_is_below_every_policy(seed: int) -> None:
     bound = lower_bound(trace.cluster, trace.nodes, trace.arrivals)
     for policy in ("default", "stork-like", "kbl", "oracle"):
         run = run_policy(policy, trace, PolicySettings(weight=5))
-        assert run.pending == 0 and run.delayed == 0, policy
+        assert run.pending == 0, policy
+        assert run.delayed == 0, policy
         assert bound.cost <= run.cost * (1 + 1e-9), policy
 
 

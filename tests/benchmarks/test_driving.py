@@ -115,7 +115,8 @@ def test_failed_nodes_count_as_processed_for_the_rotation() -> None:
     obj, pod = _pod("big", cpu_m=60000)
     sched.assume(pod, sched.nodes[0].name)  # node 0 now too full for another big pod
     attempt = sched.schedule_one(pod, obj)
-    assert attempt.evaluated == 4 and len(attempt.offered) == 3
+    assert attempt.evaluated == 4
+    assert len(attempt.offered) == 3
     assert sched.nodes[0].name in attempt.failed
 
 
@@ -170,7 +171,10 @@ _CLIENTS: list[ExtenderClient] = []
 
 
 def _scheduler(nodes: list[Node], url: str, *, cache: bool = True, weight: int = 1, bind: str = "") -> Scheduler:
-    encoded = {n.name: orjson.dumps({"metadata": {"name": n.name}, "status": {"allocatable": {"cpu": str(n.allocatable.cpu_m) + "m"}}}) for n in nodes}
+    encoded = {
+        n.name: orjson.dumps({"metadata": {"name": n.name}, "status": {"allocatable": {"cpu": f"{n.allocatable.cpu_m}m"}}})
+        for n in nodes
+    }
     client = ExtenderClient(ExtenderConfig(url, node_cache_capable=cache, weight=weight, bind_verb=bind), encoded)
     _CLIENTS.append(client)
     return Scheduler(nodes, [client])
@@ -192,11 +196,13 @@ def test_node_cache_capable_sends_names_only_and_rejects_a_name_not_offered(beha
     ok = sched.schedule_one(pod, obj)
     assert ok.node is not None
     sent = behaviour.bodies["filter"]
-    assert sent["Nodes"] is None and sorted(sent["NodeNames"]) == sorted(n.name for n in nodes)
+    assert sent["Nodes"] is None
+    assert sorted(sent["NodeNames"]) == sorted(n.name for n in nodes)
     assert sent["Pod"]["metadata"]["name"] == "p"
     behaviour.filter_reply = {"NodeNames": [nodes[0].name, "node-not-offered"]}
     failed = sched.schedule_one(pod, obj)
-    assert failed.node is None and "claims a filtered node 'node-not-offered'" in failed.reason
+    assert failed.node is None
+    assert "claims a filtered node 'node-not-offered'" in failed.reason
     assert sched.extender_errors == 1
 
 
@@ -207,7 +213,8 @@ def test_full_nodes_mode_sends_node_objects_and_uses_the_returned_items(behaviou
     behaviour.filter_reply = {"Nodes": {"items": [{"metadata": {"name": nodes[2].name}}]}, "NodeNames": None}
     attempt = sched.schedule_one(pod, obj)
     sent = behaviour.bodies["filter"]
-    assert sent["NodeNames"] is None and {i["metadata"]["name"] for i in sent["Nodes"]["items"]} == {n.name for n in nodes}
+    assert sent["NodeNames"] is None
+    assert {i["metadata"]["name"] for i in sent["Nodes"]["items"]} == {n.name for n in nodes}
     assert attempt.node == nodes[2].name
     assert behaviour.calls["prioritize"] == 0  # one feasible node: no scoring, no prioritize call
 
@@ -220,7 +227,8 @@ def test_failed_and_unresolvable_nodes_are_recorded_and_unresolvable_wins(behavi
     behaviour.filter_reply = {"NodeNames": [c], "FailedNodes": {a: "busy", b: "both"}, "FailedAndUnresolvableNodes": {b: "never"}}
     attempt = sched.schedule_one(pod, obj)
     assert attempt.node == c
-    assert attempt.failed == {a: "busy"} and attempt.unresolvable == {b: "never"}
+    assert attempt.failed == {a: "busy"}
+    assert attempt.unresolvable == {b: "never"}
 
 
 def test_filter_error_fails_the_attempt_and_the_pod_retries(behaviour: Behaviour, served: tuple[Behaviour, str]) -> None:
@@ -229,7 +237,8 @@ def test_filter_error_fails_the_attempt_and_the_pod_retries(behaviour: Behaviour
     obj, pod = _pod("p")
     behaviour.filter_reply = {"Error": "cache not synced"}
     attempt = sched.schedule_one(pod, obj)
-    assert attempt.node is None and "cache not synced" in attempt.reason
+    assert attempt.node is None
+    assert "cache not synced" in attempt.reason
     behaviour.filter_reply = None
     assert sched.schedule_one(pod, obj).node is not None
 
@@ -240,7 +249,8 @@ def test_prioritize_errors_are_ignored(behaviour: Behaviour, served: tuple[Behav
     obj, pod = _pod("p")
     behaviour.prioritize_status = 500
     attempt = sched.schedule_one(pod, obj)
-    assert attempt.node is not None and sched.prioritize_errors == 1
+    assert attempt.node is not None
+    assert sched.prioritize_errors == 1
     assert len(set(attempt.totals.values())) == 1  # plugins only, all nodes empty and equal
 
 
@@ -280,6 +290,8 @@ def test_pods_wait_for_capacity_and_release_it_when_they_finish() -> None:
         arrivals.append(PodArrival(obj, pod, 0.0, 100.0))
     result = sched.run(arrivals)
     starts = sorted(o.start_s or 0.0 for o in result.outcomes.values())
-    assert starts[:7] == [0.0] * 7 and starts[7:] == [100.0, 100.0]
-    assert result.pending == [] and result.delayed == 2
+    assert starts[:7] == [0.0] * 7
+    assert starts[7:] == [100.0, 100.0]
+    assert result.pending == []
+    assert result.delayed == 2
     assert sched.free[0] == nodes[0].allocatable

@@ -25,4 +25,5 @@ def test_tiers_sum_per_shard_and_scale_into_the_protocol_range() -> None:
     assert scaled_scores([0], 4) == [0]  # Stork's default 10 of a possible 400
     pod = trace.arrivals[0].obj
     wanted = pod_shards(cluster, pod)
-    assert wanted is not None and wanted[0] == key
+    assert wanted is not None
+    assert wanted[0] == key

@@ -18,7 +18,10 @@ def test_traces_are_deterministic_per_seed() -> None:
     a, b, c = make_trace(_settings(4)), make_trace(_settings(4)), make_trace(_settings(5))
     assert [x.obj for x in a.arrivals] == [x.obj for x in b.arrivals]
     assert [(x.arrival_s, x.duration_s) for x in a.arrivals] == [(x.arrival_s, x.duration_s) for x in b.arrivals]
-    assert all(d1.placement is not None and d2.placement is not None and d1.placement.equals(d2.placement) for d1, d2 in zip(a.datasets, b.datasets, strict=True))
+    for d1, d2 in zip(a.datasets, b.datasets, strict=True):
+        assert d1.placement is not None
+        assert d2.placement is not None
+        assert d1.placement.equals(d2.placement)
     assert [x.obj for x in a.arrivals] != [x.obj for x in c.arrivals]
 
 
@@ -27,7 +30,8 @@ def test_every_dataset_is_fully_placed_on_distinct_failure_domains() -> None:
     nodes = {n.name: n for n in trace.nodes}
     for ds in trace.datasets:
         placement = ds.placement
-        assert placement is not None and bool((placement.pieces >= 0).all())
+        assert placement is not None
+        assert bool((placement.pieces >= 0).all())
         for shard in range(ds.spec.shards):
             holders = [nodes[n] for n in placement.holders(shard)]
             domains = {n.domain(ds.spec.failure_domain) for n in holders}
@@ -39,7 +43,8 @@ def test_reads_are_skewed_towards_hot_shards_and_within_range() -> None:
     reads: dict[str, Counter[int]] = {}
     for arrival in trace.arrivals:
         data = arrival.pod.data
-        assert data is not None and data.shards is not None
+        assert data is not None
+        assert data.shards is not None
         spec = trace.cluster.datasets[f"{data.namespace}/{data.dataset}"].spec
         assert all(0 <= s < spec.shards for s in data.shards)
         reads.setdefault(data.dataset, Counter()).update(data.shards)
