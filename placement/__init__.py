@@ -5,3 +5,19 @@ failure domains, rebalancing with minimal movement, repair plans, durability che
 plans. The I/O side executes them: the Kubernetes API behind :mod:`placement.kubeapi`, the
 companion controller and the cloud providers.
 """
+
+from placement.placements import Move, PlacementResult, place
+from placement.rebalances import rebalance
+from placement.reports import Balance, PlacementReport, Spread
+from placement.settings import PlacementSettings
+
+__all__ = [
+    "Balance",
+    "Move",
+    "PlacementReport",
+    "PlacementResult",
+    "PlacementSettings",
+    "Spread",
+    "place",
+    "rebalance",
+]

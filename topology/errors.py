@@ -52,5 +52,13 @@ class PlacementError(KblError, ValueError):
     """A placement cannot be computed or honoured (for example too few failure domains)."""
 
 
+class ExtenderCallError(KblError):
+    """A call to a scheduler extender failed the way kube-scheduler treats as an error.
+
+    A transport failure, a status other than 200, a reply that is not the protocol's JSON, a
+    non-empty ``Error`` field, or (``nodeCacheCapable``) a node name that was not offered.
+    """
+
+
 class ProtocolError(KblError, ValueError):
     """A request does not follow the kube-scheduler extender protocol (a missing or mistyped field)."""

@@ -1,0 +1,248 @@
+"""The optimum's side of the comparison: a min-cost-flow lower bound on the network cost of a trace.
+
+**What is bounded.** Pod ``p`` arrives at ``a_p`` and runs for ``d_p``; a *schedule* puts every
+pod on an eligible node (taints, node selector) from its arrival, ``I_p = [a_p, a_p + d_p)``,
+so that at every instant each node holds no more pods than fit. Its network cost is
+``C(x) = sum_p c(p, x_p)`` with ``c(p, n) = sum over levels L of bytes_L(p, n) * cost_L``, the
+bytes pod ``p`` reads at each locality level when it runs on ``n``
+(:meth:`topology.clusters.Cluster.level_bytes`) priced by :class:`~topology.localities.LocalityCosts`.
+Every policy that starts pods on arrival produces such a schedule.
+
+**The relaxation.** Pick sample instants ``t_1 .. t_m``; ``A_j`` is the set of pods running at
+``t_j`` and ``m_p`` the number of instants inside ``I_p``. Node ``n`` holds at most
+``k_n = min over resources of floor(allocatable_n / smallest request)`` pods at once. For each
+instant solve the transportation problem
+
+    LB_j = min over y: A_j -> nodes, |y^-1(n)| <= k_n, y_p eligible  of  sum_{p in A_j} c(p, y_p) / m_p
+
+as a min-cost flow (networkx ``network_simplex``), and charge every pod that covers no instant its
+cheapest eligible node. Then ``LB = sum_j LB_j + sum_{m_p = 0} min_n c(p, n)``.
+
+**Why it is a lower bound.** For any schedule ``x``, ``C(x) = sum_j sum_{p in A_j} c(p, x_p) / m_p
++ sum_{m_p = 0} c(p, x_p)`` (each covered pod's cost is split evenly over its instants). The
+restriction of ``x`` to ``A_j`` respects the capacity at ``t_j``, so it is feasible for instant
+``j``'s problem and its share is ``>= LB_j``; an uncovered pod costs at least its cheapest node.
+Summing gives ``C(x) >= LB``. Costs are rounded *down* to integer units of ``unit_b`` byte-costs
+for the flow solver, which only lowers the bound. The bound lets a pod move between nodes from
+one instant to the next and ignores which other pods already run where; it is therefore not
+always reachable, but nothing can beat it.
+
+**Graph.** Per instant: pod vertices (supply 1) -> node vertices (capacity ``k_n`` to the sink).
+A pod links directly to the nodes that are cheaper for it than the dearest node of their rack, and
+to one aggregate vertex per (rack, eligibility class) at that dearest cost, which links to every
+node of the rack. Every pod-node path then costs at least ``c(p, n)`` and the cheapest costs
+exactly ``c(p, n)``, so the optimum equals the full bipartite problem's with far fewer edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks.driving import PodArrival
+from topology.clusters import Cluster
+from topology.localities import LEVELS, LocalityCosts
+from topology.nodes import Node
+from topology.pods import Pod
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The lower bound and how it was computed.
+
+    ``level_bytes`` are the bytes read per locality level by the relaxed optimum (each pod's
+    share per instant on the node the flow chose), for the report; only ``cost`` is a bound.
+    """
+
+    cost: float
+    level_bytes: list[float]
+    instants: int
+    covered_pods: int
+    uncovered_pods: int
+    uncapacitated_cost: float
+
+
+def eligible(pod: Pod, node: Node) -> bool:
+    """Static eligibility: the node is schedulable, its taints are tolerated, the selector matches."""
+    if node.unschedulable or not pod.tolerates(node.taints):
+        return False
+    return all(node.labels.get(k) == v for k, v in pod.node_selector.items())
+
+
+def pod_bytes(cluster: Cluster, arrival: PodArrival, nodes: Sequence[Node]) -> FloatArray:
+    """Bytes the pod reads per locality level on each node of ``nodes``, shape ``(nodes, 5)``."""
+    data = arrival.pod.data
+    if data is None:
+        return np.zeros((len(nodes), len(LEVELS)), dtype=np.float64)
+    key = f"{data.namespace}/{data.dataset}"
+    shards = data.shard_indexes(cluster.datasets[key].spec.shards)
+    return np.asarray(cluster.level_bytes(key, shards).table[cluster.node_ids([n.name for n in nodes])], dtype=np.float64)
+
+
+def pod_costs(cluster: Cluster, arrival: PodArrival, nodes: Sequence[Node], costs: LocalityCosts) -> FloatArray:
+    """``c(p, n)`` for every node of ``nodes`` (``inf`` where the pod is not eligible)."""
+    out = pod_bytes(cluster, arrival, nodes) @ np.asarray(costs.as_tuple(), dtype=np.float64)
+    for i, node in enumerate(nodes):
+        if not eligible(arrival.pod, node):
+            out[i] = np.inf
+    return np.asarray(out, dtype=np.float64)
+
+
+def node_capacity(nodes: Sequence[Node], pods: Sequence[Pod]) -> list[int]:
+    """``k_n``: the most pods of this trace node ``n`` can hold at once (smallest request per resource)."""
+    if not pods:
+        return [0] * len(nodes)
+    smallest = {
+        "cpu": min(p.requests.cpu_m for p in pods),
+        "memory": min(p.requests.memory_b for p in pods),
+        "pods": min(p.requests.pods for p in pods),
+    }
+    out = []
+    for node in nodes:
+        limits = [node.allocatable.get(name) // amount for name, amount in smallest.items() if amount > 0]
+        out.append(max(0, min(limits)) if limits else len(pods))
+    return out
+
+
+def sample_instants(arrivals: Sequence[PodArrival], spacing_s: float | None = None) -> list[float]:
+    """Evenly spaced instants over the trace; the spacing defaults to half the shortest run time,
+    so every pod covers at least one instant."""
+    if not arrivals:
+        return []
+    start = min(a.arrival_s for a in arrivals)
+    end = max(a.arrival_s + a.duration_s for a in arrivals)
+    step = spacing_s or max(1e-3, min(a.duration_s for a in arrivals) / 2)
+    count = int((end - start) / step) + 1
+    return [start + step * (i + 0.5) for i in range(count) if start + step * (i + 0.5) < end]
+
+
+def lower_bound(
+    cluster: Cluster,
+    nodes: Sequence[Node],
+    arrivals: Sequence[PodArrival],
+    costs: LocalityCosts | None = None,
+    *,
+    instants: Sequence[float] | None = None,
+    unit_b: float = 2.0**20,
+) -> Bound:
+    """The min-cost-flow lower bound on the trace's network cost (see the module docstring).
+
+    Parameters
+    ----------
+    cluster:
+        The cluster model with the trace's datasets placed.
+    nodes:
+        The nodes pods may run on.
+    arrivals:
+        The trace's pods with arrival and run times.
+    costs:
+        Price of one byte read per locality level.
+    instants:
+        Sample instants (default :func:`sample_instants`).
+    unit_b:
+        Integer unit of the flow costs, in byte-costs (rounded down).
+
+    Returns
+    -------
+    Bound
+        ``cost`` in the same unit as :func:`pod_costs` (byte-costs).
+    """
+    costs = costs or LocalityCosts()
+    times = list(instants) if instants is not None else sample_instants(arrivals)
+    price = np.asarray(costs.as_tuple(), dtype=np.float64)
+    byte_rows = [pod_bytes(cluster, a, nodes) for a in arrivals]
+    cost_rows = []
+    for a, rows in zip(arrivals, byte_rows, strict=True):
+        row = rows @ price
+        row[[i for i, n in enumerate(nodes) if not eligible(a.pod, n)]] = np.inf
+        cost_rows.append(row)
+    caps = node_capacity(nodes, [a.pod for a in arrivals])
+    rack_of = [n.rack for n in nodes]
+    racks: dict[str, list[int]] = {}
+    for i, rack in enumerate(rack_of):
+        racks.setdefault(rack, []).append(i)
+    cover: list[list[int]] = [[] for _ in times]
+    m = [0] * len(arrivals)
+    for p, a in enumerate(arrivals):
+        for j, t in enumerate(times):
+            if a.arrival_s <= t < a.arrival_s + a.duration_s:
+                cover[j].append(p)
+                m[p] += 1
+    uncapacitated = float(sum(float(np.min(row)) for row in cost_rows))
+    total = 0.0
+    level_bytes = np.zeros(len(LEVELS), dtype=np.float64)
+    for p in range(len(arrivals)):
+        if m[p] == 0:
+            best = int(np.argmin(cost_rows[p]))
+            total += float(cost_rows[p][best])
+            level_bytes += byte_rows[p][best]
+    for active in cover:
+        if active:
+            cost, shares = _instant_bound(active, cost_rows=cost_rows, byte_rows=byte_rows, m=m, caps=caps, racks=racks, unit_b=unit_b)
+            total += cost
+            level_bytes += shares
+    return Bound(total, level_bytes.tolist(), len(times), sum(1 for k in m if k), sum(1 for k in m if not k), uncapacitated)
+
+
+def _instant_bound(
+    active: list[int],
+    *,
+    cost_rows: list[FloatArray],
+    byte_rows: list[FloatArray],
+    m: list[int],
+    caps: list[int],
+    racks: dict[str, list[int]],
+    unit_b: float,
+) -> tuple[float, FloatArray]:
+    """``LB_j`` for one instant, by min-cost flow on the aggregated graph, and the bytes per
+    level of the flow's assignment (a pod routed through a rack aggregate counts the bytes of the
+    rack's dearest node, which is what it pays)."""
+    graph: nx.DiGraph[object] = nx.DiGraph()
+    graph.add_node("sink", demand=len(active))
+    used_nodes: set[int] = set()
+    representative: dict[tuple[int, str], int] = {}
+    for p in active:
+        row = cost_rows[p]
+        graph.add_node(("pod", p), demand=-1)
+        elig_key = tuple(np.flatnonzero(np.isinf(row)).tolist())
+        for rack, members in racks.items():
+            finite = [i for i in members if np.isfinite(row[i])]
+            if not finite:
+                continue
+            dear = max(finite, key=lambda i: float(row[i]))
+            dearest = float(row[dear])
+            representative[(p, rack)] = dear
+            agg = ("rack", rack, elig_key)
+            if agg not in graph:
+                graph.add_node(agg, demand=0)
+                for i in finite:
+                    graph.add_edge(agg, ("node", i), weight=0)
+                    used_nodes.add(i)
+            graph.add_edge(("pod", p), agg, weight=int(dearest / m[p] / unit_b))
+            for i in finite:
+                if row[i] < dearest:
+                    graph.add_edge(("pod", p), ("node", i), weight=int(float(row[i]) / m[p] / unit_b))
+                    used_nodes.add(i)
+    for i in used_nodes:
+        graph.add_edge(("node", i), "sink", weight=0, capacity=caps[i])
+    shares = np.zeros(len(LEVELS), dtype=np.float64)
+    try:
+        flow_cost, flow = nx.network_simplex(graph)
+    except nx.NetworkXUnfeasible:
+        # More pods run at this instant than the relaxation can hold: no schedule starts them
+        # all on arrival; the instant contributes its uncapacitated minimum (still a bound).
+        for p in active:
+            shares += byte_rows[p][int(np.argmin(cost_rows[p]))] / m[p]
+        return float(sum(float(np.min(cost_rows[p])) / m[p] for p in active)), shares
+    for p in active:
+        for target, amount in flow[("pod", p)].items():
+            if amount:
+                i = target[1] if target[0] == "node" else representative[(p, target[1])]
+                shares += byte_rows[p][i] * amount / m[p]
+    return float(flow_cost) * unit_b, shares

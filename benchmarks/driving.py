@@ -1,0 +1,672 @@
+"""A kube-scheduler driver: schedules a stream of pods the way kube-scheduler does with extenders.
+
+The driver reproduces, on a simulated clock, the parts of ``pkg/scheduler/schedule_one.go`` and
+``pkg/scheduler/extender.go`` that decide where a pod lands when a scheduler extender is
+configured (read from upstream for behaviour, written here from scratch):
+
+1. **In-tree filters** on every node, in kube-scheduler's node order (zones interleaved, the
+   ``NodeTree`` order) starting at a rotating ``nextStartNodeIndex``: NodeUnschedulable,
+   TaintToleration (``NoSchedule``/``NoExecute``), NodeAffinity's ``nodeSelector``, and
+   NodeResourcesFit (the pod's effective request against allocatable minus the requests of the
+   bound, active pods). The scan stops after :func:`num_feasible_nodes_to_find` feasible nodes;
+   the start index then advances by the number of nodes processed (feasible + failed).
+2. **Extender filter**, in configuration order, each on the survivors: ``NodeNames`` only when
+   ``nodeCacheCapable``, else the full ``Nodes`` list of real node objects. A non-empty
+   ``Error``, a transport error or a non-200 fails the attempt (unless ``ignorable``); a reply
+   naming a node that was not offered is an error; ``FailedNodes`` and
+   ``FailedAndUnresolvableNodes`` are recorded (the latter wins when a node is in both).
+3. **One feasible node**: chosen directly, no scoring and no prioritize call.
+4. **Score**: NodeResourcesFit (LeastAllocated) and NodeResourcesBalancedAllocation at their
+   default weight 1, each 0..100 (see :func:`least_allocated_score` and
+   :func:`balanced_allocation_score`). The other default score plugins add the same amount to
+   every node for the pods of our traces (no preferred affinity, no ``PreferNoSchedule`` taints,
+   no spread constraints, no volumes), so they cannot change a choice and are left out. Then
+   every extender's ``prioritize``: ``score x weight x (MaxNodeScore / MaxExtenderPriority)``
+   (= ``x 10``) added without clamping; prioritize errors are ignored (the extender adds nothing).
+5. **selectHost**: the highest total, ties broken uniformly at random by reservoir sampling
+   (seeded).
+6. **Bind**: through the first extender with a ``bindVerb`` (so its cache sees the
+   assignment), else the default binder. The driver then reports the pod's life to an
+   ``on_pod_event`` hook exactly as an informer would see it (ADDED pending, MODIFIED bound,
+   MODIFIED Succeeded, DELETED), which is how a harness feeds an extender running from a
+   snapshot with no API server.
+
+Pods run for their duration on the simulated clock and release their resources. A pod that finds
+no node is *unschedulable*: it is retried when a running pod finishes (the AssignedPodDelete
+cluster event), but not before its backoff (1 s doubling to 10 s) expires, and at the latest after
+5 minutes (the unschedulable-pods flush).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from topology.errors import ExtenderCallError, KblError
+from topology.nodes import Node
+from topology.pods import Pod
+
+#: kube-scheduler constants (schedule_one.go, framework, extender/v1).
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
+MAX_NODE_SCORE = 100
+MAX_EXTENDER_PRIORITY = 10
+#: Requests assumed by the score plugins for a container that asks for nothing (util.GetNonzeroRequests).
+DEFAULT_MILLI_CPU_REQUEST = 100
+DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
+
+PodEventHook = Callable[[str, dict[str, Any]], None]
+
+
+# ---------------------------------------------------------------------------- the rules, pure
+def num_feasible_nodes_to_find(percentage_of_nodes_to_score: int, num_all_nodes: int) -> int:
+    """How many feasible nodes kube-scheduler looks for before it stops filtering.
+
+    Below 100 nodes every node is examined. Otherwise the percentage is the configured
+    ``percentageOfNodesToScore``; ``0`` (unset) means adaptive: ``50 - numAllNodes / 125``
+    (integer division), at least 5. The count is ``numAllNodes * percentage / 100`` (integer),
+    at least 100.
+
+    Examples
+    --------
+    >>> num_feasible_nodes_to_find(0, 5000)
+    500
+    >>> num_feasible_nodes_to_find(100, 5000)
+    5000
+    """
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND:
+        return num_all_nodes
+    percentage = percentage_of_nodes_to_score
+    if percentage == 0:
+        percentage = max(50 - num_all_nodes // 125, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND)
+    count = num_all_nodes * percentage // 100
+    return max(count, MIN_FEASIBLE_NODES_TO_FIND)
+
+
+def least_allocated_score(requested: Sequence[int], allocatable: Sequence[int], weights: Sequence[int] = (1, 1)) -> int:
+    """NodeResourcesFit's LeastAllocated score, 0..100.
+
+    Per resource ``(allocatable - requested) * 100 // allocatable`` (0 when nothing is
+    allocatable or the request exceeds it), then the weighted mean with integer division.
+    ``requested`` already includes the pod being scheduled.
+    """
+    total = 0
+    for req, alloc, weight in zip(requested, allocatable, weights, strict=True):
+        if alloc == 0 or req > alloc:
+            continue
+        total += (alloc - req) * MAX_NODE_SCORE // alloc * weight
+    return total // sum(weights)
+
+
+def balanced_allocation_score(requested: Sequence[int], allocatable: Sequence[int]) -> int:
+    """NodeResourcesBalancedAllocation's score, 0..100: ``int((1 - std) * 100)``.
+
+    ``std`` is the standard deviation of the requested fractions (each capped at 1); for two
+    resources it is ``|f1 - f2| / 2``.
+    """
+    fractions = [min(req / alloc, 1.0) if alloc else 1.0 for req, alloc in zip(requested, allocatable, strict=True)]
+    if len(fractions) == 2:
+        std = abs(fractions[0] - fractions[1]) / 2
+    else:
+        mean = sum(fractions) / len(fractions)
+        std = math.sqrt(sum((f - mean) ** 2 for f in fractions) / len(fractions))
+    return int((1 - std) * MAX_NODE_SCORE)
+
+
+def extender_contribution(score: int, weight: int) -> int:
+    """An extender score's share of a node's total: ``score x weight x (100 / 10)``, unclamped."""
+    return score * weight * (MAX_NODE_SCORE // MAX_EXTENDER_PRIORITY)
+
+
+def select_host(scored: Sequence[tuple[str, int]], rng: random.Random) -> str:
+    """The node with the highest total score; ties broken uniformly by reservoir sampling.
+
+    Raises
+    ------
+    KblError
+        If ``scored`` is empty.
+    """
+    if not scored:
+        raise KblError("select_host: empty priority list")
+    selected, best = scored[0]
+    ties = 1
+    for name, score in scored[1:]:
+        if score > best:
+            selected, best, ties = name, score, 1
+        elif score == best:
+            ties += 1
+            if rng.randrange(ties) == 0:
+                selected = name
+    return selected
+
+
+def node_tree_order(nodes: Sequence[Node]) -> list[Node]:
+    """Nodes in kube-scheduler's snapshot order: one node of each zone in turn (``NodeTree.list``).
+
+    Zones keep the order in which their first node appears; nodes keep their order within a zone.
+    """
+    zones: dict[str, list[Node]] = {}
+    for node in nodes:
+        zones.setdefault(node.zone, []).append(node)
+    out: list[Node] = []
+    depth = 0
+    while len(out) < len(nodes):
+        for members in zones.values():
+            if depth < len(members):
+                out.append(members[depth])
+        depth += 1
+    return out
+
+
+# ------------------------------------------------------------------------------ the extender
+@dataclass(frozen=True, slots=True)
+class ExtenderConfig:
+    """One ``extenders:`` stanza of a KubeSchedulerConfiguration (the fields the driver uses)."""
+
+    url_prefix: str
+    filter_verb: str = "filter"
+    prioritize_verb: str = "prioritize"
+    bind_verb: str = ""
+    weight: int = 1
+    node_cache_capable: bool = False
+    ignorable: bool = False
+    http_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.prioritize_verb and self.weight <= 0:
+            raise KblError("extender weight must be > 0 when prioritizeVerb is set")
+
+
+@dataclass(frozen=True, slots=True)
+class FilterReply:
+    """What an extender filter left: the surviving node names and the failure maps."""
+
+    names: list[str]
+    failed: dict[str, str]
+    unresolvable: dict[str, str]
+
+
+def _field(obj: Mapping[str, Any], name: str) -> Any:
+    """A reply field looked up case-insensitively, as Go's ``encoding/json`` decodes."""
+    if name in obj:
+        return obj[name]
+    lower = name.lower()
+    for key, value in obj.items():
+        if key.lower() == lower:
+            return value
+    return None
+
+
+class ExtenderClient:
+    """kube-scheduler's HTTPExtender: builds the exact payloads and applies the reply rules.
+
+    ``encoded_nodes`` maps a node name to its JSON object, encoded once (the full ``Nodes`` list
+    of a non-cache-capable request is built by joining those bytes). ``seconds`` accumulates the
+    wall time spent in calls, the latency the extender adds to scheduling.
+    """
+
+    def __init__(self, config: ExtenderConfig, encoded_nodes: Mapping[str, bytes], client: httpx.Client | None = None) -> None:
+        self.config = config
+        self.encoded_nodes = encoded_nodes
+        self.client = client or httpx.Client(timeout=config.http_timeout_s)
+        self.seconds = 0.0
+        self.calls = 0
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _args(self, pod_json: bytes, names: Sequence[str]) -> bytes:
+        if self.config.node_cache_capable:
+            return b'{"Pod":' + pod_json + b',"Nodes":null,"NodeNames":' + orjson.dumps(list(names)) + b"}"
+        items = b",".join(self.encoded_nodes[n] for n in names)
+        return b'{"Pod":' + pod_json + b',"Nodes":{"metadata":{},"items":[' + items + b']},"NodeNames":null}'
+
+    def _send(self, verb: str, body: bytes) -> Any:
+        url = self.config.url_prefix.rstrip("/") + "/" + verb
+        started = time.perf_counter()
+        try:
+            response = self.client.post(url, content=body, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise ExtenderCallError(f"{verb} at {url}: {exc}") from None
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.calls += 1
+        if response.status_code != 200:
+            raise ExtenderCallError(f"failed {verb} with extender at URL {url}, code {response.status_code}")
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise ExtenderCallError(f"{verb} at {url}: reply is not JSON: {exc}") from None
+
+    def _not_offered(self, name: object) -> ExtenderCallError:
+        prefix = self.config.url_prefix
+        return ExtenderCallError(f"extender {prefix!r} claims a filtered node {name!r} which is not found in the input node list")
+
+    def filter(self, pod_json: bytes, names: Sequence[str]) -> FilterReply:
+        """Call ``filter`` on the offered nodes and apply kube-scheduler's reply rules.
+
+        Raises
+        ------
+        ExtenderCallError
+            Transport error, non-200, non-JSON, a non-empty ``Error``, or a returned node that
+            was not offered.
+        """
+        if not self.config.filter_verb:
+            return FilterReply(list(names), {}, {})
+        reply = self._send(self.config.filter_verb, self._args(pod_json, names))
+        if not isinstance(reply, dict):
+            raise ExtenderCallError(f"filter reply is not an ExtenderFilterResult: {str(reply)[:200]}")
+        error = _field(reply, "Error")
+        if error:
+            raise ExtenderCallError(f"filter: extender error: {error}")
+        offered = set(names)
+        out: list[str] = []
+        reply_names = _field(reply, "NodeNames")
+        reply_nodes = _field(reply, "Nodes")
+        if self.config.node_cache_capable and reply_names is not None:
+            for name in reply_names:
+                if name not in offered:
+                    raise self._not_offered(name)
+                out.append(name)
+        elif reply_nodes is not None:
+            for item in _field(reply_nodes, "items") or []:
+                name = (item.get("metadata") or {}).get("name") if isinstance(item, dict) else None
+                if name not in offered:
+                    raise self._not_offered(name)
+                out.append(name)
+        failed = dict(_field(reply, "FailedNodes") or {})
+        unresolvable = dict(_field(reply, "FailedAndUnresolvableNodes") or {})
+        return FilterReply(out, failed, unresolvable)
+
+    def prioritize(self, pod_json: bytes, names: Sequence[str]) -> dict[str, int]:
+        """Call ``prioritize``; returns ``{host: score}`` (scores as sent, not clamped).
+
+        Raises
+        ------
+        ExtenderCallError
+            On any failure; the caller ignores it, as kube-scheduler does.
+        """
+        if not self.config.prioritize_verb:
+            return {}
+        reply = self._send(self.config.prioritize_verb, self._args(pod_json, names))
+        if not isinstance(reply, list):
+            raise ExtenderCallError(f"prioritize reply is not a HostPriorityList: {str(reply)[:200]}")
+        scores: dict[str, int] = {}
+        for entry in reply:
+            host = _field(entry, "Host") if isinstance(entry, dict) else None
+            score = _field(entry, "Score") if isinstance(entry, dict) else None
+            if not isinstance(host, str) or not isinstance(score, int):
+                raise ExtenderCallError(f"prioritize: malformed HostPriority {entry!r}")
+            scores[host] = scores.get(host, 0) + score
+        return scores
+
+    def bind(self, pod: Pod, node: str) -> None:
+        """Call ``bind`` with an ExtenderBindingArgs.
+
+        Raises
+        ------
+        ExtenderCallError
+            On any failure or a non-empty ``Error``.
+        """
+        body = orjson.dumps({"PodName": pod.name, "PodNamespace": pod.namespace, "PodUID": pod.uid, "Node": node})
+        reply = self._send(self.config.bind_verb, body)
+        error = _field(reply, "Error") if isinstance(reply, dict) else "reply is not an ExtenderBindingResult"
+        if error:
+            raise ExtenderCallError(f"bind: extender error: {error}")
+
+
+# ------------------------------------------------------------------------------- the scheduler
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """Knobs of the simulated kube-scheduler.
+
+    ``percentage_of_nodes_to_score`` is the profile setting (0 = adaptive). Backoff follows
+    ``podInitialBackoffSeconds`` / ``podMaxBackoffSeconds``; unschedulable pods are flushed after
+    ``unschedulable_flush_s`` at the latest. ``horizon_s`` bounds the simulated time. ``seed``
+    drives the tie-break.
+    """
+
+    percentage_of_nodes_to_score: int = 0
+    initial_backoff_s: float = 1.0
+    max_backoff_s: float = 10.0
+    unschedulable_flush_s: float = 300.0
+    horizon_s: float = 7 * 24 * 3600.0
+    fit_weight: int = 1
+    balanced_weight: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PodArrival:
+    """A pod of a trace: its object, typed pod, arrival time and run time (seconds)."""
+
+    obj: dict[str, Any]
+    pod: Pod
+    arrival_s: float
+    duration_s: float
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One scheduling cycle: the chosen node, or why none."""
+
+    node: str | None
+    evaluated: int = 0
+    feasible: int = 0
+    offered: list[str] = field(default_factory=list)
+    reason: str = ""
+    failed: dict[str, str] = field(default_factory=dict)
+    unresolvable: dict[str, str] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PodOutcome:
+    """What happened to one pod of the trace."""
+
+    key: str
+    node: str | None = None
+    start_s: float | None = None
+    attempts: int = 0
+    extender_s: float = 0.0
+
+
+@dataclass(slots=True)
+class RunResult:
+    """All pods' outcomes and the driver's counters."""
+
+    outcomes: dict[str, PodOutcome]
+    attempts: int = 0
+    failed_attempts: int = 0
+    extender_errors: int = 0
+    prioritize_errors: int = 0
+    end_s: float = 0.0
+
+    @property
+    def pending(self) -> list[str]:
+        """Pods never scheduled within the horizon."""
+        return [k for k, o in self.outcomes.items() if o.node is None]
+
+    @property
+    def delayed(self) -> int:
+        """Pods that needed more than one attempt."""
+        return sum(1 for o in self.outcomes.values() if o.attempts > 1)
+
+
+def _object_at(obj: Mapping[str, Any], *, node: str | None, phase: str) -> dict[str, Any]:
+    out = dict(obj)
+    out["spec"] = dict(obj.get("spec") or {})
+    if node is not None:
+        out["spec"]["nodeName"] = node
+    out["status"] = {"phase": phase}
+    return out
+
+
+class Scheduler:
+    """The simulated kube-scheduler; see the module docstring for the algorithm.
+
+    Parameters
+    ----------
+    nodes:
+        The cluster's nodes (typed); resources already used by other pods can be given in
+        ``used``.
+    extenders:
+        Extender clients, in configuration order.
+    settings:
+        :class:`SchedulerSettings`.
+    on_pod_event:
+        Called with ``(event_type, pod_object)`` as an informer would report the pod.
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        extenders: Sequence[ExtenderClient] = (),
+        settings: SchedulerSettings | None = None,
+        *,
+        on_pod_event: PodEventHook | None = None,
+    ) -> None:
+        self.settings = settings or SchedulerSettings()
+        self.nodes = node_tree_order(nodes)
+        self.extenders = list(extenders)
+        self.on_pod_event = on_pod_event
+        self.rng = random.Random(self.settings.seed)
+        self.next_start_node_index = 0
+        self.index = {n.name: i for i, n in enumerate(self.nodes)}
+        self.alloc = np.array([[n.allocatable.cpu_m, n.allocatable.memory_b] for n in self.nodes], dtype=np.int64)
+        self.used_score = np.zeros_like(self.alloc)  # non-zero requests, for the score plugins
+        self.free = [n.allocatable for n in self.nodes]
+        self.extender_errors = 0
+        self.prioritize_errors = 0
+
+    # ------------------------------------------------------------ one cycle
+    def _passes_filters(self, pod: Pod, i: int) -> str | None:
+        node = self.nodes[i]
+        if node.unschedulable:
+            return "node(s) were unschedulable"
+        if not pod.tolerates(node.taints):
+            return "node(s) had untolerated taint"
+        for key, value in pod.node_selector.items():
+            if node.labels.get(key) != value:
+                return "node(s) didn't match Pod's node affinity/selector"
+        if not self.free[i].fits(pod.requests):
+            return "Insufficient resources"
+        return None
+
+    def schedule_one(self, pod: Pod, pod_obj: Mapping[str, Any]) -> Attempt:
+        """Run one scheduling cycle for ``pod`` against the current cluster state.
+
+        Returns the chosen node (not yet bound) or the reason there is none. Extender filter
+        errors fail the attempt; prioritize errors are counted in :attr:`prioritize_errors`.
+        """
+        n_all = len(self.nodes)
+        attempt = Attempt(node=None)
+        if n_all == 0:
+            attempt.reason = "no nodes available to schedule pods"
+            return attempt
+        to_find = num_feasible_nodes_to_find(self.settings.percentage_of_nodes_to_score, n_all)
+        feasible: list[int] = []
+        failed_in_tree = 0
+        start = self.next_start_node_index
+        for step in range(n_all):
+            i = (start + step) % n_all
+            why = self._passes_filters(pod, i)
+            if why is None:
+                feasible.append(i)
+                if len(feasible) >= to_find:
+                    break
+            else:
+                failed_in_tree += 1
+                attempt.failed[self.nodes[i].name] = why
+        processed = len(feasible) + failed_in_tree
+        self.next_start_node_index = (start + processed) % n_all
+        attempt.evaluated = processed
+        names = [self.nodes[i].name for i in feasible]
+        attempt.offered = list(names)
+        pod_json = orjson.dumps(pod_obj) if self.extenders else b""
+        for ext in self.extenders:
+            if not names:
+                break
+            try:
+                reply = ext.filter(pod_json, names)
+            except ExtenderCallError as exc:
+                self.extender_errors += 1
+                if ext.config.ignorable:
+                    continue
+                attempt.reason = str(exc)
+                return attempt
+            attempt.unresolvable.update(reply.unresolvable)
+            for name, msg in reply.failed.items():
+                if name not in reply.unresolvable:
+                    attempt.failed[name] = msg
+            names = reply.names
+        attempt.feasible = len(names)
+        if not names:
+            attempt.reason = f"0/{n_all} nodes are available"
+            return attempt
+        if len(names) == 1:
+            attempt.node = names[0]
+            return attempt
+        idx = np.array([self.index[n] for n in names], dtype=np.int64)
+        totals = self._plugin_scores(pod, idx)
+        for ext in self.extenders:
+            if not ext.config.prioritize_verb:
+                continue
+            try:
+                scores = ext.prioritize(pod_json, names)
+            except ExtenderCallError:
+                self.prioritize_errors += 1
+                continue
+            for j, name in enumerate(names):
+                if name in scores:
+                    totals[j] += extender_contribution(scores[name], ext.config.weight)
+        attempt.totals = dict(zip(names, totals, strict=True))
+        attempt.node = select_host(list(attempt.totals.items()), self.rng)
+        return attempt
+
+    def _plugin_scores(self, pod: Pod, idx: np.ndarray[Any, np.dtype[np.int64]]) -> list[int]:
+        req = (pod.requests.cpu_m or DEFAULT_MILLI_CPU_REQUEST, pod.requests.memory_b or DEFAULT_MEMORY_REQUEST)
+        out = []
+        s = self.settings
+        for i in idx.tolist():
+            requested = (int(self.used_score[i, 0]) + req[0], int(self.used_score[i, 1]) + req[1])
+            alloc = (int(self.alloc[i, 0]), int(self.alloc[i, 1]))
+            out.append(
+                s.fit_weight * least_allocated_score(requested, alloc) + s.balanced_weight * balanced_allocation_score(requested, alloc)
+            )
+        return out
+
+    # ------------------------------------------------------------ bind / release
+    def assume(self, pod: Pod, node: str) -> None:
+        """Account the pod's request on ``node`` (the scheduler cache's AssumePod)."""
+        i = self.index[node]
+        self.free[i] = self.free[i] - pod.requests
+        self.used_score[i, 0] += pod.requests.cpu_m or DEFAULT_MILLI_CPU_REQUEST
+        self.used_score[i, 1] += pod.requests.memory_b or DEFAULT_MEMORY_REQUEST
+
+    def release(self, pod: Pod, node: str) -> None:
+        """Give the pod's request back (the pod finished)."""
+        i = self.index[node]
+        self.free[i] = self.free[i] + pod.requests
+        self.used_score[i, 0] -= pod.requests.cpu_m or DEFAULT_MILLI_CPU_REQUEST
+        self.used_score[i, 1] -= pod.requests.memory_b or DEFAULT_MEMORY_REQUEST
+
+    def bind(self, pod: Pod, node: str) -> None:
+        """Bind through the first extender with a bindVerb, else the default binder.
+
+        Raises
+        ------
+        ExtenderCallError
+            If the binding extender fails (the pod goes back to the queue).
+        """
+        for ext in self.extenders:
+            if ext.config.bind_verb:
+                ext.bind(pod, node)
+                return
+
+    # ------------------------------------------------------------ the stream
+    def _emit(self, kind: str, obj: dict[str, Any]) -> None:
+        if self.on_pod_event is not None:
+            self.on_pod_event(kind, obj)
+
+    def _backoff(self, attempts: int) -> float:
+        s = self.settings
+        return float(min(s.initial_backoff_s * 2 ** max(attempts - 1, 0), s.max_backoff_s))
+
+    def run(self, arrivals: Iterable[PodArrival], *, progress: Callable[[int], None] | None = None) -> RunResult:
+        """Schedule a whole trace on the simulated clock.
+
+        Parameters
+        ----------
+        arrivals:
+            The trace's pods (any order; sorted by arrival, ties in given order).
+        progress:
+            Called with the number of pods newly placed, for a progress bar.
+
+        Returns
+        -------
+        RunResult
+            Every pod's node, start time, attempts and extender time.
+        """
+        pods = sorted(enumerate(arrivals), key=lambda t: (t[1].arrival_s, t[0]))
+        result = RunResult({a.pod.key: PodOutcome(a.pod.key) for _, a in pods})
+        by_key = {a.pod.key: a for _, a in pods}
+        # Event heap: (time, kind, seq, key); at one time finishes sort before arrivals and retries.
+        FINISH, ARRIVE, RETRY = 0, 1, 2  # noqa: N806
+        events: list[tuple[float, int, int, str]] = []
+        seq = 0
+        for _, a in pods:
+            events.append((a.arrival_s, ARRIVE, seq, a.pod.key))
+            seq += 1
+        heapq.heapify(events)
+        unschedulable: dict[str, float] = {}  # key -> earliest retry time (backoff expiry)
+        retry_at: dict[str, float] = {}
+        now = 0.0
+        ext_before = 0.0
+        while events:
+            now, kind, _, key = heapq.heappop(events)
+            if now > self.settings.horizon_s:
+                break
+            arrival = by_key[key]
+            if kind == FINISH:
+                node = result.outcomes[key].node
+                assert node is not None
+                self.release(arrival.pod, node)
+                self._emit("MODIFIED", _object_at(arrival.obj, node=node, phase="Succeeded"))
+                self._emit("DELETED", _object_at(arrival.obj, node=node, phase="Succeeded"))
+                for waiting, earliest in unschedulable.items():  # AssignedPodDelete wakes them
+                    when = max(now, earliest)
+                    if when < retry_at.get(waiting, math.inf):
+                        retry_at[waiting] = when
+                        seq += 1
+                        heapq.heappush(events, (when, RETRY, seq, waiting))
+                continue
+            if kind == ARRIVE:
+                self._emit("ADDED", _object_at(arrival.obj, node=None, phase="Pending"))
+            elif retry_at.get(key) != now or key not in unschedulable:
+                continue  # a stale retry
+            outcome = result.outcomes[key]
+            outcome.attempts += 1
+            result.attempts += 1
+            ext_before = sum(e.seconds for e in self.extenders)
+            attempt = self.schedule_one(arrival.pod, arrival.obj)
+            bound = False
+            if attempt.node is not None:
+                self.assume(arrival.pod, attempt.node)
+                try:
+                    self.bind(arrival.pod, attempt.node)
+                    bound = True
+                except ExtenderCallError:
+                    self.extender_errors += 1
+                    self.release(arrival.pod, attempt.node)
+            outcome.extender_s += sum(e.seconds for e in self.extenders) - ext_before
+            if bound:
+                assert attempt.node is not None
+                outcome.node, outcome.start_s = attempt.node, now
+                unschedulable.pop(key, None)
+                retry_at.pop(key, None)
+                self._emit("MODIFIED", _object_at(arrival.obj, node=attempt.node, phase="Running"))
+                seq += 1
+                heapq.heappush(events, (now + arrival.duration_s, FINISH, seq, key))
+                if progress is not None:
+                    progress(1)
+                continue
+            result.failed_attempts += 1
+            unschedulable[key] = now + self._backoff(outcome.attempts)
+            flush = now + self.settings.unschedulable_flush_s
+            retry_at[key] = flush
+            seq += 1
+            heapq.heappush(events, (flush, RETRY, seq, key))
+        result.end_s = now
+        result.extender_errors = self.extender_errors
+        result.prioritize_errors = self.prioritize_errors
+        return result

@@ -1,0 +1,259 @@
+"""Benchmark: locality against the optimum. Every policy on one trace, side by side, in one run.
+
+``kbl bench locality [--json OUT] [--plots DIR] [--quick]`` generates a trace
+(:mod:`benchmarks.traces`), computes the min-cost-flow lower bound (:mod:`benchmarks.bounds`),
+drives the trace through the simulated kube-scheduler (:mod:`benchmarks.driving`) once per policy
+(:mod:`benchmarks.policies`), the extenders served over real HTTP on loopback, and reports bytes
+read per locality level, cross-zone bytes, network cost and its ratio to the bound, extender
+latency per pod and pods left pending. ``kbl demo`` runs the same comparison on the quick trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from benchmarks.bounds import Bound, lower_bound
+from benchmarks.measuring import write_json
+from benchmarks.policies import PolicyRun, PolicySettings, run_policy
+from benchmarks.traces import Trace, TraceSettings, make_trace
+from topology.localities import LEVELS
+
+TiB = 2.0**40
+#: Column names of the locality levels: where the bytes a pod reads come from.
+LEVEL_NAMES = ("same node", "same rack", "same zone", "cross-zone", "cross-region")
+
+
+def tib(value: float) -> str:
+    """Bytes as TiB with two decimals (float noise below zero shown as 0.00)."""
+    return f"{max(value, 0.0) / TiB:.2f}"
+
+
+def make_console() -> Console:
+    """A console for tables: the terminal's width, or 150 columns when not on a terminal."""
+    console = Console()
+    return console if console.is_terminal else Console(width=150)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One row of the comparison: a label, the policy and its settings."""
+
+    label: str
+    policy: str
+    settings: PolicySettings = field(default_factory=PolicySettings)
+
+
+def variants(weight: int = 5, *, full: bool = True) -> list[Variant]:
+    """The rows compared: defaults, Stork-like, kbl (extender defaults), kbl without hotspot
+    fading, the greedy oracle.
+
+    ``full`` adds kbl with the full ``Nodes`` payload (``nodeCacheCapable: false``) for its latency.
+    """
+    rows = [
+        Variant("default (no extender)", "default"),
+        Variant(f"stork-like (weight {weight})", "stork-like", PolicySettings(weight=weight)),
+        Variant(f"kbl (weight {weight}, extender defaults)", "kbl", PolicySettings(weight=weight)),
+        Variant(f"kbl (weight {weight}, hotspotThreshold 1.0)", "kbl", PolicySettings(weight=weight, hotspot_threshold=1.0)),
+    ]
+    if full:
+        rows.append(
+            Variant(
+                f"kbl (weight {weight}, hotspotThreshold 1.0, full Nodes)",
+                "kbl",
+                PolicySettings(weight=weight, hotspot_threshold=1.0, node_cache_capable=False),
+            )
+        )
+    rows.append(Variant("greedy oracle (exact costs)", "oracle"))
+    return rows
+
+
+@dataclass(slots=True)
+class Comparison:
+    """The trace, the bound and every row's run."""
+
+    trace: Trace
+    bound: Bound
+    bound_s: float
+    rows: list[tuple[Variant, PolicyRun]]
+
+    def ratio(self, run: PolicyRun) -> float:
+        return run.cost / self.bound.cost if self.bound.cost > 0 else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.trace.settings
+        return {
+            "trace": {
+                "nodes": len(self.trace.nodes),
+                "slots": self.trace.slots,
+                "pods": len(self.trace.arrivals),
+                "datasets": [
+                    {
+                        "name": d.name,
+                        "shards": d.shards,
+                        "shard_gib": d.shard_gib,
+                        "redundancy": str(d.redundancy),
+                        "failure_domain": d.failure_domain,
+                    }
+                    for d in s.datasets
+                ],
+                "settings": {k: v for k, v in asdict(s).items() if k != "datasets"},
+            },
+            "optimum": {
+                "cost": self.bound.cost,
+                "level_bytes": dict(zip([lv.label for lv in LEVELS], self.bound.level_bytes, strict=True)),
+                "cross_zone_bytes": self.bound.level_bytes[3] + self.bound.level_bytes[4],
+                "instants": self.bound.instants,
+                "uncapacitated_cost": self.bound.uncapacitated_cost,
+                "seconds": self.bound_s,
+            },
+            "policies": [{"label": v.label, "ratio_to_optimum": self.ratio(r), **r.as_dict()} for v, r in self.rows],
+        }
+
+
+def compare(
+    trace_settings: TraceSettings,
+    rows: Sequence[Variant],
+    *,
+    console: Console | None = None,
+) -> Comparison:
+    """Generate the trace, bound it, run every row with a progress bar (on ``console``)."""
+    console = console or Console(stderr=True)
+    trace = make_trace(trace_settings)
+    started = time.perf_counter()
+    bound = lower_bound(trace.cluster, trace.nodes, trace.arrivals)
+    bound_s = time.perf_counter() - started
+    runs: list[tuple[Variant, PolicyRun]] = []
+    columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        for row in rows:
+            task = progress.add_task(row.label, total=len(trace.arrivals))
+
+            def advance(n: int, task_id: Any = task) -> None:
+                progress.advance(task_id, n)
+
+            runs.append((row, run_policy(row.policy, trace, row.settings, progress=advance)))
+            progress.update(task, completed=len(trace.arrivals))
+    return Comparison(trace, bound, bound_s, runs)
+
+
+def results_table(comparison: Comparison) -> Table:
+    """The comparison as a rich table: bytes per level (TiB), cost ratio, latency, pending."""
+    table = Table(title=f"Locality on {len(comparison.trace.arrivals)} pods, {len(comparison.trace.nodes)} nodes (bytes read in TiB)")
+    table.add_column("policy")
+    for name in LEVEL_NAMES:
+        table.add_column(name, justify="right")
+    table.add_column("cross-zone total", justify="right")
+    table.add_column("cost / optimum", justify="right")
+    table.add_column("extender ms/pod", justify="right")
+    table.add_column("pending", justify="right")
+    b = comparison.bound
+    for variant, run in comparison.rows:
+        table.add_row(
+            variant.label,
+            *(tib(x) for x in run.level_bytes),
+            tib(run.cross_zone_bytes),
+            f"{comparison.ratio(run):.3f}",
+            f"{run.extender_ms_per_pod:.1f}" if run.extender_calls else "-",
+            str(run.pending),
+        )
+    table.add_row(
+        "optimum (min-cost-flow lower bound)", *(tib(x) for x in b.level_bytes), tib(b.level_bytes[3] + b.level_bytes[4]), "1.000", "-", "-"
+    )
+    return table
+
+
+def markdown_table(comparison: Comparison) -> str:
+    """The comparison as a markdown table (for BENCHMARKS.md and the demo's report)."""
+    head = "| policy | " + " | ".join(LEVEL_NAMES) + " | cross-zone total | cost / optimum | extender ms/pod (p99) | pending |"
+    lines = [head, "|---" * (len(LEVELS) + 6) + "|"]
+    for variant, run in comparison.rows:
+        latency = f"{run.extender_ms_per_pod:.1f} ({run.extender_ms_p99:.1f})" if run.extender_calls else "-"
+        ratio = f"{comparison.ratio(run):.3f}"
+        cells = [variant.label, *(tib(x) for x in run.level_bytes), tib(run.cross_zone_bytes), ratio, latency, str(run.pending)]
+        lines.append("| " + " | ".join(cells) + " |")
+    b = comparison.bound
+    cells = ["optimum (lower bound)", *(tib(x) for x in b.level_bytes), tib(b.level_bytes[3] + b.level_bytes[4]), "1.000", "-", "-"]
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(comparison: Comparison, path: Path) -> Path:
+    """A PNG: bytes read per locality level per policy (stacked bars) and cost / optimum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [v.label for v, _ in comparison.rows] + ["optimum (lower bound)"]
+    levels = [r.level_bytes for _, r in comparison.rows] + [comparison.bound.level_bytes]
+    ratios = [comparison.ratio(r) for _, r in comparison.rows] + [1.0]
+    colors = ["#1b9e77", "#66a61e", "#e6ab02", "#d95f02", "#7570b3"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 0.55 * len(labels) + 2.2), gridspec_kw={"width_ratios": [3, 2]})
+    y = list(range(len(labels)))[::-1]
+    left = [0.0] * len(labels)
+    for li, name in enumerate(LEVEL_NAMES):
+        widths = [max(row[li], 0.0) / TiB for row in levels]
+        ax1.barh(y, widths, left=left, color=colors[li], label=name)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax1.set_yticks(y, labels)
+    ax1.set_xlabel("bytes read (TiB), by where they come from")
+    ax1.legend(loc="lower right", fontsize=8, ncols=5, bbox_to_anchor=(1.0, 1.0))
+    bars = ax2.barh(y, ratios, color=["#999999"] * (len(labels) - 1) + ["#333333"])
+    ax2.axvline(1.0, color="#333333", linewidth=0.8)
+    ax2.axvline(1.05, color="#d95f02", linewidth=0.8, linestyle="--", label="optimum + 5%")
+    ax2.set_yticks(y, [""] * len(labels))
+    ax2.set_xlabel("network cost / optimum (lower is better)")
+    ax2.bar_label(bars, labels=[f"{r:.3f}" for r in ratios], padding=3, fontsize=8)
+    ax2.set_xlim(0, max(ratios) * 1.18)
+    ax2.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"kbl locality benchmark: {len(comparison.trace.arrivals)} pods on {len(comparison.trace.nodes)} nodes", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures as JSON")
+    parser.add_argument("--plots", metavar="DIR", help="write locality.png into DIR")
+    parser.add_argument("--quick", action="store_true", help="a smaller trace (24 nodes, 240 pods)")
+    parser.add_argument("--seed", type=int, default=0, help="trace seed (default 0)")
+    parser.add_argument("--weight", type=int, default=5, help="extender weight for stork-like and kbl (default 5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = TraceSettings(seed=args.seed)
+    if args.quick:
+        settings = settings.quick()
+    console = make_console()
+    started = time.perf_counter()
+    comparison = compare(settings, variants(args.weight, full=not args.quick), console=console)
+    console.print(results_table(comparison))
+    b = comparison.bound
+    console.print(
+        f"optimum: min-cost-flow lower bound over {b.instants} instants ({comparison.bound_s:.1f} s); "
+        f"without capacity limits it would be {b.uncapacitated_cost / b.cost:.3f} x the bound. Total {time.perf_counter() - started:.0f} s."
+    )
+    if args.plots:
+        path = plot(comparison, Path(args.plots) / "locality.png")
+        console.print(f"plot: {path}")
+    write_json(args.json_out, comparison.as_dict())
+    if args.json_out:
+        console.print(f"figures: {args.json_out}")
+    return 0
+
+
+def dumps(comparison: Comparison) -> str:
+    """The comparison as JSON text."""
+    return json.dumps(comparison.as_dict(), indent=2, default=str)

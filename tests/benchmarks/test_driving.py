@@ -1,0 +1,297 @@
+"""The kube-scheduler driver against kube-scheduler's documented rules."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from fastapi import FastAPI, Request, Response
+
+from benchmarks.driving import (
+    ExtenderClient,
+    ExtenderConfig,
+    PodArrival,
+    Scheduler,
+    SchedulerSettings,
+    balanced_allocation_score,
+    extender_contribution,
+    least_allocated_score,
+    node_tree_order,
+    num_feasible_nodes_to_find,
+    select_host,
+)
+from benchmarks.serving import LocalServer
+from benchmarks.traces import pod_object
+from topology.errors import KblError
+from topology.examples import make_cluster_nodes
+from topology.nodes import Node
+from topology.pods import Pod
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize(
+    ("percentage", "nodes", "expected"),
+    [
+        (0, 50, 50),  # below 100 nodes: all
+        (0, 99, 99),
+        (0, 100, 100),  # adaptive 50% = 50, raised to the minimum of 100
+        (0, 1000, 420),  # 50 - 1000/125 = 42%
+        (0, 5000, 500),  # 50 - 40 = 10%
+        (0, 6000, 300),  # 50 - 48 = 2% -> floor of 5%
+        (0, 20000, 1000),  # 5%
+        (10, 5000, 500),
+        (100, 300, 300),
+        (1, 5000, 100),  # 50 nodes, raised to 100
+        (30, 250, 100),  # 75, raised to 100
+        (50, 333, 166),  # integer division
+    ],
+)
+def test_num_feasible_nodes_to_find_follows_kube_scheduler(percentage: int, nodes: int, expected: int) -> None:
+    assert num_feasible_nodes_to_find(percentage, nodes) == expected
+
+
+def test_least_allocated_and_balanced_scores_use_integer_arithmetic() -> None:
+    assert least_allocated_score((1000, 2 * GiB), (4000, 8 * GiB)) == 75
+    assert least_allocated_score((2000, 2 * GiB), (4000, 8 * GiB)) == 62  # (50 + 75) // 2
+    assert least_allocated_score((5000, 2 * GiB), (4000, 8 * GiB)) == 37  # cpu over: 0, memory 75
+    assert balanced_allocation_score((1000, 2 * GiB), (4000, 8 * GiB)) == 100
+    assert balanced_allocation_score((2000, 2 * GiB), (4000, 8 * GiB)) == 87  # 1 - |0.5 - 0.25| / 2
+
+
+def test_extender_score_is_multiplied_by_weight_and_ten_without_clamping() -> None:
+    assert extender_contribution(7, 3) == 210
+    assert extender_contribution(10, 1) == 100
+    assert extender_contribution(800, 1) == 8000  # Stork's overflow is not clamped by kube-scheduler
+
+
+def test_tie_break_is_uniform_among_equal_nodes_and_seeded() -> None:
+    scored = [("a", 5), ("b", 9), ("c", 9), ("d", 9), ("e", 9), ("f", 1)]
+    rng = random.Random(7)
+    counts = Counter(select_host(scored, rng) for _ in range(8000))
+    assert set(counts) == {"b", "c", "d", "e"}
+    assert all(1700 < c < 2300 for c in counts.values()), counts
+    first = [select_host(scored, random.Random(3)) for _ in range(5)]
+    assert first == [select_host(scored, random.Random(3)) for _ in range(5)]
+    with pytest.raises(KblError):
+        select_host([], rng)
+
+
+def test_node_tree_order_interleaves_zones() -> None:
+    nodes = [Node.from_object(o) for o in make_cluster_nodes(zones=3, racks_per_zone=1, hosts_per_rack=2)]
+    order = [n.name for n in node_tree_order(nodes)]
+    assert order == ["node-0-0-0", "node-1-0-0", "node-2-0-0", "node-0-0-1", "node-1-0-1", "node-2-0-1"]
+
+
+def _nodes(zones: int, racks: int, hosts: int) -> list[Node]:
+    return [Node.from_object(o) for o in make_cluster_nodes(zones=zones, racks_per_zone=racks, hosts_per_rack=hosts)]
+
+
+def _pod(name: str, cpu_m: int = 9000) -> tuple[dict[str, Any], Pod]:
+    obj = pod_object(name, "t", f"uid-{name}", kbl="k", dataset="d", shards=[0], cpu_m=cpu_m, memory_b=GiB)
+    return obj, Pod.from_object(obj)
+
+
+def test_sampling_offers_at_most_num_feasible_nodes_and_rotates_the_start_index() -> None:
+    nodes = _nodes(3, 4, 10)  # 120 nodes
+    sched = Scheduler(nodes, settings=SchedulerSettings(percentage_of_nodes_to_score=50))
+    order = [n.name for n in sched.nodes]
+    obj, pod = _pod("p")
+    first = sched.schedule_one(pod, obj)
+    assert first.offered == order[:100]  # 50% = 60, raised to 100
+    assert sched.next_start_node_index == 100
+    second = sched.schedule_one(pod, obj)
+    assert second.offered == order[100:] + order[:80]
+    assert sched.next_start_node_index == 80
+
+
+def test_failed_nodes_count_as_processed_for_the_rotation() -> None:
+    nodes = _nodes(1, 1, 4)
+    sched = Scheduler(nodes)
+    obj, pod = _pod("big", cpu_m=60000)
+    sched.assume(pod, sched.nodes[0].name)  # node 0 now too full for another big pod
+    attempt = sched.schedule_one(pod, obj)
+    assert attempt.evaluated == 4
+    assert len(attempt.offered) == 3
+    assert sched.nodes[0].name in attempt.failed
+
+
+# ----------------------------------------------------------------- a test extender over HTTP
+class Behaviour:
+    """What the test extender does; tests mutate it."""
+
+    def __init__(self) -> None:
+        self.filter_reply: dict[str, Any] | None = None
+        self.prioritize_status = 200
+        self.scores: dict[str, int] = {}
+        self.calls: Counter[str] = Counter()
+        self.bodies: dict[str, Any] = {}
+
+
+def _test_app(b: Behaviour) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/filter")
+    async def filter_(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        b.calls["filter"] += 1
+        b.bodies["filter"] = body
+        reply = b.filter_reply if b.filter_reply is not None else {"NodeNames": body["NodeNames"], "Nodes": body["Nodes"]}
+        return Response(orjson.dumps(reply), media_type="application/json")
+
+    @app.post("/prioritize")
+    async def prioritize(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        b.calls["prioritize"] += 1
+        names = body["NodeNames"] or [i["metadata"]["name"] for i in body["Nodes"]["items"]]
+        reply = [{"Host": n, "Score": b.scores.get(n, 0)} for n in names]
+        return Response(orjson.dumps(reply), status_code=b.prioritize_status, media_type="application/json")
+
+    @app.post("/bind")
+    async def bind(request: Request) -> Response:
+        b.calls["bind"] += 1
+        b.bodies["bind"] = orjson.loads(await request.body())
+        return Response(b'{"Error": ""}', media_type="application/json")
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Behaviour, str]]:
+    b = Behaviour()
+    with LocalServer(_test_app(b)) as server:
+        yield b, server.url
+
+
+_CLIENTS: list[ExtenderClient] = []
+
+
+def _scheduler(nodes: list[Node], url: str, *, cache: bool = True, weight: int = 1, bind: str = "") -> Scheduler:
+    encoded = {
+        n.name: orjson.dumps({"metadata": {"name": n.name}, "status": {"allocatable": {"cpu": f"{n.allocatable.cpu_m}m"}}})
+        for n in nodes
+    }
+    client = ExtenderClient(ExtenderConfig(url, node_cache_capable=cache, weight=weight, bind_verb=bind), encoded)
+    _CLIENTS.append(client)
+    return Scheduler(nodes, [client])
+
+
+@pytest.fixture
+def behaviour(served: tuple[Behaviour, str]) -> Iterator[Behaviour]:
+    b = served[0]
+    b.__init__()  # type: ignore[misc]
+    yield b
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
+def test_node_cache_capable_sends_names_only_and_rejects_a_name_not_offered(behaviour: Behaviour, served: tuple[Behaviour, str]) -> None:
+    nodes = _nodes(1, 1, 3)
+    sched = _scheduler(nodes, served[1])
+    obj, pod = _pod("p")
+    ok = sched.schedule_one(pod, obj)
+    assert ok.node is not None
+    sent = behaviour.bodies["filter"]
+    assert sent["Nodes"] is None
+    assert sorted(sent["NodeNames"]) == sorted(n.name for n in nodes)
+    assert sent["Pod"]["metadata"]["name"] == "p"
+    behaviour.filter_reply = {"NodeNames": [nodes[0].name, "node-not-offered"]}
+    failed = sched.schedule_one(pod, obj)
+    assert failed.node is None
+    assert "claims a filtered node 'node-not-offered'" in failed.reason
+    assert sched.extender_errors == 1
+
+
+def test_full_nodes_mode_sends_node_objects_and_uses_the_returned_items(behaviour: Behaviour, served: tuple[Behaviour, str]) -> None:
+    nodes = _nodes(1, 1, 3)
+    sched = _scheduler(nodes, served[1], cache=False)
+    obj, pod = _pod("p")
+    behaviour.filter_reply = {"Nodes": {"items": [{"metadata": {"name": nodes[2].name}}]}, "NodeNames": None}
+    attempt = sched.schedule_one(pod, obj)
+    sent = behaviour.bodies["filter"]
+    assert sent["NodeNames"] is None
+    assert {i["metadata"]["name"] for i in sent["Nodes"]["items"]} == {n.name for n in nodes}
+    assert attempt.node == nodes[2].name
+    assert behaviour.calls["prioritize"] == 0  # one feasible node: no scoring, no prioritize call
+
+
+def test_failed_and_unresolvable_nodes_are_recorded_and_unresolvable_wins(behaviour: Behaviour, served: tuple[Behaviour, str]) -> None:
+    nodes = _nodes(1, 1, 3)
+    sched = _scheduler(nodes, served[1])
+    obj, pod = _pod("p")
+    a, b, c = (n.name for n in nodes)
+    behaviour.filter_reply = {"NodeNames": [c], "FailedNodes": {a: "busy", b: "both"}, "FailedAndUnresolvableNodes": {b: "never"}}
+    attempt = sched.schedule_one(pod, obj)
+    assert attempt.node == c
+    assert attempt.failed == {a: "busy"}
+    assert attempt.unresolvable == {b: "never"}
+
+
+def test_filter_error_fails_the_attempt_and_the_pod_retries(behaviour: Behaviour, served: tuple[Behaviour, str]) -> None:
+    nodes = _nodes(1, 1, 2)
+    sched = _scheduler(nodes, served[1])
+    obj, pod = _pod("p")
+    behaviour.filter_reply = {"Error": "cache not synced"}
+    attempt = sched.schedule_one(pod, obj)
+    assert attempt.node is None
+    assert "cache not synced" in attempt.reason
+    behaviour.filter_reply = None
+    assert sched.schedule_one(pod, obj).node is not None
+
+
+def test_prioritize_errors_are_ignored(behaviour: Behaviour, served: tuple[Behaviour, str]) -> None:
+    nodes = _nodes(1, 1, 3)
+    sched = _scheduler(nodes, served[1])
+    obj, pod = _pod("p")
+    behaviour.prioritize_status = 500
+    attempt = sched.schedule_one(pod, obj)
+    assert attempt.node is not None
+    assert sched.prioritize_errors == 1
+    assert len(set(attempt.totals.values())) == 1  # plugins only, all nodes empty and equal
+
+
+def test_extender_scores_are_merged_as_score_times_weight_times_ten(behaviour: Behaviour, served: tuple[Behaviour, str]) -> None:
+    nodes = _nodes(1, 1, 3)
+    sched = _scheduler(nodes, served[1], weight=3)
+    a, b, c = (n.name for n in sched.nodes)
+    filler, _ = _pod("filler")
+    sched.assume(Pod.from_object(filler), a)  # a is busier: lower LeastAllocated score
+    obj, pod = _pod("p")
+    plugins = sched.schedule_one(pod, obj).totals
+    behaviour.scores = {a: 7, b: 1}
+    attempt = sched.schedule_one(pod, obj)
+    assert attempt.totals == {a: plugins[a] + 210, b: plugins[b] + 30, c: plugins[c]}
+    assert attempt.node == a
+
+
+def test_bind_goes_through_the_extender_bind_verb(behaviour: Behaviour, served: tuple[Behaviour, str]) -> None:
+    nodes = _nodes(1, 1, 2)
+    sched = _scheduler(nodes, served[1], bind="bind")
+    obj, pod = _pod("p")
+    events: list[tuple[str, str | None]] = []
+    sched.on_pod_event = lambda kind, o: events.append((kind, o["spec"].get("nodeName")))
+    result = sched.run([PodArrival(obj, pod, 0.0, 10.0)])
+    node = result.outcomes[pod.key].node
+    assert node is not None
+    assert behaviour.bodies["bind"] == {"PodName": "p", "PodNamespace": "t", "PodUID": "uid-p", "Node": node}
+    assert events == [("ADDED", None), ("MODIFIED", node), ("MODIFIED", node), ("DELETED", node)]
+
+
+def test_pods_wait_for_capacity_and_release_it_when_they_finish() -> None:
+    nodes = _nodes(1, 1, 1)  # 7 slots of 9000m
+    sched = Scheduler(nodes, settings=SchedulerSettings(seed=1))
+    arrivals = []
+    for i in range(9):
+        obj, pod = _pod(f"p{i}")
+        arrivals.append(PodArrival(obj, pod, 0.0, 100.0))
+    result = sched.run(arrivals)
+    starts = sorted(o.start_s or 0.0 for o in result.outcomes.values())
+    assert starts[:7] == [0.0] * 7
+    assert starts[7:] == [100.0, 100.0]
+    assert result.pending == []
+    assert result.delayed == 2
+    assert sched.free[0] == nodes[0].allocatable

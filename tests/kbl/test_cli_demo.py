@@ -1,0 +1,33 @@
+"""`kbl demo` produces its table, plot, report and figures without a cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kbl.cli import main
+
+
+def test_demo_quick_writes_table_plot_report_and_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "optimum" in printed
+    assert "stork-like" in printed
+    assert "kbl" in printed
+    png = (out / "locality.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(png) > 10_000
+    report = (out / "report.md").read_text()
+    assert "| policy |" in report
+    assert "cost / optimum" in report
+    assert "locality.png" in report
+    results = json.loads((out / "results.json").read_text())
+    labels = [p["label"] for p in results["policies"]]
+    assert labels[0].startswith("default")
+    assert any(label.startswith("kbl") for label in labels)
+    assert all(p["pending"] == 0 and p["ratio_to_optimum"] >= 1.0 - 1e-9 for p in results["policies"])
+    snapshot = json.loads((out / "snapshot.json").read_text())
+    assert {o["kind"] for o in snapshot["items"]} == {"Node", "DataSet"}
