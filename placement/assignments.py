@@ -83,19 +83,23 @@ def _feasible(layout: Layout, pieces: I32, rows: I64, cand: I32) -> B:
         ok &= ~(present & (cand == held[:, None]))
         held_dom = layout.domains[np.maximum(held, 0)]
         count += present & (cand_dom == held_dom[:, None])
-    ok &= count < layout.cap
+    ok &= (count < layout.cap) & layout.eligible[cand]
     return ok
 
 
-def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: PlacementSettings) -> int:
+def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: PlacementSettings, rows: I64 | None = None) -> int:
     """Give every missing piece a node (bounded-load rendezvous); returns pieces left unplaced.
+
+    ``rows`` limits the fill to those shards (default: every shard with a missing piece).
 
     A piece stays unplaced only when no eligible node can take it without breaking the rule
     (possible in repairs on a shrunken cluster, never when :func:`build_layout` accepted it).
     """
     need_rows = np.flatnonzero((pieces < 0).any(axis=1))
+    if rows is not None:
+        need_rows = np.intersect1d(need_rows, rows)
     if len(need_rows) == 0 or layout.size == 0:
-        return int((pieces < 0).sum())
+        return int((pieces[need_rows] < 0).sum())
     shard_hash = scores.shard_hashes(seed, need_rows.astype(np.int64))
     cand, cand_keys = scores.ranked(shard_hash, layout.node_hash, layout.weights, settings.candidates, settings.chunk_rows)
     caps = layout.targets * (1.0 + settings.fill_slack)

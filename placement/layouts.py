@@ -27,7 +27,7 @@ the others in proportion to their weights.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +69,9 @@ class Layout:
         Target load in bytes per node (water-filled weight share).
     node_hash:
         Rendezvous hash per node (:func:`placement.scores.node_hashes`).
+    eligible:
+        ``False`` for nodes kept only because they hold pieces (``keep`` in :func:`build_layout`):
+        they count for the rule but never receive a piece (target 0).
     problem:
         Empty when the rule can be honoured; otherwise why not (and :func:`build_layout` raised
         unless ``strict=False``).
@@ -85,6 +88,7 @@ class Layout:
     piece_bytes: F64
     targets: F64
     node_hash: scores.U64
+    eligible: npt.NDArray[np.bool_]
     problem: str
 
     @property
@@ -140,7 +144,11 @@ def waterfill(weights: F64, caps: F64, total: float) -> F64:
 
 
 def rule_cap(width: int, tolerates: int, domains: int) -> tuple[int, str]:
-    """The per-domain piece cap for ``width`` pieces over ``domains`` domains, and a problem if any."""
+    """The per-domain piece cap for ``width`` pieces over ``domains`` domains, and a problem if any.
+
+    When the rule cannot be honoured the cap returned is ``tolerates`` (what a repair on too few
+    domains may still use without one domain failure losing the shard).
+    """
     if domains <= 0:
         return 0, "no eligible nodes"
     if domains >= width:
@@ -148,7 +156,7 @@ def rule_cap(width: int, tolerates: int, domains: int) -> tuple[int, str]:
     cap = math.ceil(width / domains)
     if tolerates >= 1 and cap > tolerates:
         need = math.ceil(width / tolerates)
-        return cap, (
+        return tolerates, (
             f"{width} pieces over {domains} failure domains puts {cap} pieces in one domain, more than the {tolerates} "
             f"the redundancy can lose: one domain failure would lose shards; at least {need} domains are needed"
         )
@@ -156,7 +164,12 @@ def rule_cap(width: int, tolerates: int, domains: int) -> tuple[int, str]:
 
 
 def build_layout(
-    nodes: Sequence[Node], spec: DataSetSpec, *, weight: str = "ephemeral-storage", strict: bool = True
+    nodes: Sequence[Node],
+    spec: DataSetSpec,
+    *,
+    weight: str = "ephemeral-storage",
+    strict: bool = True,
+    keep: Collection[str] = (),
 ) -> Layout:
     """The :class:`Layout` of ``spec`` over ``nodes``.
 
@@ -172,6 +185,9 @@ def build_layout(
     strict:
         Raise :class:`PlacementError` when the redundancy cannot be honoured (else record it in
         :attr:`Layout.problem`).
+    keep:
+        Names of ineligible nodes to include anyway (they hold pieces whose failure domains a
+        repair must respect); they never receive pieces.
 
     Raises
     ------
@@ -185,11 +201,15 @@ def build_layout(
             raise PlacementError(f"node {node.name!r} is listed twice")
         seen.add(node.name)
     selector = dict(spec.node_selector)
-    eligible = sorted((n for n in nodes if matches(n, selector) and n.allocatable.get(weight) > 0), key=lambda n: n.name)
-    names = tuple(n.name for n in eligible)
-    weights = np.array([float(n.allocatable.get(weight)) for n in eligible], dtype=np.float64)
-    domains, domain_names = domain_ids([n.domain(spec.failure_domain) for n in eligible])
-    levels = {level: domain_ids([level_domain(n, level) for n in eligible])[0] for level in LEVELS}
+    kept = set(keep)
+    ok = {n.name for n in nodes if matches(n, selector) and n.allocatable.get(weight) > 0}
+    included = sorted((n for n in nodes if n.name in ok or n.name in kept), key=lambda n: n.name)
+    is_ok = np.array([n.name in ok for n in included], dtype=bool)
+    eligible = [n for n in included if n.name in ok]
+    names = tuple(n.name for n in included)
+    weights = np.array([float(max(n.allocatable.get(weight), 1)) for n in included], dtype=np.float64)
+    domains, domain_names = domain_ids([n.domain(spec.failure_domain) for n in included])
+    levels = {level: domain_ids([level_domain(n, level) for n in included])[0] for level in LEVELS}
     red = spec.redundancy
     width = red.width
     problem = ""
@@ -198,14 +218,15 @@ def build_layout(
         problem = f"no node that {what} has allocatable {weight}"
         cap = 0
     else:
-        cap, problem = rule_cap(width, red.tolerates, len(domain_names))
+        n_domains = len(np.unique(domains[is_ok]))
+        cap, problem = rule_cap(width, red.tolerates, n_domains)
         if not problem:
-            per_domain = np.bincount(domains, minlength=len(domain_names))
+            per_domain = np.bincount(domains[is_ok], minlength=len(domain_names))
             slots = int(np.minimum(per_domain, cap).sum())
             if slots < width:
                 problem = (
                     f"{width} pieces need {width} nodes with at most {cap} per failure domain; "
-                    f"the {len(domain_names)} domains offer only {slots}"
+                    f"the {n_domains} domains offer only {slots}"
                 )
     if problem:
         problem = f"DataSet {spec.key} ({red}, failure domain {spec.failure_domain}): {problem}"
@@ -213,15 +234,18 @@ def build_layout(
             raise PlacementError(problem)
     piece_bytes = spec.shard_sizes.astype(np.float64) * red.piece_fraction()
     total = float(piece_bytes.sum()) * width
-    targets = np.zeros(len(eligible), dtype=np.float64)
+    targets = np.zeros(len(included), dtype=np.float64)
     if eligible and cap > 0:
         per_node_max = float(piece_bytes.sum())
         n_dom = len(domain_names)
-        dom_weight = np.bincount(domains, weights=weights, minlength=n_dom).astype(np.float64)
-        dom_nodes = np.bincount(domains, minlength=n_dom).astype(np.float64)
+        dom_weight = np.bincount(domains[is_ok], weights=weights[is_ok], minlength=n_dom).astype(np.float64)
+        dom_nodes = np.bincount(domains[is_ok], minlength=n_dom).astype(np.float64)
         dom_alloc = waterfill(dom_weight, np.minimum(dom_nodes, cap) * per_node_max, total)
+        order = np.argsort(domains, kind="stable")
+        bounds = np.searchsorted(domains[order], np.arange(n_dom + 1))
         for d in range(n_dom):
-            members = np.flatnonzero(domains == d)
+            members = order[bounds[d] : bounds[d + 1]]
+            members = members[is_ok[members]]
             targets[members] = waterfill(weights[members], np.full(len(members), per_node_max), float(dom_alloc[d]))
     return Layout(
         spec=spec,
@@ -235,5 +259,6 @@ def build_layout(
         piece_bytes=piece_bytes,
         targets=targets,
         node_hash=scores.node_hashes(names),
+        eligible=is_ok,
         problem=problem,
     )
