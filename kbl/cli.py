@@ -17,6 +17,7 @@ from topology.errors import KblError
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("topology", "kbl.commands.topology", "summarise a snapshot: domains, capacity, datasets, violations"),
     ("bench", "kbl.commands.bench", "run a benchmark of the harness (figures for BENCHMARKS.md)"),
+    ("place", "kbl.commands.place", "place a DataSet's shards over failure domains (or rebalance with --previous)"),
 )
 
 

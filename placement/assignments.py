@@ -87,6 +87,24 @@ def _feasible(layout: Layout, pieces: I32, rows: I64, cand: I32) -> B:
     return ok
 
 
+def _first_ok(layout: Layout, pieces: I32, rows: I64, cand: I32, full: B, window: int = 8) -> tuple[I64, B]:
+    """Per row, the first candidate column that keeps the rule and is not full (and whether any).
+
+    Looks at the first ``window`` columns first (almost every row finds one there), then at all
+    columns for the rest.
+    """
+    head = cand[:, :window]
+    ok = _feasible(layout, pieces, rows, head) & ~full[head]
+    first = np.argmax(ok, axis=1).astype(np.int64)
+    has = ok[np.arange(len(rows)), first]
+    if cand.shape[1] > window and not has.all():
+        rest = np.flatnonzero(~has)
+        ok_all = _feasible(layout, pieces, rows[rest], cand[rest]) & ~full[cand[rest]]
+        first[rest] = np.argmax(ok_all, axis=1)
+        has[rest] = ok_all[np.arange(len(rest)), first[rest]]
+    return first, has
+
+
 def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: PlacementSettings, rows: I64 | None = None) -> int:
     """Give every missing piece a node (bounded-load rendezvous); returns pieces left unplaced.
 
@@ -112,9 +130,7 @@ def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: Placem
             full = loads >= caps
             loc = local_of[act]
             sub = cand[loc]
-            ok = _feasible(layout, pieces, act, sub) & ~full[sub]
-            first = np.argmax(ok, axis=1)
-            has = ok[np.arange(len(act)), first]
+            first, has = _first_ok(layout, pieces, act, sub, full)
             leftovers.extend((int(s), p) for s in act[~has])
             act, loc, first = act[has], loc[has], first[has]
             if not len(act):

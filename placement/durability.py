@@ -280,7 +280,7 @@ def _node_failures(pieces: I64, slack: I64, names: list[str], *, f: int, samples
     if int(slack.min()) + 1 == f == int(slack.max()) + 1:
         present_count = int((pieces >= 0).sum(axis=1).max())
         tuples_needed = len(pieces) * math.comb(present_count, f)
-        if tuples_needed <= TUPLE_BUDGET:
+        if tuples_needed <= TUPLE_BUDGET and n**f < 2**62:
             return _fatal_sets(pieces, names, f, total_sets)
     if total_sets * pieces.size <= ENUMERATION_BUDGET:
         sets = np.array(list(itertools.combinations(range(n), f)), dtype=np.int64)
