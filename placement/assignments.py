@@ -87,7 +87,7 @@ def _feasible(layout: Layout, pieces: I32, rows: I64, cand: I32) -> B:
     return ok
 
 
-def _first_ok(layout: Layout, pieces: I32, rows: I64, cand: I32, full: B, window: int = 8) -> tuple[I64, B]:
+def _first_ok(layout: Layout, pieces: I32, rows: I64, cand: I32, full: B, *, window: int = 8) -> tuple[I64, B]:
     """Per row, the first candidate column that keeps the rule and is not full (and whether any).
 
     Looks at the first ``window`` columns first (almost every row finds one there), then at all
