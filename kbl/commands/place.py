@@ -83,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         previous = prev.placement
     result = place(snap.nodes, dataset.spec, previous=previous, weight=args.weight, seed=args.seed)
     out = copy.deepcopy(raw)
-    status = out.get("status") if isinstance(out.get("status"), dict) else {}
-    out["status"] = {**status, "placement": result.placement.to_status()}
+    old_status = out.get("status")
+    status: dict[str, Any] = dict(old_status) if isinstance(old_status, dict) else {}
+    status["placement"] = result.placement.to_status()
+    out["status"] = status
     if args.output and args.output.endswith((".yaml", ".yml")):
         text = yaml.safe_dump(out, sort_keys=False)
     else:

@@ -15,8 +15,8 @@ from topology.examples import as_list, make_cluster_nodes
 from topology.nodes import Node
 
 
-def write_nodes(path: Path, **shape: int) -> list[Node]:
-    objs = make_cluster_nodes(**shape)
+def write_nodes(path: Path, *, zones: int, racks_per_zone: int, hosts_per_rack: int) -> list[Node]:
+    objs = make_cluster_nodes(zones=zones, racks_per_zone=racks_per_zone, hosts_per_rack=hosts_per_rack)
     path.write_text(json.dumps(as_list(objs)))
     return [Node.from_object(o) for o in objs]
 
