@@ -7,4 +7,5 @@ from __future__ import annotations
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "model": ("benchmarks.model", "build the topology model: 5,000 nodes and 1,000,000 shard replicas (time, peak RSS)"),
+    "placement": ("benchmarks.placement", "placement balance, movement, speed and durability (60, 600 and 3,000 hosts)"),
 }
