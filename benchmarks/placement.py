@@ -81,7 +81,8 @@ def balance_dict(nodes: Sequence[Node], spec: DataSetSpec, placement: ShardPlace
     rows, _ = np.nonzero(pieces >= 0)
     loads = np.bincount(pieces[pieces >= 0], weights=layout.piece_bytes[rows], minlength=layout.size).astype(np.float64)
     b = balance_of(layout, loads)
-    return {"max_over_mean": b.max_over_mean, "min_over_mean": b.min_over_mean, "cv": b.cv, "violations": len(violating_shards(layout, pieces))}
+    violations = len(violating_shards(layout, pieces))
+    return {"max_over_mean": b.max_over_mean, "min_over_mean": b.min_over_mean, "cv": b.cv, "violations": violations}
 
 
 def held_bytes(placement: ShardPlacement, spec: DataSetSpec, node: str) -> float:
