@@ -42,6 +42,8 @@ from topology.nodes import Node, Resources
 GIB = 2**30
 #: The rack-aware rule of the CRUSH reference map (chooseleaf over racks).
 RACK = labels.DEFAULT_RACK
+#: No spreading above the failure domain: the CRUSH-like rule, and the rack-unaware baseline.
+NO_SPREAD = PlacementSettings(spread_cost_limit=None)
 
 
 def cluster(zones: int, racks: int, hosts: int, weights: str = "equal") -> list[Node]:
@@ -55,10 +57,10 @@ def make_spec(shards: int, red: Redundancy, fd: str = RACK) -> DataSetSpec:
 
 def straw2_like(nodes: Sequence[Node], spec: DataSetSpec, seed: int = 0) -> ShardPlacement:
     """The random floor: plain weighted rendezvous under the same rule, no load bound, no balancing."""
-    layout = build_layout(nodes, spec)
+    layout = build_layout(nodes, spec, spread_cost_limit=None)
     pieces = np.full((spec.shards, spec.redundancy.width), -1, dtype=np.int32)
     loads = np.zeros(layout.size)
-    fill(layout, pieces, loads, seed=seed, settings=PlacementSettings(fill_slack=1e18))
+    fill(layout, pieces, loads, seed=seed, settings=PlacementSettings(fill_slack=1e18, spread_cost_limit=None))
     return to_shard_placement(layout, pieces)
 
 
@@ -74,8 +76,9 @@ def uniform_random(nodes: Sequence[Node], spec: DataSetSpec, seed: int = 0) -> S
     return ShardPlacement(names, out)
 
 
-def balance_dict(nodes: Sequence[Node], spec: DataSetSpec, placement: ShardPlacement) -> dict[str, float]:
-    layout = build_layout(nodes, spec)
+def balance_dict(nodes: Sequence[Node], spec: DataSetSpec, placement: ShardPlacement, *, spread: bool = True) -> dict[str, float]:
+    """Balance against the targets of the rule used (with or without spreading above the domain)."""
+    layout = build_layout(nodes, spec, spread_cost_limit=PlacementSettings().spread_cost_limit if spread else None)
     lut = np.array([*(layout.index[n] for n in placement.nodes), -1], dtype=np.int32)
     pieces = lut[placement.pieces]
     rows, _ = np.nonzero(pieces >= 0)
@@ -118,22 +121,28 @@ def with_storage(node: Node, factor: float) -> Node:
 
 def scenario(nodes: list[Node], spec: DataSetSpec, extra: Node, *, stateless: bool) -> dict[str, Any]:
     """Every figure for one cluster and spec."""
-    t0 = time.perf_counter()
+    place(nodes, spec)  # warm-up (imports, allocator)
+    t0, c0 = time.perf_counter(), time.process_time()
     base = place(nodes, spec)
-    fresh_s = time.perf_counter() - t0
+    fresh_s, fresh_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     pieces = spec.shards * spec.redundancy.width
     out: dict[str, Any] = {
         "nodes": len(nodes),
         "shards": spec.shards,
         "redundancy": str(spec.redundancy),
         "fresh_s": fresh_s,
+        "fresh_cpu_s": fresh_cpu_s,
         "pieces_per_s": pieces / fresh_s,
         "ours": balance_dict(nodes, spec, base.placement),
     }
     t0 = time.perf_counter()
     floor = straw2_like(nodes, spec, seed=1)
     out["straw2_like_s"] = time.perf_counter() - t0
-    out["random_floor"] = balance_dict(nodes, spec, floor)
+    out["random_floor"] = balance_dict(nodes, spec, floor, spread=False)
+    plain = build_layout(nodes, spec, spread_cost_limit=None).targets
+    spread_layout = build_layout(nodes, spec)
+    out["spread_levels"] = [r.level for r in spread_layout.spread]
+    out["spread_cost"] = float(np.max(np.abs(spread_layout.targets / plain - 1)))
     if isinstance(spec.redundancy, Replicas) and all(n.allocatable.storage_b == nodes[0].allocatable.storage_b for n in nodes):
         out["binomial_floor_cv"] = math.sqrt((1 - 1 / len(nodes)) / (pieces / len(nodes)))
     # Add one host, remove one, reweight one: with previous (the production path).
@@ -189,7 +198,8 @@ def durability_table(nodes: list[Node], spec: DataSetSpec, *, f: int) -> dict[st
     host_spec = make_spec(spec.shards, spec.redundancy, labels.HOSTNAME)
     rows = {
         "kbl (rack)": place(nodes, spec).placement,
-        "rack-unaware (kbl, host)": place(nodes, host_spec).placement,
+        "rack-unaware (kbl, host)": place(nodes, host_spec, settings=NO_SPREAD).placement,
+        "kbl (rack), no zone spread": place(nodes, spec, settings=NO_SPREAD).placement,
         "random hosts": uniform_random(nodes, spec, seed=2),
     }
     table: dict[str, Any] = {}
@@ -219,7 +229,10 @@ def _fmt(b: dict[str, float]) -> str:
 
 def _print(name: str, r: dict[str, Any]) -> None:
     print(f"{name}: {r['nodes']} nodes, {r['shards']:,} x {r['redundancy']}")
-    print(f"  fresh {r['fresh_s']:.3f} s ({r['pieces_per_s']:,.0f} pieces/s); straw2-like {r['straw2_like_s']:.3f} s")
+    print(
+        f"  fresh {r['fresh_s']:.3f} s wall, {r['fresh_cpu_s']:.3f} s CPU ({r['pieces_per_s']:,.0f} pieces/s); "
+        f"straw2-like {r['straw2_like_s']:.3f} s; spread above the rule: {r['spread_levels']} (target shift {100 * r['spread_cost']:.1f}%)"
+    )
     print(f"  ours         {_fmt(r['ours'])}")
     floor = f" (binomial {100 * r['binomial_floor_cv']:.2f}%)" if "binomial_floor_cv" in r else ""
     print(f"  random floor {_fmt(r['random_floor'])}{floor}")

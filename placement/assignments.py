@@ -72,18 +72,24 @@ def drop_violations(layout: Layout, pieces: I32) -> B:
     return dropped
 
 
-def _feasible(layout: Layout, pieces: I32, rows: I64, cand: I32) -> B:
-    """Candidate nodes (``len(rows) x k``) that keep the rule for the given shards."""
-    ok = np.ones(cand.shape, dtype=bool)
-    cand_dom = layout.domains[cand]
-    count = np.zeros(cand.shape, dtype=np.int64)
+def _feasible(layout: Layout, pieces: I32, rows: I64, cand: I32, *, spread: bool = True) -> B:
+    """Candidate nodes (``len(rows) x k``) that keep the rule (and the spreading) for the given shards."""
+    ok = layout.eligible[cand].copy()
+    rules = [(layout.domains, layout.cap)]
+    if spread:
+        rules.extend((r.ids, r.cap) for r in layout.spread)
+    held_all = pieces[rows]
+    present = held_all >= 0
     for q in range(pieces.shape[1]):
-        held = pieces[rows, q]
-        present = (held >= 0)[:, None]
-        ok &= ~(present & (cand == held[:, None]))
-        held_dom = layout.domains[np.maximum(held, 0)]
-        count += present & (cand_dom == held_dom[:, None])
-    ok &= (count < layout.cap) & layout.eligible[cand]
+        ok &= ~(present[:, q : q + 1] & (cand == held_all[:, q : q + 1]))
+    safe_held = np.maximum(held_all, 0)
+    for ids, cap in rules:
+        cand_dom = ids[cand]
+        held_dom = ids[safe_held]
+        count = np.zeros(cand.shape, dtype=np.int64)
+        for q in range(pieces.shape[1]):
+            count += present[:, q : q + 1] & (cand_dom == held_dom[:, q : q + 1])
+        ok &= count < cap
     return ok
 
 
@@ -163,7 +169,10 @@ def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: Placem
 def _place_one(layout: Layout, pieces: I32, loads: F64, *, shard: int, piece: int, seed: int) -> bool:
     """Fallback for one piece: the rule-keeping node with the lowest load/target, then best key."""
     everyone = np.arange(layout.size, dtype=np.int32)[None, :]
-    ok = _feasible(layout, pieces, np.array([shard], dtype=np.int64), everyone)[0]
+    row = np.array([shard], dtype=np.int64)
+    ok = _feasible(layout, pieces, row, everyone)[0]
+    if not ok.any():  # spreading is a preference: drop it before giving up
+        ok = _feasible(layout, pieces, row, everyone, spread=False)[0]
     if not ok.any():
         return False
     row_keys = scores.keys(scores.shard_hashes(seed, np.array([shard], dtype=np.int64)), layout.node_hash, layout.weights)[0]

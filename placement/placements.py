@@ -76,7 +76,7 @@ def plan(
     PlacementError
         If the redundancy cannot be honoured on these nodes.
     """
-    layout = build_layout(nodes, spec, weight=weight, strict=True)
+    layout = build_layout(nodes, spec, weight=weight, strict=True, spread_cost_limit=settings.spread_cost_limit)
     shards, width = spec.shards, spec.redundancy.width
     pieces = np.full((shards, width), -1, dtype=np.int32)
     old: I32 | None = None

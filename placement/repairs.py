@@ -118,7 +118,14 @@ def repair_plan(
     gone = set(failed)
     survivors = [n for n in nodes if n.name not in gone]
     holders = set(placement.nodes)
-    layout = build_layout(survivors, spec, weight=weight, strict=False, keep=[n.name for n in survivors if n.name in holders])
+    layout = build_layout(
+        survivors,
+        spec,
+        weight=weight,
+        strict=False,
+        keep=[n.name for n in survivors if n.name in holders],
+        spread_cost_limit=cfg.spread_cost_limit,
+    )
     shards, width = spec.shards, spec.redundancy.width
     pieces = np.full((shards, width), -1, dtype=np.int32)
     ss, ww = min(shards, placement.shards), min(width, placement.width)

@@ -36,6 +36,10 @@ class PlacementSettings:
         matrix, 8 bytes per entry).
     max_rounds:
         Upper bound on balancing rounds per call (each round moves many pieces at once).
+    spread_cost_limit:
+        Spread pieces over the levels above the failure domain (racks, zones) when that moves
+        no node's target by more than this fraction of its weight share; ``None`` never spreads
+        above the failure domain (see :mod:`placement.layouts`).
     """
 
     fill_slack: float = 0.01
@@ -44,6 +48,7 @@ class PlacementSettings:
     candidates: int = 64
     chunk_rows: int = 4096
     max_rounds: int = 64
+    spread_cost_limit: float | None = 0.25
 
     def __post_init__(self) -> None:
         if not self.fill_slack >= 0:
