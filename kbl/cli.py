@@ -19,6 +19,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("serve", "kbl.commands.serve", "run the scheduler extender (filter, prioritize, bind, preempt) over HTTP(S)"),
     ("bench", "kbl.commands.bench", "run a benchmark of the harness (figures for BENCHMARKS.md)"),
     ("demo", "kbl.commands.demo", "the main job on an embedded cluster: kbl against kube-scheduler, Stork-like and the optimum"),
+    ("place", "kbl.commands.place", "place a DataSet's shards over failure domains (or rebalance with --previous)"),
 )
 
 

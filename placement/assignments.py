@@ -72,30 +72,58 @@ def drop_violations(layout: Layout, pieces: I32) -> B:
     return dropped
 
 
-def _feasible(layout: Layout, pieces: I32, rows: I64, cand: I32) -> B:
-    """Candidate nodes (``len(rows) x k``) that keep the rule for the given shards."""
-    ok = np.ones(cand.shape, dtype=bool)
-    cand_dom = layout.domains[cand]
-    count = np.zeros(cand.shape, dtype=np.int64)
+def _feasible(layout: Layout, pieces: I32, rows: I64, cand: I32, *, spread: bool = True) -> B:
+    """Candidate nodes (``len(rows) x k``) that keep the rule (and the spreading) for the given shards."""
+    ok = layout.eligible[cand].copy()
+    rules = [(layout.domains, layout.cap)]
+    if spread:
+        rules.extend((r.ids, r.cap) for r in layout.spread)
+    held_all = pieces[rows]
+    present = held_all >= 0
     for q in range(pieces.shape[1]):
-        held = pieces[rows, q]
-        present = (held >= 0)[:, None]
-        ok &= ~(present & (cand == held[:, None]))
-        held_dom = layout.domains[np.maximum(held, 0)]
-        count += present & (cand_dom == held_dom[:, None])
-    ok &= count < layout.cap
+        ok &= ~(present[:, q : q + 1] & (cand == held_all[:, q : q + 1]))
+    safe_held = np.maximum(held_all, 0)
+    for ids, cap in rules:
+        cand_dom = ids[cand]
+        held_dom = ids[safe_held]
+        count = np.zeros(cand.shape, dtype=np.int64)
+        for q in range(pieces.shape[1]):
+            count += present[:, q : q + 1] & (cand_dom == held_dom[:, q : q + 1])
+        ok &= count < cap
     return ok
 
 
-def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: PlacementSettings) -> int:
+def _first_ok(layout: Layout, pieces: I32, rows: I64, cand: I32, full: B, *, window: int = 8) -> tuple[I64, B]:
+    """Per row, the first candidate column that keeps the rule and is not full (and whether any).
+
+    Looks at the first ``window`` columns first (almost every row finds one there), then at all
+    columns for the rest.
+    """
+    head = cand[:, :window]
+    ok = _feasible(layout, pieces, rows, head) & ~full[head]
+    first = np.argmax(ok, axis=1).astype(np.int64)
+    has = ok[np.arange(len(rows)), first]
+    if cand.shape[1] > window and not has.all():
+        rest = np.flatnonzero(~has)
+        ok_all = _feasible(layout, pieces, rows[rest], cand[rest]) & ~full[cand[rest]]
+        first[rest] = np.argmax(ok_all, axis=1)
+        has[rest] = ok_all[np.arange(len(rest)), first[rest]]
+    return first, has
+
+
+def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: PlacementSettings, rows: I64 | None = None) -> int:
     """Give every missing piece a node (bounded-load rendezvous); returns pieces left unplaced.
+
+    ``rows`` limits the fill to those shards (default: every shard with a missing piece).
 
     A piece stays unplaced only when no eligible node can take it without breaking the rule
     (possible in repairs on a shrunken cluster, never when :func:`build_layout` accepted it).
     """
     need_rows = np.flatnonzero((pieces < 0).any(axis=1))
+    if rows is not None:
+        need_rows = np.intersect1d(need_rows, rows)
     if len(need_rows) == 0 or layout.size == 0:
-        return int((pieces < 0).sum())
+        return int((pieces[need_rows] < 0).sum())
     shard_hash = scores.shard_hashes(seed, need_rows.astype(np.int64))
     cand, cand_keys = scores.ranked(shard_hash, layout.node_hash, layout.weights, settings.candidates, settings.chunk_rows)
     caps = layout.targets * (1.0 + settings.fill_slack)
@@ -108,9 +136,7 @@ def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: Placem
             full = loads >= caps
             loc = local_of[act]
             sub = cand[loc]
-            ok = _feasible(layout, pieces, act, sub) & ~full[sub]
-            first = np.argmax(ok, axis=1)
-            has = ok[np.arange(len(act)), first]
+            first, has = _first_ok(layout, pieces, act, sub, full)
             leftovers.extend((int(s), p) for s in act[~has])
             act, loc, first = act[has], loc[has], first[has]
             if not len(act):
@@ -143,7 +169,10 @@ def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: Placem
 def _place_one(layout: Layout, pieces: I32, loads: F64, *, shard: int, piece: int, seed: int) -> bool:
     """Fallback for one piece: the rule-keeping node with the lowest load/target, then best key."""
     everyone = np.arange(layout.size, dtype=np.int32)[None, :]
-    ok = _feasible(layout, pieces, np.array([shard], dtype=np.int64), everyone)[0]
+    row = np.array([shard], dtype=np.int64)
+    ok = _feasible(layout, pieces, row, everyone)[0]
+    if not ok.any():  # spreading is a preference: drop it before giving up
+        ok = _feasible(layout, pieces, row, everyone, spread=False)[0]
     if not ok.any():
         return False
     row_keys = scores.keys(scores.shard_hashes(seed, np.array([shard], dtype=np.int64)), layout.node_hash, layout.weights)[0]

@@ -20,7 +20,8 @@ class PlacementSettings:
     fill_slack:
         While assigning new pieces (a fresh placement, rebuilds, pieces of removed nodes) a node
         accepts pieces up to ``target * (1 + fill_slack)`` bytes; beyond that the piece goes to
-        the next node in its rendezvous order (bounded-load consistent hashing).
+        the next node in its rendezvous order (bounded-load consistent hashing). A huge value
+        turns the bound off (plain weighted rendezvous, the straw2-like baseline).
     fresh_tolerance:
         Balance band of a fresh placement: after assignment, pieces move until every node is
         within ``target * (1 +- fresh_tolerance)`` (when the failure-domain rule allows).
@@ -35,6 +36,10 @@ class PlacementSettings:
         matrix, 8 bytes per entry).
     max_rounds:
         Upper bound on balancing rounds per call (each round moves many pieces at once).
+    spread_cost_limit:
+        Spread pieces over the levels above the failure domain (racks, zones) when that moves
+        no node's target by more than this fraction of its weight share; ``None`` never spreads
+        above the failure domain (see :mod:`placement.layouts`).
     """
 
     fill_slack: float = 0.01
@@ -43,10 +48,11 @@ class PlacementSettings:
     candidates: int = 64
     chunk_rows: int = 4096
     max_rounds: int = 64
+    spread_cost_limit: float | None = 0.25
 
     def __post_init__(self) -> None:
-        if not 0 <= self.fill_slack < 1:
-            raise ValueError("fill_slack must be in [0, 1)")
+        if not self.fill_slack >= 0:
+            raise ValueError("fill_slack must be >= 0")
         if not 0 <= self.fresh_tolerance < 1 or not 0 <= self.stable_tolerance < 1:
             raise ValueError("tolerances must be in [0, 1)")
         if self.candidates < 1 or self.chunk_rows < 1 or self.max_rounds < 1:

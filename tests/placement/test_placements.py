@@ -247,3 +247,47 @@ def test_rebalance_rejects_a_negative_budget() -> None:
     nodes, sp = grid(2, 2, 2), spec(10, Replicas(2))
     with pytest.raises(ValueError, match="max_moves_per_round"):
         rebalance(nodes, sp, place(nodes, sp).placement, max_moves_per_round=-1)
+
+
+def test_rack_rule_also_spreads_over_equal_zones() -> None:
+    nodes, sp = grid(3, 4, 2), spec(3000, Erasure(4, 2))
+    result = place(nodes, sp)
+    zone_of = {n.name: n.zone for n in nodes}
+    for row in holders(result):
+        assert max(Counter(zone_of[h] for h in row).values()) <= 2, "4+2 over 3 zones: at most m = 2 per zone"
+    assert [s.max_per_domain for s in result.report.spread if s.level == "zone"] == [2]
+
+
+def test_spreading_is_skipped_when_it_would_overload_a_small_zone() -> None:
+    nodes = [*grid(2, 3, 3), node("lonely", "z9", "rack-0")]
+    sp = spec(3000, Replicas(3))
+    result = place(nodes, sp)
+    counts = Counter(n for row in holders(result) for n in row)
+    fair = 9000 / 19
+    assert abs(counts["lonely"] - fair) < 0.05 * fair, "one host alone in a zone must get its share, not a piece of every shard"
+    assert result.report.balance.max_over_mean < 1.03
+
+
+def test_placement_does_not_depend_on_the_python_hash_seed() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, numpy as np\n"
+        "from placement import place\n"
+        "from topology.datasets import DataSetSpec, Erasure\n"
+        "from topology.nodes import Node, Resources\n"
+        "nodes = [Node(f'n{i}', 'r', f'r/z{i % 3}', f'r/z{i % 3}/k{i % 5}', {}, Resources(storage_b=(1 + i % 4) * 2**40))"
+        " for i in range(30)]\n"
+        "spec = DataSetSpec('d', 'ns', 500, np.full(500, 2**30, dtype=np.int64), Erasure(3, 2), 'rack', {})\n"
+        "p = place(nodes, spec).placement\n"
+        "names = np.array(p.nodes, dtype=object)[p.pieces]\n"
+        "print(hashlib.sha256('|'.join(names.ravel().tolist()).encode()).hexdigest())\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed, "PATH": ""}
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1
