@@ -107,7 +107,7 @@ class AsgProvider:
         )
 
     def list_groups(self) -> list[NodeGroupInfo]:
-        out = []
+        out: list[NodeGroupInfo] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Filters": [{"Name": f"tag:{MANAGED_BY_TAG}", "Values": [MANAGED_BY]}]}
