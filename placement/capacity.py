@@ -216,6 +216,14 @@ class EvictPods(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class AnnotateNode(Action):
+    """Keep Cluster Autoscaler away from a KBL node (its scale-down-disabled annotation)."""
+
+    node: str
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class RemoveNode(Action):
     group: str
     node: str
@@ -573,6 +581,10 @@ def _plan_kbl(kbl: KBL, ctx: _Context) -> list[_GroupPlan]:
 
     for z in sorted(existing):
         plan_for(z)
+    for plan in plans.values():
+        for node in plan.nodes:
+            if node.annotations.get(CA_SCALE_DOWN_DISABLED) != "true":
+                actions.append(AnnotateNode(kbl.key, node.name, {CA_SCALE_DOWN_DISABLED: "true"}))
     # Floor: nodes that run the KBL's pods stay.
     for plan in plans.values():
         names = {n.name for n in plan.nodes}
