@@ -563,6 +563,8 @@ def _plan_kbl(kbl: KBL, ctx: _Context) -> list[_GroupPlan]:
         zones = sorted({plain_zone(n.zone) for n in state.nodes if "~" not in n.zone})
         zone = zones[0] if zones else None
     plans: dict[str, _GroupPlan] = {}
+    if zone is None and (pending or kbl.stages):
+        notes.append(Note(kbl.key, "no zone known: no data placed and no labelled node to take a zone from"))
 
     def plan_for(z: str) -> _GroupPlan | None:
         if z in plans:

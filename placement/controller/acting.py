@@ -69,7 +69,7 @@ class Actor:
                 self._event(action.kbl, "CapacityActionFailed", f"{action.kind}: {exc}", "Warning")
                 continue
             self.log.done.append(action)
-        self._record_ready_times(state)
+        self._sync_group_status(state)
         return self.log
 
     # ------------------------------------------------------------------ dispatch
@@ -157,15 +157,28 @@ class Actor:
             entries.append({"name": group, **values})
         self.kube.patch_status(KBLS, name, {"status": {"nodeGroups": entries}}, namespace=namespace)
 
-    def _record_ready_times(self, state: cap.CapacityState) -> None:
+    def _sync_group_status(self, state: cap.CapacityState) -> None:
+        """Make ``status.nodeGroups`` agree with the cloud: adopt groups created by a controller
+        that died before confirming them, and record measured node-ready times."""
+        groups = {g.name: g for g in state.groups}
         for kbl in state.kbls:
-            for entry in kbl.status.get("nodeGroups") or ():
-                if not isinstance(entry, Mapping):
-                    continue
-                group = str(entry.get("name"))
-                measured = state.node_ready_s.get(group)
+            recorded = {str(e.get("name")): e for e in kbl.status.get("nodeGroups") or () if isinstance(e, Mapping)}
+            for group in (g for g in state.groups if g.kbl == kbl.key):
+                entry = recorded.get(group.name, {})
+                phase = {"ACTIVE": "Active", "CREATING": "Creating", "DELETING": "Deleting"}.get(group.status, group.status.title())
+                wanted: dict[str, Any] = {}
+                if entry.get("phase") != phase:
+                    wanted["phase"] = phase
+                if "zone" not in entry:
+                    wanted["zone"] = group.zone
+                measured = state.node_ready_s.get(group.name)
                 if measured is not None and entry.get("nodeReadySeconds") != measured:
-                    self._group_status(kbl.key, group, {"nodeReadySeconds": measured})
+                    wanted["nodeReadySeconds"] = measured
+                if wanted:
+                    self._group_status(kbl.key, group.name, wanted)
+            for name, entry in recorded.items():
+                if name not in groups and entry.get("phase") == "Active":
+                    self._group_status(kbl.key, name, {"phase": "Gone"})
 
     def _event(self, kbl_key: str, reason: str, message: str, kind: str = "Normal") -> None:
         namespace, _, name = kbl_key.partition("/")

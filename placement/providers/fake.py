@@ -246,6 +246,7 @@ class FakeProvider:
         extra = {
             **spec.labels,
             "eks.amazonaws.com/nodegroup": spec.name,
+            "kbl.io/node-group": spec.name,
             "node.kubernetes.io/instance-type": spec.instance_type,
             "beta.kubernetes.io/instance-type": spec.instance_type,
         }

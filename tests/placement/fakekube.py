@@ -167,7 +167,7 @@ class FakeKube:
             have = {name for (plural, _, name) in self.objects if plural == "nodes"}
             managed = {
                 name for (plural, _, name), o in self.objects.items()
-                if plural == "nodes" and "eks.amazonaws.com/nodegroup" in (o["metadata"].get("labels") or {})
+                if plural == "nodes" and "kbl.io/node-group" in (o["metadata"].get("labels") or {})
             }
             for name in managed - set(wanted):
                 self.delete(NODES, name)
