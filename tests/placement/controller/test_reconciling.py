@@ -18,7 +18,7 @@ from tests.placement.fakekube import FakeKube
 from tests.placement.scenarios import T0, base_nodes, kbl_object, placed_dataset, pod_object
 
 
-class Killed(Exception):
+class KilledError(Exception):
     """The controller process dies here."""
 
 
@@ -33,7 +33,8 @@ class World:
             self.kube.put(NODES, node)
 
     def controller(self, hook: Callable[[str], None] | None = None, **settings: Any) -> Controller:
-        return Controller(self.kube, self.cloud, ControllerSettings(cluster_name="test", **settings), clock=lambda: self.now, step_hook=hook)
+        config = ControllerSettings(cluster_name="test", **settings)
+        return Controller(self.kube, self.cloud, config, clock=lambda: self.now, step_hook=hook)
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -44,7 +45,9 @@ class World:
         pods, _ = self.kube.list(PODS)
         nodes, _ = self.kube.list(NODES)
         used = {p["spec"].get("nodeName") for p in pods}
-        free = [n["metadata"]["name"] for n in nodes if "kbl.io/node-group" in n["metadata"]["labels"] and n["metadata"]["name"] not in used]
+        free = [
+            n["metadata"]["name"] for n in nodes if "kbl.io/node-group" in n["metadata"]["labels"] and n["metadata"]["name"] not in used
+        ]
         bound = 0
         for pod in pods:
             if not pod["spec"].get("nodeName") and free:
@@ -91,9 +94,9 @@ def test_killed_at_any_step_of_a_group_creation_a_new_controller_converges_witho
 
     def die(at: str) -> None:
         if at == step:
-            raise Killed(at)
+            raise KilledError(at)
 
-    with pytest.raises(Killed):
+    with pytest.raises(KilledError):
         world.controller(hook=die).reconcile_once()
     # A new process: nothing carried over but the cluster and the cloud.
     for _ in range(3):
@@ -209,8 +212,8 @@ def test_two_controllers_racing_never_exceed_the_global_budget() -> None:
         world.kube.put(KBLS, kbl_object(name, max_size=10))
         for i in range(6):
             world.kube.put(PODS, pod_object(f"{name}{i}", kbl=name, cpu="3"))
-    settings = {"capacity": cap.CapacitySettings(max_nodes_total=8)}
-    ctls = [world.controller(**settings), world.controller(**settings)]
+    budget = cap.CapacitySettings(max_nodes_total=8)
+    ctls = [world.controller(capacity=budget), world.controller(capacity=budget)]
     threads = [threading.Thread(target=lambda c=c: [c.reconcile_once() for _ in range(5)]) for c in ctls]
     for t in threads:
         t.start()
