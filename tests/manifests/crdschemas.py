@@ -19,6 +19,9 @@ from typing import Any
 
 import celpy
 import jsonschema
+from celpy.adapter import json_to_cel
+from celpy.celtypes import BoolType
+from celpy.evaluation import CELEvalError
 
 Obj = dict[str, Any]
 
@@ -77,18 +80,18 @@ class CrdValidator:
     def _rule(self, raw: Obj) -> _Rule:
         text = raw["rule"]
         if text not in self._programs:
-            self._programs[text] = _Rule(text, raw.get("message", text), self._env.program(self._env.compile(text)))
+            self._programs[text] = _Rule(text, str(raw.get("message", text)), self._env.program(self._env.compile(text)))
         return self._programs[text]
 
     def _walk(self, schema: Obj, value: Any, path: str) -> Iterator[str]:
         for raw in schema.get("x-kubernetes-validations", []):
             rule = self._rule(raw)
             try:
-                ok = rule.program.evaluate({"self": celpy.json_to_cel(value)})
-            except celpy.CELEvalError as exc:
+                ok = rule.program.evaluate({"self": json_to_cel(value)})
+            except CELEvalError as exc:
                 yield f"{path or '<root>'}: rule {rule.rule!r} failed to evaluate: {exc.args[0]}"
                 continue
-            if ok is not True and not (isinstance(ok, celpy.celtypes.BoolType) and bool(ok)):
+            if not (isinstance(ok, BoolType) and bool(ok)):
                 yield f"{path or '<root>'}: {rule.message}"
         if isinstance(value, dict):
             props = schema.get("properties", {})
