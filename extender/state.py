@@ -229,9 +229,7 @@ class ClusterState:
         if resource == NODES:
             return [(n, {"metadata": {"name": n}}) for n in self.cluster.nodes]
         if resource == PODS:
-            return [
-                (k, {"metadata": {"name": r.pod.name, "namespace": r.pod.namespace, "uid": r.pod.uid}}) for k, r in self._pods.items()
-            ]
+            return [(k, {"metadata": {"name": r.pod.name, "namespace": r.pod.namespace, "uid": r.pod.uid}}) for k, r in self._pods.items()]
         if resource == DATASETS:
             return [(k, {"metadata": {"name": d.name, "namespace": d.namespace}}) for k, d in self.cluster.datasets.items()]
         if resource == KBLS:
