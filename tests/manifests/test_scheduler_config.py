@@ -22,6 +22,7 @@ from extender.app import create_app
 from extender.messages import MAX_PRIORITY
 from extender.settings import ExtenderSettings, normalize_prefix
 from extender.state import ClusterState
+from kbl import cli
 from tests.manifests.shipped import NAMESPACE, find, generator, plain_objects, pod_spec, scheduler_config
 from topology.snapshots import load_snapshot
 
@@ -52,15 +53,17 @@ def _config(objects: list[Obj]) -> Obj:
 
 
 def _serve_args(objects: list[Obj]) -> argparse.Namespace:
-    """The shipped ``kbl serve`` arguments, read the way ``kbl serve`` reads them."""
+    """The shipped ``kbl serve`` arguments, parsed by the ``kbl`` command line itself."""
     (container,) = pod_spec(find(objects, "Deployment", "kbl-extender"))["containers"]
     assert container["command"] == ["kbl"]
-    args = container["args"]
-    assert args[0] == "serve"
-    parser = argparse.ArgumentParser(prog="kbl serve", exit_on_error=False)
-    for flag in ("--host", "--port", "--url-prefix", "--tls-cert", "--tls-key", "--snapshot", "--kubeconfig"):
-        parser.add_argument(flag)
-    return parser.parse_args(args[1:])
+    parsed = cli.build_parser().parse_args(container["args"])
+    assert parsed.command == "serve"
+    return parsed
+
+
+def _settings(args: argparse.Namespace) -> ExtenderSettings:
+    """The settings ``kbl serve`` builds from those arguments."""
+    return ExtenderSettings(url_prefix=normalize_prefix(args.url_prefix), bind_enabled=not args.no_bind)
 
 
 def _go_duration_s(text: str) -> float:
@@ -116,7 +119,7 @@ def test_scheduler_reaches_the_extender_service_with_https_it_can_verify() -> No
     (container,) = pod_spec(find(objects, "Deployment", "kbl-extender"))["containers"]
     (cport,) = [p for p in container["ports"] if p["name"] == port["targetPort"]]
     args = _serve_args(objects)
-    assert int(args.port) == cport["containerPort"]
+    assert args.port == cport["containerPort"]
     assert args.tls_cert and args.tls_key
     scheduler = pod_spec(find(objects, "Deployment", "kbl-scheduler"))
     mounts = {m["name"]: m["mountPath"] for m in scheduler["containers"][0]["volumeMounts"]}
@@ -136,7 +139,7 @@ def _pod() -> Obj:
 async def _call_every_verb(objects: list[Obj], eks_node: Obj) -> dict[str, int]:
     (ext,) = _config(objects)["extenders"]
     args = _serve_args(objects)
-    settings = ExtenderSettings(url_prefix=normalize_prefix(args.url_prefix))
+    settings = _settings(args)
     state = ClusterState.from_snapshot(load_snapshot({"apiVersion": "v1", "kind": "List", "items": [eks_node]}), settings)
     app = create_app(state, settings)
     node = eks_node["metadata"]["name"]
@@ -159,13 +162,15 @@ async def _call_every_verb(objects: list[Obj], eks_node: Obj) -> dict[str, int]:
         for probe in ("readinessProbe", "livenessProbe"):
             status[probe] = (await client.get(container[probe]["httpGet"]["path"])).status_code
         status["unprefixed-filter"] = (await client.post("/filter", json=bodies["filterVerb"])).status_code
+        bind = await client.post(f"{path}/bind", json=bodies["bindVerb"])
+        status["bind-error"] = bool(bind.json().get("Error"))
     return status
 
 
 def test_every_configured_verb_and_probe_is_served_by_the_extender(eks_node: Obj) -> None:
     status = asyncio.run(_call_every_verb(_objects(), eks_node))
     assert status == {"filterVerb": 200, "prioritizeVerb": 200, "preemptVerb": 200, "readinessProbe": 200, "livenessProbe": 200,
-                      "unprefixed-filter": 200}  # fmt: skip
+                      "unprefixed-filter": 200, "bind-error": True}  # fmt: skip
 
 
 def test_a_url_prefix_and_delegated_binding_reach_the_same_routes(eks_node: Obj) -> None:
@@ -177,15 +182,11 @@ def test_a_url_prefix_and_delegated_binding_reach_the_same_routes(eks_node: Obj)
     assert status["filterVerb"] == status["prioritizeVerb"] == status["preemptVerb"] == status["bindVerb"] == 200
     assert status["readinessProbe"] == status["livenessProbe"] == 200
     assert status["unprefixed-filter"] == 404, "with a prefix, the bare verb must not be served"
+    assert status["bind-error"] is False
     rules = find(objects, "ClusterRole", "kbl-extender")["rules"]
     assert {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]} in rules
 
 
-def test_shipped_serve_arguments_are_accepted_by_kbl_serve_itself() -> None:
-    from kbl import cli
-
-    if "serve" not in {name for name, _, _ in cli.COMMANDS}:
-        pytest.skip("`kbl serve` is not registered on this branch yet (issue 4's CLI)")
-    (container,) = pod_spec(find(_objects(), "Deployment", "kbl-extender"))["containers"]
-    parsed = cli.build_parser().parse_args(container["args"])
-    assert parsed.command == "serve"
+def test_extender_answers_bind_only_when_the_scheduler_delegates_binding() -> None:
+    assert _serve_args(_objects()).no_bind is True
+    assert _serve_args(_objects({"scheduler": {"extender": {"bind": True}}})).no_bind is False
