@@ -18,6 +18,7 @@ _EKS = frozenset(
         "eks:DescribeCluster",
         "ec2:DescribeSubnets",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:DescribeAutoScalingInstances",
         "autoscaling:DeleteTags",
         "iam:PassRole",
     }
@@ -28,6 +29,7 @@ _ASG = frozenset(
         "autoscaling:DescribeAutoScalingGroups",
         "autoscaling:SetDesiredCapacity",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:DescribeAutoScalingInstances",
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:DeleteAutoScalingGroup",
         "autoscaling:StartInstanceRefresh",
