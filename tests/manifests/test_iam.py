@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from placement.providers import CA_ENABLED_TAG, MANAGED_BY, MANAGED_BY_TAG
+from placement.providers import CA_ENABLED_TAG, CLUSTER_TAG, MANAGED_BY, MANAGED_BY_TAG
 from placement.providers.iam import CONTROLLER_DIRECT_ACTIONS, CONTROLLER_QUEUE_ACTIONS, WORKER_ACTIONS
 from tests.manifests.shipped import IAM, NAMESPACE, find, plain_objects
 
@@ -33,7 +33,7 @@ SAMPLE = {
     "OIDC_PROVIDER": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE",
 }
 #: Actions AWS gives no resource-level permissions for: the only ones allowed on "*".
-NO_RESOURCE_LEVEL = {"autoscaling:DescribeAutoScalingGroups", "ec2:DescribeSubnets", "ec2:DescribeImages", "ec2:DescribeLaunchTemplates"}
+NO_RESOURCE_LEVEL = {"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSubnets", "ec2:DescribeImages", "ec2:DescribeLaunchTemplates"}
 #: Mutating grants without a condition, each explained in manifests/iam/README.md.
 UNCONDITIONED_WRITES = {("Ec2CreateImagesAndSnapshots", "ec2:CreateImage")}
 READ_PREFIXES = ("Describe", "List", "Get")
@@ -112,14 +112,17 @@ def test_every_write_is_conditioned_unless_documented(name: str) -> None:
             assert "Condition" in statement, f"{statement['Sid']}: {action} is not scoped by a condition"
 
 
-def test_kbl_groups_are_scoped_by_the_tag_the_providers_set() -> None:
+def test_kbl_groups_are_scoped_by_the_tags_the_providers_set() -> None:
+    """Every tag-scoped grant requires kbl's own tag and this cluster's name, together."""
     tag_keys = set()
     for statement in _statements("controller-direct-policy.json"):
         for test in statement.get("Condition", {}).values():
             for key, value in test.items():
                 if key.endswith(f"Tag/{MANAGED_BY_TAG}"):
+                    prefix = key.split("/", 1)[0]
                     assert value == MANAGED_BY
-                    tag_keys.add(key.split("/", 1)[0])
+                    assert test[f"{prefix}/{CLUSTER_TAG}"] == "${CLUSTER_NAME}", statement["Sid"]
+                    tag_keys.add(prefix)
     assert tag_keys == {"aws:RequestTag", "aws:ResourceTag"}
 
 
