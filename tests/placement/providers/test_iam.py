@@ -68,7 +68,10 @@ def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Ba
     eks.remove_instance(name, "aws:///us-east-1a/i-0123456789abcdef0")
     eks.delete_group(name)
     update = {
-        "clusterName": aws.cluster, "nodegroupName": name, "launchTemplate": {"id": template_id, "version": "2"}, "clientRequestToken": "roll"
+        "clusterName": aws.cluster,
+        "nodegroupName": name,
+        "launchTemplate": {"id": template_id, "version": "2"},
+        "clientRequestToken": "roll",
     }
     eks.eks = _stubbed(aws, "eks", ("update_nodegroup_version", update, {"update": {"id": "u1", "status": "InProgress"}}))
     eks.launch_template_id = template_id
@@ -86,7 +89,7 @@ def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Ba
     asg.autoscaling = _stubbed(
         aws, "autoscaling",
         ("update_auto_scaling_group", {"AutoScalingGroupName": info.name, "LaunchTemplate": ANY}, {}),
-        ("start_instance_refresh", {"AutoScalingGroupName": info.name, "Preferences": {"MinHealthyPercentage": 90}}, {"InstanceRefreshId": "r"}),
+        ("start_instance_refresh", {"AutoScalingGroupName": info.name, "Preferences": {"MinHealthyPercentage": 90}}, {}),
     )
     asg.roll_group(info.name, image, "rolling", "roll-b")
     asg.autoscaling = aws.client("autoscaling")
