@@ -18,6 +18,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("topology", "kbl.commands.topology", "summarise a snapshot: domains, capacity, datasets, violations"),
     ("serve", "kbl.commands.serve", "run the scheduler extender (filter, prioritize, bind, preempt) over HTTP(S)"),
     ("bench", "kbl.commands.bench", "run a benchmark of the harness (figures for BENCHMARKS.md)"),
+    ("place", "kbl.commands.place", "place a DataSet's shards over failure domains (or rebalance with --previous)"),
 )
 
 

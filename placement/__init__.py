@@ -5,3 +5,30 @@ failure domains, rebalancing with minimal movement, repair plans, durability che
 plans. The I/O side executes them: the Kubernetes API behind :mod:`placement.kubeapi`, the
 companion controller and the cloud providers.
 """
+
+from placement.durability import DomainLoss, DurabilityReport, NodeFailureLoss, SafetyVerdict, durability, removal_is_safe
+from placement.placements import Move, PlacementResult, place
+from placement.rebalances import rebalance
+from placement.repairs import Rebuild, RepairPlan, repair_plan
+from placement.reports import Balance, PlacementReport, Spread
+from placement.settings import PlacementSettings
+
+__all__ = [
+    "Balance",
+    "DomainLoss",
+    "DurabilityReport",
+    "Move",
+    "NodeFailureLoss",
+    "PlacementReport",
+    "PlacementResult",
+    "PlacementSettings",
+    "Rebuild",
+    "RepairPlan",
+    "SafetyVerdict",
+    "Spread",
+    "durability",
+    "place",
+    "rebalance",
+    "removal_is_safe",
+    "repair_plan",
+]

@@ -166,7 +166,7 @@ class Node:
         """
         if key in ("host", "node", keys.HOSTNAME):
             return self.host
-        if key == "rack":
+        if key in ("rack", keys.DEFAULT_RACK):
             return self.rack
         if key in ("zone", keys.ZONE, keys.LEGACY_ZONE):
             return self.zone

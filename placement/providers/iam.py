@@ -33,7 +33,6 @@ _ASG = frozenset(
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:DeleteAutoScalingGroup",
         "autoscaling:StartInstanceRefresh",
-        "autoscaling:CreateOrUpdateTags",
         "ec2:CreateLaunchTemplate",
         "ec2:DescribeLaunchTemplates",
         "ec2:DeleteLaunchTemplate",

@@ -43,7 +43,11 @@ class Aws:
         if service not in self.clients:
             session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
             client = session.client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
-            client.meta.events.register("before-parameter-build.*.*", lambda **kw: self.clients["_recorder"].hook(**kw))
+
+            def record(**event: Any) -> None:  # the current test's recorder, looked up per call
+                self.clients["_recorder"].hook(**event)
+
+            client.meta.events.register("before-parameter-build.*.*", record)
             self.clients[service] = client
         return self.clients[service]
 

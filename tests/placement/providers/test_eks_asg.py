@@ -91,7 +91,9 @@ def test_eks_rolls_only_with_a_rolling_update(aws: Aws, no_sleep: Backoff) -> No
 
 def asg_provider(aws: Aws, backoff: Backoff, subnets: dict[str, list[str]]) -> AsgProvider:
     image = base_image(aws)
-    return AsgProvider(aws.client("autoscaling"), aws.client("ec2"), cluster_name=aws.cluster, image_id=image, subnets_by_zone=subnets, backoff=backoff)
+    return AsgProvider(
+        aws.client("autoscaling"), aws.client("ec2"), cluster_name=aws.cluster, image_id=image, subnets_by_zone=subnets, backoff=backoff
+    )
 
 
 def _instances(aws: Aws, name: str) -> list[dict[str, Any]]:
@@ -115,7 +117,8 @@ def test_asg_group_launches_sizes_and_removes_one_named_instance(aws: Aws, no_sl
     assert after is not None
     assert after.desired == 2
     assert victim not in {i["InstanceId"] for i in _instances(aws, info.name)}
-    tags = {t["Key"] for t in aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[info.name])["AutoScalingGroups"][0]["Tags"]}
+    raw = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[info.name])["AutoScalingGroups"][0]
+    tags = {t["Key"] for t in raw["Tags"]}
     assert CA_ENABLED_TAG not in tags
     provider.delete_group(info.name)
     provider.delete_group(info.name)

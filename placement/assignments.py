@@ -1,0 +1,317 @@
+"""Assignments: the array algorithms behind every planner (fill, invariant repair, balancing).
+
+All three work in place on a ``pieces`` array (``shards x width`` indexes into
+:attr:`Layout.names <placement.layouts.Layout.names>`, ``-1`` = missing) and a ``loads`` vector
+(bytes per node):
+
+- :func:`drop_violations` unsets pieces that break the failure-domain rule (a second piece on
+  one node, more than ``cap`` pieces in one domain), keeping the lower piece indexes.
+- :func:`fill` gives every missing piece a node by *bounded-load weighted rendezvous*: each
+  piece takes the best-ranked node (:mod:`placement.scores`) that keeps the rule and whose load
+  is under ``target * (1 + fill_slack)``; when a node gets more proposals than room it accepts
+  those that rank it best (lowest key) and is full for the rest, which try their next node.
+  Slots are filled in piece order, all shards at once, so a fresh placement is the straw2-like
+  constrained rendezvous wherever no node is full.
+- :func:`balance` moves pieces from nodes above ``target * (1 + tol)`` (or above target, when
+  only under-loaded nodes are out of band) to nodes below ``target * (1 - tol)`` (or below
+  target), never breaking the rule, preferring the pieces that rank their node worst and the
+  destinations that rank the piece best, until every node is in band, no move is possible or
+  the move budget is spent. Amounts are the out-of-band excess only, so the moved data is
+  within one piece per node of the minimum that must move.
+
+Pieces keep their index through all of it (an erasure piece that stays keeps its stripe slot).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from placement import scores
+from placement.layouts import Layout
+from placement.settings import PlacementSettings
+
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+
+
+def loads_of(layout: Layout, pieces: I32) -> F64:
+    """Bytes held by each node of ``layout``."""
+    rows, _ = np.nonzero(pieces >= 0)
+    placed = pieces[pieces >= 0]
+    out: F64 = np.bincount(placed, weights=layout.piece_bytes[rows], minlength=layout.size).astype(np.float64)
+    return out
+
+
+def _piece_domains(layout: Layout, pieces: I32) -> I64:
+    """Failure-domain id per piece (``-1`` for a missing piece)."""
+    dom = np.where(pieces >= 0, layout.domains[np.maximum(pieces, 0)], -1)
+    out: I64 = dom.astype(np.int64)
+    return out
+
+
+def drop_violations(layout: Layout, pieces: I32) -> B:
+    """Unset pieces that break the rule (kept: lower piece indexes). Returns the dropped mask."""
+    width = pieces.shape[1]
+    dom = _piece_domains(layout, pieces)
+    dropped = np.zeros(pieces.shape, dtype=bool)
+    for q in range(width):
+        here = pieces[:, q] >= 0
+        same_node = np.zeros(len(pieces), dtype=bool)
+        same_dom = np.zeros(len(pieces), dtype=np.int64)
+        for r in range(q):
+            kept = pieces[:, r] >= 0
+            same_node |= kept & (pieces[:, r] == pieces[:, q])
+            same_dom += kept & (dom[:, r] == dom[:, q])
+        bad = here & (same_node | (same_dom >= layout.cap))
+        dropped[:, q] = bad
+        pieces[bad, q] = -1
+        dom[bad, q] = -1
+    return dropped
+
+
+def _feasible(layout: Layout, pieces: I32, rows: I64, cand: I32, *, spread: bool = True) -> B:
+    """Candidate nodes (``len(rows) x k``) that keep the rule (and the spreading) for the given shards."""
+    ok = layout.eligible[cand].copy()
+    rules = [(layout.domains, layout.cap)]
+    if spread:
+        rules.extend((r.ids, r.cap) for r in layout.spread)
+    held_all = pieces[rows]
+    present = held_all >= 0
+    for q in range(pieces.shape[1]):
+        ok &= ~(present[:, q : q + 1] & (cand == held_all[:, q : q + 1]))
+    safe_held = np.maximum(held_all, 0)
+    for ids, cap in rules:
+        cand_dom = ids[cand]
+        held_dom = ids[safe_held]
+        count = np.zeros(cand.shape, dtype=np.int64)
+        for q in range(pieces.shape[1]):
+            count += present[:, q : q + 1] & (cand_dom == held_dom[:, q : q + 1])
+        ok &= count < cap
+    return ok
+
+
+def _first_ok(layout: Layout, pieces: I32, rows: I64, cand: I32, full: B, *, window: int = 8) -> tuple[I64, B]:
+    """Per row, the first candidate column that keeps the rule and is not full (and whether any).
+
+    Looks at the first ``window`` columns first (almost every row finds one there), then at all
+    columns for the rest.
+    """
+    head = cand[:, :window]
+    ok = _feasible(layout, pieces, rows, head) & ~full[head]
+    first = np.argmax(ok, axis=1).astype(np.int64)
+    has = ok[np.arange(len(rows)), first]
+    if cand.shape[1] > window and not has.all():
+        rest = np.flatnonzero(~has)
+        ok_all = _feasible(layout, pieces, rows[rest], cand[rest]) & ~full[cand[rest]]
+        first[rest] = np.argmax(ok_all, axis=1)
+        has[rest] = ok_all[np.arange(len(rest)), first[rest]]
+    return first, has
+
+
+def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: PlacementSettings, rows: I64 | None = None) -> int:
+    """Give every missing piece a node (bounded-load rendezvous); returns pieces left unplaced.
+
+    ``rows`` limits the fill to those shards (default: every shard with a missing piece).
+
+    A piece stays unplaced only when no eligible node can take it without breaking the rule
+    (possible in repairs on a shrunken cluster, never when :func:`build_layout` accepted it).
+    """
+    need_rows = np.flatnonzero((pieces < 0).any(axis=1))
+    if rows is not None:
+        need_rows = np.intersect1d(need_rows, rows)
+    if len(need_rows) == 0 or layout.size == 0:
+        return int((pieces[need_rows] < 0).sum())
+    shard_hash = scores.shard_hashes(seed, need_rows.astype(np.int64))
+    cand, cand_keys = scores.ranked(shard_hash, layout.node_hash, layout.weights, settings.candidates, settings.chunk_rows)
+    caps = layout.targets * (1.0 + settings.fill_slack)
+    local_of = np.full(len(pieces), -1, dtype=np.int64)
+    local_of[need_rows] = np.arange(len(need_rows))
+    leftovers: list[tuple[int, int]] = []
+    for p in range(pieces.shape[1]):
+        act = need_rows[pieces[need_rows, p] < 0]
+        while len(act):
+            full = loads >= caps
+            loc = local_of[act]
+            sub = cand[loc]
+            first, has = _first_ok(layout, pieces, act, sub, full)
+            leftovers.extend((int(s), p) for s in act[~has])
+            act, loc, first = act[has], loc[has], first[has]
+            if not len(act):
+                break
+            node = sub[has][np.arange(len(act)), first]
+            key = cand_keys[loc, first]
+            size = layout.piece_bytes[act]
+            order = np.lexsort((act, key, node))
+            node_o, size_o = node[order], size[order]
+            cum = np.cumsum(size_o)
+            starts = np.searchsorted(node_o, node_o, side="left")
+            before = cum - size_o - np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
+            accept_o = before < (caps - loads)[node_o]
+            accepted = np.zeros(len(act), dtype=bool)
+            accepted[order[accept_o]] = True
+            pieces[act[accepted], p] = node[accepted].astype(np.int32)
+            np.add.at(loads, node[accepted], size[accepted])
+            rejected_nodes = np.unique(node[~accepted])
+            loads[rejected_nodes] = np.maximum(loads[rejected_nodes], caps[rejected_nodes])  # mark full
+            act = act[~accepted]
+        # loads of rejected nodes were bumped to mark them full: recompute the truth.
+        loads[:] = loads_of(layout, pieces)
+    unplaced = 0
+    for s, p in sorted(leftovers):
+        if not _place_one(layout, pieces, loads, shard=s, piece=p, seed=seed):
+            unplaced += 1
+    return unplaced
+
+
+def _place_one(layout: Layout, pieces: I32, loads: F64, *, shard: int, piece: int, seed: int) -> bool:
+    """Fallback for one piece: the rule-keeping node with the lowest load/target, then best key."""
+    everyone = np.arange(layout.size, dtype=np.int32)[None, :]
+    row = np.array([shard], dtype=np.int64)
+    ok = _feasible(layout, pieces, row, everyone)[0]
+    if not ok.any():  # spreading is a preference: drop it before giving up
+        ok = _feasible(layout, pieces, row, everyone, spread=False)[0]
+    if not ok.any():
+        return False
+    row_keys = scores.keys(scores.shard_hashes(seed, np.array([shard], dtype=np.int64)), layout.node_hash, layout.weights)[0]
+    ratio = np.where(layout.targets > 0, loads / np.maximum(layout.targets, 1e-300), np.inf)
+    options = np.flatnonzero(ok)
+    best = options[np.lexsort((row_keys[options], ratio[options]))[0]]
+    pieces[shard, piece] = best
+    loads[best] += layout.piece_bytes[shard]
+    return True
+
+
+def balance(
+    layout: Layout,
+    pieces: I32,
+    loads: F64,
+    *,
+    tolerance: float,
+    budget: int | None,
+    seed: int,
+    settings: PlacementSettings,
+    pinned: B | None = None,
+) -> int:
+    """Move pieces until every node is within ``target * (1 +- tolerance)``; returns moves made.
+
+    Parameters
+    ----------
+    pinned:
+        Optional ``shards x width`` mask of pieces that must not move.
+    budget:
+        Most pieces to move (``None``: no limit).
+    """
+    targets = layout.targets
+    moved = 0
+    shard_hash_all: scores.U64 | None = None
+    mean_piece = float(layout.piece_bytes.mean()) if len(layout.piece_bytes) else 0.0
+    for _ in range(settings.max_rounds):
+        if budget is not None and moved >= budget:
+            break
+        hi, lo = targets * (1 + tolerance), targets * (1 - tolerance)
+        need_out = np.maximum(loads - hi, 0.0)
+        need_in = np.maximum(lo - loads, 0.0)
+        if need_out.sum() <= 0 and need_in.sum() <= 0:
+            break
+        if need_out.sum() >= need_in.sum():
+            give, take = need_out, np.maximum(targets - loads, 0.0)
+        else:
+            give, take = np.maximum(loads - targets, 0.0), need_in
+        if give.sum() <= 0 or take.sum() <= 0:
+            break
+        if shard_hash_all is None:
+            shard_hash_all = scores.shard_hashes(seed, np.arange(len(pieces), dtype=np.int64))
+        made = _balance_round(
+            layout, pieces, loads, amounts=(give, take, hi, lo), shard_hash=shard_hash_all, mean_piece=mean_piece,
+            budget=budget, moved_so_far=moved, pinned=pinned,
+        )
+        if made == 0:
+            break
+        moved += made
+    return moved
+
+
+def _balance_round(
+    layout: Layout,
+    pieces: I32,
+    loads: F64,
+    *,
+    amounts: tuple[F64, F64, F64, F64],
+    shard_hash: scores.U64,
+    mean_piece: float,
+    budget: int | None,
+    moved_so_far: int,
+    pinned: B | None,
+) -> int:
+    """One balancing round: many moves at once, chosen greedily by rendezvous preference.
+
+    ``amounts`` is (bytes each node should give, bytes each may take, upper band, lower band).
+    A move is made only if it brings an out-of-band node closer to its band without pushing
+    either end out of band, so repeating a round on its own result moves nothing.
+    """
+    give, take, hi, lo = amounts
+    flat = pieces.ravel()
+    on_source = (flat >= 0) & (give[np.maximum(flat, 0)] > 0)
+    if pinned is not None:
+        on_source &= ~pinned.ravel()
+    pos = np.flatnonzero(on_source)
+    if not len(pos):
+        return 0
+    width = pieces.shape[1]
+    rows, slots = pos // width, pos % width
+    src = flat[pos].astype(np.int64)
+    # The pieces that rank their node worst are the ones to move first; take a few times what
+    # each source must give, so domain conflicts leave enough to choose from.
+    own_key = scores.pair_keys(shard_hash[rows], layout.node_hash[src], layout.weights[src])
+    quota = np.ceil(give / max(mean_piece, 1e-300)).astype(np.int64) * 3 + 4
+    order = np.lexsort((-own_key, src))
+    src_o = src[order]
+    start = np.searchsorted(src_o, src_o, side="left")
+    rank = np.arange(len(order)) - start
+    keep = order[rank < quota[src_o]]
+    rows, slots, src = rows[keep], slots[keep], src[keep]
+    dests = np.flatnonzero(take > 0).astype(np.int32)
+    if not len(dests):
+        return 0
+    best_dest = np.empty(len(rows), dtype=np.int64)
+    best_key = np.empty(len(rows), dtype=np.float64)
+    chunk = max(1, 4_000_000 // len(dests))
+    for a in range(0, len(rows), chunk):
+        r, sl = rows[a : a + chunk], slots[a : a + chunk]
+        held = pieces[r].copy()
+        held[np.arange(len(r)), sl] = -1  # the moving piece frees its own slot
+        cand = np.broadcast_to(dests, (len(r), len(dests)))
+        ok = _feasible(layout, held, np.arange(len(r), dtype=np.int64), cand)
+        k = scores.keys(shard_hash[r], layout.node_hash[dests], layout.weights[dests])
+        k[~ok] = np.inf
+        j = np.argmin(k, axis=1)
+        best_dest[a : a + chunk] = dests[j]
+        best_key[a : a + chunk] = k[np.arange(len(r)), j]
+    usable = np.isfinite(best_key)
+    idx = np.flatnonzero(usable)
+    idx = idx[np.lexsort((rows[idx], best_key[idx]))]
+    give_left, take_left = give.copy(), take.copy()
+    touched: set[int] = set()
+    made = 0
+    for i in idx.tolist():
+        if budget is not None and moved_so_far + made >= budget:
+            break
+        s, sl, a_node, b_node = int(rows[i]), int(slots[i]), int(src[i]), int(best_dest[i])
+        if s in touched or give_left[a_node] <= 0 or take_left[b_node] <= 0:
+            continue
+        size = float(layout.piece_bytes[s])
+        if not (loads[a_node] > hi[a_node] or loads[b_node] < lo[b_node]):
+            continue
+        if loads[b_node] + size > hi[b_node] or loads[a_node] - size < lo[a_node]:
+            continue
+        pieces[s, sl] = b_node
+        loads[a_node] -= size
+        loads[b_node] += size
+        give_left[a_node] -= size
+        take_left[b_node] -= size
+        touched.add(s)
+        made += 1
+    return made

@@ -1,0 +1,347 @@
+"""Layouts: the eligible nodes of one DataSet, their weights, failure domains and load targets.
+
+A :class:`Layout` is what every planner works on: the nodes matching ``spec.nodeSelector`` with
+a positive capacity weight, sorted by name (so input order never matters), each with its
+failure-domain id at ``spec.failureDomain`` and at the host/rack/zone levels, the per-domain
+piece cap of the redundancy rule, and each node's *target* load in bytes.
+
+The failure-domain rule (issue 3): with ``D`` failure domains and ``w`` pieces per shard
+(``r`` replicas or ``k + m`` stripe pieces) a shard puts at most ``cap`` pieces in one domain::
+
+    cap = 1                 if D >= w
+    cap = ceil(w / D)       otherwise, and then it must hold that cap <= t
+
+where ``t`` is what the scheme tolerates (``r - 1`` replicas, ``m`` parity pieces), so losing
+one whole domain never loses a shard. For replicas ``ceil(r / D) <= r - 1`` just means ``D >= 2``;
+for ``k + m`` erasure it means ``D >= ceil((k + m) / m)``. A scheme that tolerates nothing
+(``r = 1``, ``m = 0``) only gets the spreading rule. Pieces of one shard are always on distinct
+nodes. When the rule cannot be met, :func:`build_layout` raises
+:class:`~topology.errors.PlacementError` saying how many domains are needed.
+
+Above the failure domain pieces are also *spread* (RAID-like: a rack rule still survives a zone
+failure when the zones allow it): at each coarser level ``L`` (rack, zone) with ``D_L`` domains a
+shard puts at most ``ceil(w / D_L)`` pieces in one domain. Spreading is a preference for where
+pieces go (new pieces and balancing moves keep it; existing pieces never move only for it), and a
+level is spread only when the node counts allow it and it moves no node's target by more than
+``spread_cost_limit`` (default 25%) of its plain weight share: otherwise it would overload the
+nodes of a small zone. :attr:`Layout.spread` says which levels are spread.
+
+Targets are proportional to the weight (allocatable ``ephemeral-storage`` by default), water-filled
+under what the rule lets a node or domain hold: a node holds at most one piece per shard, a domain
+at most ``min(cap, nodes in it)`` pieces per shard; capacity a capped domain cannot use goes to
+the others in proportion to their weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from placement import scores
+from topology import labels
+from topology.datasets import DataSetSpec
+from topology.errors import PlacementError
+from topology.nodes import Node
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: The levels reported by balance, spread and durability figures.
+LEVELS = ("host", "rack", "zone")
+#: Failure-domain keys that name a level of the hierarchy (others are opaque labels).
+LEVEL_OF_KEY = {
+    labels.HOSTNAME: "host",
+    "host": "host",
+    labels.DEFAULT_RACK: "rack",
+    "rack": "rack",
+    labels.ZONE: "zone",
+    labels.LEGACY_ZONE: "zone",
+    "zone": "zone",
+}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rule:
+    """At most ``cap`` pieces of one shard per domain (``ids`` per node) at ``level``."""
+
+    level: str
+    ids: I64
+    cap: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Layout:
+    """The eligible nodes of one DataSet and everything the planners derive from them.
+
+    Attributes
+    ----------
+    names:
+        Eligible node names, sorted.
+    weights:
+        Capacity weight per node (the chosen resource, base units).
+    domains:
+        Failure-domain id (at ``spec.failure_domain``) per node.
+    domain_names:
+        Failure-domain name per id.
+    levels:
+        Domain ids per node at ``host``, ``rack`` and ``zone``.
+    cap:
+        Most pieces of one shard in one failure domain.
+    piece_bytes:
+        Bytes of one piece, per shard (``shard size * piece fraction``).
+    targets:
+        Target load in bytes per node (water-filled weight share).
+    node_hash:
+        Rendezvous hash per node (:func:`placement.scores.node_hashes`).
+    spread:
+        Rules above the failure domain that new pieces keep (see the module docstring).
+    eligible:
+        ``False`` for nodes kept only because they hold pieces (``keep`` in :func:`build_layout`):
+        they count for the rule but never receive a piece (target 0).
+    problem:
+        Empty when the rule can be honoured; otherwise why not (and :func:`build_layout` raised
+        unless ``strict=False``).
+    """
+
+    spec: DataSetSpec
+    names: tuple[str, ...]
+    index: dict[str, int]
+    weights: F64
+    domains: I64
+    domain_names: tuple[str, ...]
+    levels: dict[str, I64]
+    cap: int
+    piece_bytes: F64
+    targets: F64
+    node_hash: scores.U64
+    spread: tuple[Rule, ...]
+    eligible: npt.NDArray[np.bool_]
+    problem: str
+
+    @property
+    def width(self) -> int:
+        return self.spec.redundancy.width
+
+    @property
+    def needed(self) -> int:
+        return self.spec.redundancy.needed
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+
+def matches(node: Node, selector: dict[str, str] | None) -> bool:
+    """True if the node carries every label of ``selector``."""
+    return all(node.labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def domain_ids(values: Sequence[str]) -> tuple[I64, tuple[str, ...]]:
+    """Dense ids for domain names (ids follow sorted name order, so they are deterministic)."""
+    uniq = tuple(sorted(set(values)))
+    lookup = {v: i for i, v in enumerate(uniq)}
+    return np.array([lookup[v] for v in values], dtype=np.int64), uniq
+
+
+def level_domain(node: Node, level: str) -> str:
+    """A node's domain at ``host``, ``rack`` or ``zone``."""
+    return node.domain(level)
+
+
+def waterfill(weights: F64, caps: F64, total: float) -> F64:
+    """Split ``total`` in proportion to ``weights`` with no share above its cap.
+
+    Shares that hit their cap are fixed there and the rest is split again among the others
+    (progressive filling). If the caps sum to less than ``total`` every share is at its cap.
+    """
+    alloc = np.zeros_like(weights)
+    free = weights > 0
+    remaining = float(total)
+    while remaining > 1e-9 and free.any():
+        share = remaining * weights / weights[free].sum()
+        share[~free] = 0.0
+        over = free & (alloc + share > caps)
+        if not over.any():
+            alloc += share
+            break
+        remaining -= float((caps[over] - alloc[over]).sum())
+        alloc[over] = caps[over]
+        free &= ~over
+    return alloc
+
+
+def hierarchical_slots(chain: Sequence[tuple[I64, int]], members: I64) -> int:
+    """Most pieces of one shard ``members`` can hold under the caps of ``chain`` (coarsest first)."""
+    if not chain:
+        return len(members)
+    ids, cap = chain[0]
+    total = 0
+    for g in np.unique(ids[members]):
+        total += min(cap, hierarchical_slots(chain[1:], members[ids[members] == g]))
+    return total
+
+
+def hierarchical_targets(weights: F64, chain: Sequence[tuple[I64, int]], per_node_max: float, total: float) -> F64:
+    """Water-fill ``total`` bytes down the levels of ``chain`` (coarsest first), then over nodes.
+
+    A domain can hold at most ``min(cap, slots of its children) * per_node_max`` bytes; a node at
+    most ``per_node_max`` (one piece per shard).
+    """
+    out = np.zeros(len(weights), dtype=np.float64)
+
+    def split(members: I64, level: int, amount: float) -> None:
+        if level == len(chain):
+            out[members] = waterfill(weights[members], np.full(len(members), per_node_max), amount)
+            return
+        ids, cap = chain[level]
+        sub_ids = ids[members]
+        groups = np.unique(sub_ids)
+        parts = [members[sub_ids == g] for g in groups]
+        gw = np.array([weights[p].sum() for p in parts], dtype=np.float64)
+        gmax = np.array([min(cap, hierarchical_slots(chain[level + 1 :], p)) * per_node_max for p in parts], dtype=np.float64)
+        alloc = waterfill(gw, gmax, amount)
+        for p, a in zip(parts, alloc.tolist(), strict=True):
+            split(p, level + 1, a)
+
+    split(np.arange(len(weights)), 0, total)
+    return out
+
+
+def rule_cap(width: int, tolerates: int, domains: int) -> tuple[int, str]:
+    """The per-domain piece cap for ``width`` pieces over ``domains`` domains, and a problem if any.
+
+    When the rule cannot be honoured the cap returned is ``tolerates`` (what a repair on too few
+    domains may still use without one domain failure losing the shard).
+    """
+    if domains <= 0:
+        return 0, "no eligible nodes"
+    if domains >= width:
+        return 1, ""
+    cap = math.ceil(width / domains)
+    if tolerates >= 1 and cap > tolerates:
+        need = math.ceil(width / tolerates)
+        return tolerates, (
+            f"{width} pieces over {domains} failure domains puts {cap} pieces in one domain, more than the {tolerates} "
+            f"the redundancy can lose: one domain failure would lose shards; at least {need} domains are needed"
+        )
+    return cap, ""
+
+
+def build_layout(
+    nodes: Sequence[Node],
+    spec: DataSetSpec,
+    *,
+    weight: str = "ephemeral-storage",
+    strict: bool = True,
+    keep: Collection[str] = (),
+    spread_cost_limit: float | None = 0.25,
+) -> Layout:
+    """The :class:`Layout` of ``spec`` over ``nodes``.
+
+    Parameters
+    ----------
+    nodes:
+        Cluster nodes (any order). Only those matching ``spec.node_selector`` with a positive
+        ``weight`` resource are eligible.
+    spec:
+        The DataSet spec (redundancy, failure domain, selector, shard sizes).
+    weight:
+        The allocatable resource whose amount is the node's capacity weight.
+    strict:
+        Raise :class:`PlacementError` when the redundancy cannot be honoured (else record it in
+        :attr:`Layout.problem`).
+    keep:
+        Names of ineligible nodes to include anyway (they hold pieces whose failure domains a
+        repair must respect); they never receive pieces.
+    spread_cost_limit:
+        Spread over coarser levels only when no node's target moves by more than this fraction
+        of its plain weight share (``None``: never spread above the failure domain).
+
+    Raises
+    ------
+    PlacementError
+        Duplicate node names; or, with ``strict``, no eligible node, too few failure domains for
+        the redundancy, or too few nodes in them.
+    """
+    seen: set[str] = set()
+    for node in nodes:
+        if node.name in seen:
+            raise PlacementError(f"node {node.name!r} is listed twice")
+        seen.add(node.name)
+    selector = dict(spec.node_selector)
+    kept = set(keep)
+    ok = {n.name for n in nodes if matches(n, selector) and n.allocatable.get(weight) > 0}
+    included = sorted((n for n in nodes if n.name in ok or n.name in kept), key=lambda n: n.name)
+    is_ok = np.array([n.name in ok for n in included], dtype=bool)
+    eligible = [n for n in included if n.name in ok]
+    names = tuple(n.name for n in included)
+    weights = np.array([float(max(n.allocatable.get(weight), 1)) for n in included], dtype=np.float64)
+    domains, domain_names = domain_ids([n.domain(spec.failure_domain) for n in included])
+    levels = {level: domain_ids([level_domain(n, level) for n in included])[0] for level in LEVELS}
+    red = spec.redundancy
+    width = red.width
+    problem = ""
+    if not eligible:
+        what = f"matches nodeSelector {selector}" if selector else "is in the cluster"
+        problem = f"no node that {what} has allocatable {weight}"
+        cap = 0
+    else:
+        n_domains = len(np.unique(domains[is_ok]))
+        cap, problem = rule_cap(width, red.tolerates, n_domains)
+        if not problem:
+            per_domain = np.bincount(domains[is_ok], minlength=len(domain_names))
+            slots = int(np.minimum(per_domain, cap).sum())
+            if slots < width:
+                problem = (
+                    f"{width} pieces need {width} nodes with at most {cap} per failure domain; "
+                    f"the {n_domains} domains offer only {slots}"
+                )
+    if problem:
+        problem = f"DataSet {spec.key} ({red}, failure domain {spec.failure_domain}): {problem}"
+        if strict:
+            raise PlacementError(problem)
+    piece_bytes = spec.shard_sizes.astype(np.float64) * red.piece_fraction()
+    total = float(piece_bytes.sum()) * width
+    per_node_max = float(piece_bytes.sum())
+    targets = np.zeros(len(included), dtype=np.float64)
+    spread: list[Rule] = []
+    if eligible and cap > 0:
+        members = np.flatnonzero(is_ok)
+        plain = hierarchical_targets(weights[members], [(domains[members], cap)], per_node_max, total)
+        targets[members] = plain
+        fd_level = LEVEL_OF_KEY.get(spec.failure_domain)
+        coarser = LEVELS[LEVELS.index(fd_level) + 1 :] if fd_level in LEVELS else ()
+        for level in coarser if spread_cost_limit is not None else ():
+            ids = levels[level]
+            n_level = len(np.unique(ids[is_ok]))
+            if n_level <= 1:
+                continue
+            rule = Rule(level, ids, math.ceil(width / n_level))
+            chain = [(rule.ids[members], rule.cap), *[(r.ids[members], r.cap) for r in reversed(spread)], (domains[members], cap)]
+            if hierarchical_slots(chain, np.arange(len(members))) < width:
+                continue
+            trial = hierarchical_targets(weights[members], chain, per_node_max, total)
+            cost = float(np.max(np.abs(trial - plain) / np.maximum(plain, 1e-300))) if len(plain) else 0.0
+            if cost <= float(spread_cost_limit or 0.0):
+                spread.append(rule)
+                targets[members] = trial
+    return Layout(
+        spec=spec,
+        names=names,
+        index={n: i for i, n in enumerate(names)},
+        weights=weights,
+        domains=domains,
+        domain_names=domain_names,
+        levels=levels,
+        cap=cap,
+        piece_bytes=piece_bytes,
+        targets=targets,
+        node_hash=scores.node_hashes(names),
+        spread=tuple(spread),
+        eligible=is_ok,
+        problem=problem,
+    )
