@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import helm_python as helm
+import pytest
 import yaml
 
 from tests.manifests.shipped import CHART, MANIFESTS, find, generator, load_docs, of_kind
@@ -124,3 +125,20 @@ def test_stale_check_names_a_hand_edited_file(tmp_path: Any, monkeypatch: Any) -
     (tmp_path / "extender.yaml").write_text((tmp_path / "extender.yaml").read_text().replace("replicas: 2", "replicas: 1"))
     assert GEN.stale_files() == ["extender.yaml"]
     assert GEN.main(["--check"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"scheduler": {"extender": {"weight": 0}}}, "/scheduler/extender/weight"),
+        ({"scheduler": {"extender": {"wieght": 3}}}, "wieght"),
+        ({"scheduler": {"extender": {"ignorable": "yes"}}}, "/scheduler/extender/ignorable"),
+        ({"controller": {"provider": "gke"}}, "/controller/provider"),
+        ({"extender": {"replicas": 1}}, "/extender/replicas"),
+        ({"image": {"tag": "latest"}}, "/image/tag"),
+        ({"scheduler": {"image": {"tag": "latest"}}}, "/scheduler/image/tag"),
+    ],
+)
+def test_helm_refuses_values_that_break_a_documented_choice(values: Obj, where: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=where):
+        GEN.render(values)

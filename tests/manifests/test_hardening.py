@@ -138,3 +138,14 @@ def test_controller_and_scheduler_elect_a_leader() -> None:
         assert any(name in r.get("resourceNames", []) for r in role["rules"])
         if name == "kbl-controller":
             assert {"POD_NAME", "POD_NAMESPACE"} <= env
+
+
+def test_shipped_controller_arguments_are_accepted_by_kbl_controller_itself() -> None:
+    from kbl import cli
+
+    if "controller" not in {name for name, _, _ in cli.COMMANDS}:
+        pytest.skip("`kbl controller` is not registered on this branch yet (issue 6's CLI)")
+    (container,) = pod_spec(find(OBJECTS, "Deployment", "kbl-controller"))["containers"]
+    assert container["command"] == ["kbl"]
+    parsed = cli.build_parser().parse_args(container["args"])
+    assert parsed.command == "controller"
