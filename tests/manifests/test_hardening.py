@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from typing import Any
 
 import pytest
@@ -149,3 +150,16 @@ def test_shipped_controller_arguments_are_accepted_by_kbl_controller_itself() ->
     assert container["command"] == ["kbl"]
     parsed = cli.build_parser().parse_args(container["args"])
     assert parsed.command == "controller"
+
+
+def test_image_runs_as_the_user_the_pods_demand_and_ships_every_package() -> None:
+    dockerfile = (MANIFESTS / "image" / "Dockerfile").read_text()
+    users = re.findall(r"^USER (\d+):(\d+)$", dockerfile, flags=re.MULTILINE)
+    for name in ("kbl-extender", "kbl-controller"):
+        pod = pod_spec(find(OBJECTS, "Deployment", name))["securityContext"]
+        assert users == [(str(pod["runAsUser"]), str(pod["runAsGroup"]))]
+    pyproject = tomllib.loads((MANIFESTS.parent / "pyproject.toml").read_text())
+    for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
+        package = pattern.rstrip("*")
+        assert f"COPY {package} ./{package}" in dockerfile, package
+    assert 'ENTRYPOINT ["kbl"]' in dockerfile
