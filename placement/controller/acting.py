@@ -131,7 +131,9 @@ class Actor:
     def _create(self, action: cap.CreateNodeGroup) -> None:
         token = creation_token(self.cluster_name, action.group)
         self.hook("before-intent")
-        self._group_status(action.kbl, action.group, {"zone": action.zone, "phase": "Creating", "token": token, "desired": action.desired})
+        self._group_status(action.kbl, action.group, {
+            "zone": action.zone, "instanceType": action.instance_type, "phase": "Creating", "token": token, "desired": action.desired,
+        })
         self.hook("after-intent")
         spec = NodeGroupSpec(
             action.group, action.kbl, action.zone, action.instance_type, action.desired, action.max_size,
