@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from placement.providers import NodeGroupProvider, NodeGroupSpec, ProviderError
 
 #: DataSet annotation asking the placement engine to move pieces off these nodes (comma list).
 REPAIR_ANNOTATION = "kbl.io/drain-nodes"
+#: DataSet annotation with the placement engine's rebuilds (JSON list of ``shard/piece->node``).
+REPAIR_PLAN_ANNOTATION = "kbl.io/repair-plan"
 
 
 def _iso(epoch_s: float) -> str:
@@ -111,7 +114,8 @@ class Actor:
                 current = self.kube.get(DATASETS, name, namespace=namespace) or {}
                 have = ((current.get("metadata") or {}).get("annotations") or {}).get(REPAIR_ANNOTATION, "")
                 nodes = sorted({*filter(None, have.split(",")), action.node})
-                self.kube.patch(DATASETS, name, {"metadata": {"annotations": {REPAIR_ANNOTATION: ",".join(nodes)}}}, namespace=namespace)
+                notes = {REPAIR_ANNOTATION: ",".join(nodes), REPAIR_PLAN_ANNOTATION: json.dumps(list(action.rebuilds.get(key, ())))}
+                self.kube.patch(DATASETS, name, {"metadata": {"annotations": notes}}, namespace=namespace)
             self._event(action.kbl, "ScaleDownWaitsForRepair", action.reason, "Warning")
         elif isinstance(action, cap.AnnotateNode):
             self.kube.patch(NODES, action.node, {"metadata": {"annotations": dict(action.annotations)}})
@@ -127,7 +131,9 @@ class Actor:
     def _create(self, action: cap.CreateNodeGroup) -> None:
         token = creation_token(self.cluster_name, action.group)
         self.hook("before-intent")
-        self._group_status(action.kbl, action.group, {"zone": action.zone, "phase": "Creating", "token": token, "desired": action.desired})
+        self._group_status(action.kbl, action.group, {
+            "zone": action.zone, "instanceType": action.instance_type, "phase": "Creating", "token": token, "desired": action.desired,
+        })
         self.hook("after-intent")
         spec = NodeGroupSpec(
             action.group, action.kbl, action.zone, action.instance_type, action.desired, action.max_size,
