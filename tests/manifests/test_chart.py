@@ -12,6 +12,7 @@ import helm_python as helm
 import pytest
 import yaml
 
+from kbl import cli
 from tests.manifests.shipped import CHART, MANIFESTS, find, generator, load_docs, of_kind
 
 Obj = dict[str, Any]
@@ -93,13 +94,18 @@ def test_a_config_change_rolls_the_scheduler() -> None:
 
 
 def test_controller_values_reach_its_arguments_and_service_account() -> None:
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/kbl"
     objects = _render(
-        {"controller": {"provider": "queue", "clusterName": "prod", "queueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/kbl",
-                        "roleArn": "arn:aws:iam::123456789012:role/kbl-queue"}}
+        {"controller": {"provider": "queue", "clusterName": "prod", "queueUrl": f"{queue}-requests", "replyQueueUrl": f"{queue}-replies",
+                        "roleArn": "arn:aws:iam::123456789012:role/kbl-queue", "region": "eu-west-1", "maxNodes": 50}}
     )  # fmt: skip
     args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args == ["controller", "--provider", "queue", "--cluster-name", "prod", "--queue-url",
-                    "https://sqs.eu-west-1.amazonaws.com/123456789012/kbl"]  # fmt: skip
+    assert args == ["controller", "--provider", "queue", "--cluster-name", "prod", "--max-nodes", "50", "--region", "eu-west-1",
+                    "--queue-url", f"{queue}-requests", "--reply-queue-url", f"{queue}-replies"]  # fmt: skip
+    parsed = cli.build_parser().parse_args(args)
+    assert (parsed.provider, parsed.max_nodes, parsed.reply_queue_url) == ("queue", 50, f"{queue}-replies")
+    with pytest.raises(helm.HelmError, match="controller.queueUrl is required"):
+        _render({"controller": {"provider": "queue"}})
     account = find(objects, "ServiceAccount", "kbl-controller")
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/kbl-queue"
 
@@ -134,6 +140,7 @@ def test_stale_check_names_a_hand_edited_file(tmp_path: Any, monkeypatch: Any) -
         ({"scheduler": {"extender": {"wieght": 3}}}, "wieght"),
         ({"scheduler": {"extender": {"ignorable": "yes"}}}, "/scheduler/extender/ignorable"),
         ({"controller": {"provider": "gke"}}, "/controller/provider"),
+        ({"controller": {"replicas": 2}}, "replicas"),
         ({"extender": {"replicas": 1}}, "/extender/replicas"),
         ({"image": {"tag": "latest"}}, "/image/tag"),
         ({"scheduler": {"image": {"tag": "latest"}}}, "/scheduler/image/tag"),

@@ -132,13 +132,14 @@ def test_namespace_enforces_the_restricted_pod_security_standard() -> None:
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_controller_and_scheduler_elect_a_leader() -> None:
-    for name in ("kbl-controller", "kbl-scheduler"):
-        env = {e["name"] for e in pod_spec(find(OBJECTS, "Deployment", name))["containers"][0].get("env", [])}
-        role = find(OBJECTS, "Role", f"{name}-leader-election")
-        assert any(name in r.get("resourceNames", []) for r in role["rules"])
-        if name == "kbl-controller":
-            assert {"POD_NAME", "POD_NAMESPACE"} <= env
+def test_scheduler_elects_a_leader_and_the_controller_never_runs_twice() -> None:
+    """kube-scheduler elects a leader on its own Lease; `kbl controller` does not elect one, so
+    it runs as exactly one replica that is stopped before its replacement starts."""
+    role = find(OBJECTS, "Role", "kbl-scheduler-leader-election")
+    assert any("kbl-scheduler" in r.get("resourceNames", []) for r in role["rules"])
+    controller = find(OBJECTS, "Deployment", "kbl-controller")
+    assert controller["spec"]["replicas"] == 1
+    assert controller["spec"]["strategy"] == {"type": "Recreate"}
 
 
 def test_shipped_controller_arguments_are_accepted_by_kbl_controller_itself() -> None:

@@ -50,10 +50,7 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "metrics.k8s.io", "nodes", "list", ""): "utilisation of a KBL's nodes",
     ("ClusterRole/kbl-controller", "metrics.k8s.io", "pods", "get", ""): "utilisation feedback (metrics-server)",
     ("ClusterRole/kbl-controller", "metrics.k8s.io", "pods", "list", ""): "utilisation of a KBL's pods",
-    # Leader election, each on its own Lease.
-    ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
-    ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "get", "kbl-controller"): "read the leader",
-    ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "update", "kbl-controller"): "renew or take over",
+    # kbl-scheduler's leader election on its own Lease (`kbl controller` runs as one replica).
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "get", "kbl-scheduler"): "read the leader",
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "update", "kbl-scheduler"): "renew or take over",

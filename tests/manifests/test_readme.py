@@ -17,7 +17,7 @@ def _sed_edits() -> list[tuple[str, str]]:
 
 def test_every_sed_edit_of_the_readme_finds_its_text_in_the_shipped_files() -> None:
     edits = _sed_edits()
-    assert len(edits) == 4
+    assert len(edits) == 5
     extender = (MANIFESTS / "extender.yaml").read_text()
     controller = (MANIFESTS / "controller.yaml").read_text()
     for pattern, _ in edits:
@@ -29,7 +29,7 @@ def test_every_sed_edit_of_the_readme_finds_its_text_in_the_shipped_files() -> N
 def test_readme_edits_produce_the_users_image_role_and_cluster() -> None:
     text = (MANIFESTS / "controller.yaml").read_text()
     values = {"$IMAGE": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kbl:0.1.0", "$ROLE_ARN": "arn:aws:iam::123456789012:role/kbl-controller",
-              "$CLUSTER_NAME": "prod"}  # fmt: skip
+              "$CLUSTER_NAME": "prod", "$AWS_ACCOUNT_ID": "123456789012", "$NODE_ROLE_NAME": "eks-node-role"}  # fmt: skip
     for pattern, replacement in _sed_edits():
         for var, value in values.items():
             replacement = replacement.replace(var, value)
@@ -38,6 +38,7 @@ def test_readme_edits_produce_the_users_image_role_and_cluster() -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == values["$IMAGE"]
     assert container["args"][container["args"].index("--cluster-name") + 1] == "prod"
+    assert container["args"][container["args"].index("--node-role-arn") + 1] == "arn:aws:iam::123456789012:role/eks-node-role"
     account = find(list(yaml.safe_load_all(text)), "ServiceAccount", "kbl-controller")
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == values["$ROLE_ARN"]
 
