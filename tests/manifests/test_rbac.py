@@ -7,11 +7,17 @@ Secrets, no cluster-admin, no binding to a role we do not ship except the upstre
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.manifests.shipped import find, of_kind, plain_objects
+from extender.serving import WATCHED
+from placement import kubeapi
+from tests.conftest import ROOT
+from tests.manifests.shipped import find, generator, of_kind, plain_objects
 
 Obj = dict[str, Any]
 #: (role, apiGroup, resource, verb, resourceName or "") -> why the component needs it.
@@ -23,33 +29,25 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-extender", "", "pods", "watch", ""): "bound pods kept current incrementally",
     ("ClusterRole/kbl-extender", "kbl.io", "datasets", "list", ""): "where every shard piece lives (status.placement)",
     ("ClusterRole/kbl-extender", "kbl.io", "datasets", "watch", ""): "placements kept current incrementally",
+    ("ClusterRole/kbl-extender", "kbl.io", "kbls", "list", ""): "dedicated node groups: keep a KBL's pods in, foreign pods out",
+    ("ClusterRole/kbl-extender", "kbl.io", "kbls", "watch", ""): "KBLs kept current incrementally",
     ("ClusterRole/kbl-extender", "", "events", "create", ""): "event on a pod whose best data node was not offered",
     # The controller.
-    ("ClusterRole/kbl-controller", "", "pods", "get", ""): "re-read a pod before evicting it",
     ("ClusterRole/kbl-controller", "", "pods", "list", ""): "unschedulable pods (PodScheduled=False) per KBL",
     ("ClusterRole/kbl-controller", "", "pods", "watch", ""): "react in under a second to a new unschedulable pod",
-    ("ClusterRole/kbl-controller", "", "nodes", "get", ""): "re-read a node before cordoning it",
     ("ClusterRole/kbl-controller", "", "nodes", "list", ""): "nodes of each KBL's group, their readiness",
     ("ClusterRole/kbl-controller", "", "nodes", "watch", ""): "node-ready times, node losses",
-    ("ClusterRole/kbl-controller", "", "nodes", "patch", ""): "cordon, labels and annotations for scale-down and prototype images",
-    ("ClusterRole/kbl-controller", "", "pods/eviction", "create", ""): "drain through the Eviction API (PDBs respected)",
+    ("ClusterRole/kbl-controller", "", "nodes", "patch", ""): "cordon, uncordon, annotations for scale-down and prototype images",
+    ("ClusterRole/kbl-controller", "", "pods/eviction", "create", ""): "drain through the Eviction API (PDBs enforced by the API server)",
     ("ClusterRole/kbl-controller", "", "events", "create", ""): "explain scale-up, scale-down and refusals",
-    ("ClusterRole/kbl-controller", "policy", "poddisruptionbudgets", "get", ""): "check a drain before starting it",
-    ("ClusterRole/kbl-controller", "policy", "poddisruptionbudgets", "list", ""): "PDBs of the pods on a node to drain",
-    ("ClusterRole/kbl-controller", "policy", "poddisruptionbudgets", "watch", ""): "PDB cache",
-    ("ClusterRole/kbl-controller", "kbl.io", "kbls", "get", ""): "re-read a KBL before acting",
+    ("ClusterRole/kbl-controller", "kbl.io", "kbls", "get", ""): "re-read a KBL before writing its status",
     ("ClusterRole/kbl-controller", "kbl.io", "kbls", "list", ""): "every KBL's node-group wishes and blueprint",
     ("ClusterRole/kbl-controller", "kbl.io", "kbls", "watch", ""): "react to KBL changes",
-    ("ClusterRole/kbl-controller", "kbl.io", "kbls", "patch", ""): "annotations that record in-flight actions (restart-safe)",
-    ("ClusterRole/kbl-controller", "kbl.io", "kbls/status", "patch", ""): "node-group state in KBL status",
-    ("ClusterRole/kbl-controller", "kbl.io", "datasets", "get", ""): "re-read a DataSet before a scale-down",
+    ("ClusterRole/kbl-controller", "kbl.io", "kbls/status", "patch", ""): "node-group state and blueprint start in KBL status",
+    ("ClusterRole/kbl-controller", "kbl.io", "datasets", "get", ""): "re-read a DataSet before noting a repair",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "list", ""): "never remove the last piece of a shard",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "watch", ""): "placements kept current",
-    ("ClusterRole/kbl-controller", "kbl.io", "datasets/status", "patch", ""): "repair plans (re-replication) in DataSet status",
-    ("ClusterRole/kbl-controller", "metrics.k8s.io", "nodes", "get", ""): "utilisation feedback (metrics-server)",
-    ("ClusterRole/kbl-controller", "metrics.k8s.io", "nodes", "list", ""): "utilisation of a KBL's nodes",
-    ("ClusterRole/kbl-controller", "metrics.k8s.io", "pods", "get", ""): "utilisation feedback (metrics-server)",
-    ("ClusterRole/kbl-controller", "metrics.k8s.io", "pods", "list", ""): "utilisation of a KBL's pods",
+    ("ClusterRole/kbl-controller", "kbl.io", "datasets", "patch", ""): "annotations asking for re-replication before a scale-down",
     # kbl-scheduler's leader election on its own Lease (`kbl controller` runs as one replica).
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "get", "kbl-scheduler"): "read the leader",
@@ -122,3 +120,57 @@ def test_only_the_scheduler_is_bound_to_the_upstream_scheduler_roles() -> None:
 def test_extender_cannot_bind_pods_unless_the_scheduler_delegates_binding() -> None:
     """Default: kube-scheduler binds; the extender has no pods/binding permission."""
     assert not [g for g in _granted() if g[2] in {"pods/binding", "bindings"} and "extender" in g[0]]
+
+
+#: KubeApi method -> (resource suffix, verb) it needs; ``None`` resource: fixed below.
+VERBS = {"list": ("", "list"), "watch": ("", "watch"), "get": ("", "get"), "patch": ("", "patch"), "patch_status": ("/status", "patch")}
+FIXED = {"evict": ("", "pods/eviction", "create"), "create_event": ("", "events", "create"), "create_binding": ("", "pods/binding", "create")}
+
+
+def _calls(paths: list[Path], generic: tuple[kubeapi.Resource, ...] | None = None) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) for every KubeApi call in ``paths`` (an AST scan of the source).
+
+    A call whose resource is a variable (a watch loop) counts for every Resource constant the
+    module lists in a tuple, or for ``generic`` when given."""
+    constants = {name: getattr(kubeapi, name) for name in ("NODES", "PODS", "DATASETS", "KBLS")}
+    out = set()
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        listed = {e.id for n in ast.walk(tree) if isinstance(n, ast.Tuple) for e in n.elts if isinstance(e, ast.Name) and e.id in constants}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            method, receiver = node.func.attr, ast.unparse(node.func.value)
+            if "kube" not in receiver and "api" not in receiver:
+                continue
+            if method in FIXED:
+                out.add(FIXED[method])
+            elif method in VERBS and node.args:
+                arg = ast.unparse(node.args[0])
+                resources = [constants[arg]] if arg in constants else list(generic or ()) or [constants[n] for n in listed]
+                suffix, verb = VERBS[method]
+                out |= {(r.group, r.plural + suffix, verb) for r in resources}
+    return out
+
+
+def _granted_to(role: str, objects: list[Obj] | None = None) -> set[tuple[str, str, str]]:
+    pool = objects if objects is not None else [o for _, o in OBJECTS]
+    roles = [o for o in pool if o["kind"] == "ClusterRole" and o["metadata"]["name"] == role]
+    return {(g, r, v) for rule in roles[0]["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
+    needed = _calls(sorted((ROOT / "placement" / "controller").glob("*.py")))
+    assert needed, "the scan found no calls"
+    assert _granted_to("kbl-controller") == needed
+
+
+def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:
+    paths = sorted((ROOT / "extender").glob("*.py")) + [ROOT / "placement" / "watching.py"]
+    needed = _calls(paths, generic=WATCHED)
+    binding = ("", "pods/binding", "create")
+    assert binding in needed
+    assert _granted_to("kbl-extender") == needed - {binding}
+    rendered = generator().render({"scheduler": {"extender": {"bind": True}}})
+    objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    assert _granted_to("kbl-extender", objects) == needed
