@@ -14,12 +14,15 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from placement.capacity import CapacitySettings
+from placement.capacity import CapacitySettings, Utilisation
 from placement.kubeapi import KubeApi
 from placement.providers import NodeGroupProvider
 from topology.errors import KblError
+from topology.kbls import KBL
+from topology.nodes import Node
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reply-queue-url", default="", help="SQS queue the worker reports the inventory on (queue)")
     parser.add_argument("--max-nodes", type=int, default=200, help="global node budget over every KBL group (default %(default)s)")
     parser.add_argument("--resync-s", type=float, default=10.0, help="periodic reconcile interval in seconds (default %(default)s)")
+    parser.add_argument("--metrics-server", action="store_true", help="grow/shrink on KBL node CPU and memory from metrics.k8s.io")
+    parser.add_argument("--prometheus-url", default="", help="evaluate each KBL's kbl.io/prometheus-query against this Prometheus")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
 
 
@@ -92,6 +97,33 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
     return QueueProvider(session.client("sqs"), args.queue_url, args.reply_queue_url)
 
 
+def utilisation(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]] | None:
+    """The utilisation sources asked for, merged per KBL (CPU/memory and the query value)."""
+    from placement.controller.measuring import MetricsServerUtilisation, PrometheusUtilisation
+
+    sources: list[Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]]] = []
+    if args.metrics_server:
+        sources.append(MetricsServerUtilisation(kube))
+    if args.prometheus_url:
+        sources.append(PrometheusUtilisation(args.prometheus_url))
+    if not sources:
+        return None
+
+    def merged(kbls: list[KBL], nodes: list[Node]) -> Mapping[str, Utilisation]:
+        out: dict[str, Utilisation] = {}
+        for source in sources:
+            for key, value in source(kbls, nodes).items():
+                old = out.get(key, Utilisation())
+                out[key] = Utilisation(
+                    value.cpu if value.cpu is not None else old.cpu,
+                    value.memory if value.memory is not None else old.memory,
+                    value.metric if value.metric is not None else old.metric,
+                )
+        return out
+
+    return merged
+
+
 def run(args: argparse.Namespace) -> int:
     from placement.controller import Controller, ControllerSettings
 
@@ -115,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         resync_s=args.resync_s,
         dry_run=args.dry_run,
     )
-    controller = Controller(kube, provider, settings)
+    controller = Controller(kube, provider, settings, utilisation=utilisation(args, kube))
     if args.once or args.dry_run:
         plan = controller.reconcile_once()
         if args.dry_run:
