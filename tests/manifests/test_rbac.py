@@ -8,6 +8,7 @@ Secrets, no cluster-admin, no binding to a role we do not ship except the upstre
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "list", ""): "never remove the last piece of a shard",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "watch", ""): "placements kept current",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "patch", ""): "annotations asking for re-replication before a scale-down",
+    # (With controller.metricsServer: metrics.k8s.io nodes list, for utilisation feedback.)
     # kbl-scheduler's leader election on its own Lease (`kbl controller` runs as one replica).
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "get", "kbl-scheduler"): "read the leader",
@@ -127,15 +129,24 @@ VERBS = {"list": ("", "list"), "watch": ("", "watch"), "get": ("", "get"), "patc
 FIXED = {"evict": ("", "pods/eviction", "create"), "create_event": ("", "events", "create"), "create_binding": ("", "pods/binding", "create")}
 
 
+def _resources(path: Path) -> dict[str, kubeapi.Resource]:
+    """The Resource constants a module can name: kubeapi's and its own module-level ones."""
+    module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    names = {name: getattr(kubeapi, name) for name in ("NODES", "PODS", "DATASETS", "KBLS")}
+    names.update({k: v for k, v in vars(module).items() if isinstance(v, kubeapi.Resource)})
+    return names
+
+
 def _calls(paths: list[Path], generic: tuple[kubeapi.Resource, ...] | None = None) -> set[tuple[str, str, str]]:
     """(apiGroup, resource, verb) for every KubeApi call in ``paths`` (an AST scan of the source).
 
     A call whose resource is a variable (a watch loop) counts for every Resource constant the
-    module lists in a tuple, or for ``generic`` when given."""
-    constants = {name: getattr(kubeapi, name) for name in ("NODES", "PODS", "DATASETS", "KBLS")}
+    module lists in a tuple, or for ``generic`` when given; any other call the scan cannot
+    resolve fails the test rather than being left out."""
     out = set()
     for path in paths:
         tree = ast.parse(path.read_text())
+        constants = _resources(path)
         listed = {e.id for n in ast.walk(tree) if isinstance(n, ast.Tuple) for e in n.elts if isinstance(e, ast.Name) and e.id in constants}
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
@@ -148,6 +159,7 @@ def _calls(paths: list[Path], generic: tuple[kubeapi.Resource, ...] | None = Non
             elif method in VERBS and node.args:
                 arg = ast.unparse(node.args[0])
                 resources = [constants[arg]] if arg in constants else list(generic or ()) or [constants[n] for n in listed]
+                assert resources, f"{path.name}: cannot tell which resource {method}({arg}) reads"
                 suffix, verb = VERBS[method]
                 out |= {(r.group, r.plural + suffix, verb) for r in resources}
     return out
@@ -160,9 +172,16 @@ def _granted_to(role: str, objects: list[Obj] | None = None) -> set[tuple[str, s
 
 
 def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
+    """Node metrics only when the metrics-server feedback is switched on (``--metrics-server``)."""
     needed = _calls(sorted((ROOT / "placement" / "controller").glob("*.py")))
-    assert needed, "the scan found no calls"
-    assert _granted_to("kbl-controller") == needed
+    metrics = ("metrics.k8s.io", "nodes", "list")
+    assert metrics in needed
+    assert _granted_to("kbl-controller") == needed - {metrics}
+    rendered = generator().render({"controller": {"metricsServer": True}})
+    objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    assert _granted_to("kbl-controller", objects) == needed
+    args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-server" in args
 
 
 def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:
