@@ -20,6 +20,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("bench", "kbl.commands.bench", "run a benchmark of the harness (figures for BENCHMARKS.md)"),
     ("demo", "kbl.commands.demo", "the main job on an embedded cluster: kbl against kube-scheduler, Stork-like and the optimum"),
     ("place", "kbl.commands.place", "place a DataSet's shards over failure domains (or rebalance with --previous)"),
+    ("controller", "kbl.commands.controller", "the companion controller: node groups per KBL, pre-warmed, safely shrunk"),
+    ("worker", "kbl.commands.worker", "execute queued node-group requests from SQS with cloud credentials (out of cluster)"),
 )
 
 

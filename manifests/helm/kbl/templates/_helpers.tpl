@@ -1,0 +1,109 @@
+{{/* Labels every kbl object carries; "component" names the part (extender, scheduler, controller). */}}
+{{- define "kbl.labels" -}}
+app.kubernetes.io/name: kbl
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: kbl
+{{- end -}}
+
+{{/* The subset of the labels that selects one component's pods (never changes between versions). */}}
+{{- define "kbl.selectorLabels" -}}
+app.kubernetes.io/name: kbl
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Pod-level hardening shared by every kbl pod. */}}
+{{- define "kbl.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container-level hardening shared by every kbl container. */}}
+{{- define "kbl.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The extender's in-cluster DNS name, as the scheduler calls it and its certificate names it. */}}
+{{- define "kbl.extenderHost" -}}
+{{ .Release.Name }}-extender.{{ .Release.Namespace }}.svc
+{{- end -}}
+
+{{/* Spread a component's replicas over zones and hosts (best effort). */}}
+{{- define "kbl.spread" -}}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "kbl.selectorLabels" . | nindent 8 }}
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "kbl.selectorLabels" . | nindent 8 }}
+{{- end -}}
+
+{{/* The KubeSchedulerConfiguration of kbl-scheduler (the comments explain each choice; values.yaml has the long form). */}}
+{{- define "kbl.schedulerConfig" -}}
+{{- $ext := .Values.scheduler.extender -}}
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection:
+  leaderElect: true
+  resourceLock: leases
+  resourceName: {{ .Values.scheduler.name }}
+  resourceNamespace: {{ .Release.Namespace }}
+# Look at every feasible node: otherwise the nodes holding a pod's data may never be offered.
+percentageOfNodesToScore: {{ .Values.scheduler.percentageOfNodesToScore }}
+profiles:
+  - schedulerName: {{ .Values.scheduler.name }}
+extenders:
+  - urlPrefix: https://{{ include "kbl.extenderHost" . }}:{{ .Values.extender.port }}{{ .Values.extender.urlPrefix }}
+    filterVerb: filter
+    prioritizeVerb: prioritize
+    {{- if $ext.preempt }}
+    # The extender drops candidate nodes its filter would reject, so no pod is evicted in vain.
+    preemptVerb: preempt
+    {{- end }}
+    {{- if $ext.bind }}
+    bindVerb: bind
+    {{- else }}
+    # bindVerb: bind    # scheduler.extender.bind=true: the extender binds (needs pods/binding RBAC)
+    {{- end }}
+    # Final score per node = in-tree plugin sum + extender score (0..10) x weight x 10:
+    # {{ $ext.weight }} x 10 x 10 = {{ mul $ext.weight 100 }} for a full locality difference.
+    weight: {{ $ext.weight }}
+    # Only node names travel (the extender keeps its own node cache).
+    nodeCacheCapable: true
+    httpTimeout: {{ $ext.httpTimeout }}
+    enableHTTPS: true
+    tlsConfig:
+      caFile: /etc/kbl/extender-ca/ca.crt
+      serverName: {{ include "kbl.extenderHost" . }}
+    # false: an unreachable extender fails the attempt and the pod retries (locality is never
+    # silently dropped); true would schedule without kbl.
+    ignorable: {{ $ext.ignorable }}
+    {{- if $ext.managedResources }}
+    managedResources:
+      {{- toYaml $ext.managedResources | nindent 6 }}
+    {{- else }}
+    # managedResources:   # only pods requesting one of these reach the extender
+    #   - name: kbl.io/data
+    #     ignoredByScheduler: true
+    {{- end }}
+{{- end -}}

@@ -1,0 +1,195 @@
+"""RBAC is least privilege: every permission is listed here with the reason it is needed.
+
+A rule the manifests grant that is not in :data:`JUSTIFIED` fails, and so does a justified
+permission the manifests no longer grant (the list stays honest both ways). No wildcards, no
+Secrets, no cluster-admin, no binding to a role we do not ship except the upstream scheduler roles.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from extender.serving import WATCHED
+from placement import kubeapi
+from tests.conftest import ROOT
+from tests.manifests.shipped import find, generator, of_kind, plain_objects
+
+Obj = dict[str, Any]
+#: (role, apiGroup, resource, verb, resourceName or "") -> why the component needs it.
+JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
+    # The extender: read-only informers, explanatory events.
+    ("ClusterRole/kbl-extender", "", "nodes", "list", ""): "node cache: labels (topology), allocatable",
+    ("ClusterRole/kbl-extender", "", "nodes", "watch", ""): "node cache kept current incrementally",
+    ("ClusterRole/kbl-extender", "", "pods", "list", ""): "bound pods count against their node's capacity (hotspot avoidance)",
+    ("ClusterRole/kbl-extender", "", "pods", "watch", ""): "bound pods kept current incrementally",
+    ("ClusterRole/kbl-extender", "kbl.io", "datasets", "list", ""): "where every shard piece lives (status.placement)",
+    ("ClusterRole/kbl-extender", "kbl.io", "datasets", "watch", ""): "placements kept current incrementally",
+    ("ClusterRole/kbl-extender", "kbl.io", "kbls", "list", ""): "dedicated node groups: keep a KBL's pods in, foreign pods out",
+    ("ClusterRole/kbl-extender", "kbl.io", "kbls", "watch", ""): "KBLs kept current incrementally",
+    ("ClusterRole/kbl-extender", "", "events", "create", ""): "event on a pod whose best data node was not offered",
+    # The controller.
+    ("ClusterRole/kbl-controller", "", "pods", "list", ""): "unschedulable pods (PodScheduled=False) per KBL",
+    ("ClusterRole/kbl-controller", "", "pods", "watch", ""): "react in under a second to a new unschedulable pod",
+    ("ClusterRole/kbl-controller", "", "nodes", "list", ""): "nodes of each KBL's group, their readiness",
+    ("ClusterRole/kbl-controller", "", "nodes", "watch", ""): "node-ready times, node losses",
+    ("ClusterRole/kbl-controller", "", "nodes", "patch", ""): "cordon, uncordon, annotations for scale-down and prototype images",
+    ("ClusterRole/kbl-controller", "", "pods/eviction", "create", ""): "drain through the Eviction API (PDBs enforced by the API server)",
+    ("ClusterRole/kbl-controller", "", "events", "create", ""): "explain scale-up, scale-down and refusals",
+    ("ClusterRole/kbl-controller", "kbl.io", "kbls", "get", ""): "re-read a KBL before writing its status",
+    ("ClusterRole/kbl-controller", "kbl.io", "kbls", "list", ""): "every KBL's node-group wishes and blueprint",
+    ("ClusterRole/kbl-controller", "kbl.io", "kbls", "watch", ""): "react to KBL changes",
+    ("ClusterRole/kbl-controller", "kbl.io", "kbls/status", "patch", ""): "node-group state and blueprint start in KBL status",
+    ("ClusterRole/kbl-controller", "kbl.io", "datasets", "get", ""): "re-read a DataSet before noting a repair",
+    ("ClusterRole/kbl-controller", "kbl.io", "datasets", "list", ""): "never remove the last piece of a shard",
+    ("ClusterRole/kbl-controller", "kbl.io", "datasets", "watch", ""): "placements kept current",
+    ("ClusterRole/kbl-controller", "kbl.io", "datasets", "patch", ""): "annotations asking for re-replication before a scale-down",
+    # (With controller.metricsServer: metrics.k8s.io nodes list, for utilisation feedback.)
+    # kbl-scheduler's leader election on its own Lease (`kbl controller` runs as one replica).
+    ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
+    ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "get", "kbl-scheduler"): "read the leader",
+    ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "update", "kbl-scheduler"): "renew or take over",
+}
+#: Roles we bind but do not ship: the upstream ones any kube-scheduler needs.
+UPSTREAM_ROLES = {
+    ("ClusterRole", "system:kube-scheduler"): "what kube-scheduler reads and writes (pods, nodes, bindings, events, ...)",
+    ("ClusterRole", "system:volume-scheduler"): "volume binding during scheduling (PVs, PVCs, StorageClasses)",
+    ("Role", "extension-apiserver-authentication-reader"): "delegated authentication of kube-scheduler's secure port",
+}
+OBJECTS = plain_objects()
+
+
+def _granted() -> set[tuple[str, str, str, str, str]]:
+    out = set()
+    for role in of_kind(OBJECTS, "ClusterRole") + of_kind(OBJECTS, "Role"):
+        ref = f"{role['kind']}/{role['metadata']['name']}"
+        for rule in role["rules"]:
+            assert "nonResourceURLs" not in rule, ref
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        for name in rule.get("resourceNames", [""]):
+                            out.add((ref, group, resource, verb, name))
+    return out
+
+
+def test_every_granted_permission_is_justified_and_every_justified_one_granted() -> None:
+    granted = _granted()
+    assert granted - JUSTIFIED.keys() == set(), "granted without a reason in JUSTIFIED"
+    assert JUSTIFIED.keys() - granted == set(), "justified but no longer granted: drop it from JUSTIFIED"
+
+
+def test_no_wildcards_no_secrets_no_escalation_verbs() -> None:
+    for ref, group, resource, verb, name in _granted():
+        assert "*" not in (group + resource + verb + name), ref
+        assert resource not in {"secrets", "serviceaccounts/token", "clusterroles", "clusterrolebindings", "roles", "rolebindings"}, ref
+        assert verb not in {"escalate", "bind", "impersonate", "delete", "deletecollection"}, ref
+
+
+@pytest.mark.parametrize("kind", ["ClusterRoleBinding", "RoleBinding"])
+def test_bindings_name_shipped_or_upstream_scheduler_roles_and_shipped_service_accounts(kind: str) -> None:
+    shipped_roles = {(o["kind"], o["metadata"]["name"]) for o in of_kind(OBJECTS, "ClusterRole") + of_kind(OBJECTS, "Role")}
+    accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in of_kind(OBJECTS, "ServiceAccount")}
+    bindings = of_kind(OBJECTS, kind)
+    assert bindings
+    for binding in bindings:
+        ref = (binding["roleRef"]["kind"], binding["roleRef"]["name"])
+        assert ref in shipped_roles or ref in UPSTREAM_ROLES, f"{binding['metadata']['name']} binds {ref}"
+        assert ref[1] not in {"cluster-admin", "admin", "edit", "view"}
+        for subject in binding["subjects"]:
+            assert subject["kind"] == "ServiceAccount"
+            assert (subject["namespace"], subject["name"]) in accounts
+
+
+def test_each_component_runs_as_its_own_service_account() -> None:
+    for name in ("kbl-extender", "kbl-scheduler", "kbl-controller"):
+        deployment = find(OBJECTS, "Deployment", name)
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == name
+        find(OBJECTS, "ServiceAccount", name)
+
+
+def test_only_the_scheduler_is_bound_to_the_upstream_scheduler_roles() -> None:
+    for binding in of_kind(OBJECTS, "ClusterRoleBinding") + of_kind(OBJECTS, "RoleBinding"):
+        if (binding["roleRef"]["kind"], binding["roleRef"]["name"]) in UPSTREAM_ROLES:
+            assert [s["name"] for s in binding["subjects"]] == ["kbl-scheduler"]
+
+
+def test_extender_cannot_bind_pods_unless_the_scheduler_delegates_binding() -> None:
+    """Default: kube-scheduler binds; the extender has no pods/binding permission."""
+    assert not [g for g in _granted() if g[2] in {"pods/binding", "bindings"} and "extender" in g[0]]
+
+
+#: KubeApi method -> (resource suffix, verb) it needs; ``None`` resource: fixed below.
+VERBS = {"list": ("", "list"), "watch": ("", "watch"), "get": ("", "get"), "patch": ("", "patch"), "patch_status": ("/status", "patch")}
+FIXED = {"evict": ("", "pods/eviction", "create"), "create_event": ("", "events", "create"), "create_binding": ("", "pods/binding", "create")}
+
+
+def _resources(path: Path) -> dict[str, kubeapi.Resource]:
+    """The Resource constants a module can name: kubeapi's and its own module-level ones."""
+    module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    names = {name: getattr(kubeapi, name) for name in ("NODES", "PODS", "DATASETS", "KBLS")}
+    names.update({k: v for k, v in vars(module).items() if isinstance(v, kubeapi.Resource)})
+    return names
+
+
+def _calls(paths: list[Path], generic: tuple[kubeapi.Resource, ...] | None = None) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) for every KubeApi call in ``paths`` (an AST scan of the source).
+
+    A call whose resource is a variable (a watch loop) counts for every Resource constant the
+    module lists in a tuple, or for ``generic`` when given; any other call the scan cannot
+    resolve fails the test rather than being left out."""
+    out = set()
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        constants = _resources(path)
+        listed = {e.id for n in ast.walk(tree) if isinstance(n, ast.Tuple) for e in n.elts if isinstance(e, ast.Name) and e.id in constants}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            method, receiver = node.func.attr, ast.unparse(node.func.value)
+            if "kube" not in receiver and "api" not in receiver:
+                continue
+            if method in FIXED:
+                out.add(FIXED[method])
+            elif method in VERBS and node.args:
+                arg = ast.unparse(node.args[0])
+                resources = [constants[arg]] if arg in constants else list(generic or ()) or [constants[n] for n in listed]
+                assert resources, f"{path.name}: cannot tell which resource {method}({arg}) reads"
+                suffix, verb = VERBS[method]
+                out |= {(r.group, r.plural + suffix, verb) for r in resources}
+    return out
+
+
+def _granted_to(role: str, objects: list[Obj] | None = None) -> set[tuple[str, str, str]]:
+    pool = objects if objects is not None else [o for _, o in OBJECTS]
+    roles = [o for o in pool if o["kind"] == "ClusterRole" and o["metadata"]["name"] == role]
+    return {(g, r, v) for rule in roles[0]["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
+    """Node metrics only when the metrics-server feedback is switched on (``--metrics-server``)."""
+    needed = _calls(sorted((ROOT / "placement" / "controller").glob("*.py")))
+    metrics = ("metrics.k8s.io", "nodes", "list")
+    assert metrics in needed
+    assert _granted_to("kbl-controller") == needed - {metrics}
+    rendered = generator().render({"controller": {"metricsServer": True}})
+    objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    assert _granted_to("kbl-controller", objects) == needed
+    args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-server" in args
+
+
+def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:
+    paths = sorted((ROOT / "extender").glob("*.py")) + [ROOT / "placement" / "watching.py"]
+    needed = _calls(paths, generic=WATCHED)
+    binding = ("", "pods/binding", "create")
+    assert binding in needed
+    assert _granted_to("kbl-extender") == needed - {binding}
+    rendered = generator().render({"scheduler": {"extender": {"bind": True}}})
+    objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    assert _granted_to("kbl-extender", objects) == needed
