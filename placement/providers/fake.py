@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from placement.capacity import INSTANCE_SHAPES
 from placement.providers import (
     KBL_TAG,
     MANAGED_BY,
@@ -251,7 +252,11 @@ class FakeProvider:
             "beta.kubernetes.io/instance-type": spec.instance_type,
         }
         taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in spec.taints]
-        obj = make_node(f"ip-{inst.id}", region=self.region, zone=spec.zone, extra_labels=extra, taints=taints)
+        shape = INSTANCE_SHAPES.get(spec.instance_type)  # allocatable of the type, not the template's
+        obj = make_node(
+            f"ip-{inst.id}", region=self.region, zone=spec.zone, extra_labels=extra, taints=taints,
+            cpu_m=shape.cpu_m if shape else None, memory_b=shape.memory_b if shape else None,
+        )
         obj["spec"]["providerID"] = f"aws:///{spec.zone}/{inst.id}"
         born = datetime.fromtimestamp(inst.launched_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         ready = datetime.fromtimestamp(ready_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
