@@ -20,7 +20,7 @@ from typing import Any
 
 from placement import capacity as cap
 from placement.kubeapi import DATASETS, KBLS, NODES, ApiError, KubeApi
-from placement.providers import NodeGroupProvider, NodeGroupSpec, ProviderError
+from placement.providers import DetachesFromClusterAutoscaler, NodeGroupProvider, NodeGroupSpec, ProviderError
 
 #: DataSet annotation asking the placement engine to move pieces off these nodes (comma list).
 REPAIR_ANNOTATION = "kbl.io/drain-nodes"
@@ -72,7 +72,10 @@ class Actor:
                 self._event(action.kbl, "CapacityActionFailed", f"{action.kind}: {exc}", "Warning")
                 continue
             self.log.done.append(action)
-        self._sync_group_status(state)
+        try:
+            self._sync_group_status(state)
+        except (ProviderError, ApiError) as exc:  # retried on the next reconcile
+            self.log.refused.append((cap.Note("", "status sync"), str(exc)))
         return self.log
 
     # ------------------------------------------------------------------ dispatch
@@ -180,6 +183,10 @@ class Actor:
                 measured = state.node_ready_s.get(group.name)
                 if measured is not None and entry.get("nodeReadySeconds") != measured:
                     wanted["nodeReadySeconds"] = measured
+                if group.status == "ACTIVE" and not entry.get("clusterAutoscalerDetached"):
+                    if isinstance(self.provider, DetachesFromClusterAutoscaler):
+                        self.provider.detach_from_cluster_autoscaler(group.name)
+                    wanted["clusterAutoscalerDetached"] = True
                 if wanted:
                     self.group_status(kbl.key, group.name, wanted)
             for name, entry in recorded.items():

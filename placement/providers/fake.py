@@ -221,6 +221,13 @@ class FakeProvider:
                     group.instances = [FakeInstance(f"i-{next(self._ids):017x}", i.zone, now, image_id) for i in group.instances]
             return str(group.lt_version)
 
+    def detach_from_cluster_autoscaler(self, name: str) -> list[str]:
+        """As EKS: the group's (simulated) Auto Scaling group loses the discovery tags."""
+        with self._lock:
+            self._enter("detach_from_cluster_autoscaler", name=name)
+            self._get(name)
+            return [f"eks-{name}"]
+
     def _get(self, name: str) -> FakeGroup:
         group = self.groups.get(name)
         if group is None:

@@ -231,3 +231,15 @@ def test_dry_run_changes_nothing() -> None:
     assert [a.kind for a in plan.actions] == ["CreateNodeGroup"]
     assert world.kube.version == before
     assert world.cloud.calls_of("create_group") == []
+
+
+def test_each_group_is_detached_from_cluster_autoscaler_once() -> None:
+    world = World()
+    world.kube.put(KBLS, kbl_object("k"))
+    world.kube.put(PODS, pod_object("p", kbl="k"))
+    for _ in range(3):
+        world.controller().reconcile_once()
+    assert [c.args["name"] for c in world.cloud.calls_of("detach_from_cluster_autoscaler")] == [cap.group_name("default/k", "us-east-1a")]
+    kbl = world.kube.get(KBLS, "k")
+    assert kbl is not None
+    assert kbl["status"]["nodeGroups"][0]["clusterAutoscalerDetached"] is True
