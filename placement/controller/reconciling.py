@@ -107,7 +107,10 @@ class Controller:
         self.clock = clock
         self.removal_check = removal_check
         self.utilisation = utilisation
-        self.actor = Actor(kube, provider, self.settings.cluster_name, clock, step_hook or (lambda _step: None))
+        self.actor = Actor(
+            kube, provider, self.settings.cluster_name, clock, step_hook or (lambda _step: None),
+            max_nodes_total=self.settings.capacity.max_nodes_total,
+        )
         self.rejected: list[ObjectError] = []
         self.reconciles = 0
 
