@@ -13,4 +13,5 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "extender latency over HTTP next to a no-op floor (100-5,000 nodes), cache RSS at 1,000,000 replicas",
     ),
     "placement": ("benchmarks.placement", "placement balance, movement, speed and durability (60, 600 and 3,000 hosts)"),
+    "controller": ("benchmarks.controller", "companion controller: reaction time, pending pod-seconds reactive vs pre-warmed"),
 }
