@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from extender import messages
+from extender.scoring import raw_costs, utilization
 from extender.settings import ExtenderSettings
 from placement.kubeapi import DATASETS, KBLS, NODES, PODS, Resource, WatchEvent
 from topology import labels
@@ -45,6 +47,12 @@ IntArray = npt.NDArray[np.int64]
 
 #: Columns of the load arrays: cpu millicores, memory bytes, pod count.
 LOAD_COLUMNS = ("cpu", "memory", "pods")
+#: Candidate lists remembered with their node ids (a prioritize call usually offers exactly the
+#: nodes its filter call passed; kube-scheduler with ``percentageOfNodesToScore: 100`` offers
+#: the same list to consecutive pods).
+ID_CACHE_SIZE = 8
+#: Per-node network-cost vectors remembered (one per dataset and shard set recently asked for).
+COST_CACHE_SIZE = 32
 
 
 def load_vector(resources: Resources) -> FloatArray:
@@ -127,6 +135,12 @@ class ClusterState:
         self._kbl_names: list[str] = []
         self._dedicated_nodes: dict[int, int] = {}  # KBL id -> present dedicated nodes
         self._counted: set[str] = set()
+        self._entries = np.empty((size, messages.MAX_PRIORITY + 1), dtype=object)  # prioritize reply fragments
+        #: Bumped on every change of load, allocatable or usability; caches compare against it.
+        self.load_version = 0
+        self._id_cache: deque[tuple[tuple[int, int, str, str], list[str], IntArray]] = deque(maxlen=ID_CACHE_SIZE)
+        self._cost_cache: deque[tuple[FloatArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
+        self._util_cache: tuple[tuple[int, int, bytes], FloatArray] | None = None
         #: Bytes read at each level by pods that became bound while we watched (node..remote).
         self.locality_bytes = np.zeros(len(LEVELS), dtype=np.float64)
         #: Objects rejected as invalid, by kind.
@@ -259,6 +273,9 @@ class ClusterState:
         self._usable = np.concatenate([self._usable, np.zeros(new - size, dtype=bool)])
         self._owner = np.concatenate([self._owner, np.full(new - size, -1, dtype=np.int64)])
         self._group = np.concatenate([self._group, np.full(new - size, -1, dtype=np.int64)])
+        entries = np.empty((new, messages.MAX_PRIORITY + 1), dtype=object)
+        entries[:size] = self._entries
+        self._entries = entries
 
     def _set_node(self, node: Node) -> None:
         old = self.cluster.nodes.get(node.name)
@@ -270,6 +287,9 @@ class ClusterState:
         nid = self.cluster.node_id(node.name)
         assert nid is not None
         self._grow(nid)
+        self.load_version += 1
+        if self._entries[nid, 0] is None:  # ids are never reused for another name
+            self._entries[nid] = messages.priority_entries(node.name)
         old_owner = int(self._owner[nid])
         self._alloc[nid] = load_vector(node.allocatable)
         self._usable[nid] = node.ready and not node.unschedulable
@@ -287,6 +307,7 @@ class ClusterState:
         nid = self.cluster.node_id(name)
         if nid is None:
             return
+        self.load_version += 1
         self._count_dedicated(int(self._owner[nid]), -1)
         self._owner[nid] = -1
         self._group[nid] = -1
@@ -296,6 +317,7 @@ class ClusterState:
 
     def _set_pod(self, pod: Pod, *, count_locality: bool) -> None:
         key = pod.uid or pod.key
+        self.load_version += 1
         old = self._pods.pop(key, None)
         if old is not None and old.node_id >= 0:
             self._bound[old.node_id] -= old.load
@@ -315,6 +337,7 @@ class ClusterState:
             self._pending.pop(key, None)
 
     def _remove_pod(self, key: str) -> None:
+        self.load_version += 1
         old = self._pods.pop(key, None)
         if old is not None and old.node_id >= 0:
             self._bound[old.node_id] -= old.load
@@ -366,6 +389,7 @@ class ClusterState:
                 self._flight[old.node_id] -= old.load
             self._inflight[key] = _Inflight(nid, load, self._clock() + self.settings.inflight_ttl_s)
             self._flight[nid] += load
+            self.load_version += 1
             if pod is not None:
                 self._count_locality(key, pod, nid)
             return pod
@@ -378,6 +402,7 @@ class ClusterState:
                 break
             del self._inflight[key]
             self._flight[first.node_id] -= first.load
+            self.load_version += 1
 
     @property
     def inflight(self) -> int:
@@ -415,8 +440,51 @@ class ClusterState:
         return self.cluster.level_bytes(wish.key, wish.shards)
 
     def node_ids(self, names: list[str]) -> IntArray:
-        """Dense ids of offered nodes; ``-1`` for nodes the cache does not know."""
-        return self.cluster.node_ids(names)
+        """Dense ids of offered nodes; ``-1`` for nodes the cache does not know (read-only array).
+
+        The last :data:`ID_CACHE_SIZE` lists are remembered with their ids for the node set's
+        version: a list equal to a remembered one (same length, ends, then element-wise, which
+        costs a third of hashing 5,000 names) reuses its ids.
+        """
+        if not names:
+            return np.zeros(0, dtype=np.int64)
+        probe = (self.cluster.version, len(names), names[0], names[-1])
+        for key, cached, ids in self._id_cache:
+            if key == probe and cached == names:
+                return ids
+        ids = self.cluster.node_ids(names)
+        ids.flags.writeable = False
+        self._id_cache.appendleft((probe, list(names), ids))
+        return ids
+
+    def node_costs(self, wish: Wish) -> FloatArray:
+        """Network cost of a usable wish on every node id (``raw_costs`` of its byte table, cached)."""
+        table = self.level_bytes(wish).table
+        for cached_table, cost in self._cost_cache:
+            if cached_table is table:
+                return cost
+        cost = raw_costs(table, self.settings.costs)
+        cost.flags.writeable = False
+        self._cost_cache.appendleft((table, cost))
+        return cost
+
+    def utilization_all(self, request: FloatArray) -> FloatArray:
+        """Utilization of every node id after placing a pod of ``request`` (read-only, cached per
+        :attr:`load_version`): ``max_k (bound_k + in-flight_k + request_k) / allocatable_k``;
+        ``inf`` on absent nodes."""
+        self._expire()
+        key = (self.load_version, self.cluster.version, request.tobytes())
+        if self._util_cache is not None and self._util_cache[0] == key:
+            return self._util_cache[1]
+        count = self.cluster.domain_arrays()[3].shape[0]  # ids handed out so far
+        util = utilization(self._bound[:count] + self._flight[:count], self._alloc[:count], request)
+        util.flags.writeable = False
+        self._util_cache = (key, util)
+        return util
+
+    def priority_entries(self) -> npt.NDArray[np.object_]:
+        """Encoded ``{"Host":...,"Score":s}`` fragments per node id and score (see :mod:`extender.messages`)."""
+        return self._entries
 
     def load(self, ids: IntArray) -> tuple[FloatArray, FloatArray]:
         """``(used, allocatable)`` rows for node ids (used = bound + in-flight); unknown ids give zeros."""
