@@ -2,7 +2,8 @@
 
 :func:`rank` resolves the pod's data wish, looks up the cached byte table of the requested
 shards, applies hotspot fading with each node's load (bound pods, in-flight assignments and
-this pod), and normalizes into 0..10. Pods without kbl annotations, or whose wish cannot be
+this pod), adds what each node's slot would cost the other pending pods
+(:mod:`extender.batching`, when the watch knows some), and normalizes into 0..10. Pods without kbl annotations, or whose wish cannot be
 honoured, get all zeros at once (no preference, near-zero cost).
 
 It also looks for the ``percentageOfNodesToScore`` trap: a node elsewhere in the cluster that
@@ -68,6 +69,9 @@ def rank(state: ClusterState, pod: Pod, names: list[str], *, look_elsewhere: boo
         request = load_vector(pod.requests)
         util_all = state.utilization_all(request)
         eff_all = effective_costs(state.node_costs(wish), worst, util_all, state.settings.hotspot_threshold)
+        delta = state.displacement(pod)
+        if delta is not None:
+            eff_all = eff_all + delta
         known = ids >= 0
         eff = eff_all[np.where(known, ids, 0)]
         if not known.all():

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from extender import messages
+from extender.batching import displacement_costs
 from extender.scoring import raw_costs, utilization
 from extender.settings import ExtenderSettings
 from placement.kubeapi import DATASETS, KBLS, NODES, PODS, Resource, WatchEvent
@@ -121,6 +122,7 @@ class ClusterState:
         self._expected = {r.plural for r in expect}
         self._synced: set[str] = set()
         self._pods: dict[str, _PodRecord] = {}
+        self._waiting: set[str] = set()  # keys of watched pods without spec.nodeName
         self._pending: OrderedDict[str, Pod] = OrderedDict()
         self._inflight: OrderedDict[str, _Inflight] = OrderedDict()
         self._kbls: dict[str, KBL] = {}
@@ -141,6 +143,7 @@ class ClusterState:
         self._id_cache: deque[tuple[tuple[int, int, str, str], list[str], IntArray]] = deque(maxlen=ID_CACHE_SIZE)
         self._cost_cache: deque[tuple[FloatArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
         self._util_cache: tuple[tuple[int, int, bytes], FloatArray] | None = None
+        self._batch_cache: dict[tuple[int, int, str], FloatArray | None] = {}
         #: Bytes read at each level by pods that became bound while we watched (node..remote).
         self.locality_bytes = np.zeros(len(LEVELS), dtype=np.float64)
         #: Objects rejected as invalid, by kind.
@@ -328,6 +331,10 @@ class ClusterState:
                 node_id = nid
                 self._bound[nid] += load_vector(pod.requests)
         self._pods[key] = _PodRecord(pod, node_id, load_vector(pod.requests))
+        if pod.node_name is None and pod.phase not in ("Succeeded", "Failed"):
+            self._waiting.add(key)
+        else:
+            self._waiting.discard(key)
         if pod.node_name is not None:
             flight = self._inflight.pop(key, None)
             if flight is not None:
@@ -338,6 +345,7 @@ class ClusterState:
 
     def _remove_pod(self, key: str) -> None:
         self.load_version += 1
+        self._waiting.discard(key)
         old = self._pods.pop(key, None)
         if old is not None and old.node_id >= 0:
             self._bound[old.node_id] -= old.load
@@ -481,6 +489,67 @@ class ClusterState:
         util.flags.writeable = False
         self._util_cache = (key, util)
         return util
+
+    def pending_batch(self, pod: Pod) -> list[tuple[Pod, Wish]]:
+        """The other pods waiting for a node that compete with ``pod`` for slots.
+
+        Pods the watch reported active and without ``spec.nodeName``, not assigned in flight,
+        handled by the same scheduler, with a usable data wish; ``pod`` itself is left out.
+        """
+        own = pod.uid or pod.key
+        out = []
+        for key in sorted(self._waiting):
+            other = self._pods[key].pod
+            if key == own or key in self._inflight:
+                continue
+            if other.scheduler_name != pod.scheduler_name or other.data is None:
+                continue
+            wish = self.resolve(other)
+            if wish.usable and wish.needed_bytes > 0:
+                out.append((other, wish))
+        return out
+
+    def displacement(self, pod: Pod) -> FloatArray | None:
+        """What one slot on each node costs the other pending pods (:mod:`extender.batching`).
+
+        ``None`` when there is no other pending pod, or more than ``settings.batch_limit`` (the
+        pod is then scored on its own). Computed once per pod and state version (load, nodes).
+        """
+        limit = self.settings.batch_limit
+        if limit <= 0:
+            return None
+        self._expire()
+        key = (self.load_version, self.cluster.version, pod.uid or pod.key)
+        if key in self._batch_cache:
+            return self._batch_cache[key]
+        if any(k[:2] != key[:2] for k in self._batch_cache):
+            self._batch_cache.clear()
+        batch = self.pending_batch(pod)
+        result: FloatArray | None = None
+        if 0 < len(batch) <= limit:
+            count = self.cluster.domain_arrays()[3].shape[0]
+            ids = np.arange(count, dtype=np.int64)
+            free = self._alloc[:count] - self._bound[:count] - self._flight[:count]
+            requests = np.array([load_vector(p.requests) for p, _ in batch])
+            unit = np.where(requests > 0, requests, np.inf).min(axis=0)  # the smallest request per resource
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per = np.where(np.isfinite(unit), np.floor(free / unit), np.inf)
+            slots = np.where(self.usable(ids), per.min(axis=1), 0)
+            slots = np.clip(np.nan_to_num(slots, posinf=len(batch) + 1), 0, len(batch) + 1).astype(np.int64)
+            rows = np.empty((len(batch), count), dtype=np.float64)
+            owner, group = self.owners(ids)
+            for i, (other, wish) in enumerate(batch):
+                row = np.array(self.node_costs(wish)[:count], dtype=np.float64)
+                mine = self.kbl_id(other.kbl)
+                allowed = (owner < 0) | (owner == mine)
+                if self.kbl_is_dedicated(other.kbl):
+                    allowed &= group == mine
+                row[~allowed] = np.inf
+                rows[i] = row
+            result = displacement_costs(rows, slots)
+            result.flags.writeable = False
+        self._batch_cache[key] = result
+        return result
 
     def priority_entries(self) -> npt.NDArray[np.object_]:
         """Encoded ``{"Host":...,"Score":s}`` fragments per node id and score (see :mod:`extender.messages`)."""
