@@ -29,7 +29,9 @@ configured (read from upstream for behaviour, written here from scratch):
    assignment), else the default binder. The driver then reports the pod's life to an
    ``on_pod_event`` hook exactly as an informer would see it (ADDED pending, MODIFIED bound,
    MODIFIED Succeeded, DELETED), which is how a harness feeds an extender running from a
-   snapshot with no API server.
+   snapshot with no API server. Pods created at the same instant (a Job's burst) are all
+   announced (ADDED) before the first of them is scheduled, as a watch delivers them while the
+   scheduler works through its queue.
 
 Pods run for their duration on the simulated clock and release their resources. A pod that finds
 no node is *unschedulable*: it is retried when a running pod finishes (the AssignedPodDelete

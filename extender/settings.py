@@ -38,8 +38,8 @@ class ExtenderSettings:
         node that cannot take the pod in the cache (bound + in-flight + this pod over
         allocatable): kube-scheduler's NodeResourcesFit already keeps full nodes out of its own
         view, so fading earlier only gives away a data node's last local slots while cheaper
-        readers are left for later (measured in BENCHMARKS.md, issue 5: 1.20x the optimum at
-        0.8 against 1.03x at 1.0); the full-in-the-cache case still catches binds kube-scheduler
+        readers are left for later (measured in BENCHMARKS.md, issue 5: 1.116x the optimum at
+        0.8 against 1.019x with the defaults); the full-in-the-cache case still catches binds kube-scheduler
         has not seen (another scheduler, an extender restart). Contention for a hot node is
         handled by the pending-batch term (``batch_limit``), which prices a slot by what other
         pending readers of the data would lose, instead of by utilization.
