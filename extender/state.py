@@ -494,7 +494,9 @@ class ClusterState:
         """The other pods waiting for a node that compete with ``pod`` for slots.
 
         Pods the watch reported active and without ``spec.nodeName``, not assigned in flight,
-        handled by the same scheduler, with a usable data wish; ``pod`` itself is left out.
+        handled by the same scheduler, with a usable data wish, and not already marked
+        unschedulable by kube-scheduler (those wait for capacity to appear; counting them would
+        let a stuck pod hold every slot's price up); ``pod`` itself is left out.
         """
         own = pod.uid or pod.key
         out = []
@@ -502,7 +504,7 @@ class ClusterState:
             other = self._pods[key].pod
             if key == own or key in self._inflight:
                 continue
-            if other.scheduler_name != pod.scheduler_name or other.data is None:
+            if other.scheduler_name != pod.scheduler_name or other.data is None or other.unschedulable:
                 continue
             wish = self.resolve(other)
             if wish.usable and wish.needed_bytes > 0:
@@ -538,18 +540,33 @@ class ClusterState:
             slots = np.clip(np.nan_to_num(slots, posinf=len(batch) + 1), 0, len(batch) + 1).astype(np.int64)
             rows = np.empty((len(batch), count), dtype=np.float64)
             owner, group = self.owners(ids)
+            tainted = [(nid, node) for nid, node in self._nodes_by_id(count) if node.taints]
             for i, (other, wish) in enumerate(batch):
                 row = np.array(self.node_costs(wish)[:count], dtype=np.float64)
                 mine = self.kbl_id(other.kbl)
                 allowed = (owner < 0) | (owner == mine)
                 if self.kbl_is_dedicated(other.kbl):
                     allowed &= group == mine
+                for nid, node in tainted:
+                    allowed[nid] &= other.tolerates(node.taints)
+                if other.node_selector:
+                    for nid, node in self._nodes_by_id(count):
+                        allowed[nid] &= all(node.labels.get(k) == v for k, v in other.node_selector.items())
                 row[~allowed] = np.inf
                 rows[i] = row
             result = displacement_costs(rows, slots)
             result.flags.writeable = False
         self._batch_cache[key] = result
         return result
+
+    def _nodes_by_id(self, count: int) -> list[tuple[int, Node]]:
+        """``(id, Node)`` of the present nodes with ids below ``count``."""
+        out = []
+        for name, node in self.cluster.nodes.items():
+            nid = self.cluster.node_id(name)
+            if nid is not None and nid < count:
+                out.append((nid, node))
+        return out
 
     def priority_entries(self) -> npt.NDArray[np.object_]:
         """Encoded ``{"Host":...,"Score":s}`` fragments per node id and score (see :mod:`extender.messages`)."""

@@ -117,3 +117,18 @@ def test_past_the_batch_limit_pods_are_scored_on_their_own() -> None:
     limited = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))  # p sees two: over the limit
     assert limited["node-0-0-0"] == limited["node-0-1-0"] == 10
 
+
+
+def test_pending_pods_that_cannot_use_the_node_or_are_stuck_do_not_price_it() -> None:
+    p = sc.pod("p", shards="0-3", cpu="40")
+    elsewhere = sc.pod("q", shards="0-1", cpu="40")
+    elsewhere["spec"]["nodeSelector"] = {"topology.kubernetes.io/zone": "us-east-1c"}  # no such zone here
+    state = _state()
+    state.apply(WatchEvent("ADDED", elsewhere), PODS)
+    got = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))
+    assert got["node-0-0-0"] == got["node-0-1-0"] == 10
+    stuck = sc.pod("s", shards="0-1", cpu="40")
+    stuck["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]
+    state.apply(WatchEvent("ADDED", stuck), PODS)
+    got = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))
+    assert got["node-0-0-0"] == got["node-0-1-0"] == 10
