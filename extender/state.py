@@ -122,7 +122,7 @@ class ClusterState:
         self._expected = {r.plural for r in expect}
         self._synced: set[str] = set()
         self._pods: dict[str, _PodRecord] = {}
-        self._waiting: set[str] = set()  # keys of watched pods without spec.nodeName
+        self._waiting: dict[str, None] = {}  # keys of watched pods without spec.nodeName, in arrival order
         self._pending: OrderedDict[str, Pod] = OrderedDict()
         self._inflight: OrderedDict[str, _Inflight] = OrderedDict()
         self._kbls: dict[str, KBL] = {}
@@ -332,9 +332,9 @@ class ClusterState:
                 self._bound[nid] += load_vector(pod.requests)
         self._pods[key] = _PodRecord(pod, node_id, load_vector(pod.requests))
         if pod.node_name is None and pod.phase not in ("Succeeded", "Failed"):
-            self._waiting.add(key)
+            self._waiting[key] = None
         else:
-            self._waiting.discard(key)
+            self._waiting.pop(key, None)
         if pod.node_name is not None:
             flight = self._inflight.pop(key, None)
             if flight is not None:
@@ -345,7 +345,7 @@ class ClusterState:
 
     def _remove_pod(self, key: str) -> None:
         self.load_version += 1
-        self._waiting.discard(key)
+        self._waiting.pop(key, None)
         old = self._pods.pop(key, None)
         if old is not None and old.node_id >= 0:
             self._bound[old.node_id] -= old.load
@@ -490,17 +490,18 @@ class ClusterState:
         self._util_cache = (key, util)
         return util
 
-    def pending_batch(self, pod: Pod) -> list[tuple[Pod, Wish]]:
+    def pending_batch(self, pod: Pod, *, at_most: int | None = None) -> list[tuple[Pod, Wish]]:
         """The other pods waiting for a node that compete with ``pod`` for slots.
 
         Pods the watch reported active and without ``spec.nodeName``, not assigned in flight,
         handled by the same scheduler, with a usable data wish, and not already marked
         unschedulable by kube-scheduler (those wait for capacity to appear; counting them would
-        let a stuck pod hold every slot's price up); ``pod`` itself is left out.
+        let a stuck pod hold every slot's price up); ``pod`` itself is left out. Stops after
+        ``at_most`` pods (the caller only needs to know that there are more than its limit).
         """
         own = pod.uid or pod.key
         out = []
-        for key in sorted(self._waiting):
+        for key in self._waiting:
             other = self._pods[key].pod
             if key == own or key in self._inflight:
                 continue
@@ -509,6 +510,8 @@ class ClusterState:
             wish = self.resolve(other)
             if wish.usable and wish.needed_bytes > 0:
                 out.append((other, wish))
+                if at_most is not None and len(out) >= at_most:
+                    break
         return out
 
     def displacement(self, pod: Pod) -> FloatArray | None:
@@ -526,7 +529,7 @@ class ClusterState:
             return self._batch_cache[key]
         if any(k[:2] != key[:2] for k in self._batch_cache):
             self._batch_cache.clear()
-        batch = self.pending_batch(pod)
+        batch = self.pending_batch(pod, at_most=limit + 1)
         result: FloatArray | None = None
         if 0 < len(batch) <= limit:
             count = self.cluster.domain_arrays()[3].shape[0]
