@@ -29,7 +29,9 @@ configured (read from upstream for behaviour, written here from scratch):
    assignment), else the default binder. The driver then reports the pod's life to an
    ``on_pod_event`` hook exactly as an informer would see it (ADDED pending, MODIFIED bound,
    MODIFIED Succeeded, DELETED), which is how a harness feeds an extender running from a
-   snapshot with no API server.
+   snapshot with no API server. Pods created at the same instant (a Job's burst) are all
+   announced (ADDED) before the first of them is scheduled, as a watch delivers them while the
+   scheduler works through its queue.
 
 Pods run for their duration on the simulated clock and release their resources. A pod that finds
 no node is *unschedulable*: it is retried when a running pod finishes (the AssignedPodDelete
@@ -608,6 +610,10 @@ class Scheduler:
             events.append((a.arrival_s, ARRIVE, seq, a.pod.key))
             seq += 1
         heapq.heapify(events)
+        same_instant: dict[float, list[str]] = {}
+        for _, a in pods:
+            same_instant.setdefault(a.arrival_s, []).append(a.pod.key)
+        announced: set[str] = set()
         unschedulable: dict[str, float] = {}  # key -> earliest retry time (backoff expiry)
         retry_at: dict[str, float] = {}
         now = 0.0
@@ -631,7 +637,12 @@ class Scheduler:
                         heapq.heappush(events, (when, RETRY, seq, waiting))
                 continue
             if kind == ARRIVE:
-                self._emit("ADDED", _object_at(arrival.obj, node=None, phase="Pending"))
+                # Pods created at one instant (a Job's burst) are all in the watch before the
+                # scheduler's next cycle: announce them together, in arrival order.
+                for other in same_instant[now] if key not in announced else ():
+                    if other not in announced:
+                        announced.add(other)
+                        self._emit("ADDED", _object_at(by_key[other].obj, node=None, phase="Pending"))
             elif retry_at.get(key) != now or key not in unschedulable:
                 continue  # a stale retry
             outcome = result.outcomes[key]

@@ -10,6 +10,11 @@ sequential requests over one keep-alive connection for 100, 1,000 and 5,000 cand
 objects), alternating extender and floor so both see the same machine state. Reported: p50,
 p99, throughput (sequential requests per second) and the ratio to the floor.
 
+In-process: the same app built in the parent and called as an ASGI application with prebuilt
+requests (no socket, no HTTP parsing), 5,000 candidates in ``NodeNames`` form, many iterations:
+the Python work per request, far less sensitive to the other jobs on a shared machine than the
+HTTP figures. The load average is recorded at the start and the end of the run.
+
 Memory: a fresh child loads a snapshot of 5,000 nodes and 1,000,000 shard replicas into a
 :class:`~extender.state.ClusterState`, answers one prioritize, and reports its peak RSS.
 """
@@ -17,7 +22,9 @@ Memory: a fresh child loads a snapshot of 5,000 nodes and 1,000,000 shard replic
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import random
 import socket
 import subprocess
@@ -37,6 +44,11 @@ from benchmarks.model import make_snapshot
 
 NODES = 5000
 SHARDS = 4096
+#: Requests per row (extender and floor each), bounded so the full run stays within minutes.
+NAMES_REQUESTS = 200
+NODES_REQUESTS = {100: 40, 1000: 12, 5000: 4}
+#: Calls per in-process row.
+INPROCESS_CALLS = 400
 NAMESPACE = "bench"
 DATASET = "ds-0"
 
@@ -185,16 +197,17 @@ def latency(quick: bool, workdir: Path) -> list[dict[str, Any]]:
                     for mode in ("names", "nodes"):
                         if mode == "names":
                             bodies = [orjson.dumps({"Pod": p, "Nodes": None, "NodeNames": candidates}) for p in pods]
-                            count = 60 if quick else 300
+                            count = NAMES_REQUESTS // (5 if quick else 1)
                         else:
                             items = [objects[c] for c in candidates]
                             bodies = [
                                 orjson.dumps({"Pod": p, "Nodes": {"metadata": {}, "items": items}, "NodeNames": None}) for p in pods[:2]
                             ]
-                            count = {100: 100, 1000: 30, 5000: 8}[n] // (4 if quick else 1) or 2
+                            count = max(4, NODES_REQUESTS[n] // (4 if quick else 1))
                         for verb in ("filter", "prioritize"):
-                            measure(client, f"/ext/{verb}", bodies, min(len(bodies) * 2, count))  # warm: byte tables, connection
-                            measure(client, f"/floor/{verb}", bodies, min(len(bodies), count))
+                            warm = len(bodies) if mode == "names" else 1
+                            measure(client, f"/ext/{verb}", bodies, warm)  # warm: byte tables, connection
+                            measure(client, f"/floor/{verb}", bodies, warm)
                             ext: list[float] = []
                             floor: list[float] = []
                             for _ in range(4):  # interleave so both see the same machine state
@@ -226,6 +239,80 @@ def latency(quick: bool, workdir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+async def _asgi_call(app: Any, path: str, body: bytes) -> int:
+    """One request straight into the ASGI app; returns the status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+    delivered = False
+    status = [0]
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            return {"type": "http.disconnect"}
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status[0] = message["status"]
+
+    await app(scope, receive, send)
+    return status[0]
+
+
+def in_process(quick: bool, workdir: Path) -> list[dict[str, Any]]:
+    """Per-call time of the handlers (ASGI app called directly) at 5,000 NodeNames candidates."""
+    snap = workdir / "latency.json"
+    app = build_app(str(snap))
+    names = [o["metadata"]["name"] for o in json.loads(snap.read_text())["items"] if o.get("kind") == "Node"]
+    rng = random.Random(1)
+    candidates = rng.sample(names, len(names))
+    calls = INPROCESS_CALLS // (4 if quick else 1)
+    rows: list[dict[str, Any]] = []
+
+    async def go() -> None:
+        for shards in (1, 64):
+            bodies = [
+                orjson.dumps({"Pod": bench_pod(f"q{i}", rng.randrange(0, SHARDS - shards), shards), "Nodes": None, "NodeNames": candidates})
+                for i in range(8)
+            ]
+            for verb in ("filter", "prioritize"):
+                samples: dict[str, list[float]] = {"ext": [], "floor": []}
+                for side in ("ext", "floor"):
+                    for body in bodies:  # warm
+                        await _asgi_call(app, f"/{side}/{verb}", body)
+                for i in range(calls):
+                    for side in ("ext", "floor"):
+                        started = time.perf_counter()
+                        status = await _asgi_call(app, f"/{side}/{verb}", bodies[i % len(bodies)])
+                        samples[side].append(time.perf_counter() - started)
+                        if status != 200:
+                            raise RuntimeError(f"in-process /{side}/{verb}: HTTP {status}")
+                e, f = summary(samples["ext"]), summary(samples["floor"])
+                rows.append({"verb": verb, "nodes": len(candidates), "shards": shards, "extender": e, "floor": f})
+                print(
+                    f"in-process {verb:10} {len(candidates)} nodes {shards:2} shards | "
+                    f"ext median {e['p50_ms']:.3f} p99 {e['p99_ms']:.3f} ms | floor median {f['p50_ms']:.3f} p99 {f['p99_ms']:.3f} ms",
+                    flush=True,
+                )
+
+    asyncio.run(go())
+    return rows
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
@@ -234,9 +321,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    load_before = os.getloadavg()
+    print(f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="kbl-bench-extender-") as tmp:
         workdir = Path(tmp)
         rows = latency(args.quick, workdir)
+        inproc = in_process(args.quick, workdir)
         rss: dict[str, Any] | None = None
         if not args.skip_rss:
             snap = workdir / "rss.json"
@@ -246,8 +336,16 @@ def run(args: argparse.Namespace) -> int:
                 f"cache: {rss['nodes']} nodes, {rss['replicas']} replicas: "
                 f"peak RSS {rss['peak_rss_mib']:.0f} MiB (load {rss['load_s']:.1f} s)"
             )
-    result = {"latency": rows, "rss": rss, "quick": args.quick, "wall_s": time.perf_counter() - started}
-    print(f"total {result['wall_s']:.0f} s")
+    load_after = os.getloadavg()
+    result = {
+        "latency": rows,
+        "in_process": inproc,
+        "rss": rss,
+        "quick": args.quick,
+        "wall_s": time.perf_counter() - started,
+        "load_average": {"start": list(load_before), "end": list(load_after)},
+    }
+    print(f"total {result['wall_s']:.0f} s; load average at the end {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     write_json(args.json, result)
     return 0
 

@@ -47,13 +47,14 @@ class PolicySettings:
     """How the extender policies are configured (the KubeSchedulerConfiguration side).
 
     ``weight`` is the extenders' ``weight``; ``node_cache_capable`` picks the request form;
-    ``hotspot_threshold`` is passed to kbl's :class:`~extender.settings.ExtenderSettings`
-    (``None`` keeps its default).
+    ``hotspot_threshold`` and ``batch_limit`` are passed to kbl's
+    :class:`~extender.settings.ExtenderSettings` (``None`` keeps its default).
     """
 
     weight: int = 1
     node_cache_capable: bool = True
     hotspot_threshold: float | None = None
+    batch_limit: int | None = None
     costs: LocalityCosts = field(default_factory=LocalityCosts)
 
 
@@ -140,6 +141,8 @@ def _extenders(name: str, trace: Trace, settings: PolicySettings) -> Iterator[tu
         ext_settings = ExtenderSettings(costs=settings.costs)
         if settings.hotspot_threshold is not None:
             ext_settings = replace(ext_settings, hotspot_threshold=settings.hotspot_threshold)
+        if settings.batch_limit is not None:
+            ext_settings = replace(ext_settings, batch_limit=settings.batch_limit)
         state = ClusterState.from_snapshot(snapshot, ext_settings)
 
         def feed(kind: str, obj: dict[str, Any]) -> None:

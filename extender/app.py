@@ -46,6 +46,10 @@ def _json(obj: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type=JSON)
 
 
+def _encoded(body: bytes) -> Response:
+    return Response(body, media_type=JSON)
+
+
 def create_app(state: ClusterState, settings: ExtenderSettings | None = None, api: KubeApi | None = None) -> FastAPI:
     """The extender app over ``state``.
 
@@ -73,12 +77,12 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
     app.state.events = events
     app.state.metrics = metrics
 
-    def verb(name: str, handle: Callable[[Any], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+    def verb(name: str, handle: Callable[[Any], Awaitable[bytes]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             with metrics.observe(name) as code:
                 try:
                     body = await read_json(request, settings.max_body_bytes)
-                    return _json(await handle(body))
+                    return _encoded(await handle(body))
                 except BodyError as exc:
                     code[0] = exc.status
                     return _json({"Error": str(exc)}, exc.status)
@@ -99,15 +103,15 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
             metrics.unusable.labels(name).inc()
             events.record(raw_pod, "KblDataWishIgnored", f"kbl could not use this pod's data annotations: {wish.problem}", "Warning")
 
-    async def do_filter(body: Any) -> messages.ExtenderFilterResult:
+    async def do_filter(body: Any) -> bytes:
         args = messages.parse_args(body)
         pod = typed_pod(args.pod)
         verdict = decide(state, pod, args.names)
         if verdict.wish is not None:
             report("filter", args.pod, verdict.wish)
-        return messages.filter_reply(args, verdict.passing, verdict.failed, verdict.unresolvable)
+        return orjson.dumps(messages.filter_reply(args, verdict.passing, verdict.failed, verdict.unresolvable))
 
-    async def do_prioritize(body: Any) -> list[messages.HostPriority]:
+    async def do_prioritize(body: Any) -> bytes:
         args = messages.parse_args(body)
         pod = typed_pod(args.pod)
         ranking = rank(state, pod, args.names)
@@ -115,20 +119,24 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
         if ranking.missed is not None:
             metrics.missed.inc()
             events.record(args.pod, "KblBetterDataNodeNotOffered", _missed_message(ranking.missed), "Warning")
-        return messages.priority_reply(args.names, ranking.scores.tolist())
+        ids = ranking.ids if ranking.ids is not None else state.node_ids(args.names)
+        with state.lock:
+            return messages.priority_body(args.names, ids, ranking.scores, state.priority_entries())
 
-    async def do_bind(body: Any) -> messages.ExtenderBindingResult:
+    async def do_bind(body: Any) -> bytes:
         request = messages.parse_bind(body)
         error = await run_in_threadpool(bind, state, api, request)
-        return {"Error": error}
+        return orjson.dumps({"Error": error})
 
-    async def do_preempt(body: Any) -> messages.ExtenderPreemptionResult:
+    async def do_preempt(body: Any) -> bytes:
         request = messages.parse_preempt(body)
         pod = typed_pod(request.pod)
-        return messages.preempt_reply(preempt(state, pod, request.victims))
+        return orjson.dumps(messages.preempt_reply(preempt(state, pod, request.victims)))
 
+    # Plain Starlette routes: the handlers read the body themselves, so FastAPI's per-request
+    # dependency and validation machinery would only add latency.
     for name, handle in (("filter", do_filter), ("prioritize", do_prioritize), ("bind", do_bind), ("preempt", do_preempt)):
-        app.add_api_route(settings.path(name), verb(name, handle), methods=["POST"], include_in_schema=False)
+        app.add_route(settings.path(name), verb(name, handle), methods=["POST"], include_in_schema=False)
 
     async def healthz() -> Response:
         return Response(b"ok", media_type="text/plain")

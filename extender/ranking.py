@@ -2,7 +2,8 @@
 
 :func:`rank` resolves the pod's data wish, looks up the cached byte table of the requested
 shards, applies hotspot fading with each node's load (bound pods, in-flight assignments and
-this pod), and normalizes into 0..10. Pods without kbl annotations, or whose wish cannot be
+this pod), adds what each node's slot would cost the other pending pods
+(:mod:`extender.batching`, when the watch knows some), and normalizes into 0..10. Pods without kbl annotations, or whose wish cannot be
 honoured, get all zeros at once (no preference, near-zero cost).
 
 It also looks for the ``percentageOfNodesToScore`` trap: a node elsewhere in the cluster that
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from extender.scoring import effective_costs, normalize, raw_costs, utilization
+from extender.scoring import effective_costs, normalize
 from extender.state import ClusterState, Wish, load_vector
 from topology.pods import Pod
 
@@ -48,32 +49,38 @@ class Ranking:
     scores: npt.NDArray[np.int64]
     wish: Wish
     missed: Missed | None = None
+    ids: npt.NDArray[np.int64] | None = None
 
 
 def rank(state: ClusterState, pod: Pod, names: list[str], *, look_elsewhere: bool = True) -> Ranking:
-    """Score offered nodes for a pod (see the module docstring and :mod:`extender.scoring`)."""
+    """Score offered nodes for a pod (see the module docstring and :mod:`extender.scoring`).
+
+    Costs, utilization and effective costs are computed once over every node id (cached per
+    dataset/shard set and per load version by the state) and then read at the offered ids: at
+    5,000 candidates that is a few vector operations, no per-node Python.
+    """
     with state.lock:
         wish = state.resolve(pod)
+        ids = state.node_ids(names)
         zeros = np.zeros(len(names), dtype=np.int64)
         if not wish.usable or not names or wish.needed_bytes <= 0:
-            return Ranking(zeros, wish)
-        costs = state.settings.costs
-        threshold = state.settings.hotspot_threshold
-        table = state.level_bytes(wish).table
-        worst = wish.needed_bytes * costs.remote
+            return Ranking(zeros, wish, ids=ids)
+        worst = wish.needed_bytes * state.settings.costs.remote
         request = load_vector(pod.requests)
-        ids = state.node_ids(names)
+        util_all = state.utilization_all(request)
+        eff_all = effective_costs(state.node_costs(wish), worst, util_all, state.settings.hotspot_threshold)
+        delta = state.displacement(pod)
+        if delta is not None:
+            eff_all = eff_all + delta
         known = ids >= 0
-        cost = np.full(len(names), worst, dtype=np.float64)
-        cost[known] = raw_costs(table[ids[known]], costs)
-        used, alloc = state.load(ids)
-        eff = effective_costs(cost, worst, utilization(used, alloc, request), threshold)
-        eff[~known] = worst
+        eff = eff_all[np.where(known, ids, 0)]
+        if not known.all():
+            eff[~known] = worst
         scores = normalize(eff)
         missed = None
         if look_elsewhere:
-            missed = _better_elsewhere(state, pod, names, eff=eff, table=table, worst=worst, request=request)
-        return Ranking(scores, wish, missed)
+            missed = _better_elsewhere(state, pod, names, eff=eff, eff_all=eff_all, util_all=util_all, worst=worst)
+        return Ranking(scores, wish, missed, ids)
 
 
 def _better_elsewhere(
@@ -82,20 +89,20 @@ def _better_elsewhere(
     names: list[str],
     *,
     eff: npt.NDArray[np.float64],
-    table: npt.NDArray[np.float64],
+    eff_all: npt.NDArray[np.float64],
+    util_all: npt.NDArray[np.float64],
     worst: float,
-    request: npt.NDArray[np.float64],
 ) -> Missed | None:
     best_i = int(np.argmin(eff))
     offered_best = float(eff[best_i])
-    ids = state.present_ids()
-    if ids.size == 0:
+    present = state.cluster.domain_arrays()[3].astype(bool)
+    count = present.shape[0]
+    if count == 0:
         return None
-    costs = state.settings.costs
-    used, alloc = state.load(ids)
-    util = utilization(used, alloc, request)
-    all_eff = effective_costs(raw_costs(table[ids], costs), worst, util, state.settings.hotspot_threshold)
-    allowed = state.usable(ids) & (util <= 1.0) & (all_eff < offered_best - TRAP_MARGIN * worst)
+    ids = np.arange(count, dtype=np.int64)
+    allowed = present & state.usable(ids) & (util_all[:count] <= 1.0) & (eff_all[:count] < offered_best - TRAP_MARGIN * worst)
+    if not allowed.any():
+        return None
     owner, group = state.owners(ids)
     mine = state.kbl_id(pod.kbl)
     allowed &= (owner < 0) | (owner == mine)
@@ -105,10 +112,10 @@ def _better_elsewhere(
     if better.size == 0:
         return None
     offered = set(names)
-    for j in better[np.argsort(all_eff[better], kind="stable")][:TRAP_CANDIDATES].tolist():
-        name = state.cluster.name_of(int(ids[j]))
+    for j in better[np.argsort(eff_all[better], kind="stable")][:TRAP_CANDIDATES].tolist():
+        name = state.cluster.name_of(j)
         node = state.cluster.nodes.get(name)
         if node is None or name in offered or not pod.tolerates(node.taints):
             continue
-        return Missed(name, names[best_i], offered_best, float(all_eff[j]), worst, len(names))
+        return Missed(name, names[best_i], offered_best, float(eff_all[j]), worst, len(names))
     return None

@@ -16,10 +16,17 @@ Three steps, each a pure function on numpy arrays, tested on their own:
    ``(bound requests + in-flight assignments + this pod) / allocatable``. Below ``t`` locality
    rules untouched; a full node is scored as if it held nothing, so the next pods reading the
    same shards go to the other replica holders and to their rack-mates instead of piling on.
-3. :func:`normalize` -- min-max into integers: ``score(n) = round(10 * (hi - eff(n)) / (hi - lo))``
-   with ``lo``/``hi`` the smallest/largest effective cost among the candidates, so the best
-   candidate gets 10 and the worst 0. When all are equal (``hi - lo <= 1e-9 * max(1, |hi|)``)
-   every node gets 0: the extender has no preference and adds nothing. Never outside 0..10.
+3. :func:`normalize` -- min-max into integers with square-root spacing:
+   ``score(n) = round(10 * (1 - sqrt((eff(n) - lo) / (hi - lo))))`` with ``lo``/``hi`` the
+   smallest/largest effective cost among the candidates, so the best candidate gets 10 and the
+   worst 0. kube-scheduler accepts only the 11 integers 0..10, and the choice is made among the
+   cheapest candidates; a linear scale spends the levels evenly up to the worst candidate (which
+   reads everything across zones, 16-64x a local byte), so node-local and rack-local readers often
+   land on one level and the default plugins' load spread decides between them. The square root
+   puts level boundaries at ``x = (1 - (s - 0.5) / 10) ** 2`` of the range: 10 covers the best
+   0.25%, 9 up to 2.25%, 5 up to 30%. Order is kept (cheaper never scores lower). When all are
+   equal (``hi - lo <= 1e-9 * max(1, |hi|)``) every node gets 0: the extender has no preference
+   and adds nothing. Never outside 0..10.
 """
 
 from __future__ import annotations
@@ -97,8 +104,10 @@ def effective_costs(cost: FloatArray, worst: float, util: FloatArray, threshold:
 def normalize(eff: FloatArray) -> IntArray:
     """Effective costs into integer priorities 0..10, lowest cost best; all equal gives all 0.
 
-    >>> normalize(np.array([0.0, 5.0, 10.0])).tolist()
-    [10, 5, 0]
+    ``round(10 * (1 - sqrt((eff - lo) / (hi - lo))))`` (module docstring).
+
+    >>> normalize(np.array([0.0, 0.01, 0.25, 1.0])).tolist()
+    [10, 9, 5, 0]
     >>> normalize(np.array([3.0, 3.0])).tolist()
     [0, 0]
     """
@@ -108,5 +117,5 @@ def normalize(eff: FloatArray) -> IntArray:
     hi = float(eff.max())
     if hi - lo <= EQUAL_TOLERANCE * max(1.0, abs(hi)):
         return np.zeros(eff.shape[0], dtype=np.int64)
-    scaled = np.floor(MAX_SCORE * (hi - eff) / (hi - lo) + 0.5)
+    scaled = np.floor(MAX_SCORE * (1.0 - np.sqrt(np.clip((eff - lo) / (hi - lo), 0.0, 1.0))) + 0.5)
     return np.asarray(np.clip(scaled, MIN_SCORE, MAX_SCORE), dtype=np.int64)

@@ -9,6 +9,7 @@ on one event loop, with TLS when a certificate and key are given (kube-scheduler
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,10 +56,18 @@ class ServerOptions:
     log_level: str = "info"
 
 
+def _fastest(module: str, name: str) -> str:
+    """``name`` when ``module`` is installed (uvloop's event loop, httptools' HTTP parser), else ``"auto"``."""
+    return name if importlib.util.find_spec(module) is not None else "auto"
+
+
 def config(app: Any, options: ServerOptions) -> uvicorn.Config:
-    """The uvicorn configuration: one process, one loop, no access log on the hot path."""
+    """The uvicorn configuration: one process, one loop, no access log on the hot path; uvloop
+    and httptools when installed (they are dependencies; ``auto`` falls back to asyncio/h11)."""
     return uvicorn.Config(
         app,
+        loop=_fastest("uvloop", "uvloop"),
+        http=_fastest("httptools", "httptools"),
         host=options.host,
         port=options.port,
         ssl_certfile=options.tls_cert,

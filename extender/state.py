@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from extender import messages
+from extender.batching import displacement_costs
+from extender.scoring import raw_costs, utilization
 from extender.settings import ExtenderSettings
 from placement.kubeapi import DATASETS, KBLS, NODES, PODS, Resource, WatchEvent
 from topology import labels
@@ -45,6 +48,12 @@ IntArray = npt.NDArray[np.int64]
 
 #: Columns of the load arrays: cpu millicores, memory bytes, pod count.
 LOAD_COLUMNS = ("cpu", "memory", "pods")
+#: Candidate lists remembered with their node ids (a prioritize call usually offers exactly the
+#: nodes its filter call passed; kube-scheduler with ``percentageOfNodesToScore: 100`` offers
+#: the same list to consecutive pods).
+ID_CACHE_SIZE = 8
+#: Per-node network-cost vectors remembered (one per dataset and shard set recently asked for).
+COST_CACHE_SIZE = 32
 
 
 def load_vector(resources: Resources) -> FloatArray:
@@ -113,6 +122,7 @@ class ClusterState:
         self._expected = {r.plural for r in expect}
         self._synced: set[str] = set()
         self._pods: dict[str, _PodRecord] = {}
+        self._waiting: dict[str, None] = {}  # keys of watched pods without spec.nodeName, in arrival order
         self._pending: OrderedDict[str, Pod] = OrderedDict()
         self._inflight: OrderedDict[str, _Inflight] = OrderedDict()
         self._kbls: dict[str, KBL] = {}
@@ -127,6 +137,13 @@ class ClusterState:
         self._kbl_names: list[str] = []
         self._dedicated_nodes: dict[int, int] = {}  # KBL id -> present dedicated nodes
         self._counted: set[str] = set()
+        self._entries = np.empty((size, messages.MAX_PRIORITY + 1), dtype=object)  # prioritize reply fragments
+        #: Bumped on every change of load, allocatable or usability; caches compare against it.
+        self.load_version = 0
+        self._id_cache: deque[tuple[tuple[int, int, str, str], list[str], IntArray]] = deque(maxlen=ID_CACHE_SIZE)
+        self._cost_cache: deque[tuple[FloatArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
+        self._util_cache: tuple[tuple[int, int, bytes], FloatArray] | None = None
+        self._batch_cache: dict[tuple[int, int, str], FloatArray | None] = {}
         #: Bytes read at each level by pods that became bound while we watched (node..remote).
         self.locality_bytes = np.zeros(len(LEVELS), dtype=np.float64)
         #: Objects rejected as invalid, by kind.
@@ -259,6 +276,9 @@ class ClusterState:
         self._usable = np.concatenate([self._usable, np.zeros(new - size, dtype=bool)])
         self._owner = np.concatenate([self._owner, np.full(new - size, -1, dtype=np.int64)])
         self._group = np.concatenate([self._group, np.full(new - size, -1, dtype=np.int64)])
+        entries = np.empty((new, messages.MAX_PRIORITY + 1), dtype=object)
+        entries[:size] = self._entries
+        self._entries = entries
 
     def _set_node(self, node: Node) -> None:
         old = self.cluster.nodes.get(node.name)
@@ -270,6 +290,9 @@ class ClusterState:
         nid = self.cluster.node_id(node.name)
         assert nid is not None
         self._grow(nid)
+        self.load_version += 1
+        if self._entries[nid, 0] is None:  # ids are never reused for another name
+            self._entries[nid] = messages.priority_entries(node.name)
         old_owner = int(self._owner[nid])
         self._alloc[nid] = load_vector(node.allocatable)
         self._usable[nid] = node.ready and not node.unschedulable
@@ -287,6 +310,7 @@ class ClusterState:
         nid = self.cluster.node_id(name)
         if nid is None:
             return
+        self.load_version += 1
         self._count_dedicated(int(self._owner[nid]), -1)
         self._owner[nid] = -1
         self._group[nid] = -1
@@ -296,6 +320,7 @@ class ClusterState:
 
     def _set_pod(self, pod: Pod, *, count_locality: bool) -> None:
         key = pod.uid or pod.key
+        self.load_version += 1
         old = self._pods.pop(key, None)
         if old is not None and old.node_id >= 0:
             self._bound[old.node_id] -= old.load
@@ -306,6 +331,10 @@ class ClusterState:
                 node_id = nid
                 self._bound[nid] += load_vector(pod.requests)
         self._pods[key] = _PodRecord(pod, node_id, load_vector(pod.requests))
+        if pod.node_name is None and pod.phase not in ("Succeeded", "Failed"):
+            self._waiting[key] = None
+        else:
+            self._waiting.pop(key, None)
         if pod.node_name is not None:
             flight = self._inflight.pop(key, None)
             if flight is not None:
@@ -315,6 +344,8 @@ class ClusterState:
             self._pending.pop(key, None)
 
     def _remove_pod(self, key: str) -> None:
+        self.load_version += 1
+        self._waiting.pop(key, None)
         old = self._pods.pop(key, None)
         if old is not None and old.node_id >= 0:
             self._bound[old.node_id] -= old.load
@@ -366,6 +397,7 @@ class ClusterState:
                 self._flight[old.node_id] -= old.load
             self._inflight[key] = _Inflight(nid, load, self._clock() + self.settings.inflight_ttl_s)
             self._flight[nid] += load
+            self.load_version += 1
             if pod is not None:
                 self._count_locality(key, pod, nid)
             return pod
@@ -378,6 +410,7 @@ class ClusterState:
                 break
             del self._inflight[key]
             self._flight[first.node_id] -= first.load
+            self.load_version += 1
 
     @property
     def inflight(self) -> int:
@@ -415,8 +448,132 @@ class ClusterState:
         return self.cluster.level_bytes(wish.key, wish.shards)
 
     def node_ids(self, names: list[str]) -> IntArray:
-        """Dense ids of offered nodes; ``-1`` for nodes the cache does not know."""
-        return self.cluster.node_ids(names)
+        """Dense ids of offered nodes; ``-1`` for nodes the cache does not know (read-only array).
+
+        The last :data:`ID_CACHE_SIZE` lists are remembered with their ids for the node set's
+        version: a list equal to a remembered one (same length, ends, then element-wise, which
+        costs a third of hashing 5,000 names) reuses its ids.
+        """
+        if not names:
+            return np.zeros(0, dtype=np.int64)
+        probe = (self.cluster.version, len(names), names[0], names[-1])
+        for key, cached, ids in self._id_cache:
+            if key == probe and cached == names:
+                return ids
+        ids = self.cluster.node_ids(names)
+        ids.flags.writeable = False
+        self._id_cache.appendleft((probe, list(names), ids))
+        return ids
+
+    def node_costs(self, wish: Wish) -> FloatArray:
+        """Network cost of a usable wish on every node id (``raw_costs`` of its byte table, cached)."""
+        table = self.level_bytes(wish).table
+        for cached_table, cost in self._cost_cache:
+            if cached_table is table:
+                return cost
+        cost = raw_costs(table, self.settings.costs)
+        cost.flags.writeable = False
+        self._cost_cache.appendleft((table, cost))
+        return cost
+
+    def utilization_all(self, request: FloatArray) -> FloatArray:
+        """Utilization of every node id after placing a pod of ``request`` (read-only, cached per
+        :attr:`load_version`): ``max_k (bound_k + in-flight_k + request_k) / allocatable_k``;
+        ``inf`` on absent nodes."""
+        self._expire()
+        key = (self.load_version, self.cluster.version, request.tobytes())
+        if self._util_cache is not None and self._util_cache[0] == key:
+            return self._util_cache[1]
+        count = self.cluster.domain_arrays()[3].shape[0]  # ids handed out so far
+        util = utilization(self._bound[:count] + self._flight[:count], self._alloc[:count], request)
+        util.flags.writeable = False
+        self._util_cache = (key, util)
+        return util
+
+    def pending_batch(self, pod: Pod, *, at_most: int | None = None) -> list[tuple[Pod, Wish]]:
+        """The other pods waiting for a node that compete with ``pod`` for slots.
+
+        Pods the watch reported active and without ``spec.nodeName``, not assigned in flight,
+        handled by the same scheduler, with a usable data wish, and not already marked
+        unschedulable by kube-scheduler (those wait for capacity to appear; counting them would
+        let a stuck pod hold every slot's price up); ``pod`` itself is left out. Stops after
+        ``at_most`` pods (the caller only needs to know that there are more than its limit).
+        """
+        own = pod.uid or pod.key
+        out = []
+        for key in self._waiting:
+            other = self._pods[key].pod
+            if key == own or key in self._inflight:
+                continue
+            if other.scheduler_name != pod.scheduler_name or other.data is None or other.unschedulable:
+                continue
+            wish = self.resolve(other)
+            if wish.usable and wish.needed_bytes > 0:
+                out.append((other, wish))
+                if at_most is not None and len(out) >= at_most:
+                    break
+        return out
+
+    def displacement(self, pod: Pod) -> FloatArray | None:
+        """What one slot on each node costs the other pending pods (:mod:`extender.batching`).
+
+        ``None`` when there is no other pending pod, or more than ``settings.batch_limit`` (the
+        pod is then scored on its own). Computed once per pod and state version (load, nodes).
+        """
+        limit = self.settings.batch_limit
+        if limit <= 0:
+            return None
+        self._expire()
+        key = (self.load_version, self.cluster.version, pod.uid or pod.key)
+        if key in self._batch_cache:
+            return self._batch_cache[key]
+        if any(k[:2] != key[:2] for k in self._batch_cache):
+            self._batch_cache.clear()
+        batch = self.pending_batch(pod, at_most=limit + 1)
+        result: FloatArray | None = None
+        if 0 < len(batch) <= limit:
+            count = self.cluster.domain_arrays()[3].shape[0]
+            ids = np.arange(count, dtype=np.int64)
+            free = self._alloc[:count] - self._bound[:count] - self._flight[:count]
+            requests = np.array([load_vector(p.requests) for p, _ in batch])
+            unit = np.where(requests > 0, requests, np.inf).min(axis=0)  # the smallest request per resource
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per = np.where(np.isfinite(unit), np.floor(free / unit), np.inf)
+            slots = np.where(self.usable(ids), per.min(axis=1), 0)
+            slots = np.clip(np.nan_to_num(slots, posinf=len(batch) + 1), 0, len(batch) + 1).astype(np.int64)
+            rows = np.empty((len(batch), count), dtype=np.float64)
+            owner, group = self.owners(ids)
+            tainted = [(nid, node) for nid, node in self._nodes_by_id(count) if node.taints]
+            for i, (other, wish) in enumerate(batch):
+                row = np.array(self.node_costs(wish)[:count], dtype=np.float64)
+                mine = self.kbl_id(other.kbl)
+                allowed = (owner < 0) | (owner == mine)
+                if self.kbl_is_dedicated(other.kbl):
+                    allowed &= group == mine
+                for nid, node in tainted:
+                    allowed[nid] &= other.tolerates(node.taints)
+                if other.node_selector:
+                    for nid, node in self._nodes_by_id(count):
+                        allowed[nid] &= all(node.labels.get(k) == v for k, v in other.node_selector.items())
+                row[~allowed] = np.inf
+                rows[i] = row
+            result = displacement_costs(rows, slots)
+            result.flags.writeable = False
+        self._batch_cache[key] = result
+        return result
+
+    def _nodes_by_id(self, count: int) -> list[tuple[int, Node]]:
+        """``(id, Node)`` of the present nodes with ids below ``count``."""
+        out = []
+        for name, node in self.cluster.nodes.items():
+            nid = self.cluster.node_id(name)
+            if nid is not None and nid < count:
+                out.append((nid, node))
+        return out
+
+    def priority_entries(self) -> npt.NDArray[np.object_]:
+        """Encoded ``{"Host":...,"Score":s}`` fragments per node id and score (see :mod:`extender.messages`)."""
+        return self._entries
 
     def load(self, ids: IntArray) -> tuple[FloatArray, FloatArray]:
         """``(used, allocatable)`` rows for node ids (used = bound + in-flight); unknown ids give zeros."""

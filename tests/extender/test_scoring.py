@@ -17,7 +17,7 @@ def test_raw_cost_weights_bytes_by_level() -> None:
 
 
 def test_normalize_gives_best_ten_worst_zero_and_all_equal_zero() -> None:
-    assert normalize(np.array([0.0, 50.0, 100.0])).tolist() == [10, 5, 0]
+    assert normalize(np.array([0.0, 1.0, 25.0, 100.0])).tolist() == [10, 9, 5, 0]
     assert normalize(np.array([7.0, 7.0, 7.0])).tolist() == [0, 0, 0]
     assert normalize(np.array([1e15, 1e15 + 1e-3])).tolist() == [0, 0]  # equal within tolerance
     assert normalize(np.array([])).tolist() == []

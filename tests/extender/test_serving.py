@@ -120,3 +120,8 @@ def test_kbl_serve_from_a_snapshot_answers_on_its_port(tmp_path: Path) -> None:
         proc.wait(10)
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_uvicorn_runs_on_uvloop_and_httptools_which_are_dependencies() -> None:
+    cfg = config(create_app(ClusterState.from_snapshot(load_snapshot(sc.snapshot()))), ServerOptions(host="127.0.0.1", port=0))
+    assert (cfg.loop, cfg.http) == ("uvloop", "httptools")

@@ -160,7 +160,7 @@ def test_extender_behind_informers_is_ready_after_sync_and_scores_from_the_watch
     assert sc.call(app, "/readyz", method="GET").status_code == 200
     got = sc.scores(sc.call(app, "/prioritize", sc.names_args(sc.pod(), ["node-0-0-0", "node-0-1-1"])))
     assert got == {"node-0-0-0": 10, "node-0-1-1": 0}
-    emulator.post(f"/api/v1/namespaces/{sc.NAMESPACE}/pods", sc.pod("bound", cpu="60", node_name="node-0-0-0"))
+    emulator.post(f"/api/v1/namespaces/{sc.NAMESPACE}/pods", sc.pod("bound", cpu="63", node_name="node-0-0-0"))
     wait_for(lambda: state.pod("uid-bound") is not None)
     got = sc.scores(sc.call(app, "/prioritize", sc.names_args(sc.pod(), ["node-0-0-0", "node-0-0-1"])))
     assert got["node-0-0-1"] == 10  # the holder is full now: its rack-mate wins
