@@ -16,6 +16,7 @@ from topology.errors import KblError
 #: (name, module, one-line help). Add a subcommand by adding a module and a row here.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("topology", "kbl.commands.topology", "summarise a snapshot: domains, capacity, datasets, violations"),
+    ("serve", "kbl.commands.serve", "run the scheduler extender (filter, prioritize, bind, preempt) over HTTP(S)"),
     ("bench", "kbl.commands.bench", "run a benchmark of the harness (figures for BENCHMARKS.md)"),
     ("place", "kbl.commands.place", "place a DataSet's shards over failure domains (or rebalance with --previous)"),
 )

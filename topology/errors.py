@@ -50,3 +50,7 @@ class SnapshotError(KblError, ValueError):
 
 class PlacementError(KblError, ValueError):
     """A placement cannot be computed or honoured (for example too few failure domains)."""
+
+
+class ProtocolError(KblError, ValueError):
+    """A request does not follow the kube-scheduler extender protocol (a missing or mistyped field)."""

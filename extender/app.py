@@ -1,0 +1,157 @@
+"""The HTTP application: routes, status codes and encoding; the deciding happens elsewhere.
+
+:func:`create_app` wires a :class:`~extender.state.ClusterState` to FastAPI routes:
+``POST {prefix}/filter``, ``/prioritize``, ``/bind``, ``/preempt`` speaking kube-scheduler's
+extender protocol (:mod:`extender.messages`), and ``GET /healthz``, ``/readyz``, ``/metrics``.
+Bodies are read by :mod:`extender.bodies` (413 before the full read when too large), replies
+encoded with orjson. A malformed request gets ``400`` with ``{"Error": "<what is wrong>"}``:
+kube-scheduler treats any non-200 as a failed call (for filter that fails the attempt, exactly
+as a set ``Error`` would; prioritize errors are ignored), and a distinct status keeps broken
+callers visible in the request metrics. Handlers are ``async`` and do their (millisecond)
+work inline; only ``/bind`` leaves the event loop, to call the API server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from extender import messages
+from extender.binding import bind
+from extender.bodies import BodyError, read_json
+from extender.eventing import EventRecorder
+from extender.filtering import decide, preempt
+from extender.metrics import CONTENT_TYPE, ExtenderMetrics
+from extender.ranking import Missed, rank
+from extender.settings import ExtenderSettings
+from extender.state import ClusterState, Wish
+from placement.kubeapi import KubeApi
+from topology.errors import ObjectError, ProtocolError
+from topology.pods import Pod
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type=JSON)
+
+
+def create_app(state: ClusterState, settings: ExtenderSettings | None = None, api: KubeApi | None = None) -> FastAPI:
+    """The extender app over ``state``.
+
+    Parameters
+    ----------
+    state:
+        The cache to decide from (fed elsewhere: informers, a snapshot, a harness).
+    settings:
+        Defaults to ``state.settings``.
+    api:
+        The Kubernetes API for bindings and events; ``None`` is snapshot mode (bind records
+        the assignment in the cache only, events are counted and logged).
+    """
+    settings = settings or state.settings
+    events = EventRecorder(settings, api)
+    metrics = ExtenderMetrics(state, events)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        events.close()
+
+    app = FastAPI(title="kbl scheduler extender", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.kbl_state = state
+    app.state.events = events
+    app.state.metrics = metrics
+
+    def verb(name: str, handle: Callable[[Any], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            with metrics.observe(name) as code:
+                try:
+                    body = await read_json(request, settings.max_body_bytes)
+                    return _json(await handle(body))
+                except BodyError as exc:
+                    code[0] = exc.status
+                    return _json({"Error": str(exc)}, exc.status)
+                except (ProtocolError, ObjectError) as exc:
+                    code[0] = 400
+                    return _json({"Error": f"malformed {name} request: {exc}"}, 400)
+
+        endpoint.__name__ = name
+        return endpoint
+
+    def typed_pod(raw: Any) -> Pod:
+        pod = Pod.from_object(raw)
+        state.remember(pod)
+        return pod
+
+    def report(name: str, raw_pod: Any, wish: Wish) -> None:
+        if wish.key is not None and wish.problem is not None:
+            metrics.unusable.labels(name).inc()
+            events.record(raw_pod, "KblDataWishIgnored", f"kbl could not use this pod's data annotations: {wish.problem}", "Warning")
+
+    async def do_filter(body: Any) -> messages.ExtenderFilterResult:
+        args = messages.parse_args(body)
+        pod = typed_pod(args.pod)
+        verdict = decide(state, pod, args.names)
+        if verdict.wish is not None:
+            report("filter", args.pod, verdict.wish)
+        return messages.filter_reply(args, verdict.passing, verdict.failed, verdict.unresolvable)
+
+    async def do_prioritize(body: Any) -> list[messages.HostPriority]:
+        args = messages.parse_args(body)
+        pod = typed_pod(args.pod)
+        ranking = rank(state, pod, args.names)
+        report("prioritize", args.pod, ranking.wish)
+        if ranking.missed is not None:
+            metrics.missed.inc()
+            events.record(args.pod, "KblBetterDataNodeNotOffered", _missed_message(ranking.missed), "Warning")
+        return messages.priority_reply(args.names, ranking.scores.tolist())
+
+    async def do_bind(body: Any) -> messages.ExtenderBindingResult:
+        request = messages.parse_bind(body)
+        error = await run_in_threadpool(bind, state, api, request)
+        return {"Error": error}
+
+    async def do_preempt(body: Any) -> messages.ExtenderPreemptionResult:
+        request = messages.parse_preempt(body)
+        pod = typed_pod(request.pod)
+        return messages.preempt_reply(preempt(state, pod, request.victims))
+
+    for name, handle in (("filter", do_filter), ("prioritize", do_prioritize), ("bind", do_bind), ("preempt", do_preempt)):
+        app.add_api_route(settings.path(name), verb(name, handle), methods=["POST"], include_in_schema=False)
+
+    async def healthz() -> Response:
+        return Response(b"ok", media_type="text/plain")
+
+    async def readyz() -> Response:
+        if state.ready:
+            return Response(b"ready", media_type="text/plain")
+        return Response(b"not ready: the cache has not finished its first full sync", status_code=503, media_type="text/plain")
+
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    return app
+
+
+def _missed_message(missed: Missed) -> str:
+    saved = (missed.offered_cost - missed.node_cost) / missed.worst_cost if missed.worst_cost > 0 else 0.0
+    return (
+        f"node {missed.node} would serve this pod's data better than every one of the {missed.offered} candidate nodes "
+        f"kube-scheduler offered (best offered: {missed.best_offered}; {saved:.0%} of the all-remote read cost saved). "
+        "Either an in-tree filter rejected it (resources, affinity, taints) or kube-scheduler stopped searching early: "
+        "set percentageOfNodesToScore: 100 in the scheduler configuration"
+    )

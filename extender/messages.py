@@ -1,0 +1,326 @@
+"""The kube-scheduler extender wire messages, typed at the edge.
+
+kube-scheduler marshals its extender structs (``k8s.io/kube-scheduler/extender/v1``) without
+JSON tags, so the wrapper fields arrive in Go's **PascalCase** (``Pod``, ``Nodes``,
+``NodeNames``) and unused pointer fields arrive as ``null``; the embedded Pod and Node objects
+are ordinary camelCase Kubernetes JSON. The TypedDicts below spell those names exactly. The
+``parse_*`` functions turn a decoded body into small frozen dataclasses and raise
+:class:`~topology.errors.ProtocolError` naming the offending field; the ``*_reply`` builders
+produce replies in the form that matches the request (``NodeNames`` for ``NodeNames``, a
+``NodeList`` for ``Nodes``), never naming a node that was not offered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+from topology.errors import ProtocolError
+
+MIN_PRIORITY = 0
+MAX_PRIORITY = 10
+
+
+class NodeList(TypedDict, total=False):
+    """A ``v1.NodeList`` as Go marshals it (``items`` may be ``null``)."""
+
+    apiVersion: str
+    kind: str
+    metadata: dict[str, Any]
+    items: list[dict[str, Any]] | None
+
+
+class ExtenderArgs(TypedDict):
+    """Filter and prioritize request."""
+
+    Pod: dict[str, Any] | None
+    Nodes: NodeList | None
+    NodeNames: list[str] | None
+
+
+class ExtenderFilterResult(TypedDict):
+    """Filter reply."""
+
+    Nodes: NodeList | None
+    NodeNames: list[str] | None
+    FailedNodes: dict[str, str]
+    FailedAndUnresolvableNodes: dict[str, str]
+    Error: str
+
+
+class HostPriority(TypedDict):
+    """One entry of the prioritize reply (a ``HostPriorityList`` is a JSON array of these)."""
+
+    Host: str
+    Score: int
+
+
+class ExtenderBindingArgs(TypedDict):
+    """Bind request."""
+
+    PodName: str
+    PodNamespace: str
+    PodUID: str
+    Node: str
+
+
+class ExtenderBindingResult(TypedDict):
+    """Bind reply."""
+
+    Error: str
+
+
+class MetaPod(TypedDict):
+    UID: str
+
+
+class MetaVictims(TypedDict):
+    Pods: list[MetaPod]
+    NumPDBViolations: int
+
+
+class Victims(TypedDict):
+    Pods: list[dict[str, Any]]
+    NumPDBViolations: int
+
+
+class ExtenderPreemptionArgs(TypedDict):
+    """Preempt request: one of the two victim maps is set, the other is ``null``."""
+
+    Pod: dict[str, Any] | None
+    NodeNameToVictims: dict[str, Victims] | None
+    NodeNameToMetaVictims: dict[str, MetaVictims] | None
+
+
+class ExtenderPreemptionResult(TypedDict):
+    """Preempt reply, always in the UID form."""
+
+    NodeNameToMetaVictims: dict[str, MetaVictims]
+
+
+Form = Literal["names", "nodes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """A parsed filter/prioritize request.
+
+    ``names`` are the offered node names in request order. ``items`` holds the full Node
+    objects when the request used the ``Nodes`` form (``None`` in the ``NodeNames`` form).
+    """
+
+    pod: Mapping[str, Any]
+    names: list[str]
+    form: Form
+    items: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    pod_name: str
+    namespace: str
+    uid: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptRequest:
+    """A parsed preempt request: victims per node as UIDs, whichever form was sent."""
+
+    pod: Mapping[str, Any]
+    victims: dict[str, tuple[list[str], int]]
+
+
+def _field(body: Any, name: str) -> Any:
+    """A wrapper field by its PascalCase name (Go would also accept other casings; so do we)."""
+    if name in body:
+        return body[name]
+    lowered = name.lower()
+    for key, value in body.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return None
+
+
+def _object(body: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise ProtocolError(f"{what}: expected a JSON object, got {_kind(body)}")
+    return body
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _pod(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    pod = _field(body, "Pod")
+    if pod is None:
+        raise ProtocolError("Pod: missing or null (kube-scheduler always sends the pod being scheduled)")
+    pod = _object(pod, "Pod")
+    meta = pod.get("metadata")
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str) or not meta.get("name"):
+        raise ProtocolError("Pod.metadata.name: missing or not a string")
+    return pod
+
+
+def parse_args(body: Any) -> Candidates:
+    """Parse an ``ExtenderArgs`` body (filter and prioritize).
+
+    Either ``NodeNames`` (``nodeCacheCapable: true``) or ``Nodes`` (a NodeList) must be set;
+    when both are, ``NodeNames`` wins (it is what a node-cache-capable extender is sent).
+
+    Raises
+    ------
+    ProtocolError
+        The body is not an object, ``Pod`` is missing, neither node field is set, or a field
+        has the wrong type; the message names the field.
+    """
+    body = _object(body, "request body")
+    pod = _pod(body)
+    names = _field(body, "NodeNames")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ProtocolError("NodeNames: expected an array of node names")
+        return Candidates(pod, names, "names")
+    nodes = _field(body, "Nodes")
+    if nodes is None:
+        raise ProtocolError("Nodes and NodeNames are both missing or null: one of them must list the candidate nodes")
+    nodes = _object(nodes, "Nodes")
+    items = nodes.get("items")
+    if items is None:
+        return Candidates(pod, [], "nodes", [])
+    if not isinstance(items, list):
+        raise ProtocolError(f"Nodes.items: expected an array of Node objects, got {_kind(items)}")
+    out: list[str] = []
+    for i, item in enumerate(items):
+        meta = item.get("metadata") if isinstance(item, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ProtocolError(f"Nodes.items[{i}].metadata.name: missing or not a string")
+        out.append(name)
+    return Candidates(pod, out, "nodes", items)
+
+
+def filter_reply(
+    request: Candidates, passing: Sequence[int], failed: Mapping[str, str], unresolvable: Mapping[str, str]
+) -> ExtenderFilterResult:
+    """An ``ExtenderFilterResult`` in the request's form.
+
+    ``passing`` are indexes into ``request.names`` (so only offered nodes can be named).
+    """
+    if request.form == "names":
+        names = request.names
+        return {
+            "Nodes": None,
+            "NodeNames": [names[i] for i in passing],
+            "FailedNodes": dict(failed),
+            "FailedAndUnresolvableNodes": dict(unresolvable),
+            "Error": "",
+        }
+    items = request.items or []
+    return {
+        "Nodes": {"metadata": {}, "items": [items[i] for i in passing]},
+        "NodeNames": None,
+        "FailedNodes": dict(failed),
+        "FailedAndUnresolvableNodes": dict(unresolvable),
+        "Error": "",
+    }
+
+
+def priority_reply(names: Sequence[str], scores: Sequence[int]) -> list[HostPriority]:
+    """A ``HostPriorityList``: one entry per offered node, scores clamped into 0..10."""
+    return [{"Host": n, "Score": min(MAX_PRIORITY, max(MIN_PRIORITY, int(s)))} for n, s in zip(names, scores, strict=True)]
+
+
+def parse_bind(body: Any) -> BindRequest:
+    """Parse an ``ExtenderBindingArgs`` body.
+
+    Raises
+    ------
+    ProtocolError
+        A field is missing, null or not a string (``PodUID`` may be empty).
+    """
+    body = _object(body, "request body")
+    values: dict[str, str] = {}
+    for name in ("PodName", "PodNamespace", "PodUID", "Node"):
+        value = _field(body, name)
+        if not isinstance(value, str) or (not value and name != "PodUID"):
+            raise ProtocolError(f"{name}: missing or not a non-empty string")
+        values[name] = value
+    return BindRequest(values["PodName"], values["PodNamespace"], values["PodUID"], values["Node"])
+
+
+def _pdb(value: Any, where: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(f"{where}.NumPDBViolations: expected an integer")
+    return value
+
+
+def parse_preempt(body: Any) -> PreemptRequest:
+    """Parse an ``ExtenderPreemptionArgs`` body, either victims form, into UIDs per node.
+
+    Raises
+    ------
+    ProtocolError
+        Missing pod, a victims map that is not an object of ``{Pods, NumPDBViolations}``, or a
+        victim without a UID.
+    """
+    body = _object(body, "request body")
+    pod = _pod(body)
+    out: dict[str, tuple[list[str], int]] = {}
+    meta = _field(body, "NodeNameToMetaVictims")
+    full = _field(body, "NodeNameToVictims")
+    if meta is not None:
+        for node, raw in _object(meta, "NodeNameToMetaVictims").items():
+            where = f"NodeNameToMetaVictims[{node!r}]"
+            if raw is None:
+                out[node] = ([], 0)
+                continue
+            victims = _object(raw, where)
+            uids = []
+            for i, item in enumerate(_list(_field(victims, "Pods"), f"{where}.Pods")):
+                uid = _field(_object(item, f"{where}.Pods[{i}]"), "UID")
+                if not isinstance(uid, str) or not uid:
+                    raise ProtocolError(f"{where}.Pods[{i}].UID: missing or not a string")
+                uids.append(uid)
+            out[node] = (uids, _pdb(_field(victims, "NumPDBViolations"), where))
+    elif full is not None:
+        for node, raw in _object(full, "NodeNameToVictims").items():
+            where = f"NodeNameToVictims[{node!r}]"
+            if raw is None:
+                out[node] = ([], 0)
+                continue
+            victims = _object(raw, where)
+            uids = []
+            for i, item in enumerate(_list(_field(victims, "Pods"), f"{where}.Pods")):
+                item_meta = _object(item, f"{where}.Pods[{i}]").get("metadata")
+                uid = item_meta.get("uid") if isinstance(item_meta, Mapping) else None
+                if not isinstance(uid, str) or not uid:
+                    raise ProtocolError(f"{where}.Pods[{i}].metadata.uid: missing or not a string")
+                uids.append(uid)
+            out[node] = (uids, _pdb(_field(victims, "NumPDBViolations"), where))
+    return PreemptRequest(pod, out)
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ProtocolError(f"{where}: expected an array, got {_kind(value)}")
+    return value
+
+
+def preempt_reply(victims: Mapping[str, tuple[Sequence[str], int]]) -> ExtenderPreemptionResult:
+    """An ``ExtenderPreemptionResult`` in the UID form; nodes without victims are left out."""
+    return {
+        "NodeNameToMetaVictims": {
+            node: {"Pods": [{"UID": uid} for uid in uids], "NumPDBViolations": pdb} for node, (uids, pdb) in victims.items() if uids
+        }
+    }

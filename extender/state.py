@@ -1,0 +1,517 @@
+"""The extender's cache of the cluster: nodes, pods, DataSets and KBLs, and load per node.
+
+:class:`ClusterState` owns a :class:`~topology.clusters.Cluster` (topology and data) and, indexed
+by the cluster's dense node ids, numpy arrays of allocatable resources, requests of bound active
+pods, and *in-flight* assignments (pods bound through ``/bind`` that the watch has not confirmed
+yet; they expire after ``inflight_ttl_s``). It also knows which nodes form a KBL's dedicated group.
+
+Every update goes through :meth:`ClusterState.apply` (one watch event) or
+:meth:`ClusterState.replace` (a relist, turned into the same events), whether it comes from an
+:class:`~placement.watching.Informer`, a snapshot or a test harness. Updates are incremental:
+a node heartbeat that does not move the node in the topology never invalidates the cached
+byte tables. Scoring reads this cache only; it never calls the API server. A re-entrant lock
+makes updates from watch threads safe against reads from request handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from extender.settings import ExtenderSettings
+from placement.kubeapi import DATASETS, KBLS, NODES, PODS, Resource, WatchEvent
+from topology import labels
+from topology.clusters import Cluster, LevelBytes
+from topology.datasets import DataSet
+from topology.errors import ObjectError, ShardRangeError
+from topology.kbls import KBL
+from topology.localities import LEVELS
+from topology.nodes import Node, Resources
+from topology.pods import Locality, Pod
+from topology.snapshots import Snapshot
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Columns of the load arrays: cpu millicores, memory bytes, pod count.
+LOAD_COLUMNS = ("cpu", "memory", "pods")
+
+
+def load_vector(resources: Resources) -> FloatArray:
+    """``[cpu_m, memory_b, pods]`` of a resource amount."""
+    return np.array([resources.cpu_m, resources.memory_b, resources.pods], dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class Wish:
+    """A pod's data wish resolved against the cache.
+
+    ``key`` is ``None`` when the pod reads nothing through kbl. ``problem`` is a reason a human
+    can act on when the wish cannot be honoured (unknown dataset, bad shard range, no placement).
+    """
+
+    key: str | None
+    shards: tuple[int, ...] | None = None
+    required: bool = False
+    problem: str | None = None
+    needed_bytes: float = 0.0
+
+    @property
+    def usable(self) -> bool:
+        return self.key is not None and self.problem is None
+
+
+@dataclass(slots=True)
+class _PodRecord:
+    pod: Pod
+    node_id: int  # -1 when not bound or not holding resources
+    load: FloatArray
+
+
+@dataclass(slots=True)
+class _Inflight:
+    node_id: int
+    load: FloatArray
+    expires_at: float
+
+
+class ClusterState:
+    """The cache the extender scores from (module docstring).
+
+    Parameters
+    ----------
+    settings:
+        Extender settings (rack label, in-flight TTL, pending-pod LRU size).
+    expect:
+        Resources that must be synced (first full list) before :attr:`ready` is true. Empty
+        means ready at once (snapshot mode).
+    clock:
+        Monotonic clock in seconds (injectable for tests of expiry).
+    """
+
+    def __init__(
+        self,
+        settings: ExtenderSettings | None = None,
+        *,
+        expect: Iterable[Resource] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or ExtenderSettings()
+        self.cluster = Cluster()
+        self.lock = threading.RLock()
+        self._clock = clock
+        self._expected = {r.plural for r in expect}
+        self._synced: set[str] = set()
+        self._pods: dict[str, _PodRecord] = {}
+        self._pending: OrderedDict[str, Pod] = OrderedDict()
+        self._inflight: OrderedDict[str, _Inflight] = OrderedDict()
+        self._kbls: dict[str, KBL] = {}
+        size = 64
+        self._alloc = np.zeros((size, 3), dtype=np.float64)
+        self._bound = np.zeros((size, 3), dtype=np.float64)
+        self._flight = np.zeros((size, 3), dtype=np.float64)
+        self._usable = np.zeros(size, dtype=bool)  # schedulable and ready
+        self._owner = np.full(size, -1, dtype=np.int64)  # KBL id of the dedicated taint
+        self._group = np.full(size, -1, dtype=np.int64)  # KBL id of the kbl.io/kbl label
+        self._kbl_ids: dict[str, int] = {}
+        self._kbl_names: list[str] = []
+        self._dedicated_nodes: dict[int, int] = {}  # KBL id -> present dedicated nodes
+        self._counted: set[str] = set()
+        #: Bytes read at each level by pods that became bound while we watched (node..remote).
+        self.locality_bytes = np.zeros(len(LEVELS), dtype=np.float64)
+        #: Objects rejected as invalid, by kind.
+        self.rejected: dict[str, int] = {}
+        #: Relists done per resource (a relist follows ``410 Gone``).
+        self.relists: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot, settings: ExtenderSettings | None = None) -> ClusterState:
+        """A ready state holding a snapshot's nodes, pods, DataSets and KBLs."""
+        state = cls(settings)
+        with state.lock:
+            for node in snapshot.nodes:
+                state._set_node(node)
+            for dataset in snapshot.datasets:
+                state.cluster.set_dataset(dataset)
+            for kbl in snapshot.kbls:
+                state._kbls[kbl.name] = kbl
+            for pod in snapshot.pods:
+                state._set_pod(pod, count_locality=False)
+            for error in snapshot.rejected:
+                state.rejected[error.kind] = state.rejected.get(error.kind, 0) + 1
+        return state
+
+    @property
+    def ready(self) -> bool:
+        """True once every expected resource has had its first full list."""
+        return self._expected <= self._synced
+
+    def mark_synced(self, resource: Resource) -> None:
+        """Record that ``resource`` has been listed in full (the informer's first relist)."""
+        with self.lock:
+            self._synced.add(resource.plural)
+
+    # ----------------------------------------------------------------- updates
+    def apply(self, event: WatchEvent, resource: Resource) -> None:
+        """Apply one watch event of ``resource`` (NODES, PODS, DATASETS or KBLS).
+
+        Invalid objects are counted in :attr:`rejected` and logged, never raised: one bad
+        object must not stop the watch. ``BOOKMARK`` events carry no object change.
+        """
+        if event.type == "BOOKMARK":
+            return
+        obj = event.object
+        with self.lock:
+            try:
+                if resource == NODES:
+                    if event.type == "DELETED":
+                        self._remove_node(_name(obj))
+                    else:
+                        self._set_node(Node.from_object(obj, rack_label=self.settings.rack_label))
+                elif resource == PODS:
+                    if event.type == "DELETED":
+                        self._remove_pod(_pod_key(obj))
+                    else:
+                        self._set_pod(Pod.from_object(obj), count_locality=True)
+                elif resource == DATASETS:
+                    if event.type == "DELETED":
+                        self.cluster.remove_dataset(_namespaced(obj))
+                    else:
+                        self.cluster.set_dataset(DataSet.from_object(obj))
+                elif resource == KBLS:
+                    if event.type == "DELETED":
+                        self._kbls.pop(_name(obj), None)
+                    else:
+                        kbl = KBL.from_object(obj)
+                        self._kbls[kbl.name] = kbl
+                else:
+                    log.debug("ignoring event for unwatched resource %s", resource.plural)
+            except ObjectError as exc:
+                self.rejected[exc.kind] = self.rejected.get(exc.kind, 0) + 1
+                log.warning("ignoring invalid object: %s", exc)
+
+    def replace(self, resource: Resource, items: Iterable[Mapping[str, Any]]) -> None:
+        """Replace everything known of ``resource`` by a full list (a relist).
+
+        Objects not in ``items`` are deleted, the others added or modified, all through
+        :meth:`apply`; then the resource counts as synced.
+        """
+        items = list(items)
+        with self.lock:
+            keep = {self._key_of(resource, obj) for obj in items}
+            for key, obj in self._known(resource):
+                if key not in keep:
+                    self.apply(WatchEvent("DELETED", obj), resource)
+            for obj in items:
+                self.apply(WatchEvent("MODIFIED", obj), resource)
+            self.relists[resource.plural] = self.relists.get(resource.plural, 0) + 1
+            self._synced.add(resource.plural)
+
+    def _key_of(self, resource: Resource, obj: Mapping[str, Any]) -> str:
+        if resource == PODS:
+            return _pod_key(obj)
+        if resource.namespaced:
+            return _namespaced(obj)
+        return _name(obj)
+
+    def _known(self, resource: Resource) -> list[tuple[str, Mapping[str, Any]]]:
+        if resource == NODES:
+            return [(n, {"metadata": {"name": n}}) for n in self.cluster.nodes]
+        if resource == PODS:
+            return [(k, {"metadata": {"name": r.pod.name, "namespace": r.pod.namespace, "uid": r.pod.uid}}) for k, r in self._pods.items()]
+        if resource == DATASETS:
+            return [(k, {"metadata": {"name": d.name, "namespace": d.namespace}}) for k, d in self.cluster.datasets.items()]
+        if resource == KBLS:
+            return [(f"{k.namespace}/{k.name}", {"metadata": {"name": k.name, "namespace": k.namespace}}) for k in self._kbls.values()]
+        return []
+
+    def _kbl_id(self, name: str) -> int:
+        found = self._kbl_ids.get(name)
+        if found is None:
+            found = self._kbl_ids[name] = len(self._kbl_ids)
+            self._kbl_names.append(name)
+        return found
+
+    def kbl_name(self, kbl_id: int) -> str:
+        """The name of a KBL id from :meth:`owners` (``"?"`` if out of range)."""
+        return self._kbl_names[kbl_id] if 0 <= kbl_id < len(self._kbl_names) else "?"
+
+    def _grow(self, node_id: int) -> None:
+        size = self._alloc.shape[0]
+        if node_id < size:
+            return
+        new = max(node_id + 1, size * 2)
+        self._alloc = np.resize(self._alloc, (new, 3))
+        self._bound = np.vstack([self._bound, np.zeros((new - size, 3))])
+        self._flight = np.vstack([self._flight, np.zeros((new - size, 3))])
+        self._alloc[size:] = 0
+        self._usable = np.concatenate([self._usable, np.zeros(new - size, dtype=bool)])
+        self._owner = np.concatenate([self._owner, np.full(new - size, -1, dtype=np.int64)])
+        self._group = np.concatenate([self._group, np.full(new - size, -1, dtype=np.int64)])
+
+    def _set_node(self, node: Node) -> None:
+        old = self.cluster.nodes.get(node.name)
+        if old is not None and (old.region, old.zone, old.rack) == (node.region, node.zone, node.rack):
+            # Same place in the topology: keep the cluster's caches (heartbeats, taints, labels).
+            self.cluster.nodes[node.name] = node
+        else:
+            self.cluster.set_node(node)
+        nid = self.cluster.node_id(node.name)
+        assert nid is not None
+        self._grow(nid)
+        old_owner = int(self._owner[nid])
+        self._alloc[nid] = load_vector(node.allocatable)
+        self._usable[nid] = node.ready and not node.unschedulable
+        owner = _dedicated_owner(node)
+        self._owner[nid] = -1 if owner is None else self._kbl_id(owner)
+        self._group[nid] = -1 if node.kbl is None else self._kbl_id(node.kbl)
+        self._count_dedicated(old_owner, -1)
+        self._count_dedicated(int(self._owner[nid]), +1)
+
+    def _count_dedicated(self, kbl_id: int, delta: int) -> None:
+        if kbl_id >= 0:
+            self._dedicated_nodes[kbl_id] = self._dedicated_nodes.get(kbl_id, 0) + delta
+
+    def _remove_node(self, name: str) -> None:
+        nid = self.cluster.node_id(name)
+        if nid is None:
+            return
+        self._count_dedicated(int(self._owner[nid]), -1)
+        self._owner[nid] = -1
+        self._group[nid] = -1
+        self._usable[nid] = False
+        self._alloc[nid] = 0
+        self.cluster.remove_node(name)
+
+    def _set_pod(self, pod: Pod, *, count_locality: bool) -> None:
+        key = pod.uid or pod.key
+        old = self._pods.pop(key, None)
+        if old is not None and old.node_id >= 0:
+            self._bound[old.node_id] -= old.load
+        node_id = -1
+        if pod.active and pod.node_name is not None:
+            nid = self.cluster.node_id(pod.node_name)
+            if nid is not None:
+                node_id = nid
+                self._bound[nid] += load_vector(pod.requests)
+        self._pods[key] = _PodRecord(pod, node_id, load_vector(pod.requests))
+        if pod.node_name is not None:
+            flight = self._inflight.pop(key, None)
+            if flight is not None:
+                self._flight[flight.node_id] -= flight.load
+            if count_locality and (old is None or old.pod.node_name is None) and node_id >= 0:
+                self._count_locality(key, pod, node_id)
+            self._pending.pop(key, None)
+
+    def _remove_pod(self, key: str) -> None:
+        old = self._pods.pop(key, None)
+        if old is not None and old.node_id >= 0:
+            self._bound[old.node_id] -= old.load
+        flight = self._inflight.pop(key, None)
+        if flight is not None:
+            self._flight[flight.node_id] -= flight.load
+        self._pending.pop(key, None)
+        self._counted.discard(key)
+
+    def _count_locality(self, key: str, pod: Pod, node_id: int) -> None:
+        if key in self._counted:
+            return
+        wish = self.resolve(pod)
+        if not wish.usable:
+            return
+        assert wish.key is not None
+        self._counted.add(key)
+        self.locality_bytes += self.cluster.level_bytes(wish.key, wish.shards).table[node_id]
+
+    # ------------------------------------------------------- pending and binds
+    def remember(self, pod: Pod) -> None:
+        """Remember a pod seen in a filter/prioritize request, so ``/bind`` knows its requests."""
+        key = pod.uid or pod.key
+        with self.lock:
+            self._pending[key] = pod
+            self._pending.move_to_end(key)
+            while len(self._pending) > self.settings.max_pending_pods:
+                self._pending.popitem(last=False)
+
+    def record_assignment(self, namespace: str, name: str, uid: str, node: str) -> Pod | None:
+        """Count a pod on ``node`` at once (an in-flight assignment) after a bind.
+
+        The assignment is dropped when the watch reports the pod bound (it is then counted as
+        bound) or deleted, or after ``inflight_ttl_s``. Returns the pod if it was known.
+        """
+        key = uid or f"{namespace}/{name}"
+        with self.lock:
+            self._expire()
+            nid = self.cluster.node_id(node)
+            record = self._pods.get(key)
+            if record is not None and record.pod.node_name is not None:
+                return record.pod  # the watch was faster: already counted as bound
+            pod = self._pending.pop(key, None) or (record.pod if record is not None else None)
+            if nid is None:
+                return pod
+            load = load_vector(pod.requests) if pod is not None else np.array([0.0, 0.0, 1.0])
+            old = self._inflight.pop(key, None)
+            if old is not None:
+                self._flight[old.node_id] -= old.load
+            self._inflight[key] = _Inflight(nid, load, self._clock() + self.settings.inflight_ttl_s)
+            self._flight[nid] += load
+            if pod is not None:
+                self._count_locality(key, pod, nid)
+            return pod
+
+    def _expire(self) -> None:
+        now = self._clock()
+        while self._inflight:
+            key, first = next(iter(self._inflight.items()))
+            if first.expires_at > now:
+                break
+            del self._inflight[key]
+            self._flight[first.node_id] -= first.load
+
+    @property
+    def inflight(self) -> int:
+        """In-flight assignments not yet confirmed by the watch nor expired."""
+        with self.lock:
+            self._expire()
+            return len(self._inflight)
+
+    # ----------------------------------------------------------------- queries
+    def resolve(self, pod: Pod) -> Wish:
+        """The pod's data wish against the cached DataSets (see :class:`Wish`)."""
+        data = pod.data
+        if data is None:
+            return Wish(None)
+        required = data.locality is Locality.REQUIRED
+        key = f"{data.namespace}/{data.dataset}"
+        if data.problem is not None:
+            return Wish(key, required=required, problem=data.problem)
+        dataset = self.cluster.datasets.get(key)
+        if dataset is None:
+            return Wish(key, required=required, problem=f"DataSet {key} (from {labels.POD_DATASET}) not found in the cache")
+        try:
+            shards = None if data.shards_text is None else data.shard_indexes(dataset.spec.shards)
+        except ShardRangeError as exc:
+            return Wish(key, required=required, problem=f"{labels.POD_SHARDS}: {exc}")
+        if dataset.placement is None:
+            return Wish(key, shards, required, f"DataSet {key} has no status.placement yet (place it with kbl place)")
+        sizes = dataset.spec.shard_sizes if shards is None else dataset.spec.shard_sizes[np.asarray(shards, dtype=np.int64)]
+        needed = float(sizes.sum()) * dataset.spec.redundancy.piece_fraction() * dataset.spec.redundancy.needed
+        return Wish(key, shards, required, None, needed)
+
+    def level_bytes(self, wish: Wish) -> LevelBytes:
+        """The byte table of a usable wish (cached by the cluster per dataset and shard set)."""
+        assert wish.key is not None
+        return self.cluster.level_bytes(wish.key, wish.shards)
+
+    def node_ids(self, names: list[str]) -> IntArray:
+        """Dense ids of offered nodes; ``-1`` for nodes the cache does not know."""
+        return self.cluster.node_ids(names)
+
+    def load(self, ids: IntArray) -> tuple[FloatArray, FloatArray]:
+        """``(used, allocatable)`` rows for node ids (used = bound + in-flight); unknown ids give zeros."""
+        self._expire()
+        safe = np.where(ids >= 0, ids, 0)
+        used = self._bound[safe] + self._flight[safe]
+        alloc = self._alloc[safe].copy()
+        unknown = ids < 0
+        used[unknown] = 0.0
+        alloc[unknown] = 0.0
+        return used, alloc
+
+    def present_ids(self) -> IntArray:
+        """Ids of every node currently in the cache."""
+        present = self.cluster.domain_arrays()[3]
+        return np.flatnonzero(present).astype(np.int64)
+
+    def usable(self, ids: IntArray) -> npt.NDArray[np.bool_]:
+        """Nodes that are ready and schedulable (unknown ids: false)."""
+        safe = np.where(ids >= 0, ids, 0)
+        return np.asarray(self._usable[safe] & (ids >= 0), dtype=bool)
+
+    def owners(self, ids: IntArray) -> tuple[IntArray, IntArray]:
+        """``(dedicated owner, group)`` KBL ids per node (``-1``: none or unknown node)."""
+        safe = np.where(ids >= 0, ids, 0)
+        owner = np.where(ids >= 0, self._owner[safe], -1)
+        group = np.where(ids >= 0, self._group[safe], -1)
+        return owner, group
+
+    @property
+    def has_dedicated_nodes(self) -> bool:
+        """True if any node in the cache carries the dedicated taint."""
+        return any(v > 0 for v in self._dedicated_nodes.values())
+
+    def kbl_id(self, name: str | None) -> int:
+        """The KBL's id, or ``-2`` (matches no node) for ``None`` or a KBL no node names."""
+        if name is None:
+            return -2
+        return self._kbl_ids.get(name, -2)
+
+    def kbl_is_dedicated(self, name: str | None) -> bool:
+        """True if the KBL's pods must stay on its own node group.
+
+        The KBL object decides when the cache has it (``spec.nodeGroup.mode``); otherwise a KBL
+        counts as dedicated when any node carries its dedicated taint.
+        """
+        if name is None:
+            return False
+        kbl = self._kbls.get(name)
+        if kbl is not None:
+            return kbl.node_group.dedicated
+        kid = self._kbl_ids.get(name)
+        return kid is not None and self._dedicated_nodes.get(kid, 0) > 0
+
+    def pod(self, key: str) -> Pod | None:
+        """A cached pod by uid (or ``namespace/name`` when it has none)."""
+        with self.lock:
+            record = self._pods.get(key)
+            return record.pod if record is not None else self._pending.get(key)
+
+    def counts(self) -> dict[str, int]:
+        """Sizes of the cache, for metrics."""
+        return {
+            "nodes": len(self.cluster.nodes),
+            "pods": len(self._pods),
+            "datasets": len(self.cluster.datasets),
+            "kbls": len(self._kbls),
+            "pending": len(self._pending),
+        }
+
+
+def _dedicated_owner(node: Node) -> str | None:
+    for taint in node.taints:
+        if taint.key == labels.DEDICATED_TAINT:
+            return taint.value or node.kbl or ""
+    return None
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
+        raise ObjectError(str(obj.get("kind", "?")) if isinstance(obj, Mapping) else "?", "?", "metadata.name", "missing")
+    return meta
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str(_meta(obj)["name"])
+
+
+def _namespaced(obj: Mapping[str, Any]) -> str:
+    meta = _meta(obj)
+    return f"{meta.get('namespace') or 'default'}/{meta['name']}"
+
+
+def _pod_key(obj: Mapping[str, Any]) -> str:
+    meta = _meta(obj)
+    uid = meta.get("uid")
+    return uid if isinstance(uid, str) and uid else f"{meta.get('namespace') or 'default'}/{meta['name']}"

@@ -1,0 +1,45 @@
+"""``kbl serve``: the scheduler extender over HTTP(S), fed by a snapshot or by live watches."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from extender.serving import WATCHED, ServerOptions, serve, start_informers
+from extender.settings import ExtenderSettings, normalize_prefix
+from extender.state import ClusterState
+from placement.kubeclient import KubeClient
+from placement.watching import InformerSettings
+from topology.errors import KblError
+from topology.snapshots import load_snapshot
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--snapshot", metavar="FILE", help="serve from a snapshot file instead of watching the cluster")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
+    parser.add_argument("--port", type=int, help="port (default 8443 with TLS, else 8080)")
+    parser.add_argument("--url-prefix", default="", help="path prefix of the verbs, matching urlPrefix in the scheduler config")
+    parser.add_argument("--tls-cert", metavar="C", help="PEM certificate (with --tls-key: serve HTTPS)")
+    parser.add_argument("--tls-key", metavar="K", help="PEM private key")
+    parser.add_argument("--kubeconfig", metavar="F", help="kubeconfig to use outside a cluster")
+    parser.add_argument("--no-bind", action="store_true", help="answer /bind with an error (when bindVerb is not configured)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise KblError("--tls-cert and --tls-key go together")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ExtenderSettings(url_prefix=normalize_prefix(args.url_prefix), bind_enabled=not args.no_bind)
+    port = args.port or (8443 if args.tls_cert else 8080)
+    options = ServerOptions(host=args.host, port=port, tls_cert=args.tls_cert, tls_key=args.tls_key, log_level=args.log_level)
+    if args.snapshot:
+        snapshot = load_snapshot(args.snapshot, rack_label=settings.rack_label)
+        state = ClusterState.from_snapshot(snapshot, settings)
+        serve(state, options)
+        return 0
+    api = KubeClient.from_config(args.kubeconfig)
+    state = ClusterState(settings, expect=WATCHED)
+    informers = start_informers(state, api, settings=InformerSettings())
+    serve(state, options, api=api, informers=informers)
+    return 0

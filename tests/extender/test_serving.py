@@ -1,0 +1,122 @@
+"""A few real-socket tests: uvicorn on 127.0.0.1 with an ephemeral port, plain and TLS, and `kbl serve`."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from extender.app import create_app
+from extender.serving import ServerOptions, config
+from extender.state import ClusterState
+from tests.extender import scenarios as sc
+from topology.snapshots import load_snapshot
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def self_signed(tmp: Path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kbl-extender")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "tls.crt", tmp / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture(params=["http", "https"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str | bool]]:
+    state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
+    cert = key = None
+    if request.param == "https":
+        cert, key = self_signed(tmp_path)
+    port = free_port()
+    server = uvicorn.Server(
+        config(create_app(state), ServerOptions(host="127.0.0.1", port=port, tls_cert=cert, tls_key=key, log_level="warning"))
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    yield f"{request.param}://127.0.0.1:{port}", cert or True
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_filter_and_prioritize_over_a_real_socket_plain_and_tls(served: tuple[str, str | bool]) -> None:
+    url, ca = served  # the self-signed certificate is its own CA (kube-scheduler's tlsConfig.caFile)
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if isinstance(ca, str) else True
+    with httpx.Client(base_url=url, verify=verify) as client:
+        body = json.dumps(sc.names_args(sc.pod(), ["node-0-0-0", "node-0-1-1"]))
+        reply = client.post("/filter", content=body, headers={"Content-Type": "application/json"})
+        assert reply.status_code == 200
+        assert reply.json()["NodeNames"] == ["node-0-0-0", "node-0-1-1"]
+        scores = client.post("/prioritize", content=body, headers={"Content-Type": "application/json"}).json()
+        assert scores == [{"Host": "node-0-0-0", "Score": 10}, {"Host": "node-0-1-1", "Score": 0}]
+        assert client.get("/readyz").status_code == 200
+
+
+def test_kbl_serve_from_a_snapshot_answers_on_its_port(tmp_path: Path) -> None:
+    snap = tmp_path / "snap.json"
+    snap.write_text(json.dumps(sc.snapshot()))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kbl", "serve", "--snapshot", str(snap), "--host", "127.0.0.1", "--port", str(port), "--url-prefix", "kbl/"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = httpx.post(
+                    f"http://127.0.0.1:{port}/kbl/filter", json=sc.names_args(sc.pod(locality="required"), ["node-0-0-0", "node-0-1-1"])
+                )
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert reply.json()["NodeNames"] == ["node-0-0-0"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()

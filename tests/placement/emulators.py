@@ -1,0 +1,63 @@
+"""kmock's KubernetesEmulator served over real HTTP from a thread with its own event loop.
+
+The emulator is aiohttp-based; our client and informers are synchronous. Running the emulator
+in a background thread lets the tests drive the real :class:`~placement.kubeclient.KubeClient`
+over a real socket on 127.0.0.1, while reactions (drops, 410s, error statuses) are added to the
+emulator from the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+import kmock
+
+
+class Emulator:
+    """A running emulator: ``url``, ``kmock`` (the handler, for reactions and requests) and ``post``."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.kmock: Any = None
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="kmock", daemon=True)
+
+    async def _main(self) -> None:
+        async with kmock.KubernetesEmulator() as handler, kmock.Server(handler) as server:
+            self.kmock = handler
+            resources: Any = handler.resources  # declare what our client lists, even before objects exist
+            for key in ("v1/nodes", "v1/pods", "v1/events", "kbl.io/v1alpha1/datasets", "kbl.io/v1alpha1/kbls"):
+                resources[key] = {}
+            self.url = str(server.url).rstrip("/")
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self) -> Emulator:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("kmock emulator did not start")
+        return self
+
+    def close(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def post(self, path: str, obj: dict[str, Any]) -> None:
+        """Create an object through the emulator's HTTP API (it then emits ADDED to watches)."""
+        response = httpx.post(self.url + path, json=obj, timeout=10)
+        assert response.status_code == 200, response.text
+
+    def delete(self, path: str) -> None:
+        response = httpx.delete(self.url + path, timeout=10)
+        assert response.status_code == 200, response.text
+
+    def requests(self, criterion: Any) -> list[Any]:
+        return list(self.kmock[criterion])
