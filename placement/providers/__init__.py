@@ -1,0 +1,127 @@
+"""Cloud node groups behind one narrow interface: only the calls the controller makes.
+
+:class:`NodeGroupProvider` is implemented by :mod:`.eks` (EKS managed node groups), :mod:`.asg`
+(self-managed Auto Scaling groups), :mod:`.queueing` (requests sent over SQS to ``kbl worker``)
+and :mod:`.fake` (a stateful fake with a simulated clock). Every call is idempotent: creating a
+group that exists returns it, resizing sets an absolute size, removing a gone instance or
+deleting a gone group succeeds. Only groups tagged ``kbl.io/managed-by=kbl`` are ever listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from topology.errors import KblError
+from topology.nodes import Taint
+
+#: Tags every kbl-managed group carries.
+MANAGED_BY_TAG = "kbl.io/managed-by"
+MANAGED_BY = "kbl"
+KBL_TAG = "kbl.io/kbl"
+ZONE_TAG = "kbl.io/zone"
+#: Cluster Autoscaler's auto-discovery tag; kbl groups must not carry it.
+CA_ENABLED_TAG = "k8s.io/cluster-autoscaler/enabled"
+
+RollStrategy = Literal["next-nodes", "rolling"]
+
+
+class ProviderError(KblError):
+    """A cloud call failed; ``code`` is the AWS error code, ``retryable`` says if backoff may help."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        self.code = code
+        self.retryable = retryable
+        super().__init__(f"{code}: {message}")
+
+
+class CapacityUnavailableError(ProviderError):
+    """The cloud has no capacity of the asked instance type in the zone right now."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeGroupSpec:
+    """A node group to create. ``kbl`` is ``namespace/name``; ``zone`` the plain AZ."""
+
+    name: str
+    kbl: str
+    zone: str
+    instance_type: str
+    desired: int
+    max_size: int
+    capacity_type: str = "ON_DEMAND"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeGroupInfo:
+    """A node group as the cloud reports it."""
+
+    name: str
+    kbl: str
+    zone: str
+    instance_type: str
+    desired: int
+    min_size: int
+    max_size: int
+    status: str
+    image: str = ""
+    launch_template_version: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class NodeGroupProvider(Protocol):
+    """The cloud calls the controller makes (see the module docstring for the guarantees)."""
+
+    def list_groups(self) -> list[NodeGroupInfo]:
+        """Every kbl-managed group of the cluster."""
+        ...
+
+    def describe_group(self, name: str) -> NodeGroupInfo | None:
+        """One group, or ``None`` if it does not exist."""
+        ...
+
+    def create_group(self, spec: NodeGroupSpec, token: str) -> NodeGroupInfo:
+        """Create (or return the existing) group; ``token`` is the idempotency token."""
+        ...
+
+    def set_size(self, name: str, desired: int) -> None:
+        """Set the desired size (absolute, so retries and duplicates are harmless)."""
+        ...
+
+    def remove_instance(self, name: str, provider_id: str) -> None:
+        """Terminate one named instance of the group and decrement its desired size."""
+        ...
+
+    def delete_group(self, name: str) -> None:
+        """Delete the group (a gone group is fine)."""
+        ...
+
+    def create_image(self, provider_id: str, image_name: str, tags: Mapping[str, str]) -> str:
+        """Image an instance (no reboot); returns the image id (the existing one for a known name)."""
+        ...
+
+    def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
+        """Point the group's launch template at ``image_id``; returns the new template version."""
+        ...
+
+
+def instance_id(provider_id: str) -> str:
+    """The EC2 instance id of a node's ``spec.providerID`` (``aws:///us-east-1a/i-0abc``).
+
+    Raises
+    ------
+    ProviderError
+        If the provider id does not end in an instance id.
+    """
+    tail = provider_id.rstrip("/").rsplit("/", 1)[-1]
+    if not tail.startswith("i-"):
+        raise ProviderError("InvalidProviderID", f"{provider_id!r} does not name an EC2 instance")
+    return tail
+
+
+def group_tags(spec: NodeGroupSpec, cluster_name: str) -> dict[str, str]:
+    """The tags of a kbl-managed group (never the Cluster Autoscaler discovery tags)."""
+    return {MANAGED_BY_TAG: MANAGED_BY, KBL_TAG: spec.kbl, ZONE_TAG: spec.zone, "kbl.io/cluster": cluster_name}

@@ -1,0 +1,65 @@
+"""The exact IAM actions each mode of the controller and the worker needs, and no more.
+
+The manifests' IAM policies are tested against these sets, and a test records every boto3
+operation the providers make against moto and checks it is in the right set (and that every
+action listed is used), so the policy can neither lag behind the code nor grant extra rights.
+"""
+
+from __future__ import annotations
+
+_EKS = frozenset(
+    {
+        "eks:CreateNodegroup",
+        "eks:DescribeNodegroup",
+        "eks:ListNodegroups",
+        "eks:UpdateNodegroupConfig",
+        "eks:UpdateNodegroupVersion",
+        "eks:DeleteNodegroup",
+        "eks:DescribeCluster",
+        "ec2:DescribeSubnets",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:DeleteTags",
+        "iam:PassRole",
+    }
+)
+_ASG = frozenset(
+    {
+        "autoscaling:CreateAutoScalingGroup",
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:DeleteAutoScalingGroup",
+        "autoscaling:StartInstanceRefresh",
+        "autoscaling:CreateOrUpdateTags",
+        "ec2:CreateLaunchTemplate",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DeleteLaunchTemplate",
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "iam:PassRole",
+    }
+)
+_IMAGES = frozenset({"ec2:CreateImage", "ec2:DescribeImages", "ec2:CreateLaunchTemplateVersion", "ec2:CreateTags"})
+
+#: The controller talking to EKS and EC2 Auto Scaling itself (``--provider eks`` or ``asg``).
+CONTROLLER_DIRECT_ACTIONS: frozenset[str] = _EKS | _ASG | _IMAGES
+#: The controller in queue mode: only its queues, no cloud rights at all.
+CONTROLLER_QUEUE_ACTIONS: frozenset[str] = frozenset(
+    {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"}
+)
+#: ``kbl worker``: its queues plus what a direct controller may do.
+WORKER_ACTIONS: frozenset[str] = CONTROLLER_DIRECT_ACTIONS | frozenset(
+    {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"}
+)
+#: Actions AWS authorises implicitly inside another call (no boto3 operation of that name is
+#: made): passing the node role, launching instances and tagging resources at creation.
+IMPLIED_ACTIONS: frozenset[str] = frozenset({"iam:PassRole", "ec2:RunInstances", "ec2:CreateTags"})
+
+#: boto3 service names -> IAM prefixes (they differ for some services).
+SERVICE_PREFIX = {"eks": "eks", "autoscaling": "autoscaling", "ec2": "ec2", "sqs": "sqs"}
+
+
+def iam_action(service: str, operation: str) -> str:
+    """The IAM action of a botocore operation (``("eks", "CreateNodegroup")`` -> ``eks:CreateNodegroup``)."""
+    return f"{SERVICE_PREFIX.get(service, service)}:{operation}"

@@ -1,0 +1,234 @@
+"""The pure capacity planner: reactive growth, budgets, pre-warm timing, utilisation, safe scale-down."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from placement import capacity as cap
+from placement.providers import NodeGroupSpec
+from placement.providers.fake import FakeProvider
+from tests.placement.scenarios import T0, base_nodes, kbl_object, placed_dataset, pod_object
+from topology.nodes import Taint
+from topology.snapshots import load_snapshot
+
+
+def state(
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    now: float = T0,
+    groups: Sequence[cap.GroupState] = (),
+    ready: Mapping[str, float] | None = None,
+    util: Mapping[str, cap.Utilisation] | None = None,
+) -> cap.CapacityState:
+    snap = load_snapshot({"apiVersion": "v1", "kind": "List", "items": [dict(o) for o in objects]})
+    assert not snap.rejected, snap.rejected
+    return cap.CapacityState(now, snap.nodes, snap.pods, snap.kbls, snap.datasets, snap.cluster(), groups, ready or {}, util or {})
+
+
+def test_unschedulable_pods_get_a_group_in_the_zone_holding_their_data() -> None:
+    objs: list[dict[str, Any]] = [*base_nodes(), kbl_object("genomics")]
+    objs.append(placed_dataset("reads", [["gen-b0", "gen-b1"], ["gen-b0", "gen-c0"]]))
+    objs += [pod_object(f"p{i}", kbl="genomics", dataset="reads", cpu="1500m", memory="4Gi") for i in range(5)]
+    plan = cap.plan_capacity(state(objs))
+    creates = plan.of(cap.CreateNodeGroup)
+    assert len(creates) == 1
+    create = creates[0]
+    assert isinstance(create, cap.CreateNodeGroup)
+    assert create.zone == "us-east-1b"
+    # m6i.xlarge offers 3920m: two 1500m pods per node, five pods -> three nodes.
+    assert create.desired == 3
+    assert create.labels["kbl.io/kbl"] == "genomics"
+    assert Taint("kbl.io/dedicated", "genomics", "NoSchedule") in create.taints
+    assert create.group == cap.group_name("default/genomics", "us-east-1b")
+
+
+def test_pods_on_the_way_are_not_asked_for_twice() -> None:
+    name = cap.group_name("default/genomics", "us-east-1a")
+    objs = [*base_nodes(), kbl_object("genomics"), *[pod_object(f"p{i}", kbl="genomics", cpu="3") for i in range(3)]]
+    group = cap.GroupState(name, "default/genomics", "us-east-1a", "m6i.xlarge", desired=3)
+    plan = cap.plan_capacity(state(objs, groups=[group]))
+    assert not plan.of(cap.ResizeNodeGroup)
+    assert not plan.of(cap.CreateNodeGroup)
+
+
+def test_first_wished_instance_type_that_fits_the_largest_pod_is_chosen() -> None:
+    objs = [*base_nodes(), kbl_object("big", instance_types=("m6i.large", "m6i.4xlarge")), pod_object("p", kbl="big", cpu="6")]
+    create = cap.plan_capacity(state(objs)).of(cap.CreateNodeGroup)[0]
+    assert isinstance(create, cap.CreateNodeGroup)
+    assert create.instance_type == "m6i.4xlarge"
+
+
+def test_no_fitting_instance_type_is_reported_not_crashed() -> None:
+    objs = [*base_nodes(), kbl_object("huge", instance_types=("m6i.large",)), pod_object("p", kbl="huge", cpu="64")]
+    plan = cap.plan_capacity(state(objs))
+    assert not plan.of(cap.CreateNodeGroup)
+    notes = [a for a in plan.of(cap.Note) if isinstance(a, cap.Note)]
+    assert any("no wished instance type fits" in n.message for n in notes)
+
+
+@pytest.mark.parametrize(("pods", "kbl_max", "global_max", "expected"), [(40, 10, 200, 10), (40, 50, 7, 7), (3, 50, 200, 3)])
+def test_growth_never_exceeds_kbl_or_global_budget(pods: int, kbl_max: int, global_max: int, expected: int) -> None:
+    objs = [*base_nodes(), kbl_object("k", max_size=kbl_max), *[pod_object(f"p{i}", kbl="k", cpu="2") for i in range(pods)]]
+    settings = cap.CapacitySettings(max_nodes_total=global_max)
+    create = cap.plan_capacity(state(objs), settings).of(cap.CreateNodeGroup)[0]
+    assert isinstance(create, cap.CreateNodeGroup)
+    assert create.desired == expected
+
+
+def test_global_budget_counts_every_kbl_and_existing_group() -> None:
+    other = cap.GroupState("kbl-default-other-us-east-1a", "default/other", "us-east-1a", "m6i.xlarge", desired=6)
+    objs = [*base_nodes(), kbl_object("other"), kbl_object("a"), kbl_object("b")]
+    objs += [pod_object(f"a{i}", kbl="a", cpu="3") for i in range(5)] + [pod_object(f"b{i}", kbl="b", cpu="3") for i in range(5)]
+    objs += [pod_object(f"o{i}", kbl="other", cpu="100m", node="gen-a0") for i in range(1)]
+    plan = cap.plan_capacity(state(objs, groups=[other]), cap.CapacitySettings(max_nodes_total=10))
+    granted = sum(a.desired for a in plan.of(cap.CreateNodeGroup) if isinstance(a, cap.CreateNodeGroup))
+    assert granted == 4  # 10 - 6 already there
+
+
+def test_prewarm_requests_a_stage_one_lead_time_before_it_starts() -> None:
+    stages = [{"name": "align", "startAfterSeconds": 600, "durationSeconds": 900, "needs": {"nodes": 4}}]
+    start = "2026-11-18T00:00:00Z"
+    kbl = kbl_object("bp", stages=stages, status={"blueprintStart": start}, annotations={"kbl.io/dataset": "reads"})
+    objs = [*base_nodes(), kbl, placed_dataset("reads", [["gen-c0", "gen-c1"]])]
+    t_start = 1_794_960_000.0 + 600  # 2026-11-18T00:00:00Z + startAfterSeconds
+    ready_s = 150.0
+    lead = ready_s * 1.2 + 30.0
+    group = cap.group_name("default/bp", "us-east-1c")
+    early = cap.plan_capacity(state(objs, now=t_start - lead - 5, ready={group: ready_s}))
+    assert not early.of(cap.CreateNodeGroup)
+    on_time = cap.plan_capacity(state(objs, now=t_start - lead + 1, ready={group: ready_s}))
+    create = on_time.of(cap.CreateNodeGroup)[0]
+    assert isinstance(create, cap.CreateNodeGroup)
+    assert (create.desired, create.zone) == (4, "us-east-1c")
+    assert lead - 1 >= ready_s  # asked for early enough that nodes are Ready at the hand-off
+    after = cap.plan_capacity(state(objs, now=t_start + 900 + 1, ready={group: ready_s}))
+    assert not after.of(cap.CreateNodeGroup)  # the stage is over: nothing is asked
+
+
+def test_blueprint_without_a_recorded_start_records_one() -> None:
+    kbl = kbl_object("bp", stages=[{"name": "s", "startAfterSeconds": 10, "needs": {"nodes": 1}}])
+    plan = cap.plan_capacity(state([*base_nodes(), kbl]))
+    assert [a.kind for a in plan.actions][:1] == ["RecordBlueprintStart"]
+
+
+def _group_nodes(fake: FakeProvider) -> list[dict[str, Any]]:
+    return fake.node_objects()
+
+
+def _running_group(kbl: str, zone: str, n: int, now: float) -> tuple[cap.GroupState, list[dict[str, Any]]]:
+    clock = [now - 3600]
+    fake = FakeProvider(lambda: clock[0], ready_delay_s=60)
+    name = cap.group_name(f"default/{kbl}", zone)
+    fake.create_group(NodeGroupSpec(name, f"default/{kbl}", zone, "m6i.xlarge", n, 10, labels={"kbl.io/kbl": kbl}), "t")
+    clock[0] = now
+    nodes = fake.node_objects()
+    for obj in nodes:
+        obj["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
+    return cap.GroupState(name, f"default/{kbl}", zone, "m6i.xlarge", n), nodes
+
+
+def test_utilisation_above_high_grows_and_the_cooldown_holds_it() -> None:
+    group, nodes = _running_group("u", "us-east-1a", 4, T0)
+    objs = [*base_nodes(), *nodes, kbl_object("u")]
+    objs += [pod_object(f"p{i}", kbl="u", node=nodes[i]["metadata"]["name"]) for i in range(4)]
+    util = {"default/u": cap.Utilisation(cpu=0.95, memory=0.4)}
+    resize = cap.plan_capacity(state(objs, groups=[group], util=util)).of(cap.ResizeNodeGroup)
+    assert [(a.previous, a.desired) for a in resize if isinstance(a, cap.ResizeNodeGroup)] == [(4, 5)]
+    cooled = kbl_object("u", status={"nodeGroups": [{"name": group.name, "lastUtilisationScale": T0 - 60}]})
+    held = cap.plan_capacity(state([*objs[:-5], cooled, *objs[-4:]], groups=[group], util=util))
+    assert not held.of(cap.ResizeNodeGroup)
+
+
+def test_utilisation_inside_the_band_changes_nothing() -> None:
+    group, nodes = _running_group("u", "us-east-1a", 3, T0)
+    objs = [*base_nodes(), *nodes, kbl_object("u")]
+    objs += [pod_object(f"p{i}", kbl="u", node=nodes[i]["metadata"]["name"]) for i in range(3)]
+    for value in (0.31, 0.5, 0.79):
+        plan = cap.plan_capacity(state(objs, groups=[group], util={"default/u": cap.Utilisation(cpu=value)}))
+        assert not plan.of(cap.ResizeNodeGroup), value
+        assert not plan.of(cap.CordonNode), value
+
+
+def test_idle_nodes_are_cordoned_then_removed_one_by_one() -> None:
+    group, nodes = _running_group("idle", "us-east-1a", 2, T0)
+    objs = [*base_nodes(), *nodes, kbl_object("idle")]
+    plan = cap.plan_capacity(state(objs, groups=[group]))
+    assert {a.node for a in plan.of(cap.CordonNode) if isinstance(a, cap.CordonNode)} == {n["metadata"]["name"] for n in nodes}
+    for obj in nodes:
+        obj["spec"]["unschedulable"] = True
+        obj["metadata"]["annotations"][cap.SCALE_DOWN_ANNOTATION] = str(T0)
+    plan = cap.plan_capacity(state(objs, groups=[group]))
+    assert len(plan.of(cap.RemoveNode)) == 2
+
+
+def test_scale_down_keeps_node_holding_last_replica() -> None:
+    group, nodes = _running_group("data", "us-east-1a", 2, T0)
+    holder = nodes[0]["metadata"]["name"]
+    dataset = placed_dataset("reads", [[holder], ["gen-a0"]], replicas=1)
+    objs = [*base_nodes(), *nodes, kbl_object("data"), dataset]
+    plan = cap.plan_capacity(state(objs, groups=[group]))
+    removed = {a.node for a in plan.of(cap.CordonNode) if isinstance(a, cap.CordonNode)}
+    assert holder not in removed
+    repairs = [a for a in plan.of(cap.RequestRepair) if isinstance(a, cap.RequestRepair)]
+    assert [(r.node, r.datasets, r.shards_at_risk) for r in repairs] == [(holder, ("default/reads",), 1)]
+
+
+def test_scale_down_waits_for_re_replication_of_degraded_redundancy() -> None:
+    group, nodes = _running_group("data", "us-east-1a", 1, T0)
+    holder = nodes[0]["metadata"]["name"]
+    objs = [*base_nodes(), *nodes, kbl_object("data"), placed_dataset("reads", [[holder, "gen-b0"]], replicas=2)]
+    plan = cap.plan_capacity(state(objs, groups=[group]))
+    assert plan.of(cap.RequestRepair)
+    assert not plan.of(cap.CordonNode)
+    relaxed = cap.plan_capacity(state(objs, groups=[group]), cap.CapacitySettings(keep_full_redundancy=False))
+    assert relaxed.of(cap.CordonNode)
+    assert not relaxed.of(cap.RequestRepair)
+
+
+def test_do_not_disrupt_nodes_are_never_candidates() -> None:
+    group, nodes = _running_group("keep", "us-east-1a", 2, T0)
+    for obj in nodes:
+        obj["metadata"]["annotations"]["kbl.io/do-not-disrupt"] = "true"
+    plan = cap.plan_capacity(state([*base_nodes(), *nodes, kbl_object("keep")], groups=[group]))
+    assert not plan.of(cap.CordonNode)
+    assert not plan.of(cap.RemoveNode)
+
+
+def test_groups_of_deleted_kbls_are_drained_then_deleted() -> None:
+    ghost = cap.GroupState("kbl-default-gone-us-east-1a", "default/gone", "us-east-1a", "m6i.xlarge", desired=2)
+    plan = cap.plan_capacity(state(base_nodes(), groups=[ghost]))
+    assert [a.kind for a in plan.actions] == ["ResizeNodeGroup"]
+    empty = cap.GroupState(ghost.name, ghost.kbl, ghost.zone, ghost.instance_type, desired=0)
+    assert [a.kind for a in cap.plan_capacity(state(base_nodes(), groups=[empty])).actions] == ["DeleteNodeGroup"]
+
+
+def test_group_names_are_deterministic_unique_and_short() -> None:
+    a = cap.group_name("default/" + "x" * 80, "us-east-1a")
+    b = cap.group_name("default/" + "x" * 79 + "y", "us-east-1a")
+    assert a != b
+    assert len(a) <= 63
+    assert len(b) <= 63
+    assert a == cap.group_name("default/" + "x" * 80, "us-east-1a")
+
+
+def test_actions_serialise_to_one_json_object_each() -> None:
+    objs = [*base_nodes(), kbl_object("k"), pod_object("p", kbl="k")]
+    lines = cap.plan_capacity(state(objs)).to_json_lines().splitlines()
+    parsed = [json.loads(line) for line in lines]
+    assert parsed[0]["action"] == "CreateNodeGroup"
+    assert parsed[0]["kbl"] == "default/k"
+
+
+def test_removal_verdict_counts_shards_short_of_pieces() -> None:
+    ds = placed_dataset("d", [["gen-a0", "gen-b0"], ["gen-a0", "gen-a1"], ["gen-c0", "gen-c1"]])
+    s = state([*base_nodes(), ds])
+    assert cap.removal_verdict(s.cluster, s.datasets, {"gen-c0"}, False).safe
+    both = cap.removal_verdict(s.cluster, s.datasets, {"gen-a0", "gen-a1"}, False)
+    assert not both.safe
+    assert dict(both.at_risk) == {"default/d": 1}
+    strict = cap.removal_verdict(s.cluster, s.datasets, {"gen-a0"}, True)
+    assert dict(strict.at_risk) == {"default/d": 2}
