@@ -88,7 +88,7 @@ def _dedicated(
     owner, group = state.owners(ids)
     mine = state.kbl_id(kbl)
     foreign = (owner >= 0) & (owner != mine)
-    who = f"KBL {kbl}" if kbl else "no KBL"
+    who = f"KBL {_clip(kbl)}" if kbl else "no KBL"
     for i in np.flatnonzero(foreign & ok).tolist():
         owner_name = state.kbl_name(int(owner[i]))
         out[names[i]] = (
@@ -118,7 +118,7 @@ def _required(
     unresolvable: dict[str, str],
 ) -> None:
     if not wish.usable:
-        reason = f"{labels.POD_LOCALITY}: required, but {wish.problem}"
+        reason = f"{labels.POD_LOCALITY}: required, but {_clip(wish.problem or '')}"
         for i in np.flatnonzero(ok).tolist():
             unresolvable[names[i]] = reason
         ok[:] = False
@@ -149,6 +149,16 @@ def _required(
             "(bound pods plus in-flight assignments); preempting lower-priority pods can free it"
         )
     ok &= ~full
+
+
+#: Longest pod-supplied text quoted in a per-node reason. A reason is repeated for every offered
+#: node, so an annotation of 64 KB quoted whole would make a 5,000-node reply 320 MB.
+MAX_QUOTED_CHARS = 256
+
+
+def _clip(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (marked with its full length when cut)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _human(n: float) -> str:
