@@ -12,6 +12,8 @@ Rules, each with a reason a human can act on:
   are unresolvable (preemption cannot move data). A holder that has no room left in the cache
   (bound requests plus in-flight assignments) goes to ``FailedNodes``: preempting lower-priority
   pods there can make room.
+* **Not synced yet.** Until the cache's first full sync, offered nodes it has not seen are
+  unresolvable: it cannot know their dedicated taint or their data (no wrong answer while stale).
 * **Unusable wishes** (unknown DataSet, bad ``kbl.io/shards``, no placement yet): with required
   locality every node is unresolvable with that reason; with preferred locality the pod still
   schedules (the problem is only reported).
@@ -74,12 +76,23 @@ def decide(state: ClusterState, pod: Pod, names: list[str], wish: Wish | None = 
         if count == 0:
             return Verdict([], failed, unresolvable, wish)
         ids = state.node_ids(names)
+        if not state.ready:
+            _unsynced(names, ids=ids, ok=ok, out=unresolvable)
         kbl = pod.kbl
         if state.has_dedicated_nodes or state.kbl_is_dedicated(kbl):
             _dedicated(state, kbl, names, ids=ids, ok=ok, out=unresolvable)
         if wish.required:
             _required(state, pod, wish, names, ids=ids, ok=ok, failed=failed, unresolvable=unresolvable)
         return Verdict(np.flatnonzero(ok).tolist(), failed, unresolvable, wish)
+
+
+def _unsynced(names: list[str], *, ids: npt.NDArray[np.int64], ok: BoolArray, out: dict[str, str]) -> None:
+    """Before the first full sync, a node the cache has not seen cannot be vouched for (its
+    dedicated taint, its data): fail it closed, as unresolvable so preemption evicts nothing."""
+    unknown = ids < 0
+    for i in np.flatnonzero(unknown & ok).tolist():
+        out[names[i]] = "the extender is starting and has not seen this node yet (first sync of its cache not finished): retry shortly"
+    ok &= ~unknown
 
 
 def _dedicated(
