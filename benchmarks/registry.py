@@ -8,4 +8,9 @@ from __future__ import annotations
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "model": ("benchmarks.model", "build the topology model: 5,000 nodes and 1,000,000 shard replicas (time, peak RSS)"),
     "placement": ("benchmarks.placement", "placement balance, movement, speed and durability (60, 600 and 3,000 hosts)"),
+    "extender": (
+        "benchmarks.extender",
+        "extender latency over HTTP next to a no-op floor (100-5,000 nodes), cache RSS at 1,000,000 replicas",
+    ),
+    "reliability": ("benchmarks.reliability", "soak at concurrency 64 over HTTP, fuzz counts, data-loss simulation against random placement"),
 }

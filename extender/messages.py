@@ -217,7 +217,7 @@ def filter_reply(
         names = request.names
         return {
             "Nodes": None,
-            "NodeNames": [names[i] for i in passing],
+            "NodeNames": names if len(passing) == len(names) else [names[i] for i in passing],
             "FailedNodes": dict(failed),
             "FailedAndUnresolvableNodes": dict(unresolvable),
             "Error": "",
@@ -233,8 +233,12 @@ def filter_reply(
 
 
 def priority_reply(names: Sequence[str], scores: Sequence[int]) -> list[HostPriority]:
-    """A ``HostPriorityList``: one entry per offered node, scores clamped into 0..10."""
-    return [{"Host": n, "Score": min(MAX_PRIORITY, max(MIN_PRIORITY, int(s)))} for n, s in zip(names, scores, strict=True)]
+    """A ``HostPriorityList``: one entry per offered node.
+
+    ``scores`` must already be integers within 0..10 (:func:`extender.scoring.normalize` makes
+    them so); they are passed through as given, on the hot path.
+    """
+    return [{"Host": n, "Score": s} for n, s in zip(names, scores, strict=True)]
 
 
 def parse_bind(body: Any) -> BindRequest:

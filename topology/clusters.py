@@ -13,6 +13,7 @@ Updates are incremental (:meth:`Cluster.set_node`, :meth:`Cluster.remove_node`,
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -212,10 +213,11 @@ class Cluster:
 
     def node_ids(self, names: Iterable[str]) -> IntArray:
         """Ids for names; unknown or absent nodes give ``-1``."""
-        ids = self._node_ids
-        present = self._present
-        out = [ids.get(n, -1) for n in names]
-        return np.asarray([i if i >= 0 and present[i] else -1 for i in out], dtype=np.int64)
+        out = np.fromiter(map(self._node_ids.get, names, itertools.repeat(-1)), dtype=np.int64)
+        if out.size:
+            present = self.domain_arrays()[3]
+            out[present[np.maximum(out, 0)] == 0] = -1
+        return out
 
     def name_of(self, node_id: int) -> str:
         return self._names[node_id]

@@ -97,7 +97,7 @@ def test_oversized_chunked_body_is_refused_while_streaming(app: Any) -> None:
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
     lambda inner: (
         st.lists(inner, max_size=3)
         | st.dictionaries(st.sampled_from(["Pod", "Nodes", "NodeNames", "metadata", "name", "items", "Node", "UID"]), inner, max_size=4)
