@@ -311,7 +311,8 @@ def build_layout(
     spread: list[Rule] = []
     if eligible and cap > 0:
         members = np.flatnonzero(is_ok)
-        targets[members] = hierarchical_targets(weights[members], [(domains[members], cap)], per_node_max, total)
+        plain = hierarchical_targets(weights[members], [(domains[members], cap)], per_node_max, total)
+        targets[members] = plain
         fd_level = LEVEL_OF_KEY.get(spec.failure_domain)
         coarser = LEVELS[LEVELS.index(fd_level) + 1 :] if fd_level in LEVELS else ()
         for level in coarser if spread_cost_limit is not None else ():
@@ -324,7 +325,6 @@ def build_layout(
             if hierarchical_slots(chain, np.arange(len(members))) < width:
                 continue
             trial = hierarchical_targets(weights[members], chain, per_node_max, total)
-            plain = targets[members]
             cost = float(np.max(np.abs(trial - plain) / np.maximum(plain, 1e-300))) if len(plain) else 0.0
             if cost <= float(spread_cost_limit or 0.0):
                 spread.append(rule)

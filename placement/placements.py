@@ -150,7 +150,8 @@ def place(
     ----------
     nodes:
         The cluster's nodes, any order; only those matching ``spec.node_selector`` with a positive
-        ``weight`` resource get pieces.
+        ``weight`` resource get pieces. Cordoned or not-ready nodes are not excluded here: leave
+        out the nodes that should hold no data (a node being drained, say).
     spec:
         The DataSet spec: shard count and sizes, ``Replicas(r)`` or ``Erasure(k, m)``, failure
         domain, node selector.

@@ -266,3 +266,28 @@ def test_spreading_is_skipped_when_it_would_overload_a_small_zone() -> None:
     fair = 9000 / 19
     assert abs(counts["lonely"] - fair) < 0.05 * fair, "one host alone in a zone must get its share, not a piece of every shard"
     assert result.report.balance.max_over_mean < 1.03
+
+
+def test_placement_does_not_depend_on_the_python_hash_seed() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, numpy as np\n"
+        "from placement import place\n"
+        "from topology.datasets import DataSetSpec, Erasure\n"
+        "from topology.nodes import Node, Resources\n"
+        "nodes = [Node(f'n{i}', 'r', f'r/z{i % 3}', f'r/z{i % 3}/k{i % 5}', {}, Resources(storage_b=(1 + i % 4) * 2**40))"
+        " for i in range(30)]\n"
+        "spec = DataSetSpec('d', 'ns', 500, np.full(500, 2**30, dtype=np.int64), Erasure(3, 2), 'rack', {})\n"
+        "p = place(nodes, spec).placement\n"
+        "names = np.array(p.nodes, dtype=object)[p.pieces]\n"
+        "print(hashlib.sha256('|'.join(names.ravel().tolist()).encode()).hexdigest())\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed, "PATH": ""}
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1
