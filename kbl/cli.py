@@ -19,6 +19,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("serve", "kbl.commands.serve", "run the scheduler extender (filter, prioritize, bind, preempt) over HTTP(S)"),
     ("bench", "kbl.commands.bench", "run a benchmark of the harness (figures for BENCHMARKS.md)"),
     ("place", "kbl.commands.place", "place a DataSet's shards over failure domains (or rebalance with --previous)"),
+    ("controller", "kbl.commands.controller", "the companion controller: node groups per KBL, pre-warmed, safely shrunk"),
+    ("worker", "kbl.commands.worker", "execute queued node-group requests from SQS with cloud credentials (out of cluster)"),
 )
 
 

@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-
+from placement.durability import removal_is_safe
+from placement.repairs import repair_plan
 from topology import labels
 from topology.clusters import Cluster
 from topology.datasets import DataSet
@@ -233,9 +233,12 @@ class RemoveNode(Action):
 
 @dataclass(frozen=True, slots=True)
 class RequestRepair(Action):
+    """Re-replicate the node's pieces first (``rebuilds``: the engine's plan per dataset)."""
+
     node: str
     datasets: tuple[str, ...]
     shards_at_risk: int
+    rebuilds: Mapping[str, tuple[str, ...]]
     reason: str
 
 
@@ -264,44 +267,51 @@ RemovalCheck = Callable[[Cluster, Sequence[DataSet], Collection[str], bool], Rem
 
 
 def removal_verdict(cluster: Cluster, datasets: Sequence[DataSet], remove: Collection[str], keep_full: bool = True) -> RemovalVerdict:
-    """Would losing ``remove`` leave a shard short of pieces?
+    """Would losing ``remove`` leave a shard short of pieces? (the placement engine decides)
 
-    For every shard holding a piece on a removed node, count its live pieces afterwards
-    (pieces on present nodes, minus the removed ones). The removal is unsafe if that count is
-    below ``width`` (``keep_full``: never degrade redundancy, re-replicate first) or below
-    ``needed`` (1 replica, or k erasure pieces) otherwise.
+    For every dataset, :func:`placement.durability.removal_is_safe` counts the live pieces each
+    shard touched by the removal keeps. Required: the full ``width`` (``keep_full``: never
+    degrade redundancy, re-replicate first), else ``needed`` (1 replica, or k erasure pieces).
 
     Parameters
     ----------
     cluster:
-        The topology with the datasets set on it.
+        The topology with its present nodes.
     datasets:
         The datasets to check.
     remove:
         Node names to remove.
     keep_full:
         Require full width after removal (default) rather than readability only.
+
+    Returns
+    -------
+    RemovalVerdict
+        With the number of shards at risk per dataset key.
     """
-    ids = {int(i) for i in cluster.node_ids(list(remove)) if i >= 0}
-    if not ids:
-        return RemovalVerdict(True)
-    removed = np.fromiter(ids, dtype=np.int64)
+    nodes = list(cluster.nodes.values())
     at_risk: dict[str, int] = {}
     for dataset in datasets:
-        if dataset.placement is None or dataset.key not in cluster.datasets:
+        if dataset.placement is None or not any(n in dataset.placement.nodes for n in remove):
             continue
-        pieces = cluster.global_pieces(dataset.key)
-        hit = np.isin(pieces, removed)
-        touched = hit.any(axis=1)
-        if not touched.any():
-            continue
-        live_after = ((pieces >= 0) & ~hit).sum(axis=1)
         red = dataset.spec.redundancy
-        required = red.width if keep_full else red.needed
-        risky = int((touched & (live_after < required)).sum())
-        if risky:
-            at_risk[dataset.key] = risky
+        spare = red.width - red.needed if keep_full else 0
+        verdict = removal_is_safe(nodes, dataset.spec, dataset.placement, remove, min_spare=spare)
+        if not verdict.safe:
+            at_risk[dataset.key] = len(verdict.lost_shards) + len(verdict.at_risk_shards)
     return RemovalVerdict(not at_risk, at_risk)
+
+
+def planned_rebuilds(cluster: Cluster, dataset: DataSet, leaving: Collection[str]) -> tuple[str, ...]:
+    """The placement engine's repair plan for moving ``dataset``'s pieces off ``leaving`` nodes.
+
+    Returns ``"shard/piece->node"`` strings, most urgent first (empty if nothing can be placed).
+    """
+    if dataset.placement is None:
+        return ()
+    survivors = [n for n in cluster.nodes.values() if n.name not in leaving and not n.unschedulable]
+    plan = repair_plan(survivors, dataset.spec, dataset.placement, leaving)
+    return tuple(f"{r.shard}/{r.piece}->{r.to_node}" for r in plan.rebuilds)
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -798,7 +808,9 @@ def _plan_scale_down(plans: list[_GroupPlan], ctx: _Context) -> None:
             if not verdict.safe:
                 risky = sum(verdict.at_risk.values())
                 why = f"removing {node.name} would leave {risky} shards short of their redundancy: re-replicate first"
-                actions.append(RequestRepair(plan.kbl.key, node.name, tuple(sorted(verdict.at_risk)), risky, why))
+                by_key = {d.key: d for d in state.datasets}
+                rebuilds = {k: planned_rebuilds(state.cluster, by_key[k], {*removing, node.name}) for k in sorted(verdict.at_risk)}
+                actions.append(RequestRepair(plan.kbl.key, node.name, tuple(sorted(verdict.at_risk)), risky, rebuilds, why))
                 continue
             removing.add(node.name)
             pods = [p for p in active_by_node.get(node.name, []) if p.owner_kind != "DaemonSet"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from placement.providers import NodeGroupProvider, NodeGroupSpec, ProviderError
 
 #: DataSet annotation asking the placement engine to move pieces off these nodes (comma list).
 REPAIR_ANNOTATION = "kbl.io/drain-nodes"
+#: DataSet annotation with the placement engine's rebuilds (JSON list of ``shard/piece->node``).
+REPAIR_PLAN_ANNOTATION = "kbl.io/repair-plan"
 
 
 def _iso(epoch_s: float) -> str:
@@ -84,7 +87,7 @@ class Actor:
             extra: dict[str, Any] = {key: self.clock(), "desired": action.desired}
             if "utilisation" in action.reason:
                 extra["lastUtilisationScale"] = self.clock()
-            self._group_status(action.kbl, action.group, extra)
+            self.group_status(action.kbl, action.group, extra)
         elif isinstance(action, cap.DeleteNodeGroup):
             self.provider.delete_group(action.group)
         elif isinstance(action, cap.CordonNode):
@@ -111,7 +114,8 @@ class Actor:
                 current = self.kube.get(DATASETS, name, namespace=namespace) or {}
                 have = ((current.get("metadata") or {}).get("annotations") or {}).get(REPAIR_ANNOTATION, "")
                 nodes = sorted({*filter(None, have.split(",")), action.node})
-                self.kube.patch(DATASETS, name, {"metadata": {"annotations": {REPAIR_ANNOTATION: ",".join(nodes)}}}, namespace=namespace)
+                notes = {REPAIR_ANNOTATION: ",".join(nodes), REPAIR_PLAN_ANNOTATION: json.dumps(list(action.rebuilds.get(key, ())))}
+                self.kube.patch(DATASETS, name, {"metadata": {"annotations": notes}}, namespace=namespace)
             self._event(action.kbl, "ScaleDownWaitsForRepair", action.reason, "Warning")
         elif isinstance(action, cap.AnnotateNode):
             self.kube.patch(NODES, action.node, {"metadata": {"annotations": dict(action.annotations)}})
@@ -127,7 +131,9 @@ class Actor:
     def _create(self, action: cap.CreateNodeGroup) -> None:
         token = creation_token(self.cluster_name, action.group)
         self.hook("before-intent")
-        self._group_status(action.kbl, action.group, {"zone": action.zone, "phase": "Creating", "token": token, "desired": action.desired})
+        self.group_status(action.kbl, action.group, {
+            "zone": action.zone, "instanceType": action.instance_type, "phase": "Creating", "token": token, "desired": action.desired,
+        })
         self.hook("after-intent")
         spec = NodeGroupSpec(
             action.group, action.kbl, action.zone, action.instance_type, action.desired, action.max_size,
@@ -137,13 +143,13 @@ class Actor:
         info = self.provider.create_group(spec, token)
         self.hook("after-create")
         phase = "Active" if info.status == "ACTIVE" else info.status.title()
-        self._group_status(action.kbl, action.group, {"phase": phase, "lastScaleUp": self.clock()})
+        self.group_status(action.kbl, action.group, {"phase": phase, "lastScaleUp": self.clock()})
         self.hook("after-status")
         what = f"{action.group}: {action.desired} x {action.instance_type} in {action.zone}: {action.reason}"
         self._event(action.kbl, "NodeGroupCreated", what)
 
     # ------------------------------------------------------------------ status
-    def _group_status(self, kbl_key: str, group: str, values: Mapping[str, Any]) -> None:
+    def group_status(self, kbl_key: str, group: str, values: Mapping[str, Any]) -> None:
         namespace, _, name = kbl_key.partition("/")
         obj = self.kube.get(KBLS, name, namespace=namespace)
         if obj is None:
@@ -175,10 +181,10 @@ class Actor:
                 if measured is not None and entry.get("nodeReadySeconds") != measured:
                     wanted["nodeReadySeconds"] = measured
                 if wanted:
-                    self._group_status(kbl.key, group.name, wanted)
+                    self.group_status(kbl.key, group.name, wanted)
             for name, entry in recorded.items():
                 if name not in groups and entry.get("phase") == "Active":
-                    self._group_status(kbl.key, name, {"phase": "Gone"})
+                    self.group_status(kbl.key, name, {"phase": "Gone"})
 
     def _event(self, kbl_key: str, reason: str, message: str, kind: str = "Normal") -> None:
         namespace, _, name = kbl_key.partition("/")

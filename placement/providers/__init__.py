@@ -21,6 +21,7 @@ MANAGED_BY_TAG = "kbl.io/managed-by"
 MANAGED_BY = "kbl"
 KBL_TAG = "kbl.io/kbl"
 ZONE_TAG = "kbl.io/zone"
+CLUSTER_TAG = "kbl.io/cluster"
 #: Cluster Autoscaler's auto-discovery tag; kbl groups must not carry it.
 CA_ENABLED_TAG = "k8s.io/cluster-autoscaler/enabled"
 
@@ -124,4 +125,4 @@ def instance_id(provider_id: str) -> str:
 
 def group_tags(spec: NodeGroupSpec, cluster_name: str) -> dict[str, str]:
     """The tags of a kbl-managed group (never the Cluster Autoscaler discovery tags)."""
-    return {MANAGED_BY_TAG: MANAGED_BY, KBL_TAG: spec.kbl, ZONE_TAG: spec.zone, "kbl.io/cluster": cluster_name}
+    return {MANAGED_BY_TAG: MANAGED_BY, KBL_TAG: spec.kbl, ZONE_TAG: spec.zone, CLUSTER_TAG: cluster_name}

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from placement.providers import (
+    CLUSTER_TAG,
     KBL_TAG,
     MANAGED_BY,
     MANAGED_BY_TAG,
@@ -44,6 +45,22 @@ def user_data(cluster_name: str, spec: NodeGroupSpec) -> str:
     extra = f"--node-labels={node_labels}" + (f" --register-with-taints={taints}" if taints else "")
     script = f"#!/bin/bash\n/etc/eks/bootstrap.sh {shlex.quote(cluster_name)} --kubelet-extra-args {shlex.quote(extra)}\n"
     return base64.b64encode(script.encode()).decode()
+
+
+def terminate_member(autoscaling: AutoScalingClient, backoff: Backoff, group: str, instance: str) -> bool:
+    """Terminate ``instance`` if it is (still) a member of ``group``, decrementing the desired size.
+
+    Returns ``False`` when it is not a member any more (a retry after success): nothing is done.
+    """
+    members = aws_call(backoff, autoscaling.describe_auto_scaling_instances, InstanceIds=[instance])["AutoScalingInstances"]
+    if not any(m["AutoScalingGroupName"] == group and m["LifecycleState"] not in ("Terminating", "Terminated") for m in members):
+        return False
+    try:
+        aws_call(backoff, autoscaling.terminate_instance_in_auto_scaling_group, InstanceId=instance, ShouldDecrementDesiredCapacity=True)
+    except ProviderError as exc:
+        if exc.code != "ValidationError":  # terminated between the two calls
+            raise
+    return True
 
 
 class AsgProvider:
@@ -114,7 +131,10 @@ class AsgProvider:
             if token:
                 kwargs["NextToken"] = token
             page = self._call(self.autoscaling.describe_auto_scaling_groups, **kwargs)
-            out.extend(self._info(g) for g in page["AutoScalingGroups"] if any(t["Key"] == MANAGED_BY_TAG for t in g.get("Tags", [])))
+            for raw in page["AutoScalingGroups"]:
+                tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+                if tags.get(MANAGED_BY_TAG) == MANAGED_BY and tags.get(CLUSTER_TAG) == self.cluster_name:
+                    out.append(self._info(raw))
             token = page.get("NextToken")
             if not token:
                 return out
@@ -172,15 +192,7 @@ class AsgProvider:
         self._call(self.autoscaling.set_desired_capacity, AutoScalingGroupName=name, DesiredCapacity=desired, HonorCooldown=False)
 
     def remove_instance(self, name: str, provider_id: str) -> None:
-        try:
-            self._call(
-                self.autoscaling.terminate_instance_in_auto_scaling_group,
-                InstanceId=instance_id(provider_id),
-                ShouldDecrementDesiredCapacity=True,
-            )
-        except ProviderError as exc:
-            if exc.code != "ValidationError":  # the instance is already gone
-                raise
+        terminate_member(self.autoscaling, self.backoff, name, instance_id(provider_id))
 
     def delete_group(self, name: str) -> None:
         try:

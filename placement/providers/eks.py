@@ -191,16 +191,12 @@ class EksProvider:
         self._call(self.eks.update_nodegroup_config, clusterName=self.cluster_name, nodegroupName=name, scalingConfig=scaling)
 
     def remove_instance(self, name: str, provider_id: str) -> None:
+        from placement.providers.asg import terminate_member
+
         wanted = instance_id(provider_id)
-        for _asg in self._asg_names(name):
-            try:
-                self._call(
-                    self.autoscaling.terminate_instance_in_auto_scaling_group, InstanceId=wanted, ShouldDecrementDesiredCapacity=True
-                )
-            except ProviderError as exc:
-                if exc.code != "ValidationError":  # "instance not found": already gone
-                    raise
-            return
+        for asg in self._asg_names(name):
+            if terminate_member(self.autoscaling, self.backoff, asg, wanted):
+                return
 
     def delete_group(self, name: str) -> None:
         try:

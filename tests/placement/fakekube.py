@@ -46,12 +46,16 @@ class FakeKube:
 
     # ---------------------------------------------------------------- helpers
     def _key(self, resource: Resource, name: str, namespace: str | None) -> tuple[str, str, str]:
-        return (resource.plural, (namespace or "default") if resource.namespaced else "", name)
+        return (self._kind(resource), (namespace or "default") if resource.namespaced else "", name)
+
+    @staticmethod
+    def _kind(resource: Resource) -> str:
+        return f"{resource.group}/{resource.plural}" if resource.group else resource.plural
 
     def _bump(self, resource: Resource, kind: Literal["ADDED", "MODIFIED", "DELETED"], obj: dict[str, Any]) -> None:
         self.version += 1
         obj.setdefault("metadata", {})["resourceVersion"] = str(self.version)
-        self.log.append((self.version, resource.plural, WatchEvent(kind, copy.deepcopy(obj))))
+        self.log.append((self.version, self._kind(resource), WatchEvent(kind, copy.deepcopy(obj))))
         del self.log[: max(0, len(self.log) - self.history)]
         self.cond.notify_all()
 
@@ -82,7 +86,7 @@ class FakeKube:
             wanted = dict(p.split("=", 1) for p in label_selector.split(",")) if label_selector else {}
             out = []
             for (plural, ns, _), obj in sorted(self.objects.items()):
-                if plural != resource.plural or (namespace and ns != namespace):
+                if plural != self._kind(resource) or (namespace and ns != namespace):
                     continue
                 obj_labels = obj.get("metadata", {}).get("labels") or {}
                 if all(obj_labels.get(k) == v for k, v in wanted.items()):
@@ -94,10 +98,11 @@ class FakeKube:
         with self.lock:
             if self.log and since < self.log[0][0] - 1:
                 raise GoneError()
-            events = [e for v, plural, e in self.log if v > since and plural == resource.plural]
+            kind = self._kind(resource)
+            events = [e for v, plural, e in self.log if v > since and plural == kind]
             if not events:
                 self.cond.wait(min(timeout_s, 0.5))
-                events = [e for v, plural, e in self.log if v > since and plural == resource.plural]
+                events = [e for v, plural, e in self.log if v > since and plural == kind]
         yield from events
 
     def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> dict[str, Any] | None:
@@ -110,7 +115,7 @@ class FakeKube:
             key = self._key(resource, name, namespace)
             obj = self.objects.get(key)
             if obj is None:
-                raise ApiError(404, f"{resource.plural} {name} not found")
+                raise ApiError(404, f"{self._kind(resource)} {name} not found")
             want_rv = (patch.get("metadata") or {}).get("resourceVersion")
             if want_rv is not None and want_rv != obj["metadata"].get("resourceVersion"):
                 raise ApiError(409, "the object has been modified")

@@ -1,0 +1,166 @@
+"""``kbl controller``: the companion controller (node groups per KBL, pre-warmed, safely shrunk).
+
+``--once`` reconciles one time and exits; ``--dry-run`` prints the planned actions as JSON, one
+per line, and changes nothing; ``--snapshot FILE`` plans from a ``kubectl get -o json`` file
+with the node groups its KBLs record (offline: no cluster, no cloud account). Without a
+snapshot it uses in-cluster config or the kubeconfig, and ``--provider`` picks the cloud side:
+``eks`` (managed node groups), ``asg`` (self-managed Auto Scaling groups), ``queue`` (requests
+over SQS to ``kbl worker``; no cloud credentials in the cluster) or ``fake`` (a simulated cloud).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from placement.capacity import CapacitySettings, Utilisation
+from placement.kubeapi import KubeApi
+from placement.providers import NodeGroupProvider
+from topology.errors import KblError
+from topology.kbls import KBL
+from topology.nodes import Node
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--once", action="store_true", help="reconcile once and exit")
+    parser.add_argument("--dry-run", action="store_true", help="print planned actions as JSON lines; change nothing")
+    parser.add_argument("--snapshot", metavar="FILE", help="plan from a snapshot file instead of a live cluster (offline)")
+    parser.add_argument("--provider", choices=("eks", "asg", "queue", "fake"), default="eks", help="cloud side (default %(default)s)")
+    parser.add_argument("--cluster-name", default="kbl", help="EKS cluster name (also scopes tags and tokens)")
+    parser.add_argument("--region", default=None, help="AWS region (default: the SDK's)")
+    parser.add_argument("--node-role-arn", default="", help="IAM role of new EKS managed nodes (eks)")
+    parser.add_argument("--image-id", default="", help="node image of new Auto Scaling groups (asg)")
+    parser.add_argument("--subnet", action="append", default=[], metavar="ZONE=SUBNET", help="subnet per zone (asg; eks discovers them)")
+    parser.add_argument("--queue-url", default="", help="SQS request queue (queue)")
+    parser.add_argument("--reply-queue-url", default="", help="SQS queue the worker reports the inventory on (queue)")
+    parser.add_argument("--max-nodes", type=int, default=200, help="global node budget over every KBL group (default %(default)s)")
+    parser.add_argument("--resync-s", type=float, default=10.0, help="periodic reconcile interval in seconds (default %(default)s)")
+    parser.add_argument("--metrics-server", action="store_true", help="grow/shrink on KBL node CPU and memory from metrics.k8s.io")
+    parser.add_argument("--prometheus-url", default="", help="evaluate each KBL's kbl.io/prometheus-query against this Prometheus")
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+
+
+def subnets(values: list[str]) -> dict[str, list[str]]:
+    """``ZONE=SUBNET`` arguments as subnets per zone.
+
+    Raises
+    ------
+    KblError
+        Naming the malformed argument.
+    """
+    out: dict[str, list[str]] = {}
+    for value in values:
+        zone, sep, subnet = value.partition("=")
+        if not sep or not zone or not subnet:
+            raise KblError(f"--subnet {value!r}: expected ZONE=SUBNET, for example us-east-1a=subnet-0abc")
+        out.setdefault(zone, []).append(subnet)
+    return out
+
+
+def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupProvider:
+    """The provider the arguments ask for (boto3 clients are made here, never at import)."""
+    if args.provider == "fake":
+        from placement.providers.fake import FakeProvider
+
+        return FakeProvider(time.time)
+    import boto3
+
+    session = boto3.session.Session(region_name=args.region)
+    if args.provider == "eks":
+        from placement.providers.eks import EksProvider
+
+        if not args.node_role_arn:
+            raise KblError("--provider eks needs --node-role-arn (the IAM role new nodes run as)")
+        return EksProvider(
+            session.client("eks"), session.client("autoscaling"), session.client("ec2"),
+            cluster_name=args.cluster_name, node_role_arn=args.node_role_arn, subnets_by_zone=subnets(args.subnet) or None,
+        )
+    if args.provider == "asg":
+        from placement.providers.asg import AsgProvider
+
+        if not args.image_id or not args.subnet:
+            raise KblError("--provider asg needs --image-id and at least one --subnet ZONE=SUBNET")
+        return AsgProvider(
+            session.client("autoscaling"), session.client("ec2"),
+            cluster_name=args.cluster_name, image_id=args.image_id, subnets_by_zone=subnets(args.subnet),
+        )
+    if for_worker:
+        raise KblError("the worker executes requests with a real provider: --provider eks or asg")
+    from placement.providers.queueing import QueueProvider
+
+    if not args.queue_url or not args.reply_queue_url:
+        raise KblError("--provider queue needs --queue-url and --reply-queue-url")
+    return QueueProvider(session.client("sqs"), args.queue_url, args.reply_queue_url)
+
+
+def utilisation(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]] | None:
+    """The utilisation sources asked for, merged per KBL (CPU/memory and the query value)."""
+    from placement.controller.measuring import MetricsServerUtilisation, PrometheusUtilisation
+
+    sources: list[Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]]] = []
+    if args.metrics_server:
+        sources.append(MetricsServerUtilisation(kube))
+    if args.prometheus_url:
+        sources.append(PrometheusUtilisation(args.prometheus_url))
+    if not sources:
+        return None
+
+    def merged(kbls: list[KBL], nodes: list[Node]) -> Mapping[str, Utilisation]:
+        out: dict[str, Utilisation] = {}
+        for source in sources:
+            for key, value in source(kbls, nodes).items():
+                old = out.get(key, Utilisation())
+                out[key] = Utilisation(
+                    value.cpu if value.cpu is not None else old.cpu,
+                    value.memory if value.memory is not None else old.memory,
+                    value.metric if value.metric is not None else old.metric,
+                )
+        return out
+
+    return merged
+
+
+def run(args: argparse.Namespace) -> int:
+    from placement.controller import Controller, ControllerSettings
+
+    kube: KubeApi
+    provider: NodeGroupProvider
+    if args.snapshot:
+        from placement.controller.replaying import RecordedGroups, SnapshotApi
+
+        if not args.dry_run:
+            raise KblError("--snapshot plans offline: add --dry-run (a snapshot cannot be changed)")
+        snapshot = SnapshotApi.from_file(args.snapshot)
+        kube, provider = snapshot, RecordedGroups(snapshot)
+    else:
+        from placement.kubeclient import KubeClient
+
+        kube = KubeClient.from_config(args.kubeconfig)
+        provider = cloud(args)
+    settings = ControllerSettings(
+        capacity=CapacitySettings(max_nodes_total=args.max_nodes),
+        cluster_name=args.cluster_name,
+        resync_s=args.resync_s,
+        dry_run=args.dry_run,
+    )
+    controller = Controller(kube, provider, settings, utilisation=utilisation(args, kube))
+    if args.once or args.dry_run:
+        plan = controller.reconcile_once()
+        if args.dry_run:
+            sys.stdout.write(plan.to_json_lines())
+        for rejected in controller.rejected:
+            print(f"kbl controller: skipped {rejected}", file=sys.stderr)
+        refused: list[Any] = controller.actor.log.refused
+        for action, why in refused:
+            print(f"kbl controller: {action.kind} failed: {why}", file=sys.stderr)
+        return 1 if refused else 0
+    stop = threading.Event()
+    try:
+        controller.run(stop)
+    finally:
+        stop.set()
+    return 0

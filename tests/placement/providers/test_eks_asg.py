@@ -1,0 +1,142 @@
+"""EKS managed node groups and Auto Scaling groups through real boto3 against moto over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from placement.providers import CA_ENABLED_TAG, MANAGED_BY_TAG, NodeGroupSpec, ProviderError
+from placement.providers.asg import AsgProvider
+from placement.providers.eks import EksProvider
+from placement.providers.retrying import Backoff
+from tests.placement.providers.conftest import Aws, base_image, make_cluster
+from topology.nodes import Taint
+
+
+def spec(name: str = "kbl-default-genomics-us-east-1b", desired: int = 2) -> NodeGroupSpec:
+    return NodeGroupSpec(
+        name, "default/genomics", "us-east-1b", "m6i.xlarge", desired, 6,
+        labels={"kbl.io/kbl": "genomics"}, taints=(Taint("kbl.io/dedicated", "genomics", "NoSchedule"),),
+    )
+
+
+def eks_provider(aws: Aws, backoff: Backoff) -> EksProvider:
+    return EksProvider(
+        aws.client("eks"), aws.client("autoscaling"), aws.client("ec2"),
+        cluster_name=aws.cluster, node_role_arn="arn:aws:iam::123456789012:role/node", backoff=backoff,
+    )
+
+
+def test_eks_group_is_created_in_the_zone_subnets_with_label_taint_and_token(aws: Aws, no_sleep: Backoff) -> None:
+    subnets = make_cluster(aws)
+    provider = eks_provider(aws, no_sleep)
+    info = provider.create_group(spec(), "tok-1")
+    raw = aws.client("eks").describe_nodegroup(clusterName=aws.cluster, nodegroupName=info.name)["nodegroup"]
+    assert raw["subnets"] == subnets["us-east-1b"]
+    assert raw["labels"]["kbl.io/kbl"] == "genomics"
+    assert raw["taints"] == [{"key": "kbl.io/dedicated", "value": "genomics", "effect": "NO_SCHEDULE"}]
+    assert raw["scalingConfig"] == {"minSize": 0, "maxSize": 6, "desiredSize": 2}
+    assert raw["tags"][MANAGED_BY_TAG] == "kbl"
+    assert CA_ENABLED_TAG not in raw["tags"]
+    assert (info.kbl, info.zone, info.desired) == ("default/genomics", "us-east-1b", 2)
+
+
+def test_eks_create_retried_after_a_lost_answer_adopts_the_group(aws: Aws, no_sleep: Backoff) -> None:
+    make_cluster(aws)
+    provider = eks_provider(aws, no_sleep)
+    first = provider.create_group(spec(), "tok-1")
+    again = provider.create_group(spec(), "tok-1")
+    assert again.name == first.name
+    assert [g.name for g in provider.list_groups()] == [first.name]
+
+
+def test_eks_resize_and_delete_are_idempotent(aws: Aws, no_sleep: Backoff) -> None:
+    make_cluster(aws)
+    provider = eks_provider(aws, no_sleep)
+    provider.create_group(spec(), "tok")
+    provider.set_size(spec().name, 5)
+    provider.set_size(spec().name, 5)
+    described = provider.describe_group(spec().name)
+    assert described is not None
+    assert described.desired == 5
+    provider.delete_group(spec().name)
+    provider.delete_group(spec().name)
+    assert provider.describe_group(spec().name) is None
+
+
+def test_eks_groups_not_managed_by_kbl_are_never_listed(aws: Aws, no_sleep: Backoff) -> None:
+    subnets = make_cluster(aws)
+    aws.client("eks").create_nodegroup(
+        clusterName=aws.cluster, nodegroupName="system", subnets=subnets["us-east-1a"], nodeRole="arn:aws:iam::123456789012:role/node"
+    )
+    provider = eks_provider(aws, no_sleep)
+    provider.create_group(spec(), "tok")
+    assert [g.name for g in provider.list_groups()] == [spec().name]
+
+
+def test_eks_zone_without_subnet_is_a_clear_error(aws: Aws, no_sleep: Backoff) -> None:
+    make_cluster(aws)
+    provider = eks_provider(aws, no_sleep)
+    bad = NodeGroupSpec("g", "default/x", "us-east-1f", "m6i.xlarge", 1, 2)
+    with pytest.raises(ProviderError, match="no subnet in zone us-east-1f"):
+        provider.create_group(bad, "t")
+
+
+def test_eks_rolls_only_with_a_rolling_update(aws: Aws, no_sleep: Backoff) -> None:
+    make_cluster(aws)
+    with pytest.raises(ProviderError, match="use rolling"):
+        eks_provider(aws, no_sleep).roll_group("g", "ami-1", "next-nodes", "t")
+
+
+def asg_provider(aws: Aws, backoff: Backoff, subnets: dict[str, list[str]]) -> AsgProvider:
+    image = base_image(aws)
+    return AsgProvider(
+        aws.client("autoscaling"), aws.client("ec2"), cluster_name=aws.cluster, image_id=image, subnets_by_zone=subnets, backoff=backoff
+    )
+
+
+def _instances(aws: Aws, name: str) -> list[dict[str, Any]]:
+    groups = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    return list(groups[0]["Instances"])
+
+
+def test_asg_group_launches_sizes_and_removes_one_named_instance(aws: Aws, no_sleep: Backoff) -> None:
+    subnets = make_cluster(aws)
+    provider = asg_provider(aws, no_sleep, subnets)
+    info = provider.create_group(spec(desired=2), "tok")
+    assert provider.create_group(spec(desired=2), "tok").name == info.name  # retry adopts
+    assert [g.name for g in provider.list_groups()] == [info.name]
+    provider.set_size(info.name, 3)
+    instances = _instances(aws, info.name)
+    assert len(instances) == 3
+    victim = instances[0]["InstanceId"]
+    provider.remove_instance(info.name, f"aws:///us-east-1b/{victim}")
+    provider.remove_instance(info.name, f"aws:///us-east-1b/{victim}")  # already gone: fine
+    after = provider.describe_group(info.name)
+    assert after is not None
+    assert after.desired == 2
+    assert victim not in {i["InstanceId"] for i in _instances(aws, info.name)}
+    raw = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[info.name])["AutoScalingGroups"][0]
+    tags = {t["Key"] for t in raw["Tags"]}
+    assert CA_ENABLED_TAG not in tags
+    provider.delete_group(info.name)
+    provider.delete_group(info.name)
+    assert provider.describe_group(info.name) is None
+
+
+def test_prototype_image_is_made_once_and_the_next_nodes_use_it(aws: Aws, no_sleep: Backoff) -> None:
+    subnets = make_cluster(aws)
+    provider = asg_provider(aws, no_sleep, subnets)
+    info = provider.create_group(spec(desired=1), "tok")
+    victim = _instances(aws, info.name)[0]["InstanceId"]
+    image = provider.create_image(f"aws:///us-east-1b/{victim}", f"kbl-proto-{aws.cluster}", {"kbl.io/prototype-of": info.name})
+    assert provider.create_image(f"aws:///us-east-1b/{victim}", f"kbl-proto-{aws.cluster}", {}) == image
+    tags = aws.client("ec2").describe_images(ImageIds=[image])["Images"][0].get("Tags", [])
+    assert {"Key": "kbl.io/prototype-of", "Value": info.name} in tags
+    version = provider.roll_group(info.name, image, "next-nodes", "roll-1")
+    assert version == "2"
+    group = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[info.name])["AutoScalingGroups"][0]
+    assert group["LaunchTemplate"]["Version"] == "2"
+    data = aws.client("ec2").describe_launch_template_versions(LaunchTemplateName=info.name, Versions=["2"])
+    assert data["LaunchTemplateVersions"][0]["LaunchTemplateData"]["ImageId"] == image
