@@ -12,8 +12,9 @@ Every policy sees exactly the same nodes, failures, joins and scale-down request
 
 - ``kbl``: :func:`~placement.placements.place` over racks; after each round
   :func:`~placement.repairs.repair_plan` rebuilds missing pieces on survivors; a scale-down
-  whose removal is unsafe drains the node first (a repair plan moves its pieces while it still
-  serves them), then removes it.
+  whose removal is unsafe drains the nodes first (:func:`~placement.placements.place` with them
+  absent and the current placement as ``previous`` moves only their pieces, copied while they
+  still serve them), then removes them.
 - ``random``: every piece on a uniformly random distinct node (no failure domains), missing
   pieces rebuilt on random nodes, scale-downs carried out at once.
 
@@ -137,9 +138,17 @@ def _kbl_repair(layout: _Layout, nodes: list[Node], failed: set[str], seed: int)
     needed = layout.spec.redundancy.needed
     if any(sum(n is not None for n in row) < needed for row in repaired.names) or plan.unplaceable:
         # Lost shards come back from outside: place them afresh around what survives.
-        fresh = place(nodes, layout.spec, previous=repaired.placement(), seed=seed)
+        fresh = place([n for n in nodes if n.name not in failed], layout.spec, previous=repaired.placement(), seed=seed)
         repaired = _Layout.of(layout.spec, fresh.placement)
     return repaired
+
+
+def _kbl_drain(layout: _Layout, nodes: list[Node], draining: set[str], seed: int) -> _Layout:
+    """Move every piece off ``draining`` nodes while they still serve it (the controller's
+    ``kbl.io/drain-nodes`` request): the placement engine re-places with them absent, keeping
+    every other piece where it is. Nothing is lost: the pieces are copied, not rebuilt."""
+    moved = place([n for n in nodes if n.name not in draining], layout.spec, previous=layout.placement(), seed=seed)
+    return _Layout.of(layout.spec, moved.placement)
 
 
 class _World:
@@ -252,7 +261,7 @@ def simulate(cfg: SimulationSettings | None = None) -> SimulationResult:
                     if policy == "kbl":
                         if not removal_is_safe(alive, layout.spec, layout.placement(), members, min_spare=1):
                             # Drain: rebuild what the nodes hold elsewhere while they still serve it, then remove them.
-                            layout = _kbl_repair(layout, alive, down | set(members), seed=round_no)
+                            layout = _kbl_drain(layout, alive, set(members), seed=round_no)
                             tally.drained += 1
                     elif _would_lose(layout, members):
                         tally.unsafe_removals += 1
