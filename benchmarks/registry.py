@@ -12,5 +12,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.extender",
         "extender latency over HTTP next to a no-op floor (100-5,000 nodes), cache RSS at 1,000,000 replicas",
     ),
-    "reliability": ("benchmarks.reliability", "soak at concurrency 64 over HTTP (errors, p99, RSS); data-loss simulation against random placement"),
+    "reliability": (
+        "benchmarks.reliability",
+        "soak at concurrency 64 over HTTP (errors, p99, RSS); data-loss simulation against random placement",
+    ),
 }

@@ -99,7 +99,9 @@ class FlakyApi(FakeKube):
         if self.down:
             raise ApiError(0, "connection refused (API server down)")
 
-    def list(self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    def list(
+        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
         self._gate()
         return super().list(resource, namespace=namespace, label_selector=label_selector)
 
