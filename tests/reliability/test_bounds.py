@@ -131,7 +131,12 @@ def test_a_pod_annotation_quoted_in_a_reason_is_clipped_so_the_reply_does_not_gr
     app = create_app(ClusterState.from_snapshot(load_snapshot(sc.snapshot(extra_nodes=[sc.dedicated_node("ded-a", "alpha")]))))
     caller = AsgiCaller(app)
     try:
-        pod = sc.pod(locality="required", **{field: "x" * 60_000})
+        huge = "x" * 60_000
+        pod = {
+            "shards": sc.pod(locality="required", shards=huge),
+            "dataset_name": sc.pod(locality="required", dataset_name=huge),
+            "kbl": sc.pod(locality="required", kbl=huge),
+        }[field]
         request = sc.names_args(pod, [*(f"ghost-{i}" for i in range(1_000)), "ded-a", "node-0-0-0"])
         status, data = caller.post("/filter", orjson.dumps(request))
     finally:

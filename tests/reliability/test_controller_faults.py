@@ -12,6 +12,7 @@ pieces, and for images exactly one image, the group rolled to it and no node lef
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -187,10 +188,8 @@ def _run(phase: str, killer: Killer) -> Watched:
     prepare, act = PHASES[phase]
     w = Watched()
     prepare(w)
-    try:
+    with contextlib.suppress(KilledError):
         act(w, killer)
-    except KilledError:
-        pass
     if phase == "image":
         # "a failed or killed run is simply run again"
         _act_image(w, Killer())

@@ -13,7 +13,7 @@ always on and the 1,000-case-per-verb run is behind ``KBL_SLOW=1``. Every reply 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -65,7 +65,8 @@ pods = st.builds(
     tolerations=st.sampled_from([(), ({"operator": "Exists"},)]),
 )
 offered = st.lists(st.sampled_from([*NODE_NAMES, "not-in-cache"]), max_size=len(NODE_NAMES) + 1)
-casing = st.sampled_from([str, str.lower, str.upper])
+CASINGS: list[Callable[[str], str]] = [str, str.lower, str.upper]
+casing = st.sampled_from(CASINGS)
 
 
 @st.composite
