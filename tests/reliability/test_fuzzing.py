@@ -214,11 +214,11 @@ def _schemathesis(caller: AsgiCaller, verb: str, mode: GenerationMode, cases: in
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
 @pytest.mark.parametrize("verb", VERBS)
 def test_schemathesis_cases_from_the_openapi_document_never_get_a_5xx(caller: AsgiCaller, verb: str, mode: GenerationMode) -> None:
-    assert _schemathesis(caller, verb, mode, SCHEMA_CASES) >= SCHEMA_CASES * 0.9
+    assert _schemathesis(caller, verb, mode, SCHEMA_CASES) >= SCHEMA_CASES
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
 @pytest.mark.parametrize("verb", VERBS)
 def test_schemathesis_1000_cases_per_verb_and_mode_never_get_a_5xx(caller: AsgiCaller, verb: str, mode: GenerationMode) -> None:
-    assert _schemathesis(caller, verb, mode, SCHEMA_CASES_SLOW) >= SCHEMA_CASES_SLOW * 0.9
+    assert _schemathesis(caller, verb, mode, SCHEMA_CASES_SLOW) >= SCHEMA_CASES_SLOW
