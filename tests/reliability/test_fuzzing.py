@@ -5,8 +5,8 @@ both forms (``NodeNames``, and ``Nodes`` with the real EKS node objects), in Pas
 the other casings Go's decoder accepts, then mutate one field (dropped, ``null``, wrong type):
 at least 1,000 cases per verb, always on. Schemathesis generates from the OpenAPI document of
 :mod:`tests.reliability.schemas`: schema-valid (positive) requests must get ``200`` with a
-correct answer, invalid (negative) ones ``200`` or ``400`` with the reason; a bounded run is
-always on and the 1,000-case-per-verb run is behind ``KBL_SLOW=1``. Every reply is judged by
+correct answer, invalid (negative) ones ``200`` or ``400`` with the reason: 500 cases per verb
+and mode always on (1,000 per verb), 1,000 per verb and mode behind ``KBL_SLOW=1``. Every reply is judged by
 :func:`tests.reliability.calling.reply_problem`.
 """
 
@@ -34,8 +34,9 @@ from topology.snapshots import load_snapshot
 VERBS = ("filter", "prioritize", "bind", "preempt")
 #: Cases per verb of our own generator (always on).
 WIRE_CASES = 1000
-#: Schemathesis cases per verb and mode: always on, and with KBL_SLOW=1.
-SCHEMA_CASES = 60
+#: Schemathesis cases per verb and mode (positive and negative): always on (1,000 per verb), and
+#: with KBL_SLOW=1 (2,000 per verb).
+SCHEMA_CASES = 500
 SCHEMA_CASES_SLOW = 1000
 
 NODE_OBJECTS = sc.nodes(extra=[sc.dedicated_node("ded-a", "genomics"), sc.dedicated_node("ded-b", "other", rack="rack-1")])
