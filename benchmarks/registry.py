@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.extender",
         "extender latency over HTTP next to a no-op floor (100-5,000 nodes), cache RSS at 1,000,000 replicas",
     ),
+    "controller": ("benchmarks.controller", "companion controller: reaction time, pending pod-seconds reactive vs pre-warmed"),
     "reliability": (
         "benchmarks.reliability",
         "soak at concurrency 64 over HTTP (errors, p99, RSS); data-loss simulation against random placement",

@@ -729,6 +729,8 @@ def _apply_budgets(plans: list[_GroupPlan], ctx: _Context) -> None:
         current = plan.current
         if target > current:
             room_kbl = plan.kbl.node_group.max_size - per_kbl_used[plan.kbl.key]
+            if plan.existing is not None and plan.existing.max_size > 0:  # the group's own cloud maximum
+                room_kbl = min(room_kbl, plan.existing.max_size - current)
             room_total = settings.max_nodes_total - used_total
             grant = max(0, min(target - current, room_kbl, room_total))
             if grant < target - current:

@@ -20,7 +20,7 @@ from typing import Any
 
 from placement import capacity as cap
 from placement.kubeapi import DATASETS, KBLS, NODES, ApiError, KubeApi
-from placement.providers import NodeGroupProvider, NodeGroupSpec, ProviderError
+from placement.providers import DetachesFromClusterAutoscaler, NodeGroupProvider, NodeGroupSpec, ProviderError
 
 #: DataSet annotation asking the placement engine to move pieces off these nodes (comma list).
 REPAIR_ANNOTATION = "kbl.io/drain-nodes"
@@ -50,8 +50,16 @@ class Actor:
     """Executes :class:`~placement.capacity.Action` values."""
 
     def __init__(
-        self, kube: KubeApi, provider: NodeGroupProvider, cluster_name: str, clock: Callable[[], float], hook: Callable[[str], None]
+        self,
+        kube: KubeApi,
+        provider: NodeGroupProvider,
+        cluster_name: str,
+        clock: Callable[[], float],
+        hook: Callable[[str], None],
+        *,
+        max_nodes_total: int | None = None,
     ) -> None:
+        self.max_nodes_total = max_nodes_total
         self.kube = kube
         self.provider = provider
         self.cluster_name = cluster_name
@@ -72,7 +80,10 @@ class Actor:
                 self._event(action.kbl, "CapacityActionFailed", f"{action.kind}: {exc}", "Warning")
                 continue
             self.log.done.append(action)
-        self._sync_group_status(state)
+        try:
+            self._sync_group_status(state)
+        except (ProviderError, ApiError) as exc:  # retried on the next reconcile
+            self.log.refused.append((cap.Note("", "status sync"), str(exc)))
         return self.log
 
     # ------------------------------------------------------------------ dispatch
@@ -80,11 +91,16 @@ class Actor:
         if isinstance(action, cap.CreateNodeGroup):
             self._create(action)
         elif isinstance(action, cap.ResizeNodeGroup):
+            desired = action.desired
+            if desired > action.previous:
+                desired = min(desired, max(action.previous, action.previous + self._room(action.group, action.previous)))
+                if desired <= action.previous:
+                    raise ProviderError("BudgetExhausted", f"{action.group}: the global node budget was spent since planning")
             self._cloud_request()
-            self.provider.set_size(action.group, action.desired)
+            self.provider.set_size(action.group, desired)
             self.hook("after-resize")
             key = "lastScaleUp" if action.desired > action.previous else "lastScaleDown"
-            extra: dict[str, Any] = {key: self.clock(), "desired": action.desired}
+            extra: dict[str, Any] = {key: self.clock(), "desired": desired}
             if "utilisation" in action.reason:
                 extra["lastUtilisationScale"] = self.clock()
             self.group_status(action.kbl, action.group, extra)
@@ -123,6 +139,14 @@ class Actor:
             namespace, _, name = action.kbl.partition("/")
             self.kube.patch_status(KBLS, name, {"status": {"blueprintStart": _iso(action.start_s)}}, namespace=namespace)
 
+    def _room(self, group: str, current: int) -> int:
+        """Nodes the global budget still allows, from a fresh read of the cloud (narrows races
+        between controllers to the two calls instead of a whole reconcile)."""
+        if self.max_nodes_total is None:
+            return 1 << 30
+        used = sum(g.desired for g in self.provider.list_groups() if g.name != group)
+        return self.max_nodes_total - used - current
+
     def _cloud_request(self) -> None:
         if self.log.first_cloud_request_s is None:
             self.log.first_cloud_request_s = self.clock()
@@ -135,8 +159,9 @@ class Actor:
             "zone": action.zone, "instanceType": action.instance_type, "phase": "Creating", "token": token, "desired": action.desired,
         })
         self.hook("after-intent")
+        desired = min(action.desired, max(0, self._room(action.group, 0)))
         spec = NodeGroupSpec(
-            action.group, action.kbl, action.zone, action.instance_type, action.desired, action.max_size,
+            action.group, action.kbl, action.zone, action.instance_type, desired, action.max_size,
             action.capacity_type, dict(action.labels), action.taints,
         )
         self._cloud_request()
@@ -180,6 +205,10 @@ class Actor:
                 measured = state.node_ready_s.get(group.name)
                 if measured is not None and entry.get("nodeReadySeconds") != measured:
                     wanted["nodeReadySeconds"] = measured
+                if group.status == "ACTIVE" and not entry.get("clusterAutoscalerDetached"):
+                    if isinstance(self.provider, DetachesFromClusterAutoscaler):
+                        self.provider.detach_from_cluster_autoscaler(group.name)
+                    wanted["clusterAutoscalerDetached"] = True
                 if wanted:
                     self.group_status(kbl.key, group.name, wanted)
             for name, entry in recorded.items():

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from placement import capacity as cap
@@ -42,7 +42,6 @@ class ControllerSettings:
     batch_window_s: float = 0.2
     resync_s: float = 10.0
     dry_run: bool = False
-
 
 
 def _epoch(text: str) -> float | None:
@@ -107,7 +106,10 @@ class Controller:
         self.clock = clock
         self.removal_check = removal_check
         self.utilisation = utilisation
-        self.actor = Actor(kube, provider, self.settings.cluster_name, clock, step_hook or (lambda _step: None))
+        self.actor = Actor(
+            kube, provider, self.settings.cluster_name, clock, step_hook or (lambda _step: None),
+            max_nodes_total=self.settings.capacity.max_nodes_total,
+        )
         self.rejected: list[ObjectError] = []
         self.reconciles = 0
 
@@ -210,6 +212,3 @@ def _is_unschedulable(obj: Mapping[str, Any]) -> bool:
             return True
     return False
 
-
-def iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from topology.errors import KblError
 from topology.nodes import Taint
@@ -106,6 +106,15 @@ class NodeGroupProvider(Protocol):
 
     def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
         """Point the group's launch template at ``image_id``; returns the new template version."""
+        ...
+
+
+@runtime_checkable
+class DetachesFromClusterAutoscaler(Protocol):
+    """Providers whose groups the cloud tags for Cluster Autoscaler discovery (EKS) can untag them."""
+
+    def detach_from_cluster_autoscaler(self, name: str) -> list[str]:
+        """Remove the discovery tags from the group's Auto Scaling groups; returns their names."""
         ...
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from placement.capacity import INSTANCE_SHAPES
 from placement.providers import (
     KBL_TAG,
     MANAGED_BY,
@@ -220,6 +221,13 @@ class FakeProvider:
                     group.instances = [FakeInstance(f"i-{next(self._ids):017x}", i.zone, now, image_id) for i in group.instances]
             return str(group.lt_version)
 
+    def detach_from_cluster_autoscaler(self, name: str) -> list[str]:
+        """As EKS: the group's (simulated) Auto Scaling group loses the discovery tags."""
+        with self._lock:
+            self._enter("detach_from_cluster_autoscaler", name=name)
+            self._get(name)
+            return [f"eks-{name}"]
+
     def _get(self, name: str) -> FakeGroup:
         group = self.groups.get(name)
         if group is None:
@@ -251,7 +259,11 @@ class FakeProvider:
             "beta.kubernetes.io/instance-type": spec.instance_type,
         }
         taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in spec.taints]
-        obj = make_node(f"ip-{inst.id}", region=self.region, zone=spec.zone, extra_labels=extra, taints=taints)
+        shape = INSTANCE_SHAPES.get(spec.instance_type)  # allocatable of the type, not the template's
+        obj = make_node(
+            f"ip-{inst.id}", region=self.region, zone=spec.zone, extra_labels=extra, taints=taints,
+            cpu_m=shape.cpu_m if shape else None, memory_b=shape.memory_b if shape else None,
+        )
         obj["spec"]["providerID"] = f"aws:///{spec.zone}/{inst.id}"
         born = datetime.fromtimestamp(inst.launched_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         ready = datetime.fromtimestamp(ready_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -30,7 +30,7 @@ def test_high_node_cpu_from_metrics_server_grows_the_group() -> None:
     world = World(ready_delay_s=60)
     nodes = busy_group(world)
     for node in nodes:
-        world.kube.put(NODE_METRICS, {"kind": "NodeMetrics", "metadata": {"name": node}, "usage": {"cpu": "60000m", "memory": "10Gi"}})
+        world.kube.put(NODE_METRICS, {"kind": "NodeMetrics", "metadata": {"name": node}, "usage": {"cpu": "3600m", "memory": "10Gi"}})
     reader = MetricsServerUtilisation(world.kube)
     ctl = Controller(world.kube, world.cloud, ControllerSettings(cluster_name="t"), clock=lambda: world.now, utilisation=reader)
     plan = ctl.reconcile_once()
@@ -58,3 +58,15 @@ def test_a_failing_prometheus_leaves_the_kbl_without_feedback() -> None:
     reader = PrometheusUtilisation("http://p", client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(503))))
     kbl = KBL.from_object(kbl_object("q", annotations={cap.PROMETHEUS_QUERY: "up"}))
     assert reader([kbl], list[Node]()) == {}
+
+
+def test_growth_is_clamped_by_the_groups_own_cloud_maximum() -> None:
+    world = World(ready_delay_s=60)
+    nodes = busy_group(world)  # the KBL allows 10, the cloud group was made with max 6
+    for node in nodes:
+        world.kube.put(NODE_METRICS, {"kind": "NodeMetrics", "metadata": {"name": node}, "usage": {"cpu": "60000m", "memory": "10Gi"}})
+    ctl = Controller(world.kube, world.cloud, ControllerSettings(cluster_name="t"), clock=lambda: world.now,
+                     utilisation=MetricsServerUtilisation(world.kube))
+    ctl.reconcile_once()
+    assert ctl.actor.log.refused == []
+    assert [g.desired for g in world.cloud.list_groups()] == [6]

@@ -12,7 +12,7 @@ from placement import capacity as cap
 from placement.controller import Controller, ControllerSettings
 from placement.controller.acting import REPAIR_ANNOTATION
 from placement.kubeapi import DATASETS, KBLS, NODES, PODS
-from placement.providers import ProviderError
+from placement.providers import NodeGroupSpec, ProviderError
 from placement.providers.fake import FakeProvider
 from tests.placement.fakekube import FakeKube
 from tests.placement.scenarios import T0, base_nodes, kbl_object, placed_dataset, pod_object
@@ -231,3 +231,36 @@ def test_dry_run_changes_nothing() -> None:
     assert [a.kind for a in plan.actions] == ["CreateNodeGroup"]
     assert world.kube.version == before
     assert world.cloud.calls_of("create_group") == []
+
+
+def test_each_group_is_detached_from_cluster_autoscaler_once() -> None:
+    world = World()
+    world.kube.put(KBLS, kbl_object("k"))
+    world.kube.put(PODS, pod_object("p", kbl="k"))
+    for _ in range(3):
+        world.controller().reconcile_once()
+    assert [c.args["name"] for c in world.cloud.calls_of("detach_from_cluster_autoscaler")] == [cap.group_name("default/k", "us-east-1a")]
+    kbl = world.kube.get(KBLS, "k")
+    assert kbl is not None
+    assert kbl["status"]["nodeGroups"][0]["clusterAutoscalerDetached"] is True
+
+
+def test_a_stale_plan_executed_after_another_controller_grew_stays_within_the_global_budget() -> None:
+    world = World()
+    for name in ("a", "b"):
+        world.kube.put(KBLS, kbl_object(name, max_size=10))
+        group = cap.group_name(f"default/{name}", "us-east-1a")
+        world.cloud.create_group(NodeGroupSpec(group, f"default/{name}", "us-east-1a", "m6i.xlarge", 2, 10), "t")
+    budget = cap.CapacitySettings(max_nodes_total=8)
+    first, second = world.controller(capacity=budget), world.controller(capacity=budget)
+    for i in range(6):
+        world.kube.put(PODS, pod_object(f"a{i}", kbl="a", cpu="3"))
+    stale_state = first.observe()
+    stale = first.plan(stale_state)  # a: 2 -> 6, planned while b was idle
+    for i in range(6):
+        world.kube.put(PODS, pod_object(f"b{i}", kbl="b", cpu="3"))
+    world.kube.delete(KBLS, "a")  # the second controller does not see a's need at all
+    second.reconcile_once()  # b: 2 -> 6
+    first.actor.execute(stale, stale_state)
+    assert sum(g.desired for g in world.cloud.list_groups()) <= 8
+    assert any("budget" in why for _, why in first.actor.log.refused)

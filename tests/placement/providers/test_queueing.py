@@ -100,3 +100,35 @@ def test_a_failing_cloud_call_is_retried_on_redelivery(aws: Aws, no_sleep: Backo
     drain(worker, 3)
     assert [g.name for g in cloud.list_groups()] == ["g"]
     assert worker.stats.failed == 1
+
+
+def test_controller_in_queue_mode_converges_through_the_worker_even_after_a_restart(aws: Aws, no_sleep: Backoff) -> None:
+    from placement.controller import Controller, ControllerSettings
+    from placement.controller.memory import MemoryApi
+    from placement.kubeapi import KBLS, NODES, PODS
+    from tests.placement.scenarios import base_nodes, kbl_object, pod_object
+
+    main, reply, _ = queues(aws)
+    sqs = aws.client("sqs")
+    kube = MemoryApi()
+    for node in base_nodes():
+        kube.put(NODES, node)
+    kube.put(KBLS, kbl_object("k"))
+    for i in range(3):
+        kube.put(PODS, pod_object(f"p{i}", kbl="k", cpu="3"))
+    cloud = FakeProvider(lambda: T0)
+    worker = Worker(sqs, main, reply, cloud, max_nodes_total=20, visibility_timeout_s=0, backoff=no_sleep, clock=lambda: T0)
+
+    def controller() -> Controller:
+        provider = QueueProvider(sqs, main, reply, clock=lambda: T0, backoff=no_sleep)
+        return Controller(kube, provider, ControllerSettings(cluster_name="q"), clock=lambda: T0)
+
+    controller().reconcile_once()
+    controller().reconcile_once()  # restarted before the worker ran: asks again
+    drain(worker)
+    final = controller()
+    final.reconcile_once()
+    assert [(g.name, g.desired) for g in cloud.list_groups()] == [("kbl-default-k-us-east-1a", 3)]
+    kbl = kube.get(KBLS, "k")
+    assert kbl is not None
+    assert [e["phase"] for e in kbl["status"]["nodeGroups"]] == ["Active"]

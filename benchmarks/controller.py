@@ -1,0 +1,225 @@
+"""``kbl bench controller``: reaction time, and pending pod-seconds reactive versus pre-warmed.
+
+Reaction: the real loop (:meth:`Controller.run`, watches and batching, default settings) on the
+in-memory Kubernetes API with the fake cloud; for each trial a new KBL's first unschedulable pod
+is created and the time until the cloud receives the node-group request is measured.
+
+Pending pod-seconds: a simulated clock (5 s steps) runs several KBLs, each a multi-stage
+blueprint (every stage a batch of one-node pods), on the fake cloud whose nodes become Ready
+60-180 s after launch (seeded, per group). A stand-in scheduler binds pending pods to free nodes
+of their KBL. The same workload runs twice: *reactive* (KBLs without a blueprint: capacity is
+asked for when pods turn unschedulable) and *pre-warmed* (the blueprint is given: capacity is
+asked for one measured node-ready time ahead). Pending pod-seconds = sum over pods of
+(bound - created); idle stages are scaled to zero in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.measuring import percentile, write_json
+from placement import capacity as cap
+from placement.controller import Controller, ControllerSettings
+from placement.controller.memory import MemoryApi
+from placement.kubeapi import KBLS, NODES, PODS
+from placement.providers.fake import FakeProvider
+from topology.examples import make_node
+
+T0 = 1_795_000_000.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
+    parser.add_argument("--trials", type=int, default=20, help="reaction-time trials (default %(default)s)")
+    parser.add_argument("--kbls", type=int, default=3, help="KBLs in the pending-time simulation (default %(default)s)")
+    parser.add_argument("--stages", type=int, default=4, help="blueprint stages per KBL (default %(default)s)")
+    parser.add_argument("--pods", type=int, default=6, help="one-node pods per stage (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the node-ready delays")
+
+
+def _kbl(name: str, stages: list[dict[str, Any]] | None = None, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "kbl.io/v1alpha1",
+        "kind": "KBL",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeGroup": {"mode": "dedicated", "instanceTypes": ["m6i.xlarge"], "maxSize": 50}},
+    }
+    if stages:
+        obj["spec"]["blueprint"] = {"stages": stages}
+    if status:
+        obj["status"] = status
+    return obj
+
+
+def _pod(name: str, kbl: str, cpu: str = "3") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "annotations": {"kbl.io/kbl": kbl}},
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": "4Gi"}}}]},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]},
+    }
+
+
+def _base(kube: MemoryApi) -> None:
+    for z in "abc":
+        kube.put(NODES, make_node(f"gen-{z}", zone=f"us-east-1{z}", rack="r0"))
+
+
+# ------------------------------------------------------------------------------ reaction time
+def reaction_times(trials: int) -> list[float]:
+    """Seconds from creating a KBL's first unschedulable pod to the cloud's create request."""
+    kube = MemoryApi()
+    _base(kube)
+    cloud = FakeProvider(time.time)
+    controller = Controller(kube, cloud, ControllerSettings(cluster_name="bench", resync_s=60.0))
+    stop = threading.Event()
+    thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
+    thread.start()
+    out = []
+    try:
+        while not controller.reconciles:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        for i in range(trials):
+            kube.put(KBLS, _kbl(f"r{i}"))
+            time.sleep(0.3)  # the KBL's own event is absorbed first
+            before = len(cloud.calls_of("create_group"))
+            start = time.time()
+            kube.put(PODS, _pod(f"r{i}-0", f"r{i}", cpu="1"))
+            deadline = start + 10
+            while len(cloud.calls_of("create_group")) == before and time.time() < deadline:
+                time.sleep(0.001)
+            calls = cloud.calls_of("create_group")
+            if len(calls) > before:
+                out.append(calls[-1].at_s - start)
+    finally:
+        stop.set()
+        thread.join(10)
+    return out
+
+
+# ----------------------------------------------------------------------------- pending time
+@dataclass
+class Simulation:
+    prewarm: bool
+    kbls: int
+    stages: int
+    pods: int
+    seed: int
+    step_s: float = 5.0
+    stage_s: float = 600.0
+    gap_s: float = 300.0
+    now: float = T0
+    pending_pod_s: float = 0.0
+    max_nodes: int = 0
+    created: int = 0
+    requests: int = 0
+    delays: dict[str, float] = field(default_factory=dict)
+
+    def run(self) -> Simulation:
+        rng = random.Random(self.seed)
+        kube = MemoryApi()
+        _base(kube)
+        self.delays = {cap.group_name(f"default/k{j}", "us-east-1a"): rng.uniform(60, 180) for j in range(self.kbls)}
+        cloud = FakeProvider(lambda: self.now, ready_delay_s=self.delays)
+        start_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0))
+        offset = 400.0  # the first stages start 400 s in: room to pre-warm
+        period = self.stage_s + self.gap_s
+        starts: list[tuple[float, str, int]] = []
+        for j in range(self.kbls):
+            lag = j * 120.0
+            stages = [
+                {
+                    "name": f"s{k}",
+                    "startAfterSeconds": (offset + lag) if k == 0 else period,
+                    "durationSeconds": self.stage_s,
+                    "needs": {"nodes": self.pods},
+                }
+                for k in range(self.stages)
+            ]
+            if self.prewarm:
+                kube.put(KBLS, _kbl(f"k{j}", stages, {"blueprintStart": start_iso}))
+            else:
+                kube.put(KBLS, _kbl(f"k{j}"))
+            for k in range(self.stages):
+                starts.append((T0 + offset + lag + k * period, f"k{j}", k))
+        controller = Controller(kube, cloud, ControllerSettings(cluster_name="sim"), clock=lambda: self.now)
+        end = T0 + offset + (self.kbls - 1) * 120.0 + self.stages * period + 600
+        bound_at: dict[str, float] = {}
+        created: set[tuple[str, int]] = set()
+        while self.now < end:
+            for begin, kbl, k in starts:
+                if begin <= self.now and (kbl, k) not in created:
+                    created.add((kbl, k))
+                    for p in range(self.pods):
+                        kube.put(PODS, _pod(f"{kbl}-s{k}-{p}", kbl))
+                        self.created += 1
+            for name, at in list(bound_at.items()):
+                if self.now - at >= self.stage_s:  # the pod's work is done
+                    kube.delete(PODS, name, "default")
+                    del bound_at[name]
+            kube.sync_nodes(cloud.node_objects())
+            self._schedule(kube, bound_at)
+            controller.reconcile_once()
+            self.requests += len([a for a in controller.actor.log.done if isinstance(a, cap.CreateNodeGroup | cap.ResizeNodeGroup)])
+            pods, _ = kube.list(PODS)
+            self.pending_pod_s += self.step_s * sum(1 for p in pods if not p["spec"].get("nodeName"))
+            self.max_nodes = max(self.max_nodes, sum(g.desired for g in cloud.list_groups()))
+            self.now += self.step_s
+        return self
+
+    def _schedule(self, kube: MemoryApi, bound_at: dict[str, float]) -> None:
+        """Bind pending pods to Ready, uncordoned, free nodes of their KBL (one pod per node)."""
+        pods, _ = kube.list(PODS)
+        nodes, _ = kube.list(NODES)
+        used = {p["spec"].get("nodeName") for p in pods}
+        for pod in pods:
+            if pod["spec"].get("nodeName"):
+                continue
+            kbl = pod["metadata"]["annotations"]["kbl.io/kbl"]
+            for node in nodes:
+                name = node["metadata"]["name"]
+                if node["metadata"]["labels"].get("kbl.io/kbl") == kbl and not node["spec"].get("unschedulable") and name not in used:
+                    kube.create_binding("default", pod["metadata"]["name"], pod["metadata"]["uid"], name)
+                    bound_at[pod["metadata"]["name"]] = self.now
+                    used.add(name)
+                    break
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.time()
+    reactions = reaction_times(args.trials)
+    reactive = Simulation(False, args.kbls, args.stages, args.pods, args.seed).run()
+    warmed = Simulation(True, args.kbls, args.stages, args.pods, args.seed).run()
+    saved = 1.0 - warmed.pending_pod_s / reactive.pending_pod_s if reactive.pending_pod_s else 0.0
+    figures: dict[str, Any] = {
+        "reaction_s": {
+            "trials": len(reactions),
+            "p50": percentile(reactions, 50),
+            "p95": percentile(reactions, 95),
+            "max": max(reactions) if reactions else None,
+        },
+        "simulation": {
+            "kbls": args.kbls, "stages": args.stages, "pods_per_stage": args.pods,
+            "node_ready_s": {k: round(v, 1) for k, v in reactive.delays.items()},
+        },
+        "reactive": {"pending_pod_s": reactive.pending_pod_s, "pods": reactive.created, "peak_nodes": reactive.max_nodes},
+        "prewarmed": {"pending_pod_s": warmed.pending_pod_s, "pods": warmed.created, "peak_nodes": warmed.max_nodes},
+        "pending_time_saved": saved,
+        "wall_s": time.time() - started,
+    }
+    r = figures["reaction_s"]
+    print(f"reaction (first unschedulable pod -> cloud request), {r['trials']} trials: p50 {r['p50'] * 1000:.0f} ms, "
+          f"p95 {r['p95'] * 1000:.0f} ms, max {(r['max'] or 0) * 1000:.0f} ms")
+    print(f"pending pod-seconds, {args.kbls} KBLs x {args.stages} stages x {args.pods} pods, node-ready 60-180 s:")
+    print(f"  reactive   {reactive.pending_pod_s:10.0f} pod-s  ({reactive.pending_pod_s / max(reactive.created, 1):.0f} s per pod)")
+    print(f"  pre-warmed {warmed.pending_pod_s:10.0f} pod-s  ({warmed.pending_pod_s / max(warmed.created, 1):.0f} s per pod)")
+    print(f"  pre-warming saves {saved * 100:.1f}% of pending time; wall {figures['wall_s']:.1f} s")
+    write_json(args.json, figures)
+    return 0
