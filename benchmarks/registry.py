@@ -14,4 +14,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     ),
     "placement": ("benchmarks.placement", "placement balance, movement, speed and durability (60, 600 and 3,000 hosts)"),
     "controller": ("benchmarks.controller", "companion controller: reaction time, pending pod-seconds reactive vs pre-warmed"),
+    "reliability": (
+        "benchmarks.reliability",
+        "soak at concurrency 64 over HTTP (errors, p99, RSS); data-loss simulation against random placement",
+    ),
 }

@@ -12,6 +12,8 @@ Rules, each with a reason a human can act on:
   are unresolvable (preemption cannot move data). A holder that has no room left in the cache
   (bound requests plus in-flight assignments) goes to ``FailedNodes``: preempting lower-priority
   pods there can make room.
+* **Not synced yet.** Until the cache's first full sync, offered nodes it has not seen are
+  unresolvable: it cannot know their dedicated taint or their data (no wrong answer while stale).
 * **Unusable wishes** (unknown DataSet, bad ``kbl.io/shards``, no placement yet): with required
   locality every node is unresolvable with that reason; with preferred locality the pod still
   schedules (the problem is only reported).
@@ -74,6 +76,8 @@ def decide(state: ClusterState, pod: Pod, names: list[str], wish: Wish | None = 
         if count == 0:
             return Verdict([], failed, unresolvable, wish)
         ids = state.node_ids(names)
+        if not state.ready:
+            _unsynced(names, ids=ids, ok=ok, out=unresolvable)
         kbl = pod.kbl
         if state.has_dedicated_nodes or state.kbl_is_dedicated(kbl):
             _dedicated(state, kbl, names, ids=ids, ok=ok, out=unresolvable)
@@ -82,13 +86,22 @@ def decide(state: ClusterState, pod: Pod, names: list[str], wish: Wish | None = 
         return Verdict(np.flatnonzero(ok).tolist(), failed, unresolvable, wish)
 
 
+def _unsynced(names: list[str], *, ids: npt.NDArray[np.int64], ok: BoolArray, out: dict[str, str]) -> None:
+    """Before the first full sync, a node the cache has not seen cannot be vouched for (its
+    dedicated taint, its data): fail it closed, as unresolvable so preemption evicts nothing."""
+    unknown = ids < 0
+    for i in np.flatnonzero(unknown & ok).tolist():
+        out[names[i]] = "the extender is starting and has not seen this node yet (first sync of its cache not finished): retry shortly"
+    ok &= ~unknown
+
+
 def _dedicated(
     state: ClusterState, kbl: str | None, names: list[str], *, ids: npt.NDArray[np.int64], ok: BoolArray, out: dict[str, str]
 ) -> None:
     owner, group = state.owners(ids)
     mine = state.kbl_id(kbl)
     foreign = (owner >= 0) & (owner != mine)
-    who = f"KBL {kbl}" if kbl else "no KBL"
+    who = f"KBL {_clip(kbl)}" if kbl else "no KBL"
     for i in np.flatnonzero(foreign & ok).tolist():
         owner_name = state.kbl_name(int(owner[i]))
         out[names[i]] = (
@@ -118,7 +131,7 @@ def _required(
     unresolvable: dict[str, str],
 ) -> None:
     if not wish.usable:
-        reason = f"{labels.POD_LOCALITY}: required, but {wish.problem}"
+        reason = f"{labels.POD_LOCALITY}: required, but {_clip(wish.problem or '')}"
         for i in np.flatnonzero(ok).tolist():
             unresolvable[names[i]] = reason
         ok[:] = False
@@ -149,6 +162,16 @@ def _required(
             "(bound pods plus in-flight assignments); preempting lower-priority pods can free it"
         )
     ok &= ~full
+
+
+#: Longest pod-supplied text quoted in a per-node reason. A reason is repeated for every offered
+#: node, so an annotation of 64 KB quoted whole would make a 5,000-node reply 320 MB.
+MAX_QUOTED_CHARS = 256
+
+
+def _clip(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (marked with its full length when cut)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _human(n: float) -> str:

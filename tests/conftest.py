@@ -1,8 +1,9 @@
-"""Shared test fixtures: the real node object from ../shared/fixtures and paths."""
+"""Shared test fixtures: the real node object from ../shared/fixtures and paths; ``slow`` opt-in."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +22,13 @@ def eks_node() -> dict[str, Any]:
         path = EMBEDDED_NODE
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.slow`` tests (long soaks, full fuzz runs) unless ``KBL_SLOW=1``."""
+    if os.environ.get("KBL_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with KBL_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -216,6 +216,9 @@ class Cluster:
         out = np.fromiter(map(self._node_ids.get, names, itertools.repeat(-1)), dtype=np.int64)
         if out.size:
             present = self.domain_arrays()[3]
+            if not present.size:  # no node known yet (an extender still syncing): every name is unknown
+                out[:] = -1
+                return out
             out[present[np.maximum(out, 0)] == 0] = -1
         return out
 

@@ -123,7 +123,9 @@ def prototype_image(
     image = provider.create_image(str((chosen.get("spec") or {}).get("providerID", "")), image_name, tags)
     token = hashlib.sha256(f"{group}/{image}/{strategy}".encode()).hexdigest()[:64]
     version = provider.roll_group(group, image, strategy, token)
+    # Lift the protection before recording the image: once recorded, a rerun is rate limited and
+    # returns early, so a crash between the two would leave the node protected for good.
+    kube.patch(NODES, node_name, {"metadata": {"annotations": {labels.DO_NOT_DISRUPT: None, PROTOTYPE_ANNOTATION: None}}})
     actor = Actor(kube, provider, "", clock, lambda _step: None)
     actor.group_status(kbl_key, group, {"lastImage": image, "lastImageTime": now, "launchTemplateVersion": version})
-    kube.patch(NODES, node_name, {"metadata": {"annotations": {labels.DO_NOT_DISRUPT: None, PROTOTYPE_ANNOTATION: None}}})
     return ImageResult(node_name, image, version)

@@ -1,0 +1,97 @@
+"""Real sockets for the reliability tests: the extender under uvicorn on 127.0.0.1, plain or TLS.
+
+:func:`running` serves an app on an ephemeral loopback port in a background thread and stops it
+on exit. :func:`self_signed` writes a fresh self-signed certificate and key (for ``localhost``
+and ``127.0.0.1``). :func:`raw_request` speaks HTTP/1.1 over a plain socket so a test controls
+exactly which bytes are sent and when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from extender.serving import ServerOptions, config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running(app: Any, *, tls: tuple[str, str] | None = None) -> Iterator[int]:
+    """Serve ``app`` on 127.0.0.1 until the block ends; yields the port."""
+    port = free_port()
+    cert, key = tls if tls else (None, None)
+    server = uvicorn.Server(config(app, ServerOptions(host="127.0.0.1", port=port, tls_cert=cert, tls_key=key, log_level="warning")))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """``(certificate path, key path)`` of a fresh self-signed EC certificate for localhost."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kbl-extender")])
+    now = datetime.datetime.now(datetime.UTC)
+    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(san, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def read_reply(sock: socket.socket, timeout_s: float = 10.0) -> tuple[int, bytes]:
+    """``(status, body)`` of one HTTP/1.1 reply with a ``Content-Length``."""
+    sock.settimeout(timeout_s)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed after {data!r:.200}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.strip().lower() == "content-length")
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(lines[0].split(" ", 2)[1]), body[:length]
