@@ -37,6 +37,8 @@ NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
 PODS = Resource("", "v1", "pods", "Pod", namespaced=True)
 DATASETS = Resource("kbl.io", "v1alpha1", "datasets", "DataSet", namespaced=True)
 KBLS = Resource("kbl.io", "v1alpha1", "kbls", "KBL", namespaced=True)
+#: The leader election of ``kbl controller`` (one Lease object, see :mod:`placement.controller.leading`).
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,14 @@ class GoneError(ApiError):
         super().__init__(410, reason)
 
 
+class ConflictError(ApiError):
+    """``409 Conflict``: a create found the object already there, or a replace carried a
+    ``metadata.resourceVersion`` that is no longer current (someone else wrote in between)."""
+
+    def __init__(self, reason: str = "the object has been modified") -> None:
+        super().__init__(409, reason)
+
+
 class KubeApi(Protocol):
     """The calls kbl makes to the API server."""
 
@@ -86,6 +96,22 @@ class KubeApi(Protocol):
 
     def patch_status(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         """A JSON merge patch of an object's ``status`` subresource."""
+        ...
+
+    def create(self, resource: Resource, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """Create an object (``POST``); the stored object, with its ``resourceVersion``.
+
+        Raises :class:`ConflictError` when an object of that name already exists.
+        """
+        ...
+
+    def replace(self, resource: Resource, name: str, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """Replace an object whole (``PUT``, RBAC verb ``update``); the stored object.
+
+        With ``metadata.resourceVersion`` set in ``obj`` the write happens only if that is still
+        the object's version, else :class:`ConflictError` (optimistic concurrency); ``404``
+        :class:`ApiError` when the object does not exist.
+        """
         ...
 
     def create_binding(self, namespace: str, pod: str, uid: str, node: str) -> None:

@@ -1,12 +1,14 @@
 """The real :class:`~placement.kubeapi.KubeApi`: the official ``kubernetes`` client, raw JSON in and out.
 
 :class:`KubeClient` calls the typed API classes of the official client (``CoreV1Api`` for nodes,
-pods, bindings, evictions and events; ``CustomObjectsApi`` for ``kbl.io`` DataSets and KBLs) with
+pods, bindings, evictions and events; ``CustomObjectsApi`` for ``kbl.io`` DataSets and KBLs and
+the ``coordination.k8s.io`` Lease of the leader election) with
 ``_preload_content=False`` and decodes the bodies itself with orjson: objects stay plain dicts,
 exactly as the API server sent them, and a 5,000-node list is not turned into model objects
 and back. Watches stream line-delimited JSON events from the same list calls with
 ``watch=true``. Errors become :class:`~placement.kubeapi.GoneError` (``410``, also when it
-arrives as an ``ERROR`` event inside a watch stream) or :class:`~placement.kubeapi.ApiError`
+arrives as an ``ERROR`` event inside a watch stream), :class:`~placement.kubeapi.ConflictError`
+(``409``: already exists, or a stale ``resourceVersion`` on a replace) or :class:`~placement.kubeapi.ApiError`
 with the HTTP status (``0`` for transport failures). Construct it from in-cluster config or a
 kubeconfig (:meth:`KubeClient.from_config`) or from an explicit URL (:meth:`KubeClient.from_url`,
 for emulators and tests).
@@ -28,7 +30,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from placement.kubeapi import NODES, PODS, ApiError, GoneError, Resource, WatchEvent
+from placement.kubeapi import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ def _error(exc: ApiException) -> ApiError:
             reason = f"{reason}: {body[:200]!r}"
     if exc.status == 410:
         return GoneError(reason or "resourceVersion too old")
+    if exc.status == 409:
+        return ConflictError(reason or "conflict")
     return ApiError(int(exc.status or 0), reason or "no reason given")
 
 
@@ -271,6 +275,42 @@ class KubeClient:
     def patch_status(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         """A JSON merge patch of an object's ``status`` subresource."""
         return self._patch(resource, name, patch, namespace, status=True)
+
+    def create(self, resource: Resource, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """``POST`` a new object; :class:`~placement.kubeapi.ConflictError` if it already exists."""
+        body = {"apiVersion": resource.api_version, "kind": resource.kind, **dict(obj)}
+        ns = namespace or str((body.get("metadata") or {}).get("namespace") or "default")
+        if resource == NODES:
+            created = self._call(self.core.create_node, body)
+        elif resource == PODS:
+            created = self._call(self.core.create_namespaced_pod, ns, body)
+        elif not resource.group:
+            raise ApiError(0, f"core resource {resource.plural} is not supported by KubeClient")
+        elif resource.namespaced:
+            created = self._call(self.custom.create_namespaced_custom_object, resource.group, resource.version, ns, resource.plural, body)
+        else:
+            created = self._call(self.custom.create_cluster_custom_object, resource.group, resource.version, resource.plural, body)
+        result: dict[str, Any] = created
+        return result
+
+    def replace(self, resource: Resource, name: str, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """``PUT`` an object whole; a ``metadata.resourceVersion`` in ``obj`` is a precondition
+        (:class:`~placement.kubeapi.ConflictError` when stale)."""
+        body = {"apiVersion": resource.api_version, "kind": resource.kind, **dict(obj)}
+        ns = namespace or "default"
+        if resource == NODES:
+            replaced = self._call(self.core.replace_node, name, body)
+        elif resource == PODS:
+            replaced = self._call(self.core.replace_namespaced_pod, name, ns, body)
+        elif not resource.group:
+            raise ApiError(0, f"core resource {resource.plural} is not supported by KubeClient")
+        elif resource.namespaced:
+            fn = self.custom.replace_namespaced_custom_object
+            replaced = self._call(fn, resource.group, resource.version, ns, resource.plural, name, body)
+        else:
+            replaced = self._call(self.custom.replace_cluster_custom_object, resource.group, resource.version, resource.plural, name, body)
+        result: dict[str, Any] = replaced
+        return result
 
     def create_binding(self, namespace: str, pod: str, uid: str, node: str) -> None:
         """``POST pods/{pod}/binding`` with the pod's UID as precondition, like kube-scheduler's binder."""

@@ -6,16 +6,24 @@ with the node groups its KBLs record (offline: no cluster, no cloud account). Wi
 snapshot it uses in-cluster config or the kubeconfig, and ``--provider`` picks the cloud side:
 ``eks`` (managed node groups), ``asg`` (self-managed Auto Scaling groups), ``queue`` (requests
 over SQS to ``kbl worker``; no cloud credentials in the cluster) or ``fake`` (a simulated cloud).
+
+The continuous loop elects a leader first (``--leader-elect``, on by default; off for
+``--once``, ``--dry-run`` and ``--snapshot``): replicas campaign for the Lease
+``--leader-elect-lease`` in ``--leader-elect-namespace`` (default: the pod's own), only the
+holder reconciles, it stops acting the moment it cannot renew within the deadline and then exits
+with status 1 (its pod restarts as a standby), and on SIGTERM it releases the Lease so a standby
+takes over at once. ``--once --leader-elect`` reconciles once only if it gets the Lease.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from placement.capacity import CapacitySettings, Utilisation
 from placement.kubeapi import KubeApi
@@ -23,6 +31,10 @@ from placement.providers import NodeGroupProvider
 from topology.errors import KblError
 from topology.kbls import KBL
 from topology.nodes import Node
+
+if TYPE_CHECKING:
+    from placement.controller import Controller
+    from placement.controller.leading import LeaderElectionSettings, LeaderElector
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +54,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-server", action="store_true", help="grow/shrink on KBL node CPU and memory from metrics.k8s.io")
     parser.add_argument("--prometheus-url", default="", help="evaluate each KBL's kbl.io/prometheus-query against this Prometheus")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    election = parser.add_argument_group("leader election (a coordination.k8s.io/v1 Lease; client-go semantics)")
+    election.add_argument(
+        "--leader-elect", action=argparse.BooleanOptionalAction, default=None,
+        help="only the Lease holder acts (default: on for the continuous loop, off for --once, --dry-run and --snapshot)",
+    )
+    election.add_argument("--leader-elect-lease", default="kbl-controller", metavar="NAME", help="Lease name (default %(default)s)")
+    election.add_argument("--leader-elect-namespace", default=None, help="Lease namespace (default: the pod's own, else kbl-system)")
+    election.add_argument("--leader-elect-identity", default="", help="candidate name (default: POD_NAME or hostname, random suffix)")
+    durations = (
+        ("lease-duration", 15.0, "a standby takes over this long after the last renewal it saw"),
+        ("renew-deadline", 10.0, "the leader stops acting when it could not renew for this long"),
+        ("retry-period", 2.0, "renewal and campaign interval"),
+    )
+    for name, default, what in durations:
+        election.add_argument(f"--leader-elect-{name}-s", type=float, default=default, help=f"{what} (default %(default)s)")
 
 
 def subnets(values: list[str]) -> dict[str, list[str]]:
@@ -124,9 +151,57 @@ def utilisation(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL],
     return merged
 
 
+def election(args: argparse.Namespace) -> LeaderElectionSettings | None:
+    """The leader-election settings the arguments ask for, or ``None`` when it is off.
+
+    Raises
+    ------
+    KblError
+        ``--leader-elect`` with ``--dry-run`` or ``--snapshot`` (nothing is written, so nothing
+        to guard), or inconsistent durations.
+    """
+    from placement.controller.leading import settings_from
+
+    wanted = args.leader_elect
+    if wanted is None:
+        wanted = not (args.once or args.dry_run or args.snapshot)
+    if not wanted:
+        return None
+    if args.dry_run or args.snapshot:
+        raise KblError("--leader-elect guards writes: it cannot be combined with --dry-run or --snapshot")
+    return settings_from(
+        lease_name=args.leader_elect_lease,
+        namespace=args.leader_elect_namespace,
+        identity=args.leader_elect_identity,
+        lease_duration_s=args.leader_elect_lease_duration_s,
+        renew_deadline_s=args.leader_elect_renew_deadline_s,
+        retry_period_s=args.leader_elect_retry_period_s,
+    )
+
+
+def run_elected(controller: Controller, elector: LeaderElector, stop: threading.Event) -> int:
+    """Run the loop only while ``elector`` leads; 0 after a clean stop (Lease released), 1 when
+    leadership was lost (the process should exit: its state is the cluster's, a restart is a
+    fresh standby)."""
+    from placement.controller.leading import NotLeaderError
+
+    def lead(done: threading.Event) -> None:
+        try:
+            controller.run(done)
+        except NotLeaderError:  # stopped between two writes: nothing half-done stays behind
+            done.set()
+
+    if elector.run(stop, lead):
+        return 0
+    print(f"kbl controller: lost Lease {elector.settings.namespace}/{elector.settings.lease_name}; exiting", file=sys.stderr)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     from placement.controller import Controller, ControllerSettings
+    from placement.controller.leading import LeaderElector
 
+    leading = election(args)  # argument errors before any connection
     kube: KubeApi
     provider: NodeGroupProvider
     if args.snapshot:
@@ -147,20 +222,40 @@ def run(args: argparse.Namespace) -> int:
         resync_s=args.resync_s,
         dry_run=args.dry_run,
     )
-    controller = Controller(kube, provider, settings, utilisation=utilisation(args, kube))
+    elector = LeaderElector(kube, leading) if leading is not None else None
+    guard = elector.check if elector is not None else None
+    controller = Controller(kube, provider, settings, utilisation=utilisation(args, kube), guard=guard)
+    if elector is not None and args.once:
+        if not elector.try_acquire_or_renew():
+            where = f"{elector.settings.namespace}/{elector.settings.lease_name}"
+            print(f"kbl controller: {elector.holder!r} holds Lease {where}; not acting", file=sys.stderr)
+            return 1
+        try:
+            controller.reconcile_once()
+        finally:
+            elector.release()
+        return _report(controller)
     if args.once or args.dry_run:
         plan = controller.reconcile_once()
         if args.dry_run:
             sys.stdout.write(plan.to_json_lines())
-        for rejected in controller.rejected:
-            print(f"kbl controller: skipped {rejected}", file=sys.stderr)
-        refused: list[Any] = controller.actor.log.refused
-        for action, why in refused:
-            print(f"kbl controller: {action.kind} failed: {why}", file=sys.stderr)
-        return 1 if refused else 0
+        return _report(controller)
     stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())  # kubelet's stop: release the Lease
     try:
+        if elector is not None:
+            return run_elected(controller, elector, stop)
         controller.run(stop)
     finally:
         stop.set()
     return 0
+
+
+def _report(controller: Controller) -> int:
+    for rejected in controller.rejected:
+        print(f"kbl controller: skipped {rejected}", file=sys.stderr)
+    refused: list[Any] = controller.actor.log.refused
+    for action, why in refused:
+        print(f"kbl controller: {action.kind} failed: {why}", file=sys.stderr)
+    return 1 if refused else 0

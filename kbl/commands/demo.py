@@ -4,7 +4,10 @@ It builds a 3-zone cluster from copies of a real EKS node object, places four da
 placement engine (3x replicas, 2x across zones, erasure 4+2 and 6+3), starts the real extender on
 a loopback port, and drives a bursty, skewed pod trace through a faithful kube-scheduler
 simulation three ways (kube-scheduler alone, a Stork-like tier extender, kbl) plus a greedy oracle,
-against the min-cost-flow optimum. It prints a results table and writes into ``--out``:
+against the min-cost-flow optimum. Then the companion controller runs once, in-process, on the
+same cluster plus a KBL whose pods fit on no existing node (:mod:`benchmarks.capacity_demo`: the
+simulated cloud, no account) and the node-group requests it plans are shown. It prints both
+tables and writes into ``--out``:
 ``locality.png`` (the plot), ``report.md`` (a short report), ``results.json`` (every figure) and
 ``snapshot.json`` (the cluster and datasets, readable by ``kbl topology --snapshot``).
 """
@@ -16,6 +19,8 @@ import json
 import time
 from pathlib import Path
 
+from benchmarks.capacity_demo import markdown as capacity_markdown
+from benchmarks.capacity_demo import node_group_requests, requests_table
 from benchmarks.locality import (
     KBL_DEFAULTS,
     PREVIOUS_THRESHOLD,
@@ -101,11 +106,15 @@ def run(args: argparse.Namespace) -> int:
     )
     comparison = compare(settings, variants(args.weight, full=False), console=console)
     console.print(results_table(comparison))
+    trace = comparison.trace
+    capacity = node_group_requests(trace.node_objects, trace.nodes, trace.datasets)
+    console.print(requests_table(capacity))
     elapsed = time.perf_counter() - started
     command = "kbl demo" + (f" --seed {args.seed}" if args.seed else "") + (" --quick" if args.quick else "")
     png = plot(comparison, out / "locality.png")
-    (out / "report.md").write_text(report(comparison, elapsed, command))
-    (out / "results.json").write_text(json.dumps(comparison.as_dict(), indent=2, default=str))
+    (out / "report.md").write_text(report(comparison, elapsed, command) + "\n" + capacity_markdown(capacity))
+    results = {**comparison.as_dict(), "capacity": capacity.as_dict()}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "snapshot.json").write_text(json.dumps(as_list([*comparison.trace.node_objects, *comparison.trace.dataset_objects()])))
     console.print(f"wrote {png}, {out / 'report.md'}, {out / 'results.json'}, {out / 'snapshot.json'} in {elapsed:.0f} s")
     return 0

@@ -5,7 +5,9 @@ the Eviction API (a PodDisruptionBudget refusal leaves the pod and the node wait
 one named instance, node annotations for Cluster Autoscaler, re-replication requests on
 DataSets, and the KBL status where the controller keeps its state. A group creation is written
 ahead into ``status.nodeGroups`` (phase ``Creating`` with its token) before the cloud call, and
-confirmed after it, so a crash at any step leaves a state a new controller completes.
+confirmed after it, so a crash at any step leaves a state a new controller completes. A
+``guard`` (the leader election's check) runs before every action and between the steps of one,
+and stops the execution by raising when this controller may no longer act.
 """
 
 from __future__ import annotations
@@ -58,14 +60,22 @@ class Actor:
         hook: Callable[[str], None],
         *,
         max_nodes_total: int | None = None,
+        guard: Callable[[str], None] | None = None,
     ) -> None:
         self.max_nodes_total = max_nodes_total
         self.kube = kube
         self.provider = provider
         self.cluster_name = cluster_name
         self.clock = clock
-        self.hook = hook
+        self.guard = guard or (lambda _step: None)
+        self.step_hook = hook
         self.log = ActionLog()
+
+    def hook(self, step: str) -> None:
+        """A step between two writes: the guard may stop us here (leadership lost), then the
+        test hook (a simulated crash)."""
+        self.guard(step)
+        self.step_hook(step)
 
     def execute(self, plan: cap.Plan, state: cap.CapacityState) -> ActionLog:
         """Run every action; a failed action is logged as refused and the rest go on."""
@@ -73,6 +83,7 @@ class Actor:
         for action in plan.actions:
             if isinstance(action, cap.Note):
                 continue
+            self.guard(action.kind)
             try:
                 self._one(action, state)
             except (ProviderError, ApiError) as exc:
@@ -80,6 +91,7 @@ class Actor:
                 self._event(action.kbl, "CapacityActionFailed", f"{action.kind}: {exc}", "Warning")
                 continue
             self.log.done.append(action)
+        self.guard("status-sync")
         try:
             self._sync_group_status(state)
         except (ProviderError, ApiError) as exc:  # retried on the next reconcile
@@ -179,6 +191,7 @@ class Actor:
         obj = self.kube.get(KBLS, name, namespace=namespace)
         if obj is None:
             return
+        self.guard("status")
         entries = [dict(e) for e in ((obj.get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
         for entry in entries:
             if entry.get("name") == group:

@@ -5,7 +5,9 @@ Used by the controller's logic tests, the benchmarks' simulations and demos (no 
 Objects by (resource, namespace, name) with a cluster-wide resourceVersion counter, label
 selectors (equality), a watch log with ``410 Gone`` for versions too old, JSON merge patches
 (``null`` deletes; a ``metadata.resourceVersion`` in the patch is a precondition, ``409`` on
-mismatch, as the API server does), the status subresource, bindings, evictions refused with
+mismatch, as the API server does), create (``409`` when the name is taken) and replace (``PUT``:
+the whole object, a stale ``metadata.resourceVersion`` is a ``409`` :class:`ConflictError`, so
+two writers that read the same version cannot both win), the status subresource, bindings, evictions refused with
 ``False`` when a PodDisruptionBudget would drop below ``minAvailable``, and recorded events.
 """
 
@@ -16,7 +18,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from placement.kubeapi import NODES, PODS, ApiError, GoneError, Resource, WatchEvent
+from placement.kubeapi import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
 
 Objects = list[dict[str, Any]]
 
@@ -120,7 +122,7 @@ class MemoryApi:
                 raise ApiError(404, f"{self._kind(resource)} {name} not found")
             want_rv = (patch.get("metadata") or {}).get("resourceVersion")
             if want_rv is not None and want_rv != obj["metadata"].get("resourceVersion"):
-                raise ApiError(409, "the object has been modified")
+                raise ConflictError(f"{self._kind(resource)} {name}: the object has been modified")
             body = {"status": patch.get("status")} if status else {k: v for k, v in patch.items() if k != "status"}
             updated = merge_patch(obj, body)
             self.objects[key] = updated
@@ -132,6 +134,47 @@ class MemoryApi:
 
     def patch_status(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         return self._patch(resource, name, patch, namespace, status=True)
+
+    def create(self, resource: Resource, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            stored = copy.deepcopy(dict(obj))
+            meta = stored.setdefault("metadata", {})
+            name = meta.get("name")
+            if not name:
+                raise ApiError(422, f"{self._kind(resource)}: metadata.name is required")
+            if resource.namespaced:
+                meta["namespace"] = namespace or meta.get("namespace") or "default"
+            key = self._key(resource, name, meta.get("namespace"))
+            if key in self.objects:
+                raise ConflictError(f"{self._kind(resource)} {name} already exists")
+            meta.pop("resourceVersion", None)
+            stored.setdefault("apiVersion", resource.api_version)
+            stored.setdefault("kind", resource.kind)
+            self.objects[key] = stored
+            self._bump(resource, "ADDED", stored)
+            return copy.deepcopy(stored)
+
+    def replace(self, resource: Resource, name: str, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            key = self._key(resource, name, namespace)
+            old = self.objects.get(key)
+            if old is None:
+                raise ApiError(404, f"{self._kind(resource)} {name} not found")
+            stored = copy.deepcopy(dict(obj))
+            meta = stored.setdefault("metadata", {})
+            if meta.get("name", name) != name:
+                raise ApiError(400, f"{self._kind(resource)} {name}: metadata.name {meta['name']!r} does not match the URL")
+            want_rv = meta.get("resourceVersion")
+            if want_rv is not None and want_rv != old["metadata"].get("resourceVersion"):
+                raise ConflictError(f"{self._kind(resource)} {name}: the object has been modified")
+            meta["name"] = name
+            if resource.namespaced:
+                meta["namespace"] = old["metadata"].get("namespace", "default")
+            stored.setdefault("apiVersion", resource.api_version)
+            stored.setdefault("kind", resource.kind)
+            self.objects[key] = stored
+            self._bump(resource, "MODIFIED", stored)
+            return copy.deepcopy(stored)
 
     def create_binding(self, namespace: str, pod: str, uid: str, node: str) -> None:
         with self.lock:

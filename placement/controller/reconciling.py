@@ -87,6 +87,9 @@ class Controller:
         The scale-down durability check.
     utilisation:
         Optional source of per-KBL utilisation (metrics.k8s.io or Prometheus readers).
+    guard:
+        Called with a step name before every write; raises to stop acting (the leader
+        election's :meth:`~placement.controller.leading.LeaderElector.check`).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class Controller:
         step_hook: StepHook | None = None,
         removal_check: cap.RemovalCheck = cap.removal_verdict,
         utilisation: Callable[[list[KBL], list[Node]], Mapping[str, cap.Utilisation]] | None = None,
+        guard: Callable[[str], None] | None = None,
     ) -> None:
         self.kube = kube
         self.provider = provider
@@ -108,7 +112,7 @@ class Controller:
         self.utilisation = utilisation
         self.actor = Actor(
             kube, provider, self.settings.cluster_name, clock, step_hook or (lambda _step: None),
-            max_nodes_total=self.settings.capacity.max_nodes_total,
+            max_nodes_total=self.settings.capacity.max_nodes_total, guard=guard,
         )
         self.rejected: list[ObjectError] = []
         self.reconciles = 0
@@ -179,13 +183,19 @@ class Controller:
         ]
         for t in threads:
             t.start()
-        while not stop.is_set():
-            self.reconcile_once()
-            if max_reconciles is not None and self.reconciles >= max_reconciles:
-                break
-            if trigger.wait(self.settings.resync_s):
-                stop.wait(self.settings.batch_window_s)  # let pods created together arrive
-            trigger.clear()
+        # A stop (shutdown, or leadership ending) wakes the loop at once instead of after a resync.
+        finished = threading.Event()
+        threading.Thread(target=_wake_on_stop, args=(stop, trigger, finished), daemon=True, name="stop-wakes-loop").start()
+        try:
+            while not stop.is_set():
+                self.reconcile_once()
+                if max_reconciles is not None and self.reconciles >= max_reconciles:
+                    break
+                if trigger.wait(self.settings.resync_s) and not stop.is_set():
+                    stop.wait(self.settings.batch_window_s)  # let pods created together arrive
+                trigger.clear()
+        finally:
+            finished.set()
 
     def _watch(self, resource: Resource, trigger: threading.Event, stop: threading.Event) -> None:
         version = ""
@@ -204,6 +214,13 @@ class Controller:
                 version = ""
             except Exception:  # the API server went away: retry after a pause, never die
                 stop.wait(1.0)
+
+
+def _wake_on_stop(stop: threading.Event, trigger: threading.Event, finished: threading.Event) -> None:
+    while not finished.is_set():
+        if stop.wait(0.2):
+            trigger.set()
+            return
 
 
 def _is_unschedulable(obj: Mapping[str, Any]) -> bool:

@@ -57,6 +57,12 @@ class SnapshotApi:
     def patch_status(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         raise self._refuse(f"patching {resource.plural}/{name}/status")
 
+    def create(self, resource: Resource, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        raise self._refuse(f"creating a {resource.kind}")
+
+    def replace(self, resource: Resource, name: str, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        raise self._refuse(f"replacing {resource.plural}/{name}")
+
     def create_binding(self, namespace: str, pod: str, uid: str, node: str) -> None:
         raise self._refuse("binding")
 

@@ -132,6 +132,14 @@ def instance_id(provider_id: str) -> str:
     return tail
 
 
+def kbl_tags(cluster_name: str) -> dict[str, str]:
+    """The two tags on everything kbl creates in the cloud (groups, launch templates, images and
+    their snapshots); the IAM policies in ``manifests/iam/`` require them at creation and on
+    every later change."""
+    return {MANAGED_BY_TAG: MANAGED_BY, CLUSTER_TAG: cluster_name}
+
+
 def group_tags(spec: NodeGroupSpec, cluster_name: str) -> dict[str, str]:
-    """The tags of a kbl-managed group (never the Cluster Autoscaler discovery tags)."""
-    return {MANAGED_BY_TAG: MANAGED_BY, KBL_TAG: spec.kbl, ZONE_TAG: spec.zone, CLUSTER_TAG: cluster_name}
+    """The tags of a kbl-managed group and its launch template (never the Cluster Autoscaler
+    discovery tags)."""
+    return {**kbl_tags(cluster_name), KBL_TAG: spec.kbl, ZONE_TAG: spec.zone}

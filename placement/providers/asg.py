@@ -28,6 +28,7 @@ from placement.providers import (
     RollStrategy,
     group_tags,
     instance_id,
+    kbl_tags,
 )
 from placement.providers.awscalls import aws_call
 from placement.providers.imaging import create_image, new_template_version
@@ -153,12 +154,14 @@ class AsgProvider:
         template = self._template(spec.name)
         if template is None:
             data = {"ImageId": self.image_id, "InstanceType": spec.instance_type, "UserData": user_data(self.cluster_name, spec)}
+            template_tags = [{"Key": k, "Value": v} for k, v in sorted(group_tags(spec, self.cluster_name).items())]
             try:
                 template = self._call(
                     self.ec2.create_launch_template,
                     LaunchTemplateName=spec.name,
                     LaunchTemplateData=data,
                     ClientToken=token[:64],
+                    TagSpecifications=[{"ResourceType": "launch-template", "Tags": template_tags}],
                 )["LaunchTemplate"]
             except ProviderError as exc:
                 if not exc.code.startswith("InvalidLaunchTemplateName.AlreadyExists"):
@@ -204,7 +207,7 @@ class AsgProvider:
             self._call(self.ec2.delete_launch_template, LaunchTemplateName=name)
 
     def create_image(self, provider_id: str, image_name: str, tags: Mapping[str, str]) -> str:
-        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, tags)
+        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, {**tags, **kbl_tags(self.cluster_name)})
 
     def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
         template = self._template(name)

@@ -26,6 +26,7 @@ from placement.providers import (
     RollStrategy,
     group_tags,
     instance_id,
+    kbl_tags,
 )
 from placement.providers.awscalls import aws_call
 from placement.providers.retrying import Backoff
@@ -208,7 +209,7 @@ class EksProvider:
     def create_image(self, provider_id: str, image_name: str, tags: Mapping[str, str]) -> str:
         from placement.providers.imaging import create_image
 
-        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, tags)
+        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, {**tags, **kbl_tags(self.cluster_name)})
 
     def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
         """A new launch-template version with ``image_id``, then ``update_nodegroup_version``.

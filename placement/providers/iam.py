@@ -16,6 +16,7 @@ _EKS = frozenset(
         "eks:UpdateNodegroupVersion",
         "eks:DeleteNodegroup",
         "eks:DescribeCluster",
+        "eks:TagResource",
         "ec2:DescribeSubnets",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:DescribeAutoScalingInstances",
@@ -26,6 +27,7 @@ _EKS = frozenset(
 _ASG = frozenset(
     {
         "autoscaling:CreateAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
         "autoscaling:DescribeAutoScalingGroups",
         "autoscaling:SetDesiredCapacity",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
@@ -54,8 +56,13 @@ WORKER_ACTIONS: frozenset[str] = CONTROLLER_DIRECT_ACTIONS | frozenset(
     {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"}
 )
 #: Actions AWS authorises implicitly inside another call (no boto3 operation of that name is
-#: made): passing the node role, launching instances and tagging resources at creation.
-IMPLIED_ACTIONS: frozenset[str] = frozenset({"iam:PassRole", "ec2:RunInstances", "ec2:CreateTags"})
+#: made): passing the node role, launching instances, and tagging resources at creation
+#: (``ec2:CreateTags`` for launch templates, images and snapshots; ``autoscaling:CreateOrUpdateTags``
+#: for an Auto Scaling group created with ``Tags``; ``eks:TagResource`` for a node group created
+#: with ``tags``).
+IMPLIED_ACTIONS: frozenset[str] = frozenset(
+    {"iam:PassRole", "ec2:RunInstances", "ec2:CreateTags", "autoscaling:CreateOrUpdateTags", "eks:TagResource"}
+)
 
 #: boto3 service names -> IAM prefixes (they differ for some services).
 SERVICE_PREFIX = {"eks": "eks", "autoscaling": "autoscaling", "ec2": "ec2", "sqs": "sqs"}

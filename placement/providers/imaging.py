@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 
 def create_image(ec2: EC2Client, backoff: Backoff, instance: str, image_name: str, tags: Mapping[str, str]) -> str:
-    """Image ``instance`` without rebooting it, tagged; the existing image for a known name."""
+    """Image ``instance`` without rebooting it, the image and its snapshots tagged with ``tags`` at
+    creation (``ec2:CreateTags`` is granted only with ``ec2:CreateAction=CreateImage``); the
+    existing image for a known name."""
     found = aws_call(backoff, ec2.describe_images, Owners=["self"], Filters=[{"Name": "name", "Values": [image_name]}])["Images"]
     if found:
         return str(found[0]["ImageId"])
@@ -31,7 +33,7 @@ def create_image(ec2: EC2Client, backoff: Backoff, instance: str, image_name: st
             InstanceId=instance,
             Name=image_name,
             NoReboot=True,
-            TagSpecifications=[{"ResourceType": "image", "Tags": tag_list}],
+            TagSpecifications=[{"ResourceType": "image", "Tags": tag_list}, {"ResourceType": "snapshot", "Tags": tag_list}],
         )
     except ProviderError as exc:
         if exc.code != "InvalidAMIName.Duplicate":

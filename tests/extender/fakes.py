@@ -35,6 +35,12 @@ class RecordingApi:
     def patch_status(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         raise AssertionError("the app must not patch")
 
+    def create(self, resource: Resource, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        raise AssertionError("the app must not create objects")
+
+    def replace(self, resource: Resource, name: str, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        raise AssertionError("the app must not replace objects")
+
     def create_binding(self, namespace: str, pod: str, uid: str, node: str) -> None:
         if self.fail_binding is not None:
             raise self.fail_binding

@@ -29,5 +29,18 @@ def test_demo_quick_writes_table_plot_report_and_figures(tmp_path: Path, capsys:
     assert labels[0].startswith("default")
     assert any(label.startswith("kbl") for label in labels)
     assert all(p["pending"] == 0 and p["ratio_to_optimum"] >= 1.0 - 1e-9 for p in results["policies"])
+    # The companion controller's node-group request for the KBL whose pods fit nowhere.
+    assert "companion controller" in printed
+    assert "r6i.4xlarge" in printed
+    assert "## Companion controller" in report
+    (request,) = results["capacity"]["requests"]
+    assert results["capacity"]["existing_nodes_matching"] == 0
+    assert request["instance_type"] == "r6i.4xlarge"
+    assert request["count"] >= results["capacity"]["pods"]  # the pods, and the next stage pre-warmed
+    assert "stage call" in request["why"]
+    by_zone = results["capacity"]["bytes_by_zone"]
+    assert by_zone[request["zone"]] == max(by_zone.values())  # grown where the pods' data lives
+    assert f"| {request['group']} | r6i.4xlarge | {request['count']} | {request['zone']} |" in report
+    assert [request["group"], request["zone"], request["count"]] in results["capacity"]["cloud_groups"]
     snapshot = json.loads((out / "snapshot.json").read_text())
     assert {o["kind"] for o in snapshot["items"]} == {"Node", "DataSet"}

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from kbl import cli
+from kbl.commands.controller import election
 from tests.manifests.shipped import CHART, MANIFESTS, find, generator, load_docs, of_kind
 
 Obj = dict[str, Any]
@@ -100,10 +101,15 @@ def test_controller_values_reach_its_arguments_and_service_account() -> None:
                         "roleArn": "arn:aws:iam::123456789012:role/kbl-queue", "region": "eu-west-1", "maxNodes": 50}}
     )  # fmt: skip
     args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args == ["controller", "--provider", "queue", "--cluster-name", "prod", "--max-nodes", "50", "--region", "eu-west-1",
-                    "--queue-url", f"{queue}-requests", "--reply-queue-url", f"{queue}-replies"]  # fmt: skip
+    assert args == ["controller", "--provider", "queue", "--cluster-name", "prod", "--max-nodes", "50",
+                    "--leader-elect", "--leader-elect-lease", "kbl-controller", "--leader-elect-namespace", "kbl-system",
+                    "--leader-elect-lease-duration-s", "15", "--leader-elect-renew-deadline-s", "10", "--leader-elect-retry-period-s", "2",
+                    "--region", "eu-west-1", "--queue-url", f"{queue}-requests", "--reply-queue-url", f"{queue}-replies"]  # fmt: skip
     parsed = cli.build_parser().parse_args(args)
     assert (parsed.provider, parsed.max_nodes, parsed.reply_queue_url) == ("queue", 50, f"{queue}-replies")
+    lease = election(parsed)  # the CLI accepts the chart's durations
+    assert lease is not None
+    assert (lease.lease_name, lease.namespace) == ("kbl-controller", "kbl-system")
     with pytest.raises(helm.HelmError, match="controller.queueUrl is required"):
         _render({"controller": {"provider": "queue"}})
     account = find(objects, "ServiceAccount", "kbl-controller")
@@ -140,7 +146,8 @@ def test_stale_check_names_a_hand_edited_file(tmp_path: Any, monkeypatch: Any) -
         ({"scheduler": {"extender": {"wieght": 3}}}, "wieght"),
         ({"scheduler": {"extender": {"ignorable": "yes"}}}, "/scheduler/extender/ignorable"),
         ({"controller": {"provider": "gke"}}, "/controller/provider"),
-        ({"controller": {"replicas": 2}}, "replicas"),
+        ({"controller": {"replicas": 0}}, "/controller/replicas"),
+        ({"controller": {"leaderElection": {"leaseDurationSeconds": 0}}}, "leaderElection"),
         ({"extender": {"replicas": 1}}, "/extender/replicas"),
         ({"image": {"tag": "latest"}}, "/image/tag"),
         ({"scheduler": {"image": {"tag": "latest"}}}, "/scheduler/image/tag"),
@@ -149,3 +156,9 @@ def test_stale_check_names_a_hand_edited_file(tmp_path: Any, monkeypatch: Any) -
 def test_helm_refuses_values_that_break_a_documented_choice(values: Obj, where: str) -> None:
     with pytest.raises(helm.HelmValuesError, match=where):
         GEN.render(values)
+
+
+def test_inconsistent_leader_election_durations_do_not_render() -> None:
+    durations = {"leaseDurationSeconds": 10, "renewDeadlineSeconds": 10, "retryPeriodSeconds": 2}
+    with pytest.raises(helm.HelmError, match="leaseDurationSeconds > renewDeadlineSeconds"):
+        GEN.render({"controller": {"leaderElection": durations}})

@@ -132,14 +132,25 @@ def test_namespace_enforces_the_restricted_pod_security_standard() -> None:
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_scheduler_elects_a_leader_and_the_controller_never_runs_twice() -> None:
-    """kube-scheduler elects a leader on its own Lease; `kbl controller` does not elect one, so
-    it runs as exactly one replica that is stopped before its replacement starts."""
+def test_scheduler_and_controller_elect_leaders_on_their_own_leases() -> None:
+    """kube-scheduler elects a leader on its own Lease, and so do `kbl controller`'s replicas:
+    two of them, rolled with a standby up before the old one stops, one kept through drains."""
     role = find(OBJECTS, "Role", "kbl-scheduler-leader-election")
     assert any("kbl-scheduler" in r.get("resourceNames", []) for r in role["rules"])
     controller = find(OBJECTS, "Deployment", "kbl-controller")
-    assert controller["spec"]["replicas"] == 1
-    assert controller["spec"]["strategy"] == {"type": "Recreate"}
+    assert controller["spec"]["replicas"] == 2
+    assert controller["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    (container,) = pod_spec(controller)["containers"]
+    args = container["args"]
+    assert "--leader-elect" in args
+    lease = args[args.index("--leader-elect-lease") + 1]
+    assert args[args.index("--leader-elect-namespace") + 1] == controller["metadata"]["namespace"]
+    role = find(OBJECTS, "Role", "kbl-controller-leader-election")
+    assert any(lease in r.get("resourceNames", []) and "update" in r["verbs"] for r in role["rules"])
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    pdb = find(OBJECTS, "PodDisruptionBudget", "kbl-controller")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= controller["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_shipped_controller_arguments_are_accepted_by_kbl_controller_itself() -> None:

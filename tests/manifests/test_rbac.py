@@ -50,7 +50,12 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "watch", ""): "placements kept current",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "patch", ""): "annotations asking for re-replication before a scale-down",
     # (With controller.metricsServer: metrics.k8s.io nodes list, for utilisation feedback.)
-    # kbl-scheduler's leader election on its own Lease (`kbl controller` runs as one replica).
+    # `kbl controller`'s leader election (placement/controller/leading.py) on its own Lease. RBAC
+    # cannot limit `create` by name (the name is in the body): create is for this namespace only.
+    ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
+    ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "get", "kbl-controller"): "read the holder",
+    ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "update", "kbl-controller"): "renew, take over, release",
+    # kbl-scheduler's leader election on its own Lease.
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "get", "kbl-scheduler"): "read the leader",
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "update", "kbl-scheduler"): "renew or take over",
@@ -125,14 +130,17 @@ def test_extender_cannot_bind_pods_unless_the_scheduler_delegates_binding() -> N
 
 
 #: KubeApi method -> (resource suffix, verb) it needs; ``None`` resource: fixed below.
-VERBS = {"list": ("", "list"), "watch": ("", "watch"), "get": ("", "get"), "patch": ("", "patch"), "patch_status": ("/status", "patch")}
+VERBS = {
+    "list": ("", "list"), "watch": ("", "watch"), "get": ("", "get"), "patch": ("", "patch"), "patch_status": ("/status", "patch"),
+    "create": ("", "create"), "replace": ("", "update"),
+}
 FIXED = {"evict": ("", "pods/eviction", "create"), "create_event": ("", "events", "create"), "create_binding": ("", "pods/binding", "create")}
 
 
 def _resources(path: Path) -> dict[str, kubeapi.Resource]:
     """The Resource constants a module can name: kubeapi's and its own module-level ones."""
     module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
-    names = {name: getattr(kubeapi, name) for name in ("NODES", "PODS", "DATASETS", "KBLS")}
+    names = {name: getattr(kubeapi, name) for name in ("NODES", "PODS", "DATASETS", "KBLS", "LEASES")}
     names.update({k: v for k, v in vars(module).items() if isinstance(v, kubeapi.Resource)})
     return names
 
@@ -171,15 +179,32 @@ def _granted_to(role: str, objects: list[Obj] | None = None) -> set[tuple[str, s
     return {(g, r, v) for rule in roles[0]["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
 
 
+def _lease_grants(role: str, objects: list[Obj]) -> set[tuple[str, str, str, str]]:
+    (found,) = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == role]
+    return {
+        (g, r, v, n) for rule in found["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+        for n in rule.get("resourceNames", [""])
+    }  # fmt: skip
+
+
 def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
-    """Node metrics only when the metrics-server feedback is switched on (``--metrics-server``)."""
+    """Node metrics only when the metrics-server feedback is switched on (``--metrics-server``).
+    Its Lease calls (leader election) go to a namespaced Role, by name except ``create``."""
     needed = _calls(sorted((ROOT / "placement" / "controller").glob("*.py")))
     metrics = ("metrics.k8s.io", "nodes", "list")
     assert metrics in needed
-    assert _granted_to("kbl-controller") == needed - {metrics}
+    leases = {c for c in needed if c[0] == kubeapi.LEASES.group}
+    assert leases == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+    assert _granted_to("kbl-controller") == needed - {metrics} - leases
+    objects = [o for _, o in OBJECTS]
+    args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
+    lease = args[args.index("--leader-elect-lease") + 1]
+    assert _lease_grants("kbl-controller-leader-election", objects) == {
+        (g, r, v, "" if v == "create" else lease) for g, r, v in leases
+    }
     rendered = generator().render({"controller": {"metricsServer": True}})
     objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
-    assert _granted_to("kbl-controller", objects) == needed
+    assert _granted_to("kbl-controller", objects) == needed - leases
     args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--metrics-server" in args
 

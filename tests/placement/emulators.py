@@ -9,6 +9,7 @@ emulator from the test.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from typing import Any
 
@@ -61,3 +62,32 @@ class Emulator:
 
     def requests(self, criterion: Any) -> list[Any]:
         return list(self.kmock[criterion])
+
+    def serve_replace(self, group: str, version: str, plural: str) -> None:
+        """Give one resource what the emulator lacks: a ``resourceVersion`` on every object created
+        (``POST``) and ``PUT`` (replace) with the API server's optimistic concurrency (a stale
+        ``metadata.resourceVersion`` gets ``409 Conflict``, a missing object ``404``)."""
+        resource = kmock.resource(group, version, plural)
+        versions = itertools.count(1000)
+
+        def created(request: Any) -> Any:
+            meta = request.data.get("metadata") or {}
+            stored = self.kmock.objects[resource, request.namespace or meta.get("namespace"), meta["name"]]
+            stored.patch({"metadata": {"resourceVersion": str(next(versions))}})
+            return stored.raw
+
+        def replaced(request: Any) -> Any:
+            key = (resource, request.namespace, request.name)
+            if key not in self.kmock.objects or self.kmock.objects[key].deleted:
+                raise kmock.KubernetesObjectNotFoundError()
+            current = self.kmock.objects[key].raw
+            meta = dict(request.data.get("metadata") or {})
+            wanted = meta.get("resourceVersion")
+            if wanted and wanted != (current.get("metadata") or {}).get("resourceVersion"):
+                raise kmock.KubernetesError(status=409, reason="Conflict", message=f"{plural} {request.name}: the object has been modified")
+            meta.update(name=request.name, namespace=request.namespace, resourceVersion=str(next(versions)))
+            self.kmock.objects[key] = {**request.data, "metadata": meta}
+            return self.kmock.objects[key].raw
+
+        self.kmock["post", resource] << created
+        self.kmock["put", resource] << replaced

@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.ec2.models.amis import AmiBackend
 from moto.server import ThreadedMotoServer
 
 from placement.providers.iam import iam_action
@@ -52,17 +53,34 @@ class Aws:
         return self.clients[service]
 
 
+def _create_image_tagging_snapshots(original: Any) -> Any:
+    """moto's ``CreateImage`` with what it lacks: ``TagSpecifications`` of type ``snapshot`` (AWS
+    tags the image's snapshots with them; moto raises NotImplementedError)."""
+
+    def create_image(backend: Any, instance_id: str, name: str, description: str, tag_specifications: list[dict[str, Any]]) -> Any:
+        snapshot_tags = [t for spec in tag_specifications if spec["ResourceType"] == "snapshot" for t in spec["Tags"]]
+        rest = [spec for spec in tag_specifications if spec["ResourceType"] != "snapshot"]
+        ami = original(backend, instance_id, name, description, tag_specifications=rest)
+        for tag in snapshot_tags:
+            ami.ebs_snapshot.add_tag(tag["Key"], tag["Value"])
+        return ami
+
+    return create_image
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     # Thousands of default AMIs make every EC2 backend slow to build; tests register their own.
     os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AmiBackend, "create_image", _create_image_tagging_snapshots(AmiBackend.create_image))
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
 
 
 _COUNTER = itertools.count(1)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from placement.providers import CA_ENABLED_TAG, MANAGED_BY_TAG, NodeGroupSpec, ProviderError
+from placement.providers import CA_ENABLED_TAG, CLUSTER_TAG, MANAGED_BY_TAG, NodeGroupSpec, ProviderError
 from placement.providers.asg import AsgProvider
 from placement.providers.eks import EksProvider
 from placement.providers.retrying import Backoff
+from tests.conftest import ROOT
 from tests.placement.providers.conftest import Aws, base_image, make_cluster
 from topology.nodes import Taint
 
@@ -140,3 +142,61 @@ def test_prototype_image_is_made_once_and_the_next_nodes_use_it(aws: Aws, no_sle
     assert group["LaunchTemplate"]["Version"] == "2"
     data = aws.client("ec2").describe_launch_template_versions(LaunchTemplateName=info.name, Versions=["2"])
     assert data["LaunchTemplateVersions"][0]["LaunchTemplateData"]["ImageId"] == image
+
+
+def _policy_tags(action: str) -> tuple[dict[str, str], set[str] | None]:
+    """The tags the shipped policy requires in the request for ``action`` (``aws:RequestTag``,
+    for the cluster ``CLUSTER``) and the tag keys it allows (``aws:TagKeys``, None = any)."""
+    policy = json.loads((ROOT / "manifests" / "iam" / "controller-direct-policy.json").read_text())
+    required: dict[str, str] = {}
+    allowed: set[str] | None = None
+    for statement in policy["Statement"]:
+        if action not in statement["Action"]:
+            continue
+        for key, value in statement.get("Condition", {}).get("StringEquals", {}).items():
+            if key.startswith("aws:RequestTag/"):
+                required[key.removeprefix("aws:RequestTag/")] = value
+        keys = statement.get("Condition", {}).get("ForAllValues:StringEquals", {}).get("aws:TagKeys")
+        if keys is not None:
+            allowed = set(keys)
+    return required, allowed
+
+
+def _satisfies(tags: dict[str, str], action: str, cluster: str) -> None:
+    required, allowed = _policy_tags(action)
+    assert required, f"the policy requires no tags for {action}"
+    assert {k: v.replace("${CLUSTER_NAME}", cluster) for k, v in required.items()}.items() <= tags.items(), action
+    if allowed is not None:
+        assert set(tags) <= allowed, action
+
+
+def _tag_map(tags: list[dict[str, str]]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags}
+
+
+def test_everything_created_carries_the_tags_the_iam_policy_requires_at_creation(aws: Aws, no_sleep: Backoff) -> None:
+    """Launch templates, Auto Scaling groups, node groups, images and their snapshots are tagged
+    in the create call itself, with the tags (and only tag keys) the shipped policy conditions on."""
+    subnets = make_cluster(aws)
+    eks_info = eks_provider(aws, no_sleep).create_group(spec("kbl-eks-group"), "tok-e")
+    nodegroup = aws.client("eks").describe_nodegroup(clusterName=aws.cluster, nodegroupName=eks_info.name)["nodegroup"]
+    _satisfies(dict(nodegroup["tags"]), "eks:CreateNodegroup", aws.cluster)
+    _satisfies(dict(nodegroup["tags"]), "eks:TagResource", aws.cluster)
+
+    provider = asg_provider(aws, no_sleep, subnets)
+    info = provider.create_group(spec(f"kbl-tagged-{aws.cluster}", desired=1), "tok")  # moto's EC2 is shared: a new name
+    ec2 = aws.client("ec2")
+    (template,) = ec2.describe_launch_templates(LaunchTemplateNames=[info.name])["LaunchTemplates"]
+    _satisfies(_tag_map(template.get("Tags", [])), "ec2:CreateLaunchTemplate", aws.cluster)
+    group = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[info.name])["AutoScalingGroups"][0]
+    asg_tags = _tag_map(group["Tags"])
+    _satisfies(asg_tags, "autoscaling:CreateAutoScalingGroup", aws.cluster)
+    _satisfies(asg_tags, "autoscaling:CreateOrUpdateTags", aws.cluster)
+
+    victim = _instances(aws, info.name)[0]["InstanceId"]
+    image_id = provider.create_image(f"aws:///us-east-1b/{victim}", f"kbl-tagged-{aws.cluster}", {"kbl.io/prototype-of": info.name})
+    (image,) = ec2.describe_images(ImageIds=[image_id])["Images"]
+    snapshot_id = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+    snapshot_tags = _tag_map(ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0].get("Tags", []))
+    for tags in (_tag_map(image.get("Tags", [])), snapshot_tags):
+        assert {MANAGED_BY_TAG: "kbl", CLUSTER_TAG: aws.cluster, "kbl.io/prototype-of": info.name}.items() <= tags.items()
