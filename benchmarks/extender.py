@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from benchmarks.measuring import peak_rss_mib, percentile, run_child, write_json
-from benchmarks.model import make_snapshot
+from benchmarks.model import bench_pod, make_snapshot
 
 NODES = 5000
 SHARDS = 4096
@@ -53,19 +53,6 @@ NAMESPACE = "bench"
 DATASET = "ds-0"
 
 
-def bench_pod(name: str, first: int, count: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": f"uid-{name}",
-            "annotations": {"kbl.io/dataset": DATASET, "kbl.io/shards": f"{first}-{first + count - 1}" if count > 1 else str(first)},
-        },
-        "spec": {"containers": [{"name": "main", "image": "busybox", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]},
-        "status": {"phase": "Pending"},
-    }
 
 
 # ----------------------------------------------------------------------- server

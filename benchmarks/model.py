@@ -39,6 +39,21 @@ def make_snapshot(path: Path, *, nodes: int, replicas_total: int, datasets: int,
         objs.append(ds)
     path.write_text(json.dumps(as_list(objs)))
 
+def bench_pod(name: str, first: int, count: int, *, namespace: str = "bench", dataset: str = "ds-0") -> dict[str, Any]:
+    """A pending pod reading shards ``first .. first + count - 1`` of a benchmark DataSet."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-{name}",
+            "annotations": {"kbl.io/dataset": dataset, "kbl.io/shards": f"{first}-{first + count - 1}" if count > 1 else str(first)},
+        },
+        "spec": {"containers": [{"name": "main", "image": "busybox", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]},
+        "status": {"phase": "Pending"},
+    }
+
 
 def child(path: str) -> None:
     """Measured in a fresh process: load the snapshot, build the cluster."""

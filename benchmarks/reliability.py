@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=400, help="failure rounds of the data-loss simulation (default 400; 0 skips it)")
     parser.add_argument("--shards", type=int, default=256, help="shards per simulated DataSet (default 256)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", "--output", metavar="FILE", help="write the figures as JSON")
+    parser.add_argument("-o", "--output", "--json", dest="output", metavar="FILE", help="write the figures as JSON")
 
 
 def _soak_lines(report: dict[str, Any]) -> list[str]:

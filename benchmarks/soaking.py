@@ -35,10 +35,7 @@ from typing import Any
 import orjson
 
 from benchmarks.measuring import percentile
-from benchmarks.model import make_snapshot
-
-NAMESPACE = "bench"
-DATASET = "ds-0"
+from benchmarks.model import bench_pod, make_snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,20 +115,6 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def pod(name: str, first: int, count: int) -> dict[str, Any]:
-    """A pending pod reading shards ``first .. first + count - 1`` of the bench DataSet."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": f"uid-{name}",
-            "annotations": {"kbl.io/dataset": DATASET, "kbl.io/shards": f"{first}-{first + count - 1}"},
-        },
-        "spec": {"containers": [{"name": "main", "image": "busybox", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]},
-        "status": {"phase": "Pending"},
-    }
 
 
 def request_bodies(cfg: SoakSettings, names: list[str], count: int = 64) -> list[tuple[list[str], bytes]]:
@@ -142,7 +125,7 @@ def request_bodies(cfg: SoakSettings, names: list[str], count: int = 64) -> list
         offered = rng.sample(names, min(cfg.candidates, len(names)))
         span = rng.choice((1, 4, 16, 64))
         first = rng.randrange(0, max(1, cfg.shards - span))
-        body = {"Pod": pod(f"soak-{i}", first, span), "Nodes": None, "NodeNames": offered}
+        body = {"Pod": bench_pod(f"soak-{i}", first, span), "Nodes": None, "NodeNames": offered}
         out.append((offered, orjson.dumps(body)))
     return out
 

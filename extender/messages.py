@@ -12,7 +12,7 @@ produce replies in the form that matches the request (``NodeNames`` for ``NodeNa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
@@ -320,39 +320,47 @@ def parse_preempt(body: Any) -> PreemptRequest:
     """
     body = _object(body, "request body")
     pod = _pod(body)
-    out: dict[str, tuple[list[str], int]] = {}
     meta = _field(body, "NodeNameToMetaVictims")
-    full = _field(body, "NodeNameToVictims")
     if meta is not None:
-        for node, raw in _object(meta, "NodeNameToMetaVictims").items():
-            where = f"NodeNameToMetaVictims[{node!r}]"
-            if raw is None:
-                out[node] = ([], 0)
-                continue
-            victims = _object(raw, where)
-            uids = []
-            for i, item in enumerate(_list(_field(victims, "Pods"), f"{where}.Pods")):
-                uid = _field(_object(item, f"{where}.Pods[{i}]"), "UID")
-                if not isinstance(uid, str) or not uid:
-                    raise ProtocolError(f"{where}.Pods[{i}].UID: missing or not a string")
-                uids.append(uid)
-            out[node] = (uids, _pdb(_field(victims, "NumPDBViolations"), where))
-    elif full is not None:
-        for node, raw in _object(full, "NodeNameToVictims").items():
-            where = f"NodeNameToVictims[{node!r}]"
-            if raw is None:
-                out[node] = ([], 0)
-                continue
-            victims = _object(raw, where)
-            uids = []
-            for i, item in enumerate(_list(_field(victims, "Pods"), f"{where}.Pods")):
-                item_meta = _object(item, f"{where}.Pods[{i}]").get("metadata")
-                uid = item_meta.get("uid") if isinstance(item_meta, Mapping) else None
-                if not isinstance(uid, str) or not uid:
-                    raise ProtocolError(f"{where}.Pods[{i}].metadata.uid: missing or not a string")
-                uids.append(uid)
-            out[node] = (uids, _pdb(_field(victims, "NumPDBViolations"), where))
-    return PreemptRequest(pod, out)
+        return PreemptRequest(pod, _victims(meta, "NodeNameToMetaVictims", _meta_uid))
+    full = _field(body, "NodeNameToVictims")
+    if full is not None:
+        return PreemptRequest(pod, _victims(full, "NodeNameToVictims", _pod_uid))
+    return PreemptRequest(pod, {})
+
+
+def _meta_uid(item: Mapping[str, Any], where: str) -> str:
+    """The UID of a ``MetaPod`` (``{"UID": ...}``)."""
+    uid = _field(item, "UID")
+    if not isinstance(uid, str) or not uid:
+        raise ProtocolError(f"{where}.UID: missing or not a string")
+    return uid
+
+
+def _pod_uid(item: Mapping[str, Any], where: str) -> str:
+    """The UID of a full ``v1.Pod`` (``metadata.uid``)."""
+    item_meta = item.get("metadata")
+    uid = item_meta.get("uid") if isinstance(item_meta, Mapping) else None
+    if not isinstance(uid, str) or not uid:
+        raise ProtocolError(f"{where}.metadata.uid: missing or not a string")
+    return uid
+
+
+def _victims(
+    raw_map: Any, name: str, uid_of: Callable[[Mapping[str, Any], str], str]
+) -> dict[str, tuple[list[str], int]]:
+    """``{node: ([victim UIDs], NumPDBViolations)}`` from either victims map."""
+    out: dict[str, tuple[list[str], int]] = {}
+    for node, raw in _object(raw_map, name).items():
+        where = f"{name}[{node!r}]"
+        if raw is None:
+            out[node] = ([], 0)
+            continue
+        victims = _object(raw, where)
+        pods = _list(_field(victims, "Pods"), f"{where}.Pods")
+        uids = [uid_of(_object(item, f"{where}.Pods[{i}]"), f"{where}.Pods[{i}]") for i, item in enumerate(pods)]
+        out[node] = (uids, _pdb(_field(victims, "NumPDBViolations"), where))
+    return out
 
 
 def _list(value: Any, where: str) -> list[Any]:
