@@ -38,8 +38,11 @@ audit: $(STAMP)
 slow: $(STAMP)
 	KBL_SLOW=1 $(BIN)/python -m pytest tests/reliability
 
+# Every benchmark back to back, figures as JSON into out/bench/ (about 5 minutes on 2 cores).
+BENCHES := model placement extender locality controller reliability
 bench: $(STAMP)
-	$(BIN)/kbl bench all
+	mkdir -p out/bench
+	for b in $(BENCHES); do $(BIN)/kbl bench $$b --json out/bench/$$b.json || exit 1; done
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache
