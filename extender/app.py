@@ -30,6 +30,7 @@ from extender.bodies import BodyError, read_json
 from extender.eventing import EventRecorder
 from extender.filtering import decide, preempt
 from extender.metrics import CONTENT_TYPE, ExtenderMetrics
+from extender.openapi import document
 from extender.ranking import Missed, rank
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState, Wish
@@ -138,6 +139,11 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
     for name, handle in (("filter", do_filter), ("prioritize", do_prioritize), ("bind", do_bind), ("preempt", do_preempt)):
         app.add_route(settings.path(name), verb(name, handle), methods=["POST"], include_in_schema=False)
 
+    openapi_body = orjson.dumps(document(prefix=settings.url_prefix))
+
+    async def openapi() -> Response:
+        return Response(openapi_body, media_type="application/json")
+
     async def healthz() -> Response:
         return Response(b"ok", media_type="text/plain")
 
@@ -152,6 +158,7 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.add_api_route(settings.path("openapi.json"), openapi, methods=["GET"], include_in_schema=False)
     return app
 
 
