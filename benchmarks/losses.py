@@ -12,15 +12,16 @@ Every policy sees exactly the same nodes, failures, joins and scale-down request
 
 - ``kbl``: :func:`~placement.placements.place` over racks; after each round
   :func:`~placement.repairs.repair_plan` rebuilds missing pieces on survivors; a scale-down
-  whose removal is unsafe drains the nodes first (:func:`~placement.placements.place` with them
-  absent and the current placement as ``previous`` moves only their pieces, copied while they
+  whose removal is unsafe drains the nodes first (:func:`~placement.repairs.repair_plan` with
+  them ``draining``, the controller's own drain plan: only their pieces move, copied while they
   still serve them), then removes them.
 - ``random``: every piece on a uniformly random distinct node (no failure domains), missing
   pieces rebuilt on random nodes, scale-downs carried out at once.
 
 A shard is *lost* when fewer than ``needed`` of its pieces survive a round. Lost shards are
 counted, then restored from outside (re-placed as new) so the run keeps measuring. Failed nodes
-are replaced by fresh nodes in the same rack after the repair, so the cluster keeps its size.
+are replaced by fresh nodes of the same capacity in the same rack after the repair, so the
+cluster keeps its size and shape.
 """
 
 from __future__ import annotations
@@ -144,11 +145,12 @@ def _kbl_repair(layout: _Layout, nodes: list[Node], failed: set[str], seed: int)
 
 
 def _kbl_drain(layout: _Layout, nodes: list[Node], draining: set[str], seed: int) -> _Layout:
-    """Move every piece off ``draining`` nodes while they still serve it (the controller's
-    ``kbl.io/drain-nodes`` request): the placement engine re-places with them absent, keeping
-    every other piece where it is. Nothing is lost: the pieces are copied, not rebuilt."""
-    moved = place([n for n in nodes if n.name not in draining], layout.spec, previous=layout.placement(), seed=seed)
-    return _Layout.of(layout.spec, moved.placement)
+    """Copy every piece off ``draining`` nodes while they still serve it: the controller's
+    ``kbl.io/drain-nodes`` request, planned by :func:`~placement.repairs.repair_plan` with
+    ``draining`` exactly as the controller plans it. Every other piece stays where it is; nothing
+    is lost (the pieces are copied, not rebuilt)."""
+    plan = repair_plan(nodes, layout.spec, layout.placement(), (), draining=draining, seed=seed)
+    return _Layout.of(layout.spec, plan.placement)
 
 
 class _World:
@@ -174,13 +176,14 @@ class _World:
         return sorted(n.name for n in self.nodes.values() if n.zone == zone)
 
     def replace(self, gone: Sequence[str]) -> None:
-        """Remove ``gone`` and add one fresh node per removed node in its rack."""
+        """Remove ``gone`` and add one fresh node of the same storage per removed node in its rack."""
         for name in gone:
             old = self.nodes.pop(name)
             self.generation += 1
             plain_zone = old.zone.split("/", 1)[-1]  # the model names zones "region/zone", racks "region/zone/rack"
             plain_rack = old.rack.rsplit("/", 1)[-1]
-            obj = make_node(f"{name.split('.')[0]}.g{self.generation}", zone=plain_zone, rack=plain_rack)
+            storage = old.allocatable.get("ephemeral-storage")  # a like-for-like replacement (same node group)
+            obj = make_node(f"{name.split('.')[0]}.g{self.generation}", zone=plain_zone, rack=plain_rack, storage_b=storage)
             node = Node.from_object(obj)
             self.nodes[node.name] = node
 

@@ -16,7 +16,9 @@ All three work in place on a ``pieces`` array (``shards x width`` indexes into
   only under-loaded nodes are out of band) to nodes below ``target * (1 - tol)`` (or below
   target), never breaking the rule, preferring the pieces that rank their node worst and the
   destinations that rank the piece best, until every node is in band, no move is possible or
-  the move budget is spent. Amounts are the out-of-band excess only, so the moved data is
+  the move budget is spent. Pieces whose shard is over a spread cap in their domain (a repair on
+  a smaller cluster could not spread it) are moved first, so the moves a balance must make anyway
+  bring the spread above the failure domain back. Amounts are the out-of-band excess only, so the moved data is
   within one piece per node of the minimum that must move.
 
 Pieces keep their index through all of it (an erasure piece that stays keeps its stripe slot).
@@ -234,6 +236,24 @@ def balance(
     return moved
 
 
+def off_spread(layout: Layout, pieces: I32, rows: I64, slots: I64) -> B:
+    """For each piece ``(rows[i], slots[i])``: does its shard hold more than a spread rule's cap
+    in that piece's domain (at any level of :attr:`Layout.spread`)?"""
+    out = np.zeros(len(rows), dtype=bool)
+    if not len(rows):
+        return out
+    held = pieces[rows]
+    present = held >= 0
+    safe = np.maximum(held, 0)
+    own = pieces[rows, slots]
+    for rule in layout.spread:
+        dom = rule.ids[safe]
+        mine = rule.ids[np.maximum(own, 0)]
+        count = (present & (dom == mine[:, None])).sum(axis=1)
+        out |= (own >= 0) & (count > rule.cap)
+    return out
+
+
 def _balance_round(
     layout: Layout,
     pieces: I32,
@@ -266,13 +286,16 @@ def _balance_round(
     # The pieces that rank their node worst are the ones to move first; take a few times what
     # each source must give, so domain conflicts leave enough to choose from.
     own_key = scores.pair_keys(shard_hash[rows], layout.node_hash[src], layout.weights[src])
+    # Pieces whose shard is over a spread cap in their own domain (left so by a repair on a
+    # smaller cluster) go first: any feasible destination brings the shard's spread back.
+    unspread = off_spread(layout, pieces, rows, slots)
     quota = np.ceil(give / max(mean_piece, 1e-300)).astype(np.int64) * 3 + 4
-    order = np.lexsort((-own_key, src))
+    order = np.lexsort((-own_key, unspread.astype(np.int8) * -1, src))
     src_o = src[order]
     start = np.searchsorted(src_o, src_o, side="left")
     rank = np.arange(len(order)) - start
     keep = order[rank < quota[src_o]]
-    rows, slots, src = rows[keep], slots[keep], src[keep]
+    rows, slots, src, unspread = rows[keep], slots[keep], src[keep], unspread[keep]
     dests = np.flatnonzero(take > 0).astype(np.int32)
     if not len(dests):
         return 0
@@ -292,7 +315,7 @@ def _balance_round(
         best_key[a : a + chunk] = k[np.arange(len(r)), j]
     usable = np.isfinite(best_key)
     idx = np.flatnonzero(usable)
-    idx = idx[np.lexsort((rows[idx], best_key[idx]))]
+    idx = idx[np.lexsort((rows[idx], best_key[idx], ~unspread[idx]))]
     give_left, take_left = give.copy(), take.copy()
     touched: set[int] = set()
     made = 0

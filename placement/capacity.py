@@ -303,14 +303,18 @@ def removal_verdict(cluster: Cluster, datasets: Sequence[DataSet], remove: Colle
 
 
 def planned_rebuilds(cluster: Cluster, dataset: DataSet, leaving: Collection[str]) -> tuple[str, ...]:
-    """The placement engine's repair plan for moving ``dataset``'s pieces off ``leaving`` nodes.
+    """The placement engine's drain plan for moving ``dataset``'s pieces off ``leaving`` nodes.
+
+    The leaving nodes are still readable, so their pieces are *copied* off them
+    (:func:`~placement.repairs.repair_plan` with ``draining``), never counted as lost; other
+    cordoned nodes receive nothing.
 
     Returns ``"shard/piece->node"`` strings, most urgent first (empty if nothing can be placed).
     """
     if dataset.placement is None:
         return ()
-    survivors = [n for n in cluster.nodes.values() if n.name not in leaving and not n.unschedulable]
-    plan = repair_plan(survivors, dataset.spec, dataset.placement, leaving)
+    survivors = [n for n in cluster.nodes.values() if n.name in leaving or not n.unschedulable]
+    plan = repair_plan(survivors, dataset.spec, dataset.placement, (), draining=leaving)
     return tuple(f"{r.shard}/{r.piece}->{r.to_node}" for r in plan.rebuilds)
 
 
