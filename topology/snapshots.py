@@ -160,13 +160,23 @@ def load_snapshot(source: str | Path | Mapping[str, Any] | list[Any], *, rack_la
         objects do not raise: they land in :attr:`Snapshot.rejected`.
     """
     if isinstance(source, str | Path):
-        path = Path(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise SnapshotError(f"snapshot {path} is not UTF-8 text") from None
-        docs = parse_documents(text, str(path))
-        return read_objects(flatten(docs, str(path)), rack_label=rack_label)
+        return read_objects(read_file_objects(source), rack_label=rack_label)
     return read_objects(flatten([source]), rack_label=rack_label)
+
+
+def read_file_objects(source: str | Path) -> list[Any]:
+    """The raw objects of a snapshot file (JSON or YAML, Lists expanded), untyped.
+
+    Raises
+    ------
+    SnapshotError
+        If the file cannot be read, is not UTF-8, or is not JSON/YAML of Kubernetes objects.
+    """
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SnapshotError(f"snapshot {path} is not UTF-8 text") from None
+    return flatten(parse_documents(text, str(path)), str(path))

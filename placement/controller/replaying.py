@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from placement.kubeapi import ApiError, Resource, WatchEvent
 from placement.providers import NodeGroupInfo, NodeGroupSpec, ProviderError, RollStrategy
-from topology.snapshots import KINDS, flatten, parse_documents
+from topology.snapshots import KINDS, read_file_objects
 
 
 class SnapshotApi:
@@ -25,8 +25,8 @@ class SnapshotApi:
 
     @classmethod
     def from_file(cls, path: str) -> SnapshotApi:
-        with open(path, encoding="utf-8") as handle:
-            return cls(flatten(parse_documents(handle.read(), path), path))
+        """Serve a snapshot file; :class:`~topology.errors.SnapshotError` if it is unusable."""
+        return cls(read_file_objects(path))
 
     def list(
         self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None

@@ -48,6 +48,17 @@ def test_snapshot_without_dry_run_is_refused_with_a_reason(tmp_path: Path, capsy
     assert "add --dry-run" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("content", "reason"), [(None, "cannot read snapshot"), ("{not json", "not valid JSON")])
+def test_unusable_snapshot_is_a_clear_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, reason: str
+) -> None:
+    path = tmp_path / "snap.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["controller", "--once", "--dry-run", "--snapshot", str(path)]) == 1
+    assert reason in capsys.readouterr().err
+
+
 def test_subnet_arguments_are_checked() -> None:
     assert subnets(["us-east-1a=subnet-1", "us-east-1a=subnet-2"]) == {"us-east-1a": ["subnet-1", "subnet-2"]}
     with pytest.raises(KblError, match="expected ZONE=SUBNET"):
