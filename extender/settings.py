@@ -7,9 +7,13 @@ time an in-flight assignment is trusted, and the request-size bounds that protec
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from topology import labels
+from topology.errors import KblError
 from topology.localities import LocalityCosts
 
 #: Size of a real node object (``fixtures/eks-node.json`` is 8 KB); 16 KiB leaves room for nodes
@@ -92,9 +96,57 @@ class ExtenderSettings:
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
 
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "settings") -> ExtenderSettings:
+        """Settings from a mapping of field names (a ``kbl serve --config`` file).
+
+        Keys are the field names above, in snake_case or camelCase (``hotspotThreshold``);
+        ``costs`` is a mapping of ``node``, ``rack``, ``zone``, ``region``, ``remote``.
+
+        Raises
+        ------
+        KblError
+            Naming the key: an unknown key, a value of the wrong type, or one out of range.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for raw_key, value in data.items():
+            key = _snake(str(raw_key))
+            if key not in fields:
+                raise KblError(f"{source}: unknown setting {raw_key!r}; known: {', '.join(sorted(fields))}")
+            default = getattr(cls(), key)
+            if key == "costs":
+                if not isinstance(value, Mapping):
+                    raise KblError(f"{source}: costs: expected a mapping of node, rack, zone, region, remote")
+                try:
+                    values[key] = dataclasses.replace(default, **{str(k): float(v) for k, v in value.items()})
+                except (TypeError, ValueError) as exc:
+                    raise KblError(f"{source}: costs: {exc}") from None
+                continue
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, type(default))
+            if not ok:
+                raise KblError(f"{source}: {raw_key}: expected {type(default).__name__}, got {value!r}")
+            values[key] = float(value) if isinstance(default, float) else value
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise KblError(f"{source}: {exc}") from None
+
     def path(self, verb: str) -> str:
         """The URL path of a verb under the prefix (``/kbl`` + ``filter`` -> ``/kbl/filter``)."""
         return f"{self.url_prefix}/{verb}"
+
+
+def _snake(name: str) -> str:
+    """``hotspotThreshold`` -> ``hotspot_threshold`` (snake_case passes through)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def normalize_prefix(prefix: str) -> str:

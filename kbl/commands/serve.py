@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+from pathlib import Path
+
+import yaml
 
 from extender.serving import WATCHED, ServerOptions, serve, start_informers
 from extender.settings import ExtenderSettings, normalize_prefix
@@ -23,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", metavar="K", help="PEM private key")
     parser.add_argument("--kubeconfig", metavar="F", help="kubeconfig to use outside a cluster")
     parser.add_argument("--no-bind", action="store_true", help="answer /bind with an error (when bindVerb is not configured)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML or JSON file of extender settings (costs, hotspotThreshold, batchLimit, ...)"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -30,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise KblError("--tls-cert and --tls-key go together")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = ExtenderSettings(url_prefix=normalize_prefix(args.url_prefix), bind_enabled=not args.no_bind)
+    settings = load_settings(args.config)
+    if args.url_prefix:
+        settings = dataclasses.replace(settings, url_prefix=normalize_prefix(args.url_prefix))
+    if args.no_bind:
+        settings = dataclasses.replace(settings, bind_enabled=False)
     port = args.port or (8443 if args.tls_cert else 8080)
     options = ServerOptions(host=args.host, port=port, tls_cert=args.tls_cert, tls_key=args.tls_key, log_level=args.log_level)
     if args.snapshot:
@@ -43,3 +54,26 @@ def run(args: argparse.Namespace) -> int:
     informers = start_informers(state, api, settings=InformerSettings())
     serve(state, options, api=api, informers=informers)
     return 0
+
+
+def load_settings(path: str | None) -> ExtenderSettings:
+    """Extender settings from a ``--config`` file (YAML or JSON), or the defaults.
+
+    Raises
+    ------
+    KblError
+        If the file cannot be read or parsed, or names an unknown or invalid setting.
+    """
+    if not path:
+        return ExtenderSettings()
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KblError(f"cannot read settings {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise KblError(f"settings {path} is not YAML or JSON: {exc}") from None
+    if data is None:
+        return ExtenderSettings()
+    if not isinstance(data, dict):
+        raise KblError(f"settings {path}: expected a mapping of setting names")
+    return ExtenderSettings.from_mapping(data, source=str(path))
