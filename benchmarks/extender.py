@@ -93,9 +93,10 @@ def build_app(snapshot_path: str) -> Any:
 def serve_child(snapshot_path: str, port: int) -> None:
     import uvicorn
 
-    from extender.serving import ServerOptions, config
+    from extender.serving import ServerOptions, config, freeze_heap
 
     app = build_app(snapshot_path)
+    freeze_heap()  # as `kbl serve` does once its cache is loaded
     uvicorn.Server(config(app, ServerOptions(host="127.0.0.1", port=port, log_level="warning"))).run()
 
 
