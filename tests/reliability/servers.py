@@ -1,7 +1,7 @@
 """Real sockets for the reliability tests: the extender under uvicorn on 127.0.0.1, plain or TLS.
 
 :func:`running` serves an app on an ephemeral loopback port in a background thread and stops it
-on exit. :func:`self_signed` writes a fresh self-signed certificate and key (for ``localhost``
+on exit (TLS material comes from :func:`tests.certificates.self_signed`, for ``localhost``
 and ``127.0.0.1``). :func:`raw_request` speaks HTTP/1.1 over a plain socket so a test controls
 exactly which bytes are sent and when.
 """
@@ -9,20 +9,13 @@ exactly which bytes are sent and when.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from extender.serving import ServerOptions, config
 
@@ -53,28 +46,6 @@ def running(app: Any, *, tls: tuple[str, str] | None = None) -> Iterator[int]:
         server.should_exit = True
         thread.join(10)
 
-
-def self_signed(directory: Path) -> tuple[str, str]:
-    """``(certificate path, key path)`` of a fresh self-signed EC certificate for localhost."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kbl-extender")])
-    now = datetime.datetime.now(datetime.UTC)
-    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(san, critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
 
 
 def read_reply(sock: socket.socket, timeout_s: float = 10.0) -> tuple[int, bytes]:

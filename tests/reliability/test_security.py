@@ -35,11 +35,12 @@ from placement.providers.fake import FakeProvider
 from placement.providers.queueing import QueueProvider, Worker
 from placement.providers.retrying import Backoff
 from placement.watching import Informer, InformerSettings
+from tests.certificates import self_signed
 from tests.extender import scenarios as sc
 from tests.placement.emulators import Emulator
 from tests.placement.fakekube import FakeKube
 from tests.placement.scenarios import T0, kbl_object, pod_object
-from tests.reliability.servers import running, self_signed
+from tests.reliability.servers import running
 from topology.examples import make_node
 from topology.snapshots import load_snapshot
 
