@@ -112,19 +112,11 @@ def _extenders(name: str, trace: Trace, settings: PolicySettings) -> Iterator[tu
     if name == "default":
         yield [], None
         return
-    if name == "stork-like":
-        with LocalServer(create_storklike_app(trace.cluster)) as server:
-            config = ExtenderConfig(server.url, weight=settings.weight, node_cache_capable=settings.node_cache_capable)
-            client = ExtenderClient(config, encoded)
-            try:
-                yield [client], None
-            finally:
-                client.close()
-        return
-    if name == "oracle":
-        with LocalServer(create_oracle_app(trace.cluster, settings.costs)) as server:
-            config = ExtenderConfig(server.url, weight=ORACLE_WEIGHT, node_cache_capable=settings.node_cache_capable)
-            client = ExtenderClient(config, encoded)
+    if name in ("stork-like", "oracle"):
+        app = create_storklike_app(trace.cluster) if name == "stork-like" else create_oracle_app(trace.cluster, settings.costs)
+        weight = settings.weight if name == "stork-like" else ORACLE_WEIGHT
+        with LocalServer(app) as server:
+            client = ExtenderClient(ExtenderConfig(server.url, weight=weight, node_cache_capable=settings.node_cache_capable), encoded)
             try:
                 yield [client], None
             finally:
