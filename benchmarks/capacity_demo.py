@@ -4,9 +4,9 @@ After the locality run, :func:`node_group_requests` adds to the demo's cluster a
 dedicated node group (``r6i.4xlarge``, a two-stage blueprint) and six pods that read shards of
 one of the demo's datasets. The pods select the KBL's dedicated nodes (``kbl.io/kbl``), which no
 existing node carries, so kube-scheduler marks them Unschedulable. The real controller
-(:class:`~placement.controller.Controller`, its pure planner
+(:class:`~controller.Controller`, its pure planner
 :func:`~placement.capacity.plan_capacity`) then runs once, in-process, on the in-memory
-Kubernetes API and the simulated cloud (:class:`~placement.providers.fake.FakeProvider`): no
+Kubernetes API and the simulated cloud (:class:`~controller.providers.fake.FakeProvider`): no
 cluster, no cloud account. It asks for the group in the zone that holds most of the bytes the
 pods read, and pre-warms the blueprint's next stage, which starts within the measured lead time
 (``lead = node-ready time x 1.2 + 30 s``).
@@ -20,11 +20,11 @@ from typing import Any
 
 from rich.table import Table
 
+from controller import Controller, ControllerSettings
+from controller.providers.fake import FakeProvider
+from kube.api import DATASETS, KBLS, NODES, PODS
+from kube.memory import MemoryApi
 from placement import capacity as cap
-from placement.controller import Controller, ControllerSettings
-from placement.controller.memory import MemoryApi
-from placement.kubeapi import DATASETS, KBLS, NODES, PODS
-from placement.providers.fake import FakeProvider
 from topology.clusters import Cluster
 from topology.datasets import DataSet
 from topology.localities import Level

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.measuring import percentile, write_json
+from controller import Controller, ControllerSettings
+from controller.providers.fake import FakeProvider
+from kube.api import KBLS, NODES, PODS
+from kube.memory import MemoryApi
 from placement import capacity as cap
-from placement.controller import Controller, ControllerSettings
-from placement.controller.memory import MemoryApi
-from placement.kubeapi import KBLS, NODES, PODS
-from placement.providers.fake import FakeProvider
 from topology.examples import make_node
 
 T0 = 1_795_000_000.0

@@ -126,7 +126,7 @@ def _extenders(name: str, trace: Trace, settings: PolicySettings) -> Iterator[tu
         from extender.app import create_app
         from extender.settings import ExtenderSettings
         from extender.state import ClusterState
-        from placement.kubeapi import PODS, WatchEvent
+        from kube.api import PODS, WatchEvent
         from topology.snapshots import load_snapshot
 
         snapshot = load_snapshot(as_list([*trace.node_objects, *trace.dataset_objects()]))

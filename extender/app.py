@@ -34,7 +34,7 @@ from extender.openapi import document
 from extender.ranking import Missed, rank
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState, Wish
-from placement.kubeapi import KubeApi
+from kube.api import KubeApi
 from topology.errors import ObjectError, ProtocolError
 from topology.pods import Pod
 

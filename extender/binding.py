@@ -13,7 +13,7 @@ import logging
 
 from extender.messages import BindRequest
 from extender.state import ClusterState
-from placement.kubeapi import KubeApi
+from kube.api import KubeApi
 from topology.errors import KblError
 
 log = logging.getLogger(__name__)

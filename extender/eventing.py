@@ -5,7 +5,7 @@ most importantly when the node holding a pod's data was not among the candidates
 offered (the ``percentageOfNodesToScore`` trap). :class:`EventRecorder` limits them twice: at
 most one per pod per ``event_interval_s``, and a global token bucket of ``events_per_s`` with
 ``event_burst``. Events are created by one background worker thread through
-:meth:`placement.kubeapi.KubeApi.create_event`, so a slow API server never slows a scheduling
+:meth:`kube.api.KubeApi.create_event`, so a slow API server never slows a scheduling
 request. Without an API (snapshot mode) they are only counted and logged.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from extender.settings import ExtenderSettings
-from placement.kubeapi import KubeApi
+from kube.api import KubeApi
 from topology.errors import KblError
 
 log = logging.getLogger(__name__)

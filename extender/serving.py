@@ -1,6 +1,6 @@
 """Running the extender: feeding the cache from informers and serving the app under uvicorn.
 
-:func:`start_informers` wires one :class:`~placement.watching.Informer` per resource into
+:func:`start_informers` wires one :class:`~kube.watching.Informer` per resource into
 :meth:`ClusterState.apply` (events) and :meth:`ClusterState.replace` (relists), so the state
 becomes ready after every resource's first full list. :func:`serve` runs the app under uvicorn
 on one event loop, with TLS when a certificate and key are given (kube-scheduler's
@@ -27,8 +27,8 @@ import uvicorn
 
 from extender.app import create_app
 from extender.state import ClusterState
-from placement.kubeapi import DATASETS, KBLS, NODES, PODS, KubeApi, Resource, WatchEvent
-from placement.watching import Informer, InformerSettings
+from kube.api import DATASETS, KBLS, NODES, PODS, KubeApi, Resource, WatchEvent
+from kube.watching import Informer, InformerSettings
 
 log = logging.getLogger(__name__)
 

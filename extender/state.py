@@ -7,7 +7,7 @@ yet; they expire after ``inflight_ttl_s``). It also knows which nodes form a KBL
 
 Every update goes through :meth:`ClusterState.apply` (one watch event) or
 :meth:`ClusterState.replace` (a relist, turned into the same events), whether it comes from an
-:class:`~placement.watching.Informer`, a snapshot or a test harness. Updates are incremental:
+:class:`~kube.watching.Informer`, a snapshot or a test harness. Updates are incremental:
 a node heartbeat that does not move the node in the topology never invalidates the cached
 byte tables. Scoring reads this cache only; it never calls the API server. A re-entrant lock
 makes updates from watch threads safe against reads from request handlers.
@@ -30,7 +30,7 @@ from extender import messages
 from extender.batching import displacement_costs
 from extender.scoring import raw_costs, utilization
 from extender.settings import ExtenderSettings
-from placement.kubeapi import DATASETS, KBLS, NODES, PODS, Resource, WatchEvent
+from kube.api import DATASETS, KBLS, NODES, PODS, Resource, WatchEvent
 from topology import labels
 from topology.clusters import Cluster, LevelBytes
 from topology.datasets import DataSet

@@ -7,7 +7,7 @@ All three work in place on a ``pieces`` array (``shards x width`` indexes into
 - :func:`drop_violations` unsets pieces that break the failure-domain rule (a second piece on
   one node, more than ``cap`` pieces in one domain), keeping the lower piece indexes.
 - :func:`fill` gives every missing piece a node by *bounded-load weighted rendezvous*: each
-  piece takes the best-ranked node (:mod:`placement.scores`) that keeps the rule and whose load
+  piece takes the best-ranked node (:mod:`placement.hashing`) that keeps the rule and whose load
   is under ``target * (1 + fill_slack)``; when a node gets more proposals than room it accepts
   those that rank it best (lowest key) and is full for the rest, which try their next node.
   Slots are filled in piece order, all shards at once, so a fresh placement is the straw2-like
@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from placement import scores
+from placement import hashing as scores
 from placement.layouts import Layout
 from placement.settings import PlacementSettings
 

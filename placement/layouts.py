@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from placement import scores
+from placement import hashing as scores
 from topology import labels
 from topology.datasets import DataSetSpec
 from topology.errors import PlacementError
@@ -96,7 +96,7 @@ class Layout:
     targets:
         Target load in bytes per node (water-filled weight share).
     node_hash:
-        Rendezvous hash per node (:func:`placement.scores.node_hashes`).
+        Rendezvous hash per node (:func:`placement.hashing.node_hashes`).
     spread:
         Rules above the failure domain that new pieces keep (see the module docstring).
     eligible:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.aws import aws, moto_server, no_sleep
+from tests.kube.emulators import Emulator
+
+__all__ = ["aws", "moto_server", "no_sleep"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -32,3 +38,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """kmock's Kubernetes API emulator on a real loopback socket (the HTTP API tests' cluster)."""
+    emu = Emulator().start()
+    yield emu
+    emu.close()

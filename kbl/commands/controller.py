@@ -25,16 +25,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from controller.providers import NodeGroupProvider
+from kube.api import KubeApi
 from placement.capacity import CapacitySettings, Utilisation
-from placement.kubeapi import KubeApi
-from placement.providers import NodeGroupProvider
 from topology.errors import KblError
 from topology.kbls import KBL
 from topology.nodes import Node
 
 if TYPE_CHECKING:
-    from placement.controller import Controller
-    from placement.controller.leading import LeaderElectionSettings, LeaderElector
+    from controller import Controller
+    from kube.leading import LeaderElectionSettings, LeaderElector
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -91,14 +91,14 @@ def subnets(values: list[str]) -> dict[str, list[str]]:
 def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupProvider:
     """The provider the arguments ask for (boto3 clients are made here, never at import)."""
     if args.provider == "fake":
-        from placement.providers.fake import FakeProvider
+        from controller.providers.fake import FakeProvider
 
         return FakeProvider(time.time)
     import boto3
 
     session = boto3.session.Session(region_name=args.region)
     if args.provider == "eks":
-        from placement.providers.eks import EksProvider
+        from controller.providers.eks import EksProvider
 
         if not args.node_role_arn:
             raise KblError("--provider eks needs --node-role-arn (the IAM role new nodes run as)")
@@ -107,7 +107,7 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
             cluster_name=args.cluster_name, node_role_arn=args.node_role_arn, subnets_by_zone=subnets(args.subnet) or None,
         )
     if args.provider == "asg":
-        from placement.providers.asg import AsgProvider
+        from controller.providers.asg import AsgProvider
 
         if not args.image_id or not args.subnet:
             raise KblError("--provider asg needs --image-id and at least one --subnet ZONE=SUBNET")
@@ -117,7 +117,7 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
         )
     if for_worker:
         raise KblError("the worker executes requests with a real provider: --provider eks or asg")
-    from placement.providers.queueing import QueueProvider
+    from controller.providers.queueing import QueueProvider
 
     if not args.queue_url or not args.reply_queue_url:
         raise KblError("--provider queue needs --queue-url and --reply-queue-url")
@@ -126,7 +126,7 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
 
 def utilisation(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]] | None:
     """The utilisation sources asked for, merged per KBL (CPU/memory and the query value)."""
-    from placement.controller.measuring import MetricsServerUtilisation, PrometheusUtilisation
+    from controller.measuring import MetricsServerUtilisation, PrometheusUtilisation
 
     sources: list[Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]]] = []
     if args.metrics_server:
@@ -160,7 +160,7 @@ def election(args: argparse.Namespace) -> LeaderElectionSettings | None:
         ``--leader-elect`` with ``--dry-run`` or ``--snapshot`` (nothing is written, so nothing
         to guard), or inconsistent durations.
     """
-    from placement.controller.leading import settings_from
+    from kube.leading import settings_from
 
     wanted = args.leader_elect
     if wanted is None:
@@ -183,7 +183,7 @@ def run_elected(controller: Controller, elector: LeaderElector, stop: threading.
     """Run the loop only while ``elector`` leads; 0 after a clean stop (Lease released), 1 when
     leadership was lost (the process should exit: its state is the cluster's, a restart is a
     fresh standby)."""
-    from placement.controller.leading import NotLeaderError
+    from kube.leading import NotLeaderError
 
     def lead(done: threading.Event) -> None:
         try:
@@ -198,21 +198,22 @@ def run_elected(controller: Controller, elector: LeaderElector, stop: threading.
 
 
 def run(args: argparse.Namespace) -> int:
-    from placement.controller import Controller, ControllerSettings
-    from placement.controller.leading import LeaderElector
+    from controller import Controller, ControllerSettings
+    from kube.leading import LeaderElector
 
     leading = election(args)  # argument errors before any connection
     kube: KubeApi
     provider: NodeGroupProvider
     if args.snapshot:
-        from placement.controller.replaying import RecordedGroups, SnapshotApi
+        from controller.replaying import RecordedGroups
+        from kube.replaying import SnapshotApi
 
         if not args.dry_run:
             raise KblError("--snapshot plans offline: add --dry-run (a snapshot cannot be changed)")
         snapshot = SnapshotApi.from_file(args.snapshot)
         kube, provider = snapshot, RecordedGroups(snapshot)
     else:
-        from placement.kubeclient import KubeClient
+        from kube.client import KubeClient
 
         kube = KubeClient.from_config(args.kubeconfig)
         provider = cloud(args)

@@ -12,8 +12,8 @@ import yaml
 from extender.serving import WATCHED, ServerOptions, serve, start_informers
 from extender.settings import ExtenderSettings, normalize_prefix
 from extender.state import ClusterState
-from placement.kubeclient import KubeClient
-from placement.watching import InformerSettings
+from kube.client import KubeClient
+from kube.watching import InformerSettings
 from topology.errors import KblError
 from topology.snapshots import load_snapshot
 

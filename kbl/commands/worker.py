@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import boto3
 
-    from placement.providers.queueing import Worker
+    from controller.providers.queueing import Worker
 
     if args.max_nodes < 0:
         raise KblError("--max-nodes must be >= 0")

@@ -1,4 +1,4 @@
-"""A recording :class:`~placement.kubeapi.KubeApi` for logic tests of the app (no HTTP).
+"""A recording :class:`~kube.api.KubeApi` for logic tests of the app (no HTTP).
 
 It records bindings and events and can be told to fail; list/watch/get/patch are not used by
 the app and fail loudly if called.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from placement.kubeapi import ApiError, Resource, WatchEvent
+from kube.api import ApiError, Resource, WatchEvent
 
 
 class RecordingApi:

@@ -12,7 +12,7 @@ from extender.app import create_app
 from extender.batching import displacement_costs
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState
-from placement.kubeapi import PODS, WatchEvent
+from kube.api import PODS, WatchEvent
 from tests.extender import scenarios as sc
 from topology.snapshots import load_snapshot
 

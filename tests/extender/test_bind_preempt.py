@@ -7,7 +7,7 @@ from typing import Any
 from extender.app import create_app
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState
-from placement.kubeapi import ApiError
+from kube.api import ApiError
 from tests.extender import scenarios as sc
 from tests.extender.fakes import RecordingApi
 from topology.snapshots import load_snapshot

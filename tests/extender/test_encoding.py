@@ -7,7 +7,7 @@ import orjson
 
 from extender import messages
 from extender.state import ClusterState
-from placement.kubeapi import NODES, PODS, WatchEvent
+from kube.api import NODES, PODS, WatchEvent
 from tests.extender import scenarios as sc
 from topology.examples import make_node
 from topology.snapshots import load_snapshot

@@ -10,7 +10,7 @@ import pytest
 
 from extender.serving import freeze_heap, freeze_when_ready
 from extender.state import ClusterState
-from placement.kubeapi import NODES
+from kube.api import NODES
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import numpy as np
 from extender.app import create_app
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState
-from placement.kubeapi import DATASETS, KBLS, NODES, PODS, WatchEvent
+from kube.api import DATASETS, KBLS, NODES, PODS, WatchEvent
 from tests.extender import scenarios as sc
 from tests.extender.fakes import RecordingApi
 from topology.snapshots import load_snapshot

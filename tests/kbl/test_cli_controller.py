@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controller import Controller, ControllerSettings
+from controller.providers.fake import FakeProvider
 from kbl.cli import main
 from kbl.commands.controller import configure, election, run_elected, subnets
-from placement.controller import Controller, ControllerSettings
-from placement.controller.leading import LeaderElectionSettings, LeaderElector
-from placement.controller.memory import MemoryApi
-from placement.kubeapi import KBLS, LEASES, NODES, PODS
-from placement.providers.fake import FakeProvider
-from tests.placement.emulators import Emulator
+from kube.api import KBLS, LEASES, NODES, PODS
+from kube.leading import LeaderElectionSettings, LeaderElector
+from kube.memory import MemoryApi
+from tests.kube.emulators import Emulator
 from tests.placement.scenarios import base_nodes, kbl_object, placed_dataset, pod_object
 from topology.errors import KblError
 from topology.examples import as_list

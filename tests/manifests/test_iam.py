@@ -1,6 +1,6 @@
 """The shipped IAM policies grant exactly the calls the providers make, scoped as tightly as AWS allows.
 
-The action sets come from ``placement.providers.iam`` (the providers' own tests check every
+The action sets come from ``controller.providers.iam`` (the providers' own tests check every
 boto3 call against them), so code and policy cannot drift apart.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from placement.providers import CA_ENABLED_TAG, CLUSTER_TAG, MANAGED_BY, MANAGED_BY_TAG
-from placement.providers.iam import CONTROLLER_DIRECT_ACTIONS, CONTROLLER_QUEUE_ACTIONS, WORKER_ACTIONS
+from controller.providers import CA_ENABLED_TAG, CLUSTER_TAG, MANAGED_BY, MANAGED_BY_TAG
+from controller.providers.iam import CONTROLLER_DIRECT_ACTIONS, CONTROLLER_QUEUE_ACTIONS, WORKER_ACTIONS
 from tests.manifests.shipped import IAM, NAMESPACE, find, plain_objects
 
 Obj = dict[str, Any]

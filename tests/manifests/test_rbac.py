@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from extender.serving import WATCHED
-from placement import kubeapi
+from kube import api as kubeapi
 from tests.conftest import ROOT
 from tests.manifests.shipped import find, generator, of_kind, plain_objects
 
@@ -50,7 +50,7 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "watch", ""): "placements kept current",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "patch", ""): "annotations asking for re-replication before a scale-down",
     # (With controller.metricsServer: metrics.k8s.io nodes list, for utilisation feedback.)
-    # `kbl controller`'s leader election (placement/controller/leading.py) on its own Lease. RBAC
+    # `kbl controller`'s leader election (kube/leading.py) on its own Lease. RBAC
     # cannot limit `create` by name (the name is in the body): create is for this namespace only.
     ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
     ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "get", "kbl-controller"): "read the holder",
@@ -190,7 +190,7 @@ def _lease_grants(role: str, objects: list[Obj]) -> set[tuple[str, str, str, str
 def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     """Node metrics only when the metrics-server feedback is switched on (``--metrics-server``).
     Its Lease calls (leader election) go to a namespaced Role, by name except ``create``."""
-    needed = _calls(sorted((ROOT / "placement" / "controller").glob("*.py")))
+    needed = _calls(sorted((ROOT / "controller").glob("*.py")) + [ROOT / "kube" / "leading.py"])
     metrics = ("metrics.k8s.io", "nodes", "list")
     assert metrics in needed
     leases = {c for c in needed if c[0] == kubeapi.LEASES.group}
@@ -210,7 +210,7 @@ def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
 
 
 def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:
-    paths = sorted((ROOT / "extender").glob("*.py")) + [ROOT / "placement" / "watching.py"]
+    paths = sorted((ROOT / "extender").glob("*.py")) + [ROOT / "kube" / "watching.py"]
     needed = _calls(paths, generic=WATCHED)
     binding = ("", "pods/binding", "create")
     assert binding in needed

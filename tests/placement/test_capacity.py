@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from controller.providers import NodeGroupSpec
+from controller.providers.fake import FakeProvider
 from placement import capacity as cap
-from placement.providers import NodeGroupSpec
-from placement.providers.fake import FakeProvider
 from tests.placement.scenarios import T0, base_nodes, kbl_object, placed_dataset, pod_object
 from topology.nodes import Taint
 from topology.snapshots import load_snapshot

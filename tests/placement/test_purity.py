@@ -1,4 +1,4 @@
-"""The pure planners stay pure: every planner module is in the import-linter contract."""
+"""The pure planners stay pure: the whole ``placement`` package is under the import-linter contract."""
 
 from __future__ import annotations
 
@@ -7,39 +7,50 @@ import configparser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Modules of placement/ that may do I/O (the Kubernetes side); everything else must be pure.
-IO_MODULES = {"__init__", "kubeapi", "kubeclient", "watching"}
 CONTRACT = "placement planners are pure"
+HIGHER_LAYERS = {"kube", "controller", "extender", "dataplane"}
+LAYERS = "Layers point one way: cli > benchmarks > extender | controller | dataplane > kube > placement > topology"
+IO_LIBRARIES = {"fastapi", "starlette", "uvicorn", "httpx", "kubernetes", "boto3", "botocore", "kmock", "moto", "requests", "urllib3"}
 
 
-def pure_contract_modules() -> set[str]:
+def _contract(name: str) -> configparser.SectionProxy:
     parser = configparser.ConfigParser()
     parser.read(ROOT / ".importlinter")
     for section in parser.sections():
-        if parser[section].get("name", "").strip() == CONTRACT:
-            return {line.strip() for line in parser[section]["source_modules"].splitlines() if line.strip()}
-    raise AssertionError(f"no import-linter contract named {CONTRACT!r}")
+        if parser[section].get("name", "").strip() == name:
+            return parser[section]
+    raise AssertionError(f"no import-linter contract named {name!r}")
 
 
-def test_every_pure_placement_module_is_in_the_pure_contract() -> None:
-    modules = {p.stem for p in (ROOT / "placement").glob("*.py")} - IO_MODULES
-    listed = pure_contract_modules()
-    missing = sorted(f"placement.{m}" for m in modules if f"placement.{m}" not in listed)
-    assert not missing, f"add these to the {CONTRACT!r} contract in .importlinter: {missing}"
-    stale = sorted(m for m in listed if not (ROOT / "placement" / f"{m.split('.', 1)[1]}.py").exists())
-    assert not stale, f"contract lists modules that do not exist: {stale}"
+def _lines(value: str) -> set[str]:
+    return {line.strip() for line in value.splitlines() if line.strip()}
 
 
-def test_the_contract_forbids_every_io_library() -> None:
-    parser = configparser.ConfigParser()
-    parser.read(ROOT / ".importlinter")
-    section = next(s for s in parser.sections() if parser[s].get("name", "").strip() == CONTRACT)
-    forbidden = {line.strip() for line in parser[section]["forbidden_modules"].splitlines() if line.strip()}
-    io_libraries = {"fastapi", "starlette", "uvicorn", "httpx", "kubernetes", "boto3", "botocore", "kmock", "moto", "requests", "urllib3"}
-    assert io_libraries <= forbidden
+def test_the_contract_covers_the_whole_placement_package() -> None:
+    assert _lines(_contract(CONTRACT)["source_modules"]) == {"placement"}
 
 
-def test_the_package_init_reexports_only_pure_modules() -> None:
-    tree = ast.parse((ROOT / "placement" / "__init__.py").read_text())
-    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= pure_contract_modules() | {"__future__"}, imported
+def test_the_contract_forbids_every_io_library_and_the_kubernetes_floor() -> None:
+    forbidden = _lines(_contract(CONTRACT)["forbidden_modules"])
+    assert IO_LIBRARIES | {"kube"} <= forbidden
+
+
+def test_no_placement_module_imports_an_io_library_even_lazily() -> None:
+    offenders = []
+    for path in sorted((ROOT / "placement").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in IO_LIBRARIES | HIGHER_LAYERS]
+    assert not offenders, offenders
+
+
+def test_the_extender_controller_and_data_plane_are_independent_siblings() -> None:
+    layers = [line.strip() for line in _contract(LAYERS)["layers"].splitlines() if line.strip()]
+    assert "extender | controller | dataplane" in layers
+    assert layers.index("kube") > layers.index("extender | controller | dataplane")
+    assert layers.index("placement") > layers.index("kube")

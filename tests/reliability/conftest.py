@@ -1,8 +1,1 @@
-"""Fixtures shared with the placement I/O tests: kmock's emulator and moto in server mode."""
-
-from __future__ import annotations
-
-from tests.placement.conftest import emulator
-from tests.placement.providers.conftest import moto_server
-
-__all__ = ["emulator", "moto_server"]
+"""The reliability tests use the shared fixtures of tests/conftest.py (kmock's emulator, moto in server mode)."""

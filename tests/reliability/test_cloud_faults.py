@@ -1,7 +1,7 @@
 """AWS throttling, 5xx answers and dropped connections: retried with capped, jittered backoff.
 
 Real boto3 clients with botocore's ``Stubber`` (the real call shapes and error parsing, no
-network) answer with throttling and server errors; :func:`placement.providers.awscalls.aws_call`
+network) answer with throttling and server errors; :func:`controller.providers.awscalls.aws_call`
 must retry exactly the transient ones, wait at most ``min(cap_s, base_s * 2**n)`` before retry
 ``n``, give up after ``attempts`` with the AWS code, and fail at once on anything else.
 """
@@ -16,9 +16,9 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 
-from placement.providers import ProviderError
-from placement.providers.awscalls import aws_call
-from placement.providers.retrying import Backoff
+from controller.providers import ProviderError
+from controller.providers.awscalls import aws_call
+from controller.providers.retrying import Backoff
 
 GROUP = {"nodegroup": {"nodegroupName": "g", "clusterName": "c", "status": "ACTIVE"}}
 

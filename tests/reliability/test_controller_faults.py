@@ -19,12 +19,12 @@ from typing import Any, cast
 
 import pytest
 
+from controller import Controller, ControllerSettings
+from controller.baking import PROTOTYPE_ANNOTATION, prototype_image
+from controller.providers import NodeGroupProvider, ProviderError, instance_id
+from kube.api import DATASETS, KBLS, NODES, PODS, KubeApi
 from placement import capacity as cap
-from placement.controller import Controller, ControllerSettings
-from placement.controller.imaging import PROTOTYPE_ANNOTATION, prototype_image
-from placement.kubeapi import DATASETS, KBLS, NODES, PODS, KubeApi
-from placement.providers import NodeGroupProvider, ProviderError, instance_id
-from tests.placement.controller.test_reconciling import World
+from tests.controller.test_reconciling import World
 from tests.placement.scenarios import kbl_object, placed_dataset, pod_object
 from topology import labels
 from topology.datasets import DataSet

@@ -4,7 +4,7 @@ While the cache has not finished its first full sync, ``/readyz`` is ``503`` and
 no wrong answer: a node is never passed on the strength of something the cache has not seen
 yet (a DataSet placement for required locality, the dedicated taint of a node). Once synced, the
 extender keeps answering from its cache however slow or absent the API server is, and stays
-ready. Dropped watches and ``410 Gone`` are covered by ``tests/placement/test_watching.py``.
+ready. Dropped watches and ``410 Gone`` are covered by ``tests/kube/test_watching.py``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import pytest
 from extender.app import create_app
 from extender.serving import WATCHED, start_informers
 from extender.state import ClusterState
-from placement.kubeapi import DATASETS, KBLS, NODES, PODS, ApiError, Resource, WatchEvent
-from placement.watching import InformerSettings
+from kube.api import DATASETS, KBLS, NODES, PODS, ApiError, Resource, WatchEvent
+from kube.watching import InformerSettings
 from tests.extender import scenarios as sc
-from tests.placement.fakekube import FakeKube
+from tests.kube.fakekube import FakeKube
 from tests.reliability.calling import AsgiCaller, reply_problem
 from tests.reliability.servers import running
 

@@ -24,21 +24,21 @@ import httpx
 import orjson
 import pytest
 
+from controller import Controller, ControllerSettings
+from controller.providers import NodeGroupSpec, ProviderError
+from controller.providers.awscalls import aws_call
+from controller.providers.fake import FakeProvider
+from controller.providers.queueing import QueueProvider, Worker
+from controller.providers.retrying import Backoff
 from extender.app import create_app
 from extender.state import ClusterState
-from placement.controller import Controller, ControllerSettings
-from placement.kubeapi import KBLS, NODES, PODS, ApiError
-from placement.kubeclient import KubeClient
-from placement.providers import NodeGroupSpec, ProviderError
-from placement.providers.awscalls import aws_call
-from placement.providers.fake import FakeProvider
-from placement.providers.queueing import QueueProvider, Worker
-from placement.providers.retrying import Backoff
-from placement.watching import Informer, InformerSettings
+from kube.api import KBLS, NODES, PODS, ApiError
+from kube.client import KubeClient
+from kube.watching import Informer, InformerSettings
 from tests.certificates import self_signed
 from tests.extender import scenarios as sc
-from tests.placement.emulators import Emulator
-from tests.placement.fakekube import FakeKube
+from tests.kube.emulators import Emulator
+from tests.kube.fakekube import FakeKube
 from tests.placement.scenarios import T0, kbl_object, pod_object
 from tests.reliability.servers import running
 from topology.examples import make_node

@@ -1,0 +1,235 @@
+"""Carrying out a capacity plan: Kubernetes actions and cloud calls, each idempotent.
+
+Cordon (``spec.unschedulable`` plus the ``kbl.io/scale-down-since`` annotation), eviction through
+the Eviction API (a PodDisruptionBudget refusal leaves the pod and the node waits), removal of
+one named instance, node annotations for Cluster Autoscaler, re-replication requests on
+DataSets, and the KBL status where the controller keeps its state. A group creation is written
+ahead into ``status.nodeGroups`` (phase ``Creating`` with its token) before the cloud call, and
+confirmed after it, so a crash at any step leaves a state a new controller completes. A
+``guard`` (the leader election's check) runs before every action and between the steps of one,
+and stops the execution by raising when this controller may no longer act.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.providers import DetachesFromClusterAutoscaler, NodeGroupProvider, NodeGroupSpec, ProviderError
+from kube.api import DATASETS, KBLS, NODES, ApiError, KubeApi
+from placement import capacity as cap
+
+#: DataSet annotation asking the placement engine to move pieces off these nodes (comma list).
+REPAIR_ANNOTATION = "kbl.io/drain-nodes"
+#: DataSet annotation with the placement engine's rebuilds (JSON list of ``shard/piece->node``).
+REPAIR_PLAN_ANNOTATION = "kbl.io/repair-plan"
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def creation_token(cluster_name: str, group: str) -> str:
+    """The deterministic idempotency token of a group's creation (64 hex characters)."""
+    return hashlib.sha256(f"{cluster_name}/{group}".encode()).hexdigest()[:64]
+
+
+@dataclass(slots=True)
+class ActionLog:
+    """What the last execution did (for tests, events and the benchmark)."""
+
+    done: list[cap.Action] = field(default_factory=list)
+    refused: list[tuple[cap.Action, str]] = field(default_factory=list)
+    first_cloud_request_s: float | None = None
+
+
+class Actor:
+    """Executes :class:`~placement.capacity.Action` values."""
+
+    def __init__(
+        self,
+        kube: KubeApi,
+        provider: NodeGroupProvider,
+        cluster_name: str,
+        clock: Callable[[], float],
+        hook: Callable[[str], None],
+        *,
+        max_nodes_total: int | None = None,
+        guard: Callable[[str], None] | None = None,
+    ) -> None:
+        self.max_nodes_total = max_nodes_total
+        self.kube = kube
+        self.provider = provider
+        self.cluster_name = cluster_name
+        self.clock = clock
+        self.guard = guard or (lambda _step: None)
+        self.step_hook = hook
+        self.log = ActionLog()
+
+    def hook(self, step: str) -> None:
+        """A step between two writes: the guard may stop us here (leadership lost), then the
+        test hook (a simulated crash)."""
+        self.guard(step)
+        self.step_hook(step)
+
+    def execute(self, plan: cap.Plan, state: cap.CapacityState) -> ActionLog:
+        """Run every action; a failed action is logged as refused and the rest go on."""
+        self.log = ActionLog()
+        for action in plan.actions:
+            if isinstance(action, cap.Note):
+                continue
+            self.guard(action.kind)
+            try:
+                self._one(action, state)
+            except (ProviderError, ApiError) as exc:
+                self.log.refused.append((action, str(exc)))
+                self._event(action.kbl, "CapacityActionFailed", f"{action.kind}: {exc}", "Warning")
+                continue
+            self.log.done.append(action)
+        self.guard("status-sync")
+        try:
+            self._sync_group_status(state)
+        except (ProviderError, ApiError) as exc:  # retried on the next reconcile
+            self.log.refused.append((cap.Note("", "status sync"), str(exc)))
+        return self.log
+
+    # ------------------------------------------------------------------ dispatch
+    def _one(self, action: cap.Action, state: cap.CapacityState) -> None:
+        if isinstance(action, cap.CreateNodeGroup):
+            self._create(action)
+        elif isinstance(action, cap.ResizeNodeGroup):
+            desired = action.desired
+            if desired > action.previous:
+                desired = min(desired, max(action.previous, action.previous + self._room(action.group, action.previous)))
+                if desired <= action.previous:
+                    raise ProviderError("BudgetExhausted", f"{action.group}: the global node budget was spent since planning")
+            self._cloud_request()
+            self.provider.set_size(action.group, desired)
+            self.hook("after-resize")
+            key = "lastScaleUp" if action.desired > action.previous else "lastScaleDown"
+            extra: dict[str, Any] = {key: self.clock(), "desired": desired}
+            if "utilisation" in action.reason:
+                extra["lastUtilisationScale"] = self.clock()
+            self.group_status(action.kbl, action.group, extra)
+        elif isinstance(action, cap.DeleteNodeGroup):
+            self.provider.delete_group(action.group)
+        elif isinstance(action, cap.CordonNode):
+            mark = {cap.SCALE_DOWN_ANNOTATION: str(self.clock())}
+            self.kube.patch(NODES, action.node, {"spec": {"unschedulable": True}, "metadata": {"annotations": mark}})
+            self._event(action.kbl, "NodeCordoned", f"{action.node}: {action.reason}")
+        elif isinstance(action, cap.UncordonNode):
+            unmark = {cap.SCALE_DOWN_ANNOTATION: None}
+            self.kube.patch(NODES, action.node, {"spec": {"unschedulable": False}, "metadata": {"annotations": unmark}})
+        elif isinstance(action, cap.EvictPods):
+            refused = []
+            for key in action.pods:
+                namespace, _, name = key.partition("/")
+                if not self.kube.evict(namespace, name):
+                    refused.append(key)
+            if refused:
+                raise ApiError(429, f"eviction refused by a PodDisruptionBudget for {', '.join(refused)}; {action.node} waits")
+        elif isinstance(action, cap.RemoveNode):
+            self.provider.remove_instance(action.group, action.provider_id)
+            self._event(action.kbl, "NodeRemoved", f"{action.node} left {action.group}: {action.reason}")
+        elif isinstance(action, cap.RequestRepair):
+            for key in action.datasets:
+                namespace, _, name = key.partition("/")
+                current = self.kube.get(DATASETS, name, namespace=namespace) or {}
+                have = ((current.get("metadata") or {}).get("annotations") or {}).get(REPAIR_ANNOTATION, "")
+                nodes = sorted({*filter(None, have.split(",")), action.node})
+                notes = {REPAIR_ANNOTATION: ",".join(nodes), REPAIR_PLAN_ANNOTATION: json.dumps(list(action.rebuilds.get(key, ())))}
+                self.kube.patch(DATASETS, name, {"metadata": {"annotations": notes}}, namespace=namespace)
+            self._event(action.kbl, "ScaleDownWaitsForRepair", action.reason, "Warning")
+        elif isinstance(action, cap.AnnotateNode):
+            self.kube.patch(NODES, action.node, {"metadata": {"annotations": dict(action.annotations)}})
+        elif isinstance(action, cap.RecordBlueprintStart):
+            namespace, _, name = action.kbl.partition("/")
+            self.kube.patch_status(KBLS, name, {"status": {"blueprintStart": _iso(action.start_s)}}, namespace=namespace)
+
+    def _room(self, group: str, current: int) -> int:
+        """Nodes the global budget still allows, from a fresh read of the cloud (narrows races
+        between controllers to the two calls instead of a whole reconcile)."""
+        if self.max_nodes_total is None:
+            return 1 << 30
+        used = sum(g.desired for g in self.provider.list_groups() if g.name != group)
+        return self.max_nodes_total - used - current
+
+    def _cloud_request(self) -> None:
+        if self.log.first_cloud_request_s is None:
+            self.log.first_cloud_request_s = self.clock()
+
+    # ------------------------------------------------------------------ group creation
+    def _create(self, action: cap.CreateNodeGroup) -> None:
+        token = creation_token(self.cluster_name, action.group)
+        self.hook("before-intent")
+        self.group_status(action.kbl, action.group, {
+            "zone": action.zone, "instanceType": action.instance_type, "phase": "Creating", "token": token, "desired": action.desired,
+        })
+        self.hook("after-intent")
+        desired = min(action.desired, max(0, self._room(action.group, 0)))
+        spec = NodeGroupSpec(
+            action.group, action.kbl, action.zone, action.instance_type, desired, action.max_size,
+            action.capacity_type, dict(action.labels), action.taints,
+        )
+        self._cloud_request()
+        info = self.provider.create_group(spec, token)
+        self.hook("after-create")
+        phase = "Active" if info.status == "ACTIVE" else info.status.title()
+        self.group_status(action.kbl, action.group, {"phase": phase, "lastScaleUp": self.clock()})
+        self.hook("after-status")
+        what = f"{action.group}: {action.desired} x {action.instance_type} in {action.zone}: {action.reason}"
+        self._event(action.kbl, "NodeGroupCreated", what)
+
+    # ------------------------------------------------------------------ status
+    def group_status(self, kbl_key: str, group: str, values: Mapping[str, Any]) -> None:
+        namespace, _, name = kbl_key.partition("/")
+        obj = self.kube.get(KBLS, name, namespace=namespace)
+        if obj is None:
+            return
+        self.guard("status")
+        entries = [dict(e) for e in ((obj.get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
+        for entry in entries:
+            if entry.get("name") == group:
+                entry.update(values)
+                break
+        else:
+            entries.append({"name": group, **values})
+        self.kube.patch_status(KBLS, name, {"status": {"nodeGroups": entries}}, namespace=namespace)
+
+    def _sync_group_status(self, state: cap.CapacityState) -> None:
+        """Make ``status.nodeGroups`` agree with the cloud: adopt groups created by a controller
+        that died before confirming them, and record measured node-ready times."""
+        groups = {g.name: g for g in state.groups}
+        for kbl in state.kbls:
+            recorded = {str(e.get("name")): e for e in kbl.status.get("nodeGroups") or () if isinstance(e, Mapping)}
+            for group in (g for g in state.groups if g.kbl == kbl.key):
+                entry = recorded.get(group.name, {})
+                phase = {"ACTIVE": "Active", "CREATING": "Creating", "DELETING": "Deleting"}.get(group.status, group.status.title())
+                wanted: dict[str, Any] = {}
+                if entry.get("phase") != phase:
+                    wanted["phase"] = phase
+                if "zone" not in entry:
+                    wanted["zone"] = group.zone
+                measured = state.node_ready_s.get(group.name)
+                if measured is not None and entry.get("nodeReadySeconds") != measured:
+                    wanted["nodeReadySeconds"] = measured
+                if group.status == "ACTIVE" and not entry.get("clusterAutoscalerDetached"):
+                    if isinstance(self.provider, DetachesFromClusterAutoscaler):
+                        self.provider.detach_from_cluster_autoscaler(group.name)
+                    wanted["clusterAutoscalerDetached"] = True
+                if wanted:
+                    self.group_status(kbl.key, group.name, wanted)
+            for name, entry in recorded.items():
+                if name not in groups and entry.get("phase") == "Active":
+                    self.group_status(kbl.key, name, {"phase": "Gone"})
+
+    def _event(self, kbl_key: str, reason: str, message: str, kind: str = "Normal") -> None:
+        namespace, _, name = kbl_key.partition("/")
+        involved = {"apiVersion": KBLS.api_version, "kind": "KBL", "metadata": {"name": name, "namespace": namespace}}
+        with contextlib.suppress(ApiError):  # events are best effort
+            self.kube.create_event(involved, reason=reason, message=message, type="Warning" if kind == "Warning" else "Normal")

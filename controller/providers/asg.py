@@ -1,0 +1,228 @@
+"""Self-managed Auto Scaling groups as kbl node groups.
+
+One Auto Scaling group per KBL and zone, launched from its own launch template (the image, the
+instance type, and user data that joins the node with the ``kbl.io/kbl`` label and the
+``kbl.io/dedicated`` taint). ``set_desired_capacity`` sizes it; a named node leaves through
+``terminate_instance_in_auto_scaling_group`` with decrement. Rolling to a new image creates a
+launch-template version and points the group at it (``next-nodes``: only new instances use it),
+then, for ``rolling``, starts an instance refresh. The group never carries the Cluster
+Autoscaler discovery tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from controller.providers import (
+    CLUSTER_TAG,
+    KBL_TAG,
+    MANAGED_BY,
+    MANAGED_BY_TAG,
+    ZONE_TAG,
+    NodeGroupInfo,
+    NodeGroupSpec,
+    ProviderError,
+    RollStrategy,
+    group_tags,
+    instance_id,
+    kbl_tags,
+)
+from controller.providers.awscalls import aws_call
+from controller.providers.imaging import create_image, new_template_version
+from controller.providers.retrying import Backoff
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_ec2 import EC2Client
+
+
+def user_data(cluster_name: str, spec: NodeGroupSpec) -> str:
+    """Base64 user data running the EKS bootstrap with the group's labels and taints."""
+    node_labels = ",".join(f"{k}={v}" for k, v in sorted({**spec.labels, "kbl.io/node-group": spec.name}.items()))
+    taints = ",".join(f"{t.key}={t.value}:{t.effect}" for t in spec.taints)
+    extra = f"--node-labels={node_labels}" + (f" --register-with-taints={taints}" if taints else "")
+    script = f"#!/bin/bash\n/etc/eks/bootstrap.sh {shlex.quote(cluster_name)} --kubelet-extra-args {shlex.quote(extra)}\n"
+    return base64.b64encode(script.encode()).decode()
+
+
+def terminate_member(autoscaling: AutoScalingClient, backoff: Backoff, group: str, instance: str) -> bool:
+    """Terminate ``instance`` if it is (still) a member of ``group``, decrementing the desired size.
+
+    Returns ``False`` when it is not a member any more (a retry after success): nothing is done.
+    """
+    members = aws_call(backoff, autoscaling.describe_auto_scaling_instances, InstanceIds=[instance])["AutoScalingInstances"]
+    if not any(m["AutoScalingGroupName"] == group and m["LifecycleState"] not in ("Terminating", "Terminated") for m in members):
+        return False
+    try:
+        aws_call(backoff, autoscaling.terminate_instance_in_auto_scaling_group, InstanceId=instance, ShouldDecrementDesiredCapacity=True)
+    except ProviderError as exc:
+        if exc.code != "ValidationError":  # terminated between the two calls
+            raise
+    return True
+
+
+class AsgProvider:
+    """Self-managed Auto Scaling groups (see the module docstring).
+
+    Parameters
+    ----------
+    autoscaling, ec2:
+        boto3 clients.
+    cluster_name:
+        The Kubernetes cluster the nodes join.
+    image_id:
+        The node image new groups start from.
+    subnets_by_zone:
+        Subnet ids per AZ.
+    """
+
+    def __init__(
+        self,
+        autoscaling: AutoScalingClient,
+        ec2: EC2Client,
+        *,
+        cluster_name: str,
+        image_id: str,
+        subnets_by_zone: Mapping[str, Sequence[str]],
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.autoscaling = autoscaling
+        self.ec2 = ec2
+        self.cluster_name = cluster_name
+        self.image_id = image_id
+        self.subnets = {k: list(v) for k, v in subnets_by_zone.items()}
+        self.backoff = backoff or Backoff()
+
+    def _call(self, fn: Any, **kwargs: Any) -> Any:
+        return aws_call(self.backoff, fn, **kwargs)
+
+    def _template(self, name: str) -> dict[str, Any] | None:
+        try:
+            found = self._call(self.ec2.describe_launch_templates, LaunchTemplateNames=[name])["LaunchTemplates"]
+        except ProviderError as exc:
+            if exc.code.startswith("InvalidLaunchTemplateName"):
+                return None
+            raise
+        return dict(found[0]) if found else None
+
+    def _info(self, raw: Mapping[str, Any]) -> NodeGroupInfo:
+        tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+        template = raw.get("LaunchTemplate") or {}
+        return NodeGroupInfo(
+            name=raw["AutoScalingGroupName"],
+            kbl=tags.get(KBL_TAG, ""),
+            zone=tags.get(ZONE_TAG, ""),
+            instance_type=tags.get("kbl.io/instance-type", ""),
+            desired=int(raw.get("DesiredCapacity", 0)),
+            min_size=int(raw.get("MinSize", 0)),
+            max_size=int(raw.get("MaxSize", 0)),
+            status="DELETING" if raw.get("Status") else "ACTIVE",
+            launch_template_version=str(template.get("Version") or ""),
+            tags=tags,
+        )
+
+    def list_groups(self) -> list[NodeGroupInfo]:
+        out: list[NodeGroupInfo] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Filters": [{"Name": f"tag:{MANAGED_BY_TAG}", "Values": [MANAGED_BY]}]}
+            if token:
+                kwargs["NextToken"] = token
+            page = self._call(self.autoscaling.describe_auto_scaling_groups, **kwargs)
+            for raw in page["AutoScalingGroups"]:
+                tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+                if tags.get(MANAGED_BY_TAG) == MANAGED_BY and tags.get(CLUSTER_TAG) == self.cluster_name:
+                    out.append(self._info(raw))
+            token = page.get("NextToken")
+            if not token:
+                return out
+
+    def describe_group(self, name: str) -> NodeGroupInfo | None:
+        found = self._call(self.autoscaling.describe_auto_scaling_groups, AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        return self._info(found[0]) if found else None
+
+    def create_group(self, spec: NodeGroupSpec, token: str) -> NodeGroupInfo:
+        existing = self.describe_group(spec.name)
+        if existing is not None:
+            return existing
+        subnets = self.subnets.get(spec.zone)
+        if not subnets:
+            raise ProviderError("NoSubnet", f"no subnet configured for zone {spec.zone}")
+        template = self._template(spec.name)
+        if template is None:
+            data = {"ImageId": self.image_id, "InstanceType": spec.instance_type, "UserData": user_data(self.cluster_name, spec)}
+            template_tags = [{"Key": k, "Value": v} for k, v in sorted(group_tags(spec, self.cluster_name).items())]
+            try:
+                template = self._call(
+                    self.ec2.create_launch_template,
+                    LaunchTemplateName=spec.name,
+                    LaunchTemplateData=data,
+                    ClientToken=token[:64],
+                    TagSpecifications=[{"ResourceType": "launch-template", "Tags": template_tags}],
+                )["LaunchTemplate"]
+            except ProviderError as exc:
+                if not exc.code.startswith("InvalidLaunchTemplateName.AlreadyExists"):
+                    raise
+                template = self._template(spec.name)
+        assert template is not None
+        tags = {**group_tags(spec, self.cluster_name), "kbl.io/instance-type": spec.instance_type}
+        try:
+            self._call(
+                self.autoscaling.create_auto_scaling_group,
+                AutoScalingGroupName=spec.name,
+                LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
+                MinSize=0,
+                MaxSize=max(spec.max_size, 1),
+                DesiredCapacity=spec.desired,
+                VPCZoneIdentifier=",".join(subnets),
+                Tags=[
+                    {"ResourceId": spec.name, "ResourceType": "auto-scaling-group", "Key": k, "Value": v, "PropagateAtLaunch": True}
+                    for k, v in sorted(tags.items())
+                ],
+            )
+        except ProviderError as exc:
+            if exc.code != "AlreadyExists":
+                raise
+        found = self.describe_group(spec.name)
+        if found is None:
+            raise ProviderError("ResourceNotFoundException", f"group {spec.name} vanished right after creation")
+        return found
+
+    def set_size(self, name: str, desired: int) -> None:
+        self._call(self.autoscaling.set_desired_capacity, AutoScalingGroupName=name, DesiredCapacity=desired, HonorCooldown=False)
+
+    def remove_instance(self, name: str, provider_id: str) -> None:
+        terminate_member(self.autoscaling, self.backoff, name, instance_id(provider_id))
+
+    def delete_group(self, name: str) -> None:
+        try:
+            self._call(self.autoscaling.delete_auto_scaling_group, AutoScalingGroupName=name, ForceDelete=True)
+        except ProviderError as exc:
+            if exc.code != "ValidationError":
+                raise
+        if self._template(name) is not None:
+            self._call(self.ec2.delete_launch_template, LaunchTemplateName=name)
+
+    def create_image(self, provider_id: str, image_name: str, tags: Mapping[str, str]) -> str:
+        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, {**tags, **kbl_tags(self.cluster_name)})
+
+    def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
+        template = self._template(name)
+        if template is None:
+            raise ProviderError("NoLaunchTemplate", f"group {name} has no launch template named after it")
+        version = new_template_version(self.ec2, self.backoff, template["LaunchTemplateId"], image_id, token)
+        self._call(
+            self.autoscaling.update_auto_scaling_group,
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": version},
+        )
+        if strategy == "rolling":
+            self._call(
+                self.autoscaling.start_instance_refresh,
+                AutoScalingGroupName=name,
+                Preferences={"MinHealthyPercentage": 90},
+            )
+        return version

@@ -1,0 +1,238 @@
+"""EKS managed node groups as kbl node groups.
+
+One managed node group per KBL and zone: ``create_nodegroup`` with the ``kbl.io/kbl`` label, the
+``kbl.io/dedicated=<name>:NoSchedule`` taint, the subnets of the right zone and a deterministic
+``clientRequestToken``; ``update_nodegroup_config`` for the size; ``update_nodegroup_version``
+to roll to a new launch-template version; ``delete_nodegroup``. One named node leaves through
+its Auto Scaling group (``terminate_instance_in_auto_scaling_group`` with decrement). EKS tags a
+managed group's Auto Scaling group for Cluster Autoscaler discovery; kbl removes those tags so
+CA leaves kbl groups alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from controller.providers import (
+    CA_ENABLED_TAG,
+    KBL_TAG,
+    MANAGED_BY,
+    MANAGED_BY_TAG,
+    ZONE_TAG,
+    NodeGroupInfo,
+    NodeGroupSpec,
+    ProviderError,
+    RollStrategy,
+    group_tags,
+    instance_id,
+    kbl_tags,
+)
+from controller.providers.awscalls import aws_call
+from controller.providers.retrying import Backoff
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_eks import EKSClient
+
+_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
+
+
+class EksProvider:
+    """EKS managed node groups (see the module docstring).
+
+    Parameters
+    ----------
+    eks, autoscaling, ec2:
+        boto3 clients.
+    cluster_name:
+        The EKS cluster.
+    node_role_arn:
+        The IAM role the nodes run as.
+    subnets_by_zone:
+        Subnet ids per AZ; discovered from the cluster's VPC config when ``None``.
+    launch_template_id:
+        A launch template to create groups from (needed for prototype images), optional.
+    """
+
+    def __init__(
+        self,
+        eks: EKSClient,
+        autoscaling: AutoScalingClient,
+        ec2: EC2Client,
+        *,
+        cluster_name: str,
+        node_role_arn: str,
+        subnets_by_zone: Mapping[str, Sequence[str]] | None = None,
+        launch_template_id: str | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.eks = eks
+        self.autoscaling = autoscaling
+        self.ec2 = ec2
+        self.cluster_name = cluster_name
+        self.node_role_arn = node_role_arn
+        self._subnets = {k: list(v) for k, v in subnets_by_zone.items()} if subnets_by_zone is not None else None
+        self.launch_template_id = launch_template_id
+        self.backoff = backoff or Backoff()
+
+    def _call(self, fn: Any, **kwargs: Any) -> Any:
+        return aws_call(self.backoff, fn, **kwargs)
+
+    def subnets_by_zone(self) -> dict[str, list[str]]:
+        """The cluster's subnets per AZ (``describe_cluster`` then ``describe_subnets``)."""
+        if self._subnets is None:
+            cluster = self._call(self.eks.describe_cluster, name=self.cluster_name)["cluster"]
+            ids = cluster.get("resourcesVpcConfig", {}).get("subnetIds", [])
+            found: dict[str, list[str]] = {}
+            if ids:
+                for subnet in self._call(self.ec2.describe_subnets, SubnetIds=ids)["Subnets"]:
+                    found.setdefault(subnet["AvailabilityZone"], []).append(subnet["SubnetId"])
+            self._subnets = found
+        return self._subnets
+
+    def _info(self, raw: Mapping[str, Any]) -> NodeGroupInfo:
+        tags = dict(raw.get("tags") or {})
+        scaling = raw.get("scalingConfig") or {}
+        template = raw.get("launchTemplate") or {}
+        types = raw.get("instanceTypes") or [""]
+        return NodeGroupInfo(
+            name=raw["nodegroupName"],
+            kbl=tags.get(KBL_TAG, ""),
+            zone=tags.get(ZONE_TAG, ""),
+            instance_type=types[0],
+            desired=int(scaling.get("desiredSize", 0)),
+            min_size=int(scaling.get("minSize", 0)),
+            max_size=int(scaling.get("maxSize", 0)),
+            status=str(raw.get("status", "")),
+            image=str(raw.get("releaseVersion") or ""),
+            launch_template_version=str(template.get("version") or ""),
+            tags=tags,
+        )
+
+    def list_groups(self) -> list[NodeGroupInfo]:
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"clusterName": self.cluster_name}
+            if token:
+                kwargs["nextToken"] = token
+            page = self._call(self.eks.list_nodegroups, **kwargs)
+            names.extend(page.get("nodegroups", []))
+            token = page.get("nextToken")
+            if not token:
+                break
+        out = []
+        for name in names:
+            info = self.describe_group(name)
+            if info is not None and info.tags.get(MANAGED_BY_TAG) == MANAGED_BY:
+                out.append(info)
+        return out
+
+    def describe_group(self, name: str) -> NodeGroupInfo | None:
+        try:
+            raw = self._call(self.eks.describe_nodegroup, clusterName=self.cluster_name, nodegroupName=name)["nodegroup"]
+        except ProviderError as exc:
+            if exc.code == "ResourceNotFoundException":
+                return None
+            raise
+        return self._info(raw)
+
+    def create_group(self, spec: NodeGroupSpec, token: str) -> NodeGroupInfo:
+        subnets = self.subnets_by_zone().get(spec.zone)
+        if not subnets:
+            raise ProviderError("NoSubnet", f"cluster {self.cluster_name} has no subnet in zone {spec.zone}")
+        kwargs: dict[str, Any] = {
+            "clusterName": self.cluster_name,
+            "nodegroupName": spec.name,
+            "scalingConfig": {"minSize": 0, "maxSize": max(spec.max_size, 1), "desiredSize": spec.desired},
+            "subnets": list(subnets),
+            "instanceTypes": [spec.instance_type],
+            "capacityType": spec.capacity_type,
+            "nodeRole": self.node_role_arn,
+            "labels": {**spec.labels, "kbl.io/node-group": spec.name},
+            "taints": [{"key": t.key, "value": t.value, "effect": _EFFECTS.get(t.effect, "NO_SCHEDULE")} for t in spec.taints],
+            "tags": group_tags(spec, self.cluster_name),
+            "clientRequestToken": token,
+        }
+        if self.launch_template_id:
+            kwargs["launchTemplate"] = {"id": self.launch_template_id}
+        try:
+            raw = self._call(self.eks.create_nodegroup, **kwargs)["nodegroup"]
+        except ProviderError as exc:
+            if exc.code != "ResourceInUseException":
+                raise
+            found = self.describe_group(spec.name)  # created by an earlier attempt: adopt it
+            if found is None:
+                raise
+            return found
+        return self._info(raw)
+
+    def detach_from_cluster_autoscaler(self, name: str) -> list[str]:
+        """Remove CA discovery tags from the group's Auto Scaling groups; returns their names."""
+        asgs = self._asg_names(name)
+        for asg in asgs:
+            tags = [{"ResourceId": asg, "ResourceType": "auto-scaling-group", "Key": CA_ENABLED_TAG}]
+            tags.append({"ResourceId": asg, "ResourceType": "auto-scaling-group", "Key": f"k8s.io/cluster-autoscaler/{self.cluster_name}"})
+            self._call(self.autoscaling.delete_tags, Tags=tags)
+        return asgs
+
+    def _asg_names(self, name: str) -> list[str]:
+        raw = self._call(self.eks.describe_nodegroup, clusterName=self.cluster_name, nodegroupName=name)["nodegroup"]
+        return [a["name"] for a in (raw.get("resources") or {}).get("autoScalingGroups", []) if a.get("name")]
+
+    def set_size(self, name: str, desired: int) -> None:
+        current = self.describe_group(name)
+        if current is None:
+            raise ProviderError("ResourceNotFoundException", f"no node group {name}")
+        if current.desired == desired:
+            return
+        scaling = {"minSize": min(current.min_size, desired), "maxSize": max(current.max_size, desired, 1), "desiredSize": desired}
+        self._call(self.eks.update_nodegroup_config, clusterName=self.cluster_name, nodegroupName=name, scalingConfig=scaling)
+
+    def remove_instance(self, name: str, provider_id: str) -> None:
+        from controller.providers.asg import terminate_member
+
+        wanted = instance_id(provider_id)
+        for asg in self._asg_names(name):
+            if terminate_member(self.autoscaling, self.backoff, asg, wanted):
+                return
+
+    def delete_group(self, name: str) -> None:
+        try:
+            self._call(self.eks.delete_nodegroup, clusterName=self.cluster_name, nodegroupName=name)
+        except ProviderError as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+
+    def create_image(self, provider_id: str, image_name: str, tags: Mapping[str, str]) -> str:
+        from controller.providers.imaging import create_image
+
+        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, {**tags, **kbl_tags(self.cluster_name)})
+
+    def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
+        """A new launch-template version with ``image_id``, then ``update_nodegroup_version``.
+
+        EKS replaces managed nodes on every version change, so only ``rolling`` is possible.
+
+        Raises
+        ------
+        ProviderError
+            ``UnsupportedStrategy`` for ``next-nodes``; ``NoLaunchTemplate`` without a template.
+        """
+        from controller.providers.imaging import new_template_version
+
+        if strategy != "rolling":
+            raise ProviderError("UnsupportedStrategy", "EKS managed node groups replace nodes on every version change: use rolling")
+        if not self.launch_template_id:
+            raise ProviderError("NoLaunchTemplate", f"node group {name} was not created from a launch template")
+        version = new_template_version(self.ec2, self.backoff, self.launch_template_id, image_id, token)
+        self._call(
+            self.eks.update_nodegroup_version,
+            clusterName=self.cluster_name,
+            nodegroupName=name,
+            launchTemplate={"id": self.launch_template_id, "version": version},
+            clientRequestToken=token,
+        )
+        return version

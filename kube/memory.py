@@ -1,0 +1,226 @@
+"""An in-memory Kubernetes API: a faithful, stateful :class:`~kube.api.KubeApi`.
+
+Used by the controller's logic tests, the benchmarks' simulations and demos (no cluster needed).
+
+Objects by (resource, namespace, name) with a cluster-wide resourceVersion counter, label
+selectors (equality), a watch log with ``410 Gone`` for versions too old, JSON merge patches
+(``null`` deletes; a ``metadata.resourceVersion`` in the patch is a precondition, ``409`` on
+mismatch, as the API server does), create (``409`` when the name is taken) and replace (``PUT``:
+the whole object, a stale ``metadata.resourceVersion`` is a ``409`` :class:`ConflictError`, so
+two writers that read the same version cannot both win), the status subresource, bindings, evictions refused with
+``False`` when a PodDisruptionBudget would drop below ``minAvailable``, and recorded events.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+from kube.api import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
+
+Objects = list[dict[str, Any]]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+class MemoryApi:
+    def __init__(self, *, history: int = 1000) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.version = 1
+        self.log: list[tuple[int, str, WatchEvent]] = []
+        self.history = history
+        self.events: list[dict[str, Any]] = []
+        self.evictions: list[str] = []
+        self.pdbs: list[tuple[dict[str, str], int]] = []  # (selector, minAvailable)
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+
+    # ---------------------------------------------------------------- helpers
+    def _key(self, resource: Resource, name: str, namespace: str | None) -> tuple[str, str, str]:
+        return (self._kind(resource), (namespace or "default") if resource.namespaced else "", name)
+
+    @staticmethod
+    def _kind(resource: Resource) -> str:
+        return f"{resource.group}/{resource.plural}" if resource.group else resource.plural
+
+    def _bump(self, resource: Resource, kind: Literal["ADDED", "MODIFIED", "DELETED"], obj: dict[str, Any]) -> None:
+        self.version += 1
+        obj.setdefault("metadata", {})["resourceVersion"] = str(self.version)
+        self.log.append((self.version, self._kind(resource), WatchEvent(kind, copy.deepcopy(obj))))
+        del self.log[: max(0, len(self.log) - self.history)]
+        self.cond.notify_all()
+
+    def put(self, resource: Resource, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace an object (test setup, kubelet, other controllers)."""
+        with self.lock:
+            stored = copy.deepcopy(dict(obj))
+            meta = stored.setdefault("metadata", {})
+            key = self._key(resource, meta["name"], meta.get("namespace"))
+            if resource.namespaced:
+                meta.setdefault("namespace", "default")
+            existed = key in self.objects
+            self.objects[key] = stored
+            self._bump(resource, "MODIFIED" if existed else "ADDED", stored)
+            return copy.deepcopy(stored)
+
+    def delete(self, resource: Resource, name: str, namespace: str | None = None) -> None:
+        with self.lock:
+            obj = self.objects.pop(self._key(resource, name, namespace), None)
+            if obj is not None:
+                self._bump(resource, "DELETED", obj)
+
+    # ---------------------------------------------------------------- KubeApi
+    def list(
+        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        with self.lock:
+            wanted = dict(p.split("=", 1) for p in label_selector.split(",")) if label_selector else {}
+            out = []
+            for (plural, ns, _), obj in sorted(self.objects.items()):
+                if plural != self._kind(resource) or (namespace and ns != namespace):
+                    continue
+                obj_labels = obj.get("metadata", {}).get("labels") or {}
+                if all(obj_labels.get(k) == v for k, v in wanted.items()):
+                    out.append(copy.deepcopy(obj))
+            return out, str(self.version)
+
+    def watch(self, resource: Resource, *, resource_version: str, timeout_s: int = 300) -> Iterator[WatchEvent]:
+        since = int(resource_version or 0)
+        with self.lock:
+            if self.log and since < self.log[0][0] - 1:
+                raise GoneError()
+            kind = self._kind(resource)
+            events = [e for v, plural, e in self.log if v > since and plural == kind]
+            if not events:
+                self.cond.wait(min(timeout_s, 0.5))
+                events = [e for v, plural, e in self.log if v > since and plural == kind]
+        yield from events
+
+    def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> dict[str, Any] | None:
+        with self.lock:
+            obj = self.objects.get(self._key(resource, name, namespace))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def _patch(self, resource: Resource, name: str, patch: Mapping[str, Any], namespace: str | None, *, status: bool) -> dict[str, Any]:
+        with self.lock:
+            key = self._key(resource, name, namespace)
+            obj = self.objects.get(key)
+            if obj is None:
+                raise ApiError(404, f"{self._kind(resource)} {name} not found")
+            want_rv = (patch.get("metadata") or {}).get("resourceVersion")
+            if want_rv is not None and want_rv != obj["metadata"].get("resourceVersion"):
+                raise ConflictError(f"{self._kind(resource)} {name}: the object has been modified")
+            body = {"status": patch.get("status")} if status else {k: v for k, v in patch.items() if k != "status"}
+            updated = merge_patch(obj, body)
+            self.objects[key] = updated
+            self._bump(resource, "MODIFIED", updated)
+            return copy.deepcopy(updated)
+
+    def patch(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        return self._patch(resource, name, patch, namespace, status=False)
+
+    def patch_status(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        return self._patch(resource, name, patch, namespace, status=True)
+
+    def create(self, resource: Resource, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            stored = copy.deepcopy(dict(obj))
+            meta = stored.setdefault("metadata", {})
+            name = meta.get("name")
+            if not name:
+                raise ApiError(422, f"{self._kind(resource)}: metadata.name is required")
+            if resource.namespaced:
+                meta["namespace"] = namespace or meta.get("namespace") or "default"
+            key = self._key(resource, name, meta.get("namespace"))
+            if key in self.objects:
+                raise ConflictError(f"{self._kind(resource)} {name} already exists")
+            meta.pop("resourceVersion", None)
+            stored.setdefault("apiVersion", resource.api_version)
+            stored.setdefault("kind", resource.kind)
+            self.objects[key] = stored
+            self._bump(resource, "ADDED", stored)
+            return copy.deepcopy(stored)
+
+    def replace(self, resource: Resource, name: str, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            key = self._key(resource, name, namespace)
+            old = self.objects.get(key)
+            if old is None:
+                raise ApiError(404, f"{self._kind(resource)} {name} not found")
+            stored = copy.deepcopy(dict(obj))
+            meta = stored.setdefault("metadata", {})
+            if meta.get("name", name) != name:
+                raise ApiError(400, f"{self._kind(resource)} {name}: metadata.name {meta['name']!r} does not match the URL")
+            want_rv = meta.get("resourceVersion")
+            if want_rv is not None and want_rv != old["metadata"].get("resourceVersion"):
+                raise ConflictError(f"{self._kind(resource)} {name}: the object has been modified")
+            meta["name"] = name
+            if resource.namespaced:
+                meta["namespace"] = old["metadata"].get("namespace", "default")
+            stored.setdefault("apiVersion", resource.api_version)
+            stored.setdefault("kind", resource.kind)
+            self.objects[key] = stored
+            self._bump(resource, "MODIFIED", stored)
+            return copy.deepcopy(stored)
+
+    def create_binding(self, namespace: str, pod: str, uid: str, node: str) -> None:
+        with self.lock:
+            obj = self.objects.get(self._key(PODS, pod, namespace))
+            if obj is None or obj.get("spec", {}).get("nodeName"):
+                raise ApiError(409, "pod missing or already bound")
+            self._patch(PODS, pod, {"spec": {"nodeName": node}, "status": {"phase": "Running"}}, namespace, status=False)
+
+    def evict(self, namespace: str, pod: str) -> bool:
+        with self.lock:
+            obj = self.objects.get(self._key(PODS, pod, namespace))
+            if obj is None:
+                return True
+            pod_labels = obj.get("metadata", {}).get("labels") or {}
+            for selector, min_available in self.pdbs:
+                if not all(pod_labels.get(k) == v for k, v in selector.items()):
+                    continue
+                healthy = [
+                    o for (plural, ns, _), o in self.objects.items()
+                    if plural == "pods" and ns == namespace and o.get("spec", {}).get("nodeName")
+                    and all((o.get("metadata", {}).get("labels") or {}).get(k) == v for k, v in selector.items())
+                ]
+                if len(healthy) - 1 < min_available:
+                    return False
+            self.evictions.append(f"{namespace}/{pod}")
+            self.delete(PODS, pod, namespace)
+            return True
+
+    def create_event(
+        self, involved: Mapping[str, Any], *, reason: str, message: str, type: Literal["Normal", "Warning"] = "Normal"
+    ) -> None:
+        with self.lock:
+            self.events.append({"involved": dict(involved), "reason": reason, "message": message, "type": type})
+
+    # ---------------------------------------------------------------- simulation
+    def sync_nodes(self, node_objects: Objects) -> None:
+        """Make the Node objects match the cloud's joined instances (kubelet + node lifecycle)."""
+        with self.lock:
+            wanted = {o["metadata"]["name"]: o for o in node_objects}
+            have = {name for (plural, _, name) in self.objects if plural == "nodes"}
+            managed = {
+                name for (plural, _, name), o in self.objects.items()
+                if plural == "nodes" and "kbl.io/node-group" in (o["metadata"].get("labels") or {})
+            }
+            for name in managed - set(wanted):
+                self.delete(NODES, name)
+            for name, obj in wanted.items():
+                if name not in have:
+                    self.put(NODES, obj)

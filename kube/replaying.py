@@ -1,0 +1,73 @@
+"""Offline reading: a snapshot file behind the :class:`~kube.api.KubeApi`.
+
+:class:`SnapshotApi` serves a snapshot's objects read-only, so every component that reads
+cluster state (the extender, the controller's dry run, the reconciler's offline plan) can run on
+a file with no cluster. It refuses every write, so a dry run that tried to change something fails
+loudly instead of pretending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+from kube.api import ApiError, Resource, WatchEvent
+from topology.snapshots import KINDS, read_file_objects
+
+
+class SnapshotApi:
+    """A read-only :class:`~kube.api.KubeApi` over a snapshot's objects."""
+
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        self.objects = [o for o in objects if isinstance(o, dict) and o.get("kind") in KINDS]
+
+    @classmethod
+    def from_file(cls, path: str) -> SnapshotApi:
+        """Serve a snapshot file; :class:`~topology.errors.SnapshotError` if it is unusable."""
+        return cls(read_file_objects(path))
+
+    def list(
+        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        wanted = dict(p.split("=", 1) for p in label_selector.split(",")) if label_selector else {}
+        out = []
+        for obj in self.objects:
+            meta = obj.get("metadata") or {}
+            if obj.get("kind") != resource.kind or (namespace and meta.get("namespace", "default") != namespace):
+                continue
+            if all((meta.get("labels") or {}).get(k) == v for k, v in wanted.items()):
+                out.append(obj)
+        return out, "1"
+
+    def watch(self, resource: Resource, *, resource_version: str, timeout_s: int = 300) -> Iterator[WatchEvent]:
+        return iter(())
+
+    def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> dict[str, Any] | None:
+        found, _ = self.list(resource, namespace=namespace if resource.namespaced else None)
+        return next((o for o in found if (o.get("metadata") or {}).get("name") == name), None)
+
+    def _refuse(self, what: str) -> ApiError:
+        return ApiError(405, f"the snapshot is read-only: {what} needs a live cluster")
+
+    def patch(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        raise self._refuse(f"patching {resource.plural}/{name}")
+
+    def patch_status(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        raise self._refuse(f"patching {resource.plural}/{name}/status")
+
+    def create(self, resource: Resource, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        raise self._refuse(f"creating a {resource.kind}")
+
+    def replace(self, resource: Resource, name: str, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        raise self._refuse(f"replacing {resource.plural}/{name}")
+
+    def create_binding(self, namespace: str, pod: str, uid: str, node: str) -> None:
+        raise self._refuse("binding")
+
+    def evict(self, namespace: str, pod: str) -> bool:
+        raise self._refuse("eviction")
+
+    def create_event(
+        self, involved: Mapping[str, Any], *, reason: str, message: str, type: Literal["Normal", "Warning"] = "Normal"
+    ) -> None:
+        raise self._refuse("an event")

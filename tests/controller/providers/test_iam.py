@@ -1,0 +1,115 @@
+"""Every boto3 operation the providers make is in the mode's IAM action set, and every action listed is used.
+
+Operations run against moto over HTTP; the two moto lacks (``UpdateNodegroupVersion``,
+``StartInstanceRefresh``) run against botocore's ``Stubber``, which still validates the call
+shape against the service model. Calls are recorded by a ``before-parameter-build`` event hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.stub import ANY, Stubber
+
+from controller.providers import NodeGroupSpec
+from controller.providers.asg import AsgProvider
+from controller.providers.eks import EksProvider
+from controller.providers.fake import FakeProvider
+from controller.providers.iam import (
+    CONTROLLER_DIRECT_ACTIONS,
+    CONTROLLER_QUEUE_ACTIONS,
+    IMPLIED_ACTIONS,
+    WORKER_ACTIONS,
+)
+from controller.providers.queueing import QueueProvider, Worker
+from controller.providers.retrying import Backoff
+from tests.aws import REGION, Aws, base_image, make_cluster
+from tests.controller.providers.test_queueing import queues
+from tests.placement.scenarios import T0
+
+
+def _stubbed(aws: Aws, service: str, *calls: tuple[str, dict[str, Any], dict[str, Any]]) -> Any:
+    """A client answering ``calls`` (operation, expected parameters, response) in order."""
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    client = session.client(service)  # type: ignore[call-overload]
+    client.meta.events.register("before-parameter-build.*.*", aws.recorder.hook)
+    stubber = Stubber(client)
+    for operation, expected, response in calls:
+        stubber.add_response(operation, response, expected)
+    stubber.activate()
+    return client
+
+
+def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Backoff) -> None:
+    subnets = make_cluster(aws)
+    ec2 = aws.client("ec2")
+    image = base_image(aws)
+    template = ec2.create_launch_template(LaunchTemplateName=f"{aws.cluster}-lt", LaunchTemplateData={"ImageId": image})
+    template_id = template["LaunchTemplate"]["LaunchTemplateId"]
+    role = "arn:aws:iam::123456789012:role/node"
+
+    aws.recorder.label = "direct"
+    eks = EksProvider(aws.client("eks"), aws.client("autoscaling"), ec2, cluster_name=aws.cluster, node_role_arn=role, backoff=no_sleep)
+    name = "kbl-default-k-us-east-1a"
+    eks.create_group(NodeGroupSpec(name, "default/k", "us-east-1a", "m6i.xlarge", 1, 4), "tok")
+    eks.list_groups()
+    eks.set_size(name, 2)
+    described = aws.client("eks").describe_nodegroup(clusterName=aws.cluster, nodegroupName=name)["nodegroup"]
+    asg_name = described["resources"]["autoScalingGroups"][0]["name"]
+    ca_tags = [
+        {"ResourceId": asg_name, "ResourceType": "auto-scaling-group", "Key": "k8s.io/cluster-autoscaler/enabled"},
+        {"ResourceId": asg_name, "ResourceType": "auto-scaling-group", "Key": f"k8s.io/cluster-autoscaler/{aws.cluster}"},
+    ]
+    eks.autoscaling = _stubbed(aws, "autoscaling", ("delete_tags", {"Tags": ca_tags}, {}))  # moto has no ASG behind a node group
+    assert eks.detach_from_cluster_autoscaler(name) == [asg_name]
+    eks.autoscaling = aws.client("autoscaling")
+    eks.remove_instance(name, "aws:///us-east-1a/i-0123456789abcdef0")
+    eks.delete_group(name)
+    update = {
+        "clusterName": aws.cluster,
+        "nodegroupName": name,
+        "launchTemplate": {"id": template_id, "version": "2"},
+        "clientRequestToken": "roll",
+    }
+    eks.eks = _stubbed(aws, "eks", ("update_nodegroup_version", update, {"update": {"id": "u1", "status": "InProgress"}}))
+    eks.launch_template_id = template_id
+    eks.roll_group(name, image, "rolling", "roll")
+
+    asg = AsgProvider(aws.client("autoscaling"), ec2, cluster_name=aws.cluster, image_id=image, subnets_by_zone=subnets, backoff=no_sleep)
+    info = asg.create_group(NodeGroupSpec("g-asg", "default/k", "us-east-1a", "m6i.xlarge", 2, 4), "tok")
+    asg.list_groups()
+    asg.set_size(info.name, 3)
+    groups = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[info.name])["AutoScalingGroups"]
+    victim = groups[0]["Instances"][0]["InstanceId"]
+    proto = asg.create_image(f"aws:///us-east-1a/{victim}", f"proto-{aws.cluster}", {"kbl.io/prototype": "yes"})
+    asg.remove_instance(info.name, f"aws:///us-east-1a/{victim}")
+    asg.roll_group(info.name, proto, "next-nodes", "roll-a")
+    asg.autoscaling = _stubbed(
+        aws, "autoscaling",
+        ("update_auto_scaling_group", {"AutoScalingGroupName": info.name, "LaunchTemplate": ANY}, {}),
+        ("start_instance_refresh", {"AutoScalingGroupName": info.name, "Preferences": {"MinHealthyPercentage": 90}}, {}),
+    )
+    asg.roll_group(info.name, image, "rolling", "roll-b")
+    asg.autoscaling = aws.client("autoscaling")
+    asg.delete_group(info.name)
+
+    aws.recorder.label = "setup"
+    main, reply, _ = queues(aws)
+    aws.recorder.label = "queue-controller"
+    controller = QueueProvider(aws.client("sqs"), main, reply, clock=lambda: T0, backoff=no_sleep)
+    controller.create_group(NodeGroupSpec("gq", "default/q", "us-east-1a", "m6i.xlarge", 1, 4), "tq")
+    aws.recorder.label = "worker"
+    Worker(aws.client("sqs"), main, reply, FakeProvider(lambda: T0), max_nodes_total=8, backoff=no_sleep).poll_once()
+    aws.recorder.label = "queue-controller"
+    assert [g.name for g in controller.list_groups()] == ["gq"]
+
+    seen = aws.recorder.seen
+    assert seen["direct"] <= CONTROLLER_DIRECT_ACTIONS, seen["direct"] - CONTROLLER_DIRECT_ACTIONS
+    assert seen["direct"] == CONTROLLER_DIRECT_ACTIONS - IMPLIED_ACTIONS, (CONTROLLER_DIRECT_ACTIONS - IMPLIED_ACTIONS) ^ seen["direct"]
+    assert seen["queue-controller"] == CONTROLLER_QUEUE_ACTIONS
+    worker_seen = seen["worker"] | seen["direct"]
+    assert worker_seen <= WORKER_ACTIONS
+    assert worker_seen == WORKER_ACTIONS - IMPLIED_ACTIONS
+    assert not any(a.startswith(("eks:", "ec2:", "autoscaling:")) for a in CONTROLLER_QUEUE_ACTIONS)
