@@ -37,6 +37,10 @@ NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
 PODS = Resource("", "v1", "pods", "Pod", namespaced=True)
 DATASETS = Resource("kbl.io", "v1alpha1", "datasets", "DataSet", namespaced=True)
 KBLS = Resource("kbl.io", "v1alpha1", "kbls", "KBL", namespaced=True)
+#: One per node: what its agent holds and has verified (the data plane's report, :mod:`topology.holdings`).
+NODE_HOLDINGS = Resource("kbl.io", "v1alpha1", "nodeholdings", "NodeHoldings", namespaced=False)
+#: Readers and peers of the node agent are authenticated with a TokenReview of their bearer token.
+TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False)
 #: The leader election of ``kbl controller`` (one Lease object, see :mod:`kube.leading`).
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
 

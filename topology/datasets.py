@@ -93,6 +93,40 @@ class Erasure:
 
 Redundancy = Replicas | Erasure
 
+#: ``spec.shardKey`` when absent: shard i is the object or file named ``str(i)``.
+DEFAULT_SHARD_KEY = "{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Source:
+    """Shards as objects ``s3://bucket/<prefix><shardKey(i)>`` (``endpoint_url`` for S3-compatible stores)."""
+
+    bucket: str
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    def locate(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class PathSource:
+    """Shards as files ``<path>/<shardKey(i)>`` on a filesystem mounted on every node."""
+
+    path: str
+
+    def locate(self, key: str) -> str:
+        return f"{self.path.rstrip('/')}/{key}"
+
+
+DataSource = S3Source | PathSource
+
+
+def shard_key(template: str, index: int) -> str:
+    """The object or file name of shard ``index`` (``spec.shardKey`` formatted with ``index``)."""
+    return template.format(index=index)
+
 
 @dataclass(frozen=True, slots=True)
 class DataSetSpec:
@@ -110,10 +144,17 @@ class DataSetSpec:
     redundancy: Redundancy
     failure_domain: str = labels.HOSTNAME
     node_selector: Mapping[str, str] = field(default_factory=dict)
+    source: DataSource | None = None
+    shard_key: str = DEFAULT_SHARD_KEY
+    uid: str = field(default="", compare=False)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def shard_name(self, index: int) -> str:
+        """The file name of shard ``index`` under the DataSet folder and the source."""
+        return shard_key(self.shard_key, index)
 
     @property
     def total_bytes(self) -> int:
@@ -163,11 +204,27 @@ class ShardPlacement:
 
 
 @dataclass(frozen=True, slots=True)
+class Transfer:
+    """A piece in flight (``status.transfers[]``): slot ``(shard, piece)`` of the target now on
+    ``to``, still held by ``source`` until ``to`` reports it ready (make before break). The agent
+    on ``source`` keeps the piece while any transfer names it; removing the entry releases it."""
+
+    shard: int
+    piece: int
+    source: str
+    to: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shard": self.shard, "piece": self.piece, "from": self.source, "to": self.to}
+
+
+@dataclass(frozen=True, slots=True)
 class DataSet:
-    """A DataSet object: its spec and, if placed, its placement."""
+    """A DataSet object: its spec and, if placed, its placement and the pieces in flight."""
 
     spec: DataSetSpec
     placement: ShardPlacement | None = None
+    transfers: tuple[Transfer, ...] = ()
 
     @property
     def key(self) -> str:
@@ -212,11 +269,14 @@ class DataSet:
             redundancy=redundancy,
             failure_domain=failure_domain,
             node_selector=reader.str_map("spec.nodeSelector"),
+            source=_source(reader),
+            shard_key=_shard_key(reader, shards),
+            uid=str(reader.get("metadata.uid") or ""),
         )
         placement = None
         if reader.get("status.placement") is not None:
             placement = _placement(reader, spec)
-        return cls(spec, placement)
+        return cls(spec, placement, _transfers(reader, spec))
 
     def to_object(self) -> dict[str, Any]:
         """The DataSet as a Kubernetes object (spec and, if placed, ``status.placement``)."""
@@ -234,15 +294,82 @@ class DataSet:
             body["shardSizes"] = [str(int(s)) for s in sizes]
         if spec.node_selector:
             body["nodeSelector"] = dict(spec.node_selector)
-        obj: dict[str, Any] = {
-            "apiVersion": labels.API_VERSION,
-            "kind": "DataSet",
-            "metadata": {"name": spec.name, "namespace": spec.namespace},
-            "spec": body,
-        }
+        if spec.source is not None:
+            body["source"] = source_json(spec.source)
+        if spec.shard_key != DEFAULT_SHARD_KEY:
+            body["shardKey"] = spec.shard_key
+        meta: dict[str, Any] = {"name": spec.name, "namespace": spec.namespace}
+        if spec.uid:
+            meta["uid"] = spec.uid
+        obj: dict[str, Any] = {"apiVersion": labels.API_VERSION, "kind": "DataSet", "metadata": meta, "spec": body}
         if self.placement is not None:
             obj["status"] = {"placement": self.placement.to_status()}
+            if self.transfers:
+                obj["status"]["transfers"] = [t.to_json() for t in self.transfers]
         return obj
+
+
+def source_json(source: DataSource) -> dict[str, Any]:
+    """``spec.source`` as JSON."""
+    if isinstance(source, PathSource):
+        return {"path": source.path}
+    s3: dict[str, Any] = {"bucket": source.bucket, "prefix": source.prefix}
+    if source.region:
+        s3["region"] = source.region
+    if source.endpoint_url:
+        s3["endpointUrl"] = source.endpoint_url
+    return {"s3": s3}
+
+
+def _source(reader: FieldReader) -> DataSource | None:
+    raw = reader.get("spec.source")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or len(raw) != 1 or next(iter(raw)) not in ("s3", "path"):
+        raise reader.error("spec.source", "expected exactly one of {s3: {bucket, prefix, region?, endpointUrl?}} or {path: /dir}")
+    if "path" in raw:
+        path = raw["path"]
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise reader.error("spec.source.path", f"expected an absolute path, got {path!r}")
+        return PathSource(path)
+    s3 = raw["s3"]
+    if not isinstance(s3, Mapping) or not isinstance(s3.get("bucket"), str) or not s3["bucket"]:
+        raise reader.error("spec.source.s3.bucket", "required: the bucket name")
+    for key in ("prefix", "region", "endpointUrl"):
+        if s3.get(key) is not None and not isinstance(s3[key], str):
+            raise reader.error(f"spec.source.s3.{key}", "expected a string")
+    return S3Source(str(s3["bucket"]), str(s3.get("prefix") or ""), s3.get("region") or None, s3.get("endpointUrl") or None)
+
+
+def _shard_key(reader: FieldReader, shards: int) -> str:
+    template = reader.string("spec.shardKey", DEFAULT_SHARD_KEY) or DEFAULT_SHARD_KEY
+    try:
+        first, last = shard_key(template, 0), shard_key(template, shards - 1)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise reader.error("spec.shardKey", f"{template!r} is not a format string of index: {exc}") from None
+    for name in (first, last):
+        if not name or name.startswith((".", "/")) or ".." in name.split("/") or "\\" in name:
+            raise reader.error("spec.shardKey", f"{template!r} gives {name!r}: a relative name that stays in the DataSet folder")
+    if shards > 1 and first == last:
+        raise reader.error("spec.shardKey", f"{template!r} gives every shard the same name: it must use {{index}}")
+    return template
+
+
+def _transfers(reader: FieldReader, spec: DataSetSpec) -> tuple[Transfer, ...]:
+    out = []
+    for i, raw in enumerate(reader.list("status.transfers")):
+        path = f"status.transfers[{i}]"
+        if not isinstance(raw, Mapping):
+            raise reader.error(path, "expected {shard, piece, from, to}")
+        shard, piece, source, to = raw.get("shard"), raw.get("piece"), raw.get("from"), raw.get("to")
+        if not isinstance(shard, int) or not 0 <= shard < spec.shards:
+            raise reader.error(f"{path}.shard", f"{shard!r} is not a shard index")
+        if not isinstance(piece, int) or not 0 <= piece < spec.redundancy.width:
+            raise reader.error(f"{path}.piece", f"{piece!r} is not a piece index")
+        if not isinstance(source, str) or not source or not isinstance(to, str) or not to:
+            raise reader.error(path, "from and to must be node names")
+        out.append(Transfer(shard, piece, source, to))
+    return tuple(out)
 
 
 def _shard_sizes(reader: FieldReader, shards: int) -> npt.NDArray[np.int64]:
@@ -373,13 +500,20 @@ def check_placement_nodes(dataset: DataSet, known: Sequence[str]) -> list[str]:
 
 
 __all__ = [
+    "DEFAULT_SHARD_KEY",
     "DataSet",
     "DataSetSpec",
+    "DataSource",
     "Erasure",
     "ObjectError",
+    "PathSource",
     "Redundancy",
     "Replicas",
+    "S3Source",
     "ShardPlacement",
+    "Transfer",
     "check_placement_nodes",
     "dataset_object",
+    "shard_key",
+    "source_json",
 ]

@@ -29,3 +29,21 @@ POD_LOCALITY = "kbl.io/locality"
 
 API_GROUP = "kbl.io"
 API_VERSION = "kbl.io/v1alpha1"
+
+#: Node label naming the kbl node group a node belongs to (set by the group's launch template).
+NODE_GROUP_LABEL = "kbl.io/node-group"
+
+# ---------------------------------------------------------------- the data plane (DESIGN.md)
+#: Node annotation set by whoever wants a node's data moved off (the companion controller before a
+#: scale-down, the interruption handler on a spot warning, an operator): the value is the reason.
+#: The placement reconciler treats the node as leaving: never a target, its pieces copied off make
+#: before break. Cordoning alone only stops new pieces from landing there.
+DRAIN = "kbl.io/drain"
+#: Node annotation: the latest moment (RFC 3339) the node's data can still be read (spot notice).
+DRAIN_DEADLINE = "kbl.io/drain-deadline"
+#: Node annotation written by the placement reconciler when no DataSet's target or in-flight
+#: transfer references a draining node any more (RFC 3339 time): its data is safe elsewhere.
+DATA_DRAINED = "kbl.io/data-drained"
+#: Node annotation written by the placement reconciler: pieces the node still holds that no other
+#: node has ready (a count); a scale-down must wait while it is non-zero.
+LAST_PIECES = "kbl.io/last-pieces"
