@@ -10,11 +10,18 @@ import pytest
 
 from controller.baking import PROTOTYPE_ANNOTATION, due_for_rebake, pick_prototype, prototype_image, versions_record
 from controller.providers import NodeGroupSpec, ProviderError
+from controller.providers.asg import AsgProvider
 from controller.providers.imaging import clean_script
+from controller.providers.launching import LaunchSettings
+from controller.providers.retrying import Backoff
+from kbl import cli
+from kbl.commands.bake import bake, launch_settings
 from kube.api import KBLS, NODES
 from placement import capacity as cap
+from tests.aws import Aws, base_image, make_cluster
 from tests.conftest import ROOT
 from tests.controller.test_reconciling import World
+from tests.kube.fakekube import FakeKube
 from tests.placement.scenarios import T0, kbl_object
 from topology import labels
 from topology.errors import KblError
@@ -215,3 +222,76 @@ def test_cleaning_removes_the_nodes_identity_and_secrets_and_keeps_the_image_cac
 def test_cleaning_refuses_a_missing_root(tmp_path: Path) -> None:
     done = subprocess.run(["sh", str(SCRIPT), str(tmp_path / "absent")], capture_output=True, text=True, check=False)
     assert done.returncode == 2
+
+
+# ---------------------------------------------------------------- kbl bake, against moto over HTTP
+
+
+def test_kbl_bake_cleans_images_and_rolls_the_next_nodes_of_an_auto_scaling_group(aws: Aws, no_sleep: Backoff) -> None:
+    subnets = make_cluster(aws)
+    provider = AsgProvider(
+        aws.client("autoscaling"), aws.client("ec2"), cluster_name=aws.cluster, image_id=base_image(aws), subnets_by_zone=subnets,
+        launch=LaunchSettings(aws.cluster), eks=aws.client("eks"), ssm=aws.client("ssm"), backoff=no_sleep,
+    )  # fmt: skip
+    group = f"kbl-bake-{aws.cluster}"
+    provider.create_group(NodeGroupSpec(group, "default/k", "us-east-1b", "m6i.xlarge", 2, 4, labels={labels.KBL_LABEL: "k"}), "tok")
+    kube = FakeKube()
+    kube.put(KBLS, kbl_object("k"))
+    scaling = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+    instances = sorted(i["InstanceId"] for i in scaling["Instances"])
+    for i, instance in enumerate(instances):
+        node = member(f"ip-10-0-1-{i}", ready_for_s=(i + 2) * HOUR)
+        node["metadata"]["labels"][labels.NODE_GROUP_LABEL] = group
+        node["spec"]["providerID"] = f"aws:///us-east-1b/{instance}"
+        kube.put(NODES, node)
+
+    result = bake(kube, provider, node="ip-10-0-1-0", clock=lambda: T0)
+
+    assert (result.node, result.version) == ("ip-10-0-1-0", "2")
+    (command,) = aws.client("ssm").list_commands(InstanceId=instances[0])["Commands"]  # cleaned on that node first
+    assert command["Parameters"]["commands"] == [clean_script()]
+    (image,) = aws.client("ec2").describe_images(ImageIds=[result.image])["Images"]
+    assert {"Key": "kbl.io/source-node", "Value": "ip-10-0-1-0"} in image["Tags"]
+    scaling = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+    assert scaling["LaunchTemplate"]["Version"] == "2"  # next nodes only: no instance refresh
+    kbl = kube.get(KBLS, "k", namespace="default")
+    assert kbl is not None
+    (entry,) = kbl["status"]["nodeGroups"]
+    assert (entry["lastImage"], entry["lastImageVersions"]["kernelVersion"]) == (result.image, "6.1.119-129.201.amzn2023.x86_64")
+    imaged = kube.get(NODES, "ip-10-0-1-0")
+    assert imaged is not None
+    assert PROTOTYPE_ANNOTATION not in (imaged["metadata"].get("annotations") or {})
+
+    later = T0 + 2 * 86400
+    members = kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")[0]
+    assert due_for_rebake(members, entry, later) is None  # nothing patched since
+    patched = kube.get(NODES, "ip-10-0-1-1")
+    assert patched is not None
+    patched["status"]["nodeInfo"]["kernelVersion"] = "6.1.130-140.amzn2023.x86_64"
+    kube.put(NODES, patched)
+    members = kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")[0]
+    assert due_for_rebake(members, entry, later) == "ip-10-0-1-1"
+
+
+def test_kbl_bake_names_what_it_cannot_find() -> None:
+    world = World(ready_delay_s=60)
+    world.kube.put(KBLS, kbl_object("k"))
+    with pytest.raises(KblError, match="no node ghost"):
+        bake(world.kube, world.cloud, node="ghost", clock=lambda: world.now)
+    with pytest.raises(KblError, match="not a kbl node group"):
+        bake(world.kube, world.cloud, node="gen-a0", group="nope", clock=lambda: world.now)
+    bare = world.kube.get(NODES, "gen-a0")
+    assert bare is not None
+    for key in (labels.NODE_GROUP_LABEL, "eks.amazonaws.com/nodegroup"):
+        bare["metadata"]["labels"].pop(key, None)
+    world.kube.put(NODES, bare)
+    with pytest.raises(KblError, match=r"no kbl\.io/node-group label"):
+        bake(world.kube, world.cloud, node="gen-a0", clock=lambda: world.now)
+
+
+def test_kbl_bake_parses_its_flags_and_the_shared_launch_flags() -> None:
+    args = cli.build_parser().parse_args(
+        ["bake", "--node", "n1", "--provider", "eks", "--launch-template", "lt-0abc", "--image-id", "ami-1", "--security-group", "sg-1"]
+    )
+    assert (args.node, args.launch_template, args.image_id, args.strategy) == ("n1", "lt-0abc", "ami-1", None)
+    assert launch_settings(args).security_groups == ("sg-1",)
