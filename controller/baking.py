@@ -113,7 +113,8 @@ def pick_prototype(nodes: Sequence[Mapping[str, Any]], now_s: float, min_ready_s
                 return node
         raise KblError(f"node {named} is not a node of the group")
     for node in nodes:  # a run that failed half-way: finish it on the same node (same image name)
-        if PROTOTYPE_ANNOTATION in ((node.get("metadata") or {}).get("annotations") or {}):
+        annotations = (node.get("metadata") or {}).get("annotations") or {}
+        if PROTOTYPE_ANNOTATION in annotations and labels.DRAIN not in annotations:
             return node
     ready = [n for n in nodes if _ready_since(n) is not None]
     newest = max((versions(n) for n in ready), default=None)

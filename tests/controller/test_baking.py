@@ -295,3 +295,11 @@ def test_kbl_bake_parses_its_flags_and_the_shared_launch_flags() -> None:
     )
     assert (args.node, args.launch_template, args.image_id, args.strategy) == ("n1", "lt-0abc", "ami-1", None)
     assert launch_settings(args).security_groups == ("sg-1",)
+
+
+def test_a_bake_that_failed_half_way_resumes_on_its_node_even_though_the_reboot_reset_its_ready_time() -> None:
+    resumed = member("rebooted", ready_for_s=60)
+    resumed["metadata"].setdefault("annotations", {})[PROTOTYPE_ANNOTATION] = "imaging"
+    assert pick_prototype([member("steady"), resumed], T0, HOUR)["metadata"]["name"] == "rebooted"
+    resumed["metadata"]["annotations"][labels.DRAIN] = "spot-interruption"  # unless it is leaving
+    assert pick_prototype([member("steady"), resumed], T0, HOUR)["metadata"]["name"] == "steady"
