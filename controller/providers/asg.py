@@ -1,8 +1,10 @@
 """Self-managed Auto Scaling groups as kbl node groups.
 
-One Auto Scaling group per KBL and zone, launched from its own launch template (the image, the
-instance type, and user data that joins the node with the ``kbl.io/kbl`` label and the
-``kbl.io/dedicated`` taint). ``set_desired_capacity`` sizes it; a named node leaves through
+One Auto Scaling group per KBL and zone, launched from its own launch template
+(:mod:`.launching`: the image, the instance type, AL2023 nodeadm or Bottlerocket user data
+that joins the node with the ``kbl.io/kbl`` label and the ``kbl.io/dedicated`` taint, the
+instance profile, security groups, IMDSv2 with hop limit 2, the cluster ownership tag).
+``set_desired_capacity`` sizes it; a named node leaves through
 ``terminate_instance_in_auto_scaling_group`` with decrement. Rolling to a new image creates a
 launch-template version and points the group at it (``next-nodes``: only new instances use it),
 then, for ``rolling``, starts an instance refresh. The group never carries the Cluster
@@ -11,8 +13,6 @@ Autoscaler discovery tags.
 
 from __future__ import annotations
 
-import base64
-import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,20 +32,14 @@ from controller.providers import (
 )
 from controller.providers.awscalls import aws_call
 from controller.providers.imaging import create_image, new_template_version
+from controller.providers.launching import LaunchSettings, discover_cluster, template_data
 from controller.providers.retrying import Backoff
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_ec2 import EC2Client
-
-
-def user_data(cluster_name: str, spec: NodeGroupSpec) -> str:
-    """Base64 user data running the EKS bootstrap with the group's labels and taints."""
-    node_labels = ",".join(f"{k}={v}" for k, v in sorted({**spec.labels, "kbl.io/node-group": spec.name}.items()))
-    taints = ",".join(f"{t.key}={t.value}:{t.effect}" for t in spec.taints)
-    extra = f"--node-labels={node_labels}" + (f" --register-with-taints={taints}" if taints else "")
-    script = f"#!/bin/bash\n/etc/eks/bootstrap.sh {shlex.quote(cluster_name)} --kubelet-extra-args {shlex.quote(extra)}\n"
-    return base64.b64encode(script.encode()).decode()
+    from mypy_boto3_eks import EKSClient
+    from mypy_boto3_ssm import SSMClient
 
 
 def terminate_member(autoscaling: AutoScalingClient, backoff: Backoff, group: str, instance: str) -> bool:
@@ -77,6 +71,14 @@ class AsgProvider:
         The node image new groups start from.
     subnets_by_zone:
         Subnet ids per AZ.
+    launch:
+        How nodes start and join (:class:`~.launching.LaunchSettings`); default: AL2023 with the
+        cluster coordinates discovered through ``eks`` (``eks:DescribeCluster``).
+    eks:
+        EKS client to discover the cluster's endpoint, CA and service CIDR when ``launch`` lacks
+        them.
+    ssm:
+        SSM client that cleans a node before it is imaged (prototype images need it).
     """
 
     def __init__(
@@ -87,6 +89,9 @@ class AsgProvider:
         cluster_name: str,
         image_id: str,
         subnets_by_zone: Mapping[str, Sequence[str]],
+        launch: LaunchSettings | None = None,
+        eks: EKSClient | None = None,
+        ssm: SSMClient | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.autoscaling = autoscaling
@@ -94,7 +99,24 @@ class AsgProvider:
         self.cluster_name = cluster_name
         self.image_id = image_id
         self.subnets = {k: list(v) for k, v in subnets_by_zone.items()}
+        self.launch = launch or LaunchSettings(cluster_name)
+        self.eks = eks
+        self.ssm = ssm
         self.backoff = backoff or Backoff()
+
+    def launch_settings(self) -> LaunchSettings:
+        """The launch settings with the cluster coordinates (discovered once when missing).
+
+        Raises
+        ------
+        ProviderError
+            ``IncompleteCluster`` when they are missing and there is no EKS client to ask.
+        """
+        if not self.launch.complete:
+            if self.eks is None:
+                raise ProviderError("IncompleteCluster", "launch settings lack the API endpoint, CA or service CIDR and no EKS client")
+            self.launch = discover_cluster(self.eks, self.backoff, self.launch)
+        return self.launch
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
         return aws_call(self.backoff, fn, **kwargs)
@@ -153,7 +175,7 @@ class AsgProvider:
             raise ProviderError("NoSubnet", f"no subnet configured for zone {spec.zone}")
         template = self._template(spec.name)
         if template is None:
-            data = {"ImageId": self.image_id, "InstanceType": spec.instance_type, "UserData": user_data(self.cluster_name, spec)}
+            data = template_data(self.launch_settings(), spec, self.image_id, extra_tags={KBL_TAG: spec.kbl, ZONE_TAG: spec.zone})
             template_tags = [{"Key": k, "Value": v} for k, v in sorted(group_tags(spec, self.cluster_name).items())]
             try:
                 template = self._call(
@@ -207,7 +229,8 @@ class AsgProvider:
             self._call(self.ec2.delete_launch_template, LaunchTemplateName=name)
 
     def create_image(self, provider_id: str, image_name: str, tags: Mapping[str, str]) -> str:
-        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, {**tags, **kbl_tags(self.cluster_name)})
+        all_tags = {**tags, **kbl_tags(self.cluster_name)}
+        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, all_tags, ssm=self.ssm)
 
     def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
         template = self._template(name)

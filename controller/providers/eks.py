@@ -3,7 +3,14 @@
 One managed node group per KBL and zone: ``create_nodegroup`` with the ``kbl.io/kbl`` label, the
 ``kbl.io/dedicated=<name>:NoSchedule`` taint, the subnets of the right zone and a deterministic
 ``clientRequestToken``; ``update_nodegroup_config`` for the size; ``update_nodegroup_version``
-to roll to a new launch-template version; ``delete_nodegroup``. One named node leaves through
+to roll to a new launch-template version; ``delete_nodegroup``.
+
+Launch templates (``--launch-template NAME|ID``, tagged ``kbl.io/managed-by=kbl`` and
+``kbl.io/cluster=<name>`` by you): without ``image_id`` the groups use the template as it is and
+EKS picks and bootstraps its own AMI; with ``image_id`` (an EKS AL2023 AMI, or a baked prototype)
+each group gets its own template version with that image and nodeadm user data
+(:mod:`.launching`), the only mode in which EKS can later roll the group to a baked image (EKS
+cannot switch a group between its own AMIs and custom ones). One named node leaves through
 its Auto Scaling group (``terminate_instance_in_auto_scaling_group`` with decrement). EKS tags a
 managed group's Auto Scaling group for Cluster Autoscaler discovery; kbl removes those tags so
 CA leaves kbl groups alone.
@@ -29,12 +36,15 @@ from controller.providers import (
     kbl_tags,
 )
 from controller.providers.awscalls import aws_call
+from controller.providers.imaging import create_image, new_template_version, resolve_template
+from controller.providers.launching import LaunchSettings, discover_cluster, template_data
 from controller.providers.retrying import Backoff
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_eks import EKSClient
+    from mypy_boto3_ssm import SSMClient
 
 _EFFECTS = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
@@ -53,7 +63,15 @@ class EksProvider:
     subnets_by_zone:
         Subnet ids per AZ; discovered from the cluster's VPC config when ``None``.
     launch_template_id:
-        A launch template to create groups from (needed for prototype images), optional.
+        A launch template (name or ``lt-`` id) to create groups from; needed for prototype images.
+    image_id:
+        Custom AMI of new groups (with a launch template): each group then gets a template
+        version with nodeadm user data; needed to roll to a prototype image later.
+    launch:
+        How custom-AMI nodes join (:class:`~.launching.LaunchSettings`); missing cluster
+        coordinates are discovered with ``eks:DescribeCluster``.
+    ssm:
+        SSM client that cleans a node before it is imaged (prototype images need it).
     """
 
     def __init__(
@@ -66,6 +84,9 @@ class EksProvider:
         node_role_arn: str,
         subnets_by_zone: Mapping[str, Sequence[str]] | None = None,
         launch_template_id: str | None = None,
+        image_id: str = "",
+        launch: LaunchSettings | None = None,
+        ssm: SSMClient | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.eks = eks
@@ -75,7 +96,11 @@ class EksProvider:
         self.node_role_arn = node_role_arn
         self._subnets = {k: list(v) for k, v in subnets_by_zone.items()} if subnets_by_zone is not None else None
         self.launch_template_id = launch_template_id
+        self.image_id = image_id
+        self.launch = launch or LaunchSettings(cluster_name)
+        self.ssm = ssm
         self.backoff = backoff or Backoff()
+        self._template_ids: dict[str, str] = {}
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
         return aws_call(self.backoff, fn, **kwargs)
@@ -91,6 +116,27 @@ class EksProvider:
                     found.setdefault(subnet["AvailabilityZone"], []).append(subnet["SubnetId"])
             self._subnets = found
         return self._subnets
+
+    def template_id(self) -> str:
+        """The configured launch template's id (resolved from its name once).
+
+        Raises
+        ------
+        ProviderError
+            ``NoLaunchTemplate`` if none is configured or it does not exist.
+        """
+        wanted = self.launch_template_id
+        if not wanted:
+            raise ProviderError("NoLaunchTemplate", "no launch template configured (kbl controller --launch-template NAME|ID)")
+        if wanted not in self._template_ids:
+            self._template_ids[wanted] = wanted if wanted.startswith("lt-") else resolve_template(self.ec2, self.backoff, wanted)
+        return self._template_ids[wanted]
+
+    def launch_settings(self) -> LaunchSettings:
+        """The launch settings with the cluster coordinates (discovered once when missing)."""
+        if not self.launch.complete:
+            self.launch = discover_cluster(self.eks, self.backoff, self.launch)
+        return self.launch
 
     def _info(self, raw: Mapping[str, Any]) -> NodeGroupInfo:
         tags = dict(raw.get("tags") or {})
@@ -157,7 +203,12 @@ class EksProvider:
             "clientRequestToken": token,
         }
         if self.launch_template_id:
-            kwargs["launchTemplate"] = {"id": self.launch_template_id}
+            template: dict[str, str] = {"id": self.template_id()}
+            if self.image_id:
+                extra = {KBL_TAG: spec.kbl, ZONE_TAG: spec.zone}
+                data = template_data(self.launch_settings(), spec, self.image_id, managed=True, extra_tags=extra)
+                template["version"] = new_template_version(self.ec2, self.backoff, template["id"], self.image_id, token, data=data)
+            kwargs["launchTemplate"] = template
         try:
             raw = self._call(self.eks.create_nodegroup, **kwargs)["nodegroup"]
         except ProviderError as exc:
@@ -207,32 +258,41 @@ class EksProvider:
                 raise
 
     def create_image(self, provider_id: str, image_name: str, tags: Mapping[str, str]) -> str:
-        from controller.providers.imaging import create_image
-
-        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, {**tags, **kbl_tags(self.cluster_name)})
+        all_tags = {**tags, **kbl_tags(self.cluster_name)}
+        return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, all_tags, ssm=self.ssm)
 
     def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
-        """A new launch-template version with ``image_id``, then ``update_nodegroup_version``.
-
-        EKS replaces managed nodes on every version change, so only ``rolling`` is possible.
+        """A new version of the group's launch-template version with ``image_id``, then
+        ``update_nodegroup_version`` (EKS replaces the nodes, honouring PodDisruptionBudgets).
 
         Raises
         ------
         ProviderError
-            ``UnsupportedStrategy`` for ``next-nodes``; ``NoLaunchTemplate`` without a template.
+            ``UnsupportedStrategy`` for ``next-nodes`` (EKS replaces managed nodes on every
+            version change); ``NoLaunchTemplate`` without a template; ``NoCustomImage`` for a
+            group created without a custom AMI (EKS cannot switch it to one).
         """
-        from controller.providers.imaging import new_template_version
-
         if strategy != "rolling":
             raise ProviderError("UnsupportedStrategy", "EKS managed node groups replace nodes on every version change: use rolling")
-        if not self.launch_template_id:
-            raise ProviderError("NoLaunchTemplate", f"node group {name} was not created from a launch template")
-        version = new_template_version(self.ec2, self.backoff, self.launch_template_id, image_id, token)
+        configured = self.template_id()
+        if not self.image_id:
+            raise ProviderError(
+                "NoCustomImage",
+                f"node group {name} runs EKS's own AMI; EKS rolls only groups created with a custom AMI (--image-id) to a baked image",
+            )
+        raw = self._call(self.eks.describe_nodegroup, clusterName=self.cluster_name, nodegroupName=name)["nodegroup"]
+        current = raw.get("launchTemplate") or {}
+        if not current.get("id"):
+            raise ProviderError("NoLaunchTemplate", f"node group {name} was not created from a launch template (EKS cannot add one later)")
+        template_id = str(current.get("id") or configured)
+        version = new_template_version(
+            self.ec2, self.backoff, template_id, image_id, token, source_version=str(current.get("version") or "$Latest")
+        )
         self._call(
             self.eks.update_nodegroup_version,
             clusterName=self.cluster_name,
             nodegroupName=name,
-            launchTemplate={"id": self.launch_template_id, "version": version},
+            launchTemplate={"id": template_id, "version": version},
             clientRequestToken=token,
         )
         return version

@@ -43,7 +43,17 @@ _ASG = frozenset(
         "iam:PassRole",
     }
 )
-_IMAGES = frozenset({"ec2:CreateImage", "ec2:DescribeImages", "ec2:CreateLaunchTemplateVersion", "ec2:CreateTags"})
+#: Prototype images: clean the node through SSM Run Command, image it, add a template version.
+_IMAGES = frozenset(
+    {
+        "ssm:SendCommand",
+        "ssm:GetCommandInvocation",
+        "ec2:CreateImage",
+        "ec2:DescribeImages",
+        "ec2:CreateLaunchTemplateVersion",
+        "ec2:CreateTags",
+    }
+)
 
 #: The controller talking to EKS and EC2 Auto Scaling itself (``--provider eks`` or ``asg``).
 CONTROLLER_DIRECT_ACTIONS: frozenset[str] = _EKS | _ASG | _IMAGES
@@ -65,7 +75,7 @@ IMPLIED_ACTIONS: frozenset[str] = frozenset(
 )
 
 #: boto3 service names -> IAM prefixes (they differ for some services).
-SERVICE_PREFIX = {"eks": "eks", "autoscaling": "autoscaling", "ec2": "ec2", "sqs": "sqs"}
+SERVICE_PREFIX = {"eks": "eks", "autoscaling": "autoscaling", "ec2": "ec2", "sqs": "sqs", "ssm": "ssm"}
 
 
 def iam_action(service: str, operation: str) -> str:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from controller.providers import NodeGroupProvider
+from kbl.commands.bake import add_launch_arguments, provider_options
 from kube.api import KubeApi
 from placement.capacity import CapacitySettings, Utilisation
 from topology.errors import KblError
@@ -45,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-name", default="kbl", help="EKS cluster name (also scopes tags and tokens)")
     parser.add_argument("--region", default=None, help="AWS region (default: the SDK's)")
     parser.add_argument("--node-role-arn", default="", help="IAM role of new EKS managed nodes (eks)")
-    parser.add_argument("--image-id", default="", help="node image of new Auto Scaling groups (asg)")
+    parser.add_argument("--image-id", default="", help="asg: image of new groups; eks: custom AMI of new groups (needed to roll to a bake)")
     parser.add_argument("--subnet", action="append", default=[], metavar="ZONE=SUBNET", help="subnet per zone (asg; eks discovers them)")
     parser.add_argument("--queue-url", default="", help="SQS request queue (queue)")
     parser.add_argument("--reply-queue-url", default="", help="SQS queue the worker reports the inventory on (queue)")
@@ -54,6 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-server", action="store_true", help="grow/shrink on KBL node CPU and memory from metrics.k8s.io")
     parser.add_argument("--prometheus-url", default="", help="evaluate each KBL's kbl.io/prometheus-query against this Prometheus")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    add_launch_arguments(parser)
     election = parser.add_argument_group("leader election (a coordination.k8s.io/v1 Lease; client-go semantics)")
     election.add_argument(
         "--leader-elect", action=argparse.BooleanOptionalAction, default=None,
@@ -105,6 +107,7 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
         return EksProvider(
             session.client("eks"), session.client("autoscaling"), session.client("ec2"),
             cluster_name=args.cluster_name, node_role_arn=args.node_role_arn, subnets_by_zone=subnets(args.subnet) or None,
+            **provider_options(args, session),
         )
     if args.provider == "asg":
         from controller.providers.asg import AsgProvider
@@ -114,6 +117,7 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
         return AsgProvider(
             session.client("autoscaling"), session.client("ec2"),
             cluster_name=args.cluster_name, image_id=args.image_id, subnets_by_zone=subnets(args.subnet),
+            **provider_options(args, session),
         )
     if for_worker:
         raise KblError("the worker executes requests with a real provider: --provider eks or asg")

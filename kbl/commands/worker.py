@@ -12,6 +12,7 @@ import argparse
 import time
 
 from kbl.commands import controller as controller_command
+from kbl.commands.bake import add_launch_arguments
 from topology.errors import KblError
 
 
@@ -22,11 +23,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-name", default="kbl", help="EKS cluster name")
     parser.add_argument("--region", default=None, help="AWS region")
     parser.add_argument("--node-role-arn", default="", help="IAM role of new EKS managed nodes (eks)")
-    parser.add_argument("--image-id", default="", help="node image of new Auto Scaling groups (asg)")
+    parser.add_argument("--image-id", default="", help="asg: image of new groups; eks: custom AMI of new groups (needed to roll to a bake)")
     parser.add_argument("--subnet", action="append", default=[], metavar="ZONE=SUBNET", help="subnet per zone")
     parser.add_argument("--max-nodes", type=int, default=200, help="global node budget (default %(default)s)")
     parser.add_argument("--visibility-timeout-s", type=int, default=60, help="seconds a received request stays hidden")
     parser.add_argument("--once", action="store_true", help="poll once and exit")
+    add_launch_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

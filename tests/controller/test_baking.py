@@ -1,16 +1,32 @@
-"""Prototype images: a long-Ready patched node is protected, imaged once, and the group rolled."""
+"""Prototype images: when a group is due, which node, how it is cleaned, imaged once, and the group rolled."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from controller.baking import PROTOTYPE_ANNOTATION, prototype_image
+from controller.baking import PROTOTYPE_ANNOTATION, due_for_rebake, pick_prototype, prototype_image, versions_record
 from controller.providers import NodeGroupSpec, ProviderError
+from controller.providers.asg import AsgProvider
+from controller.providers.imaging import clean_script
+from controller.providers.launching import LaunchSettings
+from controller.providers.retrying import Backoff
+from kbl import cli
+from kbl.commands.bake import bake, launch_settings
 from kube.api import KBLS, NODES
 from placement import capacity as cap
+from tests.aws import Aws, base_image, make_cluster
+from tests.conftest import ROOT
 from tests.controller.test_reconciling import World
-from tests.placement.scenarios import kbl_object
+from tests.kube.fakekube import FakeKube
+from tests.placement.scenarios import T0, kbl_object
+from topology import labels
 from topology.errors import KblError
+from topology.examples import make_node
+from topology.times import format_time
 
 
 def grown(world: World, n: int = 3) -> str:
@@ -60,3 +76,230 @@ def test_no_node_ready_long_enough_is_a_clear_error() -> None:
     group = grown(world)
     with pytest.raises(KblError, match="not Ready for"):
         prototype_image(world.kube, world.cloud, kbl_key="default/k", group=group, clock=lambda: world.now, min_ready_s=10**6)
+
+
+# ---------------------------------------------------------------- the re-bake policy (pure)
+
+HOUR = 3600.0
+
+
+def member(
+    name: str,
+    *,
+    kubelet: str = "v1.33.1-eks-1",
+    kernel: str = "6.1.119-129.201.amzn2023.x86_64",
+    os_image: str = "Amazon Linux 2023.6.20241212",
+    ready_for_s: float = 2 * HOUR,
+    ready: bool = True,
+    cordoned: bool = False,
+    draining: bool = False,
+) -> dict[str, Any]:
+    obj = make_node(name, extra_labels={labels.NODE_GROUP_LABEL: "g"})
+    obj["status"]["nodeInfo"].update({"kubeletVersion": kubelet, "kernelVersion": kernel, "osImage": os_image})
+    since = format_time(T0 - ready_for_s)
+    obj["status"]["conditions"] = [{"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": since}]
+    if cordoned:
+        obj["spec"]["unschedulable"] = True
+    if draining:
+        obj["metadata"].setdefault("annotations", {})[labels.DRAIN] = "scale-down"
+    return obj
+
+
+def last_image(node: dict[str, Any], *, age_s: float = 2 * 86400.0) -> dict[str, Any]:
+    return {"name": "g", "lastImage": "ami-old", "lastImageTime": T0 - age_s, "lastImageVersions": versions_record(node)}
+
+
+def test_a_group_never_imaged_is_due_with_its_longest_ready_up_to_date_node() -> None:
+    nodes = [member("a", ready_for_s=2 * HOUR), member("b", ready_for_s=5 * HOUR), member("c", ready_for_s=9 * HOUR, kernel="6.1.100")]
+    assert due_for_rebake(nodes, None, T0) == "b"  # c has been up longest but runs an older kernel
+
+
+def test_nothing_is_due_while_no_node_is_newer_than_the_last_images_source() -> None:
+    nodes = [member("a"), member("b")]
+    assert due_for_rebake(nodes, last_image(nodes[0]), T0) is None
+
+
+def test_a_patched_kernel_kubelet_or_os_image_makes_the_group_due_again() -> None:
+    base = member("old")
+    for patch in ({"kernel": "6.1.120-130.amzn2023.x86_64"}, {"kubelet": "v1.33.2-eks-1"}, {"os_image": "Amazon Linux 2023.6.20250101"}):
+        patched = member("new", **patch)  # type: ignore[arg-type]
+        assert due_for_rebake([base, patched], last_image(base), T0) == "new", patch
+
+
+def test_a_patched_node_that_is_draining_cordoned_or_not_ready_long_enough_is_waited_for() -> None:
+    base = member("old")
+    for unfit in (member("new", kernel="6.2.0", draining=True), member("new", kernel="6.2.0", cordoned=True),
+                  member("new", kernel="6.2.0", ready_for_s=600), member("new", kernel="6.2.0", ready=False)):  # fmt: skip
+        chosen = due_for_rebake([base, unfit], last_image(base), T0)
+        # the up-to-date node cannot be imaged; the old one is not newer than the last image
+        assert chosen is None
+
+
+def test_rebakes_are_rate_limited_per_group() -> None:
+    base = member("old")
+    patched = member("new", kernel="6.2.0")
+    assert due_for_rebake([base, patched], last_image(base, age_s=HOUR), T0) is None
+    assert due_for_rebake([base, patched], last_image(base, age_s=HOUR), T0, min_interval_s=600) == "new"
+
+
+def test_a_named_prototype_must_be_ready_and_neither_cordoned_nor_draining() -> None:
+    with pytest.raises(KblError, match="is draining"):
+        pick_prototype([member("a", draining=True)], T0, HOUR, named="a")
+    with pytest.raises(KblError, match="is cordoned"):
+        pick_prototype([member("a", cordoned=True)], T0, HOUR, named="a")
+    assert pick_prototype([member("a", ready_for_s=60)], T0, HOUR, named="a")["metadata"]["name"] == "a"
+
+
+# ---------------------------------------------------------------- the cleaning script, on a fake root
+
+SCRIPT = ROOT / "controller" / "providers" / "data" / "clean-node.sh"
+
+
+def _write(root: Path, rel: str, text: str = "x") -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_shipped_cleaning_script_is_the_one_kbl_runs() -> None:
+    assert (ROOT / "manifests" / "bake" / "clean-node.sh").read_bytes() == SCRIPT.read_bytes() == clean_script().encode()
+
+
+def test_cleaning_removes_the_nodes_identity_and_secrets_and_keeps_the_image_cache(tmp_path: Path) -> None:
+    root = tmp_path / "node"
+    secrets = [
+        "var/lib/kubelet/pki/kubelet-client-current.pem",
+        "var/lib/kubelet/pki/kubelet-server-current.pem",
+        "var/lib/kubelet/kubeconfig",
+        "var/lib/kubelet/cpu_manager_state",
+        "var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~secret/token/token",
+        "etc/kubernetes/pki/ca.crt",
+        "etc/kubernetes/kubelet/config.json",
+        "var/lib/dbus/machine-id",
+        "var/lib/cloud/instances/i-0abc/user-data.txt",
+        "var/lib/cloud/data/instance-id",
+        "etc/ssh/ssh_host_ed25519_key",
+        "etc/ssh/ssh_host_ed25519_key.pub",
+        "root/.ssh/authorized_keys",
+        "home/ec2-user/.ssh/authorized_keys",
+        "var/log/journal/abc/system.journal",
+        "var/log/pods/default_p_uid/c/0.log",
+        "var/log/containers/p_default_c-123.log",
+        "var/log/messages",
+        "var/log/cloud-init.log",
+        "var/log/cloud-init-output.log",
+        "root/.bash_history",
+    ]
+    for rel in secrets:
+        _write(root, rel, "secret")
+    (root / "var/lib/cloud/instance").symlink_to(root / "var/lib/cloud/instances/i-0abc")
+    machine_id = _write(root, "etc/machine-id", "0123456789abcdef0123456789abcdef\n")
+    kept = [
+        "var/lib/containerd/io.containerd.content.v1.content/blobs/sha256/aa",
+        "etc/ssh/sshd_config",
+        "etc/eks/image-credential-provider/config.json",
+        "usr/bin/nodeadm",
+        "var/lib/cloud/scripts/per-boot/keep.sh",
+    ]
+    for rel in kept:
+        _write(root, rel, "keep")
+    done = subprocess.run(["sh", str(SCRIPT), str(root)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    for rel in secrets:
+        assert not (root / rel).exists(), rel
+    assert not (root / "var/lib/cloud/instance").is_symlink()
+    assert machine_id.read_text() == ""  # systemd makes a new one at boot
+    assert (root / "var/lib/kubelet").is_dir()
+    assert list((root / "var/lib/kubelet").iterdir()) == []
+    for rel in kept:
+        assert (root / rel).read_text() == "keep", rel
+    assert "clean-node: done" in done.stdout
+    again = subprocess.run(["sh", str(SCRIPT), str(root)], capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr  # idempotent: a retried command succeeds
+
+
+def test_cleaning_refuses_a_missing_root(tmp_path: Path) -> None:
+    done = subprocess.run(["sh", str(SCRIPT), str(tmp_path / "absent")], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+
+
+# ---------------------------------------------------------------- kbl bake, against moto over HTTP
+
+
+def test_kbl_bake_cleans_images_and_rolls_the_next_nodes_of_an_auto_scaling_group(aws: Aws, no_sleep: Backoff) -> None:
+    subnets = make_cluster(aws)
+    provider = AsgProvider(
+        aws.client("autoscaling"), aws.client("ec2"), cluster_name=aws.cluster, image_id=base_image(aws), subnets_by_zone=subnets,
+        launch=LaunchSettings(aws.cluster), eks=aws.client("eks"), ssm=aws.client("ssm"), backoff=no_sleep,
+    )  # fmt: skip
+    group = f"kbl-bake-{aws.cluster}"
+    provider.create_group(NodeGroupSpec(group, "default/k", "us-east-1b", "m6i.xlarge", 2, 4, labels={labels.KBL_LABEL: "k"}), "tok")
+    kube = FakeKube()
+    kube.put(KBLS, kbl_object("k"))
+    scaling = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+    instances = sorted(i["InstanceId"] for i in scaling["Instances"])
+    for i, instance in enumerate(instances):
+        node = member(f"ip-10-0-1-{i}", ready_for_s=(i + 2) * HOUR)
+        node["metadata"]["labels"][labels.NODE_GROUP_LABEL] = group
+        node["spec"]["providerID"] = f"aws:///us-east-1b/{instance}"
+        kube.put(NODES, node)
+
+    result = bake(kube, provider, node="ip-10-0-1-0", clock=lambda: T0)
+
+    assert (result.node, result.version) == ("ip-10-0-1-0", "2")
+    (command,) = aws.client("ssm").list_commands(InstanceId=instances[0])["Commands"]  # cleaned on that node first
+    assert command["Parameters"]["commands"] == [clean_script()]
+    (image,) = aws.client("ec2").describe_images(ImageIds=[result.image])["Images"]
+    assert {"Key": "kbl.io/source-node", "Value": "ip-10-0-1-0"} in image["Tags"]
+    scaling = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+    assert scaling["LaunchTemplate"]["Version"] == "2"  # next nodes only: no instance refresh
+    kbl = kube.get(KBLS, "k", namespace="default")
+    assert kbl is not None
+    (entry,) = kbl["status"]["nodeGroups"]
+    assert (entry["lastImage"], entry["lastImageVersions"]["kernelVersion"]) == (result.image, "6.1.119-129.201.amzn2023.x86_64")
+    imaged = kube.get(NODES, "ip-10-0-1-0")
+    assert imaged is not None
+    assert PROTOTYPE_ANNOTATION not in (imaged["metadata"].get("annotations") or {})
+
+    later = T0 + 2 * 86400
+    members = kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")[0]
+    assert due_for_rebake(members, entry, later) is None  # nothing patched since
+    patched = kube.get(NODES, "ip-10-0-1-1")
+    assert patched is not None
+    patched["status"]["nodeInfo"]["kernelVersion"] = "6.1.130-140.amzn2023.x86_64"
+    kube.put(NODES, patched)
+    members = kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")[0]
+    assert due_for_rebake(members, entry, later) == "ip-10-0-1-1"
+
+
+def test_kbl_bake_names_what_it_cannot_find() -> None:
+    world = World(ready_delay_s=60)
+    world.kube.put(KBLS, kbl_object("k"))
+    with pytest.raises(KblError, match="no node ghost"):
+        bake(world.kube, world.cloud, node="ghost", clock=lambda: world.now)
+    with pytest.raises(KblError, match="not a kbl node group"):
+        bake(world.kube, world.cloud, node="gen-a0", group="nope", clock=lambda: world.now)
+    bare = world.kube.get(NODES, "gen-a0")
+    assert bare is not None
+    for key in (labels.NODE_GROUP_LABEL, "eks.amazonaws.com/nodegroup"):
+        bare["metadata"]["labels"].pop(key, None)
+    world.kube.put(NODES, bare)
+    with pytest.raises(KblError, match=r"no kbl\.io/node-group label"):
+        bake(world.kube, world.cloud, node="gen-a0", clock=lambda: world.now)
+
+
+def test_kbl_bake_parses_its_flags_and_the_shared_launch_flags() -> None:
+    args = cli.build_parser().parse_args(
+        ["bake", "--node", "n1", "--provider", "eks", "--launch-template", "lt-0abc", "--image-id", "ami-1", "--security-group", "sg-1"]
+    )
+    assert (args.node, args.launch_template, args.image_id, args.strategy) == ("n1", "lt-0abc", "ami-1", None)
+    assert launch_settings(args).security_groups == ("sg-1",)
+
+
+def test_a_bake_that_failed_half_way_resumes_on_its_node_even_though_the_reboot_reset_its_ready_time() -> None:
+    resumed = member("rebooted", ready_for_s=60)
+    resumed["metadata"].setdefault("annotations", {})[PROTOTYPE_ANNOTATION] = "imaging"
+    assert pick_prototype([member("steady"), resumed], T0, HOUR)["metadata"]["name"] == "rebooted"
+    resumed["metadata"]["annotations"][labels.DRAIN] = "spot-interruption"  # unless it is leaving
+    assert pick_prototype([member("steady"), resumed], T0, HOUR)["metadata"]["name"] == "steady"

@@ -30,8 +30,8 @@ INSTALL_ORDER = (
     "scheduler.yaml",
     "controller.yaml",
 )
-#: Optional plain YAML (needs cert-manager's CRDs).
-OPTIONAL_FILES = ("cert-manager.yaml",)
+#: Optional plain YAML (cert-manager's needs its CRDs; the dashboard is for a Grafana sidecar).
+OPTIONAL_FILES = ("cert-manager.yaml", "grafana-dashboard.yaml")
 NAMESPACE = "kbl-system"
 
 Obj = dict[str, Any]

@@ -33,9 +33,12 @@ SAMPLE = {
     "OIDC_PROVIDER": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE",
 }
 #: Actions AWS gives no resource-level permissions for: the only ones allowed on "*".
-NO_RESOURCE_LEVEL = {"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSubnets", "ec2:DescribeImages", "ec2:DescribeLaunchTemplates"}
+NO_RESOURCE_LEVEL = {
+    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSubnets", "ec2:DescribeImages",
+    "ec2:DescribeLaunchTemplates", "ssm:GetCommandInvocation",
+}  # fmt: skip
 #: Mutating grants without a condition, each explained in manifests/iam/README.md.
-UNCONDITIONED_WRITES = {("Ec2CreateImagesAndSnapshots", "ec2:CreateImage")}
+UNCONDITIONED_WRITES = {("Ec2CreateImagesAndSnapshots", "ec2:CreateImage"), ("SsmRunShellScriptDocument", "ssm:SendCommand")}
 READ_PREFIXES = ("Describe", "List", "Get")
 
 
@@ -84,7 +87,7 @@ def test_policy_is_allow_only_without_wildcard_actions(name: str) -> None:
         assert not {"NotAction", "NotResource", "NotPrincipal"} & statement.keys()
         for action in _as_list(statement["Action"]):
             assert "*" not in action
-            assert re.fullmatch(r"(eks|autoscaling|ec2|iam|sqs):[A-Z][A-Za-z]+", action), action
+            assert re.fullmatch(r"(eks|autoscaling|ec2|iam|sqs|ssm):[A-Z][A-Za-z]+", action), action
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -95,7 +98,7 @@ def test_resources_are_arns_of_this_account_region_and_cluster(name: str) -> Non
                 actions = set(_as_list(statement["Action"]))
                 assert actions <= NO_RESOURCE_LEVEL or "Condition" in statement, statement["Sid"]
                 continue
-            assert re.fullmatch(r"arn:aws:(eks|autoscaling|ec2|iam|sqs):(eu-west-1)?:(123456789012)?:.+", resource), resource
+            assert re.fullmatch(r"arn:aws:(eks|autoscaling|ec2|iam|sqs|ssm):(eu-west-1)?:(123456789012)?:.+", resource), resource
             if resource.startswith("arn:aws:eks"):
                 assert "/prod" in resource, resource
 

@@ -7,7 +7,7 @@ shape against the service model. Calls are recorded by a ``before-parameter-buil
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.stub import ANY, Stubber
 
@@ -21,11 +21,15 @@ from controller.providers.iam import (
     IMPLIED_ACTIONS,
     WORKER_ACTIONS,
 )
+from controller.providers.launching import LaunchSettings
 from controller.providers.queueing import QueueProvider, Worker
 from controller.providers.retrying import Backoff
 from tests.aws import REGION, Aws, base_image, make_cluster
 from tests.controller.providers.test_queueing import queues
 from tests.placement.scenarios import T0
+
+if TYPE_CHECKING:
+    from mypy_boto3_eks import EKSClient
 
 
 def _stubbed(aws: Aws, service: str, *calls: tuple[str, dict[str, Any], dict[str, Any]]) -> Any:
@@ -42,6 +46,16 @@ def _stubbed(aws: Aws, service: str, *calls: tuple[str, dict[str, Any], dict[str
     return client
 
 
+class _Split:
+    """moto's client, but ``update_nodegroup_version`` (which moto lacks) from a stubbed one."""
+
+    def __init__(self, real: Any, stub: Any) -> None:
+        self.real, self.stub = real, stub
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stub if name == "update_nodegroup_version" else self.real, name)
+
+
 def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Backoff) -> None:
     subnets = make_cluster(aws)
     ec2 = aws.client("ec2")
@@ -51,7 +65,10 @@ def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Ba
     role = "arn:aws:iam::123456789012:role/node"
 
     aws.recorder.label = "direct"
-    eks = EksProvider(aws.client("eks"), aws.client("autoscaling"), ec2, cluster_name=aws.cluster, node_role_arn=role, backoff=no_sleep)
+    eks = EksProvider(
+        aws.client("eks"), aws.client("autoscaling"), ec2, cluster_name=aws.cluster, node_role_arn=role, backoff=no_sleep,
+        launch_template_id=f"{aws.cluster}-lt", image_id=image, ssm=aws.client("ssm"),
+    )  # fmt: skip
     name = "kbl-default-k-us-east-1a"
     eks.create_group(NodeGroupSpec(name, "default/k", "us-east-1a", "m6i.xlarge", 1, 4), "tok")
     eks.list_groups()
@@ -66,18 +83,25 @@ def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Ba
     assert eks.detach_from_cluster_autoscaler(name) == [asg_name]
     eks.autoscaling = aws.client("autoscaling")
     eks.remove_instance(name, "aws:///us-east-1a/i-0123456789abcdef0")
-    eks.delete_group(name)
     update = {
         "clusterName": aws.cluster,
         "nodegroupName": name,
-        "launchTemplate": {"id": template_id, "version": "2"},
+        "launchTemplate": {"id": template_id, "version": "3"},
         "clientRequestToken": "roll",
     }
-    eks.eks = _stubbed(aws, "eks", ("update_nodegroup_version", update, {"update": {"id": "u1", "status": "InProgress"}}))
-    eks.launch_template_id = template_id
+    group = aws.client("eks").describe_nodegroup(clusterName=aws.cluster, nodegroupName=name)["nodegroup"]
+    real = eks.eks
+    stub = _stubbed(aws, "eks", ("update_nodegroup_version", update, {"update": {"id": "u1", "status": "InProgress"}}))
+    eks.eks = cast("EKSClient", _Split(real, stub))
     eks.roll_group(name, image, "rolling", "roll")
+    eks.eks = real
+    assert (group["launchTemplate"]["id"], group["launchTemplate"]["version"]) == (template_id, "2")
+    eks.delete_group(name)
 
-    asg = AsgProvider(aws.client("autoscaling"), ec2, cluster_name=aws.cluster, image_id=image, subnets_by_zone=subnets, backoff=no_sleep)
+    asg = AsgProvider(
+        aws.client("autoscaling"), ec2, cluster_name=aws.cluster, image_id=image, subnets_by_zone=subnets, backoff=no_sleep,
+        launch=LaunchSettings(aws.cluster), eks=aws.client("eks"), ssm=aws.client("ssm"),
+    )  # fmt: skip
     info = asg.create_group(NodeGroupSpec("g-asg", "default/k", "us-east-1a", "m6i.xlarge", 2, 4), "tok")
     asg.list_groups()
     asg.set_size(info.name, 3)
