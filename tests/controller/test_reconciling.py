@@ -172,15 +172,17 @@ def test_scale_down_of_a_data_holding_node_waits_until_the_placement_reconciler_
     nodes = [Node.from_object(o) for o in world.api.list(NODES)[0]]
     assert not removal_is_safe(nodes, reads.spec, reads.placement, [leaving], min_spare=0)
     world.annotate(leaving, {labels.DRAIN: "scale-down"})
+    notes: dict[str, str] = {}
     for _ in range(50):
         reconciler.reconcile_once()
         node = world.api.get(NODES, leaving)
         assert node is not None
-        if labels.DATA_DRAINED in node["metadata"]["annotations"]:
+        notes = node["metadata"]["annotations"]
+        if labels.DATA_DRAINED in notes:
             break
         assert min(world.copies(world.typed("reads"))) >= 1, "a shard's only ready copy was released before its new one"
         world.agent_step(per_step=1)
-    assert node["metadata"]["annotations"][labels.LAST_PIECES] == "0"
+    assert notes[labels.LAST_PIECES] == "0"
     reads = world.typed("reads")
     assert reads.placement is not None
     assert leaving not in reads.placement.nodes
