@@ -24,7 +24,8 @@ The rules, in order:
    fewer ready pieces (target holders ready + transfer sources ready) than before a move,
    unless a node was lost. Moves are applied shard by shard, most urgent first (earliest drain
    deadline, then fewest ready pieces), while no node exceeds ``max_transfers_per_node``
-   in-flight transfers; the others wait for a later pass.
+   in-flight transfers; the others wait for a later pass. Repairs come first: while a piece is
+   missing or in flight, moves that only rebalance (every old holder alive and staying) wait.
 4. **Loss**: a shard without a source that a lost node left with fewer than ``needed`` ready
    pieces is *lost*: listed in ``status.lostShards`` (sticky until its pieces are ready again),
    condition ``Degraded`` reason ``ShardsLost``; its slots get new holders like any other, but
@@ -327,7 +328,17 @@ def decide(
 
     deferred = 0
     bound = cfg.max_transfers_per_node
+    # Repair first: while pieces are missing or in flight, moves that are only a rebalance (every
+    # old holder alive, not draining, still a target or kept) wait, so copies go to repairs.
+    movable = {n.name for n in cluster.nodes.values() if cluster.eligible(n) or (cluster.alive(n.name) and not cluster.draining(n.name))}
+    busy = bool(gone) or bool(existing) or any(
+        old[s, p] and not holders.ready(str(old[s, p]), s, p) for s in range(shards) for p in range(width)
+    )
     for s in sorted((int(s) for s in moved_rows), key=urgency):
+        optional = all(str(old[s, p]) in movable for p in range(width) if old[s, p] != new[s, p] and old[s, p])
+        if busy and optional and not fresh:
+            deferred += 1
+            continue
         planned: list[Transfer] = []
         for p in range(width):
             was, now = str(old[s, p]), str(new[s, p])
