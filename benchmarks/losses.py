@@ -349,11 +349,11 @@ class TimedSettings:
     hosts_per_rack: int = 3
     shards: int = 96
     piece_bytes: int = 8 * GIB
-    copy_rate_bps: float = 100 * MIB
-    step_s: float = 20.0
-    hours: float = 12.0
-    node_mtbf_h: float = 48.0
-    rack_share: float = 0.15
+    copy_rate_bps: float = 25 * MIB
+    step_s: float = 60.0
+    hours: float = 24.0
+    node_mtbf_h: float = 24.0
+    rack_share: float = 0.25
     replace_after_s: float = 900.0
     seed: int = 0
 
