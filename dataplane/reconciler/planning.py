@@ -156,6 +156,10 @@ class Holders:
             self._cache[node] = entry.ready if entry is not None else {}
         return self._cache[node]
 
+    def reported(self) -> bool:
+        """Some live node's agent reports holding pieces of this DataSet."""
+        return any(self.cluster.alive(n) and any(self._ready_map(n).values()) for n in self.cluster.holdings)
+
     def had(self, node: str, shard: int, piece: int) -> bool:
         """The node's last report lists the piece ready (alive or not)."""
         return bool(node) and shard in self._ready_map(node).get(piece_key(self.spec, piece), frozenset())
@@ -331,8 +335,9 @@ def decide(
     # Repair first: while pieces are missing or in flight, moves that are only a rebalance (every
     # old holder alive, not draining, still a target or kept) wait, so copies go to repairs.
     movable = {n.name for n in cluster.nodes.values() if cluster.eligible(n) or (cluster.alive(n.name) and not cluster.draining(n.name))}
-    busy = bool(gone) or bool(existing) or any(
-        old[s, p] and not holders.ready(str(old[s, p]), s, p) for s in range(shards) for p in range(width)
+    tracked = spec.source is not None or holders.reported()  # else another system writes the bytes
+    busy = bool(gone) or bool(existing) or (
+        tracked and any(old[s, p] and not holders.ready(str(old[s, p]), s, p) for s in range(shards) for p in range(width))
     )
     for s in sorted((int(s) for s in moved_rows), key=urgency):
         optional = all(str(old[s, p]) in movable for p in range(width) if old[s, p] != new[s, p] and old[s, p])

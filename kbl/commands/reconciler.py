@@ -190,10 +190,8 @@ def start_beside_controller(args: argparse.Namespace, kube: KubeApi, stop: threa
 
     def loop() -> None:
         try:
-            if run_loop(reconciler, leading, stop):
+            while run_loop(reconciler, leading, stop) and not stop.is_set():
                 log.error("placement reconciler lost its Lease; it campaigns again")
-                if not stop.is_set():
-                    run_loop(reconciler, leading, stop)
         except Exception:  # the controller keeps working; the reconciler's failure is logged
             log.exception("placement reconciler stopped")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -95,6 +96,18 @@ def test_a_dataset_without_source_is_placed_with_ready_unknown_no_source() -> No
     assert obj["status"]["transfers"] == []
 
 
+def test_without_source_or_agents_a_join_rebalances_at_once_with_no_transfers() -> None:
+    world = World()
+    world.add_dataset(dataset(source=False))
+    reconciler = world.reconciler()
+    reconciler.reconcile_once()
+    world.add_node(make_node("joined", zone="us-east-1a", rack="rack-9", storage_b=10**12))
+    report = reconciler.reconcile_once()
+    assert report.decisions["default/d"].moves > 0
+    assert "joined" in slots(world.typed()).values()
+    assert world.typed().transfers == ()
+
+
 def test_a_node_joining_gets_its_share_moving_at_most_1_05x_the_ideal_and_never_fewer_ready_pieces() -> None:
     world, reconciler = ready_world(shards=120)
     before = world.typed()
@@ -110,7 +123,7 @@ def test_a_node_joining_gets_its_share_moving_at_most_1_05x_the_ideal_and_never_
     after = world.typed()
     moved = sum(1 for k, v in slots(after).items() if slots(before)[k] != v)
     ideal = 360 / 13  # the new node's equal weight share
-    assert 0 < moved <= 1.05 * ideal + 1
+    assert 0 < moved <= math.ceil(1.05 * ideal)  # pieces are whole: the ideal share rounded up
     assert sum(1 for v in slots(after).values() if v == "joined") == moved
     assert rule_violations(world, after) == 0
     assert conditions(world.get())["Ready"] == ("True", "AllPiecesReady")
@@ -145,8 +158,6 @@ def test_drain_moves_pieces_make_before_break_and_data_drained_comes_only_after_
     assert drained_at is not None
     assert drained_at > 1
     after = world.typed()
-    moved = sum(1 for k, v in slots(after).items() if slots(world.typed())[k] != v)
-    assert moved == 0
     assert rule_violations(world, after) == 0
     assert len(held) > 0
     assert any(e["reason"] == "DataDrained" for e in world.memory.events)
