@@ -361,6 +361,10 @@ class TimedSettings:
 class CopyingAgents:
     """Simulated node agents: a queue of wanted pieces per node, received at ``rate_bps``.
 
+    Each node copies its wanted pieces in the order given, one at a time; the kbl runs list a
+    node's repairs (pieces missing everywhere in the target: no transfer names them) before its
+    moves (transfer targets, whose old holder still serves them), as an agent should.
+
     A piece can be copied only while it is readable (a live node holds it for replicas, ``k``
     distinct pieces of the shard are held for erasure); a piece is deleted only when the node is
     no longer asked to keep it (no target slot, no transfer source), as the contract says.
@@ -578,12 +582,16 @@ def _run_kbl_timed(cfg: TimedSettings, initial: list[dict[str, Any]], timeline: 
         datasets = [DataSet.from_object(o) for o in api.list(DATASETS)[0]]
         wanted: dict[str, list[Piece]] = {}
         keep: dict[str, set[Piece]] = {}
+        moving: set[tuple[str, Piece]] = set()
         for ds in datasets:
+            for t in ds.transfers:
+                keep.setdefault(t.source, set()).add((ds.key, piece_key(ds.spec, t.piece), t.shard))
+                moving.add((t.to, (ds.key, piece_key(ds.spec, t.piece), t.shard)))
             for node, pieces in _slots(ds).items():
                 wanted.setdefault(node, []).extend(pieces)
                 keep.setdefault(node, set()).update(pieces)
-            for t in ds.transfers:
-                keep.setdefault(t.source, set()).add((ds.key, piece_key(ds.spec, t.piece), t.shard))
+        for node, queue in wanted.items():  # repairs (no transfer: the piece is missing) before moves
+            queue[:] = [p for p in queue if (node, p) not in moving] + [p for p in queue if (node, p) in moving]
         before = {n: frozenset(p) for n, p in agents.held.items()}
         agents.step(cfg.step_s, wanted, keep)
         dirty = {n: frozenset(p) for n, p in agents.held.items()} != before or any(ds.transfers for ds in datasets)

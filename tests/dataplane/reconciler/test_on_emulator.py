@@ -98,3 +98,27 @@ def test_over_http_the_informer_loop_places_a_dataset_created_after_it_started(e
         thread.join(10)
         client.close()
 
+
+
+def test_over_http_a_removed_node_is_repaired_back_to_full_redundancy_with_nothing_lost(emulator: Emulator) -> None:
+    world, client = http_world(emulator)
+    try:
+        emulator.post("/apis/kbl.io/v1alpha1/namespaces/default/datasets", dataset(shards=30))
+        reconciler = Reconciler(client, ReconcilerSettings(), clock=lambda: world.now)
+        settle(world, reconciler)
+        ds = world.typed()
+        assert ds.placement is not None
+        victim = ds.placement.nodes[0]
+        emulator.delete(f"/api/v1/nodes/{victim}")
+        emulator.delete(f"/apis/kbl.io/v1alpha1/nodeholdings/{victim}")
+        world.held.pop(victim)
+        settle(world, reconciler)
+        after = world.typed()
+        assert after.placement is not None
+        assert victim not in after.placement.nodes
+        assert world.copies(after) == [3] * 30
+        obj = world.get()
+        assert conditions(obj) == {"Placed": "True", "Ready": "True", "Degraded": "False"}
+        assert obj["status"]["lostShards"] == ""
+    finally:
+        client.close()
