@@ -26,6 +26,7 @@ cluster keeps its size and shape.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -698,6 +699,7 @@ class RepairPoint:
     seconds: float
     lower_bound_s: float
     step_s: float
+    zone_bound_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -708,6 +710,7 @@ class RepairPoint:
             "seconds": round(self.seconds, 1),
             "lower_bound_s": round(self.lower_bound_s, 1),
             "ratio": round(self.seconds / self.lower_bound_s, 2) if self.lower_bound_s else None,
+            "zone_bound_s": round(self.zone_bound_s, 1),
             "step_s": round(self.step_s, 2),
         }
 
@@ -742,6 +745,11 @@ def repair_time(
     agents.held.pop(victim)
     survivors = len(initial) - 1
     bound = lost_bytes / (survivors * copy_rate_bps)
+    # The pieces spread over zones (one per zone for 3x over 3 zones): only the victim's zone can
+    # take them back, in whole pieces: a tighter bound for this layout.
+    zone = Node.from_object(next(o for o in initial if o["metadata"]["name"] == victim)).zone
+    in_zone = sum(1 for o in initial if Node.from_object(o).zone == zone) - 1
+    zone_bound = math.ceil(lost_bytes / piece_bytes / in_zone) * piece_bytes / copy_rate_bps
     step_s = max(piece_bytes / copy_rate_bps / 8, 0.01)
     truth = _Truth([spec])
     elapsed = 0.0
@@ -757,7 +765,8 @@ def repair_time(
         published = _publish(api, agents, [spec], published)
         if truth.check(agents) and not ds.transfers:
             break
-    return RepairPoint(piece_bytes / GIB, copy_rate_bps / MIB, lost_bytes / GIB, agents.copied_bytes / GIB, elapsed, bound, step_s)
+    copied = agents.copied_bytes / GIB
+    return RepairPoint(piece_bytes / GIB, copy_rate_bps / MIB, lost_bytes / GIB, copied, elapsed, bound, step_s, zone_bound)
 
 
 def repair_sweep(piece_gib: Sequence[float] = (1, 4, 16), rates_mib_s: Sequence[float] = (50, 200), shards: int = 240) -> list[RepairPoint]:

@@ -121,13 +121,14 @@ def _timed_lines(tallies: dict[str, dict[str, Any]], cfg: TimedSettings) -> list
 def _repair_lines(points: list[dict[str, Any]]) -> list[str]:
     lines = [
         "Repair after one node's loss (36 nodes, 3x over racks, 240 shards): time to full redundancy vs lower bound",
-        f"{'piece GiB':>9} {'MiB/s':>6} {'lost GiB':>9} {'copied GiB':>11} {'seconds':>8} {'bound s':>8} {'ratio':>6} {'piece s':>8}",
+        f"{'piece GiB':>9} {'MiB/s':>6} {'lost GiB':>9} {'copied GiB':>11} {'seconds':>8} {'bound s':>8} {'ratio':>6} "
+        f"{'zone bound s':>12} {'piece s':>8}",
     ]
     for p in points:
         piece_s = p["piece_gib"] * 1024 / p["copy_rate_mib_s"]
         lines.append(
             f"{p['piece_gib']:>9g} {p['copy_rate_mib_s']:>6g} {p['lost_gib']:>9} {p['copied_gib']:>11} {p['seconds']:>8} "
-            f"{p['lower_bound_s']:>8} {p['ratio']!s:>6} {piece_s:>8.1f}"
+            f"{p['lower_bound_s']:>8} {p['ratio']!s:>6} {p['zone_bound_s']:>12} {piece_s:>8.1f}"
         )
     return lines
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from placement.settings import DEFAULT_SETTINGS, PlacementSettings
+from placement.settings import PlacementSettings
+
+#: The planners' defaults, with repairs spread over receivers (a copy's time is per receiving node).
+RECONCILER_PLACEMENT = PlacementSettings(fill_spread=1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +29,8 @@ class ReconcilerSettings:
     seed:
         The rendezvous seed of every placement (same seed, same placement: restarts converge).
     placement:
-        The planners' own knobs.
+        The planners' own knobs (``fill_spread=1``: a repair gives no node more than its
+        share of the missing bytes, so copies run in parallel on many nodes).
     """
 
     node_lost_grace_s: float = 300.0
@@ -34,7 +38,7 @@ class ReconcilerSettings:
     resync_s: float = 30.0
     weight: str = "ephemeral-storage"
     seed: int = 0
-    placement: PlacementSettings = field(default_factory=lambda: DEFAULT_SETTINGS)
+    placement: PlacementSettings = field(default_factory=lambda: RECONCILER_PLACEMENT)
 
     def __post_init__(self) -> None:
         if self.node_lost_grace_s < 0 or self.resync_s <= 0 or self.max_transfers_per_node < 0:
