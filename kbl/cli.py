@@ -22,6 +22,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("place", "kbl.commands.place", "place a DataSet's shards over failure domains (or rebalance with --previous)"),
     ("controller", "kbl.commands.controller", "the companion controller: node groups per KBL, pre-warmed, safely shrunk"),
     ("bake", "kbl.commands.bake", "image a healthy node (cleaned of its identity) and roll its kbl group to the image"),
+    ("reconciler", "kbl.commands.reconciler", "the placement reconciler alone: place, rebalance, repair, drain every DataSet"),
     ("worker", "kbl.commands.worker", "execute queued node-group requests from SQS with cloud credentials (out of cluster)"),
 )
 

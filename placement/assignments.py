@@ -129,6 +129,11 @@ def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: Placem
     shard_hash = scores.shard_hashes(seed, need_rows.astype(np.int64))
     cand, cand_keys = scores.ranked(shard_hash, layout.node_hash, layout.weights, settings.candidates, settings.chunk_rows)
     caps = layout.targets * (1.0 + settings.fill_slack)
+    if settings.fill_spread is not None and (pieces >= 0).any():  # a repair: spread what is copied at once
+        missing = float(sum(layout.piece_bytes[s] * int((pieces[s] < 0).sum()) for s in need_rows))
+        receivers = max(1, int(layout.eligible.sum()))
+        quota = np.maximum(settings.fill_spread * missing / receivers, layout.piece_bytes[need_rows].max())
+        caps = np.minimum(caps, loads + quota)
     local_of = np.full(len(pieces), -1, dtype=np.int64)
     local_of[need_rows] = np.arange(len(need_rows))
     leftovers: list[tuple[int, int]] = []

@@ -36,6 +36,13 @@ class PlacementSettings:
         matrix, 8 bytes per entry).
     max_rounds:
         Upper bound on balancing rounds per call (each round moves many pieces at once).
+    fill_spread:
+        When set, a fill that completes an existing placement (a repair, the pieces of removed
+        nodes) also gives no node more than ``fill_spread`` times the missing bytes divided by
+        the eligible nodes (at least one piece) beyond its current load, so copies spread over
+        many receivers instead of filling the emptiest nodes first; fresh placements are
+        unchanged. ``None`` (default): only ``fill_slack`` bounds it. The placement reconciler
+        sets it: a copy's time is per receiving node.
     spread_cost_limit:
         Spread pieces over the levels above the failure domain (racks, zones) when that moves
         no node's target by more than this fraction of its weight share; ``None`` never spreads
@@ -49,6 +56,7 @@ class PlacementSettings:
     chunk_rows: int = 4096
     max_rounds: int = 64
     spread_cost_limit: float | None = 0.25
+    fill_spread: float | None = None
 
     def __post_init__(self) -> None:
         if not self.fill_slack >= 0:

@@ -71,6 +71,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     for name, default, what in durations:
         election.add_argument(f"--leader-elect-{name}-s", type=float, default=default, help=f"{what} (default %(default)s)")
+    # ---- the placement reconciler in this process (kbl/commands/reconciler.py owns these options)
+    from kbl.commands import reconciler as placement_reconciler
+
+    placement_reconciler.add_controller_arguments(parser)
 
 
 def subnets(values: list[str]) -> dict[str, list[str]]:
@@ -248,6 +252,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())  # kubelet's stop: release the Lease
+    # ---- the placement reconciler beside the controller (off with --no-reconciler)
+    from kbl.commands import reconciler as placement_reconciler
+
+    placement_reconciler.start_beside_controller(args, kube, stop)
     try:
         if elector is not None:
             return run_elected(controller, elector, stop)

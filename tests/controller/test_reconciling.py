@@ -9,13 +9,18 @@ from typing import Any
 import pytest
 
 from controller import Controller, ControllerSettings
-from controller.acting import REPAIR_ANNOTATION
 from controller.providers import NodeGroupSpec, ProviderError
 from controller.providers.fake import FakeProvider
-from kube.api import DATASETS, KBLS, NODES, PODS
+from kube.api import KBLS, NODES, PODS
 from placement import capacity as cap
+from placement import removal_is_safe
+from tests.dataplane.reconciler.worlds import World as DataWorld
+from tests.dataplane.reconciler.worlds import dataset
 from tests.kube.fakekube import FakeKube
-from tests.placement.scenarios import T0, base_nodes, kbl_object, placed_dataset, pod_object
+from tests.placement.scenarios import T0, base_nodes, kbl_object, pod_object
+from topology import labels
+from topology.datasets import Replicas
+from topology.nodes import Node
 
 
 class KilledError(Exception):
@@ -147,31 +152,43 @@ def test_pods_get_nodes_then_idle_nodes_leave_and_cluster_autoscaler_is_kept_awa
     assert len(world.cloud.calls_of("remove_instance")) == 2
 
 
-def test_scale_down_refused_because_it_would_lose_the_last_replica_then_proceeds_after_repair() -> None:
-    world = World(ready_delay_s=30)
-    world.kube.put(KBLS, kbl_object("data"))
-    world.kube.put(PODS, pod_object("p", kbl="data"))
-    ctl = world.controller()
-    ctl.reconcile_once()
-    world.advance(60)
-    node = next(n["metadata"]["name"] for n in world.kube.list(NODES)[0] if n["metadata"]["labels"].get("kbl.io/kbl") == "data")
-    world.kube.put(DATASETS, placed_dataset("reads", [[node], ["gen-a0"]], replicas=1))
-    world.kube.delete(PODS, "p")
-    for _ in range(3):
-        world.advance(300)
-        ctl.reconcile_once()
-    assert world.kube.get(NODES, node) is not None
-    assert not world.cloud.calls_of("remove_instance")
-    dataset = world.kube.get(DATASETS, "reads")
-    assert dataset is not None
-    assert dataset["metadata"]["annotations"][REPAIR_ANNOTATION] == node
-    assert any(e["reason"] == "ScaleDownWaitsForRepair" for e in world.kube.events)
-    # The placement engine moves the piece; the node may now go.
-    world.kube.put(DATASETS, placed_dataset("reads", [["gen-b0"], ["gen-a0"]], replicas=1))
-    for _ in range(3):
-        world.advance(300)
-        ctl.reconcile_once()
-    assert len(world.cloud.calls_of("remove_instance")) == 1
+def test_scale_down_of_a_data_holding_node_waits_until_the_placement_reconciler_moved_its_pieces() -> None:
+    """The placement is moved by the placement reconciler, never by hand (issue 12).
+
+    This replaces a test that rewrote ``status.placement`` by hand after the controller asked for
+    a repair. The companion controller's drain path is being rewritten to the data-plane contract
+    (it sets ``kbl.io/drain`` and waits for ``kbl.io/data-drained``), so its side is played here
+    by the contract alone: the node is annotated ``kbl.io/drain``; the reconciler copies every
+    piece off it make before break (simulated agents report them ready one by one) and only then
+    writes ``kbl.io/data-drained``, after which removing the node loses nothing.
+    """
+    world = DataWorld(nodes=base_nodes())
+    world.add_dataset(dataset("reads", shards=6, redundancy=Replicas(1), failure_domain="host"))
+    reconciler = world.reconciler()
+    world.settle(reconciler)
+    reads = world.typed("reads")
+    assert reads.placement is not None
+    leaving = reads.placement.nodes[0]
+    nodes = [Node.from_object(o) for o in world.api.list(NODES)[0]]
+    assert not removal_is_safe(nodes, reads.spec, reads.placement, [leaving], min_spare=0)
+    world.annotate(leaving, {labels.DRAIN: "scale-down"})
+    notes: dict[str, str] = {}
+    for _ in range(50):
+        reconciler.reconcile_once()
+        node = world.api.get(NODES, leaving)
+        assert node is not None
+        notes = node["metadata"]["annotations"]
+        if labels.DATA_DRAINED in notes:
+            break
+        assert min(world.copies(world.typed("reads"))) >= 1, "a shard's only ready copy was released before its new one"
+        world.agent_step(per_step=1)
+    assert notes[labels.LAST_PIECES] == "0"
+    reads = world.typed("reads")
+    assert reads.placement is not None
+    assert leaving not in reads.placement.nodes
+    assert removal_is_safe(nodes, reads.spec, reads.placement, [leaving], min_spare=0)
+    world.remove_node(leaving)  # the controller may now remove it
+    assert world.copies(reads) == [1] * 6
 
 
 def test_eviction_refused_by_a_pod_disruption_budget_keeps_the_node() -> None:

@@ -104,7 +104,9 @@ def test_controller_values_reach_its_arguments_and_service_account() -> None:
     assert args == ["controller", "--provider", "queue", "--cluster-name", "prod", "--max-nodes", "50",
                     "--leader-elect", "--leader-elect-lease", "kbl-controller", "--leader-elect-namespace", "kbl-system",
                     "--leader-elect-lease-duration-s", "15", "--leader-elect-renew-deadline-s", "10", "--leader-elect-retry-period-s", "2",
-                    "--region", "eu-west-1", "--queue-url", f"{queue}-requests", "--reply-queue-url", f"{queue}-replies"]  # fmt: skip
+                    "--region", "eu-west-1", "--queue-url", f"{queue}-requests", "--reply-queue-url", f"{queue}-replies",
+                    "--reconciler-lease", "kbl-reconciler", "--node-lost-grace-s", "300", "--max-transfers-per-node", "64",
+                    "--reconciler-resync-s", "30", "--metrics-port", "9102"]  # fmt: skip
     parsed = cli.build_parser().parse_args(args)
     assert (parsed.provider, parsed.max_nodes, parsed.reply_queue_url) == ("queue", 50, f"{queue}-replies")
     lease = election(parsed)  # the CLI accepts the chart's durations

@@ -49,12 +49,18 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "list", ""): "never remove the last piece of a shard",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "watch", ""): "placements kept current",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "patch", ""): "annotations asking for re-replication before a scale-down",
+    # The placement reconciler in the controller's process (dataplane/reconciler).
+    ("ClusterRole/kbl-controller", "kbl.io", "datasets/status", "patch", ""): "the reconciler writes status.placement, transfers, conditions",
+    ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "list", ""): "what every node's agent holds and verified",
+    ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "watch", ""): "release old holders as soon as new ones report ready",
     # (With controller.metricsServer: metrics.k8s.io nodes list, for utilisation feedback.)
     # `kbl controller`'s leader election (kube/leading.py) on its own Lease. RBAC
     # cannot limit `create` by name (the name is in the body): create is for this namespace only.
     ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
     ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "get", "kbl-controller"): "read the holder",
     ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "update", "kbl-controller"): "renew, take over, release",
+    ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "get", "kbl-reconciler"): "the reconciler's own Lease",
+    ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "update", "kbl-reconciler"): "renew, take over, release",
     # kbl-scheduler's leader election on its own Lease.
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
     ("Role/kbl-scheduler-leader-election", "coordination.k8s.io", "leases", "get", "kbl-scheduler"): "read the leader",
@@ -190,7 +196,7 @@ def _lease_grants(role: str, objects: list[Obj]) -> set[tuple[str, str, str, str
 def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     """Node metrics only when the metrics-server feedback is switched on (``--metrics-server``).
     Its Lease calls (leader election) go to a namespaced Role, by name except ``create``."""
-    needed = _calls(sorted((ROOT / "controller").glob("*.py")) + [ROOT / "kube" / "leading.py"])
+    needed = _calls(sorted((ROOT / "controller").glob("*.py")) + [ROOT / "kube" / "leading.py"]) | _reconciler_calls()
     metrics = ("metrics.k8s.io", "nodes", "list")
     assert metrics in needed
     leases = {c for c in needed if c[0] == kubeapi.LEASES.group}
@@ -199,14 +205,33 @@ def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     objects = [o for _, o in OBJECTS]
     args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
     lease = args[args.index("--leader-elect-lease") + 1]
+    reconciler_lease = args[args.index("--reconciler-lease") + 1]
     assert _lease_grants("kbl-controller-leader-election", objects) == {
-        (g, r, v, "" if v == "create" else lease) for g, r, v in leases
+        (g, r, v, "" if v == "create" else name) for g, r, v in leases for name in (lease, reconciler_lease)
     }
     rendered = generator().render({"controller": {"metricsServer": True}})
     objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
     assert _granted_to("kbl-controller", objects) == needed - leases
     args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--metrics-server" in args
+
+
+def _reconciler_calls() -> set[tuple[str, str, str]]:
+    """The placement reconciler's calls (it runs in the controller's process), its informers'
+    list and watch included."""
+    from dataplane.reconciler.reconciling import WATCHED as RECONCILER_WATCHED
+
+    paths = sorted((ROOT / "dataplane" / "reconciler").glob("*.py"))
+    return _calls(paths) | _calls([ROOT / "kube" / "watching.py"], generic=RECONCILER_WATCHED)
+
+
+def test_controller_without_the_reconciler_loses_exactly_its_grants() -> None:
+    rendered = generator().render({"controller": {"reconciler": {"enabled": False}}})
+    objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    without = _granted_to("kbl-controller", objects)
+    assert ("kbl.io", "datasets/status", "patch") not in without and ("kbl.io", "nodeholdings", "watch") not in without
+    args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-reconciler" in args
 
 
 def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:

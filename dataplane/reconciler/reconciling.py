@@ -1,0 +1,440 @@
+"""Reconciling: the placement reconciler's loop on Informers, and its writes.
+
+:class:`Reconciler` keeps three caches fed by :class:`~kube.watching.Informer` s (DataSets, Nodes,
+NodeHoldings), never relisting per event. An event marks the DataSets it touches dirty (a DataSet
+event: that DataSet; a Node whose readiness, schedulability, labels, annotations or weight
+changed: every DataSet; a NodeHoldings change: the DataSets it reports on); a worker reconciles
+the dirty ones, and every DataSet each ``resync_s`` (a NotReady node turns *lost* by the clock
+alone). Each DataSet's decision is :func:`~dataplane.reconciler.planning.decide`; its status is
+written with ``patch_status`` only when it changed, Events explain the change, then the drain
+annotations of draining nodes are brought up to date.
+
+Leader election is the caller's (:mod:`kube.leading`, Lease ``kbl-reconciler``): ``guard`` is
+called before every write and raises when leadership is gone. Every write is idempotent and the
+decision depends on the cluster only, so a reconciler killed between two writes and restarted
+converges to the same placement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataplane.reconciler.metrics import ReconcilerMetrics
+from dataplane.reconciler.planning import (
+    ClusterView,
+    Decision,
+    Event,
+    conditions_with_times,
+    decide,
+    lost_nodes,
+    node_annotations,
+)
+from dataplane.reconciler.settings import ReconcilerSettings
+from kube.api import DATASETS, NODE_HOLDINGS, NODES, ApiError, KubeApi, WatchEvent
+from kube.watching import Informer
+from topology import labels
+from topology.datasets import DataSet
+from topology.errors import KblError
+from topology.holdings import NodeHoldings
+from topology.nodes import Node
+from topology.times import format_time, parse_time
+
+log = logging.getLogger(__name__)
+
+#: The resources the reconciler lists and watches.
+WATCHED = (DATASETS, NODES, NODE_HOLDINGS)
+
+
+@dataclass
+class PassReport:
+    """What one pass decided and wrote."""
+
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+    invalid: dict[str, str] = field(default_factory=dict)
+    nodes_patched: list[str] = field(default_factory=list)
+    planned: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _key(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+
+
+def _node_fingerprint(obj: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a Node the placement depends on (heartbeats change nothing here)."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    conditions = status.get("conditions") or ()
+    ready = [(c.get("type"), c.get("status")) for c in conditions if isinstance(c, Mapping) and c.get("type") == "Ready"]
+    notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k in (labels.DRAIN, labels.DRAIN_DEADLINE)}
+    return (
+        sorted((meta.get("labels") or {}).items()),
+        sorted(notes.items()),
+        bool((obj.get("spec") or {}).get("unschedulable")),
+        ready,
+        sorted((status.get("allocatable") or {}).items()),
+    )
+
+
+def _holdings_fingerprint(obj: Mapping[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for entry in ((obj or {}).get("status") or {}).get("datasets") or ():
+        if isinstance(entry, Mapping):
+            out[f"{entry.get('namespace') or 'default'}/{entry.get('name')}"] = (entry.get("uid"), entry.get("ready"))
+    return out
+
+
+class Reconciler:
+    """The placement reconciler (module docstring).
+
+    Parameters
+    ----------
+    api:
+        The Kubernetes API.
+    settings:
+        Grace period, transfer bound, resync interval, placement knobs.
+    clock:
+        Epoch seconds (node-lost grace periods, condition and annotation times).
+    metrics:
+        Where to record series (a fresh registry when ``None``).
+    guard:
+        Called with the step name before every write; raises to stop (leader election).
+    step_hook:
+        Called with ``before-status``/``after-status``/``before-node``/``after-node`` (tests kill
+        the process there).
+    dry_run:
+        Decide and report (:attr:`PassReport.planned`), write nothing.
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        settings: ReconcilerSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        metrics: ReconcilerMetrics | None = None,
+        guard: Callable[[str], None] | None = None,
+        step_hook: Callable[[str], None] | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self.api = api
+        self.settings = settings or ReconcilerSettings()
+        self.clock = clock
+        self.metrics = metrics or ReconcilerMetrics()
+        self.guard = guard
+        self.step_hook = step_hook
+        self.dry_run = dry_run
+        self.datasets: dict[str, dict[str, Any]] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.holdings: dict[str, dict[str, Any]] = {}
+        self.passes = 0
+        self._lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        self._wake = threading.Event()
+        self._invalid_seen: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ caches
+    def load(self) -> None:
+        """List everything once (``--once``, tests, the start of a pass without informers)."""
+        self._relist_datasets(self.api.list(DATASETS)[0])
+        self._relist_nodes(self.api.list(NODES)[0])
+        self._relist_holdings(self.api.list(NODE_HOLDINGS)[0])
+
+    def _mark(self, keys: Iterable[str] = (), *, everything: bool = False) -> None:
+        with self._lock:
+            self._dirty.update(keys)
+            self._all_dirty = self._all_dirty or everything
+        self._wake.set()
+
+    def _relist_datasets(self, items: Iterable[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.datasets = {_key(o): dict(o) for o in items}
+        self._mark(everything=True)
+
+    def _on_dataset(self, event: WatchEvent) -> None:
+        key = _key(event.object)
+        with self._lock:
+            if event.type == "DELETED":
+                self.datasets.pop(key, None)
+            else:
+                self.datasets[key] = dict(event.object)
+        if event.type == "DELETED":
+            self.metrics.forget(key)
+        self._mark([key])
+
+    def _relist_nodes(self, items: Iterable[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.nodes = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}
+        self._mark(everything=True)
+
+    def _on_node(self, event: WatchEvent) -> None:
+        name = str((event.object.get("metadata") or {}).get("name"))
+        with self._lock:
+            old = self.nodes.get(name)
+            if event.type == "DELETED":
+                self.nodes.pop(name, None)
+            else:
+                self.nodes[name] = dict(event.object)
+        if event.type == "DELETED" or old is None or _node_fingerprint(old) != _node_fingerprint(event.object):
+            self._mark(everything=True)
+
+    def _relist_holdings(self, items: Iterable[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.holdings = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}
+        self._mark(everything=True)
+
+    def _on_holdings(self, event: WatchEvent) -> None:
+        name = str((event.object.get("metadata") or {}).get("name"))
+        with self._lock:
+            old = self.holdings.get(name)
+            if event.type == "DELETED":
+                self.holdings.pop(name, None)
+            else:
+                self.holdings[name] = dict(event.object)
+        before, after = _holdings_fingerprint(old), _holdings_fingerprint(None if event.type == "DELETED" else event.object)
+        self._mark(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+    # ----------------------------------------------------------------- passes
+    def reconcile_once(self) -> PassReport:
+        """List everything, reconcile every DataSet once."""
+        self.load()
+        with self._lock:
+            self._dirty.clear()
+            self._all_dirty = False
+        return self.reconcile(None)
+
+    def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str]]:
+        with self._lock:
+            raw_nodes = list(self.nodes.values())
+            raw_holdings = list(self.holdings.values())
+            raw_datasets = dict(self.datasets)
+        nodes: dict[str, Node] = {}
+        for obj in raw_nodes:
+            try:
+                node = Node.from_object(obj)
+            except KblError as exc:
+                log.warning("node skipped: %s", exc)
+                continue
+            nodes[node.name] = node
+        holdings: dict[str, NodeHoldings] = {}
+        for obj in raw_holdings:
+            try:
+                found = NodeHoldings.from_object(obj)
+            except KblError as exc:
+                log.warning("holdings skipped: %s", exc)
+                continue
+            holdings[found.node] = found
+        lost = lost_nodes(raw_nodes, self.clock(), self.settings.node_lost_grace_s)
+        datasets: dict[str, DataSet] = {}
+        invalid: dict[str, str] = {}
+        for key, obj in raw_datasets.items():
+            try:
+                datasets[key] = DataSet.from_object(obj)
+            except KblError as exc:
+                invalid[key] = str(exc)
+        return ClusterView(nodes, lost & nodes.keys(), holdings), datasets, invalid
+
+    def reconcile(self, keys: Iterable[str] | None) -> PassReport:
+        """Reconcile the DataSets ``keys`` (every one when ``None``), then the nodes' drain annotations."""
+        started = time.perf_counter()
+        self.passes += 1
+        report = PassReport()
+        cluster, datasets, invalid = self._view()
+        wanted = sorted(set(datasets) | set(invalid)) if keys is None else sorted(set(keys) & (set(datasets) | set(invalid)))
+        for key in wanted:
+            if key in invalid:
+                report.invalid[key] = invalid[key]
+                self._write_invalid(key, invalid[key], report)
+                continue
+            in_flight: dict[str, int] = {}
+            for other, ds in datasets.items():
+                if other != key:
+                    for t in ds.transfers:
+                        in_flight[t.source] = in_flight.get(t.source, 0) + 1
+                        in_flight[t.to] = in_flight.get(t.to, 0) + 1
+            raw = self.datasets.get(key) or {}
+            decision = decide(datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight)
+            report.decisions[key] = decision
+            updated = self._write(key, raw, decision, report)
+            if updated is not None:
+                with contextlib.suppress(KblError):
+                    datasets[key] = DataSet.from_object(updated)
+            self.metrics.record(key, transfers=len(decision.transfers), degraded=decision.degraded_shards, lost=len(decision.lost_shards))
+        self._write_nodes(list(datasets.values()), cluster, report)
+        self.metrics.duration.observe(time.perf_counter() - started)
+        return report
+
+    def _step(self, name: str) -> None:
+        if self.guard is not None:
+            self.guard(name)
+        if self.step_hook is not None:
+            self.step_hook(name)
+
+    def _write(self, key: str, raw: Mapping[str, Any], decision: Decision, report: PassReport) -> dict[str, Any] | None:
+        old = raw.get("status") or {}
+        meta = raw.get("metadata") or {}
+        generation = meta.get("generation")
+        body = decision.status(generation if isinstance(generation, int) else None)
+        now_text = format_time(self.clock())
+        body["conditions"] = conditions_with_times(body["conditions"], old.get("conditions") or [], now_text)
+        if self.dry_run:
+            report.planned[key] = body
+            return None
+        if all(_same(old.get(k), v) for k, v in body.items()):
+            return None
+        self._step("before-status")
+        namespace, name = key.split("/", 1)
+        try:
+            updated = self.api.patch_status(DATASETS, name, {"status": body}, namespace=namespace)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None  # deleted meanwhile
+            raise
+        report.written.append(key)
+        with self._lock:
+            if key in self.datasets:
+                self.datasets[key] = updated
+        self._step("after-status")
+        for cause, count in (("repair", decision.repairs), ("rebalance", decision.moves - decision.repairs)):
+            if count:
+                self.metrics.placement_changes.labels(cause=cause).inc(count)
+        if decision.conditions[1].status == "True" and _condition(old, "Ready") != "True":
+            created = parse_time(meta.get("creationTimestamp"))
+            if created is not None:
+                self.metrics.time_to_ready.observe(max(0.0, self.clock() - created))
+        for event in decision.events:
+            self._event(raw, event)
+        return updated
+
+    def _write_invalid(self, key: str, problem: str, report: PassReport) -> None:
+        raw = self.datasets.get(key) or {}
+        old = raw.get("status") or {}
+        cond = {"type": "Placed", "status": "False", "reason": "InvalidSpec", "message": problem}
+        conditions = conditions_with_times([cond], old.get("conditions") or [], format_time(self.clock()))
+        others = [c for c in old.get("conditions") or [] if isinstance(c, Mapping) and c.get("type") != "Placed"]
+        if self.dry_run:
+            report.planned[key] = {"conditions": conditions}
+            return
+        if _condition(old, "Placed") == "False" and previous_message(old, "Placed") == problem:
+            return
+        self._step("before-status")
+        namespace, name = key.split("/", 1)
+        try:
+            self.api.patch_status(DATASETS, name, {"status": {"conditions": [*others, *conditions]}}, namespace=namespace)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            return
+        report.written.append(key)
+        self._event(raw, Event("Warning", "InvalidSpec", problem))
+
+    def _write_nodes(self, datasets: list[DataSet], cluster: ClusterView, report: PassReport) -> None:
+        patches = node_annotations(datasets, cluster, format_time(self.clock()))
+        for name, patch in patches.items():
+            if self.dry_run:
+                continue
+            self._step("before-node")
+            try:
+                self.api.patch(NODES, name, {"metadata": {"annotations": patch}})
+            except ApiError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            report.nodes_patched.append(name)
+            self._step("after-node")
+            if patch.get(labels.DATA_DRAINED):
+                involved = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+                why = f"no DataSet's target or transfer references {name}: its data is safe elsewhere"
+                self._safe_event(involved, Event("Normal", "DataDrained", why))
+
+    def _event(self, raw: Mapping[str, Any], event: Event) -> None:
+        meta = raw.get("metadata") or {}
+        involved = {
+            "apiVersion": DATASETS.api_version,
+            "kind": DATASETS.kind,
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid") if meta.get(k)},
+        }
+        self._safe_event(involved, event)
+
+    def _safe_event(self, involved: Mapping[str, Any], event: Event) -> None:
+        try:
+            self.api.create_event(involved, reason=event.reason, message=event.message[:1024], type=event.type)
+        except ApiError as exc:  # an Event is an explanation, never a reason to stop
+            log.warning("event %s not recorded: %s", event.reason, exc)
+
+    # ------------------------------------------------------------------- loop
+    def run(self, stop: threading.Event, *, batch_s: float = 0.05) -> None:
+        """Informers on DataSets, Nodes and NodeHoldings; reconcile what their events touch and
+        everything each ``resync_s``; until ``stop`` is set. Errors are logged and retried; a
+        :class:`~kube.leading.NotLeaderError` from ``guard`` ends the loop (raised)."""
+        informers = [
+            Informer(self.api, DATASETS, on_event=self._on_dataset, on_relist=self._relist_datasets),
+            Informer(self.api, NODES, on_event=self._on_node, on_relist=self._relist_nodes),
+            Informer(self.api, NODE_HOLDINGS, on_event=self._on_holdings, on_relist=self._relist_holdings),
+        ]
+        for informer in informers:
+            informer.start()
+        try:
+            while not all(i.synced.is_set() for i in informers):
+                if stop.wait(0.05):
+                    return
+            next_resync = time.monotonic()
+            failures = 0
+            while not stop.is_set():
+                timeout = max(0.0, next_resync - time.monotonic())
+                self._wake.wait(timeout)
+                if stop.is_set():
+                    return
+                stop.wait(batch_s)  # let a burst of events coalesce into one pass
+                self._wake.clear()
+                with self._lock:
+                    everything = self._all_dirty or time.monotonic() >= next_resync
+                    keys = None if everything else set(self._dirty)
+                    self._dirty.clear()
+                    self._all_dirty = False
+                if everything:
+                    next_resync = time.monotonic() + self.settings.resync_s
+                try:
+                    self.reconcile(keys)
+                    failures = 0
+                except ApiError as exc:
+                    failures += 1
+                    self.metrics.errors.inc()
+                    log.warning("reconcile failed (%s); retrying", exc)
+                    self._mark(everything=True)
+                    stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+        finally:
+            for informer in informers:
+                informer.stop(2.0)
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> str:
+    for cond in status.get("conditions") or ():
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return str(cond.get("status"))
+    return ""
+
+
+def previous_message(status: Mapping[str, Any], kind: str) -> str:
+    for cond in status.get("conditions") or ():
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return str(cond.get("message"))
+    return ""
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Equal as status JSON (an absent list or string equals an empty one)."""
+    if old is None:
+        return new in ([], "", {}, None)
+    return bool(old == new)
+
+
+__all__ = ["WATCHED", "PassReport", "Reconciler"]

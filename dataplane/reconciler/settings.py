@@ -1,0 +1,45 @@
+"""Reconciler settings: every knob of the placement reconciler, in one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from placement.settings import PlacementSettings
+
+#: The planners' defaults, with repairs spread over receivers (a copy's time is per receiving node).
+RECONCILER_PLACEMENT = PlacementSettings(fill_spread=1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilerSettings:
+    """Knobs of the placement reconciler (durations in seconds).
+
+    Attributes
+    ----------
+    node_lost_grace_s:
+        A NotReady node is *lost* (its pieces rebuilt elsewhere) once its ``Ready`` condition
+        has been false this long; before that its pieces stay in the target (a reboot, a flap).
+    max_transfers_per_node:
+        In-flight transfers (``status.transfers``) a node may be the source or destination of,
+        over every DataSet; moves beyond it wait for the next pass (0: no bound).
+    resync_s:
+        Every DataSet is reconciled at least this often, events or not.
+    weight:
+        The allocatable resource that weighs nodes (as :func:`placement.place`).
+    seed:
+        The rendezvous seed of every placement (same seed, same placement: restarts converge).
+    placement:
+        The planners' own knobs (``fill_spread=1``: a repair gives no node more than its
+        share of the missing bytes, so copies run in parallel on many nodes).
+    """
+
+    node_lost_grace_s: float = 300.0
+    max_transfers_per_node: int = 64
+    resync_s: float = 30.0
+    weight: str = "ephemeral-storage"
+    seed: int = 0
+    placement: PlacementSettings = field(default_factory=lambda: RECONCILER_PLACEMENT)
+
+    def __post_init__(self) -> None:
+        if self.node_lost_grace_s < 0 or self.resync_s <= 0 or self.max_transfers_per_node < 0:
+            raise ValueError("grace must be >= 0, resync > 0 and the transfer bound >= 0")

@@ -1,0 +1,43 @@
+"""``kbl reconciler``: offline dry runs and the options ``kbl controller`` gains."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kbl.cli import build_parser, main
+from tests.dataplane.reconciler.worlds import cluster_nodes, dataset
+from topology.examples import as_list
+
+
+def test_dry_run_on_a_snapshot_prints_the_planned_status_per_dataset_as_json_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = dataset("bad")
+    bad["spec"]["redundancy"] = {"replicas": 3}
+    bad["spec"]["failureDomain"] = "region"
+    snapshot = tmp_path / "cluster.json"
+    snapshot.write_text(json.dumps(as_list([*cluster_nodes(), dataset("d"), bad])))
+    assert main(["reconciler", "--dry-run", "--snapshot", str(snapshot)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["dataset"] for line in lines] == ["default/bad", "default/d"]
+    placed = {c["type"]: c["status"] for c in lines[1]["status"]["conditions"]}
+    assert placed == {"Placed": "True", "Ready": "False", "Degraded": "False"}
+    assert len(lines[1]["status"]["placement"]["shards"]) == 60
+    assert {c["type"]: c["reason"] for c in lines[0]["status"]["conditions"]}["Placed"] == "PlacementFailed"
+
+
+def test_a_snapshot_without_dry_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snapshot = tmp_path / "cluster.json"
+    snapshot.write_text(json.dumps(as_list(cluster_nodes())))
+    assert main(["reconciler", "--snapshot", str(snapshot)]) == 1
+    assert "--dry-run" in capsys.readouterr().err
+
+
+def test_kbl_controller_runs_the_reconciler_by_default_and_can_switch_it_off() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["controller"]).reconciler is True
+    args = parser.parse_args(["controller", "--no-reconciler", "--metrics-port", "9102", "--node-lost-grace-s", "60"])
+    assert (args.reconciler, args.metrics_port, args.node_lost_grace_s) == (False, 9102, 60.0)
