@@ -21,6 +21,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "kbl.commands.demo", "the main job on an embedded cluster: kbl against kube-scheduler, Stork-like and the optimum"),
     ("place", "kbl.commands.place", "place a DataSet's shards over failure domains (or rebalance with --previous)"),
     ("controller", "kbl.commands.controller", "the companion controller: node groups per KBL, pre-warmed, safely shrunk"),
+    ("agent", "kbl.commands.agent", "the node agent: make this node's disk match the DataSet placements, verify, scrub, serve reads"),
     ("worker", "kbl.commands.worker", "execute queued node-group requests from SQS with cloud credentials (out of cluster)"),
 )
 
