@@ -25,10 +25,12 @@ CRDS = MANIFESTS / "crds"
 INSTALL_ORDER = (
     "crds/datasets.kbl.io.yaml",
     "crds/kbls.kbl.io.yaml",
+    "crds/nodeholdings.kbl.io.yaml",
     "namespace.yaml",
     "extender.yaml",
     "scheduler.yaml",
     "controller.yaml",
+    "agent.yaml",
 )
 #: Optional plain YAML (needs cert-manager's CRDs).
 OPTIONAL_FILES = ("cert-manager.yaml",)
