@@ -94,6 +94,8 @@ class ClusterView:
     raw: dict[str, dict[str, object]] = field(default_factory=dict)
     holdings: dict[str, NodeHoldings] = field(default_factory=dict)
     zones: dict[str, str] = field(default_factory=dict)
+    #: DataSets that exist but do not parse: their folders are left alone (never wiped for a typo).
+    invalid: set[str] = field(default_factory=set)
     synced: bool = False
 
 
@@ -216,7 +218,7 @@ class Hydrator:
     def _forget_deleted(self, datasets: dict[str, DataSet]) -> None:
         for ns, name in self.store.local_datasets():
             key = f"{ns}/{name}"
-            if key in datasets:
+            if key in datasets or key in self.view.invalid:
                 continue
             if any(k == key for k, _ in self.inflight):
                 continue

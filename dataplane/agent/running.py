@@ -62,6 +62,11 @@ class Security:
     peer_ca: str | bool = True
 
 
+def _key(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+
+
 def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -124,28 +129,38 @@ class Agent:
     def _datasets_relist(self, items: Iterable[Mapping[str, Any]]) -> None:
         parsed = {}
         raw = {}
+        invalid = set()
         for obj in items:
             ds = self._parse(obj)
             if ds is not None:
                 parsed[ds.key] = ds
                 raw[ds.key] = dict(obj)
+            else:
+                invalid.add(_key(obj))
         with self.hydrator.lock:
+            for key in invalid:  # keep acting on the last valid version, if any
+                if key in self.view.datasets:
+                    parsed[key] = self.view.datasets[key]
+                    raw[key] = self.view.raw.get(key, {})
             self.view.datasets = parsed
             self.view.raw = raw
+            self.view.invalid = invalid
         self.hydrator.changed.set()
 
     def _dataset_event(self, event: WatchEvent) -> None:
-        meta = event.object.get("metadata") or {}
-        key = f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+        key = _key(event.object)
+        ds = None if event.type == "DELETED" else self._parse(event.object)
         with self.hydrator.lock:
             if event.type == "DELETED":
                 self.view.datasets.pop(key, None)
                 self.view.raw.pop(key, None)
+                self.view.invalid.discard(key)
+            elif ds is not None:
+                self.view.datasets[ds.key] = ds
+                self.view.raw[ds.key] = dict(event.object)
+                self.view.invalid.discard(key)
             else:
-                ds = self._parse(event.object)
-                if ds is not None:
-                    self.view.datasets[ds.key] = ds
-                    self.view.raw[ds.key] = dict(event.object)
+                self.view.invalid.add(key)
         self.hydrator.changed.set()
 
     def _holdings_relist(self, items: Iterable[Mapping[str, Any]]) -> None:

@@ -250,3 +250,23 @@ def test_a_dataset_recreated_with_another_uid_starts_over(api: ReviewingApi, age
     wait_for("new bytes", lambda: on_disk(agents["n1"], "u", "part-000.bin") == new[0])
     assert (Path(agents["n1"].settings.root) / NS / "u" / ".kbl" / "uid").read_text() == "two"
     assert hashlib.sha256(new[0]).hexdigest() != ""
+
+
+def test_a_dataset_that_stops_parsing_keeps_its_bytes(api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path) -> None:
+    src = write_source(tmp_path / "src", 1, SIZE)
+    base = {
+        "shards": 1,
+        "size": SIZE,
+        "redundancy": {"replicas": 1},
+        "nodes": ["n1"],
+        "rows": [[0]],
+        "source": {"path": str(tmp_path / "src")},
+    }
+    put_dataset(api, dataset("t", **base))  # type: ignore[arg-type]
+    wait_for("ready", lambda: 0 in ready_on(api, "n1", "t", "replica"))
+    broken = dataset("t", **base)  # type: ignore[arg-type]
+    broken["spec"]["redundancy"] = {"replicas": 0}
+    put_dataset(api, broken)
+    wait_for("the broken version seen", lambda: "ml/t" in agents["n1"].view.invalid)
+    agents["n1"].hydrator.reconcile()
+    assert on_disk(agents["n1"], "t", "part-000.bin") == src[0]
