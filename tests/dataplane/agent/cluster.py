@@ -76,7 +76,7 @@ def dataset(
     }
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 30.0) -> None:
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():

@@ -105,11 +105,19 @@ def patch_status(emulator: Emulator, name: str, status: dict[str, Any]) -> None:
     assert r.status_code == 200, r.text
 
 
+def wait_started(api: KubeClient, names: list[str]) -> None:
+    """Every agent up and reporting (a process start imports FastAPI, kubernetes and numpy: slow on
+    a loaded 2-core machine, so this wait is generous and separate from the data-plane waits)."""
+    for n in names:
+        wait_for(f"{n} reporting", lambda n=n: holdings(api, n) is not None, 240)  # type: ignore[misc]
+
+
 def metric(endpoint: str, name: str) -> float:
     text = httpx.get(endpoint + "/metrics", timeout=10).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#"))
 
 
+@pytest.mark.timeout(900)
 def test_agents_hydrate_survive_the_loss_of_r_minus_1_and_m_holders_from_zone_peers_and_scrub_a_bit_flip(
     cluster: Processes, emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -142,12 +150,13 @@ def test_agents_hydrate_survive_the_loss_of_r_minus_1_and_m_holders_from_zone_pe
     t0 = time.monotonic()
     for name in ZONES:
         cluster.start(name, "--scrub-interval-s", "1")
+    wait_started(api, list(ZONES))
     try:
         for n in ("n1", "n2", "n5"):
-            wait_for(f"rep on {n}", lambda n=n: ready_on(api, n, "rep", "replica") == {0, 1}, 60)  # type: ignore[misc]
+            wait_for(f"rep on {n}", lambda n=n: ready_on(api, n, "rep", "replica") == {0, 1}, 120)  # type: ignore[misc]
             print(f"rep on {n} after {time.monotonic() - t0:.1f} s")
         for p, n in enumerate(("n1", "n2", "n3")):
-            wait_for(f"ec fragment {p} on {n}", lambda n=n, p=p: ready_on(api, n, "ec", str(p)) == {0, 1}, 60)  # type: ignore[misc]
+            wait_for(f"ec fragment {p} on {n}", lambda n=n, p=p: ready_on(api, n, "ec", str(p)) == {0, 1}, 120)  # type: ignore[misc]
     except AssertionError:
         raise AssertionError(cluster.log("n1")) from None
     codec = Codec(2, 1)
@@ -176,8 +185,8 @@ def test_agents_hydrate_survive_the_loss_of_r_minus_1_and_m_holders_from_zone_pe
     patch_status(emulator, "rep", {"placement": {"nodes": ["n1", "n3", "n4"], "shards": [[0, 1, 2], [0, 1, 2]]}})
     patch_status(emulator, "ec", {"placement": {"nodes": ["n1", "n4", "n3"], "shards": [[0, 1, 2], [0, 1, 2]]}})
     for n in ("n3", "n4"):
-        wait_for(f"rep repaired on {n}", lambda n=n: ready_on(api, n, "rep", "replica") == {0, 1}, 30)  # type: ignore[misc]
-    wait_for("fragment 1 rebuilt on n4", lambda: ready_on(api, "n4", "ec", "1") == {0, 1}, 30)
+        wait_for(f"rep repaired on {n}", lambda n=n: ready_on(api, n, "rep", "replica") == {0, 1}, 120)  # type: ignore[misc]
+    wait_for("fragment 1 rebuilt on n4", lambda: ready_on(api, "n4", "ec", "1") == {0, 1}, 120)
     for n in ("n1", "n3", "n4"):
         for s in (0, 1):
             assert (cluster.root(n) / NS / "rep" / f"part-{s:03d}.bin").read_bytes() == src[s]
@@ -194,12 +203,13 @@ def test_agents_hydrate_survive_the_loss_of_r_minus_1_and_m_holders_from_zone_pe
     raw[SIZE // 2] ^= 0x01
     path.write_bytes(bytes(raw))
     quarantined = cluster.root("n1") / ".kbl-quarantine" / NS / "rep" / "1.replica"
-    wait_for("bit flip quarantined", quarantined.exists, 20)
-    wait_for("bit flip repaired", lambda: path.is_file() and path.read_bytes() == src[1], 20)
+    wait_for("bit flip quarantined", quarantined.exists, 120)
+    wait_for("bit flip repaired", lambda: path.is_file() and path.read_bytes() == src[1], 120)
     assert metric(endpoint["n1"], "kbl_agent_pieces_corrupt_total") == 1
     print(f"scrubbed after {time.monotonic() - t0:.1f} s")
 
 
+@pytest.mark.timeout(900)
 def test_an_agent_killed_mid_copy_leaves_no_partial_file_and_finishes_on_restart(
     cluster: Processes, emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -215,7 +225,7 @@ def test_an_agent_killed_mid_copy_leaves_no_partial_file_and_finishes_on_restart
     cluster.start("n1", "--bandwidth-mbps", "8", "--scrub-interval-s", "0")
     tmp = cluster.root("n1") / ".kbl-tmp"
     final = cluster.root("n1") / NS / "slow" / "part-000.bin"
-    wait_for("a copy in progress", lambda: tmp.is_dir() and any(p.stat().st_size > 0 for p in tmp.iterdir()), 30)
+    wait_for("a copy in progress", lambda: tmp.is_dir() and any(p.stat().st_size > 0 for p in tmp.iterdir()), 240)
     time.sleep(0.3)
     cluster.kill("n1")
     assert not final.exists()
@@ -223,6 +233,6 @@ def test_an_agent_killed_mid_copy_leaves_no_partial_file_and_finishes_on_restart
     assert partial
     assert all(p.stat().st_size < size for p in partial)
     cluster.start("n1", "--scrub-interval-s", "0")
-    wait_for("finished after restart", lambda: ready_on(api, "n1", "slow", "replica") == {0}, 30)
+    wait_for("finished after restart", lambda: ready_on(api, "n1", "slow", "replica") == {0}, 240)
     assert final.read_bytes() == src[0]
     assert list(tmp.iterdir()) == []
