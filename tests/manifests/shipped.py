@@ -25,10 +25,12 @@ CRDS = MANIFESTS / "crds"
 INSTALL_ORDER = (
     "crds/datasets.kbl.io.yaml",
     "crds/kbls.kbl.io.yaml",
+    "crds/nodeholdings.kbl.io.yaml",
     "namespace.yaml",
     "extender.yaml",
     "scheduler.yaml",
     "controller.yaml",
+    "agent.yaml",
 )
 #: Optional plain YAML (cert-manager's needs its CRDs; the dashboard is for a Grafana sidecar).
 OPTIONAL_FILES = ("cert-manager.yaml", "grafana-dashboard.yaml")

@@ -67,6 +67,8 @@ GOOD = {
     "dataset-per-shard-sizes": _without(_dataset(shards=2, shardSizes=["1Gi", 1024]), "spec", "shardSize"),
     "dataset-erasure-no-parity": _dataset(redundancy={"erasure": {"data": 4, "parity": 0}}),
     "dataset-erasure-64-pieces": _dataset(redundancy={"erasure": {"data": 60, "parity": 4}}),
+    "dataset-s3-source": _dataset(source={"s3": {"bucket": "b", "prefix": "imagenet/", "region": "us-east-1"}}, shardKey="part-{index:05d}.bin"),
+    "dataset-path-source": _dataset(source={"path": "/mnt/shared/data"}, shardKey="{index}.parquet"),
     "dataset-label-key-domain": _dataset(failureDomain="example.com/power-feed", nodeSelector={"disk": "nvme"}),
     "dataset-placed": {
         **_dataset(shards=2),
@@ -102,6 +104,11 @@ BAD = {
     "dataset-negative-size": _dataset(shardSize="-1Gi"),
     "dataset-negative-int-size": _dataset(shardSize=-5),
     "dataset-selector-not-strings": _dataset(nodeSelector={"disk": 1}),
+    "dataset-two-sources": _dataset(source={"s3": {"bucket": "b"}, "path": "/d"}),
+    "dataset-relative-path-source": _dataset(source={"path": "data"}),
+    "dataset-s3-no-bucket": _dataset(source={"s3": {"prefix": "p/"}}),
+    "dataset-shard-key-without-index": _dataset(shardKey="same-name"),
+    "dataset-shard-key-hidden": _dataset(shardKey=".{index}"),
     "dataset-placement-index-not-int": {**_dataset(shards=1), "status": {"placement": {"nodes": ["n1"], "shards": [["n1"]]}}},
     "dataset-placement-node-not-string": {**_dataset(shards=1), "status": {"placement": {"nodes": [7], "shards": [[0]]}}},
     "kbl-unknown-mode": _kbl({"mode": "exclusive"}),
@@ -214,7 +221,7 @@ def test_crd_schema_is_structural(kind: str) -> None:
             assert set(keys) <= set(node["items"].get("required", [])), f"{path}: list-map keys must be required"
 
 
-@pytest.mark.parametrize("name", ["datasets.kbl.io", "kbls.kbl.io"])
+@pytest.mark.parametrize("name", ["datasets.kbl.io", "kbls.kbl.io", "nodeholdings.kbl.io"])
 def test_crd_has_status_subresource_and_printer_columns_that_resolve(name: str) -> None:
     crd = _crd(name)
     (version,) = crd["spec"]["versions"]
@@ -242,3 +249,19 @@ def test_crd_cel_rules_compile() -> None:
     for validator in VALIDATORS.values():
         for rule in validator.rules():
             validator._rule({"rule": rule})  # compiles, or raises
+
+
+def test_nodeholdings_crd_admits_what_the_agent_writes_and_kbl_reads_it_back() -> None:
+    from topology.holdings import DataSetHoldings, NodeHoldings
+
+    held = NodeHoldings(
+        node="n1", endpoint="https://10.0.0.1:8090", heartbeat="2026-11-30T08:00:00Z", capacity_bytes=10, free_bytes=5,
+        datasets={"ml/d": DataSetHoldings("ml", "d", "uid-1", ready={"replica": frozenset({0, 1, 2, 7})}, ready_bytes=4)},
+    )
+    obj = held.to_object(node_uid="uid-n1")
+    obj["status"]["conditions"] = [{"type": "DiskFull", "status": "True", "reason": "NoSpace", "message": "quota"}]
+    validator = CrdValidator(_crd("nodeholdings.kbl.io"))
+    assert validator.errors(obj) == []
+    assert NodeHoldings.from_object(obj).datasets["ml/d"].ready == {"replica": frozenset({0, 1, 2, 7})}
+    obj["status"]["datasets"][0]["ready"] = {"replica": 3}
+    assert validator.errors(obj)

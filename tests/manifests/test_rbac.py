@@ -54,6 +54,17 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "list", ""): "what every node's agent holds and verified",
     ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "watch", ""): "release old holders as soon as new ones report ready",
     # (With controller.metricsServer: metrics.k8s.io nodes list, for utilisation feedback.)
+    # The node agent: placements in, its own NodeHoldings out, readers' tokens reviewed.
+    ("ClusterRole/kbl-agent", "kbl.io", "datasets", "list", ""): "placements, transfers and sources of every DataSet",
+    ("ClusterRole/kbl-agent", "kbl.io", "datasets", "watch", ""): "react to a new placement at once",
+    ("ClusterRole/kbl-agent", "kbl.io", "nodeholdings", "list", ""): "peers' endpoints and ready pieces (where to copy from)",
+    ("ClusterRole/kbl-agent", "kbl.io", "nodeholdings", "watch", ""): "peers' holdings kept current",
+    ("ClusterRole/kbl-agent", "kbl.io", "nodeholdings", "get", ""): "does this node's NodeHoldings exist yet",
+    ("ClusterRole/kbl-agent", "kbl.io", "nodeholdings", "create", ""): "create this node's NodeHoldings once",
+    ("ClusterRole/kbl-agent", "kbl.io", "nodeholdings/status", "patch", ""): "report held, hydrating and corrupt pieces",
+    ("ClusterRole/kbl-agent", "", "nodes", "get", ""): "zones of peers (cheapest source first), own uid for the ownerReference",
+    ("ClusterRole/kbl-agent", "", "events", "create", ""): "Events on a DataSet: full disk, corrupt piece quarantined, source error",
+    ("ClusterRole/kbl-agent", "authentication.k8s.io", "tokenreviews", "create", ""): "authenticate readers and peers (never anonymous)",
     # `kbl controller`'s leader election (kube/leading.py) on its own Lease. RBAC
     # cannot limit `create` by name (the name is in the body): create is for this namespace only.
     ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
@@ -243,3 +254,11 @@ def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     rendered = generator().render({"scheduler": {"extender": {"bind": True}}})
     objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
     assert _granted_to("kbl-extender", objects) == needed
+
+
+def test_agent_is_granted_exactly_the_api_calls_its_code_makes() -> None:
+    """The informers' list and watch (kube/watching.py) are of DataSets and NodeHoldings."""
+    paths = [*sorted((ROOT / "dataplane" / "agent").glob("*.py")), ROOT / "kube" / "watching.py"]
+    needed = _calls(paths, generic=(kubeapi.DATASETS, kubeapi.NODE_HOLDINGS))
+    assert ("authentication.k8s.io", "tokenreviews", "create") in needed
+    assert _granted_to("kbl-agent") == needed

@@ -17,13 +17,15 @@ def _sed_edits() -> list[tuple[str, str]]:
 
 def test_every_sed_edit_of_the_readme_finds_its_text_in_the_shipped_files() -> None:
     edits = _sed_edits()
-    assert len(edits) == 5
+    assert len(edits) == 6
     extender = (MANIFESTS / "extender.yaml").read_text()
     controller = (MANIFESTS / "controller.yaml").read_text()
+    agent = (MANIFESTS / "agent.yaml").read_text()
     for pattern, _ in edits:
         assert pattern in extender or pattern in controller, pattern
     image = 'image: "kbl:0.1.0"'
     assert extender.count(image) == controller.count(image) == 1
+    assert agent.count(image) == 2  # the agent and the init container that owns its hostPath
 
 
 def test_readme_edits_produce_the_users_image_role_and_cluster() -> None:

@@ -1,0 +1,326 @@
+"""One node agent put together, and several in one process for the demo.
+
+:class:`Agent` wires the parts: two informers (DataSets, every node's NodeHoldings) feed the
+:class:`~dataplane.agent.hydrating.ClusterView`; a loop reconciles the disk against it whenever
+something changed (or every ``resync_s``) and lets the
+:class:`~dataplane.agent.reporting.Reporter` write the holdings; the scrubber re-verifies on its
+interval; uvicorn serves the read API on a socket bound before anything starts, so ``port=0``
+works and the endpoint in the holdings is the real one. :func:`start_agents` runs N agents in
+threads, each with its own root and loopback port (``kbl demo`` uses it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from dataplane.agent.authenticating import Authenticator, Authenticators, StaticTokens, TokenReviewer
+from dataplane.agent.hydrating import ClusterView, Hydrator
+from dataplane.agent.layouts import Layout
+from dataplane.agent.metrics import AgentMetrics
+from dataplane.agent.reporting import Reporter
+from dataplane.agent.scrubbing import Scrubber
+from dataplane.agent.serving import build_app
+from dataplane.agent.settings import AgentSettings
+from dataplane.agent.sources import PeerClient
+from dataplane.agent.storing import Store
+from kube.api import DATASETS, NODE_HOLDINGS, NODES, ApiError, KubeApi, WatchEvent
+from kube.watching import Informer, InformerSettings
+from topology import labels
+from topology.datasets import DataSet
+from topology.errors import KblError
+from topology.holdings import NodeHoldings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Security:
+    """How the agent authenticates callers and itself.
+
+    ``token`` gives this agent's own bearer token (for peers); ``static_tokens_file`` lists
+    tokens accepted without a TokenReview; ``token_review`` turns the TokenReview on;
+    ``tls_cert``/``tls_key`` serve HTTPS and ``tls_client_ca`` requires client certificates
+    signed by that CA (mutual TLS, on top of the bearer token); ``peer_ca`` verifies HTTPS peers.
+    """
+
+    token: Callable[[], str]
+    static_tokens_file: str | None = None
+    token_review: bool = True
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    peer_ca: str | bool = True
+
+
+def _key(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Agent:
+    """One node's agent (module docstring)."""
+
+    def __init__(
+        self, api: KubeApi, settings: AgentSettings, security: Security, *, informer_settings: InformerSettings | None = None
+    ) -> None:
+        self.api = api
+        self.security = security
+        self.sock = bind(settings.host, settings.port)
+        port = self.sock.getsockname()[1]
+        scheme = "https" if security.tls_cert else "http"
+        host = settings.advertise_host or settings.host
+        self.settings = replace(settings, port=port, scheme=scheme)
+        self.endpoint = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
+        self.metrics = AgentMetrics()
+        self.view = ClusterView()
+        self.store = Store(Layout(Path(settings.root)), capacity_bytes=settings.capacity_bytes)
+        self.peers = PeerClient(security.token, timeout_s=settings.peer_timeout_s, verify=security.peer_ca)
+        self._zone_checked: dict[str, float] = {}
+        self._zone_lock = threading.Lock()
+        self._event_at: dict[tuple[str, str], float] = {}
+        self.hydrator = Hydrator(self.settings, self.store, self.view, self.peers, self.metrics, events=self._event, zone_of=self.zone_of)
+        self.reporter = Reporter(
+            api, self.hydrator, self.endpoint, min_interval_s=settings.report_min_interval_s, heartbeat_s=settings.heartbeat_s
+        )
+        self.scrubber = Scrubber(self.hydrator, settings.scrub_interval_s)
+        members: list[Authenticator] = []
+        if security.static_tokens_file:
+            members.append(StaticTokens(security.static_tokens_file))
+        if security.token_review:
+            members.append(TokenReviewer(api, audience=settings.audience, cache_s=settings.token_cache_s))
+        self.auth = Authenticators(members)
+        self.app = build_app(self.hydrator, self.auth)
+        isettings = informer_settings or InformerSettings(watch_timeout_s=60, backoff_s=0.2, max_backoff_s=5.0)
+        self.informers = [
+            Informer(api, DATASETS, on_event=self._dataset_event, on_relist=self._datasets_relist, settings=isettings),
+            Informer(api, NODE_HOLDINGS, on_event=self._holdings_event, on_relist=self._holdings_relist, settings=isettings),
+        ]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.server: uvicorn.Server | None = None
+
+    # ------------------------------------------------------------- the view
+    def _parse(self, obj: Mapping[str, Any]) -> DataSet | None:
+        try:
+            return DataSet.from_object(obj)
+        except KblError as exc:
+            log.warning("ignoring an invalid DataSet: %s", exc)
+            return None
+
+    def _datasets_relist(self, items: Iterable[Mapping[str, Any]]) -> None:
+        parsed = {}
+        raw = {}
+        invalid = set()
+        for obj in items:
+            ds = self._parse(obj)
+            if ds is not None:
+                parsed[ds.key] = ds
+                raw[ds.key] = dict(obj)
+            else:
+                invalid.add(_key(obj))
+        with self.hydrator.lock:
+            for key in invalid:  # keep acting on the last valid version, if any
+                if key in self.view.datasets:
+                    parsed[key] = self.view.datasets[key]
+                    raw[key] = self.view.raw.get(key, {})
+            self.view.datasets = parsed
+            self.view.raw = raw
+            self.view.invalid = invalid
+        self.hydrator.changed.set()
+
+    def _dataset_event(self, event: WatchEvent) -> None:
+        key = _key(event.object)
+        ds = None if event.type == "DELETED" else self._parse(event.object)
+        with self.hydrator.lock:
+            if event.type == "DELETED":
+                self.view.datasets.pop(key, None)
+                self.view.raw.pop(key, None)
+                self.view.invalid.discard(key)
+            elif ds is not None:
+                self.view.datasets[ds.key] = ds
+                self.view.raw[ds.key] = dict(event.object)
+                self.view.invalid.discard(key)
+            else:
+                self.view.invalid.add(key)
+        self.hydrator.changed.set()
+
+    def _holdings_relist(self, items: Iterable[Mapping[str, Any]]) -> None:
+        parsed = {}
+        for obj in items:
+            with contextlib.suppress(KblError):
+                h = NodeHoldings.from_object(obj)
+                parsed[h.node] = h
+        with self.hydrator.lock:
+            self.view.holdings = parsed
+        self.hydrator.changed.set()
+
+    def _holdings_event(self, event: WatchEvent) -> None:
+        try:
+            h = NodeHoldings.from_object(event.object)
+        except KblError:
+            return
+        with self.hydrator.lock:
+            if event.type == "DELETED":
+                self.view.holdings.pop(h.node, None)
+            else:
+                self.view.holdings[h.node] = h
+        self.hydrator.changed.set()
+
+    def zone_of(self, node: str) -> str:
+        """A node's zone label (asked at most once a minute per node; ``""`` when unknown).
+
+        Look-ups are serialised: a caller never sees a node as "checked" before its zone is known.
+        """
+        with self._zone_lock:
+            now = time.monotonic()
+            if now - self._zone_checked.get(node, -1e9) > 60.0:
+                try:
+                    obj = self.api.get(NODES, node)
+                except ApiError:
+                    obj = None
+                node_labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+                zone = str(node_labels.get(labels.ZONE) or node_labels.get(labels.LEGACY_ZONE) or "")
+                with self.hydrator.lock:
+                    self.view.zones[node] = zone
+                self._zone_checked[node] = now
+            return self.view.zones.get(node, "")
+
+    def _event(self, key: str, reason: str, message: str, type_: str) -> None:
+        now = time.monotonic()
+        if now - self._event_at.get((key, reason), -1e9) < 30.0:
+            return
+        self._event_at[(key, reason)] = now
+        with self.hydrator.lock:
+            raw = self.view.raw.get(key)
+        if raw is None:
+            return
+        try:
+            self.api.create_event(raw, reason=reason, message=message, type="Warning" if type_ == "Warning" else "Normal")
+        except ApiError as exc:
+            log.warning("event %s on %s: %s", reason, key, exc)
+
+    # -------------------------------------------------------------- running
+    def _synced(self) -> bool:
+        if not self.view.synced and all(i.synced.is_set() for i in self.informers):
+            self.view.synced = True
+        return self.view.synced
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.hydrator.changed.clear()
+            try:
+                if self._synced():
+                    self.hydrator.reconcile()
+                    self.reporter.maybe_write()
+            except Exception:
+                log.exception("agent loop")
+            self.hydrator.changed.wait(min(self.settings.resync_s, self.settings.report_min_interval_s))
+        with contextlib.suppress(Exception):
+            self.reporter.maybe_write(force=True)
+
+    def start(self, *, serve: bool = True) -> Agent:
+        """Start the informers, the loop, the scrubber and (unless ``serve=False``) the server thread."""
+        for informer in self.informers:
+            informer.start()
+        for target, name in ((self._loop, "loop"), (lambda: self.scrubber.run(self._stop), "scrub")):
+            thread = threading.Thread(target=target, name=f"agent-{self.settings.node}-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if serve:
+            self.server = uvicorn.Server(self._config())
+            thread = threading.Thread(
+                target=self.server.run, kwargs={"sockets": [self.sock]}, name=f"agent-{self.settings.node}-http", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _config(self) -> uvicorn.Config:
+        import ssl
+
+        kwargs: dict[str, Any] = {}
+        if self.security.tls_cert:
+            kwargs.update(ssl_certfile=self.security.tls_cert, ssl_keyfile=self.security.tls_key)
+            if self.security.tls_client_ca:
+                kwargs.update(ssl_ca_certs=self.security.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
+        return uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off", **kwargs)
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread (the CLI: signals stop the server), then stop the rest."""
+        self.start(serve=False)
+        self.server = uvicorn.Server(self._config())
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.stop()
+
+    def wait_ready(self, timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._synced() and (self.server is None or self.server.started):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.hydrator.changed.set()
+        if self.server is not None:
+            self.server.should_exit = True
+        for informer in self.informers:
+            informer.stop(5.0)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(10)
+        self.hydrator.close()
+        self.peers.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def start_agents(
+    api: KubeApi,
+    nodes: Sequence[str],
+    root: str | Path,
+    *,
+    token: str,
+    settings: Mapping[str, Any] | None = None,
+    token_review: bool = False,
+) -> list[Agent]:
+    """Run one agent per node in this process: roots ``<root>/<node>``, loopback ports.
+
+    Every agent accepts ``token`` (written to ``<root>/.tokens``) and presents it to its peers.
+    Stop them with ``agent.stop()`` each.
+    """
+    base = Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    tokens = base / ".tokens"
+    tokens.write_text(token + "\n")
+    tokens.chmod(0o600)
+    security = Security(token=lambda: token, static_tokens_file=str(tokens), token_review=token_review)
+    agents = []
+    for node in nodes:
+        s = AgentSettings(node=node, root=str(base / node), host="127.0.0.1", port=0, **dict(settings or {}))
+        agents.append(Agent(api, s, security).start())
+    for agent in agents:
+        agent.wait_ready()
+    return agents

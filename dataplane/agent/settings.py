@@ -1,0 +1,82 @@
+"""The node agent's knobs: one settings object with defaults, units in the names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The audience of the projected ServiceAccount tokens that readers and peers present.
+DEFAULT_AUDIENCE = "kbl-agent"
+#: Where the DaemonSet mounts the agent's own projected token (sent to peers).
+DEFAULT_TOKEN_PATH = "/var/run/secrets/kbl/token"  # noqa: S105 - a path, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Everything an agent needs to know about itself.
+
+    Attributes
+    ----------
+    node:
+        The node's name (the NodeHoldings object's name).
+    root:
+        The data root on the node (``/var/lib/kbl`` in the DaemonSet).
+    host, port:
+        Where the read API listens; ``port=0`` takes a free port (reported in the holdings).
+    advertise_host:
+        The host in the endpoint peers use (defaults to ``host``; the pod IP in a cluster).
+    bandwidth_bytes_per_s:
+        Token-bucket rate shared by every hydration copy (0: unbounded). Reads by pods and peers
+        are never throttled by it, so hydration cannot starve them.
+    burst_bytes:
+        The bucket's depth.
+    scrub_interval_s:
+        Seconds between two full re-verifications of every piece (0: no periodic scrub).
+    report_min_interval_s:
+        At most one NodeHoldings write per this many seconds (always written on a change).
+    heartbeat_s:
+        A holdings write at least this often even when nothing changed.
+    resync_s:
+        Seconds between two reconciles of the disk against the placements when no event came.
+    parallel_copies:
+        Pieces hydrated at once.
+    chunk_bytes:
+        Read/write unit of copies and of the read API.
+    capacity_bytes:
+        A quota for this agent's data (0: the filesystem's own size). A write that would pass it
+        fails like a full disk (ENOSPC).
+    token_cache_s:
+        Seconds a TokenReview answer is reused.
+    audience:
+        The audience the TokenReview asks for.
+    peer_timeout_s:
+        Timeout of one request to a peer or the source.
+    s3_part_bytes:
+        Size of one ranged GET of a multipart S3 download.
+    s3_max_attempts:
+        botocore attempts per S3 call (throttling and 5xx are retried, standard mode).
+    retry_base_s, retry_max_s:
+        Backoff of a piece whose hydration failed: doubling from the base, at most the max.
+    """
+
+    node: str
+    root: str
+    host: str = "0.0.0.0"  # noqa: S104 - the DaemonSet listens on the pod IP
+    port: int = 8090
+    advertise_host: str = ""
+    scheme: str = "http"
+    bandwidth_bytes_per_s: float = 0.0
+    burst_bytes: int = 4 << 20
+    scrub_interval_s: float = 3600.0
+    report_min_interval_s: float = 1.0
+    heartbeat_s: float = 30.0
+    resync_s: float = 2.0
+    parallel_copies: int = 4
+    chunk_bytes: int = 1 << 20
+    capacity_bytes: int = 0
+    token_cache_s: float = 10.0
+    audience: str = DEFAULT_AUDIENCE
+    peer_timeout_s: float = 30.0
+    s3_part_bytes: int = 8 << 20
+    s3_max_attempts: int = 8
+    retry_base_s: float = 0.25
+    retry_max_s: float = 30.0

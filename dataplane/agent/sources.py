@@ -1,0 +1,233 @@
+"""Where a piece's bytes come from: the DataSet's source (S3 or a shared path) and peer agents.
+
+Every reader streams ``bytes`` chunks of a range and says what the bytes must hash to when it
+knows (:class:`Expected`), so the copier verifies before it renames.
+
+- :class:`S3Reader`: boto3, standard retry mode (throttling ``SlowDown``/``503``, ``5xx`` and
+  connection errors retried with backoff by botocore, ``max_attempts`` from the settings), and a
+  multipart download as ranged GETs of ``s3_part_bytes`` each, every part retried on its own when
+  its body breaks off mid-stream. The object's checksum is used when S3 offers one: a full-object
+  ``ChecksumSHA256`` (``ChecksumMode=ENABLED``) or the MD5 of a single-part ``ETag``.
+- :class:`PathReader`: a file on a filesystem mounted on every node.
+- :class:`PeerClient`: another agent's read API with this agent's bearer token; the peer sends
+  the piece's SHA-256 in ``X-Kbl-Sha256``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from dataplane.agent.settings import AgentSettings
+from dataplane.agent.storing import AgentError
+from topology.datasets import DataSource, PathSource, S3Source
+
+#: Header carrying a piece's SHA-256 (hex) from a peer.
+SHA256_HEADER = "X-Kbl-Sha256"
+#: Header carrying the original shard length of a fragment from a peer.
+SHARD_BYTES_HEADER = "X-Kbl-Shard-Bytes"
+
+
+class SourceError(AgentError):
+    """The source or a peer could not give the bytes (after retries)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What a whole object must hash to, when the source says (hex digests)."""
+
+    size: int
+    sha256: str = ""
+    md5: str = ""
+
+
+class Reader(Protocol):
+    """A source of shard objects by name."""
+
+    def stat(self, name: str) -> Expected: ...
+
+    def read(self, name: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of object ``name`` (``end=None``: to the end)."""
+        ...
+
+
+class PathReader:
+    """Shard files under a directory (``spec.source.path``)."""
+
+    def __init__(self, source: PathSource, *, chunk_bytes: int = 1 << 20) -> None:
+        self.source = source
+        self.chunk_bytes = chunk_bytes
+
+    def _path(self, name: str) -> Path:
+        return Path(self.source.locate(name))
+
+    def stat(self, name: str) -> Expected:
+        try:
+            return Expected(self._path(name).stat().st_size)
+        except OSError as exc:
+            raise SourceError(f"source {self._path(name)}: {exc.strerror or exc}") from None
+
+    def read(self, name: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        try:
+            f = open(self._path(name), "rb")  # noqa: SIM115 - closed below, in the generator
+        except OSError as exc:
+            raise SourceError(f"source {self._path(name)}: {exc.strerror or exc}") from None
+        with f:
+            f.seek(start)
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                block = f.read(self.chunk_bytes if left is None else min(self.chunk_bytes, left))
+                if not block:
+                    break
+                if left is not None:
+                    left -= len(block)
+                yield block
+
+
+class S3Reader:
+    """Shard objects in S3 (or an S3-compatible store) through boto3."""
+
+    def __init__(
+        self, source: S3Source, *, part_bytes: int = 8 << 20, max_attempts: int = 8, timeout_s: float = 30.0, client: Any = None
+    ) -> None:
+        self.source = source
+        self.part_bytes = part_bytes
+        self.max_attempts = max_attempts
+        self.gets = 0
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"max_attempts": max_attempts, "mode": "standard"},
+                connect_timeout=timeout_s,
+                read_timeout=timeout_s,
+                region_name=source.region or None,
+            )
+            client = boto3.session.Session().client("s3", endpoint_url=source.endpoint_url, config=config)
+        self.client = client
+
+    def _key(self, name: str) -> str:
+        return f"{self.source.prefix}{name}"
+
+    def stat(self, name: str) -> Expected:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.source.bucket, Key=self._key(name), ChecksumMode="ENABLED")
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceError(f"{self.source.locate(name)}: {exc}") from None
+        sha = ""
+        raw = head.get("ChecksumSHA256") or ""
+        if raw and "-" not in raw and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+            sha = base64.b64decode(raw).hex()
+        etag = str(head.get("ETag") or "").strip('"')
+        md5 = etag if len(etag) == 32 and "-" not in etag else ""
+        return Expected(int(head["ContentLength"]), sha, md5)
+
+    def read(self, name: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        if end is None:
+            end = self.stat(name).size
+        pos = start
+        while pos < end:
+            stop = min(end, pos + self.part_bytes)
+            yield self._part(name, pos, stop)
+            pos = stop
+
+    def _part(self, name: str, start: int, stop: int) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        last: Exception | None = None
+        for attempt in range(self.max_attempts):
+            try:
+                self.gets += 1
+                got = self.client.get_object(Bucket=self.source.bucket, Key=self._key(name), Range=f"bytes={start}-{stop - 1}")
+                body: bytes = got["Body"].read()
+            except ClientError as exc:  # botocore already retried what is retryable
+                raise SourceError(f"{self.source.locate(name)} bytes {start}-{stop - 1}: {exc}") from None
+            except (BotoCoreError, OSError) as exc:  # the body broke off mid-stream: this part again
+                last = exc
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+                continue
+            if len(body) != stop - start:
+                last = SourceError(f"short part: {len(body)} of {stop - start} bytes")
+                continue
+            return body
+        raise SourceError(f"{self.source.locate(name)} bytes {start}-{stop - 1}: {last}")
+
+
+def reader_for(source: DataSource, settings: AgentSettings) -> Reader:
+    if isinstance(source, PathSource):
+        return PathReader(source, chunk_bytes=settings.chunk_bytes)
+    return S3Reader(source, part_bytes=settings.s3_part_bytes, max_attempts=settings.s3_max_attempts, timeout_s=settings.peer_timeout_s)
+
+
+class PeerClient:
+    """Calls to other agents' read API, authenticated with this agent's bearer token.
+
+    ``token`` is called per request (a projected token rotates on disk). ``verify`` is the CA
+    bundle for HTTPS peers (or ``False`` for loopback tests).
+    """
+
+    def __init__(self, token: Callable[[], str], *, timeout_s: float = 30.0, verify: str | bool = True) -> None:
+        self.token = token
+        self.client = httpx.Client(timeout=timeout_s, verify=verify)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def piece(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> tuple[Iterator[bytes], str, int, Callable[[], None]]:
+        """Stream a peer's local piece: ``(chunks, sha256, shard_bytes, close)``."""
+        url = f"{endpoint.rstrip('/')}/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}"
+        try:
+            request = self.client.build_request("GET", url, headers=self._headers())
+            response = self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"peer {endpoint}: {exc}") from None
+        if response.status_code != 200:
+            response.close()
+            raise SourceError(f"peer {endpoint}: piece {shard}/{key}: HTTP {response.status_code}")
+        sha = response.headers.get(SHA256_HEADER, "")
+        shard_bytes = int(response.headers.get(SHARD_BYTES_HEADER) or 0)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.iter_bytes()
+            except httpx.HTTPError as exc:
+                raise SourceError(f"peer {endpoint}: {exc}") from None
+            finally:
+                response.close()
+
+        return chunks(), sha, shard_bytes, response.close
+
+    def piece_bytes(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> bytes:
+        """A whole peer piece in memory, verified against the peer's checksum."""
+        import hashlib
+
+        chunks, sha, _, _ = self.piece(endpoint, ns, name, shard, key)
+        data = b"".join(chunks)
+        if sha and hashlib.sha256(data).hexdigest() != sha:
+            raise SourceError(f"peer {endpoint}: piece {shard}/{key} does not match its checksum")
+        return data
+
+    def shard_range(self, endpoint: str, ns: str, name: str, shard: int, range_header: str | None) -> httpx.Response:
+        """A peer's local shard (``?local=true``), streamed, Range passed through."""
+        url = f"{endpoint.rstrip('/')}/v1/namespaces/{ns}/datasets/{name}/shards/{shard}"
+        headers = self._headers({"Range": range_header} if range_header else None)
+        try:
+            request = self.client.build_request("GET", url, headers=headers, params={"local": "true"})
+            return self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"peer {endpoint}: {exc}") from None

@@ -1,0 +1,238 @@
+"""Agents as real processes (``python -m dataplane.agent``, the parser and run of ``kbl agent``) on loopback, each with its own folder,
+against kmock's Kubernetes API emulator over HTTP.
+
+The placement is written by the test (what the placement reconciler would write after a loss):
+the reconciler is built and tested elsewhere and is not what these tests claim to test. Every
+scenario asserts bytes on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dataplane.agent.coding import Codec
+from kube.client import KubeClient
+from tests.conftest import ROOT
+from tests.dataplane.agent.cluster import NS, TOKEN, dataset, holdings, node, ready_on, wait_for, write_source
+from tests.kube.emulators import Emulator
+
+SIZE = 256 * 1024 + 3
+ZONES = {"n1": "a", "n2": "a", "n3": "a", "n4": "a", "n5": "b"}
+DATASETS = "/apis/kbl.io/v1alpha1/namespaces/ml/datasets"
+
+
+class Processes:
+    def __init__(self, emulator: Emulator, base: Path) -> None:
+        self.emulator = emulator
+        self.base = base
+        self.token_file = base / "token"
+        self.token_file.write_text(TOKEN + "\n")
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def root(self, name: str) -> Path:
+        return self.base / "nodes" / name
+
+    def start(self, name: str, *extra: str) -> None:
+        log = open(self.base / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        cmd = [
+            sys.executable,
+            "-m",
+            "dataplane.agent",
+            "--node",
+            name,
+            "--root",
+            str(self.root(name)),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-url",
+            self.emulator.url,
+            "--token-file",
+            str(self.token_file),
+            "--static-tokens-file",
+            str(self.token_file),
+            "--no-token-review",
+            "--log-level",
+            "info",
+            *extra,
+        ]
+        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+    def log(self, name: str) -> str:
+        return (self.base / f"{name}.log").read_text(errors="replace")[-3000:]
+
+
+@pytest.fixture
+def cluster(emulator: Emulator, tmp_path: Path) -> Iterator[Processes]:
+    for name, zone in ZONES.items():
+        emulator.post("/api/v1/nodes", node(name, zone))
+    procs = Processes(emulator, tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+def patch_status(emulator: Emulator, name: str, status: dict[str, Any]) -> None:
+    r = httpx.patch(
+        f"{emulator.url}{DATASETS}/{name}", json={"status": status}, headers={"Content-Type": "application/merge-patch+json"}, timeout=10
+    )
+    assert r.status_code == 200, r.text
+
+
+def wait_started(api: KubeClient, names: list[str]) -> None:
+    """Every agent up and reporting (a process start imports FastAPI, kubernetes and numpy: slow on
+    a loaded 2-core machine, so this wait is generous and separate from the data-plane waits)."""
+    for n in names:
+        wait_for(f"{n} reporting", lambda n=n: holdings(api, n) is not None, 240)  # type: ignore[misc]
+
+
+def metric(endpoint: str, name: str) -> float:
+    text = httpx.get(endpoint + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#"))
+
+
+@pytest.mark.timeout(900)
+def test_agents_hydrate_survive_the_loss_of_r_minus_1_and_m_holders_from_zone_peers_and_scrub_a_bit_flip(
+    cluster: Processes, emulator: Emulator, tmp_path: Path
+) -> None:
+    """3x replicas and 2+1 erasure: Ready-equivalent (every assigned piece byte-correct, holdings
+    report it), then two replica holders and one fragment holder SIGKILLed with their folders
+    removed; the test re-places their slots in zone a (as the reconciler would) and the data is
+    whole again, rebuilt from in-zone peers with the source moved away (zero source reads);
+    then a flipped bit is found by the scrub and repaired."""
+    api = KubeClient.from_url(emulator.url)
+    src = write_source(tmp_path / "src", 2, SIZE)
+    source = {"path": str(tmp_path / "src")}
+    emulator.post(
+        DATASETS,
+        dataset(
+            "rep", shards=2, size=SIZE, redundancy={"replicas": 3}, nodes=["n1", "n2", "n5"], rows=[[0, 1, 2], [0, 1, 2]], source=source
+        ),
+    )
+    emulator.post(
+        DATASETS,
+        dataset(
+            "ec",
+            shards=2,
+            size=SIZE,
+            redundancy={"erasure": {"data": 2, "parity": 1}},
+            nodes=["n1", "n2", "n3"],
+            rows=[[0, 1, 2], [0, 1, 2]],
+            source=source,
+        ),
+    )
+    t0 = time.monotonic()
+    for name in ZONES:
+        cluster.start(name, "--scrub-interval-s", "1")
+    wait_started(api, list(ZONES))
+    try:
+        for n in ("n1", "n2", "n5"):
+            wait_for(f"rep on {n}", lambda n=n: ready_on(api, n, "rep", "replica") == {0, 1}, 120)  # type: ignore[misc]
+            print(f"rep on {n} after {time.monotonic() - t0:.1f} s")
+        for p, n in enumerate(("n1", "n2", "n3")):
+            wait_for(f"ec fragment {p} on {n}", lambda n=n, p=p: ready_on(api, n, "ec", str(p)) == {0, 1}, 120)  # type: ignore[misc]
+    except AssertionError:
+        raise AssertionError(cluster.log("n1")) from None
+    codec = Codec(2, 1)
+    fragments = {s: codec.encode(src[s]) for s in (0, 1)}
+    for n in ("n1", "n2", "n5"):
+        for s in (0, 1):
+            assert (cluster.root(n) / NS / "rep" / f"part-{s:03d}.bin").read_bytes() == src[s]
+    for p, n in enumerate(("n1", "n2", "n3")):
+        for s in (0, 1):
+            assert (cluster.root(n) / NS / "ec" / ".pieces" / f"{s}.{p}").read_bytes() == fragments[s][p]
+    endpoint = {n: holdings(api, n).endpoint for n in ZONES}  # type: ignore[union-attr]
+    assert httpx.get(f"{endpoint['n4']}/v1/namespaces/{NS}/datasets/rep/shards/0", timeout=10).status_code == 401
+    r = httpx.get(f"{endpoint['n4']}/v1/namespaces/{NS}/datasets/ec/shards/1", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert r.status_code == 200
+    assert r.content == src[1]
+
+    print(f"ready after {time.monotonic() - t0:.1f} s")
+    from_source = {n: metric(endpoint[n], "kbl_agent_source_requests_total") for n in ZONES}
+    # Lose r-1 = 2 replica holders (n2, n5) and m = 1 fragment holder (n2), disks gone too.
+    (tmp_path / "src").rename(tmp_path / "src-away")
+    for n in ("n2", "n5"):
+        cluster.kill(n)
+        import shutil
+
+        shutil.rmtree(cluster.root(n))
+    patch_status(emulator, "rep", {"placement": {"nodes": ["n1", "n3", "n4"], "shards": [[0, 1, 2], [0, 1, 2]]}})
+    patch_status(emulator, "ec", {"placement": {"nodes": ["n1", "n4", "n3"], "shards": [[0, 1, 2], [0, 1, 2]]}})
+    for n in ("n3", "n4"):
+        wait_for(f"rep repaired on {n}", lambda n=n: ready_on(api, n, "rep", "replica") == {0, 1}, 120)  # type: ignore[misc]
+    wait_for("fragment 1 rebuilt on n4", lambda: ready_on(api, "n4", "ec", "1") == {0, 1}, 120)
+    for n in ("n1", "n3", "n4"):
+        for s in (0, 1):
+            assert (cluster.root(n) / NS / "rep" / f"part-{s:03d}.bin").read_bytes() == src[s]
+    for s in (0, 1):
+        assert (cluster.root("n4") / NS / "ec" / ".pieces" / f"{s}.1").read_bytes() == fragments[s][1]
+    for n in ("n3", "n4"):
+        assert metric(endpoint[n], 'kbl_agent_hydrated_bytes_total{kind="peer-zone"}') > 0
+        assert metric(endpoint[n], "kbl_agent_source_requests_total") == from_source[n], cluster.log(n)
+    print(f"repaired after {time.monotonic() - t0:.1f} s")
+
+    # A bit flip on n1 is found by the scrub (every second) and repaired from an in-zone peer.
+    path = cluster.root("n1") / NS / "rep" / "part-001.bin"
+    raw = bytearray(path.read_bytes())
+    raw[SIZE // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    quarantined = cluster.root("n1") / ".kbl-quarantine" / NS / "rep" / "1.replica"
+    wait_for("bit flip quarantined", quarantined.exists, 120)
+    wait_for("bit flip repaired", lambda: path.is_file() and path.read_bytes() == src[1], 120)
+    assert metric(endpoint["n1"], "kbl_agent_pieces_corrupt_total") == 1
+    print(f"scrubbed after {time.monotonic() - t0:.1f} s")
+
+
+@pytest.mark.timeout(900)
+def test_an_agent_killed_mid_copy_leaves_no_partial_file_and_finishes_on_restart(
+    cluster: Processes, emulator: Emulator, tmp_path: Path
+) -> None:
+    """SIGKILL while a throttled copy is half done: no file under the final name, the temporary
+    copy is removed at restart and the piece completes byte for byte."""
+    api = KubeClient.from_url(emulator.url)
+    size = 3 * 1024 * 1024 + 5
+    src = write_source(tmp_path / "src", 1, size)
+    emulator.post(
+        DATASETS,
+        dataset("slow", shards=1, size=size, redundancy={"replicas": 1}, nodes=["n1"], rows=[[0]], source={"path": str(tmp_path / "src")}),
+    )
+    cluster.start("n1", "--bandwidth-mbps", "8", "--scrub-interval-s", "0")
+    tmp = cluster.root("n1") / ".kbl-tmp"
+    final = cluster.root("n1") / NS / "slow" / "part-000.bin"
+    wait_for("a copy in progress", lambda: tmp.is_dir() and any(p.stat().st_size > 0 for p in tmp.iterdir()), 240)
+    time.sleep(0.3)
+    cluster.kill("n1")
+    assert not final.exists()
+    partial = list(tmp.iterdir())
+    assert partial
+    assert all(p.stat().st_size < size for p in partial)
+    cluster.start("n1", "--scrub-interval-s", "0")
+    wait_for("finished after restart", lambda: ready_on(api, "n1", "slow", "replica") == {0}, 240)
+    assert final.read_bytes() == src[0]
+    assert list(tmp.iterdir()) == []
