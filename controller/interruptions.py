@@ -255,9 +255,11 @@ class InterruptionHandler:
             return Outcome(name, iid, notice.kind, pieces, saved=saved, message=message)
         patch: dict[str, Any] = {}
         drained = False
-        if pieces > 0 and not annotations.get(labels.DRAIN):
+        deadline = parse_time(annotations.get(labels.DRAIN_DEADLINE))
+        sooner = notice.deadline_s is not None and (deadline is None or notice.deadline_s < deadline)
+        if pieces > 0 and (sooner or not annotations.get(labels.DRAIN)):  # a drain without deadline (scale-down) gets one
             marks: dict[str, str] = {labels.DRAIN: notice.kind}
-            if notice.deadline_s is not None:
+            if notice.deadline_s is not None and sooner:
                 marks[labels.DRAIN_DEADLINE] = format_time(notice.deadline_s)
             patch["metadata"] = {"annotations": marks}
             drained = True

@@ -96,6 +96,16 @@ def test_spot_warning_on_a_data_node_drains_with_the_deadline_then_cordons_and_d
     assert aws.recorder.seen["interruptions"] == CONTROLLER_INTERRUPTION_ACTIONS  # every granted action is used
 
 
+def test_a_spot_warning_gives_a_deadline_to_a_node_already_draining_for_a_scale_down(aws: Aws) -> None:
+    api = cluster()
+    api.patch(NODES, "spot-1", {"metadata": {"annotations": {labels.DRAIN: "scale-down"}}})
+    handler = InterruptionHandler(api, aws.client("sqs"), queue(aws, [event("spot-interruption-warning")]))
+    (outcome,) = handler.poll(wait_s=0)
+    assert outcome.drained
+    marks = node_annotations(api, "spot-1")
+    assert (marks[labels.DRAIN], marks[labels.DRAIN_DEADLINE]) == ("spot-interruption", "2026-11-30T08:02:00Z")
+
+
 def test_a_node_without_data_is_only_cordoned(aws: Aws) -> None:
     api = cluster()
     body = json.loads(event("spot-interruption-warning"))
