@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
 from controller import interruptions
 from controller.providers.iam import CONTROLLER_INTERRUPTION_ACTIONS
+from controller.providers.karpenter import KarpenterSettings, placeholder_deployment, priority_class
 from kube.api import DEPLOYMENTS, NODEPOOLS, PRIORITYCLASSES
 from tests.conftest import ROOT
+from tests.controller.karpenter.test_nodepools import spec
 from tests.manifests import test_rbac
 from tests.manifests.shipped import IAM, find, generator
+from tests.manifests.test_kubernetes_schemas import VERSIONS
 
 CLOUDFORMATION = ROOT / "manifests" / "cloudformation" / "interruption-queue.yaml"
 
@@ -67,3 +71,13 @@ def test_cloudformation_sends_the_four_event_kinds_the_handler_reads_to_one_queu
     assert send["Action"] == "sqs:SendMessage"
     assert deny["Effect"] == "Deny"
     assert resources["InterruptionQueue"]["Properties"]["MessageRetentionPeriod"] >= interruptions.SPOT_NOTICE_S
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_placeholders_their_priority_class_and_the_karpenter_chart_pass_the_kubernetes_schemas(version: str) -> None:
+    settings = KarpenterSettings()
+    objects = [placeholder_deployment(spec(), settings, 3), priority_class(settings)]
+    chart = rendered({"controller": {"provider": "karpenter", "interruptionQueueUrl": "https://sqs/q"}})
+    objects += [o for o in chart if "kbl-controller" in o["metadata"]["name"]]
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
