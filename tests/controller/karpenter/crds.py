@@ -45,15 +45,22 @@ def _find(text: Any, pattern: Any) -> Any:
     return StringType(found.group(0) if found else "")
 
 
+def _split(text: Any, separator: Any) -> Any:
+    """CEL's strings extension ``string.split(separator)``."""
+    from celpy.celtypes import ListType, StringType
+
+    return ListType([StringType(part) for part in str(text).split(str(separator))])
+
+
 class KarpenterCrdValidator(CrdValidator):
     """:class:`CrdValidator` with what Karpenter's rules need beyond cel-python's standard library:
-    Kubernetes' ``find`` (regex library). Transition rules (those naming ``oldSelf``) are not
+    Kubernetes' ``find`` (regex library) and ``split`` (strings extension). Transition rules (those naming ``oldSelf``) are not
     evaluated: the API server runs them only on updates, and these checks are of new objects."""
 
     def _rule(self, raw: dict[str, Any]) -> Any:
         text = raw["rule"]
         if text not in self._programs:
             source = "true" if "oldSelf" in text else text
-            program = self._env.program(self._env.compile(source), functions={"find": _find})
+            program = self._env.program(self._env.compile(source), functions={"find": _find, "split": _split})
             self._programs[text] = _Rule(text, str(raw.get("message", text)), program)
         return self._programs[text]

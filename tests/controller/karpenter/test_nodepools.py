@@ -115,3 +115,22 @@ def test_placeholders_tolerate_the_taint_select_the_pool_and_take_most_of_a_node
     shape = INSTANCE_SHAPES[group.instance_type]
     cpu = int(pod["containers"][0]["resources"]["requests"]["cpu"].removesuffix("m"))
     assert 0.8 * shape.cpu_m < cpu < shape.cpu_m  # one per node, room left for DaemonSets
+
+
+def test_the_nodepool_references_the_node_class_kind_karpenter_publishes() -> None:
+    ref = node_pool(spec(), KarpenterSettings(node_class_name="kbl-data"))["spec"]["template"]["spec"]["nodeClassRef"]
+    crd = validator("EC2NodeClass")
+    assert (ref["group"], ref["kind"]) == (crd.group, crd.kind)
+    node_class = {  # what a platform team writes for kbl's data nodes (manifests/README.md)
+        "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass", "metadata": {"name": "kbl-data"},
+        "spec": {
+            "amiSelectorTerms": [{"alias": "al2023@latest"}],
+            "role": "KarpenterNodeRole-prod",
+            "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": "prod"}}],
+            "securityGroupSelectorTerms": [{"tags": {"karpenter.sh/discovery": "prod"}}],
+            "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"volumeSize": "500Gi", "volumeType": "gp3"}}],
+        },
+    }
+    assert crd.errors(node_class) == []
+    node_class["spec"]["amiSelectorTerms"] = []
+    assert crd.errors(node_class)
