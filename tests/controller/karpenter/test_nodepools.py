@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -121,7 +122,7 @@ def test_the_nodepool_references_the_node_class_kind_karpenter_publishes() -> No
     ref = node_pool(spec(), KarpenterSettings(node_class_name="kbl-data"))["spec"]["template"]["spec"]["nodeClassRef"]
     crd = validator("EC2NodeClass")
     assert (ref["group"], ref["kind"]) == (crd.group, crd.kind)
-    node_class = {  # what a platform team writes for kbl's data nodes (manifests/README.md)
+    node_class: dict[str, Any] = {  # what a platform team writes for kbl's data nodes (manifests/README.md)
         "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass", "metadata": {"name": "kbl-data"},
         "spec": {
             "amiSelectorTerms": [{"alias": "al2023@latest"}],
