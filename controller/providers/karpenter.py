@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from controller.providers import (
+    CLUSTER_TAG,
     KBL_TAG,
     MANAGED_BY,
     MANAGED_BY_TAG,
@@ -156,7 +157,7 @@ def node_pool(spec: NodeGroupSpec, settings: KarpenterSettings) -> dict[str, Any
         "kind": NODEPOOLS.kind,
         "metadata": {
             "name": spec.name,
-            "labels": {MANAGED_BY_TAG: MANAGED_BY, labels.NODE_GROUP_LABEL: spec.name},
+            "labels": {MANAGED_BY_TAG: MANAGED_BY, CLUSTER_TAG: settings.cluster_name, labels.NODE_GROUP_LABEL: spec.name},
             "annotations": {KBL_ANNOTATION: spec.kbl, ZONE_ANNOTATION: spec.zone},
         },
         "spec": {
@@ -184,7 +185,7 @@ def placeholder_deployment(spec: NodeGroupSpec, settings: KarpenterSettings, rep
         "metadata": {
             "name": placeholder_name(spec.name),
             "namespace": settings.namespace,
-            "labels": {MANAGED_BY_TAG: MANAGED_BY, **selector},
+            "labels": {MANAGED_BY_TAG: MANAGED_BY, CLUSTER_TAG: settings.cluster_name, **selector},
             "annotations": {KBL_ANNOTATION: spec.kbl, ZONE_ANNOTATION: spec.zone},
         },
         "spec": {
