@@ -19,4 +19,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.reliability",
         "soak at concurrency 64 over HTTP (errors, p99, RSS); data-loss simulation against random placement",
     ),
+    "interruptions": (
+        "benchmarks.interruptions",
+        "N spot warnings on a 3x and a 4+2 DataSet: shards below redundancy and lost, kbl vs nothing, with the copy-time bound",
+    ),
 }

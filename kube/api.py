@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from topology.errors import KblError
 
@@ -43,6 +43,14 @@ NODE_HOLDINGS = Resource("kbl.io", "v1alpha1", "nodeholdings", "NodeHoldings", n
 TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False)
 #: The leader election of ``kbl controller`` (one Lease object, see :mod:`kube.leading`).
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
+#: Karpenter (karpenter.sh/v1): a kbl node group is a NodePool; NodeClaims are its launched nodes.
+NODEPOOLS = Resource("karpenter.sh", "v1", "nodepools", "NodePool", namespaced=False)
+NODECLAIMS = Resource("karpenter.sh", "v1", "nodeclaims", "NodeClaim", namespaced=False)
+#: The AWS node class a NodePool references (EKS Auto Mode's is ``eks.amazonaws.com/v1 NodeClass``).
+EC2NODECLASSES = Resource("karpenter.k8s.aws", "v1", "ec2nodeclasses", "EC2NodeClass", namespaced=False)
+#: Placeholder pods (pre-warming on Karpenter) run as a Deployment at a low PriorityClass.
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", namespaced=True)
+PRIORITYCLASSES = Resource("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", namespaced=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,4 +138,14 @@ class KubeApi(Protocol):
         self, involved: Mapping[str, Any], *, reason: str, message: str, type: Literal["Normal", "Warning"] = "Normal"
     ) -> None:
         """Record a Kubernetes Event about an object."""
+        ...
+
+
+@runtime_checkable
+class DeletesObjects(KubeApi, Protocol):
+    """A :class:`KubeApi` that can also delete (only the Karpenter provider needs it: NodeClaims,
+    its NodePools and placeholder Deployments). Kept apart so readers and fakes need not stub it."""
+
+    def delete(self, resource: Resource, name: str, *, namespace: str | None = None) -> None:
+        """Delete an object (``DELETE``); a gone object is fine."""
         ...

@@ -312,6 +312,24 @@ class KubeClient:
         result: dict[str, Any] = replaced
         return result
 
+    def delete(self, resource: Resource, name: str, *, namespace: str | None = None) -> None:
+        """``DELETE`` an object (background propagation); a gone object (404) is fine."""
+        ns = namespace or "default"
+        try:
+            if resource == NODES:
+                self._call(self.core.delete_node, name)
+            elif resource == PODS:
+                self._call(self.core.delete_namespaced_pod, name, ns)
+            elif not resource.group:
+                raise ApiError(0, f"core resource {resource.plural} is not supported by KubeClient")
+            elif resource.namespaced:
+                self._call(self.custom.delete_namespaced_custom_object, resource.group, resource.version, ns, resource.plural, name)
+            else:
+                self._call(self.custom.delete_cluster_custom_object, resource.group, resource.version, resource.plural, name)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
     def create_binding(self, namespace: str, pod: str, uid: str, node: str) -> None:
         """``POST pods/{pod}/binding`` with the pod's UID as precondition, like kube-scheduler's binder."""
         metadata: dict[str, Any] = {"name": pod, "namespace": namespace}

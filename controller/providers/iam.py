@@ -61,6 +61,11 @@ CONTROLLER_DIRECT_ACTIONS: frozenset[str] = _EKS | _ASG | _IMAGES
 CONTROLLER_QUEUE_ACTIONS: frozenset[str] = frozenset(
     {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"}
 )
+#: ``kbl controller --interruption-queue-url``: read and delete EC2 interruption notices
+#: (:mod:`controller.interruptions`), check the queue at start; on that one queue only.
+CONTROLLER_INTERRUPTION_ACTIONS: frozenset[str] = frozenset(
+    {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+)
 #: ``kbl worker``: its queues plus what a direct controller may do.
 WORKER_ACTIONS: frozenset[str] = CONTROLLER_DIRECT_ACTIONS | frozenset(
     {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"}

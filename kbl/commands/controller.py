@@ -42,7 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="reconcile once and exit")
     parser.add_argument("--dry-run", action="store_true", help="print planned actions as JSON lines; change nothing")
     parser.add_argument("--snapshot", metavar="FILE", help="plan from a snapshot file instead of a live cluster (offline)")
-    parser.add_argument("--provider", choices=("eks", "asg", "queue", "fake"), default="eks", help="cloud side (default %(default)s)")
+    providers = ("eks", "asg", "queue", "fake", "karpenter")
+    parser.add_argument("--provider", choices=providers, default="eks", help="cloud side (default %(default)s)")
     parser.add_argument("--cluster-name", default="kbl", help="EKS cluster name (also scopes tags and tokens)")
     parser.add_argument("--region", default=None, help="AWS region (default: the SDK's)")
     parser.add_argument("--node-role-arn", default="", help="IAM role of new EKS managed nodes (eks)")
@@ -54,6 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resync-s", type=float, default=10.0, help="periodic reconcile interval in seconds (default %(default)s)")
     parser.add_argument("--metrics-server", action="store_true", help="grow/shrink on KBL node CPU and memory from metrics.k8s.io")
     parser.add_argument("--prometheus-url", default="", help="evaluate each KBL's kbl.io/prometheus-query against this Prometheus")
+    karp = parser.add_argument_group("provider karpenter (a NodePool per kbl group; Karpenter or EKS Auto Mode)")
+    karp.add_argument("--node-class", default="default", help="node class NodePools reference (default %(default)s)")
+    karp.add_argument("--node-class-kind", choices=("EC2NodeClass", "NodeClass"), default="EC2NodeClass", help="NodeClass: EKS Auto Mode")
+    karp.add_argument("--placeholder-namespace", default="kbl-system", help="namespace of the placeholder pods (default %(default)s)")
+    parser.add_argument("--interruption-queue-url", default="", help="SQS queue of EC2 interruption notices: drain spot-warned nodes' data")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
     add_launch_arguments(parser)
     election = parser.add_argument_group("leader election (a coordination.k8s.io/v1 Lease; client-go semantics)")
@@ -219,12 +225,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.dry_run:
             raise KblError("--snapshot plans offline: add --dry-run (a snapshot cannot be changed)")
         snapshot = SnapshotApi.from_file(args.snapshot)
-        kube, provider = snapshot, RecordedGroups(snapshot)
+        kube, provider = snapshot, karpenter(args, snapshot) if args.provider == "karpenter" else RecordedGroups(snapshot)
     else:
         from kube.client import KubeClient
 
         kube = KubeClient.from_config(args.kubeconfig)
-        provider = cloud(args)
+        provider = karpenter(args, kube) if args.provider == "karpenter" else cloud(args)
     settings = ControllerSettings(
         capacity=CapacitySettings(max_nodes_total=args.max_nodes),
         cluster_name=args.cluster_name,
@@ -248,6 +254,9 @@ def run(args: argparse.Namespace) -> int:
         plan = controller.reconcile_once()
         if args.dry_run:
             sys.stdout.write(plan.to_json_lines())
+            sys.stdout.write(karpenter_objects(plan, provider))
+        else:
+            side_loops(args, kube, provider, None)
         return _report(controller)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -256,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
     from kbl.commands import reconciler as placement_reconciler
 
     placement_reconciler.start_beside_controller(args, kube, stop)
+    side_loops(args, kube, provider, stop)
     try:
         if elector is not None:
             return run_elected(controller, elector, stop)
@@ -263,6 +273,95 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop.set()
     return 0
+
+
+def karpenter(args: argparse.Namespace, kube: KubeApi) -> NodeGroupProvider:
+    """``--provider karpenter``: kbl groups as Karpenter NodePools (no cloud credentials needed)."""
+    from controller.providers.karpenter import KarpenterProvider, KarpenterSettings
+    from kube.replaying import SnapshotApi
+    from topology.snapshots import read_file_objects
+
+    settings = KarpenterSettings(
+        cluster_name=args.cluster_name, node_class_name=args.node_class, node_class_kind=args.node_class_kind,
+        namespace=args.placeholder_namespace,
+    )
+    if isinstance(kube, SnapshotApi) and args.snapshot:  # also serve the NodePools and placeholders the file holds
+        extra = read_file_objects(args.snapshot)
+        kube.objects.extend(o for o in extra if isinstance(o, dict) and o.get("kind") in ("NodePool", "Deployment"))
+    return KarpenterProvider(kube, settings)
+
+
+def karpenter_objects(plan: Any, provider: NodeGroupProvider) -> str:
+    """``--dry-run`` with ``--provider karpenter``: one JSON line per Karpenter object the plan would
+    create or change (the whole NodePool and placeholder Deployment of a new group, the placeholder
+    count of a resize, the NodePool of a deletion); empty for other providers."""
+    import json
+
+    from controller.providers import NodeGroupSpec
+    from controller.providers.karpenter import KarpenterProvider, node_pool, placeholder_deployment, placeholder_name
+    from placement import capacity as cap
+
+    if not isinstance(provider, KarpenterProvider):
+        return ""
+    lines = []
+    for action in plan.actions:
+        if isinstance(action, cap.CreateNodeGroup):
+            spec = NodeGroupSpec(
+                action.group, action.kbl, action.zone, action.instance_type, action.desired, action.max_size,
+                action.capacity_type, dict(action.labels), action.taints,
+            )
+            lines.append({"karpenter": "create", "kbl": action.kbl, "object": node_pool(spec, provider.settings)})
+            placeholders = placeholder_deployment(spec, provider.settings, action.desired)
+            lines.append({"karpenter": "create", "kbl": action.kbl, "object": placeholders})
+        elif isinstance(action, cap.ResizeNodeGroup):
+            what = {"kind": "Deployment", "namespace": provider.settings.namespace, "name": placeholder_name(action.group)}
+            lines.append({"karpenter": "patch", "kbl": action.kbl, "object": what, "patch": {"spec": {"replicas": action.desired}}})
+        elif isinstance(action, cap.DeleteNodeGroup):
+            lines.append({"karpenter": "delete", "kbl": action.kbl, "object": {"kind": "NodePool", "name": action.group}})
+    return "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+
+
+def side_loops(args: argparse.Namespace, kube: KubeApi, provider: NodeGroupProvider, stop: threading.Event | None) -> None:
+    """What runs beside the reconcile loop: ``karpenter.sh/do-not-disrupt`` marks on kbl nodes
+    (``--provider karpenter``) and the interruption queue (``--interruption-queue-url``). With
+    ``stop`` they run in daemon threads until it is set; without, each runs one round."""
+    from controller.disrupting import mark_nodes
+    from controller.providers.karpenter import KarpenterProvider
+
+    loops: list[tuple[Callable[[], object], float]] = []  # (one round, pause after it in seconds)
+    if isinstance(provider, KarpenterProvider):
+        loops.append((lambda: mark_nodes(kube), args.resync_s))
+    handler = interruptions(args, kube)
+    if handler is not None:  # long polls of 20 s, back to back: a spot warning leaves 120 s
+        loops.append((lambda: handler.poll(wait_s=20 if stop is not None else 0), 0.0))
+    for loop, pause in loops:
+        if stop is None:
+            loop()
+            continue
+
+        def forever(body: Callable[[], object] = loop, pause_s: float = pause, done: threading.Event = stop) -> None:
+            while not done.is_set():
+                try:
+                    body()
+                except Exception as exc:  # keep going: the next round retries
+                    print(f"kbl controller: {exc}", file=sys.stderr)
+                    done.wait(5.0)
+                done.wait(pause_s)
+
+        threading.Thread(target=forever, daemon=True, name="kbl-side-loop").start()
+
+
+def interruptions(args: argparse.Namespace, kube: KubeApi) -> Any:
+    """``--interruption-queue-url``: the EC2 interruption handler (checked against the queue), or ``None``."""
+    if not args.interruption_queue_url:
+        return None
+    import boto3
+
+    from controller.interruptions import InterruptionHandler
+
+    handler = InterruptionHandler(kube, boto3.session.Session(region_name=args.region).client("sqs"), args.interruption_queue_url)
+    handler.check_queue()
+    return handler
 
 
 def _report(controller: Controller) -> int:

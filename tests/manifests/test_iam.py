@@ -13,16 +13,22 @@ from typing import Any
 import pytest
 
 from controller.providers import CA_ENABLED_TAG, CLUSTER_TAG, MANAGED_BY, MANAGED_BY_TAG
-from controller.providers.iam import CONTROLLER_DIRECT_ACTIONS, CONTROLLER_QUEUE_ACTIONS, WORKER_ACTIONS
+from controller.providers.iam import (
+    CONTROLLER_DIRECT_ACTIONS,
+    CONTROLLER_INTERRUPTION_ACTIONS,
+    CONTROLLER_QUEUE_ACTIONS,
+    WORKER_ACTIONS,
+)
 from tests.manifests.shipped import IAM, NAMESPACE, find, plain_objects
 
 Obj = dict[str, Any]
 POLICIES = {
     "controller-direct-policy.json": CONTROLLER_DIRECT_ACTIONS,
     "controller-queue-policy.json": CONTROLLER_QUEUE_ACTIONS,
+    "controller-interruption-policy.json": CONTROLLER_INTERRUPTION_ACTIONS,
     "worker-policy.json": WORKER_ACTIONS,
 }
-PLACEHOLDERS = {"AWS_ACCOUNT_ID", "AWS_REGION", "CLUSTER_NAME", "NODE_ROLE_NAME", "QUEUE_NAME", "REPLY_QUEUE_NAME", "OIDC_PROVIDER"}
+PLACEHOLDERS = {"AWS_ACCOUNT_ID", "AWS_REGION", "CLUSTER_NAME", "NODE_ROLE_NAME", "QUEUE_NAME", "REPLY_QUEUE_NAME", "OIDC_PROVIDER", "INTERRUPTION_QUEUE_NAME"}
 SAMPLE = {
     "AWS_ACCOUNT_ID": "123456789012",
     "AWS_REGION": "eu-west-1",
@@ -30,6 +36,7 @@ SAMPLE = {
     "NODE_ROLE_NAME": "eks-node-role",
     "QUEUE_NAME": "kbl-requests.fifo",
     "REPLY_QUEUE_NAME": "kbl-replies.fifo",
+    "INTERRUPTION_QUEUE_NAME": "kbl-interruptions",
     "OIDC_PROVIDER": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE",
 }
 #: Actions AWS gives no resource-level permissions for: the only ones allowed on "*".
