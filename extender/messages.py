@@ -270,7 +270,7 @@ def priority_body(
     scores:
         Integers within 0..10, one per name.
     entries:
-        :func:`priority_entries` rows by node id (``ClusterState.priority_entries``).
+        :func:`priority_entries` rows by node id (:attr:`PriorityFragments.entries`).
     """
     if ids.size == 0:
         return b"[]"
@@ -281,6 +281,34 @@ def priority_body(
             entries[i, s] if i >= 0 else priority_entries(n)[s] for n, i, s in zip(names, ids.tolist(), scores.tolist(), strict=True)
         ]
     return b"[" + b",".join(parts) + b"]"
+
+
+class PriorityFragments:
+    """The encoded ``HostPriority`` of every node id and score, owned by the wire module.
+
+    Node ids are dense and never reused for another name, so row ``i`` is built once, the first
+    time a reply may name node ``i`` (:meth:`ensure`), from ``name_of(i)``.
+    """
+
+    def __init__(self) -> None:
+        self.entries: npt.NDArray[np.object_] = np.empty((0, MAX_PRIORITY + 1), dtype=object)
+        self._built = 0
+
+    def ensure(self, count: int, name_of: Callable[[int], str]) -> None:
+        """Build the rows of node ids ``built .. count - 1`` (capacity grows by doubling)."""
+        if count <= self._built:
+            return
+        if count > self.entries.shape[0]:
+            grown = np.empty((max(count, 2 * self.entries.shape[0]), MAX_PRIORITY + 1), dtype=object)
+            grown[: self._built] = self.entries[: self._built]
+            self.entries = grown
+        for i in range(self._built, count):
+            self.entries[i] = priority_entries(name_of(i))
+        self._built = count
+
+    def body(self, names: Sequence[str], ids: npt.NDArray[np.int64], scores: npt.NDArray[np.int64]) -> bytes:
+        """:func:`priority_body` over these fragments (every known id must be below :meth:`ensure`'s count)."""
+        return priority_body(names, ids, scores, self.entries)
 
 
 def parse_bind(body: Any) -> BindRequest:

@@ -6,6 +6,7 @@ import numpy as np
 import orjson
 
 from extender import messages
+from extender.costs import CostTables
 from extender.state import ClusterState
 from kube.api import NODES, PODS, WatchEvent
 from tests.extender import scenarios as sc
@@ -47,8 +48,9 @@ def test_utilization_cache_sees_every_load_change() -> None:
     request = np.array([1000.0, 0.0, 1.0])
     nid = state.cluster.node_id("node-0-0-0")
     assert nid is not None
-    before = float(state.utilization_all(request)[nid])
+    costs = CostTables(state)
+    before = float(costs.utilization(request)[nid])
     state.apply(WatchEvent("ADDED", sc.pod("x", cpu="8")), PODS)
     state.record_assignment(sc.NAMESPACE, "x", "uid-x", "node-0-0-0")
-    after = float(state.utilization_all(request)[nid])
+    after = float(costs.utilization(request)[nid])
     assert after > before
