@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from extender.eligibility import eligible
 from extender.framework import Cycle, Framework
-from extender.scoring import effective_costs, normalize
+from extender.scoring import normalize
 from extender.wishes import Wish
 
 #: A better node elsewhere is reported when it beats the best offered node by this fraction of
@@ -70,8 +70,7 @@ def rank(fw: Framework, cycle: Cycle, names: list[str], *, look_elsewhere: bool 
         if not wish.usable or not names or wish.needed_bytes <= 0:
             return Ranking(np.zeros(len(names), dtype=np.int64), wish, ids)
         worst = wish.needed_bytes * state.settings.costs.remote
-        util_all = fw.costs.utilization(cycle.request)
-        eff_all = effective_costs(fw.costs.node_costs(wish), worst, util_all, state.settings.hotspot_threshold)
+        eff_all, util_all = fw.costs.effective(wish, cycle.request)
         delta = fw.pricing.displacement(cycle.pod)
         if delta is not None:
             eff_all = eff_all + delta
