@@ -27,6 +27,7 @@ would reject).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,7 +46,7 @@ BoolArray = npt.NDArray[np.bool_]
 class Verdict:
     """The outcome for offered nodes: indexes that pass, and reasons for the others."""
 
-    passing: list[int]
+    passing: Sequence[int]
     failed: dict[str, str] = field(default_factory=dict)
     unresolvable: dict[str, str] = field(default_factory=dict)
     wish: Wish | None = None
@@ -72,11 +73,13 @@ def decide(fw: Framework, cycle: Cycle, names: list[str]) -> Verdict:
     state, wish = fw.state, cycle.wish
     with state.lock:
         count = len(names)
-        ok = np.ones(count, dtype=bool)
         unresolvable: dict[str, str] = {}
         failed: dict[str, str] = {}
         if count == 0:
             return Verdict([], failed, unresolvable, wish)
+        if state.ready and not wish.required and not (state.has_dedicated_nodes or state.kbl_is_dedicated(cycle.pod.kbl)):
+            return Verdict(range(count), failed, unresolvable, wish)  # no rule applies: every node passes
+        ok = np.ones(count, dtype=bool)
         ids = state.node_ids(names)
         if not state.ready:
             _unsynced(names, ids=ids, ok=ok, out=unresolvable)
