@@ -91,11 +91,11 @@ def _better_elsewhere(
     best_i = int(np.argmin(eff))
     offered_best = float(eff[best_i])
     state = fw.state
-    present = state.present()
-    count = present.shape[0]
-    if count == 0:
+    # The cost test first: one pass over every node id, and it leaves few (usually no) nodes.
+    better = np.flatnonzero(eff_all < offered_best - TRAP_MARGIN * worst)
+    if better.size == 0:
         return None
-    better = np.flatnonzero(present & (util_all[:count] <= 1.0) & (eff_all[:count] < offered_best - TRAP_MARGIN * worst))
+    better = better[state.present_at(better) & (util_all[better] <= 1.0)]
     if better.size == 0:
         return None
     better = better[np.argsort(eff_all[better], kind="stable")].astype(np.int64)

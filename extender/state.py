@@ -435,6 +435,11 @@ class ClusterState:
         _rack, _zone, _region, present = self.cluster.domain_arrays()
         return present.astype(bool)
 
+    def present_at(self, ids: IntArray) -> BoolArray:
+        """Per given node id (all valid ids): is the node in the cache now."""
+        _rack, _zone, _region, present = self.cluster.domain_arrays()
+        return np.asarray(present[ids] > 0, dtype=bool)
+
     def present_ids(self) -> IntArray:
         """Ids of every node currently in the cache."""
         return np.flatnonzero(self.present()).astype(np.int64)
