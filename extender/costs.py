@@ -44,6 +44,7 @@ class CostTables:
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
+        self._tables: dict[tuple[str | None, tuple[int, ...] | None, int, int], FloatArray] = {}
         self._costs: deque[tuple[FloatArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
         self._util: tuple[tuple[int, int, bytes], FloatArray] | None = None
         self._effective: deque[tuple[FloatArray, FloatArray, FloatArray]] = deque(maxlen=EFFECTIVE_CACHE_SIZE)
@@ -54,9 +55,21 @@ class CostTables:
         assert wish.key is not None
         return self.state.cluster.level_bytes(wish.key, wish.shards)
 
+    def _table(self, wish: Wish) -> FloatArray:
+        """The wish's byte table, remembered per dataset, shard set and state version: a hit costs
+        a dict lookup, where asking the cluster builds a ``LevelBytes`` (an id range over all nodes)."""
+        state = self.state
+        key = (wish.key, wish.shards, state.cluster.version, state.data_version)
+        table = self._tables.get(key)
+        if table is None:
+            if len(self._tables) >= COST_CACHE_SIZE or any(k[2:] != key[2:] for k in self._tables):
+                self._tables.clear()
+            table = self._tables[key] = self.level_bytes(wish).table
+        return table
+
     def node_costs(self, wish: Wish) -> FloatArray:
         """Network cost of a usable wish on every node id (``raw_costs`` of its byte table)."""
-        table = self.level_bytes(wish).table
+        table = self._table(wish)
         for cached_table, cost in self._costs:
             if cached_table is table:
                 return cost
