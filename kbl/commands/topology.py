@@ -1,6 +1,7 @@
 """``kbl topology --snapshot FILE``: a readable summary of a snapshot.
 
-Prints the region/zone/rack tree with node counts and allocatable capacity, the datasets with
+Prints the region/zone/rack tree (walked on the cluster's graph, the one representation of the
+topology) with node counts and allocatable capacity, the datasets with
 shard counts, sizes and redundancy, any placement violations, and every rejected object with its
 reason. ``--json`` prints the same facts as one JSON object for scripts.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from typing import Any
 
 from rich.console import Console
@@ -43,10 +43,7 @@ def _short(domain: str) -> str:
 
 def summarise(snap: Snapshot) -> dict[str, Any]:
     """The facts ``kbl topology`` prints, as plain data."""
-    cluster = snap.cluster()
-    tree: dict[str, dict[str, dict[str, list[str]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for node in snap.nodes:
-        tree[node.region][node.zone][node.rack].append(node.name)
+    cluster = snap.cluster()  # the one representation: the topology questions go to its graph
 
     def cap(names: list[str]) -> dict[str, int]:
         total = Resources()
@@ -55,12 +52,19 @@ def summarise(snap: Snapshot) -> dict[str, Any]:
         return {"nodes": len(names), "cpu_m": total.cpu_m, "memory_b": total.memory_b, "storage_b": total.storage_b}
 
     regions = []
-    for region, zones in sorted(tree.items()):
+    for region in sorted(cluster.domains("region")):
         zone_list = []
-        for zone, racks in sorted(zones.items()):
-            rack_list = [{"rack": rack, **cap(names)} for rack, names in sorted(racks.items())]
-            zone_list.append({"zone": zone, **cap([n for r in racks.values() for n in r]), "racks": rack_list})
-        regions.append({"region": region, **cap([n for z in zones.values() for r in z.values() for n in r]), "zones": zone_list})
+        region_nodes: list[str] = []
+        for zone in sorted(cluster.children("region", region)):
+            rack_list = []
+            zone_nodes: list[str] = []
+            for rack in sorted(cluster.children("zone", zone)):
+                names = cluster.children("rack", rack)
+                rack_list.append({"rack": rack, **cap(names)})
+                zone_nodes += names
+            zone_list.append({"zone": zone, **cap(zone_nodes), "racks": rack_list})
+            region_nodes += zone_nodes
+        regions.append({"region": region, **cap(region_nodes), "zones": zone_list})
     datasets = []
     for ds in snap.datasets:
         violations = find_violations(cluster, ds, limit=50)
