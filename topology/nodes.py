@@ -239,3 +239,39 @@ class Node:
 def is_synthetic(domain: str) -> bool:
     """True if a domain name was invented for a node lacking the label."""
     return SYNTHETIC_PREFIX in domain
+
+
+#: The parts of a Node object kbl reads (:meth:`Node.from_object`, the controller, the agent).
+#: Everything else (the image list, about 7 KB of a real EKS node; managedFields; volumes) is
+#: dropped as soon as an object arrives, so a 100,000-node cache holds only these.
+NODE_METADATA_KEPT = (
+    "name",
+    "uid",
+    "labels",
+    "annotations",
+    "creationTimestamp",
+    "resourceVersion",
+    "ownerReferences",
+    "deletionTimestamp",
+)
+NODE_SPEC_KEPT = ("taints", "unschedulable", "providerID")
+NODE_STATUS_KEPT = ("allocatable", "capacity", "conditions", "nodeInfo")
+
+
+def slim_node_object(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A Node object with only the fields kbl reads (see :data:`NODE_METADATA_KEPT` and beside).
+
+    Examples
+    --------
+    >>> slim_node_object({"kind": "Node", "metadata": {"name": "a", "managedFields": [{}]},
+    ...                   "status": {"images": [{"names": ["x"]}], "allocatable": {"cpu": "2"}}})
+    {'kind': 'Node', 'metadata': {'name': 'a'}, 'status': {'allocatable': {'cpu': '2'}}}
+    """
+    out: dict[str, Any] = {k: v for k, v in obj.items() if k in ("apiVersion", "kind")}
+    for part, kept in (("metadata", NODE_METADATA_KEPT), ("spec", NODE_SPEC_KEPT), ("status", NODE_STATUS_KEPT)):
+        value = obj.get(part)
+        if isinstance(value, Mapping):
+            out[part] = {k: value[k] for k in kept if k in value}
+        elif part in obj:
+            out[part] = value  # not an object: left for the reader to reject with its reason
+    return out
