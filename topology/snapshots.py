@@ -208,10 +208,6 @@ class _RawList(msgspec.Struct):
     kind: Any = "List"
 
 
-class _Kind(msgspec.Struct):
-    kind: Any = None
-
-
 _EMPTY = msgspec.Raw(b"{}")
 
 
@@ -236,25 +232,27 @@ _SlimNode = msgspec.defstruct(
 
 
 def _parse_item(raw: msgspec.Raw, item_kind: str | None, source: str) -> Any:
-    """One item of a List: a Node with only the fields kbl reads, anything else whole."""
+    """One item of a List: a Node with only the fields kbl reads (one pass), anything else whole."""
     try:
         try:
-            kind = msgspec.json.decode(raw, type=_Kind).kind
-        except msgspec.ValidationError:  # not an object: the reader rejects it with its reason
-            return orjson.loads(bytes(raw))
-        if kind is None and item_kind:
-            kind = item_kind
-        if kind == "Node":
-            try:
-                obj = msgspec.to_builtins(msgspec.json.decode(raw, type=_SlimNode))
-            except msgspec.ValidationError:  # a malformed part: the whole item, for the reader to reject
-                obj = orjson.loads(bytes(raw))
-        else:
-            obj = orjson.loads(bytes(raw))
-    except (msgspec.DecodeError, msgspec.ValidationError, orjson.JSONDecodeError) as exc:
+            slim = msgspec.json.decode(raw, type=_SlimNode)
+        except msgspec.ValidationError:  # not an object, or a malformed part: the whole item, for the reader
+            return _whole(raw, item_kind)
+        kind = getattr(slim, "kind", msgspec.UNSET)
+        kind = item_kind if kind is msgspec.UNSET else kind
+        if kind != "Node":
+            return _whole(raw, item_kind)
+        obj = msgspec.to_builtins(slim)
+    except (msgspec.DecodeError, orjson.JSONDecodeError) as exc:
         raise SnapshotError(f"{source}: not valid JSON: {exc}") from None
-    if isinstance(obj, dict) and kind and "kind" not in obj:
-        obj["kind"] = kind  # kubectl omits kind in typed lists
+    obj.setdefault("kind", kind)  # kubectl omits kind in typed lists
+    return obj
+
+
+def _whole(raw: msgspec.Raw, item_kind: str | None) -> Any:
+    obj = orjson.loads(bytes(raw))
+    if isinstance(obj, dict) and item_kind and "kind" not in obj:
+        obj["kind"] = item_kind
     return obj
 
 
