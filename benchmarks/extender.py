@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ from starlette.responses import Response
 
 from benchmarks.measuring import peak_rss_mib, percentile, run_child, write_json
 from benchmarks.model import bench_pod, make_snapshot
+from benchmarks.serving import free_port
+from topology import labels
 
 NODES = 5000
 SHARDS = 4096
@@ -114,7 +115,7 @@ def rss_child(snapshot_path: str) -> None:
     replicas = sum(int((d.placement.pieces >= 0).sum()) for d in state.cluster.datasets.values() if d.placement is not None)
     names = list(state.cluster.nodes)
     pod = bench_pod("rss", 0, 64)
-    pod["metadata"]["annotations"]["kbl.io/dataset"] = "ds-0"
+    pod["metadata"]["annotations"][labels.POD_DATASET] = "ds-0"
     app = create_app(state)
 
     async def go() -> int:
@@ -128,13 +129,6 @@ def rss_child(snapshot_path: str) -> None:
 
 
 # ----------------------------------------------------------------------- client
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def measure(client: httpx.Client, path: str, bodies: list[bytes], count: int) -> list[float]:
     out = []
     for i in range(count):

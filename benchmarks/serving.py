@@ -1,12 +1,17 @@
-"""Serving an ASGI extender app on a real loopback socket for the driver to call over HTTP.
+"""The one harness that serves an ASGI app on a real loopback socket, for tests and benchmarks.
 
-:class:`LocalServer` binds ``127.0.0.1`` on an ephemeral port chosen by the kernel, runs uvicorn
-in a daemon thread, and waits until it accepts connections; leaving the ``with`` block shuts it
-down and joins the thread. Nothing else listens, nothing leaves the machine.
+:class:`LocalServer` runs uvicorn (configured exactly as ``kbl serve`` does, by
+:func:`extender.serving.config`: uvloop, httptools, optional TLS) on ``127.0.0.1`` in a daemon
+thread, on an ephemeral port the kernel picks at bind time (no race between choosing and
+binding), and waits until it accepts connections; leaving the ``with`` block shuts it down and
+joins the thread. :func:`free_port` is for the few callers that must name a port before a
+*separate process* binds it (``kbl serve`` as a subprocess). Nothing else listens, nothing
+leaves the machine.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from types import TracebackType
@@ -14,7 +19,16 @@ from typing import Any
 
 import uvicorn
 
+from extender.serving import ServerOptions, config
 from topology.errors import KblError
+
+
+def free_port() -> int:
+    """A port the kernel just gave out on 127.0.0.1 (ephemeral range), for another process to bind."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 class LocalServer:
@@ -24,6 +38,8 @@ class LocalServer:
     ----------
     app:
         The ASGI application (a FastAPI app).
+    tls:
+        ``(cert, key)`` PEM file paths to serve HTTPS, or ``None`` for plain HTTP.
     startup_timeout_s:
         How long to wait for the server to accept connections.
 
@@ -33,8 +49,9 @@ class LocalServer:
     ...     httpx.post(server.url + "/filter", ...)
     """
 
-    def __init__(self, app: Any, *, startup_timeout_s: float = 10.0) -> None:
+    def __init__(self, app: Any, *, tls: tuple[str, str] | None = None, startup_timeout_s: float = 15.0) -> None:
         self.app = app
+        self.tls = tls
         self.startup_timeout_s = startup_timeout_s
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -42,8 +59,8 @@ class LocalServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://127.0.0.1:<port>`` (``https`` when serving TLS)."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> LocalServer:
         """Bind, start uvicorn and wait until it serves.
@@ -53,17 +70,18 @@ class LocalServer:
         KblError
             If the server does not start within ``startup_timeout_s``.
         """
+        cert, key = self.tls if self.tls else (None, None)
         # Port 0: the kernel picks a free port when uvicorn binds; read it back from the server.
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="auto")
-        server = uvicorn.Server(config)
+        options = ServerOptions(host="127.0.0.1", port=0, tls_cert=cert, tls_key=key, log_level="warning")
+        server = uvicorn.Server(config(self.app, options))
         self._server = server
-        self._thread = threading.Thread(target=server.run, name="kbl-bench-extender", daemon=True)
+        self._thread = threading.Thread(target=server.run, name="kbl-local-server", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.startup_timeout_s
         while not server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 self.stop()
-                raise KblError(f"extender server did not start within {self.startup_timeout_s} s")
+                raise KblError(f"local server did not start within {self.startup_timeout_s} s")
             time.sleep(0.01)
         self.port = int(server.servers[0].sockets[0].getsockname()[1])
         return self

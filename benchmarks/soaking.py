@@ -36,6 +36,7 @@ import orjson
 
 from benchmarks.measuring import percentile
 from benchmarks.model import bench_pod, make_snapshot
+from benchmarks.serving import free_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +95,6 @@ class SoakReport:
             "concurrent": self.loaded.summary(),
             "rss_mib": self.rss_mib,
         }
-
-
-def free_port() -> int:
-    """A port the kernel just gave out on 127.0.0.1 (ephemeral range)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def rss_mib(pid: int) -> float:

@@ -29,11 +29,13 @@ from extender.binding import bind
 from extender.bodies import BodyError, read_json
 from extender.eventing import EventRecorder
 from extender.filtering import decide, preempt
+from extender.framework import Cycle, Framework
 from extender.metrics import CONTENT_TYPE, ExtenderMetrics
 from extender.openapi import document
 from extender.ranking import Missed, rank
 from extender.settings import ExtenderSettings
-from extender.state import ClusterState, Wish
+from extender.state import ClusterState
+from extender.wishes import Wish
 from kube.api import KubeApi
 from topology.errors import ObjectError, ProtocolError
 from topology.pods import Pod
@@ -75,6 +77,8 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
 
     app = FastAPI(title="kbl scheduler extender", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.kbl_state = state
+    fw = Framework(state)
+    app.state.framework = fw
     app.state.events = events
     app.state.metrics = metrics
 
@@ -94,10 +98,12 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
         endpoint.__name__ = name
         return endpoint
 
-    def typed_pod(raw: Any) -> Pod:
+    def pod_cycle(raw: Any) -> Cycle:
+        """The pod's per-pod state, computed once for its filter, prioritize and preempt calls."""
         pod = Pod.from_object(raw)
         state.remember(pod)
-        return pod
+        with state.lock:
+            return fw.cycle(pod)
 
     def report(name: str, raw_pod: Any, wish: Wish) -> None:
         if wish.key is not None and wish.problem is not None:
@@ -106,23 +112,22 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
 
     async def do_filter(body: Any) -> bytes:
         args = messages.parse_args(body)
-        pod = typed_pod(args.pod)
-        verdict = decide(state, pod, args.names)
-        if verdict.wish is not None:
-            report("filter", args.pod, verdict.wish)
+        cycle = pod_cycle(args.pod)
+        verdict = decide(fw, cycle, args.names)
+        report("filter", args.pod, cycle.wish)
         return orjson.dumps(messages.filter_reply(args, verdict.passing, verdict.failed, verdict.unresolvable))
 
     async def do_prioritize(body: Any) -> bytes:
-        args = messages.parse_args(body)
-        pod = typed_pod(args.pod)
-        ranking = rank(state, pod, args.names)
+        args = messages.parse_args(body)  # parse
+        cycle = pod_cycle(args.pod)  # resolve the wish (once per pod, shared with filter)
+        with state.lock:
+            ranking = rank(fw, cycle, args.names)  # costs -> normalise
+            reply = fw.reply(args.names, ranking.ids, ranking.scores)  # reply
         report("prioritize", args.pod, ranking.wish)
         if ranking.missed is not None:
             metrics.missed.inc()
             events.record(args.pod, "KblBetterDataNodeNotOffered", _missed_message(ranking.missed), "Warning")
-        ids = ranking.ids if ranking.ids is not None else state.node_ids(args.names)
-        with state.lock:
-            return messages.priority_body(args.names, ids, ranking.scores, state.priority_entries())
+        return reply
 
     async def do_bind(body: Any) -> bytes:
         request = messages.parse_bind(body)
@@ -131,8 +136,7 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
 
     async def do_preempt(body: Any) -> bytes:
         request = messages.parse_preempt(body)
-        pod = typed_pod(request.pod)
-        return orjson.dumps(messages.preempt_reply(preempt(state, pod, request.victims)))
+        return orjson.dumps(messages.preempt_reply(preempt(fw, pod_cycle(request.pod), request.victims)))
 
     # Plain Starlette routes: the handlers read the body themselves, so FastAPI's per-request
     # dependency and validation machinery would only add latency.

@@ -2,16 +2,19 @@
 
 Rules, each with a reason a human can act on:
 
-* **Dedicated groups.** A node tainted ``kbl.io/dedicated=<K>`` belongs to KBL ``K``; pods of any
+* **Dedicated groups** (:func:`extender.eligibility.dedicated`, the rule prioritize and pricing
+  use too). A node tainted ``kbl.io/dedicated=<K>`` belongs to KBL ``K``; pods of any
   other KBL (or of none) are rejected even if they tolerate the taint. A pod of a KBL whose
   group is dedicated (its KBL object says so, or any node carries its dedicated taint) is kept
   to nodes labelled ``kbl.io/kbl=<K>``. Both go to ``FailedAndUnresolvableNodes``: evicting pods
   does not change a node's labels.
-* **Required locality** (``kbl.io/locality: required``): only nodes that can read every
-  requested byte locally (for replicas: hold a replica of every requested shard) pass. Others
-  are unresolvable (preemption cannot move data). A holder that has no room left in the cache
-  (bound requests plus in-flight assignments) goes to ``FailedNodes``: preempting lower-priority
-  pods there can make room.
+* **Required locality** (``kbl.io/locality: required``): only nodes that hold a piece of every
+  requested shard pass: for replicas a whole replica of each (every requested byte is local);
+  for an erasure-coded DataSet one fragment of each (the placement puts one fragment of a shard
+  per node, so "every byte local" would pass no node; the pod reads its ``k - 1`` other
+  fragments per shard from their holders). Others are unresolvable (preemption cannot move
+  data). A holder that has no room left in the cache (bound requests plus in-flight
+  assignments) goes to ``FailedNodes``: preempting lower-priority pods there can make room.
 * **Not synced yet.** Until the cache's first full sync, offered nodes it has not seen are
   unresolvable: it cannot know their dedicated taint or their data (no wrong answer while stale).
 * **Unusable wishes** (unknown DataSet, bad ``kbl.io/shards``, no placement yet): with required
@@ -29,10 +32,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from extender.eligibility import dedicated
+from extender.framework import Cycle, Framework
 from extender.scoring import utilization
-from extender.state import ClusterState, Wish, load_vector
+from extender.wishes import Wish
 from topology import labels
-from topology.pods import Pod
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -47,19 +51,17 @@ class Verdict:
     wish: Wish | None = None
 
 
-def decide(state: ClusterState, pod: Pod, names: list[str], wish: Wish | None = None) -> Verdict:
+def decide(fw: Framework, cycle: Cycle, names: list[str]) -> Verdict:
     """Apply the module's rules to the offered ``names``.
 
     Parameters
     ----------
-    state:
-        The cache (read under its lock).
-    pod:
-        The pod being scheduled.
+    fw:
+        The cache and its derived tables (read under the cache's lock).
+    cycle:
+        The pod being scheduled, with its resolved data wish.
     names:
         Offered node names, in request order.
-    wish:
-        The pod's resolved data wish (resolved here when not given).
 
     Returns
     -------
@@ -67,8 +69,8 @@ def decide(state: ClusterState, pod: Pod, names: list[str], wish: Wish | None = 
         ``passing`` indexes into ``names`` in request order; every other offered node is in
         exactly one of ``failed`` / ``unresolvable`` with its reason.
     """
+    state, wish = fw.state, cycle.wish
     with state.lock:
-        wish = wish if wish is not None else state.resolve(pod)
         count = len(names)
         ok = np.ones(count, dtype=bool)
         unresolvable: dict[str, str] = {}
@@ -78,11 +80,9 @@ def decide(state: ClusterState, pod: Pod, names: list[str], wish: Wish | None = 
         ids = state.node_ids(names)
         if not state.ready:
             _unsynced(names, ids=ids, ok=ok, out=unresolvable)
-        kbl = pod.kbl
-        if state.has_dedicated_nodes or state.kbl_is_dedicated(kbl):
-            _dedicated(state, kbl, names, ids=ids, ok=ok, out=unresolvable)
+        _dedicated(fw, cycle, names, ids=ids, ok=ok, out=unresolvable)
         if wish.required:
-            _required(state, pod, wish, names, ids=ids, ok=ok, failed=failed, unresolvable=unresolvable)
+            _required(fw, cycle, names, ids=ids, ok=ok, failed=failed, unresolvable=unresolvable)
         return Verdict(np.flatnonzero(ok).tolist(), failed, unresolvable, wish)
 
 
@@ -95,12 +95,12 @@ def _unsynced(names: list[str], *, ids: npt.NDArray[np.int64], ok: BoolArray, ou
     ok &= ~unknown
 
 
-def _dedicated(
-    state: ClusterState, kbl: str | None, names: list[str], *, ids: npt.NDArray[np.int64], ok: BoolArray, out: dict[str, str]
-) -> None:
-    owner, group = state.owners(ids)
-    mine = state.kbl_id(kbl)
-    foreign = (owner >= 0) & (owner != mine)
+def _dedicated(fw: Framework, cycle: Cycle, names: list[str], *, ids: npt.NDArray[np.int64], ok: BoolArray, out: dict[str, str]) -> None:
+    state, kbl = fw.state, cycle.pod.kbl
+    foreign, outside = dedicated(state, kbl, ids)
+    if not (foreign.any() or outside.any()):
+        return
+    owner, _group = state.owners(ids)
     who = f"KBL {_clip(kbl)}" if kbl else "no KBL"
     for i in np.flatnonzero(foreign & ok).tolist():
         owner_name = state.kbl_name(int(owner[i]))
@@ -109,20 +109,17 @@ def _dedicated(
             f"this pod belongs to {who}: set {labels.POD_KBL}={owner_name} only if it is part of that KBL"
         )
     ok &= ~foreign
-    if state.kbl_is_dedicated(kbl):
-        outside = group != mine
-        for i in np.flatnonzero(outside & ok).tolist():
-            out[names[i]] = (
-                f"pods of KBL {kbl} run on its dedicated node group (nodes labelled {labels.KBL_LABEL}={kbl}); "
-                "this node is not in it: the kbl controller grows the group when none has room"
-            )
-        ok &= ~outside
+    for i in np.flatnonzero(outside & ok).tolist():
+        out[names[i]] = (
+            f"pods of KBL {kbl} run on its dedicated node group (nodes labelled {labels.KBL_LABEL}={kbl}); "
+            "this node is not in it: the kbl controller grows the group when none has room"
+        )
+    ok &= ~outside
 
 
 def _required(
-    state: ClusterState,
-    pod: Pod,
-    wish: Wish,
+    fw: Framework,
+    cycle: Cycle,
     names: list[str],
     *,
     ids: npt.NDArray[np.int64],
@@ -130,31 +127,29 @@ def _required(
     failed: dict[str, str],
     unresolvable: dict[str, str],
 ) -> None:
+    wish = cycle.wish
     if not wish.usable:
         reason = f"{labels.POD_LOCALITY}: required, but {_clip(wish.problem or '')}"
         for i in np.flatnonzero(ok).tolist():
             unresolvable[names[i]] = reason
         ok[:] = False
         return
-    table = state.level_bytes(wish).table
     known = ids >= 0
-    local = np.zeros(len(names), dtype=np.float64)
-    local[known] = table[ids[known], 0]
-    needed = wish.needed_bytes
-    holds = local >= needed * (1 - 1e-12)
+    have = np.zeros(len(names), dtype=np.int64)
+    have[known] = fw.costs.local_shards(wish)[ids[known]]
+    holds = known & (have >= wish.shard_count)
     for i in np.flatnonzero(ok & ~known).tolist():
         unresolvable[names[i]] = "node is not in the extender's cache (not yet watched?): cannot check that it holds the data"
-    for i in np.flatnonzero(ok & known & ~holds).tolist():
-        share = local[i] / needed if needed > 0 else 0.0
-        unresolvable[names[i]] = (
-            f"{labels.POD_LOCALITY}: required, but the node holds {share:.0%} of the requested data of DataSet {wish.key} "
-            f"({_human(local[i])} of {_human(needed)}); only nodes with a replica of every requested shard qualify"
-        )
-    ok &= known & holds
+    missing = np.flatnonzero(ok & known & ~holds)
+    if missing.size:
+        local = fw.costs.level_bytes(wish).table[ids[missing], 0]
+        for i, local_bytes in zip(missing.tolist(), local.tolist(), strict=True):
+            unresolvable[names[i]] = _not_holding(wish, int(have[i]), local_bytes)
+    ok &= holds
     if not ok.any():
         return
-    used, alloc = state.load(ids)
-    util = utilization(used, alloc, load_vector(pod.requests))
+    used, alloc = fw.state.load(ids)
+    util = utilization(used, alloc, cycle.request)
     full = ok & (util > 1.0)
     for i in np.flatnonzero(full).tolist():
         failed[names[i]] = (
@@ -162,6 +157,18 @@ def _required(
             "(bound pods plus in-flight assignments); preempting lower-priority pods can free it"
         )
     ok &= ~full
+
+
+def _not_holding(wish: Wish, have: int, local_bytes: float) -> str:
+    """Why a node fails required locality: what it holds of the request, and what qualifies."""
+    needed = wish.needed_bytes
+    share = local_bytes / needed if needed > 0 else 0.0
+    word = wish.piece_word
+    return (
+        f"{labels.POD_LOCALITY}: required, but the node holds {share:.0%} of the requested data of DataSet {wish.key} "
+        f"(a {word} of {have} of the {wish.shard_count} requested shards, {_human(local_bytes)} of {_human(needed)} readable locally); "
+        f"only nodes with a {word} of every requested shard qualify"
+    )
 
 
 #: Longest pod-supplied text quoted in a per-node reason. A reason is repeated for every offered
@@ -181,7 +188,7 @@ def _human(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def preempt(state: ClusterState, pod: Pod, victims: dict[str, tuple[list[str], int]]) -> dict[str, tuple[list[str], int]]:
+def preempt(fw: Framework, cycle: Cycle, victims: dict[str, tuple[list[str], int]]) -> dict[str, tuple[list[str], int]]:
     """Candidate nodes and victims kept for a preemption.
 
     Nodes the filter would reject for this pod (dedicated groups, required locality: nothing
@@ -190,7 +197,7 @@ def preempt(state: ClusterState, pod: Pod, victims: dict[str, tuple[list[str], i
     them; they are returned as UIDs only, so no unknown UID can appear.
     """
     names = [n for n, (uids, _) in victims.items() if uids]
-    verdict = decide(state, pod, names)
+    verdict = decide(fw, cycle, names)
     # A node that is full in the cache is exactly what preemption is for: keep it.
     keep = set(verdict.passing) | {i for i, n in enumerate(names) if n in verdict.failed}
     return {names[i]: victims[names[i]] for i in sorted(keep)}

@@ -19,6 +19,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from topology import labels
+
 #: A Kubernetes quantity, as :func:`topology.quantities.parse_quantity` accepts it.
 QUANTITY = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([numkMGTPE]|[KMGTPE]i)|[eE][+-]?[0-9]+)?$"
 #: ``kbl.io/shards``: indexes and inclusive ranges, comma separated.
@@ -97,10 +99,10 @@ def schemas(v: Vocabulary) -> dict[str, Any]:
         "PodAnnotations": {
             "type": "object",
             "properties": {
-                "kbl.io/dataset": _choice(v.datasets, v.max_string),
-                "kbl.io/shards": {"type": "string", "pattern": v.shards, "maxLength": 65536},
-                "kbl.io/locality": {"type": "string", "enum": list(v.localities)},
-                "kbl.io/kbl": _choice(v.kbls, v.max_string),
+                labels.POD_DATASET: _choice(v.datasets, v.max_string),
+                labels.POD_SHARDS: {"type": "string", "pattern": v.shards, "maxLength": 65536},
+                labels.POD_LOCALITY: {"type": "string", "enum": list(v.localities)},
+                labels.POD_KBL: _choice(v.kbls, v.max_string),
             },
             "additionalProperties": text,
             "maxProperties": v.max_map,

@@ -3,7 +3,14 @@
 :class:`ClusterState` owns a :class:`~topology.clusters.Cluster` (topology and data) and, indexed
 by the cluster's dense node ids, numpy arrays of allocatable resources, requests of bound active
 pods, and *in-flight* assignments (pods bound through ``/bind`` that the watch has not confirmed
-yet; they expire after ``inflight_ttl_s``). It also knows which nodes form a KBL's dedicated group.
+yet; they expire after ``inflight_ttl_s``). It also knows which nodes form a KBL's dedicated
+group, which nodes carry taints, and which watched pods wait for a node.
+
+It is only the cache: what is derived from it for a decision lives beside it, each in its own
+module: the wish of a pod (:mod:`extender.wishes`), which node a pod may use
+(:mod:`extender.eligibility`), cost and utilization vectors (:mod:`extender.costs`),
+pending-batch prices (:mod:`extender.pricing`), the encoded reply fragments
+(:mod:`extender.messages`), all tied together per pod by :mod:`extender.framework`.
 
 Every update goes through :meth:`ClusterState.apply` (one watch event) or
 :meth:`ClusterState.replace` (a relist, turned into the same events), whether it comes from an
@@ -19,32 +26,31 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from extender import messages
-from extender.batching import displacement_costs
-from extender.scoring import raw_costs, utilization
 from extender.settings import ExtenderSettings
+from extender.wishes import resolve
 from kube.api import DATASETS, KBLS, NODES, PODS, Resource, WatchEvent
 from topology import labels
-from topology.clusters import Cluster, LevelBytes
+from topology.clusters import Cluster
 from topology.datasets import DataSet
-from topology.errors import ObjectError, ShardRangeError
+from topology.errors import ObjectError
 from topology.kbls import KBL
 from topology.localities import LEVELS
-from topology.nodes import Node, Resources
-from topology.pods import Locality, Pod
+from topology.nodes import Node, Resources, Taint
+from topology.pods import Pod
 from topology.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 #: Columns of the load arrays: cpu millicores, memory bytes, pod count.
 LOAD_COLUMNS = ("cpu", "memory", "pods")
@@ -52,32 +58,11 @@ LOAD_COLUMNS = ("cpu", "memory", "pods")
 #: nodes its filter call passed; kube-scheduler with ``percentageOfNodesToScore: 100`` offers
 #: the same list to consecutive pods).
 ID_CACHE_SIZE = 8
-#: Per-node network-cost vectors remembered (one per dataset and shard set recently asked for).
-COST_CACHE_SIZE = 32
 
 
 def load_vector(resources: Resources) -> FloatArray:
     """``[cpu_m, memory_b, pods]`` of a resource amount."""
     return np.array([resources.cpu_m, resources.memory_b, resources.pods], dtype=np.float64)
-
-
-@dataclass(frozen=True, slots=True)
-class Wish:
-    """A pod's data wish resolved against the cache.
-
-    ``key`` is ``None`` when the pod reads nothing through kbl. ``problem`` is a reason a human
-    can act on when the wish cannot be honoured (unknown dataset, bad shard range, no placement).
-    """
-
-    key: str | None
-    shards: tuple[int, ...] | None = None
-    required: bool = False
-    problem: str | None = None
-    needed_bytes: float = 0.0
-
-    @property
-    def usable(self) -> bool:
-        return self.key is not None and self.problem is None
 
 
 @dataclass(slots=True)
@@ -137,13 +122,12 @@ class ClusterState:
         self._kbl_names: list[str] = []
         self._dedicated_nodes: dict[int, int] = {}  # KBL id -> present dedicated nodes
         self._counted: set[str] = set()
-        self._entries = np.empty((size, messages.MAX_PRIORITY + 1), dtype=object)  # prioritize reply fragments
+        self._taints: dict[int, tuple[Taint, ...]] = {}  # node id -> taints, for nodes that have some
         #: Bumped on every change of load, allocatable or usability; caches compare against it.
         self.load_version = 0
         self._id_cache: deque[tuple[tuple[int, int, str, str], list[str], IntArray]] = deque(maxlen=ID_CACHE_SIZE)
-        self._cost_cache: deque[tuple[FloatArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
-        self._util_cache: tuple[tuple[int, int, bytes], FloatArray] | None = None
-        self._batch_cache: dict[tuple[int, int, str], FloatArray | None] = {}
+        #: Bumped on every change of a DataSet or a KBL (what a pod's wish and group resolve against).
+        self.data_version = 0
         #: Bytes read at each level by pods that became bound while we watched (node..remote).
         self.locality_bytes = np.zeros(len(LEVELS), dtype=np.float64)
         #: Objects rejected as invalid, by kind.
@@ -202,11 +186,13 @@ class ClusterState:
                     else:
                         self._set_pod(Pod.from_object(obj), count_locality=True)
                 elif resource == DATASETS:
+                    self.data_version += 1
                     if event.type == "DELETED":
                         self.cluster.remove_dataset(_namespaced(obj))
                     else:
                         self.cluster.set_dataset(DataSet.from_object(obj))
                 elif resource == KBLS:
+                    self.data_version += 1
                     if event.type == "DELETED":
                         self._kbls.pop(_name(obj), None)
                     else:
@@ -276,9 +262,6 @@ class ClusterState:
         self._usable = np.concatenate([self._usable, np.zeros(new - size, dtype=bool)])
         self._owner = np.concatenate([self._owner, np.full(new - size, -1, dtype=np.int64)])
         self._group = np.concatenate([self._group, np.full(new - size, -1, dtype=np.int64)])
-        entries = np.empty((new, messages.MAX_PRIORITY + 1), dtype=object)
-        entries[:size] = self._entries
-        self._entries = entries
 
     def _set_node(self, node: Node) -> None:
         old = self.cluster.nodes.get(node.name)
@@ -291,8 +274,10 @@ class ClusterState:
         assert nid is not None
         self._grow(nid)
         self.load_version += 1
-        if self._entries[nid, 0] is None:  # ids are never reused for another name
-            self._entries[nid] = messages.priority_entries(node.name)
+        if node.taints:
+            self._taints[nid] = node.taints
+        else:
+            self._taints.pop(nid, None)
         old_owner = int(self._owner[nid])
         self._alloc[nid] = load_vector(node.allocatable)
         self._usable[nid] = node.ready and not node.unschedulable
@@ -316,6 +301,7 @@ class ClusterState:
         self._group[nid] = -1
         self._usable[nid] = False
         self._alloc[nid] = 0
+        self._taints.pop(nid, None)
         self.cluster.remove_node(name)
 
     def _set_pod(self, pod: Pod, *, count_locality: bool) -> None:
@@ -358,7 +344,7 @@ class ClusterState:
     def _count_locality(self, key: str, pod: Pod, node_id: int) -> None:
         if key in self._counted:
             return
-        wish = self.resolve(pod)
+        wish = resolve(self.cluster, pod)
         if not wish.usable:
             return
         assert wish.key is not None
@@ -420,33 +406,6 @@ class ClusterState:
             return len(self._inflight)
 
     # ----------------------------------------------------------------- queries
-    def resolve(self, pod: Pod) -> Wish:
-        """The pod's data wish against the cached DataSets (see :class:`Wish`)."""
-        data = pod.data
-        if data is None:
-            return Wish(None)
-        required = data.locality is Locality.REQUIRED
-        key = f"{data.namespace}/{data.dataset}"
-        if data.problem is not None:
-            return Wish(key, required=required, problem=data.problem)
-        dataset = self.cluster.datasets.get(key)
-        if dataset is None:
-            return Wish(key, required=required, problem=f"DataSet {key} (from {labels.POD_DATASET}) not found in the cache")
-        try:
-            shards = None if data.shards_text is None else data.shard_indexes(dataset.spec.shards)
-        except ShardRangeError as exc:
-            return Wish(key, required=required, problem=f"{labels.POD_SHARDS}: {exc}")
-        if dataset.placement is None:
-            return Wish(key, shards, required, f"DataSet {key} has no status.placement yet (place it with kbl place)")
-        sizes = dataset.spec.shard_sizes if shards is None else dataset.spec.shard_sizes[np.asarray(shards, dtype=np.int64)]
-        needed = float(sizes.sum()) * dataset.spec.redundancy.piece_fraction() * dataset.spec.redundancy.needed
-        return Wish(key, shards, required, None, needed)
-
-    def level_bytes(self, wish: Wish) -> LevelBytes:
-        """The byte table of a usable wish (cached by the cluster per dataset and shard set)."""
-        assert wish.key is not None
-        return self.cluster.level_bytes(wish.key, wish.shards)
-
     def node_ids(self, names: list[str]) -> IntArray:
         """Dense ids of offered nodes; ``-1`` for nodes the cache does not know (read-only array).
 
@@ -465,115 +424,26 @@ class ClusterState:
         self._id_cache.appendleft((probe, list(names), ids))
         return ids
 
-    def node_costs(self, wish: Wish) -> FloatArray:
-        """Network cost of a usable wish on every node id (``raw_costs`` of its byte table, cached)."""
-        table = self.level_bytes(wish).table
-        for cached_table, cost in self._cost_cache:
-            if cached_table is table:
-                return cost
-        cost = raw_costs(table, self.settings.costs)
-        cost.flags.writeable = False
-        self._cost_cache.appendleft((table, cost))
-        return cost
+    @property
+    def id_count(self) -> int:
+        """How many node ids were handed out so far (present or not): the length of per-id vectors."""
+        _rack, _zone, _region, present = self.cluster.domain_arrays()
+        return int(present.shape[0])
 
-    def utilization_all(self, request: FloatArray) -> FloatArray:
-        """Utilization of every node id after placing a pod of ``request`` (read-only, cached per
-        :attr:`load_version`): ``max_k (bound_k + in-flight_k + request_k) / allocatable_k``;
-        ``inf`` on absent nodes."""
+    def present(self) -> BoolArray:
+        """Per node id: is the node in the cache now (ids of removed nodes are never reused)."""
+        _rack, _zone, _region, present = self.cluster.domain_arrays()
+        return present.astype(bool)
+
+    def present_ids(self) -> IntArray:
+        """Ids of every node currently in the cache."""
+        return np.flatnonzero(self.present()).astype(np.int64)
+
+    def used_all(self) -> tuple[FloatArray, FloatArray]:
+        """``(used, allocatable)`` for every node id (used = bound + in-flight), fresh arrays."""
         self._expire()
-        key = (self.load_version, self.cluster.version, request.tobytes())
-        if self._util_cache is not None and self._util_cache[0] == key:
-            return self._util_cache[1]
-        count = self.cluster.domain_arrays()[3].shape[0]  # ids handed out so far
-        util = utilization(self._bound[:count] + self._flight[:count], self._alloc[:count], request)
-        util.flags.writeable = False
-        self._util_cache = (key, util)
-        return util
-
-    def pending_batch(self, pod: Pod, *, at_most: int | None = None) -> list[tuple[Pod, Wish]]:
-        """The other pods waiting for a node that compete with ``pod`` for slots.
-
-        Pods the watch reported active and without ``spec.nodeName``, not assigned in flight,
-        handled by the same scheduler, with a usable data wish, and not already marked
-        unschedulable by kube-scheduler (those wait for capacity to appear; counting them would
-        let a stuck pod hold every slot's price up); ``pod`` itself is left out. Stops after
-        ``at_most`` pods (the caller only needs to know that there are more than its limit).
-        """
-        own = pod.uid or pod.key
-        out = []
-        for key in self._waiting:
-            other = self._pods[key].pod
-            if key == own or key in self._inflight:
-                continue
-            if other.scheduler_name != pod.scheduler_name or other.data is None or other.unschedulable:
-                continue
-            wish = self.resolve(other)
-            if wish.usable and wish.needed_bytes > 0:
-                out.append((other, wish))
-                if at_most is not None and len(out) >= at_most:
-                    break
-        return out
-
-    def displacement(self, pod: Pod) -> FloatArray | None:
-        """What one slot on each node costs the other pending pods (:mod:`extender.batching`).
-
-        ``None`` when there is no other pending pod, or more than ``settings.batch_limit`` (the
-        pod is then scored on its own). Computed once per pod and state version (load, nodes).
-        """
-        limit = self.settings.batch_limit
-        if limit <= 0:
-            return None
-        self._expire()
-        key = (self.load_version, self.cluster.version, pod.uid or pod.key)
-        if key in self._batch_cache:
-            return self._batch_cache[key]
-        if any(k[:2] != key[:2] for k in self._batch_cache):
-            self._batch_cache.clear()
-        batch = self.pending_batch(pod, at_most=limit + 1)
-        result: FloatArray | None = None
-        if 0 < len(batch) <= limit:
-            count = self.cluster.domain_arrays()[3].shape[0]
-            ids = np.arange(count, dtype=np.int64)
-            free = self._alloc[:count] - self._bound[:count] - self._flight[:count]
-            requests = np.array([load_vector(p.requests) for p, _ in batch])
-            unit = np.where(requests > 0, requests, np.inf).min(axis=0)  # the smallest request per resource
-            with np.errstate(divide="ignore", invalid="ignore"):
-                per = np.where(np.isfinite(unit), np.floor(free / unit), np.inf)
-            slots = np.where(self.usable(ids), per.min(axis=1), 0)
-            slots = np.clip(np.nan_to_num(slots, posinf=len(batch) + 1), 0, len(batch) + 1).astype(np.int64)
-            rows = np.empty((len(batch), count), dtype=np.float64)
-            owner, group = self.owners(ids)
-            tainted = [(nid, node) for nid, node in self._nodes_by_id(count) if node.taints]
-            for i, (other, wish) in enumerate(batch):
-                row = np.array(self.node_costs(wish)[:count], dtype=np.float64)
-                mine = self.kbl_id(other.kbl)
-                allowed = (owner < 0) | (owner == mine)
-                if self.kbl_is_dedicated(other.kbl):
-                    allowed &= group == mine
-                for nid, node in tainted:
-                    allowed[nid] &= other.tolerates(node.taints)
-                if other.node_selector:
-                    for nid, node in self._nodes_by_id(count):
-                        allowed[nid] &= all(node.labels.get(k) == v for k, v in other.node_selector.items())
-                row[~allowed] = np.inf
-                rows[i] = row
-            result = displacement_costs(rows, slots)
-            result.flags.writeable = False
-        self._batch_cache[key] = result
-        return result
-
-    def _nodes_by_id(self, count: int) -> list[tuple[int, Node]]:
-        """``(id, Node)`` of the present nodes with ids below ``count``."""
-        out = []
-        for name, node in self.cluster.nodes.items():
-            nid = self.cluster.node_id(name)
-            if nid is not None and nid < count:
-                out.append((nid, node))
-        return out
-
-    def priority_entries(self) -> npt.NDArray[np.object_]:
-        """Encoded ``{"Host":...,"Score":s}`` fragments per node id and score (see :mod:`extender.messages`)."""
-        return self._entries
+        count = self.id_count
+        return self._bound[:count] + self._flight[:count], self._alloc[:count].copy()
 
     def load(self, ids: IntArray) -> tuple[FloatArray, FloatArray]:
         """``(used, allocatable)`` rows for node ids (used = bound + in-flight); unknown ids give zeros."""
@@ -586,11 +456,6 @@ class ClusterState:
         alloc[unknown] = 0.0
         return used, alloc
 
-    def present_ids(self) -> IntArray:
-        """Ids of every node currently in the cache."""
-        present = self.cluster.domain_arrays()[3]
-        return np.flatnonzero(present).astype(np.int64)
-
     def usable(self, ids: IntArray) -> npt.NDArray[np.bool_]:
         """Nodes that are ready and schedulable (unknown ids: false)."""
         safe = np.where(ids >= 0, ids, 0)
@@ -602,6 +467,30 @@ class ClusterState:
         owner = np.where(ids >= 0, self._owner[safe], -1)
         group = np.where(ids >= 0, self._group[safe], -1)
         return owner, group
+
+    def taints(self, node_id: int) -> tuple[Taint, ...]:
+        """The taints of a node id (empty for untainted or unknown nodes)."""
+        return self._taints.get(node_id, ())
+
+    def tainted_ids(self) -> IntArray:
+        """Ids of the present nodes that carry at least one taint (usually few)."""
+        return np.fromiter(self._taints, dtype=np.int64, count=len(self._taints))
+
+    def node(self, node_id: int) -> Node | None:
+        """The cached node of an id, ``None`` when absent."""
+        if node_id < 0:
+            return None
+        return self.cluster.nodes.get(self.cluster.name_of(node_id))
+
+    def waiting_pods(self) -> Iterator[tuple[str, Pod]]:
+        """Watched pods without ``spec.nodeName`` and not assigned in flight, in arrival order."""
+        for key in self._waiting:
+            if key not in self._inflight:
+                yield key, self._pods[key].pod
+
+    def expire(self) -> None:
+        """Drop in-flight assignments past their TTL (bumps :attr:`load_version` when one goes)."""
+        self._expire()
 
     @property
     def has_dedicated_nodes(self) -> bool:

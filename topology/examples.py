@@ -1,4 +1,4 @@
-"""Example clusters made from a real node object, for demos, benchmarks and tests.
+"""Example objects for demos, benchmarks and tests: clusters made from a real node object, pods.
 
 Every synthetic node is a deep copy of a real EKS Node (``data/eks-node.json``, an
 ``hpc7g.16xlarge`` from a real cluster) with its name, addresses, provider id and topology labels
@@ -123,6 +123,54 @@ def make_cluster_nodes(
                     make_node(f"node-{z}-{r}-{h}", region=region, zone=zone, rack=f"rack-{r}", storage_b=storage, template=template)
                 )
     return out
+
+
+def make_pod(
+    name: str,
+    *,
+    namespace: str = "default",
+    dataset: str | None = None,
+    shards: str | None = None,
+    locality: str | None = None,
+    kbl: str | None = None,
+    cpu: str = "1",
+    memory: str = "1Gi",
+    scheduler: str | None = "kbl-scheduler",
+    tolerations: Iterable[Mapping[str, Any]] = (),
+    node_name: str | None = None,
+    uid: str | None = None,
+    image: str = "public.ecr.aws/docker/library/busybox:1.36",
+) -> dict[str, Any]:
+    """A Pod object as the API server serves it (camelCase, status, creation timestamp).
+
+    ``dataset``, ``shards``, ``locality`` and ``kbl`` become the kbl annotations when given;
+    the pod is ``Running`` on ``node_name`` when given, else ``Pending``.
+    """
+    annotations: dict[str, str] = {}
+    for key, value in ((labels.POD_DATASET, dataset), (labels.POD_SHARDS, shards), (labels.POD_LOCALITY, locality), (labels.POD_KBL, kbl)):
+        if value is not None:
+            annotations[key] = value
+    spec: dict[str, Any] = {
+        "containers": [{"name": "main", "image": image, "resources": {"requests": {"cpu": cpu, "memory": memory}}}],
+        "tolerations": [dict(t) for t in tolerations],
+    }
+    if scheduler is not None:
+        spec["schedulerName"] = scheduler
+    if node_name is not None:
+        spec["nodeName"] = node_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid or f"uid-{name}",
+            "annotations": annotations,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": spec,
+        "status": {"phase": "Running" if node_name else "Pending"},
+    }
 
 
 def as_list(objects: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

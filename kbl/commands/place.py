@@ -22,7 +22,7 @@ from placement import PlacementResult, place
 from topology import labels
 from topology.datasets import DataSet
 from topology.errors import SnapshotError
-from topology.snapshots import flatten, load_snapshot, parse_documents
+from topology.snapshots import load_snapshot, read_file_objects
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,13 +41,10 @@ def read_dataset_object(path: str) -> dict[str, Any]:
     Raises
     ------
     SnapshotError
-        If the file cannot be read or does not hold exactly one DataSet.
+        If the file cannot be read, is not UTF-8 JSON/YAML, or does not hold exactly one DataSet
+        (:func:`topology.snapshots.read_file_objects`, the one object reader).
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
-    found = [o for o in flatten(parse_documents(text, path), path) if isinstance(o, dict) and o.get("kind") == "DataSet"]
+    found = [o for o in read_file_objects(path) if isinstance(o, dict) and o.get("kind") == "DataSet"]
     if len(found) != 1:
         raise SnapshotError(f"{path}: expected exactly one DataSet object, found {len(found)}")
     obj: dict[str, Any] = found[0]

@@ -15,8 +15,9 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
+from topology import labels
 from topology.datasets import Replicas, dataset_object
-from topology.examples import as_list, make_cluster_nodes, make_node
+from topology.examples import as_list, make_cluster_nodes, make_node, make_pod
 
 NAMESPACE = "lab"
 DATASET = "genome"
@@ -44,8 +45,8 @@ def dedicated_node(name: str, kbl: str, *, zone: str = "us-east-1a", rack: str =
         name,
         zone=zone,
         rack=rack,
-        extra_labels={"kbl.io/kbl": kbl},
-        taints=[{"key": "kbl.io/dedicated", "value": kbl, "effect": "NoSchedule"}],
+        extra_labels={labels.KBL_LABEL: kbl},
+        taints=[{"key": labels.DEDICATED_TAINT, "value": kbl, "effect": "NoSchedule"}],
     )
 
 
@@ -62,42 +63,20 @@ def pod(
     node_name: str | None = None,
     uid: str | None = None,
 ) -> dict[str, Any]:
-    """A Pod as the API server serves it (camelCase, status, creation timestamp)."""
-    annotations: dict[str, str] = {}
-    if dataset_name is not None:
-        annotations["kbl.io/dataset"] = dataset_name
-    if shards is not None:
-        annotations["kbl.io/shards"] = shards
-    if locality is not None:
-        annotations["kbl.io/locality"] = locality
-    if kbl is not None:
-        annotations["kbl.io/kbl"] = kbl
-    spec: dict[str, Any] = {
-        "schedulerName": "kbl-scheduler",
-        "containers": [
-            {
-                "name": "main",
-                "image": "public.ecr.aws/docker/library/busybox:1.36",
-                "resources": {"requests": {"cpu": cpu, "memory": memory}},
-            }
-        ],
-        "tolerations": [dict(t) for t in tolerations],
-    }
-    if node_name is not None:
-        spec["nodeName"] = node_name
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": uid or f"uid-{name}",
-            "annotations": annotations,
-            "creationTimestamp": "2026-01-01T00:00:00Z",
-        },
-        "spec": spec,
-        "status": {"phase": "Running" if node_name else "Pending"},
-    }
+    """A Pod as the API server serves it (:func:`topology.examples.make_pod` in the scenario's namespace)."""
+    return make_pod(
+        name,
+        namespace=NAMESPACE,
+        dataset=dataset_name,
+        shards=shards,
+        locality=locality,
+        kbl=kbl,
+        cpu=cpu,
+        memory=memory,
+        tolerations=tolerations,
+        node_name=node_name,
+        uid=uid,
+    )
 
 
 def snapshot(

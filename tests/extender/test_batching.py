@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from extender.app import create_app
 from extender.batching import displacement_costs
+from extender.costs import CostTables
+from extender.pricing import BatchPricing
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState
 from kube.api import PODS, WatchEvent
@@ -113,7 +115,7 @@ def test_past_the_batch_limit_pods_are_scored_on_their_own() -> None:
     _pending(state, "q2", "0-1")
     q1 = state.pod("uid-q1")
     assert q1 is not None
-    assert state.displacement(q1) is not None  # q1 sees one other pending pod: within the limit
+    assert BatchPricing(state, CostTables(state)).displacement(q1) is not None  # q1 sees one other pending pod: within the limit
     limited = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))  # p sees two: over the limit
     assert limited["node-0-0-0"] == limited["node-0-1-0"] == 10
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
 
 from extender import messages
+from extender.costs import CostTables
 from extender.state import ClusterState
 from kube.api import NODES, PODS, WatchEvent
 from tests.extender import scenarios as sc
+from topology.errors import ProtocolError
 from topology.examples import make_node
 from topology.snapshots import load_snapshot
 
@@ -47,8 +50,29 @@ def test_utilization_cache_sees_every_load_change() -> None:
     request = np.array([1000.0, 0.0, 1.0])
     nid = state.cluster.node_id("node-0-0-0")
     assert nid is not None
-    before = float(state.utilization_all(request)[nid])
+    costs = CostTables(state)
+    before = float(costs.utilization(request)[nid])
     state.apply(WatchEvent("ADDED", sc.pod("x", cpu="8")), PODS)
     state.record_assignment(sc.NAMESPACE, "x", "uid-x", "node-0-0-0")
-    after = float(state.utilization_all(request)[nid])
+    after = float(costs.utilization(request)[nid])
     assert after > before
+
+
+def test_flat_reply_fragments_grow_with_new_nodes_and_match_the_plain_encoding() -> None:
+    names = [f"n{i}" for i in range(5)] + ['quo"te', "ü-node"]
+    fragments = messages.PriorityFragments()
+    for count in (1, 2, 5, 7):  # grows past its capacity twice
+        fragments.ensure(count, names.__getitem__)
+        ids = np.arange(count, dtype=np.int64)[::-1].copy()
+        scores = np.arange(count, dtype=np.int64) % (messages.MAX_PRIORITY + 1)
+        offered = [names[i] for i in ids.tolist()]
+        assert fragments.body(offered, ids, scores) == orjson.dumps(messages.priority_reply(offered, scores.tolist()))
+    unknown = np.array([0, -1], dtype=np.int64)
+    assert fragments.body(["n0", "new"], unknown, np.array([3, 4])) == orjson.dumps(messages.priority_reply(["n0", "new"], [3, 4]))
+    assert fragments.body([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)) == b"[]"
+
+
+@pytest.mark.parametrize("bad", [[1, "a"], ["a", None], [["a"]], [{"a": 1}]])
+def test_node_names_that_are_not_all_strings_are_refused(bad: list[object]) -> None:
+    with pytest.raises(ProtocolError, match="NodeNames"):
+        messages.parse_args({"Pod": sc.pod(), "NodeNames": bad})

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
+from benchmarks.serving import LocalServer, free_port
 from extender.app import create_app
 from extender.serving import ServerOptions, config
 from extender.state import ClusterState
@@ -24,33 +22,12 @@ from tests.extender import scenarios as sc
 from topology.snapshots import load_snapshot
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-
 @pytest.fixture(params=["http", "https"])
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str | bool]]:
     state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
-    cert = key = None
-    if request.param == "https":
-        cert, key = self_signed(tmp_path)
-    port = free_port()
-    server = uvicorn.Server(
-        config(create_app(state), ServerOptions(host="127.0.0.1", port=port, tls_cert=cert, tls_key=key, log_level="warning"))
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    yield f"{request.param}://127.0.0.1:{port}", cert or True
-    server.should_exit = True
-    thread.join(10)
+    tls = self_signed(tmp_path) if request.param == "https" else None
+    with LocalServer(create_app(state), tls=tls) as server:
+        yield server.url, tls[0] if tls else True
 
 
 def test_filter_and_prioritize_over_a_real_socket_plain_and_tls(served: tuple[str, str | bool]) -> None:

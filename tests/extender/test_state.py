@@ -13,6 +13,7 @@ from extender.state import ClusterState
 from kube.api import DATASETS, KBLS, NODES, PODS, WatchEvent
 from tests.extender import scenarios as sc
 from tests.extender.fakes import RecordingApi
+from topology import labels
 from topology.snapshots import load_snapshot
 
 ALL = [f"node-{z}-{r}-{h}" for z in range(2) for r in range(2) for h in range(3)]
@@ -48,7 +49,7 @@ def test_node_heartbeat_does_not_invalidate_the_byte_tables() -> None:
     state.apply(WatchEvent("MODIFIED", node), NODES)
     assert state.cluster.version == version
     moved = copy.deepcopy(node)
-    moved["metadata"]["labels"]["topology.kbl.io/rack"] = "rack-9"
+    moved["metadata"]["labels"][labels.DEFAULT_RACK] = "rack-9"
     state.apply(WatchEvent("MODIFIED", moved), NODES)
     assert state.cluster.version > version
 

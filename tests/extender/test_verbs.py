@@ -10,6 +10,7 @@ from extender.app import create_app
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState
 from tests.extender import scenarios as sc
+from topology import labels
 from topology.examples import make_node
 from topology.snapshots import load_snapshot
 
@@ -141,7 +142,8 @@ def test_dedicated_node_rejects_foreign_pods_even_when_they_tolerate_everything(
 
 def test_pods_of_a_dedicated_kbl_are_kept_to_its_group() -> None:
     app = app_for(extra_nodes=[sc.dedicated_node("ded-a", "alpha"), sc.dedicated_node("ded-b", "alpha", rack="rack-1")])
-    member = sc.pod(kbl="alpha", tolerations=[{"key": "kbl.io/dedicated", "operator": "Equal", "value": "alpha", "effect": "NoSchedule"}])
+    toleration = {"key": labels.DEDICATED_TAINT, "operator": "Equal", "value": "alpha", "effect": "NoSchedule"}
+    member = sc.pod(kbl="alpha", tolerations=[toleration])
     reply = sc.call(app, "/filter", sc.names_args(member, ["ded-a", "node-0-0-0", "ded-b"])).json()
     assert reply["NodeNames"] == ["ded-a", "ded-b"]
     assert "dedicated node group" in reply["FailedAndUnresolvableNodes"]["node-0-0-0"]
@@ -149,7 +151,7 @@ def test_pods_of_a_dedicated_kbl_are_kept_to_its_group() -> None:
 
 def test_a_kbl_object_in_shared_mode_does_not_keep_its_pods_to_the_group() -> None:
     kbl = {
-        "apiVersion": "kbl.io/v1alpha1",
+        "apiVersion": labels.API_VERSION,
         "kind": "KBL",
         "metadata": {"name": "alpha", "namespace": sc.NAMESPACE},
         "spec": {"nodeGroup": {"mode": "shared"}},

@@ -10,42 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
-
-from extender.serving import ServerOptions, config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from benchmarks.serving import LocalServer
 
 
 @contextlib.contextmanager
 def running(app: Any, *, tls: tuple[str, str] | None = None) -> Iterator[int]:
-    """Serve ``app`` on 127.0.0.1 until the block ends; yields the port."""
-    port = free_port()
-    cert, key = tls if tls else (None, None)
-    server = uvicorn.Server(config(app, ServerOptions(host="127.0.0.1", port=port, tls_cert=cert, tls_key=key, log_level="warning")))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
+    """Serve ``app`` on 127.0.0.1 until the block ends; yields the port (:class:`benchmarks.serving.LocalServer`)."""
+    with LocalServer(app, tls=tls) as server:
+        yield server.port
 
 
 def read_reply(sock: socket.socket, timeout_s: float = 10.0) -> tuple[int, bytes]:

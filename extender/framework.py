@@ -1,0 +1,76 @@
+"""Per-pod state computed once, and the derived tables a decision reads, over one cache.
+
+kube-scheduler asks ``/filter`` and then ``/prioritize`` about the same pod. As in
+scheduler-plugins, where PreFilter writes per-pod state into the ``CycleState`` that Filter and
+Score then read, :meth:`Framework.cycle` computes a :class:`Cycle` (the typed pod, its resolved
+data wish, its request vector) once and hands the same one to the next verb about that pod while
+nothing it depends on changed (the pod object, the DataSets and KBLs, the node set).
+
+:class:`Framework` also owns what is derived from the cache for decisions
+(:class:`~extender.costs.CostTables`, :class:`~extender.pricing.BatchPricing`) and the encoded
+reply fragments (:class:`~extender.messages.PriorityFragments`), so that
+:class:`~extender.state.ClusterState` stays the cache and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from extender.costs import CostTables
+from extender.messages import PriorityFragments
+from extender.pricing import BatchPricing
+from extender.state import ClusterState, load_vector
+from extender.wishes import Wish, resolve
+from topology.pods import Pod
+
+#: Pods whose cycle is remembered between their filter and prioritize calls.
+CYCLE_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """What every verb needs to know about one pod, computed once (module docstring)."""
+
+    pod: Pod
+    wish: Wish
+    request: npt.NDArray[np.float64]
+
+
+class Framework:
+    """Decision-side companions of a :class:`~extender.state.ClusterState` (module docstring)."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+        self.costs = CostTables(state)
+        self.pricing = BatchPricing(state, self.costs)
+        self.fragments = PriorityFragments()
+        self._cycles: OrderedDict[str, tuple[tuple[int, int], Cycle]] = OrderedDict()
+
+    def cycle(self, pod: Pod) -> Cycle:
+        """The pod's :class:`Cycle`: remembered if the same pod was seen with the same data and nodes.
+
+        Call under ``state.lock``.
+        """
+        state = self.state
+        key = pod.uid or pod.key
+        version = (state.data_version, state.cluster.version)
+        found = self._cycles.get(key)
+        if found is not None and found[0] == version and found[1].pod == pod:
+            self._cycles.move_to_end(key)
+            return found[1]
+        cycle = Cycle(pod, resolve(state.cluster, pod), load_vector(pod.requests))
+        cycle.request.flags.writeable = False
+        self._cycles[key] = (version, cycle)
+        self._cycles.move_to_end(key)
+        while len(self._cycles) > CYCLE_CACHE_SIZE:
+            self._cycles.popitem(last=False)
+        return cycle
+
+    def reply(self, names: list[str], ids: npt.NDArray[np.int64], scores: npt.NDArray[np.int64]) -> bytes:
+        """The encoded prioritize reply (call under ``state.lock``)."""
+        self.fragments.ensure(self.state.id_count, self.state.cluster.name_of)
+        return self.fragments.body(names, ids, scores)
