@@ -24,13 +24,18 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
+from starlette.requests import Request
+from starlette.responses import Response
 
+from extender.bodies import BodyError, read_json
+from extender.settings import ExtenderSettings
+from extender.state import ClusterState
 from topology import labels
 from topology.clusters import Cluster
 from topology.errors import KblError
@@ -39,6 +44,8 @@ from topology.pods import Locality, Pod
 log = logging.getLogger(__name__)
 
 ADMISSION_VERSION = "admission.k8s.io/v1"
+#: Where the extender serves the webhook (the chart's MutatingWebhookConfiguration calls it).
+MUTATE_PATH = "/mutate"
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
 
@@ -221,3 +228,19 @@ def apply_patch(obj: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> dic
         else:
             target[last] = op["value"]
     return out
+
+
+def endpoint(state: ClusterState, settings: ExtenderSettings) -> Callable[[Request], Awaitable[Response]]:
+    """The ``POST /mutate`` handler: an AdmissionReview in, the reply out (200 unless unreadable)."""
+    admission = AdmissionSettings(rack_label=settings.rack_label)
+
+    async def mutate(request: Request) -> Response:
+        try:
+            body = await read_json(request, settings.max_body_bytes)
+        except BodyError as exc:
+            return Response(orjson.dumps({"Error": str(exc)}), status_code=exc.status, media_type="application/json")
+        with state.lock:
+            reply = review(body, state.cluster, admission)
+        return Response(orjson.dumps(reply), media_type="application/json")
+
+    return mutate

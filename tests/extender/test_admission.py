@@ -10,6 +10,8 @@ import pytest
 
 from benchmarks.driving import NodeAffinity, term_matches
 from extender.admission import AdmissionSettings, affinity_patch, apply_patch, narrowing, review
+from extender.app import create_app
+from extender.state import ClusterState
 from tests.extender import scenarios as sc
 from topology.clusters import Cluster
 from topology.pods import Pod
@@ -134,3 +136,14 @@ def test_patch_paths_are_json_pointers_into_the_pod() -> None:
     assert narrow is not None
     (op,) = affinity_patch(pod, narrow)
     assert op["path"] == "/spec/affinity/nodeAffinity"
+
+
+def test_the_extender_serves_the_webhook_at_mutate() -> None:
+    state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
+    app = create_app(state)
+    response = sc.call(app, "/mutate", request(sc.pod(locality="required")))
+    assert response.status_code == 200
+    reply = response.json()
+    assert reply["response"]["allowed"] is True
+    assert patch_of(reply)[0]["path"] == "/spec/affinity"
+    assert sc.call(app, "/mutate", content=b"{not json").status_code == 400
