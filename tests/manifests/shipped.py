@@ -31,7 +31,7 @@ INSTALL_ORDER = (
     "controller.yaml",
 )
 #: Optional plain YAML (needs cert-manager's CRDs).
-OPTIONAL_FILES = ("cert-manager.yaml",)
+OPTIONAL_FILES = ("cert-manager.yaml", "webhook.yaml")
 NAMESPACE = "kbl-system"
 
 Obj = dict[str, Any]
