@@ -19,18 +19,26 @@ Targets (issue 16): 100,000 nodes and 10,000,000 replicas ready in under 20 s an
 from __future__ import annotations
 
 import argparse
+import base64
+import dataclasses
 import gc
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.driving import PodArrival, SchedulerSettings
 from benchmarks.measuring import peak_rss_mib, run_child, write_json
 from benchmarks.model import make_snapshot
+from benchmarks.policies import PolicySettings, run_policy
+from benchmarks.traces import Trace, TraceSettings, make_trace
+from topology import labels
+from topology.pods import Pod
 
 #: (nodes, replicas) per size of the issue's table.
 SIZES = ((5_000, 1_000_000), (20_000, 5_000_000), (100_000, 10_000_000))
@@ -133,12 +141,93 @@ def measure_size(nodes: int, replicas: int, datasets: int, *, serve: bool, timeo
     return row
 
 
+# ------------------------------------------------------------------ sampling (issue 16 item 3)
+#: Node counts of the sampling table and the racks that make them (3 zones x racks x 34 hosts).
+SAMPLING_SIZES = {1_000: 10, 5_000: 49, 15_000: 147}
+#: (label, percentageOfNodesToScore, webhook) per configuration.
+CONFIGURATIONS = (("100%", 100, False), ("adaptive", 0, False), ("adaptive + webhook", 0, True))
+
+
+def with_locality(trace: Trace, locality: str, webhook: bool) -> Trace:
+    """The trace's pods with ``kbl.io/locality`` set, and (``webhook``) the webhook's patch applied.
+
+    The webhook's reply depends only on where the data is (static in a trace), so it is asked
+    in-process, as the API server asks it when each pod is created, before the run.
+    """
+    from extender.admission import apply_patch, review
+
+    arrivals = []
+    for a in trace.arrivals:
+        obj = json.loads(json.dumps(a.obj))
+        obj["metadata"]["annotations"][labels.POD_LOCALITY] = locality
+        if webhook:
+            reply = review({"request": {"uid": a.pod.uid, "operation": "CREATE", "object": obj}}, trace.cluster)
+            patch = reply["response"].get("patch")
+            if patch:
+                obj = apply_patch(obj, json.loads(base64.b64decode(patch)))
+        arrivals.append(PodArrival(obj, Pod.from_object(obj), a.arrival_s, a.duration_s))
+    return dataclasses.replace(trace, arrivals=arrivals)
+
+
+def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str]) -> list[dict[str, Any]]:
+    """kbl through the faithful kube-scheduler driver per size, locality mode and configuration."""
+    rows = []
+    for nodes in sizes:
+        racks = SAMPLING_SIZES.get(nodes, max(1, round(nodes / 102)))
+        hosts = 34 if nodes >= 102 else max(1, nodes // 3)
+        trace = make_trace(TraceSettings(racks_per_zone=racks, hosts_per_rack=hosts, pods=pods, burst_pods=20))
+        horizon = max(a.arrival_s + a.duration_s for a in trace.arrivals) + 3600.0
+        for locality in localities:
+            base_cost = None
+            for label, percentage, webhook in CONFIGURATIONS:
+                variant = with_locality(trace, locality, webhook)
+                sched = SchedulerSettings(horizon_s=horizon, percentage_of_nodes_to_score=percentage)
+                run = run_policy("kbl", variant, PolicySettings(weight=5), sched)
+                base_cost = run.cost if base_cost is None else base_cost
+                local = run.level_bytes[0] / max(1.0, sum(run.level_bytes))
+                rows.append(
+                    {
+                        "nodes": len(trace.nodes),
+                        "locality": locality,
+                        "configuration": label,
+                        "pods_per_s": run.scheduled / run.wall_s if run.wall_s > 0 else 0.0,
+                        "cost_vs_100": run.cost / base_cost if base_cost else 1.0,
+                        "node_local": local,
+                        "cross_zone_tib": run.cross_zone_bytes / 2**40,
+                        "scheduled": run.scheduled,
+                        "pending": run.pending,
+                        "attempts": run.attempts,
+                        "extender_ms_per_pod": run.extender_ms_per_pod,
+                    }
+                )
+                print(render_sampling(rows[-1:]).splitlines()[-1], flush=True)
+    return rows
+
+
+def render_sampling(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| nodes | pods' locality | configuration | pods/s | network cost vs 100% | node-local bytes | cross-zone TiB"
+        " | scheduled | pending | attempts | extender ms/pod |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['nodes']:,} | {r['locality']} | {r['configuration']} | {r['pods_per_s']:.1f} | {r['cost_vs_100']:.3f}x"
+            f" | {r['node_local']:.1%} | {r['cross_zone_tib']:.2f} | {r['scheduled']} | {r['pending']} | {r['attempts']}"
+            f" | {r['extender_ms_per_pod']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="CI-sized runs (300 and 1,000 nodes)")
     parser.add_argument("--sizes", help="comma-separated NODES:REPLICAS pairs instead of the issue's table")
     parser.add_argument("--datasets", type=int, default=10)
     parser.add_argument("--no-serve", action="store_true", help="skip the extender-state child")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
+    parser.add_argument("--sampling", help="comma-separated node counts for the sampling table (1000, 5000, 15000)")
+    parser.add_argument("--pods", type=int, default=600, help="pods per sampling run")
+    parser.add_argument("--no-model", action="store_true", help="skip the cold-start table")
     parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures as JSON")
 
 
@@ -174,14 +263,20 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     rows = []
-    for nodes, replicas in parse_sizes(args.sizes, args.quick):
+    for nodes, replicas in () if args.no_model else parse_sizes(args.sizes, args.quick):
         row = measure_size(nodes, replicas, args.datasets, serve=not args.no_serve, timeout_s=args.timeout)
         rows.append(row)
         print(render([row]).splitlines()[-1], flush=True)
-    print(render(rows))
-    print(f"targets at 100,000 nodes: ready < {TARGET_S:.0f} s, peak RSS < {TARGET_MIB:,} MiB;"
-          " node join / placement change: update + what the hot path reads again")
-    write_json(args.json_out, {"sizes": rows, "numpy": np.__version__})
+    if rows:
+        print(render(rows))
+        print(f"targets at 100,000 nodes: ready < {TARGET_S:.0f} s, peak RSS < {TARGET_MIB:,} MiB;"
+              " node join / placement change: update + what the hot path reads again")
+    sampling: list[dict[str, Any]] = []
+    sizes = [int(n) for n in args.sampling.split(",")] if args.sampling else ([60] if args.quick else [])
+    if sizes:
+        sampling = sampling_rows(sizes, 40 if args.quick else args.pods, ("preferred", "required"))
+        print(render_sampling(sampling))
+    write_json(args.json_out, {"sizes": rows, "sampling": sampling, "numpy": np.__version__})
     return 0
 
 

@@ -7,7 +7,7 @@ writes node affinity into a kbl pod when it is created, so that the scheduler's 
 plugin shrinks the candidates before any sampling:
 
 - a *required*-locality pod gets a required term ``matchFields metadata.name In [holders]``: the
-  nodes holding a replica of every shard it reads (what the extender's filter keeps). NodeAffinity's
+  nodes holding a piece of every shard it reads (the extender's filter rule, :mod:`extender.wishes`). NodeAffinity's
   PreFilter turns that into the exact node list, sampled or not. Above :attr:`AdmissionSettings.max_names`
   holders (the list is bounded: every name is in the pod object and in every scheduling cycle) it
   falls back to ``topology.kubernetes.io/zone In [zones of the holders]``.
@@ -36,10 +36,11 @@ from starlette.responses import Response
 from extender.bodies import BodyError, read_json
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState
+from extender.wishes import local_shards, resolve
 from topology import labels
 from topology.clusters import Cluster
 from topology.errors import KblError
-from topology.pods import Locality, Pod
+from topology.pods import Pod
 
 log = logging.getLogger(__name__)
 
@@ -82,23 +83,20 @@ def _zone_label(labels_of: Mapping[str, str]) -> str | None:
 def narrowing(cluster: Cluster, pod: Pod, settings: AdmissionSettings | None = None) -> Narrowing | None:
     """The affinity for a pod, or ``None`` when it reads nothing through kbl or its data is not placed."""
     settings = settings or AdmissionSettings()
-    data = pod.data
-    if data is None or data.problem is not None:
-        return None
-    key = f"{data.namespace}/{data.dataset}"
-    dataset = cluster.datasets.get(key)
-    if dataset is None or dataset.placement is None:
-        return None
-    try:
-        shards = None if data.shards_text is None else data.shard_indexes(dataset.spec.shards)
-    except KblError:
-        return None
-    table = cluster.level_bytes(key, shards)
-    needed = table.needed_bytes
+    wish = resolve(cluster, pod)
+    if not wish.usable or wish.key is None:
+        return None  # reads nothing through kbl, or a problem the extender reports
+    key = wish.key
+    table = cluster.level_bytes(key, wish.shards)
     _, _, _, present = cluster.domain_arrays()
     live = present[: table.table.shape[0]] == 1
-    if data.locality is Locality.REQUIRED:
-        holders = np.flatnonzero(live & (table.table[:, 0] >= needed * (1 - 1e-12)))
+    if wish.required:
+        # the extender's rule (extender.wishes): a piece of every requested shard on the node
+        pieces = cluster.global_pieces(key)
+        if wish.shards is not None:
+            pieces = pieces[np.asarray(wish.shards, dtype=np.int64)]
+        have = local_shards(pieces, live.shape[0])[: live.shape[0]]
+        holders = np.flatnonzero(live & (have >= wish.shard_count))
         if not holders.size:
             return None  # nobody holds it all: the extender's filter says why
         names = sorted(cluster.name_of(i) for i in holders.tolist())

@@ -51,3 +51,31 @@ def test_sizes_default_to_the_issue_table() -> None:
     assert parse_sizes(None, False)[-1] == (100_000, 10_000_000)
     assert parse_sizes(None, True)[0][0] < 1000
     assert parse_sizes("10:30,20:60", False) == ((10, 30), (20, 60))
+
+
+def test_webhook_variant_of_a_trace_carries_the_narrowing_affinity() -> None:
+    from benchmarks.driving import NodeAffinity
+    from benchmarks.scale import with_locality
+    from benchmarks.traces import TraceSettings, make_trace
+
+    trace = make_trace(TraceSettings().quick())
+    required = with_locality(trace, "required", True)
+    assert all(a.obj["metadata"]["annotations"]["kbl.io/locality"] == "required" for a in required.arrivals)
+    narrowed = [NodeAffinity.of(a.obj).names for a in required.arrivals]
+    names = {n.name for n in trace.nodes}
+    assert any(narrowed)  # pods that some node qualifies for name those nodes (others: nobody holds it all)
+    assert all(found <= names for found in narrowed if found is not None)
+    preferred = with_locality(trace, "preferred", True)
+    assert all(NodeAffinity.of(a.obj).preferred for a in preferred.arrivals)
+    plain = with_locality(trace, "preferred", False)
+    assert all(NodeAffinity.of(a.obj).required is None for a in plain.arrivals)
+
+
+def test_sampling_rows_on_a_tiny_cluster() -> None:
+    from benchmarks.scale import render_sampling, sampling_rows
+
+    rows = sampling_rows([24], 12, ("required",))
+    assert [r["configuration"] for r in rows] == ["100%", "adaptive", "adaptive + webhook"]
+    assert rows[0]["cost_vs_100"] == 1.0
+    assert all(r["scheduled"] + r["pending"] == 12 for r in rows)
+    assert "| 24 | required | 100% |" in render_sampling(rows)
