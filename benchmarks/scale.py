@@ -151,6 +151,9 @@ CONFIGURATIONS = (("100%", 100, False), ("adaptive", 0, False), ("adaptive + web
 def with_locality(trace: Trace, locality: str, webhook: bool) -> Trace:
     """The trace's pods with ``kbl.io/locality`` set, and (``webhook``) the webhook's patch applied.
 
+    Required pods read only the first shard of their request: a node holding a piece of each of
+    several shards is rare, and such pods would mostly wait rather than measure sampling.
+
     The webhook's reply depends only on where the data is (static in a trace), so it is asked
     in-process, as the API server asks it when each pod is created, before the run.
     """
@@ -159,7 +162,10 @@ def with_locality(trace: Trace, locality: str, webhook: bool) -> Trace:
     arrivals = []
     for a in trace.arrivals:
         obj = json.loads(json.dumps(a.obj))
-        obj["metadata"]["annotations"][labels.POD_LOCALITY] = locality
+        annotations = obj["metadata"]["annotations"]
+        annotations[labels.POD_LOCALITY] = locality
+        if locality == "required":  # one shard, so that some node can hold all a pod reads
+            annotations[labels.POD_SHARDS] = annotations[labels.POD_SHARDS].split(",")[0].split("-")[0]
         if webhook:
             reply = review({"request": {"uid": a.pod.uid, "operation": "CREATE", "object": obj}}, trace.cluster)
             patch = reply["response"].get("patch")
