@@ -169,6 +169,89 @@ def node_tree_order(nodes: Sequence[Node]) -> list[Node]:
     return out
 
 
+# ---------------------------------------------------------------------- NodeAffinity, pure
+#: The default profile's weight of the NodeAffinity score plugin.
+NODE_AFFINITY_WEIGHT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAffinity:
+    """A pod's ``spec.affinity.nodeAffinity`` as kube-scheduler's NodeAffinity plugin reads it.
+
+    ``required`` are the ``nodeSelectorTerms`` (ORed; ``None`` when absent); ``preferred`` the
+    ``(weight, term)`` pairs; ``names`` the PreFilter result: when every required term has a
+    ``matchFields`` ``metadata.name In`` requirement, only the union of those names is evaluated.
+    """
+
+    required: tuple[Mapping[str, Any], ...] | None = None
+    preferred: tuple[tuple[int, Mapping[str, Any]], ...] = ()
+    names: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, pod_obj: Mapping[str, Any]) -> NodeAffinity:
+        affinity = ((pod_obj.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
+        required_raw = (affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")
+        required = tuple(required_raw) if required_raw is not None else None
+        preferred_raw = affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or ()
+        preferred = tuple((int(p.get("weight", 0)), p.get("preference") or {}) for p in preferred_raw)
+        names: set[str] | None = None
+        if required:
+            names = set()
+            for term in required:
+                found = [
+                    set(f.get("values") or ())
+                    for f in term.get("matchFields") or ()
+                    if f.get("key") == "metadata.name" and f.get("operator") == "In"
+                ]
+                if not found:
+                    names = None
+                    break
+                names |= set.intersection(*found)
+        return cls(required, preferred, None if names is None else frozenset(names))
+
+
+def _requirement_holds(values: Sequence[str], operator: str, have: str | None) -> bool:
+    if operator == "In":
+        return have is not None and have in values
+    if operator == "NotIn":
+        return have is None or have not in values
+    if operator == "Exists":
+        return have is not None
+    if operator == "DoesNotExist":
+        return have is None
+    if operator in ("Gt", "Lt") and have is not None and values:
+        try:
+            return int(have) > int(values[0]) if operator == "Gt" else int(have) < int(values[0])
+        except ValueError:
+            return False
+    return False
+
+
+def term_matches(node: Node, term: Mapping[str, Any]) -> bool:
+    """One ``nodeSelectorTerm``: every matchExpression (labels) and matchField (name) holds.
+
+    An empty term matches nothing, as upstream.
+    """
+    expressions = term.get("matchExpressions") or ()
+    fields = term.get("matchFields") or ()
+    if not expressions and not fields:
+        return False
+    for req in expressions:
+        if not _requirement_holds(req.get("values") or (), req.get("operator", ""), node.labels.get(req.get("key", ""))):
+            return False
+    for req in fields:
+        have = node.name if req.get("key") == "metadata.name" else None
+        if not _requirement_holds(req.get("values") or (), req.get("operator", ""), have):
+            return False
+    return True
+
+
+def preferred_score(node: Node, affinity: NodeAffinity) -> int:
+    """The NodeAffinity score before normalisation: the weights of the matching preferred terms."""
+    return sum(weight for weight, term in affinity.preferred if term_matches(node, term))
+
+
+
 # ------------------------------------------------------------------------------ the extender
 @dataclass(frozen=True, slots=True)
 class ExtenderConfig:
@@ -451,7 +534,7 @@ class Scheduler:
         self.prioritize_errors = 0
 
     # ------------------------------------------------------------ one cycle
-    def _passes_filters(self, pod: Pod, i: int) -> str | None:
+    def _passes_filters(self, pod: Pod, i: int, affinity: NodeAffinity | None = None) -> str | None:
         node = self.nodes[i]
         if node.unschedulable:
             return "node(s) were unschedulable"
@@ -460,6 +543,8 @@ class Scheduler:
         for key, value in pod.node_selector.items():
             if node.labels.get(key) != value:
                 return "node(s) didn't match Pod's node affinity/selector"
+        if affinity is not None and affinity.required is not None and not any(term_matches(node, t) for t in affinity.required):
+            return "node(s) didn't match Pod's node affinity/selector"
         if not self.free[i].fits(pod.requests):
             return "Insufficient resources"
         return None
@@ -475,13 +560,18 @@ class Scheduler:
         if n_all == 0:
             attempt.reason = "no nodes available to schedule pods"
             return attempt
-        to_find = num_feasible_nodes_to_find(self.settings.percentage_of_nodes_to_score, n_all)
+        affinity = NodeAffinity.of(pod_obj)
+        # PreFilter: NodeAffinity's node names narrow the nodes evaluated (in node-tree order);
+        # numFeasibleNodesToFind then counts from that list's length.
+        order = list(range(n_all)) if affinity.names is None else sorted(self.index[n] for n in affinity.names if n in self.index)
+        n_eval = len(order)
+        to_find = num_feasible_nodes_to_find(self.settings.percentage_of_nodes_to_score, n_eval)
         feasible: list[int] = []
         failed_in_tree = 0
-        start = self.next_start_node_index
-        for step in range(n_all):
-            i = (start + step) % n_all
-            why = self._passes_filters(pod, i)
+        start = self.next_start_node_index % n_eval if n_eval else 0
+        for step in range(n_eval):
+            i = order[(start + step) % n_eval]
+            why = self._passes_filters(pod, i, affinity)
             if why is None:
                 feasible.append(i)
                 if len(feasible) >= to_find:
@@ -490,7 +580,7 @@ class Scheduler:
                 failed_in_tree += 1
                 attempt.failed[self.nodes[i].name] = why
         processed = len(feasible) + failed_in_tree
-        self.next_start_node_index = (start + processed) % n_all
+        self.next_start_node_index = (self.next_start_node_index + processed) % n_all
         attempt.evaluated = processed
         names = [self.nodes[i].name for i in feasible]
         attempt.offered = list(names)
@@ -520,6 +610,11 @@ class Scheduler:
             return attempt
         idx = np.array([self.index[n] for n in names], dtype=np.int64)
         totals = self._plugin_scores(pod, idx)
+        if affinity.preferred:  # NodeAffinity score, DefaultNormalizeScore to 0..100, times its weight
+            raw = [preferred_score(self.nodes[i], affinity) for i in idx.tolist()]
+            top = max(raw)
+            if top > 0:
+                totals = [t + NODE_AFFINITY_WEIGHT * (MAX_NODE_SCORE * r // top) for t, r in zip(totals, raw, strict=True)]
         for ext in self.extenders:
             if not ext.config.prioritize_verb:
                 continue

@@ -10,34 +10,65 @@ and its peak RSS. Target (issue 2): under 10 s and under 1 GiB.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import orjson
+
 from benchmarks.measuring import peak_rss_mib, run_child, write_json
 from topology.datasets import Replicas, dataset_object
-from topology.examples import as_list, make_cluster_nodes
+from topology.examples import make_node, node_template
 
 
 def make_snapshot(path: Path, *, nodes: int, replicas_total: int, datasets: int, seed: int = 0) -> None:
-    """Write a snapshot of ``nodes`` nodes and ``replicas_total`` 3x-replicated shard pieces."""
+    """Write a snapshot of ``nodes`` nodes and ``replicas_total`` 3x-replicated shard pieces.
+
+    Nodes are copies of the real EKS node object (image list included) in 3 zones of racks of
+    about 34 hosts; each shard's 3 replicas are on 3 distinct random nodes. The file is written
+    object by object, so a 100,000-node snapshot is never one tree in this process either.
+    """
     racks = max(1, nodes // (3 * 34))
     hosts = -(-nodes // (3 * racks))
-    objs: list[dict[str, Any]] = make_cluster_nodes(zones=3, racks_per_zone=racks, hosts_per_rack=hosts)[:nodes]
-    names = [o["metadata"]["name"] for o in objs]
-    rng = random.Random(seed)
-    shards_total = replicas_total // 3
-    per = shards_total // datasets
-    for d in range(datasets):
-        count = per if d < datasets - 1 else shards_total - per * (datasets - 1)
-        ds = dataset_object(f"ds-{d}", namespace="bench", shards=count, shard_size="1Gi", redundancy=Replicas(3), failure_domain="host")
-        ds["status"] = {"placement": {"nodes": names, "shards": [rng.sample(range(nodes), 3) for _ in range(count)]}}
-        objs.append(ds)
-    path.write_text(json.dumps(as_list(objs)))
+    template = node_template()
+    rng = np.random.default_rng(seed)
+    names: list[str] = []
+    with path.open("wb") as out:
+        out.write(b'{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":[')
+        for z, r, h in itertools.product(range(3), range(racks), range(hosts)):
+            if len(names) == nodes:
+                break
+            name = f"node-{z}-{r}-{h}"
+            zone = f"us-east-1{'abc'[z]}"
+            obj = make_node(name, region="us-east-1", zone=zone, rack=f"rack-{r}", storage_b=2 * 10**12, template=template)
+            out.write(b"," if names else b"")
+            out.write(orjson.dumps(obj))
+            names.append(name)
+        shards_total = replicas_total // 3
+        per = shards_total // datasets
+        for d in range(datasets):
+            count = per if d < datasets - 1 else shards_total - per * (datasets - 1)
+            ds = dataset_object(f"ds-{d}", namespace="bench", shards=count, shard_size="1Gi", redundancy=Replicas(3), failure_domain="host")
+            ds["status"] = {"placement": {"nodes": names, "shards": distinct_triples(rng, count, nodes)}}
+            out.write(b",")
+            out.write(orjson.dumps(ds, option=orjson.OPT_SERIALIZE_NUMPY))
+        out.write(b"]}")
+
+
+def distinct_triples(rng: np.random.Generator, count: int, n: int) -> npt.NDArray[np.int32]:
+    """``count`` rows of 3 distinct node indexes in ``range(n)`` (n >= 3), uniformly at random."""
+    first = rng.integers(0, n, count)
+    step1 = rng.integers(1, n, count)
+    step2 = rng.integers(1, n - 1, count)
+    step2 = step2 + (step2 >= step1)
+    return np.stack([first, (first + step1) % n, (first + step2) % n], axis=1).astype(np.int32)
+
 
 def bench_pod(name: str, first: int, count: int, *, namespace: str = "bench", dataset: str = "ds-0") -> dict[str, Any]:
     """A pending pod reading shards ``first .. first + count - 1`` of a benchmark DataSet."""

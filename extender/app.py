@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from extender import messages
+from extender import admission, messages
 from extender.binding import bind
 from extender.bodies import BodyError, read_json
 from extender.eventing import EventRecorder
@@ -159,6 +159,7 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    app.add_route(admission.MUTATE_PATH, admission.endpoint(state, settings), methods=["POST"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

@@ -31,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from kube.api import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
+from topology.nodes import slim_node_object
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ WATCH_GRACE_S = 15.0
 #: Seconds for a list, get, patch or create.
 REQUEST_TIMEOUT_S = 60.0
 EVENT_SOURCE = "kbl-extender"
+Items = list[dict[str, Any]]
+#: Items per page of a list (client-go's pager asks for 500).
+LIST_PAGE_SIZE = 500
 
 
 def _error(exc: ApiException) -> ApiError:
@@ -69,6 +73,9 @@ class KubeClient:
     api_client:
         A configured ``kubernetes.client.ApiClient``.
     """
+
+    #: Items asked for per page by :meth:`list`.
+    page_size = LIST_PAGE_SIZE
 
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.api_client = api_client
@@ -160,22 +167,52 @@ class KubeClient:
     def list(
         self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
     ) -> tuple[list[dict[str, Any]], str]:
-        """All objects of a resource and the list's ``resourceVersion``.
+        """All objects of a resource and the list's ``resourceVersion``, fetched page by page.
 
-        Items get their ``kind`` and ``apiVersion`` (the API server leaves them out of typed lists).
+        Pages of :attr:`page_size` items (``limit``/``continue``), as client-go's pager does, so
+        the API server never builds one huge response; each page's Nodes are slimmed
+        (:func:`~topology.nodes.slim_node_object`) before the next page arrives. Items get their
+        ``kind`` and ``apiVersion`` (the API server leaves them out of typed lists). An expired
+        ``continue`` token is ``410 Gone`` (:class:`~kube.api.GoneError`): the caller relists.
         """
+        out: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            items, version, token = self.list_page(
+                resource, namespace=namespace, label_selector=label_selector, limit=self.page_size, continue_token=token
+            )
+            out.extend(items)
+            if not token:
+                return out, version
+
+    def list_page(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str = "",
+    ) -> tuple[Items, str, str]:
+        """One page of a list: its items, the list's ``resourceVersion`` and the ``continue`` token
+        (``""`` on the last page)."""
         fn, args = self._list_fn(resource, namespace)
         kwargs: dict[str, Any] = {}
         if label_selector:
             kwargs["label_selector"] = label_selector
+        if limit:
+            kwargs["limit"] = limit
+        if continue_token:
+            kwargs["_continue"] = continue_token
         body = self._call(fn, *args, **kwargs)
-        items = body.get("items") or []
-        for item in items:
-            if isinstance(item, dict):
-                item.setdefault("kind", resource.kind)
-                item.setdefault("apiVersion", resource.api_version)
-        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
-        return [i for i in items if isinstance(i, dict)], version
+        items = [i for i in body.get("items") or [] if isinstance(i, dict)]
+        for n, item in enumerate(items):
+            item.setdefault("kind", resource.kind)
+            item.setdefault("apiVersion", resource.api_version)
+            if resource == NODES:
+                items[n] = slim_node_object(item)
+        meta = body.get("metadata") or {}
+        return items, str(meta.get("resourceVersion") or ""), str(meta.get("continue") or "")
 
     def watch(self, resource: Resource, *, resource_version: str, timeout_s: int = 300) -> Iterator[WatchEvent]:
         """Events after ``resource_version`` until the server ends the stream (``timeout_s``).

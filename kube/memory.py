@@ -87,15 +87,56 @@ class MemoryApi:
         self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
     ) -> tuple[list[dict[str, Any]], str]:
         with self.lock:
-            wanted = dict(p.split("=", 1) for p in label_selector.split(",")) if label_selector else {}
-            out = []
-            for (plural, ns, _), obj in sorted(self.objects.items()):
-                if plural != self._kind(resource) or (namespace and ns != namespace):
-                    continue
-                obj_labels = obj.get("metadata", {}).get("labels") or {}
-                if all(obj_labels.get(k) == v for k, v in wanted.items()):
-                    out.append(copy.deepcopy(obj))
-            return out, str(self.version)
+            return self._select(resource, namespace, label_selector), str(self.version)
+
+    def list_page(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str = "",
+    ) -> tuple[Objects, str, str]:
+        """One page of a list, as the API server pages (``limit``/``continue``).
+
+        The token carries the list's ``resourceVersion`` and the last name served; like the API
+        server, a token whose version has left the watch history is ``410 Gone``. Pages of one
+        list see the objects as of the first page's version is *not* promised (nor by etcd once
+        compacted): later pages show objects as they are now, after the last name served.
+        """
+        with self.lock:
+            version, after = str(self.version), None
+            if continue_token:
+                version, _, last = continue_token.partition(":")
+                after_ns, _, after_name = last.partition(" ")
+                after = (after_ns, after_name)
+                if not version.isdigit():
+                    raise ApiError(400, f"invalid continue token {continue_token!r}")
+                if self.log and int(version) < self.log[0][0] - 1:
+                    raise GoneError("the continue token has expired")
+            found = self._select(resource, namespace, label_selector, after=after)
+            if limit and len(found) > limit:
+                found = found[:limit]
+                meta = found[-1].get("metadata", {})
+                token = f"{version}:{meta.get('namespace', '') if resource.namespaced else ''} {meta.get('name', '')}"
+                return found, version, token
+            return found, version, ""
+
+    def _select(
+        self, resource: Resource, namespace: str | None, label_selector: str | None, *, after: tuple[str, str] | None = None
+    ) -> Objects:
+        wanted = dict(p.split("=", 1) for p in label_selector.split(",")) if label_selector else {}
+        out = []
+        for (plural, ns, name), obj in sorted(self.objects.items()):
+            if plural != self._kind(resource) or (namespace and ns != namespace):
+                continue
+            if after and (ns, name) <= after:
+                continue
+            obj_labels = obj.get("metadata", {}).get("labels") or {}
+            if all(obj_labels.get(k) == v for k, v in wanted.items()):
+                out.append(copy.deepcopy(obj))
+        return out
 
     def watch(self, resource: Resource, *, resource_version: str, timeout_s: int = 300) -> Iterator[WatchEvent]:
         since = int(resource_version or 0)

@@ -1,14 +1,30 @@
-"""The cluster as a networkx graph: region -> zone -> rack -> node, and the data on it.
+"""The cluster as one networkx graph, and the hot-path index derived from it.
 
-:class:`Cluster` owns a :class:`networkx.DiGraph` whose vertices are tuples ``(kind, name)``:
-``("region", r)``, ``("zone", z)``, ``("rack", k)``, ``("node", n)`` linked top-down by
-*contains* edges, and ``("dataset", ns/name)`` -> ``("shard", ns/name, i)`` -> ``("node", n)``
-edges for every piece a node holds. Beside the graph it keeps the derived index the scheduling
-hot path needs, built once when state changes, never per request: integer ids per node with its
-rack, zone and region ids as numpy arrays, and per dataset its piece -> node-id array.
+:class:`Cluster` owns a :class:`networkx.DiGraph`, the one representation of the cluster and its
+data. Vertices are tuples ``(kind, name)``:
 
-Updates are incremental (:meth:`Cluster.set_node`, :meth:`Cluster.remove_node`,
-:meth:`Cluster.set_dataset`, :meth:`Cluster.remove_dataset`); nothing is rebuilt wholesale.
+- ``("region", r)`` -> ``("zone", z)`` -> ``("rack", k)`` -> ``("node", n)``: the failure-domain
+  tree, linked top-down by *contains* edges. Every vertex carries ``kind``, ``name`` and a dense
+  integer ``id`` (per kind); a node vertex also carries its :class:`~topology.nodes.Node` and
+  ``present``. A node that left keeps its vertex (``present`` false, detached from its rack), so its
+  id is never handed to another name and the data recorded on it stays accounted for.
+- ``("dataset", ns/name)`` carries the :class:`~topology.datasets.DataSet`, whose numpy placement
+  arrays hold the per-piece detail, and one *holds* edge per node holding any of its pieces, with
+  the aggregate ``pieces`` (count) and ``bytes``. The graph is sized by the topology and the
+  datasets (at most one edge per dataset and holder node), never by the number of replicas.
+
+The index the scheduling hot path reads is *derived* from the graph, never written from anywhere
+else: node ids and their rack, zone and region ids as numpy arrays (copied only when a change
+follows a read, so a reader's arrays never change under it), and per dataset its piece -> node-id
+array and the per-level byte tables of :meth:`Cluster.level_bytes`. :meth:`Cluster.derive_index`
+recomputes the index from the graph alone; the tests compare it with the incremental one.
+
+Updates are incremental and cost what changed (:meth:`Cluster.set_node`,
+:meth:`Cluster.remove_node`, :meth:`Cluster.set_dataset`, :meth:`Cluster.remove_dataset`); a node
+whose place in the tree is unchanged (a heartbeat, a taint) changes no index. The topology
+questions are answered through the graph: :meth:`Cluster.domain_tree` (failure-domain trees for
+layouts and ``kbl topology``), :func:`nearest_holders` (the holder to copy from for a repair),
+:meth:`Cluster.zone_bytes` / :meth:`Cluster.main_zone` (the zone holding most of a KBL's data).
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -30,17 +47,20 @@ from topology.nodes import Node
 Vertex = tuple[str, ...]
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+DomainArrays = tuple[IntArray, IntArray, IntArray, IntArray]
 
 #: How many (dataset, shard set) byte tables to keep; a pod stream reuses few shard sets.
 LEVEL_CACHE_SIZE = 512
+#: The failure-domain levels of the tree, top-down.
+DOMAIN_KINDS = ("region", "zone", "rack")
 
 
 def node_vertex(name: str) -> Vertex:
     return ("node", name)
 
 
-def shard_vertex(dataset_key: str, index: int) -> tuple[str, str, int]:
-    return ("shard", dataset_key, index)
+def dataset_vertex(key: str) -> Vertex:
+    return ("dataset", key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,21 +80,75 @@ class LevelBytes:
         return self.table @ np.asarray(costs.as_tuple(), dtype=np.float64)
 
 
-class _DomainIds:
-    """Dense integer ids for domain names at one level."""
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """What one node holds of one dataset: the aggregate on the graph's *holds* edge."""
 
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
+    node: str
+    pieces: int
+    bytes: float
+    present: bool
 
-    def get(self, name: str) -> int:
-        found = self.ids.get(name)
-        if found is None:
-            found = self.ids[name] = len(self.ids)
-        return found
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """The hot-path index as :meth:`Cluster.derive_index` recomputes it from the graph."""
+
+    node_ids: dict[str, int]
+    rack: IntArray
+    zone: IntArray
+    region: IntArray
+    present: IntArray
+
+
+class _Nodes(dict[str, Node]):
+    """``Cluster.nodes``: present nodes by name, kept by the cluster from its graph.
+
+    Reads are plain dict reads (the hot path); an assignment or deletion goes through the graph
+    (:meth:`Cluster.set_node`, :meth:`Cluster.remove_node`), so the view never drifts from it.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__()
+        self._cluster = cluster
+
+    def __setitem__(self, name: str, node: Node) -> None:
+        if name != node.name:
+            raise KblError(f"node {node.name!r} stored under another name {name!r}")
+        self._cluster.set_node(node)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._cluster.remove_node(name)
+
+    def __reduce__(self) -> Any:  # pragma: no cover - a view is not pickled on its own
+        return (dict, (dict(self),))
+
+
+class _DataSets(dict[str, DataSet]):
+    """``Cluster.datasets``: datasets by key; writes go through the graph like :class:`_Nodes`."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__()
+        self._cluster = cluster
+
+    def __setitem__(self, key: str, dataset: DataSet) -> None:
+        if key != dataset.key:
+            raise KblError(f"dataset {dataset.key!r} stored under another key {key!r}")
+        self._cluster.set_dataset(dataset)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._cluster.remove_dataset(key)
+
+    def __reduce__(self) -> Any:  # pragma: no cover
+        return (dict, (dict(self),))
 
 
 class Cluster:
-    """The cluster's topology and data, as a graph plus a hot-path index.
+    """The cluster's topology and data as one graph, and the hot-path index derived from it.
 
     Examples
     --------
@@ -84,23 +158,21 @@ class Cluster:
     >>> c.set_node(Node("b", "r", "r/z2", "r/z2/k1", {}, Resources()))
     >>> c.level("a", "b")
     <Level.REGION: 3>
+    >>> c.domain_tree()
+    {'r': {'r/z1': {'r/z1/k1': ['a']}, 'r/z2': {'r/z2/k1': ['b']}}}
     """
 
     def __init__(self) -> None:
         self.graph: nx.DiGraph[Vertex] = nx.DiGraph()
-        self.nodes: dict[str, Node] = {}
-        self.datasets: dict[str, DataSet] = {}
-        # Hot-path index. Node ids are never reused; a removed node's slot is marked absent.
+        self.nodes: dict[str, Node] = _Nodes(self)
+        self.datasets: dict[str, DataSet] = _DataSets(self)
+        # Id allocators: a domain or node name keeps its id for the cluster's lifetime.
+        self._domain_ids: dict[str, dict[str, int]] = {kind: {} for kind in DOMAIN_KINDS}
+        # Derived index (written only from the graph, in _index_node).
         self._node_ids: dict[str, int] = {}
         self._names: list[str] = []
-        self._rack: list[int] = []
-        self._zone: list[int] = []
-        self._region: list[int] = []
-        self._present: list[bool] = []
-        self._racks = _DomainIds()
-        self._zones = _DomainIds()
-        self._regions = _DomainIds()
-        self._arrays: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
+        self._idx: IntArray = np.zeros((4, 64), dtype=np.int64)  # rows: rack, zone, region, present
+        self._published: DomainArrays | None = None
         self._global_pieces: dict[str, tuple[int, IntArray]] = {}
         self._level_cache: OrderedDict[tuple[str, int, tuple[int, ...] | None], tuple[FloatArray, float]] = OrderedDict()
         #: Bumped on every change that can alter the index; caches compare against it.
@@ -108,96 +180,213 @@ class Cluster:
 
     # ------------------------------------------------------------------ nodes
     def set_node(self, node: Node) -> None:
-        """Add or replace a node (its domains may have changed)."""
-        old = self.nodes.get(node.name)
+        """Add or replace a node. Only a change of place (or a return) touches the index."""
+        g = self.graph
         vertex = node_vertex(node.name)
-        if old is not None and (old.region, old.zone, old.rack) != (node.region, node.zone, node.rack):
-            self.graph.remove_edge(("rack", old.rack), vertex)
-            self._prune(("rack", old.rack))
-        self.nodes[node.name] = node
-        region, zone, rack = ("region", node.region), ("zone", node.zone), ("rack", node.rack)
-        self.graph.add_node(region, kind="region", name=node.region)
-        self.graph.add_node(zone, kind="zone", name=node.zone)
-        self.graph.add_node(rack, kind="rack", name=node.rack)
-        self.graph.add_node(vertex, kind="node", name=node.name, present=True)
-        self.graph.add_edge(region, zone)
-        self.graph.add_edge(zone, rack)
-        self.graph.add_edge(rack, vertex)
-        nid = self._node_ids.get(node.name)
-        if nid is None:
-            nid = self._node_ids[node.name] = len(self._names)
+        data = g.nodes[vertex] if vertex in g else None
+        old: Node | None = data.get("node") if data is not None else None
+        present = data is not None and data.get("present", False)
+        if present and old is not None and (old.region, old.zone, old.rack) == (node.region, node.zone, node.rack):
+            data["node"] = node  # type: ignore[index]
+            dict.__setitem__(self.nodes, node.name, node)
+            return
+        if present and old is not None:
+            self._detach(vertex, old)
+        parent: Vertex | None = None
+        for kind, name in zip(DOMAIN_KINDS, (node.region, node.zone, node.rack), strict=True):
+            domain = (kind, name)
+            if domain not in g:
+                ids = self._domain_ids[kind]
+                g.add_node(domain, kind=kind, name=name, id=ids.setdefault(name, len(ids)))
+            if parent is not None:
+                g.add_edge(parent, domain)
+            parent = domain
+        if vertex not in g:
+            g.add_node(vertex, kind="node", name=node.name)
+        data = g.nodes[vertex]
+        data["node"] = node
+        data["present"] = True
+        if "id" not in data:
+            data["id"] = len(self._names)
             self._names.append(node.name)
-            self._rack.append(0)
-            self._zone.append(0)
-            self._region.append(0)
-            self._present.append(True)
-        self._rack[nid] = self._racks.get(node.rack)
-        self._zone[nid] = self._zones.get(node.zone)
-        self._region[nid] = self._regions.get(node.region)
-        self._present[nid] = True
+        g.add_edge(parent, vertex)
+        dict.__setitem__(self.nodes, node.name, node)
+        self._index_node(vertex)
+        self._touch()
+
+    def add_nodes(self, nodes: Iterable[Node]) -> None:
+        """Add many nodes (a first list): the same graph and index as :meth:`set_node` for each.
+
+        Nodes the graph has never seen are added in bulk; the others go through :meth:`set_node`.
+        """
+        g = self.graph
+        fresh: list[Node] = []
+        seen: set[str] = set()
+        for node in nodes:
+            if node.name in seen or node_vertex(node.name) in g:
+                self.set_node(node)
+            else:
+                seen.add(node.name)
+                fresh.append(node)
+        if not fresh:
+            return
+        domains: dict[Vertex, Vertex | None] = {}
+        for node in fresh:
+            domains.setdefault(("region", node.region), None)
+            domains.setdefault(("zone", node.zone), ("region", node.region))
+            domains.setdefault(("rack", node.rack), ("zone", node.zone))
+        for domain, parent in domains.items():
+            if domain not in g:
+                ids = self._domain_ids[domain[0]]
+                g.add_node(domain, kind=domain[0], name=domain[1], id=ids.setdefault(domain[1], len(ids)))
+            if parent is not None:
+                g.add_edge(parent, domain)
+        first = len(self._names)
+        attrs = ({"kind": "node", "name": n.name, "node": n, "present": True, "id": first + i} for i, n in enumerate(fresh))
+        g.add_nodes_from(zip((node_vertex(n.name) for n in fresh), attrs, strict=True))
+        g.add_edges_from((("rack", n.rack), node_vertex(n.name)) for n in fresh)
+        for i, node in enumerate(fresh):
+            self._names.append(node.name)
+            self._node_ids[node.name] = first + i
+            dict.__setitem__(self.nodes, node.name, node)
+        regions, zones, racks = (self._domain_ids[k] for k in DOMAIN_KINDS)
+        rows = np.array(
+            [[racks[n.rack] for n in fresh], [zones[n.zone] for n in fresh], [regions[n.region] for n in fresh], [1] * len(fresh)],
+            dtype=np.int64,
+        ).reshape(4, len(fresh))
+        need = len(self._names)
+        if need > self._idx.shape[1]:
+            grown = np.zeros((4, max(need, self._idx.shape[1] * 2)), dtype=np.int64)
+            grown[:, :first] = self._idx[:, :first]
+            self._idx = grown
+        elif self._published is not None:
+            self._idx = self._idx.copy()
+        self._published = None
+        self._idx[:, first:need] = rows
         self._touch()
 
     def remove_node(self, name: str) -> None:
         """Remove a node. Its pieces stay recorded in the datasets (they are *missing*, not moved)."""
-        node = self.nodes.pop(name, None)
-        if node is None:
-            return
         vertex = node_vertex(name)
-        self.graph.remove_edge(("rack", node.rack), vertex)
-        if self.graph.in_degree(vertex) == 0:
-            self.graph.remove_node(vertex)
-        else:  # it still holds pieces: keep the shard edges, mark the node gone
-            self.graph.nodes[vertex]["present"] = False
-        self._prune(("rack", node.rack))
-        self._present[self._node_ids[name]] = False
+        g = self.graph
+        if vertex not in g or not g.nodes[vertex].get("present", False):
+            return
+        data = g.nodes[vertex]
+        self._detach(vertex, data["node"])
+        data["present"] = False
+        dict.pop(self.nodes, name, None)
+        self._index_node(vertex)
         self._touch()
+
+    def _detach(self, vertex: Vertex, old: Node) -> None:
+        rack = ("rack", old.rack)
+        if self.graph.has_edge(rack, vertex):
+            self.graph.remove_edge(rack, vertex)
+        self._prune(rack)
 
     def _prune(self, vertex: Vertex) -> None:
         """Remove empty domains upwards (a rack with no nodes, then its zone, then its region)."""
-        while vertex in self.graph and self.graph.out_degree(vertex) == 0:
-            parents = list(self.graph.predecessors(vertex))
-            self.graph.remove_node(vertex)
+        g = self.graph
+        while vertex in g and g.out_degree(vertex) == 0:
+            parents = list(g.predecessors(vertex))
+            g.remove_node(vertex)
             if not parents:
                 return
             vertex = parents[0]
 
+    def _parent(self, vertex: Vertex, kind: str) -> Vertex | None:
+        parent: Vertex
+        for parent in self.graph.predecessors(vertex):
+            if parent[0] == kind:
+                return parent
+        return None
+
+    def _place_ids(self, vertex: Vertex) -> tuple[int, int, int, int]:
+        """``(rack, zone, region, present)`` ids of a node vertex, read from the graph."""
+        g = self.graph
+        if not g.nodes[vertex].get("present", False):
+            return (0, 0, 0, 0)
+        rack = self._parent(vertex, "rack")
+        zone = self._parent(rack, "zone") if rack is not None else None
+        region = self._parent(zone, "region") if zone is not None else None
+        if rack is None or zone is None or region is None:
+            raise KblError(f"node {vertex[1]!r} is not under a region/zone/rack in the graph")
+        return (g.nodes[rack]["id"], g.nodes[zone]["id"], g.nodes[region]["id"], 1)
+
+    def _index_node(self, vertex: Vertex) -> None:
+        """Write one node's row of the index from the graph (copy-on-write after a read)."""
+        nid: int = self.graph.nodes[vertex]["id"]
+        self._node_ids[vertex[1]] = nid
+        cap = self._idx.shape[1]
+        if nid >= cap:
+            grown = np.zeros((4, max(nid + 1, cap * 2)), dtype=np.int64)
+            grown[:, :cap] = self._idx
+            self._idx = grown
+        elif self._published is not None:
+            self._idx = self._idx.copy()
+        self._published = None
+        self._idx[:, nid] = self._place_ids(vertex)
+
     def _touch(self) -> None:
         self.version += 1
-        self._arrays = None
         self._level_cache.clear()
 
     # --------------------------------------------------------------- datasets
     def set_dataset(self, dataset: DataSet) -> None:
-        """Add or replace a dataset and link its shards to the nodes holding their pieces."""
-        self.remove_dataset(dataset.key)
-        self.datasets[dataset.key] = dataset
-        dvertex = ("dataset", dataset.key)
-        self.graph.add_node(dvertex, kind="dataset", name=dataset.key)
-        placement = dataset.placement
-        shard_vertices = [shard_vertex(dataset.key, i) for i in range(dataset.spec.shards)]
-        self.graph.add_edges_from((dvertex, sv) for sv in shard_vertices)
-        if placement is not None:
-            names = placement.nodes
-            rows, cols = np.nonzero(placement.pieces >= 0)
-            holders = placement.pieces[rows, cols]
-            node_vs = [node_vertex(n) for n in names]
-            for nv in node_vs:
-                if nv not in self.graph:  # placed on a node we have not seen (yet)
-                    self.graph.add_node(nv, kind="node", name=nv[1], present=False)
-            self.graph.add_edges_from(
-                (shard_vertices[s], node_vs[h]) for s, h in zip(rows.tolist(), holders.tolist(), strict=True)
-            )
+        """Add or replace a dataset; its *holds* edges change only where the holdings changed.
+
+        When the placement keeps its node list (the reconciler moving pieces), the old and new
+        holdings are compared as numpy arrays and only the changed edges are written.
+        """
+        g = self.graph
+        vertex = dataset_vertex(dataset.key)
+        if vertex not in g:
+            g.add_node(vertex, kind="dataset", name=dataset.key)
+            previous: DataSet | None = None
+        else:
+            previous = g.nodes[vertex].get("dataset")
+        g.nodes[vertex]["dataset"] = dataset
+        dict.__setitem__(self.datasets, dataset.key, dataset)
+        names, counts, sizes = _holding_arrays(dataset)
+        if previous is not None and previous.placement is not None and names and previous.placement.nodes == names:
+            _, old_counts, old_sizes = _holding_arrays(previous)
+            changed = np.flatnonzero((old_counts != counts) | (old_sizes != sizes))
+            removed = [names[i] for i in changed.tolist() if counts[i] == 0]
+            written = {names[i]: (int(counts[i]), float(sizes[i])) for i in changed.tolist() if counts[i] > 0}
+        else:
+            written = _as_holdings(names, counts, sizes)
+            removed = [v[1] for v in g.successors(vertex) if v[1] not in written]
+            for name, value in _edge_holdings(g, vertex).items():
+                if written.get(name) == value:
+                    del written[name]
+        for name in removed:
+            if g.has_edge(vertex, node_vertex(name)):
+                g.remove_edge(vertex, node_vertex(name))
+                self._forget_unseen(node_vertex(name))
+        unseen = [name for name in written if node_vertex(name) not in g]
+        g.add_nodes_from((node_vertex(name), {"kind": "node", "name": name, "present": False}) for name in unseen)
+        g.add_edges_from((vertex, node_vertex(name), {"pieces": p, "bytes": b}) for name, (p, b) in written.items())
         self._global_pieces.pop(dataset.key, None)
         self._drop_level_cache(dataset.key)
 
     def remove_dataset(self, key: str) -> None:
-        """Forget a dataset and its shard vertices."""
-        dataset = self.datasets.pop(key, None)
-        if dataset is None:
+        """Forget a dataset and its *holds* edges."""
+        vertex = dataset_vertex(key)
+        if vertex not in self.graph:
             return
-        self.graph.remove_nodes_from([("dataset", key), *(shard_vertex(key, i) for i in range(dataset.spec.shards))])
+        holders = list(self.graph.successors(vertex))
+        self.graph.remove_node(vertex)
+        for nv in holders:
+            self._forget_unseen(nv)
+        dict.pop(self.datasets, key, None)
         self._global_pieces.pop(key, None)
         self._drop_level_cache(key)
+
+    def _forget_unseen(self, vertex: Vertex) -> None:
+        """Drop a vertex for a node never seen, once no dataset places anything on it."""
+        g = self.graph
+        if vertex in g and "id" not in g.nodes[vertex] and g.in_degree(vertex) == 0:
+            g.remove_node(vertex)
 
     def _drop_level_cache(self, key: str) -> None:
         for cache_key in [k for k in self._level_cache if k[0] == key]:
@@ -207,7 +396,7 @@ class Cluster:
     def node_id(self, name: str) -> int | None:
         """The dense id of a present node, or ``None``."""
         nid = self._node_ids.get(name)
-        if nid is None or not self._present[nid]:
+        if nid is None or not self._idx[3, nid]:
             return None
         return nid
 
@@ -225,16 +414,28 @@ class Cluster:
     def name_of(self, node_id: int) -> str:
         return self._names[node_id]
 
-    def domain_arrays(self) -> tuple[IntArray, IntArray, IntArray, IntArray]:
-        """``(rack, zone, region, present)`` arrays indexed by node id (built once per change)."""
-        if self._arrays is None:
-            self._arrays = (
-                np.asarray(self._rack, dtype=np.int64),
-                np.asarray(self._zone, dtype=np.int64),
-                np.asarray(self._region, dtype=np.int64),
-                np.asarray(self._present, dtype=np.int64),
-            )
-        return self._arrays
+    def domain_arrays(self) -> DomainArrays:
+        """``(rack, zone, region, present)`` arrays indexed by node id.
+
+        The arrays are not changed afterwards: a later change writes to a copy.
+        """
+        if self._published is None:
+            n = len(self._names)
+            idx = self._idx
+            self._published = (idx[0, :n], idx[1, :n], idx[2, :n], idx[3, :n])
+        return self._published
+
+    def derive_index(self) -> Index:
+        """The index recomputed from the graph alone (what the incremental index must equal)."""
+        g = self.graph
+        ids: dict[str, int] = {}
+        for vertex, data in g.nodes(data=True):
+            if data.get("kind") == "node" and "id" in data:
+                ids[vertex[1]] = data["id"]
+        rows = np.zeros((4, len(ids)), dtype=np.int64)
+        for name, nid in ids.items():
+            rows[:, nid] = self._place_ids(node_vertex(name))
+        return Index(ids, rows[0], rows[1], rows[2], rows[3])
 
     def global_pieces(self, key: str) -> IntArray:
         """The dataset's placement as node ids, shape ``(shards, pieces)``.
@@ -244,7 +445,7 @@ class Cluster:
         cached = self._global_pieces.get(key)
         if cached is not None and cached[0] == self.version:
             return cached[1]
-        dataset = self.datasets[key]
+        dataset = self.dataset(key)
         placement = dataset.placement
         if placement is None:
             arr = np.full((dataset.spec.shards, dataset.spec.redundancy.width), -1, dtype=np.int64)
@@ -253,6 +454,20 @@ class Cluster:
             arr = lookup[placement.pieces]
         self._global_pieces[key] = (self.version, arr)
         return arr
+
+    def dataset(self, key: str) -> DataSet:
+        """The dataset a graph vertex carries.
+
+        Raises
+        ------
+        KeyError
+            If the dataset is unknown.
+        """
+        vertex = dataset_vertex(key)
+        if vertex not in self.graph:
+            raise KeyError(key)
+        found: DataSet = self.graph.nodes[vertex]["dataset"]
+        return found
 
     # --------------------------------------------------------------- locality
     def level(self, a: str, b: str) -> Level:
@@ -267,15 +482,7 @@ class Cluster:
             na, nb = self.nodes[a], self.nodes[b]
         except KeyError as exc:
             raise KblError(f"unknown node {exc.args[0]!r}") from None
-        if na.name == nb.name:
-            return Level.NODE
-        if na.rack == nb.rack:
-            return Level.RACK
-        if na.zone == nb.zone:
-            return Level.ZONE
-        if na.region == nb.region:
-            return Level.REGION
-        return Level.REMOTE
+        return _level(na, nb)
 
     def distance(self, a: str, b: str, costs: LocalityCosts | None = None) -> float:
         """The cost of reading one byte on node ``a`` from node ``b`` (see :class:`LocalityCosts`)."""
@@ -317,7 +524,7 @@ class Cluster:
         return LevelBytes(np.arange(table.shape[0], dtype=np.int64), table, needed)
 
     def _compute_level_bytes(self, key: str, shards: tuple[int, ...] | None) -> tuple[FloatArray, float]:
-        dataset = self.datasets[key]
+        dataset = self.dataset(key)
         redundancy = dataset.spec.redundancy
         pieces = self.global_pieces(key)
         sizes = dataset.spec.shard_sizes
@@ -354,19 +561,150 @@ class Cluster:
 
     # ----------------------------------------------------------------- queries
     def domains(self, kind: str) -> list[str]:
-        """Names of all domains of ``kind`` (``region``, ``zone``, ``rack``, ``node``)."""
-        return [d["name"] for _, d in self.graph.nodes(data=True) if d.get("kind") == kind and d.get("present", True)]
+        """Names of all domains of ``kind`` (``region``, ``zone``, ``rack``, ``node``) present now."""
+        if kind == "node":
+            return list(self.nodes)
+        return [d["name"] for _, d in self.graph.nodes(data=True) if d.get("kind") == kind]
 
     def children(self, kind: str, name: str) -> list[str]:
         """Names of the direct children of a domain (zones of a region, nodes of a rack, ...)."""
         return [self.graph.nodes[v]["name"] for v in self.graph.successors((kind, name))]
 
+    def domain_tree(self) -> dict[str, dict[str, dict[str, list[str]]]]:
+        """The failure-domain tree, region -> zone -> rack -> node names, each level sorted."""
+        g = self.graph
+        tree: dict[str, dict[str, dict[str, list[str]]]] = {}
+        regions = sorted(d["name"] for _, d in g.nodes(data=True) if d.get("kind") == "region")
+        for region in regions:
+            zones = tree[region] = {}
+            for zone in sorted(v[1] for v in g.successors(("region", region))):
+                racks = zones[zone] = {}
+                for rack in sorted(v[1] for v in g.successors(("zone", zone))):
+                    racks[rack] = sorted(v[1] for v in g.successors(("rack", rack)))
+        return tree
+
+    def domain_members(self, level: str) -> dict[str, list[str]]:
+        """Present node names under each domain of ``level`` (``rack``, ``zone``, ``region``)."""
+        if level not in DOMAIN_KINDS:
+            raise KblError(f"unknown level {level!r}: expected one of {', '.join(DOMAIN_KINDS)}")
+        g = self.graph
+        out: dict[str, list[str]] = {}
+        for vertex, data in g.nodes(data=True):
+            if data.get("kind") != level:
+                continue
+            members: list[str] = []
+            frontier = [vertex]
+            while frontier:
+                v = frontier.pop()
+                for child in g.successors(v):
+                    (members.append(child[1]) if child[0] == "node" else frontier.append(child))
+            out[data["name"]] = sorted(members)
+        return out
+
+    def holdings(self, key: str) -> list[Holding]:
+        """What each node holds of a dataset (the graph's *holds* edges), by node name."""
+        g = self.graph
+        edges = g.out_edges(dataset_vertex(key), data=True)
+        found = [Holding(v[1], d["pieces"], d["bytes"], bool(g.nodes[v].get("present", False))) for _, v, d in edges]
+        return sorted(found, key=lambda h: h.node)
+
     def nodes_holding(self, key: str, shard: int) -> list[str]:
-        """Nodes that hold a piece of one shard (by the graph's shard -> node edges)."""
-        return [v[1] for v in self.graph.successors(shard_vertex(key, shard)) if self.graph.nodes[v].get("present", True)]
+        """Present nodes that hold a piece of one shard, in piece order.
+
+        The dataset vertex points to the placement arrays, where the per-piece detail lives.
+        """
+        placement = self.dataset(key).placement
+        if placement is None:
+            return []
+        return [n for n in placement.holders(shard) if n in self.nodes]
+
+    def zone_bytes(self, keys: Iterable[str]) -> dict[str, float]:
+        """Bytes of the given datasets held by present nodes in each zone (from the *holds* edges)."""
+        g = self.graph
+        out: dict[str, float] = {}
+        for key in keys:
+            vertex = dataset_vertex(key)
+            if vertex not in g:
+                continue
+            for _, nv, d in g.out_edges(vertex, data=True):
+                node = self.nodes.get(nv[1])
+                if node is not None:
+                    out[node.zone] = out.get(node.zone, 0.0) + d["bytes"]
+        return out
+
+    def main_zone(self, keys: Iterable[str]) -> str | None:
+        """The zone holding most bytes of the given datasets (a KBL's data); ``None`` if none."""
+        totals = self.zone_bytes(keys)
+        if not totals:
+            return None
+        return min(totals, key=lambda z: (-totals[z], z))
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes.values())
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+
+def _level(a: Node, b: Node) -> Level:
+    if a.name == b.name:
+        return Level.NODE
+    if a.rack == b.rack:
+        return Level.RACK
+    if a.zone == b.zone:
+        return Level.ZONE
+    if a.region == b.region:
+        return Level.REGION
+    return Level.REMOTE
+
+
+def _holding_arrays(dataset: DataSet) -> tuple[tuple[str, ...], npt.NDArray[np.int64], FloatArray]:
+    """Per name of the placement's node list: pieces held and their bytes (one numpy pass)."""
+    placement = dataset.placement
+    if placement is None or not len(placement.nodes):
+        return (), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    pieces = placement.pieces
+    rows, cols = np.nonzero(pieces >= 0)
+    holders = pieces[rows, cols].astype(np.int64)
+    piece_bytes = dataset.spec.shard_sizes.astype(np.float64) * dataset.spec.redundancy.piece_fraction()
+    n = len(placement.nodes)
+    counts = np.bincount(holders, minlength=n).astype(np.int64)
+    sizes = np.bincount(holders, weights=piece_bytes[rows], minlength=n).astype(np.float64)
+    return placement.nodes, counts, sizes
+
+
+def _as_holdings(names: Sequence[str], counts: npt.NDArray[np.int64], sizes: FloatArray) -> dict[str, tuple[int, float]]:
+    held = np.flatnonzero(counts)
+    return {names[i]: (c, s) for i, c, s in zip(held.tolist(), counts[held].tolist(), sizes[held].tolist(), strict=True)}
+
+
+def _edge_holdings(g: nx.DiGraph[Vertex], vertex: Vertex) -> dict[str, tuple[int, float]]:
+    return {v[1]: (d["pieces"], d["bytes"]) for _, v, d in g.out_edges(vertex, data=True)}
+
+
+def nearest_holders(cluster: Cluster, node: str, candidates: Iterable[str], costs: LocalityCosts | None = None) -> list[str]:
+    """Candidates sorted by topology distance from ``node`` (nearest first, then by name).
+
+    The holder to copy from for a repair or a move: same node, then same rack, zone, region.
+    Candidates that are not present in the cluster are left out.
+
+    Raises
+    ------
+    KblError
+        If ``node`` is unknown.
+
+    Examples
+    --------
+    >>> from topology.nodes import Node, Resources
+    >>> c = Cluster()
+    >>> for n, rack in [("a", "r/z1/k1"), ("b", "r/z1/k1"), ("c", "r/z1/k2"), ("d", "r/z2/k1")]:
+    ...     c.set_node(Node(n, "r", rack.rsplit("/", 1)[0], rack, {}, Resources()))
+    >>> nearest_holders(c, "a", ["d", "c", "b", "gone"])
+    ['b', 'c', 'd']
+    """
+    here = cluster.nodes.get(node)
+    if here is None:
+        raise KblError(f"unknown node {node!r}")
+    price = costs or LocalityCosts()
+    found = [(price.of(_level(here, other)), other.name) for other in map(cluster.nodes.get, candidates) if other is not None]
+    return [name for _, name in sorted(found)]

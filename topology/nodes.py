@@ -10,6 +10,7 @@ merged with other unlabeled nodes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,12 @@ class Resources:
         QuantityError
             With the resource name in the message, if a quantity is malformed.
         """
+        if all(isinstance(v, str) for v in raw.values()):  # the usual case: nodes of one type share the map
+            return _parse_strings(tuple(sorted(raw.items())))
+        return cls._parse(raw)
+
+    @classmethod
+    def _parse(cls, raw: Mapping[str, Any]) -> Resources:
         extended: dict[str, int] = {}
         cpu = memory = storage = pods = 0
         for name, value in raw.items():
@@ -119,6 +126,12 @@ class Resources:
         if request.storage_b > self.storage_b or request.pods > self.pods:
             return False
         return all(val <= self.extended.get(key, 0) for key, val in request.extended.items() if val > 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_strings(items: tuple[tuple[str, str], ...]) -> Resources:
+    """:meth:`Resources.parse` of a map of strings, cached: 100,000 nodes have few distinct maps."""
+    return Resources._parse(dict(items))
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,3 +252,39 @@ class Node:
 def is_synthetic(domain: str) -> bool:
     """True if a domain name was invented for a node lacking the label."""
     return SYNTHETIC_PREFIX in domain
+
+
+#: The parts of a Node object kbl reads (:meth:`Node.from_object`, the controller, the agent).
+#: Everything else (the image list, about 7 KB of a real EKS node; managedFields; volumes) is
+#: dropped as soon as an object arrives, so a 100,000-node cache holds only these.
+NODE_METADATA_KEPT = (
+    "name",
+    "uid",
+    "labels",
+    "annotations",
+    "creationTimestamp",
+    "resourceVersion",
+    "ownerReferences",
+    "deletionTimestamp",
+)
+NODE_SPEC_KEPT = ("taints", "unschedulable", "providerID")
+NODE_STATUS_KEPT = ("allocatable", "capacity", "conditions", "nodeInfo")
+
+
+def slim_node_object(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A Node object with only the fields kbl reads (see :data:`NODE_METADATA_KEPT` and beside).
+
+    Examples
+    --------
+    >>> slim_node_object({"kind": "Node", "metadata": {"name": "a", "managedFields": [{}]},
+    ...                   "status": {"images": [{"names": ["x"]}], "allocatable": {"cpu": "2"}}})
+    {'kind': 'Node', 'metadata': {'name': 'a'}, 'status': {'allocatable': {'cpu': '2'}}}
+    """
+    out: dict[str, Any] = {k: v for k, v in obj.items() if k in ("apiVersion", "kind")}
+    for part, kept in (("metadata", NODE_METADATA_KEPT), ("spec", NODE_SPEC_KEPT), ("status", NODE_STATUS_KEPT)):
+        value = obj.get(part)
+        if isinstance(value, Mapping):
+            out[part] = {k: value[k] for k in kept if k in value}
+        elif part in obj:
+            out[part] = value  # not an object: left for the reader to reject with its reason
+    return out

@@ -10,11 +10,13 @@ never disappears silently. :meth:`Snapshot.cluster` builds the :class:`~topology
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import orjson
 import yaml
 
 from topology import labels
@@ -22,7 +24,7 @@ from topology.clusters import Cluster
 from topology.datasets import DataSet
 from topology.errors import ObjectError, SnapshotError
 from topology.kbls import KBL
-from topology.nodes import Node
+from topology.nodes import NODE_METADATA_KEPT, NODE_SPEC_KEPT, NODE_STATUS_KEPT, Node
 from topology.pods import Pod
 
 #: Kinds a snapshot may hold; anything else is reported as ignored, not an error.
@@ -43,8 +45,7 @@ class Snapshot:
     def cluster(self) -> Cluster:
         """The topology graph of these nodes and datasets."""
         cluster = Cluster()
-        for node in self.nodes:
-            cluster.set_node(node)
+        cluster.add_nodes(self.nodes)
         for dataset in self.datasets:
             cluster.set_dataset(dataset)
         return cluster
@@ -97,7 +98,10 @@ def flatten(documents: Iterable[Any], source: str = "<snapshot>") -> list[Any]:
 
 
 def read_objects(objects: Iterable[Any], *, rack_label: str = labels.DEFAULT_RACK) -> Snapshot:
-    """Type raw objects into a :class:`Snapshot`, rejecting bad ones with their reason."""
+    """Type raw objects into a :class:`Snapshot`, rejecting bad ones with their reason.
+
+    ``objects`` may be an iterator: each raw object is typed and dropped before the next.
+    """
     snap = Snapshot()
     for i, obj in enumerate(objects):
         kind = obj.get("kind") if isinstance(obj, Mapping) else None
@@ -160,8 +164,96 @@ def load_snapshot(source: str | Path | Mapping[str, Any] | list[Any], *, rack_la
         objects do not raise: they land in :attr:`Snapshot.rejected`.
     """
     if isinstance(source, str | Path):
-        return read_objects(read_file_objects(source), rack_label=rack_label)
+        return read_objects(iter_file_objects(source), rack_label=rack_label)
     return read_objects(flatten([source]), rack_label=rack_label)
+
+
+def iter_file_objects(source: str | Path) -> Iterator[Any]:
+    """The raw objects of a snapshot file, one at a time (the streaming form of :func:`read_file_objects`).
+
+    A JSON ``List`` (what ``kubectl get -o json`` writes) is split into its items without parsing
+    them (msgspec), then each item is parsed on its own when it is asked for; a Node is parsed
+    with only the fields kbl reads (the image list and managedFields are skipped, never
+    allocated). So a 736 MiB snapshot of 100,000 nodes never exists as one tree of Python
+    objects. Anything else (YAML, a bare array, a single object) goes through
+    :func:`read_file_objects`.
+
+    Raises
+    ------
+    SnapshotError
+        As :func:`read_file_objects`.
+    """
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
+    try:
+        listed = msgspec.json.decode(data, type=_RawList)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        listed = None
+    if listed is None or not isinstance(listed.kind, str) or not listed.kind.endswith("List"):
+        del data
+        yield from read_file_objects(path)
+        return
+    item_kind = listed.kind[: -len("List")] or None
+    items, listed = listed.items, None
+    for n in range(len(items)):
+        raw, items[n] = items[n], _EMPTY  # the item's bytes are not kept once typed
+        yield _parse_item(raw, item_kind, str(path))
+
+
+class _RawList(msgspec.Struct):
+    items: list[msgspec.Raw]
+    kind: Any = "List"
+
+
+_EMPTY = msgspec.Raw(b"{}")
+
+
+def _kept(name: str, fields: tuple[str, ...]) -> type[msgspec.Struct]:
+    return msgspec.defstruct(name, [(f, Any, msgspec.UNSET) for f in fields], omit_defaults=True)
+
+
+_NodeMetadata = _kept("_NodeMetadata", NODE_METADATA_KEPT)
+_NodeSpec = _kept("_NodeSpec", NODE_SPEC_KEPT)
+_NodeStatus = _kept("_NodeStatus", NODE_STATUS_KEPT)
+_SlimNode = msgspec.defstruct(
+    "_SlimNode",
+    [
+        ("apiVersion", Any, msgspec.UNSET),
+        ("kind", Any, msgspec.UNSET),
+        ("metadata", _NodeMetadata | None, msgspec.UNSET),
+        ("spec", _NodeSpec | None, msgspec.UNSET),
+        ("status", _NodeStatus | None, msgspec.UNSET),
+    ],
+    omit_defaults=True,
+)
+
+
+def _parse_item(raw: msgspec.Raw, item_kind: str | None, source: str) -> Any:
+    """One item of a List: a Node with only the fields kbl reads (one pass), anything else whole."""
+    try:
+        try:
+            slim = msgspec.json.decode(raw, type=_SlimNode)
+        except msgspec.ValidationError:  # not an object, or a malformed part: the whole item, for the reader
+            return _whole(raw, item_kind)
+        kind = getattr(slim, "kind", msgspec.UNSET)
+        kind = item_kind if kind is msgspec.UNSET else kind
+        if kind != "Node":
+            return _whole(raw, item_kind)
+        obj = msgspec.to_builtins(slim)
+    except (msgspec.DecodeError, orjson.JSONDecodeError) as exc:
+        raise SnapshotError(f"{source}: not valid JSON: {exc}") from None
+    obj.setdefault("kind", kind)  # kubectl omits kind in typed lists
+    return obj
+
+
+def _whole(raw: msgspec.Raw, item_kind: str | None) -> Any:
+    obj = orjson.loads(bytes(raw))
+    if isinstance(obj, dict) and item_kind and "kind" not in obj:
+        obj["kind"] = item_kind
+    return obj
 
 
 def read_file_objects(source: str | Path) -> list[Any]:

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from benchmarks.driving import (
     ExtenderClient,
     ExtenderConfig,
+    NodeAffinity,
     PodArrival,
     Scheduler,
     SchedulerSettings,
@@ -23,6 +24,7 @@ from benchmarks.driving import (
     node_tree_order,
     num_feasible_nodes_to_find,
     select_host,
+    term_matches,
 )
 from benchmarks.serving import LocalServer
 from benchmarks.traces import pod_object
@@ -118,6 +120,55 @@ def test_failed_nodes_count_as_processed_for_the_rotation() -> None:
     assert attempt.evaluated == 4
     assert len(attempt.offered) == 3
     assert sched.nodes[0].name in attempt.failed
+
+
+def _with_affinity(obj: dict[str, Any], required: list[Any] | None, preferred: list[Any] | None = None) -> dict[str, Any]:
+    node_affinity: dict[str, Any] = {}
+    if required is not None:
+        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": required}
+    if preferred:
+        node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
+    return {**obj, "spec": {**obj["spec"], "affinity": {"nodeAffinity": node_affinity}}}
+
+
+def test_match_fields_on_names_narrow_the_evaluated_nodes_before_sampling() -> None:
+    nodes = _nodes(3, 4, 10)  # 120 nodes: adaptive would evaluate 100 of them
+    sched = Scheduler(nodes)
+    wanted = [n.name for n in sched.nodes[7:10]] + ["not-a-node"]
+    obj, pod = _pod("p")
+    obj = _with_affinity(obj, [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": wanted}]}])
+    attempt = sched.schedule_one(pod, obj)
+    assert attempt.evaluated == 3
+    assert sorted(attempt.offered) == sorted(wanted[:3])
+    assert attempt.node in wanted
+
+
+def test_required_zone_affinity_filters_and_preferred_affinity_scores() -> None:
+    nodes = _nodes(3, 1, 4)
+    sched = Scheduler(nodes)
+    zone = "us-east-1b"
+    obj, pod = _pod("p")
+    required = [{"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]}]}]
+    attempt = sched.schedule_one(pod, _with_affinity(obj, required))
+    assert {sched.nodes[sched.index[n]].labels["topology.kubernetes.io/zone"] for n in attempt.offered} == {zone}
+    target = sched.nodes[5].name
+    preferred = [{"weight": 100, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [target]}]}}]
+    for _ in range(5):
+        assert sched.schedule_one(pod, _with_affinity(obj, None, preferred)).node == target
+
+
+def test_node_affinity_terms_follow_upstream_semantics() -> None:
+    node = _nodes(1, 1, 1)[0]
+    zone = node.labels["topology.kubernetes.io/zone"]
+    assert not term_matches(node, {})  # an empty term matches nothing
+    assert term_matches(node, {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]}]})
+    assert term_matches(node, {"matchExpressions": [{"key": "missing", "operator": "DoesNotExist"}]})
+    assert not term_matches(node, {"matchExpressions": [{"key": "missing", "operator": "Exists"}]})
+    assert term_matches(node, {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["other"]}]})
+    named = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}]}
+    mixed = {"nodeSelectorTerms": [named, {"matchExpressions": []}]}
+    spec = {"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": mixed}}}}
+    assert NodeAffinity.of(spec).names is None  # one term without names: no PreFilter narrowing
 
 
 # ----------------------------------------------------------------- a test extender over HTTP

@@ -32,8 +32,8 @@ INSTALL_ORDER = (
     "controller.yaml",
     "agent.yaml",
 )
-#: Optional plain YAML (cert-manager's needs its CRDs; the dashboard is for a Grafana sidecar).
-OPTIONAL_FILES = ("cert-manager.yaml", "grafana-dashboard.yaml")
+#: Optional plain YAML (cert-manager's and the webhook's need cert-manager's CRDs; the dashboard is for a Grafana sidecar).
+OPTIONAL_FILES = ("cert-manager.yaml", "grafana-dashboard.yaml", "webhook.yaml")
 NAMESPACE = "kbl-system"
 
 Obj = dict[str, Any]

@@ -5,12 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from topology.clusters import Cluster
+from topology.clusters import Cluster, nearest_holders
 from topology.datasets import DataSet, Erasure, Replicas, ShardPlacement, dataset_object
 from topology.errors import KblError
 from topology.examples import make_cluster_nodes
 from topology.localities import Level, LocalityCosts
-from topology.nodes import Node
+from topology.nodes import Node, Resources
 from topology.snapshots import load_snapshot
 
 
@@ -131,3 +131,176 @@ def test_every_node_vertex_hangs_under_exactly_one_rack() -> None:
         parents = list(cluster.graph.predecessors(("node", name)))
         assert len(parents) == 1
         assert parents[0][0] == kind
+
+
+# ----------------------------------------------------------- one representation: the graph
+
+
+def tiny_node(name: str, zone: int, rack: int) -> Node:
+    return Node(name, "r", f"r/z{zone}", f"r/z{zone}/k{rack}", {}, Resources())
+
+
+NAMES = [f"n{i}" for i in range(8)]
+set_op = st.tuples(st.just("set"), st.sampled_from(NAMES), st.integers(0, 2), st.integers(0, 1))
+remove_op = st.tuples(st.just("remove"), st.sampled_from(NAMES), st.just(0), st.just(0))
+dataset_op = st.tuples(st.just("dataset"), st.sampled_from(["a", "b"]), st.integers(0, 2**16), st.integers(0, 1))
+drop_op = st.tuples(st.just("drop"), st.sampled_from(["a", "b"]), st.just(0), st.just(0))
+
+
+def random_dataset(name: str, seed: int, same_nodes: bool) -> DataSet:
+    """A 2-replica dataset over the fixed names (plus one never-seen node unless same_nodes)."""
+    rng = np.random.default_rng(seed)
+    names = tuple(NAMES) if same_nodes else (*NAMES, "unseen")
+    pieces = rng.integers(-1, len(names), size=(int(rng.integers(1, 6)), 2)).astype(np.int32)
+    base = DataSet.from_object(dataset_object(name, shards=pieces.shape[0], shard_size=100, redundancy=Replicas(2)))
+    return DataSet(base.spec, ShardPlacement(names, pieces))
+
+
+def assert_index_is_the_graphs(cluster: Cluster) -> None:
+    derived = cluster.derive_index()
+    assert derived.node_ids == cluster._node_ids
+    rack, zone, region, present = cluster.domain_arrays()
+    assert np.array_equal(derived.rack[present == 1], rack[present == 1])
+    assert np.array_equal(derived.zone[present == 1], zone[present == 1])
+    assert np.array_equal(derived.region[present == 1], region[present == 1])
+    assert np.array_equal(derived.present, present)
+    graph_nodes = {d["name"]: d["node"] for _, d in cluster.graph.nodes(data=True) if d.get("kind") == "node" and d.get("present")}
+    assert dict(cluster.nodes) == graph_nodes
+    for key, ds in cluster.datasets.items():
+        assert ds is cluster.graph.nodes[("dataset", key)]["dataset"]
+        expected: dict[str, list[float]] = {}
+        assert ds.placement is not None
+        for s, row in enumerate(ds.placement.pieces):
+            for i in row:
+                if i >= 0:
+                    entry = expected.setdefault(ds.placement.nodes[i], [0, 0.0])
+                    entry[0] += 1
+                    entry[1] += float(ds.spec.shard_sizes[s])
+        assert {h.node: [h.pieces, h.bytes] for h in cluster.holdings(key)} == expected
+        pieces = cluster.global_pieces(key)
+        for s, row in enumerate(ds.placement.pieces):
+            for p, i in enumerate(row):
+                name = ds.placement.nodes[i] if i >= 0 else None
+                assert pieces[s, p] == (cluster.node_id(name) if name in cluster.nodes else -1)
+    # the byte tables equal those of a cluster built from scratch from the same state
+    fresh = Cluster()
+    fresh.add_nodes(cluster.nodes.values())
+    for ds in cluster.datasets.values():
+        fresh.set_dataset(ds)
+    for key in cluster.datasets:
+        mine, theirs = cluster.level_bytes(key), fresh.level_bytes(key)
+        for name in cluster.nodes:
+            assert np.array_equal(mine.table[cluster.node_id(name)], theirs.table[fresh.node_id(name)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(set_op, remove_op, dataset_op, drop_op), max_size=25))
+def test_index_equals_what_the_graph_says_after_random_updates(ops: list[tuple[str, str, int, int]]) -> None:
+    cluster = Cluster()
+    for op, name, a, b in ops:
+        if op == "set":
+            cluster.set_node(tiny_node(name, a, b))
+        elif op == "remove":
+            cluster.remove_node(name)
+        elif op == "dataset":
+            cluster.set_dataset(random_dataset(name, a, bool(b)))
+        else:
+            cluster.remove_dataset(name)
+        cluster.domain_arrays()  # a reader holds arrays: the next change must not write into them
+    assert_index_is_the_graphs(cluster)
+    for _, d in cluster.graph.nodes(data=True):  # no vertex for a node neither seen nor holding data
+        if d.get("kind") == "node" and "id" not in d:
+            assert cluster.graph.in_degree(("node", d["name"])) > 0
+
+
+def test_arrays_a_reader_holds_do_not_change_under_it() -> None:
+    cluster = Cluster()
+    cluster.set_node(tiny_node("a", 0, 0))
+    rack, _, _, present = cluster.domain_arrays()
+    cluster.set_node(tiny_node("a", 1, 1))
+    cluster.remove_node("a")
+    assert (rack[0], present[0]) == (0, 1)  # the held copy is the old one
+    assert cluster.domain_arrays()[3][0] == 0
+
+
+def test_bulk_add_builds_the_same_graph_and_index_as_one_by_one() -> None:
+    nodes = [tiny_node(f"n{i}", i % 3, i % 2) for i in range(12)]
+    one, bulk = Cluster(), Cluster()
+    for node in nodes:
+        one.set_node(node)
+    bulk.add_nodes(nodes)
+    assert set(one.graph.edges) == set(bulk.graph.edges)
+    assert one._node_ids == bulk._node_ids
+    for a, b in zip(one.domain_arrays(), bulk.domain_arrays(), strict=True):
+        assert np.array_equal(a, b)
+    assert_index_is_the_graphs(bulk)
+
+
+def test_the_graph_is_sized_by_nodes_and_datasets_not_replicas() -> None:
+    cluster = small_cluster()
+    names = tuple(sorted(cluster.nodes))
+    pieces = np.array([[s % 8, (s + 1) % 8, (s + 2) % 8] for s in range(3000)], dtype=np.int32)
+    base = DataSet.from_object(dataset_object("big", shards=3000, shard_size=10, redundancy=Replicas(3)))
+    before = cluster.graph.number_of_edges()
+    cluster.set_dataset(DataSet(base.spec, ShardPlacement(names, pieces)))
+    assert cluster.graph.number_of_edges() - before == 8  # one aggregate edge per holder node
+    assert sum(h.pieces for h in cluster.holdings("default/big")) == 9000
+
+
+def test_writes_to_the_node_and_dataset_views_go_through_the_graph() -> None:
+    cluster = Cluster()
+    cluster.nodes["a"] = tiny_node("a", 0, 0)
+    assert ("node", "a") in cluster.graph
+    assert cluster.node_id("a") == 0
+    del cluster.nodes["a"]
+    assert cluster.node_id("a") is None
+    assert cluster.graph.nodes[("node", "a")]["present"] is False
+    with pytest.raises(KblError, match="another name"):
+        cluster.nodes["b"] = tiny_node("a", 0, 0)
+    ds = random_dataset("a", 1, True)
+    cluster.datasets[ds.key] = ds
+    assert ("dataset", ds.key) in cluster.graph
+    del cluster.datasets[ds.key]
+    assert ("dataset", ds.key) not in cluster.graph
+
+
+def test_nearest_holders_by_topology_distance() -> None:
+    cluster = small_cluster()
+    order = nearest_holders(cluster, "node-0-0-0", ["node-1-1-1", "node-0-1-0", "node-0-0-1", "node-0-0-0", "gone"])
+    assert order == ["node-0-0-0", "node-0-0-1", "node-0-1-0", "node-1-1-1"]
+    with pytest.raises(KblError, match="unknown node"):
+        nearest_holders(cluster, "gone", [])
+
+
+def test_main_zone_is_where_most_bytes_of_the_datasets_are() -> None:
+    cluster = small_cluster()
+    names = sorted(cluster.nodes)  # node-0-*-* in zone 0, node-1-*-* in zone 1
+    zone0 = cluster.nodes[names[0]].zone
+    zone1 = cluster.nodes[names[7]].zone
+    cluster.set_dataset(placed("d", cluster, [[0, 7], [1, 6], [2, 5]], Replicas(2)))
+    cluster.set_dataset(placed("e", cluster, [[7], [6]], Replicas(1)))
+    assert cluster.zone_bytes(["default/d"]) == {zone0: 300.0, zone1: 300.0}
+    assert cluster.main_zone(["default/d", "default/e"]) == zone1
+    assert cluster.main_zone(["default/none"]) is None
+
+
+def test_domain_tree_and_members_come_from_the_graph() -> None:
+    cluster = small_cluster()
+    tree = cluster.domain_tree()
+    assert len(tree) == 1
+    (zones,) = tree.values()
+    assert len(zones) == 2
+    assert all(len(racks) == 2 and all(len(n) == 2 for n in racks.values()) for racks in zones.values())
+    members = cluster.domain_members("zone")
+    assert sorted(len(v) for v in members.values()) == [4, 4]
+    with pytest.raises(KblError, match="unknown level"):
+        cluster.domain_members("planet")
+
+
+def test_an_unchanged_place_changes_no_index() -> None:
+    cluster = small_cluster()
+    version = cluster.version
+    node = cluster.nodes["node-0-0-0"]
+    cluster.set_node(Node(node.name, node.region, node.zone, node.rack, {"x": "y"}, node.allocatable))
+    assert cluster.version == version
+    assert cluster.nodes["node-0-0-0"].labels == {"x": "y"}

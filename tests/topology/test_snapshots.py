@@ -8,7 +8,8 @@ import yaml
 from tests.conftest import EMBEDDED_NODE, SHARED_FIXTURES
 from topology.errors import SnapshotError
 from topology.examples import as_list, make_cluster_nodes, node_template
-from topology.snapshots import load_snapshot
+from topology.nodes import Node, slim_node_object
+from topology.snapshots import iter_file_objects, load_snapshot, read_file_objects, read_objects
 
 
 def test_kubectl_list_of_mixed_kinds_loads_every_kind(tmp_path: Path, eks_node: dict[str, Any]) -> None:
@@ -78,3 +79,59 @@ def test_embedded_node_template_is_the_shared_real_fixture() -> None:
     if not shared.exists():
         pytest.skip("shared fixtures are not beside this checkout")
     assert json.loads(shared.read_text()) == json.loads(EMBEDDED_NODE.read_text()) == node_template()
+
+
+# ------------------------------------------------------------- the streamed reader of big files
+
+
+def mixed_items(eks_node: dict[str, Any]) -> list[Any]:
+    bad = json.loads(json.dumps(eks_node))
+    bad["metadata"]["name"] = "bad"
+    bad["status"]["allocatable"]["memory"] = "twelve"
+    odd = json.loads(json.dumps(eks_node))
+    odd["metadata"]["name"] = "odd"
+    odd["spec"] = "not an object"
+    return [
+        eks_node,
+        bad,
+        odd,
+        7,
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "x"}, "spec": {"containers": []}},
+        {"apiVersion": "kbl.io/v1alpha1", "kind": "DataSet", "metadata": {"name": "d", "namespace": "x"},
+         "spec": {"shards": 2, "shardSize": "1Gi", "redundancy": {"replicas": 1}},
+         "status": {"placement": {"nodes": ["n"], "shards": [[0], []]}}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
+    ]
+
+
+def test_streamed_file_reading_types_the_same_snapshot_as_the_whole_file_reader(tmp_path: Path, eks_node: dict[str, Any]) -> None:
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": mixed_items(eks_node)}))
+    streamed = load_snapshot(path)
+    whole = read_objects(read_file_objects(path))
+    assert streamed.nodes == whole.nodes
+    assert [p.name for p in streamed.pods] == [p.name for p in whole.pods]
+    assert [d.key for d in streamed.datasets] == [d.key for d in whole.datasets]
+    assert [str(e) for e in streamed.rejected] == [str(e) for e in whole.rejected]
+    assert streamed.ignored_kinds == whole.ignored_kinds == {"ConfigMap": 1}
+    assert len(streamed.rejected) == 3  # the bad quantity, the odd spec, the number
+
+
+def test_streamed_node_keeps_only_the_fields_kbl_reads(tmp_path: Path, eks_node: dict[str, Any]) -> None:
+    assert eks_node["status"]["images"]  # the real object carries its image list
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps({"kind": "NodeList", "items": [{k: v for k, v in eks_node.items() if k != "kind"}]}))
+    (obj,) = list(iter_file_objects(path))
+    assert obj["kind"] == "Node"
+    assert "images" not in obj["status"]
+    assert "managedFields" not in obj["metadata"]
+    assert obj == slim_node_object({**eks_node, "kind": "Node"})
+    assert Node.from_object(obj) == Node.from_object(eks_node)
+
+
+@pytest.mark.parametrize("text", ['{"kind": "List", "items": [{"kind": "Node", "metadata": }]}', '{"kind": "List", "items": [{]}'])
+def test_a_broken_item_in_a_big_file_is_a_snapshot_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(SnapshotError):
+        load_snapshot(path)

@@ -1,0 +1,291 @@
+"""Benchmark: cold start, memory and incremental updates from 5,000 to 100,000 nodes (issue 16).
+
+For each size a snapshot is written (copies of the real EKS node object, image list included;
+3x-replicated shards on random distinct nodes), then two fresh child processes read it, so each
+peak RSS is that of one run:
+
+- ``model``: read the snapshot (streamed, typed), build the :class:`~topology.clusters.Cluster`
+  graph and its hot-path index, then the incremental updates: a node joins, a placement changes
+  (one piece moves), each followed by what the hot path reads again (domain arrays, the dataset's
+  piece -> node-id array, a 64-shard byte table);
+- ``serve``: what ``kbl serve --snapshot`` does before it listens: read the snapshot and build the
+  extender's :class:`~extender.state.ClusterState` (the Cluster, per-node load and reply
+  fragments, pods, KBLs).
+
+Targets (issue 16): 100,000 nodes and 10,000,000 replicas ready in under 20 s and under 3 GiB.
+``--quick`` runs small sizes for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import gc
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.driving import PodArrival, SchedulerSettings
+from benchmarks.measuring import peak_rss_mib, run_child, write_json
+from benchmarks.model import make_snapshot
+from benchmarks.policies import PolicySettings, run_policy
+from benchmarks.traces import Trace, TraceSettings, make_trace
+from topology import labels
+from topology.pods import Pod
+
+#: (nodes, replicas) per size of the issue's table.
+SIZES = ((5_000, 1_000_000), (20_000, 5_000_000), (100_000, 10_000_000))
+QUICK_SIZES = ((300, 30_000), (1_000, 100_000))
+TARGET_S = 20.0
+TARGET_MIB = 3 * 1024
+
+
+def child_model(path: str) -> dict[str, Any]:
+    """Load, graph, index, then the incremental updates, timed; peak RSS of this process."""
+    from topology.datasets import DataSet, ShardPlacement
+    from topology.nodes import Node
+    from topology.snapshots import load_snapshot
+
+    t0 = time.perf_counter()
+    snap = load_snapshot(path)
+    t1 = time.perf_counter()
+    cluster = snap.cluster()
+    t2 = time.perf_counter()
+    for key in cluster.datasets:
+        cluster.global_pieces(key)
+    cluster.domain_arrays()
+    t3 = time.perf_counter()
+    replicas = sum(int((d.placement.pieces >= 0).sum()) for d in snap.datasets if d.placement is not None)
+    nodes = len(snap.nodes)
+    del snap
+    gc.collect()
+    # a node joins: the graph and index change by one node; the hot path reads the index again
+    base = next(iter(cluster.nodes.values()))
+    joined = Node("joined-node", base.region, base.zone, base.rack, base.labels, base.allocatable)
+    key = next(iter(cluster.datasets))
+    u0 = time.perf_counter()
+    cluster.set_node(joined)
+    cluster.domain_arrays()
+    u1 = time.perf_counter()
+    cluster.global_pieces(key)
+    cluster.level_bytes(key, range(64))
+    u2 = time.perf_counter()
+    # a placement changes: one piece moves to another node
+    dataset = cluster.datasets[key]
+    assert dataset.placement is not None
+    pieces = dataset.placement.pieces.copy()
+    pieces[0, 0] = (pieces[0, 0] + 1) % len(dataset.placement.nodes)
+    while pieces[0, 0] in pieces[0, 1:]:
+        pieces[0, 0] = (pieces[0, 0] + 1) % len(dataset.placement.nodes)
+    moved = DataSet(dataset.spec, ShardPlacement(dataset.placement.nodes, pieces))
+    u3 = time.perf_counter()
+    cluster.set_dataset(moved)
+    u4 = time.perf_counter()
+    cluster.global_pieces(key)
+    cluster.level_bytes(key, range(64))
+    u5 = time.perf_counter()
+    return {
+        "nodes": nodes,
+        "replicas": replicas,
+        "graph_vertices": cluster.graph.number_of_nodes(),
+        "graph_edges": cluster.graph.number_of_edges(),
+        "load_s": t1 - t0,
+        "graph_s": t2 - t1,
+        "index_s": t3 - t2,
+        "total_s": t3 - t0,
+        "node_join_ms": (u1 - u0) * 1e3,
+        "node_join_reread_ms": (u2 - u1) * 1e3,
+        "placement_change_ms": (u4 - u3) * 1e3,
+        "placement_change_reread_ms": (u5 - u4) * 1e3,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def child_serve(path: str) -> dict[str, Any]:
+    """What ``kbl serve --snapshot`` does before it listens: read, build the extender's state."""
+    from extender.state import ClusterState
+    from topology.snapshots import load_snapshot
+
+    t0 = time.perf_counter()
+    snap = load_snapshot(path)
+    t1 = time.perf_counter()
+    state = ClusterState.from_snapshot(snap)
+    del snap
+    t2 = time.perf_counter()
+    return {
+        "load_s": t1 - t0,
+        "state_s": t2 - t1,
+        "ready_s": t2 - t0,
+        "nodes": len(state.cluster.nodes),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def measure_size(nodes: int, replicas: int, datasets: int, *, serve: bool, timeout_s: float) -> dict[str, Any]:
+    """Write one snapshot and run the children on it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "snapshot.json"
+        w0 = time.perf_counter()
+        make_snapshot(path, nodes=nodes, replicas_total=replicas, datasets=datasets)
+        row: dict[str, Any] = {"write_s": time.perf_counter() - w0, "snapshot_mib": path.stat().st_size / 2**20}
+        row["model"] = run_child("benchmarks.scale", "model", str(path), timeout_s=timeout_s)
+        if serve:
+            row["serve"] = run_child("benchmarks.scale", "serve", str(path), timeout_s=timeout_s)
+    return row
+
+
+# ------------------------------------------------------------------ sampling (issue 16 item 3)
+#: Node counts of the sampling table and the racks that make them (3 zones x racks x 34 hosts).
+SAMPLING_SIZES = {1_000: 10, 5_000: 49, 15_000: 147}
+#: (label, percentageOfNodesToScore, webhook) per configuration.
+CONFIGURATIONS = (("100%", 100, False), ("adaptive", 0, False), ("adaptive + webhook", 0, True))
+
+
+def with_locality(trace: Trace, locality: str, webhook: bool) -> Trace:
+    """The trace's pods with ``kbl.io/locality`` set, and (``webhook``) the webhook's patch applied.
+
+    Required pods read only the first shard of their request: a node holding a piece of each of
+    several shards is rare, and such pods would mostly wait rather than measure sampling.
+
+    The webhook's reply depends only on where the data is (static in a trace), so it is asked
+    in-process, as the API server asks it when each pod is created, before the run.
+    """
+    from extender.admission import apply_patch, review
+
+    arrivals = []
+    for a in trace.arrivals:
+        obj = json.loads(json.dumps(a.obj))
+        annotations = obj["metadata"]["annotations"]
+        annotations[labels.POD_LOCALITY] = locality
+        if locality == "required":  # one shard, so that some node can hold all a pod reads
+            annotations[labels.POD_SHARDS] = annotations[labels.POD_SHARDS].split(",")[0].split("-")[0]
+        if webhook:
+            reply = review({"request": {"uid": a.pod.uid, "operation": "CREATE", "object": obj}}, trace.cluster)
+            patch = reply["response"].get("patch")
+            if patch:
+                obj = apply_patch(obj, json.loads(base64.b64decode(patch)))
+        arrivals.append(PodArrival(obj, Pod.from_object(obj), a.arrival_s, a.duration_s))
+    return dataclasses.replace(trace, arrivals=arrivals)
+
+
+def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str]) -> list[dict[str, Any]]:
+    """kbl through the faithful kube-scheduler driver per size, locality mode and configuration."""
+    rows = []
+    for nodes in sizes:
+        racks = SAMPLING_SIZES.get(nodes, max(1, round(nodes / 102)))
+        hosts = 34 if nodes >= 102 else max(1, nodes // 3)
+        trace = make_trace(TraceSettings(racks_per_zone=racks, hosts_per_rack=hosts, pods=pods, burst_pods=20))
+        horizon = max(a.arrival_s + a.duration_s for a in trace.arrivals) + 3600.0
+        for locality in localities:
+            base_cost = None
+            for label, percentage, webhook in CONFIGURATIONS:
+                variant = with_locality(trace, locality, webhook)
+                sched = SchedulerSettings(horizon_s=horizon, percentage_of_nodes_to_score=percentage)
+                run = run_policy("kbl", variant, PolicySettings(weight=5), sched)
+                base_cost = run.cost if base_cost is None else base_cost
+                local = run.level_bytes[0] / max(1.0, sum(run.level_bytes))
+                rows.append(
+                    {
+                        "nodes": len(trace.nodes),
+                        "locality": locality,
+                        "configuration": label,
+                        "pods_per_s": run.scheduled / run.wall_s if run.wall_s > 0 else 0.0,
+                        "cost_vs_100": run.cost / base_cost if base_cost else 1.0,
+                        "node_local": local,
+                        "cross_zone_tib": run.cross_zone_bytes / 2**40,
+                        "scheduled": run.scheduled,
+                        "pending": run.pending,
+                        "attempts": run.attempts,
+                        "extender_ms_per_pod": run.extender_ms_per_pod,
+                    }
+                )
+                print(render_sampling(rows[-1:]).splitlines()[-1], flush=True)
+    return rows
+
+
+def render_sampling(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| nodes | pods' locality | configuration | pods/s | network cost vs 100% | node-local bytes | cross-zone TiB"
+        " | scheduled | pending | attempts | extender ms/pod |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['nodes']:,} | {r['locality']} | {r['configuration']} | {r['pods_per_s']:.1f} | {r['cost_vs_100']:.3f}x"
+            f" | {r['node_local']:.1%} | {r['cross_zone_tib']:.2f} | {r['scheduled']} | {r['pending']} | {r['attempts']}"
+            f" | {r['extender_ms_per_pod']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="CI-sized runs (300 and 1,000 nodes)")
+    parser.add_argument("--sizes", help="comma-separated NODES:REPLICAS pairs instead of the issue's table")
+    parser.add_argument("--datasets", type=int, default=10)
+    parser.add_argument("--no-serve", action="store_true", help="skip the extender-state child")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
+    parser.add_argument("--sampling", help="comma-separated node counts for the sampling table (1000, 5000, 15000)")
+    parser.add_argument("--pods", type=int, default=600, help="pods per sampling run")
+    parser.add_argument("--no-model", action="store_true", help="skip the cold-start table")
+    parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures as JSON")
+
+
+def parse_sizes(text: str | None, quick: bool) -> tuple[tuple[int, int], ...]:
+    if text:
+        out = []
+        for part in text.split(","):
+            nodes, _, replicas = part.partition(":")
+            out.append((int(nodes), int(replicas)))
+        return tuple(out)
+    return QUICK_SIZES if quick else SIZES
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| nodes | replicas | snapshot | load | graph | index | total | peak RSS | graph size | node join | placement change |"
+        " serve ready | serve RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        m = row["model"]
+        s = row.get("serve")
+        serve = f"{s['ready_s']:.1f} s | {s['peak_rss_mib']:,.0f} MiB" if s else "- | -"
+        lines.append(
+            f"| {m['nodes']:,} | {m['replicas']:,} | {row['snapshot_mib']:,.0f} MiB | {m['load_s']:.1f} s | {m['graph_s']:.1f} s"
+            f" | {m['index_s']:.2f} s | {m['total_s']:.1f} s | {m['peak_rss_mib']:,.0f} MiB"
+            f" | {m['graph_vertices']:,} v / {m['graph_edges']:,} e"
+            f" | {m['node_join_ms']:.1f} + {m['node_join_reread_ms']:.0f} ms"
+            f" | {m['placement_change_ms']:.1f} + {m['placement_change_reread_ms']:.0f} ms | {serve} |"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = []
+    for nodes, replicas in () if args.no_model else parse_sizes(args.sizes, args.quick):
+        row = measure_size(nodes, replicas, args.datasets, serve=not args.no_serve, timeout_s=args.timeout)
+        rows.append(row)
+        print(render([row]).splitlines()[-1], flush=True)
+    if rows:
+        print(render(rows))
+        print(f"targets at 100,000 nodes: ready < {TARGET_S:.0f} s, peak RSS < {TARGET_MIB:,} MiB;"
+              " node join / placement change: update + what the hot path reads again")
+    sampling: list[dict[str, Any]] = []
+    sizes = [int(n) for n in args.sampling.split(",")] if args.sampling else ([60] if args.quick else [])
+    if sizes:
+        sampling = sampling_rows(sizes, 40 if args.quick else args.pods, ("preferred", "required"))
+        print(render_sampling(sampling))
+    write_json(args.json_out, {"sizes": rows, "sampling": sampling, "numpy": np.__version__})
+    return 0
+
+
+if __name__ == "__main__":
+    mode, snapshot = sys.argv[1], sys.argv[2]
+    print(json.dumps(child_model(snapshot) if mode == "model" else child_serve(snapshot)))
