@@ -24,12 +24,14 @@ from controller.providers import (
     NodeGroupSpec,
     ProviderError,
     RollStrategy,
+    ec2_instance_types,
     group_tags,
     instance_id,
     kbl_tags,
 )
 from controller.providers.awscalls import aws_call
 from controller.providers.retrying import Backoff
+from placement.capacity import InstanceShape
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -79,6 +81,14 @@ class EksProvider:
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
         return aws_call(self.backoff, fn, **kwargs)
+
+    _instance_types: list[InstanceShape] | None = None
+
+    def instance_types(self) -> list[InstanceShape]:
+        """The region's EC2 instance types (``describe_instance_types``), read once."""
+        if self._instance_types is None:
+            self._instance_types = ec2_instance_types(self._call, self.ec2)
+        return self._instance_types
 
     def subnets_by_zone(self) -> dict[str, list[str]]:
         """The cluster's subnets per AZ (``describe_cluster`` then ``describe_subnets``)."""

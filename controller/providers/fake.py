@@ -14,7 +14,6 @@ import itertools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from controller.providers import (
@@ -28,8 +27,27 @@ from controller.providers import (
     RollStrategy,
     instance_id,
 )
-from placement.capacity import INSTANCE_SHAPES
+from placement.capacity import InstanceShape
+from topology import labels
 from topology.examples import make_node
+from topology.times import format_time
+
+_GI = 2**30
+#: The fake cloud's instance catalog: allocatable estimates for common types (vCPU minus
+#: kube/system reserved, memory minus the EKS reservation), as ``instance_types()`` reports them.
+FAKE_INSTANCE_TYPES: tuple[InstanceShape, ...] = (
+    InstanceShape("m6i.large", 1930, int(6.9 * _GI), 29),
+    InstanceShape("m6i.xlarge", 3920, int(14.2 * _GI), 58),
+    InstanceShape("m6i.2xlarge", 7910, int(29.0 * _GI), 58),
+    InstanceShape("m6i.4xlarge", 15890, int(58.5 * _GI), 234),
+    InstanceShape("m6i.8xlarge", 31850, int(118 * _GI), 234),
+    InstanceShape("m6i.16xlarge", 63770, int(241 * _GI), 737),
+    InstanceShape("c6i.xlarge", 3920, int(6.3 * _GI), 58),
+    InstanceShape("c6i.4xlarge", 15890, int(27.0 * _GI), 234),
+    InstanceShape("r6i.xlarge", 3920, int(29.0 * _GI), 58),
+    InstanceShape("r6i.4xlarge", 15890, int(120 * _GI), 234),
+    InstanceShape("i4i.4xlarge", 15890, int(120 * _GI), 234),
+)
 
 
 @dataclass(slots=True)
@@ -71,12 +89,14 @@ class FakeProvider:
         create_delay_s: float = 0.0,
         capacity: Mapping[tuple[str, str], int] | None = None,
         region: str = "us-east-1",
+        instance_types: tuple[InstanceShape, ...] = FAKE_INSTANCE_TYPES,
     ) -> None:
         self.clock = clock
         self.ready_delay_s = ready_delay_s
         self.create_delay_s = create_delay_s
         self.capacity = dict(capacity or {})
         self.region = region
+        self.catalog = {shape.name: shape for shape in instance_types}
         self._lock = threading.RLock()
         self.reset()
 
@@ -144,6 +164,11 @@ class FakeProvider:
             for g in self.groups.values():
                 self._advance(g)
             return [self._info(g) for g in sorted(self.groups.values(), key=lambda g: g.spec.name)]
+
+    def instance_types(self) -> list[InstanceShape]:
+        with self._lock:
+            self._enter("instance_types")
+            return list(self.catalog.values())
 
     def describe_group(self, name: str) -> NodeGroupInfo | None:
         with self._lock:
@@ -253,20 +278,20 @@ class FakeProvider:
         spec = group.spec
         extra = {
             **spec.labels,
-            "eks.amazonaws.com/nodegroup": spec.name,
-            "kbl.io/node-group": spec.name,
-            "node.kubernetes.io/instance-type": spec.instance_type,
-            "beta.kubernetes.io/instance-type": spec.instance_type,
+            labels.EKS_NODE_GROUP_LABEL: spec.name,
+            labels.NODE_GROUP_LABEL: spec.name,
+            labels.INSTANCE_TYPE: spec.instance_type,
+            labels.LEGACY_INSTANCE_TYPE: spec.instance_type,
         }
         taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in spec.taints]
-        shape = INSTANCE_SHAPES.get(spec.instance_type)  # allocatable of the type, not the template's
+        shape = self.catalog.get(spec.instance_type)  # allocatable of the type, not the template's
         obj = make_node(
             f"ip-{inst.id}", region=self.region, zone=spec.zone, extra_labels=extra, taints=taints,
             cpu_m=shape.cpu_m if shape else None, memory_b=shape.memory_b if shape else None,
         )
         obj["spec"]["providerID"] = f"aws:///{spec.zone}/{inst.id}"
-        born = datetime.fromtimestamp(inst.launched_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ready = datetime.fromtimestamp(ready_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        born = format_time(inst.launched_s)
+        ready = format_time(ready_s)
         obj["metadata"]["creationTimestamp"] = born
         for cond in obj["status"].get("conditions", []):
             if cond.get("type") == "Ready":

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.providers import NodeGroupProvider
 from kube.api import KubeApi
-from placement.capacity import CapacitySettings, Utilisation
+from placement.capacity import CapacitySettings, Utilization
 from topology.errors import KblError
 from topology.kbls import KBL
 from topology.nodes import Node
@@ -124,24 +124,24 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
     return QueueProvider(session.client("sqs"), args.queue_url, args.reply_queue_url)
 
 
-def utilisation(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]] | None:
-    """The utilisation sources asked for, merged per KBL (CPU/memory and the query value)."""
-    from controller.measuring import MetricsServerUtilisation, PrometheusUtilisation
+def utilization(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilization]] | None:
+    """The utilization sources asked for, merged per KBL (CPU/memory and the query value)."""
+    from controller.measuring import MetricsServerUtilization, PrometheusUtilization
 
-    sources: list[Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]]] = []
+    sources: list[Callable[[list[KBL], list[Node]], Mapping[str, Utilization]]] = []
     if args.metrics_server:
-        sources.append(MetricsServerUtilisation(kube))
+        sources.append(MetricsServerUtilization(kube))
     if args.prometheus_url:
-        sources.append(PrometheusUtilisation(args.prometheus_url))
+        sources.append(PrometheusUtilization(args.prometheus_url))
     if not sources:
         return None
 
-    def merged(kbls: list[KBL], nodes: list[Node]) -> Mapping[str, Utilisation]:
-        out: dict[str, Utilisation] = {}
+    def merged(kbls: list[KBL], nodes: list[Node]) -> Mapping[str, Utilization]:
+        out: dict[str, Utilization] = {}
         for source in sources:
             for key, value in source(kbls, nodes).items():
-                old = out.get(key, Utilisation())
-                out[key] = Utilisation(
+                old = out.get(key, Utilization())
+                out[key] = Utilization(
                     value.cpu if value.cpu is not None else old.cpu,
                     value.memory if value.memory is not None else old.memory,
                     value.metric if value.metric is not None else old.metric,
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     )
     elector = LeaderElector(kube, leading) if leading is not None else None
     guard = elector.check if elector is not None else None
-    controller = Controller(kube, provider, settings, utilisation=utilisation(args, kube), guard=guard)
+    controller = Controller(kube, provider, settings, utilization=utilization(args, kube), guard=guard)
     if elector is not None and args.once:
         if not elector.try_acquire_or_renew():
             where = f"{elector.settings.namespace}/{elector.settings.lease_name}"
