@@ -96,6 +96,10 @@ class Actor:
                 continue
             self.log.done.append(action)
             self._count(action.kind, "done")
+        for verdict in plan.verdicts:
+            if verdict.reason != cap.HELPS:
+                pods = ", ".join(verdict.pods)
+                self._event(verdict.kbl, "NoNodeHelps", f"no new node can run {pods} ({verdict.reason}): {verdict.message}", "Warning")
         self.guard("status-sync")
         try:
             self._sync_group_status(state)

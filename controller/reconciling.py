@@ -225,7 +225,13 @@ class Controller:
         read = self._read()
         raw_nodes, nodes = read[NODES.plural]
         pods, datasets, kbls = read[PODS.plural][1], read[DATASETS.plural][1], read[KBLS.plural][1]
-        return self.state_of(nodes, pods, datasets, kbls, raw_nodes, holdings=read[NODE_HOLDINGS.plural][1])
+        affinity = {}
+        for raw in read[PODS.plural][0]:
+            terms = cap.required_affinity(raw)
+            if terms:
+                meta = raw.get("metadata") or {}
+                affinity[f"{meta.get('namespace', 'default')}/{meta.get('name')}"] = terms
+        return self.state_of(nodes, pods, datasets, kbls, raw_nodes, holdings=read[NODE_HOLDINGS.plural][1], affinity=affinity)
 
     def instance_types(self) -> list[cap.InstanceShape]:
         """The provider's catalog (the providers cache it); the last good one if the cloud fails."""
@@ -245,6 +251,7 @@ class Controller:
         raw_nodes: Iterable[Mapping[str, Any]],
         *,
         holdings: Iterable[NodeHoldings] = (),
+        affinity: Mapping[str, cap.Affinity] | None = None,
     ) -> cap.CapacityState:
         cluster = Cluster()
         for node in nodes:
@@ -261,6 +268,7 @@ class Controller:
         util = dict(self.utilization(kbls, nodes)) if self.utilization else {}
         return cap.CapacityState(
             self.clock(), nodes, pods, kbls, datasets, cluster, groups, ready, util, self.instance_types(), tuple(holdings),
+            dict(affinity or {}),
         )
 
     # ----------------------------------------------------------------------- act

@@ -46,13 +46,14 @@ from placement.capacity.actions import (
     WaitForData,
 )
 from placement.capacity.blueprints import blueprint_start, stage_nodes, stage_windows
-from placement.capacity.fitting import HELPS, follows_group, new_node_labels, pending_verdict, required_affinity
+from placement.capacity.fitting import HELPS, affinity_matches, follows_group, new_node_labels, pending_verdict, required_affinity
 from placement.capacity.names import group_name, node_group_of, plain_zone
 from placement.capacity.packing import bin_pack, eni_max_pods, estimate_allocatable, fit_type, instance_shape
 from placement.capacity.planner import plan_capacity
 from placement.capacity.reactive import kbl_zone, zone_bytes
 from placement.capacity.scaledown import data_drained, is_leaving, referenced_nodes, removal_verdict
 from placement.capacity.states import (
+    Affinity,
     CapacityError,
     CapacitySettings,
     CapacityState,
@@ -60,6 +61,7 @@ from placement.capacity.states import (
     InstanceShape,
     RemovalCheck,
     RemovalVerdict,
+    Requirement,
     Utilization,
     status_time,
 )
@@ -83,6 +85,7 @@ __all__ = [
     "SCALE_ON",
     "SCALE_UP_ABOVE",
     "Action",
+    "Affinity",
     "AnnotateNode",
     "CapacityError",
     "CapacitySettings",
@@ -100,10 +103,12 @@ __all__ = [
     "RemovalCheck",
     "RemovalVerdict",
     "RemoveNode",
+    "Requirement",
     "ResizeNodeGroup",
     "UncordonNode",
     "Utilization",
     "WaitForData",
+    "affinity_matches",
     "bin_pack",
     "blueprint_start",
     "data_drained",

@@ -80,17 +80,25 @@ def bin_pack(requests: Sequence[Resources], shape: InstanceShape, open_bins: int
 def fit_type(
     kbl: KBL, pending: Sequence[Pod], nodes: Sequence[Node], catalog: Sequence[InstanceShape], settings: CapacitySettings
 ) -> InstanceShape:
-    """The first wished instance type on which the largest pending pod fits."""
+    """The first wished instance type on which every pending pod that fits any wished type fits
+    (a pod too big for all of them is left to its ``too-big`` verdict, it does not block the rest)."""
     types = kbl.node_group.instance_types or (settings.default_instance_type,)
     problems = []
+    shapes = []
     for itype in types:
         try:
-            shape = instance_shape(itype, nodes, catalog)
+            shapes.append(instance_shape(itype, nodes, catalog))
         except CapacityError as exc:
             problems.append(str(exc))
-            continue
-        cap = shape.resources()
-        if all(cap.fits(Resources(p.requests.cpu_m, p.requests.memory_b, 0, 1)) for p in pending):
-            return shape
-        problems.append(f"{itype} is too small for the largest pending pod")
+
+    def fits(shape: InstanceShape, pod: Pod) -> bool:
+        return shape.resources().fits(Resources(pod.requests.cpu_m, pod.requests.memory_b, 0, 1))
+
+    fitting = [p for p in pending if any(fits(s, p) for s in shapes)]
+    if shapes and (fitting or not pending):
+        for shape in shapes:
+            if all(fits(shape, p) for p in fitting):
+                return shape
+    if shapes:
+        problems.append(f"{', '.join(s.name for s in shapes)} too small for the pending pods")
     raise CapacityError(f"KBL {kbl.key}: no wished instance type fits: {'; '.join(problems)}")

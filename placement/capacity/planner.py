@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from placement.capacity.actions import AnnotateNode, Note, Plan
+from placement.capacity.actions import AnnotateNode, Note, PendingVerdict, Plan
 from placement.capacity.blueprints import plan_blueprint
 from placement.capacity.budgets import apply_budgets
 from placement.capacity.names import group_name, node_group_of, plain_zone
@@ -107,10 +107,12 @@ def _plan_kbl(kbl: KBL, ctx: PlanContext) -> list[GroupPlan]:
         names = {n.name for n in plan.nodes}
         plan.busy = len({p.node_name for p in pods if p.active and p.node_name in names and p.owner_kind != "DaemonSet"})
     # Reactive: pending pods, batched, in the data's zone.
-    if pending and zone is not None:
-        grow = plan_for(zone)
-        if grow is not None:
-            plan_reactive(kbl, grow, pending, ctx)
+    grow = plan_for(zone) if pending and zone is not None else None
+    if grow is not None:
+        plan_reactive(kbl, grow, pending, ctx)
+    elif pending:
+        reason = "no-zone" if zone is None else "no-instance-type"
+        ctx.verdicts.append(PendingVerdict(kbl.key, tuple(p.key for p in pending), reason, "no group can be planned for them"))
     # Blueprint pre-warm.
     if kbl.stages and zone is not None:
         warm = plan_for(zone)

@@ -279,3 +279,73 @@ def test_removal_verdict_counts_shards_short_of_pieces() -> None:
     assert dict(both.at_risk) == {"default/d": 1}
     strict = cap.removal_verdict(s.cluster, s.datasets, {"gen-a0"}, True)
     assert dict(strict.at_risk) == {"default/d": 2}
+
+
+def _verdicts(objs: list[dict[str, Any]], affinity: Mapping[str, Any] | None = None) -> dict[str, str]:
+    plan = cap.plan_capacity(state(objs, affinity=affinity))
+    return {pod: v.reason for v in plan.verdicts for pod in v.pods}
+
+
+def test_a_new_node_helps_only_pods_that_would_schedule_on_it() -> None:
+    kbl = kbl_object("k")
+    plain = pod_object("plain", kbl="k")
+    untolerated = pod_object("untolerated", kbl="k")
+    untolerated["spec"]["tolerations"] = []
+    selector = pod_object("selector", kbl="k")
+    selector["spec"]["nodeSelector"] = {"disktype": "nvme"}
+    linux = pod_object("linux", kbl="k")
+    linux["spec"]["nodeSelector"] = {"kubernetes.io/os": "linux", labels.ZONE: "us-east-1a"}
+    big = pod_object("big", kbl="k", cpu="64")
+    objs = [*base_nodes(), kbl, plain, untolerated, selector, linux, big]
+    other_zone = cap.Requirement(labels.ZONE, "In", ("us-east-1c",))
+    affinity: dict[str, cap.Affinity] = {"default/plain": ((other_zone,), (cap.Requirement(labels.KBL_LABEL, "Exists"),))}
+    verdicts = _verdicts(objs, affinity)
+    assert verdicts == {
+        "default/plain": "helps",  # the second term matches the group's nodes
+        "default/linux": "helps",
+        "default/untolerated": "taint",
+        "default/selector": "node-selector",
+        "default/big": "too-big",
+    }
+    affinity = {"default/plain": ((other_zone,),)}
+    assert _verdicts(objs, affinity)["default/plain"] == "node-affinity"
+    create = cap.plan_capacity(state(objs)).of(cap.CreateNodeGroup)[0]
+    assert isinstance(create, cap.CreateNodeGroup)
+    assert create.desired == 1  # plain and linux: 1 CPU each on one node; the others ask for nothing
+
+
+def test_required_pods_are_helped_only_when_their_dataset_follows_the_group() -> None:
+    required = {labels.POD_LOCALITY: "required"}
+    pods = [
+        pod_object("r", kbl="k", dataset="reads", annotations=required),
+        pod_object("gone", kbl="k", dataset="nope", annotations=required),
+    ]
+    elsewhere = placed_dataset("reads", [["gen-b0"]])
+    verdicts = _verdicts([*base_nodes(), kbl_object("k"), elsewhere, *pods])
+    assert verdicts == {"default/r": "data-elsewhere", "default/gone": "no-dataset"}
+    bound = placed_dataset("reads", [["gen-b0"]])
+    bound["spec"]["nodeSelector"] = {labels.KBL_LABEL: "k"}
+    assert _verdicts([*base_nodes(), kbl_object("k"), bound, *pods])["default/r"] == "helps"
+
+
+def test_required_affinity_is_read_from_the_pod_spec() -> None:
+    pod = pod_object("p", kbl="k")
+    pod["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}, {"key": "b", "operator": "DoesNotExist"}]},
+        {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8"]}]},
+    ]}}}  # fmt: skip
+    terms = cap.required_affinity(pod)
+    assert cap.affinity_matches(terms, {"a": "2"})
+    assert not cap.affinity_matches(terms, {"a": "2", "b": "x"})
+    assert cap.affinity_matches(terms, {"cores": "16"})
+    assert not cap.affinity_matches(terms, {"cores": "4"})
+
+
+def test_instance_shapes_come_from_the_catalog_given_and_unknown_types_are_reported() -> None:
+    objs = [*base_nodes(), kbl_object("k", instance_types=("x9.huge",)), pod_object("p", kbl="k")]
+    plan = cap.plan_capacity(state(objs))
+    assert not plan.of(cap.CreateNodeGroup)
+    assert any("not in the provider's catalog" in a.message for a in plan.of(cap.Note) if isinstance(a, cap.Note))
+    shape = cap.estimate_allocatable("m6i.xlarge", 4, 16384, cap.eni_max_pods(4, 15))
+    assert (shape.cpu_m, shape.pods) == (3920, 58)
+    assert shape.memory_b == (16384 - 255 - 11 * 58 - 100) * 2**20
