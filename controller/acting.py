@@ -170,7 +170,7 @@ class Actor:
             self.log.first_cloud_request_s = self.clock()
         if self.metrics is not None and kbl and self._state is not None:
             helped = {p for v in self._plan.verdicts if v.kbl == kbl and v.reason == "helps" for p in v.pods}
-            pods = [(p.uid, p.creation_timestamp) for p in self._state.pods if p.key in helped]
+            pods = [(p.key, p.creation_timestamp) for p in self._state.pods if p.key in helped]
             self.metrics.requested_for(pods, self.clock())
 
     # ------------------------------------------------------------------ group creation

@@ -57,7 +57,8 @@ class ControllerMetrics:
         )
         self.cloud_errors = Counter("kbl_controller_cloud_errors", "Failed cloud calls by error code", ["code"], registry=r)
         self._lock = threading.Lock()
-        self._requested: set[str] = set()  # pod uids already counted in to_request
+        self._requested: set[str] = set()  # pods already counted in to_request
+        self._first_seen: dict[str, float] = {}
         self._sizes: set[tuple[str, str]] = set()
         self._reasons: set[str] = set()
 
@@ -67,14 +68,22 @@ class ControllerMetrics:
     def cloud_error(self, code: str) -> None:
         self.cloud_errors.labels(code).inc()
 
-    def requested_for(self, pods: Sequence[tuple[str, str]], now_s: float) -> None:
-        """A cloud request was made for these ``(uid, unschedulable since)`` pods; each counts once."""
+    def saw_pending(self, plan: Plan, now_s: float) -> None:
+        """Remember when each unschedulable pod of the plan was first seen (before acting on it)."""
         with self._lock:
-            for uid, since in pods:
-                start = parse_time(since)
-                if uid in self._requested or start is None:
+            for verdict in plan.verdicts:
+                for key in verdict.pods:
+                    self._first_seen.setdefault(key, now_s)
+
+    def requested_for(self, pods: Sequence[tuple[str, str]], now_s: float) -> None:
+        """A cloud request was made for these ``(pod key, creation time)`` pods; each counts once,
+        from its creation (else from when the controller first saw it unschedulable)."""
+        with self._lock:
+            for key, created in pods:
+                start = parse_time(created) or self._first_seen.get(key)
+                if key in self._requested or start is None:
                     continue
-                self._requested.add(uid)
+                self._requested.add(key)
                 self.to_request.observe(max(0.0, now_s - start))
 
     def reconciled(self, state: CapacityState, plan: Plan, seconds: float) -> None:

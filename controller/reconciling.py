@@ -281,6 +281,7 @@ class Controller:
         state = self.observe()
         plan = self.plan(state)
         self.reconciles += 1
+        self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:
             self.actor.execute(plan, state)
         self.metrics.reconciled(state, plan, time.perf_counter() - started)

@@ -34,6 +34,7 @@ from topology.nodes import Node
 
 if TYPE_CHECKING:
     from controller import Controller
+    from controller.measuring import ControllerMetrics
     from kube.leading import LeaderElectionSettings, LeaderElector
 
 
@@ -51,9 +52,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reply-queue-url", default="", help="SQS queue the worker reports the inventory on (queue)")
     parser.add_argument("--max-nodes", type=int, default=200, help="global node budget over every KBL group (default %(default)s)")
     parser.add_argument("--resync-s", type=float, default=10.0, help="periodic reconcile interval in seconds (default %(default)s)")
+    parser.add_argument(
+        "--scale-down-delay-s", type=float, default=120.0, help="no scale-down this long after a group grew (default %(default)s)"
+    )
     parser.add_argument("--metrics-server", action="store_true", help="grow/shrink on KBL node CPU and memory from metrics.k8s.io")
     parser.add_argument("--prometheus-url", default="", help="evaluate each KBL's kbl.io/prometheus-query against this Prometheus")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    configure_metrics(parser)
     election = parser.add_argument_group("leader election (a coordination.k8s.io/v1 Lease; client-go semantics)")
     election.add_argument(
         "--leader-elect", action=argparse.BooleanOptionalAction, default=None,
@@ -69,6 +74,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     for name, default, what in durations:
         election.add_argument(f"--leader-elect-{name}-s", type=float, default=default, help=f"{what} (default %(default)s)")
+
+
+def configure_metrics(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port at /metrics (0: off)")
+    parser.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server listens on (default %(default)s)")  # noqa: S104
+
+
+def serve_metrics(args: argparse.Namespace, metrics: ControllerMetrics) -> Callable[[], None]:
+    """Start the metrics server the arguments ask for; returns its stop function."""
+    if not args.metrics_port:
+        return lambda: None
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(args.metrics_port, addr=args.metrics_address, registry=metrics.registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop
 
 
 def subnets(values: list[str]) -> dict[str, list[str]]:
@@ -199,6 +225,7 @@ def run_elected(controller: Controller, elector: LeaderElector, stop: threading.
 
 def run(args: argparse.Namespace) -> int:
     from controller import Controller, ControllerSettings
+    from controller.measuring import ControllerMetrics
     from kube.leading import LeaderElector
 
     leading = election(args)  # argument errors before any connection
@@ -218,14 +245,23 @@ def run(args: argparse.Namespace) -> int:
         kube = KubeClient.from_config(args.kubeconfig)
         provider = cloud(args)
     settings = ControllerSettings(
-        capacity=CapacitySettings(max_nodes_total=args.max_nodes),
+        capacity=CapacitySettings(max_nodes_total=args.max_nodes, scale_down_delay_after_up_s=args.scale_down_delay_s),
         cluster_name=args.cluster_name,
         resync_s=args.resync_s,
         dry_run=args.dry_run,
     )
     elector = LeaderElector(kube, leading) if leading is not None else None
     guard = elector.check if elector is not None else None
-    controller = Controller(kube, provider, settings, utilization=utilization(args, kube), guard=guard)
+    metrics = ControllerMetrics()
+    stop_metrics = serve_metrics(args, metrics)
+    try:
+        controller = Controller(kube, provider, settings, utilization=utilization(args, kube), guard=guard, metrics=metrics)
+        return _run(args, controller, elector)
+    finally:
+        stop_metrics()
+
+
+def _run(args: argparse.Namespace, controller: Controller, elector: LeaderElector | None) -> int:
     if elector is not None and args.once:
         if not elector.try_acquire_or_renew():
             where = f"{elector.settings.namespace}/{elector.settings.lease_name}"
