@@ -36,7 +36,14 @@ from topology import labels
 from topology.examples import make_node
 from topology.times import format_time
 
-GROUP = cap.group_name("default/genomics", "us-east-1b")
+
+def _kbl(aws: Aws) -> str:
+    """The KBL of this test: named after its cluster, so its group is new on the shared moto server."""
+    return f"genomics-{aws.cluster}"
+
+
+def _group_name(aws: Aws) -> str:
+    return cap.group_name(f"default/{_kbl(aws)}", "us-east-1b")
 SHAPES = {s.name: s for s in FAKE_INSTANCE_TYPES}
 
 
@@ -58,14 +65,14 @@ def _env(aws: Aws) -> dict[str, str]:
     }  # fmt: skip
 
 
-def _seed(emulator: Emulator) -> None:
+def _seed(emulator: Emulator, kbl: str) -> None:
     for node in base_nodes():
         emulator.post("/api/v1/nodes", node)
     reads = placed_dataset("reads", [["gen-b0", "gen-b1"], ["gen-b0", "gen-b1"]])  # the data lives in us-east-1b
     emulator.post("/apis/kbl.io/v1alpha1/namespaces/default/datasets", reads)
-    emulator.post("/apis/kbl.io/v1alpha1/namespaces/default/kbls", kbl_object("genomics"))
+    emulator.post("/apis/kbl.io/v1alpha1/namespaces/default/kbls", kbl_object(kbl))
     for i in range(2):
-        emulator.post("/api/v1/namespaces/default/pods", pod_object(f"p{i}", kbl="genomics", cpu="3", dataset="reads"))
+        emulator.post("/api/v1/namespaces/default/pods", pod_object(f"p{i}", kbl=kbl, cpu="3", dataset="reads"))
 
 
 def _wait(what: str, check: Callable[[], Any], proc: subprocess.Popen[bytes], timeout_s: float = 120.0, fail: bool = True) -> Any:
@@ -112,7 +119,7 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def _group(aws: Aws) -> dict[str, Any] | None:
-    groups = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"]
+    groups = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[_group_name(aws)])["AutoScalingGroups"]
     return groups[0] if groups else None
 
 
@@ -126,8 +133,8 @@ def _join(aws: Aws, emulator: Emulator, client: KubeClient, joined: set[str]) ->
         name = f"ip-{iid}"
         if name in joined:
             continue
-        extra = {labels.NODE_GROUP_LABEL: GROUP, labels.KBL_LABEL: "genomics", labels.INSTANCE_TYPE: "m6i.xlarge"}
-        taints = [{"key": labels.DEDICATED_TAINT, "value": "genomics", "effect": "NoSchedule"}]
+        extra = {labels.NODE_GROUP_LABEL: _group_name(aws), labels.KBL_LABEL: _kbl(aws), labels.INSTANCE_TYPE: "m6i.xlarge"}
+        taints = [{"key": labels.DEDICATED_TAINT, "value": _kbl(aws), "effect": "NoSchedule"}]
         node = make_node(name, region=REGION, zone=inst["AvailabilityZone"], extra_labels=extra, taints=taints,
                          cpu_m=shape.cpu_m, memory_b=shape.memory_b)  # fmt: skip
         node["spec"]["providerID"] = f"aws:///{inst['AvailabilityZone']}/{iid}"
@@ -163,7 +170,7 @@ def _scenario(aws: Aws, emulator: Emulator, controller: subprocess.Popen[bytes],
         wanted = (
             'kbl_controller_actions_total{kind="CreateNodeGroup",outcome="done"} 1.0',
             "kbl_controller_unschedulable_to_request_seconds_count 2.0",
-            f'kbl_controller_node_group_desired{{group="{GROUP}",kbl="default/genomics"}} 2.0',
+            f'kbl_controller_node_group_desired{{group="{_group_name(aws)}",kbl="default/{_kbl(aws)}"}} 2.0',
             "kbl_controller_reconcile_seconds_count",
         )
         _wait("metrics served", lambda: all(w in _scrape(metrics_port) for w in wanted), controller, timeout_s=60)
@@ -211,7 +218,7 @@ def test_controller_process_grows_in_the_data_zone_and_shrinks_safely_with_asg_o
 ) -> None:
     subnets = make_cluster(aws)
     image = base_image(aws)
-    _seed(emulator)
+    _seed(emulator, _kbl(aws))
     port = free_port()
     argv = _controller_argv(_kubeconfig(tmp_path, emulator), aws, port)
     argv += ["--provider", "asg", "--image-id", image, *(f"--subnet={z}={s[0]}" for z, s in subnets.items())]
@@ -228,7 +235,7 @@ def test_the_same_through_sqs_with_kbl_worker_as_its_own_process(
     sqs = aws.client("sqs")
     queue = sqs.create_queue(QueueName=f"{aws.cluster}-requests")["QueueUrl"]
     reply = sqs.create_queue(QueueName=f"{aws.cluster}-inventory")["QueueUrl"]
-    _seed(emulator)
+    _seed(emulator, _kbl(aws))
     worker_argv = [
         sys.executable, "-m", "kbl", "worker", "--queue-url", queue, "--reply-queue-url", reply, "--provider", "asg",
         "--cluster-name", aws.cluster, "--image-id", image, *(f"--subnet={z}={s[0]}" for z, s in subnets.items()),
