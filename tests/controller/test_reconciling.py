@@ -264,3 +264,41 @@ def test_a_stale_plan_executed_after_another_controller_grew_stays_within_the_gl
     first.actor.execute(stale, stale_state)
     assert sum(g.desired for g in world.cloud.list_groups()) <= 8
     assert any("budget" in why for _, why in first.actor.log.refused)
+
+
+class CountingKube(FakeKube):
+    """The in-memory API counting its lists, per resource."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lists: dict[str, int] = {}
+
+    def list(self, resource: Any, *, namespace: str | None = None, label_selector: str | None = None) -> Any:
+        self.lists[resource.plural] = self.lists.get(resource.plural, 0) + 1
+        return super().list(resource, namespace=namespace, label_selector=label_selector)
+
+
+def test_the_loop_reads_through_informers_and_never_relists_on_an_event() -> None:
+    world = World()
+    kube = CountingKube()
+    for node in base_nodes():
+        kube.put(NODES, node)
+    kube.put(KBLS, kbl_object("genomics"))
+    settings = ControllerSettings(cluster_name="test", resync_s=60.0, batch_window_s=0.05)
+    ctl = Controller(kube, world.cloud, settings, clock=lambda: world.now)
+    stop = threading.Event()
+    thread = threading.Thread(target=ctl.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        for i in range(5):
+            kube.put(PODS, pod_object(f"p{i}", kbl="genomics"))
+            for _ in range(100):
+                if ctl.reconciles > i + 1:
+                    break
+                stop.wait(0.02)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert ctl.reconciles >= 5  # event-driven reconciles happened ...
+    assert kube.lists == {"nodes": 1, "pods": 1, "datasets": 1, "kbls": 1, "nodeholdings": 1}  # ... on one list each
+    assert world.cloud.calls_of("create_group")
