@@ -25,9 +25,11 @@ from typing import Any
 from benchmarks.measuring import percentile, write_json
 from controller import Controller, ControllerSettings
 from controller.providers.fake import FakeProvider
-from kube.api import KBLS, NODES, PODS
+from kube.api import DATASETS, KBLS, NODES, PODS
 from kube.memory import MemoryApi
 from placement import capacity as cap
+from topology import labels
+from topology.datasets import Replicas, dataset_object
 from topology.examples import make_node
 
 T0 = 1_795_000_000.0
@@ -56,12 +58,15 @@ def _kbl(name: str, stages: list[dict[str, Any]] | None = None, status: dict[str
     return obj
 
 
-def _pod(name: str, kbl: str, cpu: str = "3") -> dict[str, Any]:
+def _pod(name: str, kbl: str, cpu: str = "3", annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    toleration = {"key": labels.DEDICATED_TAINT, "operator": "Equal", "value": kbl, "effect": "NoSchedule"}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "annotations": {"kbl.io/kbl": kbl}},
-        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": "4Gi"}}}]},
+        "metadata": {
+            "name": name, "namespace": "default", "uid": f"uid-{name}", "annotations": {labels.POD_KBL: kbl, **(annotations or {})},
+        },
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": "4Gi"}}}], "tolerations": [toleration]},
         "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]},
     }
 
@@ -192,11 +197,42 @@ class Simulation:
                     break
 
 
+def runaway(reconciles: int = 5, pods: int = 2) -> dict[str, dict[str, Any]]:
+    """Issue 14's runaway: ``pods`` required-locality pods (3 CPU, one m6i.xlarge each) that stay
+    pending after their nodes join, reconciled ``reconciles`` times, 120 s apart (nodes Ready
+    after 60 s). Nodes requested (the group's desired size after each reconcile) versus the nodes
+    that help: none when the DataSet's nodeSelector does not select the group (its data never
+    comes), ``pods`` when it does (the data follows the group)."""
+    out: dict[str, dict[str, Any]] = {}
+    for case, selector, helpful in (("data elsewhere", {}, 0), ("data follows the group", {labels.KBL_LABEL: "k"}, pods)):
+        now = [T0]
+        clock = lambda now=now: now[0]  # noqa: E731
+        kube = MemoryApi()
+        _base(kube)
+        cloud = FakeProvider(clock, ready_delay_s=60.0)
+        kube.put(KBLS, _kbl("k"))
+        dataset = dataset_object("reads", shards=2, shard_size="10Gi", redundancy=Replicas(1))
+        dataset["spec"]["nodeSelector"] = selector
+        dataset["status"] = {"placement": {"nodes": ["gen-a"], "shards": [[0], [0]]}}
+        kube.put(DATASETS, dataset)
+        for i in range(pods):
+            kube.put(PODS, _pod(f"p{i}", "k", annotations={labels.POD_DATASET: "reads", labels.POD_LOCALITY: "required"}))
+        sizes = []
+        for _ in range(reconciles):
+            Controller(kube, cloud, ControllerSettings(cluster_name="runaway"), clock=clock).reconcile_once()
+            now[0] += 120.0
+            kube.sync_nodes(cloud.node_objects())  # the requested nodes join; the pods stay pending
+            sizes.append(sum(g.desired for g in cloud.list_groups()))
+        out[case] = {"sizes": sizes, "nodes_requested": sizes[-1], "nodes_that_help": helpful}
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.time()
     reactions = reaction_times(args.trials)
     reactive = Simulation(False, args.kbls, args.stages, args.pods, args.seed).run()
     warmed = Simulation(True, args.kbls, args.stages, args.pods, args.seed).run()
+    runaways = runaway()
     saved = 1.0 - warmed.pending_pod_s / reactive.pending_pod_s if reactive.pending_pod_s else 0.0
     figures: dict[str, Any] = {
         "reaction_s": {
@@ -212,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         "reactive": {"pending_pod_s": reactive.pending_pod_s, "pods": reactive.created, "peak_nodes": reactive.max_nodes},
         "prewarmed": {"pending_pod_s": warmed.pending_pod_s, "pods": warmed.created, "peak_nodes": warmed.max_nodes},
         "pending_time_saved": saved,
+        "runaway": runaways,
         "wall_s": time.time() - started,
     }
     r = figures["reaction_s"]
@@ -221,5 +258,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  reactive   {reactive.pending_pod_s:10.0f} pod-s  ({reactive.pending_pod_s / max(reactive.created, 1):.0f} s per pod)")
     print(f"  pre-warmed {warmed.pending_pod_s:10.0f} pod-s  ({warmed.pending_pod_s / max(warmed.created, 1):.0f} s per pod)")
     print(f"  pre-warming saves {saved * 100:.1f}% of pending time; wall {figures['wall_s']:.1f} s")
+    print("runaway (2 required pods pending after their nodes joined, 5 reconciles 120 s apart):")
+    for case, row in runaways.items():
+        sizes = " -> ".join(str(n) for n in row["sizes"])
+        print(f"  {case:24s} nodes requested {row['nodes_requested']:3d}, nodes that help {row['nodes_that_help']:3d} (sizes {sizes})")
     write_json(args.json, figures)
     return 0

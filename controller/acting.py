@@ -1,9 +1,10 @@
 """Carrying out a capacity plan: Kubernetes actions and cloud calls, each idempotent.
 
-Cordon (``spec.unschedulable`` plus the ``kbl.io/scale-down-since`` annotation), eviction through
-the Eviction API (a PodDisruptionBudget refusal leaves the pod and the node waits), removal of
-one named instance, node annotations for Cluster Autoscaler, re-replication requests on
-DataSets, and the KBL status where the controller keeps its state. A group creation is written
+Cordon (``spec.unschedulable`` plus the ``kbl.io/scale-down-since`` and ``kbl.io/drain=<reason>``
+annotations: the placement reconciler then moves the node's data off), an Event while a leaving
+node waits for its data, eviction through the Eviction API (a PodDisruptionBudget refusal leaves
+the pod and the node waits), removal of one named instance, node annotations for Cluster
+Autoscaler, and the KBL status where the controller keeps its state. A group creation is written
 ahead into ``status.nodeGroups`` (phase ``Creating`` with its token) before the cloud call, and
 confirmed after it, so a crash at any step leaves a state a new controller completes. A
 ``guard`` (the leader election's check) runs before every action and between the steps of one,
@@ -14,25 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.providers import DetachesFromClusterAutoscaler, NodeGroupProvider, NodeGroupSpec, ProviderError
-from kube.api import DATASETS, KBLS, NODES, ApiError, KubeApi
+from kube.api import KBLS, NODES, ApiError, KubeApi
 from placement import capacity as cap
+from placement.capacity.utilization import LAST_SCALE_KEY
+from topology import labels
+from topology.times import format_time
 
-#: DataSet annotation asking the placement engine to move pieces off these nodes (comma list).
-REPAIR_ANNOTATION = "kbl.io/drain-nodes"
-#: DataSet annotation with the placement engine's rebuilds (JSON list of ``shard/piece->node``).
-REPAIR_PLAN_ANNOTATION = "kbl.io/repair-plan"
-
-
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
+if TYPE_CHECKING:
+    from controller.measuring import ControllerMetrics
 
 def creation_token(cluster_name: str, group: str) -> str:
     """The deterministic idempotency token of a group's creation (64 hex characters)."""
@@ -61,7 +56,9 @@ class Actor:
         *,
         max_nodes_total: int | None = None,
         guard: Callable[[str], None] | None = None,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.max_nodes_total = max_nodes_total
         self.kube = kube
         self.provider = provider
@@ -70,6 +67,8 @@ class Actor:
         self.guard = guard or (lambda _step: None)
         self.step_hook = hook
         self.log = ActionLog()
+        self._plan = cap.Plan(())
+        self._state: cap.CapacityState | None = None
 
     def hook(self, step: str) -> None:
         """A step between two writes: the guard may stop us here (leadership lost), then the
@@ -80,6 +79,8 @@ class Actor:
     def execute(self, plan: cap.Plan, state: cap.CapacityState) -> ActionLog:
         """Run every action; a failed action is logged as refused and the rest go on."""
         self.log = ActionLog()
+        self._plan = plan
+        self._state = state
         for action in plan.actions:
             if isinstance(action, cap.Note):
                 continue
@@ -88,9 +89,17 @@ class Actor:
                 self._one(action, state)
             except (ProviderError, ApiError) as exc:
                 self.log.refused.append((action, str(exc)))
+                self._count(action.kind, "refused")
+                if isinstance(exc, ProviderError) and self.metrics is not None:
+                    self.metrics.cloud_error(exc.code)
                 self._event(action.kbl, "CapacityActionFailed", f"{action.kind}: {exc}", "Warning")
                 continue
             self.log.done.append(action)
+            self._count(action.kind, "done")
+        for verdict in plan.verdicts:
+            if verdict.reason != cap.HELPS:
+                pods = ", ".join(verdict.pods)
+                self._event(verdict.kbl, "NoNodeHelps", f"no new node can run {pods} ({verdict.reason}): {verdict.message}", "Warning")
         self.guard("status-sync")
         try:
             self._sync_group_status(state)
@@ -108,22 +117,22 @@ class Actor:
                 desired = min(desired, max(action.previous, action.previous + self._room(action.group, action.previous)))
                 if desired <= action.previous:
                     raise ProviderError("BudgetExhausted", f"{action.group}: the global node budget was spent since planning")
-            self._cloud_request()
+            self._cloud_request(action.kbl if desired > action.previous else "")
             self.provider.set_size(action.group, desired)
             self.hook("after-resize")
             key = "lastScaleUp" if action.desired > action.previous else "lastScaleDown"
             extra: dict[str, Any] = {key: self.clock(), "desired": desired}
-            if "utilisation" in action.reason:
-                extra["lastUtilisationScale"] = self.clock()
+            if "utilization" in action.reason:
+                extra[LAST_SCALE_KEY] = self.clock()
             self.group_status(action.kbl, action.group, extra)
         elif isinstance(action, cap.DeleteNodeGroup):
             self.provider.delete_group(action.group)
         elif isinstance(action, cap.CordonNode):
-            mark = {cap.SCALE_DOWN_ANNOTATION: str(self.clock())}
+            mark = {cap.SCALE_DOWN_ANNOTATION: str(self.clock()), labels.DRAIN: action.reason}
             self.kube.patch(NODES, action.node, {"spec": {"unschedulable": True}, "metadata": {"annotations": mark}})
             self._event(action.kbl, "NodeCordoned", f"{action.node}: {action.reason}")
         elif isinstance(action, cap.UncordonNode):
-            unmark = {cap.SCALE_DOWN_ANNOTATION: None}
+            unmark = {cap.SCALE_DOWN_ANNOTATION: None, labels.DRAIN: None}
             self.kube.patch(NODES, action.node, {"spec": {"unschedulable": False}, "metadata": {"annotations": unmark}})
         elif isinstance(action, cap.EvictPods):
             refused = []
@@ -136,20 +145,13 @@ class Actor:
         elif isinstance(action, cap.RemoveNode):
             self.provider.remove_instance(action.group, action.provider_id)
             self._event(action.kbl, "NodeRemoved", f"{action.node} left {action.group}: {action.reason}")
-        elif isinstance(action, cap.RequestRepair):
-            for key in action.datasets:
-                namespace, _, name = key.partition("/")
-                current = self.kube.get(DATASETS, name, namespace=namespace) or {}
-                have = ((current.get("metadata") or {}).get("annotations") or {}).get(REPAIR_ANNOTATION, "")
-                nodes = sorted({*filter(None, have.split(",")), action.node})
-                notes = {REPAIR_ANNOTATION: ",".join(nodes), REPAIR_PLAN_ANNOTATION: json.dumps(list(action.rebuilds.get(key, ())))}
-                self.kube.patch(DATASETS, name, {"metadata": {"annotations": notes}}, namespace=namespace)
-            self._event(action.kbl, "ScaleDownWaitsForRepair", action.reason, "Warning")
+        elif isinstance(action, cap.WaitForData):
+            self._event(action.kbl, "ScaleDownWaitsForData", f"{action.node}: {action.reason}")
         elif isinstance(action, cap.AnnotateNode):
             self.kube.patch(NODES, action.node, {"metadata": {"annotations": dict(action.annotations)}})
         elif isinstance(action, cap.RecordBlueprintStart):
             namespace, _, name = action.kbl.partition("/")
-            self.kube.patch_status(KBLS, name, {"status": {"blueprintStart": _iso(action.start_s)}}, namespace=namespace)
+            self.kube.patch_status(KBLS, name, {"status": {"blueprintStart": format_time(action.start_s)}}, namespace=namespace)
 
     def _room(self, group: str, current: int) -> int:
         """Nodes the global budget still allows, from a fresh read of the cloud (narrows races
@@ -159,9 +161,17 @@ class Actor:
         used = sum(g.desired for g in self.provider.list_groups() if g.name != group)
         return self.max_nodes_total - used - current
 
-    def _cloud_request(self) -> None:
+    def _count(self, kind: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.action(kind, outcome)
+
+    def _cloud_request(self, kbl: str = "") -> None:
         if self.log.first_cloud_request_s is None:
             self.log.first_cloud_request_s = self.clock()
+        if self.metrics is not None and kbl and self._state is not None:
+            helped = {p for v in self._plan.verdicts if v.kbl == kbl and v.reason == "helps" for p in v.pods}
+            pods = [(p.key, p.creation_timestamp) for p in self._state.pods if p.key in helped]
+            self.metrics.requested_for(pods, self.clock())
 
     # ------------------------------------------------------------------ group creation
     def _create(self, action: cap.CreateNodeGroup) -> None:
@@ -176,7 +186,7 @@ class Actor:
             action.group, action.kbl, action.zone, action.instance_type, desired, action.max_size,
             action.capacity_type, dict(action.labels), action.taints,
         )
-        self._cloud_request()
+        self._cloud_request(action.kbl)
         info = self.provider.create_group(spec, token)
         self.hook("after-create")
         phase = "Active" if info.status == "ACTIVE" else info.status.title()

@@ -1,36 +1,57 @@
-"""The reconcile loop: observe, plan, act; triggered by watches, batched, restart-safe.
+"""The reconcile loop: observe, plan, act; fed by informers, batched, restart-safe.
 
-:meth:`Controller.reconcile_once` lists Nodes, Pods, DataSets and KBLs, asks the provider for
-its groups, plans with :func:`placement.capacity.plan_capacity` and executes the plan (or, in dry
-run, only returns it). :meth:`Controller.run` watches pods, KBLs, nodes and DataSets; the first
-unschedulable pod of a KBL (``PodScheduled=False``, reason ``Unschedulable``) triggers a
-reconcile after ``batch_window_s`` (default 0.2 s) so pods created together are planned
-together; otherwise it resyncs every ``resync_s``. Nothing is remembered between reconciles
-except caches: intents are written to the KBL's status before the cloud call, and the cloud
-call is idempotent with a deterministic token, so a restart at any step converges.
+:meth:`Controller.reconcile_once` reads Nodes, Pods, DataSets, KBLs and NodeHoldings, asks the
+provider for its groups and instance types, plans with :func:`placement.capacity.plan_capacity`
+and executes the plan (or, in dry run, only returns it). :meth:`Controller.run` keeps those
+objects in step through one :class:`~kube.watching.Informer` per resource (a list, then a watch;
+never a relist per event) and reads the caches at every reconcile. The first unschedulable pod of
+a KBL (``PodScheduled=False``, reason ``Unschedulable``) or any change of a node, KBL, DataSet or
+NodeHoldings triggers a reconcile after ``batch_window_s`` (default 0.2 s) so pods created
+together are planned together; otherwise it resyncs every ``resync_s``. Without ``run`` (a single
+``reconcile_once``, dry runs, tests) each reconcile lists once. Nothing is remembered between
+reconciles except caches: intents are written to the KBL's status before the cloud call, and the
+cloud call is idempotent with a deterministic token, so a restart at any step converges.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from controller.acting import Actor
-from controller.providers import NodeGroupProvider
-from kube.api import DATASETS, KBLS, NODES, PODS, GoneError, KubeApi, Resource
+from controller.measuring import ControllerMetrics
+from controller.providers import NodeGroupProvider, ProviderError
+from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
+from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
 from topology.clusters import Cluster
 from topology.datasets import DataSet
 from topology.errors import ObjectError
+from topology.holdings import NodeHoldings
 from topology.kbls import KBL
 from topology.nodes import Node
 from topology.pods import Pod
+from topology.times import parse_time
+
+log = logging.getLogger(__name__)
 
 StepHook = Callable[[str], None]
+
+#: The resources the controller reads, with the typed form each is read into.
+WATCHED: tuple[tuple[Resource, Callable[[Any], Any]], ...] = (
+    (NODES, Node.from_object),
+    (PODS, Pod.from_object),
+    (DATASETS, DataSet.from_object),
+    (KBLS, KBL.from_object),
+    (NODE_HOLDINGS, NodeHoldings.from_object),
+)
+#: How many recent joins the node-ready p90 is taken over, per group.
+RECENT_JOINS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,30 +63,80 @@ class ControllerSettings:
     batch_window_s: float = 0.2
     resync_s: float = 10.0
     dry_run: bool = False
+    informer: InformerSettings = field(default_factory=lambda: InformerSettings(watch_timeout_s=60))
 
 
-def _epoch(text: str) -> float | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except (ValueError, AttributeError):
-        return None
+def p90(values: Iterable[float]) -> float:
+    """The nearest-rank 90th percentile (the largest value for fewer than ten)."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
 
 
-def node_ready_seconds(raw_nodes: list[dict[str, Any]]) -> dict[str, float]:
-    """Measured node-ready time per group: the slowest of its nodes' Ready - creation times."""
-    out: dict[str, float] = {}
+def node_ready_seconds(raw_nodes: Iterable[Mapping[str, Any]], recent: int = RECENT_JOINS) -> dict[str, float]:
+    """Measured node-ready time per group: the p90 of Ready - creation over its ``recent`` latest joins."""
+    joins: dict[str, list[tuple[float, float]]] = {}
     for obj in raw_nodes:
         meta = obj.get("metadata") or {}
-        group = (meta.get("labels") or {}).get("eks.amazonaws.com/nodegroup") or (meta.get("labels") or {}).get("kbl.io/node-group")
-        born = _epoch(str(meta.get("creationTimestamp", "")))
+        group = cap.names.group_of_labels(dict(meta.get("labels") or {}))
+        born = parse_time(meta.get("creationTimestamp"))
         if not group or born is None:
             continue
         for cond in (obj.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "Ready" and cond.get("status") == "True":
-                ready = _epoch(str(cond.get("lastTransitionTime", "")))
+                ready = parse_time(cond.get("lastTransitionTime"))
                 if ready is not None and ready >= born:
-                    out[group] = max(out.get(group, 0.0), ready - born)
-    return out
+                    joins.setdefault(group, []).append((ready, ready - born))
+    return {group: p90(d for _, d in sorted(seen)[-recent:]) for group, seen in joins.items()}
+
+
+class ObjectCache:
+    """One resource's objects as its informer last saw them, raw and typed (thread-safe)."""
+
+    def __init__(self, build: Callable[[Any], Any]) -> None:
+        self.build = build
+        self.lock = threading.Lock()
+        self.raw: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.typed: dict[tuple[str, str], Any] = {}
+        self.rejected: dict[tuple[str, str], ObjectError] = {}
+
+    @staticmethod
+    def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+        meta = obj.get("metadata") or {}
+        return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+    def _put(self, obj: Mapping[str, Any]) -> None:
+        key = self._key(obj)
+        self.raw[key] = obj
+        self.rejected.pop(key, None)
+        try:
+            self.typed[key] = self.build(obj)
+        except ObjectError as exc:
+            self.typed.pop(key, None)
+            self.rejected[key] = exc
+
+    def relist(self, items: Iterable[Mapping[str, Any]]) -> None:
+        with self.lock:
+            self.raw.clear()
+            self.typed.clear()
+            self.rejected.clear()
+            for obj in items:
+                self._put(obj)
+
+    def event(self, event: WatchEvent) -> None:
+        with self.lock:
+            if event.type == "DELETED":
+                key = self._key(event.object)
+                self.raw.pop(key, None)
+                self.typed.pop(key, None)
+                self.rejected.pop(key, None)
+            else:
+                self._put(event.object)
+
+    def snapshot(self) -> tuple[list[Mapping[str, Any]], list[Any], list[ObjectError]]:
+        with self.lock:
+            return list(self.raw.values()), list(self.typed.values()), list(self.rejected.values())
 
 
 class Controller:
@@ -85,11 +156,13 @@ class Controller:
         Called with a step name at every point where a crash could happen (tests kill there).
     removal_check:
         The scale-down durability check.
-    utilisation:
-        Optional source of per-KBL utilisation (metrics.k8s.io or Prometheus readers).
+    utilization:
+        Optional source of per-KBL utilization (metrics.k8s.io or Prometheus readers).
     guard:
         Called with a step name before every write; raises to stop acting (the leader
         election's :meth:`~kube.leading.LeaderElector.check`).
+    metrics:
+        The Prometheus metrics to record into (a private registry when ``None``).
     """
 
     def __init__(
@@ -101,64 +174,102 @@ class Controller:
         clock: Callable[[], float] = time.time,
         step_hook: StepHook | None = None,
         removal_check: cap.RemovalCheck = cap.removal_verdict,
-        utilisation: Callable[[list[KBL], list[Node]], Mapping[str, cap.Utilisation]] | None = None,
+        utilization: Callable[[list[KBL], list[Node]], Mapping[str, cap.Utilization]] | None = None,
         guard: Callable[[str], None] | None = None,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self.kube = kube
         self.provider = provider
         self.settings = settings or ControllerSettings()
         self.clock = clock
         self.removal_check = removal_check
-        self.utilisation = utilisation
+        self.utilization = utilization
+        self.metrics = metrics or ControllerMetrics()
         self.actor = Actor(
             kube, provider, self.settings.cluster_name, clock, step_hook or (lambda _step: None),
-            max_nodes_total=self.settings.capacity.max_nodes_total, guard=guard,
+            max_nodes_total=self.settings.capacity.max_nodes_total, guard=guard, metrics=self.metrics,
         )
         self.rejected: list[ObjectError] = []
         self.reconciles = 0
+        self.caches: dict[str, ObjectCache] | None = None
+        self.informers: list[Informer] = []
+        self._catalog: list[cap.InstanceShape] | None = None
 
     # -------------------------------------------------------------------- observe
+    def _read(self) -> dict[str, tuple[list[Mapping[str, Any]], list[Any]]]:
+        """Every watched resource, raw and typed: from the informers' caches when they run, else
+        one list each."""
+        out: dict[str, tuple[list[Mapping[str, Any]], list[Any]]] = {}
+        self.rejected = []
+        for resource, build in WATCHED:
+            if self.caches is not None:
+                raw, typed, rejected = self.caches[resource.plural].snapshot()
+                self.rejected.extend(rejected)
+            else:
+                cache = ObjectCache(build)
+                try:
+                    items, _ = self.kube.list(resource)
+                except Exception:  # an optional resource (NodeHoldings) the API does not serve yet
+                    if resource is NODE_HOLDINGS:
+                        items = []
+                    else:
+                        raise
+                cache.relist(items)
+                raw, typed, rejected = cache.snapshot()
+                self.rejected.extend(rejected)
+            out[resource.plural] = (raw, typed)
+        return out
+
     def observe(self) -> cap.CapacityState:
         """Read the cluster and the cloud into a :class:`~placement.capacity.CapacityState`."""
-        raw_nodes, _ = self.kube.list(NODES)
-        raw_pods, _ = self.kube.list(PODS)
-        raw_datasets, _ = self.kube.list(DATASETS)
-        raw_kbls, _ = self.kube.list(KBLS)
-        nodes = self._typed(raw_nodes, Node.from_object)
-        pods = self._typed(raw_pods, Pod.from_object)
-        datasets = self._typed(raw_datasets, DataSet.from_object)
-        kbls = self._typed(raw_kbls, KBL.from_object)
-        return self.state_of(nodes, pods, datasets, kbls, raw_nodes)
+        read = self._read()
+        raw_nodes, nodes = read[NODES.plural]
+        pods, datasets, kbls = read[PODS.plural][1], read[DATASETS.plural][1], read[KBLS.plural][1]
+        affinity = {}
+        for raw in read[PODS.plural][0]:
+            terms = cap.required_affinity(raw)
+            if terms:
+                meta = raw.get("metadata") or {}
+                affinity[f"{meta.get('namespace', 'default')}/{meta.get('name')}"] = terms
+        return self.state_of(nodes, pods, datasets, kbls, raw_nodes, holdings=read[NODE_HOLDINGS.plural][1], affinity=affinity)
+
+    def instance_types(self) -> list[cap.InstanceShape]:
+        """The provider's catalog (the providers cache it); the last good one if the cloud fails."""
+        try:
+            self._catalog = list(self.provider.instance_types())
+        except ProviderError as exc:
+            self.metrics.cloud_error(exc.code)
+            log.warning("instance types: %s", exc)
+        return self._catalog or []
 
     def state_of(
-        self, nodes: list[Node], pods: list[Pod], datasets: list[DataSet], kbls: list[KBL], raw_nodes: list[dict[str, Any]]
+        self,
+        nodes: list[Node],
+        pods: list[Pod],
+        datasets: list[DataSet],
+        kbls: list[KBL],
+        raw_nodes: Iterable[Mapping[str, Any]],
+        *,
+        holdings: Iterable[NodeHoldings] = (),
+        affinity: Mapping[str, cap.Affinity] | None = None,
     ) -> cap.CapacityState:
         cluster = Cluster()
         for node in nodes:
             cluster.set_node(node)
         for dataset in datasets:
             cluster.set_dataset(dataset)
-        groups = [
-            cap.GroupState(g.name, g.kbl, g.zone, g.instance_type, g.desired, g.min_size, g.max_size, g.status)
-            for g in self.provider.list_groups()
-        ]
+        groups = list(self.provider.list_groups())
         ready = {}
         for kbl in kbls:
             for entry in kbl.status.get("nodeGroups") or ():
                 if isinstance(entry, Mapping) and isinstance(entry.get("nodeReadySeconds"), int | float):
                     ready[str(entry.get("name"))] = float(entry["nodeReadySeconds"])
         ready.update(node_ready_seconds(raw_nodes))
-        util = dict(self.utilisation(kbls, nodes)) if self.utilisation else {}
-        return cap.CapacityState(self.clock(), nodes, pods, kbls, datasets, cluster, groups, ready, util)
-
-    def _typed(self, raws: list[dict[str, Any]], build: Callable[[Any], Any]) -> list[Any]:
-        out = []
-        for raw in raws:
-            try:
-                out.append(build(raw))
-            except ObjectError as exc:
-                self.rejected.append(exc)
-        return out
+        util = dict(self.utilization(kbls, nodes)) if self.utilization else {}
+        return cap.CapacityState(
+            self.clock(), nodes, pods, kbls, datasets, cluster, groups, ready, util, self.instance_types(), tuple(holdings),
+            dict(affinity or {}),
+        )
 
     # ----------------------------------------------------------------------- act
     def plan(self, state: cap.CapacityState | None = None) -> cap.Plan:
@@ -166,54 +277,67 @@ class Controller:
 
     def reconcile_once(self) -> cap.Plan:
         """Observe, plan and (unless dry run) execute; returns the plan."""
+        started = time.perf_counter()
         state = self.observe()
         plan = self.plan(state)
         self.reconciles += 1
+        self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:
             self.actor.execute(plan, state)
+        self.metrics.reconciled(state, plan, time.perf_counter() - started)
         return plan
 
     # ---------------------------------------------------------------------- loop
+    def start_informers(self, trigger: threading.Event) -> None:
+        """One informer per watched resource, feeding :attr:`caches` and setting ``trigger``."""
+        self.caches = {}
+        for resource, build in WATCHED:
+            cache = ObjectCache(build)
+            self.caches[resource.plural] = cache
+
+            def on_event(event: WatchEvent, cache: ObjectCache = cache, resource: Resource = resource) -> None:
+                cache.event(event)
+                if resource is not PODS or _is_unschedulable(event.object):
+                    trigger.set()
+
+            def on_relist(items: Iterable[Mapping[str, Any]], cache: ObjectCache = cache) -> None:
+                cache.relist(items)
+                trigger.set()
+
+            informer = Informer(self.kube, resource, on_event=on_event, on_relist=on_relist, settings=self.settings.informer)
+            self.informers.append(informer.start())
+
+    def stop_informers(self) -> None:
+        for informer in self.informers:
+            informer.stop(timeout_s=2.0)
+        self.informers = []
+        self.caches = None
+
     def run(self, stop: threading.Event, *, max_reconciles: int | None = None) -> None:
-        """Reconcile until ``stop`` is set: on watch triggers (batched) and every ``resync_s``."""
+        """Reconcile until ``stop`` is set: on informer triggers (batched) and every ``resync_s``."""
         trigger = threading.Event()
-        threads = [
-            threading.Thread(target=self._watch, args=(res, trigger, stop), daemon=True, name=f"watch-{res.plural}")
-            for res in (PODS, KBLS, NODES, DATASETS)
-        ]
-        for t in threads:
-            t.start()
+        self.start_informers(trigger)
         # A stop (shutdown, or leadership ending) wakes the loop at once instead of after a resync.
         finished = threading.Event()
         threading.Thread(target=_wake_on_stop, args=(stop, trigger, finished), daemon=True, name="stop-wakes-loop").start()
         try:
+            core = [i for i in self.informers if i.resource is not NODE_HOLDINGS]
+            while not stop.is_set() and not all(i.synced.is_set() for i in core):
+                stop.wait(0.02)
             while not stop.is_set():
-                self.reconcile_once()
+                trigger.clear()
+                try:
+                    self.reconcile_once()
+                except ProviderError as exc:  # the cloud failed to answer: count it, try again on the next round
+                    self.metrics.cloud_error(exc.code)
+                    log.warning("reconcile: %s", exc)
                 if max_reconciles is not None and self.reconciles >= max_reconciles:
                     break
                 if trigger.wait(self.settings.resync_s) and not stop.is_set():
                     stop.wait(self.settings.batch_window_s)  # let pods created together arrive
-                trigger.clear()
         finally:
             finished.set()
-
-    def _watch(self, resource: Resource, trigger: threading.Event, stop: threading.Event) -> None:
-        version = ""
-        while not stop.is_set():
-            try:
-                if not version:
-                    _, version = self.kube.list(resource)
-                for event in self.kube.watch(resource, resource_version=version, timeout_s=5):
-                    if stop.is_set():
-                        return
-                    meta = event.object.get("metadata") or {}
-                    version = str(meta.get("resourceVersion", version))
-                    if resource is not PODS or _is_unschedulable(event.object):
-                        trigger.set()
-            except GoneError:
-                version = ""
-            except Exception:  # the API server went away: retry after a pause, never die
-                stop.wait(1.0)
+            self.stop_informers()
 
 
 def _wake_on_stop(stop: threading.Event, trigger: threading.Event, finished: threading.Event) -> None:
@@ -228,4 +352,3 @@ def _is_unschedulable(obj: Mapping[str, Any]) -> bool:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
             return True
     return False
-

@@ -3,7 +3,7 @@
 ``kbl controller --once --dry-run --snapshot FILE`` runs the real controller on a snapshot with no
 cluster and no cloud account: :class:`~kube.replaying.SnapshotApi` serves the objects read-only and
 :class:`RecordedGroups` reports the node groups recorded in each KBL's ``status.nodeGroups``
-(name, zone, instance type, desired size). Both refuse every write.
+(name, zone, instance type, desired size) and the fake cloud's instance catalog. Both refuse every write.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from controller.providers import NodeGroupInfo, NodeGroupSpec, ProviderError, RollStrategy
+from controller.providers.catalog import KNOWN_INSTANCE_TYPES
 from kube.replaying import SnapshotApi
+from placement.capacity import InstanceShape
 
 
 class RecordedGroups:
@@ -35,6 +37,10 @@ class RecordedGroups:
 
     def list_groups(self) -> list[NodeGroupInfo]:
         return sorted(self.groups.values(), key=lambda g: g.name)
+
+    def instance_types(self) -> list[InstanceShape]:
+        """Offline there is no cloud to ask: the fake cloud's catalog of common AWS types."""
+        return list(KNOWN_INSTANCE_TYPES)
 
     def describe_group(self, name: str) -> NodeGroupInfo | None:
         return self.groups.get(name)

@@ -47,3 +47,18 @@ DATA_DRAINED = "kbl.io/data-drained"
 #: Node annotation written by the placement reconciler: pieces the node still holds that no other
 #: node has ready (a count); a scale-down must wait while it is non-zero.
 LAST_PIECES = "kbl.io/last-pieces"
+
+# ---------------------------------------------------------------- the companion controller
+#: EKS's node label naming the managed node group a node belongs to.
+EKS_NODE_GROUP_LABEL = "eks.amazonaws.com/nodegroup"
+#: Node annotation written when the controller cordons a node to remove it (value: epoch seconds).
+SCALE_DOWN_SINCE = "kbl.io/scale-down-since"
+#: Cluster Autoscaler's node annotation that keeps it from removing a node.
+CA_SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
+#: KBL annotations that configure utilization feedback.
+SCALE_ON = "kbl.io/scale-on"  # cpu | memory | prometheus
+SCALE_UP_ABOVE = "kbl.io/scale-up-above"  # fraction (cpu/memory) or query value
+SCALE_DOWN_BELOW = "kbl.io/scale-down-below"
+PROMETHEUS_QUERY = "kbl.io/prometheus-query"
+#: KBL annotation naming a DataSet (same namespace) whose zone a pod-less KBL should grow in.
+KBL_DATASET = "kbl.io/dataset"

@@ -9,10 +9,12 @@ deleting a gone group succeeds. Only groups tagged ``kbl.io/managed-by=kbl`` are
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
+from placement.capacity.packing import eni_max_pods, estimate_allocatable
+from placement.capacity.states import GroupState, InstanceShape
 from topology.errors import KblError
 from topology.nodes import Taint
 
@@ -56,21 +58,8 @@ class NodeGroupSpec:
     taints: tuple[Taint, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class NodeGroupInfo:
-    """A node group as the cloud reports it."""
-
-    name: str
-    kbl: str
-    zone: str
-    instance_type: str
-    desired: int
-    min_size: int
-    max_size: int
-    status: str
-    image: str = ""
-    launch_template_version: str = ""
-    tags: Mapping[str, str] = field(default_factory=dict)
+#: A node group as the cloud reports it: the planner's record (one type on both sides).
+NodeGroupInfo = GroupState
 
 
 class NodeGroupProvider(Protocol):
@@ -78,6 +67,11 @@ class NodeGroupProvider(Protocol):
 
     def list_groups(self) -> list[NodeGroupInfo]:
         """Every kbl-managed group of the cluster."""
+        ...
+
+    def instance_types(self) -> list[InstanceShape]:
+        """The instance types this cloud offers, with their allocatable estimates (the planner's
+        catalog, as karpenter's ``GetInstanceTypes``)."""
         ...
 
     def describe_group(self, name: str) -> NodeGroupInfo | None:
@@ -143,3 +137,29 @@ def group_tags(spec: NodeGroupSpec, cluster_name: str) -> dict[str, str]:
     """The tags of a kbl-managed group and its launch template (never the Cluster Autoscaler
     discovery tags)."""
     return {**kbl_tags(cluster_name), KBL_TAG: spec.kbl, ZONE_TAG: spec.zone}
+
+
+def ec2_instance_types(call: Callable[..., Any], ec2: Any) -> list[InstanceShape]:
+    """Every instance type of the region from ``ec2.describe_instance_types`` (paged), with
+    allocatable estimated as the EKS bootstrap reserves it and the VPC CNI's pod limit (at most
+    110 pods below 30 vCPUs, 250 above, as EKS recommends).
+
+    ``call(fn, **kwargs)`` is the provider's retrying call.
+    """
+    out: list[InstanceShape] = []
+    token: str | None = None
+    while True:
+        page = call(ec2.describe_instance_types, **({"NextToken": token} if token else {}))
+        for raw in page.get("InstanceTypes", []):
+            vcpus = int((raw.get("VCpuInfo") or {}).get("DefaultVCpus") or 0)
+            memory_mib = int((raw.get("MemoryInfo") or {}).get("SizeInMiB") or 0)
+            if not vcpus or not memory_mib:
+                continue
+            net = raw.get("NetworkInfo") or {}
+            enis, ips = int(net.get("MaximumNetworkInterfaces") or 0), int(net.get("Ipv4AddressesPerInterface") or 0)
+            ceiling = 110 if vcpus < 30 else 250
+            pods = min(eni_max_pods(enis, ips), ceiling) if enis and ips else ceiling
+            out.append(estimate_allocatable(str(raw["InstanceType"]), vcpus, memory_mib, pods))
+        token = page.get("NextToken")
+        if not token:
+            return sorted(out, key=lambda s: s.name)

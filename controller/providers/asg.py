@@ -26,6 +26,7 @@ from controller.providers import (
     NodeGroupSpec,
     ProviderError,
     RollStrategy,
+    ec2_instance_types,
     group_tags,
     instance_id,
     kbl_tags,
@@ -34,6 +35,7 @@ from controller.providers.awscalls import aws_call
 from controller.providers.imaging import create_image, new_template_version
 from controller.providers.launching import LaunchSettings, discover_cluster, template_data
 from controller.providers.retrying import Backoff
+from placement.capacity import InstanceShape
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -120,6 +122,14 @@ class AsgProvider:
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
         return aws_call(self.backoff, fn, **kwargs)
+
+    _instance_types: list[InstanceShape] | None = None
+
+    def instance_types(self) -> list[InstanceShape]:
+        """The region's EC2 instance types (``describe_instance_types``), read once."""
+        if self._instance_types is None:
+            self._instance_types = ec2_instance_types(self._call, self.ec2)
+        return self._instance_types
 
     def _template(self, name: str) -> dict[str, Any] | None:
         try:

@@ -14,7 +14,6 @@ import itertools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from controller.providers import (
@@ -28,8 +27,14 @@ from controller.providers import (
     RollStrategy,
     instance_id,
 )
-from placement.capacity import INSTANCE_SHAPES
+from controller.providers.catalog import KNOWN_INSTANCE_TYPES
+from placement.capacity import InstanceShape
+from topology import labels
 from topology.examples import make_node
+from topology.times import format_time
+
+#: The fake cloud offers the known instance types.
+FAKE_INSTANCE_TYPES: tuple[InstanceShape, ...] = KNOWN_INSTANCE_TYPES
 
 
 @dataclass(slots=True)
@@ -71,12 +76,14 @@ class FakeProvider:
         create_delay_s: float = 0.0,
         capacity: Mapping[tuple[str, str], int] | None = None,
         region: str = "us-east-1",
+        instance_types: tuple[InstanceShape, ...] = FAKE_INSTANCE_TYPES,
     ) -> None:
         self.clock = clock
         self.ready_delay_s = ready_delay_s
         self.create_delay_s = create_delay_s
         self.capacity = dict(capacity or {})
         self.region = region
+        self.catalog = {shape.name: shape for shape in instance_types}
         self._lock = threading.RLock()
         self.reset()
 
@@ -144,6 +151,11 @@ class FakeProvider:
             for g in self.groups.values():
                 self._advance(g)
             return [self._info(g) for g in sorted(self.groups.values(), key=lambda g: g.spec.name)]
+
+    def instance_types(self) -> list[InstanceShape]:
+        with self._lock:
+            self._enter("instance_types")
+            return list(self.catalog.values())
 
     def describe_group(self, name: str) -> NodeGroupInfo | None:
         with self._lock:
@@ -253,20 +265,20 @@ class FakeProvider:
         spec = group.spec
         extra = {
             **spec.labels,
-            "eks.amazonaws.com/nodegroup": spec.name,
-            "kbl.io/node-group": spec.name,
-            "node.kubernetes.io/instance-type": spec.instance_type,
-            "beta.kubernetes.io/instance-type": spec.instance_type,
+            labels.EKS_NODE_GROUP_LABEL: spec.name,
+            labels.NODE_GROUP_LABEL: spec.name,
+            labels.INSTANCE_TYPE: spec.instance_type,
+            labels.LEGACY_INSTANCE_TYPE: spec.instance_type,
         }
         taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in spec.taints]
-        shape = INSTANCE_SHAPES.get(spec.instance_type)  # allocatable of the type, not the template's
+        shape = self.catalog.get(spec.instance_type)  # allocatable of the type, not the template's
         obj = make_node(
             f"ip-{inst.id}", region=self.region, zone=spec.zone, extra_labels=extra, taints=taints,
             cpu_m=shape.cpu_m if shape else None, memory_b=shape.memory_b if shape else None,
         )
         obj["spec"]["providerID"] = f"aws:///{spec.zone}/{inst.id}"
-        born = datetime.fromtimestamp(inst.launched_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ready = datetime.fromtimestamp(ready_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        born = format_time(inst.launched_s)
+        ready = format_time(ready_s)
         obj["metadata"]["creationTimestamp"] = born
         for cond in obj["status"].get("conditions", []):
             if cond.get("type") == "Ready":

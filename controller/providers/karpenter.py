@@ -48,8 +48,9 @@ from controller.providers import (
     ProviderError,
     RollStrategy,
 )
+from controller.providers.catalog import KNOWN_SHAPES as INSTANCE_SHAPES
 from kube.api import DEPLOYMENTS, NODECLAIMS, NODEPOOLS, PRIORITYCLASSES, ApiError, ConflictError, DeletesObjects, KubeApi, Resource
-from placement.capacity import INSTANCE_SHAPES, InstanceShape
+from placement.capacity import InstanceShape
 from topology import labels
 from topology.nodes import Taint
 
@@ -77,7 +78,7 @@ class KarpenterSettings:
 
     ``node_class_kind`` is ``EC2NodeClass`` (Karpenter on EKS) or ``NodeClass`` (EKS Auto Mode,
     whose built-in class is ``default``). ``instance_types`` are the types kbl may ask for (empty:
-    the table of :data:`placement.capacity.INSTANCE_SHAPES`). ``placeholder_margin`` is the
+    the table of :data:`controller.providers.catalog.KNOWN_SHAPES`). ``placeholder_margin`` is the
     share of a node's allocatable a placeholder leaves free for DaemonSets.
     """
 

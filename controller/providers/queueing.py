@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from controller.providers import NodeGroupInfo, NodeGroupProvider, NodeGroupSpec, ProviderError, RollStrategy
 from controller.providers.awscalls import aws_call
+from controller.providers.catalog import KNOWN_INSTANCE_TYPES
 from controller.providers.retrying import Backoff
+from placement.capacity import InstanceShape
 from topology.nodes import Taint
 
 if TYPE_CHECKING:
@@ -99,6 +101,7 @@ class QueueProvider:
         self.backoff = backoff or Backoff()
         self.inventory: dict[str, NodeGroupInfo] = {g.name: g for g in seed or []}
         self.inventory_s = 0.0
+        self.catalog: list[InstanceShape] = []
         self.sent: list[str] = []
 
     def _send(self, op: str, args: Mapping[str, Any]) -> str:
@@ -128,16 +131,24 @@ class QueueProvider:
                     body = json.loads(msg["Body"])
                     at = float(body["at_s"])
                     groups = [info_from_json(g) for g in body["groups"]]
+                    catalog = [InstanceShape(**t) for t in body.get("instanceTypes") or ()]
                 except (ValueError, KeyError, TypeError):
-                    groups, at = [], -1.0
+                    groups, catalog, at = [], [], -1.0
                 if at >= self.inventory_s:
                     self.inventory = {g.name: g for g in groups}
+                    self.catalog = catalog or self.catalog
                     self.inventory_s = at
                 aws_call(self.backoff, self.sqs.delete_message, QueueUrl=self.reply_url, ReceiptHandle=msg["ReceiptHandle"])
 
     def list_groups(self) -> list[NodeGroupInfo]:
         self.refresh()
         return sorted(self.inventory.values(), key=lambda g: g.name)
+
+    def instance_types(self) -> list[InstanceShape]:
+        """The catalog the worker last reported with its inventory (its provider's); until it
+        has reported, the estimates of common AWS types (the fake cloud's catalog)."""
+        self.refresh()
+        return list(self.catalog or KNOWN_INSTANCE_TYPES)
 
     def describe_group(self, name: str) -> NodeGroupInfo | None:
         self.refresh()
@@ -228,7 +239,8 @@ class Worker:
     def report(self) -> None:
         """Post the inventory of kbl groups to the reply queue."""
         groups = [info_to_json(g) for g in self.provider.list_groups()]
-        body = json.dumps({"at_s": self.clock(), "groups": groups}, sort_keys=True)
+        catalog = [asdict(t) for t in self.provider.instance_types()]
+        body = json.dumps({"at_s": self.clock(), "groups": groups, "instanceTypes": catalog}, sort_keys=True)
         kwargs: dict[str, Any] = {"QueueUrl": self.reply_url, "MessageBody": body}
         if self.reply_url.endswith(".fifo"):
             kwargs["MessageGroupId"] = "kbl-inventory"

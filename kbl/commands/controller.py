@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 from controller.providers import NodeGroupProvider
 from kbl.commands.bake import add_launch_arguments, provider_options
 from kube.api import KubeApi
-from placement.capacity import CapacitySettings, Utilisation
+from placement.capacity import CapacitySettings, Utilization
 from topology.errors import KblError
 from topology.kbls import KBL
 from topology.nodes import Node
 
 if TYPE_CHECKING:
     from controller import Controller
+    from controller.measuring import ControllerMetrics
     from kube.leading import LeaderElectionSettings, LeaderElector
 
 
@@ -53,6 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reply-queue-url", default="", help="SQS queue the worker reports the inventory on (queue)")
     parser.add_argument("--max-nodes", type=int, default=200, help="global node budget over every KBL group (default %(default)s)")
     parser.add_argument("--resync-s", type=float, default=10.0, help="periodic reconcile interval in seconds (default %(default)s)")
+    parser.add_argument(
+        "--scale-down-delay-s", type=float, default=120.0, help="no scale-down this long after a group grew (default %(default)s)"
+    )
     parser.add_argument("--metrics-server", action="store_true", help="grow/shrink on KBL node CPU and memory from metrics.k8s.io")
     parser.add_argument("--prometheus-url", default="", help="evaluate each KBL's kbl.io/prometheus-query against this Prometheus")
     karp = parser.add_argument_group("provider karpenter (a NodePool per kbl group; Karpenter or EKS Auto Mode)")
@@ -62,6 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interruption-queue-url", default="", help="SQS queue of EC2 interruption notices: drain spot-warned nodes' data")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
     add_launch_arguments(parser)
+    configure_metrics(parser)
     election = parser.add_argument_group("leader election (a coordination.k8s.io/v1 Lease; client-go semantics)")
     election.add_argument(
         "--leader-elect", action=argparse.BooleanOptionalAction, default=None,
@@ -81,6 +86,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from kbl.commands import reconciler as placement_reconciler
 
     placement_reconciler.add_controller_arguments(parser)
+
+
+def configure_metrics(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port at /metrics (0: off)")
+    parser.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server listens on (default %(default)s)")  # noqa: S104
+
+
+def serve_metrics(args: argparse.Namespace, metrics: ControllerMetrics) -> Callable[[], None]:
+    """Start the metrics server the arguments ask for; returns its stop function."""
+    if not args.metrics_port:
+        return lambda: None
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(args.metrics_port, addr=args.metrics_address, registry=metrics.registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop
 
 
 def subnets(values: list[str]) -> dict[str, list[str]]:
@@ -138,24 +164,24 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
     return QueueProvider(session.client("sqs"), args.queue_url, args.reply_queue_url)
 
 
-def utilisation(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]] | None:
-    """The utilisation sources asked for, merged per KBL (CPU/memory and the query value)."""
-    from controller.measuring import MetricsServerUtilisation, PrometheusUtilisation
+def utilization(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilization]] | None:
+    """The utilization sources asked for, merged per KBL (CPU/memory and the query value)."""
+    from controller.measuring import MetricsServerUtilization, PrometheusUtilization
 
-    sources: list[Callable[[list[KBL], list[Node]], Mapping[str, Utilisation]]] = []
+    sources: list[Callable[[list[KBL], list[Node]], Mapping[str, Utilization]]] = []
     if args.metrics_server:
-        sources.append(MetricsServerUtilisation(kube))
+        sources.append(MetricsServerUtilization(kube))
     if args.prometheus_url:
-        sources.append(PrometheusUtilisation(args.prometheus_url))
+        sources.append(PrometheusUtilization(args.prometheus_url))
     if not sources:
         return None
 
-    def merged(kbls: list[KBL], nodes: list[Node]) -> Mapping[str, Utilisation]:
-        out: dict[str, Utilisation] = {}
+    def merged(kbls: list[KBL], nodes: list[Node]) -> Mapping[str, Utilization]:
+        out: dict[str, Utilization] = {}
         for source in sources:
             for key, value in source(kbls, nodes).items():
-                old = out.get(key, Utilisation())
-                out[key] = Utilisation(
+                old = out.get(key, Utilization())
+                out[key] = Utilization(
                     value.cpu if value.cpu is not None else old.cpu,
                     value.memory if value.memory is not None else old.memory,
                     value.metric if value.metric is not None else old.metric,
@@ -213,6 +239,7 @@ def run_elected(controller: Controller, elector: LeaderElector, stop: threading.
 
 def run(args: argparse.Namespace) -> int:
     from controller import Controller, ControllerSettings
+    from controller.measuring import ControllerMetrics
     from kube.leading import LeaderElector
 
     leading = election(args)  # argument errors before any connection
@@ -232,14 +259,24 @@ def run(args: argparse.Namespace) -> int:
         kube = KubeClient.from_config(args.kubeconfig)
         provider = karpenter(args, kube) if args.provider == "karpenter" else cloud(args)
     settings = ControllerSettings(
-        capacity=CapacitySettings(max_nodes_total=args.max_nodes),
+        capacity=CapacitySettings(max_nodes_total=args.max_nodes, scale_down_delay_after_up_s=args.scale_down_delay_s),
         cluster_name=args.cluster_name,
         resync_s=args.resync_s,
         dry_run=args.dry_run,
     )
     elector = LeaderElector(kube, leading) if leading is not None else None
     guard = elector.check if elector is not None else None
-    controller = Controller(kube, provider, settings, utilisation=utilisation(args, kube), guard=guard)
+    metrics = ControllerMetrics()
+    stop_metrics = serve_metrics(args, metrics)
+    try:
+        controller = Controller(kube, provider, settings, utilization=utilization(args, kube), guard=guard, metrics=metrics)
+        return _run(args, controller, elector, metrics)
+    finally:
+        stop_metrics()
+
+
+def _run(args: argparse.Namespace, controller: Controller, elector: LeaderElector | None, metrics: ControllerMetrics) -> int:
+    kube, provider = controller.kube, controller.provider
     if elector is not None and args.once:
         if not elector.try_acquire_or_renew():
             where = f"{elector.settings.namespace}/{elector.settings.lease_name}"
@@ -264,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
     # ---- the placement reconciler beside the controller (off with --no-reconciler)
     from kbl.commands import reconciler as placement_reconciler
 
-    placement_reconciler.start_beside_controller(args, kube, stop)
+    placement_reconciler.start_beside_controller(args, kube, stop, metrics.registry)
     side_loops(args, kube, provider, stop)
     try:
         if elector is not None:

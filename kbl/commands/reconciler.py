@@ -25,6 +25,8 @@ from kube.api import KubeApi
 from topology.errors import KblError
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from dataplane.reconciler import Reconciler, ReconcilerMetrics, ReconcilerSettings
     from kube.leading import LeaderElectionSettings
 
@@ -163,30 +165,31 @@ def run(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------- inside `kbl controller`
 def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
-    """``kbl controller``'s reconciler options: ``--no-reconciler``, its knobs, ``--metrics-port``."""
+    """``kbl controller``'s reconciler options: ``--no-reconciler`` and its knobs (its metrics are
+    served with the controller's, on ``kbl controller --metrics-port``)."""
     group = parser.add_argument_group("placement reconciler (owns every DataSet's status.placement)")
     group.add_argument(
         "--reconciler", action=argparse.BooleanOptionalAction, default=True,
         help="run the placement reconciler in this process (default: on)",
     )
     group.add_argument("--reconciler-lease", default=LEASE, metavar="NAME", help="its own Lease (default %(default)s)")
-    group.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus /metrics on this port (0: off)")
     add_settings_arguments(group)
 
 
-def start_beside_controller(args: argparse.Namespace, kube: KubeApi, stop: threading.Event) -> threading.Thread | None:
+def start_beside_controller(
+    args: argparse.Namespace, kube: KubeApi, stop: threading.Event, registry: CollectorRegistry | None = None
+) -> threading.Thread | None:
     """Start the reconciler's loop in a thread of ``kbl controller`` (continuous mode only: a
     one-shot, dry-run or snapshot controller run leaves DataSets to ``kbl reconciler``).
 
-    Elected on its own Lease when the controller elects one; returns the thread, or ``None``."""
+    Elected on its own Lease when the controller elects one; its series go into ``registry`` (the
+    controller's, served on its ``--metrics-port``). Returns the thread, or ``None``."""
     if not args.reconciler or args.once or args.dry_run or args.snapshot:
         return None
     from dataplane.reconciler import Reconciler, ReconcilerMetrics
 
     leading = election(args, lease=args.reconciler_lease)
-    metrics = ReconcilerMetrics()
-    serve_metrics(metrics, args.metrics_port)
-    reconciler = Reconciler(kube, settings(args), metrics=metrics)
+    reconciler = Reconciler(kube, settings(args), metrics=ReconcilerMetrics(registry))
 
     def loop() -> None:
         try:

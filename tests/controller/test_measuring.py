@@ -1,11 +1,11 @@
-"""Utilisation feedback sources: metrics-server NodeMetrics and a Prometheus query, end to end."""
+"""Utilization feedback sources: metrics-server NodeMetrics and a Prometheus query, end to end."""
 
 from __future__ import annotations
 
 import httpx
 
 from controller import Controller, ControllerSettings
-from controller.measuring import NODE_METRICS, MetricsServerUtilisation, PrometheusUtilisation
+from controller.measuring import NODE_METRICS, MetricsServerUtilization, PrometheusUtilization
 from controller.providers import NodeGroupSpec
 from kube.api import KBLS, NODES, PODS
 from placement import capacity as cap
@@ -31,13 +31,13 @@ def test_high_node_cpu_from_metrics_server_grows_the_group() -> None:
     nodes = busy_group(world)
     for node in nodes:
         world.kube.put(NODE_METRICS, {"kind": "NodeMetrics", "metadata": {"name": node}, "usage": {"cpu": "3600m", "memory": "10Gi"}})
-    reader = MetricsServerUtilisation(world.kube)
-    ctl = Controller(world.kube, world.cloud, ControllerSettings(cluster_name="t"), clock=lambda: world.now, utilisation=reader)
+    reader = MetricsServerUtilization(world.kube)
+    ctl = Controller(world.kube, world.cloud, ControllerSettings(cluster_name="t"), clock=lambda: world.now, utilization=reader)
     plan = ctl.reconcile_once()
     assert any(isinstance(a, cap.ResizeNodeGroup) and a.desired > 2 for a in plan.actions)
     kbl = world.kube.get(KBLS, "u")
     assert kbl is not None
-    assert kbl["status"]["nodeGroups"][0]["lastUtilisationScale"] == world.now  # the cooldown starts now
+    assert kbl["status"]["nodeGroups"][0]["lastUtilizationScale"] == world.now  # the cooldown starts now
     assert not [a for a in ctl.reconcile_once().actions if isinstance(a, cap.ResizeNodeGroup)]  # held by the cooldown
 
 
@@ -48,14 +48,14 @@ def test_prometheus_query_value_drives_the_kbl_with_its_own_thresholds() -> None
         seen.append(request.url.params["query"])
         return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": [{"value": [0, "250"]}]}})
 
-    reader = PrometheusUtilisation("http://prometheus:9090", client=httpx.Client(transport=httpx.MockTransport(answer)))
+    reader = PrometheusUtilization("http://prometheus:9090", client=httpx.Client(transport=httpx.MockTransport(answer)))
     kbl = KBL.from_object(kbl_object("q", annotations={cap.PROMETHEUS_QUERY: "sum(queue_depth)"}))
-    assert reader([kbl], []) == {"default/q": cap.Utilisation(metric=250.0)}
+    assert reader([kbl], []) == {"default/q": cap.Utilization(metric=250.0)}
     assert seen == ["sum(queue_depth)"]
 
 
 def test_a_failing_prometheus_leaves_the_kbl_without_feedback() -> None:
-    reader = PrometheusUtilisation("http://p", client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(503))))
+    reader = PrometheusUtilization("http://p", client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(503))))
     kbl = KBL.from_object(kbl_object("q", annotations={cap.PROMETHEUS_QUERY: "up"}))
     assert reader([kbl], list[Node]()) == {}
 
@@ -66,7 +66,7 @@ def test_growth_is_clamped_by_the_groups_own_cloud_maximum() -> None:
     for node in nodes:
         world.kube.put(NODE_METRICS, {"kind": "NodeMetrics", "metadata": {"name": node}, "usage": {"cpu": "60000m", "memory": "10Gi"}})
     ctl = Controller(world.kube, world.cloud, ControllerSettings(cluster_name="t"), clock=lambda: world.now,
-                     utilisation=MetricsServerUtilisation(world.kube))
+                     utilization=MetricsServerUtilization(world.kube))
     ctl.reconcile_once()
     assert ctl.actor.log.refused == []
     assert [g.desired for g in world.cloud.list_groups()] == [6]

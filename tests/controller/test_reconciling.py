@@ -11,13 +11,13 @@ import pytest
 from controller import Controller, ControllerSettings
 from controller.providers import NodeGroupSpec, ProviderError
 from controller.providers.fake import FakeProvider
-from kube.api import KBLS, NODES, PODS
+from kube.api import DATASETS, KBLS, NODES, PODS
 from placement import capacity as cap
 from placement import removal_is_safe
 from tests.dataplane.reconciler.worlds import World as DataWorld
 from tests.dataplane.reconciler.worlds import dataset
 from tests.kube.fakekube import FakeKube
-from tests.placement.scenarios import T0, base_nodes, kbl_object, pod_object
+from tests.placement.scenarios import T0, base_nodes, kbl_object, placed_dataset, pod_object
 from topology import labels
 from topology.datasets import Replicas
 from topology.nodes import Node
@@ -191,6 +191,33 @@ def test_scale_down_of_a_data_holding_node_waits_until_the_placement_reconciler_
     assert world.copies(reads) == [1] * 6
 
 
+def test_scale_down_of_the_last_replica_drains_waits_for_the_move_then_proceeds() -> None:
+    world = World(ready_delay_s=30)
+    world.kube.put(KBLS, kbl_object("data"))
+    world.kube.put(PODS, pod_object("p", kbl="data"))
+    ctl = world.controller()
+    ctl.reconcile_once()
+    world.advance(60)
+    node = next(n["metadata"]["name"] for n in world.kube.list(NODES)[0] if n["metadata"]["labels"].get("kbl.io/kbl") == "data")
+    world.kube.put(DATASETS, placed_dataset("reads", [[node], ["gen-a0"]], replicas=1))
+    world.kube.delete(PODS, "p")
+    for _ in range(3):
+        world.advance(300)
+        ctl.reconcile_once()
+    obj = world.kube.get(NODES, node)
+    assert obj is not None
+    assert obj["spec"]["unschedulable"] is True
+    assert obj["metadata"]["annotations"][labels.DRAIN]  # the placement reconciler is asked to move the data
+    assert not world.cloud.calls_of("remove_instance")
+    assert any(e["reason"] == "ScaleDownWaitsForData" for e in world.kube.events)
+    # Standing in for the placement reconciler: the piece moved; the node may now go.
+    world.kube.put(DATASETS, placed_dataset("reads", [["gen-b0"], ["gen-a0"]], replicas=1))
+    for _ in range(3):
+        world.advance(300)
+        ctl.reconcile_once()
+    assert len(world.cloud.calls_of("remove_instance")) == 1
+
+
 def test_eviction_refused_by_a_pod_disruption_budget_keeps_the_node() -> None:
     world = World(ready_delay_s=30)
     world.kube.put(KBLS, kbl_object("k"))
@@ -281,3 +308,41 @@ def test_a_stale_plan_executed_after_another_controller_grew_stays_within_the_gl
     first.actor.execute(stale, stale_state)
     assert sum(g.desired for g in world.cloud.list_groups()) <= 8
     assert any("budget" in why for _, why in first.actor.log.refused)
+
+
+class CountingKube(FakeKube):
+    """The in-memory API counting its lists, per resource."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lists: dict[str, int] = {}
+
+    def list(self, resource: Any, *, namespace: str | None = None, label_selector: str | None = None) -> Any:
+        self.lists[resource.plural] = self.lists.get(resource.plural, 0) + 1
+        return super().list(resource, namespace=namespace, label_selector=label_selector)
+
+
+def test_the_loop_reads_through_informers_and_never_relists_on_an_event() -> None:
+    world = World()
+    kube = CountingKube()
+    for node in base_nodes():
+        kube.put(NODES, node)
+    kube.put(KBLS, kbl_object("genomics"))
+    settings = ControllerSettings(cluster_name="test", resync_s=60.0, batch_window_s=0.05)
+    ctl = Controller(kube, world.cloud, settings, clock=lambda: world.now)
+    stop = threading.Event()
+    thread = threading.Thread(target=ctl.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        for i in range(5):
+            kube.put(PODS, pod_object(f"p{i}", kbl="genomics"))
+            for _ in range(100):
+                if ctl.reconciles > i + 1:
+                    break
+                stop.wait(0.02)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert ctl.reconciles >= 5  # event-driven reconciles happened ...
+    assert kube.lists == {"nodes": 1, "pods": 1, "datasets": 1, "kbls": 1, "nodeholdings": 1}  # ... on one list each
+    assert world.cloud.calls_of("create_group")

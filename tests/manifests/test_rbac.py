@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.reconciling import WATCHED as CONTROLLER_WATCHED
 from extender.serving import WATCHED
 from kube import api as kubeapi
 from tests.conftest import ROOT
@@ -45,14 +46,12 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "kbl.io", "kbls", "list", ""): "every KBL's node-group wishes and blueprint",
     ("ClusterRole/kbl-controller", "kbl.io", "kbls", "watch", ""): "react to KBL changes",
     ("ClusterRole/kbl-controller", "kbl.io", "kbls/status", "patch", ""): "node-group state and blueprint start in KBL status",
-    ("ClusterRole/kbl-controller", "kbl.io", "datasets", "get", ""): "re-read a DataSet before noting a repair",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "list", ""): "never remove the last piece of a shard",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "watch", ""): "placements kept current",
-    ("ClusterRole/kbl-controller", "kbl.io", "datasets", "patch", ""): "annotations asking for re-replication before a scale-down",
     # The placement reconciler in the controller's process (dataplane/reconciler).
     ("ClusterRole/kbl-controller", "kbl.io", "datasets/status", "patch", ""): "the reconciler writes status.placement, transfers, conditions",
-    ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "list", ""): "what every node's agent holds and verified",
-    ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "watch", ""): "release old holders as soon as new ones report ready",
+    ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "list", ""): "which nodes run an agent (wait for data-drained); what every agent holds",
+    ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "watch", ""): "node agents' reports kept current (release old holders once new ones are ready)",
     # (With controller.metricsServer: metrics.k8s.io nodes list, for utilisation feedback.)
     # The node agent: placements in, its own NodeHoldings out, readers' tokens reviewed.
     ("ClusterRole/kbl-agent", "kbl.io", "datasets", "list", ""): "placements, transfers and sources of every DataSet",
@@ -208,6 +207,7 @@ def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     """Node metrics only when the metrics-server feedback is switched on (``--metrics-server``).
     Its Lease calls (leader election) go to a namespaced Role, by name except ``create``."""
     needed = _calls(sorted((ROOT / "controller").glob("*.py")) + [ROOT / "kube" / "leading.py"]) | _reconciler_calls()
+    needed |= _calls([ROOT / "kube" / "watching.py"], generic=tuple(r for r, _ in CONTROLLER_WATCHED))  # its informers
     metrics = ("metrics.k8s.io", "nodes", "list")
     assert metrics in needed
     leases = {c for c in needed if c[0] == kubeapi.LEASES.group}

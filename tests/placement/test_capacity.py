@@ -1,4 +1,4 @@
-"""The pure capacity planner: reactive growth, budgets, pre-warm timing, utilisation, safe scale-down."""
+"""The pure capacity planner: reactive growth, budgets, pre-warm timing, utilization, safe scale-down."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 
 from controller.providers import NodeGroupSpec
-from controller.providers.fake import FakeProvider
+from controller.providers.fake import FAKE_INSTANCE_TYPES, FakeProvider
 from placement import capacity as cap
 from tests.placement.scenarios import T0, base_nodes, kbl_object, placed_dataset, pod_object
+from topology import labels
+from topology.holdings import NodeHoldings
 from topology.nodes import Taint
 from topology.snapshots import load_snapshot
+from topology.times import format_time
 
 
 def state(
@@ -22,11 +25,16 @@ def state(
     now: float = T0,
     groups: Sequence[cap.GroupState] = (),
     ready: Mapping[str, float] | None = None,
-    util: Mapping[str, cap.Utilisation] | None = None,
+    util: Mapping[str, cap.Utilization] | None = None,
+    holdings: Sequence[Mapping[str, Any]] = (),
+    affinity: Mapping[str, Any] | None = None,
 ) -> cap.CapacityState:
     snap = load_snapshot({"apiVersion": "v1", "kind": "List", "items": [dict(o) for o in objects]})
     assert not snap.rejected, snap.rejected
-    return cap.CapacityState(now, snap.nodes, snap.pods, snap.kbls, snap.datasets, snap.cluster(), groups, ready or {}, util or {})
+    return cap.CapacityState(
+        now, snap.nodes, snap.pods, snap.kbls, snap.datasets, snap.cluster(), groups, ready or {}, util or {}, FAKE_INSTANCE_TYPES,
+        tuple(NodeHoldings.from_object(h) for h in holdings), dict(affinity or {}),
+    )
 
 
 def test_unschedulable_pods_get_a_group_in_the_zone_holding_their_data() -> None:
@@ -131,62 +139,101 @@ def _running_group(kbl: str, zone: str, n: int, now: float) -> tuple[cap.GroupSt
     return cap.GroupState(name, f"default/{kbl}", zone, "m6i.xlarge", n), nodes
 
 
-def test_utilisation_above_high_grows_and_the_cooldown_holds_it() -> None:
+def test_utilization_above_high_grows_and_the_cooldown_holds_it() -> None:
     group, nodes = _running_group("u", "us-east-1a", 4, T0)
     objs = [*base_nodes(), *nodes, kbl_object("u")]
     objs += [pod_object(f"p{i}", kbl="u", node=nodes[i]["metadata"]["name"]) for i in range(4)]
-    util = {"default/u": cap.Utilisation(cpu=0.95, memory=0.4)}
+    util = {"default/u": cap.Utilization(cpu=0.95, memory=0.4)}
     resize = cap.plan_capacity(state(objs, groups=[group], util=util)).of(cap.ResizeNodeGroup)
     assert [(a.previous, a.desired) for a in resize if isinstance(a, cap.ResizeNodeGroup)] == [(4, 5)]
-    cooled = kbl_object("u", status={"nodeGroups": [{"name": group.name, "lastUtilisationScale": T0 - 60}]})
+    cooled = kbl_object("u", status={"nodeGroups": [{"name": group.name, "lastUtilizationScale": T0 - 60}]})
     held = cap.plan_capacity(state([*objs[:-5], cooled, *objs[-4:]], groups=[group], util=util))
     assert not held.of(cap.ResizeNodeGroup)
 
 
-def test_utilisation_inside_the_band_changes_nothing() -> None:
+def test_utilization_inside_the_band_changes_nothing() -> None:
     group, nodes = _running_group("u", "us-east-1a", 3, T0)
     objs = [*base_nodes(), *nodes, kbl_object("u")]
     objs += [pod_object(f"p{i}", kbl="u", node=nodes[i]["metadata"]["name"]) for i in range(3)]
     for value in (0.31, 0.5, 0.79):
-        plan = cap.plan_capacity(state(objs, groups=[group], util={"default/u": cap.Utilisation(cpu=value)}))
+        plan = cap.plan_capacity(state(objs, groups=[group], util={"default/u": cap.Utilization(cpu=value)}))
         assert not plan.of(cap.ResizeNodeGroup), value
         assert not plan.of(cap.CordonNode), value
 
 
-def test_idle_nodes_are_cordoned_then_removed_one_by_one() -> None:
+def _leaving(obj: dict[str, Any], reason: str = "idle", since: float = T0) -> None:
+    """Step 1 done: the controller cordoned the node and asked for its data to move."""
+    obj["spec"]["unschedulable"] = True
+    obj["metadata"]["annotations"][cap.SCALE_DOWN_ANNOTATION] = str(since)
+    obj["metadata"]["annotations"][labels.DRAIN] = reason
+
+
+def test_idle_nodes_are_cordoned_and_drained_then_removed_one_by_one() -> None:
     group, nodes = _running_group("idle", "us-east-1a", 2, T0)
     objs = [*base_nodes(), *nodes, kbl_object("idle")]
     plan = cap.plan_capacity(state(objs, groups=[group]))
     assert {a.node for a in plan.of(cap.CordonNode) if isinstance(a, cap.CordonNode)} == {n["metadata"]["name"] for n in nodes}
     for obj in nodes:
-        obj["spec"]["unschedulable"] = True
-        obj["metadata"]["annotations"][cap.SCALE_DOWN_ANNOTATION] = str(T0)
+        _leaving(obj)
     plan = cap.plan_capacity(state(objs, groups=[group]))
     assert len(plan.of(cap.RemoveNode)) == 2
 
 
-def test_scale_down_keeps_node_holding_last_replica() -> None:
+def test_a_leaving_node_that_holds_the_last_replica_waits_for_its_data_to_move() -> None:
     group, nodes = _running_group("data", "us-east-1a", 2, T0)
     holder = nodes[0]["metadata"]["name"]
     dataset = placed_dataset("reads", [[holder], ["gen-a0"]], replicas=1)
     objs = [*base_nodes(), *nodes, kbl_object("data"), dataset]
     plan = cap.plan_capacity(state(objs, groups=[group]))
-    removed = {a.node for a in plan.of(cap.CordonNode) if isinstance(a, cap.CordonNode)}
-    assert holder not in removed
-    repairs = [a for a in plan.of(cap.RequestRepair) if isinstance(a, cap.RequestRepair)]
-    assert [(r.node, r.datasets, r.shards_at_risk) for r in repairs] == [(holder, ("default/reads",), 1)]
+    # Cordon and drain first: that is what asks the placement reconciler to move the piece.
+    assert {a.node for a in plan.of(cap.CordonNode) if isinstance(a, cap.CordonNode)} == {holder, nodes[1]["metadata"]["name"]}
+    for obj in nodes:
+        _leaving(obj)
+    plan = cap.plan_capacity(state(objs, groups=[group]))
+    waits = [a for a in plan.of(cap.WaitForData) if isinstance(a, cap.WaitForData)]
+    assert [w.node for w in waits] == [holder]
+    assert "default/reads" in waits[0].reason
+    assert [a.node for a in plan.of(cap.RemoveNode) if isinstance(a, cap.RemoveNode)] == [nodes[1]["metadata"]["name"]]
 
 
 def test_scale_down_waits_for_re_replication_of_degraded_redundancy() -> None:
     group, nodes = _running_group("data", "us-east-1a", 1, T0)
     holder = nodes[0]["metadata"]["name"]
-    objs = [*base_nodes(), *nodes, kbl_object("data"), placed_dataset("reads", [[holder, "gen-b0"]], replicas=2)]
-    plan = cap.plan_capacity(state(objs, groups=[group]))
-    assert plan.of(cap.RequestRepair)
-    assert not plan.of(cap.CordonNode)
-    relaxed = cap.plan_capacity(state(objs, groups=[group]), cap.CapacitySettings(keep_full_redundancy=False))
-    assert relaxed.of(cap.CordonNode)
-    assert not relaxed.of(cap.RequestRepair)
+    _leaving(nodes[0])
+    # The piece moved off (no target slot names the node), but only one replica of two is left.
+    objs = [*base_nodes(), *nodes, kbl_object("data"), placed_dataset("reads", [["gen-b0"]], replicas=2)]
+    checked: list[frozenset[str]] = []
+
+    def short(cluster: Any, datasets: Any, remove: Any, keep_full: bool) -> cap.RemovalVerdict:
+        checked.append(frozenset(remove))
+        return cap.RemovalVerdict(not keep_full, {} if not keep_full else {"default/reads": 1})
+
+    plan = cap.plan_capacity(state(objs, groups=[group]), removal_check=short)
+    assert [a.node for a in plan.of(cap.WaitForData) if isinstance(a, cap.WaitForData)] == [holder]
+    assert not plan.of(cap.RemoveNode)
+    relaxed = cap.plan_capacity(state(objs, groups=[group]), cap.CapacitySettings(keep_full_redundancy=False), removal_check=short)
+    assert relaxed.of(cap.RemoveNode)
+    assert checked == [frozenset({holder})] * 2
+
+
+def test_a_node_with_an_agent_waits_for_the_reconcilers_data_drained_signal() -> None:
+    group, nodes = _running_group("data", "us-east-1a", 1, T0)
+    name = nodes[0]["metadata"]["name"]
+    _leaving(nodes[0], since=T0 - 100)
+    agent = {"apiVersion": "kbl.io/v1alpha1", "kind": "NodeHoldings", "metadata": {"name": name}, "status": {"datasets": []}}
+    objs = [*base_nodes(), *nodes, kbl_object("data")]
+    with_agent = state(objs, groups=[group], holdings=[agent])
+    assert [a.kind for a in cap.plan_capacity(with_agent).actions if a.kind != "AnnotateNode"] == ["WaitForData"]
+    # Standing in for the placement reconciler's signal: an old one (before this drain) does not count.
+    nodes[0]["metadata"]["annotations"][labels.DATA_DRAINED] = "2020-01-01T00:00:00Z"
+    assert cap.plan_capacity(state(objs, groups=[group], holdings=[agent])).of(cap.WaitForData)
+    nodes[0]["metadata"]["annotations"][labels.DATA_DRAINED] = format_time(T0)
+    nodes[0]["metadata"]["annotations"][labels.LAST_PIECES] = "3"
+    assert cap.plan_capacity(state(objs, groups=[group], holdings=[agent])).of(cap.WaitForData)
+    nodes[0]["metadata"]["annotations"][labels.LAST_PIECES] = "0"
+    assert [a.kind for a in cap.plan_capacity(state(objs, groups=[group], holdings=[agent])).actions if a.kind != "AnnotateNode"] == [
+        "RemoveNode"
+    ]
 
 
 def test_do_not_disrupt_nodes_are_never_candidates() -> None:
@@ -232,3 +279,73 @@ def test_removal_verdict_counts_shards_short_of_pieces() -> None:
     assert dict(both.at_risk) == {"default/d": 1}
     strict = cap.removal_verdict(s.cluster, s.datasets, {"gen-a0"}, True)
     assert dict(strict.at_risk) == {"default/d": 2}
+
+
+def _verdicts(objs: list[dict[str, Any]], affinity: Mapping[str, Any] | None = None) -> dict[str, str]:
+    plan = cap.plan_capacity(state(objs, affinity=affinity))
+    return {pod: v.reason for v in plan.verdicts for pod in v.pods}
+
+
+def test_a_new_node_helps_only_pods_that_would_schedule_on_it() -> None:
+    kbl = kbl_object("k")
+    plain = pod_object("plain", kbl="k")
+    untolerated = pod_object("untolerated", kbl="k")
+    untolerated["spec"]["tolerations"] = []
+    selector = pod_object("selector", kbl="k")
+    selector["spec"]["nodeSelector"] = {"disktype": "nvme"}
+    linux = pod_object("linux", kbl="k")
+    linux["spec"]["nodeSelector"] = {"kubernetes.io/os": "linux", labels.ZONE: "us-east-1a"}
+    big = pod_object("big", kbl="k", cpu="64")
+    objs = [*base_nodes(), kbl, plain, untolerated, selector, linux, big]
+    other_zone = cap.Requirement(labels.ZONE, "In", ("us-east-1c",))
+    affinity: dict[str, cap.Affinity] = {"default/plain": ((other_zone,), (cap.Requirement(labels.KBL_LABEL, "Exists"),))}
+    verdicts = _verdicts(objs, affinity)
+    assert verdicts == {
+        "default/plain": "helps",  # the second term matches the group's nodes
+        "default/linux": "helps",
+        "default/untolerated": "taint",
+        "default/selector": "node-selector",
+        "default/big": "too-big",
+    }
+    affinity = {"default/plain": ((other_zone,),)}
+    assert _verdicts(objs, affinity)["default/plain"] == "node-affinity"
+    create = cap.plan_capacity(state(objs)).of(cap.CreateNodeGroup)[0]
+    assert isinstance(create, cap.CreateNodeGroup)
+    assert create.desired == 1  # plain and linux: 1 CPU each on one node; the others ask for nothing
+
+
+def test_required_pods_are_helped_only_when_their_dataset_follows_the_group() -> None:
+    required = {labels.POD_LOCALITY: "required"}
+    pods = [
+        pod_object("r", kbl="k", dataset="reads", annotations=required),
+        pod_object("gone", kbl="k", dataset="nope", annotations=required),
+    ]
+    elsewhere = placed_dataset("reads", [["gen-b0"]])
+    verdicts = _verdicts([*base_nodes(), kbl_object("k"), elsewhere, *pods])
+    assert verdicts == {"default/r": "data-elsewhere", "default/gone": "no-dataset"}
+    bound = placed_dataset("reads", [["gen-b0"]])
+    bound["spec"]["nodeSelector"] = {labels.KBL_LABEL: "k"}
+    assert _verdicts([*base_nodes(), kbl_object("k"), bound, *pods])["default/r"] == "helps"
+
+
+def test_required_affinity_is_read_from_the_pod_spec() -> None:
+    pod = pod_object("p", kbl="k")
+    pod["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}, {"key": "b", "operator": "DoesNotExist"}]},
+        {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8"]}]},
+    ]}}}  # fmt: skip
+    terms = cap.required_affinity(pod)
+    assert cap.affinity_matches(terms, {"a": "2"})
+    assert not cap.affinity_matches(terms, {"a": "2", "b": "x"})
+    assert cap.affinity_matches(terms, {"cores": "16"})
+    assert not cap.affinity_matches(terms, {"cores": "4"})
+
+
+def test_instance_shapes_come_from_the_catalog_given_and_unknown_types_are_reported() -> None:
+    objs = [*base_nodes(), kbl_object("k", instance_types=("x9.huge",)), pod_object("p", kbl="k")]
+    plan = cap.plan_capacity(state(objs))
+    assert not plan.of(cap.CreateNodeGroup)
+    assert any("not in the provider's catalog" in a.message for a in plan.of(cap.Note) if isinstance(a, cap.Note))
+    shape = cap.estimate_allocatable("m6i.xlarge", 4, 16384, cap.eni_max_pods(4, 15))
+    assert (shape.cpu_m, shape.pods) == (3920, 58)
+    assert shape.memory_b == (16384 - 255 - 11 * 58 - 100) * 2**20

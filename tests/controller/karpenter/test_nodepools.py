@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from controller.providers import NodeGroupSpec
+from controller.providers.catalog import KNOWN_SHAPES as INSTANCE_SHAPES
 from controller.providers.karpenter import (
     CAPACITY_TYPE_LABEL,
     NODEPOOL_LABEL,
@@ -17,7 +18,6 @@ from controller.providers.karpenter import (
     placeholder_deployment,
     spec_of,
 )
-from placement.capacity import INSTANCE_SHAPES
 from tests.controller.karpenter.crds import validator
 from topology import labels
 from topology.nodes import Taint

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.providers import NodeGroupSpec, ProviderError
+from controller.providers.catalog import KNOWN_SHAPES as INSTANCE_SHAPES
 from controller.providers.karpenter import (
     ERROR_MANAGED,
     NODEPOOL_LABEL,
@@ -14,7 +15,6 @@ from controller.providers.karpenter import (
 )
 from kube.api import DEPLOYMENTS, NODECLAIMS, NODEPOOLS, PRIORITYCLASSES
 from kube.memory import MemoryApi
-from placement.capacity import INSTANCE_SHAPES
 from tests.controller.karpenter.crds import validator
 from tests.controller.karpenter.test_nodepools import spec
 

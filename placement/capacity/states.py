@@ -1,0 +1,199 @@
+"""What the capacity planner reads: instance shapes, node groups, utilization, the settings.
+
+:class:`GroupState` is the one node-group record: the pure planner reads it and the cloud
+providers return it (``controller.providers.NodeGroupInfo`` is this type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from placement.capacity.actions import Action, PendingVerdict
+from topology.clusters import Cluster
+from topology.datasets import DataSet
+from topology.errors import KblError
+from topology.holdings import NodeHoldings
+from topology.kbls import KBL
+from topology.nodes import Node, Resources
+from topology.pods import Pod
+
+
+class CapacityError(KblError):
+    """Capacity cannot be planned as asked (for example no wished instance type fits a pod)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceShape:
+    """What one node of an instance type offers to pods (allocatable, not raw capacity)."""
+
+    name: str
+    cpu_m: int
+    memory_b: int
+    pods: int = 58
+
+    def resources(self) -> Resources:
+        return Resources(cpu_m=self.cpu_m, memory_b=self.memory_b, pods=self.pods)
+
+
+@dataclass(frozen=True, slots=True)
+class CapacitySettings:
+    """Knobs of the capacity planner; times in seconds, fractions in 0..1."""
+
+    max_nodes_total: int = 200
+    default_instance_type: str = "m6i.xlarge"
+    default_node_ready_s: float = 120.0
+    prewarm_factor: float = 1.2
+    prewarm_margin_s: float = 30.0
+    scale_down_delay_after_up_s: float = 120.0
+    scale_down_min_node_age_s: float = 60.0
+    utilization_cooldown_s: float = 300.0
+    utilization_high: float = 0.8
+    utilization_low: float = 0.3
+    keep_full_redundancy: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """A cloud node group as the provider reports it (``zone`` is the plain AZ name).
+
+    The planner reads the first eight fields; ``image``, ``launch_template_version`` and
+    ``tags`` are the provider's (imaging and rolls).
+    """
+
+    name: str
+    kbl: str
+    zone: str
+    instance_type: str
+    desired: int
+    min_size: int = 0
+    max_size: int = 0
+    status: str = "ACTIVE"
+    image: str = ""
+    launch_template_version: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Utilization:
+    """Measured load of a KBL's own nodes: fractions of allocatable, or a query value."""
+
+    cpu: float | None = None
+    memory: float | None = None
+    metric: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One ``matchExpressions`` entry of a node selector term."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+    def matches(self, node_labels: Mapping[str, str]) -> bool:
+        value = node_labels.get(self.key)
+        if self.operator == "In":
+            return value is not None and value in self.values
+        if self.operator == "NotIn":
+            return value is None or value not in self.values
+        if self.operator == "Exists":
+            return value is not None
+        if self.operator == "DoesNotExist":
+            return value is None
+        if self.operator in ("Gt", "Lt") and value is not None and self.values:
+            try:
+                have, bound = int(value), int(self.values[0])
+            except ValueError:
+                return False
+            return have > bound if self.operator == "Gt" else have < bound
+        return False
+
+
+#: Required node affinity: any term (OR) whose requirements all hold (AND).
+Affinity = tuple[tuple[Requirement, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityState:
+    """Everything the planner reads. ``now_s`` is epoch seconds; ``instance_types`` is the
+    provider's catalog (:meth:`~controller.providers.NodeGroupProvider.instance_types`)."""
+
+    now_s: float
+    nodes: Sequence[Node]
+    pods: Sequence[Pod]
+    kbls: Sequence[KBL]
+    datasets: Sequence[DataSet]
+    cluster: Cluster
+    groups: Sequence[GroupState] = ()
+    node_ready_s: Mapping[str, float] = field(default_factory=dict)
+    utilization: Mapping[str, Utilization] = field(default_factory=dict)
+    instance_types: Sequence[InstanceShape] = ()
+    holdings: Sequence[NodeHoldings] = ()
+    pod_affinity: Mapping[str, Affinity] = field(default_factory=dict)
+
+
+def status_time(kbl: KBL, group: str, key: str) -> float | None:
+    """A per-group time (epoch seconds) recorded in ``status.nodeGroups[].<key>``."""
+    for entry in kbl.status.get("nodeGroups") or ():
+        if isinstance(entry, Mapping) and entry.get("name") == group:
+            value = entry.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+    return None
+
+
+def float_annotation(kbl: KBL, key: str, default: float) -> float:
+    try:
+        return float(kbl.annotations.get(key, default))
+    except ValueError:
+        return default
+
+
+@dataclass(slots=True)
+class GroupPlan:
+    """One node group's needs while planning (the largest wins, see :mod:`.budgets`)."""
+
+    kbl: KBL
+    zone: str
+    name: str
+    shape: InstanceShape
+    existing: GroupState | None
+    nodes: list[Node]
+    busy: int = 0
+    reactive: int = 0
+    blueprint: int = 0
+    utilization: int = 0
+    target: int = 0
+    closing: str = ""  # why the group goes to zero whatever its needs (a closed window), if it does
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def current(self) -> int:
+        return self.existing.desired if self.existing else 0
+
+
+@dataclass(frozen=True, slots=True)
+class RemovalVerdict:
+    """Whether removing nodes keeps every shard readable with its redundancy; what is at risk."""
+
+    safe: bool
+    at_risk: Mapping[str, int] = field(default_factory=dict)  # dataset key -> shards at risk
+
+
+RemovalCheck = Callable[[Cluster, Sequence[DataSet], Collection[str], bool], RemovalVerdict]
+
+
+@dataclass(slots=True)
+class PlanContext:
+    """The state of one planning pass: inputs, indexes and the actions and notes so far."""
+
+    state: CapacityState
+    settings: CapacitySettings
+    removal_check: RemovalCheck
+    groups_by_name: dict[str, GroupState] = field(default_factory=dict)
+    nodes_by_group: dict[str, list[Node]] = field(default_factory=dict)
+    actions: list[Action] = field(default_factory=list)
+    notes: list[Action] = field(default_factory=list)
+    verdicts: list[PendingVerdict] = field(default_factory=list)
+    helpable: dict[str, list[Pod]] = field(default_factory=dict)  # KBL key -> pending pods a new node helps
