@@ -9,7 +9,10 @@ same cluster plus a KBL whose pods fit on no existing node (:mod:`benchmarks.cap
 simulated cloud, no account) and the node-group requests it plans are shown. It prints both
 tables and writes into ``--out``:
 ``locality.png`` (the plot), ``report.md`` (a short report), ``results.json`` (every figure) and
-``snapshot.json`` (the cluster and datasets, readable by ``kbl topology --snapshot``).
+``snapshot.json`` (the cluster and datasets, readable by ``kbl topology --snapshot``). Last, the data
+plane acts for real (:mod:`benchmarks.dataplane_demo`): the placement reconciler and one node agent
+per node place, hydrate, lose and repair two DataSets on real folders under ``--out``/data, and
+every replica is checked against the source byte for byte.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from pathlib import Path
 
 from benchmarks.capacity_demo import markdown as capacity_markdown
 from benchmarks.capacity_demo import node_group_requests, requests_table
+from benchmarks.dataplane_demo import markdown as data_plane_markdown
+from benchmarks.dataplane_demo import run_data_plane
+from benchmarks.dataplane_demo import table as data_plane_table
 from benchmarks.locality import (
     KBL_DEFAULTS,
     PREVIOUS_THRESHOLD,
@@ -109,11 +115,15 @@ def run(args: argparse.Namespace) -> int:
     trace = comparison.trace
     capacity = node_group_requests(trace.node_objects, trace.nodes, trace.datasets)
     console.print(requests_table(capacity))
+    console.print("[bold]data plane[/bold]: the placement reconciler and one node agent per node, on real folders under " f"{out / 'data'}")
+    data_plane = run_data_plane(trace.node_objects, out, quick=args.quick, seed=args.seed)
+    console.print(data_plane_table(data_plane))
     elapsed = time.perf_counter() - started
     command = "kbl demo" + (f" --seed {args.seed}" if args.seed else "") + (" --quick" if args.quick else "")
     png = plot(comparison, out / "locality.png")
-    (out / "report.md").write_text(report(comparison, elapsed, command) + "\n" + capacity_markdown(capacity))
-    results = {**comparison.as_dict(), "capacity": capacity.as_dict()}
+    sections = [report(comparison, elapsed, command), capacity_markdown(capacity), data_plane_markdown(data_plane)]
+    (out / "report.md").write_text("\n".join(sections))
+    results = {**comparison.as_dict(), "capacity": capacity.as_dict(), "dataPlane": data_plane.as_dict()}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "snapshot.json").write_text(json.dumps(as_list([*comparison.trace.node_objects, *comparison.trace.dataset_objects()])))
     console.print(f"wrote {png}, {out / 'report.md'}, {out / 'results.json'}, {out / 'snapshot.json'} in {elapsed:.0f} s")
