@@ -52,8 +52,10 @@ def test_demo_quick_writes_table_plot_report_and_figures(tmp_path: Path, capsys:
     assert plane["shards_lost"] == 0
     assert plane["corrupt_found"] >= 1
     assert len(plane["killed_nodes"]) >= 2
-    assert plane["replicas_checked"] > 0 and plane["replicas_identical"] == plane["replicas_checked"]
-    assert plane["erasure_shards_checked"] > 0 and plane["erasure_shards_identical"] == plane["erasure_shards_checked"]
+    assert plane["replicas_checked"] > 0
+    assert plane["replicas_identical"] == plane["replicas_checked"]
+    assert plane["erasure_shards_checked"] > 0
+    assert plane["erasure_shards_identical"] == plane["erasure_shards_checked"]
     assert plane["repaired_bytes"] > 0
     assert "## Data plane" in report
     final = json.loads((out / "data" / "datasets.json").read_text())["items"]
@@ -64,4 +66,5 @@ def test_demo_quick_writes_table_plot_report_and_figures(tmp_path: Path, capsys:
         assert not (out / "data" / "nodes" / name).exists()
     survivors = [p for p in (out / "data" / "nodes").iterdir() if p.is_dir()]
     copies = [f for node in survivors for f in (node / "demo" / "replicated").glob("part-*.bin")]
-    assert copies and all(f.read_bytes() == (source / f.name).read_bytes() for f in copies)
+    assert copies
+    assert all(f.read_bytes() == (source / f.name).read_bytes() for f in copies)
