@@ -39,7 +39,7 @@ slow: $(STAMP)
 	KBL_SLOW=1 $(BIN)/python -m pytest tests/reliability
 
 # Every benchmark back to back, figures as JSON into out/bench/ (about 5 minutes on 2 cores).
-BENCHES := model placement extender locality controller reliability
+BENCHES := model placement extender locality controller reliability data interruptions
 bench: $(STAMP)
 	mkdir -p out/bench
 	for b in $(BENCHES); do $(BIN)/kbl bench $$b --json out/bench/$$b.json || exit 1; done
