@@ -240,7 +240,8 @@ def test_controller_without_the_reconciler_loses_exactly_its_grants() -> None:
     rendered = generator().render({"controller": {"reconciler": {"enabled": False}}})
     objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
     without = _granted_to("kbl-controller", objects)
-    assert ("kbl.io", "datasets/status", "patch") not in without and ("kbl.io", "nodeholdings", "watch") not in without
+    assert ("kbl.io", "datasets/status", "patch") not in without  # the reconciler's only write of its own
+    assert ("kbl.io", "nodeholdings", "watch") in without  # the controller itself waits for agents' signals
     args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--no-reconciler" in args
 
