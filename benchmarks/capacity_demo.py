@@ -15,7 +15,6 @@ pods read, and pre-warms the blueprint's next stage, which starts within the mea
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
@@ -25,11 +24,14 @@ from controller.providers.fake import FakeProvider
 from kube.api import DATASETS, KBLS, NODES, PODS
 from kube.memory import MemoryApi
 from placement import capacity as cap
+from topology import labels
 from topology.clusters import Cluster
 from topology.datasets import DataSet
+from topology.examples import make_kbl, make_pod
 from topology.localities import Level
 from topology.nodes import Node
 from topology.shards import parse_shards
+from topology.times import format_time
 
 #: The simulated clock of the controller run (epoch seconds).
 NOW_S = 1_795_000_000.0
@@ -74,45 +76,33 @@ class CapacityDemo:
         }  # fmt: skip
 
 
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def kbl_object(namespace: str, dataset: str) -> dict[str, Any]:
     """The demo's KBL: a dedicated group of r6i.4xlarge and a two-stage blueprint."""
-    return {
-        "apiVersion": "kbl.io/v1alpha1",
-        "kind": "KBL",
-        "metadata": {"name": KBL_NAME, "namespace": namespace, "annotations": {cap.KBL_DATASET: dataset}},
-        "spec": {
-            "nodeGroup": {"mode": "dedicated", "instanceTypes": [INSTANCE_TYPE], "minSize": 0, "maxSize": 12},
-            "blueprint": {
-                "stages": [
-                    {"name": "align", "start": _iso(NOW_S - 600), "durationSeconds": 3600, "needs": {"nodes": 0}},
-                    {"name": "call", "start": _iso(NOW_S + NEXT_STAGE_IN_S), "durationSeconds": 1800, "needs": {"nodes": NEXT_STAGE_NODES}},
-                ]
-            },
-        },
-    }
+    stages = [
+        {"name": "align", "start": format_time(NOW_S - 600), "durationSeconds": 3600, "needs": {"nodes": 0}},
+        {"name": "call", "start": format_time(NOW_S + NEXT_STAGE_IN_S), "durationSeconds": 1800, "needs": {"nodes": NEXT_STAGE_NODES}},
+    ]
+    return make_kbl(
+        KBL_NAME, namespace=namespace, instance_types=[INSTANCE_TYPE], max_size=12, stages=stages, annotations={cap.KBL_DATASET: dataset}
+    )
 
 
 def pod_object(name: str, namespace: str, dataset: str, shards: str) -> dict[str, Any]:
     """An align pod: 12 CPUs and 96 GiB, on the KBL's dedicated nodes only; kube-scheduler found none."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name, "namespace": namespace, "uid": f"uid-{name}",
-            "annotations": {"kbl.io/kbl": KBL_NAME, "kbl.io/dataset": dataset, "kbl.io/shards": shards},
-        },
-        "spec": {
-            "schedulerName": "kbl-scheduler",
-            "nodeSelector": {"kbl.io/kbl": KBL_NAME},
-            "tolerations": [{"key": "kbl.io/dedicated", "operator": "Equal", "value": KBL_NAME, "effect": "NoSchedule"}],
-            "containers": [{"name": "align", "resources": {"requests": {"cpu": "12", "memory": "96Gi"}}}],
-        },
-        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]},
-    }  # fmt: skip
+    return make_pod(
+        name,
+        namespace=namespace,
+        kbl=KBL_NAME,
+        dataset=dataset,
+        shards=shards,
+        cpu="12",
+        memory="96Gi",
+        container="align",
+        node_selector={labels.KBL_LABEL: KBL_NAME},
+        tolerations=[{"key": labels.DEDICATED_TAINT, "operator": "Equal", "value": KBL_NAME, "effect": "NoSchedule"}],
+        created=None,
+        unschedulable=True,
+    )
 
 
 def _matches(node: Node, selector: dict[str, str]) -> bool:

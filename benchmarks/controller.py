@@ -30,7 +30,8 @@ from kube.memory import MemoryApi
 from placement import capacity as cap
 from topology import labels
 from topology.datasets import Replicas, dataset_object
-from topology.examples import make_node
+from topology.examples import make_kbl, make_node, make_pod
+from topology.times import format_time
 
 T0 = 1_795_000_000.0
 
@@ -45,30 +46,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _kbl(name: str, stages: list[dict[str, Any]] | None = None, status: dict[str, Any] | None = None) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "apiVersion": "kbl.io/v1alpha1",
-        "kind": "KBL",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"nodeGroup": {"mode": "dedicated", "instanceTypes": ["m6i.xlarge"], "maxSize": 50}},
-    }
-    if stages:
-        obj["spec"]["blueprint"] = {"stages": stages}
-    if status:
-        obj["status"] = status
-    return obj
+    return make_kbl(name, max_size=50, min_size=None, stages=stages or (), status=status)
 
 
 def _pod(name: str, kbl: str, cpu: str = "3", annotations: dict[str, str] | None = None) -> dict[str, Any]:
     toleration = {"key": labels.DEDICATED_TAINT, "operator": "Equal", "value": kbl, "effect": "NoSchedule"}
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name, "namespace": "default", "uid": f"uid-{name}", "annotations": {labels.POD_KBL: kbl, **(annotations or {})},
-        },
-        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": "4Gi"}}}], "tolerations": [toleration]},
-        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]},
-    }
+    obj = make_pod(
+        name, kbl=kbl, cpu=cpu, memory="4Gi", container="c", tolerations=[toleration], scheduler=None, created=None, unschedulable=True
+    )
+    obj["metadata"]["annotations"] = {labels.POD_KBL: kbl, **(annotations or {})}
+    return obj
 
 
 def _base(kube: MemoryApi) -> None:
@@ -133,7 +120,7 @@ class Simulation:
         _base(kube)
         self.delays = {cap.group_name(f"default/k{j}", "us-east-1a"): rng.uniform(60, 180) for j in range(self.kbls)}
         cloud = FakeProvider(lambda: self.now, ready_delay_s=self.delays)
-        start_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0))
+        start_iso = format_time(T0)
         offset = 400.0  # the first stages start 400 s in: room to pre-warm
         period = self.stage_s + self.gap_s
         starts: list[tuple[float, str, int]] = []
@@ -187,10 +174,10 @@ class Simulation:
         for pod in pods:
             if pod["spec"].get("nodeName"):
                 continue
-            kbl = pod["metadata"]["annotations"]["kbl.io/kbl"]
+            kbl = pod["metadata"]["annotations"][labels.POD_KBL]
             for node in nodes:
                 name = node["metadata"]["name"]
-                if node["metadata"]["labels"].get("kbl.io/kbl") == kbl and not node["spec"].get("unschedulable") and name not in used:
+                if node["metadata"]["labels"].get(labels.KBL_LABEL) == kbl and not node["spec"].get("unschedulable") and name not in used:
                     kube.create_binding("default", pod["metadata"]["name"], pod["metadata"]["uid"], name)
                     bound_at[pod["metadata"]["name"]] = self.now
                     used.add(name)

@@ -24,7 +24,7 @@ import orjson
 
 from benchmarks.measuring import peak_rss_mib, run_child, write_json
 from topology.datasets import Replicas, dataset_object
-from topology.examples import make_node, node_template
+from topology.examples import make_node, make_pod, node_template
 
 
 def make_snapshot(path: Path, *, nodes: int, replicas_total: int, datasets: int, seed: int = 0) -> None:
@@ -72,18 +72,8 @@ def distinct_triples(rng: np.random.Generator, count: int, n: int) -> npt.NDArra
 
 def bench_pod(name: str, first: int, count: int, *, namespace: str = "bench", dataset: str = "ds-0") -> dict[str, Any]:
     """A pending pod reading shards ``first .. first + count - 1`` of a benchmark DataSet."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "uid": f"uid-{name}",
-            "annotations": {"kbl.io/dataset": dataset, "kbl.io/shards": f"{first}-{first + count - 1}" if count > 1 else str(first)},
-        },
-        "spec": {"containers": [{"name": "main", "image": "busybox", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]},
-        "status": {"phase": "Pending"},
-    }
+    shards = f"{first}-{first + count - 1}" if count > 1 else str(first)
+    return make_pod(name, namespace=namespace, dataset=dataset, shards=shards, scheduler=None, image="busybox", created=None)
 
 
 def child(path: str) -> None:

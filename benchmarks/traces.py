@@ -33,7 +33,7 @@ from benchmarks.driving import PodArrival
 from topology import labels
 from topology.clusters import Cluster
 from topology.datasets import DataSet, DataSetSpec, Erasure, Redundancy, Replicas, ShardPlacement, dataset_object
-from topology.examples import make_cluster_nodes
+from topology.examples import make_cluster_nodes, make_pod
 from topology.nodes import Node
 from topology.pods import Pod
 from topology.shards import format_shards
@@ -128,34 +128,22 @@ def pod_object(
     name: str, namespace: str, uid: str, *, kbl: str, dataset: str, shards: Sequence[int], cpu_m: int, memory_b: int
 ) -> dict[str, Any]:
     """A Pod object as the API server would serve it, with the kbl annotations."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "uid": uid,
-            "labels": {"app": kbl, labels.POD_KBL: kbl},
-            "annotations": {
-                labels.POD_KBL: kbl,
-                labels.POD_DATASET: dataset,
-                labels.POD_SHARDS: format_shards(list(shards)),
-                labels.POD_LOCALITY: "preferred",
-            },
-        },
-        "spec": {
-            "schedulerName": "kbl-scheduler",
-            "restartPolicy": "Never",
-            "containers": [
-                {
-                    "name": "reader",
-                    "image": "public.ecr.aws/docker/library/python:3.12-slim",
-                    "resources": {"requests": {"cpu": f"{cpu_m}m", "memory": str(memory_b)}},
-                }
-            ],
-        },
-        "status": {"phase": "Pending"},
-    }
+    return make_pod(
+        name,
+        namespace=namespace,
+        uid=uid,
+        kbl=kbl,
+        dataset=dataset,
+        shards=format_shards(list(shards)),
+        locality="preferred",
+        cpu=f"{cpu_m}m",
+        memory=str(memory_b),
+        image="public.ecr.aws/docker/library/python:3.12-slim",
+        container="reader",
+        pod_labels={"app": kbl, labels.POD_KBL: kbl},
+        restart_policy="Never",
+        created=None,
+    )
 
 
 def _zipf_sample(rng: random.Random, weights: list[float], k: int) -> list[int]:

@@ -29,8 +29,9 @@ from controller.providers import NodeGroupProvider, RollStrategy
 from kube.api import KBLS, NODES, KubeApi
 from topology import labels
 from topology.errors import KblError
+from topology.times import parse_time
 
-PROTOTYPE_ANNOTATION = "kbl.io/prototype"
+PROTOTYPE_ANNOTATION = labels.PROTOTYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +42,6 @@ class ImageResult:
     image: str = ""
     version: str = ""
     skipped: str = ""
-
-
-def _epoch(text: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _version_key(text: str) -> tuple[int, ...]:
@@ -77,7 +71,7 @@ def versions_record(node: Mapping[str, Any]) -> dict[str, str]:
 def _ready_since(node: Mapping[str, Any]) -> float | None:
     for cond in (node.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
-            return _epoch(cond.get("lastTransitionTime")) if cond.get("status") == "True" else None
+            return parse_time(cond.get("lastTransitionTime")) if cond.get("status") == "True" else None
     return None
 
 
@@ -213,7 +207,7 @@ def prototype_image(
     kube.patch(NODES, node_name, {"metadata": {"annotations": {labels.DO_NOT_DISRUPT: "true", PROTOTYPE_ANNOTATION: "imaging"}}})
     day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
     image_name = f"kbl-{group}-{node_name}-{day}"[:128]
-    tags = {labels.KBL_LABEL: kbl_key, labels.NODE_GROUP_LABEL: group, "kbl.io/source-node": node_name}
+    tags = {labels.KBL_LABEL: kbl_key, labels.NODE_GROUP_LABEL: group, labels.SOURCE_NODE_TAG: node_name}
     image = provider.create_image(str((chosen.get("spec") or {}).get("providerID", "")), image_name, tags)
     token = hashlib.sha256(f"{group}/{image}/{strategy}".encode()).hexdigest()[:64]
     version = provider.roll_group(group, image, strategy, token)

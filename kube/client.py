@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -32,6 +32,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from kube.api import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
 from topology.nodes import slim_node_object
+from topology.times import format_time
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +401,7 @@ class KubeClient:
         ref = dict(meta) if isinstance(meta, Mapping) else dict(involved)
         namespace = str(ref.get("namespace") or "default")
         name = str(ref.get("name") or "")
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = format_time(time.time())
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -40,11 +40,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from kube.api import LEASES, ApiError, KubeApi
 from topology.errors import KblError
+from topology.times import format_micro_time
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,6 @@ def own_namespace(default: str = "kbl-system") -> str:
             return handle.read().strip() or default
     except OSError:
         return default
-
-
-def micro_time(epoch_s: float) -> str:
-    """Kubernetes ``MicroTime``: ``2006-01-02T15:04:05.000000Z``."""
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +227,7 @@ class LeaderElector:
         """
         started = self.clock()
         name, namespace = self.settings.lease_name, self.settings.namespace
-        now = micro_time(self.wall())
+        now = format_micro_time(self.wall())
         mine = LeaseRecord(self.identity, math.ceil(self.settings.lease_duration_s), now, now, 0)
         try:
             lease = self.kube.get(LEASES, name, namespace=namespace)
@@ -282,7 +277,7 @@ class LeaderElector:
         if self.observed.holder != self.identity:
             return True
         name, namespace = self.settings.lease_name, self.settings.namespace
-        now = micro_time(self.wall())
+        now = format_micro_time(self.wall())
         try:
             lease = self.kube.get(LEASES, name, namespace=namespace)
             if lease is None or LeaseRecord.from_lease(lease).holder != self.identity:

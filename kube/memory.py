@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from kube.api import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
+from topology import labels
 
 Objects = list[dict[str, Any]]
 
@@ -258,7 +259,7 @@ class MemoryApi:
             have = {name for (plural, _, name) in self.objects if plural == "nodes"}
             managed = {
                 name for (plural, _, name), o in self.objects.items()
-                if plural == "nodes" and "kbl.io/node-group" in (o["metadata"].get("labels") or {})
+                if plural == "nodes" and labels.NODE_GROUP_LABEL in (o["metadata"].get("labels") or {})
             }
             for name in managed - set(wanted):
                 self.delete(NODES, name)

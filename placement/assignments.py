@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from placement import hashing as scores
+from placement import hashing
 from placement.layouts import Layout
 from placement.settings import PlacementSettings
 
@@ -126,8 +126,8 @@ def fill(layout: Layout, pieces: I32, loads: F64, *, seed: int, settings: Placem
         need_rows = np.intersect1d(need_rows, rows)
     if len(need_rows) == 0 or layout.size == 0:
         return int((pieces[need_rows] < 0).sum())
-    shard_hash = scores.shard_hashes(seed, need_rows.astype(np.int64))
-    cand, cand_keys = scores.ranked(shard_hash, layout.node_hash, layout.weights, settings.candidates, settings.chunk_rows)
+    shard_hash = hashing.shard_hashes(seed, need_rows.astype(np.int64))
+    cand, cand_keys = hashing.ranked(shard_hash, layout.node_hash, layout.weights, settings.candidates, settings.chunk_rows)
     caps = layout.targets * (1.0 + settings.fill_slack)
     if settings.fill_spread is not None and (pieces >= 0).any():  # a repair: spread what is copied at once
         missing = float(sum(layout.piece_bytes[s] * int((pieces[s] < 0).sum()) for s in need_rows))
@@ -182,7 +182,7 @@ def _place_one(layout: Layout, pieces: I32, loads: F64, *, shard: int, piece: in
         ok = _feasible(layout, pieces, row, everyone, spread=False)[0]
     if not ok.any():
         return False
-    row_keys = scores.keys(scores.shard_hashes(seed, np.array([shard], dtype=np.int64)), layout.node_hash, layout.weights)[0]
+    row_keys = hashing.keys(hashing.shard_hashes(seed, np.array([shard], dtype=np.int64)), layout.node_hash, layout.weights)[0]
     ratio = np.where(layout.targets > 0, loads / np.maximum(layout.targets, 1e-300), np.inf)
     options = np.flatnonzero(ok)
     best = options[np.lexsort((row_keys[options], ratio[options]))[0]]
@@ -213,7 +213,7 @@ def balance(
     """
     targets = layout.targets
     moved = 0
-    shard_hash_all: scores.U64 | None = None
+    shard_hash_all: hashing.U64 | None = None
     mean_piece = float(layout.piece_bytes.mean()) if len(layout.piece_bytes) else 0.0
     for _ in range(settings.max_rounds):
         if budget is not None and moved >= budget:
@@ -230,7 +230,7 @@ def balance(
         if give.sum() <= 0 or take.sum() <= 0:
             break
         if shard_hash_all is None:
-            shard_hash_all = scores.shard_hashes(seed, np.arange(len(pieces), dtype=np.int64))
+            shard_hash_all = hashing.shard_hashes(seed, np.arange(len(pieces), dtype=np.int64))
         made = _balance_round(
             layout, pieces, loads, amounts=(give, take, hi, lo), shard_hash=shard_hash_all, mean_piece=mean_piece,
             budget=budget, moved_so_far=moved, pinned=pinned,
@@ -265,7 +265,7 @@ def _balance_round(
     loads: F64,
     *,
     amounts: tuple[F64, F64, F64, F64],
-    shard_hash: scores.U64,
+    shard_hash: hashing.U64,
     mean_piece: float,
     budget: int | None,
     moved_so_far: int,
@@ -290,7 +290,7 @@ def _balance_round(
     src = flat[pos].astype(np.int64)
     # The pieces that rank their node worst are the ones to move first; take a few times what
     # each source must give, so domain conflicts leave enough to choose from.
-    own_key = scores.pair_keys(shard_hash[rows], layout.node_hash[src], layout.weights[src])
+    own_key = hashing.pair_keys(shard_hash[rows], layout.node_hash[src], layout.weights[src])
     # Pieces whose shard is over a spread cap in their own domain (left so by a repair on a
     # smaller cluster) go first: any feasible destination brings the shard's spread back.
     unspread = off_spread(layout, pieces, rows, slots)
@@ -313,7 +313,7 @@ def _balance_round(
         held[np.arange(len(r)), sl] = -1  # the moving piece frees its own slot
         cand = np.broadcast_to(dests, (len(r), len(dests)))
         ok = _feasible(layout, held, np.arange(len(r), dtype=np.int64), cand)
-        k = scores.keys(shard_hash[r], layout.node_hash[dests], layout.weights[dests])
+        k = hashing.keys(shard_hash[r], layout.node_hash[dests], layout.weights[dests])
         k[~ok] = np.inf
         j = np.argmin(k, axis=1)
         best_dest[a : a + chunk] = dests[j]

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from placement import hashing as scores
+from placement import hashing
 from topology import labels
 from topology.datasets import DataSetSpec
 from topology.errors import PlacementError
@@ -117,7 +117,7 @@ class Layout:
     cap: int
     piece_bytes: F64
     targets: F64
-    node_hash: scores.U64
+    node_hash: hashing.U64
     spread: tuple[Rule, ...]
     eligible: npt.NDArray[np.bool_]
     problem: str
@@ -340,7 +340,7 @@ def build_layout(
         cap=cap,
         piece_bytes=piece_bytes,
         targets=targets,
-        node_hash=scores.node_hashes(names),
+        node_hash=hashing.node_hashes(names),
         spread=tuple(spread),
         eligible=is_ok,
         problem=problem,

@@ -482,7 +482,7 @@ class Cluster:
             na, nb = self.nodes[a], self.nodes[b]
         except KeyError as exc:
             raise KblError(f"unknown node {exc.args[0]!r}") from None
-        return _level(na, nb)
+        return shared_level(na, nb)
 
     def distance(self, a: str, b: str, costs: LocalityCosts | None = None) -> float:
         """The cost of reading one byte on node ``a`` from node ``b`` (see :class:`LocalityCosts`)."""
@@ -646,7 +646,8 @@ class Cluster:
         return len(self.nodes)
 
 
-def _level(a: Node, b: Node) -> Level:
+def shared_level(a: Node, b: Node) -> Level:
+    """The smallest failure domain two nodes share (the one rule of topology distance)."""
     if a.name == b.name:
         return Level.NODE
     if a.rack == b.rack:
@@ -706,5 +707,5 @@ def nearest_holders(cluster: Cluster, node: str, candidates: Iterable[str], cost
     if here is None:
         raise KblError(f"unknown node {node!r}")
     price = costs or LocalityCosts()
-    found = [(price.of(_level(here, other)), other.name) for other in map(cluster.nodes.get, candidates) if other is not None]
+    found = [(price.of(shared_level(here, other)), other.name) for other in map(cluster.nodes.get, candidates) if other is not None]
     return [name for _, name in sorted(found)]

@@ -12,7 +12,7 @@ import copy
 import json
 import random
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -140,37 +140,74 @@ def make_pod(
     node_name: str | None = None,
     uid: str | None = None,
     image: str = "public.ecr.aws/docker/library/busybox:1.36",
+    container: str = "main",
+    pod_labels: Mapping[str, str] | None = None,
+    node_selector: Mapping[str, str] | None = None,
+    restart_policy: str | None = None,
+    created: str | None = "2026-01-01T00:00:00Z",
+    unschedulable: bool = False,
 ) -> dict[str, Any]:
     """A Pod object as the API server serves it (camelCase, status, creation timestamp).
 
     ``dataset``, ``shards``, ``locality`` and ``kbl`` become the kbl annotations when given;
-    the pod is ``Running`` on ``node_name`` when given, else ``Pending``.
+    the pod is ``Running`` on ``node_name`` when given, else ``Pending`` (with kube-scheduler's
+    ``PodScheduled=False/Unschedulable`` condition when ``unschedulable``). ``created=None``
+    leaves the creation timestamp out.
     """
     annotations: dict[str, str] = {}
     for key, value in ((labels.POD_DATASET, dataset), (labels.POD_SHARDS, shards), (labels.POD_LOCALITY, locality), (labels.POD_KBL, kbl)):
         if value is not None:
             annotations[key] = value
     spec: dict[str, Any] = {
-        "containers": [{"name": "main", "image": image, "resources": {"requests": {"cpu": cpu, "memory": memory}}}],
+        "containers": [{"name": container, "image": image, "resources": {"requests": {"cpu": cpu, "memory": memory}}}],
         "tolerations": [dict(t) for t in tolerations],
     }
     if scheduler is not None:
         spec["schedulerName"] = scheduler
     if node_name is not None:
         spec["nodeName"] = node_name
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "uid": uid or f"uid-{name}",
-            "annotations": annotations,
-            "creationTimestamp": "2026-01-01T00:00:00Z",
-        },
-        "spec": spec,
-        "status": {"phase": "Running" if node_name else "Pending"},
-    }
+    if node_selector is not None:
+        spec["nodeSelector"] = dict(node_selector)
+    if restart_policy is not None:
+        spec["restartPolicy"] = restart_policy
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid or f"uid-{name}"}
+    if pod_labels is not None:
+        meta["labels"] = dict(pod_labels)
+    meta["annotations"] = annotations
+    if created is not None:
+        meta["creationTimestamp"] = created
+    status: dict[str, Any] = {"phase": "Running" if node_name else "Pending"}
+    if unschedulable and not node_name:
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
+
+
+def make_kbl(
+    name: str,
+    *,
+    namespace: str = "default",
+    instance_types: Sequence[str] = ("m6i.xlarge",),
+    max_size: int = 10,
+    min_size: int | None = 0,
+    stages: Sequence[Mapping[str, Any]] = (),
+    annotations: Mapping[str, str] | None = None,
+    status: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A KBL object with a dedicated node group (``min_size=None`` leaves ``minSize`` out),
+    a blueprint when ``stages`` are given, and ``annotations`` / ``status`` when given."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if annotations is not None:
+        meta["annotations"] = dict(annotations)
+    group: dict[str, Any] = {"mode": "dedicated", "instanceTypes": list(instance_types)}
+    if min_size is not None:
+        group["minSize"] = min_size
+    group["maxSize"] = max_size
+    obj: dict[str, Any] = {"apiVersion": labels.API_VERSION, "kind": "KBL", "metadata": meta, "spec": {"nodeGroup": group}}
+    if stages:
+        obj["spec"]["blueprint"] = {"stages": [dict(s) for s in stages]}
+    if status:
+        obj["status"] = dict(status)
+    return obj
 
 
 def as_list(objects: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

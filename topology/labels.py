@@ -62,3 +62,19 @@ SCALE_DOWN_BELOW = "kbl.io/scale-down-below"
 PROMETHEUS_QUERY = "kbl.io/prometheus-query"
 #: KBL annotation naming a DataSet (same namespace) whose zone a pod-less KBL should grow in.
 KBL_DATASET = "kbl.io/dataset"
+#: Node annotation the controller sets on the node it images a group's new AMI from.
+PROTOTYPE = "kbl.io/prototype"
+
+# ---------------------------------------------------------------- cloud tags on kbl-managed groups
+#: Tag (and Karpenter NodePool label) every kbl-managed group carries; value ``kbl``.
+MANAGED_BY_TAG = "kbl.io/managed-by"
+#: Tag naming the KBL a group serves (``namespace/name``).
+KBL_TAG = "kbl.io/kbl"
+#: Tag naming the zone a group launches in.
+ZONE_TAG = "kbl.io/zone"
+#: Tag naming the cluster a group belongs to.
+CLUSTER_TAG = "kbl.io/cluster"
+#: Auto Scaling group tag recording the group's instance type.
+INSTANCE_TYPE_TAG = "kbl.io/instance-type"
+#: Image tag naming the node an image was made from.
+SOURCE_NODE_TAG = "kbl.io/source-node"

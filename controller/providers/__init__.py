@@ -15,15 +15,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from placement.capacity.packing import eni_max_pods, estimate_allocatable
 from placement.capacity.states import GroupState, InstanceShape
+from topology import labels
 from topology.errors import KblError
 from topology.nodes import Taint
 
 #: Tags every kbl-managed group carries.
-MANAGED_BY_TAG = "kbl.io/managed-by"
+MANAGED_BY_TAG = labels.MANAGED_BY_TAG
 MANAGED_BY = "kbl"
-KBL_TAG = "kbl.io/kbl"
-ZONE_TAG = "kbl.io/zone"
-CLUSTER_TAG = "kbl.io/cluster"
+KBL_TAG = labels.KBL_TAG
+ZONE_TAG = labels.ZONE_TAG
+CLUSTER_TAG = labels.CLUSTER_TAG
 #: Cluster Autoscaler's auto-discovery tag; kbl groups must not carry it.
 CA_ENABLED_TAG = "k8s.io/cluster-autoscaler/enabled"
 

@@ -36,6 +36,7 @@ from controller.providers.imaging import create_image, new_template_version
 from controller.providers.launching import LaunchSettings, discover_cluster, template_data
 from controller.providers.retrying import Backoff
 from placement.capacity import InstanceShape
+from topology import labels
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -147,7 +148,7 @@ class AsgProvider:
             name=raw["AutoScalingGroupName"],
             kbl=tags.get(KBL_TAG, ""),
             zone=tags.get(ZONE_TAG, ""),
-            instance_type=tags.get("kbl.io/instance-type", ""),
+            instance_type=tags.get(labels.INSTANCE_TYPE_TAG, ""),
             desired=int(raw.get("DesiredCapacity", 0)),
             min_size=int(raw.get("MinSize", 0)),
             max_size=int(raw.get("MaxSize", 0)),
@@ -200,7 +201,7 @@ class AsgProvider:
                     raise
                 template = self._template(spec.name)
         assert template is not None
-        tags = {**group_tags(spec, self.cluster_name), "kbl.io/instance-type": spec.instance_type}
+        tags = {**group_tags(spec, self.cluster_name), labels.INSTANCE_TYPE_TAG: spec.instance_type}
         try:
             self._call(
                 self.autoscaling.create_auto_scaling_group,

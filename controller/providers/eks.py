@@ -41,6 +41,7 @@ from controller.providers.imaging import create_image, new_template_version, res
 from controller.providers.launching import LaunchSettings, discover_cluster, template_data
 from controller.providers.retrying import Backoff
 from placement.capacity import InstanceShape
+from topology import labels
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -207,7 +208,7 @@ class EksProvider:
             "instanceTypes": [spec.instance_type],
             "capacityType": spec.capacity_type,
             "nodeRole": self.node_role_arn,
-            "labels": {**spec.labels, "kbl.io/node-group": spec.name},
+            "labels": {**spec.labels, labels.NODE_GROUP_LABEL: spec.name},
             "taints": [{"key": t.key, "value": t.value, "effect": _EFFECTS.get(t.effect, "NO_SCHEDULE")} for t in spec.taints],
             "tags": group_tags(spec, self.cluster_name),
             "clientRequestToken": token,

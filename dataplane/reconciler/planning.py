@@ -45,9 +45,11 @@ import numpy.typing as npt
 from dataplane.reconciler.settings import ReconcilerSettings
 from placement import PlacementResult, place
 from topology import labels
+from topology.clusters import shared_level
 from topology.datasets import DataSet, ShardPlacement, Transfer
 from topology.errors import KblError
 from topology.holdings import NodeHoldings, piece_key
+from topology.localities import Level
 from topology.nodes import Node
 from topology.shards import format_shards, parse_shards
 from topology.times import parse_time
@@ -214,20 +216,10 @@ def _was_full(status: Mapping[str, Any]) -> bool:
     return previous_condition(status, "Degraded").get("status") == "True"
 
 
-def distance(a: Node | None, b: Node | None) -> int:
-    """Topology distance between two nodes: 0 same node, 1 rack, 2 zone, 3 region, 4 farther."""
-    if a is None or b is None:
-        return 4
-    if a.name == b.name:
-        return 0
-    if a.rack == b.rack:
-        return 1
-    if a.zone == b.zone:
-        return 2
-    return 3 if a.region == b.region else 4
-
-
-LEVEL_NAMES = ("node", "rack", "zone", "region", "remote")
+def distance(a: Node | None, b: Node | None) -> Level:
+    """The smallest failure domain two nodes share (:func:`topology.clusters.shared_level`);
+    ``REMOTE`` when either is unknown."""
+    return Level.REMOTE if a is None or b is None else shared_level(a, b)
 
 
 def copy_source(dataset: DataSet, cluster: ClusterView, holders: Holders, shard: int, *, to: str) -> str:
@@ -236,14 +228,14 @@ def copy_source(dataset: DataSet, cluster: ClusterView, holders: Holders, shard:
     DataSet's source, else ``"nothing"``."""
     width = dataset.spec.redundancy.width
     target = names_of(dataset.placement, dataset.spec.shards, width)
-    best: tuple[int, str] | None = None
+    best: tuple[Level, str] | None = None
     for name in sorted({str(n) for n in target[shard] if n} | {t.source for t in dataset.transfers if t.shard == shard}):
         if name == to or not any(holders.ready(name, shard, p) for p in range(width)):
             continue
         found = (distance(cluster.nodes.get(name), cluster.nodes.get(to)), name)
         best = found if best is None or found < best else best
     if best is not None:
-        return f"{best[1]} ({LEVEL_NAMES[best[0]]})"
+        return f"{best[1]} ({best[0].label})"
     source = dataset.spec.source
     if source is not None:
         return f"source {source.locate(dataset.spec.shard_name(shard))}"

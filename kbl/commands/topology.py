@@ -52,14 +52,13 @@ def summarise(snap: Snapshot) -> dict[str, Any]:
         return {"nodes": len(names), "cpu_m": total.cpu_m, "memory_b": total.memory_b, "storage_b": total.storage_b}
 
     regions = []
-    for region in sorted(cluster.domains("region")):
+    for region, zones in cluster.domain_tree().items():
         zone_list = []
         region_nodes: list[str] = []
-        for zone in sorted(cluster.children("region", region)):
+        for zone, racks in zones.items():
             rack_list = []
             zone_nodes: list[str] = []
-            for rack in sorted(cluster.children("zone", zone)):
-                names = cluster.children("rack", rack)
+            for rack, names in racks.items():
                 rack_list.append({"rack": rack, **cap(names)})
                 zone_nodes += names
             zone_list.append({"zone": zone, **cap(zone_nodes), "racks": rack_list})

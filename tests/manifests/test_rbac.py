@@ -17,7 +17,7 @@ import yaml
 
 from controller.reconciling import WATCHED as CONTROLLER_WATCHED
 from extender.serving import WATCHED
-from kube import api as kubeapi
+from kube import api
 from tests.conftest import ROOT
 from tests.manifests.shipped import find, generator, of_kind, plain_objects
 
@@ -52,7 +52,7 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "kbl.io", "datasets/status", "patch", ""): "the reconciler writes status.placement, transfers, conditions",
     ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "list", ""): "which nodes run an agent (wait for data-drained); what every agent holds",
     ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "watch", ""): "node agents' reports kept current (release old holders once new ones are ready)",
-    # (With controller.metricsServer: metrics.k8s.io nodes list, for utilisation feedback.)
+    # (With controller.metricsServer: metrics.k8s.io nodes list, for utilization feedback.)
     # The node agent: placements in, its own NodeHoldings out, readers' tokens reviewed.
     ("ClusterRole/kbl-agent", "kbl.io", "datasets", "list", ""): "placements, transfers and sources of every DataSet",
     ("ClusterRole/kbl-agent", "kbl.io", "datasets", "watch", ""): "react to a new placement at once",
@@ -153,15 +153,15 @@ VERBS = {
 FIXED = {"evict": ("", "pods/eviction", "create"), "create_event": ("", "events", "create"), "create_binding": ("", "pods/binding", "create")}
 
 
-def _resources(path: Path) -> dict[str, kubeapi.Resource]:
-    """The Resource constants a module can name: kubeapi's and its own module-level ones."""
+def _resources(path: Path) -> dict[str, api.Resource]:
+    """The Resource constants a module can name: kube.api's and its own module-level ones."""
     module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
-    names = {name: getattr(kubeapi, name) for name in ("NODES", "PODS", "DATASETS", "KBLS", "LEASES")}
-    names.update({k: v for k, v in vars(module).items() if isinstance(v, kubeapi.Resource)})
+    names = {name: getattr(api, name) for name in ("NODES", "PODS", "DATASETS", "KBLS", "LEASES")}
+    names.update({k: v for k, v in vars(module).items() if isinstance(v, api.Resource)})
     return names
 
 
-def _calls(paths: list[Path], generic: tuple[kubeapi.Resource, ...] | None = None) -> set[tuple[str, str, str]]:
+def _calls(paths: list[Path], generic: tuple[api.Resource, ...] | None = None) -> set[tuple[str, str, str]]:
     """(apiGroup, resource, verb) for every KubeApi call in ``paths`` (an AST scan of the source).
 
     A call whose resource is a variable (a watch loop) counts for every Resource constant the
@@ -210,7 +210,7 @@ def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     needed |= _calls([ROOT / "kube" / "watching.py"], generic=tuple(r for r, _ in CONTROLLER_WATCHED))  # its informers
     metrics = ("metrics.k8s.io", "nodes", "list")
     assert metrics in needed
-    leases = {c for c in needed if c[0] == kubeapi.LEASES.group}
+    leases = {c for c in needed if c[0] == api.LEASES.group}
     assert leases == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
     assert _granted_to("kbl-controller") == needed - {metrics} - leases
     objects = [o for _, o in OBJECTS]
@@ -260,6 +260,6 @@ def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:
 def test_agent_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     """The informers' list and watch (kube/watching.py) are of DataSets and NodeHoldings."""
     paths = [*sorted((ROOT / "dataplane" / "agent").glob("*.py")), ROOT / "kube" / "watching.py"]
-    needed = _calls(paths, generic=(kubeapi.DATASETS, kubeapi.NODE_HOLDINGS))
+    needed = _calls(paths, generic=(api.DATASETS, api.NODE_HOLDINGS))
     assert ("authentication.k8s.io", "tokenreviews", "create") in needed
     assert _granted_to("kbl-agent") == needed

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from topology.datasets import Replicas, dataset_object
-from topology.examples import make_node
+from topology.examples import make_kbl, make_node, make_pod
+from topology.labels import DEDICATED_TAINT, POD_DATASET, POD_KBL, POD_SHARDS
 
 T0 = 1_795_000_000.0  # a fixed epoch for simulated clocks
 
@@ -22,17 +23,16 @@ def kbl_object(
     annotations: Mapping[str, str] | None = None,
     status: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "apiVersion": "kbl.io/v1alpha1",
-        "kind": "KBL",
-        "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations or {})},
-        "spec": {"nodeGroup": {"mode": "dedicated", "instanceTypes": list(instance_types), "minSize": min_size, "maxSize": max_size}},
-    }
-    if stages:
-        obj["spec"]["blueprint"] = {"stages": [dict(s) for s in stages]}
-    if status:
-        obj["status"] = dict(status)
-    return obj
+    return make_kbl(
+        name,
+        namespace=namespace,
+        instance_types=instance_types,
+        max_size=max_size,
+        min_size=min_size,
+        stages=stages,
+        annotations=dict(annotations or {}),
+        status=status,
+    )
 
 
 def pod_object(
@@ -49,27 +49,26 @@ def pod_object(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    ann = {"kbl.io/kbl": kbl, **(annotations or {})}
+    obj = make_pod(
+        name,
+        namespace=namespace,
+        kbl=kbl,
+        cpu=cpu,
+        memory=memory,
+        node_name=node,
+        tolerations=[{"key": DEDICATED_TAINT, "operator": "Equal", "value": kbl, "effect": "NoSchedule"}],
+        pod_labels=dict(labels or {}),
+        created=None,
+        unschedulable=unschedulable,
+    )
+    ann = {POD_KBL: kbl, **(annotations or {})}
     if dataset:
-        ann["kbl.io/dataset"] = dataset
+        ann[POD_DATASET] = dataset
     if shards:
-        ann["kbl.io/shards"] = shards
-    obj: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}", "annotations": ann, "labels": dict(labels or {})},
-        "spec": {
-            "schedulerName": "kbl-scheduler",
-            "containers": [{"name": "main", "resources": {"requests": {"cpu": cpu, "memory": memory}}}],
-            "tolerations": [{"key": "kbl.io/dedicated", "operator": "Equal", "value": kbl, "effect": "NoSchedule"}],
-        },
-        "status": {"phase": "Pending"},
-    }
+        ann[POD_SHARDS] = shards
+    obj["metadata"]["annotations"] = ann
     if node:
-        obj["spec"]["nodeName"] = node
-        obj["status"] = {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]}
-    elif unschedulable:
-        obj["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]
+        obj["status"]["conditions"] = [{"type": "PodScheduled", "status": "True"}]
     return obj
 
 
