@@ -54,8 +54,11 @@ def get(agent: Agent, path: str, token: str | None = TOKEN, headers: dict[str, s
 
 
 def on_disk(agent: Agent, ds: str, name: str) -> bytes | None:
-    path = Path(agent.settings.root) / NS / ds / name
-    return path.read_bytes() if path.exists() else None
+    """The file's bytes, or ``None`` when it is not there (the agent may delete it while we look)."""
+    try:
+        return (Path(agent.settings.root) / NS / ds / name).read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def test_replicas_become_ready_byte_identical_and_reported(api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path) -> None:
