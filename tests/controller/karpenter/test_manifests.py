@@ -12,6 +12,7 @@ import yaml
 from controller import interruptions
 from controller.providers.iam import CONTROLLER_INTERRUPTION_ACTIONS
 from controller.providers.karpenter import KarpenterSettings, placeholder_deployment, priority_class
+from controller.reconciling import WATCHED as CONTROLLER_WATCHED
 from kube.api import DEPLOYMENTS, NODEPOOLS, PRIORITYCLASSES
 from tests.conftest import ROOT
 from tests.controller.karpenter.test_nodepools import spec
@@ -30,6 +31,7 @@ def test_karpenter_rbac_is_exactly_what_the_provider_and_the_controller_call(mon
     monkeypatch.setitem(test_rbac.VERBS, "delete", ("", "delete"))
     # The controller's own calls and the placement reconciler's, which runs in its process.
     controller = test_rbac._calls(sorted((ROOT / "controller").glob("*.py"))) | test_rbac._reconciler_calls()
+    controller |= test_rbac._calls([ROOT / "kube" / "watching.py"], generic=tuple(r for r, _ in CONTROLLER_WATCHED))  # its informers
     # _ensure(resource, ...) creates, reads and replaces the three kinds it is given
     provider = test_rbac._calls([ROOT / "controller" / "providers" / "karpenter.py"], generic=(NODEPOOLS, DEPLOYMENTS, PRIORITYCLASSES))
     metrics_and_leases = {c for c in controller if c[0] in {"metrics.k8s.io", "coordination.k8s.io"}}
