@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.measuring import percentile, write_json
 from controller import Controller, ControllerSettings
 from controller.providers.fake import FakeProvider
-from kube.api import DATASETS, KBLS, NODES, PODS
+from kube.api import DATASETS, JOBS, KBLS, NODES, PODS
 from kube.memory import MemoryApi
 from placement import capacity as cap
 from topology import labels
@@ -214,12 +214,86 @@ def runaway(reconciles: int = 5, pods: int = 2) -> dict[str, dict[str, Any]]:
     return out
 
 
+RELAY_STAGES = [
+    {"name": "align", "startAfterSeconds": 0, "durationSeconds": 86400, "job": "align"},
+    {"name": "train", "after": {"stage": "align", "fraction": 0.8}, "durationSeconds": 1800, "needs": {"nodes": 4}},
+]
+
+
+def relay_baton(mode: str, *, pods: int = 4, shards: int = 8, ready_s: float = 120.0, bps: float = 200e6) -> dict[str, Any]:
+    """The relay baton with data, a simulation on the real controller (MemoryApi, fake cloud).
+
+    Stage ``align``'s Job runs 100 completions over 1000 s (linear); stage ``train`` (``pods``
+    one-node pods reading a DataSet of ``shards`` x 10Gi bound to the group, so the placement
+    reconciler spreads it over the group's nodes) starts when the Job is 80 % done (t = 800 s).
+    Nodes become Ready ``ready_s`` after the request; each node's agent hydrates its share
+    (bytes / nodes) at ``bps`` from the moment it joins: *simulated*, no agent or reconciler runs.
+    ``mode``: ``reactive`` (no blueprint: capacity when the pods turn unschedulable),
+    ``prewarm-nodes`` (blueprint, lead = node-ready time only: hydration throughput infinite) or
+    ``prewarm-data`` (blueprint, lead = node-ready time + hydration at the settings' 200 MB/s).
+    Pending pod-seconds = sum of (bound - created); first-read locality = the mean fraction of
+    its node's share already hydrated when a pod is bound (its first reads).
+    """
+    now = [T0]
+    kube = MemoryApi()
+    _base(kube)
+    cloud = FakeProvider(lambda: now[0], ready_delay_s=ready_s)
+    start_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0))
+    blueprint = RELAY_STAGES if mode != "reactive" else None
+    obj = _kbl("relay", blueprint, {"blueprintStart": start_iso} if blueprint else None)
+    obj["metadata"]["annotations"] = {labels.KBL_DATASET: "reads"}
+    kube.put(KBLS, obj)
+    dataset = dataset_object("reads", shards=shards, shard_size="10Gi", redundancy=Replicas(1), node_selector={labels.KBL_LABEL: "relay"})
+    dataset["status"] = {"placement": {"nodes": ["gen-a"], "shards": [[0]] * shards}}
+    kube.put(DATASETS, dataset)
+    share = shards * 10 * 2**30 / pods  # bytes each of the stage's nodes hydrates
+    capacity = cap.CapacitySettings(default_hydration_bps=float("inf") if mode == "prewarm-nodes" else bps)
+    controller = Controller(kube, cloud, ControllerSettings(capacity=capacity, cluster_name="relay"), clock=lambda: now[0])
+    joined: dict[str, float] = {}
+    created_at: dict[str, float] = {}
+    pending_s, requested_at = 0.0, None
+    localities: list[float] = []
+    step = 5.0
+    while now[0] < T0 + 1800 and len(localities) < pods:
+        t = now[0] - T0
+        succeeded = min(100, int(t // 10))
+        kube.put(JOBS, {
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "align", "namespace": "default"},
+            "spec": {"completions": 100}, "status": {"startTime": start_iso, "succeeded": succeeded},
+        })  # fmt: skip
+        if succeeded >= 80 and not created_at:
+            for p in range(pods):
+                kube.put(PODS, _pod(f"train-{p}", "relay"))
+                created_at[f"train-{p}"] = now[0]
+        kube.sync_nodes(cloud.node_objects())
+        for node in kube.list(NODES)[0]:
+            if node["metadata"]["labels"].get(labels.KBL_LABEL) == "relay":
+                joined.setdefault(node["metadata"]["name"], now[0])
+        used = {p["spec"].get("nodeName") for p in kube.list(PODS)[0]}
+        free = sorted(n for n in joined if n not in used)
+        for pod in kube.list(PODS)[0]:
+            if not pod["spec"].get("nodeName") and free:
+                target = free.pop(0)
+                kube.create_binding("default", pod["metadata"]["name"], pod["metadata"]["uid"], target)
+                localities.append(min(1.0, (now[0] - joined[target]) * bps / share))
+                pending_s += now[0] - created_at[pod["metadata"]["name"]]
+        controller.reconcile_once()
+        if requested_at is None and cloud.list_groups() and sum(g.desired for g in cloud.list_groups()):
+            requested_at = now[0] - T0
+        now[0] += step
+    return {
+        "pending_pod_s": pending_s, "first_read_locality": sum(localities) / max(len(localities), 1), "bound": len(localities),
+        "requested_at_s": requested_at, "stage_start_s": 800.0, "hydrate_s": share / bps, "node_ready_s": ready_s,
+    }  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.time()
     reactions = reaction_times(args.trials)
     reactive = Simulation(False, args.kbls, args.stages, args.pods, args.seed).run()
     warmed = Simulation(True, args.kbls, args.stages, args.pods, args.seed).run()
     runaways = runaway()
+    relay = {mode: relay_baton(mode) for mode in ("reactive", "prewarm-nodes", "prewarm-data")}
     saved = 1.0 - warmed.pending_pod_s / reactive.pending_pod_s if reactive.pending_pod_s else 0.0
     figures: dict[str, Any] = {
         "reaction_s": {
@@ -236,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
         "prewarmed": {"pending_pod_s": warmed.pending_pod_s, "pods": warmed.created, "peak_nodes": warmed.max_nodes},
         "pending_time_saved": saved,
         "runaway": runaways,
+        "relay_baton": relay,
         "wall_s": time.time() - started,
     }
     r = figures["reaction_s"]
@@ -249,5 +324,11 @@ def run(args: argparse.Namespace) -> int:
     for case, row in runaways.items():
         sizes = " -> ".join(str(n) for n in row["sizes"])
         print(f"  {case:24s} nodes requested {row['nodes_requested']:3d}, nodes that help {row['nodes_that_help']:3d} (sizes {sizes})")
+    first = relay["reactive"]
+    print(f"relay baton with data (simulation; train starts at 80% of align's Job = {first['stage_start_s']:.0f} s, "
+          f"nodes Ready in {first['node_ready_s']:.0f} s, data hydrates in {first['hydrate_s']:.0f} s per node):")
+    for mode, row in relay.items():
+        print(f"  {mode:14s} nodes asked at {row['requested_at_s'] or 0:5.0f} s, pending {row['pending_pod_s']:6.0f} pod-s, "
+              f"first-read locality {row['first_read_locality'] * 100:5.1f}%")
     write_json(args.json, figures)
     return 0

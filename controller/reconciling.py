@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +27,7 @@ from typing import Any
 from controller.acting import Actor
 from controller.measuring import ControllerMetrics
 from controller.providers import NodeGroupProvider, ProviderError
-from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
+from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
 from topology.clusters import Cluster
@@ -49,7 +50,12 @@ WATCHED: tuple[tuple[Resource, Callable[[Any], Any]], ...] = (
     (DATASETS, DataSet.from_object),
     (KBLS, KBL.from_object),
     (NODE_HOLDINGS, NodeHoldings.from_object),
+    (JOBS, cap.JobProgress.from_object),
 )
+#: Resources read when served (a reconcile goes on without them, the loop does not wait for them).
+OPTIONAL: tuple[Resource, ...] = (NODE_HOLDINGS, JOBS)
+#: How many recent hydration-rate samples the per-node throughput is taken over, per group.
+RECENT_RATES = 20
 #: How many recent joins the node-ready p90 is taken over, per group.
 RECENT_JOINS = 20
 
@@ -89,6 +95,38 @@ def node_ready_seconds(raw_nodes: Iterable[Mapping[str, Any]], recent: int = REC
                 if ready is not None and ready >= born:
                     joins.setdefault(group, []).append((ready, ready - born))
     return {group: p90(d for _, d in sorted(seen)[-recent:]) for group, seen in joins.items()}
+
+
+class HydrationMeter:
+    """Measured hydration throughput per node, per group, from NodeHoldings ``readyBytes`` growth.
+
+    At every observation each node's ready bytes (summed over its DataSets) are compared with the
+    previous observation; a growth while the node had pieces hydrating (then or now) is one sample (bytes/s).
+    The group's figure is the median of its ``recent`` latest samples (a cache between reconciles,
+    like the informers': a restart measures again and uses the settings' default meanwhile).
+    """
+
+    def __init__(self, recent: int = RECENT_RATES) -> None:
+        self.recent = recent
+        self.last: dict[str, tuple[float, int, bool]] = {}
+        self.samples: dict[str, list[float]] = {}
+
+    def observe(self, now_s: float, nodes: Iterable[Node], holdings: Iterable[NodeHoldings]) -> dict[str, float]:
+        """Record one observation; returns group -> median bytes/s per node over recent samples."""
+        group_of = {n.name: cap.node_group_of(n) for n in nodes}
+        for held in holdings:
+            ready = sum(d.ready_bytes for d in held.datasets.values())
+            hydrating = any(any(d.hydrating.values()) for d in held.datasets.values())
+            before = self.last.get(held.node)
+            self.last[held.node] = (now_s, ready, hydrating)
+            group = group_of.get(held.node)
+            if before is None or group is None or now_s <= before[0] or ready <= before[1]:
+                continue
+            if hydrating or before[2]:  # busy hydrating during the interval
+                seen = self.samples.setdefault(group, [])
+                seen.append((ready - before[1]) / (now_s - before[0]))
+                del seen[: -self.recent]
+        return {g: statistics.median(s) for g, s in self.samples.items() if s}
 
 
 class ObjectCache:
@@ -194,6 +232,7 @@ class Controller:
         self.caches: dict[str, ObjectCache] | None = None
         self.informers: list[Informer] = []
         self._catalog: list[cap.InstanceShape] | None = None
+        self.hydration = HydrationMeter()
 
     # -------------------------------------------------------------------- observe
     def _read(self) -> dict[str, tuple[list[Mapping[str, Any]], list[Any]]]:
@@ -209,8 +248,8 @@ class Controller:
                 cache = ObjectCache(build)
                 try:
                     items, _ = self.kube.list(resource)
-                except Exception:  # an optional resource (NodeHoldings) the API does not serve yet
-                    if resource is NODE_HOLDINGS:
+                except Exception:  # an optional resource (NodeHoldings, Jobs) the API does not serve
+                    if resource in OPTIONAL:
                         items = []
                     else:
                         raise
@@ -231,7 +270,9 @@ class Controller:
             if terms:
                 meta = raw.get("metadata") or {}
                 affinity[f"{meta.get('namespace', 'default')}/{meta.get('name')}"] = terms
-        return self.state_of(nodes, pods, datasets, kbls, raw_nodes, holdings=read[NODE_HOLDINGS.plural][1], affinity=affinity)
+        return self.state_of(
+            nodes, pods, datasets, kbls, raw_nodes, holdings=read[NODE_HOLDINGS.plural][1], affinity=affinity, jobs=read[JOBS.plural][1]
+        )
 
     def instance_types(self) -> list[cap.InstanceShape]:
         """The provider's catalog (the providers cache it); the last good one if the cloud fails."""
@@ -252,6 +293,7 @@ class Controller:
         *,
         holdings: Iterable[NodeHoldings] = (),
         affinity: Mapping[str, cap.Affinity] | None = None,
+        jobs: Iterable[cap.JobProgress] = (),
     ) -> cap.CapacityState:
         cluster = Cluster()
         for node in nodes:
@@ -266,9 +308,11 @@ class Controller:
                     ready[str(entry.get("name"))] = float(entry["nodeReadySeconds"])
         ready.update(node_ready_seconds(raw_nodes))
         util = dict(self.utilization(kbls, nodes)) if self.utilization else {}
+        now = self.clock()
+        holdings = tuple(holdings)
         return cap.CapacityState(
-            self.clock(), nodes, pods, kbls, datasets, cluster, groups, ready, util, self.instance_types(), tuple(holdings),
-            dict(affinity or {}),
+            now, nodes, pods, kbls, datasets, cluster, groups, ready, util, self.instance_types(), holdings,
+            dict(affinity or {}), {j.key: j for j in jobs}, self.hydration.observe(now, nodes, holdings),
         )
 
     # ----------------------------------------------------------------------- act
@@ -321,7 +365,7 @@ class Controller:
         finished = threading.Event()
         threading.Thread(target=_wake_on_stop, args=(stop, trigger, finished), daemon=True, name="stop-wakes-loop").start()
         try:
-            core = [i for i in self.informers if i.resource is not NODE_HOLDINGS]
+            core = [i for i in self.informers if i.resource not in OPTIONAL]
             while not stop.is_set() and not all(i.synced.is_set() for i in core):
                 stop.wait(0.02)
             while not stop.is_set():

@@ -39,6 +39,8 @@ DATASETS = Resource("kbl.io", "v1alpha1", "datasets", "DataSet", namespaced=True
 KBLS = Resource("kbl.io", "v1alpha1", "kbls", "KBL", namespaced=True)
 #: One per node: what its agent holds and has verified (the data plane's report, :mod:`topology.holdings`).
 NODE_HOLDINGS = Resource("kbl.io", "v1alpha1", "nodeholdings", "NodeHoldings", namespaced=False)
+#: A stage of a KBL blueprint may start when an earlier stage's Job reaches a completion fraction.
+JOBS = Resource("batch", "v1", "jobs", "Job", namespaced=True)
 #: Readers and peers of the node agent are authenticated with a TokenReview of their bearer token.
 TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False)
 #: The leader election of ``kbl controller`` (one Lease object, see :mod:`kube.leading`).

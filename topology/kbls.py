@@ -22,10 +22,20 @@ Spec shape::
             start: "2026-11-21T21:00:00Z"   # or startAfterSeconds relative to the previous stage
             durationSeconds: 3600
             needs: {nodes: 8}              # or {cpu: "64", memory: 256Gi}
+            job: align                     # the stage's Job (its progress can start the next stage)
+          - name: train
+            after: {stage: align, fraction: 0.8}   # starts when align's Job is 80 % complete
+            datasets: [imagenet]           # what its nodes must hydrate first (default kbl.io/dataset)
+            needs: {nodes: 4}
+      window: {start: "21:00", durationSeconds: 28800}  # daily (UTC); closed: the group goes to zero
+
+A stage starts at ``start``, else by progress (``after``: when the named stage's Job reaches
+``fraction`` of its completions), else ``startAfterSeconds`` after the previous stage starts.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +49,8 @@ from topology.quantities import to_int, to_milli
 CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
 MODES = ("dedicated", "shared")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+DAY_S = 86_400
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,31 @@ class NodeGroupWish:
 
 
 @dataclass(frozen=True, slots=True)
+class StageAfter:
+    """Start by progress: when stage ``stage``'s Job has ``fraction`` (0..1] of its completions."""
+
+    stage: str
+    fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A daily activation window (UTC): open from ``start_s`` seconds after midnight for
+    ``duration_s`` seconds (it may run past midnight)."""
+
+    start_s: int
+    duration_s: float
+
+    def opens_in(self, now_s: float) -> float:
+        """Seconds until the window next opens; 0 while it is open."""
+        since = (now_s - self.start_s) % DAY_S
+        return 0.0 if since < self.duration_s else DAY_S - since
+
+    def is_open(self, now_s: float) -> bool:
+        return self.opens_in(now_s) == 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Stage:
     """One blueprint stage: when it starts (absolute, or seconds after the previous stage
     starts), how long it runs, and what it needs (nodes, or CPU millicores and memory bytes)."""
@@ -70,6 +107,9 @@ class Stage:
     nodes: int = 0
     cpu_m: int = 0
     memory_b: int = 0
+    job: str = ""
+    after: StageAfter | None = None
+    datasets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +122,7 @@ class KBL:
     stages: tuple[Stage, ...] = ()
     annotations: Mapping[str, str] = field(default_factory=dict)
     status: Mapping[str, Any] = field(default_factory=dict)
+    window: Window | None = None
 
     @property
     def key(self) -> str:
@@ -134,7 +175,18 @@ class KBL:
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise reader.error("spec.blueprint.stages", "stage names must be unique")
-        return cls(reader.name, namespace, wish, stages, reader.str_map("metadata.annotations"), reader.mapping("status"))
+        window = _window(reader, reader.mapping("spec.window")) if reader.mapping("spec.window") else None
+        return cls(reader.name, namespace, wish, stages, reader.str_map("metadata.annotations"), reader.mapping("status"), window)
+
+
+def _window(reader: FieldReader, raw: Mapping[str, Any]) -> Window:
+    match = _HHMM.match(str(raw.get("start", "")))
+    if match is None:
+        raise reader.error("spec.window.start", "expected a time of day HH:MM (UTC)")
+    duration = raw.get("durationSeconds")
+    if isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 < duration <= DAY_S:
+        raise reader.error("spec.window.durationSeconds", f"expected seconds in (0, {DAY_S}]")
+    return Window(int(match[1]) * 3600 + int(match[2]) * 60, float(duration))
 
 
 def _stage(reader: FieldReader, i: int, raw: Any) -> Stage:
@@ -169,4 +221,21 @@ def _stage(reader: FieldReader, i: int, raw: Any) -> Stage:
         memory = to_int(needs["memory"]) if "memory" in needs else 0
     except QuantityError as exc:
         raise reader.error(f"{path}.needs", str(exc)) from None
-    return Stage(name, start, float(after) if after is not None else None, float(duration), nodes, cpu, memory)
+    job = raw.get("job") or ""
+    if not isinstance(job, str):
+        raise reader.error(f"{path}.job", "expected a Job name")
+    progress = None
+    if raw.get("after") is not None:
+        by = raw["after"]
+        fraction = by.get("fraction") if isinstance(by, Mapping) else None
+        if not isinstance(by, Mapping) or not isinstance(by.get("stage"), str) or not by["stage"]:
+            raise reader.error(f"{path}.after.stage", "required: the stage whose Job's progress starts this one")
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+            raise reader.error(f"{path}.after.fraction", "expected a completion fraction in (0, 1]")
+        progress = StageAfter(by["stage"], float(fraction))
+    datasets = raw.get("datasets") or []
+    if not isinstance(datasets, list) or not all(isinstance(d, str) and d for d in datasets):
+        raise reader.error(f"{path}.datasets", "expected a list of DataSet names")
+    return Stage(
+        name, start, float(after) if after is not None else None, float(duration), nodes, cpu, memory, job, progress, tuple(datasets)
+    )

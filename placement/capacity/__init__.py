@@ -9,9 +9,11 @@ per node group (one group per KBL and zone, named by :func:`group_name`), the la
 * **reactive**: unschedulable pods of the KBL, batched together, bin-packed (first fit
   decreasing) onto the instance type that fits them from the KBL's wishes, in the zone where the
   data they read lives (most bytes readable within the zone, from ``Cluster.level_bytes``);
-* **blueprint**: a stage's nodes are requested ``lead = ready_s * prewarm_factor + margin_s``
-  before the stage starts, using the measured node-ready time of the group, and released when
-  the stage ends (idle stages go to zero);
+* **blueprint**: a stage's nodes are requested ``lead = ready_s * prewarm_factor + margin_s +
+  hydrate_s`` before the stage starts (by the clock, or by progress: when an earlier stage's Job
+  reaches a completion fraction), using the measured node-ready time of the group and the time
+  its node agents need to hydrate the stage's DataSets, and released when the stage ends (idle
+  stages go to zero); a KBL whose daily activation window is closed goes to zero;
 * **utilization**: CPU/memory of the KBL's own nodes (metrics.k8s.io) or a Prometheus value,
   with hysteresis (grow above ``high``, shrink below ``low``, nothing in between) and a cooldown;
 * **floor**: the KBL's ``minSize`` and the nodes its running pods occupy.
@@ -45,7 +47,15 @@ from placement.capacity.actions import (
     UncordonNode,
     WaitForData,
 )
-from placement.capacity.blueprints import blueprint_start, stage_nodes, stage_windows
+from placement.capacity.blueprints import (
+    blueprint_start,
+    hydrate_seconds,
+    stage_datasets,
+    stage_lead,
+    stage_nodes,
+    stage_windows,
+    stored_bytes,
+)
 from placement.capacity.fitting import HELPS, affinity_matches, follows_group, new_node_labels, pending_verdict, required_affinity
 from placement.capacity.names import group_name, node_group_of, plain_zone
 from placement.capacity.packing import bin_pack, eni_max_pods, estimate_allocatable, fit_type, instance_shape
@@ -59,6 +69,7 @@ from placement.capacity.states import (
     CapacityState,
     GroupState,
     InstanceShape,
+    JobProgress,
     RemovalCheck,
     RemovalVerdict,
     Requirement,
@@ -96,6 +107,7 @@ __all__ = [
     "EvictPods",
     "GroupState",
     "InstanceShape",
+    "JobProgress",
     "Note",
     "PendingVerdict",
     "Plan",
@@ -117,6 +129,7 @@ __all__ = [
     "fit_type",
     "follows_group",
     "group_name",
+    "hydrate_seconds",
     "instance_shape",
     "is_leaving",
     "kbl_zone",
@@ -128,8 +141,11 @@ __all__ = [
     "referenced_nodes",
     "removal_verdict",
     "required_affinity",
+    "stage_datasets",
+    "stage_lead",
     "stage_nodes",
     "stage_windows",
     "status_time",
+    "stored_bytes",
     "zone_bytes",
 ]

@@ -113,7 +113,7 @@ class PendingVerdict(Action):
 
     ``reason`` is ``helps`` when the planned nodes would take them, else why no new node of the
     group can (``data-elsewhere``, ``taint``, ``node-selector``, ``node-affinity``, ``too-big``,
-    ``no-zone``, ``no-instance-type``, ``budget``); the controller records an Event and a metric.
+    ``no-zone``, ``no-instance-type``, ``budget``, ``window-closed``); the controller records an Event and a metric.
     """
 
     pods: tuple[str, ...]

@@ -10,7 +10,10 @@ from topology.nodes import Taint
 
 
 def group_target(plan: GroupPlan, zone_of_kbl_min: bool) -> int:
-    """The largest of the needs (reactive, blueprint, utilization, the busy floor, ``minSize``)."""
+    """The largest of the needs (reactive, blueprint, utilization, the busy floor, ``minSize``);
+    zero for a closing group (its window is closed)."""
+    if plan.closing:
+        return 0
     floor = plan.busy
     if plan.utilization < 0:  # utilization allows shrinking below the busy floor
         floor = min(floor, -plan.utilization - 1)

@@ -106,6 +106,15 @@ def _plan_kbl(kbl: KBL, ctx: PlanContext) -> list[GroupPlan]:
     for plan in plans.values():
         names = {n.name for n in plan.nodes}
         plan.busy = len({p.node_name for p in pods if p.active and p.node_name in names and p.owner_kind != "DaemonSet"})
+    # Windowed activation: while the window is closed every group goes to zero (safe path), nothing grows.
+    window = kbl.window
+    if window is not None and not window.is_open(state.now_s):
+        why = f"activation window closed (opens in {window.opens_in(state.now_s):.0f}s)"
+        for plan in plans.values():
+            plan.closing = why
+        if pending:
+            ctx.verdicts.append(PendingVerdict(kbl.key, tuple(p.key for p in pending), "window-closed", why))
+        return list(plans.values())
     # Reactive: pending pods, batched, in the data's zone.
     grow = plan_for(zone) if pending and zone is not None else None
     if grow is not None:

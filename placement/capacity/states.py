@@ -6,8 +6,10 @@ providers return it (``controller.providers.NodeGroupInfo`` is this type).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from placement.capacity.actions import Action, PendingVerdict
 from topology.clusters import Cluster
@@ -17,6 +19,7 @@ from topology.holdings import NodeHoldings
 from topology.kbls import KBL
 from topology.nodes import Node, Resources
 from topology.pods import Pod
+from topology.times import parse_time
 
 
 class CapacityError(KblError):
@@ -51,6 +54,7 @@ class CapacitySettings:
     utilization_high: float = 0.8
     utilization_low: float = 0.3
     keep_full_redundancy: bool = True
+    default_hydration_bps: float = 200e6  # per node, until NodeHoldings growth has been measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,53 @@ class GroupState:
     image: str = ""
     launch_template_version: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    """A batch/v1 Job's progress: ``succeeded`` of ``completions``, started and completed when
+    (epoch seconds, ``None`` if not yet)."""
+
+    namespace: str
+    name: str
+    succeeded: int = 0
+    completions: int = 1
+    start_s: float | None = None
+    completion_s: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def fraction(self) -> float:
+        """``succeeded / completions`` in 0..1 (1 once the Job has completed)."""
+        if self.completion_s is not None:
+            return 1.0
+        return min(1.0, self.succeeded / self.completions) if self.completions > 0 else 0.0
+
+    def reaches_at(self, fraction: float, now_s: float) -> float:
+        """When the Job reaches ``fraction`` at its rate so far (linear: start + elapsed *
+        fraction / done); in the past once reached, ``inf`` before any progress is seen."""
+        done = self.fraction
+        if self.start_s is None or done <= 0:
+            return math.inf
+        end = self.completion_s if self.completion_s is not None else now_s
+        return self.start_s + max(0.0, end - self.start_s) * fraction / done
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> JobProgress:
+        """From a raw batch/v1 Job (``spec.completions`` defaults to ``spec.parallelism`` or 1)."""
+        meta, spec, status = (obj.get(k) or {} for k in ("metadata", "spec", "status"))
+        completions = spec.get("completions") or spec.get("parallelism") or 1
+        return cls(
+            str(meta.get("namespace") or "default"),
+            str(meta.get("name") or ""),
+            int(status.get("succeeded") or 0),
+            int(completions),
+            parse_time(status.get("startTime")),
+            parse_time(status.get("completionTime")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +182,8 @@ class CapacityState:
     instance_types: Sequence[InstanceShape] = ()
     holdings: Sequence[NodeHoldings] = ()
     pod_affinity: Mapping[str, Affinity] = field(default_factory=dict)
+    jobs: Mapping[str, JobProgress] = field(default_factory=dict)  # "namespace/name" -> progress
+    hydration_bps: Mapping[str, float] = field(default_factory=dict)  # group -> measured bytes/s per node
 
 
 def status_time(kbl: KBL, group: str, key: str) -> float | None:

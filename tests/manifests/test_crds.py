@@ -79,9 +79,11 @@ GOOD = {
     "kbl-stages": _kbl(
         stages=[
             {"name": "a", "start": "2026-12-01T21:00:00.5+01:00", "durationSeconds": 0.5, "needs": {"cpu": "500m", "memory": 1 << 30}},
-            {"name": "b", "startAfterSeconds": 0, "needs": {"nodes": 0}},
+            {"name": "b", "startAfterSeconds": 0, "needs": {"nodes": 0}, "job": "b-job"},
+            {"name": "c", "after": {"stage": "b", "fraction": 0.8}, "datasets": ["imagenet"], "needs": {"nodes": 2}},
         ]
     ),
+    "kbl-window": {**_kbl(), "spec": {**_kbl()["spec"], "window": {"start": "21:30", "durationSeconds": 28800}}},
 }
 
 BAD = {
@@ -128,6 +130,12 @@ BAD = {
     "kbl-stage-negative-nodes": _kbl(stages=[{"name": "a", "needs": {"nodes": -1}}]),
     "kbl-stage-bad-cpu": _kbl(stages=[{"name": "a", "needs": {"cpu": "lots"}}]),
     "kbl-duplicate-stages": _kbl(stages=[{"name": "a"}, {"name": "a"}]),
+    "kbl-stage-after-no-stage": _kbl(stages=[{"name": "a", "after": {"fraction": 0.5}}]),
+    "kbl-stage-after-zero-fraction": _kbl(stages=[{"name": "a", "after": {"stage": "b", "fraction": 0}}]),
+    "kbl-stage-after-above-one": _kbl(stages=[{"name": "a", "after": {"stage": "b", "fraction": 1.5}}]),
+    "kbl-stage-datasets-not-names": _kbl(stages=[{"name": "a", "datasets": [""]}]),
+    "kbl-window-bad-time": {**_kbl(), "spec": {**_kbl()["spec"], "window": {"start": "25:00", "durationSeconds": 60}}},
+    "kbl-window-longer-than-a-day": {**_kbl(), "spec": {**_kbl()["spec"], "window": {"start": "01:00", "durationSeconds": 86401}}},
 }
 
 

@@ -48,6 +48,8 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "kbl.io", "kbls/status", "patch", ""): "node-group state and blueprint start in KBL status",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "list", ""): "never remove the last piece of a shard",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "watch", ""): "placements kept current",
+    ("ClusterRole/kbl-controller", "batch", "jobs", "list", ""): "blueprint stages that start by an earlier stage's Job progress",
+    ("ClusterRole/kbl-controller", "batch", "jobs", "watch", ""): "Job progress kept current (succeeded / completions)",
     # The placement reconciler in the controller's process (dataplane/reconciler).
     ("ClusterRole/kbl-controller", "kbl.io", "datasets/status", "patch", ""): "the reconciler writes status.placement, transfers, conditions",
     ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "list", ""): "which nodes run an agent (wait for data-drained); what every agent holds",

@@ -13,7 +13,9 @@ from controller.providers.fake import FAKE_INSTANCE_TYPES, FakeProvider
 from placement import capacity as cap
 from tests.placement.scenarios import T0, base_nodes, kbl_object, placed_dataset, pod_object
 from topology import labels
+from topology.datasets import DataSet, Erasure, Replicas, dataset_object
 from topology.holdings import NodeHoldings
+from topology.kbls import KBL
 from topology.nodes import Taint
 from topology.snapshots import load_snapshot
 from topology.times import format_time
@@ -28,12 +30,14 @@ def state(
     util: Mapping[str, cap.Utilization] | None = None,
     holdings: Sequence[Mapping[str, Any]] = (),
     affinity: Mapping[str, Any] | None = None,
+    jobs: Sequence[cap.JobProgress] = (),
+    hydration: Mapping[str, float] | None = None,
 ) -> cap.CapacityState:
     snap = load_snapshot({"apiVersion": "v1", "kind": "List", "items": [dict(o) for o in objects]})
     assert not snap.rejected, snap.rejected
     return cap.CapacityState(
         now, snap.nodes, snap.pods, snap.kbls, snap.datasets, snap.cluster(), groups, ready or {}, util or {}, FAKE_INSTANCE_TYPES,
-        tuple(NodeHoldings.from_object(h) for h in holdings), dict(affinity or {}),
+        tuple(NodeHoldings.from_object(h) for h in holdings), dict(affinity or {}), {j.key: j for j in jobs}, dict(hydration or {}),
     )
 
 
@@ -104,7 +108,8 @@ def test_prewarm_requests_a_stage_one_lead_time_before_it_starts() -> None:
     objs = [*base_nodes(), kbl, placed_dataset("reads", [["gen-c0", "gen-c1"]])]
     t_start = 1_794_960_000.0 + 600  # 2026-11-18T00:00:00Z + startAfterSeconds
     ready_s = 150.0
-    lead = ready_s * 1.2 + 30.0
+    hydrate_s = 2 * 10 * 2**30 / (200e6 * 4)  # 10Gi twice (2 replicas) by 4 agents at the default 200 MB/s
+    lead = ready_s * 1.2 + 30.0 + hydrate_s
     group = cap.group_name("default/bp", "us-east-1c")
     early = cap.plan_capacity(state(objs, now=t_start - lead - 5, ready={group: ready_s}))
     assert not early.of(cap.CreateNodeGroup)
@@ -121,6 +126,123 @@ def test_blueprint_without_a_recorded_start_records_one() -> None:
     kbl = kbl_object("bp", stages=[{"name": "s", "startAfterSeconds": 10, "needs": {"nodes": 1}}])
     plan = cap.plan_capacity(state([*base_nodes(), kbl]))
     assert [a.kind for a in plan.actions][:1] == ["RecordBlueprintStart"]
+
+
+BATON = [
+    {"name": "align", "startAfterSeconds": 0, "durationSeconds": 86400, "job": "align"},
+    {"name": "train", "after": {"stage": "align", "fraction": 0.8}, "datasets": ["reads"], "durationSeconds": 3600, "needs": {"nodes": 4}},
+]
+BATON_START = "2026-11-18T00:00:00Z"
+JOB_START = T0 - 1000.0
+
+
+def _baton(succeeded: int, *, now: float = T0, hydration: Mapping[str, float] | None = None, completed: float | None = None) -> cap.Plan:
+    kbl = kbl_object("relay", stages=BATON, status={"blueprintStart": BATON_START}, annotations={labels.KBL_DATASET: "reads"})
+    objs = [*base_nodes(), kbl, placed_dataset("reads", [["gen-c0", "gen-c1"]])]
+    job = cap.JobProgress("default", "align", succeeded, 100, JOB_START, completed)
+    ready = {cap.group_name("default/relay", "us-east-1c"): 150.0}
+    return cap.plan_capacity(state(objs, now=now, ready=ready, jobs=[job], hydration=hydration))
+
+
+def _asked(plan: cap.Plan) -> int:
+    return sum(a.desired for a in plan.of(cap.CreateNodeGroup) if isinstance(a, cap.CreateNodeGroup))
+
+
+def test_a_stage_after_progress_is_prewarmed_when_the_previous_job_reaches_its_fraction_within_the_lead() -> None:
+    # lead = 150 s * 1.2 + 30 s + 26.8 s of hydration (2 x 10Gi by 4 agents at 200 MB/s) = 236.8 s.
+    assert _asked(_baton(10)) == 0  # 10 % done in 1000 s: 80 % is 7000 s away
+    assert _asked(_baton(60)) == 0  # 80 % in 333 s: beyond the lead
+    create = _baton(70).of(cap.CreateNodeGroup)[0]  # 80 % in 143 s: within the lead
+    assert isinstance(create, cap.CreateNodeGroup)
+    assert (create.desired, create.zone) == (4, "us-east-1c")
+    assert "stage train" in create.reason
+    assert "data 27s" in create.reason
+
+
+def test_a_stage_after_progress_runs_once_the_fraction_is_reached_and_ends_with_its_duration() -> None:
+    assert _asked(_baton(85)) == 4
+    # 80 % was reached at JOB_START + 800 s (linear rate); the stage ends 3600 s later.
+    assert _asked(_baton(100, now=JOB_START + 4401, completed=JOB_START + 1000)) == 0
+
+
+def test_a_stage_after_progress_waits_while_the_job_shows_no_progress() -> None:
+    assert _asked(_baton(0)) == 0
+    kbl = kbl_object("relay", stages=BATON, status={"blueprintStart": BATON_START}, annotations={labels.KBL_DATASET: "reads"})
+    plan = cap.plan_capacity(state([*base_nodes(), kbl, placed_dataset("reads", [["gen-c0", "gen-c1"]])]))
+    assert _asked(plan) == 0  # no Job seen yet: its start is unknown, nothing is asked
+
+
+def test_a_stage_after_a_stage_without_a_job_is_noted() -> None:
+    stages: list[dict[str, Any]] = [{"name": "a"}, {"name": "b", "after": {"stage": "a", "fraction": 0.5}, "needs": {"nodes": 1}}]
+    plan = cap.plan_capacity(state([*base_nodes(), kbl_object("k", stages=stages, status={"blueprintStart": BATON_START})]))
+    notes = [a.message for a in plan.of(cap.Note) if isinstance(a, cap.Note)]
+    assert any("names no Job" in n for n in notes)
+
+
+def test_a_slower_measured_hydration_asks_for_the_stage_earlier() -> None:
+    group = cap.group_name("default/relay", "us-east-1c")
+    assert _asked(_baton(60)) == 0  # default 200 MB/s: 80 % in 333 s is beyond the 236.8 s lead
+    # Measured 20 MB/s per node: 268 s of hydration, lead 478 s: the same moment is within it.
+    assert _asked(_baton(60, hydration={group: 20e6})) == 4
+
+
+def test_the_lead_is_node_ready_time_plus_the_time_the_agents_need_to_hydrate_the_data() -> None:
+    assert cap.hydrate_seconds(8e9, 4, 200e6) == 10.0
+    assert cap.hydrate_seconds(0, 4, 200e6) == 0.0
+    assert cap.hydrate_seconds(1.0, 0, 200e6) == float("inf")
+    erasure = cap.stored_bytes(_dataset_of(dataset_object("e", shards=4, shard_size="1000", redundancy=Erasure(4, 2))))
+    assert erasure == 6000.0  # 4000 bytes as 4 + 2 pieces of 250
+
+
+def _dataset_of(obj: Mapping[str, Any]) -> DataSet:
+    return DataSet.from_object(obj)
+
+
+def _windowed(start: str, hours: int, **kw: Any) -> dict[str, Any]:
+    obj = kbl_object("nightly", **kw)
+    obj["spec"]["window"] = {"start": start, "durationSeconds": hours * 3600}
+    return obj
+
+
+def test_a_closed_window_takes_the_group_to_zero_through_the_safe_path_even_when_busy() -> None:
+    # T0 is 2026-11-18T00:00:00Z + ...; a window 12:00-13:00 UTC is closed at T0's time of day.
+    now = T0
+    assert not KBL.from_object(_windowed(_hhmm(now + 3 * 3600), 1)).window.is_open(now)  # type: ignore[union-attr]
+    group, nodes = _running_group("nightly", "us-east-1a", 2, now)
+    objs = [*base_nodes(), *nodes, _windowed(_hhmm(now + 3 * 3600), 1, min_size=2)]
+    objs += [pod_object(f"p{i}", kbl="nightly", node=nodes[i]["metadata"]["name"]) for i in range(2)]
+    objs.append(pod_object("late", kbl="nightly"))
+    plan = cap.plan_capacity(state(objs, now=now, groups=[group]))
+    cordons = [a for a in plan.of(cap.CordonNode) if isinstance(a, cap.CordonNode)]
+    assert {a.node for a in cordons} == {n["metadata"]["name"] for n in nodes}
+    assert all("window closed" in a.reason for a in cordons)
+    assert not plan.of(cap.CreateNodeGroup)
+    assert not [a for a in plan.of(cap.ResizeNodeGroup) if isinstance(a, cap.ResizeNodeGroup) and a.desired > 2]
+    assert [(v.reason, v.pods) for v in plan.verdicts] == [("window-closed", ("default/late",))]
+    for obj in nodes:  # step 1 done, data moved off: the pods are evicted (a closing group takes busy nodes)
+        _leaving(obj, "window closed")
+        obj["metadata"]["annotations"][labels.DATA_DRAINED] = format_time(now + 1)
+    later = cap.plan_capacity(state(objs, now=now + 2, groups=[group]))
+    assert {a.node for a in later.of(cap.EvictPods) if isinstance(a, cap.EvictPods)} == {n["metadata"]["name"] for n in nodes}
+
+
+def test_an_opening_window_grows_the_group_back_and_its_bound_data_follows_it() -> None:
+    now = T0
+    name = cap.group_name("default/nightly", "us-east-1a")
+    empty = cap.GroupState(name, "default/nightly", "us-east-1a", "m6i.xlarge", desired=0)
+    bound = dataset_object("night-data", shards=2, shard_size="1Gi", redundancy=Replicas(2), node_selector={labels.KBL_LABEL: "nightly"})
+    objs = [*base_nodes(), _windowed(_hhmm(now - 60), 2, min_size=2), bound]
+    plan = cap.plan_capacity(state(objs, now=now, groups=[empty]))
+    resizes = [a for a in plan.of(cap.ResizeNodeGroup) if isinstance(a, cap.ResizeNodeGroup)]
+    assert [(a.group, a.previous, a.desired) for a in resizes] == [(name, 0, 2)]
+    kbl = KBL.from_object(objs[-2])
+    new_labels = cap.new_node_labels(kbl, name, "us-east-1a", "m6i.xlarge")
+    assert cap.follows_group(DataSet.from_object(bound), new_labels)  # the reconciler places it back on them
+
+
+def _hhmm(epoch_s: float) -> str:
+    of_day = int(epoch_s) % 86400
+    return f"{of_day // 3600:02d}:{of_day % 3600 // 60:02d}"
 
 
 def _group_nodes(fake: FakeProvider) -> list[dict[str, Any]]:
