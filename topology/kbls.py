@@ -45,6 +45,7 @@ from topology.errors import QuantityError
 from topology.fields import FieldReader
 from topology.nodes import Taint
 from topology.quantities import to_int, to_milli
+from topology.times import parse_datetime
 
 CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
 MODES = ("dedicated", "shared")
@@ -199,7 +200,7 @@ def _stage(reader: FieldReader, i: int, raw: Any) -> Stage:
     start = None
     if raw.get("start") is not None:
         try:
-            start = datetime.fromisoformat(str(raw["start"]).replace("Z", "+00:00"))
+            start = parse_datetime(str(raw["start"]))
         except ValueError:
             raise reader.error(f"{path}.start", f"{raw['start']!r} is not an RFC 3339 time") from None
         if start.tzinfo is None:

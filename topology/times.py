@@ -11,12 +11,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 
+def parse_datetime(text: str) -> datetime:
+    """An RFC 3339 time (``Z`` or an offset) as a datetime; naive when the text has no zone.
+
+    Raises
+    ------
+    ValueError
+        If the text is not an ISO 8601 / RFC 3339 time.
+    """
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def parse_time(text: Any) -> float | None:
-    """Epoch seconds of an RFC 3339 time (``Z`` or an offset), or ``None`` if absent or malformed."""
+    """Epoch seconds of an RFC 3339 time (``Z`` or an offset; UTC when it has none), or ``None``
+    if absent or malformed."""
     if not text or not isinstance(text, str):
         return None
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = parse_datetime(text)
     except ValueError:
         return None
     if parsed.tzinfo is None:
@@ -34,4 +46,4 @@ def format_micro_time(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-__all__ = ["format_micro_time", "format_time", "parse_time"]
+__all__ = ["format_micro_time", "format_time", "parse_datetime", "parse_time"]
