@@ -210,7 +210,7 @@ def _verify(
                         identical += int(path.exists() and _digest(path) == expected)
                 else:
                     ec_checked += 1
-                    reader = agents[sorted(agents)[shard % len(agents)]]
+                    reader = agents[ds.placement.holders(shard)[0]]  # reassembled from its own piece and k-1 peers'
                     url = f"{reader.endpoint}/v1/namespaces/{NAMESPACE}/datasets/{spec.name}/shards/{shard}"
                     reply = client.get(url, headers=headers)
                     ec_identical += int(reply.status_code == 200 and hashlib.sha256(reply.content).hexdigest() == expected)
