@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,7 @@ from topology.kbls import KBL
 from topology.localities import LEVELS
 from topology.nodes import Node, Resources, Taint
 from topology.pods import Pod
-from topology.snapshots import Snapshot
+from topology.snapshots import Snapshot, paused_gc
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +140,8 @@ class ClusterState:
     def from_snapshot(cls, snapshot: Snapshot, settings: ExtenderSettings | None = None) -> ClusterState:
         """A ready state holding a snapshot's nodes, pods, DataSets and KBLs."""
         state = cls(settings)
-        with state.lock:
-            for node in snapshot.nodes:
-                state._set_node(node)
+        with state.lock, paused_gc():
+            state._set_nodes(snapshot.nodes)
             for dataset in snapshot.datasets:
                 state.cluster.set_dataset(dataset)
             for kbl in snapshot.kbls:
@@ -211,13 +210,23 @@ class ClusterState:
         :meth:`apply`; then the resource counts as synced.
         """
         items = list(items)
-        with self.lock:
+        with self.lock, paused_gc():
             keep = {self._key_of(resource, obj) for obj in items}
             for key, obj in self._known(resource):
                 if key not in keep:
                     self.apply(WatchEvent("DELETED", obj), resource)
-            for obj in items:
-                self.apply(WatchEvent("MODIFIED", obj), resource)
+            if resource == NODES:  # a first list of 100,000 nodes: typed one by one, written in bulk
+                nodes = []
+                for obj in items:
+                    try:
+                        nodes.append(Node.from_object(obj, rack_label=self.settings.rack_label))
+                    except ObjectError as exc:
+                        self.rejected[exc.kind] = self.rejected.get(exc.kind, 0) + 1
+                        log.warning("ignoring invalid object: %s", exc)
+                self._set_nodes(nodes)
+            else:
+                for obj in items:
+                    self.apply(WatchEvent("MODIFIED", obj), resource)
             self.relists[resource.plural] = self.relists.get(resource.plural, 0) + 1
             self._synced.add(resource.plural)
 
@@ -286,6 +295,44 @@ class ClusterState:
         self._group[nid] = -1 if node.kbl is None else self._kbl_id(node.kbl)
         self._count_dedicated(old_owner, -1)
         self._count_dedicated(int(self._owner[nid]), +1)
+
+    def _set_nodes(self, nodes: Sequence[Node]) -> None:
+        """:meth:`_set_node` for many nodes at once (a first list): the same state, in bulk.
+
+        Nodes the cluster does not know yet go through :meth:`Cluster.add_nodes` and one
+        vectorised write of the load arrays; the others (and repeated names) one by one.
+        """
+        known = self.cluster.nodes
+        fresh: dict[str, Node] = {}
+        for node in nodes:
+            if node.name in known:
+                self._set_node(node)
+            else:
+                fresh[node.name] = node  # a name twice in one list: the last one wins, as one by one
+        if not fresh:
+            return
+        news = list(fresh.values())
+        self.cluster.add_nodes(news)
+        ids = self.cluster.node_ids(fresh)
+        if not ids.size:
+            return
+        self._grow(int(ids.max()))
+        self.load_version += 1
+        vectors: dict[int, FloatArray] = {}  # nodes of one type share one Resources object
+        for n in news:
+            if id(n.allocatable) not in vectors:
+                vectors[id(n.allocatable)] = load_vector(n.allocatable)
+        self._alloc[ids] = [vectors[id(n.allocatable)] for n in news]
+        self._usable[ids] = [n.ready and not n.unschedulable for n in news]
+        for nid, node in zip(ids.tolist(), news, strict=True):
+            if node.taints:
+                self._taints[nid] = node.taints
+                owner = _dedicated_owner(node)
+                if owner is not None:
+                    self._owner[nid] = self._kbl_id(owner)
+                    self._count_dedicated(int(self._owner[nid]), +1)
+            if node.kbl is not None:
+                self._group[nid] = self._kbl_id(node.kbl)
 
     def _count_dedicated(self, kbl_id: int, delta: int) -> None:
         if kbl_id >= 0:

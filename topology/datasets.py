@@ -10,6 +10,7 @@ the scoring hot path can index them directly.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -430,11 +431,19 @@ def _placement(reader: FieldReader, spec: DataSetSpec) -> ShardPlacement:
         raise reader.error("status.placement.nodes", "expected a list of node names")
     if len(set(nodes)) != len(nodes):
         raise reader.error("status.placement.nodes", "node names must be unique")
-    rows = reader.list("status.placement.shards")
-    if len(rows) != spec.shards:
-        raise reader.error("status.placement.shards", f"has {len(rows)} entries, expected one per shard ({spec.shards})")
     width = spec.redundancy.width
     n_nodes = len(nodes)
+    parsed = reader.get("status.placement.shards")
+    if isinstance(parsed, np.ndarray):  # rows already read as numbers (parse_index_rows): check them as a whole
+        if parsed.shape[0] == spec.shards and parsed.shape[1] <= width and (not parsed.size or int(parsed.max()) < n_nodes):
+            pieces = np.full((spec.shards, width), -1, dtype=np.int32)
+            pieces[:, : parsed.shape[1]] = parsed
+            return ShardPlacement(tuple(nodes), pieces)
+        rows: list[Any] = [[int(i) for i in row if i >= 0] for row in parsed.tolist()]  # the careful path names the entry
+    else:
+        rows = reader.list("status.placement.shards")
+    if len(rows) != spec.shards:
+        raise reader.error("status.placement.shards", f"has {len(rows)} entries, expected one per shard ({spec.shards})")
     fast = _full_rows(rows, width, n_nodes)
     if fast is not None:
         return ShardPlacement(tuple(nodes), fast)
@@ -467,6 +476,58 @@ def _full_rows(rows: list[Any], width: int, n_nodes: int) -> npt.NDArray[np.int3
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n_nodes):
         return None
     return arr.astype(np.int32)
+
+
+_NUMBER_ROWS = b"0123456789,[]"
+_WHITESPACE = b" \t\r\n"
+
+
+def parse_index_rows(raw: bytes) -> npt.NDArray[np.int32] | None:
+    """A JSON array of arrays of non-negative integers, read straight into numbers.
+
+    ``status.placement.shards`` of a 10,000,000-replica snapshot is millions of small lists: as
+    Python lists they cost seconds and hundreds of MiB, as bytes to numbers a fraction of a second.
+    Rows may be shorter than the longest (missing pieces); they are padded with ``-1``. Returns
+    ``None`` for anything else (an empty list, a negative or non-integer entry, a nested object,
+    malformed JSON), which the careful reader then reads or rejects with its reason.
+
+    Examples
+    --------
+    >>> parse_index_rows(b"[[0, 1, 2], [3], [4, 5]]").tolist()
+    [[0, 1, 2], [3, -1, -1], [4, 5, -1]]
+    >>> parse_index_rows(b"[[0, -1]]") is None
+    True
+    """
+    text = bytes(raw).translate(None, _WHITESPACE)
+    if len(text) < 4 or not (text.startswith(b"[[") and text.endswith(b"]]")) or text.translate(None, _NUMBER_ROWS):
+        return None
+    if b",," in text or b"[," in text or b",]" in text or b"]]" in text[:-1] or b"[[" in text[1:]:
+        return None
+    chars = np.frombuffer(text, dtype=np.uint8)
+    opens = np.flatnonzero(chars == ord("["))[1:]
+    closes = np.flatnonzero(chars == ord("]"))[:-1]
+    if opens.size != closes.size or not bool((closes > opens).all()) or not bool((opens[1:] == closes[:-1] + 2).all()):
+        return None  # rows must be "[...]" separated by single commas
+    commas = np.flatnonzero(chars == ord(","))
+    counts = np.searchsorted(commas, closes) - np.searchsorted(commas, opens) + 1
+    counts[closes == opens + 1] = 0  # "[]": a shard with no piece
+    listed = text.translate(None, b"[]")
+    if not counts.all():  # empty rows leave empty fields between commas
+        listed = b",".join(field for field in listed.split(b",") if field)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            numbers = np.fromstring(listed, dtype=np.int64, sep=",") if listed else np.zeros(0, np.int64)
+    except (ValueError, DeprecationWarning):
+        return None
+    if numbers.size != int(counts.sum()) or (numbers.size and (int(numbers.min()) < 0 or int(numbers.max()) > np.iinfo(np.int32).max)):
+        return None
+    width = int(counts.max()) if counts.size else 0
+    out = np.full((counts.size, width), -1, dtype=np.int32)
+    starts = np.cumsum(counts) - counts
+    rows = np.repeat(np.arange(counts.size), counts)
+    out[rows, np.arange(numbers.size) - starts[rows]] = numbers
+    return out
 
 
 def dataset_object(

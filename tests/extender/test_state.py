@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from extender.app import create_app
 from extender.settings import ExtenderSettings
@@ -14,6 +16,7 @@ from kube.api import DATASETS, KBLS, NODES, PODS, WatchEvent
 from tests.extender import scenarios as sc
 from tests.extender.fakes import RecordingApi
 from topology import labels
+from topology.examples import make_node
 from topology.snapshots import load_snapshot
 
 ALL = [f"node-{z}-{r}-{h}" for z in range(2) for r in range(2) for h in range(3)]
@@ -143,3 +146,70 @@ def test_metrics_count_requests_latency_and_locality_by_level() -> None:
     assert 'kbl_extender_locality_bytes_total{level="rack"} 2.147483648e+10' in text
     assert 'kbl_extender_locality_bytes_total{level="node"} 0.0' in text
     assert np.isclose(state.locality_bytes.sum(), 2 * sc.SHARD_SIZE)
+
+
+def _state_arrays(state: ClusterState) -> dict[str, Any]:
+    ids = state.cluster.node_ids(sorted(state.cluster.nodes))
+    return {
+        "names": sorted(state.cluster.nodes),
+        "nodes": [state.cluster.nodes[n] for n in sorted(state.cluster.nodes)],
+        "alloc": state._alloc[ids].tolist(),
+        "usable": state._usable[ids].tolist(),
+        "owner": [state.kbl_name(i) if i >= 0 else None for i in state._owner[ids].tolist()],
+        "group": [state.kbl_name(i) if i >= 0 else None for i in state._group[ids].tolist()],
+        "taints": {state.cluster.name_of(i): t for i, t in state._taints.items()},
+        "dedicated": {state.kbl_name(k): v for k, v in state._dedicated_nodes.items() if v},
+        "domains": [_canonical(a[ids].tolist()) for a in state.cluster.domain_arrays()],
+    }
+
+
+def _canonical(ids: list[int]) -> list[int]:
+    """Domain ids renumbered by first appearance: which nodes share a domain, not the numbering."""
+    seen: dict[int, int] = {}
+    return [seen.setdefault(i, len(seen)) for i in ids]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 12),
+            st.sampled_from(["us-east-1a", "us-east-1b"]),
+            st.sampled_from(["r1", "r2"]),
+            st.sampled_from([None, "kbl-a", "kbl-b"]),
+            st.booleans(),
+            st.booleans(),
+            st.sampled_from([4000, 8000, -1]),
+        ),
+        max_size=25,
+    ),
+    st.lists(st.integers(0, 12), max_size=5),
+)
+def test_a_first_list_written_in_bulk_gives_the_state_of_one_event_per_node(
+    rows: list[tuple[int, str, str, str | None, bool, bool, int]], relisted: list[int]
+) -> None:
+    objects = []
+    for i, zone, rack, kbl, ready, cordoned, cpu in rows:
+        taints = [{"key": labels.DEDICATED_TAINT, "value": kbl, "effect": "NoSchedule"}] if kbl else []
+        extra = {labels.KBL_LABEL: kbl} if kbl else None
+        obj = make_node(f"n{i}", zone=zone, rack=rack, cpu_m=max(cpu, 0), taints=taints, extra_labels=extra)
+        if cpu < 0:
+            obj["status"]["allocatable"]["cpu"] = "lots"  # rejected with its reason, in both ways
+        obj["status"]["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
+        obj["spec"]["unschedulable"] = cordoned
+        objects.append(obj)
+    one_by_one, bulk = ClusterState(), ClusterState()
+    for obj in objects:
+        one_by_one.apply(WatchEvent("ADDED", obj), NODES)
+    bulk.replace(NODES, objects)
+    assert _state_arrays(bulk) == _state_arrays(one_by_one)
+    assert bulk.rejected == one_by_one.rejected
+    # a relist of part of them afterwards: deletions and updates, as events would do
+    again = [o for o in objects if int(o["metadata"]["name"][1:]) in relisted]
+    names = {o["metadata"]["name"] for o in again}
+    for name in sorted(set(one_by_one.cluster.nodes) - names):
+        one_by_one.apply(WatchEvent("DELETED", {"metadata": {"name": name}}), NODES)
+    for obj in again:
+        one_by_one.apply(WatchEvent("MODIFIED", obj), NODES)
+    bulk.replace(NODES, again)
+    assert _state_arrays(bulk) == _state_arrays(one_by_one)

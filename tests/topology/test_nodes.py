@@ -2,6 +2,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from topology import labels
 from topology.errors import ObjectError
@@ -91,3 +93,56 @@ def test_taints_and_readiness_are_read() -> None:
     node = Node.from_object(obj)
     assert str(node.taints[0]) == "kbl.io/dedicated=kbl-a:NoSchedule"
     assert not node.ready
+
+
+_label_values = st.one_of(st.text(max_size=8), st.integers(), st.none())
+_label_keys = st.sampled_from([labels.ZONE, labels.REGION, labels.DEFAULT_RACK, "x", labels.KBL_LABEL])
+_parts = st.sets(st.sampled_from(["labels", "annotations", "allocatable", "conditions", "spec", "status", "providerID"]))
+_taint = st.fixed_dictionaries(
+    {"key": st.one_of(st.text(min_size=1, max_size=5), st.none()), "effect": st.sampled_from(["NoSchedule", ""])}
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    extra_labels=st.dictionaries(_label_keys, _label_values, max_size=4),
+    drop=_parts,
+    taints=st.one_of(st.none(), st.lists(_taint, max_size=2)),
+    flags=st.tuples(
+        st.one_of(st.none(), st.booleans(), st.just("yes"), st.just(0)),
+        st.sampled_from(["True", "False", "Unknown"]),
+        st.sampled_from(["3920m", "4", "lots", "1.5"]),
+    ),
+)
+def test_the_fast_reader_reads_every_node_exactly_as_the_careful_one(
+    eks_node: dict[str, Any], extra_labels: dict[str, Any], drop: set[str], taints: Any, flags: tuple[Any, str, str]
+) -> None:
+    unschedulable, ready, cpu = flags
+    obj = copy.deepcopy(eks_node)
+    obj["metadata"]["labels"].update(extra_labels)
+    obj["status"]["allocatable"]["cpu"] = cpu
+    obj["status"]["conditions"] = [{"type": "Ready", "status": ready}]
+    obj["spec"]["taints"] = taints
+    obj["spec"]["unschedulable"] = unschedulable
+    for part in sorted(drop, key=lambda p: p in ("spec", "status")):
+        if part in ("labels", "annotations"):
+            obj["metadata"].pop(part, None)
+        elif part in ("allocatable", "conditions"):
+            obj["status"].pop(part, None)
+        elif part == "providerID":
+            obj["spec"].pop(part, None)
+        else:
+            obj.pop(part, None)
+    try:
+        careful: Node | ObjectError = Node.read_carefully(obj)
+    except ObjectError as exc:
+        careful = exc
+    try:
+        fast: Node | ObjectError = Node.from_object(obj)
+    except ObjectError as exc:
+        fast = exc
+    if isinstance(careful, ObjectError):
+        assert isinstance(fast, ObjectError)
+        assert (fast.field, str(fast)) == (careful.field, str(careful))
+    else:
+        assert fast == careful

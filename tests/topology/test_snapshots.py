@@ -2,10 +2,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import EMBEDDED_NODE, SHARED_FIXTURES
+from topology.datasets import Replicas, dataset_object, parse_index_rows
 from topology.errors import SnapshotError
 from topology.examples import as_list, make_cluster_nodes, node_template
 from topology.nodes import Node, slim_node_object
@@ -135,3 +139,38 @@ def test_a_broken_item_in_a_big_file_is_a_snapshot_error(tmp_path: Path, text: s
     path.write_text(text)
     with pytest.raises(SnapshotError):
         load_snapshot(path)
+
+
+_entry = st.one_of(st.integers(-2, 6), st.just(10**20), st.just(1.5), st.just(True), st.just("x"), st.none())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.one_of(
+        st.lists(st.lists(st.integers(0, 5), max_size=3), max_size=6),
+        st.lists(st.one_of(st.lists(_entry, max_size=4), _entry), max_size=6),
+    ),
+    indent=st.sampled_from([None, 2]),
+)
+def test_a_placement_read_from_a_file_as_numbers_is_the_placement_read_from_lists(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[Any], indent: int | None
+) -> None:
+    obj = dataset_object("d", namespace="x", shards=max(1, len(rows)), shard_size="1Gi", redundancy=Replicas(3))
+    obj["status"] = {"placement": {"nodes": [f"n{i}" for i in range(6)], "shards": rows}, "transfers": []}
+    path = tmp_path_factory.mktemp("snap") / "snap.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [obj]}, indent=indent))
+    streamed = load_snapshot(path)
+    whole = read_objects(read_file_objects(path))
+    assert [e.field for e in streamed.rejected] == [e.field for e in whole.rejected]  # 1e20 may print as a float
+    assert len(streamed.datasets) == len(whole.datasets)
+    for a, b in zip(streamed.datasets, whole.datasets, strict=True):
+        assert a.placement is not None
+        assert b.placement is not None
+        assert a.placement.nodes == b.placement.nodes
+        assert np.array_equal(a.placement.pieces, b.placement.pieces)
+
+
+def test_rows_of_node_indexes_are_read_as_numbers_or_left_to_the_careful_reader() -> None:
+    assert parse_index_rows(b"[[0, 1, 2],\n [3], []]").tolist() == [[0, 1, 2], [3, -1, -1], [-1, -1, -1]]  # type: ignore[union-attr]
+    for text in (b"[]", b"[[0, -1]]", b"[[1.5]]", b"[[1],2]", b"[[1,,2]]", b"[[1]", b'[["a"]]', b"[[99999999999999999999]]", b"[[1]][[2]]"):
+        assert parse_index_rows(text) is None, text
