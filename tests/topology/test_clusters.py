@@ -1,5 +1,6 @@
 import itertools
 
+import networkx as nx
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -182,6 +183,16 @@ def assert_index_is_the_graphs(cluster: Cluster) -> None:
             for p, i in enumerate(row):
                 name = ds.placement.nodes[i] if i >= 0 else None
                 assert pieces[s, p] == (cluster.node_id(name) if name in cluster.nodes else -1)
+    # the holds edges written straight into the adjacency are the graph networkx itself builds
+    g = cluster.graph
+    for u, nbrs in g.succ.items():
+        for v, data in nbrs.items():
+            assert g.pred[v][u] is data
+    assert sum(len(p) for p in g.pred.values()) == g.number_of_edges()
+    reference: nx.DiGraph[Any] = nx.DiGraph()
+    reference.add_nodes_from(g.nodes(data=True))
+    reference.add_edges_from(g.edges(data=True))
+    assert nx.utils.graphs_equal(reference, g)
     # the byte tables equal those of a cluster built from scratch from the same state
     fresh = Cluster()
     fresh.add_nodes(cluster.nodes.values())
