@@ -31,7 +31,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from kube.api import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
-from topology.nodes import slim_node_object
+from topology.errors import SnapshotError
+from topology.snapshots import read_list_body
 from topology.times import format_time
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,8 @@ class KubeClient:
             _shutdown(stream)
 
     # ---------------------------------------------------------------- helpers
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call an API method for raw JSON; map errors."""
+    def _call_raw(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+        """Call an API method for the body's bytes, unparsed; map errors."""
         kwargs.setdefault("_request_timeout", (CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S))
         try:
             response = fn(*args, _preload_content=False, **kwargs)
@@ -146,6 +147,11 @@ class KubeClient:
             raise _error(exc) from None
         except urllib3.exceptions.HTTPError as exc:
             raise ApiError(0, f"cannot reach the API server: {exc}") from None
+        return bytes(data or b"")
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call an API method for raw JSON; map errors."""
+        data = self._call_raw(fn, *args, **kwargs)
         if not data:
             return {}
         try:
@@ -172,7 +178,7 @@ class KubeClient:
 
         Pages of :attr:`page_size` items (``limit``/``continue``), as client-go's pager does, so
         the API server never builds one huge response; each page's Nodes are slimmed
-        (:func:`~topology.nodes.slim_node_object`) before the next page arrives. Items get their
+        (:func:`~topology.snapshots.read_list_body`: the rest of a Node is never decoded) before the next page arrives. Items get their
         ``kind`` and ``apiVersion`` (the API server leaves them out of typed lists). An expired
         ``continue`` token is ``410 Gone`` (:class:`~kube.api.GoneError`): the caller relists.
         """
@@ -205,14 +211,14 @@ class KubeClient:
             kwargs["limit"] = limit
         if continue_token:
             kwargs["_continue"] = continue_token
-        body = self._call(fn, *args, **kwargs)
-        items = [i for i in body.get("items") or [] if isinstance(i, dict)]
-        for n, item in enumerate(items):
+        data = self._call_raw(fn, *args, **kwargs)
+        try:  # Nodes slimmed as they are decoded (read_list_body): a page's image lists are never built
+            items, meta = read_list_body(data, resource.kind) if data else ([], {})
+        except SnapshotError as exc:
+            raise ApiError(0, f"the API server sent something that is not a list: {exc}") from None
+        for item in items:
             item.setdefault("kind", resource.kind)
             item.setdefault("apiVersion", resource.api_version)
-            if resource == NODES:
-                items[n] = slim_node_object(item)
-        meta = body.get("metadata") or {}
         return items, str(meta.get("resourceVersion") or ""), str(meta.get("continue") or "")
 
     def watch(self, resource: Resource, *, resource_version: str, timeout_s: int = 300) -> Iterator[WatchEvent]:

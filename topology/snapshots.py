@@ -235,6 +235,32 @@ def iter_file_objects(source: str | Path, *, typed: bool = False, rack_label: st
         yield _parse_item(raw, item_kind, str(path), typed=typed, rack_label=rack_label)
 
 
+class _ListBody(msgspec.Struct):
+    items: list[msgspec.Raw] | None = None
+    metadata: Any = None
+
+
+def read_list_body(body: bytes, item_kind: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A list response of the API server: its items and its ``metadata``.
+
+    Node items are decoded with only the fields kbl reads (:data:`~topology.nodes.NODE_METADATA_KEPT`
+    and beside): a page of 500 real EKS Nodes is mostly image lists, skipped, never allocated.
+    Other items are parsed whole. Items that are not objects are left out.
+
+    Raises
+    ------
+    SnapshotError
+        If the body is not JSON, or not a list response.
+    """
+    try:
+        listed = msgspec.json.decode(body, type=_ListBody)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SnapshotError(f"not a list response: {exc}") from None
+    items = [_parse_item(raw, item_kind, "<list response>") for raw in listed.items or ()]
+    metadata = listed.metadata if isinstance(listed.metadata, dict) else {}
+    return [i for i in items if isinstance(i, dict)], metadata
+
+
 class _RawList(msgspec.Struct):
     items: list[msgspec.Raw]
     kind: Any = "List"
@@ -379,11 +405,25 @@ def _parse_item(raw: msgspec.Raw, item_kind: str | None, source: str, *, typed: 
             return _dataset_item(raw, item_kind)
         if kind != "Node":
             return _whole(raw, item_kind)
-        obj = msgspec.to_builtins(slim)
+        obj = _slim_dict(slim)
     except (msgspec.DecodeError, orjson.JSONDecodeError) as exc:
         raise SnapshotError(f"{source}: not valid JSON: {exc}") from None
     obj.setdefault("kind", kind)  # kubectl omits kind in typed lists
     return obj
+
+
+def _slim_dict(slim: Any) -> dict[str, Any]:
+    """A slim Node struct as a dict, one level deep: the kept fields' values are already plain
+    JSON values (typed ``Any``), so nothing below them is copied again (``to_builtins`` would)."""
+    out: dict[str, Any] = {}
+    for name in slim.__struct_fields__:
+        value = getattr(slim, name)
+        if value is msgspec.UNSET:
+            continue
+        if isinstance(value, msgspec.Struct):
+            value = {k: v for k in value.__struct_fields__ if (v := getattr(value, k)) is not msgspec.UNSET}
+        out[name] = value
+    return out
 
 
 def _dataset_item(raw: msgspec.Raw, item_kind: str | None) -> Any:

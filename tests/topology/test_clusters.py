@@ -1,4 +1,5 @@
 import itertools
+from typing import Any
 
 import networkx as nx
 import numpy as np
