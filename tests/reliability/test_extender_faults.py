@@ -150,6 +150,10 @@ def test_restart_under_load_with_a_slow_api_server_is_unready_until_synced_and_n
         clients = [threading.Thread(target=load, daemon=True) for _ in range(4)]
         for t in clients:
             t.start()
+        landed = time.monotonic() + 30  # the scheduler was calling before the informers started
+        while not answers and not errors:
+            assert time.monotonic() < landed, "no request landed at all"
+            time.sleep(0.01)
         informers = start_informers(state, api, settings=FAST)
         try:
             deadline = time.monotonic() + 30
