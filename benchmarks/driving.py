@@ -45,7 +45,6 @@ cluster event), but not before its backoff (1 s doubling to 10 s) expires, and a
 
 from __future__ import annotations
 
-import functools
 import heapq
 import math
 import random
@@ -554,10 +553,45 @@ class Scheduler:
         self.any_taints = any(n.taints for n in self.nodes)
         # Static per-node answers, cached by what decides them (node objects do not change in a run).
         self._masks: dict[tuple[str, Any], np.ndarray[Any, np.dtype[np.bool_]]] = {}
+        self._columns: dict[str, np.ndarray[Any, np.dtype[Any]]] = {}
+        self._names = np.array([n.name for n in self.nodes], dtype=object)
         self.extender_errors = 0
         self.prioritize_errors = 0
 
     # ------------------------------------------------------------ one cycle
+    def _column(self, key: str) -> np.ndarray[Any, np.dtype[Any]]:
+        """Every node's value of label ``key`` (``None`` when absent), cached."""
+        col = self._columns.get(key)
+        if col is None:
+            col = np.array([n.labels.get(key) for n in self.nodes], dtype=object)
+            self._columns[key] = col
+        return col
+
+    def term_mask(self, term: Mapping[str, Any]) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """:func:`term_matches` on every node at once (``In``/``NotIn``/``Exists``/``DoesNotExist``
+        vectorised; ``Gt``/``Lt`` node by node), cached per term."""
+        key = orjson.dumps(term, option=orjson.OPT_SORT_KEYS)
+        mask = self._masks.get(("term", key))
+        if mask is not None:
+            return mask
+        expressions = term.get("matchExpressions") or ()
+        fields = term.get("matchFields") or ()
+        mask = np.full(len(self.nodes), bool(expressions or fields))
+        for req, column in [(r, self._column(r.get("key", ""))) for r in expressions] + [
+            (r, self._names if r.get("key") == "metadata.name" else np.full(len(self.nodes), None, dtype=object)) for r in fields
+        ]:
+            values, operator = list(req.get("values") or ()), req.get("operator", "")
+            present = column != None  # noqa: E711 (element-wise on an object array)
+            if operator in ("In", "NotIn"):
+                found = present & np.isin(column, values)
+                mask &= found if operator == "In" else ~found
+            elif operator in ("Exists", "DoesNotExist"):
+                mask &= present if operator == "Exists" else ~present
+            else:
+                mask &= np.fromiter((_requirement_holds(values, operator, v) for v in column.tolist()), dtype=bool, count=len(self.nodes))
+        self._masks[("term", key)] = mask
+        return mask
+
     def _static_mask(self, kind: str, key: Any, holds: Callable[[Node], bool]) -> np.ndarray[Any, np.dtype[np.bool_]]:
         """``holds`` on every node, computed once per ``(kind, key)``."""
         mask = self._masks.get((kind, key))
@@ -589,8 +623,9 @@ class Scheduler:
                 for i in subset.tolist():
                     mask[i] = any(term_matches(self.nodes[i], t) for t in terms)
             else:
-                key = orjson.dumps(terms, option=orjson.OPT_SORT_KEYS)
-                mask = self._static_mask("required", key, lambda n: any(term_matches(n, t) for t in terms))
+                mask = np.zeros(len(self.nodes), dtype=bool)
+                for term in terms:
+                    mask = mask | self.term_mask(term)
             masks.append((selector, mask))
         req = pod.requests
         fits = (
@@ -687,8 +722,7 @@ class Scheduler:
         if affinity.preferred:  # NodeAffinity score, DefaultNormalizeScore to 0..100, times its weight
             raw = np.zeros(len(idx), dtype=np.int64)
             for weight, term in affinity.preferred:
-                key = orjson.dumps(term, option=orjson.OPT_SORT_KEYS)
-                raw += weight * self._static_mask("preferred", key, functools.partial(term_matches, term=term))[idx]
+                raw += weight * self.term_mask(term)[idx]
             top = int(raw.max())
             if top > 0:
                 totals = totals + NODE_AFFINITY_WEIGHT * (MAX_NODE_SCORE * raw // top)

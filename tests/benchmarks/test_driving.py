@@ -29,6 +29,7 @@ from benchmarks.driving import (
 )
 from benchmarks.serving import LocalServer
 from benchmarks.traces import pod_object
+from topology import labels
 from topology.errors import KblError
 from topology.examples import make_cluster_nodes
 from topology.nodes import Node
@@ -397,3 +398,14 @@ def test_vectorised_filters_and_scores_agree_with_the_per_node_rules() -> None:
             alloc = (int(sched.alloc[i, 0]), int(sched.alloc[i, 1]))
             assert score == least_allocated_score(requested, alloc) + balanced_allocation_score(requested, alloc)
     assert len(reasons) == 4  # unschedulable, taint, affinity/selector, resources: every rule was exercised
+    terms: list[dict[str, Any]] = [
+        {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "NotIn", "values": ["us-east-1a"]}]},
+        {"matchExpressions": [{"key": labels.DEFAULT_RACK, "operator": "Exists"}, {"key": "nope", "operator": "DoesNotExist"}]},
+        {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]},
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [sched.nodes[3].name, "x"]}]},
+        {"matchFields": [{"key": "metadata.uid", "operator": "Exists"}]},
+        {"matchExpressions": [{"key": "nope", "operator": "Gt", "values": ["1"]}]},
+        {},
+    ]
+    for term in terms:
+        assert sched.term_mask(term).tolist() == [term_matches(n, term) for n in sched.nodes], term
