@@ -8,8 +8,12 @@ configured (read from upstream for behaviour, written here from scratch):
    ``NodeTree`` order) starting at a rotating ``nextStartNodeIndex``: NodeUnschedulable,
    TaintToleration (``NoSchedule``/``NoExecute``), NodeAffinity's ``nodeSelector``, and
    NodeResourcesFit (the pod's effective request against allocatable minus the requests of the
-   bound, active pods). The scan stops after :func:`num_feasible_nodes_to_find` feasible nodes;
-   the start index then advances by the number of nodes processed (feasible + failed).
+   bound, active pods). The scan stops after :func:`num_feasible_nodes_to_find` feasible nodes,
+   with the ``percentageOfNodesToScore`` of the pod's profile (``spec.schedulerName``; the
+   profile's own value, else the global one: several profiles share one kube-scheduler, its
+   node order, start index and extenders); the start index then advances by the number of nodes
+   processed (feasible + failed). NodeAffinity's PreFilter first narrows the nodes evaluated to
+   the names of a ``matchFields metadata.name In`` required term.
 2. **Extender filter**, in configuration order, each on the survivors: ``NodeNames`` only when
    ``nodeCacheCapable``, else the full ``Nodes`` list of real node objects. A non-empty
    ``Error``, a transport error or a non-200 fails the attempt (unless ``ignorable``); a reply
@@ -387,8 +391,11 @@ class ExtenderClient:
             raise ExtenderCallError(f"prioritize reply is not a HostPriorityList: {str(reply)[:200]}")
         scores: dict[str, int] = {}
         for entry in reply:
-            host = _field(entry, "Host") if isinstance(entry, dict) else None
-            score = _field(entry, "Score") if isinstance(entry, dict) else None
+            if isinstance(entry, dict) and "Host" in entry and "Score" in entry:  # the usual spelling, fast
+                host, score = entry["Host"], entry["Score"]
+            else:
+                host = _field(entry, "Host") if isinstance(entry, dict) else None
+                score = _field(entry, "Score") if isinstance(entry, dict) else None
             if not isinstance(host, str) or not isinstance(score, int):
                 raise ExtenderCallError(f"prioritize: malformed HostPriority {entry!r}")
             scores[host] = scores.get(host, 0) + score
@@ -414,13 +421,16 @@ class ExtenderClient:
 class SchedulerSettings:
     """Knobs of the simulated kube-scheduler.
 
-    ``percentage_of_nodes_to_score`` is the profile setting (0 = adaptive). Backoff follows
-    ``podInitialBackoffSeconds`` / ``podMaxBackoffSeconds``; unschedulable pods are flushed after
-    ``unschedulable_flush_s`` at the latest. ``horizon_s`` bounds the simulated time. ``seed``
-    drives the tie-break.
+    ``percentage_of_nodes_to_score`` is the global setting (0 = adaptive); ``profiles`` maps a
+    profile's ``schedulerName`` to its own ``percentageOfNodesToScore``, which overrides the global
+    one for the pods naming it in ``spec.schedulerName`` (a profile absent from the map, or a pod
+    of an unlisted scheduler, uses the global value). Backoff follows ``podInitialBackoffSeconds``
+    / ``podMaxBackoffSeconds``; unschedulable pods are flushed after ``unschedulable_flush_s`` at
+    the latest. ``horizon_s`` bounds the simulated time. ``seed`` drives the tie-break.
     """
 
     percentage_of_nodes_to_score: int = 0
+    profiles: Mapping[str, int] = field(default_factory=dict)
     initial_backoff_s: float = 1.0
     max_backoff_s: float = 10.0
     unschedulable_flush_s: float = 300.0
@@ -428,6 +438,10 @@ class SchedulerSettings:
     fit_weight: int = 1
     balanced_weight: int = 1
     seed: int = 0
+
+    def percentage_for(self, scheduler_name: str) -> int:
+        """The ``percentageOfNodesToScore`` of a pod's profile (the profile's, else the global one)."""
+        return self.profiles.get(scheduler_name, self.percentage_of_nodes_to_score)
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,11 +544,103 @@ class Scheduler:
         self.alloc = np.array([[n.allocatable.cpu_m, n.allocatable.memory_b] for n in self.nodes], dtype=np.int64)
         self.used_score = np.zeros_like(self.alloc)  # non-zero requests, for the score plugins
         self.free = [n.allocatable for n in self.nodes]
+        # The same free resources as arrays (cpu, memory, storage, pods), for the vectorised fit.
+        self.free_basic = np.array(
+            [[n.allocatable.cpu_m, n.allocatable.memory_b, n.allocatable.storage_b, n.allocatable.pods] for n in self.nodes],
+            dtype=np.int64,
+        ).reshape(len(self.nodes), 4)
+        self.unschedulable = np.array([n.unschedulable for n in self.nodes], dtype=bool)
+        self.any_taints = any(n.taints for n in self.nodes)
+        # Static per-node answers, cached by what decides them (node objects do not change in a run).
+        self._masks: dict[tuple[str, Any], np.ndarray[Any, np.dtype[np.bool_]]] = {}
+        self._columns: dict[str, np.ndarray[Any, np.dtype[Any]]] = {}
+        self._names = np.array([n.name for n in self.nodes], dtype=object)
         self.extender_errors = 0
         self.prioritize_errors = 0
 
     # ------------------------------------------------------------ one cycle
+    def _column(self, key: str) -> np.ndarray[Any, np.dtype[Any]]:
+        """Every node's value of label ``key`` (``None`` when absent), cached."""
+        col = self._columns.get(key)
+        if col is None:
+            col = np.array([n.labels.get(key) for n in self.nodes], dtype=object)
+            self._columns[key] = col
+        return col
+
+    def term_mask(self, term: Mapping[str, Any]) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """:func:`term_matches` on every node at once (``In``/``NotIn``/``Exists``/``DoesNotExist``
+        vectorised; ``Gt``/``Lt`` node by node), cached per term."""
+        key = orjson.dumps(term, option=orjson.OPT_SORT_KEYS)
+        mask = self._masks.get(("term", key))
+        if mask is not None:
+            return mask
+        expressions = term.get("matchExpressions") or ()
+        fields = term.get("matchFields") or ()
+        mask = np.full(len(self.nodes), bool(expressions or fields))
+        for req, column in [(r, self._column(r.get("key", ""))) for r in expressions] + [
+            (r, self._names if r.get("key") == "metadata.name" else np.full(len(self.nodes), None, dtype=object)) for r in fields
+        ]:
+            values, operator = list(req.get("values") or ()), req.get("operator", "")
+            present = column != None  # noqa: E711 (element-wise on an object array)
+            if operator in ("In", "NotIn"):
+                found = present & np.isin(column, values)
+                mask &= found if operator == "In" else ~found
+            elif operator in ("Exists", "DoesNotExist"):
+                mask &= present if operator == "Exists" else ~present
+            else:
+                mask &= np.fromiter((_requirement_holds(values, operator, v) for v in column.tolist()), dtype=bool, count=len(self.nodes))
+        self._masks[("term", key)] = mask
+        return mask
+
+    def _static_mask(self, kind: str, key: Any, holds: Callable[[Node], bool]) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """``holds`` on every node, computed once per ``(kind, key)``."""
+        mask = self._masks.get((kind, key))
+        if mask is None:
+            mask = np.fromiter((holds(n) for n in self.nodes), dtype=bool, count=len(self.nodes))
+            self._masks[(kind, key)] = mask
+        return mask
+
+    def _filter_masks(
+        self, pod: Pod, affinity: NodeAffinity, subset: np.ndarray[Any, np.dtype[np.int64]] | None
+    ) -> list[tuple[str, np.ndarray[Any, np.dtype[np.bool_]]]]:
+        """The in-tree filters as (reason, passes) masks over every node, in the plugins' order.
+
+        Same rules as :meth:`_passes_filters`, vectorised: NodeUnschedulable, TaintToleration,
+        NodeAffinity (``nodeSelector`` and required terms), NodeResourcesFit. Required terms of a
+        pod narrowed by name (``subset``) are evaluated on those nodes only.
+        """
+        selector = "node(s) didn't match Pod's node affinity/selector"
+        masks = [("node(s) were unschedulable", ~self.unschedulable)]
+        if self.any_taints:  # without taints every pod tolerates every node
+            masks.append(("node(s) had untolerated taint", self._static_mask("taints", pod.tolerations, lambda n: pod.tolerates(n.taints))))
+        if pod.node_selector:
+            wanted = tuple(sorted(pod.node_selector.items()))
+            masks.append((selector, self._static_mask("selector", wanted, lambda n: all(n.labels.get(k) == v for k, v in wanted))))
+        if affinity.required is not None:
+            terms = affinity.required
+            if subset is not None:
+                mask = np.zeros(len(self.nodes), dtype=bool)
+                for i in subset.tolist():
+                    mask[i] = any(term_matches(self.nodes[i], t) for t in terms)
+            else:
+                mask = np.zeros(len(self.nodes), dtype=bool)
+                for term in terms:
+                    mask = mask | self.term_mask(term)
+            masks.append((selector, mask))
+        req = pod.requests
+        fits = (
+            (req.cpu_m <= self.free_basic[:, 0])
+            & (req.memory_b <= self.free_basic[:, 1])
+            & (req.storage_b <= self.free_basic[:, 2])
+            & (req.pods <= self.free_basic[:, 3])
+        )
+        if any(v > 0 for v in req.extended.values()):
+            fits &= np.fromiter((f.fits(req) for f in self.free), dtype=bool, count=len(self.nodes))
+        masks.append(("Insufficient resources", fits))
+        return masks
+
     def _passes_filters(self, pod: Pod, i: int, affinity: NodeAffinity | None = None) -> str | None:
+        """The in-tree filters on one node: ``None`` when it passes, else the reason (the reference rule)."""
         node = self.nodes[i]
         if node.unschedulable:
             return "node(s) were unschedulable"
@@ -563,26 +669,29 @@ class Scheduler:
         affinity = NodeAffinity.of(pod_obj)
         # PreFilter: NodeAffinity's node names narrow the nodes evaluated (in node-tree order);
         # numFeasibleNodesToFind then counts from that list's length.
-        order = list(range(n_all)) if affinity.names is None else sorted(self.index[n] for n in affinity.names if n in self.index)
+        subset = None
+        if affinity.names is not None:
+            subset = np.array(sorted(self.index[n] for n in affinity.names if n in self.index), dtype=np.int64)
+        order = np.arange(n_all, dtype=np.int64) if subset is None else subset
         n_eval = len(order)
-        to_find = num_feasible_nodes_to_find(self.settings.percentage_of_nodes_to_score, n_eval)
-        feasible: list[int] = []
-        failed_in_tree = 0
+        to_find = num_feasible_nodes_to_find(self.settings.percentage_for(pod.scheduler_name), n_eval)
         start = self.next_start_node_index % n_eval if n_eval else 0
-        for step in range(n_eval):
-            i = order[(start + step) % n_eval]
-            why = self._passes_filters(pod, i, affinity)
-            if why is None:
-                feasible.append(i)
-                if len(feasible) >= to_find:
-                    break
-            else:
-                failed_in_tree += 1
-                attempt.failed[self.nodes[i].name] = why
-        processed = len(feasible) + failed_in_tree
+        # The scan in the rotated order, stopped at the to_find-th feasible node (vectorised).
+        rotated = np.roll(order, -start)
+        masks = self._filter_masks(pod, affinity, subset)
+        passes = np.ones(n_all, dtype=bool)
+        for _, mask in masks:
+            passes &= mask
+        ok = passes[rotated]
+        where = np.flatnonzero(ok)
+        processed = int(where[to_find - 1]) + 1 if len(where) >= to_find > 0 else n_eval
+        scanned = rotated[:processed]
+        feasible = scanned[ok[:processed]]
+        for i in scanned[~ok[:processed]].tolist():
+            attempt.failed[self.nodes[i].name] = next(reason for reason, mask in masks if not mask[i])
         self.next_start_node_index = (self.next_start_node_index + processed) % n_all
         attempt.evaluated = processed
-        names = [self.nodes[i].name for i in feasible]
+        names = [self.nodes[i].name for i in feasible.tolist()]
         attempt.offered = list(names)
         pod_json = orjson.dumps(pod_obj) if self.extenders else b""
         for ext in self.extenders:
@@ -611,10 +720,13 @@ class Scheduler:
         idx = np.array([self.index[n] for n in names], dtype=np.int64)
         totals = self._plugin_scores(pod, idx)
         if affinity.preferred:  # NodeAffinity score, DefaultNormalizeScore to 0..100, times its weight
-            raw = [preferred_score(self.nodes[i], affinity) for i in idx.tolist()]
-            top = max(raw)
+            raw = np.zeros(len(idx), dtype=np.int64)
+            for weight, term in affinity.preferred:
+                raw += weight * self.term_mask(term)[idx]
+            top = int(raw.max())
             if top > 0:
-                totals = [t + NODE_AFFINITY_WEIGHT * (MAX_NODE_SCORE * r // top) for t, r in zip(totals, raw, strict=True)]
+                totals = totals + NODE_AFFINITY_WEIGHT * (MAX_NODE_SCORE * raw // top)
+        total_list = totals.tolist()
         for ext in self.extenders:
             if not ext.config.prioritize_verb:
                 continue
@@ -625,21 +737,29 @@ class Scheduler:
                 continue
             for j, name in enumerate(names):
                 if name in scores:
-                    totals[j] += extender_contribution(scores[name], ext.config.weight)
-        attempt.totals = dict(zip(names, totals, strict=True))
+                    total_list[j] += extender_contribution(scores[name], ext.config.weight)
+        attempt.totals = dict(zip(names, total_list, strict=True))
         attempt.node = select_host(list(attempt.totals.items()), self.rng)
         return attempt
 
-    def _plugin_scores(self, pod: Pod, idx: np.ndarray[Any, np.dtype[np.int64]]) -> list[int]:
-        req = (pod.requests.cpu_m or DEFAULT_MILLI_CPU_REQUEST, pod.requests.memory_b or DEFAULT_MEMORY_REQUEST)
-        out = []
+    def _plugin_scores(self, pod: Pod, idx: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """NodeResourcesFit (LeastAllocated) and BalancedAllocation on nodes ``idx``, weighted.
+
+        The integer and float arithmetic of :func:`least_allocated_score` and
+        :func:`balanced_allocation_score` (two resources, weights 1), on arrays.
+        """
+        cpu = pod.requests.cpu_m or DEFAULT_MILLI_CPU_REQUEST
+        memory = pod.requests.memory_b or DEFAULT_MEMORY_REQUEST
+        requested = self.used_score[idx] + np.array([cpu, memory], dtype=np.int64)
+        alloc = self.alloc[idx]
+        fits = (alloc != 0) & (requested <= alloc)
+        least_each = np.where(fits, (alloc - requested) * MAX_NODE_SCORE // np.where(alloc == 0, 1, alloc), 0)
+        least = least_each.sum(axis=1) // 2
+        fractions = np.where(alloc != 0, np.minimum(requested / np.where(alloc == 0, 1, alloc), 1.0), 1.0)
+        std = np.abs(fractions[:, 0] - fractions[:, 1]) / 2
+        balanced = ((1 - std) * MAX_NODE_SCORE).astype(np.int64)
         s = self.settings
-        for i in idx.tolist():
-            requested = (int(self.used_score[i, 0]) + req[0], int(self.used_score[i, 1]) + req[1])
-            alloc = (int(self.alloc[i, 0]), int(self.alloc[i, 1]))
-            out.append(
-                s.fit_weight * least_allocated_score(requested, alloc) + s.balanced_weight * balanced_allocation_score(requested, alloc)
-            )
+        out: np.ndarray[Any, np.dtype[np.int64]] = s.fit_weight * least + s.balanced_weight * balanced
         return out
 
     # ------------------------------------------------------------ bind / release
@@ -647,6 +767,7 @@ class Scheduler:
         """Account the pod's request on ``node`` (the scheduler cache's AssumePod)."""
         i = self.index[node]
         self.free[i] = self.free[i] - pod.requests
+        self.free_basic[i] -= (pod.requests.cpu_m, pod.requests.memory_b, pod.requests.storage_b, pod.requests.pods)
         self.used_score[i, 0] += pod.requests.cpu_m or DEFAULT_MILLI_CPU_REQUEST
         self.used_score[i, 1] += pod.requests.memory_b or DEFAULT_MEMORY_REQUEST
 
@@ -654,6 +775,7 @@ class Scheduler:
         """Give the pod's request back (the pod finished)."""
         i = self.index[node]
         self.free[i] = self.free[i] + pod.requests
+        self.free_basic[i] += (pod.requests.cpu_m, pod.requests.memory_b, pod.requests.storage_b, pod.requests.pods)
         self.used_score[i, 0] -= pod.requests.cpu_m or DEFAULT_MILLI_CPU_REQUEST
         self.used_score[i, 1] -= pod.requests.memory_b or DEFAULT_MEMORY_REQUEST
 

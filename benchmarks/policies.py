@@ -73,6 +73,11 @@ class PolicyRun:
     extender_ms_per_pod: float
     extender_ms_p99: float
     wall_s: float
+    #: Seconds inside the scheduling loop only (``wall_s`` also counts starting the extender).
+    schedule_s: float = 0.0
+    #: CPU seconds of this process in the loop: the driver and the in-process extender's thread
+    #: (steadier than wall time on a shared machine).
+    schedule_cpu_s: float = 0.0
     extender_errors: int = 0
     prioritize_errors: int = 0
     placements: dict[str, str] = field(default_factory=dict, repr=False)
@@ -172,7 +177,9 @@ def run_policy(
     started = time.perf_counter()
     with _extenders(name, trace, settings) as (clients, hook):
         scheduler = Scheduler(trace.nodes, clients, sched_settings, on_pod_event=hook)
+        loop_started, loop_cpu = time.perf_counter(), time.process_time()
         result = scheduler.run(trace.arrivals, progress=progress)
+        schedule_s, schedule_cpu_s = time.perf_counter() - loop_started, time.process_time() - loop_cpu
         calls = sum(c.calls for c in clients)
     wall = time.perf_counter() - started
     level_bytes, cost = measure(trace, result, settings.costs)
@@ -189,6 +196,8 @@ def run_policy(
         extender_ms_per_pod=float(np.mean(per_pod_ms)) if per_pod_ms and calls else 0.0,
         extender_ms_p99=percentile(per_pod_ms, 99) if per_pod_ms and calls else 0.0,
         wall_s=wall,
+        schedule_s=schedule_s,
+        schedule_cpu_s=schedule_cpu_s,
         extender_errors=result.extender_errors,
         prioritize_errors=result.prioritize_errors,
         placements={k: o.node for k, o in result.outcomes.items() if o.node is not None},

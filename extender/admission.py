@@ -14,6 +14,18 @@ plugin shrinks the candidates before any sampling:
 - a *preferred*-locality pod gets preferred terms (scored, never a constraint): the zone where most
   of its bytes are readable within the zone, and the racks where most are readable within the rack.
 
+Routing to the exhaustive profile. Only a required name term lets PreFilter shrink the candidates;
+a preferred term only re-scores the nodes sampling already kept, and a required name term on a
+preferred pod would change what it accepts (it could wait forever when the holders are full). So
+when :attr:`AdmissionSettings.exhaustive_scheduler_name` is set (the second profile of the same
+kube-scheduler, ``percentageOfNodesToScore: 100``), the webhook also sets ``spec.schedulerName`` to
+it for a pod whose candidates it could not narrow to the holders: a *preferred* pod whose data is
+placed, and a *required* pod that got only the zone fallback. A pod narrowed by name keeps its
+profile (PreFilter already gives the exact set), and so do pods with no data wish or unplaced
+data (they gain the adaptive profile's speed). Only pods whose ``spec.schedulerName`` is the kbl
+scheduler's (:attr:`AdmissionSettings.scheduler_name`) are ever routed, never another
+scheduler's; ``spec.schedulerName`` is settable at CREATE, when the webhook runs.
+
 The reply is always ``allowed``: a pod the webhook cannot read, a DataSet not placed yet, or an
 error leaves the pod unchanged (the webhook is ``failurePolicy: Ignore`` in the chart too).
 Existing node affinity is kept: the required requirement is ANDed into every existing term,
@@ -34,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from extender.bodies import BodyError, read_json
-from extender.settings import ExtenderSettings
+from extender.settings import DEFAULT_SCHEDULER_NAME, ExtenderSettings
 from extender.state import ClusterState
 from extender.wishes import local_shards, resolve
 from topology import labels
@@ -58,6 +70,9 @@ class AdmissionSettings:
     ``max_names``: most holder names written into a required term (above: zone affinity).
     ``max_racks``: racks named in preferred terms. ``zone_weight`` / ``rack_weight``: weights
     (1-100) of the preferred terms. ``rack_label``: the node label naming the rack.
+    ``scheduler_name``: the kbl scheduler's default profile; only its pods are ever routed.
+    ``exhaustive_scheduler_name``: the profile scoring every node (``percentageOfNodesToScore:
+    100``) that pods the webhook cannot narrow by name are routed to; ``""``: no routing.
     """
 
     max_names: int = 100
@@ -65,15 +80,32 @@ class AdmissionSettings:
     zone_weight: int = 50
     rack_weight: int = 50
     rack_label: str = labels.DEFAULT_RACK
+    scheduler_name: str = DEFAULT_SCHEDULER_NAME
+    exhaustive_scheduler_name: str = ""
+
+    @classmethod
+    def of(cls, settings: ExtenderSettings) -> AdmissionSettings:
+        """The webhook's settings from the extender's (rack label, scheduler and profile names)."""
+        return cls(
+            rack_label=settings.rack_label,
+            scheduler_name=settings.scheduler_name,
+            exhaustive_scheduler_name=settings.exhaustive_scheduler_name,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Narrowing:
-    """The node affinity the webhook adds: one required requirement and preferred terms."""
+    """The node affinity the webhook adds: one required requirement and preferred terms.
+
+    ``exhaustive``: the affinity does not narrow the candidates to the holders (preferred terms,
+    or the zone fallback), so sampling could still hide them: the pod is worth routing to the
+    exhaustive profile.
+    """
 
     required: Mapping[str, Any] | None  # a nodeSelectorTerm fragment: {"matchFields": [...]} or {"matchExpressions": [...]}
     preferred: tuple[Mapping[str, Any], ...]
     reason: str
+    exhaustive: bool = False
 
 
 def _zone_label(labels_of: Mapping[str, str]) -> str | None:
@@ -108,7 +140,7 @@ def narrowing(cluster: Cluster, pod: Pod, settings: AdmissionSettings | None = N
             return None  # a holder without a zone label: no zone term can name it
         values = sorted(z for z in zones if z is not None)
         term = {"matchExpressions": [{"key": labels.ZONE, "operator": "In", "values": values}]}
-        return Narrowing(term, (), f"{len(names)} holders (over {settings.max_names}): their {len(values)} zones")
+        return Narrowing(term, (), f"{len(names)} holders (over {settings.max_names}): their {len(values)} zones", exhaustive=True)
     return _preferred(cluster, table.table, live, settings)
 
 
@@ -140,9 +172,8 @@ def _preferred(cluster: Cluster, table: np.ndarray[Any, Any], live: np.ndarray[A
             continue
         preference = {"matchExpressions": [_in(labels.ZONE, [rack_zone]), _in(settings.rack_label, [rack])]}
         terms.append({"weight": settings.rack_weight, "preference": preference})
-    if not terms:
-        return None
-    return Narrowing(None, tuple(terms), f"preferred: zone {zone} and {len(terms) - (zone is not None)} racks")
+    # placed data: worth the exhaustive profile even when no zone or rack label can name it
+    return Narrowing(None, tuple(terms), f"preferred: zone {zone} and {len(terms) - (zone is not None)} racks", exhaustive=True)
 
 
 def _in(key: str, values: Sequence[str]) -> dict[str, Any]:
@@ -187,16 +218,31 @@ def affinity_patch(pod_obj: Mapping[str, Any], narrow: Narrowing) -> list[dict[s
     return ops
 
 
+def routing_patch(pod: Pod, narrow: Narrowing | None, settings: AdmissionSettings) -> list[dict[str, Any]]:
+    """The JSONPatch moving the pod to the exhaustive profile, or ``[]`` (module docstring).
+
+    Routed only when routing is configured, the pod is the kbl scheduler's (never another
+    scheduler's), and its affinity does not narrow it to the holders by name.
+    """
+    target = settings.exhaustive_scheduler_name
+    if not target or narrow is None or not narrow.exhaustive or pod.scheduler_name != settings.scheduler_name:
+        return []
+    return [{"op": "replace", "path": "/spec/schedulerName", "value": target}]
+
+
 def review(body: Any, cluster: Cluster, settings: AdmissionSettings | None = None) -> dict[str, Any]:
     """The AdmissionReview reply to a review request: always allowed, with a patch when it helps."""
+    settings = settings or AdmissionSettings()
     request = body.get("request") if isinstance(body, Mapping) else None
     request = request if isinstance(request, Mapping) else {}
     response: dict[str, Any] = {"uid": str(request.get("uid") or ""), "allowed": True}
     obj = request.get("object")
     if request.get("operation", "CREATE") == "CREATE" and isinstance(obj, Mapping) and not (obj.get("spec") or {}).get("nodeName"):
         try:
-            narrow = narrowing(cluster, Pod.from_object(obj), settings)
+            pod = Pod.from_object(obj)
+            narrow = narrowing(cluster, pod, settings)
             ops = affinity_patch(obj, narrow) if narrow is not None else []
+            ops += routing_patch(pod, narrow, settings)
         except Exception:  # never block or fail a pod for the webhook's sake
             log.exception("admission: cannot compute the node affinity; pod admitted unchanged")
             ops = []
@@ -207,21 +253,25 @@ def review(body: Any, cluster: Cluster, settings: AdmissionSettings | None = Non
 
 
 def apply_patch(obj: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Apply ``add`` operations of a JSONPatch (what :func:`affinity_patch` writes) to a copy of ``obj``.
+    """Apply the JSONPatch the webhook writes to a copy of ``obj``.
 
     Used by the benchmarks' API-server stand-in and the tests; supports ``add`` to an object key
-    or a list (``-`` appends), as RFC 6902 defines it.
+    or a list (``-`` appends) and ``replace`` of an existing object key, as RFC 6902 defines them.
     """
     out: dict[str, Any] = orjson.loads(orjson.dumps(obj))
     for op in ops:
-        if op.get("op") != "add":
+        if op.get("op") not in ("add", "replace"):
             raise KblError(f"unsupported JSONPatch op {op.get('op')!r}")
         parts = [p.replace("~1", "/").replace("~0", "~") for p in str(op["path"]).split("/")[1:]]
         target: Any = out
         for part in parts[:-1]:
             target = target[int(part)] if isinstance(target, list) else target[part]
         last = parts[-1]
-        if isinstance(target, list):
+        if op["op"] == "replace":
+            if isinstance(target, list) or last not in target:
+                raise KblError(f"JSONPatch replace: no value at {op['path']!r}")
+            target[last] = op["value"]
+        elif isinstance(target, list):
             target.append(op["value"]) if last == "-" else target.insert(int(last), op["value"])
         else:
             target[last] = op["value"]
@@ -230,7 +280,7 @@ def apply_patch(obj: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> dic
 
 def endpoint(state: ClusterState, settings: ExtenderSettings) -> Callable[[Request], Awaitable[Response]]:
     """The ``POST /mutate`` handler: an AdmissionReview in, the reply out (200 unless unreadable)."""
-    admission = AdmissionSettings(rack_label=settings.rack_label)
+    admission = AdmissionSettings.of(settings)
 
     async def mutate(request: Request) -> Response:
         try:

@@ -21,6 +21,8 @@ from topology.localities import LocalityCosts
 NODE_OBJECT_BUDGET_B = 16 * 1024
 #: The largest candidate list kube-scheduler sends in practice (a 5,000-node cluster).
 MAX_CANDIDATE_NODES = 5000
+#: The ``schedulerName`` of kbl's own kube-scheduler (the chart's ``scheduler.name``).
+DEFAULT_SCHEDULER_NAME = "kbl-scheduler"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,13 @@ class ExtenderSettings:
         priced into a pod's score (:mod:`extender.batching`); with more, or with 0, the pod is
         scored on its own (plain locality). Bounds the work per state change: the assignment has
         at most ``limit * (limit + 2)`` arcs whatever the cluster size.
+    scheduler_name:
+        The kbl scheduler's default profile (``spec.schedulerName`` of kbl pods); the admission
+        webhook routes only pods of this scheduler (:mod:`extender.admission`).
+    exhaustive_scheduler_name:
+        The profile of the same kube-scheduler with ``percentageOfNodesToScore: 100``; the
+        webhook routes there the pods it cannot narrow to their data holders by name (preferred
+        locality, or the zone fallback). ``""`` (default): no routing.
     """
 
     url_prefix: str = ""
@@ -83,6 +92,8 @@ class ExtenderSettings:
     max_pending_pods: int = 10_000
     rack_label: str = labels.DEFAULT_RACK
     batch_limit: int = 32
+    scheduler_name: str = DEFAULT_SCHEDULER_NAME
+    exhaustive_scheduler_name: str = ""
 
     def __post_init__(self) -> None:
         if self.url_prefix and (not self.url_prefix.startswith("/") or self.url_prefix.endswith("/")):
@@ -95,6 +106,8 @@ class ExtenderSettings:
             raise ValueError("batch_limit must be >= 0")
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
+        if not self.scheduler_name or self.exhaustive_scheduler_name == self.scheduler_name:
+            raise ValueError("scheduler_name must be set and differ from exhaustive_scheduler_name")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "settings") -> ExtenderSettings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import yaml
@@ -28,6 +29,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", metavar="F", help="kubeconfig to use outside a cluster")
     parser.add_argument("--no-bind", action="store_true", help="answer /bind with an error (when bindVerb is not configured)")
     parser.add_argument(
+        "--scheduler-name",
+        default=os.environ.get("KBL_SCHEDULER_NAME"),
+        help="schedulerName of kbl pods, the only ones the webhook routes (env KBL_SCHEDULER_NAME; default kbl-scheduler)",
+    )
+    parser.add_argument(
+        "--exhaustive-scheduler-name",
+        default=os.environ.get("KBL_EXHAUSTIVE_SCHEDULER_NAME"),
+        help="the 100%%-scoring profile the webhook routes pods it cannot narrow by name to (env KBL_EXHAUSTIVE_SCHEDULER_NAME; "
+        "default: no routing)",
+    )
+    parser.add_argument(
         "--config", metavar="FILE", help="YAML or JSON file of extender settings (costs, hotspotThreshold, batchLimit, ...)"
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -37,11 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise KblError("--tls-cert and --tls-key go together")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = load_settings(args.config)
-    if args.url_prefix:
-        settings = dataclasses.replace(settings, url_prefix=normalize_prefix(args.url_prefix))
-    if args.no_bind:
-        settings = dataclasses.replace(settings, bind_enabled=False)
+    settings = settings_from_args(args)
     port = args.port or (8443 if args.tls_cert else 8080)
     options = ServerOptions(host=args.host, port=port, tls_cert=args.tls_cert, tls_key=args.tls_key, log_level=args.log_level)
     if args.snapshot:
@@ -54,6 +62,30 @@ def run(args: argparse.Namespace) -> int:
     informers = start_informers(state, api, settings=InformerSettings())
     serve(state, options, api=api, informers=informers)
     return 0
+
+
+def settings_from_args(args: argparse.Namespace) -> ExtenderSettings:
+    """The extender's settings: the ``--config`` file, then the command-line flags over it.
+
+    Raises
+    ------
+    KblError
+        If the file is invalid, or the scheduler names are empty or equal.
+    """
+    settings = load_settings(args.config)
+    changes: dict[str, object] = {}
+    if args.url_prefix:
+        changes["url_prefix"] = normalize_prefix(args.url_prefix)
+    if args.no_bind:
+        changes["bind_enabled"] = False
+    if args.scheduler_name:
+        changes["scheduler_name"] = args.scheduler_name
+    if args.exhaustive_scheduler_name:
+        changes["exhaustive_scheduler_name"] = args.exhaustive_scheduler_name
+    try:
+        return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise KblError(f"kbl serve: {exc}") from None
 
 
 def load_settings(path: str | None) -> ExtenderSettings:

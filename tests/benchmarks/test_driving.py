@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from fastapi import FastAPI, Request, Response
@@ -28,6 +29,7 @@ from benchmarks.driving import (
 )
 from benchmarks.serving import LocalServer
 from benchmarks.traces import pod_object
+from topology import labels
 from topology.errors import KblError
 from topology.examples import make_cluster_nodes
 from topology.nodes import Node
@@ -346,3 +348,64 @@ def test_pods_wait_for_capacity_and_release_it_when_they_finish() -> None:
     assert result.pending == []
     assert result.delayed == 2
     assert sched.free[0] == nodes[0].allocatable
+
+
+def test_a_pod_uses_its_profiles_percentage_every_feasible_node_on_the_exhaustive_one() -> None:
+    nodes = _nodes(3, 10, 10)  # 300 nodes: adaptive seeks 50 - 300/125 = 48% = 144
+    profiles = {"kbl-scheduler-exhaustive": 100}
+    sched = Scheduler(nodes, settings=SchedulerSettings(percentage_of_nodes_to_score=0, profiles=profiles))
+    obj, _ = _pod("p")
+    zone = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["us-east-1a"]}
+    preferred = [{"weight": 50, "preference": {"matchExpressions": [zone]}}]
+    for name, expected in (("kbl-scheduler", 144), ("kbl-scheduler-exhaustive", 300), ("another-scheduler", 144)):
+        routed = _with_affinity({**obj, "spec": {**obj["spec"], "schedulerName": name}}, None, preferred)
+        attempt = sched.schedule_one(Pod.from_object(routed), routed)
+        assert len(attempt.offered) == expected == num_feasible_nodes_to_find(sched.settings.percentage_for(name), 300)
+    assert SchedulerSettings(percentage_of_nodes_to_score=100).percentage_for("kbl-scheduler") == 100
+
+
+def test_vectorised_filters_and_scores_agree_with_the_per_node_rules() -> None:
+    rng = random.Random(3)
+    objs = make_cluster_nodes(zones=3, racks_per_zone=3, hosts_per_rack=12)
+    for o in objs[::7]:
+        o["spec"]["taints"] = [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]
+    for o in objs[::11]:
+        o["spec"]["unschedulable"] = True
+    nodes = [Node.from_object(o) for o in objs]
+    sched = Scheduler(nodes, settings=SchedulerSettings(percentage_of_nodes_to_score=100))
+    for i in range(150):  # fill nodes unevenly
+        _, filler = _pod(f"f{i}", cpu_m=rng.choice([1000, 9000, 20000]))
+        node = rng.choice(sched.nodes)
+        if sched.free[sched.index[node.name]].fits(filler.requests):
+            sched.assume(filler, node.name)
+    zone = [{"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["us-east-1a", "us-east-1c"]}]}]
+    reasons: set[str] = set()
+    for cpu_m, required, selector in ((9000, None, None), (30000, zone, None), (9000, None, {"topology.kubernetes.io/zone": "us-east-1b"})):
+        obj, _ = _pod("p", cpu_m=cpu_m)
+        obj = _with_affinity(obj, required)
+        if selector:
+            obj["spec"]["nodeSelector"] = selector
+        pod = Pod.from_object(obj)
+        attempt = sched.schedule_one(pod, obj)
+        affinity = NodeAffinity.of(obj)
+        reference = {n.name: sched._passes_filters(pod, i, affinity) for i, n in enumerate(sched.nodes)}
+        assert sorted(attempt.offered) == sorted(name for name, why in reference.items() if why is None)
+        assert attempt.failed == {name: why for name, why in reference.items() if why is not None}
+        reasons |= set(attempt.failed.values())
+        idx = np.array([sched.index[n] for n in attempt.offered], dtype=np.int64)
+        for i, score in zip(idx.tolist(), sched._plugin_scores(pod, idx).tolist(), strict=True):
+            requested = (int(sched.used_score[i, 0]) + pod.requests.cpu_m, int(sched.used_score[i, 1]) + pod.requests.memory_b)
+            alloc = (int(sched.alloc[i, 0]), int(sched.alloc[i, 1]))
+            assert score == least_allocated_score(requested, alloc) + balanced_allocation_score(requested, alloc)
+    assert len(reasons) == 4  # unschedulable, taint, affinity/selector, resources: every rule was exercised
+    terms: list[dict[str, Any]] = [
+        {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "NotIn", "values": ["us-east-1a"]}]},
+        {"matchExpressions": [{"key": labels.DEFAULT_RACK, "operator": "Exists"}, {"key": "nope", "operator": "DoesNotExist"}]},
+        {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]},
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [sched.nodes[3].name, "x"]}]},
+        {"matchFields": [{"key": "metadata.uid", "operator": "Exists"}]},
+        {"matchExpressions": [{"key": "nope", "operator": "Gt", "values": ["1"]}]},
+        {},
+    ]
+    for term in terms:
+        assert sched.term_mask(term).tolist() == [term_matches(n, term) for n in sched.nodes], term

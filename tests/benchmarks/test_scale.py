@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.model import distinct_triples, make_snapshot
-from benchmarks.scale import child_model, child_serve, parse_sizes, render
+from benchmarks.scale import EXHAUSTIVE_SCHEDULER, KBL_SCHEDULER, child_model, child_serve, parse_sizes, render
 from topology.snapshots import load_snapshot
 
 
@@ -67,15 +68,27 @@ def test_webhook_variant_of_a_trace_carries_the_narrowing_affinity() -> None:
     assert all(found <= names for found in narrowed if found is not None)
     preferred = with_locality(trace, "preferred", True)
     assert all(NodeAffinity.of(a.obj).preferred for a in preferred.arrivals)
+    assert {a.pod.scheduler_name for a in preferred.arrivals} == {EXHAUSTIVE_SCHEDULER}  # routed: every holder seen
     plain = with_locality(trace, "preferred", False)
     assert all(NodeAffinity.of(a.obj).required is None for a in plain.arrivals)
+    assert {a.pod.scheduler_name for a in plain.arrivals} == {KBL_SCHEDULER}
+    mixed = with_locality(trace, "mixed", True)
+    readers = [a for a in mixed.arrivals if a.pod.data is not None]
+    assert len(readers) == (len(mixed.arrivals) + 1) // 2
+    assert all(a.pod.scheduler_name == EXHAUSTIVE_SCHEDULER for a in readers)
+    assert all(a.pod.scheduler_name == KBL_SCHEDULER for a in mixed.arrivals if a.pod.data is None)  # adaptive speed
 
 
-def test_sampling_rows_on_a_tiny_cluster() -> None:
+def test_quick_sampling_runs_every_locality_and_configuration_in_ci_time() -> None:
     from benchmarks.scale import render_sampling, sampling_rows
 
-    rows = sampling_rows([24], 12, ("required",))
-    assert [r["configuration"] for r in rows] == ["100%", "adaptive", "adaptive + webhook"]
-    assert rows[0]["cost_vs_100"] == 1.0
-    assert all(r["scheduled"] + r["pending"] == 12 for r in rows)
-    assert "| 24 | required | 100% |" in render_sampling(rows)
+    started = time.perf_counter()
+    rows = sampling_rows([60], 40)  # what `kbl bench scale --quick` runs
+    assert time.perf_counter() - started < 120
+    assert [(r["locality"], r["configuration"]) for r in rows] == [
+        (locality, label) for locality in ("preferred", "required", "mixed") for label in ("100%", "adaptive", "adaptive + webhook")
+    ]
+    assert all(r["cost_vs_100"] == 1.0 for r in rows if r["configuration"] == "100%")
+    assert all(r["scheduled"] + r["pending"] == 40 for r in rows)
+    assert all(r["routed"] == 0 for r in rows if r["configuration"] != "adaptive + webhook")
+    assert "| 60 | required | 100% |" in render_sampling(rows)

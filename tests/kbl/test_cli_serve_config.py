@@ -52,3 +52,19 @@ def test_a_bad_settings_file_is_refused_naming_the_key(tmp_path: Path, text: str
 def test_missing_settings_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(KblError, match="cannot read settings"):
         load_settings(str(tmp_path / "none.yaml"))
+
+
+def test_scheduler_names_come_from_flags_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kbl import cli
+    from kbl.commands.serve import settings_from_args
+
+    args = cli.build_parser().parse_args(["serve", "--exhaustive-scheduler-name", "kbl-scheduler-exhaustive"])
+    settings = settings_from_args(args)
+    assert (settings.scheduler_name, settings.exhaustive_scheduler_name) == ("kbl-scheduler", "kbl-scheduler-exhaustive")
+    assert settings_from_args(cli.build_parser().parse_args(["serve"])).exhaustive_scheduler_name == ""
+    monkeypatch.setenv("KBL_SCHEDULER_NAME", "data")
+    monkeypatch.setenv("KBL_EXHAUSTIVE_SCHEDULER_NAME", "data-all")
+    settings = settings_from_args(cli.build_parser().parse_args(["serve"]))
+    assert (settings.scheduler_name, settings.exhaustive_scheduler_name) == ("data", "data-all")
+    with pytest.raises(KblError, match="differ"):
+        settings_from_args(cli.build_parser().parse_args(["serve", "--exhaustive-scheduler-name", "data"]))

@@ -77,7 +77,7 @@ def test_scheduler_values_reach_the_config() -> None:
     objects = _render(values)
     config = _scheduler_config(objects)
     (ext,) = config["extenders"]
-    assert config["profiles"] == [{"schedulerName": "data-scheduler"}]
+    assert config["profiles"] == [{"schedulerName": "data-scheduler"}, {"schedulerName": "kbl-scheduler-exhaustive", "percentageOfNodesToScore": 100}]
     assert config["leaderElection"]["resourceName"] == "data-scheduler"
     assert (ext["weight"], ext["ignorable"], ext["httpTimeout"]) == (3, True, "2s")
     assert "preemptVerb" not in ext

@@ -23,6 +23,7 @@ from extender.messages import MAX_PRIORITY
 from extender.settings import ExtenderSettings, normalize_prefix
 from extender.state import ClusterState
 from kbl import cli
+from kbl.commands.serve import settings_from_args
 from tests.manifests.shipped import NAMESPACE, find, generator, plain_objects, pod_spec, scheduler_config
 from topology.snapshots import load_snapshot
 
@@ -63,7 +64,7 @@ def _serve_args(objects: list[Obj]) -> argparse.Namespace:
 
 def _settings(args: argparse.Namespace) -> ExtenderSettings:
     """The settings ``kbl serve`` builds from those arguments."""
-    return ExtenderSettings(url_prefix=normalize_prefix(args.url_prefix), bind_enabled=not args.no_bind)
+    return settings_from_args(args)
 
 
 def _go_duration_s(text: str) -> float:
@@ -77,8 +78,8 @@ def test_config_is_v1_with_its_own_profile_lease_and_every_node_scored() -> None
     config = scheduler_config()
     assert config["apiVersion"] == "kubescheduler.config.k8s.io/v1"
     assert config["kind"] == "KubeSchedulerConfiguration"
-    assert config["profiles"] == [{"schedulerName": "kbl-scheduler"}]
-    assert config["percentageOfNodesToScore"] == 100
+    assert config["profiles"] == [{"schedulerName": "kbl-scheduler"}, {"schedulerName": "kbl-scheduler-exhaustive", "percentageOfNodesToScore": 100}]
+    assert config["percentageOfNodesToScore"] == 100  # no webhook by default: every node for every kbl pod
     election = config["leaderElection"]
     assert election == {"leaderElect": True, "resourceLock": "leases", "resourceName": "kbl-scheduler", "resourceNamespace": NAMESPACE}
 
@@ -190,3 +191,31 @@ def test_a_url_prefix_and_delegated_binding_reach_the_same_routes(eks_node: Obj)
 def test_extender_answers_bind_only_when_the_scheduler_delegates_binding() -> None:
     assert _serve_args(_objects()).no_bind is True
     assert _serve_args(_objects({"scheduler": {"extender": {"bind": True}}})).no_bind is False
+
+
+def _percentages(config: Obj) -> dict[str, int]:
+    """Each profile's effective percentageOfNodesToScore (its own, else the global one)."""
+    return {p["schedulerName"]: p.get("percentageOfNodesToScore", config["percentageOfNodesToScore"]) for p in config["profiles"]}
+
+
+def test_the_webhook_switches_the_default_profile_to_adaptive_and_the_extender_routes_to_the_exhaustive_one() -> None:
+    objects = _objects({"webhook": {"enabled": True}, "tls": {"certManager": {"enabled": True}}})
+    config = _config(objects)
+    assert _percentages(config) == {"kbl-scheduler": 0, "kbl-scheduler-exhaustive": 100}
+    assert len(config["extenders"]) == 1  # global: both profiles call kbl
+    settings = _settings(_serve_args(objects))
+    assert (settings.scheduler_name, settings.exhaustive_scheduler_name) == ("kbl-scheduler", "kbl-scheduler-exhaustive")
+    assert _settings(_serve_args(_objects())).exhaustive_scheduler_name == "", "no webhook, no routing"
+
+
+def test_profile_names_and_the_default_percentage_are_values() -> None:
+    values = {"scheduler": {"name": "data", "exhaustiveName": "data-all", "percentageOfNodesToScore": 30}}
+    objects = _objects({**values, "webhook": {"enabled": True, "caBundle": "Y2E="}})
+    assert _percentages(_config(objects)) == {"data": 30, "data-all": 100}
+    settings = _settings(_serve_args(objects))
+    assert (settings.scheduler_name, settings.exhaustive_scheduler_name) == ("data", "data-all")
+
+
+def test_the_webhook_without_a_ca_refuses_to_render_saying_how_to_fix_it() -> None:
+    with pytest.raises(Exception, match=r"tls\.certManager\.enabled=true .* webhook\.caBundle"):  # noqa: B017, PT011
+        _objects({"webhook": {"enabled": True}})

@@ -58,9 +58,26 @@ topologySpreadConstraints:
         {{- include "kbl.selectorLabels" . | nindent 8 }}
 {{- end -}}
 
+{{/* percentageOfNodesToScore of kbl's default profile: the value, else 0 (adaptive) when the webhook routes pods, else 100. */}}
+{{- define "kbl.percentageOfNodesToScore" -}}
+{{- if kindIs "invalid" .Values.scheduler.percentageOfNodesToScore -}}
+{{ .Values.webhook.enabled | ternary 0 100 }}
+{{- else -}}
+{{ .Values.scheduler.percentageOfNodesToScore }}
+{{- end -}}
+{{- end -}}
+
+{{/* The webhook needs a CA to call the extender: cert-manager's injection or webhook.caBundle. */}}
+{{- define "kbl.webhookCheck" -}}
+{{- if and .Values.webhook.enabled (not .Values.tls.certManager.enabled) (not .Values.webhook.caBundle) -}}
+{{- fail "webhook.enabled needs the extender's CA: set tls.certManager.enabled=true (cert-manager injects it) or webhook.caBundle to the base64 PEM of ca.crt (manifests/tls/make-certs.sh prints it)" -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The KubeSchedulerConfiguration of kbl-scheduler (the comments explain each choice; values.yaml has the long form). */}}
 {{- define "kbl.schedulerConfig" -}}
 {{- $ext := .Values.scheduler.extender -}}
+{{- $percentage := include "kbl.percentageOfNodesToScore" . | int -}}
 apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 leaderElection:
@@ -68,10 +85,24 @@ leaderElection:
   resourceLock: leases
   resourceName: {{ .Values.scheduler.name }}
   resourceNamespace: {{ .Release.Namespace }}
+{{- if eq $percentage 100 }}
 # Look at every feasible node: otherwise the nodes holding a pod's data may never be offered.
-percentageOfNodesToScore: {{ .Values.scheduler.percentageOfNodesToScore }}
+{{- else if eq $percentage 0 }}
+# Adaptive sampling (50% - nodes/125, at least 5%) for kbl-scheduler's own pods: the webhook
+# narrows required-locality pods to their holders by name and routes the pods it cannot narrow
+# to the exhaustive profile below, so no data holder is hidden from them.
+{{- else }}
+# Sampling: the scheduler stops after this share of the nodes is feasible; pods the webhook
+# cannot narrow by name are routed to the exhaustive profile below.
+{{- end }}
+percentageOfNodesToScore: {{ $percentage }}
 profiles:
   - schedulerName: {{ .Values.scheduler.name }}
+  # The same scheduler scoring every feasible node, for pods whose data holders must all be seen
+  # (with webhook.enabled, the pods the webhook cannot narrow by name; a pod may also name it).
+  - schedulerName: {{ .Values.scheduler.exhaustiveName }}
+    percentageOfNodesToScore: 100
+# Extenders are global: both profiles call kbl.
 extenders:
   - urlPrefix: https://{{ include "kbl.extenderHost" . }}:{{ .Values.extender.port }}{{ .Values.extender.urlPrefix }}
     filterVerb: filter
