@@ -113,7 +113,7 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
     async def do_filter(body: Any) -> bytes:
         args = messages.parse_args(body)
         cycle = pod_cycle(args.pod)
-        verdict = decide(fw, cycle, args.names)
+        verdict = decide(fw, cycle, args.names, args.key)
         report("filter", args.pod, cycle.wish)
         return orjson.dumps(messages.filter_reply(args, verdict.passing, verdict.failed, verdict.unresolvable))
 
@@ -121,8 +121,8 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
         args = messages.parse_args(body)  # parse
         cycle = pod_cycle(args.pod)  # resolve the wish (once per pod, shared with filter)
         with state.lock:
-            ranking = rank(fw, cycle, args.names)  # costs -> normalise
-            reply = fw.reply(args.names, ranking.ids, ranking.scores)  # reply
+            ranking = rank(fw, cycle, args.names, key=args.key)  # costs -> normalise
+            reply = fw.reply(args.names, ranking.scores, args.key)  # reply
         report("prioritize", args.pod, ranking.wish)
         if ranking.missed is not None:
             metrics.missed.inc()

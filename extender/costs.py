@@ -8,6 +8,10 @@ ids, and a call then reads them at the offered ids:
   shard set (the byte tables themselves are cached by :class:`~topology.clusters.Cluster`);
 * :meth:`CostTables.utilization`: ``utilization`` of every node after placing a pod of a given
   request, valid for one :attr:`~extender.state.ClusterState.load_version`;
+* :meth:`CostTables.effective_at`: effective cost and utilization at *given* node ids only (the
+  offered ones), so a prioritize call after a load change is O(offered), not O(cached nodes);
+* :meth:`CostTables.cost_order`: node ids sorted by network cost, per cost vector, so the
+  "better node not offered" check looks only at the nodes cheaper than the best offered one;
 * :meth:`CostTables.local_shards`: how many requested shards each node holds a piece of
   (:func:`extender.wishes.local_shards`), for required locality.
 
@@ -31,6 +35,8 @@ IntArray = npt.NDArray[np.int64]
 
 #: Per-node network-cost vectors remembered (one per dataset and shard set recently asked for).
 COST_CACHE_SIZE = 32
+#: Effective costs at offered ids remembered (per offered list, cost vector, load and request).
+OFFERED_CACHE_SIZE = 16
 #: Effective-cost vectors remembered (each keeps its cost and utilization vectors alive: at
 #: 100,000 nodes 3 x 0.8 MB apiece).
 EFFECTIVE_CACHE_SIZE = 8
@@ -46,6 +52,10 @@ class CostTables:
         self.state = state
         self._tables: dict[tuple[str | None, tuple[int, ...] | None, int, int], FloatArray] = {}
         self._costs: deque[tuple[FloatArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
+        self._orders: deque[tuple[FloatArray, IntArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
+        self._offered: deque[tuple[tuple[int, int, int, bytes], IntArray, FloatArray, FloatArray, FloatArray]] = deque(
+            maxlen=OFFERED_CACHE_SIZE
+        )
         self._util: tuple[tuple[int, int, bytes], FloatArray] | None = None
         self._effective: deque[tuple[FloatArray, FloatArray, FloatArray]] = deque(maxlen=EFFECTIVE_CACHE_SIZE)
         self._local: deque[tuple[IntArray, tuple[int, ...] | None, IntArray]] = deque(maxlen=COST_CACHE_SIZE)
@@ -104,6 +114,61 @@ class CostTables:
         eff = effective_costs(cost, worst, util, self.state.settings.hotspot_threshold)
         eff.flags.writeable = False
         self._effective.appendleft((cost, util, eff))
+        return eff, util
+
+    def cost_order(self, wish: Wish) -> tuple[IntArray, FloatArray]:
+        """``(ids, costs)``: every node id sorted by :meth:`node_costs` (stable), and those costs.
+
+        Built once per cost vector (``O(n log n)``, kept as long as the vector), then a threshold
+        is one binary search: the ids cheaper than it are a prefix.
+        """
+        cost = self.node_costs(wish)
+        for cached_cost, order, ordered in self._orders:
+            if cached_cost is cost:
+                return order, ordered
+        order = np.argsort(cost, kind="stable").astype(np.int64)
+        ordered = cost[order]
+        order.flags.writeable = False
+        ordered.flags.writeable = False
+        self._orders.appendleft((cost, order, ordered))
+        return order, ordered
+
+    def effective_at(self, wish: Wish, request: FloatArray, ids: IntArray, *, remember: bool = True) -> tuple[FloatArray, FloatArray]:
+        """``(effective cost, utilization)`` at node ``ids`` only (``-1``: unknown, given the
+        all-remote cost and utilization ``inf``): the same numbers as :meth:`effective` read at
+        ``ids``, for O(len(ids)) work.
+
+        Remembered per ``ids`` array (the state hands out the same read-only array for the same
+        offered list), cost vector, :attr:`~extender.state.ClusterState.load_version` and
+        request, so a pod's repeated call with nothing changed costs a lookup (``remember=False``:
+        neither looked up nor remembered, for one-off id sets).
+        """
+        state = self.state
+        state.expire()
+        cost = self.node_costs(wish)
+        if not remember:
+            return self._effective_at(wish, request, ids, cost)
+        key = (id(ids), id(cost), state.load_version, request.tobytes())
+        for cached_key, cached_ids, cached_cost, eff, util in self._offered:
+            if cached_key == key and cached_ids is ids and cached_cost is cost:
+                return eff, util
+        eff, util = self._effective_at(wish, request, ids, cost)
+        if not ids.flags.writeable:  # only arrays nobody changes can key a cache
+            self._offered.appendleft((key, ids, cost, eff, util))
+        return eff, util
+
+    def _effective_at(self, wish: Wish, request: FloatArray, ids: IntArray, cost: FloatArray) -> tuple[FloatArray, FloatArray]:
+        state = self.state
+        known = ids >= 0
+        used, alloc = state.load(ids)
+        util = utilization(used, alloc, request)
+        worst = wish.needed_bytes * state.settings.costs.remote
+        eff = effective_costs(cost[np.where(known, ids, 0)], worst, util, state.settings.hotspot_threshold)
+        if not known.all():
+            eff[~known] = worst
+            util[~known] = np.inf
+        eff.flags.writeable = False
+        util.flags.writeable = False
         return eff, util
 
     def local_shards(self, wish: Wish) -> IntArray:

@@ -8,7 +8,7 @@ nothing it depends on changed (the pod object, the DataSets and KBLs, the node s
 
 :class:`Framework` also owns what is derived from the cache for decisions
 (:class:`~extender.costs.CostTables`, :class:`~extender.pricing.BatchPricing`) and the encoded
-reply fragments (:class:`~extender.messages.PriorityFragments`), so that
+reply templates of recent offered lists (:class:`~extender.messages.PriorityTemplate`), so that
 :class:`~extender.state.ClusterState` stays the cache and nothing else.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from extender.costs import CostTables
-from extender.messages import PriorityFragments
+from extender.messages import PriorityTemplate, key_is_exact, names_key
 from extender.pricing import BatchPricing
 from extender.state import ClusterState, load_vector
 from extender.wishes import Wish, resolve
@@ -29,6 +29,8 @@ from topology.pods import Pod
 
 #: Pods whose cycle is remembered between their filter and prioritize calls.
 CYCLE_CACHE_SIZE = 256
+#: Offered lists whose encoded reply template is remembered.
+TEMPLATE_CACHE_SIZE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ class Framework:
         self.state = state
         self.costs = CostTables(state)
         self.pricing = BatchPricing(state, self.costs)
-        self.fragments = PriorityFragments()
+        self._templates: OrderedDict[tuple[int, str], PriorityTemplate] = OrderedDict()
         self._cycles: OrderedDict[str, tuple[tuple[int, int], Cycle]] = OrderedDict()
 
     def cycle(self, pod: Pod) -> Cycle:
@@ -70,7 +72,18 @@ class Framework:
             self._cycles.popitem(last=False)
         return cycle
 
-    def reply(self, names: list[str], ids: npt.NDArray[np.int64], scores: npt.NDArray[np.int64]) -> bytes:
-        """The encoded prioritize reply (call under ``state.lock``)."""
-        self.fragments.ensure(self.state.id_count, self.state.cluster.name_of)
-        return self.fragments.body(names, ids, scores)
+    def reply(self, names: list[str], scores: npt.NDArray[np.int64], key: str | None = None) -> bytes:
+        """The encoded prioritize reply: the offered list's :class:`~extender.messages.PriorityTemplate`
+        (remembered for the last :data:`TEMPLATE_CACHE_SIZE` lists, by :func:`~extender.messages.names_key`)
+        filled with ``scores``. Per call it costs O(offered names), whatever the cache holds."""
+        if key is None:
+            key = names_key(names)
+        cache_key = (len(names), key)
+        template = self._templates.get(cache_key)
+        if template is None:
+            template = PriorityTemplate(names, key)
+            if key_is_exact(key, len(names)):  # else two different lists could share the key
+                self._templates[cache_key] = template
+                while len(self._templates) > TEMPLATE_CACHE_SIZE:
+                    self._templates.popitem(last=False)
+        return template.body(scores)
