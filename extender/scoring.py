@@ -79,10 +79,13 @@ def utilization(used: FloatArray, allocatable: FloatArray, request: FloatArray) 
         Shape ``(nodes,)``; a resource requested on a node with none allocatable gives ``inf``.
     """
     demand = used + request
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(allocatable > 0, demand / np.where(allocatable > 0, allocatable, 1.0), np.where(demand > 0, np.inf, 0.0))
-    if ratio.shape[0] == 0:
+    if demand.shape[0] == 0:
         return np.zeros(0, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = demand / allocatable
+    none = ~(allocatable > 0)
+    if none.any():  # nothing allocatable: any demand does not fit, none is free
+        ratio[none] = np.where(demand[none] > 0, np.inf, 0.0)
     return np.asarray(ratio.max(axis=1), dtype=np.float64)
 
 
