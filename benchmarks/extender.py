@@ -60,6 +60,13 @@ DATASET = "ds-0"
 
 
 
+def scheduled_pod(name: str, first: int, count: int) -> dict[str, Any]:
+    """A benchmark pod as kube-scheduler sends it: from the API server, so with a ``resourceVersion``."""
+    pod = bench_pod(name, first, count)
+    pod["metadata"]["resourceVersion"] = "1"
+    return pod
+
+
 # ----------------------------------------------------------------------- server
 def build_app(snapshot_path: str) -> Any:
     """The extender under /ext plus the floor under /floor, in one FastAPI app."""
@@ -156,7 +163,7 @@ def latency(quick: bool, workdir: Path) -> list[dict[str, Any]]:
             for n in (100, 1000, 5000):
                 candidates = rng.sample(all_names, n)
                 for shards in (1, 64):
-                    pods = [bench_pod(f"p{i}", rng.randrange(0, SHARDS - shards), shards) for i in range(8)]
+                    pods = [scheduled_pod(f"p{i}", rng.randrange(0, SHARDS - shards), shards) for i in range(8)]
                     for mode in ("names", "nodes"):
                         if mode == "names":
                             bodies = [orjson.dumps({"Pod": p, "Nodes": None, "NodeNames": candidates}) for p in pods]
@@ -332,7 +339,9 @@ def in_process(quick: bool, cached_nodes: int | None = None) -> list[dict[str, A
     async def go() -> None:
         for shards in (1, 64):
             bodies = [
-                orjson.dumps({"Pod": bench_pod(f"q{i}", rng.randrange(0, SHARDS - shards), shards), "Nodes": None, "NodeNames": candidates})
+                orjson.dumps(
+                    {"Pod": scheduled_pod(f"q{i}", rng.randrange(0, SHARDS - shards), shards), "Nodes": None, "NodeNames": candidates}
+                )
                 for i in range(8)
             ]
             for verb in ("filter", "prioritize", "prioritize+load"):
@@ -346,7 +355,7 @@ def in_process(quick: bool, cached_nodes: int | None = None) -> list[dict[str, A
                     if verb.endswith("+load"):
                         for size in sizes:
                             states[size].record_assignment(NAMESPACE, f"load-{shards}-{i}", f"load-{shards}-{i}", rng.choice(candidates))
-                    for side, app, route in sides:
+                    for side, app, route in sides[i % len(sides) :] + sides[: i % len(sides)]:  # each goes first in turn
                         started = time.perf_counter()
                         status = await _asgi_call(app, route, bodies[i % len(bodies)])
                         samples[side].append(time.perf_counter() - started)

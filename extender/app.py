@@ -38,7 +38,6 @@ from extender.state import ClusterState
 from extender.wishes import Wish
 from kube.api import KubeApi
 from topology.errors import ObjectError, ProtocolError
-from topology.pods import Pod
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +99,9 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
 
     def pod_cycle(raw: Any) -> Cycle:
         """The pod's per-pod state, computed once for its filter, prioritize and preempt calls."""
-        pod = Pod.from_object(raw)
-        state.remember(pod)
         with state.lock:
+            pod = fw.pod(raw)
+            state.remember(pod)
             return fw.cycle(pod)
 
     def report(name: str, raw_pod: Any, wish: Wish) -> None:

@@ -15,7 +15,9 @@ reply templates of recent offered lists (:class:`~extender.messages.PriorityTemp
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +31,8 @@ from topology.pods import Pod
 
 #: Pods whose cycle is remembered between their filter and prioritize calls.
 CYCLE_CACHE_SIZE = 256
+#: Parsed pods remembered by ``(uid, resourceVersion)``.
+POD_CACHE_SIZE = 256
 #: Offered lists whose encoded reply template is remembered.
 TEMPLATE_CACHE_SIZE = 8
 
@@ -51,6 +55,35 @@ class Framework:
         self.pricing = BatchPricing(state, self.costs)
         self._templates: OrderedDict[tuple[int, str], PriorityTemplate] = OrderedDict()
         self._cycles: OrderedDict[str, tuple[tuple[int, int], Cycle]] = OrderedDict()
+        self._pods: OrderedDict[tuple[str, str], Pod] = OrderedDict()
+
+    def pod(self, raw: Mapping[str, Any]) -> Pod:
+        """The typed pod of a request's raw ``Pod``, parsed once per ``(uid, resourceVersion)``.
+
+        The API server gives every change of an object a new ``resourceVersion``, so a pod sent
+        again with both unchanged (its filter then its prioritize call, a retry) is the same
+        object; parsing it again costs more than the rest of a filter call. Pods without both
+        are parsed every time. Call under ``state.lock``.
+
+        Raises
+        ------
+        ObjectError
+            The pod is invalid (never remembered).
+        """
+        meta = raw.get("metadata")
+        uid = meta.get("uid") if isinstance(meta, Mapping) else None
+        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        if not (isinstance(uid, str) and uid and isinstance(version, str) and version):
+            return Pod.from_object(raw)
+        key = (uid, version)
+        pod = self._pods.get(key)
+        if pod is None:
+            pod = self._pods[key] = Pod.from_object(raw)
+            while len(self._pods) > POD_CACHE_SIZE:
+                self._pods.popitem(last=False)
+        else:
+            self._pods.move_to_end(key)
+        return pod
 
     def cycle(self, pod: Pod) -> Cycle:
         """The pod's :class:`Cycle`: remembered if the same pod was seen with the same data and nodes.

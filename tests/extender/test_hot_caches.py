@@ -153,3 +153,17 @@ def test_a_better_node_found_without_a_full_pass_is_the_cheapest_eligible_one() 
         ranking = rank(fw, fw.cycle(Pod.from_object(pod_obj)), offered)
     assert ranking.missed is not None
     assert ranking.missed.node == "node-1-0-0"  # the cordoned holder is skipped
+
+
+def test_a_pod_is_parsed_once_per_resource_version_and_a_change_is_seen() -> None:
+    state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
+    fw = Framework(state)
+    raw = sc.pod("reader", uid="reader", shards="0-1")
+    raw["metadata"]["resourceVersion"] = "7"
+    first = fw.pod(raw)
+    assert fw.pod(orjson.loads(orjson.dumps(raw))) is first  # the same object sent again
+    changed = sc.pod("reader", uid="reader", shards="2-3")
+    changed["metadata"]["resourceVersion"] = "8"
+    assert fw.pod(changed).data == Pod.from_object(changed).data != first.data
+    unversioned = sc.pod("reader", uid="reader", shards="0")
+    assert fw.pod(unversioned) is not fw.pod(unversioned)  # no resourceVersion: parsed every time
