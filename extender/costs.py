@@ -51,7 +51,7 @@ class CostTables:
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self._tables: dict[tuple[str | None, tuple[int, ...] | None, int, int], FloatArray] = {}
-        self._costs: deque[tuple[FloatArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
+        self._costs: deque[tuple[FloatArray, FloatArray, float, float]] = deque(maxlen=COST_CACHE_SIZE)
         self._orders: deque[tuple[FloatArray, IntArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
         self._offered: deque[tuple[tuple[int, int, int, bytes], IntArray, FloatArray, FloatArray, FloatArray]] = deque(
             maxlen=OFFERED_CACHE_SIZE
@@ -79,14 +79,23 @@ class CostTables:
 
     def node_costs(self, wish: Wish) -> FloatArray:
         """Network cost of a usable wish on every node id (``raw_costs`` of its byte table)."""
+        return self._cost_entry(wish)[1]
+
+    def cost_range(self, wish: Wish) -> tuple[float, float]:
+        """``(lowest, highest)`` of :meth:`node_costs` (``(inf, -inf)`` with no node), kept with the vector."""
+        _table, _cost, low, high = self._cost_entry(wish)
+        return low, high
+
+    def _cost_entry(self, wish: Wish) -> tuple[FloatArray, FloatArray, float, float]:
         table = self._table(wish)
-        for cached_table, cost in self._costs:
-            if cached_table is table:
-                return cost
+        for entry in self._costs:
+            if entry[0] is table:
+                return entry
         cost = raw_costs(table, self.state.settings.costs)
         cost.flags.writeable = False
-        self._costs.appendleft((table, cost))
-        return cost
+        entry = (table, cost, float(cost.min()) if cost.size else np.inf, float(cost.max()) if cost.size else -np.inf)
+        self._costs.appendleft(entry)
+        return entry
 
     def utilization(self, request: FloatArray) -> FloatArray:
         """Utilization of every node id after placing a pod of ``request``:

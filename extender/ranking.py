@@ -104,11 +104,12 @@ def _better_elsewhere(fw: Framework, cycle: Cycle, names: list[str], *, eff: Flo
     offered_best = float(eff[best_i])
     threshold = offered_best - TRAP_MARGIN * worst
     costs, state, wish = fw.costs, fw.state, cycle.wish
-    order, ordered = costs.cost_order(wish)
-    if ordered.size == 0 or float(ordered[0]) >= threshold:
+    lowest, highest = costs.cost_range(wish)
+    if lowest >= threshold:  # the usual answer: no node is cheap enough (no sort needed)
         return None
-    if float(ordered[-1]) > worst:  # costs above the all-remote one (odd settings): no bound holds
+    if highest > worst:  # costs above the all-remote one (odd settings): no bound holds
         return _better_elsewhere_all(fw, cycle, names, eff=eff, delta=None, worst=worst)
+    order, ordered = costs.cost_order(wish)
     end = int(np.searchsorted(ordered, threshold, side="left"))
     best_j, best_e = -1, np.inf
     start, step = 0, CHUNK
