@@ -317,7 +317,9 @@ def in_process(quick: bool, cached_nodes: int | None = None) -> list[dict[str, A
     machine. Rows: filter and prioritize at 1 and 64 shards with nothing changing between calls
     (every per-list and per-load cache warm), and ``prioritize+load``: prioritize after an
     in-flight assignment to a random offered node before every call (the load version moves,
-    as in a real scheduler binding a pod per cycle).
+    as in a real scheduler binding a pod per cycle), and ``prioritize+wish``: every call a pod
+    reading a shard set never asked before (the per-dataset-and-shard-set byte table and cost
+    vector are built for it: the part that is still O(cached nodes), once per shard set).
     """
     from extender.app import create_app
     from extender.serving import freeze_heap
@@ -344,8 +346,15 @@ def in_process(quick: bool, cached_nodes: int | None = None) -> list[dict[str, A
                 )
                 for i in range(8)
             ]
-            for verb in ("filter", "prioritize", "prioritize+load"):
+            fresh = [  # a shard set no call asked before: every per-wish table is cold
+                orjson.dumps(
+                    {"Pod": scheduled_pod(f"c{shards}-{i}", i * 11 % (SHARDS - shards), shards), "Nodes": None, "NodeNames": candidates}
+                )
+                for i in range(calls)
+            ]
+            for verb in ("filter", "prioritize", "prioritize+load", "prioritize+wish"):
                 path = verb.split("+")[0]
+                row_bodies = fresh if verb.endswith("+wish") else bodies
                 sides = [(f"ext{size}", apps[size], f"/ext/{path}") for size in sizes] + [("floor", apps[NODES], f"/floor/{path}")]
                 samples: dict[str, list[float]] = {side: [] for side, _app, _path in sides}
                 for _side, app, route in sides:
@@ -357,7 +366,7 @@ def in_process(quick: bool, cached_nodes: int | None = None) -> list[dict[str, A
                             states[size].record_assignment(NAMESPACE, f"load-{shards}-{i}", f"load-{shards}-{i}", rng.choice(candidates))
                     for side, app, route in sides[i % len(sides) :] + sides[: i % len(sides)]:  # each goes first in turn
                         started = time.perf_counter()
-                        status = await _asgi_call(app, route, bodies[i % len(bodies)])
+                        status = await _asgi_call(app, route, row_bodies[i % len(row_bodies)])
                         samples[side].append(time.perf_counter() - started)
                         if status != 200:
                             raise RuntimeError(f"in-process {route}: HTTP {status}")

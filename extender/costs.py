@@ -8,8 +8,11 @@ ids, and a call then reads them at the offered ids:
   shard set (the byte tables themselves are cached by :class:`~topology.clusters.Cluster`);
 * :meth:`CostTables.utilization`: ``utilization`` of every node after placing a pod of a given
   request, valid for one :attr:`~extender.state.ClusterState.load_version`;
-* :meth:`CostTables.effective_at`: effective cost and utilization at *given* node ids only (the
-  offered ones), so a prioritize call after a load change is O(offered), not O(cached nodes);
+* :meth:`CostTables.cost_at` / :meth:`CostTables.effective_at`: network and effective cost at
+  *given* node ids only (the offered ones), from the cluster's per-domain sums, so a prioritize
+  call after a load change, or for a shard set never asked before, is O(offered + requested
+  pieces), not O(cached nodes); :meth:`CostTables.lowest_cost`: the cheapest node's cost, from
+  the holders alone;
 * :meth:`CostTables.cost_order`: node ids sorted by network cost, per cost vector, so the
   "better node not offered" check looks only at the nodes cheaper than the best offered one;
 * :meth:`CostTables.local_shards`: how many requested shards each node holds a piece of
@@ -53,9 +56,8 @@ class CostTables:
         self._tables: dict[tuple[str | None, tuple[int, ...] | None, int, int], FloatArray] = {}
         self._costs: deque[tuple[FloatArray, FloatArray, float, float]] = deque(maxlen=COST_CACHE_SIZE)
         self._orders: deque[tuple[FloatArray, IntArray, FloatArray]] = deque(maxlen=COST_CACHE_SIZE)
-        self._offered: deque[tuple[tuple[int, int, int, bytes], IntArray, FloatArray, FloatArray, FloatArray]] = deque(
-            maxlen=OFFERED_CACHE_SIZE
-        )
+        self._offered: deque[tuple[tuple[object, ...], IntArray, FloatArray, FloatArray]] = deque(maxlen=OFFERED_CACHE_SIZE)
+        self._lowest: dict[tuple[str | None, tuple[int, ...] | None, int, int], float] = {}
         self._util: tuple[tuple[int, int, bytes], FloatArray] | None = None
         self._effective: deque[tuple[FloatArray, FloatArray, FloatArray]] = deque(maxlen=EFFECTIVE_CACHE_SIZE)
         self._local: deque[tuple[IntArray, tuple[int, ...] | None, IntArray]] = deque(maxlen=COST_CACHE_SIZE)
@@ -142,37 +144,68 @@ class CostTables:
         self._orders.appendleft((cost, order, ordered))
         return order, ordered
 
-    def effective_at(self, wish: Wish, request: FloatArray, ids: IntArray, *, remember: bool = True) -> tuple[FloatArray, FloatArray]:
+    def cost_at(self, wish: Wish, ids: IntArray) -> FloatArray:
+        """Network cost of a usable wish at node ``ids`` (``-1``: unknown, given the all-remote
+        cost): the same numbers as :meth:`node_costs` read at ``ids``, from the cluster's
+        per-domain sums (:meth:`~topology.clusters.Cluster.level_bytes_at`), so a shard set
+        never asked before costs O(requested pieces + len(ids)), not a table over every node."""
+        assert wish.key is not None
+        known = ids >= 0
+        safe = ids if bool(known.all()) else np.where(known, ids, 0)
+        cost = raw_costs(self.state.cluster.level_bytes_at(wish.key, wish.shards, safe), self.state.settings.costs)
+        if not known.all():
+            cost[~known] = wish.needed_bytes * self.state.settings.costs.remote
+        return cost
+
+    def lowest_cost(self, wish: Wish) -> float:
+        """The lowest network cost of the wish over every node id, from its holders alone.
+
+        With costs that never decrease with distance (:class:`~topology.localities.LocalityCosts`
+        checks it), a holder in the smallest domain shared by a node and any holder reads every
+        shard at least as near as that node, so the cheapest node is a holder; with no holder
+        present every node reads everything remotely. O(requested pieces).
+        """
+        assert wish.key is not None
+        state = self.state
+        key = (wish.key, wish.shards, state.cluster.version, state.data_version)
+        found = self._lowest.get(key)
+        if found is None:
+            if len(self._lowest) >= COST_CACHE_SIZE or any(k[2:] != key[2:] for k in self._lowest):
+                self._lowest.clear()
+            holders = state.cluster.level_sums(wish.key, wish.shards).holders
+            remote = wish.needed_bytes * state.settings.costs.remote
+            found = self._lowest[key] = float(self.cost_at(wish, holders).min()) if holders.size else remote
+        return found
+
+    def effective_at(self, wish: Wish, request: FloatArray, ids: IntArray) -> tuple[FloatArray, FloatArray]:
         """``(effective cost, utilization)`` at node ``ids`` only (``-1``: unknown, given the
         all-remote cost and utilization ``inf``): the same numbers as :meth:`effective` read at
-        ``ids``, for O(len(ids)) work.
+        ``ids``, for O(len(ids)) work (:meth:`cost_at`), with no vector over every node.
 
         Remembered per ``ids`` array (the state hands out the same read-only array for the same
-        offered list), cost vector, :attr:`~extender.state.ClusterState.load_version` and
-        request, so a pod's repeated call with nothing changed costs a lookup (``remember=False``:
-        neither looked up nor remembered, for one-off id sets).
+        offered list), dataset and shard set, state versions and request, so a pod's repeated
+        call with nothing changed costs a lookup.
         """
         state = self.state
         state.expire()
-        cost = self.node_costs(wish)
-        if not remember:
-            return self._effective_at(wish, request, ids, cost)
-        key = (id(ids), id(cost), state.load_version, request.tobytes())
-        for cached_key, cached_ids, cached_cost, eff, util in self._offered:
-            if cached_key == key and cached_ids is ids and cached_cost is cost:
+        key = (id(ids), wish.key, wish.shards, state.cluster.version, state.data_version, state.load_version, request.tobytes())
+        for cached_key, cached_ids, eff, util in self._offered:
+            if cached_key == key and cached_ids is ids:
                 return eff, util
-        eff, util = self._effective_at(wish, request, ids, cost)
+        eff, util = self.faded(wish, request, ids, self.cost_at(wish, ids))
         if not ids.flags.writeable:  # only arrays nobody changes can key a cache
-            self._offered.appendleft((key, ids, cost, eff, util))
+            self._offered.appendleft((key, ids, eff, util))
         return eff, util
 
-    def _effective_at(self, wish: Wish, request: FloatArray, ids: IntArray, cost: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def faded(self, wish: Wish, request: FloatArray, ids: IntArray, cost: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``(effective cost, utilization)`` at ``ids`` given their network ``cost`` (unknown ids:
+        the all-remote cost, utilization ``inf``); never remembered."""
         state = self.state
         known = ids >= 0
         used, alloc = state.load(ids)
         util = utilization(used, alloc, request)
         worst = wish.needed_bytes * state.settings.costs.remote
-        eff = effective_costs(cost[np.where(known, ids, 0)], worst, util, state.settings.hotspot_threshold)
+        eff = effective_costs(cost, worst, util, state.settings.hotspot_threshold)
         if not known.all():
             eff[~known] = worst
             util[~known] = np.inf

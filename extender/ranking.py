@@ -94,9 +94,10 @@ def _better_elsewhere(fw: Framework, cycle: Cycle, names: list[str], *, eff: Flo
     by :data:`TRAP_MARGIN` of ``worst``, found without a pass over every node.
 
     A node's effective cost is never below its network cost (the locality advantage only fades
-    towards ``worst``), so only nodes whose network cost is under the threshold can qualify: a
-    prefix of :meth:`~extender.costs.CostTables.cost_order`, usually empty (one comparison
-    with the cheapest cost answers) or a few holders. They are read in growing chunks until the
+    towards ``worst``), so only nodes whose network cost is under the threshold can qualify.
+    Usually none is: the cheapest cost (:meth:`~extender.costs.CostTables.lowest_cost`, read
+    from the holders alone) answers. Otherwise they are a prefix of
+    :meth:`~extender.costs.CostTables.cost_order` (built once per shard set over every node). They are read in growing chunks until the
     next network cost exceeds the best effective cost found: nothing later can beat or tie it.
     Such a node is never an offered one (every offered node costs at least the best offered).
     """
@@ -104,19 +105,20 @@ def _better_elsewhere(fw: Framework, cycle: Cycle, names: list[str], *, eff: Flo
     offered_best = float(eff[best_i])
     threshold = offered_best - TRAP_MARGIN * worst
     costs, state, wish = fw.costs, fw.state, cycle.wish
-    lowest, highest = costs.cost_range(wish)
-    if lowest >= threshold:  # the usual answer: no node is cheap enough (no sort needed)
+    if costs.lowest_cost(wish) >= threshold:  # the usual answer, from the holders alone
         return None
+    _lowest, highest = costs.cost_range(wish)  # from here on, vectors over every node (kept per shard set)
     if highest > worst:  # costs above the all-remote one (odd settings): no bound holds
         return _better_elsewhere_all(fw, cycle, names, eff=eff, delta=None, worst=worst)
     order, ordered = costs.cost_order(wish)
+    cost = costs.node_costs(wish)
     end = int(np.searchsorted(ordered, threshold, side="left"))
     best_j, best_e = -1, np.inf
     start, step = 0, CHUNK
     while start < end and float(ordered[start]) <= best_e:
         chunk = order[start : min(end, start + step)]
         start, step = start + step, step * 2
-        chunk_eff, chunk_util = costs.effective_at(wish, cycle.request, chunk, remember=False)
+        chunk_eff, chunk_util = costs.faded(wish, cycle.request, chunk, cost[chunk])
         keep = (chunk_eff < threshold) & (chunk_util <= 1.0) & state.present_at(chunk)
         if not keep.any():
             continue

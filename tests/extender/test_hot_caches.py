@@ -167,3 +167,24 @@ def test_a_pod_is_parsed_once_per_resource_version_and_a_change_is_seen() -> Non
     assert fw.pod(changed).data == Pod.from_object(changed).data != first.data
     unversioned = sc.pod("reader", uid="reader", shards="0")
     assert fw.pod(unversioned) is not fw.pod(unversioned)  # no resourceVersion: parsed every time
+
+
+def test_a_holder_that_returns_is_found_again_by_the_better_node_check() -> None:
+    state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
+    fw = Framework(state)
+    offered = [n for n in NODE_NAMES if n.split("-")[2] == "1"]
+    pod_obj = sc.pod("reader", uid="reader", shards="0-1")
+
+    def missed() -> str | None:
+        with state.lock:
+            found = rank(fw, fw.cycle(Pod.from_object(pod_obj)), offered, key=messages.names_key(offered)).missed
+        assert (None if found is None else (found.node, found.node_cost)) == reference(state, pod_obj, offered)[1]
+        return None if found is None else found.node
+
+    for holder in ("node-0-0-0", "node-1-0-0"):
+        state.apply(WatchEvent("DELETED", {"metadata": {"name": holder}}), NODES)
+    assert missed() is None  # no holder: every node reads everything remotely (the lowest cost remembered)
+    state.apply(WatchEvent("ADDED", node_object("node-1-0-0")), NODES)
+    assert missed() == "node-1-0-0"
+    state.apply(WatchEvent("ADDED", node_object("node-0-0-0")), NODES)
+    assert missed() == "node-0-0-0"
