@@ -38,7 +38,6 @@ from extender.state import ClusterState
 from extender.wishes import Wish
 from kube.api import KubeApi
 from topology.errors import ObjectError, ProtocolError
-from topology.pods import Pod
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +99,9 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
 
     def pod_cycle(raw: Any) -> Cycle:
         """The pod's per-pod state, computed once for its filter, prioritize and preempt calls."""
-        pod = Pod.from_object(raw)
-        state.remember(pod)
         with state.lock:
+            pod = fw.pod(raw)
+            state.remember(pod)
             return fw.cycle(pod)
 
     def report(name: str, raw_pod: Any, wish: Wish) -> None:
@@ -113,7 +112,7 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
     async def do_filter(body: Any) -> bytes:
         args = messages.parse_args(body)
         cycle = pod_cycle(args.pod)
-        verdict = decide(fw, cycle, args.names)
+        verdict = decide(fw, cycle, args.names, args.key)
         report("filter", args.pod, cycle.wish)
         return orjson.dumps(messages.filter_reply(args, verdict.passing, verdict.failed, verdict.unresolvable))
 
@@ -121,8 +120,8 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
         args = messages.parse_args(body)  # parse
         cycle = pod_cycle(args.pod)  # resolve the wish (once per pod, shared with filter)
         with state.lock:
-            ranking = rank(fw, cycle, args.names)  # costs -> normalise
-            reply = fw.reply(args.names, ranking.ids, ranking.scores)  # reply
+            ranking = rank(fw, cycle, args.names, key=args.key)  # costs -> normalise
+            reply = fw.reply(args.names, ranking.scores, args.key)  # reply
         report("prioritize", args.pod, ranking.wish)
         if ranking.missed is not None:
             metrics.missed.inc()

@@ -52,7 +52,7 @@ class Verdict:
     wish: Wish | None = None
 
 
-def decide(fw: Framework, cycle: Cycle, names: list[str]) -> Verdict:
+def decide(fw: Framework, cycle: Cycle, names: list[str], key: str | None = None) -> Verdict:
     """Apply the module's rules to the offered ``names``.
 
     Parameters
@@ -63,6 +63,8 @@ def decide(fw: Framework, cycle: Cycle, names: list[str]) -> Verdict:
         The pod being scheduled, with its resolved data wish.
     names:
         Offered node names, in request order.
+    key:
+        Their :func:`~extender.messages.names_key`, when the caller has it (the id cache's key).
 
     Returns
     -------
@@ -80,7 +82,7 @@ def decide(fw: Framework, cycle: Cycle, names: list[str]) -> Verdict:
         if state.ready and not wish.required and not (state.has_dedicated_nodes or state.kbl_is_dedicated(cycle.pod.kbl)):
             return Verdict(range(count), failed, unresolvable, wish)  # no rule applies: every node passes
         ok = np.ones(count, dtype=bool)
-        ids = state.node_ids(names)
+        ids = state.node_ids(names, key)
         if not state.ready:
             _unsynced(names, ids=ids, ok=ok, out=unresolvable)
         _dedicated(fw, cycle, names, ids=ids, ok=ok, out=unresolvable)

@@ -8,20 +8,22 @@ nothing it depends on changed (the pod object, the DataSets and KBLs, the node s
 
 :class:`Framework` also owns what is derived from the cache for decisions
 (:class:`~extender.costs.CostTables`, :class:`~extender.pricing.BatchPricing`) and the encoded
-reply fragments (:class:`~extender.messages.PriorityFragments`), so that
+reply templates of recent offered lists (:class:`~extender.messages.PriorityTemplate`), so that
 :class:`~extender.state.ClusterState` stays the cache and nothing else.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from extender.costs import CostTables
-from extender.messages import PriorityFragments
+from extender.messages import PriorityTemplate, key_is_exact, names_key
 from extender.pricing import BatchPricing
 from extender.state import ClusterState, load_vector
 from extender.wishes import Wish, resolve
@@ -29,6 +31,10 @@ from topology.pods import Pod
 
 #: Pods whose cycle is remembered between their filter and prioritize calls.
 CYCLE_CACHE_SIZE = 256
+#: Parsed pods remembered by ``(uid, resourceVersion)``.
+POD_CACHE_SIZE = 256
+#: Offered lists whose encoded reply template is remembered.
+TEMPLATE_CACHE_SIZE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +53,37 @@ class Framework:
         self.state = state
         self.costs = CostTables(state)
         self.pricing = BatchPricing(state, self.costs)
-        self.fragments = PriorityFragments()
+        self._templates: OrderedDict[tuple[int, str], PriorityTemplate] = OrderedDict()
         self._cycles: OrderedDict[str, tuple[tuple[int, int], Cycle]] = OrderedDict()
+        self._pods: OrderedDict[tuple[str, str], Pod] = OrderedDict()
+
+    def pod(self, raw: Mapping[str, Any]) -> Pod:
+        """The typed pod of a request's raw ``Pod``, parsed once per ``(uid, resourceVersion)``.
+
+        The API server gives every change of an object a new ``resourceVersion``, so a pod sent
+        again with both unchanged (its filter then its prioritize call, a retry) is the same
+        object; parsing it again costs more than the rest of a filter call. Pods without both
+        are parsed every time. Call under ``state.lock``.
+
+        Raises
+        ------
+        ObjectError
+            The pod is invalid (never remembered).
+        """
+        meta = raw.get("metadata")
+        uid = meta.get("uid") if isinstance(meta, Mapping) else None
+        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        if not (isinstance(uid, str) and uid and isinstance(version, str) and version):
+            return Pod.from_object(raw)
+        key = (uid, version)
+        pod = self._pods.get(key)
+        if pod is None:
+            pod = self._pods[key] = Pod.from_object(raw)
+            while len(self._pods) > POD_CACHE_SIZE:
+                self._pods.popitem(last=False)
+        else:
+            self._pods.move_to_end(key)
+        return pod
 
     def cycle(self, pod: Pod) -> Cycle:
         """The pod's :class:`Cycle`: remembered if the same pod was seen with the same data and nodes.
@@ -70,7 +105,18 @@ class Framework:
             self._cycles.popitem(last=False)
         return cycle
 
-    def reply(self, names: list[str], ids: npt.NDArray[np.int64], scores: npt.NDArray[np.int64]) -> bytes:
-        """The encoded prioritize reply (call under ``state.lock``)."""
-        self.fragments.ensure(self.state.id_count, self.state.cluster.name_of)
-        return self.fragments.body(names, ids, scores)
+    def reply(self, names: list[str], scores: npt.NDArray[np.int64], key: str | None = None) -> bytes:
+        """The encoded prioritize reply: the offered list's :class:`~extender.messages.PriorityTemplate`
+        (remembered for the last :data:`TEMPLATE_CACHE_SIZE` lists, by :func:`~extender.messages.names_key`)
+        filled with ``scores``. Per call it costs O(offered names), whatever the cache holds."""
+        if key is None:
+            key = names_key(names)
+        cache_key = (len(names), key)
+        template = self._templates.get(cache_key)
+        if template is None:
+            template = PriorityTemplate(names, key)
+            if key_is_exact(key, len(names)):  # else two different lists could share the key
+                self._templates[cache_key] = template
+                while len(self._templates) > TEMPLATE_CACHE_SIZE:
+                    self._templates.popitem(last=False)
+        return template.body(scores)

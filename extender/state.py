@@ -9,7 +9,7 @@ group, which nodes carry taints, and which watched pods wait for a node.
 It is only the cache: what is derived from it for a decision lives beside it, each in its own
 module: the wish of a pod (:mod:`extender.wishes`), which node a pod may use
 (:mod:`extender.eligibility`), cost and utilization vectors (:mod:`extender.costs`),
-pending-batch prices (:mod:`extender.pricing`), the encoded reply fragments
+pending-batch prices (:mod:`extender.pricing`), the encoded reply templates
 (:mod:`extender.messages`), all tied together per pod by :mod:`extender.framework`.
 
 Every update goes through :meth:`ClusterState.apply` (one watch event) or
@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from extender.messages import SEPARATOR
 from extender.settings import ExtenderSettings
 from extender.wishes import resolve
 from kube.api import DATASETS, KBLS, NODES, PODS, Resource, WatchEvent
@@ -125,7 +126,7 @@ class ClusterState:
         self._taints: dict[int, tuple[Taint, ...]] = {}  # node id -> taints, for nodes that have some
         #: Bumped on every change of load, allocatable or usability; caches compare against it.
         self.load_version = 0
-        self._id_cache: deque[tuple[tuple[int, int, str, str], list[str], IntArray]] = deque(maxlen=ID_CACHE_SIZE)
+        self._id_cache: OrderedDict[tuple[int, int, str], IntArray] = OrderedDict()
         #: Bumped on every change of a DataSet or a KBL (what a pod's wish and group resolve against).
         self.data_version = 0
         #: Bytes read at each level by pods that became bound while we watched (node..remote).
@@ -453,22 +454,28 @@ class ClusterState:
             return len(self._inflight)
 
     # ----------------------------------------------------------------- queries
-    def node_ids(self, names: list[str]) -> IntArray:
+    def node_ids(self, names: list[str], key: str | None = None) -> IntArray:
         """Dense ids of offered nodes; ``-1`` for nodes the cache does not know (read-only array).
 
         The last :data:`ID_CACHE_SIZE` lists are remembered with their ids for the node set's
-        version: a list equal to a remembered one (same length, ends, then element-wise, which
-        costs a third of hashing 5,000 names) reuses its ids.
+        version, by their :func:`~extender.messages.names_key` (``key``, computed here when not
+        given): hashing and comparing one string costs a fraction of comparing 5,000 names.
         """
         if not names:
             return np.zeros(0, dtype=np.int64)
-        probe = (self.cluster.version, len(names), names[0], names[-1])
-        for key, cached, ids in self._id_cache:
-            if key == probe and cached == names:
-                return ids
+        if key is None:
+            key = SEPARATOR.join(names)
+        probe = (self.cluster.version, len(names), key)
+        ids = self._id_cache.get(probe)
+        if ids is not None:
+            self._id_cache.move_to_end(probe)
+            return ids
         ids = self.cluster.node_ids(names)
         ids.flags.writeable = False
-        self._id_cache.appendleft((probe, list(names), ids))
+        if key.count(SEPARATOR) == len(names) - 1:  # no name holds the separator: the key is exact
+            self._id_cache[probe] = ids
+            while len(self._id_cache) > ID_CACHE_SIZE:
+                self._id_cache.popitem(last=False)
         return ids
 
     @property
@@ -498,11 +505,19 @@ class ClusterState:
         return self._bound[:count] + self._flight[:count], self._alloc[:count].copy()
 
     def load(self, ids: IntArray) -> tuple[FloatArray, FloatArray]:
-        """``(used, allocatable)`` rows for node ids (used = bound + in-flight); unknown ids give zeros."""
+        """``(used, allocatable)`` rows for node ids (used = bound + in-flight); unknown ids give zeros.
+
+        Rows are gathered with ``take`` (6x faster than fancy indexing of a 2-D array at 5,000 ids).
+        """
         self._expire()
+        if ids.size and int(ids.min()) >= 0:
+            used = self._bound.take(ids, axis=0)
+            used += self._flight.take(ids, axis=0)
+            return used, self._alloc.take(ids, axis=0)
         safe = np.where(ids >= 0, ids, 0)
-        used = self._bound[safe] + self._flight[safe]
-        alloc = self._alloc[safe].copy()
+        used = self._bound.take(safe, axis=0)
+        used += self._flight.take(safe, axis=0)
+        alloc = self._alloc.take(safe, axis=0)
         unknown = ids < 0
         used[unknown] = 0.0
         alloc[unknown] = 0.0

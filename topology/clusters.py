@@ -81,6 +81,21 @@ class LevelBytes:
 
 
 @dataclass(frozen=True, slots=True)
+class LevelSums:
+    """Per domain, the bytes of a (dataset, shard set) readable within it: what a byte table is
+    gathered from (:meth:`Cluster.level_bytes_at`), computed from the holders alone.
+
+    ``within[c][d]`` for level column ``c`` (node, rack, zone, region) and domain id ``d`` (the
+    node id for the node column); ``holders`` are the present nodes holding a requested piece.
+    """
+
+    within: tuple[FloatArray, FloatArray, FloatArray, FloatArray]
+    needed_bytes: float
+    holders: IntArray
+    pieces: IntArray  # the dataset's piece -> node-id array these sums were computed from
+
+
+@dataclass(frozen=True, slots=True)
 class Holding:
     """What one node holds of one dataset: the aggregate on the graph's *holds* edge."""
 
@@ -175,6 +190,7 @@ class Cluster:
         self._published: DomainArrays | None = None
         self._global_pieces: dict[str, tuple[int, IntArray]] = {}
         self._level_cache: OrderedDict[tuple[str, int, tuple[int, ...] | None], tuple[FloatArray, float]] = OrderedDict()
+        self._sums_cache: OrderedDict[tuple[str, int, tuple[int, ...] | None], LevelSums] = OrderedDict()
         #: Bumped on every change that can alter the index; caches compare against it.
         self.version = 0
 
@@ -521,10 +537,34 @@ class Cluster:
         table, needed = cached
         return LevelBytes(np.arange(table.shape[0], dtype=np.int64), table, needed)
 
-    def _compute_level_bytes(self, key: str, shards: tuple[int, ...] | None) -> tuple[FloatArray, float]:
+    def level_sums(self, key: str, shards: Sequence[int] | None = None) -> LevelSums:
+        """The per-domain sums a byte table is gathered from: O(requested pieces), not O(nodes).
+
+        Remembered per dataset, shard set and index version, and only while the dataset's
+        placement is the one they were computed from.
+        """
+        shard_key = None if shards is None else tuple(shards)
+        cache_key = (key, self.version, shard_key)
+        pieces = self.global_pieces(key)
+        cached = self._sums_cache.get(cache_key)
+        if cached is not None and cached.pieces is pieces:
+            self._sums_cache.move_to_end(cache_key)
+            return cached
+        sums = self._compute_level_sums(key, shard_key, pieces)
+        self._sums_cache[cache_key] = sums
+        while len(self._sums_cache) > LEVEL_CACHE_SIZE:
+            self._sums_cache.popitem(last=False)
+        return sums
+
+    def level_bytes_at(self, key: str, shards: Sequence[int] | None, ids: IntArray) -> FloatArray:
+        """Rows of :meth:`level_bytes` for the given node ids only (all ``>= 0``), in
+        O(requested pieces + len(ids)): the same numbers, without a table over every node."""
+        return self._gather(self.level_sums(key, shards), ids)
+
+    def _compute_level_sums(self, key: str, shards: tuple[int, ...] | None, all_pieces: IntArray) -> LevelSums:
         dataset = self.dataset(key)
         redundancy = dataset.spec.redundancy
-        pieces = self.global_pieces(key)
+        pieces = all_pieces
         sizes = dataset.spec.shard_sizes
         if shards is not None:
             index = np.asarray(shards, dtype=np.int64)
@@ -534,30 +574,39 @@ class Cluster:
         piece_bytes = sizes.astype(np.float64) * redundancy.piece_fraction()
         needed_total = float(piece_bytes.sum() * need)
         rack, zone, region, _present = self.domain_arrays()
-        n = len(self._names)
-        within = np.zeros((n, 4), dtype=np.float64)  # bytes readable within node/rack/zone/region
         shard_idx, piece_col = np.nonzero(pieces >= 0)
         holders = pieces[shard_idx, piece_col]
-        for col, domain_of in enumerate((None, rack, zone, region)):
+        within: list[FloatArray] = []
+        for domain_of in (None, rack, zone, region):
             domains = holders if domain_of is None else domain_of[holders]
             width = int(domains.max()) + 1 if domains.size else 1
             pair = shard_idx * width + domains
             uniq, counts = np.unique(pair, return_counts=True)
-            per_domain = np.bincount(
-                uniq % width, weights=np.minimum(counts, need) * piece_bytes[uniq // width], minlength=width
-            )
-            node_domain = np.arange(n) if domain_of is None else domain_of
-            valid = node_domain < width
+            per_domain = np.bincount(uniq % width, weights=np.minimum(counts, need) * piece_bytes[uniq // width], minlength=width)
+            within.append(np.asarray(per_domain, dtype=np.float64))
+        return LevelSums((within[0], within[1], within[2], within[3]), needed_total, np.unique(holders), all_pieces)
+
+    def _gather(self, sums: LevelSums, ids: IntArray) -> FloatArray:
+        """The byte table rows of node ``ids`` from per-domain sums (module docstring of level_bytes)."""
+        rack, zone, region, _present = self.domain_arrays()
+        within = np.zeros((ids.shape[0], 4), dtype=np.float64)  # bytes readable within node/rack/zone/region
+        for col, domain_of in enumerate((None, rack, zone, region)):
+            per_domain = sums.within[col]
+            node_domain = ids if domain_of is None else domain_of[ids]
+            valid = node_domain < per_domain.shape[0]
             within[valid, col] = per_domain[node_domain[valid]]
-        table = np.empty((n, len(LEVELS)), dtype=np.float64)
+        table = np.empty((ids.shape[0], len(LEVELS)), dtype=np.float64)
         table[:, 0] = within[:, 0]
         table[:, 1] = within[:, 1] - within[:, 0]
         table[:, 2] = within[:, 2] - within[:, 1]
         table[:, 3] = within[:, 3] - within[:, 2]
-        table[:, 4] = needed_total - within[:, 3]
-        return table, needed_total
+        table[:, 4] = sums.needed_bytes - within[:, 3]
+        return table
 
-    # ----------------------------------------------------------------- queries
+    def _compute_level_bytes(self, key: str, shards: tuple[int, ...] | None) -> tuple[FloatArray, float]:
+        sums = self.level_sums(key, shards)
+        return self._gather(sums, np.arange(len(self._names), dtype=np.int64)), sums.needed_bytes
+
     def domains(self, kind: str) -> list[str]:
         """Names of all domains of ``kind`` (``region``, ``zone``, ``rack``, ``node``) present now."""
         if kind == "node":

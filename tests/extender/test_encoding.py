@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from extender import messages
 from extender.costs import CostTables
+from extender.framework import Framework
 from extender.state import ClusterState
 from kube.api import NODES, PODS, WatchEvent
 from tests.extender import scenarios as sc
@@ -16,18 +19,42 @@ from topology.examples import make_node
 from topology.snapshots import load_snapshot
 
 
-def test_priority_body_is_byte_for_byte_the_encoded_priority_list() -> None:
-    names = ["a", 'quo"te', "ü-node", "unknown"]
-    entries = np.empty((3, messages.MAX_PRIORITY + 1), dtype=object)
-    for i, name in enumerate(names[:3]):
-        entries[i] = messages.priority_entries(name)
-    scores = np.array([10, 0, 7, 3], dtype=np.int64)
-    for ids in (np.array([0, 1, 2, -1]), np.array([0, 1, 2, 2])):
-        offered = names if ids[-1] < 0 else [*names[:3], names[2]]
-        body = messages.priority_body(offered, ids, scores, entries)
-        assert body == orjson.dumps(messages.priority_reply(offered, scores.tolist()))
-        assert [e["Host"] for e in orjson.loads(body)] == offered
-    assert messages.priority_body([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), entries) == b"[]"
+@pytest.mark.parametrize(
+    "names",
+    [
+        [],
+        ["a"],
+        ["node-0", "node-10", "n"],
+        ["a", 'quo"te', "ü-node", "back\\slash", "tab\tbed", "del\x7f", "nul\x00x", "brace}"],
+        ["ü", "😀-node", "x"],
+    ],
+)
+def test_priority_template_reads_back_as_the_plain_priority_list(names: list[str]) -> None:
+    template = messages.PriorityTemplate(names)
+    rng = np.random.default_rng(len(names))
+    for scores in (np.zeros(len(names), dtype=np.int64), np.full(len(names), 10), rng.integers(0, 11, len(names))):
+        body = template.body(scores)
+        assert orjson.loads(body) == messages.priority_reply(names, scores.tolist())
+        assert len(template) == len(names)
+
+
+@given(st.lists(st.text(max_size=6), max_size=12), st.data())
+def test_any_names_and_scores_encode_to_the_plain_priority_list(names: list[str], data: st.DataObject) -> None:
+    scores = np.array(data.draw(st.lists(st.integers(0, 10), min_size=len(names), max_size=len(names))), dtype=np.int64)
+    body = messages.PriorityTemplate(names, messages.names_key(names)).body(scores)
+    assert orjson.loads(body) == messages.priority_reply(names, scores.tolist())
+
+
+def test_lists_whose_names_hold_the_separator_never_share_a_remembered_reply_or_ids() -> None:
+    state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
+    fw = Framework(state)
+    first, second = ["node-0-0-0\x00", "node-0-0-1"], ["node-0-0-0", "\x00node-0-0-1"]
+    assert messages.names_key(first) == messages.names_key(second)
+    assert not messages.key_is_exact(messages.names_key(first), 2)
+    for names in (first, second, first):
+        scores = np.array([3, 7], dtype=np.int64)
+        assert orjson.loads(fw.reply(names, scores)) == messages.priority_reply(names, [3, 7])
+        assert state.node_ids(names).tolist() == [-1 if (i := state.cluster.node_id(n)) is None else i for n in names]
 
 
 def test_remembered_candidate_lists_follow_node_removal_and_return() -> None:
@@ -58,18 +85,14 @@ def test_utilization_cache_sees_every_load_change() -> None:
     assert after > before
 
 
-def test_flat_reply_fragments_grow_with_new_nodes_and_match_the_plain_encoding() -> None:
-    names = [f"n{i}" for i in range(5)] + ['quo"te', "ü-node"]
-    fragments = messages.PriorityFragments()
-    for count in (1, 2, 5, 7):  # grows past its capacity twice
-        fragments.ensure(count, names.__getitem__)
-        ids = np.arange(count, dtype=np.int64)[::-1].copy()
-        scores = np.arange(count, dtype=np.int64) % (messages.MAX_PRIORITY + 1)
-        offered = [names[i] for i in ids.tolist()]
-        assert fragments.body(offered, ids, scores) == orjson.dumps(messages.priority_reply(offered, scores.tolist()))
-    unknown = np.array([0, -1], dtype=np.int64)
-    assert fragments.body(["n0", "new"], unknown, np.array([3, 4])) == orjson.dumps(messages.priority_reply(["n0", "new"], [3, 4]))
-    assert fragments.body([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)) == b"[]"
+def test_offered_lists_are_remembered_by_key_and_the_key_comes_from_parsing() -> None:
+    state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
+    names = ["node-0-0-0", "node-0-0-1", "nowhere"]
+    args = messages.parse_args(orjson.loads(orjson.dumps({"Pod": sc.pod(), "NodeNames": names})))
+    assert args.key == messages.names_key(names)
+    assert state.node_ids(args.names, args.key) is state.node_ids(list(names))
+    nodes = messages.parse_args({"Pod": sc.pod(), "Nodes": {"items": [{"metadata": {"name": n}} for n in names]}})
+    assert nodes.key == args.key
 
 
 @pytest.mark.parametrize("bad", [[1, "a"], ["a", None], [["a"]], [{"a": 1}]])
