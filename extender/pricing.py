@@ -26,17 +26,18 @@ def pending_batch(state: ClusterState, pod: Pod, *, at_most: int | None = None) 
     """The other pods waiting for a node that compete with ``pod`` for slots.
 
     Pods the watch reported active and without ``spec.nodeName``, not assigned in flight,
-    handled by the same scheduler, with a usable data wish, and not already marked
+    handled by the same scheduler (kbl's two profiles count as one), with a usable data wish, and not already marked
     unschedulable by kube-scheduler (those wait for capacity to appear; counting them would
     let a stuck pod hold every slot's price up); ``pod`` itself is left out. Stops after
     ``at_most`` pods (the caller only needs to know that there are more than its limit).
     """
     own = pod.uid or pod.key
+    group = _scheduler_group(state, pod.scheduler_name)
     out = []
     for key, other in state.waiting_pods():
         if key == own:
             continue
-        if other.scheduler_name != pod.scheduler_name or other.data is None or other.unschedulable:
+        if other.scheduler_name not in group or other.data is None or other.unschedulable:
             continue
         wish = resolve(state.cluster, other)
         if wish.usable and wish.needed_bytes > 0:
@@ -44,6 +45,17 @@ def pending_batch(state: ClusterState, pod: Pod, *, at_most: int | None = None) 
             if at_most is not None and len(out) >= at_most:
                 break
     return out
+
+
+def _scheduler_group(state: ClusterState, name: str | None) -> frozenset[str | None]:
+    """Scheduler names whose pods compete for the same slots as a pod of ``name``.
+
+    The webhook routes some pods to kbl's exhaustive profile: both profiles run in one
+    kube-scheduler, so their pods take slots from each other and are priced together.
+    """
+    settings = state.settings
+    kbl = {settings.scheduler_name, settings.exhaustive_scheduler_name} - {""}
+    return frozenset(kbl) if name in kbl else frozenset({name})
 
 
 class BatchPricing:

@@ -134,3 +134,19 @@ def test_pending_pods_that_cannot_use_the_node_or_are_stuck_do_not_price_it() ->
     state.apply(WatchEvent("ADDED", stuck), PODS)
     got = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))
     assert got["node-0-0-0"] == got["node-0-1-0"] == 10
+
+
+def test_pods_routed_to_the_exhaustive_profile_compete_for_the_same_slots() -> None:
+    # kbl's two profiles run in one kube-scheduler: a pending pod routed to the exhaustive one
+    # still needs node-0-0-0, so p is priced against it; a pod of another scheduler is not.
+    p = sc.pod("p", shards="0-3", cpu="40")
+    busy = sc.pod("busy", dataset_name=None, shards=None, cpu="40", node_name="node-1-0-0")
+    settings = ExtenderSettings(scheduler_name=p["spec"]["schedulerName"], exhaustive_scheduler_name="kbl-exhaustive")
+    for other, priced in (("kbl-exhaustive", True), ("someone-else", False)):
+        state = ClusterState.from_snapshot(load_snapshot(sc.snapshot(pods=[busy])), settings)
+        q = sc.pod("q", shards="0-1", cpu="40")
+        q["spec"]["schedulerName"] = other
+        state.apply(WatchEvent("ADDED", q), PODS)
+        got = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))
+        assert got["node-0-1-0"] == 10
+        assert (got["node-0-0-0"] < 10) is priced, other
