@@ -313,6 +313,35 @@ def render_sampling(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------- the extender (issue 16 item 2)
+def extender_ratios(quick: bool) -> dict[str, Any]:
+    """``kbl bench extender``'s rows that issue 16 names: HTTP at 5,000 ``NodeNames``, and the
+    in-process calls with a 5,000- and a 100,000-node cache, side by side in one run."""
+    from benchmarks import extender
+
+    with tempfile.TemporaryDirectory(prefix="kbl-bench-scale-") as tmp:
+        http = [r for r in extender.latency(quick, Path(tmp)) if r["mode"] == "names" and r["nodes"] == extender.NODES]
+    inproc = extender.in_process(quick, 100_000)
+    return {"http": http, "in_process": inproc}
+
+
+def render_extender(result: dict[str, Any]) -> str:
+    lines = [
+        "| where | verb | shards | cached nodes | extender p50 / p99 (ms) | floor p50 / p99 (ms) | p50 ratio to the floor"
+        " | p50 vs 5,000 cached |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for where, rows in (("HTTP", result.get("http", [])), ("in-process", result.get("in_process", []))):
+        for r in rows:
+            e, f = r["extender"], r["floor"]
+            versus = f"{r['p50_vs_5000']:.2f}x" if "p50_vs_5000" in r else "-"
+            lines.append(
+                f"| {where} | {r['verb']} | {r['shards']} | {r.get('cached_nodes', r['nodes']):,} | {e['p50_ms']:.2f} / {e['p99_ms']:.2f}"
+                f" | {f['p50_ms']:.2f} / {f['p99_ms']:.2f} | {r['p50_ratio']:.2f}x | {versus} |"
+            )
+    return "\n".join(lines)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="CI-sized runs (300 and 1,000 nodes)")
     parser.add_argument("--sizes", help="comma-separated NODES:REPLICAS pairs instead of the issue's table")
@@ -322,6 +351,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampling", help="comma-separated node counts for the sampling table (1000, 5000, 15000)")
     parser.add_argument("--pods", type=int, default=600, help="pods per sampling run")
     parser.add_argument("--no-model", action="store_true", help="skip the cold-start table")
+    parser.add_argument(
+        "--extender",
+        action="store_true",
+        help="also the extender's own cost: p50 ratio to a no-op floor over HTTP at 5,000 names,"
+        " and in-process at 5,000 vs 100,000 cached nodes",
+    )
     parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures as JSON")
 
 
@@ -372,7 +407,11 @@ def run(args: argparse.Namespace) -> int:
     if sizes:
         sampling = sampling_rows(sizes, 40 if args.quick else args.pods)
         print(render_sampling(sampling))
-    write_json(args.json_out, {"sizes": rows, "sampling": sampling, "numpy": np.__version__})
+    extender: dict[str, Any] = {}
+    if args.extender:
+        extender = extender_ratios(args.quick)
+        print(render_extender(extender))
+    write_json(args.json_out, {"sizes": rows, "sampling": sampling, "extender": extender, "numpy": np.__version__})
     return 0
 
 
