@@ -170,6 +170,7 @@ def child_api(path: str) -> dict[str, Any]:
         by_kind[kind].append(bytes(raw))
     del listed
     client = KubeClient.__new__(KubeClient)
+    client.typed_lists = True  # as kbl serve sets it
     pages = {NODES: _Pages(by_kind["Node"], "Node", KubeClient.page_size), DATASETS: _Pages(by_kind["DataSet"], "DataSet", 50),
              PODS: _Pages([], "Pod", 500), KBLS: _Pages([], "KBL", 500)}  # fmt: skip
     client._list_fn = lambda resource, namespace: (pages[resource], ())  # type: ignore[method-assign]

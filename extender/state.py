@@ -204,7 +204,7 @@ class ClusterState:
                 self.rejected[exc.kind] = self.rejected.get(exc.kind, 0) + 1
                 log.warning("ignoring invalid object: %s", exc)
 
-    def replace(self, resource: Resource, items: Iterable[Mapping[str, Any]]) -> None:
+    def replace(self, resource: Resource, items: Iterable[Mapping[str, Any] | Node]) -> None:
         """Replace everything known of ``resource`` by a full list (a relist).
 
         Objects not in ``items`` are deleted, the others added or modified, all through
@@ -213,25 +213,31 @@ class ClusterState:
         items = list(items)
         with self.lock, paused_gc():
             keep = {self._key_of(resource, obj) for obj in items}
-            for key, obj in self._known(resource):
+            for key, known in self._known(resource):
                 if key not in keep:
-                    self.apply(WatchEvent("DELETED", obj), resource)
+                    self.apply(WatchEvent("DELETED", known), resource)
             if resource == NODES:  # a first list of 100,000 nodes: typed one by one, written in bulk
-                nodes = []
-                for obj in items:
+                nodes: list[Node] = []
+                for item in items:
+                    if isinstance(item, Node):  # typed as it was decoded (KubeClient.typed_lists)
+                        nodes.append(item)
+                        continue
                     try:
-                        nodes.append(Node.from_object(obj, rack_label=self.settings.rack_label))
+                        nodes.append(Node.from_object(item, rack_label=self.settings.rack_label))
                     except ObjectError as exc:
                         self.rejected[exc.kind] = self.rejected.get(exc.kind, 0) + 1
                         log.warning("ignoring invalid object: %s", exc)
                 self._set_nodes(nodes)
             else:
-                for obj in items:
-                    self.apply(WatchEvent("MODIFIED", obj), resource)
+                for item in items:
+                    if not isinstance(item, Node):
+                        self.apply(WatchEvent("MODIFIED", item), resource)
             self.relists[resource.plural] = self.relists.get(resource.plural, 0) + 1
             self._synced.add(resource.plural)
 
-    def _key_of(self, resource: Resource, obj: Mapping[str, Any]) -> str:
+    def _key_of(self, resource: Resource, obj: Mapping[str, Any] | Node) -> str:
+        if isinstance(obj, Node):
+            return obj.name
         if resource == PODS:
             return _pod_key(obj)
         if resource.namespaced:

@@ -31,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from kube.api import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
+from topology import labels
 from topology.errors import SnapshotError
 from topology.snapshots import read_list_body
 from topology.times import format_time
@@ -45,7 +46,8 @@ WATCH_GRACE_S = 15.0
 #: Seconds for a list, get, patch or create.
 REQUEST_TIMEOUT_S = 60.0
 EVENT_SOURCE = "kbl-extender"
-Items = list[dict[str, Any]]
+#: Raw objects, or typed ones where :attr:`KubeClient.typed_lists` asks (`Node`, numeric placements).
+Items = list[Any]
 #: Items per page of a list (client-go's pager asks for 500).
 LIST_PAGE_SIZE = 500
 
@@ -78,6 +80,12 @@ class KubeClient:
 
     #: Items asked for per page by :meth:`list`.
     page_size = LIST_PAGE_SIZE
+    #: Lists typed as they are decoded (:func:`~topology.snapshots.read_list_body`): Nodes come
+    #: back as :class:`~topology.nodes.Node` (racks from :attr:`rack_label`), DataSets as
+    #: ``DataSet.from_object`` reads them. Set by ``kbl serve``, whose only use of listed objects
+    #: is to type them; items that are not plainly well formed stay dicts. Watch events stay JSON.
+    typed_lists = False
+    rack_label = labels.DEFAULT_RACK
 
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.api_client = api_client
@@ -213,12 +221,13 @@ class KubeClient:
             kwargs["_continue"] = continue_token
         data = self._call_raw(fn, *args, **kwargs)
         try:  # Nodes slimmed as they are decoded (read_list_body): a page's image lists are never built
-            items, meta = read_list_body(data, resource.kind) if data else ([], {})
+            items, meta = read_list_body(data, resource.kind, typed=self.typed_lists, rack_label=self.rack_label) if data else ([], {})
         except SnapshotError as exc:
             raise ApiError(0, f"the API server sent something that is not a list: {exc}") from None
         for item in items:
-            item.setdefault("kind", resource.kind)
-            item.setdefault("apiVersion", resource.api_version)
+            if isinstance(item, dict):
+                item.setdefault("kind", resource.kind)
+                item.setdefault("apiVersion", resource.api_version)
         return items, str(meta.get("resourceVersion") or ""), str(meta.get("continue") or "")
 
     def watch(self, resource: Resource, *, resource_version: str, timeout_s: int = 300) -> Iterator[WatchEvent]:

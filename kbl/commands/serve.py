@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         serve(state, options)
         return 0
     api = KubeClient.from_config(args.kubeconfig)
+    api.typed_lists, api.rack_label = True, settings.rack_label  # the extender only types what it lists
     state = ClusterState(settings, expect=WATCHED)
     informers = start_informers(state, api, settings=InformerSettings())
     serve(state, options, api=api, informers=informers)

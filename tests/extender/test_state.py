@@ -16,7 +16,9 @@ from kube.api import DATASETS, KBLS, NODES, PODS, WatchEvent
 from tests.extender import scenarios as sc
 from tests.extender.fakes import RecordingApi
 from topology import labels
+from topology.errors import ObjectError
 from topology.examples import make_node
+from topology.nodes import Node
 from topology.snapshots import load_snapshot
 
 ALL = [f"node-{z}-{r}-{h}" for z in range(2) for r in range(2) for h in range(3)]
@@ -204,6 +206,16 @@ def test_a_first_list_written_in_bulk_gives_the_state_of_one_event_per_node(
     bulk.replace(NODES, objects)
     assert _state_arrays(bulk) == _state_arrays(one_by_one)
     assert bulk.rejected == one_by_one.rejected
+    typed = ClusterState()  # a list typed as it was decoded (KubeClient.typed_lists): Nodes, and dicts where unusual
+    typed_items: list[Any] = []
+    for obj in objects:
+        try:
+            typed_items.append(Node.from_object(obj))
+        except ObjectError:
+            typed_items.append(obj)
+    typed.replace(NODES, typed_items)
+    assert _state_arrays(typed) == _state_arrays(one_by_one)
+    assert typed.rejected == one_by_one.rejected
     # a relist of part of them afterwards: deletions and updates, as events would do
     again = [o for o in objects if int(o["metadata"]["name"][1:]) in relisted]
     names = {o["metadata"]["name"] for o in again}

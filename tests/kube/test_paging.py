@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from kube.api import NODES, PODS, GoneError
+from kube.api import DATASETS, NODES, PODS, GoneError
 from kube.client import KubeClient
 from kube.memory import MemoryApi
 from tests.kube.emulators import Emulator
@@ -103,3 +103,33 @@ def test_client_paging_against_the_emulator(emulator: Emulator) -> None:
     client.page_size = 2
     nodes, _ = client.list(NODES)
     assert sorted(n["metadata"]["name"] for n in nodes) == ["n0", "n1", "n2"]
+
+
+def test_typed_lists_give_the_objects_the_careful_readers_would(emulator: Emulator) -> None:
+    from topology.datasets import DataSet, Replicas, dataset_object
+    from topology.nodes import Node
+
+    for i in range(3):
+        node = make_node(f"n{i}", rack=f"r{i % 2}")
+        node["status"]["images"] = [{"names": ["registry/image:tag"], "sizeBytes": 1}]
+        emulator.post("/api/v1/nodes", node)
+    odd = make_node("odd")
+    odd["metadata"]["labels"]["x"] = 5  # not plainly well formed: stays a dict, the state rejects it
+    emulator.post("/api/v1/nodes", odd)
+    ds = dataset_object("d", namespace="x", shards=3, shard_size="1Gi", redundancy=Replicas(2))
+    ds["status"] = {"placement": {"nodes": ["n0", "n1", "n2"], "shards": [[0, 1], [1, 2], [2]]}, "conditions": []}
+    emulator.post("/apis/kbl.io/v1alpha1/namespaces/x/datasets", ds)
+    plain, typed = KubeClient.from_url(emulator.url), KubeClient.from_url(emulator.url)
+    typed.typed_lists = True
+    plain_nodes, _ = plain.list(NODES)
+    typed_nodes: list[Any] = typed.list(NODES)[0]  # Nodes, or dicts where unusual
+    expected = {n["metadata"]["name"]: Node.from_object(n) for n in plain_nodes if n["metadata"]["name"] != "odd"}
+    assert {n.name: n for n in typed_nodes if isinstance(n, Node)} == expected
+    assert [n["metadata"]["name"] for n in typed_nodes if isinstance(n, dict)] == ["odd"]
+    (plain_ds,), _ = plain.list(DATASETS)
+    (typed_ds,), _ = typed.list(DATASETS)
+    a, b = DataSet.from_object(plain_ds), DataSet.from_object(typed_ds)
+    assert a.placement is not None
+    assert b.placement is not None
+    assert a.placement.equals(b.placement)
+    assert a.spec == b.spec
