@@ -1,0 +1,217 @@
+"""Stability: is a placement already one that :func:`~placement.placements.place` would keep?
+
+``place(nodes, spec, previous=p)`` returns ``p`` unchanged (no moves) when every piece of ``p``
+sits on an eligible node of the layout, no shard breaks the failure-domain rule (a node twice, more
+than ``cap`` pieces in one domain), no piece is missing, and every node's load is within
+``stable_tolerance`` of its target. :func:`keeps` checks exactly that, in O(pieces + nodes log
+nodes) vectorised numpy, without building the :class:`~placement.layouts.Layout` (whose targets
+cost a Python call per node and domain: about 1 s at 5,000 nodes, 20 s at 100,000).
+
+The targets are computed here by the same water-filling as :func:`placement.layouts.build_layout`
+(same chain of domains, same spreading decisions), vectorised over all the domains of a level at
+once. The arithmetic is the same but summed in another order, so the targets agree to a few ulps,
+not bit for bit; :func:`keeps` therefore answers ``True`` only with a margin (a relative ``1e-9``
+of every band edge, and a spreading decision at least ``1e-6`` away from ``spread_cost_limit``).
+A ``False`` means "not sure": the caller runs :func:`~placement.placements.place`, which decides.
+So ``keeps(...)`` implies ``place(..., previous=p).placement`` has the same pieces as ``p`` and
+no moves; the converse is almost always true too, which is what makes the reconciler's steady
+state cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from placement.layouts import LEVEL_OF_KEY, LEVELS, matches, rule_cap
+from placement.settings import DEFAULT_SETTINGS, PlacementSettings
+from topology.datasets import DataSetSpec, ShardPlacement
+from topology.nodes import Node
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: Relative margin kept from every band edge before answering "kept".
+MARGIN = 1e-9
+#: A spreading decision closer than this to ``spread_cost_limit`` is "not sure".
+COST_MARGIN = 1e-6
+
+
+def _dense(values: Sequence[str]) -> I64:
+    lookup: dict[str, int] = {}
+    return np.array([lookup.setdefault(v, len(lookup)) for v in values], dtype=np.int64)
+
+
+def _paths(chain: Sequence[tuple[I64, int]]) -> list[I64]:
+    """Dense group codes per node for each prefix of ``chain`` (a group is a path of domains)."""
+    out: list[I64] = []
+    code: I64 | None = None
+    for ids, _ in chain:
+        pair = ids if code is None else code * (int(ids.max(initial=0)) + 1) + ids
+        code = np.unique(pair, return_inverse=True)[1].astype(np.int64).ravel()
+        out.append(code)
+    return out
+
+
+def _values(chain: Sequence[tuple[I64, int]], paths: list[I64]) -> list[I64]:
+    """Per level, per group: the most pieces of one shard the group can hold (``hierarchical_slots``)."""
+    values: list[I64] = [np.zeros(0, dtype=np.int64)] * len(chain)
+    below: I64 | None = None
+    for level in range(len(chain) - 1, -1, -1):
+        code, cap = paths[level], chain[level][1]
+        groups = int(code.max(initial=-1)) + 1
+        if below is None:
+            inner = np.bincount(code, minlength=groups).astype(np.int64)
+        else:
+            child = paths[level + 1]
+            first = np.unique(child, return_index=True)[1]  # one node per child group: its parent
+            inner = np.bincount(code[first], weights=below.astype(np.float64), minlength=groups).astype(np.int64)
+        values[level] = np.minimum(inner, cap)
+        below = values[level]
+    return values
+
+
+def slots(chain: Sequence[tuple[I64, int]]) -> int:
+    """:func:`placement.layouts.hierarchical_slots` over every node, vectorised."""
+    if not chain:
+        return 0
+    return int(_values(chain, _paths(chain))[0].sum())
+
+
+def _waterfill(seg: I64, weights: F64, caps: F64, amount: F64) -> F64:
+    """:func:`placement.layouts.waterfill` in every segment at once (``amount`` per segment)."""
+    n_seg = len(amount)
+    alloc = np.zeros(len(weights), dtype=np.float64)
+    free = weights > 0
+    remaining = amount.astype(np.float64).copy()
+    done = np.zeros(n_seg, dtype=bool)
+    while True:
+        has_free = np.bincount(seg, weights=free.astype(np.float64), minlength=n_seg) > 0
+        active = ~done & (remaining > 1e-9) & has_free
+        if not active.any():
+            return alloc
+        wsum = np.bincount(seg, weights=np.where(free, weights, 0.0), minlength=n_seg)
+        live = free & active[seg]
+        share = np.where(live, remaining[seg] * weights / np.where(wsum[seg] > 0, wsum[seg], 1.0), 0.0)
+        over = live & (alloc + share > caps)
+        seg_over = np.bincount(seg, weights=over.astype(np.float64), minlength=n_seg) > 0
+        settle = live & ~seg_over[seg]
+        alloc[settle] += share[settle]
+        done |= active & ~seg_over
+        remaining -= np.bincount(seg, weights=np.where(over, caps - alloc, 0.0), minlength=n_seg)
+        alloc[over] = caps[over]
+        free &= ~over
+
+
+def targets(weights: F64, chain: Sequence[tuple[I64, int]], per_node_max: float, total: float) -> F64:
+    """:func:`placement.layouts.hierarchical_targets`, vectorised over the domains of each level."""
+    n = len(weights)
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    paths = _paths(chain)
+    values = _values(chain, paths)
+    parent: I64 = np.zeros(n, dtype=np.int64)  # the root: one segment
+    amount: F64 = np.array([float(total)], dtype=np.float64)
+    for level in range(len(chain)):
+        code = paths[level]
+        groups = int(code.max(initial=-1)) + 1
+        first = np.unique(code, return_index=True)[1]
+        gw = np.bincount(code, weights=weights, minlength=groups).astype(np.float64)
+        amount = _waterfill(parent[first], gw, values[level].astype(np.float64) * per_node_max, amount)
+        parent = code
+    return _waterfill(parent, weights, np.full(n, per_node_max), amount)
+
+
+def keeps(
+    nodes: Sequence[Node],
+    spec: DataSetSpec,
+    previous: ShardPlacement,
+    *,
+    weight: str = "ephemeral-storage",
+    settings: PlacementSettings | None = None,
+) -> bool:
+    """True only if ``place(nodes, spec, previous=previous, weight=weight, settings=settings)``
+    keeps every piece where it is (module docstring); ``False`` when it may not.
+
+    Examples
+    --------
+    >>> from topology.datasets import DataSet, Replicas, dataset_object
+    >>> from topology.examples import make_cluster_nodes
+    >>> from placement import place
+    >>> nodes = [Node.from_object(o) for o in make_cluster_nodes(zones=3, racks_per_zone=2, hosts_per_rack=2)]
+    >>> spec = DataSet.from_object(dataset_object("d", shards=120, shard_size="1Gi", redundancy=Replicas(3))).spec
+    >>> first = place(nodes, spec).placement
+    >>> keeps(nodes, spec, first), keeps(nodes[:-1], spec, first)
+    (True, False)
+    """
+    cfg = settings or DEFAULT_SETTINGS
+    shards, width = spec.shards, spec.redundancy.width
+    if previous.pieces.shape != (shards, width) or shards == 0 or width == 0:
+        return False
+    selector = dict(spec.node_selector)
+    seen: set[str] = set()
+    chosen: list[Node] = []
+    for node in nodes:
+        if node.name in seen:
+            return False  # build_layout raises: place decides
+        seen.add(node.name)
+        if matches(node, selector) and node.allocatable.get(weight) > 0:
+            chosen.append(node)
+    chosen.sort(key=lambda n: n.name)
+    index = {n.name: i for i, n in enumerate(chosen)}
+    lut = np.array([*(index.get(n, -1) for n in previous.nodes), -1], dtype=np.int64)
+    pieces = lut[previous.pieces]
+    if (pieces < 0).any():
+        return False  # a missing piece, or one on a node that is not eligible
+    domains = _dense([n.domain(spec.failure_domain) for n in chosen])
+    red = spec.redundancy
+    cap, problem = rule_cap(width, red.tolerates, len(np.unique(domains)))
+    if problem or int(np.minimum(np.bincount(domains), cap).sum()) < width:
+        return False
+    # The rule: distinct nodes per shard, at most `cap` pieces per domain.
+    dom = domains[pieces]
+    for q in range(1, width):
+        same_dom = np.zeros(shards, dtype=np.int64)
+        for r in range(q):
+            if (pieces[:, r] == pieces[:, q]).any():
+                return False
+            same_dom += dom[:, r] == dom[:, q]
+        if (same_dom >= cap).any():
+            return False
+    # Loads against targets (build_layout's water-filling and spreading, plan's stable band).
+    piece_bytes = spec.shard_sizes.astype(np.float64) * red.piece_fraction()
+    per_node_max = float(piece_bytes.sum())
+    total = per_node_max * width
+    weights = np.array([float(max(n.allocatable.get(weight), 1)) for n in chosen], dtype=np.float64)
+    goal = targets(weights, [(domains, cap)], per_node_max, total)
+    fd_level = LEVEL_OF_KEY.get(spec.failure_domain)
+    coarser = LEVELS[LEVELS.index(fd_level) + 1 :] if fd_level in LEVELS and cfg.spread_cost_limit is not None else ()
+    plain = goal
+    spread: list[tuple[I64, int]] = []
+    for level in coarser:
+        ids = _dense([n.domain(level) for n in chosen])
+        n_level = len(np.unique(ids))
+        if n_level <= 1:
+            continue
+        rule = (ids, math.ceil(width / n_level))
+        chain = [rule, *reversed(spread), (domains, cap)]
+        if slots(chain) < width:
+            continue
+        trial = targets(weights, chain, per_node_max, total)
+        cost = float(np.max(np.abs(trial - plain) / np.maximum(plain, 1e-300)))
+        if abs(cost - float(cfg.spread_cost_limit or 0.0)) < COST_MARGIN:
+            return False
+        if cost <= float(cfg.spread_cost_limit or 0.0):
+            spread.append(rule)
+            goal = trial
+    rows = np.repeat(np.arange(shards), width)
+    loads = np.bincount(pieces.ravel(), weights=piece_bytes[rows], minlength=len(chosen))
+    tol = cfg.stable_tolerance
+    hi, lo = goal * (1 + tol), goal * (1 - tol)
+    return bool((loads <= hi * (1 - MARGIN)).all() and (loads >= lo * (1 + MARGIN)).all() and (lo > 0).all())
+
+
+__all__ = ["keeps", "slots", "targets"]
