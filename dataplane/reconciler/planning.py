@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -341,7 +341,7 @@ def cluster_token(cluster: ClusterView) -> int:
     return int.from_bytes(digest.digest(), "big")
 
 
-def _dataset_token(dataset: DataSet, cluster: int, settings: ReconcilerSettings) -> tuple[Any, ...]:
+def _dataset_token(dataset: DataSet, cluster: Hashable, settings: ReconcilerSettings) -> tuple[Any, ...]:
     spec = dataset.spec
     digest = hashlib.blake2b(digest_size=16)
     digest.update(spec.shard_sizes.tobytes())
@@ -388,7 +388,7 @@ def decide(
     settings: ReconcilerSettings | None = None,
     in_flight: Mapping[str, int] | None = None,
     memo: PlanMemo | None = None,
-    token: int | None = None,
+    token: Hashable | None = None,
 ) -> Decision:
     """The new status of one DataSet (module docstring).
 
@@ -679,7 +679,7 @@ def node_annotations(datasets: Sequence[DataSet], cluster: ClusterView, now_text
             referenced.update((t.source, t.to))
     draining = sorted(n for n in cluster.nodes if cluster.draining(n))
     only: dict[str, int] = dict.fromkeys(draining, 0)
-    for ds in datasets:
+    for ds in datasets if draining else ():
         entries = {n: h.of(ds.key, ds.spec.uid) for n, h in cluster.holdings.items() if cluster.alive(n)}
         for name in draining:
             mine = entries.get(name)
@@ -713,12 +713,18 @@ __all__ = [
     "Decision",
     "Event",
     "Holders",
+    "PlanMemo",
+    "Replan",
+    "cluster_token",
+    "compact",
     "conditions_with_times",
     "copy_source",
     "decide",
     "distance",
     "from_names",
+    "index_of",
     "lost_nodes",
     "names_of",
     "node_annotations",
+    "placement_status",
 ]

@@ -30,6 +30,7 @@ from dataplane.reconciler.planning import (
     ClusterView,
     Decision,
     Event,
+    PlanMemo,
     conditions_with_times,
     decide,
     lost_nodes,
@@ -42,7 +43,7 @@ from topology import labels
 from topology.datasets import DataSet
 from topology.errors import KblError
 from topology.holdings import NodeHoldings
-from topology.nodes import Node
+from topology.nodes import Node, slim_node_object
 from topology.times import format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,12 @@ class Reconciler:
         self._all_dirty = True
         self._wake = threading.Event()
         self._invalid_seen: dict[str, str] = {}
+        # Typed objects by raw object (an event replaces the raw dict, so identity means unchanged),
+        # the nodes' generation (bumped when what placement reads of a node changes) and the last
+        # plan per DataSet: a pass re-types and re-plans only what changed.
+        self._typed: dict[tuple[str, str], tuple[Mapping[str, Any], Any]] = {}
+        self._node_generation = 0
+        self.memo = PlanMemo()
 
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
@@ -172,7 +179,8 @@ class Reconciler:
 
     def _relist_nodes(self, items: Iterable[Mapping[str, Any]]) -> None:
         with self._lock:
-            self.nodes = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}
+            self.nodes = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}  # lists come slim (kube.client)
+            self._node_generation += 1
         self._mark(everything=True)
 
     def _on_node(self, event: WatchEvent) -> None:
@@ -182,8 +190,11 @@ class Reconciler:
             if event.type == "DELETED":
                 self.nodes.pop(name, None)
             else:
-                self.nodes[name] = dict(event.object)
-        if event.type == "DELETED" or old is None or _node_fingerprint(old) != _node_fingerprint(event.object):
+                self.nodes[name] = slim_node_object(event.object)  # watch events come whole
+            changed = event.type == "DELETED" or old is None or _node_fingerprint(old) != _node_fingerprint(event.object)
+            if changed:
+                self._node_generation += 1
+        if changed:
             self._mark(everything=True)
 
     def _relist_holdings(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -211,43 +222,57 @@ class Reconciler:
             self._all_dirty = False
         return self.reconcile(None)
 
-    def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str]]:
+    def _typed_of(self, kind: str, key: str, obj: Mapping[str, Any], parse: Callable[[Mapping[str, Any]], Any]) -> Any:
+        """``parse(obj)``, remembered while ``obj`` is the same raw object (raises as ``parse``)."""
+        found = self._typed.get((kind, key))
+        if found is not None and found[0] is obj:
+            return found[1]
+        typed = parse(obj)
+        self._typed[(kind, key)] = (obj, typed)
+        return typed
+
+    def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str], tuple[int, int, frozenset[str]]]:
         with self._lock:
-            raw_nodes = list(self.nodes.values())
-            raw_holdings = list(self.holdings.values())
+            raw_nodes = dict(self.nodes)
+            raw_holdings = dict(self.holdings)
             raw_datasets = dict(self.datasets)
+            generation = self._node_generation
         nodes: dict[str, Node] = {}
-        for obj in raw_nodes:
+        for name, obj in raw_nodes.items():
             try:
-                node = Node.from_object(obj)
+                node = self._typed_of("node", name, obj, Node.from_object)
             except KblError as exc:
                 log.warning("node skipped: %s", exc)
                 continue
             nodes[node.name] = node
         holdings: dict[str, NodeHoldings] = {}
-        for obj in raw_holdings:
+        for name, obj in raw_holdings.items():
             try:
-                found = NodeHoldings.from_object(obj)
+                found = self._typed_of("holdings", name, obj, NodeHoldings.from_object)
             except KblError as exc:
                 log.warning("holdings skipped: %s", exc)
                 continue
             holdings[found.node] = found
-        lost = lost_nodes(raw_nodes, self.clock(), self.settings.node_lost_grace_s)
+        lost = lost_nodes(list(raw_nodes.values()), self.clock(), self.settings.node_lost_grace_s)
         datasets: dict[str, DataSet] = {}
         invalid: dict[str, str] = {}
         for key, obj in raw_datasets.items():
             try:
-                datasets[key] = DataSet.from_object(obj)
+                datasets[key] = self._typed_of("dataset", key, obj, DataSet.from_object)
             except KblError as exc:
                 invalid[key] = str(exc)
-        return ClusterView(nodes, lost & nodes.keys(), holdings), datasets, invalid
+        live = {("node", n) for n in raw_nodes} | {("holdings", n) for n in raw_holdings} | {("dataset", k) for k in raw_datasets}
+        for gone in [k for k in self._typed if k not in live]:
+            del self._typed[gone]
+        cluster = ClusterView(nodes, lost & nodes.keys(), holdings)
+        return cluster, datasets, invalid, (generation, len(nodes), cluster.lost)
 
     def reconcile(self, keys: Iterable[str] | None) -> PassReport:
         """Reconcile the DataSets ``keys`` (every one when ``None``), then the nodes' drain annotations."""
         started = time.perf_counter()
         self.passes += 1
         report = PassReport()
-        cluster, datasets, invalid = self._view()
+        cluster, datasets, invalid, token = self._view()
         wanted = sorted(set(datasets) | set(invalid)) if keys is None else sorted(set(keys) & (set(datasets) | set(invalid)))
         for key in wanted:
             if key in invalid:
@@ -261,13 +286,16 @@ class Reconciler:
                         in_flight[t.source] = in_flight.get(t.source, 0) + 1
                         in_flight[t.to] = in_flight.get(t.to, 0) + 1
             raw = self.datasets.get(key) or {}
-            decision = decide(datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight)
+            decision = decide(
+                datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight, memo=self.memo, token=token
+            )
             report.decisions[key] = decision
             updated = self._write(key, raw, decision, report)
             if updated is not None:
                 with contextlib.suppress(KblError):
                     datasets[key] = DataSet.from_object(updated)
             self.metrics.record(key, transfers=len(decision.transfers), degraded=decision.degraded_shards, lost=len(decision.lost_shards))
+        self.memo.forget(datasets.keys())
         self._write_nodes(list(datasets.values()), cluster, report)
         self.metrics.duration.observe(time.perf_counter() - started)
         return report
