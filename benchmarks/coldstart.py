@@ -68,7 +68,8 @@ def make_balanced_snapshot(path: Path, *, nodes: int, replicas_total: int, datas
     Nodes are numbered zone-interleaved (``g = 4 * i + zone``); piece ``j`` of a DataSet (shard
     ``j // 3``, replica ``j % 3``) is on node ``j mod nodes``, so a shard's replicas are on 3
     consecutive numbers: 3 zones, hence 3 racks and hosts; and every node holds exactly
-    ``3 * shards / nodes`` pieces of each DataSet, its target. Returns the counts written.
+    ``3 * shards / nodes`` pieces of each DataSet, its target. ``status.placement`` lists the
+    nodes sorted by name, as the reconciler writes it. Returns the counts written.
     """
     if nodes % ZONES:
         raise ValueError(f"nodes must be a multiple of {ZONES}")
@@ -86,10 +87,13 @@ def make_balanced_snapshot(path: Path, *, nodes: int, replicas_total: int, datas
             out.write(b"," if z or i else b"")
             out.write(orjson.dumps(obj))
             names[ZONES * i + z] = name
+        ordered = sorted(names)  # status.placement as the reconciler writes it: nodes sorted
+        where = {name: i for i, name in enumerate(ordered)}
+        sorted_of = np.array([where[name] for name in names], dtype=np.int32)
         for d, shards in enumerate(counts):
             ds = dataset_object(f"ds-{d}", namespace="bench", shards=shards, shard_size="1Gi", redundancy=Replicas(3))
-            pieces = (np.arange(3 * shards, dtype=np.int64) % nodes).reshape(shards, 3).astype(np.int32)
-            ds["status"] = {"placement": {"nodes": names, "shards": pieces}}
+            pieces = sorted_of[(np.arange(3 * shards, dtype=np.int64) % nodes).reshape(shards, 3)]
+            ds["status"] = {"placement": {"nodes": ordered, "shards": pieces}}
             out.write(b",")
             out.write(orjson.dumps(ds, option=orjson.OPT_SERIALIZE_NUMPY))
         out.write(b"]}")

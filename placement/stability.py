@@ -125,8 +125,41 @@ def targets(weights: F64, chain: Sequence[tuple[I64, int]], per_node_max: float,
     return _waterfill(parent, weights, np.full(n, per_node_max), amount)
 
 
+class NodeTable:
+    """Nodes typed once for many :func:`keeps` calls: sorted by name, with weights, selector
+    matches and domain ids computed on first use and remembered (one table per cluster view)."""
+
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        self.nodes = sorted(nodes, key=lambda n: n.name)
+        self.names = [n.name for n in self.nodes]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.duplicated = len(self.index) != len(self.names)
+        self._weights: dict[str, F64] = {}
+        self._domains: dict[str, I64] = {}
+        self._matches: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
+
+    def weights(self, resource: str) -> F64:
+        """Allocatable ``resource`` per node (base units, as float)."""
+        if resource not in self._weights:
+            self._weights[resource] = np.array([float(n.allocatable.get(resource)) for n in self.nodes], dtype=np.float64)
+        return self._weights[resource]
+
+    def domains(self, key: str) -> I64:
+        """Dense domain ids per node at ``key`` (a level or a label; same id = same domain)."""
+        if key not in self._domains:
+            self._domains[key] = _dense([n.domain(key) for n in self.nodes])
+        return self._domains[key]
+
+    def matching(self, selector: dict[str, str]) -> npt.NDArray[np.bool_]:
+        """Nodes carrying every label of ``selector``."""
+        key = tuple(sorted(selector.items()))
+        if key not in self._matches:
+            self._matches[key] = np.array([matches(n, selector) for n in self.nodes], dtype=bool)
+        return self._matches[key]
+
+
 def keeps(
-    nodes: Sequence[Node],
+    nodes: Sequence[Node] | NodeTable,
     spec: DataSetSpec,
     previous: ShardPlacement,
     *,
@@ -135,6 +168,8 @@ def keeps(
 ) -> bool:
     """True only if ``place(nodes, spec, previous=previous, weight=weight, settings=settings)``
     keeps every piece where it is (module docstring); ``False`` when it may not.
+
+    ``nodes`` may be a :class:`NodeTable` of them (to check many DataSets on the same nodes).
 
     Examples
     --------
@@ -151,22 +186,20 @@ def keeps(
     shards, width = spec.shards, spec.redundancy.width
     if previous.pieces.shape != (shards, width) or shards == 0 or width == 0:
         return False
-    selector = dict(spec.node_selector)
-    seen: set[str] = set()
-    chosen: list[Node] = []
-    for node in nodes:
-        if node.name in seen:
-            return False  # build_layout raises: place decides
-        seen.add(node.name)
-        if matches(node, selector) and node.allocatable.get(weight) > 0:
-            chosen.append(node)
-    chosen.sort(key=lambda n: n.name)
-    index = {n.name: i for i, n in enumerate(chosen)}
-    lut = np.array([*(index.get(n, -1) for n in previous.nodes), -1], dtype=np.int64)
+    table = nodes if isinstance(nodes, NodeTable) else NodeTable(nodes)
+    if table.duplicated:
+        return False  # build_layout raises: place decides
+    allocatable = table.weights(weight)
+    ok = table.matching(dict(spec.node_selector)) & (allocatable > 0)
+    chosen = np.flatnonzero(ok)
+    position = np.full(len(table.names) + 1, -1, dtype=np.int64)
+    position[chosen] = np.arange(len(chosen))
+    known = np.fromiter((table.index.get(n, -1) for n in previous.nodes), dtype=np.int64, count=len(previous.nodes))
+    lut = np.append(position[known], -1)
     pieces = lut[previous.pieces]
     if (pieces < 0).any():
         return False  # a missing piece, or one on a node that is not eligible
-    domains = _dense([n.domain(spec.failure_domain) for n in chosen])
+    domains = table.domains(spec.failure_domain)[chosen]
     red = spec.redundancy
     cap, problem = rule_cap(width, red.tolerates, len(np.unique(domains)))
     if problem or int(np.minimum(np.bincount(domains), cap).sum()) < width:
@@ -185,14 +218,14 @@ def keeps(
     piece_bytes = spec.shard_sizes.astype(np.float64) * red.piece_fraction()
     per_node_max = float(piece_bytes.sum())
     total = per_node_max * width
-    weights = np.array([float(max(n.allocatable.get(weight), 1)) for n in chosen], dtype=np.float64)
+    weights = np.maximum(allocatable[chosen], 1.0)
     goal = targets(weights, [(domains, cap)], per_node_max, total)
     fd_level = LEVEL_OF_KEY.get(spec.failure_domain)
     coarser = LEVELS[LEVELS.index(fd_level) + 1 :] if fd_level in LEVELS and cfg.spread_cost_limit is not None else ()
     plain = goal
     spread: list[tuple[I64, int]] = []
     for level in coarser:
-        ids = _dense([n.domain(level) for n in chosen])
+        ids = table.domains(level)[chosen]
         n_level = len(np.unique(ids))
         if n_level <= 1:
             continue
@@ -214,4 +247,4 @@ def keeps(
     return bool((loads <= hi * (1 - MARGIN)).all() and (loads >= lo * (1 + MARGIN)).all() and (lo > 0).all())
 
 
-__all__ = ["keeps", "slots", "targets"]
+__all__ = ["NodeTable", "keeps", "slots", "targets"]

@@ -38,6 +38,7 @@ import hashlib
 import math
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -45,7 +46,7 @@ import numpy.typing as npt
 
 from dataplane.reconciler.settings import ReconcilerSettings
 from placement import PlacementResult, place
-from placement.stability import keeps
+from placement.stability import NodeTable, keeps
 from topology import labels
 from topology.clusters import shared_level
 from topology.datasets import DataSet, ShardPlacement, Transfer
@@ -62,17 +63,50 @@ EventType = Literal["Normal", "Warning"]
 CONDITION_TYPES = ("Placed", "Ready", "Degraded")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ClusterView:
     """What the reconciler knows of the cluster at one moment.
 
     ``nodes`` are the Node objects present; ``lost`` the present ones NotReady past the grace
     period (a node absent from ``nodes`` is lost too); ``holdings`` every agent's report by node.
+    What every DataSet's decision reads of the nodes (sorted, eligible, movable, their table) is
+    computed once per view (cached properties).
     """
 
     nodes: Mapping[str, Node]
     lost: frozenset[str] = frozenset()
     holdings: Mapping[str, NodeHoldings] = field(default_factory=dict)
+
+    @cached_property
+    def ordered(self) -> list[Node]:
+        """Every node, sorted by name."""
+        return sorted(self.nodes.values(), key=lambda n: n.name)
+
+    @cached_property
+    def eligible_nodes(self) -> list[Node]:
+        """The nodes that may receive new pieces, sorted by name."""
+        return [n for n in self.ordered if self.eligible(n)]
+
+    @cached_property
+    def eligible_table(self) -> NodeTable:
+        """:attr:`eligible_nodes` typed for :func:`placement.stability.keeps`."""
+        return NodeTable(self.eligible_nodes)
+
+    @cached_property
+    def alive_names(self) -> frozenset[str]:
+        """The nodes present and not lost."""
+        return frozenset(self.nodes.keys() - self.lost)
+
+    @cached_property
+    def kept_candidates(self) -> list[Node]:
+        """Live nodes that are not eligible and not draining (cordoned, NotReady not yet lost),
+        sorted: they keep the pieces they hold."""
+        return [n for n in self.ordered if not self.eligible(n) and self.alive(n.name) and not self.draining(n.name)]
+
+    @cached_property
+    def movable(self) -> frozenset[str]:
+        """Eligible nodes, and live ones not draining (they keep what they hold)."""
+        return frozenset(n.name for n in self.nodes.values() if self.eligible(n) or (self.alive(n.name) and not self.draining(n.name)))
 
     def alive(self, name: str) -> bool:
         return name in self.nodes and name not in self.lost
@@ -130,8 +164,12 @@ class Decision:
     degraded_shards: int = 0
     shard_ready: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64), compare=False, repr=False)
 
-    def status(self, generation: int | None) -> dict[str, Any]:
-        """The reconciler-owned part of ``status`` (conditions without times: see :func:`status_patch`)."""
+    def status(self, generation: int | None, *, placement_json: Any = None) -> dict[str, Any]:
+        """The reconciler-owned part of ``status`` (conditions without times: see :func:`status_patch`).
+
+        ``placement_json``: the JSON of :attr:`placement` when the caller has it already (the
+        object's own ``status.placement`` when the target did not change), not rendered again.
+        """
         out: dict[str, Any] = {
             "transfers": [t.to_json() for t in self.transfers],
             "pieces": {"ready": self.ready, "total": self.total},
@@ -139,7 +177,7 @@ class Decision:
             "conditions": [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in self.conditions],
         }
         if self.placement is not None:
-            out["placement"] = placement_status(self.placement)
+            out["placement"] = placement_json if placement_json is not None else placement_status(self.placement)
         if generation is not None:
             out["observedGeneration"] = generation
         return out
@@ -180,7 +218,7 @@ class Holders:
             return out
         keys = [piece_key(self.spec, p) for p in range(width)]
         codes: dict[str, list[npt.NDArray[np.int64]]] = {k: [] for k in set(keys)}
-        for j in np.unique(index[index >= 0]).tolist():
+        for j in used_indexes(index, len(nodes)):
             name = nodes[j]
             if not name or not self.cluster.alive(name):
                 continue
@@ -217,6 +255,12 @@ def index_of(placement: ShardPlacement | None, shards: int, width: int) -> npt.N
         ss, ww = min(shards, placement.shards), min(width, placement.width)
         out[:ss, :ww] = placement.pieces[:ss, :ww]
     return out
+
+
+def used_indexes(index: npt.NDArray[np.int32], size: int) -> list[int]:
+    """The distinct indexes ``>= 0`` in ``index`` (all ``< size``), ascending: ``np.unique`` by counting."""
+    found = index[index >= 0]
+    return np.flatnonzero(np.bincount(found, minlength=size)).tolist() if found.size else []
 
 
 def from_names(names: npt.NDArray[np.object_]) -> ShardPlacement:
@@ -360,17 +404,14 @@ def _replan(dataset: DataSet, cluster: ClusterView, settings: ReconcilerSettings
     returned as it is, without calling ``place`` (the steady state costs O(pieces) numpy).
     """
     spec = dataset.spec
-    ordered = sorted(cluster.nodes.values(), key=lambda n: n.name)
-    eligible = [n for n in ordered if cluster.eligible(n)]
+    eligible = cluster.eligible_nodes
     kw: dict[str, Any] = {"weight": settings.weight, "seed": settings.seed, "settings": settings.placement}
     if dataset.placement is None:
         return Replan.of(place(eligible, spec, **kw))
     holding = set(dataset.placement.nodes)
-    keep = [
-        n for n in ordered
-        if n.name in holding and not cluster.eligible(n) and cluster.alive(n.name) and not cluster.draining(n.name)
-    ]  # fmt: skip
-    if keeps([*eligible, *keep], spec, dataset.placement, weight=settings.weight, settings=settings.placement):
+    keep = [n for n in cluster.kept_candidates if n.name in holding]
+    table = NodeTable([*eligible, *keep]) if keep else cluster.eligible_table
+    if keeps(table, spec, dataset.placement, weight=settings.weight, settings=settings.placement):
         return Replan(dataset.placement, 0, 0, kept=True)
     if keep:
         result = place([*eligible, *keep], spec, previous=dataset.placement, **kw)
@@ -443,8 +484,8 @@ def decide(
         counts: npt.NDArray[np.int64] = out.sum(axis=1).astype(np.int64)
         return counts
 
-    used = np.unique(old_index[old_index >= 0]).tolist()
-    gone = {old_nodes[i] for i in used if old_nodes[i] and not cluster.alive(old_nodes[i])}
+    used = used_indexes(old_index, len(old_nodes))
+    gone = {old_nodes[i] for i in used} - cluster.alive_names - {""}
     old_ready = holders.matrix(old_nodes, old_index)
     before = with_transfers(old_ready, existing)
     # Moves, shard by shard, most urgent first, within the per-node transfer bound.
@@ -465,7 +506,7 @@ def decide(
     bound = cfg.max_transfers_per_node
     # Repair first: while pieces are missing or in flight, moves that are only a rebalance (every
     # old holder alive, not draining, still a target or kept) wait, so copies go to repairs.
-    movable = {n.name for n in cluster.nodes.values() if cluster.eligible(n) or (cluster.alive(n.name) and not cluster.draining(n.name))}
+    movable = cluster.movable
     tracked = spec.source is not None or holders.reported()  # else another system writes the bytes
     busy = bool(gone) or bool(existing) or (tracked and bool(((old_index >= 0) & ~old_ready).any()))
     for s in sorted((int(s) for s in moved_rows), key=urgency):
@@ -606,7 +647,7 @@ def decide(
 def compact(placement: ShardPlacement, index: npt.NDArray[np.int32]) -> ShardPlacement:
     """``from_names(names_of(placement, ...))`` from the integer form ``index`` (:func:`index_of`):
     the nodes used, sorted, with the pieces renumbered."""
-    used = np.unique(index[index >= 0]).tolist()
+    used = used_indexes(index, len(placement.nodes))
     names = sorted({placement.nodes[i] for i in used if placement.nodes[i]})
     position = {n: i for i, n in enumerate(names)}
     lut = np.full(len(placement.nodes) + 1, -1, dtype=np.int32)
@@ -672,12 +713,12 @@ def node_annotations(datasets: Sequence[DataSet], cluster: ClusterView, now_text
     and no transfer of any DataSet names it. A node no longer draining loses both.
     """
     referenced: set[str] = set()
-    for ds in datasets:
+    draining = sorted(n for n in cluster.nodes if cluster.draining(n))
+    for ds in datasets if draining else ():  # only draining nodes' references matter
         if ds.placement is not None:
-            referenced.update(ds.placement.nodes[i] for i in np.unique(ds.placement.pieces) if i >= 0)
+            referenced.update(ds.placement.nodes[i] for i in used_indexes(ds.placement.pieces, len(ds.placement.nodes)))
         for t in ds.transfers:
             referenced.update((t.source, t.to))
-    draining = sorted(n for n in cluster.nodes if cluster.draining(n))
     only: dict[str, int] = dict.fromkeys(draining, 0)
     for ds in datasets if draining else ():
         entries = {n: h.of(ds.key, ds.spec.uid) for n, h in cluster.holdings.items() if cluster.alive(n)}

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from dataplane.reconciler.metrics import ReconcilerMetrics
 from dataplane.reconciler.planning import (
     ClusterView,
@@ -290,7 +292,7 @@ class Reconciler:
                 datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight, memo=self.memo, token=token
             )
             report.decisions[key] = decision
-            updated = self._write(key, raw, decision, report)
+            updated = self._write(key, raw, decision, report, datasets[key])
             if updated is not None:
                 with contextlib.suppress(KblError):
                     datasets[key] = DataSet.from_object(updated)
@@ -306,11 +308,17 @@ class Reconciler:
         if self.step_hook is not None:
             self.step_hook(name)
 
-    def _write(self, key: str, raw: Mapping[str, Any], decision: Decision, report: PassReport) -> dict[str, Any] | None:
+    def _write(self, key: str, raw: Mapping[str, Any], decision: Decision, report: PassReport, current: DataSet) -> dict[str, Any] | None:
         old = raw.get("status") or {}
         meta = raw.get("metadata") or {}
         generation = meta.get("generation")
-        body = decision.status(generation if isinstance(generation, int) else None)
+        same = (
+            decision.placement is not None and current.placement is not None
+            and decision.placement.nodes == current.placement.nodes
+            and np.array_equal(decision.placement.pieces, current.placement.pieces)
+        )  # fmt: skip
+        # An unchanged target keeps its JSON: no rendering, and the comparison below is by identity.
+        body = decision.status(generation if isinstance(generation, int) else None, placement_json=old.get("placement") if same else None)
         now_text = format_time(self.clock())
         body["conditions"] = conditions_with_times(body["conditions"], old.get("conditions") or [], now_text)
         if self.dry_run:
