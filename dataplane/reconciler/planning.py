@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -495,7 +496,7 @@ def decide(
         counts[t.source] = counts.get(t.source, 0) + 1
         counts[t.to] = counts.get(t.to, 0) + 1
     moved_rows = np.flatnonzero((old != new).any(axis=1)) if not fresh and new is not old else np.zeros(0, dtype=np.int64)
-    final = old.copy() if not fresh else new.copy()
+    final = old if not fresh else new.copy()  # copied on the first applied row
     applied: list[int] = []
 
     def urgency(s: int) -> tuple[float, int, int]:
@@ -537,6 +538,8 @@ def decide(
             if any(counts.get(n, 0) > 0 and counts.get(n, 0) + k > bound for n, k in need.items()):
                 deferred += 1
                 continue
+        if final is old:
+            final = old.copy()
         final[s] = new[s]
         applied.append(s)
         for p in range(width):
@@ -648,6 +651,9 @@ def compact(placement: ShardPlacement, index: npt.NDArray[np.int32]) -> ShardPla
     """``from_names(names_of(placement, ...))`` from the integer form ``index`` (:func:`index_of`):
     the nodes used, sorted, with the pieces renumbered."""
     used = used_indexes(index, len(placement.nodes))
+    nodes = placement.nodes
+    if len(used) == len(nodes) and all(nodes) and all(map(operator.lt, nodes, nodes[1:])):
+        return ShardPlacement(nodes, index)  # already canonical: every node used, sorted, distinct
     names = sorted({placement.nodes[i] for i in used if placement.nodes[i]})
     position = {n: i for i, n in enumerate(names)}
     lut = np.full(len(placement.nodes) + 1, -1, dtype=np.int32)
@@ -733,7 +739,9 @@ def node_annotations(datasets: Sequence[DataSet], cluster: ClusterView, now_text
                         others |= entry.ready.get(key, frozenset())
                 only[name] += len(shards - others)
     out: dict[str, dict[str, str | None]] = {}
-    for name, node in sorted(cluster.nodes.items()):
+    marked = {n for n, node in cluster.nodes.items() if labels.DATA_DRAINED in node.annotations or labels.LAST_PIECES in node.annotations}
+    for name in sorted(marked | only.keys()):  # any other node wants nothing and has nothing
+        node = cluster.nodes[name]
         have = {k: node.annotations.get(k) for k in (labels.DATA_DRAINED, labels.LAST_PIECES)}
         want: dict[str, str | None]
         if name in only:

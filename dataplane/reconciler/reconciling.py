@@ -35,7 +35,6 @@ from dataplane.reconciler.planning import (
     PlanMemo,
     conditions_with_times,
     decide,
-    lost_nodes,
     node_annotations,
 )
 from dataplane.reconciler.settings import ReconcilerSettings
@@ -92,6 +91,18 @@ def _holdings_fingerprint(obj: Mapping[str, Any] | None) -> dict[str, Any]:
         if isinstance(entry, Mapping):
             out[f"{entry.get('namespace') or 'default'}/{entry.get('name')}"] = (entry.get("uid"), entry.get("ready"))
     return out
+
+
+def _typed_node(obj: Mapping[str, Any]) -> tuple[Node, tuple[float, ...]]:
+    """The typed Node and the times since which its ``Ready`` conditions are not ``True`` (what
+    :func:`~dataplane.reconciler.planning.lost_nodes` reads), parsed once per raw object."""
+    since = []
+    for cond in ((obj.get("status") or {}).get("conditions")) or ():
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready" and cond.get("status") != "True":
+            found = parse_time(cond.get("lastTransitionTime"))
+            if found is not None:
+                since.append(found)
+    return Node.from_object(obj), tuple(since)
 
 
 class Reconciler:
@@ -240,13 +251,17 @@ class Reconciler:
             raw_datasets = dict(self.datasets)
             generation = self._node_generation
         nodes: dict[str, Node] = {}
+        now = self.clock()
+        lost: set[str] = set()
         for name, obj in raw_nodes.items():
             try:
-                node = self._typed_of("node", name, obj, Node.from_object)
+                node, since = self._typed_of("node", name, obj, _typed_node)
             except KblError as exc:
                 log.warning("node skipped: %s", exc)
                 continue
             nodes[node.name] = node
+            if since and any(now - t >= self.settings.node_lost_grace_s for t in since):
+                lost.add(name)
         holdings: dict[str, NodeHoldings] = {}
         for name, obj in raw_holdings.items():
             try:
@@ -255,7 +270,6 @@ class Reconciler:
                 log.warning("holdings skipped: %s", exc)
                 continue
             holdings[found.node] = found
-        lost = lost_nodes(list(raw_nodes.values()), self.clock(), self.settings.node_lost_grace_s)
         datasets: dict[str, DataSet] = {}
         invalid: dict[str, str] = {}
         for key, obj in raw_datasets.items():
@@ -266,7 +280,7 @@ class Reconciler:
         live = {("node", n) for n in raw_nodes} | {("holdings", n) for n in raw_holdings} | {("dataset", k) for k in raw_datasets}
         for gone in [k for k in self._typed if k not in live]:
             del self._typed[gone]
-        cluster = ClusterView(nodes, lost & nodes.keys(), holdings)
+        cluster = ClusterView(nodes, frozenset(lost & nodes.keys()), holdings)
         return cluster, datasets, invalid, (generation, len(nodes), cluster.lost)
 
     def reconcile(self, keys: Iterable[str] | None) -> PassReport:
