@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,8 @@ I64 = npt.NDArray[np.int64]
 MARGIN = 1e-9
 #: A spreading decision closer than this to ``spread_cost_limit`` is "not sure".
 COST_MARGIN = 1e-6
+#: The ``per_node_max`` targets are computed for (they scale with it; 2**40 bytes, about a TiB).
+UNIT = float(2**40)
 
 
 def _dense(values: Sequence[str]) -> I64:
@@ -137,6 +140,8 @@ class NodeTable:
         self._weights: dict[str, F64] = {}
         self._domains: dict[str, I64] = {}
         self._matches: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
+        self._layouts: dict[tuple[Any, ...], tuple[I64, I64, int, F64] | None] = {}
+        self._luts: dict[tuple[tuple[str, ...], int], I64] = {}
 
     def weights(self, resource: str) -> F64:
         """Allocatable ``resource`` per node (base units, as float)."""
@@ -149,6 +154,40 @@ class NodeTable:
         if key not in self._domains:
             self._domains[key] = _dense([n.domain(key) for n in self.nodes])
         return self._domains[key]
+
+    def lut(self, names: tuple[str, ...], position: I64) -> I64:
+        """Per name of ``names`` (and a last ``-1``): its ``position`` (``-1`` for an unknown name)."""
+        key = (names, id(position))
+        if key not in self._luts:
+            known = np.fromiter((self.index.get(n, -1) for n in names), dtype=np.int64, count=len(names))
+            self._luts[key] = np.append(position[known], -1)
+        return self._luts[key]
+
+    def layout(
+        self, selector: dict[str, str], weight: str, failure_domain: str, *, width: int, tolerates: int, spread_cost_limit: float | None
+    ) -> tuple[I64, I64, int, F64] | None:
+        """What :func:`keeps` needs of build_layout, once per distinct input: each node's position
+        among the eligible ones (``-1``: not eligible; one more entry, ``-1``), their domain ids,
+        the cap and the targets for ``per_node_max = UNIT``; ``None`` when the rule cannot be
+        honoured or a spreading decision is too close to call."""
+        key = (tuple(sorted(selector.items())), weight, failure_domain, width, tolerates, spread_cost_limit)
+        if key not in self._layouts:
+            allocatable = self.weights(weight)
+            chosen = np.flatnonzero(self.matching(selector) & (allocatable > 0))
+            position = np.full(len(self.names) + 1, -1, dtype=np.int64)
+            position[chosen] = np.arange(len(chosen))
+            domains = self.domains(failure_domain)[chosen]
+            cap, problem = rule_cap(width, tolerates, len(np.unique(domains)))
+            found: tuple[I64, I64, int, F64] | None = None
+            if not problem and int(np.minimum(np.bincount(domains), cap).sum()) >= width:
+                fd_level = LEVEL_OF_KEY.get(failure_domain)
+                coarser = LEVELS[LEVELS.index(fd_level) + 1 :] if fd_level in LEVELS else ()
+                levels = [self.domains(level)[chosen] for level in coarser]
+                weights = np.maximum(allocatable[chosen], 1.0)
+                goal = _goal(weights, domains, cap, width=width, levels=levels, spread_cost_limit=spread_cost_limit)
+                found = None if goal is None else (position, domains, cap, goal)
+            self._layouts[key] = found
+        return self._layouts[key]
 
     def matching(self, selector: dict[str, str]) -> npt.NDArray[np.bool_]:
         """Nodes carrying every label of ``selector``."""
@@ -189,21 +228,16 @@ def keeps(
     table = nodes if isinstance(nodes, NodeTable) else NodeTable(nodes)
     if table.duplicated:
         return False  # build_layout raises: place decides
-    allocatable = table.weights(weight)
-    ok = table.matching(dict(spec.node_selector)) & (allocatable > 0)
-    chosen = np.flatnonzero(ok)
-    position = np.full(len(table.names) + 1, -1, dtype=np.int64)
-    position[chosen] = np.arange(len(chosen))
-    known = np.fromiter((table.index.get(n, -1) for n in previous.nodes), dtype=np.int64, count=len(previous.nodes))
-    lut = np.append(position[known], -1)
-    pieces = lut[previous.pieces]
+    red = spec.redundancy
+    layout = table.layout(
+        dict(spec.node_selector), weight, spec.failure_domain, width=width, tolerates=red.tolerates, spread_cost_limit=cfg.spread_cost_limit
+    )
+    if layout is None:
+        return False  # the rule cannot be honoured (place raises), or a spreading decision is too close to call
+    position, domains, cap, unit_goal = layout
+    pieces = table.lut(previous.nodes, position)[previous.pieces]
     if (pieces < 0).any():
         return False  # a missing piece, or one on a node that is not eligible
-    domains = table.domains(spec.failure_domain)[chosen]
-    red = spec.redundancy
-    cap, problem = rule_cap(width, red.tolerates, len(np.unique(domains)))
-    if problem or int(np.minimum(np.bincount(domains), cap).sum()) < width:
-        return False
     # The rule: distinct nodes per shard, at most `cap` pieces per domain.
     dom = domains[pieces]
     for q in range(1, width):
@@ -216,16 +250,21 @@ def keeps(
             return False
     # Loads against targets (build_layout's water-filling and spreading, plan's stable band).
     piece_bytes = spec.shard_sizes.astype(np.float64) * red.piece_fraction()
-    per_node_max = float(piece_bytes.sum())
-    total = per_node_max * width
-    weights = np.maximum(allocatable[chosen], 1.0)
-    goal = targets(weights, [(domains, cap)], per_node_max, total)
-    fd_level = LEVEL_OF_KEY.get(spec.failure_domain)
-    coarser = LEVELS[LEVELS.index(fd_level) + 1 :] if fd_level in LEVELS and cfg.spread_cost_limit is not None else ()
+    goal = unit_goal * (float(piece_bytes.sum()) / UNIT)
+    rows = np.repeat(np.arange(shards), width)
+    loads = np.bincount(pieces.ravel(), weights=piece_bytes[rows], minlength=len(goal))
+    tol = cfg.stable_tolerance
+    hi, lo = goal * (1 + tol), goal * (1 - tol)
+    return bool((loads <= hi * (1 - MARGIN)).all() and (loads >= lo * (1 + MARGIN)).all() and (lo > 0).all())
+
+
+def _goal(weights: F64, domains: I64, cap: int, *, width: int, levels: list[I64], spread_cost_limit: float | None) -> F64 | None:
+    """Targets per node for ``per_node_max = UNIT`` (they scale with it), with build_layout's
+    spreading decisions; ``None`` when a decision is within :data:`COST_MARGIN` of the limit."""
+    goal = targets(weights, [(domains, cap)], UNIT, UNIT * width)
     plain = goal
     spread: list[tuple[I64, int]] = []
-    for level in coarser:
-        ids = table.domains(level)[chosen]
+    for ids in levels if spread_cost_limit is not None else ():
         n_level = len(np.unique(ids))
         if n_level <= 1:
             continue
@@ -233,18 +272,14 @@ def keeps(
         chain = [rule, *reversed(spread), (domains, cap)]
         if slots(chain) < width:
             continue
-        trial = targets(weights, chain, per_node_max, total)
+        trial = targets(weights, chain, UNIT, UNIT * width)
         cost = float(np.max(np.abs(trial - plain) / np.maximum(plain, 1e-300)))
-        if abs(cost - float(cfg.spread_cost_limit or 0.0)) < COST_MARGIN:
-            return False
-        if cost <= float(cfg.spread_cost_limit or 0.0):
+        if abs(cost - float(spread_cost_limit or 0.0)) < COST_MARGIN:
+            return None
+        if cost <= float(spread_cost_limit or 0.0):
             spread.append(rule)
             goal = trial
-    rows = np.repeat(np.arange(shards), width)
-    loads = np.bincount(pieces.ravel(), weights=piece_bytes[rows], minlength=len(chosen))
-    tol = cfg.stable_tolerance
-    hi, lo = goal * (1 + tol), goal * (1 - tol)
-    return bool((loads <= hi * (1 - MARGIN)).all() and (loads >= lo * (1 + MARGIN)).all() and (lo > 0).all())
+    return goal
 
 
 __all__ = ["NodeTable", "keeps", "slots", "targets"]
