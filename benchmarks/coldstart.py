@@ -15,7 +15,7 @@ child process:
   DataSet's event; peak RSS; how many DataSets called ``placement.place``.
 - ``command``: a whole CLI command (``kbl reconciler --once --dry-run --snapshot FILE``,
   ``kbl controller --once --dry-run --snapshot FILE``): wall time and the child's peak RSS.
-- ``place``: one fresh :func:`placement.place` of one DataSet on the snapshot's nodes.
+- ``place``: one fresh :func:`placement.place` of a new DataSet on the snapshot's nodes.
 
 ``kbl bench coldstart --nodes 5000 20000 100000`` prints the table; BENCHMARKS.md has the figures.
 """
@@ -150,33 +150,28 @@ def child_reconciler(path: str) -> None:
     )
 
 
-def child_place(path: str) -> None:
-    """Measured in a fresh process: one fresh ``place`` of the snapshot's largest DataSet."""
+def child_place(path: str, pieces: str) -> None:
+    """Measured in a fresh process: one fresh ``place`` of a new 3x DataSet of ``pieces`` pieces
+    (1 GiB shards, host failure domain) on the snapshot's nodes."""
     from placement import place
     from topology.datasets import DataSet
     from topology.nodes import Node
     from topology.snapshots import iter_file_objects
 
-    nodes: list[Node] = []
-    biggest: DataSet | None = None
-    for obj in iter_file_objects(path):
-        if obj.get("kind") == "Node":
-            nodes.append(Node.from_object(obj))
-        elif obj.get("kind") == "DataSet":
-            obj.pop("status", None)
-            found = DataSet.from_object(obj)
-            biggest = found if biggest is None or found.spec.shards > biggest.spec.shards else biggest
-    assert biggest is not None
+    nodes = [Node.from_object(obj) for obj in iter_file_objects(path) if obj.get("kind") == "Node"]
+    shards = -(-int(pieces) // 3)
+    spec = DataSet.from_object(dataset_object("new", namespace="bench", shards=shards, shard_size="1Gi", redundancy=Replicas(3))).spec
     t0 = time.perf_counter()
-    result = place(nodes, biggest.spec)
+    result = place(nodes, spec)
     elapsed = time.perf_counter() - t0
     print(
         json.dumps(
             {
                 "nodes": len(nodes),
-                "pieces": int(biggest.spec.shards * biggest.spec.redundancy.width),
+                "pieces": 3 * shards,
                 "place_s": elapsed,
                 "violations": result.report.violations,
+                "balance": str(result.report.balance),
                 "peak_rss_mib": peak_rss_mib(),
             }
         )
@@ -208,7 +203,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, nargs="+", default=[5000], help="cluster sizes (multiples of 4)")
     parser.add_argument("--replicas-per-node", type=int, default=100, help="3x replicas per node (default %(default)s)")
     parser.add_argument("--datasets", type=int, default=10)
-    parser.add_argument("--place", action="store_true", help="also time one fresh place() of the largest DataSet")
+    parser.add_argument("--place", type=int, default=0, metavar="PIECES", help="also time a fresh place() of PIECES pieces")
     parser.add_argument("--keep", metavar="DIR", help="write the snapshots here and keep them (default: a temporary folder)")
     parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures as JSON")
 
@@ -227,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
             row["reconciler_cli"] = run_command([sys.executable, "-m", "kbl", "reconciler", "--once", "--dry-run", "--snapshot", str(path)])
             row["controller_cli"] = run_command([sys.executable, "-m", "kbl", "controller", "--once", "--dry-run", "--snapshot", str(path)])
             if args.place:
-                row["place"] = run_child("benchmarks.coldstart", "place", str(path), timeout_s=3600)
+                row["place"] = run_child("benchmarks.coldstart", "place", str(path), str(args.place), timeout_s=3600)
             row["load_average"] = os.getloadavg()
             rows.append(row)
             rec = row["reconciler"]
@@ -249,4 +244,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    {"reconciler": child_reconciler, "place": child_place}[sys.argv[1]](sys.argv[2])
+    if sys.argv[1] == "place":
+        child_place(sys.argv[2], sys.argv[3])
+    else:
+        child_reconciler(sys.argv[2])
