@@ -105,6 +105,18 @@ class ClusterView:
         return [n for n in self.ordered if not self.eligible(n) and self.alive(n.name) and not self.draining(n.name)]
 
     @cached_property
+    def draining_names(self) -> list[str]:
+        """Nodes annotated ``kbl.io/drain``, sorted."""
+        return sorted(n for n in self.nodes if self.draining(n))
+
+    @cached_property
+    def annotated_names(self) -> frozenset[str]:
+        """Nodes carrying ``kbl.io/data-drained`` or ``kbl.io/last-pieces``."""
+        return frozenset(
+            n for n, node in self.nodes.items() if labels.DATA_DRAINED in node.annotations or labels.LAST_PIECES in node.annotations
+        )
+
+    @cached_property
     def movable(self) -> frozenset[str]:
         """Eligible nodes, and live ones not draining (they keep what they hold)."""
         return frozenset(n.name for n in self.nodes.values() if self.eligible(n) or (self.alive(n.name) and not self.draining(n.name)))
@@ -719,7 +731,7 @@ def node_annotations(datasets: Sequence[DataSet], cluster: ClusterView, now_text
     and no transfer of any DataSet names it. A node no longer draining loses both.
     """
     referenced: set[str] = set()
-    draining = sorted(n for n in cluster.nodes if cluster.draining(n))
+    draining = cluster.draining_names
     for ds in datasets if draining else ():  # only draining nodes' references matter
         if ds.placement is not None:
             referenced.update(ds.placement.nodes[i] for i in used_indexes(ds.placement.pieces, len(ds.placement.nodes)))
@@ -739,8 +751,7 @@ def node_annotations(datasets: Sequence[DataSet], cluster: ClusterView, now_text
                         others |= entry.ready.get(key, frozenset())
                 only[name] += len(shards - others)
     out: dict[str, dict[str, str | None]] = {}
-    marked = {n for n, node in cluster.nodes.items() if labels.DATA_DRAINED in node.annotations or labels.LAST_PIECES in node.annotations}
-    for name in sorted(marked | only.keys()):  # any other node wants nothing and has nothing
+    for name in sorted(cluster.annotated_names | only.keys()):  # any other node wants nothing and has nothing
         node = cluster.nodes[name]
         have = {k: node.annotations.get(k) for k in (labels.DATA_DRAINED, labels.LAST_PIECES)}
         want: dict[str, str | None]

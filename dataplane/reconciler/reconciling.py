@@ -159,6 +159,9 @@ class Reconciler:
         # plan per DataSet: a pass re-types and re-plans only what changed.
         self._typed: dict[tuple[str, str], tuple[Mapping[str, Any], Any]] = {}
         self._node_generation = 0
+        self._view_generation = 0  # bumped by every Node or NodeHoldings change
+        self._nodes_cache: tuple[int, tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, tuple[float, ...]]]] | None = None
+        self._cluster: ClusterView | None = None
         self.memo = PlanMemo()
 
     # ------------------------------------------------------------------ caches
@@ -194,6 +197,7 @@ class Reconciler:
         with self._lock:
             self.nodes = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}  # lists come slim (kube.client)
             self._node_generation += 1
+            self._view_generation += 1
         self._mark(everything=True)
 
     def _on_node(self, event: WatchEvent) -> None:
@@ -204,6 +208,7 @@ class Reconciler:
                 self.nodes.pop(name, None)
             else:
                 self.nodes[name] = slim_node_object(event.object)  # watch events come whole
+            self._view_generation += 1
             changed = event.type == "DELETED" or old is None or _node_fingerprint(old) != _node_fingerprint(event.object)
             if changed:
                 self._node_generation += 1
@@ -213,6 +218,7 @@ class Reconciler:
     def _relist_holdings(self, items: Iterable[Mapping[str, Any]]) -> None:
         with self._lock:
             self.holdings = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}
+            self._view_generation += 1
         self._mark(everything=True)
 
     def _on_holdings(self, event: WatchEvent) -> None:
@@ -223,6 +229,7 @@ class Reconciler:
                 self.holdings.pop(name, None)
             else:
                 self.holdings[name] = dict(event.object)
+            self._view_generation += 1
         before, after = _holdings_fingerprint(old), _holdings_fingerprint(None if event.type == "DELETED" else event.object)
         self._mark(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
@@ -244,24 +251,29 @@ class Reconciler:
         self._typed[(kind, key)] = (obj, typed)
         return typed
 
-    def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str], tuple[int, int, frozenset[str]]]:
+    def _nodes_view(self) -> tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, tuple[float, ...]]]:
+        """Typed Nodes and NodeHoldings, and the NotReady times of the nodes that have some.
+
+        Rebuilt (each object typed once, see :meth:`_typed_of`) only after a Node or NodeHoldings
+        event or relist; otherwise the previous pass's, so a pass after a DataSet event does not
+        walk the nodes."""
         with self._lock:
+            seen = self._view_generation
+            if self._nodes_cache is not None and self._nodes_cache[0] == seen:
+                return self._nodes_cache[1]
             raw_nodes = dict(self.nodes)
             raw_holdings = dict(self.holdings)
-            raw_datasets = dict(self.datasets)
-            generation = self._node_generation
         nodes: dict[str, Node] = {}
-        now = self.clock()
-        lost: set[str] = set()
+        since: dict[str, tuple[float, ...]] = {}
         for name, obj in raw_nodes.items():
             try:
-                node, since = self._typed_of("node", name, obj, _typed_node)
+                node, times = self._typed_of("node", name, obj, _typed_node)
             except KblError as exc:
                 log.warning("node skipped: %s", exc)
                 continue
             nodes[node.name] = node
-            if since and any(now - t >= self.settings.node_lost_grace_s for t in since):
-                lost.add(name)
+            if times:
+                since[node.name] = times
         holdings: dict[str, NodeHoldings] = {}
         for name, obj in raw_holdings.items():
             try:
@@ -270,6 +282,22 @@ class Reconciler:
                 log.warning("holdings skipped: %s", exc)
                 continue
             holdings[found.node] = found
+        present = {"node": raw_nodes, "holdings": raw_holdings}
+        for gone in [k for k in self._typed if k[0] in present and k[1] not in present[k[0]]]:
+            del self._typed[gone]
+        self._nodes_cache = (seen, (nodes, holdings, since))
+        return nodes, holdings, since
+
+    def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str], tuple[int, int, frozenset[str]]]:
+        with self._lock:
+            raw_datasets = dict(self.datasets)
+            generation = self._node_generation
+        nodes, holdings, since = self._nodes_view()
+        now = self.clock()
+        lost = frozenset(n for n, times in since.items() if any(now - t >= self.settings.node_lost_grace_s for t in times))
+        cluster = self._cluster
+        if cluster is None or cluster.nodes is not nodes or cluster.holdings is not holdings or cluster.lost != lost:
+            cluster = self._cluster = ClusterView(nodes, lost, holdings)  # its cached node lists go with it
         datasets: dict[str, DataSet] = {}
         invalid: dict[str, str] = {}
         for key, obj in raw_datasets.items():
@@ -277,10 +305,8 @@ class Reconciler:
                 datasets[key] = self._typed_of("dataset", key, obj, DataSet.from_object)
             except KblError as exc:
                 invalid[key] = str(exc)
-        live = {("node", n) for n in raw_nodes} | {("holdings", n) for n in raw_holdings} | {("dataset", k) for k in raw_datasets}
-        for gone in [k for k in self._typed if k not in live]:
+        for gone in [k for k in self._typed if k[0] == "dataset" and k[1] not in raw_datasets]:
             del self._typed[gone]
-        cluster = ClusterView(nodes, frozenset(lost & nodes.keys()), holdings)
         return cluster, datasets, invalid, (generation, len(nodes), cluster.lost)
 
     def reconcile(self, keys: Iterable[str] | None) -> PassReport:

@@ -175,3 +175,26 @@ def test_unchanged_inputs_reuse_the_last_plan(monkeypatch: pytest.MonkeyPatch) -
     assert calls == []
     decide(ds, smaller, {}, memo=memo, token=cluster_token(cluster))  # the nodes changed: planned again
     assert calls
+
+
+def test_a_pass_after_one_dataset_event_types_no_node_and_plans_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataplane.reconciler import Reconciler, reconciling
+    from kube.replaying import SnapshotApi
+
+    ds, _ = _steady()
+    raw = dataset("d", shards=300)
+    raw["status"] = {"placement": planning.placement_status(ds.placement)} if ds.placement is not None else {}
+    objs = make_cluster_nodes(zones=3, racks_per_zone=2, hosts_per_rack=3)
+    rec = Reconciler(SnapshotApi([*objs, raw]), dry_run=True)
+    first = rec.reconcile_once()
+    assert first.decisions["default/d"].moves == 0
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("called on a pass that should reuse what it has")
+
+    monkeypatch.setattr(reconciling, "_typed_node", refuse)
+    monkeypatch.setattr(planning, "place", refuse)
+    monkeypatch.setattr(planning, "keeps", refuse)
+    rec.datasets["default/d"] = dict(rec.datasets["default/d"])  # an event: a new raw object, same content
+    again = rec.reconcile(["default/d"])
+    _same(again.decisions["default/d"], first.decisions["default/d"])
