@@ -7,6 +7,7 @@ from __future__ import annotations
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "model": ("benchmarks.model", "build the topology model: 5,000 nodes and 1,000,000 shard replicas (time, peak RSS)"),
+    "coldstart": ("benchmarks.coldstart", "reconciler and controller cold start on balanced snapshots (time, peak RSS, place() calls)"),
     "scale": ("benchmarks.scale", "cold start, RSS and incremental updates at 5,000 / 20,000 / 100,000 nodes (--quick for CI)"),
     "locality": ("benchmarks.locality", "locality against the optimum: default, Stork-like, kbl, oracle vs a min-cost-flow bound"),
     "extender": (

@@ -3,28 +3,31 @@
 :class:`SnapshotApi` serves a snapshot's objects read-only, so every component that reads
 cluster state (the extender, the controller's dry run, the reconciler's offline plan) can run on
 a file with no cluster. It refuses every write, so a dry run that tried to change something fails
-loudly instead of pretending.
+loudly instead of pretending. A file is read streaming (:func:`~topology.snapshots.iter_file_objects`:
+one item parsed at a time, Nodes with only the fields kbl reads), so the whole file never exists as
+one tree of Python objects: at 100,000 nodes that tree alone is about 5 GiB.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from kube.api import ApiError, Resource, WatchEvent
-from topology.snapshots import KINDS, read_file_objects
+from topology.snapshots import KINDS, iter_file_objects
 
 
 class SnapshotApi:
     """A read-only :class:`~kube.api.KubeApi` over a snapshot's objects."""
 
-    def __init__(self, objects: list[dict[str, Any]]) -> None:
-        self.objects = [o for o in objects if isinstance(o, dict) and o.get("kind") in KINDS]
+    def __init__(self, objects: Iterable[Any]) -> None:
+        self.objects: list[dict[str, Any]] = [o for o in objects if isinstance(o, dict) and o.get("kind") in KINDS]
 
     @classmethod
     def from_file(cls, path: str) -> SnapshotApi:
-        """Serve a snapshot file; :class:`~topology.errors.SnapshotError` if it is unusable."""
-        return cls(read_file_objects(path))
+        """Serve a snapshot file, read streaming with slim Nodes (module docstring);
+        :class:`~topology.errors.SnapshotError` if it is unusable."""
+        return cls(iter_file_objects(path))
 
     def list(
         self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None

@@ -34,9 +34,12 @@ The rules, in order:
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -44,6 +47,7 @@ import numpy.typing as npt
 
 from dataplane.reconciler.settings import ReconcilerSettings
 from placement import PlacementResult, place
+from placement.stability import NodeTable, keeps
 from topology import labels
 from topology.clusters import shared_level
 from topology.datasets import DataSet, ShardPlacement, Transfer
@@ -60,17 +64,62 @@ EventType = Literal["Normal", "Warning"]
 CONDITION_TYPES = ("Placed", "Ready", "Degraded")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ClusterView:
     """What the reconciler knows of the cluster at one moment.
 
     ``nodes`` are the Node objects present; ``lost`` the present ones NotReady past the grace
     period (a node absent from ``nodes`` is lost too); ``holdings`` every agent's report by node.
+    What every DataSet's decision reads of the nodes (sorted, eligible, movable, their table) is
+    computed once per view (cached properties).
     """
 
     nodes: Mapping[str, Node]
     lost: frozenset[str] = frozenset()
     holdings: Mapping[str, NodeHoldings] = field(default_factory=dict)
+
+    @cached_property
+    def ordered(self) -> list[Node]:
+        """Every node, sorted by name."""
+        return sorted(self.nodes.values(), key=lambda n: n.name)
+
+    @cached_property
+    def eligible_nodes(self) -> list[Node]:
+        """The nodes that may receive new pieces, sorted by name."""
+        return [n for n in self.ordered if self.eligible(n)]
+
+    @cached_property
+    def eligible_table(self) -> NodeTable:
+        """:attr:`eligible_nodes` typed for :func:`placement.stability.keeps`."""
+        return NodeTable(self.eligible_nodes)
+
+    @cached_property
+    def alive_names(self) -> frozenset[str]:
+        """The nodes present and not lost."""
+        return frozenset(self.nodes.keys() - self.lost)
+
+    @cached_property
+    def kept_candidates(self) -> list[Node]:
+        """Live nodes that are not eligible and not draining (cordoned, NotReady not yet lost),
+        sorted: they keep the pieces they hold."""
+        return [n for n in self.ordered if not self.eligible(n) and self.alive(n.name) and not self.draining(n.name)]
+
+    @cached_property
+    def draining_names(self) -> list[str]:
+        """Nodes annotated ``kbl.io/drain``, sorted."""
+        return sorted(n for n in self.nodes if self.draining(n))
+
+    @cached_property
+    def annotated_names(self) -> frozenset[str]:
+        """Nodes carrying ``kbl.io/data-drained`` or ``kbl.io/last-pieces``."""
+        return frozenset(
+            n for n, node in self.nodes.items() if labels.DATA_DRAINED in node.annotations or labels.LAST_PIECES in node.annotations
+        )
+
+    @cached_property
+    def movable(self) -> frozenset[str]:
+        """Eligible nodes, and live ones not draining (they keep what they hold)."""
+        return frozenset(n.name for n in self.nodes.values() if self.eligible(n) or (self.alive(n.name) and not self.draining(n.name)))
 
     def alive(self, name: str) -> bool:
         return name in self.nodes and name not in self.lost
@@ -128,8 +177,12 @@ class Decision:
     degraded_shards: int = 0
     shard_ready: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64), compare=False, repr=False)
 
-    def status(self, generation: int | None) -> dict[str, Any]:
-        """The reconciler-owned part of ``status`` (conditions without times: see :func:`status_patch`)."""
+    def status(self, generation: int | None, *, placement_json: Any = None) -> dict[str, Any]:
+        """The reconciler-owned part of ``status`` (conditions without times: see :func:`status_patch`).
+
+        ``placement_json``: the JSON of :attr:`placement` when the caller has it already (the
+        object's own ``status.placement`` when the target did not change), not rendered again.
+        """
         out: dict[str, Any] = {
             "transfers": [t.to_json() for t in self.transfers],
             "pieces": {"ready": self.ready, "total": self.total},
@@ -137,7 +190,7 @@ class Decision:
             "conditions": [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in self.conditions],
         }
         if self.placement is not None:
-            out["placement"] = self.placement.to_status()
+            out["placement"] = placement_json if placement_json is not None else placement_status(self.placement)
         if generation is not None:
             out["observedGeneration"] = generation
         return out
@@ -170,6 +223,31 @@ class Holders:
         """The node is alive and reports the piece ready."""
         return bool(node) and self.cluster.alive(node) and self.had(node, shard, piece)
 
+    def matrix(self, nodes: Sequence[str], index: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+        """:meth:`ready` for every slot at once: ``index`` is ``shards x width`` into ``nodes`` (-1: none)."""
+        shards, width = index.shape
+        out = np.zeros(index.shape, dtype=bool)
+        if not shards or not width or not self.cluster.holdings:
+            return out
+        keys = [piece_key(self.spec, p) for p in range(width)]
+        codes: dict[str, list[npt.NDArray[np.int64]]] = {k: [] for k in set(keys)}
+        for j in used_indexes(index, len(nodes)):
+            name = nodes[j]
+            if not name or not self.cluster.alive(name):
+                continue
+            ready = self._ready_map(name)
+            for key, found in codes.items():
+                held = ready.get(key)
+                if held:
+                    got = np.fromiter(held, dtype=np.int64, count=len(held))
+                    found.append(j * np.int64(shards) + got[(got >= 0) & (got < shards)])
+        rows = np.arange(shards, dtype=np.int64)
+        for p, key in enumerate(keys):
+            if codes[key]:
+                col = index[:, p].astype(np.int64)
+                out[:, p] = (col >= 0) & np.isin(col * shards + rows, np.concatenate(codes[key]))
+        return out
+
 
 def names_of(placement: ShardPlacement | None, shards: int, width: int) -> npt.NDArray[np.object_]:
     """The placement as a ``shards x width`` array of node names ("" for no node)."""
@@ -182,13 +260,39 @@ def names_of(placement: ShardPlacement | None, shards: int, width: int) -> npt.N
     return out
 
 
+def index_of(placement: ShardPlacement | None, shards: int, width: int) -> npt.NDArray[np.int32]:
+    """The placement as a ``shards x width`` array of indexes into ``placement.nodes`` (-1: none),
+    the integer form of :func:`names_of`."""
+    out = np.full((shards, width), -1, dtype=np.int32)
+    if placement is not None:
+        ss, ww = min(shards, placement.shards), min(width, placement.width)
+        out[:ss, :ww] = placement.pieces[:ss, :ww]
+    return out
+
+
+def used_indexes(index: npt.NDArray[np.int32], size: int) -> list[int]:
+    """The distinct indexes ``>= 0`` in ``index`` (all ``< size``), ascending: ``np.unique`` by counting."""
+    found = index[index >= 0]
+    return np.flatnonzero(np.bincount(found, minlength=size)).tolist() if found.size else []
+
+
 def from_names(names: npt.NDArray[np.object_]) -> ShardPlacement:
     """A ``shards x width`` array of node names as a :class:`ShardPlacement` (nodes sorted)."""
-    used = sorted({str(n) for n in names.ravel().tolist() if n})
-    index = {n: i for i, n in enumerate(used)}
-    index[""] = -1
-    pieces = np.vectorize(lambda n: index[str(n)], otypes=[np.int32])(names) if names.size else np.zeros(names.shape, dtype=np.int32)
-    return ShardPlacement(tuple(used), pieces.astype(np.int32))
+    if not names.size:
+        return ShardPlacement((), np.zeros(names.shape, dtype=np.int32))
+    uniq, inverse = np.unique(names.astype(str), return_inverse=True)
+    used = [str(u) for u in uniq.tolist()]
+    pieces = inverse.reshape(names.shape).astype(np.int32)
+    if used[0] == "":
+        used, pieces = used[1:], pieces - 1
+    return ShardPlacement(tuple(used), pieces)
+
+
+def placement_status(placement: ShardPlacement) -> dict[str, Any]:
+    """:meth:`ShardPlacement.to_status`, without a Python loop per piece when no piece is missing."""
+    if (placement.pieces >= 0).all():
+        return {"nodes": list(placement.nodes), "shards": placement.pieces.astype(np.int64).tolist()}
+    return placement.to_status()
 
 
 def previous_condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
@@ -242,24 +346,92 @@ def copy_source(dataset: DataSet, cluster: ClusterView, holders: Holders, shard:
     return "nothing (no ready holder, no source)"
 
 
-def _replan(dataset: DataSet, cluster: ClusterView, settings: ReconcilerSettings) -> PlacementResult:
-    """The new target: fresh, or from the previous one with cordoned/NotReady holders kept."""
+@dataclass(frozen=True, slots=True)
+class Replan:
+    """What :func:`decide` takes from a (re)placement: the target, its rule violations and cap.
+
+    ``kept`` is set when :func:`placement.stability.keeps` showed that ``place(previous=target)``
+    would keep the target as it is, so ``place`` was not called.
+    """
+
+    placement: ShardPlacement
+    violations: int
+    cap: int
+    kept: bool = False
+
+    @classmethod
+    def of(cls, result: PlacementResult) -> Replan:
+        return cls(result.placement, result.report.violations, result.report.cap)
+
+
+class PlanMemo:
+    """The last :class:`Replan` per DataSet with the inputs it came from, so a DataSet whose
+    inputs did not change since its last decision is not planned again (the reconciler keeps one).
+
+    The inputs are the spec, the target, the settings and, for every node, what
+    :func:`_replan` reads of it (eligible, alive, draining, labels, allocatable): a
+    :meth:`ClusterView.token` computed once per pass.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[tuple[Any, ...], Replan]] = {}
+
+    def get(self, key: str, token: tuple[Any, ...]) -> Replan | None:
+        found = self._last.get(key)
+        return found[1] if found is not None and found[0] == token else None
+
+    def put(self, key: str, token: tuple[Any, ...], replan: Replan) -> None:
+        self._last[key] = (token, replan)
+
+    def forget(self, keep: Collection[str]) -> None:
+        for key in [k for k in self._last if k not in keep]:
+            del self._last[key]
+
+
+def cluster_token(cluster: ClusterView) -> int:
+    """A digest of what :func:`_replan` reads of every node (state, labels, allocatable)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(cluster.nodes):
+        node = cluster.nodes[name]
+        digest.update(repr((name, cluster.eligible(node), cluster.alive(name), cluster.draining(name),
+                            node.region, node.zone, node.rack, sorted(node.labels.items()), node.allocatable)).encode())
+    return int.from_bytes(digest.digest(), "big")
+
+
+def _dataset_token(dataset: DataSet, cluster: Hashable, settings: ReconcilerSettings) -> tuple[Any, ...]:
     spec = dataset.spec
-    eligible = [n for n in sorted(cluster.nodes.values(), key=lambda n: n.name) if cluster.eligible(n)]
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(spec.shard_sizes.tobytes())
+    if dataset.placement is not None:
+        digest.update(repr(dataset.placement.nodes).encode())
+        digest.update(repr(dataset.placement.pieces.shape).encode())
+        digest.update(np.ascontiguousarray(dataset.placement.pieces).tobytes())
+    return (cluster, digest.digest(), dataset.placement is None, repr(spec.redundancy), spec.shards, spec.failure_domain,
+            sorted(dict(spec.node_selector).items()), spec.key, settings.weight, settings.seed, settings.placement)
+
+
+def _replan(dataset: DataSet, cluster: ClusterView, settings: ReconcilerSettings) -> Replan:
+    """The new target: fresh, or from the previous one with cordoned/NotReady holders kept.
+
+    A previous target that :func:`placement.stability.keeps` shows ``place`` would keep is
+    returned as it is, without calling ``place`` (the steady state costs O(pieces) numpy).
+    """
+    spec = dataset.spec
+    eligible = cluster.eligible_nodes
     kw: dict[str, Any] = {"weight": settings.weight, "seed": settings.seed, "settings": settings.placement}
     if dataset.placement is None:
-        return place(eligible, spec, **kw)
+        return Replan.of(place(eligible, spec, **kw))
     holding = set(dataset.placement.nodes)
-    keep = [
-        n for n in sorted(cluster.nodes.values(), key=lambda n: n.name)
-        if n.name in holding and not cluster.eligible(n) and cluster.alive(n.name) and not cluster.draining(n.name)
-    ]  # fmt: skip
+    keep = [n for n in cluster.kept_candidates if n.name in holding]
+    table = NodeTable([*eligible, *keep]) if keep else cluster.eligible_table
+    if keeps(table, spec, dataset.placement, weight=settings.weight, settings=settings.placement):
+        return Replan(dataset.placement, 0, 0, kept=True)
     if keep:
         result = place([*eligible, *keep], spec, previous=dataset.placement, **kw)
         kept = {n.name for n in keep}
         if not any(m.to_node in kept for m in result.moves):
-            return result
-    return place(eligible, spec, previous=dataset.placement, **kw)
+            return Replan.of(result)
+    return Replan.of(place(eligible, spec, previous=dataset.placement, **kw))
 
 
 def decide(
@@ -269,6 +441,8 @@ def decide(
     *,
     settings: ReconcilerSettings | None = None,
     in_flight: Mapping[str, int] | None = None,
+    memo: PlanMemo | None = None,
+    token: Hashable | None = None,
 ) -> Decision:
     """The new status of one DataSet (module docstring).
 
@@ -282,9 +456,13 @@ def decide(
         The DataSet's current raw ``status`` (conditions, ``lostShards``, ``pieces``).
     in_flight:
         Transfers per node of *other* DataSets (the per-node bound is over all of them).
+    memo, token:
+        The last plans and :func:`cluster_token` of ``cluster``: a DataSet whose spec, target and
+        nodes did not change since its last decision reuses that plan.
 
     Never raises for a bad DataSet: a :class:`~topology.errors.PlacementError` becomes
-    ``Placed=False`` reason ``PlacementFailed`` and a Warning Event.
+    ``Placed=False`` reason ``PlacementFailed`` and a Warning Event. Every per-slot step is
+    vectorised (numpy over ``shards x width``); Python loops run over changed shards only.
     """
     cfg = settings or ReconcilerSettings()
     status = previous or {}
@@ -294,29 +472,44 @@ def decide(
     holders = Holders(dataset, cluster)
     events: list[Event] = []
     old = names_of(dataset.placement, shards, width)
-    try:
-        result: PlacementResult | None = _replan(dataset, cluster, cfg)
-        problem = ""
-    except KblError as exc:
-        result, problem = None, str(exc)
+    old_index = index_of(dataset.placement, shards, width)
+    old_nodes = dataset.placement.nodes if dataset.placement is not None else ()
+    inputs = _dataset_token(dataset, token, cfg) if memo is not None and token is not None else None
+    result: Replan | None = memo.get(spec.key, inputs) if memo is not None and inputs is not None else None
+    problem = ""
+    if result is None:
+        try:
+            result = _replan(dataset, cluster, cfg)
+        except KblError as exc:
+            result, problem = None, str(exc)
+        if memo is not None and inputs is not None and result is not None:
+            memo.put(spec.key, inputs, result)
     existing = {(t.shard, t.piece): t for t in dataset.transfers if t.shard < shards and t.piece < width}
-    new = old.copy() if result is None else names_of(result.placement, shards, width)
+    new = old if result is None or result.kept else names_of(result.placement, shards, width)
     fresh = dataset.placement is None
-    # What the slots held before this pass: ready pieces per shard (target holders + transfer sources).
-    def slot_ready(names: npt.NDArray[np.object_], transfers: Mapping[tuple[int, int], Transfer], s: int, p: int) -> bool:
-        t = transfers.get((s, p))
-        return holders.ready(str(names[s, p]), s, p) or (t is not None and holders.ready(t.source, s, p))
 
-    gone = {str(n) for n in np.unique(old) if n and not cluster.alive(str(n))}
-    before = np.array([sum(slot_ready(old, existing, s, p) for p in range(width)) for s in range(shards)], dtype=np.int64)
+    def with_transfers(ready: npt.NDArray[np.bool_], transfers: Mapping[tuple[int, int], Transfer]) -> npt.NDArray[np.int64]:
+        """Ready pieces per shard: target holders + transfer sources."""
+        out = ready.copy()
+        for (s, p), t in transfers.items():
+            if not out[s, p] and holders.ready(t.source, s, p):
+                out[s, p] = True
+        counts: npt.NDArray[np.int64] = out.sum(axis=1).astype(np.int64)
+        return counts
+
+    used = used_indexes(old_index, len(old_nodes))
+    gone = {old_nodes[i] for i in used} - cluster.alive_names - {""}
+    old_ready = holders.matrix(old_nodes, old_index)
+    before = with_transfers(old_ready, existing)
     # Moves, shard by shard, most urgent first, within the per-node transfer bound.
     counts: dict[str, int] = dict(in_flight or {})
     transfers: dict[tuple[int, int], Transfer] = {}
     for t in existing.values():
         counts[t.source] = counts.get(t.source, 0) + 1
         counts[t.to] = counts.get(t.to, 0) + 1
-    moved_rows = np.flatnonzero((old != new).any(axis=1)) if not fresh else np.zeros(0, dtype=np.int64)
-    final = old.copy() if not fresh else new.copy()
+    moved_rows = np.flatnonzero((old != new).any(axis=1)) if not fresh and new is not old else np.zeros(0, dtype=np.int64)
+    final = old if not fresh else new.copy()  # copied on the first applied row
+    applied: list[int] = []
 
     def urgency(s: int) -> tuple[float, int, int]:
         leaving = [cluster.deadline(str(n)) for n in old[s] if n and cluster.draining(str(n))]
@@ -326,11 +519,9 @@ def decide(
     bound = cfg.max_transfers_per_node
     # Repair first: while pieces are missing or in flight, moves that are only a rebalance (every
     # old holder alive, not draining, still a target or kept) wait, so copies go to repairs.
-    movable = {n.name for n in cluster.nodes.values() if cluster.eligible(n) or (cluster.alive(n.name) and not cluster.draining(n.name))}
+    movable = cluster.movable
     tracked = spec.source is not None or holders.reported()  # else another system writes the bytes
-    busy = bool(gone) or bool(existing) or (
-        tracked and any(old[s, p] and not holders.ready(str(old[s, p]), s, p) for s in range(shards) for p in range(width))
-    )
+    busy = bool(gone) or bool(existing) or (tracked and bool(((old_index >= 0) & ~old_ready).any()))
     for s in sorted((int(s) for s in moved_rows), key=urgency):
         optional = all(str(old[s, p]) in movable for p in range(width) if old[s, p] != new[s, p] and old[s, p])
         if busy and optional and not fresh:
@@ -359,7 +550,10 @@ def decide(
             if any(counts.get(n, 0) > 0 and counts.get(n, 0) + k > bound for n, k in need.items()):
                 deferred += 1
                 continue
+        if final is old:
+            final = old.copy()
         final[s] = new[s]
+        applied.append(s)
         for p in range(width):
             if old[s, p] != new[s, p]:
                 existing.pop((s, p), None)
@@ -372,20 +566,38 @@ def decide(
         if str(final[s, p]) != t.to or t.source == t.to or not cluster.alive(t.source) or holders.ready(t.to, s, p):
             continue
         transfers[(s, p)] = t
-    changed = final != old
+    if fresh:
+        target = result.placement if result is not None else None
+        final_ready = holders.matrix(target.nodes if target is not None else (), index_of(target, shards, width))
+        changed = np.zeros((shards, width), dtype=bool)
+    else:
+        final_ready = old_ready.copy()
+        for s in applied:
+            final_ready[s] = [holders.ready(str(final[s, p]), s, p) for p in range(width)]
+        changed = np.zeros((shards, width), dtype=bool)
+        if applied:
+            rows = np.array(applied, dtype=np.int64)
+            changed[rows] = final[rows] != old[rows]
     moves = 0 if fresh else int(changed.sum())
     repairs = 0 if fresh else int(sum(1 for s, p in zip(*np.nonzero(changed), strict=True) if str(old[s, p]) in gone))
-    placement = None if (result is None and dataset.placement is None) else from_names(final)
-    after = np.array([sum(slot_ready(final, transfers, s, p) for p in range(width)) for s in range(shards)], dtype=np.int64)
-    ready = int(sum(holders.ready(str(final[s, p]), s, p) for s in range(shards) for p in range(width) if final[s, p]))
+    if result is None and dataset.placement is None:
+        placement = None
+    elif not fresh and not applied and dataset.placement is not None:
+        placement = compact(dataset.placement, old_index)
+    else:
+        placement = from_names(final)
+    after = with_transfers(final_ready, transfers)
+    ready = int(final_ready.sum())
     total = shards * width
     # Lost shards (no source only): a lost node left fewer than `needed` ready pieces.
     lost = {s for s in previous_lost(status) if s < shards and after[s] < needed}
     if spec.source is None and gone:
         full = _was_full(status)
-        for s in range(shards):
-            on_gone = [p for p in range(width) if str(old[s, p]) in gone]
-            if on_gone and after[s] < needed and (full or any(holders.had(str(old[s, p]), s, p) for p in on_gone)):
+        gone_flag = np.array([n in gone for n in old_nodes] + [False], dtype=bool)
+        on_gone_all = gone_flag[old_index]
+        for s in np.flatnonzero(on_gone_all.any(axis=1) & (after < needed)).tolist():
+            on_gone = np.flatnonzero(on_gone_all[s]).tolist()
+            if full or any(holders.had(str(old[s, p]), s, p) for p in on_gone):
                 lost.add(s)
     new_lost = sorted(lost - previous_lost(status))
     # Events.
@@ -394,7 +606,7 @@ def decide(
         events.append(Event("Warning", "PlacementFailed", problem))
     elif fresh:
         events.append(Event("Normal", "Placed", f"{total} pieces of {shards} shards ({red}) on {len(placement.nodes) if placement else 0} "
-                            f"nodes, at most {result.report.cap} per {spec.failure_domain}"))
+                            f"nodes, at most {result.cap} per {spec.failure_domain}"))
     elif moves:
         why = _why(old, changed, cluster, gone)
         events.append(Event("Normal", "Rebalanced", f"{moves} piece moves because {why}"
@@ -447,11 +659,27 @@ def decide(
     )
 
 
-def _placed(result: PlacementResult | None, problem: str, had: bool, placement: ShardPlacement | None) -> Condition:
+def compact(placement: ShardPlacement, index: npt.NDArray[np.int32]) -> ShardPlacement:
+    """``from_names(names_of(placement, ...))`` from the integer form ``index`` (:func:`index_of`):
+    the nodes used, sorted, with the pieces renumbered."""
+    used = used_indexes(index, len(placement.nodes))
+    nodes = placement.nodes
+    if len(used) == len(nodes) and all(nodes) and all(map(operator.lt, nodes, nodes[1:])):
+        return ShardPlacement(nodes, index)  # already canonical: every node used, sorted, distinct
+    names = sorted({placement.nodes[i] for i in used if placement.nodes[i]})
+    position = {n: i for i, n in enumerate(names)}
+    lut = np.full(len(placement.nodes) + 1, -1, dtype=np.int32)
+    for i in used:
+        if placement.nodes[i]:
+            lut[i] = position[placement.nodes[i]]
+    return ShardPlacement(tuple(names), lut[index])
+
+
+def _placed(result: Replan | None, problem: str, had: bool, placement: ShardPlacement | None) -> Condition:
     if result is None:
         return Condition("Placed", "False", "PlacementFailed", problem + ("; the previous placement is kept" if had else ""))
     nodes = len(placement.nodes) if placement is not None else 0
-    return Condition("Placed", "True", "Placed", f"every piece has a node ({nodes} nodes, {result.report.violations} rule violations)")
+    return Condition("Placed", "True", "Placed", f"every piece has a node ({nodes} nodes, {result.violations} rule violations)")
 
 
 def _why(old: npt.NDArray[np.object_], changed: npt.NDArray[np.bool_], cluster: ClusterView, gone: set[str]) -> str:
@@ -503,14 +731,14 @@ def node_annotations(datasets: Sequence[DataSet], cluster: ClusterView, now_text
     and no transfer of any DataSet names it. A node no longer draining loses both.
     """
     referenced: set[str] = set()
-    for ds in datasets:
+    draining = cluster.draining_names
+    for ds in datasets if draining else ():  # only draining nodes' references matter
         if ds.placement is not None:
-            referenced.update(ds.placement.nodes[i] for i in np.unique(ds.placement.pieces) if i >= 0)
+            referenced.update(ds.placement.nodes[i] for i in used_indexes(ds.placement.pieces, len(ds.placement.nodes)))
         for t in ds.transfers:
             referenced.update((t.source, t.to))
-    draining = sorted(n for n in cluster.nodes if cluster.draining(n))
     only: dict[str, int] = dict.fromkeys(draining, 0)
-    for ds in datasets:
+    for ds in datasets if draining else ():
         entries = {n: h.of(ds.key, ds.spec.uid) for n, h in cluster.holdings.items() if cluster.alive(n)}
         for name in draining:
             mine = entries.get(name)
@@ -523,7 +751,8 @@ def node_annotations(datasets: Sequence[DataSet], cluster: ClusterView, now_text
                         others |= entry.ready.get(key, frozenset())
                 only[name] += len(shards - others)
     out: dict[str, dict[str, str | None]] = {}
-    for name, node in sorted(cluster.nodes.items()):
+    for name in sorted(cluster.annotated_names | only.keys()):  # any other node wants nothing and has nothing
+        node = cluster.nodes[name]
         have = {k: node.annotations.get(k) for k in (labels.DATA_DRAINED, labels.LAST_PIECES)}
         want: dict[str, str | None]
         if name in only:
@@ -544,12 +773,18 @@ __all__ = [
     "Decision",
     "Event",
     "Holders",
+    "PlanMemo",
+    "Replan",
+    "cluster_token",
+    "compact",
     "conditions_with_times",
     "copy_source",
     "decide",
     "distance",
     "from_names",
+    "index_of",
     "lost_nodes",
     "names_of",
     "node_annotations",
+    "placement_status",
 ]

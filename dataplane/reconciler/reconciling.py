@@ -25,14 +25,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from dataplane.reconciler.metrics import ReconcilerMetrics
 from dataplane.reconciler.planning import (
     ClusterView,
     Decision,
     Event,
+    PlanMemo,
     conditions_with_times,
     decide,
-    lost_nodes,
     node_annotations,
 )
 from dataplane.reconciler.settings import ReconcilerSettings
@@ -42,7 +44,7 @@ from topology import labels
 from topology.datasets import DataSet
 from topology.errors import KblError
 from topology.holdings import NodeHoldings
-from topology.nodes import Node
+from topology.nodes import Node, slim_node_object
 from topology.times import format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,18 @@ def _holdings_fingerprint(obj: Mapping[str, Any] | None) -> dict[str, Any]:
         if isinstance(entry, Mapping):
             out[f"{entry.get('namespace') or 'default'}/{entry.get('name')}"] = (entry.get("uid"), entry.get("ready"))
     return out
+
+
+def _typed_node(obj: Mapping[str, Any]) -> tuple[Node, tuple[float, ...]]:
+    """The typed Node and the times since which its ``Ready`` conditions are not ``True`` (what
+    :func:`~dataplane.reconciler.planning.lost_nodes` reads), parsed once per raw object."""
+    since = []
+    for cond in ((obj.get("status") or {}).get("conditions")) or ():
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready" and cond.get("status") != "True":
+            found = parse_time(cond.get("lastTransitionTime"))
+            if found is not None:
+                since.append(found)
+    return Node.from_object(obj), tuple(since)
 
 
 class Reconciler:
@@ -140,6 +154,15 @@ class Reconciler:
         self._all_dirty = True
         self._wake = threading.Event()
         self._invalid_seen: dict[str, str] = {}
+        # Typed objects by raw object (an event replaces the raw dict, so identity means unchanged),
+        # the nodes' generation (bumped when what placement reads of a node changes) and the last
+        # plan per DataSet: a pass re-types and re-plans only what changed.
+        self._typed: dict[tuple[str, str], tuple[Mapping[str, Any], Any]] = {}
+        self._node_generation = 0
+        self._view_generation = 0  # bumped by every Node or NodeHoldings change
+        self._nodes_cache: tuple[int, tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, tuple[float, ...]]]] | None = None
+        self._cluster: ClusterView | None = None
+        self.memo = PlanMemo()
 
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
@@ -172,7 +195,9 @@ class Reconciler:
 
     def _relist_nodes(self, items: Iterable[Mapping[str, Any]]) -> None:
         with self._lock:
-            self.nodes = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}
+            self.nodes = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}  # lists come slim (kube.client)
+            self._node_generation += 1
+            self._view_generation += 1
         self._mark(everything=True)
 
     def _on_node(self, event: WatchEvent) -> None:
@@ -182,13 +207,18 @@ class Reconciler:
             if event.type == "DELETED":
                 self.nodes.pop(name, None)
             else:
-                self.nodes[name] = dict(event.object)
-        if event.type == "DELETED" or old is None or _node_fingerprint(old) != _node_fingerprint(event.object):
+                self.nodes[name] = slim_node_object(event.object)  # watch events come whole
+            self._view_generation += 1
+            changed = event.type == "DELETED" or old is None or _node_fingerprint(old) != _node_fingerprint(event.object)
+            if changed:
+                self._node_generation += 1
+        if changed:
             self._mark(everything=True)
 
     def _relist_holdings(self, items: Iterable[Mapping[str, Any]]) -> None:
         with self._lock:
             self.holdings = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}
+            self._view_generation += 1
         self._mark(everything=True)
 
     def _on_holdings(self, event: WatchEvent) -> None:
@@ -199,6 +229,7 @@ class Reconciler:
                 self.holdings.pop(name, None)
             else:
                 self.holdings[name] = dict(event.object)
+            self._view_generation += 1
         before, after = _holdings_fingerprint(old), _holdings_fingerprint(None if event.type == "DELETED" else event.object)
         self._mark(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
@@ -211,43 +242,79 @@ class Reconciler:
             self._all_dirty = False
         return self.reconcile(None)
 
-    def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str]]:
+    def _typed_of(self, kind: str, key: str, obj: Mapping[str, Any], parse: Callable[[Mapping[str, Any]], Any]) -> Any:
+        """``parse(obj)``, remembered while ``obj`` is the same raw object (raises as ``parse``)."""
+        found = self._typed.get((kind, key))
+        if found is not None and found[0] is obj:
+            return found[1]
+        typed = parse(obj)
+        self._typed[(kind, key)] = (obj, typed)
+        return typed
+
+    def _nodes_view(self) -> tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, tuple[float, ...]]]:
+        """Typed Nodes and NodeHoldings, and the NotReady times of the nodes that have some.
+
+        Rebuilt (each object typed once, see :meth:`_typed_of`) only after a Node or NodeHoldings
+        event or relist; otherwise the previous pass's, so a pass after a DataSet event does not
+        walk the nodes."""
         with self._lock:
-            raw_nodes = list(self.nodes.values())
-            raw_holdings = list(self.holdings.values())
-            raw_datasets = dict(self.datasets)
+            seen = self._view_generation
+            if self._nodes_cache is not None and self._nodes_cache[0] == seen:
+                return self._nodes_cache[1]
+            raw_nodes = dict(self.nodes)
+            raw_holdings = dict(self.holdings)
         nodes: dict[str, Node] = {}
-        for obj in raw_nodes:
+        since: dict[str, tuple[float, ...]] = {}
+        for name, obj in raw_nodes.items():
             try:
-                node = Node.from_object(obj)
+                node, times = self._typed_of("node", name, obj, _typed_node)
             except KblError as exc:
                 log.warning("node skipped: %s", exc)
                 continue
             nodes[node.name] = node
+            if times:
+                since[node.name] = times
         holdings: dict[str, NodeHoldings] = {}
-        for obj in raw_holdings:
+        for name, obj in raw_holdings.items():
             try:
-                found = NodeHoldings.from_object(obj)
+                found = self._typed_of("holdings", name, obj, NodeHoldings.from_object)
             except KblError as exc:
                 log.warning("holdings skipped: %s", exc)
                 continue
             holdings[found.node] = found
-        lost = lost_nodes(raw_nodes, self.clock(), self.settings.node_lost_grace_s)
+        present = {"node": raw_nodes, "holdings": raw_holdings}
+        for gone in [k for k in self._typed if k[0] in present and k[1] not in present[k[0]]]:
+            del self._typed[gone]
+        self._nodes_cache = (seen, (nodes, holdings, since))
+        return nodes, holdings, since
+
+    def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str], tuple[int, int, frozenset[str]]]:
+        with self._lock:
+            raw_datasets = dict(self.datasets)
+            generation = self._node_generation
+        nodes, holdings, since = self._nodes_view()
+        now = self.clock()
+        lost = frozenset(n for n, times in since.items() if any(now - t >= self.settings.node_lost_grace_s for t in times))
+        cluster = self._cluster
+        if cluster is None or cluster.nodes is not nodes or cluster.holdings is not holdings or cluster.lost != lost:
+            cluster = self._cluster = ClusterView(nodes, lost, holdings)  # its cached node lists go with it
         datasets: dict[str, DataSet] = {}
         invalid: dict[str, str] = {}
         for key, obj in raw_datasets.items():
             try:
-                datasets[key] = DataSet.from_object(obj)
+                datasets[key] = self._typed_of("dataset", key, obj, DataSet.from_object)
             except KblError as exc:
                 invalid[key] = str(exc)
-        return ClusterView(nodes, lost & nodes.keys(), holdings), datasets, invalid
+        for gone in [k for k in self._typed if k[0] == "dataset" and k[1] not in raw_datasets]:
+            del self._typed[gone]
+        return cluster, datasets, invalid, (generation, len(nodes), cluster.lost)
 
     def reconcile(self, keys: Iterable[str] | None) -> PassReport:
         """Reconcile the DataSets ``keys`` (every one when ``None``), then the nodes' drain annotations."""
         started = time.perf_counter()
         self.passes += 1
         report = PassReport()
-        cluster, datasets, invalid = self._view()
+        cluster, datasets, invalid, token = self._view()
         wanted = sorted(set(datasets) | set(invalid)) if keys is None else sorted(set(keys) & (set(datasets) | set(invalid)))
         for key in wanted:
             if key in invalid:
@@ -261,13 +328,16 @@ class Reconciler:
                         in_flight[t.source] = in_flight.get(t.source, 0) + 1
                         in_flight[t.to] = in_flight.get(t.to, 0) + 1
             raw = self.datasets.get(key) or {}
-            decision = decide(datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight)
+            decision = decide(
+                datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight, memo=self.memo, token=token
+            )
             report.decisions[key] = decision
-            updated = self._write(key, raw, decision, report)
+            updated = self._write(key, raw, decision, report, datasets[key])
             if updated is not None:
                 with contextlib.suppress(KblError):
                     datasets[key] = DataSet.from_object(updated)
             self.metrics.record(key, transfers=len(decision.transfers), degraded=decision.degraded_shards, lost=len(decision.lost_shards))
+        self.memo.forget(datasets.keys())
         self._write_nodes(list(datasets.values()), cluster, report)
         self.metrics.duration.observe(time.perf_counter() - started)
         return report
@@ -278,11 +348,17 @@ class Reconciler:
         if self.step_hook is not None:
             self.step_hook(name)
 
-    def _write(self, key: str, raw: Mapping[str, Any], decision: Decision, report: PassReport) -> dict[str, Any] | None:
+    def _write(self, key: str, raw: Mapping[str, Any], decision: Decision, report: PassReport, current: DataSet) -> dict[str, Any] | None:
         old = raw.get("status") or {}
         meta = raw.get("metadata") or {}
         generation = meta.get("generation")
-        body = decision.status(generation if isinstance(generation, int) else None)
+        same = (
+            decision.placement is not None and current.placement is not None
+            and decision.placement.nodes == current.placement.nodes
+            and np.array_equal(decision.placement.pieces, current.placement.pieces)
+        )  # fmt: skip
+        # An unchanged target keeps its JSON: no rendering, and the comparison below is by identity.
+        body = decision.status(generation if isinstance(generation, int) else None, placement_json=old.get("placement") if same else None)
         now_text = format_time(self.clock())
         body["conditions"] = conditions_with_times(body["conditions"], old.get("conditions") or [], now_text)
         if self.dry_run:

@@ -316,14 +316,14 @@ def karpenter(args: argparse.Namespace, kube: KubeApi) -> NodeGroupProvider:
     """``--provider karpenter``: kbl groups as Karpenter NodePools (no cloud credentials needed)."""
     from controller.providers.karpenter import KarpenterProvider, KarpenterSettings
     from kube.replaying import SnapshotApi
-    from topology.snapshots import read_file_objects
+    from topology.snapshots import iter_file_objects
 
     settings = KarpenterSettings(
         cluster_name=args.cluster_name, node_class_name=args.node_class, node_class_kind=args.node_class_kind,
         namespace=args.placeholder_namespace,
     )
     if isinstance(kube, SnapshotApi) and args.snapshot:  # also serve the NodePools and placeholders the file holds
-        extra = read_file_objects(args.snapshot)
+        extra = iter_file_objects(args.snapshot)  # streamed: only NodePools and Deployments are kept
         kube.objects.extend(o for o in extra if isinstance(o, dict) and o.get("kind") in ("NodePool", "Deployment"))
     return KarpenterProvider(kube, settings)
 

@@ -1,0 +1,285 @@
+"""Stability: is a placement already one that :func:`~placement.placements.place` would keep?
+
+``place(nodes, spec, previous=p)`` returns ``p`` unchanged (no moves) when every piece of ``p``
+sits on an eligible node of the layout, no shard breaks the failure-domain rule (a node twice, more
+than ``cap`` pieces in one domain), no piece is missing, and every node's load is within
+``stable_tolerance`` of its target. :func:`keeps` checks exactly that, in O(pieces + nodes log
+nodes) vectorised numpy, without building the :class:`~placement.layouts.Layout` (whose targets
+cost a Python call per node and domain: about 1 s at 5,000 nodes, 20 s at 100,000).
+
+The targets are computed here by the same water-filling as :func:`placement.layouts.build_layout`
+(same chain of domains, same spreading decisions), vectorised over all the domains of a level at
+once. The arithmetic is the same but summed in another order, so the targets agree to a few ulps,
+not bit for bit; :func:`keeps` therefore answers ``True`` only with a margin (a relative ``1e-9``
+of every band edge, and a spreading decision at least ``1e-6`` away from ``spread_cost_limit``).
+A ``False`` means "not sure": the caller runs :func:`~placement.placements.place`, which decides.
+So ``keeps(...)`` implies ``place(..., previous=p).placement`` has the same pieces as ``p`` and
+no moves; the converse is almost always true too, which is what makes the reconciler's steady
+state cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from placement.layouts import LEVEL_OF_KEY, LEVELS, matches, rule_cap
+from placement.settings import DEFAULT_SETTINGS, PlacementSettings
+from topology.datasets import DataSetSpec, ShardPlacement
+from topology.nodes import Node
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: Relative margin kept from every band edge before answering "kept".
+MARGIN = 1e-9
+#: A spreading decision closer than this to ``spread_cost_limit`` is "not sure".
+COST_MARGIN = 1e-6
+#: The ``per_node_max`` targets are computed for (they scale with it; 2**40 bytes, about a TiB).
+UNIT = float(2**40)
+
+
+def _dense(values: Sequence[str]) -> I64:
+    lookup: dict[str, int] = {}
+    return np.array([lookup.setdefault(v, len(lookup)) for v in values], dtype=np.int64)
+
+
+def _paths(chain: Sequence[tuple[I64, int]]) -> list[I64]:
+    """Dense group codes per node for each prefix of ``chain`` (a group is a path of domains)."""
+    out: list[I64] = []
+    code: I64 | None = None
+    for ids, _ in chain:
+        pair = ids if code is None else code * (int(ids.max(initial=0)) + 1) + ids
+        code = np.unique(pair, return_inverse=True)[1].astype(np.int64).ravel()
+        out.append(code)
+    return out
+
+
+def _values(chain: Sequence[tuple[I64, int]], paths: list[I64]) -> list[I64]:
+    """Per level, per group: the most pieces of one shard the group can hold (``hierarchical_slots``)."""
+    values: list[I64] = [np.zeros(0, dtype=np.int64)] * len(chain)
+    below: I64 | None = None
+    for level in range(len(chain) - 1, -1, -1):
+        code, cap = paths[level], chain[level][1]
+        groups = int(code.max(initial=-1)) + 1
+        if below is None:
+            inner = np.bincount(code, minlength=groups).astype(np.int64)
+        else:
+            child = paths[level + 1]
+            first = np.unique(child, return_index=True)[1]  # one node per child group: its parent
+            inner = np.bincount(code[first], weights=below.astype(np.float64), minlength=groups).astype(np.int64)
+        values[level] = np.minimum(inner, cap)
+        below = values[level]
+    return values
+
+
+def slots(chain: Sequence[tuple[I64, int]]) -> int:
+    """:func:`placement.layouts.hierarchical_slots` over every node, vectorised."""
+    if not chain:
+        return 0
+    return int(_values(chain, _paths(chain))[0].sum())
+
+
+def _waterfill(seg: I64, weights: F64, caps: F64, amount: F64) -> F64:
+    """:func:`placement.layouts.waterfill` in every segment at once (``amount`` per segment)."""
+    n_seg = len(amount)
+    alloc = np.zeros(len(weights), dtype=np.float64)
+    free = weights > 0
+    remaining = amount.astype(np.float64).copy()
+    done = np.zeros(n_seg, dtype=bool)
+    while True:
+        has_free = np.bincount(seg, weights=free.astype(np.float64), minlength=n_seg) > 0
+        active = ~done & (remaining > 1e-9) & has_free
+        if not active.any():
+            return alloc
+        wsum = np.bincount(seg, weights=np.where(free, weights, 0.0), minlength=n_seg)
+        live = free & active[seg]
+        share = np.where(live, remaining[seg] * weights / np.where(wsum[seg] > 0, wsum[seg], 1.0), 0.0)
+        over = live & (alloc + share > caps)
+        seg_over = np.bincount(seg, weights=over.astype(np.float64), minlength=n_seg) > 0
+        settle = live & ~seg_over[seg]
+        alloc[settle] += share[settle]
+        done |= active & ~seg_over
+        remaining -= np.bincount(seg, weights=np.where(over, caps - alloc, 0.0), minlength=n_seg)
+        alloc[over] = caps[over]
+        free &= ~over
+
+
+def targets(weights: F64, chain: Sequence[tuple[I64, int]], per_node_max: float, total: float) -> F64:
+    """:func:`placement.layouts.hierarchical_targets`, vectorised over the domains of each level."""
+    n = len(weights)
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    paths = _paths(chain)
+    values = _values(chain, paths)
+    parent: I64 = np.zeros(n, dtype=np.int64)  # the root: one segment
+    amount: F64 = np.array([float(total)], dtype=np.float64)
+    for level in range(len(chain)):
+        code = paths[level]
+        groups = int(code.max(initial=-1)) + 1
+        first = np.unique(code, return_index=True)[1]
+        gw = np.bincount(code, weights=weights, minlength=groups).astype(np.float64)
+        amount = _waterfill(parent[first], gw, values[level].astype(np.float64) * per_node_max, amount)
+        parent = code
+    return _waterfill(parent, weights, np.full(n, per_node_max), amount)
+
+
+class NodeTable:
+    """Nodes typed once for many :func:`keeps` calls: sorted by name, with weights, selector
+    matches and domain ids computed on first use and remembered (one table per cluster view)."""
+
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        self.nodes = sorted(nodes, key=lambda n: n.name)
+        self.names = [n.name for n in self.nodes]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.duplicated = len(self.index) != len(self.names)
+        self._weights: dict[str, F64] = {}
+        self._domains: dict[str, I64] = {}
+        self._matches: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
+        self._layouts: dict[tuple[Any, ...], tuple[I64, I64, int, F64] | None] = {}
+        self._luts: dict[tuple[tuple[str, ...], int], I64] = {}
+
+    def weights(self, resource: str) -> F64:
+        """Allocatable ``resource`` per node (base units, as float)."""
+        if resource not in self._weights:
+            self._weights[resource] = np.array([float(n.allocatable.get(resource)) for n in self.nodes], dtype=np.float64)
+        return self._weights[resource]
+
+    def domains(self, key: str) -> I64:
+        """Dense domain ids per node at ``key`` (a level or a label; same id = same domain)."""
+        if key not in self._domains:
+            self._domains[key] = _dense([n.domain(key) for n in self.nodes])
+        return self._domains[key]
+
+    def lut(self, names: tuple[str, ...], position: I64) -> I64:
+        """Per name of ``names`` (and a last ``-1``): its ``position`` (``-1`` for an unknown name)."""
+        key = (names, id(position))
+        if key not in self._luts:
+            known = np.fromiter((self.index.get(n, -1) for n in names), dtype=np.int64, count=len(names))
+            self._luts[key] = np.append(position[known], -1)
+        return self._luts[key]
+
+    def layout(
+        self, selector: dict[str, str], weight: str, failure_domain: str, *, width: int, tolerates: int, spread_cost_limit: float | None
+    ) -> tuple[I64, I64, int, F64] | None:
+        """What :func:`keeps` needs of build_layout, once per distinct input: each node's position
+        among the eligible ones (``-1``: not eligible; one more entry, ``-1``), their domain ids,
+        the cap and the targets for ``per_node_max = UNIT``; ``None`` when the rule cannot be
+        honoured or a spreading decision is too close to call."""
+        key = (tuple(sorted(selector.items())), weight, failure_domain, width, tolerates, spread_cost_limit)
+        if key not in self._layouts:
+            allocatable = self.weights(weight)
+            chosen = np.flatnonzero(self.matching(selector) & (allocatable > 0))
+            position = np.full(len(self.names) + 1, -1, dtype=np.int64)
+            position[chosen] = np.arange(len(chosen))
+            domains = self.domains(failure_domain)[chosen]
+            cap, problem = rule_cap(width, tolerates, len(np.unique(domains)))
+            found: tuple[I64, I64, int, F64] | None = None
+            if not problem and int(np.minimum(np.bincount(domains), cap).sum()) >= width:
+                fd_level = LEVEL_OF_KEY.get(failure_domain)
+                coarser = LEVELS[LEVELS.index(fd_level) + 1 :] if fd_level in LEVELS else ()
+                levels = [self.domains(level)[chosen] for level in coarser]
+                weights = np.maximum(allocatable[chosen], 1.0)
+                goal = _goal(weights, domains, cap, width=width, levels=levels, spread_cost_limit=spread_cost_limit)
+                found = None if goal is None else (position, domains, cap, goal)
+            self._layouts[key] = found
+        return self._layouts[key]
+
+    def matching(self, selector: dict[str, str]) -> npt.NDArray[np.bool_]:
+        """Nodes carrying every label of ``selector``."""
+        key = tuple(sorted(selector.items()))
+        if key not in self._matches:
+            self._matches[key] = np.array([matches(n, selector) for n in self.nodes], dtype=bool)
+        return self._matches[key]
+
+
+def keeps(
+    nodes: Sequence[Node] | NodeTable,
+    spec: DataSetSpec,
+    previous: ShardPlacement,
+    *,
+    weight: str = "ephemeral-storage",
+    settings: PlacementSettings | None = None,
+) -> bool:
+    """True only if ``place(nodes, spec, previous=previous, weight=weight, settings=settings)``
+    keeps every piece where it is (module docstring); ``False`` when it may not.
+
+    ``nodes`` may be a :class:`NodeTable` of them (to check many DataSets on the same nodes).
+
+    Examples
+    --------
+    >>> from topology.datasets import DataSet, Replicas, dataset_object
+    >>> from topology.examples import make_cluster_nodes
+    >>> from placement import place
+    >>> nodes = [Node.from_object(o) for o in make_cluster_nodes(zones=3, racks_per_zone=2, hosts_per_rack=2)]
+    >>> spec = DataSet.from_object(dataset_object("d", shards=120, shard_size="1Gi", redundancy=Replicas(3))).spec
+    >>> first = place(nodes, spec).placement
+    >>> keeps(nodes, spec, first), keeps(nodes[:-1], spec, first)
+    (True, False)
+    """
+    cfg = settings or DEFAULT_SETTINGS
+    shards, width = spec.shards, spec.redundancy.width
+    if previous.pieces.shape != (shards, width) or shards == 0 or width == 0:
+        return False
+    table = nodes if isinstance(nodes, NodeTable) else NodeTable(nodes)
+    if table.duplicated:
+        return False  # build_layout raises: place decides
+    red = spec.redundancy
+    layout = table.layout(
+        dict(spec.node_selector), weight, spec.failure_domain, width=width, tolerates=red.tolerates, spread_cost_limit=cfg.spread_cost_limit
+    )
+    if layout is None:
+        return False  # the rule cannot be honoured (place raises), or a spreading decision is too close to call
+    position, domains, cap, unit_goal = layout
+    pieces = table.lut(previous.nodes, position)[previous.pieces]
+    if (pieces < 0).any():
+        return False  # a missing piece, or one on a node that is not eligible
+    # The rule: distinct nodes per shard, at most `cap` pieces per domain.
+    dom = domains[pieces]
+    for q in range(1, width):
+        same_dom = np.zeros(shards, dtype=np.int64)
+        for r in range(q):
+            if (pieces[:, r] == pieces[:, q]).any():
+                return False
+            same_dom += dom[:, r] == dom[:, q]
+        if (same_dom >= cap).any():
+            return False
+    # Loads against targets (build_layout's water-filling and spreading, plan's stable band).
+    piece_bytes = spec.shard_sizes.astype(np.float64) * red.piece_fraction()
+    goal = unit_goal * (float(piece_bytes.sum()) / UNIT)
+    rows = np.repeat(np.arange(shards), width)
+    loads = np.bincount(pieces.ravel(), weights=piece_bytes[rows], minlength=len(goal))
+    tol = cfg.stable_tolerance
+    hi, lo = goal * (1 + tol), goal * (1 - tol)
+    return bool((loads <= hi * (1 - MARGIN)).all() and (loads >= lo * (1 + MARGIN)).all() and (lo > 0).all())
+
+
+def _goal(weights: F64, domains: I64, cap: int, *, width: int, levels: list[I64], spread_cost_limit: float | None) -> F64 | None:
+    """Targets per node for ``per_node_max = UNIT`` (they scale with it), with build_layout's
+    spreading decisions; ``None`` when a decision is within :data:`COST_MARGIN` of the limit."""
+    goal = targets(weights, [(domains, cap)], UNIT, UNIT * width)
+    plain = goal
+    spread: list[tuple[I64, int]] = []
+    for ids in levels if spread_cost_limit is not None else ():
+        n_level = len(np.unique(ids))
+        if n_level <= 1:
+            continue
+        rule = (ids, math.ceil(width / n_level))
+        chain = [rule, *reversed(spread), (domains, cap)]
+        if slots(chain) < width:
+            continue
+        trial = targets(weights, chain, UNIT, UNIT * width)
+        cost = float(np.max(np.abs(trial - plain) / np.maximum(plain, 1e-300)))
+        if abs(cost - float(spread_cost_limit or 0.0)) < COST_MARGIN:
+            return None
+        if cost <= float(spread_cost_limit or 0.0):
+            spread.append(rule)
+            goal = trial
+    return goal
+
+
+__all__ = ["NodeTable", "keeps", "slots", "targets"]
