@@ -33,7 +33,7 @@ from kubernetes.config.config_exception import ConfigException
 from kube.api import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
 from topology import labels
 from topology.errors import SnapshotError
-from topology.snapshots import read_list_body
+from topology.snapshots import paused_gc, read_list_body
 from topology.times import format_time
 
 log = logging.getLogger(__name__)
@@ -192,13 +192,14 @@ class KubeClient:
         """
         out: list[dict[str, Any]] = []
         token = ""
-        while True:
-            items, version, token = self.list_page(
-                resource, namespace=namespace, label_selector=label_selector, limit=self.page_size, continue_token=token
-            )
-            out.extend(items)
-            if not token:
-                return out, version
+        with paused_gc():  # a 100,000-object first list allocates millions of objects and no cycles
+            while True:
+                items, version, token = self.list_page(
+                    resource, namespace=namespace, label_selector=label_selector, limit=self.page_size, continue_token=token
+                )
+                out.extend(items)
+                if not token:
+                    return out, version
 
     def list_page(
         self,

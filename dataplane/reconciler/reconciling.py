@@ -45,6 +45,7 @@ from topology.datasets import DataSet
 from topology.errors import KblError
 from topology.holdings import NodeHoldings
 from topology.nodes import Node, slim_node_object
+from topology.snapshots import paused_gc
 from topology.times import format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -314,7 +315,8 @@ class Reconciler:
         started = time.perf_counter()
         self.passes += 1
         report = PassReport()
-        cluster, datasets, invalid, token = self._view()
+        with paused_gc():  # typing 100,000 Nodes and million-piece placements: no collection walking them meanwhile
+            cluster, datasets, invalid, token = self._view()
         wanted = sorted(set(datasets) | set(invalid)) if keys is None else sorted(set(keys) & (set(datasets) | set(invalid)))
         for key in wanted:
             if key in invalid:
