@@ -37,6 +37,7 @@ from topology.holdings import NodeHoldings
 from topology.kbls import KBL
 from topology.nodes import Node
 from topology.pods import Pod
+from topology.snapshots import paused_gc
 from topology.times import parse_time
 
 log = logging.getLogger(__name__)
@@ -296,10 +297,10 @@ class Controller:
         jobs: Iterable[cap.JobProgress] = (),
     ) -> cap.CapacityState:
         cluster = Cluster()
-        for node in nodes:
-            cluster.set_node(node)
-        for dataset in datasets:
-            cluster.set_dataset(dataset)
+        with paused_gc():  # 100,000 nodes and million-piece placements: a first build, in bulk
+            cluster.add_nodes(nodes)
+            for dataset in datasets:
+                cluster.set_dataset(dataset)
         groups = list(self.provider.list_groups())
         ready = {}
         for kbl in kbls:
@@ -320,10 +321,15 @@ class Controller:
         return cap.plan_capacity(state or self.observe(), self.settings.capacity, removal_check=self.removal_check)
 
     def reconcile_once(self) -> cap.Plan:
-        """Observe, plan and (unless dry run) execute; returns the plan."""
+        """Observe, plan and (unless dry run) execute; returns the plan.
+
+        No cyclic GC while it observes and plans: typing a 100,000-node cluster allocates
+        millions of objects and no cycles, and each collection would walk them all again.
+        """
         started = time.perf_counter()
-        state = self.observe()
-        plan = self.plan(state)
+        with paused_gc():
+            state = self.observe()
+            plan = self.plan(state)
         self.reconciles += 1
         self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:

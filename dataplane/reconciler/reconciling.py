@@ -168,9 +168,10 @@ class Reconciler:
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
         """List everything once (``--once``, tests, the start of a pass without informers)."""
-        self._relist_datasets(self.api.list(DATASETS)[0])
-        self._relist_nodes(self.api.list(NODES)[0])
-        self._relist_holdings(self.api.list(NODE_HOLDINGS)[0])
+        with paused_gc():
+            self._relist_datasets(self.api.list(DATASETS)[0])
+            self._relist_nodes(self.api.list(NODES)[0])
+            self._relist_holdings(self.api.list(NODE_HOLDINGS)[0])
 
     def _mark(self, keys: Iterable[str] = (), *, everything: bool = False) -> None:
         with self._lock:
@@ -311,12 +312,19 @@ class Reconciler:
         return cluster, datasets, invalid, (generation, len(nodes), cluster.lost)
 
     def reconcile(self, keys: Iterable[str] | None) -> PassReport:
-        """Reconcile the DataSets ``keys`` (every one when ``None``), then the nodes' drain annotations."""
+        """Reconcile the DataSets ``keys`` (every one when ``None``), then the nodes' drain annotations.
+
+        No cyclic GC during a pass: typing 100,000 Nodes and million-piece placements allocates
+        millions of objects and no cycles, and each collection would walk them all again.
+        """
+        with paused_gc():
+            return self._reconcile(keys)
+
+    def _reconcile(self, keys: Iterable[str] | None) -> PassReport:
         started = time.perf_counter()
         self.passes += 1
         report = PassReport()
-        with paused_gc():  # typing 100,000 Nodes and million-piece placements: no collection walking them meanwhile
-            cluster, datasets, invalid, token = self._view()
+        cluster, datasets, invalid, token = self._view()
         wanted = sorted(set(datasets) | set(invalid)) if keys is None else sorted(set(keys) & (set(datasets) | set(invalid)))
         for key in wanted:
             if key in invalid:

@@ -89,14 +89,22 @@ def referenced_nodes(datasets: Sequence[DataSet]) -> dict[str, set[str]]:
     """Node name -> keys of the DataSets whose target slots or transfers reference it."""
     out: dict[str, set[str]] = {}
     for dataset in datasets:
+        key = dataset.key
         placement = dataset.placement
         if placement is not None and placement.nodes:
-            used = np.unique(placement.pieces[placement.pieces >= 0])
-            for index in used:
-                out.setdefault(placement.nodes[int(index)], set()).add(dataset.key)
+            pieces = placement.pieces
+            used = np.zeros(len(placement.nodes), dtype=bool)  # O(pieces), no sort: a million pieces per DataSet
+            used[pieces[pieces >= 0]] = True
+            names = placement.nodes
+            for index in np.flatnonzero(used).tolist():
+                found = out.get(names[index])
+                if found is None:
+                    out[names[index]] = {key}
+                else:
+                    found.add(key)
         for transfer in dataset.transfers:
             for node in (transfer.source, transfer.to):
-                out.setdefault(node, set()).add(dataset.key)
+                out.setdefault(node, set()).add(key)
     return out
 
 
