@@ -138,9 +138,17 @@ class _Steps:
         for pod in state.pods:
             if pod.active and pod.node_name is not None:
                 self.active_by_node.setdefault(pod.node_name, []).append(pod)
-        self.referenced = referenced_nodes(state.datasets)
         self.agents = {h.node for h in state.holdings}
         self.removing: set[str] = set()
+
+    @property
+    def referenced(self) -> dict[str, set[str]]:
+        """:func:`referenced_nodes`, computed once per planning pass and only when a node is
+        leaving (it reads every piece of every DataSet: a million pieces at 100,000 nodes)."""
+        ctx = self.ctx
+        if ctx.referenced is None:
+            ctx.referenced = referenced_nodes(ctx.state.datasets)
+        return ctx.referenced
 
     def pods_on(self, node: Node) -> list[Pod]:
         return self.active_by_node.get(node.name, [])

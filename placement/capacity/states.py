@@ -250,3 +250,4 @@ class PlanContext:
     notes: list[Action] = field(default_factory=list)
     verdicts: list[PendingVerdict] = field(default_factory=list)
     helpable: dict[str, list[Pod]] = field(default_factory=dict)  # KBL key -> pending pods a new node helps
+    referenced: dict[str, set[str]] | None = None  # node name -> DataSets placing on it (scale-down, once per pass)
