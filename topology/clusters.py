@@ -30,6 +30,7 @@ layouts and ``kbl topology``), :func:`nearest_holders` (the holder to copy from 
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -125,7 +126,7 @@ class _Nodes(dict[str, Node]):
 
     def __init__(self, cluster: Cluster) -> None:
         super().__init__()
-        self._cluster = cluster
+        self._cluster = weakref.proxy(cluster)  # no cycle: a dropped Cluster is freed at once, not by the collector
 
     def __setitem__(self, name: str, node: Node) -> None:
         if name != node.name:
@@ -146,7 +147,7 @@ class _DataSets(dict[str, DataSet]):
 
     def __init__(self, cluster: Cluster) -> None:
         super().__init__()
-        self._cluster = cluster
+        self._cluster = weakref.proxy(cluster)  # no cycle: a dropped Cluster is freed at once, not by the collector
 
     def __setitem__(self, key: str, dataset: DataSet) -> None:
         if key != dataset.key:
@@ -303,7 +304,7 @@ class Cluster:
     def _prune(self, vertex: Vertex) -> None:
         """Remove empty domains upwards (a rack with no nodes, then its zone, then its region)."""
         g = self.graph
-        while vertex in g and g.out_degree(vertex) == 0:
+        while vertex in g and not g.succ[vertex]:
             parents = list(g.predecessors(vertex))
             g.remove_node(vertex)
             if not parents:
@@ -399,7 +400,7 @@ class Cluster:
     def _forget_unseen(self, vertex: Vertex) -> None:
         """Drop a vertex for a node never seen, once no dataset places anything on it."""
         g = self.graph
-        if vertex in g and "id" not in g.nodes[vertex] and g.in_degree(vertex) == 0:
+        if vertex in g and "id" not in g.nodes[vertex] and not g.pred[vertex]:
             g.remove_node(vertex)
 
     def _drop_level_cache(self, key: str) -> None:
@@ -651,8 +652,8 @@ class Cluster:
     def holdings(self, key: str) -> list[Holding]:
         """What each node holds of a dataset (the graph's *holds* edges), by node name."""
         g = self.graph
-        edges = g.out_edges(dataset_vertex(key), data=True)
-        found = [Holding(v[1], d["pieces"], d["bytes"], bool(g.nodes[v].get("present", False))) for _, v, d in edges]
+        edges = g.succ.get(dataset_vertex(key), {}).items()  # not g.out_edges: that cached view is a cycle back to the graph
+        found = [Holding(v[1], d["pieces"], d["bytes"], bool(g.nodes[v].get("present", False))) for v, d in edges]
         return sorted(found, key=lambda h: h.node)
 
     def nodes_holding(self, key: str, shard: int) -> list[str]:
@@ -673,7 +674,7 @@ class Cluster:
             vertex = dataset_vertex(key)
             if vertex not in g:
                 continue
-            for _, nv, d in g.out_edges(vertex, data=True):
+            for nv, d in g.succ[vertex].items():
                 node = self.nodes.get(nv[1])
                 if node is not None:
                     out[node.zone] = out.get(node.zone, 0.0) + d["bytes"]
@@ -752,7 +753,7 @@ def _as_holdings(names: Sequence[str], counts: npt.NDArray[np.int64], sizes: Flo
 
 
 def _edge_holdings(g: nx.DiGraph[Vertex], vertex: Vertex) -> dict[str, tuple[int, float]]:
-    return {v[1]: (d["pieces"], d["bytes"]) for _, v, d in g.out_edges(vertex, data=True)}
+    return {v[1]: (d["pieces"], d["bytes"]) for v, d in g.succ[vertex].items()}
 
 
 def nearest_holders(cluster: Cluster, node: str, candidates: Iterable[str], costs: LocalityCosts | None = None) -> list[str]:
