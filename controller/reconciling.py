@@ -81,20 +81,15 @@ def p90(values: Iterable[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
 
 
-def node_ready_seconds(raw_nodes: Iterable[Mapping[str, Any]], recent: int = RECENT_JOINS) -> dict[str, float]:
+def node_ready_seconds(nodes: Iterable[Node], recent: int = RECENT_JOINS) -> dict[str, float]:
     """Measured node-ready time per group: the p90 of Ready - creation over its ``recent`` latest joins."""
     joins: dict[str, list[tuple[float, float]]] = {}
-    for obj in raw_nodes:
-        meta = obj.get("metadata") or {}
-        group = cap.names.group_of_labels(dict(meta.get("labels") or {}))
-        born = parse_time(meta.get("creationTimestamp"))
-        if not group or born is None:
-            continue
-        for cond in (obj.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == "Ready" and cond.get("status") == "True":
-                ready = parse_time(cond.get("lastTransitionTime"))
-                if ready is not None and ready >= born:
-                    joins.setdefault(group, []).append((ready, ready - born))
+    for node in nodes:
+        group = cap.names.group_of_labels(node.labels) if node.ready_since else None
+        born = parse_time(node.creation_timestamp) if group else None
+        ready = parse_time(node.ready_since) if born is not None else None
+        if group and born is not None and ready is not None and ready >= born:
+            joins.setdefault(group, []).append((ready, ready - born))
     return {group: p90(d for _, d in sorted(seen)[-recent:]) for group, seen in joins.items()}
 
 
@@ -141,14 +136,19 @@ class ObjectCache:
         self.rejected: dict[tuple[str, str], ObjectError] = {}
 
     @staticmethod
-    def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    def _key(obj: Any) -> tuple[str, str]:
+        if isinstance(obj, Node):  # listed typed (a snapshot read with typed=True)
+            return ("", obj.name)
         meta = obj.get("metadata") or {}
         return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
-    def _put(self, obj: Mapping[str, Any]) -> None:
+    def _put(self, obj: Any) -> None:
         key = self._key(obj)
         self.raw[key] = obj
         self.rejected.pop(key, None)
+        if isinstance(obj, Node):  # typed as it was decoded: nothing left to build
+            self.typed[key] = obj
+            return
         try:
             self.typed[key] = self.build(obj)
         except ObjectError as exc:
@@ -263,7 +263,7 @@ class Controller:
     def observe(self) -> cap.CapacityState:
         """Read the cluster and the cloud into a :class:`~placement.capacity.CapacityState`."""
         read = self._read()
-        raw_nodes, nodes = read[NODES.plural]
+        nodes = read[NODES.plural][1]
         pods, datasets, kbls = read[PODS.plural][1], read[DATASETS.plural][1], read[KBLS.plural][1]
         affinity = {}
         for raw in read[PODS.plural][0]:
@@ -272,7 +272,7 @@ class Controller:
                 meta = raw.get("metadata") or {}
                 affinity[f"{meta.get('namespace', 'default')}/{meta.get('name')}"] = terms
         return self.state_of(
-            nodes, pods, datasets, kbls, raw_nodes, holdings=read[NODE_HOLDINGS.plural][1], affinity=affinity, jobs=read[JOBS.plural][1]
+            nodes, pods, datasets, kbls, holdings=read[NODE_HOLDINGS.plural][1], affinity=affinity, jobs=read[JOBS.plural][1]
         )
 
     def instance_types(self) -> list[cap.InstanceShape]:
@@ -290,7 +290,6 @@ class Controller:
         pods: list[Pod],
         datasets: list[DataSet],
         kbls: list[KBL],
-        raw_nodes: Iterable[Mapping[str, Any]],
         *,
         holdings: Iterable[NodeHoldings] = (),
         affinity: Mapping[str, cap.Affinity] | None = None,
@@ -307,7 +306,7 @@ class Controller:
             for entry in kbl.status.get("nodeGroups") or ():
                 if isinstance(entry, Mapping) and isinstance(entry.get("nodeReadySeconds"), int | float):
                     ready[str(entry.get("name"))] = float(entry["nodeReadySeconds"])
-        ready.update(node_ready_seconds(raw_nodes))
+        ready.update(node_ready_seconds(nodes))
         util = dict(self.utilization(kbls, nodes)) if self.utilization else {}
         now = self.clock()
         holdings = tuple(holdings)

@@ -22,7 +22,7 @@ class RecordedGroups:
     def __init__(self, api: SnapshotApi) -> None:
         self.groups: dict[str, NodeGroupInfo] = {}
         for obj in api.objects:
-            if obj.get("kind") != "KBL":
+            if not isinstance(obj, dict) or obj.get("kind") != "KBL":
                 continue
             meta = obj.get("metadata") or {}
             key = f"{meta.get('namespace', 'default')}/{meta.get('name')}"

@@ -155,6 +155,9 @@ class Node:
     provider_id: str = ""
     creation_timestamp: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
+    #: ``lastTransitionTime`` of the Ready condition while it is True (when the node became
+    #: ready: the controller measures node-ready times from it), else ``""``.
+    ready_since: str = ""
 
     @property
     def host(self) -> str:
@@ -231,12 +234,12 @@ class Node:
             if not isinstance(raw, Mapping) or not isinstance(raw.get("key"), str):
                 raise reader.error(f"spec.taints[{i}]", "expected an object with a string 'key'")
             taints.append(Taint(raw["key"], str(raw.get("value") or ""), str(raw.get("effect") or "")))
-        ready = True
+        ready, since = True, ""
         for i, cond in enumerate(reader.list("status.conditions")):
             if not isinstance(cond, Mapping):
                 raise reader.error(f"status.conditions[{i}]", "expected an object")
             if cond.get("type") == "Ready":
-                ready = cond.get("status") == "True"
+                ready, since = ready_condition(cond.get("status"), cond.get("lastTransitionTime"))
         unschedulable = reader.get("spec.unschedulable", False)
         if not isinstance(unschedulable, bool):
             raise reader.error("spec.unschedulable", "expected a boolean")
@@ -253,6 +256,7 @@ class Node:
             provider_id=reader.string("spec.providerID", "") or "",
             creation_timestamp=reader.string("metadata.creationTimestamp", "") or "",
             annotations=reader.str_map("metadata.annotations"),
+            ready_since=since,
         )
 
 
@@ -267,6 +271,12 @@ def _place(name: str, node_labels: Mapping[str, str], rack_label: str) -> tuple[
     zone_name = f"{region}/{zone}" if zone else f"{region}/{SYNTHETIC_PREFIX}no-zone/{name}"
     rack_name = f"{zone_name}/{rack}" if rack else f"{zone_name}/{SYNTHETIC_PREFIX}no-rack/{name}"
     return region, zone_name, rack_name
+
+
+def ready_condition(status: Any, last_transition: Any) -> tuple[bool, str]:
+    """``(ready, ready_since)`` of a Ready condition (every reader's one rule)."""
+    ready = status == "True"
+    return ready, last_transition if ready and isinstance(last_transition, str) else ""
 
 
 @functools.lru_cache(maxsize=65536)
@@ -314,7 +324,7 @@ def _fast_node(cls: type[Node], obj: Any, rack_label: str) -> Node | None:
                 return None
             out.append(Taint(raw["key"], str(raw.get("value") or ""), str(raw.get("effect") or "")))
         taints = tuple(out)
-    ready = True
+    ready, since = True, ""
     conditions = status.get("conditions") or ()
     if type(conditions) not in (list, tuple):
         return None
@@ -322,7 +332,7 @@ def _fast_node(cls: type[Node], obj: Any, rack_label: str) -> Node | None:
         if type(cond) is not dict:
             return None
         if cond.get("type") == "Ready":
-            ready = cond.get("status") == "True"
+            ready, since = ready_condition(cond.get("status"), cond.get("lastTransitionTime"))
     unschedulable = spec.get("unschedulable")
     provider_id = spec.get("providerID")
     created = meta.get("creationTimestamp")
@@ -343,6 +353,7 @@ def _fast_node(cls: type[Node], obj: Any, rack_label: str) -> Node | None:
         provider_id=provider_id,
         created=created,
         rack_label=rack_label,
+        ready_since=since,
     )
 
 
@@ -359,6 +370,7 @@ def node_of_parts(
     provider_id: str,
     created: str,
     rack_label: str,
+    ready_since: str = "",
 ) -> Node | None:
     """A :class:`Node` from parts already checked for type (the fast readers' common end).
 
@@ -370,7 +382,7 @@ def node_of_parts(
     except QuantityError:
         return None
     region, zone, rack = _place(name, labels, rack_label)
-    return cls(name, region, zone, rack, labels, resources, taints, unschedulable, ready, provider_id, created, annotations)
+    return cls(name, region, zone, rack, labels, resources, taints, unschedulable, ready, provider_id, created, annotations, ready_since)
 
 
 def is_synthetic(domain: str) -> bool:

@@ -27,7 +27,7 @@ from topology.clusters import Cluster
 from topology.datasets import DataSet, parse_index_rows
 from topology.errors import ObjectError, SnapshotError
 from topology.kbls import KBL
-from topology.nodes import NODE_METADATA_KEPT, NODE_SPEC_KEPT, NODE_STATUS_KEPT, Node, Taint, node_of_parts
+from topology.nodes import NODE_METADATA_KEPT, NODE_SPEC_KEPT, NODE_STATUS_KEPT, Node, Taint, node_of_parts, ready_condition
 from topology.pods import Pod
 
 #: Kinds a snapshot may hold; anything else is reported as ignored, not an error.
@@ -306,6 +306,7 @@ class _Taint(msgspec.Struct):
 class _Condition(msgspec.Struct):
     type: Any = None
     status: Any = None
+    last_transition_time: Any = msgspec.field(default=None, name="lastTransitionTime")
 
 
 class _TypedMetadata(msgspec.Struct):
@@ -345,10 +346,10 @@ def _typed_node(raw: msgspec.Raw, item_kind: str | None, rack_label: str) -> Nod
     if (item.kind or item_kind) != "Node" or not item.metadata.name:
         return None
     meta, spec, status = item.metadata, item.spec or _NO_SPEC, item.status or _NO_STATUS
-    ready = True
+    ready, since = True, ""
     for cond in status.conditions or ():
         if cond.type == "Ready":
-            ready = cond.status == "True"
+            ready, since = ready_condition(cond.status, cond.last_transition_time)
     taints = tuple(Taint(t.key, t.value or "", t.effect or "") for t in spec.taints or ())
     return node_of_parts(
         Node,
@@ -362,6 +363,7 @@ def _typed_node(raw: msgspec.Raw, item_kind: str | None, rack_label: str) -> Nod
         provider_id=spec.provider_id or "",
         created=meta.creation_timestamp or "",
         rack_label=rack_label,
+        ready_since=since,
     )
 
 

@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.dry_run:
             raise KblError("--snapshot plans offline: add --dry-run (a snapshot cannot be changed)")
-        snapshot = SnapshotApi.from_file(args.snapshot)
+        snapshot = SnapshotApi.from_file(args.snapshot, typed=True)  # Nodes typed as read, placements as numbers
         kube, provider = snapshot, karpenter(args, snapshot) if args.provider == "karpenter" else RecordedGroups(snapshot)
     else:
         from kube.client import KubeClient

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 
 from topology import labels
 from topology.nodes import Node
@@ -36,6 +37,6 @@ def node_group_of(node: Node) -> str | None:
     return node.labels.get(labels.EKS_NODE_GROUP_LABEL) or node.labels.get(labels.NODE_GROUP_LABEL)
 
 
-def group_of_labels(node_labels: dict[str, str]) -> str | None:
+def group_of_labels(node_labels: Mapping[str, str]) -> str | None:
     """The node group named by raw node labels (as :func:`node_group_of`)."""
     return node_labels.get(labels.EKS_NODE_GROUP_LABEL) or node_labels.get(labels.NODE_GROUP_LABEL)

@@ -334,10 +334,12 @@ def test_a_dropped_cluster_is_freed_at_once_without_the_cycle_collector() -> Non
         cluster.nodes[names[0]] = cluster.nodes[names[0]]
         cluster.remove_node(names[1])
         cluster.remove_dataset(ds.key)
-        assert cluster.holdings(ds.key) == [] and cluster.zone_bytes([ds.key]) == {}
+        assert cluster.holdings(ds.key) == []
+        assert cluster.zone_bytes([ds.key]) == {}
         gone, graph_gone = weakref.ref(cluster), weakref.ref(cluster.graph)
         del cluster
-        assert gone() is None and graph_gone() is None
+        assert gone() is None
+        assert graph_gone() is None
     finally:
         if was:
             gc.enable()

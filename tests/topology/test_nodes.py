@@ -1,6 +1,8 @@
 import copy
 from typing import Any
 
+import msgspec
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from topology import labels
 from topology.errors import ObjectError
 from topology.examples import make_node
 from topology.nodes import Node, is_synthetic
+from topology.snapshots import _typed_node
 
 
 def test_real_eks_node_gets_region_zone_and_exact_allocatable(eks_node: dict[str, Any]) -> None:
@@ -95,7 +98,7 @@ def test_taints_and_readiness_are_read() -> None:
     assert not node.ready
 
 
-_label_values = st.one_of(st.text(max_size=8), st.integers(), st.none())
+_label_values = st.one_of(st.text(max_size=8), st.integers(-(2**53), 2**53), st.none())
 _label_keys = st.sampled_from([labels.ZONE, labels.REGION, labels.DEFAULT_RACK, "x", labels.KBL_LABEL])
 _parts = st.sets(st.sampled_from(["labels", "annotations", "allocatable", "conditions", "spec", "status", "providerID"]))
 _taint = st.fixed_dictionaries(
@@ -112,16 +115,28 @@ _taint = st.fixed_dictionaries(
         st.one_of(st.none(), st.booleans(), st.just("yes"), st.just(0)),
         st.sampled_from(["True", "False", "Unknown"]),
         st.sampled_from(["3920m", "4", "lots", "1.5"]),
+        st.lists(st.one_of(st.just("2026-11-30T10:00:00Z"), st.none(), st.integers(0, 2**40), st.just("")), min_size=1, max_size=2),
     ),
 )
-def test_the_fast_reader_reads_every_node_exactly_as_the_careful_one(
-    eks_node: dict[str, Any], extra_labels: dict[str, Any], drop: set[str], taints: Any, flags: tuple[Any, str, str]
+def test_the_fast_readers_read_every_node_exactly_as_the_careful_one(
+    eks_node: dict[str, Any],
+    extra_labels: dict[str, Any],
+    drop: set[str],
+    taints: Any,
+    flags: tuple[Any, str, str, list[Any]],
 ) -> None:
-    unschedulable, ready, cpu = flags
+    """The dict reader (watch events, caches) and the bytes reader (snapshots and typed lists)."""
+    unschedulable, ready, cpu, since = flags  # since: lastTransitionTime of each Ready condition
     obj = copy.deepcopy(eks_node)
     obj["metadata"]["labels"].update(extra_labels)
     obj["status"]["allocatable"]["cpu"] = cpu
-    obj["status"]["conditions"] = [{"type": "Ready", "status": ready}]
+    conditions = [{"type": "MemoryPressure", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    for i, t in enumerate(since):  # the last Ready condition decides
+        cond = {"type": "Ready", "status": ready if i == len(since) - 1 else "True"}
+        if t is not None:
+            cond["lastTransitionTime"] = t
+        conditions.append(cond)
+    obj["status"]["conditions"] = conditions
     obj["spec"]["taints"] = taints
     obj["spec"]["unschedulable"] = unschedulable
     for part in sorted(drop, key=lambda p: p in ("spec", "status")):
@@ -141,8 +156,13 @@ def test_the_fast_reader_reads_every_node_exactly_as_the_careful_one(
         fast: Node | ObjectError = Node.from_object(obj)
     except ObjectError as exc:
         fast = exc
+    typed = _typed_node(msgspec.Raw(orjson.dumps(obj)), None, labels.DEFAULT_RACK)  # None: left to the careful reader
     if isinstance(careful, ObjectError):
         assert isinstance(fast, ObjectError)
         assert (fast.field, str(fast)) == (careful.field, str(careful))
+        assert typed is None
     else:
         assert fast == careful
+        assert typed is None or typed == careful
+    if "conditions" not in drop and "status" not in drop and isinstance(careful, Node):
+        assert careful.ready_since == (since[-1] if ready == "True" and isinstance(since[-1], str) else "")
