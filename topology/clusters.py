@@ -728,12 +728,22 @@ def _write_holds(g: nx.DiGraph[Vertex], vertex: Vertex, written: dict[str, tuple
     The same graph as ``add_edges_from`` with ``pieces``/``bytes`` data, written straight into
     the DiGraph's adjacency (one data dict shared by the successor and predecessor maps, as
     networkx does): a first list writes a million such edges, and networkx's per-edge checks
-    were most of a cold start. ``tests/topology/test_clusters.py`` compares the result with
-    ``add_edges_from``.
+    were most of a cold start. A dataset's first edges (its vertex has none yet) are written in
+    bulk. ``tests/topology/test_clusters.py`` compares the result with ``add_edges_from``.
     """
     nodes = g._node
     succ = g._succ[vertex]
     pred = g._pred
+    if not succ:  # a first list: every edge is new
+        targets = [("node", name) for name in written]
+        for v in targets:
+            if v not in nodes:
+                g.add_node(v, kind="node", name=v[1], present=False)
+        datas = [{"pieces": p, "bytes": b} for p, b in written.values()]
+        succ.update(zip(targets, datas, strict=True))
+        for v, data in zip(targets, datas, strict=True):
+            pred[v][vertex] = data
+        return
     for name, (p, b) in written.items():
         v = ("node", name)
         data = succ.get(v)
