@@ -85,9 +85,9 @@ def node_ready_seconds(nodes: Iterable[Node], recent: int = RECENT_JOINS) -> dic
     """Measured node-ready time per group: the p90 of Ready - creation over its ``recent`` latest joins."""
     joins: dict[str, list[tuple[float, float]]] = {}
     for node in nodes:
-        group = cap.names.group_of_labels(node.labels) if node.ready_since else None
+        group = cap.names.group_of_labels(node.labels) if node.ready and node.ready_transition else None
         born = parse_time(node.creation_timestamp) if group else None
-        ready = parse_time(node.ready_since) if born is not None else None
+        ready = parse_time(node.ready_transition) if born is not None else None
         if group and born is not None and ready is not None and ready >= born:
             joins.setdefault(group, []).append((ready, ready - born))
     return {group: p90(d for _, d in sorted(seen)[-recent:]) for group, seen in joins.items()}

@@ -155,9 +155,10 @@ class Node:
     provider_id: str = ""
     creation_timestamp: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
-    #: ``lastTransitionTime`` of the Ready condition while it is True (when the node became
-    #: ready: the controller measures node-ready times from it), else ``""``.
-    ready_since: str = ""
+    #: ``lastTransitionTime`` of the Ready condition (when :attr:`ready` last changed: the
+    #: controller measures node-ready times from it, the reconciler how long a node is lost),
+    #: ``""`` if there is none.
+    ready_transition: str = ""
 
     @property
     def host(self) -> str:
@@ -256,7 +257,7 @@ class Node:
             provider_id=reader.string("spec.providerID", "") or "",
             creation_timestamp=reader.string("metadata.creationTimestamp", "") or "",
             annotations=reader.str_map("metadata.annotations"),
-            ready_since=since,
+            ready_transition=since,
         )
 
 
@@ -274,9 +275,8 @@ def _place(name: str, node_labels: Mapping[str, str], rack_label: str) -> tuple[
 
 
 def ready_condition(status: Any, last_transition: Any) -> tuple[bool, str]:
-    """``(ready, ready_since)`` of a Ready condition (every reader's one rule)."""
-    ready = status == "True"
-    return ready, last_transition if ready and isinstance(last_transition, str) else ""
+    """``(ready, ready_transition)`` of a Ready condition (every reader's one rule)."""
+    return status == "True", last_transition if isinstance(last_transition, str) else ""
 
 
 @functools.lru_cache(maxsize=65536)
@@ -353,7 +353,7 @@ def _fast_node(cls: type[Node], obj: Any, rack_label: str) -> Node | None:
         provider_id=provider_id,
         created=created,
         rack_label=rack_label,
-        ready_since=since,
+        ready_transition=since,
     )
 
 
@@ -370,7 +370,7 @@ def node_of_parts(
     provider_id: str,
     created: str,
     rack_label: str,
-    ready_since: str = "",
+    ready_transition: str = "",
 ) -> Node | None:
     """A :class:`Node` from parts already checked for type (the fast readers' common end).
 
@@ -382,7 +382,7 @@ def node_of_parts(
     except QuantityError:
         return None
     region, zone, rack = _place(name, labels, rack_label)
-    return cls(name, region, zone, rack, labels, resources, taints, unschedulable, ready, provider_id, created, annotations, ready_since)
+    return cls(name, region, zone, rack, labels, resources, taints, unschedulable, ready, provider_id, created, annotations, ready_transition)
 
 
 def is_synthetic(domain: str) -> bool:

@@ -363,7 +363,7 @@ def _typed_node(raw: msgspec.Raw, item_kind: str | None, rack_label: str) -> Nod
         provider_id=spec.provider_id or "",
         created=meta.creation_timestamp or "",
         rack_label=rack_label,
-        ready_since=since,
+        ready_transition=since,
     )
 
 

@@ -165,4 +165,5 @@ def test_the_fast_readers_read_every_node_exactly_as_the_careful_one(
         assert fast == careful
         assert typed is None or typed == careful
     if "conditions" not in drop and "status" not in drop and isinstance(careful, Node):
-        assert careful.ready_since == (since[-1] if ready == "True" and isinstance(since[-1], str) else "")
+        assert careful.ready == (ready == "True")
+        assert careful.ready_transition == (since[-1] if isinstance(since[-1], str) else "")
