@@ -202,6 +202,10 @@ class Controller:
         election's :meth:`~kube.leading.LeaderElector.check`).
     metrics:
         The Prometheus metrics to record into (a private registry when ``None``).
+    lists:
+        Where the watched resources are listed and watched (``kube`` when ``None``): a reader
+        that may serve Nodes typed as decoded and placements as numbers
+        (:meth:`~kube.client.KubeClient.typed_reader`, a snapshot read ``typed``).
     """
 
     def __init__(
@@ -216,8 +220,10 @@ class Controller:
         utilization: Callable[[list[KBL], list[Node]], Mapping[str, cap.Utilization]] | None = None,
         guard: Callable[[str], None] | None = None,
         metrics: ControllerMetrics | None = None,
+        lists: KubeApi | None = None,
     ) -> None:
         self.kube = kube
+        self.lists = lists if lists is not None else kube
         self.provider = provider
         self.settings = settings or ControllerSettings()
         self.clock = clock
@@ -248,7 +254,7 @@ class Controller:
             else:
                 cache = ObjectCache(build)
                 try:
-                    items, _ = self.kube.list(resource)
+                    items, _ = self.lists.list(resource)
                 except Exception:  # an optional resource (NodeHoldings, Jobs) the API does not serve
                     if resource in OPTIONAL:
                         items = []
@@ -353,7 +359,7 @@ class Controller:
                 cache.relist(items)
                 trigger.set()
 
-            informer = Informer(self.kube, resource, on_event=on_event, on_relist=on_relist, settings=self.settings.informer)
+            informer = Informer(self.lists, resource, on_event=on_event, on_relist=on_relist, settings=self.settings.informer)
             self.informers.append(informer.start())
 
     def stop_informers(self) -> None:

@@ -17,6 +17,7 @@ for emulators and tests).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -128,6 +129,14 @@ class KubeClient:
             configuration.api_key = {"authorization": token}
             configuration.api_key_prefix = {"authorization": "Bearer"}
         return cls(k8s.ApiClient(configuration))
+
+    def typed_reader(self, rack_label: str = labels.DEFAULT_RACK) -> KubeClient:
+        """This client's connection with :attr:`typed_lists` on, for a reader whose only use of
+        listed objects is to type them (the controller's informers); this client, its writes and
+        its other readers keep raw lists."""
+        reader = copy.copy(self)
+        reader.typed_lists, reader.rack_label = True, rack_label
+        return reader
 
     def close(self) -> None:
         """Close every open watch and the connection pool."""

@@ -382,7 +382,9 @@ def node_of_parts(
     except QuantityError:
         return None
     region, zone, rack = _place(name, labels, rack_label)
-    return cls(name, region, zone, rack, labels, resources, taints, unschedulable, ready, provider_id, created, annotations, ready_transition)
+    return cls(
+        name, region, zone, rack, labels, resources, taints, unschedulable, ready, provider_id, created, annotations, ready_transition
+    )
 
 
 def is_synthetic(domain: str) -> bool:

@@ -244,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
 
     leading = election(args)  # argument errors before any connection
     kube: KubeApi
+    lists: KubeApi | None = None
     provider: NodeGroupProvider
     if args.snapshot:
         from controller.replaying import RecordedGroups
@@ -256,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from kube.client import KubeClient
 
-        kube = KubeClient.from_config(args.kubeconfig)
+        client = KubeClient.from_config(args.kubeconfig)
+        kube, lists = client, client.typed_reader()  # the informers only type what they list
         provider = karpenter(args, kube) if args.provider == "karpenter" else cloud(args)
     settings = ControllerSettings(
         capacity=CapacitySettings(max_nodes_total=args.max_nodes, scale_down_delay_after_up_s=args.scale_down_delay_s),
@@ -269,7 +271,9 @@ def run(args: argparse.Namespace) -> int:
     metrics = ControllerMetrics()
     stop_metrics = serve_metrics(args, metrics)
     try:
-        controller = Controller(kube, provider, settings, utilization=utilization(args, kube), guard=guard, metrics=metrics)
+        controller = Controller(
+            kube, provider, settings, utilization=utilization(args, kube), guard=guard, metrics=metrics, lists=lists
+        )
         return _run(args, controller, elector, metrics)
     finally:
         stop_metrics()
