@@ -13,6 +13,8 @@ child process:
   resource listed into the reconciler's caches (what its informers hold once synced), the first
   full pass (``--once --dry-run``), a second pass with nothing changed, and a pass after one
   DataSet's event; peak RSS; how many DataSets called ``placement.place``.
+- ``controller``: the companion controller's cold start (:func:`child_controller`), from the
+  snapshot and from API list pages: ready after the first pass; peak RSS.
 - ``command``: a whole CLI command (``kbl reconciler --once --dry-run --snapshot FILE``,
   ``kbl controller --once --dry-run --snapshot FILE``): wall time and the child's peak RSS.
 - ``place``: one fresh :func:`placement.place` of a new DataSet on the snapshot's nodes.
@@ -37,7 +39,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from benchmarks.measuring import peak_rss_mib, run_child, write_json
+from benchmarks.measuring import current_rss_mib, peak_rss_mib, run_child, write_json
 from topology.datasets import Replicas, dataset_object
 from topology.examples import make_node, node_template
 
@@ -150,6 +152,89 @@ def child_reconciler(path: str) -> None:
     )
 
 
+def child_controller(path: str, source: str) -> None:
+    """Measured in a fresh process: the companion controller's cold start, as ``kbl controller``
+    reads (``source``): ``snapshot`` (:meth:`SnapshotApi.from_file` ``typed``, the
+    ``--snapshot`` path) or ``api`` (every watched resource listed page by page through
+    :meth:`KubeClient.typed_reader`, as its informers do: the page bodies are the snapshot's
+    objects, image lists included, served from memory). Ready = the file read (snapshot), every
+    resource listed into the caches its informers keep (synced), and the first pass: typed, the
+    Cluster built, planned (``reconcile_once``, dry run). Then a pass with nothing changed and a
+    pass after one node joined (a watch event)."""
+    from controller import Controller, ControllerSettings
+    from controller.providers.fake import FakeProvider
+    from controller.reconciling import OPTIONAL, WATCHED, ObjectCache
+    from controller.replaying import RecordedGroups
+    from kube.api import DATASETS, NODES, ApiError, WatchEvent
+    from kube.replaying import SnapshotApi
+
+    settings = ControllerSettings(dry_run=True)
+    store_mib = 0.0
+    t0 = time.perf_counter()
+    if source == "snapshot":
+        api = SnapshotApi.from_file(path, typed=True)
+        controller = Controller(api, RecordedGroups(api), settings)
+    else:
+        import mmap
+
+        import msgspec
+
+        from benchmarks.scale import _Pages
+        from kube.client import KubeClient
+        from topology.snapshots import _RawList
+
+        with open(path, "rb") as handle:  # the page store: views into the mapped file, not copies
+            store = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        by_kind: dict[str, list[Any]] = {"Node": [], "DataSet": []}
+        for raw in msgspec.json.decode(store, type=_RawList).items:
+            by_kind["Node" if b'"kind":"Node"' in bytes(memoryview(raw)[:200]) else "DataSet"].append(raw)
+        pages = {NODES: _Pages(by_kind["Node"], "Node", KubeClient.page_size), DATASETS: _Pages(by_kind["DataSet"], "DataSet", 50)}
+        client = KubeClient.__new__(KubeClient)
+        client._list_fn = lambda resource, namespace: (pages.get(resource, _Pages([], resource.kind, 500)), ())  # type: ignore[method-assign]
+        controller = Controller(client, FakeProvider(time.time), settings, lists=client.typed_reader())
+        store_mib = current_rss_mib()  # before the controller starts: the interpreter and the page bodies it is served
+        t0 = time.perf_counter()  # from here on, what the controller does
+    t1 = time.perf_counter()
+    controller.caches = {}  # what its informers hold once synced: one list per resource
+    for resource, build in WATCHED:
+        cache = controller.caches[resource.plural] = ObjectCache(build)
+        try:
+            items, _ = controller.lists.list(resource)
+        except ApiError:
+            if resource not in OPTIONAL:
+                raise
+            items = []
+        cache.relist(items)
+    t2 = time.perf_counter()
+    plan = controller.reconcile_once()
+    t3 = time.perf_counter()
+    controller.reconcile_once()
+    t4 = time.perf_counter()
+    joined = make_node("joined-0", zone="us-east-1a", rack="rack-joined")
+    controller.caches[NODES.plural].event(WatchEvent("ADDED", joined))  # a node joins
+    controller.reconcile_once()
+    t5 = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "source": source,
+                "nodes": len(controller.caches[NODES.plural].typed),
+                "datasets": len(controller.caches[DATASETS.plural].typed),
+                "actions": len(plan.actions),
+                "rejected": len(controller.rejected),
+                "read_s": t1 - t0,
+                "synced_s": t2 - t0,
+                "first_pass_s": t3 - t2,
+                "ready_s": t3 - t0,
+                "second_pass_s": t4 - t3,
+                "one_node_pass_s": t5 - t4,
+                "peak_rss_mib": peak_rss_mib(),
+                "page_store_mib": store_mib,
+            }
+        )
+    )
+
+
 def child_place(path: str, pieces: str, chunk_rows: str = "") -> None:
     """Measured in a fresh process: one fresh ``place`` of a new 3x DataSet of ``pieces`` pieces
     (1 GiB shards, host failure domain) on the snapshot's nodes (``chunk_rows``: the placement
@@ -221,6 +306,8 @@ def run(args: argparse.Namespace) -> int:
             made = make_balanced_snapshot(path, nodes=n, replicas_total=n * args.replicas_per_node, datasets=args.datasets)
             row: dict[str, Any] = {**made, "snapshot_mib": path.stat().st_size / 2**20, "write_s": time.perf_counter() - t0}
             row["reconciler"] = run_child("benchmarks.coldstart", "reconciler", str(path), timeout_s=3600)
+            row["controller"] = run_child("benchmarks.coldstart", "controller", str(path), "snapshot", timeout_s=3600)
+            row["controller_api"] = run_child("benchmarks.coldstart", "controller", str(path), "api", timeout_s=3600)
             row["reconciler_cli"] = run_command([sys.executable, "-m", "kbl", "reconciler", "--once", "--dry-run", "--snapshot", str(path)])
             row["controller_cli"] = run_command([sys.executable, "-m", "kbl", "controller", "--once", "--dry-run", "--snapshot", str(path)])
             if args.place:
@@ -233,7 +320,15 @@ def run(args: argparse.Namespace) -> int:
                 f"  reconciler: read {rec['read_s']:.1f} s, synced {rec['synced_s']:.1f} s, first pass {rec['first_pass_s']:.1f} s"
                 f" = ready {rec['ready_s']:.1f} s; second pass {rec['second_pass_s']:.2f} s; one DataSet {rec['one_dataset_pass_s']:.2f} s;"
                 f" place() calls {rec['place_calls_first']}+{rec['place_calls_later']}; peak RSS {rec['peak_rss_mib']:,.0f} MiB\n"
-                f"  kbl reconciler --once --dry-run --snapshot: {row['reconciler_cli']['wall_s']:.1f} s,"
+                + "".join(
+                    f"  controller from {c['source']}: read {c['read_s']:.1f} s, synced {c['synced_s']:.1f} s,"
+                    f" first pass {c['first_pass_s']:.1f} s = ready {c['ready_s']:.1f} s; second pass {c['second_pass_s']:.2f} s;"
+                    f" a node joins {c['one_node_pass_s']:.2f} s; peak RSS {c['peak_rss_mib']:,.0f} MiB"
+                    + (f" ({c['page_store_mib']:,.0f} MiB before it started: the page bodies served)" if c["page_store_mib"] else "")
+                    + "\n"
+                    for c in (row["controller"], row["controller_api"])
+                )
+                + f"  kbl reconciler --once --dry-run --snapshot: {row['reconciler_cli']['wall_s']:.1f} s,"
                 f" {row['reconciler_cli']['peak_rss_mib']:,.0f} MiB\n"
                 f"  kbl controller --once --dry-run --snapshot: {row['controller_cli']['wall_s']:.1f} s,"
                 f" {row['controller_cli']['peak_rss_mib']:,.0f} MiB\n"
@@ -248,5 +343,7 @@ def run(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     if sys.argv[1] == "place":
         child_place(*sys.argv[2:5])
+    elif sys.argv[1] == "controller":
+        child_controller(sys.argv[2], sys.argv[3])
     else:
         child_reconciler(sys.argv[2])

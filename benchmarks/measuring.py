@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -29,6 +30,15 @@ def percentile(values: Sequence[float], q: float) -> float:
 def peak_rss_mib() -> float:
     """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    """This process's resident set size now, in MiB (Linux ``/proc/self/statm``; the peak elsewhere)."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return peak_rss_mib()
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def run_child(module: str, *args: str, timeout_s: float = 600) -> dict[str, Any]:

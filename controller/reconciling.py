@@ -20,7 +20,7 @@ import math
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,16 +81,26 @@ def p90(values: Iterable[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
 
 
+def node_join(node: Node) -> tuple[str, float, float] | None:
+    """``(group, ready time, ready - creation)`` of a ready node of a group, else ``None``."""
+    group = cap.names.group_of_labels(node.labels) if node.ready and node.ready_transition else None
+    born = parse_time(node.creation_timestamp) if group else None
+    ready = parse_time(node.ready_transition) if born is not None else None
+    if not group or born is None or ready is None or ready < born:
+        return None
+    return group, ready, ready - born
+
+
 def node_ready_seconds(nodes: Iterable[Node], recent: int = RECENT_JOINS) -> dict[str, float]:
     """Measured node-ready time per group: the p90 of Ready - creation over its ``recent`` latest joins."""
-    joins: dict[str, list[tuple[float, float]]] = {}
-    for node in nodes:
-        group = cap.names.group_of_labels(node.labels) if node.ready and node.ready_transition else None
-        born = parse_time(node.creation_timestamp) if group else None
-        ready = parse_time(node.ready_transition) if born is not None else None
-        if group and born is not None and ready is not None and ready >= born:
-            joins.setdefault(group, []).append((ready, ready - born))
-    return {group: p90(d for _, d in sorted(seen)[-recent:]) for group, seen in joins.items()}
+    return _p90_per_group((join for join in map(node_join, nodes) if join is not None), recent)
+
+
+def _p90_per_group(joins: Iterable[tuple[str, float, float]], recent: int) -> dict[str, float]:
+    seen: dict[str, list[tuple[float, float]]] = {}
+    for group, ready, took in joins:
+        seen.setdefault(group, []).append((ready, took))
+    return {group: p90(d for _, d in sorted(found)[-recent:]) for group, found in seen.items()}
 
 
 class HydrationMeter:
@@ -107,15 +117,16 @@ class HydrationMeter:
         self.last: dict[str, tuple[float, int, bool]] = {}
         self.samples: dict[str, list[float]] = {}
 
-    def observe(self, now_s: float, nodes: Iterable[Node], holdings: Iterable[NodeHoldings]) -> dict[str, float]:
+    def observe(self, now_s: float, nodes: Iterable[Node] | Mapping[str, Node], holdings: Iterable[NodeHoldings]) -> dict[str, float]:
         """Record one observation; returns group -> median bytes/s per node over recent samples."""
-        group_of = {n.name: cap.node_group_of(n) for n in nodes}
+        by_name = nodes if isinstance(nodes, Mapping) else {n.name: n for n in nodes}
         for held in holdings:
             ready = sum(d.ready_bytes for d in held.datasets.values())
             hydrating = any(any(d.hydrating.values()) for d in held.datasets.values())
             before = self.last.get(held.node)
             self.last[held.node] = (now_s, ready, hydrating)
-            group = group_of.get(held.node)
+            node = by_name.get(held.node)
+            group = cap.node_group_of(node) if node is not None else None
             if before is None or group is None or now_s <= before[0] or ready <= before[1]:
                 continue
             if hydrating or before[2]:  # busy hydrating during the interval
@@ -240,6 +251,10 @@ class Controller:
         self.informers: list[Informer] = []
         self._catalog: list[cap.InstanceShape] | None = None
         self.hydration = HydrationMeter()
+        # Kept between passes (see _cluster_of): the cluster and the typed objects written into it.
+        self._cluster: Cluster | None = None
+        self._in_cluster: tuple[dict[str, Node], dict[str, DataSet]] = ({}, {})
+        self._joins: dict[str, tuple[Node, tuple[str, float, float] | None]] = {}
 
     # -------------------------------------------------------------------- observe
     def _read(self) -> dict[str, tuple[list[Mapping[str, Any]], list[Any]]]:
@@ -301,25 +316,63 @@ class Controller:
         affinity: Mapping[str, cap.Affinity] | None = None,
         jobs: Iterable[cap.JobProgress] = (),
     ) -> cap.CapacityState:
-        cluster = Cluster()
-        with paused_gc():  # 100,000 nodes and million-piece placements: a first build, in bulk
-            cluster.add_nodes(nodes)
-            for dataset in datasets:
-                cluster.set_dataset(dataset)
+        """The planner's input. ``cluster`` is the controller's own, kept between passes
+        (:meth:`_cluster_of`): valid until the next ``state_of``."""
+        cluster = self._cluster_of(nodes, datasets)
         groups = list(self.provider.list_groups())
         ready = {}
         for kbl in kbls:
             for entry in kbl.status.get("nodeGroups") or ():
                 if isinstance(entry, Mapping) and isinstance(entry.get("nodeReadySeconds"), int | float):
                     ready[str(entry.get("name"))] = float(entry["nodeReadySeconds"])
-        ready.update(node_ready_seconds(nodes))
+        ready.update(self._node_ready_seconds(nodes))
         util = dict(self.utilization(kbls, nodes)) if self.utilization else {}
         now = self.clock()
         holdings = tuple(holdings)
         return cap.CapacityState(
             now, nodes, pods, kbls, datasets, cluster, groups, ready, util, self.instance_types(), holdings,
-            dict(affinity or {}), {j.key: j for j in jobs}, self.hydration.observe(now, nodes, holdings),
+            dict(affinity or {}), {j.key: j for j in jobs}, self.hydration.observe(now, cluster.nodes, holdings),
         )
+
+    def _cluster_of(self, nodes: Sequence[Node], datasets: Sequence[DataSet]) -> Cluster:
+        """The cluster of these nodes and DataSets: built in bulk the first time, then kept, and
+        only what changed since the last pass written into it.
+
+        A node or DataSet changed when its typed object is not the one written last time: the
+        informers' caches keep an object until an event replaces it, so a pass after one event
+        writes one node or one DataSet (a rebuild at 100,000 nodes and 10 million pieces takes
+        seconds). ``tests/controller/test_reconciling.py`` compares the kept cluster with a fresh one.
+        """
+        cluster = self._cluster
+        by_name = {n.name: n for n in nodes}
+        by_key = {d.key: d for d in datasets}
+        with paused_gc():  # 100,000 nodes and million-piece placements: a first build, in bulk
+            if cluster is None:
+                cluster = self._cluster = Cluster()
+                cluster.add_nodes(by_name.values())
+                for dataset in by_key.values():
+                    cluster.set_dataset(dataset)
+            else:
+                old_nodes, old_datasets = self._in_cluster
+                for name in old_nodes.keys() - by_name.keys():
+                    cluster.remove_node(name)
+                cluster.add_nodes(n for name, n in by_name.items() if old_nodes.get(name) is not n)
+                for key in old_datasets.keys() - by_key.keys():
+                    cluster.remove_dataset(key)
+                for key, dataset in by_key.items():
+                    if old_datasets.get(key) is not dataset:
+                        cluster.set_dataset(dataset)
+        self._in_cluster = (by_name, by_key)
+        return cluster
+
+    def _node_ready_seconds(self, nodes: Iterable[Node]) -> dict[str, float]:
+        """:func:`node_ready_seconds`, each node's join read once per typed object."""
+        memo, kept = self._joins, {}
+        for node in nodes:
+            found = memo.get(node.name)
+            kept[node.name] = found if found is not None and found[0] is node else (node, node_join(node))
+        self._joins = kept
+        return _p90_per_group((join for _, join in kept.values() if join is not None), RECENT_JOINS)
 
     # ----------------------------------------------------------------------- act
     def plan(self, state: cap.CapacityState | None = None) -> cap.Plan:
