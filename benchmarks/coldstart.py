@@ -175,22 +175,10 @@ def child_controller(path: str, source: str) -> None:
         api = SnapshotApi.from_file(path, typed=True)
         controller = Controller(api, RecordedGroups(api), settings)
     else:
-        import mmap
+        from benchmarks.scale import api_pages, paged_client
 
-        import msgspec
-
-        from benchmarks.scale import _Pages
-        from kube.client import KubeClient
-        from topology.snapshots import _RawList
-
-        with open(path, "rb") as handle:  # the page store: views into the mapped file, not copies
-            store = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        by_kind: dict[str, list[Any]] = {"Node": [], "DataSet": []}
-        for raw in msgspec.json.decode(store, type=_RawList).items:
-            by_kind["Node" if b'"kind":"Node"' in bytes(memoryview(raw)[:200]) else "DataSet"].append(raw)
-        pages = {NODES: _Pages(by_kind["Node"], "Node", KubeClient.page_size), DATASETS: _Pages(by_kind["DataSet"], "DataSet", 50)}
-        client = KubeClient.__new__(KubeClient)
-        client._list_fn = lambda resource, namespace: (pages.get(resource, _Pages([], resource.kind, 500)), ())  # type: ignore[method-assign]
+        pages, _store = api_pages(path)
+        client = paged_client(pages)
         controller = Controller(client, FakeProvider(time.time), settings, lists=client.typed_reader())
         store_mib = current_rss_mib()  # before the controller starts: the interpreter and the page bodies it is served
         t0 = time.perf_counter()  # from here on, what the controller does

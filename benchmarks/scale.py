@@ -27,6 +27,7 @@ import base64
 import dataclasses
 import gc
 import json
+import mmap
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from benchmarks.driving import PodArrival, SchedulerSettings, num_feasible_nodes_to_find
@@ -42,8 +44,11 @@ from benchmarks.model import make_snapshot
 from benchmarks.policies import PolicySettings, run_policy
 from benchmarks.traces import Trace, TraceSettings, make_trace
 from extender.settings import DEFAULT_SCHEDULER_NAME
+from kube.api import DATASETS, KBLS, NODES, PODS, Resource
+from kube.client import KubeClient
 from topology import labels
 from topology.pods import Pod
+from topology.snapshots import _RawList
 
 #: (nodes, replicas) per size of the issue's table.
 SIZES = ((5_000, 1_000_000), (20_000, 5_000_000), (100_000, 10_000_000))
@@ -152,33 +157,45 @@ class _Pages:
         return type("Response", (), {"data": body})()
 
 
+class _Kind(msgspec.Struct):
+    kind: str | None = None
+
+
+def api_pages(path: str) -> tuple[dict[Resource, _Pages], Any]:
+    """A snapshot's Nodes and DataSets as the API server's list pages (500 Nodes, 50 DataSets a
+    page), the bodies being views into the mapped file (no copy); every other resource an empty
+    list. Returns the pages and the mapping (kept open while they are served)."""
+    with open(path, "rb") as handle:
+        store = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    by_kind: dict[str, list[Any]] = {"Node": [], "DataSet": []}
+    for raw in msgspec.json.decode(store, type=_RawList).items:
+        kind = msgspec.json.decode(raw, type=_Kind).kind
+        if kind in by_kind:
+            by_kind[kind].append(raw)
+    pages = {NODES: _Pages(by_kind["Node"], "Node", KubeClient.page_size), DATASETS: _Pages(by_kind["DataSet"], "DataSet", 50)}
+    return pages, store
+
+
+def paged_client(pages: dict[Resource, _Pages]) -> KubeClient:
+    """A :class:`KubeClient` whose list calls get ``pages`` (parsed by its own code, no socket)."""
+    client = KubeClient.__new__(KubeClient)
+    client._list_fn = lambda resource, namespace: (pages.get(resource, _Pages([], resource.kind, 500)), ())  # type: ignore[method-assign]
+    return client
+
+
 def child_api(path: str) -> dict[str, Any]:
     """``kbl serve`` from the API: each resource listed page by page through :class:`KubeClient`'s
     own parsing (the page bodies are the snapshot's objects, image lists included, served from
     memory), then the first-list write into the extender's :class:`ClusterState`."""
-    import msgspec
-
     from extender.state import ClusterState
-    from kube.api import DATASETS, KBLS, NODES, PODS
-    from kube.client import KubeClient
-    from topology.snapshots import _RawList
 
-    listed = msgspec.json.decode(Path(path).read_bytes(), type=_RawList)
-    by_kind: dict[str, list[bytes]] = {"Node": [], "DataSet": []}
-    for raw in listed.items:
-        kind = "Node" if b'"kind":"Node"' in bytes(raw)[:200] else "DataSet"
-        by_kind[kind].append(bytes(raw))
-    del listed
-    client = KubeClient.__new__(KubeClient)
-    client.typed_lists = True  # as kbl serve sets it
-    pages = {NODES: _Pages(by_kind["Node"], "Node", KubeClient.page_size), DATASETS: _Pages(by_kind["DataSet"], "DataSet", 50),
-             PODS: _Pages([], "Pod", 500), KBLS: _Pages([], "KBL", 500)}  # fmt: skip
-    client._list_fn = lambda resource, namespace: (pages[resource], ())  # type: ignore[method-assign]
+    pages, _store = api_pages(path)
+    lists = paged_client(pages).typed_reader()  # as kbl serve lists
     gc.collect()
     t0 = time.perf_counter()
     state = ClusterState(expect=(NODES, PODS, DATASETS, KBLS))
     for resource in (NODES, PODS, DATASETS, KBLS):  # what each informer does with its first list
-        items, _ = client.list(resource)
+        items, _ = lists.list(resource)
         state.replace(resource, items)
     t1 = time.perf_counter()
     assert state.ready

@@ -83,8 +83,9 @@ class KubeClient:
     page_size = LIST_PAGE_SIZE
     #: Lists typed as they are decoded (:func:`~topology.snapshots.read_list_body`): Nodes come
     #: back as :class:`~topology.nodes.Node` (racks from :attr:`rack_label`), DataSets as
-    #: ``DataSet.from_object`` reads them. Set by ``kbl serve``, whose only use of listed objects
-    #: is to type them; items that are not plainly well formed stay dicts. Watch events stay JSON.
+    #: ``DataSet.from_object`` reads them. On only in a :meth:`typed_reader` (``kbl serve``'s and
+    #: the controller's informers, whose only use of listed objects is to type them); items that
+    #: are not plainly well formed stay dicts. Watch events stay JSON.
     typed_lists = False
     rack_label = labels.DEFAULT_RACK
 

@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
         serve(state, options)
         return 0
     api = KubeClient.from_config(args.kubeconfig)
-    api.typed_lists, api.rack_label = True, settings.rack_label  # the extender only types what it lists
+    lists = api.typed_reader(settings.rack_label)  # the informers only type what they list; binds stay raw
     state = ClusterState(settings, expect=WATCHED)
-    informers = start_informers(state, api, settings=InformerSettings())
+    informers = start_informers(state, lists, settings=InformerSettings())
     serve(state, options, api=api, informers=informers)
     return 0
 

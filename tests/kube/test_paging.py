@@ -119,8 +119,8 @@ def test_typed_lists_give_the_objects_the_careful_readers_would(emulator: Emulat
     ds = dataset_object("d", namespace="x", shards=3, shard_size="1Gi", redundancy=Replicas(2))
     ds["status"] = {"placement": {"nodes": ["n0", "n1", "n2"], "shards": [[0, 1], [1, 2], [2]]}, "conditions": []}
     emulator.post("/apis/kbl.io/v1alpha1/namespaces/x/datasets", ds)
-    plain, typed = KubeClient.from_url(emulator.url), KubeClient.from_url(emulator.url)
-    typed.typed_lists = True
+    plain = KubeClient.from_url(emulator.url)
+    typed = plain.typed_reader()
     plain_nodes, _ = plain.list(NODES)
     typed_nodes: list[Any] = typed.list(NODES)[0]  # Nodes, or dicts where unusual
     expected = {n["metadata"]["name"]: Node.from_object(n) for n in plain_nodes if n["metadata"]["name"] != "odd"}
@@ -128,6 +128,7 @@ def test_typed_lists_give_the_objects_the_careful_readers_would(emulator: Emulat
     assert [n["metadata"]["name"] for n in typed_nodes if isinstance(n, dict)] == ["odd"]
     (plain_ds,), _ = plain.list(DATASETS)
     (typed_ds,), _ = typed.list(DATASETS)
+    assert all(isinstance(n, dict) for n in plain.list(NODES)[0])  # the reader's client itself lists raw objects
     a, b = DataSet.from_object(plain_ds), DataSet.from_object(typed_ds)
     assert a.placement is not None
     assert b.placement is not None
