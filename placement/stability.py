@@ -8,9 +8,9 @@ nodes) vectorised numpy, without building the :class:`~placement.layouts.Layout`
 cost a Python call per node and domain: about 1 s at 5,000 nodes, 20 s at 100,000).
 
 The targets are computed here by the same water-filling as :func:`placement.layouts.build_layout`
-(same chain of domains, same spreading decisions), vectorised over all the domains of a level at
-once. The arithmetic is the same but summed in another order, so the targets agree to a few ulps,
-not bit for bit; :func:`keeps` therefore answers ``True`` only with a margin (a relative ``1e-9``
+(:func:`~placement.layouts.hierarchical_targets`, same chain of domains, same spreading
+decisions), but for a unit piece size: they scale with the piece size, so they agree with the
+layout's to a few ulps, not bit for bit; :func:`keeps` therefore answers ``True`` only with a margin (a relative ``1e-9``
 of every band edge, and a spreading decision at least ``1e-6`` away from ``spread_cost_limit``).
 A ``False`` means "not sure": the caller runs :func:`~placement.placements.place`, which decides.
 So ``keeps(...)`` implies ``place(..., previous=p).placement`` has the same pieces as ``p`` and
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from placement.layouts import LEVEL_OF_KEY, LEVELS, matches, rule_cap
+from placement.layouts import LEVEL_OF_KEY, LEVELS, chain_slots, hierarchical_targets, matches, rule_cap
 from placement.settings import DEFAULT_SETTINGS, PlacementSettings
 from topology.datasets import DataSetSpec, ShardPlacement
 from topology.nodes import Node
@@ -46,86 +46,6 @@ UNIT = float(2**40)
 def _dense(values: Sequence[str]) -> I64:
     lookup: dict[str, int] = {}
     return np.array([lookup.setdefault(v, len(lookup)) for v in values], dtype=np.int64)
-
-
-def _paths(chain: Sequence[tuple[I64, int]]) -> list[I64]:
-    """Dense group codes per node for each prefix of ``chain`` (a group is a path of domains)."""
-    out: list[I64] = []
-    code: I64 | None = None
-    for ids, _ in chain:
-        pair = ids if code is None else code * (int(ids.max(initial=0)) + 1) + ids
-        code = np.unique(pair, return_inverse=True)[1].astype(np.int64).ravel()
-        out.append(code)
-    return out
-
-
-def _values(chain: Sequence[tuple[I64, int]], paths: list[I64]) -> list[I64]:
-    """Per level, per group: the most pieces of one shard the group can hold (``hierarchical_slots``)."""
-    values: list[I64] = [np.zeros(0, dtype=np.int64)] * len(chain)
-    below: I64 | None = None
-    for level in range(len(chain) - 1, -1, -1):
-        code, cap = paths[level], chain[level][1]
-        groups = int(code.max(initial=-1)) + 1
-        if below is None:
-            inner = np.bincount(code, minlength=groups).astype(np.int64)
-        else:
-            child = paths[level + 1]
-            first = np.unique(child, return_index=True)[1]  # one node per child group: its parent
-            inner = np.bincount(code[first], weights=below.astype(np.float64), minlength=groups).astype(np.int64)
-        values[level] = np.minimum(inner, cap)
-        below = values[level]
-    return values
-
-
-def slots(chain: Sequence[tuple[I64, int]]) -> int:
-    """:func:`placement.layouts.hierarchical_slots` over every node, vectorised."""
-    if not chain:
-        return 0
-    return int(_values(chain, _paths(chain))[0].sum())
-
-
-def _waterfill(seg: I64, weights: F64, caps: F64, amount: F64) -> F64:
-    """:func:`placement.layouts.waterfill` in every segment at once (``amount`` per segment)."""
-    n_seg = len(amount)
-    alloc = np.zeros(len(weights), dtype=np.float64)
-    free = weights > 0
-    remaining = amount.astype(np.float64).copy()
-    done = np.zeros(n_seg, dtype=bool)
-    while True:
-        has_free = np.bincount(seg, weights=free.astype(np.float64), minlength=n_seg) > 0
-        active = ~done & (remaining > 1e-9) & has_free
-        if not active.any():
-            return alloc
-        wsum = np.bincount(seg, weights=np.where(free, weights, 0.0), minlength=n_seg)
-        live = free & active[seg]
-        share = np.where(live, remaining[seg] * weights / np.where(wsum[seg] > 0, wsum[seg], 1.0), 0.0)
-        over = live & (alloc + share > caps)
-        seg_over = np.bincount(seg, weights=over.astype(np.float64), minlength=n_seg) > 0
-        settle = live & ~seg_over[seg]
-        alloc[settle] += share[settle]
-        done |= active & ~seg_over
-        remaining -= np.bincount(seg, weights=np.where(over, caps - alloc, 0.0), minlength=n_seg)
-        alloc[over] = caps[over]
-        free &= ~over
-
-
-def targets(weights: F64, chain: Sequence[tuple[I64, int]], per_node_max: float, total: float) -> F64:
-    """:func:`placement.layouts.hierarchical_targets`, vectorised over the domains of each level."""
-    n = len(weights)
-    if n == 0:
-        return np.zeros(0, dtype=np.float64)
-    paths = _paths(chain)
-    values = _values(chain, paths)
-    parent: I64 = np.zeros(n, dtype=np.int64)  # the root: one segment
-    amount: F64 = np.array([float(total)], dtype=np.float64)
-    for level in range(len(chain)):
-        code = paths[level]
-        groups = int(code.max(initial=-1)) + 1
-        first = np.unique(code, return_index=True)[1]
-        gw = np.bincount(code, weights=weights, minlength=groups).astype(np.float64)
-        amount = _waterfill(parent[first], gw, values[level].astype(np.float64) * per_node_max, amount)
-        parent = code
-    return _waterfill(parent, weights, np.full(n, per_node_max), amount)
 
 
 class NodeTable:
@@ -261,7 +181,7 @@ def keeps(
 def _goal(weights: F64, domains: I64, cap: int, *, width: int, levels: list[I64], spread_cost_limit: float | None) -> F64 | None:
     """Targets per node for ``per_node_max = UNIT`` (they scale with it), with build_layout's
     spreading decisions; ``None`` when a decision is within :data:`COST_MARGIN` of the limit."""
-    goal = targets(weights, [(domains, cap)], UNIT, UNIT * width)
+    goal = hierarchical_targets(weights, [(domains, cap)], UNIT, UNIT * width)
     plain = goal
     spread: list[tuple[I64, int]] = []
     for ids in levels if spread_cost_limit is not None else ():
@@ -270,9 +190,9 @@ def _goal(weights: F64, domains: I64, cap: int, *, width: int, levels: list[I64]
             continue
         rule = (ids, math.ceil(width / n_level))
         chain = [rule, *reversed(spread), (domains, cap)]
-        if slots(chain) < width:
+        if chain_slots(chain) < width:
             continue
-        trial = targets(weights, chain, UNIT, UNIT * width)
+        trial = hierarchical_targets(weights, chain, UNIT, UNIT * width)
         cost = float(np.max(np.abs(trial - plain) / np.maximum(plain, 1e-300)))
         if abs(cost - float(spread_cost_limit or 0.0)) < COST_MARGIN:
             return None
@@ -282,4 +202,4 @@ def _goal(weights: F64, domains: I64, cap: int, *, width: int, levels: list[I64]
     return goal
 
 
-__all__ = ["NodeTable", "keeps", "slots", "targets"]
+__all__ = ["NodeTable", "keeps"]

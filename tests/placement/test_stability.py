@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from placement import place
 from placement.layouts import build_layout
-from placement.stability import keeps, targets
+from placement.stability import keeps
 from topology.datasets import DataSet, Erasure, Redundancy, Replicas, ShardPlacement, dataset_object
 from topology.errors import PlacementError
 from topology.examples import make_cluster_nodes
@@ -31,16 +31,6 @@ def test_fresh_placement_is_kept_and_a_lost_node_is_not() -> None:
     assert keeps(nodes, spec, first)
     assert place(nodes, spec, previous=first).moves == ()
     assert not keeps(nodes[1:], spec, first)
-
-
-def test_targets_match_the_layout_water_filling() -> None:
-    nodes = _nodes(3, 4, 5, True, 3)
-    for domain in ("host", "rack", "zone"):
-        spec = _spec(500, Replicas(3), domain).spec
-        layout = build_layout(nodes, spec)
-        chain = [*((r.ids, r.cap) for r in reversed(layout.spread)), (layout.domains, layout.cap)]
-        per_node = float(layout.piece_bytes.sum())
-        np.testing.assert_allclose(targets(layout.weights, chain, per_node, per_node * 3), layout.targets, rtol=1e-12)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
