@@ -324,8 +324,14 @@ def _balance_round(
     give_left, take_left = give.copy(), take.copy()
     touched: set[int] = set()
     made = 0
+    # A destination only gains load in a round (no node both gives and takes), so once it can
+    # take no piece (nothing left to take, or even the smallest piece would push it out of its
+    # band) it stays closed; when every destination is closed the rest of the list is skipped
+    # (a node joining a big cluster: one destination, filled after a few dozen moves).
+    smallest = float(layout.piece_bytes.min()) if len(layout.piece_bytes) else 0.0
+    open_dests = int(np.count_nonzero((take_left[dests] > 0) & (loads[dests] + smallest <= hi[dests])))
     for i in idx.tolist():
-        if budget is not None and moved_so_far + made >= budget:
+        if (budget is not None and moved_so_far + made >= budget) or open_dests == 0:
             break
         s, sl, a_node, b_node = int(rows[i]), int(slots[i]), int(src[i]), int(best_dest[i])
         if s in touched or give_left[a_node] <= 0 or take_left[b_node] <= 0:
@@ -342,4 +348,6 @@ def _balance_round(
         take_left[b_node] -= size
         touched.add(s)
         made += 1
+        if take_left[b_node] <= 0 or loads[b_node] + smallest > hi[b_node]:
+            open_dests -= 1
     return made
