@@ -11,8 +11,9 @@ child process:
 
 - ``reconciler``: the snapshot read (:class:`~kube.replaying.SnapshotApi`, streaming), every
   resource listed into the reconciler's caches (what its informers hold once synced), the first
-  full pass (``--once --dry-run``), a second pass with nothing changed, and a pass after one
-  DataSet's event; peak RSS; how many DataSets called ``placement.place``.
+  full pass (``--once --dry-run``), a second pass with nothing changed, a pass after one
+  DataSet's event and a pass after one node joined (every DataSet rebalances a share onto it);
+  peak RSS; how many DataSets called ``placement.place``.
 - ``controller``: the companion controller's cold start (:func:`child_controller`), from the
   snapshot and from API list pages: ready after the first pass; peak RSS.
 - ``command``: a whole CLI command (``kbl reconciler --once --dry-run --snapshot FILE``,
@@ -105,6 +106,7 @@ def make_balanced_snapshot(path: Path, *, nodes: int, replicas_total: int, datas
 def child_reconciler(path: str) -> None:
     """Measured in a fresh process: read, list (synced), first pass, steady pass, one-DataSet pass."""
     from dataplane.reconciler import Reconciler, planning
+    from kube.api import WatchEvent
     from kube.replaying import SnapshotApi
 
     placed: list[str] = []
@@ -130,6 +132,10 @@ def child_reconciler(path: str) -> None:
     rec.datasets[one] = dict(rec.datasets[one])  # an event on one DataSet: a new raw object
     rec.reconcile([one])
     t5 = time.perf_counter()
+    before = len(placed)
+    rec._on_node(WatchEvent("ADDED", make_node("joined-0", zone="us-east-1a", rack="rack-joined", storage_b=2 * 10**12)))
+    joined = rec.reconcile(None)  # a node joins: every DataSet rebalances a share onto it
+    t6 = time.perf_counter()
     print(
         json.dumps(
             {
@@ -146,6 +152,9 @@ def child_reconciler(path: str) -> None:
                 "second_pass_s": t4 - t3,
                 "second_moves": sum(d.moves for d in second.decisions.values()),
                 "one_dataset_pass_s": t5 - t4,
+                "node_join_pass_s": t6 - t5,
+                "node_join_moves": sum(d.moves for d in joined.decisions.values()),
+                "node_join_place_calls": len(placed) - before,
                 "peak_rss_mib": peak_rss_mib(),
             }
         )
@@ -307,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{n:,} nodes, {made['replicas']:,} replicas in {made['datasets']} DataSets ({row['snapshot_mib']:,.0f} MiB):\n"
                 f"  reconciler: read {rec['read_s']:.1f} s, synced {rec['synced_s']:.1f} s, first pass {rec['first_pass_s']:.1f} s"
                 f" = ready {rec['ready_s']:.1f} s; second pass {rec['second_pass_s']:.2f} s; one DataSet {rec['one_dataset_pass_s']:.2f} s;"
+                f" a node joins {rec['node_join_pass_s']:.1f} s ({rec['node_join_moves']:,} moves);"
                 f" place() calls {rec['place_calls_first']}+{rec['place_calls_later']}; peak RSS {rec['peak_rss_mib']:,.0f} MiB\n"
                 + "".join(
                     f"  controller from {c['source']}: read {c['read_s']:.1f} s, synced {c['synced_s']:.1f} s,"
