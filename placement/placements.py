@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from placement import assignments
-from placement.layouts import Layout, build_layout
+from placement.layouts import Layout, NodeArrays, build_layout
 from placement.reports import PlacementReport, balance_of, spread_of, violating_shards
 from placement.settings import DEFAULT_SETTINGS, PlacementSettings
 from topology.datasets import DataSetSpec, ShardPlacement
@@ -64,6 +64,7 @@ def plan(
     tolerance: float,
     budget: int | None,
     settings: PlacementSettings,
+    table: NodeArrays | None = None,
 ) -> PlacementResult:
     """The shared planner behind :func:`place` and :func:`~placement.rebalances.rebalance`.
 
@@ -76,7 +77,7 @@ def plan(
     PlacementError
         If the redundancy cannot be honoured on these nodes.
     """
-    layout = build_layout(nodes, spec, weight=weight, strict=True, spread_cost_limit=settings.spread_cost_limit)
+    layout = build_layout(nodes, spec, weight=weight, strict=True, spread_cost_limit=settings.spread_cost_limit, table=table)
     shards, width = spec.shards, spec.redundancy.width
     pieces = np.full((shards, width), -1, dtype=np.int32)
     old: I32 | None = None
@@ -143,6 +144,7 @@ def place(
     weight: str = "ephemeral-storage",
     seed: int = 0,
     settings: PlacementSettings | None = None,
+    table: NodeArrays | None = None,
 ) -> PlacementResult:
     """Place every piece of a DataSet on ``nodes``.
 
@@ -167,6 +169,9 @@ def place(
         Seed of the rendezvous hash (same seed, same placement).
     settings:
         Tolerances and limits (:class:`~placement.settings.PlacementSettings`).
+    table:
+        :class:`~placement.layouts.NodeArrays` of these very nodes, kept by a caller that places
+        many DataSets on them (the reconciler): the same result, without reading every node again.
 
     Returns
     -------
@@ -192,4 +197,4 @@ def place(
     """
     cfg = settings or DEFAULT_SETTINGS
     tolerance = cfg.fresh_tolerance if previous is None else cfg.stable_tolerance
-    return plan(nodes, spec, previous, weight=weight, seed=seed, tolerance=tolerance, budget=None, settings=cfg)
+    return plan(nodes, spec, previous, weight=weight, seed=seed, tolerance=tolerance, budget=None, settings=cfg, table=table)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from placement.layouts import LEVEL_OF_KEY, LEVELS, chain_slots, hierarchical_targets, matches, rule_cap
+from placement.layouts import LEVEL_OF_KEY, LEVELS, NodeArrays, chain_slots, hierarchical_targets, rule_cap
 from placement.settings import DEFAULT_SETTINGS, PlacementSettings
 from topology.datasets import DataSetSpec, ShardPlacement
 from topology.nodes import Node
@@ -48,26 +48,16 @@ def _dense(values: Sequence[str]) -> I64:
     return np.array([lookup.setdefault(v, len(lookup)) for v in values], dtype=np.int64)
 
 
-class NodeTable:
+class NodeTable(NodeArrays):
     """Nodes typed once for many :func:`keeps` calls: sorted by name, with weights, selector
-    matches and domain ids computed on first use and remembered (one table per cluster view)."""
+    matches and domain ids computed on first use and remembered (one table per cluster view); a
+    :class:`~placement.layouts.NodeArrays`, so ``place(..., table=...)`` reads it too."""
 
     def __init__(self, nodes: Sequence[Node]) -> None:
-        self.nodes = sorted(nodes, key=lambda n: n.name)
-        self.names = [n.name for n in self.nodes]
-        self.index = {n: i for i, n in enumerate(self.names)}
-        self.duplicated = len(self.index) != len(self.names)
-        self._weights: dict[str, F64] = {}
+        super().__init__(nodes)
         self._domains: dict[str, I64] = {}
-        self._matches: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
         self._layouts: dict[tuple[Any, ...], tuple[I64, I64, int, F64] | None] = {}
         self._luts: dict[tuple[tuple[str, ...], int], I64] = {}
-
-    def weights(self, resource: str) -> F64:
-        """Allocatable ``resource`` per node (base units, as float)."""
-        if resource not in self._weights:
-            self._weights[resource] = np.array([float(n.allocatable.get(resource)) for n in self.nodes], dtype=np.float64)
-        return self._weights[resource]
 
     def domains(self, key: str) -> I64:
         """Dense domain ids per node at ``key`` (a level or a label; same id = same domain)."""
@@ -108,13 +98,6 @@ class NodeTable:
                 found = None if goal is None else (position, domains, cap, goal)
             self._layouts[key] = found
         return self._layouts[key]
-
-    def matching(self, selector: dict[str, str]) -> npt.NDArray[np.bool_]:
-        """Nodes carrying every label of ``selector``."""
-        key = tuple(sorted(selector.items()))
-        if key not in self._matches:
-            self._matches[key] = np.array([matches(n, selector) for n in self.nodes], dtype=bool)
-        return self._matches[key]
 
 
 def keeps(

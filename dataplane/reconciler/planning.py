@@ -427,11 +427,11 @@ def _replan(dataset: DataSet, cluster: ClusterView, settings: ReconcilerSettings
     if keeps(table, spec, dataset.placement, weight=settings.weight, settings=settings.placement):
         return Replan(dataset.placement, 0, 0, kept=True)
     if keep:
-        result = place([*eligible, *keep], spec, previous=dataset.placement, **kw)
+        result = place([*eligible, *keep], spec, previous=dataset.placement, table=table, **kw)
         kept = {n.name for n in keep}
         if not any(m.to_node in kept for m in result.moves):
             return Replan.of(result)
-    return Replan.of(place(eligible, spec, previous=dataset.placement, **kw))
+    return Replan.of(place(eligible, spec, previous=dataset.placement, table=cluster.eligible_table, **kw))
 
 
 def decide(

@@ -14,8 +14,10 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from placement.layouts import build_layout, hierarchical_slots, hierarchical_targets, waterfill
+from placement import place
+from placement.layouts import NodeArrays, build_layout, hierarchical_slots, hierarchical_targets, waterfill
 from topology.datasets import DataSet, Replicas, dataset_object
+from topology.errors import PlacementError
 from topology.examples import make_cluster_nodes
 from topology.nodes import Node
 
@@ -125,3 +127,57 @@ def test_a_layout_at_thousands_of_nodes_has_the_targets_of_the_definition() -> N
         chain = [*((r.ids, r.cap) for r in reversed(layout.spread)), (layout.domains, layout.cap)]
         per_node = float(layout.piece_bytes.sum())
         np.testing.assert_allclose(layout.targets, targets_by_definition(layout.weights, chain, per_node, per_node * 3), rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    zones=st.integers(1, 3),
+    racks=st.integers(1, 3),
+    hosts=st.integers(1, 4),
+    mixed=st.booleans(),
+    domain=st.sampled_from(["host", "rack", "zone"]),
+    selector=st.sampled_from([None, "a", "b"]),
+    empty=st.integers(0, 3),
+    seed=st.integers(0, 1000),
+)
+def test_a_layout_read_from_node_arrays_is_the_layout_read_from_the_nodes(
+    *, zones: int, racks: int, hosts: int, mixed: bool, domain: str, selector: str | None, empty: int, seed: int
+) -> None:
+    """``build_layout(..., table=NodeArrays(nodes))``: the reconciler's fast path, field by field."""
+    objs = make_cluster_nodes(zones=zones, racks_per_zone=racks, hosts_per_rack=hosts, weights="mixed" if mixed else "equal", seed=seed)
+    rng = np.random.default_rng(seed)
+    for i, obj in enumerate(objs):
+        obj["metadata"]["labels"]["pool"] = "a" if rng.random() < 0.7 else "b"  # some nodes do not match a selector
+        if i < empty:
+            obj["status"]["allocatable"]["ephemeral-storage"] = "0"  # not eligible
+    nodes = [Node.from_object(o) for o in objs]
+    rng.shuffle(nodes)
+    ds = dataset_object("d", shards=60, shard_size="1Gi", redundancy=Replicas(2), failure_domain=domain)
+    if selector:
+        ds["spec"]["nodeSelector"] = {"pool": selector}
+    spec = DataSet.from_object(ds).spec
+    try:
+        plain = build_layout(nodes, spec, strict=False)
+    except PlacementError:
+        return
+    fast = build_layout(nodes, spec, strict=False, table=NodeArrays(nodes))
+    assert fast.names == plain.names
+    assert fast.index == plain.index
+    assert fast.domain_names == plain.domain_names
+    assert (fast.cap, fast.problem) == (plain.cap, plain.problem)
+    for field in ("weights", "domains", "eligible", "piece_bytes", "targets", "node_hash"):
+        assert np.array_equal(getattr(fast, field), getattr(plain, field)), field
+    assert fast.levels.keys() == plain.levels.keys()
+    assert all(np.array_equal(fast.levels[k], plain.levels[k]) for k in plain.levels)
+    assert [(r.level, r.cap) for r in fast.spread] == [(r.level, r.cap) for r in plain.spread]
+    assert all(np.array_equal(a.ids, b.ids) for a, b in zip(fast.spread, plain.spread, strict=True))
+    if not plain.problem:
+        with_table = place(nodes, spec, table=NodeArrays(nodes)).placement
+        assert with_table.equals(place(nodes, spec).placement)
+
+
+def test_node_arrays_of_other_nodes_are_not_read() -> None:
+    nodes = [Node.from_object(o) for o in make_cluster_nodes(zones=3, racks_per_zone=2, hosts_per_rack=2)]
+    spec = DataSet.from_object(dataset_object("d", shards=20, shard_size="1Gi", redundancy=Replicas(3))).spec
+    stale = NodeArrays(nodes[:-1])
+    assert build_layout(nodes, spec, table=stale).names == build_layout(nodes, spec).names
