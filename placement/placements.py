@@ -124,15 +124,15 @@ def to_shard_placement(layout: Layout, pieces: I32) -> ShardPlacement:
 def _diff(layout: Layout, pieces: I32, previous: ShardPlacement | None, old: I32 | None, present: set[str]) -> tuple[Move, ...]:
     if previous is None or old is None:
         return ()
-    old_names = np.array([*previous.nodes, ""], dtype=object)
-    new_names = np.array([*layout.names, ""], dtype=object)
-    before = old_names[old]
-    after = new_names[pieces]
-    rows, cols = np.nonzero(before != after)
+    # Compared as layout indexes (a million pieces: no name arrays): an old holder outside the
+    # layout is -2, so it never equals a piece now missing (-1).
+    lut = np.array([*(layout.index.get(n, -2) for n in previous.nodes), -1], dtype=np.int64)
+    rows, cols = np.nonzero(lut[old] != pieces)
     out = []
     for s, p in zip(rows.tolist(), cols.tolist(), strict=True):
-        src = before[s, p]
-        out.append(Move(s, p, src if src and src in present else None, str(after[s, p])))
+        src = previous.nodes[old[s, p]] if old[s, p] >= 0 else ""
+        after = layout.names[pieces[s, p]] if pieces[s, p] >= 0 else ""
+        out.append(Move(s, p, src if src and src in present else None, after))
     return tuple(out)
 
 
