@@ -4,15 +4,15 @@
 sits on an eligible node of the layout, no shard breaks the failure-domain rule (a node twice, more
 than ``cap`` pieces in one domain), no piece is missing, and every node's load is within
 ``stable_tolerance`` of its target. :func:`keeps` checks exactly that, in O(pieces + nodes log
-nodes) vectorised numpy, without building the :class:`~placement.layouts.Layout` (whose targets
-cost a Python call per node and domain: about 1 s at 5,000 nodes, 20 s at 100,000).
+nodes) vectorised numpy from a :class:`NodeTable` shared by every DataSet of a pass, without
+building a :class:`~placement.layouts.Layout` per DataSet.
 
 The targets are computed here by the same water-filling as :func:`placement.layouts.build_layout`
 (:func:`~placement.layouts.hierarchical_targets`, same chain of domains, same spreading
-decisions), but for a unit piece size: they scale with the piece size, so they agree with the
-layout's to a few ulps, not bit for bit; :func:`keeps` therefore answers ``True`` only with a margin (a relative ``1e-9``
-of every band edge, and a spreading decision at least ``1e-6`` away from ``spread_cost_limit``).
-A ``False`` means "not sure": the caller runs :func:`~placement.placements.place`, which decides.
+decisions), but for a unit piece size: they scale with the piece size, so they agree with
+the layout's to a few ulps, not bit for bit; :func:`keeps` therefore answers ``True`` only with a
+margin (a relative ``1e-9`` of every band edge, and a spreading decision at least ``1e-6`` away
+from ``spread_cost_limit``). A ``False`` means "not sure": the caller runs :func:`~placement.placements.place`, which decides.
 So ``keeps(...)`` implies ``place(..., previous=p).placement`` has the same pieces as ``p`` and
 no moves; the converse is almost always true too, which is what makes the reconciler's steady
 state cheap.
