@@ -156,7 +156,8 @@ class Node:
     creation_timestamp: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
     #: ``lastTransitionTime`` of the Ready condition (when :attr:`ready` last changed: the
-    #: controller measures node-ready times from it, the reconciler how long a node is lost),
+    #: controller measures node-ready times from it, the placement reconciler how long a
+    #: NotReady node has been down before its pieces count as lost),
     #: ``""`` if there is none.
     ready_transition: str = ""
 

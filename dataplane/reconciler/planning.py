@@ -695,23 +695,6 @@ def _why(old: npt.NDArray[np.object_], changed: npt.NDArray[np.bool_], cluster: 
     return " and ".join(reasons)
 
 
-def lost_nodes(node_objects: Sequence[Mapping[str, Any]], now: float, grace_s: float) -> frozenset[str]:
-    """Names of nodes whose ``Ready`` condition has not been ``True`` for ``grace_s`` seconds.
-
-    The time is the condition's ``lastTransitionTime`` (the API server's, so every reconciler
-    replica agrees); a NotReady node without one counts from ``now`` (not lost yet).
-    """
-    out = set()
-    for obj in node_objects:
-        meta = obj.get("metadata") or {}
-        for cond in ((obj.get("status") or {}).get("conditions")) or ():
-            if isinstance(cond, Mapping) and cond.get("type") == "Ready" and cond.get("status") != "True":
-                since = parse_time(cond.get("lastTransitionTime"))
-                if since is not None and now - since >= grace_s:
-                    out.add(str(meta.get("name")))
-    return frozenset(out)
-
-
 def conditions_with_times(new: Sequence[Mapping[str, Any]], old: Sequence[Any], now_text: str) -> list[dict[str, Any]]:
     """``new`` conditions with ``lastTransitionTime`` carried over unless the status changed."""
     before = {c.get("type"): c for c in old if isinstance(c, Mapping)}
@@ -783,7 +766,6 @@ __all__ = [
     "distance",
     "from_names",
     "index_of",
-    "lost_nodes",
     "names_of",
     "node_annotations",
     "placement_status",

@@ -94,18 +94,6 @@ def _holdings_fingerprint(obj: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _typed_node(obj: Mapping[str, Any]) -> tuple[Node, tuple[float, ...]]:
-    """The typed Node and the times since which its ``Ready`` conditions are not ``True`` (what
-    :func:`~dataplane.reconciler.planning.lost_nodes` reads), parsed once per raw object."""
-    since = []
-    for cond in ((obj.get("status") or {}).get("conditions")) or ():
-        if isinstance(cond, Mapping) and cond.get("type") == "Ready" and cond.get("status") != "True":
-            found = parse_time(cond.get("lastTransitionTime"))
-            if found is not None:
-                since.append(found)
-    return Node.from_object(obj), tuple(since)
-
-
 class Reconciler:
     """The placement reconciler (module docstring).
 
@@ -161,7 +149,7 @@ class Reconciler:
         self._typed: dict[tuple[str, str], tuple[Mapping[str, Any], Any]] = {}
         self._node_generation = 0
         self._view_generation = 0  # bumped by every Node or NodeHoldings change
-        self._nodes_cache: tuple[int, tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, tuple[float, ...]]]] | None = None
+        self._nodes_cache: tuple[int, tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, float]]] | None = None
         self._cluster: ClusterView | None = None
         self.memo = PlanMemo()
 
@@ -253,8 +241,10 @@ class Reconciler:
         self._typed[(kind, key)] = (obj, typed)
         return typed
 
-    def _nodes_view(self) -> tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, tuple[float, ...]]]:
-        """Typed Nodes and NodeHoldings, and the NotReady times of the nodes that have some.
+    def _nodes_view(self) -> tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, float]]:
+        """Typed Nodes and NodeHoldings, and since when each NotReady node has been so (its Ready
+        condition's ``lastTransitionTime``, the API server's, so every replica agrees; a NotReady
+        node without one is not counted as lost).
 
         Rebuilt (each object typed once, see :meth:`_typed_of`) only after a Node or NodeHoldings
         event or relist; otherwise the previous pass's, so a pass after a DataSet event does not
@@ -266,16 +256,17 @@ class Reconciler:
             raw_nodes = dict(self.nodes)
             raw_holdings = dict(self.holdings)
         nodes: dict[str, Node] = {}
-        since: dict[str, tuple[float, ...]] = {}
+        since: dict[str, float] = {}
         for name, obj in raw_nodes.items():
             try:
-                node, times = self._typed_of("node", name, obj, _typed_node)
+                node: Node = self._typed_of("node", name, obj, Node.from_object)
             except KblError as exc:
                 log.warning("node skipped: %s", exc)
                 continue
             nodes[node.name] = node
-            if times:
-                since[node.name] = times
+            down = None if node.ready else parse_time(node.ready_transition)
+            if down is not None:
+                since[node.name] = down
         holdings: dict[str, NodeHoldings] = {}
         for name, obj in raw_holdings.items():
             try:
@@ -296,7 +287,7 @@ class Reconciler:
             generation = self._node_generation
         nodes, holdings, since = self._nodes_view()
         now = self.clock()
-        lost = frozenset(n for n, times in since.items() if any(now - t >= self.settings.node_lost_grace_s for t in times))
+        lost = frozenset(n for n, down in since.items() if now - down >= self.settings.node_lost_grace_s)
         cluster = self._cluster
         if cluster is None or cluster.nodes is not nodes or cluster.holdings is not holdings or cluster.lost != lost:
             cluster = self._cluster = ClusterView(nodes, lost, holdings)  # its cached node lists go with it

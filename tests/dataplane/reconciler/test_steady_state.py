@@ -178,7 +178,7 @@ def test_unchanged_inputs_reuse_the_last_plan(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_pass_after_one_dataset_event_types_no_node_and_plans_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataplane.reconciler import Reconciler, reconciling
+    from dataplane.reconciler import Reconciler
     from kube.replaying import SnapshotApi
 
     ds, _ = _steady()
@@ -192,7 +192,7 @@ def test_a_pass_after_one_dataset_event_types_no_node_and_plans_nothing(monkeypa
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("called on a pass that should reuse what it has")
 
-    monkeypatch.setattr(reconciling, "_typed_node", refuse)
+    monkeypatch.setattr(Node, "from_object", refuse)
     monkeypatch.setattr(planning, "place", refuse)
     monkeypatch.setattr(planning, "keeps", refuse)
     rec.datasets["default/d"] = dict(rec.datasets["default/d"])  # an event: a new raw object, same content
