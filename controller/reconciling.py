@@ -91,12 +91,9 @@ def node_join(node: Node) -> tuple[str, float, float] | None:
     return group, ready, ready - born
 
 
-def node_ready_seconds(nodes: Iterable[Node], recent: int = RECENT_JOINS) -> dict[str, float]:
-    """Measured node-ready time per group: the p90 of Ready - creation over its ``recent`` latest joins."""
-    return _p90_per_group((join for join in map(node_join, nodes) if join is not None), recent)
-
-
-def _p90_per_group(joins: Iterable[tuple[str, float, float]], recent: int) -> dict[str, float]:
+def node_ready_seconds(joins: Iterable[tuple[str, float, float]], recent: int = RECENT_JOINS) -> dict[str, float]:
+    """Measured node-ready time per group: the p90 of Ready - creation over its ``recent`` latest
+    joins (:func:`node_join` of each node)."""
     seen: dict[str, list[tuple[float, float]]] = {}
     for group, ready, took in joins:
         seen.setdefault(group, []).append((ready, took))
@@ -117,15 +114,15 @@ class HydrationMeter:
         self.last: dict[str, tuple[float, int, bool]] = {}
         self.samples: dict[str, list[float]] = {}
 
-    def observe(self, now_s: float, nodes: Iterable[Node] | Mapping[str, Node], holdings: Iterable[NodeHoldings]) -> dict[str, float]:
-        """Record one observation; returns group -> median bytes/s per node over recent samples."""
-        by_name = nodes if isinstance(nodes, Mapping) else {n.name: n for n in nodes}
+    def observe(self, now_s: float, nodes: Mapping[str, Node], holdings: Iterable[NodeHoldings]) -> dict[str, float]:
+        """Record one observation (``nodes`` by name); returns group -> median bytes/s per node
+        over recent samples."""
         for held in holdings:
             ready = sum(d.ready_bytes for d in held.datasets.values())
             hydrating = any(any(d.hydrating.values()) for d in held.datasets.values())
             before = self.last.get(held.node)
             self.last[held.node] = (now_s, ready, hydrating)
-            node = by_name.get(held.node)
+            node = nodes.get(held.node)
             group = cap.node_group_of(node) if node is not None else None
             if before is None or group is None or now_s <= before[0] or ready <= before[1]:
                 continue
@@ -341,7 +338,7 @@ class Controller:
         A node or DataSet changed when its typed object is not the one written last time: the
         informers' caches keep an object until an event replaces it, so a pass after one event
         writes one node or one DataSet (a rebuild at 100,000 nodes and 10 million pieces takes
-        seconds). ``tests/controller/test_reconciling.py`` compares the kept cluster with a fresh one.
+        seconds). ``tests/controller/test_kept_cluster.py`` compares the kept cluster with a fresh one.
         """
         cluster = self._cluster
         by_name = {n.name: n for n in nodes}
@@ -366,13 +363,13 @@ class Controller:
         return cluster
 
     def _node_ready_seconds(self, nodes: Iterable[Node]) -> dict[str, float]:
-        """:func:`node_ready_seconds`, each node's join read once per typed object."""
+        """:func:`node_ready_seconds` of the nodes, each node's join read once per typed object."""
         memo, kept = self._joins, {}
         for node in nodes:
             found = memo.get(node.name)
             kept[node.name] = found if found is not None and found[0] is node else (node, node_join(node))
         self._joins = kept
-        return _p90_per_group((join for _, join in kept.values() if join is not None), RECENT_JOINS)
+        return node_ready_seconds(join for _, join in kept.values() if join is not None)
 
     # ----------------------------------------------------------------------- act
     def plan(self, state: cap.CapacityState | None = None) -> cap.Plan:

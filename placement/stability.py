@@ -43,11 +43,6 @@ COST_MARGIN = 1e-6
 UNIT = float(2**40)
 
 
-def _dense(values: Sequence[str]) -> I64:
-    lookup: dict[str, int] = {}
-    return np.array([lookup.setdefault(v, len(lookup)) for v in values], dtype=np.int64)
-
-
 class NodeTable(NodeArrays):
     """Nodes typed once for many :func:`keeps` calls: sorted by name, with weights, selector
     matches and domain ids computed on first use and remembered (one table per cluster view); a
@@ -62,7 +57,7 @@ class NodeTable(NodeArrays):
     def domains(self, key: str) -> I64:
         """Dense domain ids per node at ``key`` (a level or a label; same id = same domain)."""
         if key not in self._domains:
-            self._domains[key] = _dense([n.domain(key) for n in self.nodes])
+            self._domains[key] = self.sorted_domains(key)[0]  # shared with the layouts place() builds
         return self._domains[key]
 
     def lut(self, names: tuple[str, ...], position: I64) -> I64:

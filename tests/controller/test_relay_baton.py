@@ -68,7 +68,7 @@ def _held(node: str, ready_bytes: int, hydrating: bool) -> NodeHoldings:
 
 def test_hydration_throughput_is_measured_from_ready_bytes_growth_while_hydrating() -> None:
     meter = HydrationMeter()
-    nodes = [_node("a", "g1"), _node("b", "g1"), _node("c", "g2")]
+    nodes = {n.name: n for n in (_node("a", "g1"), _node("b", "g1"), _node("c", "g2"))}
     assert meter.observe(0.0, nodes, [_held("a", 0, True), _held("b", 0, True), _held("c", 5, False)]) == {}
     rates = meter.observe(10.0, nodes, [_held("a", 2_000_000_000, True), _held("b", 3_000_000_000, False), _held("c", 9, False)])
     assert rates == {"g1": 250e6}  # median of 200 MB/s and 300 MB/s; c grew while never hydrating: no sample
