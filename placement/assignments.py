@@ -323,12 +323,11 @@ def _balance_round(
     # only loses load and a destination only gains it): dropped here, in one vectorised test, so
     # a round where no move is allowed (a node joining a big cluster whose sources sit at their
     # lower band) costs no Python loop over its candidates.
-    size_of = layout.piece_bytes[rows]
-    a_load, b_load = loads[src], loads[np.maximum(best_dest, 0)]
-    b_safe = np.maximum(best_dest, 0)
-    usable &= (a_load > hi[src]) | (b_load < lo[b_safe])
-    usable &= (b_load + size_of <= hi[b_safe]) & (a_load - size_of >= lo[src])
-    usable &= (give[src] > 0) & (take[b_safe] > 0)
+    size_of, dest = layout.piece_bytes[rows], np.maximum(best_dest, 0)
+    a_load, b_load = loads[src], loads[dest]
+    usable &= (a_load > hi[src]) | (b_load < lo[dest])
+    usable &= (b_load + size_of <= hi[dest]) & (a_load - size_of >= lo[src])
+    usable &= (give[src] > 0) & (take[dest] > 0)
     idx = np.flatnonzero(usable)
     idx = idx[np.lexsort((rows[idx], best_key[idx], ~unspread[idx]))]
     give_left, take_left = give.copy(), take.copy()
