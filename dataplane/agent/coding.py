@@ -1,5 +1,11 @@
 """Erasure coding through a maintained library (pyeclib over liberasurecode), never home-made.
 
+The agent calls it one segment at a time (:mod:`dataplane.agent.segments`): a 1 MiB segment
+encodes in well under a millisecond with ISA-L, so a call holds the GIL no longer than that and
+the agent's other threads (its read API, its reconcile loop) keep running between calls. A
+process pool would copy every segment and its ``k+m`` fragments through a pipe, which costs more
+than the encode itself (``kbl bench data`` measures both).
+
 :class:`Codec` wraps ``pyeclib.ec_iface.ECDriver`` for one ``k+m``: the ISA-L Reed-Solomon
 backend (``isa_l_rs_vand``) when the wheel carries it, else liberasurecode's own
 (``liberasurecode_rs_vand``). A fragment is exactly what liberasurecode produces: an 80-byte
@@ -90,6 +96,11 @@ class Codec:
         except Exception as exc:
             raise CodingError(f"rebuild of fragment {missing} failed: {exc}") from None
         return out[0]
+
+    @functools.cache  # noqa: B019 - one Codec per k+m for the process's life (:func:`codec`)
+    def unit(self, segment_bytes: int) -> int:
+        """The length of one fragment segment of a full shard segment (liberasurecode's header included)."""
+        return len(self.encode(bytes(segment_bytes))[0])
 
     def index_of(self, fragment: bytes) -> int:
         """The fragment index written in a fragment's header."""

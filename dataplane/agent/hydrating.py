@@ -23,20 +23,25 @@ checksum the source or the peer gave, and only then renamed into place (:mod:`.s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from dataplane.agent.bandwidth import TokenBucket
 from dataplane.agent.coding import Codec, CodingError, codec
 from dataplane.agent.metrics import PEER_CROSS_ZONE, PEER_ZONE, SOURCE, AgentMetrics
+from dataplane.agent.segments import resegment
 from dataplane.agent.settings import AgentSettings
 from dataplane.agent.sources import PeerClient, Reader, SourceError, reader_for
 from dataplane.agent.storing import AgentError, ChecksumError, DiskFullError, PieceRecord, Store
+from dataplane.agent.streaming import checked_segments, zip_parallel
 from topology.datasets import DataSet, Erasure
 from topology.holdings import REPLICA, NodeHoldings, piece_key
 
@@ -102,6 +107,10 @@ class ClusterView:
 EventSink = Callable[[str, str, str, str], None]  # (dataset key, reason, message, type)
 
 
+class Deferred(AgentError):  # noqa: N818 - not a failure: "later"
+    """Not now: the zone's encoder is about to stage this fragment; the copy is tried again shortly."""
+
+
 class Hydrator:
     """The disk of one node made to match the placements (module docstring)."""
 
@@ -138,6 +147,12 @@ class Hydrator:
         self.disk_full = False
         self.last_error = ""
         self._reader_cache: dict[tuple[str, str], Reader] = {}
+        #: Fragments staged for zone peers: (dataset key, shard, piece key) -> (uid, holder, staged at).
+        self.staged: dict[tuple[str, int, str], tuple[str, str, float]] = {}
+        #: When a holder first waited for its zone's encoder, per (dataset key, shard, piece key).
+        self._waiting: dict[tuple[str, int, str], float] = {}
+        #: The sending side of peer copies: pieces served to peers share this bucket.
+        self.send_bucket = TokenBucket(rate, burst)
 
     # ------------------------------------------------------------------ state
     def close(self) -> None:
@@ -196,6 +211,8 @@ class Hydrator:
                     self.inflight[(key, slot)] = self.pool.submit(self._hydrate_task, dataset, slot, slots.targets[slot])
         if synced:
             self._forget_deleted(datasets)
+        if self.staged:
+            self._clean_staging(datasets)
         return started
 
     def _on_disk(self, dataset: DataSet) -> bool:
@@ -234,6 +251,10 @@ class Hydrator:
         key = dataset.key
         try:
             record, kind = self.hydrate(dataset, slot, piece)
+        except Deferred as exc:
+            log.debug("%s: %s/%s: %s", key, slot[0], slot[1], exc)
+            with self.lock:
+                state.retry_at[slot] = time.monotonic() + 0.2
         except DiskFullError as exc:
             self._failed(dataset, state, slot, "DiskFull", str(exc))
             self.disk_full = True
@@ -250,6 +271,7 @@ class Hydrator:
                     state.corrupt.discard(slot)
                     state.failures.pop(slot, None)
                     state.retry_at.pop(slot, None)
+                self._waiting.pop((key, *slot), None)
             self.disk_full = False
             self.metrics.disk_full.set(0)
             log.info("%s: %s/%s ready from %s (%d bytes)", key, slot[0], slot[1], kind, record.size)
@@ -270,15 +292,23 @@ class Hydrator:
         self.events(dataset.key, reason, f"node {self.node}: shard {slot[0]} piece {slot[1]}: {message}", "Warning")
 
     def hydrate(self, dataset: DataSet, slot: Slot, piece: int) -> tuple[PieceRecord, str]:
-        """Copy one piece from the cheapest good source; ``(record, source kind)``."""
+        """Copy one piece from the cheapest good source; ``(record, source kind)``.
+
+        Raises :class:`Deferred` when the zone's encoder is about to stage this fragment (try
+        again shortly), :class:`SourceError` when no source gave good bytes.
+        """
         shard, key = slot
         started = time.monotonic()
         errors: list[str] = []
+        deferred: Deferred | None = None
         for kind, attempt in self._plans(dataset, shard, key, piece):
             try:
                 record = attempt()
             except DiskFullError:
                 raise
+            except Deferred as exc:
+                deferred = exc
+                break
             except (SourceError, ChecksumError, CodingError) as exc:
                 errors.append(f"{kind}: {exc}")
                 continue
@@ -288,6 +318,8 @@ class Hydrator:
             self.metrics.copy_seconds.observe(seconds)
             self.metrics.throughput.set(record.size / seconds)
             return record, kind
+        if deferred is not None:
+            raise deferred
         raise SourceError("; ".join(errors) or "no holder and no source for this piece")
 
     def _holders(self, dataset: DataSet, shard: int, key: str) -> list[tuple[str, str]]:
@@ -303,20 +335,41 @@ class Hydrator:
                 out.append((h.node, h.endpoint))
         return out
 
+    def _transfer_source(self, dataset: DataSet, shard: int, piece: int) -> str:
+        """The ``from`` node of the transfer that brings this slot here (``""`` when none)."""
+        for t in dataset.transfers:
+            if t.to == self.node and t.shard == shard and t.piece == piece:
+                return t.source
+        return ""
+
     def _plans(self, dataset: DataSet, shard: int, key: str, piece: int) -> Iterator[tuple[str, Callable[[], PieceRecord]]]:
         my_zone = self.zone_of(self.node)
         holders = [(n, e, self.zone_of(n)) for n, e in self._holders(dataset, shard, key)]  # one zone look-up per holder
-        same = [(n, e) for n, e, z in holders if z == my_zone]
-        other = [(n, e) for n, e, z in holders if z != my_zone]
+        origin = self._transfer_source(dataset, shard, piece)
+        if origin:
+            # The reconciler chose where this copy comes from (its per-node transfer limit counts
+            # on it): that holder first, the others only when it is gone.
+            chosen = [h for h in holders if h[0] == origin]
+            if chosen:
+                _n, e, z = chosen[0]
+                yield (PEER_ZONE if z == my_zone else PEER_CROSS_ZONE), lambda: self._from_peer(dataset, shard, key, e)
+            else:
+                log.info("%s: %s/%s: transfer source %s holds no ready copy; choosing another", dataset.key, shard, key, origin)
+        same = [(n, e) for n, e, z in holders if z == my_zone and n != origin]
+        other = [(n, e) for n, e, z in holders if z != my_zone and n != origin]
         red = dataset.spec.redundancy
         for _, endpoint in same:
             yield PEER_ZONE, lambda e=endpoint: self._from_peer(dataset, shard, key, e)  # type: ignore[misc]
+        encoder = ""
         if isinstance(red, Erasure):
+            encoder = self._zone_encoder(dataset, shard, my_zone)
+            if encoder and encoder != self.node:
+                yield PEER_ZONE, lambda: self._from_encoder(dataset, shard, key, encoder)
             near = self._fragment_holders(dataset, shard, key, zone=my_zone)
             if len(near) >= red.k:
                 yield PEER_ZONE, lambda: self._rebuild(dataset, shard, piece, near)
         if dataset.spec.source is not None:
-            yield SOURCE, lambda: self._from_source(dataset, shard, piece)
+            yield SOURCE, lambda: self._from_source(dataset, shard, piece, stage=encoder == self.node)
         for _, endpoint in other:
             yield PEER_CROSS_ZONE, lambda e=endpoint: self._from_peer(dataset, shard, key, e)  # type: ignore[misc]
         if isinstance(red, Erasure):
@@ -342,96 +395,305 @@ class Hydrator:
                 out.append((key, *holders[0]))
         return out
 
+    # ---------------------------------------------------------- encode once
+    def _zone_encoder(self, dataset: DataSet, shard: int, zone: str) -> str:
+        """The node that reads shard ``shard`` from the source and encodes it for ``zone``.
+
+        The target holder of the lowest fragment index in that zone: every agent computes the
+        same from the placement, so exactly one per zone reads the source.
+        """
+        placement = dataset.placement
+        if placement is None:
+            return ""
+        for node_index in placement.pieces[shard].tolist():
+            if node_index < 0:
+                continue
+            node = placement.nodes[node_index]
+            if self.zone_of(node) == zone:
+                return str(node)
+        return ""
+
+    def _zone_slots(self, dataset: DataSet, shard: int) -> list[tuple[int, str]]:
+        """``(fragment index, node)`` of the other target holders of ``shard`` in this node's zone."""
+        placement = dataset.placement
+        if placement is None:
+            return []
+        zone = self.zone_of(self.node)
+        out = []
+        for p, node_index in enumerate(placement.pieces[shard].tolist()):
+            if node_index < 0:
+                continue
+            node = placement.nodes[node_index]
+            if node != self.node and self.zone_of(node) == zone:
+                out.append((p, node))
+        return out
+
+    def _from_encoder(self, dataset: DataSet, shard: int, key: str, encoder: str) -> PieceRecord:
+        """This fragment from the zone's encoder (staged or ready there); :class:`Deferred` while it encodes."""
+        with self.lock:
+            h = self.view.holdings.get(encoder)
+        if h is None or not h.endpoint:
+            raise SourceError(f"encoder {encoder} has no agent endpoint")
+        try:
+            return self._from_peer(dataset, shard, key, h.endpoint)
+        except SourceError as exc:
+            mine = h.of(dataset.key, dataset.spec.uid)
+            placement = dataset.placement
+            own = ""
+            if placement is not None and encoder in placement.nodes:
+                row = placement.pieces[shard].tolist()
+                at = placement.nodes.index(encoder)
+                own = str(row.index(at)) if at in row else ""
+            if mine is not None and shard in mine.hydrating.get(own, frozenset()):
+                raise Deferred(f"encoder {encoder} is encoding shard {shard}") from None
+            first = self._waiting.setdefault((dataset.key, shard, key), time.monotonic())
+            if time.monotonic() - first < self.settings.encoder_wait_s and (mine is None or not mine.has_ready(own, shard)):
+                raise Deferred(f"waiting for encoder {encoder} to start on shard {shard}") from None
+            raise SourceError(f"encoder {encoder}: {exc}") from None
+
+    # ------------------------------------------------------------ quarantine
+    def quarantine(self, dataset: DataSet, slot: Slot, why: str) -> None:
+        """Take a piece that failed its checksum out of service: moved aside, reported corrupt, fetched again."""
+        spec = dataset.spec
+        shard, piece_key = slot
+        with self.lock:
+            state = self.local.get(dataset.key)
+            if state is None or state.uid != spec.uid or slot not in state.ready:
+                return
+            state.ready.pop(slot, None)
+            state.corrupt.add(slot)
+        moved = self.store.quarantine(spec.namespace, spec.name, spec.shard_name(shard), shard, piece_key)
+        self.metrics.corrupt.inc()
+        message = (
+            f"node {self.node}: shard {shard} piece {piece_key} failed its checksum ({why}); quarantined to {moved}, fetching a good copy"
+        )
+        log.warning("%s: %s", dataset.key, message)
+        self.events(dataset.key, "PieceCorrupt", message, "Warning")
+        self.changed.set()
+
     # ---------------------------------------------------------------- copies
-    def _write(
-        self,
-        dataset: DataSet,
-        shard: int,
-        key: str,
-        chunks: Iterable[bytes],
-        *,
-        sha256: str = "",
-        md5: str = "",
-        size: int | None = None,
-        shard_bytes: int | None = None,
-        scheme: str = "",
-    ) -> PieceRecord:
+    def _commit(self, dataset: DataSet, final: Callable[[], tuple[Path, Path]], commit: Callable[[Path, Path], PieceRecord]) -> PieceRecord:
+        """Commit a finished copy if the DataSet is still the one it was copied for (fsync outside the lock)."""
+        with self.lock:
+            state = self.local.get(dataset.key)
+            if state is None or state.uid != dataset.spec.uid:
+                raise AgentError(f"{dataset.key} changed while copying")
+        path, sums = final()
+        return commit(path, sums)
+
+    def _paths(self, dataset: DataSet, shard: int, key: str) -> tuple[Path, Path]:
         spec = dataset.spec
         layout = self.store.layout
-        final = layout.piece_path(spec.namespace, spec.name, spec.shard_name(shard), shard, key)
-        sums = layout.sum_path(spec.namespace, spec.name, shard, key)
-        check_md5 = hashlib.md5(usedforsecurity=False) if md5 else None
-        with self.store.writer() as w:
-            for chunk in chunks:
-                self.bucket.take(len(chunk))
-                w.write(chunk)
-                if check_md5 is not None:
-                    check_md5.update(chunk)
-            if size is not None and w.size != size:
-                raise ChecksumError(f"{final.name}: {w.size} bytes, expected {size}")
-            if check_md5 is not None and check_md5.hexdigest() != md5:
-                raise ChecksumError(f"{final.name}: md5 {check_md5.hexdigest()} != source ETag {md5}")
-            with self.lock:
-                state = self.local.get(dataset.key)
-                if state is None or state.uid != spec.uid:
-                    raise AgentError(f"{dataset.key} changed while copying")
-                return w.commit(final, sums, expected_sha256=sha256 or None, shard_bytes=shard_bytes, scheme=scheme)
+        return (
+            layout.piece_path(spec.namespace, spec.name, spec.shard_name(shard), shard, key),
+            layout.sum_path(spec.namespace, spec.name, shard, key),
+        )
 
     def _from_peer(self, dataset: DataSet, shard: int, key: str, endpoint: str) -> PieceRecord:
+        """A peer's piece, every segment checked against the peer's record as it arrives."""
         spec = dataset.spec
-        chunks, sha, shard_bytes, close = self.peers.piece(endpoint, spec.namespace, spec.name, shard, key)
+        theirs = self.peers.record(endpoint, spec.namespace, spec.name, shard, key)
+        chunks = self.peers.piece(endpoint, spec.namespace, spec.name, shard, key)
         try:
-            scheme = self._codec(dataset).scheme if isinstance(spec.redundancy, Erasure) else ""
-            return self._write(dataset, shard, key, chunks, sha256=sha, shard_bytes=shard_bytes or None, scheme=scheme)
+            with self.store.writer(unit=theirs.unit, digest="", expected_sums=theirs.sums) as w:
+                for chunk in chunks:
+                    self.bucket.take(len(chunk))
+                    w.write(chunk)
+                if w.size != theirs.size:
+                    raise ChecksumError(f"piece {shard}/{key} from {endpoint}: {w.size} bytes, {theirs.size} promised")
+                return self._commit(
+                    dataset,
+                    lambda: self._paths(dataset, shard, key),
+                    lambda path, sums: w.commit(
+                        path,
+                        sums,
+                        sha256=theirs.sha256,
+                        md5=theirs.md5,
+                        shard_bytes=theirs.shard_bytes,
+                        scheme=theirs.scheme,
+                        segment_bytes=theirs.segment_bytes,
+                    ),
+                )
         finally:
-            close()
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def _codec(self, dataset: DataSet) -> Codec:
         red = dataset.spec.redundancy
         assert isinstance(red, Erasure)
         return codec(red.k, red.m)
 
-    def _from_source(self, dataset: DataSet, shard: int, piece: int) -> PieceRecord:
+    def _from_source(self, dataset: DataSet, shard: int, piece: int, *, stage: bool = False) -> PieceRecord:
+        """Read the shard from the source once: the replica byte for byte, or encoded segment by segment.
+
+        An erasure-coded shard is read and encoded once per zone: with ``stage`` (this node is its
+        zone's encoder) the fragments of the zone's other holders are written too, under
+        ``.kbl-staging``, and those holders fetch them from here instead of reading the source.
+        """
         spec = dataset.spec
         reader = self.reader(dataset)
         name = spec.shard_name(shard)
         self.metrics.source_requests.inc()
         expected = reader.stat(name)
+        seg = self.settings.segment_bytes
         if not isinstance(spec.redundancy, Erasure):
-            return self._write(dataset, shard, REPLICA, reader.read(name), sha256=expected.sha256, md5=expected.md5, size=expected.size)
-        data = bytearray()
-        for chunk in reader.read(name):
-            self.bucket.take(len(chunk))
-            data += chunk
-        raw = bytes(data)
-        if expected.sha256 and hashlib.sha256(raw).hexdigest() != expected.sha256:
-            raise ChecksumError(f"{name}: source bytes do not match the source's sha256")
-        if expected.md5 and hashlib.md5(raw, usedforsecurity=False).hexdigest() != expected.md5:
-            raise ChecksumError(f"{name}: source bytes do not match the source's ETag")
+            with self.store.writer(unit=seg, digest=expected.digest) as w:
+                for chunk in reader.read(name, 0, expected.size, pin=expected):
+                    self.bucket.take(len(chunk))
+                    w.write(chunk)
+                if w.size != expected.size:
+                    raise ChecksumError(f"{name}: {w.size} bytes, expected {expected.size}")
+                return self._commit(
+                    dataset,
+                    lambda: self._paths(dataset, shard, REPLICA),
+                    lambda path, sums: w.commit(path, sums, sha256=expected.sha256, md5=expected.md5, segment_bytes=seg),
+                )
         c = self._codec(dataset)
-        fragment = c.encode(raw)[piece]
-        return self._write(dataset, shard, str(piece), [fragment], shard_bytes=len(raw), scheme=c.scheme)
+        unit = c.unit(seg)
+        staged = [(p, n) for p, n in self._zone_slots(dataset, shard) if not self._holds_ready(dataset, n, shard, str(p))] if stage else []
+        # Checked against the source's promise, and recorded as the shard's digest in every fragment's
+        # record; with no promise (a path source) no cryptographic digest is computed.
+        check: Any = None
+        if expected.sha256 or expected.md5:
+            check = hashlib.sha256() if expected.sha256 else hashlib.md5(usedforsecurity=False)
+        with contextlib.ExitStack() as stack:
+            writers = {p: stack.enter_context(self.store.writer(unit=unit, digest="")) for p in [piece, *(p for p, _ in staged)]}
+            size = 0
+            for segment in resegment(reader.read(name, 0, expected.size, pin=expected), seg):
+                self.bucket.take(len(segment))
+                size += len(segment)
+                if check is not None:
+                    check.update(segment)
+                fragments = c.encode(segment)
+                for p, w in writers.items():
+                    w.write(fragments[p])
+            if size != expected.size:
+                raise ChecksumError(f"{name}: {size} bytes, expected {expected.size}")
+            if check is not None and check.hexdigest() != (expected.sha256 or expected.md5):
+                raise ChecksumError(f"{name}: source bytes do not match the source's {'sha256' if expected.sha256 else 'ETag'}")
+            sha, md5 = (check.hexdigest(), "") if expected.sha256 else ("", expected.md5)
+            layout = self.store.layout
+            for p, _node in staged:
+                w = writers[p]
+                self._commit(
+                    dataset,
+                    lambda p=p: (  # type: ignore[misc]
+                        layout.staged_path(spec.namespace, spec.name, spec.uid, shard, str(p)),
+                        layout.staged_sum_path(spec.namespace, spec.name, spec.uid, shard, str(p)),
+                    ),
+                    lambda path, sums, w=w: w.commit(  # type: ignore[misc]
+                        path, sums, sha256=sha, md5=md5, shard_bytes=size, scheme=c.scheme, segment_bytes=seg
+                    ),
+                )
+                with self.lock:
+                    self.staged[(dataset.key, shard, str(p))] = (spec.uid, _node, time.monotonic())
+            if staged:
+                self.metrics.staged_fragments.inc(len(staged))
+            w = writers[piece]
+            return self._commit(
+                dataset,
+                lambda: self._paths(dataset, shard, str(piece)),
+                lambda path, sums: w.commit(path, sums, sha256=sha, md5=md5, shard_bytes=size, scheme=c.scheme, segment_bytes=seg),
+            )
+
+    def _holds_ready(self, dataset: DataSet, node: str, shard: int, key: str) -> bool:
+        with self.lock:
+            h = self.view.holdings.get(node)
+        mine = h.of(dataset.key, dataset.spec.uid) if h is not None else None
+        return mine is not None and mine.has_ready(key, shard)
 
     def _rebuild(self, dataset: DataSet, shard: int, piece: int, holders: list[tuple[str, str, str]]) -> PieceRecord:
+        """Fragment ``piece`` rebuilt segment by segment from ``k`` peers' fragments, read concurrently."""
         spec = dataset.spec
         red = spec.redundancy
         assert isinstance(red, Erasure)
         c = self._codec(dataset)
-        fragments: list[bytes] = []
+        chosen: list[tuple[str, str, PieceRecord]] = []
         for key, _node, endpoint in holders:
-            if len(fragments) >= red.k:
+            if len(chosen) >= red.k:
                 break
             try:
-                data = self.peers.piece_bytes(endpoint, spec.namespace, spec.name, shard, key)
+                chosen.append((key, endpoint, self.peers.record(endpoint, spec.namespace, spec.name, shard, key)))
             except SourceError:
                 continue
-            self.bucket.take(len(data))
-            fragments.append(data)
-        if len(fragments) < red.k:
-            raise SourceError(f"only {len(fragments)} of the {red.k} fragments needed to rebuild fragment {piece}")
-        rebuilt = c.rebuild(fragments, piece)
+        if len(chosen) < red.k:
+            raise SourceError(f"only {len(chosen)} of the {red.k} fragments needed to rebuild fragment {piece}")
+        first = chosen[0][2]
+        if any((r.size, r.unit, r.shard_bytes) != (first.size, first.unit, first.shard_bytes) for _k, _e, r in chosen):
+            raise CodingError(f"shard {shard}: the fragments' records disagree on sizes")
+        count = first.geometry.count
+        streams = [
+            checked_segments(
+                self.peers.piece(endpoint, spec.namespace, spec.name, shard, key),
+                record,
+                range(count),
+                f"fragment {shard}/{key} from {endpoint}",
+            )
+            for key, endpoint, record in chosen
+        ]
+        with self.store.writer(unit=first.unit, digest="") as w:
+            rows = zip_parallel(streams)
+            try:
+                for row in rows:
+                    self.bucket.take(sum(len(x) for x in row))
+                    w.write(c.rebuild(row, piece))
+            finally:
+                rows.close()
+            if w.size != first.size:
+                raise SourceError(f"rebuilt fragment {shard}/{piece}: {w.size} bytes, {first.size} expected")
+            record = self._commit(
+                dataset,
+                lambda: self._paths(dataset, shard, str(piece)),
+                lambda path, sums: w.commit(
+                    path,
+                    sums,
+                    sha256=first.sha256,
+                    md5=first.md5,
+                    shard_bytes=first.shard_bytes,
+                    scheme=first.scheme,
+                    segment_bytes=first.segment_bytes,
+                ),
+            )
         self.metrics.rebuilt_pieces.inc()
-        return self._write(dataset, shard, str(piece), [rebuilt], shard_bytes=c.shard_bytes(fragments[0]), scheme=c.scheme)
+        return record
+
+    # ------------------------------------------------------------- staging
+    def staged_record(self, dataset: DataSet, shard: int, key: str) -> tuple[Path, PieceRecord] | None:
+        """A fragment this node staged for a zone peer: ``(path, record)``, ``None`` when none."""
+        spec = dataset.spec
+        layout = self.store.layout
+        try:
+            raw = layout.staged_sum_path(spec.namespace, spec.name, spec.uid, shard, key).read_bytes()
+            record = PieceRecord.from_json(raw)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return layout.staged_path(spec.namespace, spec.name, spec.uid, shard, key), record
+
+    def _clean_staging(self, datasets: dict[str, DataSet]) -> None:
+        """Staged fragments go once their holder has them ready, their DataSet changed, or after the TTL."""
+        with self.lock:
+            items = list(self.staged.items())
+        now = time.monotonic()
+        layout = self.store.layout
+        for (key, shard, piece), (uid, node, at) in items:
+            dataset = datasets.get(key)
+            done = (
+                dataset is None
+                or dataset.spec.uid != uid
+                or now - at > self.settings.staging_ttl_s
+                or self._holds_ready(dataset, node, shard, piece)
+            )
+            if not done:
+                continue
+            ns, _, name = key.partition("/")
+            for path in (layout.staged_sum_path(ns, name, uid, shard, piece), layout.staged_path(ns, name, uid, shard, piece)):
+                with contextlib.suppress(FileNotFoundError):
+                    size = path.stat().st_size
+                    path.unlink()
+                    self.store.settle(size, 0)
+            with self.lock:
+                self.staged.pop((key, shard, piece), None)
 
     # ------------------------------------------------------------- reporting
     def snapshot(self) -> dict[str, tuple[Local, str, str]]:

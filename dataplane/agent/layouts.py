@@ -10,6 +10,10 @@
                                               {"sha256", "size", "shardBytes", "scheme", "at"}
     <root>/.kbl-tmp/<random>                  copies in progress (never under a final name)
     <root>/.kbl-quarantine/<ns>/<name>/...    pieces that failed verification, kept for a post-mortem
+    <root>/.kbl-staging/<ns>/<name>/<uid>/<i>.<p>[.json]
+                                              fragments this node encoded for the other holders of
+                                              its zone (it read the shard from the source once), with
+                                              their records; removed once those holders have them
 
 ``key`` is the holdings piece key (``replica`` or the fragment index). A piece is ready only
 when its data file and its checksum record both exist and agree on the size; the checksum
@@ -28,6 +32,7 @@ PIECES = ".pieces"
 META = ".kbl"
 SUMS = "sums"
 TMP = ".kbl-tmp"
+STAGING = ".kbl-staging"
 QUARANTINE = ".kbl-quarantine"
 
 
@@ -59,6 +64,15 @@ class Layout:
     @property
     def tmp_dir(self) -> Path:
         return self.root / TMP
+
+    def staging_dir(self, namespace: str, name: str, uid: str) -> Path:
+        return self.root / STAGING / namespace / name / uid
+
+    def staged_path(self, namespace: str, name: str, uid: str, shard: int, key: str) -> Path:
+        return self.staging_dir(namespace, name, uid) / f"{shard}.{key}"
+
+    def staged_sum_path(self, namespace: str, name: str, uid: str, shard: int, key: str) -> Path:
+        return self.staging_dir(namespace, name, uid) / f"{shard}.{key}.json"
 
     def quarantine_dir(self, namespace: str, name: str) -> Path:
         return self.root / QUARANTINE / namespace / name

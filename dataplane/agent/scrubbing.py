@@ -1,5 +1,8 @@
 """The scrub: every ready piece re-read and checked against its record; a bad one quarantined.
 
+Every read checks the segments it serves (:mod:`dataplane.agent.serving`), so the scrub is the
+net for bytes nobody reads: it runs at the chart's interval (hours), not to catch reads.
+
 A piece that fails (bit rot, a truncated file, a record without data) is moved out of its final
 name into ``<root>/.kbl-quarantine/`` (so a pod never reads it again), reported ``corrupt`` in
 the holdings until a good copy replaces it, counted, and announced by a Warning Event on the
@@ -36,15 +39,7 @@ def scrub_once(hydrator: Hydrator) -> tuple[int, int]:
         if ok:
             continue
         corrupt += 1
-        with hydrator.lock:
-            state.ready.pop((shard, piece_key), None)
-            state.corrupt.add((shard, piece_key))
-        moved = store.quarantine(spec.namespace, spec.name, spec.shard_name(shard), shard, piece_key)
-        hydrator.metrics.corrupt.inc()
-        message = f"node {hydrator.node}: shard {shard} piece {piece_key} failed its checksum; quarantined to {moved}, fetching a good copy"
-        log.warning("%s: %s", key, message)
-        hydrator.events(key, "PieceCorrupt", message, "Warning")
-        hydrator.changed.set()
+        hydrator.quarantine(dataset, (shard, piece_key), "found by the scrub")
     return verified, corrupt
 
 

@@ -25,8 +25,9 @@ class AgentSettings:
     advertise_host:
         The host in the endpoint peers use (defaults to ``host``; the pod IP in a cluster).
     bandwidth_bytes_per_s:
-        Token-bucket rate shared by every hydration copy (0: unbounded). Reads by pods and peers
-        are never throttled by it, so hydration cannot starve them.
+        Token-bucket rate shared by every hydration copy (0: unbounded), and the rate of a second
+        bucket shared by every piece sent to a peer (the sending side of those copies). Reads by
+        pods are never throttled, so hydration cannot starve them.
     burst_bytes:
         The bucket's depth.
     scrub_interval_s:
@@ -41,6 +42,15 @@ class AgentSettings:
         Pieces hydrated at once.
     chunk_bytes:
         Read/write unit of copies and of the read API.
+    segment_bytes:
+        The segment of a shard (:mod:`dataplane.agent.segments`): the unit of erasure coding,
+        of the per-segment checksums and of every verified read.
+    encoder_wait_s:
+        How long a fragment holder waits for its zone's encoder to start (the encoder reads the
+        shard from the source once and stages every fragment of its zone) before it reads the
+        source itself. It waits as long as the encoder reports the shard hydrating.
+    staging_ttl_s:
+        Fragments staged for other holders are removed once those hold them, or after this long.
     capacity_bytes:
         A quota for this agent's data (0: the filesystem's own size). A write that would pass it
         fails like a full disk (ENOSPC).
@@ -72,6 +82,9 @@ class AgentSettings:
     resync_s: float = 2.0
     parallel_copies: int = 4
     chunk_bytes: int = 1 << 20
+    segment_bytes: int = 1 << 20
+    encoder_wait_s: float = 30.0
+    staging_ttl_s: float = 3600.0
     capacity_bytes: int = 0
     token_cache_s: float = 10.0
     audience: str = DEFAULT_AUDIENCE

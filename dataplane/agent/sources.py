@@ -9,8 +9,9 @@ knows (:class:`Expected`), so the copier verifies before it renames.
   its body breaks off mid-stream. The object's checksum is used when S3 offers one: a full-object
   ``ChecksumSHA256`` (``ChecksumMode=ENABLED``) or the MD5 of a single-part ``ETag``.
 - :class:`PathReader`: a file on a filesystem mounted on every node.
-- :class:`PeerClient`: another agent's read API with this agent's bearer token; the peer sends
-  the piece's SHA-256 in ``X-Kbl-Sha256``.
+- :class:`PeerClient`: another agent's read API with this agent's bearer token: a piece's record
+  (``.../pieces/<i>/<key>/record``: sizes and segment table) and its bytes, ranged; the receiver
+  checks every segment against the record as it arrives.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from typing import Any, Protocol
 import httpx
 
 from dataplane.agent.settings import AgentSettings
-from dataplane.agent.storing import AgentError
+from dataplane.agent.storing import AgentError, PieceRecord
 from topology.datasets import DataSource, PathSource, S3Source
 
-#: Header carrying a piece's SHA-256 (hex) from a peer.
+#: Header carrying the SHA-256 (hex) recorded with a piece, from a peer.
 SHA256_HEADER = "X-Kbl-Sha256"
 #: Header carrying the original shard length of a fragment from a peer.
 SHARD_BYTES_HEADER = "X-Kbl-Shard-Bytes"
@@ -40,11 +41,23 @@ class SourceError(AgentError):
 
 @dataclass(frozen=True, slots=True)
 class Expected:
-    """What a whole object must hash to, when the source says (hex digests)."""
+    """What a whole object must hash to, when the source says (hex digests), and which version it is.
+
+    ``etag`` and ``version_id`` pin ranged reads to the object as it was when it was looked at
+    (S3 ``IfMatch`` / ``VersionId``): an object overwritten mid-copy fails the copy instead of
+    mixing two versions' bytes.
+    """
 
     size: int
     sha256: str = ""
     md5: str = ""
+    etag: str = ""
+    version_id: str = ""
+
+    @property
+    def digest(self) -> str:
+        """The one digest a copy computes to check these bytes: ``sha256`` unless only an MD5 is promised."""
+        return "md5" if self.md5 and not self.sha256 else "sha256"
 
 
 class Reader(Protocol):
@@ -52,8 +65,8 @@ class Reader(Protocol):
 
     def stat(self, name: str) -> Expected: ...
 
-    def read(self, name: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes ``[start, end)`` of object ``name`` (``end=None``: to the end)."""
+    def read(self, name: str, start: int = 0, end: int | None = None, *, pin: Expected | None = None) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of object ``name`` (``end=None``: to the end), of version ``pin`` when given."""
         ...
 
 
@@ -73,7 +86,7 @@ class PathReader:
         except OSError as exc:
             raise SourceError(f"source {self._path(name)}: {exc.strerror or exc}") from None
 
-    def read(self, name: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    def read(self, name: str, start: int = 0, end: int | None = None, *, pin: Expected | None = None) -> Iterator[bytes]:
         try:
             f = open(self._path(name), "rb")  # noqa: SIM115 - closed below, in the generator
         except OSError as exc:
@@ -127,29 +140,42 @@ class S3Reader:
         raw = head.get("ChecksumSHA256") or ""
         if raw and "-" not in raw and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
             sha = base64.b64decode(raw).hex()
-        etag = str(head.get("ETag") or "").strip('"')
-        md5 = etag if len(etag) == 32 and "-" not in etag else ""
-        return Expected(int(head["ContentLength"]), sha, md5)
+        etag = str(head.get("ETag") or "")
+        bare = etag.strip('"')
+        md5 = bare if len(bare) == 32 and "-" not in bare else ""
+        # Only a full-object SHA-256 is checked; MD5 only when that is all S3 offers (one digest per copy).
+        return Expected(int(head["ContentLength"]), sha, "" if sha else md5, etag, str(head.get("VersionId") or ""))
 
-    def read(self, name: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        if end is None:
-            end = self.stat(name).size
+    def read(self, name: str, start: int = 0, end: int | None = None, *, pin: Expected | None = None) -> Iterator[bytes]:
+        if end is None or pin is None:
+            pin = pin or self.stat(name)
+            end = pin.size if end is None else end
         pos = start
         while pos < end:
             stop = min(end, pos + self.part_bytes)
-            yield self._part(name, pos, stop)
+            yield self._part(name, pos, stop, pin)
             pos = stop
 
-    def _part(self, name: str, start: int, stop: int) -> bytes:
+    def _part(self, name: str, start: int, stop: int, pin: Expected) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         last: Exception | None = None
+        pinned: dict[str, str] = {}
+        if pin.version_id:
+            pinned["VersionId"] = pin.version_id
+        if pin.etag:
+            pinned["IfMatch"] = pin.etag
         for attempt in range(self.max_attempts):
             try:
                 self.gets += 1
-                got = self.client.get_object(Bucket=self.source.bucket, Key=self._key(name), Range=f"bytes={start}-{stop - 1}")
+                got = self.client.get_object(Bucket=self.source.bucket, Key=self._key(name), Range=f"bytes={start}-{stop - 1}", **pinned)
                 body: bytes = got["Body"].read()
             except ClientError as exc:  # botocore already retried what is retryable
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in ("PreconditionFailed", "412"):
+                    raise SourceError(
+                        f"{self.source.locate(name)} changed while it was copied (ETag {pin.etag} no longer matches)"
+                    ) from None
                 raise SourceError(f"{self.source.locate(name)} bytes {start}-{stop - 1}: {exc}") from None
             except (BotoCoreError, OSError) as exc:  # the body broke off mid-stream: this part again
                 last = exc
@@ -164,7 +190,7 @@ class S3Reader:
 
 def reader_for(source: DataSource, settings: AgentSettings) -> Reader:
     if isinstance(source, PathSource):
-        return PathReader(source, chunk_bytes=settings.chunk_bytes)
+        return PathReader(source, chunk_bytes=max(settings.chunk_bytes, settings.segment_bytes))
     return S3Reader(source, part_bytes=settings.s3_part_bytes, max_attempts=settings.s3_max_attempts, timeout_s=settings.peer_timeout_s)
 
 
@@ -188,39 +214,46 @@ class PeerClient:
             headers.update(extra)
         return headers
 
-    def piece(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> tuple[Iterator[bytes], str, int, Callable[[], None]]:
-        """Stream a peer's local piece: ``(chunks, sha256, shard_bytes, close)``."""
-        url = f"{endpoint.rstrip('/')}/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}"
+    def _url(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> str:
+        return f"{endpoint.rstrip('/')}/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}"
+
+    def record(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> PieceRecord:
+        """A peer's record of its piece: sizes and the segment table every byte is checked against."""
         try:
-            request = self.client.build_request("GET", url, headers=self._headers())
-            response = self.client.send(request, stream=True)
+            response = self.client.get(self._url(endpoint, ns, name, shard, key) + "/record", headers=self._headers())
         except httpx.HTTPError as exc:
             raise SourceError(f"peer {endpoint}: {exc}") from None
         if response.status_code != 200:
+            raise SourceError(f"peer {endpoint}: piece {shard}/{key}: HTTP {response.status_code}")
+        try:
+            return PieceRecord.from_json(response.content)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourceError(f"peer {endpoint}: piece {shard}/{key}: bad record: {exc}") from None
+
+    def piece(self, endpoint: str, ns: str, name: str, shard: int, key: str, *, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Stream bytes ``[start, end)`` of a peer's local piece (the caller checks them against the record).
+
+        Raises :class:`SourceError` when the peer refuses or the stream breaks off.
+        """
+        headers = self._headers({"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else None)
+        try:
+            request = self.client.build_request("GET", self._url(endpoint, ns, name, shard, key), headers=headers)
+            response = self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"peer {endpoint}: {exc}") from None
+        if response.status_code not in (200, 206):
             response.close()
             raise SourceError(f"peer {endpoint}: piece {shard}/{key}: HTTP {response.status_code}")
-        sha = response.headers.get(SHA256_HEADER, "")
-        shard_bytes = int(response.headers.get(SHARD_BYTES_HEADER) or 0)
 
         def chunks() -> Iterator[bytes]:
             try:
-                yield from response.iter_bytes()
+                yield from response.iter_raw(1 << 20)
             except httpx.HTTPError as exc:
                 raise SourceError(f"peer {endpoint}: {exc}") from None
             finally:
                 response.close()
 
-        return chunks(), sha, shard_bytes, response.close
-
-    def piece_bytes(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> bytes:
-        """A whole peer piece in memory, verified against the peer's checksum."""
-        import hashlib
-
-        chunks, sha, _, _ = self.piece(endpoint, ns, name, shard, key)
-        data = b"".join(chunks)
-        if sha and hashlib.sha256(data).hexdigest() != sha:
-            raise SourceError(f"peer {endpoint}: piece {shard}/{key} does not match its checksum")
-        return data
+        return chunks()
 
     def shard_range(self, endpoint: str, ns: str, name: str, shard: int, range_header: str | None) -> httpx.Response:
         """A peer's local shard (``?local=true``), streamed, Range passed through."""

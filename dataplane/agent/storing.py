@@ -19,14 +19,16 @@ import shutil
 import threading
 import time
 import uuid
+from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from dataplane.agent.layouts import Layout, parse_sum_name
+from dataplane.agent.layouts import STAGING, Layout, parse_sum_name
+from dataplane.agent.segments import SEGMENT_BYTES, SEGMENT_HASH, Geometry, SegmentHasher, SegmentMismatch, pack, segment_sum, unpack
 from topology.errors import KblError
 from topology.holdings import REPLICA
 
@@ -43,29 +45,83 @@ class ChecksumError(AgentError):
     """Bytes that do not match the checksum they were promised with."""
 
 
+class CorruptPieceError(ChecksumError):
+    """A piece on disk whose segment ``segment`` no longer matches its record (bit rot, a torn write)."""
+
+    def __init__(self, path: Path, segment: int) -> None:
+        super().__init__(f"{path.name}: segment {segment} does not match its checksum")
+        self.path = path
+        self.segment = segment
+
+
 @dataclass(frozen=True, slots=True)
 class PieceRecord:
     """The checksum record of a piece, fixed at hydration.
 
     ``shard_bytes`` is the original shard length (equal to ``size`` for a replica; the length the
     fragments decode back to for an erasure fragment). ``scheme`` names the erasure backend and
-    ``k+m`` (empty for a replica).
+    ``k+m`` (empty for a replica). ``segment_bytes`` is the shard's segment size, ``unit`` the
+    length of one segment in this piece's file (the segment itself for a replica, one fragment
+    segment for a fragment) and ``sums`` the xxh3-64 of every segment of the file
+    (:mod:`dataplane.agent.segments`): what every read checks.
+
+    ``sha256`` is the SHA-256 of the whole shard when it was computed or promised at ingest (a
+    replica's own bytes; the shard a fragment was encoded from), ``md5`` the source's MD5 when the
+    source promised only that: one cryptographic digest per byte stream, never two.
     """
 
     sha256: str
     size: int
     shard_bytes: int
     scheme: str = ""
+    segment_bytes: int = SEGMENT_BYTES
+    unit: int = SEGMENT_BYTES
+    sums: array[int] = field(default_factory=lambda: array("Q"))
+    md5: str = ""
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(self.size, self.unit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "md5": self.md5,
+            "size": self.size,
+            "shardBytes": self.shard_bytes,
+            "scheme": self.scheme,
+            "segmentBytes": self.segment_bytes,
+            "unit": self.unit,
+            "hash": SEGMENT_HASH,
+            "sums": pack(self.sums),
+            "at": time.time(),
+        }
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {"sha256": self.sha256, "size": self.size, "shardBytes": self.shard_bytes, "scheme": self.scheme, "at": time.time()}
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PieceRecord:
+        """A record from its JSON form; :class:`ValueError` for one without a segment table."""
+        if data.get("hash") != SEGMENT_HASH or "sums" not in data:
+            raise ValueError("a record without a segment table (written before segments): the piece is hydrated again")
+        record = cls(
+            sha256=str(data.get("sha256") or ""),
+            size=int(data["size"]),
+            shard_bytes=int(data.get("shardBytes", data["size"])),
+            scheme=str(data.get("scheme") or ""),
+            segment_bytes=int(data["segmentBytes"]),
+            unit=int(data["unit"]),
+            sums=unpack(str(data["sums"])),
+            md5=str(data.get("md5") or ""),
         )
+        if len(record.sums) != record.geometry.count:
+            raise ValueError(f"{len(record.sums)} segment sums for {record.geometry.count} segments")
+        return record
 
     @classmethod
     def from_json(cls, raw: bytes) -> PieceRecord:
-        data: Any = orjson.loads(raw)
-        return cls(str(data["sha256"]), int(data["size"]), int(data.get("shardBytes", data["size"])), str(data.get("scheme") or ""))
+        return cls.from_dict(orjson.loads(raw))
 
 
 def fsync_dir(path: Path) -> None:
@@ -77,12 +133,22 @@ def fsync_dir(path: Path) -> None:
 
 
 class PieceWriter:
-    """A piece being written under a temporary name (use :meth:`Store.writer`)."""
+    """A piece being written under a temporary name (use :meth:`Store.writer`).
 
-    def __init__(self, store: Store, tmp: Path) -> None:
+    Every chunk is hashed per segment of ``unit`` bytes (checked against ``expected_sums`` as it
+    arrives, when the sender gave its table) and, when ``digest`` names one, by that one
+    cryptographic digest (``"sha256"`` or ``"md5"``, what the source promised).
+    """
+
+    def __init__(
+        self, store: Store, tmp: Path, *, unit: int = SEGMENT_BYTES, digest: str = "sha256", expected_sums: array[int] | None = None
+    ) -> None:
         self.store = store
         self.tmp = tmp
-        self.hash = hashlib.sha256()
+        self.unit = unit
+        self.digest = digest
+        self.hash: Any = hashlib.sha256() if digest == "sha256" else hashlib.md5(usedforsecurity=False) if digest == "md5" else None
+        self.segments = SegmentHasher(unit, expected_sums)
         self.size = 0
         self._file = open(tmp, "wb")  # noqa: SIM115 - closed by commit/abort
         self.done = False
@@ -91,25 +157,61 @@ class PieceWriter:
         self.store.reserve(len(chunk))
         self.size += len(chunk)
         try:
+            self.segments.update(chunk)
+        except SegmentMismatch as exc:
+            raise ChecksumError(f"{self.tmp.name}: {exc}") from None
+        try:
             self._file.write(chunk)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(f"no space left writing {self.tmp.name}: {exc}") from None
             raise
-        self.hash.update(chunk)
+        if self.hash is not None:
+            self.hash.update(chunk)
 
     def commit(
-        self, final: Path, sum_path: Path, *, expected_sha256: str | None = None, shard_bytes: int | None = None, scheme: str = ""
+        self,
+        final: Path,
+        sum_path: Path,
+        *,
+        sha256: str = "",
+        md5: str = "",
+        shard_bytes: int | None = None,
+        scheme: str = "",
+        segment_bytes: int = SEGMENT_BYTES,
     ) -> PieceRecord:
-        """Make the piece visible under ``final``; :class:`ChecksumError` if it is not what was promised."""
+        """Make the piece visible under ``final``; :class:`ChecksumError` if it is not what was promised.
+
+        ``sha256``/``md5``: what the bytes must hash to when this writer computes that digest, else
+        the shard's digest carried over from the sender (a peer's record, the encoder's source).
+        """
         try:
-            digest = self.hash.hexdigest()
-            if expected_sha256 and expected_sha256 != digest:
-                raise ChecksumError(f"{final.name}: sha256 {digest} != expected {expected_sha256}")
+            try:
+                sums = self.segments.finish()
+            except SegmentMismatch as exc:
+                raise ChecksumError(f"{final.name}: {exc}") from None
+            computed = self.hash.hexdigest() if self.hash is not None else ""
+            if self.digest == "sha256" and sha256 and computed != sha256:
+                raise ChecksumError(f"{final.name}: sha256 {computed} != expected {sha256}")
+            if self.digest == "md5" and md5 and computed != md5:
+                raise ChecksumError(f"{final.name}: md5 {computed} != source ETag {md5}")
+            if self.digest == "sha256":
+                sha256 = computed
+            elif self.digest == "md5":
+                md5 = computed
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            record = PieceRecord(digest, self.size, self.size if shard_bytes is None else shard_bytes, scheme)
+            record = PieceRecord(
+                sha256,
+                self.size,
+                self.size if shard_bytes is None else shard_bytes,
+                scheme,
+                segment_bytes=segment_bytes,
+                unit=self.unit,
+                sums=array("Q", sums),
+                md5=md5,
+            )
             final.parent.mkdir(parents=True, exist_ok=True)
             sum_path.parent.mkdir(parents=True, exist_ok=True)
             self.store.write_atomic(sum_path, record.to_json())
@@ -163,6 +265,9 @@ class Store:
             with contextlib.suppress(OSError):
                 leftover.unlink()
                 count += 1
+        # Fragments staged for peers are known only to the process that staged them: its successor
+        # starts without them (a peer that still needs one encodes or rebuilds it).
+        shutil.rmtree(self.layout.root / STAGING, ignore_errors=True)
         return count
 
     def _measure(self) -> int:
@@ -192,11 +297,13 @@ class Store:
 
     # ----------------------------------------------------------------- writing
     @contextlib.contextmanager
-    def writer(self) -> Iterator[PieceWriter]:
+    def writer(
+        self, *, unit: int = SEGMENT_BYTES, digest: str = "sha256", expected_sums: array[int] | None = None
+    ) -> Iterator[PieceWriter]:
         """A temporary piece; committed by :meth:`PieceWriter.commit`, else removed."""
         tmp = self.layout.tmp_dir / f"{uuid.uuid4().hex}.part"
         try:
-            w = PieceWriter(self, tmp)
+            w = PieceWriter(self, tmp, unit=unit, digest=digest, expected_sums=expected_sums)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(str(exc)) from None
@@ -254,24 +361,18 @@ class Store:
                 continue
         return out
 
-    @staticmethod
-    def digest(path: Path, chunk_bytes: int = 1 << 20) -> str:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(chunk_bytes):
-                h.update(block)
-        return h.hexdigest()
-
     def verify(self, ns: str, name: str, shard_name: str, shard: int, key: str) -> bool:
-        """Re-read a piece whole and compare it with its checksum record."""
+        """Re-read a piece whole and check every segment against its record."""
         record = self.record(ns, name, shard, key)
-        path = self.layout.piece_path(ns, name, shard_name, shard, key)
         if record is None:
             return False
+        path = self.layout.piece_path(ns, name, shard_name, shard, key)
         try:
-            return path.stat().st_size == record.size and self.digest(path) == record.sha256
-        except OSError:
+            for _ in read_segments(path, record, range(record.geometry.count)):
+                pass
+        except (CorruptPieceError, OSError):
             return False
+        return True
 
     # ---------------------------------------------------------------- removing
     def remove(self, ns: str, name: str, shard_name: str, shard: int, key: str) -> None:
@@ -329,4 +430,34 @@ class Store:
         return out
 
 
-__all__ = ["REPLICA", "AgentError", "ChecksumError", "DiskFullError", "PieceRecord", "PieceWriter", "Store", "fsync_dir"]
+def read_segments(path: Path, record: PieceRecord, segments: range) -> Iterator[tuple[int, bytes]]:
+    """Segments ``segments`` of a piece file, each checked against its record before it is yielded.
+
+    Raises :class:`CorruptPieceError` at the first segment that does not match (nothing of that
+    segment is yielded) and :class:`OSError` when the file is gone or short.
+    """
+    geometry = record.geometry
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for j in segments:
+            start, end = geometry.bounds(j)
+            data = os.pread(fd, end - start, start)
+            if len(data) != end - start or segment_sum(data) != record.sums[j]:
+                raise CorruptPieceError(path, j)
+            yield j, data
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "REPLICA",
+    "AgentError",
+    "ChecksumError",
+    "CorruptPieceError",
+    "DiskFullError",
+    "PieceRecord",
+    "PieceWriter",
+    "Store",
+    "fsync_dir",
+    "read_segments",
+]

@@ -18,7 +18,7 @@ def test_a_committed_piece_has_its_bytes_and_record_and_no_temporary_file(tmp_pa
     with store.writer() as w:
         w.write(data[:1000])
         w.write(data[1000:])
-        record = w.commit(final, store.layout.sum_path("ml", "ds", 1, "replica"), expected_sha256=hashlib.sha256(data).hexdigest())
+        record = w.commit(final, store.layout.sum_path("ml", "ds", 1, "replica"), sha256=hashlib.sha256(data).hexdigest())
     assert final.read_bytes() == data
     assert record.sha256 == hashlib.sha256(data).hexdigest()
     assert store.scan("ml", "ds", lambda i: f"part-{i}") == {(1, "replica"): record}
@@ -32,7 +32,7 @@ def test_a_checksum_mismatch_leaves_nothing_under_the_final_name(tmp_path: Path)
     with store.writer() as w:
         w.write(b"abc")
         with pytest.raises(ChecksumError):
-            w.commit(final, store.layout.sum_path("ml", "ds", 0, "replica"), expected_sha256="0" * 64)
+            w.commit(final, store.layout.sum_path("ml", "ds", 0, "replica"), sha256="0" * 64)
     assert not final.exists()
     assert list(store.layout.tmp_dir.iterdir()) == []
 
