@@ -36,6 +36,12 @@ class AgentMetrics:
         self.throughput = Gauge("kbl_agent_copy_throughput_bytes_per_second", "Bytes per second of the last hydrated piece", registry=r)
         self.disk_full = Gauge("kbl_agent_disk_full", "1 while a write failed for lack of space", registry=r)
         self.served_bytes = Counter("kbl_agent_served_bytes", "Bytes served by the read API, by what (shard, piece)", ["what"], registry=r)
+        self.decoded_segments = Counter(
+            "kbl_agent_decoded_segments", "Shard segments decoded from k fragments for reads (only those a range touches)", registry=r
+        )
+        self.corrupt_on_read = Counter(
+            "kbl_agent_corrupt_segments_on_read", "Segments that failed their checksum on a read (never served)", registry=r
+        )
         self.auth_refused = Counter("kbl_agent_auth_refused", "Requests refused for lack of valid credentials", registry=r)
 
     def hydrated(self, kind: str) -> float:

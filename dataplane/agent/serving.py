@@ -179,6 +179,7 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
                     hydrator.send_bucket.take(len(data))
                     yield data
             except ChecksumError as exc:
+                metrics.corrupt_on_read.inc()
                 if not staged:
                     hydrator.quarantine(dataset, (shard, key), "on a read by a peer")
                 raise exc from None  # the peer sees the stream break off and copies from another holder
@@ -230,6 +231,7 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
                 yield data
                 pos += len(data)
         except ChecksumError:
+            metrics.corrupt_on_read.inc()
             hydrator.quarantine(dataset, (shard, REPLICA), "on a read")
             if local:
                 raise
@@ -360,6 +362,7 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
             try:
                 for row in rows:
                     data = c.decode(row)
+                    metrics.decoded_segments.inc()
                     lo = max(pos, j * seg) - j * seg
                     hi = min(end, j * seg + len(data)) - j * seg
                     piece_ = data[lo:hi]
@@ -374,6 +377,7 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
                 log.warning("%s: decoding shard %d: %s", dataset.key, shard, exc)
                 if isinstance(bad, FragmentSource):
                     exclude.add(bad.name)
+                    metrics.corrupt_on_read.inc()
                     if bad.path is not None:
                         hydrator.quarantine(dataset, (shard, bad.key), "on a decode")
                 else:

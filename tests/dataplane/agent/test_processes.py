@@ -236,3 +236,50 @@ def test_an_agent_killed_mid_copy_leaves_no_partial_file_and_finishes_on_restart
     wait_for("finished after restart", lambda: ready_on(api, "n1", "slow", "replica") == {0}, 240)
     assert final.read_bytes() == src[0]
     assert list(tmp.iterdir()) == []
+
+
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+@pytest.mark.timeout(900)
+def test_an_agent_encoding_a_shard_larger_than_its_memory_bound_stays_within_it(
+    cluster: Processes, emulator: Emulator, tmp_path: Path
+) -> None:
+    """A 2+1 shard of 192 MiB encoded by one agent process, which also stages the two other
+    fragments for its zone's holders: its peak RSS stays below the shard's size, so memory does not
+    grow with the shard (before segments it held shard, copy and fragments at once, about 3.5x)."""
+    api = KubeClient.from_url(emulator.url)
+    size = 192 * 1024 * 1024 + 7
+    src = write_source(tmp_path / "src", 1, size)
+    emulator.post(
+        DATASETS,
+        dataset(
+            "big",
+            shards=1,
+            size=size,
+            redundancy={"erasure": {"data": 2, "parity": 1}},
+            nodes=["n1", "n2", "n3"],
+            rows=[[0, 1, 2]],
+            source={"path": str(tmp_path / "src")},
+        ),
+    )
+    cluster.start("n1", "--scrub-interval-s", "0")
+    wait_started(api, ["n1"])
+    wait_for("the fragment on n1", lambda: ready_on(api, "n1", "big", "0") == {0}, 300)
+    staged = cluster.root("n1") / ".kbl-staging" / NS / "big" / "uid-1"
+    assert sorted(p.name for p in staged.iterdir()) == ["0.1", "0.1.json", "0.2", "0.2.json"], "n2's and n3's fragments staged"
+    peak = peak_rss_bytes(cluster.procs["n1"].pid)
+    assert peak < size, f"peak RSS {peak / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB shard"
+    codec = Codec(2, 1)
+    step = 1 << 20
+    with open(cluster.root("n1") / NS / "big" / ".pieces" / "0.0", "rb") as f:
+        first = codec.encode(src[0][:step])[0]
+        assert f.read(len(first)) == first, "the fragment file starts with the first segment's fragment"
+        f.seek(-2 * len(first), 2)
+        tail = f.read()
+    last = codec.encode(src[0][(size // step) * step :])[0]
+    assert tail.endswith(last), "and ends with the last (short) segment's"

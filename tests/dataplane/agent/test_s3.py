@@ -20,8 +20,9 @@ import boto3
 import httpx
 import pytest
 
+from dataplane.agent.coding import Codec
 from dataplane.agent.running import start_agents
-from dataplane.agent.sources import S3Reader
+from dataplane.agent.sources import S3Reader, SourceError
 from kube.api import NODES
 from tests.dataplane.agent.cluster import NS, TOKEN, ReviewingApi, dataset, node, put_dataset, ready_on, wait_for
 from topology.datasets import S3Source
@@ -44,6 +45,7 @@ class FaultyProxy:
         self.corrupt = ""
         self.faults = 0
         self.gets = 0
+        self.bytes_served = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,6 +73,8 @@ class FaultyProxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection", "accept-encoding")}
                 r = httpx.request(self.command, proxy.upstream + self.path, headers=headers, content=body, timeout=30)
                 content = r.content
+                if self.command == "GET":
+                    proxy.bytes_served += len(content)
                 if proxy.corrupt and proxy.corrupt in self.path and self.command == "GET" and content:
                     content = bytes([content[0] ^ 0xFF]) + content[1:]
                 self.send_response(r.status_code)
@@ -188,6 +192,77 @@ def test_agents_hydrate_from_s3_byte_identical_and_refuse_a_corrupted_body(s3: t
             f"{agents[1].endpoint}/v1/namespaces/{NS}/datasets/s3ec/shards/0", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
         )
         assert r.content == shards[0]
+    finally:
+        for a in agents:
+            a.stop()
+
+
+def test_a_copy_is_pinned_to_the_object_version_it_started_with(s3: tuple[Any, FaultyProxy]) -> None:
+    """An object overwritten between two ranged GETs fails the read (S3 answers 412 to IfMatch): the
+    copy never mixes the old version's first part with the new one's second."""
+    client, proxy = s3
+    old, new = os.urandom(3 * 1024 * 1024), os.urandom(3 * 1024 * 1024)
+    upload(client, "pin/obj.bin", old)
+    reader = S3Reader(S3Source(BUCKET, "pin/", "us-east-1", proxy.url), part_bytes=1024 * 1024, max_attempts=2)
+    pin = reader.stat("obj.bin")
+    parts = reader.read("obj.bin", pin=pin)
+    assert next(parts) == old[: 1024 * 1024]
+    upload(client, "pin/obj.bin", new)
+    with pytest.raises(SourceError, match="changed while it was copied"):
+        next(parts)
+    assert b"".join(reader.read("obj.bin")) == new, "a fresh read gets the new version whole"
+
+
+def test_an_erasure_coded_shard_is_read_from_s3_once_per_zone_and_encoded_once(s3: tuple[Any, FaultyProxy], tmp_path: Path) -> None:
+    """4+2 over six agents in two zones: one encoder per zone reads the shard and stages its zone's
+    fragments; the others fetch theirs from it. S3 serves at most one shard's bytes per zone."""
+    client, proxy = s3
+    size = 3 * 1024 * 1024 + 123
+    data = {s: os.urandom(size) for s in range(2)}
+    for s, blob in data.items():
+        upload(client, f"enc/part-{s:03d}.bin", blob)
+    api = ReviewingApi({})
+    zones = {"e1": "a", "e2": "a", "e3": "a", "e4": "b", "e5": "b", "e6": "b"}
+    for n, z in zones.items():
+        api.put(NODES, node(n, z))
+    agents = start_agents(
+        api,
+        list(zones),
+        tmp_path / "nodes",
+        token=TOKEN,
+        settings={"report_min_interval_s": 0.1, "resync_s": 0.1, "s3_part_bytes": 1 << 20, "retry_max_s": 1.0},
+    )
+    try:
+        proxy.bytes_served = 0
+        source = {"s3": {"bucket": BUCKET, "prefix": "enc/", "region": "us-east-1", "endpointUrl": proxy.url}}
+        rows = [[0, 1, 2, 3, 4, 5], [3, 4, 5, 0, 1, 2]]
+        put_dataset(
+            api,
+            dataset(
+                "enc", shards=2, size=size, redundancy={"erasure": {"data": 4, "parity": 2}}, nodes=list(zones), rows=rows, source=source
+            ),
+        )
+        names = list(zones)
+        for s, row in enumerate(rows):
+            for p, n in enumerate(row):
+                wait_for(f"fragment {p} of {s} on {names[n]}", lambda n=n, p=p, s=s: s in ready_on(api, names[n], "enc", str(p)), 60)  # type: ignore[misc]
+        assert proxy.bytes_served <= 2 * 2 * size, f"S3 served {proxy.bytes_served} bytes for 2 shards in 2 zones"
+        staged = sum(a.metrics.staged_fragments._value.get() for a in agents)
+        assert staged == 2 * 2 * 2, "each zone's encoder staged the two other fragments of its zone, per shard"
+        codec = Codec(4, 2)
+        for s, row in enumerate(rows):
+            r = httpx.get(
+                f"{agents[row[0]].endpoint}/v1/namespaces/{NS}/datasets/enc/shards/{s}",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=30,
+            )
+            assert r.status_code == 200
+            assert r.content == data[s]
+            for p, n in enumerate(row):
+                fragment = (tmp_path / "nodes" / names[n] / NS / "enc" / ".pieces" / f"{s}.{p}").read_bytes()
+                segments = [codec.encode(data[s][i : i + (1 << 20)])[p] for i in range(0, size, 1 << 20)]
+                assert fragment == b"".join(segments), "a fragment file is its fragment segments, in order"
+        wait_for("staging emptied once every holder has its fragment", lambda: not any(a.hydrator.staged for a in agents), 30)
     finally:
         for a in agents:
             a.stop()

@@ -1,0 +1,181 @@
+"""Reads that check every byte, decode only what a range touches, and copies that honour the transfer.
+
+Agents in threads of the test process over MemoryApi, real files, real HTTP on loopback, small
+segments (16 KiB) so that a few hundred KiB make many. The placement is written by the test (as
+the reconciler would); the reconciler is not what these tests claim to test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dataplane.agent.running import Agent, start_agents
+from kube.api import NODES
+from tests.dataplane.agent.cluster import NS, TOKEN, ReviewingApi, dataset, node, put_dataset, ready_on, wait_for, write_source
+
+SEG = 16 * 1024
+SIZE = 10 * SEG + 321  # eleven segments, the last one short
+ZONES = {"n1": "a", "n2": "a", "n3": "a", "n4": "b", "n5": "b", "n6": "b"}
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api() -> ReviewingApi:
+    api = ReviewingApi({})
+    for name, zone in ZONES.items():
+        api.put(NODES, node(name, zone))
+    return api
+
+
+@pytest.fixture
+def agents(api: ReviewingApi, tmp_path: Path) -> Iterator[dict[str, Agent]]:
+    running = start_agents(
+        api,
+        list(ZONES),
+        tmp_path / "nodes",
+        token=TOKEN,
+        settings={"report_min_interval_s": 0.1, "resync_s": 0.1, "scrub_interval_s": 0, "segment_bytes": SEG, "retry_max_s": 0.5},
+    )
+    yield {a.settings.node: a for a in running}
+    for a in running:
+        a.stop()
+
+
+def flip(path: Path, at: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[at] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def read(agent: Agent, ds: str, shard: int, **kwargs: str) -> httpx.Response:
+    headers = {**AUTH, **({"Range": kwargs.pop("range")} if "range" in kwargs else {})}
+    return httpx.get(f"{agent.endpoint}/v1/namespaces/{NS}/datasets/{ds}/shards/{shard}", headers=headers, params=kwargs, timeout=30)
+
+
+def test_a_flipped_byte_in_a_replica_is_never_served_and_the_read_is_answered_from_a_good_copy(
+    api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    src = write_source(tmp_path / "src", 1, SIZE)
+    put_dataset(
+        api,
+        dataset(
+            "r", shards=1, size=SIZE, redundancy={"replicas": 2}, nodes=["n1", "n2"], rows=[[0, 1]], source={"path": str(tmp_path / "src")}
+        ),
+    )
+    for n in ("n1", "n2"):
+        wait_for(f"replica on {n}", lambda n=n: ready_on(api, n, "r", "replica") == {0})  # type: ignore[misc]
+    path = Path(agents["n1"].settings.root) / NS / "r" / "part-000.bin"
+    flip(path, 7 * SEG + 5)  # deep in the stream: the status line is out before the bad segment is met
+    (tmp_path / "src").rename(tmp_path / "away")  # only n2's copy is good now
+    r = read(agents["n1"], "r", 0)
+    assert r.status_code == 200
+    assert r.content == src[0], "the bytes after the bad segment came from n2, not from the bad file"
+    assert agents["n1"].metrics.corrupt_on_read._value.get() == 1
+    assert (Path(agents["n1"].settings.root) / ".kbl-quarantine" / NS / "r" / "0.replica").exists()
+    wait_for("the bad replica fetched again", lambda: path.is_file() and path.read_bytes() == src[0])
+    assert read(agents["n1"], "r", 0).content == src[0]
+
+
+def test_a_corrupt_first_segment_with_no_good_copy_is_an_error_status_never_a_200(
+    api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    write_source(tmp_path / "src", 1, SIZE)
+    put_dataset(
+        api,
+        dataset("one", shards=1, size=SIZE, redundancy={"replicas": 1}, nodes=["n1"], rows=[[0]], source={"path": str(tmp_path / "src")}),
+    )
+    wait_for("replica on n1", lambda: ready_on(api, "n1", "one", "replica") == {0})
+    path = Path(agents["n1"].settings.root) / NS / "one" / "part-000.bin"
+    flip(path, 100)
+    r = read(agents["n1"], "one", 0, local="true")
+    assert r.status_code == 503, r.text
+    assert "checksum" in r.text
+
+
+def test_a_flipped_byte_in_a_fragment_is_never_decoded_into_a_read(api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path) -> None:
+    src = write_source(tmp_path / "src", 1, SIZE)
+    put_dataset(
+        api,
+        dataset(
+            "ec",
+            shards=1,
+            size=SIZE,
+            redundancy={"erasure": {"data": 4, "parity": 2}},
+            nodes=list(ZONES),
+            rows=[[0, 1, 2, 3, 4, 5]],
+            source={"path": str(tmp_path / "src")},
+        ),
+    )
+    for p, n in enumerate(ZONES):
+        wait_for(f"fragment {p} on {n}", lambda n=n, p=p: ready_on(api, n, "ec", str(p)) == {0})  # type: ignore[misc]
+    fragment = Path(agents["n1"].settings.root) / NS / "ec" / ".pieces" / "0.0"
+    flip(fragment, fragment.stat().st_size // 2)
+    r = read(agents["n1"], "ec", 0)
+    assert r.status_code == 200
+    assert r.content == src[0]
+    assert (Path(agents["n1"].settings.root) / ".kbl-quarantine" / NS / "ec" / "0.0").exists()
+    wait_for("the bad fragment rebuilt", lambda: ready_on(api, "n1", "ec", "0") == {0} and fragment.is_file())
+    assert read(agents["n2"], "ec", 0).content == src[0]
+
+
+def test_a_range_read_of_an_erasure_coded_shard_decodes_only_the_segments_it_touches(
+    api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    src = write_source(tmp_path / "src", 1, SIZE)
+    put_dataset(
+        api,
+        dataset(
+            "ec",
+            shards=1,
+            size=SIZE,
+            redundancy={"erasure": {"data": 4, "parity": 2}},
+            nodes=list(ZONES),
+            rows=[[0, 1, 2, 3, 4, 5]],
+            source={"path": str(tmp_path / "src")},
+        ),
+    )
+    for p, n in enumerate(ZONES):
+        wait_for(f"fragment {p} on {n}", lambda n=n, p=p: ready_on(api, n, "ec", str(p)) == {0})  # type: ignore[misc]
+    reader = agents["n4"]
+    decoded = reader.metrics.decoded_segments
+    before = decoded._value.get()
+    r = read(reader, "ec", 0, range=f"bytes={3 * SEG + 10}-{3 * SEG + 19}")
+    assert r.status_code == 206
+    assert r.content == src[0][3 * SEG + 10 : 3 * SEG + 20]
+    assert decoded._value.get() - before == 1, "ten bytes inside one segment decode that segment alone"
+    r = read(reader, "ec", 0, range=f"bytes={SEG - 1}-{2 * SEG}")
+    assert r.content == src[0][SEG - 1 : 2 * SEG + 1]
+    assert decoded._value.get() - before == 1 + 3
+    r = read(reader, "ec", 0, range="bytes=-5")
+    assert r.content == src[0][-5:]
+
+
+def test_a_transfer_copies_from_its_from_node_not_the_nearest_holder(api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path) -> None:
+    """n1 (zone a) and n4 (zone b) hold the shard; the reconciler moves n4's slot to n2 (zone a)
+    with a transfer from n4. n2 copies from n4 as told, although n1 is in its own zone."""
+    write_source(tmp_path / "src", 1, SIZE)
+    source = {"path": str(tmp_path / "src")}
+    put_dataset(api, dataset("t", shards=1, size=SIZE, redundancy={"replicas": 2}, nodes=["n1", "n4"], rows=[[0, 1]], source=source))
+    for n in ("n1", "n4"):
+        wait_for(f"replica on {n}", lambda n=n: ready_on(api, n, "t", "replica") == {0})  # type: ignore[misc]
+    sent = {n: agents[n].metrics.served_bytes.labels("piece")._value.get() for n in ("n1", "n4")}
+    put_dataset(
+        api,
+        dataset(
+            "t",
+            shards=1,
+            size=SIZE,
+            redundancy={"replicas": 2},
+            nodes=["n1", "n2", "n4"],
+            rows=[[0, 1]],
+            source=source,
+            transfers=[{"shard": 0, "piece": 1, "from": "n4", "to": "n2"}],
+        ),
+    )
+    wait_for("replica on n2", lambda: ready_on(api, "n2", "t", "replica") == {0})
+    assert agents["n4"].metrics.served_bytes.labels("piece")._value.get() - sent["n4"] == SIZE
+    assert agents["n1"].metrics.served_bytes.labels("piece")._value.get() == sent["n1"]
