@@ -223,8 +223,8 @@ def test_an_erasure_coded_shard_is_read_from_s3_once_per_zone_and_encoded_once(s
         upload(client, f"enc/part-{s:03d}.bin", blob)
     api = ReviewingApi({})
     zones = {"e1": "a", "e2": "a", "e3": "a", "e4": "b", "e5": "b", "e6": "b"}
-    for n, z in zones.items():
-        api.put(NODES, node(n, z))
+    for name, z in zones.items():
+        api.put(NODES, node(name, z))
     agents = start_agents(
         api,
         list(zones),
@@ -244,8 +244,8 @@ def test_an_erasure_coded_shard_is_read_from_s3_once_per_zone_and_encoded_once(s
         )
         names = list(zones)
         for s, row in enumerate(rows):
-            for p, n in enumerate(row):
-                wait_for(f"fragment {p} of {s} on {names[n]}", lambda n=n, p=p, s=s: s in ready_on(api, names[n], "enc", str(p)), 60)  # type: ignore[misc]
+            for p, i in enumerate(row):
+                wait_for(f"fragment {p} of {s} on {names[i]}", lambda i=i, p=p, s=s: s in ready_on(api, names[i], "enc", str(p)), 60)  # type: ignore[misc]
         assert proxy.bytes_served <= 2 * 2 * size, f"S3 served {proxy.bytes_served} bytes for 2 shards in 2 zones"
         staged = sum(a.metrics.staged_fragments._value.get() for a in agents)
         assert staged == 2 * 2 * 2, "each zone's encoder staged the two other fragments of its zone, per shard"
@@ -258,8 +258,8 @@ def test_an_erasure_coded_shard_is_read_from_s3_once_per_zone_and_encoded_once(s
             )
             assert r.status_code == 200
             assert r.content == data[s]
-            for p, n in enumerate(row):
-                fragment = (tmp_path / "nodes" / names[n] / NS / "enc" / ".pieces" / f"{s}.{p}").read_bytes()
+            for p, i in enumerate(row):
+                fragment = (tmp_path / "nodes" / names[i] / NS / "enc" / ".pieces" / f"{s}.{p}").read_bytes()
                 segments = [codec.encode(data[s][i : i + (1 << 20)])[p] for i in range(0, size, 1 << 20)]
                 assert fragment == b"".join(segments), "a fragment file is its fragment segments, in order"
         wait_for("staging emptied once every holder has its fragment", lambda: not any(a.hydrator.staged for a in agents), 30)
