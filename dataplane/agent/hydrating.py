@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,14 @@ class Slots:
 
     targets: dict[Slot, int]
     keep: frozenset[Slot]
+
+
+def _age_s(stamp: str) -> float:
+    """Seconds since an RFC 3339 time (infinite when absent or unreadable)."""
+    try:
+        return time.time() - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("inf")
 
 
 def slots_for(dataset: DataSet, node: str) -> Slots | None:
@@ -149,8 +158,8 @@ class Hydrator:
         self._reader_cache: dict[tuple[str, str], Reader] = {}
         #: Fragments staged for zone peers: (dataset key, shard, piece key) -> (uid, holder, staged at).
         self.staged: dict[tuple[str, int, str], tuple[str, str, float]] = {}
-        #: When a holder first waited for its zone's encoder, per (dataset key, shard, piece key).
-        self._waiting: dict[tuple[str, int, str], float] = {}
+        #: When this node first waited for its zone's reader of a shard, per (dataset key, shard).
+        self._waiting: dict[tuple[str, int], float] = {}
         #: The sending side of peer copies: pieces served to peers share this bucket.
         self.send_bucket = TokenBucket(rate, burst)
 
@@ -271,7 +280,7 @@ class Hydrator:
                     state.corrupt.discard(slot)
                     state.failures.pop(slot, None)
                     state.retry_at.pop(slot, None)
-                self._waiting.pop((key, *slot), None)
+                self._waiting.pop((key, slot[0]), None)
             self.disk_full = False
             self.metrics.disk_full.set(0)
             log.info("%s: %s/%s ready from %s (%d bytes)", key, slot[0], slot[1], kind, record.size)
@@ -360,16 +369,18 @@ class Hydrator:
         red = dataset.spec.redundancy
         for _, endpoint in same:
             yield PEER_ZONE, lambda e=endpoint: self._from_peer(dataset, shard, key, e)  # type: ignore[misc]
-        encoder = ""
+        reader = self._zone_encoder(dataset, shard, my_zone)
         if isinstance(red, Erasure):
-            encoder = self._zone_encoder(dataset, shard, my_zone)
-            if encoder and encoder != self.node:
-                yield PEER_ZONE, lambda: self._from_encoder(dataset, shard, key, encoder)
+            if reader and reader != self.node:
+                yield PEER_ZONE, lambda: self._from_encoder(dataset, shard, key, reader)
             near = self._fragment_holders(dataset, shard, key, zone=my_zone)
             if len(near) >= red.k:
                 yield PEER_ZONE, lambda: self._rebuild(dataset, shard, piece, near)
+        elif reader and reader != self.node and dataset.spec.source is not None:
+            # One holder per zone reads a replica from the source; the others copy it from that one.
+            yield PEER_ZONE, lambda: self._await(dataset, shard, reader, "reads it from the source")
         if dataset.spec.source is not None:
-            yield SOURCE, lambda: self._from_source(dataset, shard, piece, stage=encoder == self.node)
+            yield SOURCE, lambda: self._from_source(dataset, shard, piece, stage=reader == self.node)
         for _, endpoint in other:
             yield PEER_CROSS_ZONE, lambda e=endpoint: self._from_peer(dataset, shard, key, e)  # type: ignore[misc]
         if isinstance(red, Erasure):
@@ -397,10 +408,11 @@ class Hydrator:
 
     # ---------------------------------------------------------- encode once
     def _zone_encoder(self, dataset: DataSet, shard: int, zone: str) -> str:
-        """The node that reads shard ``shard`` from the source and encodes it for ``zone``.
+        """The node that reads shard ``shard`` from the source for ``zone`` (and encodes it, for erasure).
 
-        The target holder of the lowest fragment index in that zone: every agent computes the
-        same from the placement, so exactly one per zone reads the source.
+        The target holder of the lowest piece index in that zone: every agent computes the same
+        from the placement, so exactly one per zone reads the source; the zone's other holders
+        copy from it (a replica once it is ready there, a fragment from what it staged).
         """
         placement = dataset.placement
         if placement is None:
@@ -433,23 +445,37 @@ class Hydrator:
         with self.lock:
             h = self.view.holdings.get(encoder)
         if h is None or not h.endpoint:
-            raise SourceError(f"encoder {encoder} has no agent endpoint")
+            return self._await(dataset, shard, encoder, "encodes it")
         try:
             return self._from_peer(dataset, shard, key, h.endpoint)
         except SourceError as exc:
-            mine = h.of(dataset.key, dataset.spec.uid)
-            placement = dataset.placement
-            own = ""
-            if placement is not None and encoder in placement.nodes:
-                row = placement.pieces[shard].tolist()
-                at = placement.nodes.index(encoder)
-                own = str(row.index(at)) if at in row else ""
-            if mine is not None and shard in mine.hydrating.get(own, frozenset()):
-                raise Deferred(f"encoder {encoder} is encoding shard {shard}") from None
-            first = self._waiting.setdefault((dataset.key, shard, key), time.monotonic())
-            if time.monotonic() - first < self.settings.encoder_wait_s and (mine is None or not mine.has_ready(own, shard)):
-                raise Deferred(f"waiting for encoder {encoder} to start on shard {shard}") from None
-            raise SourceError(f"encoder {encoder}: {exc}") from None
+            return self._await(dataset, shard, encoder, "encodes it", str(exc))
+
+    def _await(self, dataset: DataSet, shard: int, node: str, what: str, error: str = "") -> PieceRecord:
+        """Wait for ``node``, this zone's reader of the shard: :class:`Deferred` while its agent is alive
+        and hydrating the shard (or has not started yet, for ``encoder_wait_s``); :class:`SourceError`
+        (read it yourself) once it is silent, done without us, or too slow to start."""
+        with self.lock:
+            h = self.view.holdings.get(node)
+        mine = h.of(dataset.key, dataset.spec.uid) if h is not None else None
+        own = self._own_key(dataset, shard, node)
+        alive = h is not None and _age_s(h.heartbeat) < 2 * self.settings.heartbeat_s + 10
+        if alive and mine is not None and shard in mine.hydrating.get(own, frozenset()):
+            raise Deferred(f"{node} {what}: shard {shard} is hydrating there")
+        first = self._waiting.setdefault((dataset.key, shard), time.monotonic())
+        if time.monotonic() - first < self.settings.encoder_wait_s and (mine is None or not mine.has_ready(own, shard)):
+            raise Deferred(f"waiting for {node}, which {what}, to start on shard {shard}")
+        raise SourceError(f"zone reader {node}: {error or 'not hydrating this shard'}")
+
+    @staticmethod
+    def _own_key(dataset: DataSet, shard: int, node: str) -> str:
+        """The piece key ``node`` holds of ``shard`` in the placement (``""`` when none)."""
+        placement = dataset.placement
+        if placement is None or node not in placement.nodes:
+            return ""
+        row = placement.pieces[shard].tolist()
+        at = placement.nodes.index(node)
+        return piece_key(dataset.spec, row.index(at)) if at in row else ""
 
     # ------------------------------------------------------------ quarantine
     def quarantine(self, dataset: DataSet, slot: Slot, why: str) -> None:

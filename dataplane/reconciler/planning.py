@@ -393,8 +393,21 @@ def cluster_token(cluster: ClusterView) -> int:
     digest = hashlib.blake2b(digest_size=16)
     for name in sorted(cluster.nodes):
         node = cluster.nodes[name]
-        digest.update(repr((name, cluster.eligible(node), cluster.alive(name), cluster.draining(name),
-                            node.region, node.zone, node.rack, sorted(node.labels.items()), node.allocatable)).encode())
+        digest.update(
+            repr(
+                (
+                    name,
+                    cluster.eligible(node),
+                    cluster.alive(name),
+                    cluster.draining(name),
+                    node.region,
+                    node.zone,
+                    node.rack,
+                    sorted(node.labels.items()),
+                    node.allocatable,
+                )
+            ).encode()
+        )
     return int.from_bytes(digest.digest(), "big")
 
 
@@ -406,8 +419,19 @@ def _dataset_token(dataset: DataSet, cluster: Hashable, settings: ReconcilerSett
         digest.update(repr(dataset.placement.nodes).encode())
         digest.update(repr(dataset.placement.pieces.shape).encode())
         digest.update(np.ascontiguousarray(dataset.placement.pieces).tobytes())
-    return (cluster, digest.digest(), dataset.placement is None, repr(spec.redundancy), spec.shards, spec.failure_domain,
-            sorted(dict(spec.node_selector).items()), spec.key, settings.weight, settings.seed, settings.placement)
+    return (
+        cluster,
+        digest.digest(),
+        dataset.placement is None,
+        repr(spec.redundancy),
+        spec.shards,
+        spec.failure_domain,
+        sorted(dict(spec.node_selector).items()),
+        spec.key,
+        settings.weight,
+        settings.seed,
+        settings.placement,
+    )
 
 
 def _replan(dataset: DataSet, cluster: ClusterView, settings: ReconcilerSettings) -> Replan:
@@ -605,22 +629,46 @@ def decide(
     if result is None:
         events.append(Event("Warning", "PlacementFailed", problem))
     elif fresh:
-        events.append(Event("Normal", "Placed", f"{total} pieces of {shards} shards ({red}) on {len(placement.nodes) if placement else 0} "
-                            f"nodes, at most {result.cap} per {spec.failure_domain}"))
+        events.append(
+            Event(
+                "Normal",
+                "Placed",
+                f"{total} pieces of {shards} shards ({red}) on {len(placement.nodes) if placement else 0} "
+                f"nodes, at most {result.cap} per {spec.failure_domain}",
+            )
+        )
     elif moves:
         why = _why(old, changed, cluster, gone)
-        events.append(Event("Normal", "Rebalanced", f"{moves} piece moves because {why}"
-                            + (f"; {deferred} shards wait for transfers to finish" if deferred else "")))
+        events.append(
+            Event(
+                "Normal",
+                "Rebalanced",
+                f"{moves} piece moves because {why}" + (f"; {deferred} shards wait for transfers to finish" if deferred else ""),
+            )
+        )
     if repairs and placement is not None:
         samples = []
         for s, p in list(zip(*np.nonzero(changed & np.isin(old, list(gone))), strict=True))[:5]:
             origin = copy_source(dataset, cluster, holders, int(s), to=str(final[s, p]))
             samples.append(f"shard {s} piece {p} -> {final[s, p]} from {origin}")
-        events.append(Event("Warning", "NodeLost", f"nodes {', '.join(sorted(gone))} lost: {repairs} pieces get new holders; "
-                            + "; ".join(samples) + ("; ..." if repairs > len(samples) else "")))
+        events.append(
+            Event(
+                "Warning",
+                "NodeLost",
+                f"nodes {', '.join(sorted(gone))} lost: {repairs} pieces get new holders; "
+                + "; ".join(samples)
+                + ("; ..." if repairs > len(samples) else ""),
+            )
+        )
     if new_lost:
-        events.append(Event("Warning", "ShardsLost", f"shards {format_shards(new_lost)} have fewer than {needed} ready pieces left and "
-                            "no spec.source: they cannot be rebuilt and are not re-created"))
+        events.append(
+            Event(
+                "Warning",
+                "ShardsLost",
+                f"shards {format_shards(new_lost)} have fewer than {needed} ready pieces left and "
+                "no spec.source: they cannot be rebuilt and are not re-created",
+            )
+        )
     # Conditions.
     conditions = [_placed(result, problem, dataset.placement is not None, placement)]
     complete = ready == total and not transfers
@@ -638,8 +686,14 @@ def decide(
     elif below and (_was_full(status) or repairs):
         conditions.append(Condition("Degraded", "True", "Repairing", f"{below} shards below {width} ready pieces"))
     else:
-        conditions.append(Condition("Degraded", "False", "FullRedundancy" if below == 0 else "NotYetReady",
-                                    "every shard has all its pieces ready" if below == 0 else "pieces are still hydrating"))
+        conditions.append(
+            Condition(
+                "Degraded",
+                "False",
+                "FullRedundancy" if below == 0 else "NotYetReady",
+                "every shard has all its pieces ready" if below == 0 else "pieces are still hydrating",
+            )
+        )
     if conditions[1].status == "True" and previous_condition(status, "Ready").get("status") != "True":
         events.append(Event("Normal", "Ready", f"all {total} pieces ready"))
     return Decision(

@@ -179,3 +179,23 @@ def test_a_transfer_copies_from_its_from_node_not_the_nearest_holder(api: Review
     wait_for("replica on n2", lambda: ready_on(api, "n2", "t", "replica") == {0})
     assert agents["n4"].metrics.served_bytes.labels("piece")._value.get() - sent["n4"] == SIZE
     assert agents["n1"].metrics.served_bytes.labels("piece")._value.get() == sent["n1"]
+
+
+def test_a_replicated_shard_is_read_from_the_source_once_per_zone_and_copied_from_that_holder(
+    api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    """3x on n1, n2 (zone a) and n4 (zone b), all empty at once: n1 and n4 read the source (one
+    per zone), n2 waits for n1 and copies from it."""
+    src = write_source(tmp_path / "src", 2, SIZE)
+    source = {"path": str(tmp_path / "src")}
+    put_dataset(
+        api, dataset("z", shards=2, size=SIZE, redundancy={"replicas": 3}, nodes=["n1", "n2", "n4"], rows=[[0, 1, 2]] * 2, source=source)
+    )
+    for n in ("n1", "n2", "n4"):
+        wait_for(f"replicas on {n}", lambda n=n: ready_on(api, n, "z", "replica") == {0, 1})  # type: ignore[misc]
+    reads = {n: agents[n].metrics.source_requests._value.get() for n in ZONES}
+    assert reads == {"n1": 2, "n2": 0, "n3": 0, "n4": 2, "n5": 0, "n6": 0}
+    assert agents["n2"].metrics.hydrated("peer-zone") == 2 * SIZE
+    for n in ("n1", "n2", "n4"):
+        for s in (0, 1):
+            assert (Path(agents[n].settings.root) / NS / "z" / f"part-{s:03d}.bin").read_bytes() == src[s]

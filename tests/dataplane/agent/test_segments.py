@@ -40,6 +40,7 @@ def test_a_checked_stream_stops_at_its_first_bad_segment(data: bytes, unit: int,
     bad = bytearray(data)
     bad[at] ^= 0x01
     checker = SegmentHasher(unit, expected)
+
     def check() -> None:
         checker.update(bytes(bad))
         checker.finish()

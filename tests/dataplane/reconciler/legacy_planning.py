@@ -3,6 +3,7 @@
 tests/dataplane/reconciler/test_steady_state.py proves the new :func:`dataplane.reconciler.planning.decide`
 returns the same Decision as this one on random clusters and placements. Not used by kbl itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -159,6 +160,7 @@ def decide(
     existing = {(t.shard, t.piece): t for t in dataset.transfers if t.shard < shards and t.piece < width}
     new = old.copy() if result is None else names_of(result.placement, shards, width)
     fresh = dataset.placement is None
+
     # What the slots held before this pass: ready pieces per shard (target holders + transfer sources).
     def slot_ready(names: npt.NDArray[np.object_], transfers: Mapping[tuple[int, int], Transfer], s: int, p: int) -> bool:
         t = transfers.get((s, p))
@@ -185,8 +187,10 @@ def decide(
     # old holder alive, not draining, still a target or kept) wait, so copies go to repairs.
     movable = {n.name for n in cluster.nodes.values() if cluster.eligible(n) or (cluster.alive(n.name) and not cluster.draining(n.name))}
     tracked = spec.source is not None or holders.reported()  # else another system writes the bytes
-    busy = bool(gone) or bool(existing) or (
-        tracked and any(old[s, p] and not holders.ready(str(old[s, p]), s, p) for s in range(shards) for p in range(width))
+    busy = (
+        bool(gone)
+        or bool(existing)
+        or (tracked and any(old[s, p] and not holders.ready(str(old[s, p]), s, p) for s in range(shards) for p in range(width)))
     )
     for s in sorted((int(s) for s in moved_rows), key=urgency):
         optional = all(str(old[s, p]) in movable for p in range(width) if old[s, p] != new[s, p] and old[s, p])
@@ -250,22 +254,46 @@ def decide(
     if result is None:
         events.append(Event("Warning", "PlacementFailed", problem))
     elif fresh:
-        events.append(Event("Normal", "Placed", f"{total} pieces of {shards} shards ({red}) on {len(placement.nodes) if placement else 0} "
-                            f"nodes, at most {result.report.cap} per {spec.failure_domain}"))
+        events.append(
+            Event(
+                "Normal",
+                "Placed",
+                f"{total} pieces of {shards} shards ({red}) on {len(placement.nodes) if placement else 0} "
+                f"nodes, at most {result.report.cap} per {spec.failure_domain}",
+            )
+        )
     elif moves:
         why = _why(old, changed, cluster, gone)
-        events.append(Event("Normal", "Rebalanced", f"{moves} piece moves because {why}"
-                            + (f"; {deferred} shards wait for transfers to finish" if deferred else "")))
+        events.append(
+            Event(
+                "Normal",
+                "Rebalanced",
+                f"{moves} piece moves because {why}" + (f"; {deferred} shards wait for transfers to finish" if deferred else ""),
+            )
+        )
     if repairs and placement is not None:
         samples = []
         for s, p in list(zip(*np.nonzero(changed & np.isin(old, list(gone))), strict=True))[:5]:
             origin = copy_source(dataset, cluster, holders, int(s), to=str(final[s, p]))
             samples.append(f"shard {s} piece {p} -> {final[s, p]} from {origin}")
-        events.append(Event("Warning", "NodeLost", f"nodes {', '.join(sorted(gone))} lost: {repairs} pieces get new holders; "
-                            + "; ".join(samples) + ("; ..." if repairs > len(samples) else "")))
+        events.append(
+            Event(
+                "Warning",
+                "NodeLost",
+                f"nodes {', '.join(sorted(gone))} lost: {repairs} pieces get new holders; "
+                + "; ".join(samples)
+                + ("; ..." if repairs > len(samples) else ""),
+            )
+        )
     if new_lost:
-        events.append(Event("Warning", "ShardsLost", f"shards {format_shards(new_lost)} have fewer than {needed} ready pieces left and "
-                            "no spec.source: they cannot be rebuilt and are not re-created"))
+        events.append(
+            Event(
+                "Warning",
+                "ShardsLost",
+                f"shards {format_shards(new_lost)} have fewer than {needed} ready pieces left and "
+                "no spec.source: they cannot be rebuilt and are not re-created",
+            )
+        )
     # Conditions.
     conditions = [_placed(result, problem, dataset.placement is not None, placement)]
     complete = ready == total and not transfers
@@ -283,8 +311,14 @@ def decide(
     elif below and (_was_full(status) or repairs):
         conditions.append(Condition("Degraded", "True", "Repairing", f"{below} shards below {width} ready pieces"))
     else:
-        conditions.append(Condition("Degraded", "False", "FullRedundancy" if below == 0 else "NotYetReady",
-                                    "every shard has all its pieces ready" if below == 0 else "pieces are still hydrating"))
+        conditions.append(
+            Condition(
+                "Degraded",
+                "False",
+                "FullRedundancy" if below == 0 else "NotYetReady",
+                "every shard has all its pieces ready" if below == 0 else "pieces are still hydrating",
+            )
+        )
     if conditions[1].status == "True" and previous_condition(status, "Ready").get("status") != "True":
         events.append(Event("Normal", "Ready", f"all {total} pieces ready"))
     return Decision(

@@ -99,7 +99,6 @@ def test_over_http_the_informer_loop_places_a_dataset_created_after_it_started(e
         client.close()
 
 
-
 def test_over_http_a_removed_node_is_repaired_back_to_full_redundancy_with_nothing_lost(emulator: Emulator) -> None:
     world, client = http_world(emulator)
     try:

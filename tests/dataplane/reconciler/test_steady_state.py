@@ -112,13 +112,27 @@ def _world(draw: Any) -> tuple[DataSet, ClusterView, dict[str, Any], dict[str, i
     names = sorted(o["metadata"]["name"] for o in objs)
     if target is not None and draw(st.booleans()):
         raw["status"]["transfers"] = [
-            Transfer(int(rng.integers(shards)), int(rng.integers(red.width)), names[int(rng.integers(len(names)))],
-                     names[int(rng.integers(len(names)))]).to_json()
+            Transfer(
+                int(rng.integers(shards)),
+                int(rng.integers(red.width)),
+                names[int(rng.integers(len(names)))],
+                names[int(rng.integers(len(names)))],
+            ).to_json()
             for _ in range(draw(st.integers(0, 4)))
         ]
     status = copy.deepcopy(raw.get("status") or {})
-    status.update(draw(st.sampled_from([{}, {"pieces": {"ready": 3, "total": 3}}, {"lostShards": "0-1"},
-                                        {"conditions": [{"type": "Degraded", "status": "True"}, {"type": "Ready", "status": "True"}]}])))
+    status.update(
+        draw(
+            st.sampled_from(
+                [
+                    {},
+                    {"pieces": {"ready": 3, "total": 3}},
+                    {"lostShards": "0-1"},
+                    {"conditions": [{"type": "Degraded", "status": "True"}, {"type": "Ready", "status": "True"}]},
+                ]
+            )
+        )
+    )
     in_flight = {names[0]: draw(st.integers(0, 70))}
     return DataSet.from_object(raw), ClusterView(nodes, frozenset(lost & nodes.keys()), holdings), status, in_flight
 
