@@ -5,14 +5,19 @@ On the demo's cluster (copies of a real EKS node, behind the in-memory API serve
 per node (each its own root ``<out>/data/nodes/<node>/`` and its own loopback port, in this
 process), over a small generated source in ``<out>/data/source/``:
 
-1. two DataSets are created with no status: a 3x replicated one and an erasure-coded 4+2 one;
-   the reconciler places them, the agents hydrate them (zone peers first, then the source) and
-   both become ``Ready``;
+1. two DataSets are created with no status: a 3x replicated one spread over racks and an
+   erasure-coded 4+2 one kept in one zone (over its hosts, so its repairs stay in the zone); the
+   reconciler places them, the agents hydrate them (one holder per zone reads each shard from the
+   source, the zone's other holders copy or receive their fragment from it) and both become
+   ``Ready``;
 2. a node and then a whole rack are killed (agents stopped, folders removed, Node objects
    deleted), and a byte is flipped in one surviving replica;
-3. the reconciler repairs onto surviving nodes (make before break), the agents copy from peers or
-   rebuild erasure fragments from k others, the scrub finds the flipped byte and fetches a good
-   copy; both DataSets are ``Ready`` again;
+3. a reader asks that replica's agent for the shard, as a pod would: the bad segment is caught
+   on the read, never served (the read is answered from a good copy), and the piece quarantined;
+   the reconciler repairs onto surviving nodes (make before break), the agents copy from peers or
+   rebuild erasure fragments from k others in the zone, the quarantined replica is fetched again;
+   both DataSets are ``Ready`` again. The scrub runs at the chart's interval (a day): it plays
+   no part;
 4. every replica file on every node is compared with the source byte for byte, and every
    erasure-coded shard is read back through an agent's read API and compared with the source.
 
@@ -76,8 +81,12 @@ class DataPlaneDemo:
     time_to_repaired_s: float
     hydrated_bytes: dict[str, int]
     repaired_bytes: int
+    repaired_by_kind: dict[str, int]
     rebuilt_fragments: int
+    rebuilt_bytes: int
     corrupt_found: int
+    caught_on_read: int
+    read_after_flip_identical: bool
     shards_lost: int
     replicas_checked: int
     replicas_identical: int
@@ -99,12 +108,17 @@ class DataPlaneDemo:
         return out
 
 
+#: The agent's scrub interval in the Helm chart (``agent.scrubIntervalSeconds``): the demo runs its
+#: agents as the chart would, so bad bytes are caught by reads, not by a scrub every second.
+CHART_SCRUB_INTERVAL_S = 86400.0
+
+
 def demo_datasets(quick: bool) -> list[DemoDataSet]:
-    """A 3x replicated DataSet spread over racks and an erasure-coded 4+2 one (tens of MiB)."""
+    """A 3x replicated DataSet spread over racks and an erasure-coded 4+2 one over one zone's hosts (tens of MiB)."""
     mib = 1 << 20
     if quick:
-        return [DemoDataSet("replicated", Replicas(3), "rack", 12, 1 * mib), DemoDataSet("erasure", Erasure(4, 2), "rack", 8, 1 * mib)]
-    return [DemoDataSet("replicated", Replicas(3), "rack", 32, 2 * mib), DemoDataSet("erasure", Erasure(4, 2), "rack", 24, 2 * mib)]
+        return [DemoDataSet("replicated", Replicas(3), "rack", 12, 1 * mib), DemoDataSet("erasure", Erasure(4, 2), "host", 8, 1 * mib)]
+    return [DemoDataSet("replicated", Replicas(3), "rack", 32, 4 * mib), DemoDataSet("erasure", Erasure(4, 2), "host", 24, 4 * mib)]
 
 
 def write_source(root: Path, specs: list[DemoDataSet], seed: int) -> int:
@@ -174,7 +188,7 @@ def _kill(api: MemoryApi, agents: dict[str, Agent], root: Path, node: str) -> No
         api.delete(NODE_HOLDINGS, node)
 
 
-def _flip_a_byte(root: Path, alive: list[str], spec: DemoDataSet) -> Path:
+def _flip_a_byte(root: Path, alive: list[str], spec: DemoDataSet) -> tuple[str, Path]:
     for node in alive:
         folder = root / node / NAMESPACE / spec.name
         files = sorted(folder.glob("part-*.bin")) if folder.exists() else []
@@ -183,8 +197,12 @@ def _flip_a_byte(root: Path, alive: list[str], spec: DemoDataSet) -> Path:
             data = bytearray(target.read_bytes())
             data[len(data) // 2] ^= 0xFF
             target.write_bytes(bytes(data))  # behind the agent's back, as a failing disk would
-            return target
+            return node, target
     raise KblError("data-plane demo: no replica file to corrupt")
+
+
+def _first_zone(node_objects: list[dict[str, Any]]) -> str:
+    return sorted({str((o["metadata"].get("labels") or {}).get(labels.ZONE, "")) for o in node_objects})[0]
 
 
 def _digest(path: Path) -> str:
@@ -242,9 +260,7 @@ def _fully_held(api: MemoryApi, specs: list[DemoDataSet]) -> bool:
     return True
 
 
-def run_data_plane(
-    node_objects: list[dict[str, Any]], out: Path, *, quick: bool, seed: int = 0, timeout_s: float = 240.0
-) -> DataPlaneDemo:
+def run_data_plane(node_objects: list[dict[str, Any]], out: Path, *, quick: bool, seed: int = 0, timeout_s: float = 240.0) -> DataPlaneDemo:
     """Run the data-plane demo on ``node_objects`` (module docstring); files under ``out/data``."""
     data = out / "data"
     source, nodes_root = data / "source", data / "nodes"
@@ -261,18 +277,24 @@ def run_data_plane(
     thread.start()
     token = secrets.token_hex(16)
     names = [o["metadata"]["name"] for o in node_objects]
-    quick_agents = {"scrub_interval_s": 1.0, "resync_s": 0.5}
+    quick_agents = {"scrub_interval_s": CHART_SCRUB_INTERVAL_S, "resync_s": 0.5}
     agents = {a.settings.node: a for a in start_agents(api, names, nodes_root, token=token, settings=quick_agents)}
     all_agents = dict(agents)
     try:
         started = time.monotonic()
         for spec in specs:
             obj = dataset_object(
-                spec.name, namespace=NAMESPACE, shards=spec.shards, shard_size=spec.shard_bytes, redundancy=spec.redundancy,
+                spec.name,
+                namespace=NAMESPACE,
+                shards=spec.shards,
+                shard_size=spec.shard_bytes,
+                redundancy=spec.redundancy,
                 failure_domain=spec.failure_domain,
             )
             obj["spec"]["source"] = {"path": str((source / spec.name).resolve())}
             obj["spec"]["shardKey"] = SHARD_KEY
+            if isinstance(spec.redundancy, Erasure):  # erasure-coded data kept in one zone: rebuilds stay there
+                obj["spec"]["nodeSelector"] = {labels.ZONE: _first_zone(node_objects)}
             api.create(DATASETS, obj, namespace=NAMESPACE)
         _wait("both DataSets Ready", lambda: _all_ready(api, specs, lambda: _fully_held(api, specs)), timeout_s)
         time_to_ready = time.monotonic() - started
@@ -281,8 +303,13 @@ def run_data_plane(
         victims = _victims(api, node_objects, specs)
         for node in victims:
             _kill(api, agents, nodes_root, node)
-        flipped = _flip_a_byte(nodes_root, sorted(agents), specs[0])
+        flipped_node, flipped = _flip_a_byte(nodes_root, sorted(agents), specs[0])
         killed_at = time.monotonic()
+        # A pod on that node reads the shard through its agent: the bad segment is caught, never served.
+        shard = int(flipped.name.removeprefix("part-").removesuffix(".bin"))
+        url = f"{agents[flipped_node].endpoint}/v1/namespaces/{NAMESPACE}/datasets/{specs[0].name}/shards/{shard}"
+        reply = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0)
+        read_ok = reply.status_code == 200 and hashlib.sha256(reply.content).hexdigest() == _digest(source / specs[0].name / flipped.name)
         _wait(
             "repair to full redundancy",
             lambda: _all_ready(api, specs, lambda: _fully_held(api, specs) and _no_corrupt(api) and _intact(flipped, source, specs[0])),
@@ -290,9 +317,12 @@ def run_data_plane(
         )
         time_to_repaired = time.monotonic() - killed_at
         hydrated = {k: int(sum(a.metrics.hydrated(k) for a in all_agents.values())) for k in KINDS}
-        repaired = sum(hydrated.values()) - int(sum(before.values()))
+        repaired_by_kind = {k: hydrated[k] - int(before[k]) for k in KINDS}
+        repaired = sum(repaired_by_kind.values())
         rebuilt = int(sum(a.metrics.rebuilt_pieces._value.get() for a in all_agents.values()))
+        rebuilt_bytes = int(sum(a.metrics.rebuilt_bytes._value.get() for a in all_agents.values()))
         corrupt = int(sum(a.metrics.corrupt._value.get() for a in all_agents.values()))
+        caught = int(sum(a.metrics.corrupt_on_read._value.get() for a in all_agents.values()))
         lost = 0
         for spec in specs:
             status = _status(api, spec.name)
@@ -303,7 +333,8 @@ def run_data_plane(
         return DataPlaneDemo(
             nodes=len(names), datasets=specs, source_bytes=source_bytes, killed_nodes=victims,
             flipped=str(flipped.relative_to(out)), time_to_ready_s=time_to_ready, time_to_repaired_s=time_to_repaired,
-            hydrated_bytes=hydrated, repaired_bytes=repaired, rebuilt_fragments=rebuilt, corrupt_found=corrupt,
+            hydrated_bytes=hydrated, repaired_bytes=repaired, repaired_by_kind=repaired_by_kind, rebuilt_fragments=rebuilt,
+            rebuilt_bytes=rebuilt_bytes, corrupt_found=corrupt, caught_on_read=caught, read_after_flip_identical=read_ok,
             shards_lost=lost, replicas_checked=checked, replicas_identical=same, erasure_shards_checked=ec_checked,
             erasure_shards_identical=ec_same, ready={s.name: _condition(_status(api, s.name), "Ready") == "True" for s in specs},
         )  # fmt: skip
@@ -330,6 +361,9 @@ def _ranges(text: str) -> list[int]:
     return out
 
 
+_ORDER = ("source", "peer-zone", "peer-cross-zone")
+
+
 def table(result: DataPlaneDemo) -> Table:
     """The demo's data-plane table."""
     mib = 1 << 20
@@ -340,11 +374,19 @@ def table(result: DataPlaneDemo) -> Table:
         what = f"{spec.redundancy}, {spec.shards} shards, by {spec.failure_domain}"
         t.add_row(f"DataSet {NAMESPACE}/{spec.name}", f"{what}, Ready: {result.ready.get(spec.name)}")
     t.add_row("created -> Ready (placed, hydrated, verified)", f"{result.time_to_ready_s:.1f} s")
-    for kind, value in result.hydrated_bytes.items():
-        t.add_row(f"bytes hydrated from {kind}", f"{value / mib:.1f} MiB")
+    first = {k: result.hydrated_bytes[k] - result.repaired_by_kind.get(k, 0) for k in result.hydrated_bytes}
+    t.add_row("hydrated: from the source / in-zone peers / other zones", " / ".join(f"{first[k] / mib:.1f}" for k in _ORDER) + " MiB")
     t.add_row("killed", f"{len(result.killed_nodes)} nodes (one node, one rack) + 1 flipped byte")
-    t.add_row("bytes repaired", f"{result.repaired_bytes / mib:.1f} MiB ({result.rebuilt_fragments} erasure fragments rebuilt)")
-    t.add_row("corrupt pieces found by the scrub", str(result.corrupt_found))
+    t.add_row(
+        "repaired: from the source / in-zone peers / other zones",
+        " / ".join(f"{result.repaired_by_kind.get(k, 0) / mib:.1f}" for k in _ORDER) + " MiB",
+    )
+    t.add_row("  of which erasure fragments rebuilt from k others", f"{result.rebuilt_fragments} ({result.rebuilt_bytes / mib:.1f} MiB)")
+    t.add_row(
+        "flipped byte caught on a read (never served)",
+        f"{result.caught_on_read} segment(s); read answered right: {result.read_after_flip_identical}",
+    )
+    t.add_row("corrupt pieces quarantined (on reads and scrubs)", str(result.corrupt_found))
     t.add_row("loss -> full redundancy", f"{result.time_to_repaired_s:.1f} s")
     t.add_row("replicas byte-identical to the source", f"{result.replicas_identical}/{result.replicas_checked}")
     t.add_row("erasure shards read back identical", f"{result.erasure_shards_identical}/{result.erasure_shards_checked}")
@@ -366,9 +408,12 @@ def markdown(result: DataPlaneDemo) -> str:
             f"(bytes by source: {hydrated}); both were Ready after {result.time_to_ready_s:.1f} s.",
             "",
             f"Then {len(result.killed_nodes)} nodes died (one node, then a whole rack in another zone: folders removed) and a byte "
-            f"was flipped in `{result.flipped}`. The reconciler repaired onto survivors, the agents copied "
-            f"{result.repaired_bytes / mib:.1f} MiB and rebuilt {result.rebuilt_fragments} erasure fragments, the scrub found "
-            f"{result.corrupt_found} corrupt piece(s): full redundancy again after {result.time_to_repaired_s:.1f} s.",
+            f"was flipped in `{result.flipped}`. A read of that shard through its agent caught the bad segment "
+            f"({result.caught_on_read} caught on read, never served; the reply was right: {result.read_after_flip_identical}) and "
+            f"quarantined the replica. The reconciler repaired onto survivors, the agents copied {result.repaired_bytes / mib:.1f} MiB "
+            f"({', '.join(f'{k} {v / mib:.1f} MiB' for k, v in result.repaired_by_kind.items())}) and rebuilt "
+            f"{result.rebuilt_fragments} erasure fragments from k others: full redundancy again after "
+            f"{result.time_to_repaired_s:.1f} s.",
             "",
             f"- Replicas byte-identical to the source: {result.replicas_identical}/{result.replicas_checked}.",
             "- Erasure-coded shards read back through the read API, identical: "

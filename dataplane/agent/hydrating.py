@@ -682,6 +682,7 @@ class Hydrator:
                 ),
             )
         self.metrics.rebuilt_pieces.inc()
+        self.metrics.rebuilt_bytes.inc(record.size)
         return record
 
     # ------------------------------------------------------------- staging

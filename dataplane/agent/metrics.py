@@ -22,6 +22,7 @@ class AgentMetrics:
         self.hydrated_bytes = Counter("kbl_agent_hydrated_bytes", "Bytes hydrated, by source kind", ["kind"], registry=r)
         self.hydrated_pieces = Counter("kbl_agent_hydrated_pieces", "Pieces hydrated, by source kind", ["kind"], registry=r)
         self.rebuilt_pieces = Counter("kbl_agent_rebuilt_fragments", "Erasure fragments rebuilt from k others", registry=r)
+        self.rebuilt_bytes = Counter("kbl_agent_rebuilt_bytes", "Bytes of erasure fragments rebuilt from k others", registry=r)
         self.staged_fragments = Counter(
             "kbl_agent_staged_fragments", "Fragments encoded for a zone peer (the shard read from the source once per zone)", registry=r
         )

@@ -51,6 +51,10 @@ def test_demo_quick_writes_table_plot_report_and_figures(tmp_path: Path, capsys:
     assert plane["ready"] == {"replicated": True, "erasure": True}
     assert plane["shards_lost"] == 0
     assert plane["corrupt_found"] >= 1
+    assert plane["caught_on_read"] >= 1, "the flipped byte was caught by a read (the scrub runs daily, as in the chart)"
+    assert plane["read_after_flip_identical"], "the read that met the bad segment was answered with the right bytes"
+    assert plane["repaired_by_kind"]["peer-zone"] > 0, "repairs came from peers in the zone"
+    assert plane["rebuilt_fragments"] >= 1, "lost erasure fragments were rebuilt from k others in their zone"
     assert len(plane["killed_nodes"]) >= 2
     assert plane["replicas_checked"] > 0
     assert plane["replicas_identical"] == plane["replicas_checked"]
