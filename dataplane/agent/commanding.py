@@ -43,6 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scrub-interval-s", type=float, default=3600.0, help="seconds between two scrubs (0: never; default 3600)")
     parser.add_argument("--capacity-bytes", type=int, default=0, help="quota of this agent's data in bytes (0: the filesystem's size)")
     parser.add_argument("--parallel-copies", type=int, default=4, help="pieces hydrated at once (default 4)")
+    parser.add_argument(
+        "--checkpoint-mib", type=float, default=64.0, help="a resumable copy is checkpointed every this many MiB (default 64)"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         scrub_interval_s=args.scrub_interval_s,
         capacity_bytes=args.capacity_bytes,
         parallel_copies=args.parallel_copies,
+        checkpoint_bytes=max(1, int(args.checkpoint_mib * (1 << 20))),
         audience=args.audience,
     )
     security = Security(

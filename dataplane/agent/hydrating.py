@@ -38,12 +38,12 @@ from typing import Any
 from dataplane.agent.bandwidth import TokenBucket
 from dataplane.agent.coding import Codec, CodingError, codec
 from dataplane.agent.metrics import PEER_CROSS_ZONE, PEER_ZONE, SOURCE, AgentMetrics
-from dataplane.agent.segments import resegment
+from dataplane.agent.segments import pack, resegment, segment_sum
 from dataplane.agent.settings import AgentSettings
 from dataplane.agent.sources import PeerClient, Reader, SourceError, reader_for
 from dataplane.agent.storing import AgentError, ChecksumError, DiskFullError, PieceRecord, Store
 from dataplane.agent.streaming import checked_segments, zip_parallel
-from topology.datasets import DataSet, Erasure
+from topology.datasets import DataSet, DataSetSpec, Erasure
 from topology.holdings import REPLICA, NodeHoldings, piece_key
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,11 @@ class Slots:
 
     targets: dict[Slot, int]
     keep: frozenset[Slot]
+
+
+def _resume_name(spec: DataSetSpec, shard: int, key: str) -> str:
+    """The name of a piece's partial copy, stable across attempts (``~`` is not allowed in object names)."""
+    return f"{spec.namespace}~{spec.name}~{spec.uid}~{shard}~{key}"
 
 
 def _age_s(stamp: str) -> float:
@@ -220,6 +225,8 @@ class Hydrator:
                     self.inflight[(key, slot)] = self.pool.submit(self._hydrate_task, dataset, slot, slots.targets[slot])
         if synced:
             self._forget_deleted(datasets)
+            if not self.inflight:
+                self._forget_partials(datasets)
         if self.staged:
             self._clean_staging(datasets)
         return started
@@ -240,6 +247,16 @@ class Hydrator:
             self.changed.set()
         with self.lock:
             state.corrupt &= set(slots.targets)
+
+    def _forget_partials(self, datasets: dict[str, DataSet]) -> None:
+        """Partial copies of DataSets that are gone or re-created are dropped (nobody will resume them)."""
+        live = {(d.spec.namespace, d.spec.name, d.spec.uid) for d in datasets.values()}
+        for name, path in self.store.partials():
+            ns, _, rest = name.partition("~")
+            ds, _, rest = rest.partition("~")
+            uid = rest.partition("~")[0]
+            if (ns, ds, uid) not in live and f"{ns}/{ds}" not in self.view.invalid:
+                self.store.drop_partial(path)
 
     def _forget_deleted(self, datasets: dict[str, DataSet]) -> None:
         for ns, name in self.store.local_datasets():
@@ -516,34 +533,44 @@ class Hydrator:
         )
 
     def _from_peer(self, dataset: DataSet, shard: int, key: str, endpoint: str) -> PieceRecord:
-        """A peer's piece, every segment checked against the peer's record as it arrives."""
+        """A peer's piece, every segment checked against the peer's record as it arrives.
+
+        Resumable: a copy that broke off goes on after its last checkpointed segment, from this
+        peer or another holder of the same bytes (the origin is the sender's segment table).
+        """
         spec = dataset.spec
         theirs = self.peers.record(endpoint, spec.namespace, spec.name, shard, key)
-        chunks = self.peers.piece(endpoint, spec.namespace, spec.name, shard, key)
-        try:
-            with self.store.writer(unit=theirs.unit, digest="", expected_sums=theirs.sums) as w:
+        origin = f"piece:{theirs.size}:{theirs.unit}:{segment_sum(pack(theirs.sums).encode())}"
+        with self.store.writer(
+            unit=theirs.unit, digest="", expected_sums=theirs.sums, resume=_resume_name(spec, shard, key), origin=origin
+        ) as w:
+            if w.resumed_segments:
+                log.info("%s: %s/%s: resuming after segment %d", dataset.key, shard, key, w.resumed_segments)
+                self.metrics.resumed_bytes.inc(w.size)
+            chunks = self.peers.piece(endpoint, spec.namespace, spec.name, shard, key, start=w.size)
+            try:
                 for chunk in chunks:
                     self.bucket.take(len(chunk))
                     w.write(chunk)
-                if w.size != theirs.size:
-                    raise ChecksumError(f"piece {shard}/{key} from {endpoint}: {w.size} bytes, {theirs.size} promised")
-                return self._commit(
-                    dataset,
-                    lambda: self._paths(dataset, shard, key),
-                    lambda path, sums: w.commit(
-                        path,
-                        sums,
-                        sha256=theirs.sha256,
-                        md5=theirs.md5,
-                        shard_bytes=theirs.shard_bytes,
-                        scheme=theirs.scheme,
-                        segment_bytes=theirs.segment_bytes,
-                    ),
-                )
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            if w.size != theirs.size:
+                raise ChecksumError(f"piece {shard}/{key} from {endpoint}: {w.size} bytes, {theirs.size} promised")
+            return self._commit(
+                dataset,
+                lambda: self._paths(dataset, shard, key),
+                lambda path, sums: w.commit(
+                    path,
+                    sums,
+                    sha256=theirs.sha256,
+                    md5=theirs.md5,
+                    shard_bytes=theirs.shard_bytes,
+                    scheme=theirs.scheme,
+                    segment_bytes=theirs.segment_bytes,
+                ),
+            )
 
     def _codec(self, dataset: DataSet) -> Codec:
         red = dataset.spec.redundancy
@@ -564,8 +591,13 @@ class Hydrator:
         expected = reader.stat(name)
         seg = self.settings.segment_bytes
         if not isinstance(spec.redundancy, Erasure):
-            with self.store.writer(unit=seg, digest=expected.digest) as w:
-                for chunk in reader.read(name, 0, expected.size, pin=expected):
+            # Resumable when the source names its version (S3's ETag and version id; a file's size and mtime).
+            origin = f"source:{expected.etag}:{expected.version_id}:{expected.size}" if expected.etag else ""
+            with self.store.writer(unit=seg, digest=expected.digest, resume=_resume_name(spec, shard, REPLICA), origin=origin) as w:
+                if w.resumed_segments:
+                    log.info("%s: %s/replica: resuming after segment %d", dataset.key, shard, w.resumed_segments)
+                    self.metrics.resumed_bytes.inc(w.size)
+                for chunk in reader.read(name, w.size, expected.size, pin=expected):
                     self.bucket.take(len(chunk))
                     w.write(chunk)
                 if w.size != expected.size:

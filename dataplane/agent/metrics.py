@@ -37,6 +37,11 @@ class AgentMetrics:
         self.throughput = Gauge("kbl_agent_copy_throughput_bytes_per_second", "Bytes per second of the last hydrated piece", registry=r)
         self.disk_full = Gauge("kbl_agent_disk_full", "1 while a write failed for lack of space", registry=r)
         self.served_bytes = Counter("kbl_agent_served_bytes", "Bytes served by the read API, by what (shard, piece)", ["what"], registry=r)
+        self.resumed_bytes = Counter(
+            "kbl_agent_resumed_bytes",
+            "Bytes of partial copies taken over after a crash or a broken connection (not copied again)",
+            registry=r,
+        )
         self.decoded_segments = Counter(
             "kbl_agent_decoded_segments", "Shard segments decoded from k fragments for reads (only those a range touches)", registry=r
         )

@@ -92,7 +92,7 @@ class Agent:
         self.endpoint = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
         self.metrics = AgentMetrics()
         self.view = ClusterView()
-        self.store = Store(Layout(Path(settings.root)), capacity_bytes=settings.capacity_bytes)
+        self.store = Store(Layout(Path(settings.root)), capacity_bytes=settings.capacity_bytes, checkpoint_bytes=settings.checkpoint_bytes)
         self.peers = PeerClient(security.token, timeout_s=settings.peer_timeout_s, verify=security.peer_ca)
         self._zone_checked: dict[str, float] = {}
         self._zone_lock = threading.Lock()

@@ -51,6 +51,9 @@ class AgentSettings:
         source itself. It waits as long as the encoder reports the shard hydrating.
     staging_ttl_s:
         Fragments staged for other holders are removed once those hold them, or after this long.
+    checkpoint_bytes:
+        A resumable copy (a replica from the source, any piece from a peer) is checkpointed
+        every this many bytes: a crash or a broken connection loses at most this much.
     capacity_bytes:
         A quota for this agent's data (0: the filesystem's own size). A write that would pass it
         fails like a full disk (ENOSPC).
@@ -85,6 +88,7 @@ class AgentSettings:
     segment_bytes: int = 1 << 20
     encoder_wait_s: float = 30.0
     staging_ttl_s: float = 3600.0
+    checkpoint_bytes: int = 64 << 20
     capacity_bytes: int = 0
     token_cache_s: float = 10.0
     audience: str = DEFAULT_AUDIENCE

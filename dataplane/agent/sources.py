@@ -82,7 +82,8 @@ class PathReader:
 
     def stat(self, name: str) -> Expected:
         try:
-            return Expected(self._path(name).stat().st_size)
+            st = self._path(name).stat()
+            return Expected(st.st_size, etag=f"{st.st_size}-{st.st_mtime_ns}")
         except OSError as exc:
             raise SourceError(f"source {self._path(name)}: {exc.strerror or exc}") from None
 

@@ -141,7 +141,15 @@ class PieceWriter:
     """
 
     def __init__(
-        self, store: Store, tmp: Path, *, unit: int = SEGMENT_BYTES, digest: str = "sha256", expected_sums: array[int] | None = None
+        self,
+        store: Store,
+        tmp: Path,
+        *,
+        unit: int = SEGMENT_BYTES,
+        digest: str = "sha256",
+        expected_sums: array[int] | None = None,
+        origin: str = "",
+        checkpoint_segments: int = 64,
     ) -> None:
         self.store = store
         self.tmp = tmp
@@ -150,10 +158,68 @@ class PieceWriter:
         self.hash: Any = hashlib.sha256() if digest == "sha256" else hashlib.md5(usedforsecurity=False) if digest == "md5" else None
         self.segments = SegmentHasher(unit, expected_sums)
         self.size = 0
-        self._file = open(tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+        #: Where the bytes come from, exactly (a source object's version, a sender's segment table):
+        #: a partial copy is resumed only by a copy of the same origin. Empty: not resumable.
+        self.origin = origin
+        self.checkpoint_segments = checkpoint_segments
+        #: Segments taken over from an earlier attempt's partial copy (the producer starts after them).
+        self.resumed_segments = 0
         self.done = False
+        self._file: Any = None
+        if origin:
+            self._resume(expected_sums)
+        if self._file is None:
+            self._file = open(tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+
+    @property
+    def progress_path(self) -> Path:
+        return self.tmp.with_name(self.tmp.name + ".json")
+
+    def _resume(self, expected: array[int] | None) -> None:
+        """Take over an earlier attempt's partial copy of the same origin, up to its last good checkpointed segment."""
+        try:
+            progress: Any = orjson.loads(self.progress_path.read_bytes())
+            on_disk = self.tmp.stat().st_size
+        except (OSError, ValueError):
+            return
+        if progress.get("origin") != self.origin or progress.get("unit") != self.unit or progress.get("digest") != self.digest:
+            return
+        sums = unpack(str(progress.get("sums") or ""))
+        f = open(self.tmp, "r+b")  # noqa: SIM115 - kept as the writer's file
+        good = 0
+        for j, value in enumerate(sums):
+            data = os.pread(f.fileno(), self.unit, j * self.unit)
+            if (
+                len(data) != self.unit
+                or segment_sum(data) != value
+                or (expected is not None and (j >= len(expected) or expected[j] != value))
+            ):
+                break
+            if self.hash is not None:
+                self.hash.update(data)
+            good += 1
+        self.size = good * self.unit
+        f.truncate(self.size)
+        f.seek(self.size)
+        self.store.settle(on_disk, self.size)  # the partial was counted whole (measured at start, or reserved as written)
+        self.segments.sums = list(sums[:good])
+        self.resumed_segments = good
+        self._file = f
+
+    def _checkpoint(self) -> None:
+        """Make the segments written so far survive a crash: data fsynced, then the progress record."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        record = {"origin": self.origin, "unit": self.unit, "digest": self.digest, "sums": pack(self.segments.sums)}
+        self.store.write_atomic(self.progress_path, orjson.dumps(record))
 
     def write(self, chunk: bytes | memoryview) -> None:
+        before = len(self.segments.sums)
+        self._write(chunk)
+        if self.origin and len(self.segments.sums) // self.checkpoint_segments > before // self.checkpoint_segments:
+            self._checkpoint()
+
+    def _write(self, chunk: bytes | memoryview) -> None:
         self.store.reserve(len(chunk))
         self.size += len(chunk)
         try:
@@ -217,6 +283,8 @@ class PieceWriter:
             self.store.write_atomic(sum_path, record.to_json())
             os.replace(self.tmp, final)
             fsync_dir(final.parent)
+            with contextlib.suppress(FileNotFoundError):
+                self.progress_path.unlink()
             self.done = True
             self.store.settle(self.size, self.size)
             return record
@@ -229,14 +297,18 @@ class PieceWriter:
             self.abort()
             raise
 
-    def abort(self) -> None:
+    def abort(self, *, keep: bool = False) -> None:
+        """Drop the copy; with ``keep`` (a resumable copy that broke off) its checkpointed part stays for the next attempt."""
         if self.done:
             return
         self.done = True
         with contextlib.suppress(OSError):
             self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
+        if keep and self.origin and self.progress_path.exists():
+            return
+        for path in (self.tmp, self.progress_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
         self.store.settle(self.size, 0)
 
 
@@ -247,9 +319,10 @@ class Store:
     :class:`DiskFullError` before a byte is written over the line.
     """
 
-    def __init__(self, layout: Layout, *, capacity_bytes: int = 0) -> None:
+    def __init__(self, layout: Layout, *, capacity_bytes: int = 0, checkpoint_bytes: int = 64 << 20) -> None:
         self.layout = layout
         self.capacity_bytes = capacity_bytes
+        self.checkpoint_bytes = checkpoint_bytes
         layout.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.clean_tmp()
@@ -257,11 +330,15 @@ class Store:
 
     # ------------------------------------------------------------------ space
     def clean_tmp(self) -> int:
-        """Remove copies left by a crash; returns how many."""
+        """Remove copies left by a crash, except checkpointed ones (resumed by the next copy of the same piece); returns how many."""
         tmp = self.layout.tmp_dir
         tmp.mkdir(parents=True, exist_ok=True)
         count = 0
         for leftover in tmp.iterdir():
+            resumable = leftover.name.endswith(".part") and leftover.with_name(leftover.name + ".json").exists()
+            progress = leftover.name.endswith(".part.json") and leftover.with_name(leftover.name.removesuffix(".json")).exists()
+            if resumable or progress:
+                continue
             with contextlib.suppress(OSError):
                 leftover.unlink()
                 count += 1
@@ -298,20 +375,66 @@ class Store:
     # ----------------------------------------------------------------- writing
     @contextlib.contextmanager
     def writer(
-        self, *, unit: int = SEGMENT_BYTES, digest: str = "sha256", expected_sums: array[int] | None = None
+        self,
+        *,
+        unit: int = SEGMENT_BYTES,
+        digest: str = "sha256",
+        expected_sums: array[int] | None = None,
+        resume: str = "",
+        origin: str = "",
     ) -> Iterator[PieceWriter]:
-        """A temporary piece; committed by :meth:`PieceWriter.commit`, else removed."""
-        tmp = self.layout.tmp_dir / f"{uuid.uuid4().hex}.part"
+        """A temporary piece; committed by :meth:`PieceWriter.commit`, else removed.
+
+        ``resume`` (a name stable across attempts: DataSet uid, shard, piece) and ``origin`` make the
+        copy resumable: it is checkpointed as it goes, a copy that breaks off with a
+        :class:`~dataplane.agent.storing.AgentError` (a source or peer error) keeps its checkpointed
+        part, and the next writer of the same name and origin starts after it
+        (:attr:`PieceWriter.resumed_segments`). A disk-full error or anything else drops it.
+        """
+        name = f"{resume}.part" if resume and origin else f"{uuid.uuid4().hex}.part"
+        tmp = self.layout.tmp_dir / name
         try:
-            w = PieceWriter(self, tmp, unit=unit, digest=digest, expected_sums=expected_sums)
+            w = PieceWriter(
+                self,
+                tmp,
+                unit=unit,
+                digest=digest,
+                expected_sums=expected_sums,
+                origin=origin if resume else "",
+                checkpoint_segments=max(1, self.checkpoint_bytes // max(1, unit)),
+            )
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(str(exc)) from None
             raise
+        keep = False
         try:
             yield w
+        except DiskFullError:
+            raise
+        except AgentError:
+            keep = True
+            raise
         finally:
-            w.abort()
+            w.abort(keep=keep)
+
+    def partials(self) -> list[tuple[str, Path]]:
+        """``(resume name, data file)`` of the checkpointed partial copies kept for a later attempt."""
+        tmp = self.layout.tmp_dir
+        out = []
+        for progress in tmp.glob("*.part.json") if tmp.is_dir() else []:
+            data = progress.with_name(progress.name.removesuffix(".json"))
+            out.append((data.name.removesuffix(".part"), data))
+        return out
+
+    def drop_partial(self, data: Path) -> None:
+        """Remove a partial copy nobody will resume (its DataSet is gone or re-created)."""
+        with contextlib.suppress(FileNotFoundError):
+            size = data.stat().st_size
+            data.unlink()
+            self.settle(size, 0)
+        with contextlib.suppress(FileNotFoundError):
+            data.with_name(data.name + ".json").unlink()
 
     def write_atomic(self, path: Path, data: bytes) -> None:
         """Small files (records, uid): temp name beside the target, fsync, rename, dir fsync."""

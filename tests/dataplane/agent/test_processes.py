@@ -210,32 +210,35 @@ def test_agents_hydrate_survive_the_loss_of_r_minus_1_and_m_holders_from_zone_pe
 
 
 @pytest.mark.timeout(900)
-def test_an_agent_killed_mid_copy_leaves_no_partial_file_and_finishes_on_restart(
+def test_an_agent_killed_mid_copy_leaves_no_file_under_its_final_name_and_resumes_from_its_last_checkpoint(
     cluster: Processes, emulator: Emulator, tmp_path: Path
 ) -> None:
-    """SIGKILL while a throttled copy is half done: no file under the final name, the temporary
-    copy is removed at restart and the piece completes byte for byte."""
+    """SIGKILL while a throttled copy is half done (checkpoints every 512 KiB): nothing under the
+    final name; after the restart the copy goes on after its last checkpoint (the bytes before it
+    are not read again) and the piece completes byte for byte, leaving no temporary file."""
     api = KubeClient.from_url(emulator.url)
-    size = 3 * 1024 * 1024 + 5
+    size = 6 * 1024 * 1024 + 5
     src = write_source(tmp_path / "src", 1, size)
     emulator.post(
         DATASETS,
         dataset("slow", shards=1, size=size, redundancy={"replicas": 1}, nodes=["n1"], rows=[[0]], source={"path": str(tmp_path / "src")}),
     )
-    cluster.start("n1", "--bandwidth-mbps", "8", "--scrub-interval-s", "0")
+    cluster.start("n1", "--bandwidth-mbps", "8", "--scrub-interval-s", "0", "--checkpoint-mib", "0.5")
     tmp = cluster.root("n1") / ".kbl-tmp"
     final = cluster.root("n1") / NS / "slow" / "part-000.bin"
-    wait_for("a copy in progress", lambda: tmp.is_dir() and any(p.stat().st_size > 0 for p in tmp.iterdir()), 240)
-    time.sleep(0.3)
+    wait_for("a checkpointed copy in progress", lambda: tmp.is_dir() and any(p.name.endswith(".part.json") for p in tmp.iterdir()), 240)
+    time.sleep(0.5)
     cluster.kill("n1")
     assert not final.exists()
-    partial = list(tmp.iterdir())
+    partial = [p for p in tmp.iterdir() if p.name.endswith(".part")]
     assert partial
     assert all(p.stat().st_size < size for p in partial)
     cluster.start("n1", "--scrub-interval-s", "0")
     wait_for("finished after restart", lambda: ready_on(api, "n1", "slow", "replica") == {0}, 240)
     assert final.read_bytes() == src[0]
     assert list(tmp.iterdir()) == []
+    endpoint = holdings(api, "n1").endpoint  # type: ignore[union-attr]
+    assert metric(endpoint, "kbl_agent_resumed_bytes_total") >= 512 * 1024, cluster.log("n1")
 
 
 def peak_rss_bytes(pid: int) -> int:

@@ -90,3 +90,58 @@ def test_kbl_agent_is_a_subcommand_of_the_cli(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     for flag in ("--node", "--root", "--bandwidth-mbps", "--scrub-interval-s", "--token-file", "--api-url", "--tls-cert"):
         assert flag in out
+
+
+def broken_copy(store: Store, resume: str, origin: str, chunks: list[bytes]) -> None:
+    """A resumable copy that writes ``chunks`` and then breaks off with a source error."""
+    from dataplane.agent.sources import SourceError
+
+    with store.writer(unit=100, resume=resume, origin=origin) as w:
+        for chunk in chunks:
+            w.write(chunk)
+        raise SourceError("connection reset")
+
+
+def test_a_copy_that_breaks_off_is_resumed_after_its_last_checkpoint_and_only_by_the_same_origin(tmp_path: Path) -> None:
+    """Checkpoints every 4 segments; the copy breaks off (a source error) after 10: the next writer
+    of the same piece and origin starts after segment 8, the SHA-256 still covers every byte; a
+    writer of another origin (the object changed) starts over."""
+    from dataplane.agent.sources import SourceError
+
+    store = Store(Layout(tmp_path), checkpoint_bytes=4 * 100)
+    data = bytes(range(256)) * 5  # 1,280 bytes: 13 segments of 100
+    final = store.layout.piece_path("ml", "ds", "part-0", 0, "replica")
+    sums = store.layout.sum_path("ml", "ds", 0, "replica")
+    with pytest.raises(SourceError):  # segments arrive one by one; checkpoints after 4 and 8
+        broken_copy(store, "ml~ds~u~0~replica", "v1", [data[i : i + 100] for i in range(0, 1000, 100)])
+    with store.writer(unit=100, resume="ml~ds~u~0~replica", origin="v1") as w:
+        assert w.resumed_segments == 8
+        assert w.size == 800
+        w.write(data[800:])
+        record = w.commit(final, sums, sha256=hashlib.sha256(data).hexdigest())
+    assert final.read_bytes() == data
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+    assert list(store.layout.tmp_dir.iterdir()) == []
+    with pytest.raises(SourceError):
+        broken_copy(store, "ml~ds~u~1~replica", "v1", [data[:500]])
+    with store.writer(unit=100, resume="ml~ds~u~1~replica", origin="v2") as w:
+        assert w.resumed_segments == 0, "another version of the object: nothing of the old one is kept"
+
+
+def test_a_checkpointed_partial_with_a_torn_segment_is_resumed_only_up_to_its_last_good_segment(tmp_path: Path) -> None:
+    from dataplane.agent.sources import SourceError
+
+    store = Store(Layout(tmp_path), checkpoint_bytes=2 * 100)
+    data = bytes(range(200)) * 4
+    with pytest.raises(SourceError):
+        broken_copy(store, "p", "o", [data[:700]])
+    partial = store.layout.tmp_dir / "p.part"
+    raw = bytearray(partial.read_bytes())
+    raw[250] ^= 0x01  # segment 2 rotted on disk after its checkpoint
+    partial.write_bytes(bytes(raw))
+    restarted = Store(Layout(tmp_path), checkpoint_bytes=2 * 100)  # a new process: the partial is kept
+    with restarted.writer(unit=100, resume="p", origin="o") as w:
+        assert w.resumed_segments == 2
+        w.write(data[200:])
+        w.commit(restarted.layout.piece_path("ml", "ds", "x", 0, "replica"), restarted.layout.sum_path("ml", "ds", 0, "replica"))
+    assert restarted.layout.piece_path("ml", "ds", "x", 0, "replica").read_bytes() == data
