@@ -163,6 +163,9 @@ class Hydrator:
         self._reader_cache: dict[tuple[str, str], Reader] = {}
         #: Fragments staged for zone peers: (dataset key, shard, piece key) -> (uid, holder, staged at).
         self.staged: dict[tuple[str, int, str], tuple[str, str, float]] = {}
+        #: Bytes hydrated per DataSet (for the per-DataSet throughput), and the last progress sample.
+        self.hydrated_by_dataset: dict[str, int] = {}
+        self._progress: dict[str, tuple[float, int, float]] = {}  # key -> (at, hydrated, smoothed bytes/s)
         #: When this node first waited for its zone's reader of a shard, per (dataset key, shard).
         self._waiting: dict[tuple[str, int], float] = {}
         #: The sending side of peer copies: pieces served to peers share this bucket.
@@ -223,6 +226,7 @@ class Hydrator:
                 with self.lock:
                     state.hydrating.add(slot)
                     self.inflight[(key, slot)] = self.pool.submit(self._hydrate_task, dataset, slot, slots.targets[slot])
+        self._report_progress(datasets)
         if synced:
             self._forget_deleted(datasets)
             if not self.inflight:
@@ -230,6 +234,36 @@ class Hydrator:
         if self.staged:
             self._clean_staging(datasets)
         return started
+
+    def _report_progress(self, datasets: dict[str, DataSet]) -> None:
+        """Per-DataSet gauges: bytes still to hydrate here, and the hydration throughput (moving average)."""
+        now = time.monotonic()
+        for key in [k for k in self._progress if k not in datasets]:
+            self._progress.pop(key)
+            ns, _, name = key.partition("/")
+            with contextlib.suppress(KeyError):
+                self.metrics.dataset_remaining.remove(ns, name)
+                self.metrics.dataset_throughput.remove(ns, name)
+        for key, dataset in datasets.items():
+            state = self.local.get(key)
+            slots = slots_for(dataset, self.node)
+            if slots is None or (state is None and not slots.targets):
+                continue
+            spec = dataset.spec
+            red = spec.redundancy
+            k = red.k if isinstance(red, Erasure) else 1
+            ready = state.ready if state is not None else {}
+            remaining = sum(int(spec.shard_sizes[s]) // k for s, _key in slots.targets if (s, _key) not in ready)
+            with self.lock:
+                done = self.hydrated_by_dataset.get(key, 0)
+            at, before, rate = self._progress.get(key, (now, done, 0.0))
+            if now - at >= 1.0:
+                sample = (done - before) / (now - at)
+                rate = 0.3 * sample + 0.7 * rate  # about ten one-second samples
+                at, before = now, done
+            self._progress[key] = (at, before, rate)
+            self.metrics.dataset_remaining.labels(spec.namespace, spec.name).set(remaining)
+            self.metrics.dataset_throughput.labels(spec.namespace, spec.name).set(rate)
 
     def _on_disk(self, dataset: DataSet) -> bool:
         return bool(self.store.dataset_uid(dataset.namespace, dataset.name))
@@ -300,6 +334,8 @@ class Hydrator:
                 self._waiting.pop((key, slot[0]), None)
             self.disk_full = False
             self.metrics.disk_full.set(0)
+            with self.lock:
+                self.hydrated_by_dataset[key] = self.hydrated_by_dataset.get(key, 0) + record.size
             log.info("%s: %s/%s ready from %s (%d bytes)", key, slot[0], slot[1], kind, record.size)
         finally:
             with self.lock:

@@ -48,6 +48,18 @@ class AgentMetrics:
         self.corrupt_on_read = Counter(
             "kbl_agent_corrupt_segments_on_read", "Segments that failed their checksum on a read (never served)", registry=r
         )
+        self.dataset_remaining = Gauge(
+            "kbl_agent_dataset_bytes_remaining",
+            "Bytes this node still has to hydrate for a DataSet (its target pieces not ready yet; fragments estimated as shard/k)",
+            ["namespace", "name"],
+            registry=r,
+        )
+        self.dataset_throughput = Gauge(
+            "kbl_agent_dataset_throughput_bytes_per_second",
+            "Hydration throughput for a DataSet on this node (moving average over about 10 s)",
+            ["namespace", "name"],
+            registry=r,
+        )
         self.auth_refused = Counter("kbl_agent_auth_refused", "Requests refused for lack of valid credentials", registry=r)
 
     def hydrated(self, kind: str) -> float:

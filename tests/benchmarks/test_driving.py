@@ -225,7 +225,8 @@ _CLIENTS: list[ExtenderClient] = []
 
 def _scheduler(nodes: list[Node], url: str, *, cache: bool = True, weight: int = 1, bind: str = "") -> Scheduler:
     encoded = {
-        n.name: orjson.dumps({"metadata": {"name": n.name}, "status": {"allocatable": {"cpu": f"{n.allocatable.cpu_m}m"}}}) for n in nodes
+        n.name: orjson.dumps({"metadata": {"name": n.name}, "status": {"allocatable": {"cpu": f"{n.allocatable.cpu_m}m"}}})
+        for n in nodes
     }
     client = ExtenderClient(ExtenderConfig(url, node_cache_capable=cache, weight=weight, bind_verb=bind), encoded)
     _CLIENTS.append(client)

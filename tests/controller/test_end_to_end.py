@@ -44,8 +44,6 @@ def _kbl(aws: Aws) -> str:
 
 def _group_name(aws: Aws) -> str:
     return cap.group_name(f"default/{_kbl(aws)}", "us-east-1b")
-
-
 SHAPES = {s.name: s for s in FAKE_INSTANCE_TYPES}
 
 

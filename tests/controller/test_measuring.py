@@ -65,13 +65,8 @@ def test_growth_is_clamped_by_the_groups_own_cloud_maximum() -> None:
     nodes = busy_group(world)  # the KBL allows 10, the cloud group was made with max 6
     for node in nodes:
         world.kube.put(NODE_METRICS, {"kind": "NodeMetrics", "metadata": {"name": node}, "usage": {"cpu": "60000m", "memory": "10Gi"}})
-    ctl = Controller(
-        world.kube,
-        world.cloud,
-        ControllerSettings(cluster_name="t"),
-        clock=lambda: world.now,
-        utilization=MetricsServerUtilization(world.kube),
-    )
+    ctl = Controller(world.kube, world.cloud, ControllerSettings(cluster_name="t"), clock=lambda: world.now,
+                     utilization=MetricsServerUtilization(world.kube))
     ctl.reconcile_once()
     assert ctl.actor.log.refused == []
     assert [g.desired for g in world.cloud.list_groups()] == [6]

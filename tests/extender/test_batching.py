@@ -120,6 +120,7 @@ def test_past_the_batch_limit_pods_are_scored_on_their_own() -> None:
     assert limited["node-0-0-0"] == limited["node-0-1-0"] == 10
 
 
+
 def test_pending_pods_that_cannot_use_the_node_or_are_stuck_do_not_price_it() -> None:
     p = sc.pod("p", shards="0-3", cpu="40")
     elsewhere = sc.pod("q", shards="0-1", cpu="40")

@@ -167,27 +167,16 @@ def test_once_with_leader_election_over_http_acts_only_when_it_gets_the_lease(
 ) -> None:
     emulator.serve_replace("coordination.k8s.io", "v1", "leases")
     config = tmp_path / "kubeconfig"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "emu",
-                "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
-                "users": [{"name": "emu", "user": {"token": "t"}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
-            }
-        )
-    )
-    emulator.post(
-        "/apis/coordination.k8s.io/v1/namespaces/kbl-system/leases",
-        {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": "kbl-controller", "namespace": "kbl-system"},
-            "spec": {"holderIdentity": "other", "leaseDurationSeconds": 15},
-        },
-    )
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+        "users": [{"name": "emu", "user": {"token": "t"}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
+    }))
+    emulator.post("/apis/coordination.k8s.io/v1/namespaces/kbl-system/leases", {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "kbl-controller", "namespace": "kbl-system"},
+        "spec": {"holderIdentity": "other", "leaseDurationSeconds": 15},
+    })
     argv = ["controller", "--once", "--leader-elect", "--leader-elect-namespace", "kbl-system", "--provider", "fake"]
     argv += ["--kubeconfig", str(config)]
     assert main(argv) == 1

@@ -74,12 +74,10 @@ def candidate(
     api: Any, name: str, clock: Clock, *, wall_offset_s: float = 0.0, settings: LeaderElectionSettings = SETTINGS
 ) -> LeaderElector:
     return LeaderElector(
-        api,
-        dataclasses.replace(settings, identity=name),
-        clock=clock,
-        wall=lambda: clock() + wall_offset_s,
-        jitter=lambda: 0.5,
+        api, dataclasses.replace(settings, identity=name),
+        clock=clock, wall=lambda: clock() + wall_offset_s, jitter=lambda: 0.5,
     )
+
 
 
 def lease(api: MemoryApi) -> dict[str, Any]:

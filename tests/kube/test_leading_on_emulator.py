@@ -64,3 +64,4 @@ def test_two_controllers_over_http_elect_one_and_the_other_takes_over_after_rele
     finally:
         for client in clients:
             client.close()
+

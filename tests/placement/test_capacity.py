@@ -36,20 +36,8 @@ def state(
     snap = load_snapshot({"apiVersion": "v1", "kind": "List", "items": [dict(o) for o in objects]})
     assert not snap.rejected, snap.rejected
     return cap.CapacityState(
-        now,
-        snap.nodes,
-        snap.pods,
-        snap.kbls,
-        snap.datasets,
-        snap.cluster(),
-        groups,
-        ready or {},
-        util or {},
-        FAKE_INSTANCE_TYPES,
-        tuple(NodeHoldings.from_object(h) for h in holdings),
-        dict(affinity or {}),
-        {j.key: j for j in jobs},
-        dict(hydration or {}),
+        now, snap.nodes, snap.pods, snap.kbls, snap.datasets, snap.cluster(), groups, ready or {}, util or {}, FAKE_INSTANCE_TYPES,
+        tuple(NodeHoldings.from_object(h) for h in holdings), dict(affinity or {}), {j.key: j for j in jobs}, dict(hydration or {}),
     )
 
 

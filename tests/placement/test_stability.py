@@ -46,7 +46,8 @@ def test_fresh_placement_is_kept_and_a_lost_node_is_not() -> None:
     seed=st.integers(0, 10_000),
 )
 def test_keeps_implies_place_moves_nothing(
-    *, zones: int, racks: int, hosts: int, mixed: bool, scheme: str, domain: str, shards: int, change: str, seed: int
+    *,
+    zones: int, racks: int, hosts: int, mixed: bool, scheme: str, domain: str, shards: int, change: str, seed: int
 ) -> None:
     nodes = _nodes(zones, racks, hosts, mixed, seed)
     schemes: dict[str, Redundancy] = {"r2": Replicas(2), "r3": Replicas(3), "e42": Erasure(4, 2), "e21": Erasure(2, 1)}
@@ -83,13 +84,7 @@ def test_keeps_implies_place_moves_nothing(
     if change == "none" and result.moves == () and result.report.violations == 0:
         # place keeps its own fresh result: keeps says so too unless a node sits on a band edge
         layout = build_layout(nodes, spec)
-        band = np.abs(
-            np.bincount(
-                np.array([layout.index[n] for n in result.placement.nodes])[result.placement.pieces].ravel(),
-                weights=np.repeat(layout.piece_bytes, red.width),
-                minlength=layout.size,
-            )
-            - layout.targets
-        )
+        band = np.abs(np.bincount(np.array([layout.index[n] for n in result.placement.nodes])[result.placement.pieces].ravel(),
+                                  weights=np.repeat(layout.piece_bytes, red.width), minlength=layout.size) - layout.targets)
         if (band < layout.targets * 0.05 * 0.999).all():
             assert kept

@@ -20,12 +20,8 @@ def test_kubectl_list_of_mixed_kinds_loads_every_kind(tmp_path: Path, eks_node: 
     items = [
         eks_node,
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "x"}, "spec": {"containers": []}},
-        {
-            "apiVersion": "kbl.io/v1alpha1",
-            "kind": "DataSet",
-            "metadata": {"name": "d", "namespace": "x"},
-            "spec": {"shards": 2, "shardSize": "1Gi", "redundancy": {"replicas": 1}},
-        },
+        {"apiVersion": "kbl.io/v1alpha1", "kind": "DataSet", "metadata": {"name": "d", "namespace": "x"},
+         "spec": {"shards": 2, "shardSize": "1Gi", "redundancy": {"replicas": 1}}},
         {"apiVersion": "kbl.io/v1alpha1", "kind": "KBL", "metadata": {"name": "k", "namespace": "x"}, "spec": {}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
     ]
@@ -105,13 +101,9 @@ def mixed_items(eks_node: dict[str, Any]) -> list[Any]:
         odd,
         7,
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "x"}, "spec": {"containers": []}},
-        {
-            "apiVersion": "kbl.io/v1alpha1",
-            "kind": "DataSet",
-            "metadata": {"name": "d", "namespace": "x"},
-            "spec": {"shards": 2, "shardSize": "1Gi", "redundancy": {"replicas": 1}},
-            "status": {"placement": {"nodes": ["n"], "shards": [[0], []]}},
-        },
+        {"apiVersion": "kbl.io/v1alpha1", "kind": "DataSet", "metadata": {"name": "d", "namespace": "x"},
+         "spec": {"shards": 2, "shardSize": "1Gi", "redundancy": {"replicas": 1}},
+         "status": {"placement": {"nodes": ["n"], "shards": [[0], []]}}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
     ]
 

@@ -42,15 +42,7 @@ def test_karpenter_rbac_is_exactly_what_the_provider_and_the_controller_call(mon
 
 
 def test_karpenter_and_interruption_values_become_controller_arguments() -> None:
-    objects = rendered(
-        {
-            "controller": {
-                "provider": "karpenter",
-                "karpenter": {"nodeClassKind": "NodeClass"},
-                "interruptionQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/kbl-interruptions",
-            }
-        }
-    )
+    objects = rendered({"controller": {"provider": "karpenter", "karpenter": {"nodeClassKind": "NodeClass"}, "interruptionQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/kbl-interruptions"}})
     args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--provider") + 1] == "karpenter"
     assert args[args.index("--node-class-kind") + 1] == "NodeClass"

@@ -27,15 +27,9 @@ DEDICATED = Taint(labels.DEDICATED_TAINT, "genomics", "NoSchedule")
 
 def spec(**kw: object) -> NodeGroupSpec:
     base: dict[str, object] = {
-        "name": "kbl-default-genomics-us-east-1b",
-        "kbl": "default/genomics",
-        "zone": "us-east-1b",
-        "instance_type": "m6i.4xlarge",
-        "desired": 3,
-        "max_size": 8,
-        "capacity_type": "SPOT",
-        "labels": {labels.KBL_LABEL: "genomics", "team": "bio"},
-        "taints": (DEDICATED,),
+        "name": "kbl-default-genomics-us-east-1b", "kbl": "default/genomics", "zone": "us-east-1b",
+        "instance_type": "m6i.4xlarge", "desired": 3, "max_size": 8, "capacity_type": "SPOT",
+        "labels": {labels.KBL_LABEL: "genomics", "team": "bio"}, "taints": (DEDICATED,),
     }
     base.update(kw)
     return NodeGroupSpec(**base)  # type: ignore[arg-type]
@@ -129,9 +123,7 @@ def test_the_nodepool_references_the_node_class_kind_karpenter_publishes() -> No
     crd = validator("EC2NodeClass")
     assert (ref["group"], ref["kind"]) == (crd.group, crd.kind)
     node_class: dict[str, Any] = {  # what a platform team writes for kbl's data nodes (manifests/README.md)
-        "apiVersion": "karpenter.k8s.aws/v1",
-        "kind": "EC2NodeClass",
-        "metadata": {"name": "kbl-data"},
+        "apiVersion": "karpenter.k8s.aws/v1", "kind": "EC2NodeClass", "metadata": {"name": "kbl-data"},
         "spec": {
             "amiSelectorTerms": [{"alias": "al2023@latest"}],
             "role": "KarpenterNodeRole-prod",

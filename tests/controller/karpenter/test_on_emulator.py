@@ -24,10 +24,7 @@ from topology import labels
 from topology.examples import make_node
 
 KARPENTER_RESOURCES = (
-    "karpenter.sh/v1/nodepools",
-    "karpenter.sh/v1/nodeclaims",
-    "apps/v1/deployments",
-    "scheduling.k8s.io/v1/priorityclasses",
+    "karpenter.sh/v1/nodepools", "karpenter.sh/v1/nodeclaims", "apps/v1/deployments", "scheduling.k8s.io/v1/priorityclasses",
 )
 GROUP = cap.group_name("default/genomics", "us-east-1b")
 
@@ -51,8 +48,7 @@ def karpenter_launches(emulator: Emulator, client: KubeClient, count: int) -> li
         name = f"{GROUP[:40]}-{i}"
         provider_id = f"aws:///us-east-1b/i-0karp{i:012d}"
         claim: dict[str, Any] = {
-            "apiVersion": "karpenter.sh/v1",
-            "kind": "NodeClaim",
+            "apiVersion": "karpenter.sh/v1", "kind": "NodeClaim",
             "metadata": {"name": name, "labels": {NODEPOOL_LABEL: GROUP}},
             "spec": {
                 "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"},
@@ -64,15 +60,9 @@ def karpenter_launches(emulator: Emulator, client: KubeClient, count: int) -> li
         assert validator("NodeClaim").errors(claim) == []
         emulator.post("/apis/karpenter.sh/v1/nodeclaims", claim)
         node = make_node(
-            name,
-            zone="us-east-1b",
-            cpu_m=3920,
-            memory_b=15 * 2**30,
+            name, zone="us-east-1b", cpu_m=3920, memory_b=15 * 2**30,
             extra_labels={
-                NODEPOOL_LABEL: GROUP,
-                labels.NODE_GROUP_LABEL: GROUP,
-                labels.KBL_LABEL: "genomics",
-                labels.INSTANCE_TYPE: "m6i.xlarge",
+                NODEPOOL_LABEL: GROUP, labels.NODE_GROUP_LABEL: GROUP, labels.KBL_LABEL: "genomics", labels.INSTANCE_TYPE: "m6i.xlarge",
             },
             taints=[{"key": labels.DEDICATED_TAINT, "value": "genomics", "effect": "NoSchedule"}],
         )

@@ -29,8 +29,7 @@ def replicas(api: MemoryApi, group: NodeGroupSpec) -> int:
 
 def node_claim(name: str, pool: str, provider_id: str) -> dict[str, object]:
     return {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodeClaim",
+        "apiVersion": "karpenter.sh/v1", "kind": "NodeClaim",
         "metadata": {"name": name, "labels": {NODEPOOL_LABEL: pool}},
         "spec": {"nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}, "requirements": []},
         "status": {"providerID": provider_id, "nodeName": f"ip-{name}"},
@@ -45,12 +44,7 @@ def test_create_group_makes_the_pool_the_priority_class_and_placeholders_once() 
     again = provider.create_group(group, "tok")
     assert info == again
     assert (info.name, info.kbl, info.zone, info.instance_type, info.desired, info.max_size) == (
-        group.name,
-        group.kbl,
-        group.zone,
-        group.instance_type,
-        3,
-        8,
+        group.name, group.kbl, group.zone, group.instance_type, 3, 8,
     )
     pool = api.get(NODEPOOLS, group.name)
     assert pool is not None

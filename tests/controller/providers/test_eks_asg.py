@@ -24,25 +24,15 @@ from topology.nodes import Taint
 
 def spec(name: str = "kbl-default-genomics-us-east-1b", desired: int = 2) -> NodeGroupSpec:
     return NodeGroupSpec(
-        name,
-        "default/genomics",
-        "us-east-1b",
-        "m6i.xlarge",
-        desired,
-        6,
-        labels={"kbl.io/kbl": "genomics"},
-        taints=(Taint("kbl.io/dedicated", "genomics", "NoSchedule"),),
+        name, "default/genomics", "us-east-1b", "m6i.xlarge", desired, 6,
+        labels={"kbl.io/kbl": "genomics"}, taints=(Taint("kbl.io/dedicated", "genomics", "NoSchedule"),),
     )
 
 
 def eks_provider(aws: Aws, backoff: Backoff) -> EksProvider:
     return EksProvider(
-        aws.client("eks"),
-        aws.client("autoscaling"),
-        aws.client("ec2"),
-        cluster_name=aws.cluster,
-        node_role_arn="arn:aws:iam::123456789012:role/node",
-        backoff=backoff,
+        aws.client("eks"), aws.client("autoscaling"), aws.client("ec2"),
+        cluster_name=aws.cluster, node_role_arn="arn:aws:iam::123456789012:role/node", backoff=backoff,
     )
 
 
@@ -110,15 +100,8 @@ def test_eks_rolls_only_with_a_rolling_update(aws: Aws, no_sleep: Backoff) -> No
 def asg_provider(aws: Aws, backoff: Backoff, subnets: dict[str, list[str]], *, ssm: Any = True) -> AsgProvider:
     image = base_image(aws)
     return AsgProvider(
-        aws.client("autoscaling"),
-        aws.client("ec2"),
-        cluster_name=aws.cluster,
-        image_id=image,
-        subnets_by_zone=subnets,
-        launch=LaunchSettings(aws.cluster),
-        eks=aws.client("eks"),
-        ssm=aws.client("ssm") if ssm is True else ssm,
-        backoff=backoff,
+        aws.client("autoscaling"), aws.client("ec2"), cluster_name=aws.cluster, image_id=image, subnets_by_zone=subnets,
+        launch=LaunchSettings(aws.cluster), eks=aws.client("eks"), ssm=aws.client("ssm") if ssm is True else ssm, backoff=backoff,
     )
 
 

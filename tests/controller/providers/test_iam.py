@@ -111,8 +111,7 @@ def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Ba
     asg.remove_instance(info.name, f"aws:///us-east-1a/{victim}")
     asg.roll_group(info.name, proto, "next-nodes", "roll-a")
     asg.autoscaling = _stubbed(
-        aws,
-        "autoscaling",
+        aws, "autoscaling",
         ("update_auto_scaling_group", {"AutoScalingGroupName": info.name, "LaunchTemplate": ANY}, {}),
         ("start_instance_refresh", {"AutoScalingGroupName": info.name, "Preferences": {"MinHealthyPercentage": 90}}, {}),
     )

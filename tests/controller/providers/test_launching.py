@@ -40,14 +40,8 @@ SETTINGS = LaunchSettings(
 
 def spec(name: str = "kbl-genomics-us-east-1b") -> NodeGroupSpec:
     return NodeGroupSpec(
-        name,
-        "default/genomics",
-        "us-east-1b",
-        "m6i.xlarge",
-        1,
-        4,
-        labels={"kbl.io/kbl": "genomics"},
-        taints=(Taint("kbl.io/dedicated", "genomics", "NoSchedule"),),
+        name, "default/genomics", "us-east-1b", "m6i.xlarge", 1, 4,
+        labels={"kbl.io/kbl": "genomics"}, taints=(Taint("kbl.io/dedicated", "genomics", "NoSchedule"),),
     )
 
 
@@ -156,14 +150,8 @@ def test_asg_launch_template_on_moto_joins_with_imdsv2_profile_security_groups_a
     security_group, profile = _network(aws)
     settings = LaunchSettings(aws.cluster, service_cidr="10.100.0.0/16", instance_profile=profile, security_groups=(security_group,))
     provider = AsgProvider(
-        aws.client("autoscaling"),
-        aws.client("ec2"),
-        cluster_name=aws.cluster,
-        image_id=base_image(aws),
-        subnets_by_zone=subnets,
-        launch=settings,
-        eks=aws.client("eks"),
-        backoff=no_sleep,
+        aws.client("autoscaling"), aws.client("ec2"), cluster_name=aws.cluster, image_id=base_image(aws),
+        subnets_by_zone=subnets, launch=settings, eks=aws.client("eks"), backoff=no_sleep,
     )
     info = provider.create_group(spec(f"kbl-launch-{aws.cluster}"), "tok")
     (version,) = aws.client("ec2").describe_launch_template_versions(LaunchTemplateName=info.name)["LaunchTemplateVersions"]

@@ -38,14 +38,8 @@ def drain(worker: Worker, rounds: int = 6) -> None:
 def test_queued_requests_run_on_eks_and_the_inventory_comes_back(aws: Aws, no_sleep: Backoff) -> None:
     make_cluster(aws)
     main, reply, _ = queues(aws)
-    eks = EksProvider(
-        aws.client("eks"),
-        aws.client("autoscaling"),
-        aws.client("ec2"),
-        cluster_name=aws.cluster,
-        node_role_arn="arn:aws:iam::123456789012:role/node",
-        backoff=no_sleep,
-    )
+    eks = EksProvider(aws.client("eks"), aws.client("autoscaling"), aws.client("ec2"), cluster_name=aws.cluster,
+                      node_role_arn="arn:aws:iam::123456789012:role/node", backoff=no_sleep)
     controller = QueueProvider(aws.client("sqs"), main, reply, clock=lambda: T0, backoff=no_sleep)
     worker = Worker(aws.client("sqs"), main, reply, eks, max_nodes_total=20, visibility_timeout_s=0, backoff=no_sleep, clock=lambda: T0)
     controller.create_group(spec("kbl-default-k-us-east-1a", 2), "tok")

@@ -199,3 +199,22 @@ def test_a_replicated_shard_is_read_from_the_source_once_per_zone_and_copied_fro
     for n in ("n1", "n2", "n4"):
         for s in (0, 1):
             assert (Path(agents[n].settings.root) / NS / "z" / f"part-{s:03d}.bin").read_bytes() == src[s]
+
+
+def test_an_agent_exports_the_bytes_it_still_has_to_hydrate_per_dataset(
+    api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    """n1 holds both shards; n2 is given them too but the source is gone and n1 is not yet there:
+    n2 reports both shards' bytes remaining, then 0 once it has copied them from n1."""
+    write_source(tmp_path / "src", 2, SIZE)
+    source = {"path": str(tmp_path / "src")}
+    put_dataset(api, dataset("p", shards=2, size=SIZE, redundancy={"replicas": 1}, nodes=["n1"], rows=[[0], [0]], source=source))
+    wait_for("replicas on n1", lambda: ready_on(api, "n1", "p", "replica") == {0, 1})
+    gauge = agents["n3"].metrics.dataset_remaining
+    put_dataset(api, dataset("q", shards=2, size=SIZE, redundancy={"replicas": 1}, nodes=["n3"], rows=[[0], [0]], source=None))
+    wait_for("n3 reports what it lacks", lambda: gauge.labels(NS, "q")._value.get() == 2 * SIZE)
+    put_dataset(
+        api, dataset("p", shards=2, size=SIZE, redundancy={"replicas": 2}, nodes=["n1", "n2"], rows=[[0, 1], [0, 1]], source=source)
+    )
+    wait_for("replicas on n2", lambda: ready_on(api, "n2", "p", "replica") == {0, 1})
+    wait_for("nothing left to hydrate on n2", lambda: agents["n2"].metrics.dataset_remaining.labels(NS, "p")._value.get() == 0)
