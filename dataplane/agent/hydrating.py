@@ -105,13 +105,47 @@ class Local:
     failures: dict[Slot, int] = field(default_factory=dict)
 
 
+class HoldingsCache:
+    """Peers' NodeHoldings read on demand, one node at a time, each answer kept ``ttl_s``.
+
+    The agent does not watch every node's holdings (at 5,000 nodes every holdings write would wake
+    5,000 agents): it reads those of the nodes the placement names as holders of a piece it must
+    copy, when it copies. In steady state (nothing to hydrate) it reads none.
+    """
+
+    def __init__(self, fetch: Callable[[str], NodeHoldings | None], *, ttl_s: float = 1.0) -> None:
+        self._fetch = fetch
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, NodeHoldings | None]] = {}
+        self._lock = threading.Lock()
+        self.reads = 0
+
+    def get(self, node: str, *, fresh: bool = False) -> NodeHoldings | None:
+        """``node``'s holdings, from the cache unless ``fresh`` (a read that found too few holders asks again)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(node)
+            if not fresh and hit is not None and now - hit[0] < self.ttl_s:
+                return hit[1]
+        found = self._fetch(node)
+        with self._lock:
+            self.reads += 1
+            self._cache[node] = (time.monotonic(), found)
+        return found
+
+    def put(self, holdings: NodeHoldings) -> None:
+        """An answer known without a read (tests, or a node's own report)."""
+        with self._lock:
+            self._cache[holdings.node] = (time.monotonic(), holdings)
+
+
 @dataclass
 class ClusterView:
-    """What the agent knows of the cluster: DataSets, peers' holdings and node zones."""
+    """What the agent knows of the cluster: DataSets (watched), peers' holdings (read on demand) and node zones."""
 
     datasets: dict[str, DataSet] = field(default_factory=dict)
     raw: dict[str, dict[str, object]] = field(default_factory=dict)
-    holdings: dict[str, NodeHoldings] = field(default_factory=dict)
+    holdings: HoldingsCache = field(default_factory=lambda: HoldingsCache(lambda _node: None))
     zones: dict[str, str] = field(default_factory=dict)
     #: DataSets that exist but do not parse: their folders are left alone (never wiped for a typo).
     invalid: set[str] = field(default_factory=set)
@@ -384,13 +418,25 @@ class Hydrator:
             raise deferred
         raise SourceError("; ".join(errors) or "no holder and no source for this piece")
 
-    def _holders(self, dataset: DataSet, shard: int, key: str) -> list[tuple[str, str]]:
-        """``(node, endpoint)`` of peers that report ``(shard, key)`` ready for this uid."""
+    def _candidates(self, dataset: DataSet, shard: int, key: str) -> list[str]:
+        """Nodes that may hold ``(shard, key)``: its holders in the placement, and the ``from`` of its transfers."""
+        placement = dataset.placement
+        out: list[str] = []
+        if placement is not None and 0 <= shard < placement.shards:
+            for p, at in enumerate(placement.pieces[shard].tolist()):
+                if at >= 0 and piece_key(dataset.spec, p) == key:
+                    out.append(placement.nodes[at])
+        for t in dataset.transfers:
+            if t.shard == shard and piece_key(dataset.spec, t.piece) == key:
+                out.append(t.source)
+        return list(dict.fromkeys(n for n in out if n != self.node))
+
+    def _holders(self, dataset: DataSet, shard: int, key: str, *, fresh: bool = False) -> list[tuple[str, str]]:
+        """``(node, endpoint)`` of peers that report ``(shard, key)`` ready for this uid (only the candidates are read)."""
         out = []
-        with self.lock:
-            holdings = list(self.view.holdings.values())
-        for h in holdings:
-            if h.node == self.node or not h.endpoint:
+        for node in self._candidates(dataset, shard, key):
+            h = self.view.holdings.get(node, fresh=fresh)
+            if h is None or not h.endpoint:
                 continue
             mine = h.of(dataset.key, dataset.spec.uid)
             if mine is not None and (not dataset.spec.uid or mine.uid == dataset.spec.uid) and mine.has_ready(key, shard):
@@ -441,7 +487,9 @@ class Hydrator:
             if len(anywhere) >= red.k:
                 yield PEER_CROSS_ZONE, lambda: self._rebuild(dataset, shard, piece, anywhere)
 
-    def _fragment_holders(self, dataset: DataSet, shard: int, missing: str, *, zone: str | None) -> list[tuple[str, str, str]]:
+    def _fragment_holders(
+        self, dataset: DataSet, shard: int, missing: str, *, zone: str | None, fresh: bool = False
+    ) -> list[tuple[str, str, str]]:
         """``(fragment key, node, endpoint)``, one holder per other fragment (same zone first)."""
         red = dataset.spec.redundancy
         assert isinstance(red, Erasure)
@@ -451,7 +499,7 @@ class Hydrator:
             key = str(p)
             if key == missing:
                 continue
-            holders = self._holders(dataset, shard, key)
+            holders = self._holders(dataset, shard, key, fresh=fresh)
             if zone is not None:
                 holders = [h for h in holders if self.zone_of(h[0]) == zone]
             holders.sort(key=lambda h: self.zone_of(h[0]) != my_zone)
@@ -495,8 +543,7 @@ class Hydrator:
 
     def _from_encoder(self, dataset: DataSet, shard: int, key: str, encoder: str) -> PieceRecord:
         """This fragment from the zone's encoder (staged or ready there); :class:`Deferred` while it encodes."""
-        with self.lock:
-            h = self.view.holdings.get(encoder)
+        h = self.view.holdings.get(encoder)
         if h is None or not h.endpoint:
             return self._await(dataset, shard, encoder, "encodes it")
         try:
@@ -508,8 +555,7 @@ class Hydrator:
         """Wait for ``node``, this zone's reader of the shard: :class:`Deferred` while its agent is alive
         and hydrating the shard (or has not started yet, for ``encoder_wait_s``); :class:`SourceError`
         (read it yourself) once it is silent, done without us, or too slow to start."""
-        with self.lock:
-            h = self.view.holdings.get(node)
+        h = self.view.holdings.get(node)
         mine = h.of(dataset.key, dataset.spec.uid) if h is not None else None
         own = self._own_key(dataset, shard, node)
         alive = h is not None and _age_s(h.heartbeat) < 2 * self.settings.heartbeat_s + 10
@@ -692,8 +738,7 @@ class Hydrator:
             )
 
     def _holds_ready(self, dataset: DataSet, node: str, shard: int, key: str) -> bool:
-        with self.lock:
-            h = self.view.holdings.get(node)
+        h = self.view.holdings.get(node)
         mine = h.of(dataset.key, dataset.spec.uid) if h is not None else None
         return mine is not None and mine.has_ready(key, shard)
 

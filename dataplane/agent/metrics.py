@@ -60,6 +60,9 @@ class AgentMetrics:
             ["namespace", "name"],
             registry=r,
         )
+        self.api_reads = Counter(
+            "kbl_agent_api_reads", "Objects read from the API server on demand (peers' holdings, nodes' zones)", ["resource"], registry=r
+        )
         self.auth_refused = Counter("kbl_agent_auth_refused", "Requests refused for lack of valid credentials", registry=r)
 
     def hydrated(self, kind: str) -> float:

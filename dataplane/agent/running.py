@@ -1,6 +1,7 @@
 """One node agent put together, and several in one process for the demo.
 
-:class:`Agent` wires the parts: two informers (DataSets, every node's NodeHoldings) feed the
+:class:`Agent` wires the parts: an informer on DataSets and an on-demand reader of the peers'
+NodeHoldings (only the nodes a copy may come from, each answer kept a second) feed the
 :class:`~dataplane.agent.hydrating.ClusterView`; a loop reconciles the disk against it whenever
 something changed (or every ``resync_s``) and lets the
 :class:`~dataplane.agent.reporting.Reporter` write the holdings; the scrubber re-verifies on its
@@ -24,7 +25,7 @@ from typing import Any
 import uvicorn
 
 from dataplane.agent.authenticating import Authenticator, Authenticators, StaticTokens, TokenReviewer
-from dataplane.agent.hydrating import ClusterView, Hydrator
+from dataplane.agent.hydrating import ClusterView, HoldingsCache, Hydrator
 from dataplane.agent.layouts import Layout
 from dataplane.agent.metrics import AgentMetrics
 from dataplane.agent.reporting import Reporter
@@ -110,9 +111,11 @@ class Agent:
         self.auth = Authenticators(members)
         self.app = build_app(self.hydrator, self.auth)
         isettings = informer_settings or InformerSettings(watch_timeout_s=60, backoff_s=0.2, max_backoff_s=5.0)
+        # DataSets are watched; peers' holdings are read on demand (hydrating.HoldingsCache), so a
+        # holdings write anywhere wakes no agent.
+        self.view.holdings = HoldingsCache(self._read_holdings, ttl_s=settings.holdings_ttl_s)
         self.informers = [
             Informer(api, DATASETS, on_event=self._dataset_event, on_relist=self._datasets_relist, settings=isettings),
-            Informer(api, NODE_HOLDINGS, on_event=self._holdings_event, on_relist=self._holdings_relist, settings=isettings),
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -163,27 +166,20 @@ class Agent:
                 self.view.invalid.add(key)
         self.hydrator.changed.set()
 
-    def _holdings_relist(self, items: Iterable[Mapping[str, Any]]) -> None:
-        parsed = {}
-        for obj in items:
-            with contextlib.suppress(KblError):
-                h = NodeHoldings.from_object(obj)
-                parsed[h.node] = h
-        with self.hydrator.lock:
-            self.view.holdings = parsed
-        self.hydrator.changed.set()
-
-    def _holdings_event(self, event: WatchEvent) -> None:
+    def _read_holdings(self, node: str) -> NodeHoldings | None:
+        """One node's holdings (``None`` when it has none, or they do not parse)."""
+        self.metrics.api_reads.labels("nodeholdings").inc()
         try:
-            h = NodeHoldings.from_object(event.object)
+            obj = self.api.get(NODE_HOLDINGS, node)
+        except ApiError as exc:
+            log.warning("holdings of %s: %s", node, exc)
+            return None
+        if obj is None:
+            return None
+        try:
+            return NodeHoldings.from_object(obj)
         except KblError:
-            return
-        with self.hydrator.lock:
-            if event.type == "DELETED":
-                self.view.holdings.pop(h.node, None)
-            else:
-                self.view.holdings[h.node] = h
-        self.hydrator.changed.set()
+            return None
 
     def zone_of(self, node: str) -> str:
         """A node's zone label (asked at most once a minute per node; ``""`` when unknown).
@@ -194,6 +190,7 @@ class Agent:
             now = time.monotonic()
             if now - self._zone_checked.get(node, -1e9) > 60.0:
                 try:
+                    self.metrics.api_reads.labels("nodes").inc()
                     obj = self.api.get(NODES, node)
                 except ApiError:
                     obj = None

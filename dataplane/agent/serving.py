@@ -271,7 +271,8 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
 
     def replica_holders(dataset: DataSet, shard: int) -> list[str]:
         my_zone = hydrator.zone_of(hydrator.node)
-        holders = sorted(hydrator._holders(dataset, shard, REPLICA), key=lambda h: hydrator.zone_of(h[0]) != my_zone)
+        found = hydrator._holders(dataset, shard, REPLICA) or hydrator._holders(dataset, shard, REPLICA, fresh=True)
+        holders = sorted(found, key=lambda h: hydrator.zone_of(h[0]) != my_zone)
         return [endpoint for _node, endpoint in holders]
 
     def remote_replica(dataset: DataSet, shard: int, range_header: str | None) -> Response:
@@ -304,7 +305,7 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
         return ranged(size, range_header, lambda a, b: reader.read(name, a, b), "shard-source")
 
     # ------------------------------------------------------------ erasure reads
-    def fragment_sources(dataset: DataSet, shard: int, exclude: set[str]) -> list[FragmentSource]:
+    def fragment_sources(dataset: DataSet, shard: int, exclude: set[str], *, fresh: bool = False) -> list[FragmentSource]:
         """Every reachable fragment of a shard, local ones first, then the nearest holders' (one per index)."""
         spec = dataset.spec
         red = spec.redundancy
@@ -317,7 +318,7 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
                 path = store.layout.piece_path(spec.namespace, spec.name, spec.shard_name(shard), shard, key)
                 out.append(FragmentSource(key, record, path=path))
         have = {f.key for f in out}
-        for key, node, endpoint in hydrator._fragment_holders(dataset, shard, "", zone=None):
+        for key, node, endpoint in hydrator._fragment_holders(dataset, shard, "", zone=None, fresh=fresh):
             if key in have or f"{node}:{key}" in exclude:
                 continue
             try:
@@ -330,7 +331,7 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
 
     def shard_size(dataset: DataSet, shard: int) -> int:
         spec = dataset.spec
-        sources = fragment_sources(dataset, shard, set())
+        sources = fragment_sources(dataset, shard, set()) or fragment_sources(dataset, shard, set(), fresh=True)
         if sources:
             return sources[0].record.shard_bytes
         if spec.source is not None:
@@ -352,6 +353,8 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
         pos = start
         while pos < end:
             sources = fragment_sources(dataset, shard, exclude)[: red.k]
+            if len(sources) < red.k:  # the peers' holdings may be a second old: ask them again
+                sources = fragment_sources(dataset, shard, exclude, fresh=True)[: red.k]
             if len(sources) < red.k:
                 break
             seg = sources[0].record.segment_bytes

@@ -51,6 +51,8 @@ class AgentSettings:
         source itself. It waits as long as the encoder reports the shard hydrating.
     staging_ttl_s:
         Fragments staged for other holders are removed once those hold them, or after this long.
+    holdings_ttl_s:
+        A peer's NodeHoldings, read when a copy needs it, is reused for this long.
     checkpoint_bytes:
         A resumable copy (a replica from the source, any piece from a peer) is checkpointed
         every this many bytes: a crash or a broken connection loses at most this much.
@@ -89,6 +91,7 @@ class AgentSettings:
     encoder_wait_s: float = 30.0
     staging_ttl_s: float = 3600.0
     checkpoint_bytes: int = 64 << 20
+    holdings_ttl_s: float = 1.0
     capacity_bytes: int = 0
     token_cache_s: float = 10.0
     audience: str = DEFAULT_AUDIENCE

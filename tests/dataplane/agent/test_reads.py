@@ -7,6 +7,7 @@ the reconciler would); the reconciler is not what these tests claim to test.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,3 +219,21 @@ def test_an_agent_exports_the_bytes_it_still_has_to_hydrate_per_dataset(
     )
     wait_for("replicas on n2", lambda: ready_on(api, "n2", "p", "replica") == {0, 1})
     wait_for("nothing left to hydrate on n2", lambda: agents["n2"].metrics.dataset_remaining.labels(NS, "p")._value.get() == 0)
+
+
+def test_agents_read_only_the_holdings_of_the_nodes_they_copy_from_and_nothing_in_steady_state(
+    api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    """No agent watches NodeHoldings; a copy reads the holdings of the placement's holders of that
+    piece only; once everything is held, no agent reads any (a holdings write wakes nobody)."""
+    write_source(tmp_path / "src", 4, SIZE)
+    source = {"path": str(tmp_path / "src")}
+    put_dataset(api, dataset("s", shards=4, size=SIZE, redundancy={"replicas": 2}, nodes=["n1", "n2"], rows=[[0, 1]] * 4, source=source))
+    for n in ("n1", "n2"):
+        wait_for(f"replicas on {n}", lambda n=n: ready_on(api, n, "s", "replica") == {0, 1, 2, 3})  # type: ignore[misc]
+    reads = {n: a.metrics.api_reads.labels("nodeholdings")._value.get() for n, a in agents.items()}
+    assert {n: reads[n] for n in ("n3", "n4", "n5", "n6")} == dict.fromkeys(("n3", "n4", "n5", "n6"), 0.0)
+    assert reads["n1"] > 0 or reads["n2"] > 0  # n2 waited for n1 (its zone's reader), then copied from it
+    time.sleep(1.5)  # steady state: holdings heartbeats and reports go on, nobody reads them
+    assert {n: a.metrics.api_reads.labels("nodeholdings")._value.get() for n, a in agents.items()} == reads
+    assert all(informer.resource.plural != "nodeholdings" for a in agents.values() for informer in a.informers)
