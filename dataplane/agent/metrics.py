@@ -34,6 +34,9 @@ class AgentMetrics:
         self.disk_full = Gauge("kbl_agent_disk_full", "1 while a write failed for lack of space", registry=r)
         self.served_bytes = Counter("kbl_agent_served_bytes", "Bytes served by the read API, by what (shard, piece)", ["what"], registry=r)
         self.auth_refused = Counter("kbl_agent_auth_refused", "Requests refused for lack of valid credentials", registry=r)
+        self.authz_refused = Counter(
+            "kbl_agent_authz_refused", "Authenticated requests refused (403): the identity may not read that DataSet", registry=r
+        )
 
     def hydrated(self, kind: str) -> float:
         """Bytes hydrated from one kind of source so far."""

@@ -13,7 +13,9 @@
   (Prometheus; counters only, no data, so it is not authenticated).
 
 Every data route needs ``Authorization: Bearer <token>`` accepted by the agent's
-:class:`~dataplane.agent.authenticating.Authenticator`; anything else gets ``401``.
+:class:`~dataplane.agent.authenticating.Authenticator`; anything else gets ``401``. The identity
+it yields must then be allowed by the :class:`~dataplane.agent.authorizing.Authorizer`:
+``get datasets`` for shards, ``get datasets/pieces`` for pieces; ``403`` with the reason otherwise.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations, some of them local.
@@ -27,7 +29,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Res
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dataplane.agent.authenticating import Authenticator
+from dataplane.agent.authenticating import Authenticator, Identity
+from dataplane.agent.authorizing import READ_PIECES, READ_SHARDS, Authorizer, Permission
 from dataplane.agent.coding import CodingError, codec
 from dataplane.agent.hydrating import Hydrator
 from dataplane.agent.sources import SHA256_HEADER, SHARD_BYTES_HEADER, SourceError
@@ -73,14 +76,14 @@ def _chunks(data: bytes, chunk: int) -> Iterator[bytes]:
         yield data[i : i + chunk]
 
 
-def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
+def build_app(hydrator: Hydrator, auth: Authenticator, authorizer: Authorizer) -> FastAPI:
     """The read API of one agent."""
     app = FastAPI(title="kbl node agent", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = hydrator.metrics
     store = hydrator.store
     chunk = hydrator.settings.chunk_bytes
 
-    def caller(authorization: Annotated[str | None, Header()] = None) -> str:
+    def caller(authorization: Annotated[str | None, Header()] = None) -> Identity:
         scheme, _, token = (authorization or "").partition(" ")
         user = auth.authenticate(token.strip()) if scheme.lower() == "bearer" else None
         if user is None:
@@ -88,7 +91,13 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
             raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="kbl-agent"'})
         return user
 
-    Caller = Annotated[str, Depends(caller)]  # noqa: N806 - a local type alias, as FastAPI reads it
+    Caller = Annotated[Identity, Depends(caller)]  # noqa: N806 - a local type alias, as FastAPI reads it
+
+    def authorize(user: Identity, ns: str, name: str, permission: Permission) -> None:
+        decision = authorizer.authorize(user, ns, name, permission)
+        if not decision.allowed:
+            metrics.authz_refused.inc()
+            raise HTTPException(403, decision.reason)
 
     def dataset_of(ns: str, name: str) -> DataSet:
         with hydrator.lock:
@@ -139,7 +148,8 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}")
-    def piece(ns: str, name: str, shard: int, key: str, _user: Caller) -> Response:
+    def piece(ns: str, name: str, shard: int, key: str, user: Caller) -> Response:
+        authorize(user, ns, name, READ_PIECES)
         dataset = dataset_of(ns, name)
         with hydrator.lock:
             state = hydrator.local.get(dataset.key)
@@ -152,14 +162,15 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
         return StreamingResponse(file_stream(path, 0, record.size), headers=headers, media_type="application/octet-stream")
 
     @app.get("/v1/namespaces/{ns}/datasets/{name}/shards/{shard}")
-    def shard_read(
+    def shard_read(  # noqa: PLR0917 - FastAPI route parameters
         ns: str,
         name: str,
         shard: int,
         request: Request,
-        _user: Caller,
+        user: Caller,
         local: Annotated[bool, Query()] = False,
     ) -> Response:
+        authorize(user, ns, name, READ_SHARDS)
         dataset = dataset_of(ns, name)
         spec = dataset.spec
         if not 0 <= shard < spec.shards:

@@ -17,7 +17,19 @@ import pytest
 from dataplane.agent.running import Agent, start_agents
 from dataplane.agent.scrubbing import scrub_once
 from kube.api import DATASETS, NODE_HOLDINGS, NODES
-from tests.dataplane.agent.cluster import NS, TOKEN, ReviewingApi, dataset, holdings, node, put_dataset, ready_on, wait_for, write_source
+from tests.dataplane.agent.cluster import (
+    NS,
+    TOKEN,
+    ReviewingApi,
+    dataset,
+    grant_dataset_reads,
+    holdings,
+    node,
+    put_dataset,
+    ready_on,
+    wait_for,
+    write_source,
+)
 
 SIZE = 64 * 1024 + 17
 NODES_ZONES = {"n1": "a", "n2": "a", "n3": "b", "n4": "b"}
@@ -26,6 +38,7 @@ NODES_ZONES = {"n1": "a", "n2": "a", "n3": "b", "n4": "b"}
 @pytest.fixture
 def api() -> ReviewingApi:
     api = ReviewingApi({"sa-token-good": "system:serviceaccount:ml:reader"})
+    grant_dataset_reads(api, NS, "reader")
     for name, zone in NODES_ZONES.items():
         api.put(NODES, node(name, zone))
     return api
