@@ -104,9 +104,9 @@ class Agent:
         self.metrics = AgentMetrics()
         self.view = ClusterView()
         self.store = Store(Layout(Path(settings.root)), capacity_bytes=settings.capacity_bytes)
-        self.peers = PeerClient(security.token, timeout_s=settings.peer_timeout_s, verify=security.peer_ca)
         context = peer_context(security)
-        if context is not None:  # PeerClient takes a CA path: give it a client with the client certificate too
+        self.peers = PeerClient(security.token, timeout_s=settings.peer_timeout_s, verify=security.peer_ca if context is None else True)
+        if context is not None:  # PeerClient takes a CA path or a bool: give it a client with the CA and our certificate
             self.peers.client.close()
             self.peers.client = httpx.Client(timeout=settings.peer_timeout_s, verify=context)
         self._zone_checked: dict[str, float] = {}
@@ -310,7 +310,12 @@ class Agent:
             informer.stop(5.0)
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(10)
+                thread.join(2.0 if thread.name.endswith("-http") else 10)
+                if thread.is_alive() and self.server is not None:
+                    # Peers' idle keep-alive TLS connections never answer the server's close_notify
+                    # while their client is open: stop waiting for them rather than for 30 s.
+                    self.server.force_exit = True
+                    thread.join(10)
         self.hydrator.close()
         self.peers.close()
         with contextlib.suppress(OSError):
@@ -318,15 +323,17 @@ class Agent:
 
 
 def peer_context(security: Security) -> ssl.SSLContext | None:
-    """The TLS context of calls to peers when the agent has a certificate and a peer CA file:
-    peers verified against the CA (not by host name, see :class:`Security`), this agent's
-    certificate presented as its client certificate. ``None`` otherwise (plain ``verify``)."""
-    if not (security.tls_cert and security.tls_key and isinstance(security.peer_ca, str)):
+    """The TLS context of calls to peers when ``peer_ca`` is a CA file: peers verified against it
+    (not by host name, see :class:`Security`), and this agent's certificate, when it has one,
+    presented as its client certificate. ``None`` when ``peer_ca`` is a bool (system CAs or no
+    verification: plain ``verify``)."""
+    if not isinstance(security.peer_ca, str):
         return None
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=security.peer_ca)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
-    context.load_cert_chain(security.tls_cert, security.tls_key)
+    if security.tls_cert and security.tls_key:
+        context.load_cert_chain(security.tls_cert, security.tls_key)
     return context
 
 
