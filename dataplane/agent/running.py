@@ -301,6 +301,20 @@ class Agent:
             time.sleep(0.02)
         return False
 
+    def _abort_connections(self) -> None:
+        """Drop the connections the server still waits for at shutdown: peers' idle keep-alive
+        TLS connections never answer its close_notify while their client is open (the server
+        would wait 30 s for each)."""
+        server = self.server
+        if server is None or not server.servers:
+            return
+        loop = server.servers[0].get_loop()
+        for connection in list(server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(transport.abort)
+
     def stop(self) -> None:
         self._stop.set()
         self.hydrator.changed.set()
@@ -311,10 +325,8 @@ class Agent:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(2.0 if thread.name.endswith("-http") else 10)
-                if thread.is_alive() and self.server is not None:
-                    # Peers' idle keep-alive TLS connections never answer the server's close_notify
-                    # while their client is open: stop waiting for them rather than for 30 s.
-                    self.server.force_exit = True
+                if thread.is_alive() and thread.name.endswith("-http"):
+                    self._abort_connections()
                     thread.join(10)
         self.hydrator.close()
         self.peers.close()

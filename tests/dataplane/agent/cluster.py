@@ -121,9 +121,11 @@ class ReviewingApi(MemoryApi):
 def grant_dataset_reads(api: MemoryApi, namespace: str, service_account: str, *, role: str = "dataset-reader") -> None:
     """A Role allowing ``get`` on DataSets in ``namespace``, bound to a ServiceAccount there (as a user would)."""
     rule = {"apiGroups": ["kbl.io"], "resources": ["datasets"], "verbs": ["get", "list", "watch"]}
-    api.put(ROLES, {"apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": role, "namespace": namespace}, "rules": [rule]})
+    rbac = "rbac.authorization.k8s.io/v1"
+    api.put(ROLES, {"apiVersion": rbac, "kind": "Role", "metadata": {"name": role, "namespace": namespace}, "rules": [rule]})
     binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "apiVersion": rbac,
+        "kind": "RoleBinding",
         "metadata": {"name": f"{role}-{service_account}", "namespace": namespace},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
         "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],

@@ -1,15 +1,17 @@
-"""Who may read: agents in threads over real HTTP on loopback, the API's RBAC deciding.
+"""Who may read: agents in threads (and as processes) over real HTTP on loopback, RBAC deciding.
 
 The API is :class:`~kube.memory.MemoryApi` answering TokenReviews for the tokens the test lists
 (:class:`~tests.dataplane.agent.cluster.ReviewingApi`) and SubjectAccessReviews from the Roles
 and bindings the test creates (:func:`kube.rbac.review`: RBAC only, no aggregated roles, no
 bootstrap roles, no authorizer but RBAC). One test sends the agent's SubjectAccessReviews over
 HTTP to kmock's emulator, answered by the same RBAC evaluation, so the wire format is the one an
-API server reads.
+API server reads; one runs ``kbl agent`` processes against that emulator with the shipped RBAC.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +25,15 @@ from dataplane.agent.authenticating import STATIC_USER, Identity, parse_static_t
 from dataplane.agent.authorizing import READ_PIECES, READ_SHARDS, AccessReviewer
 from dataplane.agent.running import DEMO_ROLE, Agent, start_agents
 from kube import rbac
-from kube.api import CLUSTER_ROLE_BINDINGS, DATASETS, NODES, ROLE_BINDINGS, SUBJECT_ACCESS_REVIEWS
+from kube.api import CLUSTER_ROLE_BINDINGS, DATASETS, NODES, ROLE_BINDINGS, SUBJECT_ACCESS_REVIEWS, KubeApi
 from kube.client import KubeClient
+from tests.conftest import ROOT
 from tests.dataplane.agent.cluster import (
     TOKEN,
     ReviewingApi,
     dataset,
     grant_dataset_reads,
+    holdings,
     node,
     put_dataset,
     ready_on,
@@ -37,6 +41,7 @@ from tests.dataplane.agent.cluster import (
     write_source,
 )
 from tests.kube.emulators import Emulator
+from tests.manifests.shipped import find, plain_objects
 
 SIZE = 16 * 1024 + 5
 TTL_S = 0.6
@@ -88,9 +93,8 @@ def one_replica_each(api: ReviewingApi, tmp_path: Path) -> dict[str, bytes]:
     return out
 
 
-def ready_on_ns(api: ReviewingApi, ns: str) -> frozenset[int]:
-    from tests.dataplane.agent.cluster import holdings
-
+def ready_on_ns(api: KubeApi, ns: str) -> frozenset[int]:
+    """The replicas of ``<ns>/d`` that n1 reports ready."""
     h = holdings(api, "n1")
     mine = h.of(f"{ns}/d") if h else None
     return mine.ready.get("replica", frozenset()) if mine else frozenset()
@@ -227,3 +231,64 @@ def test_access_reviews_cross_http_as_the_api_server_reads_them_and_are_cached(e
     assert seen[0]["spec"]["uid"] == "uid-a"
     assert seen[0]["spec"]["groups"] == ["readers"]
     assert seen[2]["spec"]["resourceAttributes"]["subresource"] == "pieces"
+
+
+@pytest.mark.timeout(600)
+def test_agent_processes_authorize_readers_and_each_other_with_the_shipped_rbac(emulator: Emulator, tmp_path: Path) -> None:
+    """``python -m dataplane.agent`` (``kbl agent``) with TokenReview and SubjectAccessReview on,
+    against kmock's emulator over HTTP answering both (:meth:`Emulator.serve_reviews`), with the
+    agent's ClusterRole and binding as the plain manifests ship them: a reader is refused another
+    namespace, reads its own (relayed by a node that holds nothing), and a second replica is
+    copied between the agent processes under the shipped role alone."""
+    agent_user = "system:serviceaccount:kbl-system:kbl-agent"
+    emulator.serve_reviews({"agent-token": agent_user, A_TOKEN: "system:serviceaccount:a:reader"})
+    shipped = [o for _, o in plain_objects(("agent.yaml",))]
+    for kind, plural in (("ClusterRole", "clusterroles"), ("ClusterRoleBinding", "clusterrolebindings")):
+        emulator.post(f"/apis/rbac.authorization.k8s.io/v1/{plural}", find(shipped, kind, "kbl-agent"))
+    reads = ReviewingApi({})
+    grant_dataset_reads(reads, "a", "reader")
+    for (plural, ns, _), obj in reads.objects.items():
+        emulator.post(f"/apis/{plural.split('/')[0]}/v1/namespaces/{ns}/{plural.split('/')[1]}", obj)
+    for name in ("n1", "n2"):
+        emulator.post("/api/v1/nodes", node(name, "z"))
+    src = write_source(tmp_path / "src", 1, SIZE)
+    datasets = "/apis/kbl.io/v1alpha1/namespaces/a/datasets"
+    obj = dataset("d", shards=1, size=SIZE, redundancy={"replicas": 1}, nodes=["n1"], rows=[[0]], source={"path": str(tmp_path / "src")})
+    emulator.post(datasets, in_namespace(obj, "a"))
+    (tmp_path / "token").write_text("agent-token\n")
+    procs = []
+    try:
+        for name in ("n1", "n2"):
+            log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+            cmd = [sys.executable, "-m", "dataplane.agent", "--node", name, "--root", str(tmp_path / name), "--host", "127.0.0.1",
+                   "--port", "0", "--api-url", emulator.url, "--token-file", str(tmp_path / "token"), "--log-level", "info"]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT))
+            log.close()
+        api = KubeClient.from_url(emulator.url)
+        for name in ("n1", "n2"):
+            wait_for(f"{name} reporting", lambda name=name: holdings(api, name) is not None, 240)  # type: ignore[misc]
+        wait_for("a/d on n1", lambda: 0 in ready_on_ns(api, "a"))
+        n1, n2 = (holdings(api, n).endpoint for n in ("n1", "n2"))  # type: ignore[union-attr]
+        r = httpx.get(f"{n2}/v1/namespaces/a/datasets/d/shards/0", headers={"Authorization": f"Bearer {A_TOKEN}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.content == src[0]
+        r = httpx.get(f"{n1}/v1/namespaces/b/datasets/d/shards/0", headers={"Authorization": f"Bearer {A_TOKEN}"}, timeout=10)
+        assert r.status_code == 403
+        assert 'in the namespace "b"' in r.json()["detail"]
+        r = httpx.get(f"{n1}/v1/namespaces/a/datasets/d/pieces/0/replica", headers={"Authorization": f"Bearer {A_TOKEN}"}, timeout=10)
+        assert r.status_code == 403
+        (tmp_path / "src").rename(tmp_path / "gone")
+        patch = {"status": {"placement": {"nodes": ["n1", "n2"], "shards": [[0, 1]]}}}
+        r = httpx.patch(f"{emulator.url}{datasets}/d", json=patch, headers={"Content-Type": "application/merge-patch+json"}, timeout=10)
+        assert r.status_code == 200, r.text
+        r = httpx.patch(f"{emulator.url}{datasets}/d", json={"spec": {"redundancy": {"replicas": 2}}},
+                        headers={"Content-Type": "application/merge-patch+json"}, timeout=10)  # fmt: skip
+        assert r.status_code == 200, r.text
+        replica = tmp_path / "n2" / "a" / "d" / "part-000.bin"
+        wait_for("the second replica copied from the peer process", replica.exists, 60)
+        assert replica.read_bytes() == src[0]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
