@@ -74,3 +74,75 @@ def test_the_reader_calls_no_s3_operation_the_policy_does_not_know() -> None:
     assert called, "the scan found the reader's calls"
     assert called <= S3_OPERATIONS.keys(), called - S3_OPERATIONS.keys()
     assert {a for op in called for a in S3_OPERATIONS[op]} <= AGENT_SOURCE_ACTIONS
+
+
+def test_the_shipped_policy_enforced_by_moto_lets_the_reader_read_its_prefix_and_nothing_else(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto enforcing IAM (its ``INITIAL_NO_AUTH_ACTION_COUNT`` at 0) for a user holding exactly
+    ``manifests/iam/agent-policy.json`` (placeholders replaced): the reader stats and reads
+    objects under the prefix, a version-pinned GET passes (``s3:GetObjectVersion``); another
+    prefix, a listing, a write and a delete are ``AccessDenied``.
+
+    moto names the action after the operation (``s3:HeadObject``, which IAM does not have, and
+    ``s3:GetObject`` for a versioned GET); the policy is evaluated with the action AWS documents
+    instead (Amazon S3 API reference: HeadObject needs ``s3:GetObject``, a GET or HEAD with
+    ``versionId`` needs ``s3:GetObjectVersion``), written out here apart from
+    :func:`~dataplane.agent.iam.s3_action`."""
+    from botocore.exceptions import ClientError
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.iam.access_control import S3IAMRequest
+
+    from dataplane.agent.sources import SourceError
+
+    permitted = S3IAMRequest.check_action_permitted
+    documented = {"s3:HeadObject": "s3:GetObject"}
+
+    def as_aws_documents(self: Any, resource: str) -> None:
+        action = documented.get(self._action, self._action)
+        if action == "s3:GetObject" and "versionId=" in self._path:
+            action = "s3:GetObjectVersion"
+        self._action = action
+        permitted(self, resource)
+
+    monkeypatch.setattr(S3IAMRequest, "check_action_permitted", as_aws_documents)
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    bucket = "kbl-agent-enforced"
+    setup = boto3.session.Session().client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    with contextlib.suppress(setup.exceptions.BucketAlreadyOwnedByYou):
+        setup.create_bucket(Bucket=bucket)
+    setup.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    data = os.urandom(40_000)
+    version = setup.put_object(Bucket=bucket, Key="datasets/one.bin", Body=data, ChecksumAlgorithm="SHA256")["VersionId"]
+    setup.put_object(Bucket=bucket, Key="private/one.bin", Body=data)
+    policy = (ROOT / "manifests" / "iam" / "agent-policy.json").read_text()
+    policy = policy.replace("${SOURCE_BUCKET}", bucket).replace("${SOURCE_PREFIX}", "datasets/")
+    iam = boto3.session.Session().client("iam", endpoint_url=moto_server, region_name="us-east-1")
+    user = f"kbl-agent-{os.getpid()}-{os.urandom(3).hex()}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="kbl-agent-sources", PolicyDocument=policy)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+
+    monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
+    agent = boto3.session.Session(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"]).client(
+        "s3", endpoint_url=moto_server, region_name="us-east-1"
+    )
+    reader = S3Reader(S3Source(bucket, "datasets/", "us-east-1", moto_server), part_bytes=16_384, client=agent)
+    assert reader.stat("one.bin").size == len(data)
+    assert b"".join(reader.read("one.bin")) == data
+    pinned = agent.get_object(Bucket=bucket, Key="datasets/one.bin", VersionId=version, Range="bytes=0-9")
+    assert pinned["Body"].read() == data[:10]
+    outside = S3Reader(S3Source(bucket, "private/", "us-east-1", moto_server), client=agent)
+    with pytest.raises(SourceError, match="403|AccessDenied|Forbidden"):
+        outside.stat("one.bin")
+    for call in (
+        lambda: agent.list_objects_v2(Bucket=bucket, Prefix="datasets/"),
+        lambda: agent.put_object(Bucket=bucket, Key="datasets/new.bin", Body=b"x"),
+        lambda: agent.delete_object(Bucket=bucket, Key="datasets/one.bin"),
+    ):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            call()
