@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -137,12 +138,13 @@ def test_the_shipped_policy_enforced_by_moto_lets_the_reader_read_its_prefix_and
     pinned = agent.get_object(Bucket=bucket, Key="datasets/one.bin", VersionId=version, Range="bytes=0-9")
     assert pinned["Body"].read() == data[:10]
     outside = S3Reader(S3Source(bucket, "private/", "us-east-1", moto_server), client=agent)
-    with pytest.raises(SourceError, match="403|AccessDenied|Forbidden"):
+    with pytest.raises(SourceError, match=r"403|AccessDenied|Forbidden"):
         outside.stat("one.bin")
-    for call in (
+    denied: list[Callable[[], object]] = [
         lambda: agent.list_objects_v2(Bucket=bucket, Prefix="datasets/"),
         lambda: agent.put_object(Bucket=bucket, Key="datasets/new.bin", Body=b"x"),
         lambda: agent.delete_object(Bucket=bucket, Key="datasets/one.bin"),
-    ):
+    ]
+    for call in denied:
         with pytest.raises(ClientError, match="AccessDenied"):
             call()
