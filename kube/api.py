@@ -43,6 +43,13 @@ NODE_HOLDINGS = Resource("kbl.io", "v1alpha1", "nodeholdings", "NodeHoldings", n
 JOBS = Resource("batch", "v1", "jobs", "Job", namespaced=True)
 #: Readers and peers of the node agent are authenticated with a TokenReview of their bearer token.
 TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False)
+#: The node agent asks whether a reader's identity may ``get`` a DataSet (or its ``pieces``).
+SUBJECT_ACCESS_REVIEWS = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False)
+#: RBAC objects: the in-memory API answers SubjectAccessReviews from them (:mod:`kube.rbac`).
+ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", namespaced=True)
+ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", namespaced=True)
+CLUSTER_ROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False)
+CLUSTER_ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False)
 #: The leader election of ``kbl controller`` (one Lease object, see :mod:`kube.leading`).
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
 #: Karpenter (karpenter.sh/v1): a kbl node group is a NodePool; NodeClaims are its launched nodes.

@@ -9,6 +9,8 @@ mismatch, as the API server does), create (``409`` when the name is taken) and r
 the whole object, a stale ``metadata.resourceVersion`` is a ``409`` :class:`ConflictError`, so
 two writers that read the same version cannot both win), the status subresource, bindings, evictions refused with
 ``False`` when a PodDisruptionBudget would drop below ``minAvailable``, and recorded events.
+A SubjectAccessReview ``create`` is answered (not stored) from the Roles, ClusterRoles and their
+bindings the API holds, by :func:`kube.rbac.review` (see there what that leaves out).
 """
 
 from __future__ import annotations
@@ -18,7 +20,21 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from kube.api import NODES, PODS, ApiError, ConflictError, GoneError, Resource, WatchEvent
+from kube import rbac
+from kube.api import (
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    NODES,
+    PODS,
+    ROLE_BINDINGS,
+    ROLES,
+    SUBJECT_ACCESS_REVIEWS,
+    ApiError,
+    ConflictError,
+    GoneError,
+    Resource,
+    WatchEvent,
+)
 from topology import labels
 
 Objects = list[dict[str, Any]]
@@ -178,6 +194,8 @@ class MemoryApi:
         return self._patch(resource, name, patch, namespace, status=True)
 
     def create(self, resource: Resource, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        if resource == SUBJECT_ACCESS_REVIEWS:
+            return self._access_review(obj)
         with self.lock:
             stored = copy.deepcopy(dict(obj))
             meta = stored.setdefault("metadata", {})
@@ -195,6 +213,21 @@ class MemoryApi:
             self.objects[key] = stored
             self._bump(resource, "ADDED", stored)
             return copy.deepcopy(stored)
+
+    def _access_review(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """A SubjectAccessReview answered from the RBAC objects held (RBAC only, :mod:`kube.rbac`)."""
+        with self.lock:
+            held = [
+                {"apiVersion": r.api_version, "kind": r.kind, **copy.deepcopy(o)}
+                for r in (ROLES, ROLE_BINDINGS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS)
+                for (plural, _, _), o in self.objects.items()
+                if plural == self._kind(r)
+            ]
+        answer = copy.deepcopy(dict(obj))
+        answer.setdefault("apiVersion", SUBJECT_ACCESS_REVIEWS.api_version)
+        answer.setdefault("kind", SUBJECT_ACCESS_REVIEWS.kind)
+        answer["status"] = rbac.review(held, answer.get("spec") or {})
+        return answer
 
     def replace(self, resource: Resource, name: str, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         with self.lock:

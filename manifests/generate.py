@@ -7,7 +7,9 @@ writes one plain file per template (``extender.yaml``, ``scheduler.yaml``, ...).
 changed from the defaults is ``createNamespace: true`` (with Helm, ``--create-namespace`` makes the
 namespace instead). ``grafana-dashboard.yaml`` is the optional dashboard ConfigMap rendered with
 ``grafanaDashboard.enabled: true``; ``cert-manager.yaml`` is the optional cert-manager template rendered with
-``tls.certManager.enabled: true``; ``crds/`` are copies of the chart's ``crds/``.
+``tls.certManager.enabled: true``; ``agent-tls.yaml`` the agents' cert-manager CA and Certificate
+rendered with ``agent.tls.enabled: true`` (the DaemonSet's TLS flags and volume are the chart's
+only: the plain ``agent.yaml`` serves HTTP); ``crds/`` are copies of the chart's ``crds/``.
 
 Run ``make manifests`` (or ``python manifests/generate.py``) after editing the chart;
 ``--check`` lists stale files and exits 1 (``tests/manifests/test_chart.py`` does the same).
@@ -30,6 +32,7 @@ PLAIN_VALUES: Mapping[str, Any] = {"createNamespace": True}
 #: Values for the optional files (file name -> (template, values)).
 OPTIONAL: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "cert-manager.yaml": ("cert-manager.yaml", {"createNamespace": True, "tls": {"certManager": {"enabled": True}}}),
+    "agent-tls.yaml": ("agent-tls.yaml", {"createNamespace": True, "agent": {"tls": {"enabled": True}}}),
     "grafana-dashboard.yaml": ("grafana-dashboard.yaml", {"createNamespace": True, "grafanaDashboard": {"enabled": True}}),
     "webhook.yaml": ("webhook.yaml", {"createNamespace": True, "webhook": {"enabled": True}, "tls": {"certManager": {"enabled": True}}}),
 }
@@ -82,6 +85,7 @@ def expected_files() -> dict[str, str]:
     for name, (template, values) in OPTIONAL.items():
         text = render(values)[template]
         toggles = {
+            "agent-tls.yaml": "agent.tls.enabled=true",
             "cert-manager.yaml": "tls.certManager.enabled=true",
             "grafana-dashboard.yaml": "grafanaDashboard.enabled=true",
             "webhook.yaml": "tls.certManager.enabled=true, webhook.enabled=true",

@@ -9,11 +9,11 @@ serves shards and pieces over an authenticated HTTP read API.
 Modules: :mod:`.settings` (knobs), :mod:`.layouts` (on-disk layout), :mod:`.storing` (atomic
 writes, records, quarantine), :mod:`.sources` (S3, paths, peers), :mod:`.coding` (pyeclib),
 :mod:`.bandwidth` (token bucket), :mod:`.hydrating` (what to hold, and getting it),
-:mod:`.scrubbing`, :mod:`.reporting` (NodeHoldings), :mod:`.authenticating`, :mod:`.serving`
+:mod:`.scrubbing`, :mod:`.reporting` (NodeHoldings), :mod:`.authenticating`, :mod:`.authorizing`, :mod:`.serving`
 (read API), :mod:`.metrics`, :mod:`.running` (one agent, or N in one process).
 """
 
-from dataplane.agent.running import Agent, Security, start_agents
+from dataplane.agent.running import Agent, Security, TlsFiles, start_agents
 from dataplane.agent.settings import AgentSettings
 
-__all__ = ["Agent", "AgentSettings", "Security", "start_agents"]
+__all__ = ["Agent", "AgentSettings", "Security", "TlsFiles", "start_agents"]

@@ -4,18 +4,26 @@ In a cluster every reader (a pod, a peer agent) presents a projected ServiceAcco
 to the agent's audience (``kbl-agent``). :class:`TokenReviewer` asks the API server
 (``authentication.k8s.io/v1`` TokenReview, RBAC ``tokenreviews: create``) whether it is valid for
 that audience and caches the answer for ``cache_s`` seconds (valid and invalid alike), so a busy
-reader costs one review per interval. :class:`StaticTokens` accepts the tokens of a file (one
-per line), for tests and development. :class:`Authenticators` accepts a token that any of its
-members accepts. A request without a token, or with a refused one, gets ``401``.
+reader costs one review per interval. :class:`StaticTokens` accepts the tokens of a file, for
+tests and development, in kube-apiserver's static token file format
+(``token,user,uid,"group1,group2"``; a line with the token alone has :data:`STATIC_USER`).
+:class:`Authenticators` accepts a token that any of its members accepts. A request without a
+token, or with a refused one, gets ``401``.
+
+Authentication yields an :class:`Identity` (user name, uid, groups as TokenReview's
+``status.user`` gives them); what that identity may read is :mod:`.authorizing`'s question.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -24,32 +32,62 @@ from kube.api import TOKEN_REVIEWS, ApiError, KubeApi
 log = logging.getLogger(__name__)
 
 
+#: The identity of a static token given alone on its line (no user, uid or groups).
+STATIC_USER = "kbl:static-token"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a token belongs to, as TokenReview's ``status.user`` says (what a SubjectAccessReview asks about)."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+
+
 class Authenticator(Protocol):
-    def authenticate(self, token: str) -> str | None:
-        """The caller's user name when ``token`` is accepted, else ``None``."""
+    def authenticate(self, token: str) -> Identity | None:
+        """The caller's identity when ``token`` is accepted, else ``None``."""
         ...
 
 
+def parse_static_tokens(text: str) -> dict[str, Identity]:
+    """kube-apiserver's static token file: ``token,user,uid[,"group1,group2"]`` per line (CSV).
+
+    A line with the token alone is accepted too (the older one-token-per-line form) and has the
+    identity :data:`STATIC_USER`, no uid, no groups. Blank lines and ``#`` comments are skipped.
+    """
+    out: dict[str, Identity] = {}
+    for row in csv.reader(io.StringIO(text), skipinitialspace=True):
+        fields = [f.strip() for f in row]
+        if not fields or not fields[0] or fields[0].startswith("#"):
+            continue
+        token, user, uid = fields[0], fields[1] if len(fields) > 1 and fields[1] else STATIC_USER, fields[2] if len(fields) > 2 else ""
+        groups = tuple(g.strip() for g in fields[3].split(",") if g.strip()) if len(fields) > 3 else ()
+        out[token] = Identity(user, uid, groups)
+    return out
+
+
 class StaticTokens:
-    """Tokens listed in a file, one per line (re-read when the file changes)."""
+    """Tokens listed in a file (:func:`parse_static_tokens`), re-read when the file changes."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._mtime = -1.0
-        self._tokens: set[str] = set()
+        self._tokens: dict[str, Identity] = {}
 
-    def _load(self) -> set[str]:
+    def _load(self) -> dict[str, Identity]:
         try:
             mtime = self.path.stat().st_mtime
         except OSError:
-            return set()
+            return {}
         if mtime != self._mtime:
-            self._tokens = {line.strip() for line in self.path.read_text().splitlines() if line.strip()}
+            self._tokens = parse_static_tokens(self.path.read_text())
             self._mtime = mtime
         return self._tokens
 
-    def authenticate(self, token: str) -> str | None:
-        return "static-token" if token and token in self._load() else None
+    def authenticate(self, token: str) -> Identity | None:
+        return self._load().get(token) if token else None
 
 
 class TokenReviewer:
@@ -61,10 +99,10 @@ class TokenReviewer:
         self.cache_s = cache_s
         self.max_entries = max_entries
         self.reviews = 0
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._cache: dict[str, tuple[float, Identity | None]] = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, token: str) -> str | None:
+    def authenticate(self, token: str) -> Identity | None:
         if not token:
             return None
         digest = hashlib.sha256(token.encode()).hexdigest()  # never keep the token itself
@@ -80,7 +118,7 @@ class TokenReviewer:
             self._cache[digest] = (now + self.cache_s, user)
         return user
 
-    def _review(self, token: str) -> str | None:
+    def _review(self, token: str) -> Identity | None:
         body = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
@@ -99,7 +137,8 @@ class TokenReviewer:
         audiences = status.get("audiences")
         if audiences is not None and self.audience not in audiences:
             return None
-        return str((status.get("user") or {}).get("username") or "authenticated")
+        user = status.get("user") or {}
+        return Identity(str(user.get("username") or ""), str(user.get("uid") or ""), tuple(str(g) for g in user.get("groups") or ()))
 
 
 class Authenticators:
@@ -108,7 +147,7 @@ class Authenticators:
     def __init__(self, members: Sequence[Authenticator]) -> None:
         self.members = list(members)
 
-    def authenticate(self, token: str) -> str | None:
+    def authenticate(self, token: str) -> Identity | None:
         for member in self.members:
             user = member.authenticate(token)
             if user is not None:

@@ -35,9 +35,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"this agent's bearer token, sent to peers (and to --api-url); default the projected token {DEFAULT_TOKEN_PATH}",
     )
     parser.add_argument(
-        "--static-tokens-file", metavar="F", help="tokens accepted from readers without a TokenReview, one per line (tests)"
+        "--static-tokens-file",
+        metavar="F",
+        help='tokens accepted without a TokenReview (tests): token[,user,uid,"group1,group2"] per line',
     )
     parser.add_argument("--no-token-review", action="store_true", help="do not ask the API server to review readers' tokens")
+    parser.add_argument(
+        "--no-access-review",
+        action="store_true",
+        help="do not ask a SubjectAccessReview whether a caller may read: every authenticated caller may (tests only)",
+    )
     parser.add_argument("--audience", default="kbl-agent", help="audience of the readers' projected tokens (default kbl-agent)")
     parser.add_argument("--bandwidth-mbps", type=float, default=0.0, help="hydration bandwidth in megabits per second (0: unbounded)")
     parser.add_argument("--scrub-interval-s", type=float, default=3600.0, help="seconds between two scrubs (0: never; default 3600)")
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         token=token,
         static_tokens_file=args.static_tokens_file,
         token_review=not args.no_token_review,
+        access_review=not args.no_access_review,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,

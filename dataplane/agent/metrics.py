@@ -64,6 +64,9 @@ class AgentMetrics:
             "kbl_agent_api_reads", "Objects read from the API server on demand (peers' holdings, nodes' zones)", ["resource"], registry=r
         )
         self.auth_refused = Counter("kbl_agent_auth_refused", "Requests refused for lack of valid credentials", registry=r)
+        self.authz_refused = Counter(
+            "kbl_agent_authz_refused", "Authenticated requests refused (403): the identity may not read that DataSet", registry=r
+        )
 
     def hydrated(self, kind: str) -> float:
         """Bytes hydrated from one kind of source so far."""

@@ -7,7 +7,8 @@ something changed (or every ``resync_s``) and lets the
 :class:`~dataplane.agent.reporting.Reporter` write the holdings; the scrubber re-verifies on its
 interval; uvicorn serves the read API on a socket bound before anything starts, so ``port=0``
 works and the endpoint in the holdings is the real one. :func:`start_agents` runs N agents in
-threads, each with its own root and loopback port (``kbl demo`` uses it).
+threads, each with its own root and loopback port (``kbl demo`` uses it), over HTTP or, given
+:class:`TlsFiles`, HTTPS with client certificates required (mutual TLS).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +27,7 @@ from typing import Any
 import uvicorn
 
 from dataplane.agent.authenticating import Authenticator, Authenticators, StaticTokens, TokenReviewer
+from dataplane.agent.authorizing import READ_PIECES, READ_SHARDS, AccessReviewer, AllowAuthenticated, Authorizer
 from dataplane.agent.hydrating import ClusterView, HoldingsCache, Hydrator
 from dataplane.agent.layouts import Layout
 from dataplane.agent.metrics import AgentMetrics
@@ -34,6 +37,7 @@ from dataplane.agent.serving import build_app
 from dataplane.agent.settings import AgentSettings
 from dataplane.agent.sources import PeerClient
 from dataplane.agent.storing import Store
+from kube import rbac
 from kube.api import DATASETS, NODE_HOLDINGS, NODES, ApiError, KubeApi, WatchEvent
 from kube.watching import Informer, InformerSettings
 from topology import labels
@@ -50,13 +54,19 @@ class Security:
 
     ``token`` gives this agent's own bearer token (for peers); ``static_tokens_file`` lists
     tokens accepted without a TokenReview; ``token_review`` turns the TokenReview on;
-    ``tls_cert``/``tls_key`` serve HTTPS and ``tls_client_ca`` requires client certificates
-    signed by that CA (mutual TLS, on top of the bearer token); ``peer_ca`` verifies HTTPS peers.
+    ``access_review`` asks a SubjectAccessReview whether the caller may read (off: every
+    authenticated caller may, for tests without RBAC); ``tls_cert``/``tls_key`` serve HTTPS and
+    ``tls_client_ca`` requires client certificates signed by that CA (mutual TLS, on top of the
+    bearer token); ``peer_ca`` verifies HTTPS peers. With ``tls_cert`` and a ``peer_ca`` file
+    the agent presents its certificate to its peers as a client certificate, and checks theirs
+    against ``peer_ca`` without checking the host name (peers are called by pod IP, which no
+    certificate names: a private CA that signs only agents' certificates is the identity).
     """
 
     token: Callable[[], str]
     static_tokens_file: str | None = None
     token_review: bool = True
+    access_review: bool = True
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
@@ -94,7 +104,8 @@ class Agent:
         self.metrics = AgentMetrics()
         self.view = ClusterView()
         self.store = Store(Layout(Path(settings.root)), capacity_bytes=settings.capacity_bytes, checkpoint_bytes=settings.checkpoint_bytes)
-        self.peers = PeerClient(security.token, timeout_s=settings.peer_timeout_s, verify=security.peer_ca)
+        context = peer_context(security)
+        self.peers = PeerClient(security.token, timeout_s=settings.peer_timeout_s, verify=security.peer_ca if context is None else context)
         self._zone_checked: dict[str, float] = {}
         self._zone_lock = threading.Lock()
         self._event_at: dict[tuple[str, str], float] = {}
@@ -109,7 +120,12 @@ class Agent:
         if security.token_review:
             members.append(TokenReviewer(api, audience=settings.audience, cache_s=settings.token_cache_s))
         self.auth = Authenticators(members)
-        self.app = build_app(self.hydrator, self.auth)
+        self.authorizer: Authorizer = (
+            AccessReviewer(api, cache_s=settings.access_review_cache_s) if security.access_review else AllowAuthenticated()
+        )
+        if not security.access_review:
+            log.warning("access review off: every authenticated caller may read every DataSet (tests and development only)")
+        self.app = build_app(self.hydrator, self.auth, self.authorizer)
         isettings = informer_settings or InformerSettings(watch_timeout_s=60, backoff_s=0.2, max_backoff_s=5.0)
         # DataSets are watched; peers' holdings are read on demand (hydrating.HoldingsCache), so a
         # holdings write anywhere wakes no agent.
@@ -278,6 +294,20 @@ class Agent:
             time.sleep(0.02)
         return False
 
+    def _abort_connections(self) -> None:
+        """Drop the connections the server still waits for at shutdown: peers' idle keep-alive
+        TLS connections never answer its close_notify while their client is open (the server
+        would wait 30 s for each)."""
+        server = self.server
+        if server is None or not server.servers:
+            return
+        loop = server.servers[0].get_loop()
+        for connection in list(server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(transport.abort)
+
     def stop(self) -> None:
         self._stop.set()
         self.hydrator.changed.set()
@@ -287,11 +317,51 @@ class Agent:
             informer.stop(5.0)
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(10)
+                thread.join(2.0 if thread.name.endswith("-http") else 10)
+                if thread.is_alive() and thread.name.endswith("-http"):
+                    self._abort_connections()
+                    thread.join(10)
         self.hydrator.close()
         self.peers.close()
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def peer_context(security: Security) -> ssl.SSLContext | None:
+    """The TLS context of calls to peers when ``peer_ca`` is a CA file: peers verified against it
+    (not by host name, see :class:`Security`), and this agent's certificate, when it has one,
+    presented as its client certificate. ``None`` when ``peer_ca`` is a bool (system CAs or no
+    verification: plain ``verify``)."""
+    if not isinstance(security.peer_ca, str):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=security.peer_ca)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    if security.tls_cert and security.tls_key:
+        context.load_cert_chain(security.tls_cert, security.tls_key)
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files of :func:`start_agents` over mutual TLS: one certificate (server and client use)
+    valid for 127.0.0.1, its key, and the CA that signed it (and signs the readers' certificates)."""
+
+    cert: str
+    key: str
+    ca: str
+
+
+#: The identity of :func:`start_agents`' token: the agent's ServiceAccount as the chart names it.
+DEMO_USER = "system:serviceaccount:kbl-system:kbl-agent"
+DEMO_ROLE = "kbl-agent-reads"
+
+
+def grant_demo_reads(api: KubeApi) -> None:
+    """What the chart grants the agent's ServiceAccount to read data (``get`` on DataSets and on
+    ``datasets/pieces``), created in ``api`` for :data:`DEMO_USER` (already there: left as is)."""
+    rules = [{"apiGroups": [DATASETS.group], "resources": [p.resource], "verbs": [p.verb]} for p in (READ_SHARDS, READ_PIECES)]
+    rbac.grant(api, DEMO_ROLE, rules, [{"kind": "ServiceAccount", "namespace": "kbl-system", "name": "kbl-agent"}])
 
 
 def start_agents(
@@ -302,18 +372,36 @@ def start_agents(
     token: str,
     settings: Mapping[str, Any] | None = None,
     token_review: bool = False,
+    access_review: bool = True,
+    tls: TlsFiles | None = None,
 ) -> list[Agent]:
     """Run one agent per node in this process: roots ``<root>/<node>``, loopback ports.
 
-    Every agent accepts ``token`` (written to ``<root>/.tokens``) and presents it to its peers.
-    Stop them with ``agent.stop()`` each.
+    Every agent accepts ``token`` (written to ``<root>/.tokens`` as the identity
+    :data:`DEMO_USER`) and presents it to its peers. With ``access_review`` (the default) the
+    agents ask ``api`` a SubjectAccessReview for every read, and :func:`grant_demo_reads` grants
+    that identity what the chart grants the agent: the in-memory API answers from that RBAC
+    (:mod:`kube.rbac`), so a reader with another token and no binding gets ``403``. With ``tls``
+    they serve HTTPS, require client certificates signed by ``tls.ca`` and present ``tls.cert``
+    to each other. Stop them with ``agent.stop()`` each.
     """
     base = Path(root)
     base.mkdir(parents=True, exist_ok=True)
     tokens = base / ".tokens"
-    tokens.write_text(token + "\n")
+    tokens.write_text(f'{token},{DEMO_USER},uid-kbl-demo,"system:serviceaccounts,system:serviceaccounts:kbl-system"\n')
     tokens.chmod(0o600)
-    security = Security(token=lambda: token, static_tokens_file=str(tokens), token_review=token_review)
+    if access_review:
+        grant_demo_reads(api)
+    security = Security(
+        token=lambda: token,
+        static_tokens_file=str(tokens),
+        token_review=token_review,
+        access_review=access_review,
+        tls_cert=tls.cert if tls else None,
+        tls_key=tls.key if tls else None,
+        tls_client_ca=tls.ca if tls else None,
+        peer_ca=tls.ca if tls else True,
+    )
     agents = []
     for node in nodes:
         s = AgentSettings(node=node, root=str(base / node), host="127.0.0.1", port=0, **dict(settings or {}))

@@ -24,7 +24,9 @@ wrong bytes with a ``200``.
   (Prometheus; counters only, no data, so it is not authenticated).
 
 Every data route needs ``Authorization: Bearer <token>`` accepted by the agent's
-:class:`~dataplane.agent.authenticating.Authenticator`; anything else gets ``401``.
+:class:`~dataplane.agent.authenticating.Authenticator`; anything else gets ``401``. The identity
+it yields must then be allowed by the :class:`~dataplane.agent.authorizing.Authorizer`:
+``get datasets`` for shards, ``get datasets/pieces`` for pieces; ``403`` with the reason otherwise.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations, some of them local.
@@ -41,7 +43,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Res
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dataplane.agent.authenticating import Authenticator
+from dataplane.agent.authenticating import Authenticator, Identity
+from dataplane.agent.authorizing import READ_PIECES, READ_SHARDS, Authorizer, Permission
 from dataplane.agent.coding import CodingError, codec
 from dataplane.agent.hydrating import Hydrator
 from dataplane.agent.sources import SHA256_HEADER, SHARD_BYTES_HEADER, SourceError
@@ -84,13 +87,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
+def build_app(hydrator: Hydrator, auth: Authenticator, authorizer: Authorizer) -> FastAPI:
     """The read API of one agent."""
     app = FastAPI(title="kbl node agent", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = hydrator.metrics
     store = hydrator.store
 
-    def caller(authorization: Annotated[str | None, Header()] = None) -> str:
+    def caller(authorization: Annotated[str | None, Header()] = None) -> Identity:
         scheme, _, token = (authorization or "").partition(" ")
         user = auth.authenticate(token.strip()) if scheme.lower() == "bearer" else None
         if user is None:
@@ -98,7 +101,13 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
             raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="kbl-agent"'})
         return user
 
-    Caller = Annotated[str, Depends(caller)]  # noqa: N806 - a local type alias, as FastAPI reads it
+    Caller = Annotated[Identity, Depends(caller)]  # noqa: N806 - a local type alias, as FastAPI reads it
+
+    def authorize(user: Identity, ns: str, name: str, permission: Permission) -> None:
+        decision = authorizer.authorize(user, ns, name, permission)
+        if not decision.allowed:
+            metrics.authz_refused.inc()
+            raise HTTPException(403, decision.reason)
 
     def dataset_of(ns: str, name: str) -> DataSet:
         with hydrator.lock:
@@ -158,7 +167,8 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}/record")
-    def piece_record(ns: str, name: str, shard: int, key: str, _user: Caller) -> Response:
+    def piece_record(ns: str, name: str, shard: int, key: str, user: Caller) -> Response:
+        authorize(user, ns, name, READ_PIECES)
         dataset = dataset_of(ns, name)
         found = local_piece(dataset, shard, key)
         if found is None:
@@ -166,7 +176,8 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
         return Response(found[1].to_json(), media_type="application/json")
 
     @app.get("/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}")
-    def piece(ns: str, name: str, shard: int, key: str, request: Request, _user: Caller) -> Response:
+    def piece(ns: str, name: str, shard: int, key: str, request: Request, user: Caller) -> Response:  # noqa: PLR0917 - FastAPI route parameters
+        authorize(user, ns, name, READ_PIECES)
         dataset = dataset_of(ns, name)
         found = local_piece(dataset, shard, key)
         if found is None:
@@ -190,14 +201,15 @@ def build_app(hydrator: Hydrator, auth: Authenticator) -> FastAPI:
         return response
 
     @app.get("/v1/namespaces/{ns}/datasets/{name}/shards/{shard}")
-    def shard_read(
+    def shard_read(  # noqa: PLR0917 - FastAPI route parameters
         ns: str,
         name: str,
         shard: int,
         request: Request,
-        _user: Caller,
+        user: Caller,
         local: Annotated[bool, Query()] = False,
     ) -> Response:
+        authorize(user, ns, name, READ_SHARDS)
         dataset = dataset_of(ns, name)
         spec = dataset.spec
         if not 0 <= shard < spec.shards:

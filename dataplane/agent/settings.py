@@ -61,6 +61,9 @@ class AgentSettings:
         fails like a full disk (ENOSPC).
     token_cache_s:
         Seconds a TokenReview answer is reused.
+    access_review_cache_s:
+        Seconds a SubjectAccessReview answer (allowed or denied) is reused: a removed RBAC
+        binding stops working within this time.
     audience:
         The audience the TokenReview asks for.
     peer_timeout_s:
@@ -94,6 +97,7 @@ class AgentSettings:
     holdings_ttl_s: float = 1.0
     capacity_bytes: int = 0
     token_cache_s: float = 10.0
+    access_review_cache_s: float = 10.0
     audience: str = DEFAULT_AUDIENCE
     peer_timeout_s: float = 30.0
     s3_part_bytes: int = 8 << 20

@@ -17,6 +17,7 @@ knows (:class:`Expected`), so the copier verifies before it renames.
 from __future__ import annotations
 
 import base64
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -202,7 +203,7 @@ class PeerClient:
     bundle for HTTPS peers (or ``False`` for loopback tests).
     """
 
-    def __init__(self, token: Callable[[], str], *, timeout_s: float = 30.0, verify: str | bool = True) -> None:
+    def __init__(self, token: Callable[[], str], *, timeout_s: float = 30.0, verify: str | bool | ssl.SSLContext = True) -> None:
         self.token = token
         self.client = httpx.Client(timeout=timeout_s, verify=verify)
 

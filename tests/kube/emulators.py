@@ -92,3 +92,37 @@ class Emulator:
 
         self.kmock["post", resource] << created
         self.kmock["put", resource] << replaced
+
+    def serve_reviews(self, tokens: dict[str, str]) -> None:
+        """Answer TokenReviews and SubjectAccessReviews as an API server would, never storing them.
+
+        A TokenReview authenticates the tokens of ``tokens`` (token -> user name; a ServiceAccount
+        user gets the groups the API server gives it); remove a token to revoke it. A
+        SubjectAccessReview is answered by :func:`kube.rbac.review` from the Role, ClusterRole
+        and binding objects posted to the emulator (RBAC only: see :mod:`kube.rbac`)."""
+        from kube import rbac
+
+        token_reviews = kmock.resource("authentication.k8s.io", "v1", "tokenreviews")
+        access_reviews = kmock.resource("authorization.k8s.io", "v1", "subjectaccessreviews")
+
+        def forget(resource: Any, request: Any) -> None:
+            del self.kmock.objects[resource, None, (request.data.get("metadata") or {}).get("name")]
+
+        def token_review(request: Any) -> Any:
+            forget(token_reviews, request)
+            spec = request.data.get("spec") or {}
+            user = tokens.get(str(spec.get("token")))
+            if user is None:
+                return {**request.data, "status": {"authenticated": False, "error": "invalid bearer token"}}
+            namespace = user.split(":")[2] if user.startswith("system:serviceaccount:") else ""
+            groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"] if namespace else []
+            who = {"username": user, "uid": f"uid-{user}", "groups": [*groups, "system:authenticated"]}
+            return {**request.data, "status": {"authenticated": True, "user": who, "audiences": spec.get("audiences") or []}}
+
+        def access_review(request: Any) -> Any:
+            forget(access_reviews, request)
+            held = [o.raw for key, o in self.kmock.objects.items() if key[0].group == rbac.RBAC_GROUP and not o.deleted]
+            return {**request.data, "status": rbac.review(held, request.data.get("spec") or {})}
+
+        self.kmock["post", token_reviews] << token_review
+        self.kmock["post", access_reviews] << access_review

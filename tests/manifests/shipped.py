@@ -33,7 +33,7 @@ INSTALL_ORDER = (
     "agent.yaml",
 )
 #: Optional plain YAML (cert-manager's and the webhook's need cert-manager's CRDs; the dashboard is for a Grafana sidecar).
-OPTIONAL_FILES = ("cert-manager.yaml", "grafana-dashboard.yaml", "webhook.yaml")
+OPTIONAL_FILES = ("agent-tls.yaml", "cert-manager.yaml", "grafana-dashboard.yaml", "webhook.yaml")
 NAMESPACE = "kbl-system"
 
 Obj = dict[str, Any]

@@ -175,3 +175,9 @@ def test_image_runs_as_the_user_the_pods_demand_and_ships_every_package() -> Non
         package = pattern.rstrip("*")
         assert f"COPY {package} ./{package}" in dockerfile, package
     assert 'ENTRYPOINT ["kbl"]' in dockerfile
+
+
+def test_agent_service_account_carries_the_role_its_s3_sources_are_read_with() -> None:
+    account = find(OBJECTS, "ServiceAccount", "kbl-agent")
+    arn = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", arn)

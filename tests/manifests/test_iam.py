@@ -19,6 +19,7 @@ from controller.providers.iam import (
     CONTROLLER_QUEUE_ACTIONS,
     WORKER_ACTIONS,
 )
+from dataplane.agent.iam import AGENT_SOURCE_ACTIONS
 from tests.manifests.shipped import IAM, NAMESPACE, find, plain_objects
 
 Obj = dict[str, Any]
@@ -27,8 +28,10 @@ POLICIES = {
     "controller-queue-policy.json": CONTROLLER_QUEUE_ACTIONS,
     "controller-interruption-policy.json": CONTROLLER_INTERRUPTION_ACTIONS,
     "worker-policy.json": WORKER_ACTIONS,
+    "agent-policy.json": AGENT_SOURCE_ACTIONS,
 }
-PLACEHOLDERS = {"AWS_ACCOUNT_ID", "AWS_REGION", "CLUSTER_NAME", "NODE_ROLE_NAME", "QUEUE_NAME", "REPLY_QUEUE_NAME", "OIDC_PROVIDER", "INTERRUPTION_QUEUE_NAME"}
+PLACEHOLDERS = {"AWS_ACCOUNT_ID", "AWS_REGION", "CLUSTER_NAME", "NODE_ROLE_NAME", "QUEUE_NAME", "REPLY_QUEUE_NAME", "OIDC_PROVIDER", "INTERRUPTION_QUEUE_NAME",
+                "SOURCE_BUCKET", "SOURCE_PREFIX"}  # fmt: skip
 SAMPLE = {
     "AWS_ACCOUNT_ID": "123456789012",
     "AWS_REGION": "eu-west-1",
@@ -38,6 +41,8 @@ SAMPLE = {
     "REPLY_QUEUE_NAME": "kbl-replies.fifo",
     "INTERRUPTION_QUEUE_NAME": "kbl-interruptions",
     "OIDC_PROVIDER": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE",
+    "SOURCE_BUCKET": "training-data",
+    "SOURCE_PREFIX": "datasets/",
 }
 #: Actions AWS gives no resource-level permissions for: the only ones allowed on "*".
 NO_RESOURCE_LEVEL = {
@@ -94,7 +99,7 @@ def test_policy_is_allow_only_without_wildcard_actions(name: str) -> None:
         assert not {"NotAction", "NotResource", "NotPrincipal"} & statement.keys()
         for action in _as_list(statement["Action"]):
             assert "*" not in action
-            assert re.fullmatch(r"(eks|autoscaling|ec2|iam|sqs|ssm):[A-Z][A-Za-z]+", action), action
+            assert re.fullmatch(r"(eks|autoscaling|ec2|iam|sqs|ssm|s3):[A-Z][A-Za-z]+", action), action
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -105,7 +110,7 @@ def test_resources_are_arns_of_this_account_region_and_cluster(name: str) -> Non
                 actions = set(_as_list(statement["Action"]))
                 assert actions <= NO_RESOURCE_LEVEL or "Condition" in statement, statement["Sid"]
                 continue
-            assert re.fullmatch(r"arn:aws:(eks|autoscaling|ec2|iam|sqs|ssm):(eu-west-1)?:(123456789012)?:.+", resource), resource
+            assert re.fullmatch(r"arn:aws:(eks|autoscaling|ec2|iam|sqs|ssm|s3):(eu-west-1)?:(123456789012)?:.+", resource), resource
             if resource.startswith("arn:aws:eks"):
                 assert "/prod" in resource, resource
 
@@ -176,12 +181,20 @@ def test_only_documented_placeholders_are_used() -> None:
         assert "${" + key + "}" in readme
 
 
-def test_trust_policy_lets_only_the_controller_service_account_assume_the_role() -> None:
-    trust = _substituted("controller-trust-policy.json")
-    (statement,) = trust["Statement"]
+def test_agent_reads_only_objects_under_the_sources_prefixes() -> None:
+    """Object ARNs only (no bucket-level action, no ``*``): the agent cannot list, write or delete."""
+    for statement in _substituted("agent-policy.json")["Statement"]:
+        for resource in _as_list(statement["Resource"]):
+            assert resource == "arn:aws:s3:::training-data/datasets/*", resource
+    assert all(a.startswith("s3:Get") for a in _actions("agent-policy.json"))
+
+
+@pytest.mark.parametrize(("policy", "account"), [("controller-trust-policy.json", "kbl-controller"), ("agent-trust-policy.json", "kbl-agent")])
+def test_trust_policy_lets_only_its_service_account_assume_the_role(policy: str, account: str) -> None:
+    (statement,) = _substituted(policy)["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert statement["Principal"]["Federated"] == f"arn:aws:iam::123456789012:oidc-provider/{SAMPLE['OIDC_PROVIDER']}"
     conditions = statement["Condition"]["StringEquals"]
-    account = find(plain_objects(), "ServiceAccount", "kbl-controller")
-    assert conditions[f"{SAMPLE['OIDC_PROVIDER']}:sub"] == f"system:serviceaccount:{NAMESPACE}:{account['metadata']['name']}"
+    name = find(plain_objects(), "ServiceAccount", account)["metadata"]["name"]
+    assert conditions[f"{SAMPLE['OIDC_PROVIDER']}:sub"] == f"system:serviceaccount:{NAMESPACE}:{name}"
     assert conditions[f"{SAMPLE['OIDC_PROVIDER']}:aud"] == "sts.amazonaws.com"

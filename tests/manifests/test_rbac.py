@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from controller.reconciling import WATCHED as CONTROLLER_WATCHED
+from dataplane.agent.authorizing import READ_PIECES, READ_SHARDS
 from extender.serving import WATCHED
 from kube import api
 from tests.conftest import ROOT
@@ -66,6 +67,10 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-agent", "", "nodes", "get", ""): "zones of peers (cheapest source first), own uid for the ownerReference",
     ("ClusterRole/kbl-agent", "", "events", "create", ""): "Events on a DataSet: full disk, corrupt piece quarantined, source error",
     ("ClusterRole/kbl-agent", "authentication.k8s.io", "tokenreviews", "create", ""): "authenticate readers and peers (never anonymous)",
+    ("ClusterRole/kbl-agent", "authorization.k8s.io", "subjectaccessreviews", "create", ""): "may this reader or peer read that DataSet",
+    # What the agent's peers check of it (SubjectAccessReview) when it reads from them.
+    ("ClusterRole/kbl-agent", "kbl.io", "datasets", "get", ""): "a reader's shard read relayed to the holder (`get datasets`)",
+    ("ClusterRole/kbl-agent", "kbl.io", "datasets/pieces", "get", ""): "copy a piece from a peer (`get datasets/pieces`, agents only)",
     # `kbl controller`'s leader election (kube/leading.py) on its own Lease. RBAC
     # cannot limit `create` by name (the name is in the body): create is for this namespace only.
     ("Role/kbl-controller-leader-election", "coordination.k8s.io", "leases", "create", ""): "create the Lease the first time",
@@ -264,4 +269,14 @@ def test_agent_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     paths = [*sorted((ROOT / "dataplane" / "agent").glob("*.py")), ROOT / "kube" / "watching.py"]
     needed = _calls(paths, generic=(api.DATASETS,))
     assert ("authentication.k8s.io", "tokenreviews", "create") in needed
-    assert _granted_to("kbl-agent") == needed
+    assert ("authorization.k8s.io", "subjectaccessreviews", "create") in needed
+    # Not API calls: what the read routes of its peers demand of its identity (authorizing.py).
+    checked_by_peers = {(api.DATASETS.group, p.resource, p.verb) for p in (READ_SHARDS, READ_PIECES)}
+    assert _granted_to("kbl-agent") == needed | checked_by_peers
+
+
+def test_only_the_agent_may_read_raw_pieces() -> None:
+    """``datasets/pieces`` is the peers' route: no other shipped role grants it, so a pod allowed
+    to read a DataSet's shards cannot read its fragments (or replicas) piece by piece."""
+    holders = {ref for ref, _group, resource, _verb, _name in _granted() if resource == READ_PIECES.resource}
+    assert holders == {"ClusterRole/kbl-agent"}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kube.api import DATASETS, NODE_HOLDINGS, TOKEN_REVIEWS, KubeApi
+from kube.api import DATASETS, NODE_HOLDINGS, ROLE_BINDINGS, ROLES, TOKEN_REVIEWS, KubeApi
 from kube.memory import MemoryApi
 from topology import labels
 from topology.holdings import NodeHoldings
@@ -112,7 +112,25 @@ class ReviewingApi(MemoryApi):
         user = self.tokens.get(str(spec.get("token")))
         if user is None:
             return {**obj, "status": {"authenticated": False, "error": "invalid bearer token"}}
-        return {**obj, "status": {"authenticated": True, "user": {"username": user}, "audiences": list(spec.get("audiences") or [])}}
+        namespace = user.split(":")[2] if user.startswith("system:serviceaccount:") else ""
+        groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"] if namespace else []
+        who = {"username": user, "uid": f"uid-{user}", "groups": [*groups, "system:authenticated"]}
+        return {**obj, "status": {"authenticated": True, "user": who, "audiences": list(spec.get("audiences") or [])}}
+
+
+def grant_dataset_reads(api: MemoryApi, namespace: str, service_account: str, *, role: str = "dataset-reader") -> None:
+    """A Role allowing ``get`` on DataSets in ``namespace``, bound to a ServiceAccount there (as a user would)."""
+    rule = {"apiGroups": ["kbl.io"], "resources": ["datasets"], "verbs": ["get", "list", "watch"]}
+    rbac = "rbac.authorization.k8s.io/v1"
+    api.put(ROLES, {"apiVersion": rbac, "kind": "Role", "metadata": {"name": role, "namespace": namespace}, "rules": [rule]})
+    binding = {
+        "apiVersion": rbac,
+        "kind": "RoleBinding",
+        "metadata": {"name": f"{role}-{service_account}", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }
+    api.put(ROLE_BINDINGS, binding)
 
 
 def put_dataset(api: MemoryApi, obj: Mapping[str, Any]) -> None:

@@ -17,7 +17,19 @@ import pytest
 from dataplane.agent.running import Agent, start_agents
 from dataplane.agent.scrubbing import scrub_once
 from kube.api import DATASETS, NODE_HOLDINGS, NODES
-from tests.dataplane.agent.cluster import NS, TOKEN, ReviewingApi, dataset, holdings, node, put_dataset, ready_on, wait_for, write_source
+from tests.dataplane.agent.cluster import (
+    NS,
+    TOKEN,
+    ReviewingApi,
+    dataset,
+    grant_dataset_reads,
+    holdings,
+    node,
+    put_dataset,
+    ready_on,
+    wait_for,
+    write_source,
+)
 
 SIZE = 64 * 1024 + 17
 NODES_ZONES = {"n1": "a", "n2": "a", "n3": "b", "n4": "b"}
@@ -26,6 +38,7 @@ NODES_ZONES = {"n1": "a", "n2": "a", "n3": "b", "n4": "b"}
 @pytest.fixture
 def api() -> ReviewingApi:
     api = ReviewingApi({"sa-token-good": "system:serviceaccount:ml:reader"})
+    grant_dataset_reads(api, NS, "reader")
     for name, zone in NODES_ZONES.items():
         api.put(NODES, node(name, zone))
     return api
@@ -173,8 +186,12 @@ def test_a_bit_flip_is_found_by_the_scrub_quarantined_and_repaired_from_a_peer(
     path.write_bytes(bytes(raw))
     assert scrub_once(agents["n1"].hydrator) == (1, 1)
     assert (Path(agents["n1"].settings.root) / ".kbl-quarantine" / NS / "f" / "0.replica").read_bytes() == bytes(raw)
-    wait_for("repaired", lambda: path.exists() and path.read_bytes() == src[0] and 0 in ready_on(api, "n1", "f", "replica"))
-    assert agents["n1"].metrics.hydrated("peer-zone") == SIZE
+    # The metric is counted just after the piece is renamed into place: wait for both.
+    wait_for(
+        "repaired from the peer",
+        lambda: path.exists() and path.read_bytes() == src[0] and agents["n1"].metrics.hydrated("peer-zone") == SIZE,
+    )
+    wait_for("reported ready again", lambda: 0 in ready_on(api, "n1", "f", "replica"))
     assert any(e["reason"] == "PieceCorrupt" for e in api.events)
 
 

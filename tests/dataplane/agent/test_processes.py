@@ -63,6 +63,7 @@ class Processes:
             "--static-tokens-file",
             str(self.token_file),
             "--no-token-review",
+            "--no-access-review",
             "--log-level",
             "info",
             *extra,
