@@ -78,7 +78,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     parser.add_argument("--shards", type=int, default=2, help="shards per DataSet (default %(default)s)")
     parser.add_argument("--shard-mib", type=float, default=2048.0, help="MiB per shard (default %(default)s: the RSS target's size)")
-    parser.add_argument("--s3-mib", type=float, default=128.0, help="MiB of the S3 4+2 shard (moto keeps it; default %(default)s)")
+    parser.add_argument("--s3-mib", type=float, default=64.0, help="MiB of the S3 4+2 shard (moto keeps it; default %(default)s)")
     parser.add_argument(
         "--bandwidth-mbps", type=float, default=400.0, help="per-agent --bandwidth-mbps of the repair (default %(default)s)"
     )
@@ -660,6 +660,12 @@ def _repair_group(  # noqa: PLR0917 - the phase's inputs, spelled out
         group.start(names)
         if s3_size is not None:
             _s3_phase(group, api, work, s3_size, out)
+            if group.aborted:  # the watchdog killed them during the S3 phase: fresh agents for the repair
+                group.aborted = ""
+                for n in names:
+                    api.delete(NODE_HOLDINGS, n)
+                shutil.rmtree(work / "nodes", ignore_errors=True)
+                group.start(names)
         holders = names[:4]
         shards = len(REPAIR_ROWS)
         source = {"path": str(src)}
@@ -739,7 +745,7 @@ def figures_template(shard_bytes: int, s3_bytes: int) -> dict[str, Figure]:
     }
 
 
-def measure(shards: int, shard_bytes: int, *, bandwidth_mbps: float = 400.0, s3_bytes: int | None = 128 * MIB, work: Path,
+def measure(shards: int, shard_bytes: int, *, bandwidth_mbps: float = 400.0, s3_bytes: int | None = 64 * MIB, work: Path,
             rss_budget_mib: float = 4096.0) -> dict[str, Figure]:
     """Every figure of the benchmark (module docstring), measured under ``work``."""
     out = figures_template(shard_bytes, s3_bytes or 0)
