@@ -50,14 +50,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
-from benchmarks.apiserving import ApiServer
+from benchmarks.apiserving import ApiServer, QuietServer
 from dataplane.agent.coding import Codec
 from kube.api import DATASETS, NODE_HOLDINGS, NODES
 from kube.memory import MemoryApi
@@ -70,6 +70,21 @@ SEGMENT = 1 << 20  # the agent's segment: 1 MiB
 BUFFER = 8 << 20  # the floors' buffers
 K, M = 4, 2
 MIB = 1 << 20
+
+
+def _agent_parallel_copies() -> int:
+    """The default of ``kbl agent --parallel-copies`` (the benchmark leaves it as it is): the floors' width."""
+    try:
+        from dataplane.agent.commanding import configure as agent_flags
+
+        parser = argparse.ArgumentParser()
+        agent_flags(parser)
+        return int(parser.parse_args(["--node", "x"]).parallel_copies)
+    except (ImportError, AttributeError, SystemExit):  # the flag gone: the width it had
+        return 4
+
+
+PARALLEL = _agent_parallel_copies()
 #: Shards of the repair DataSet: 2 replicas over 4 nodes, rows chosen so a loss has two receivers.
 REPAIR_ROWS = [[0, 1], [2, 0], [1, 3]]
 
@@ -142,6 +157,7 @@ class Group:
         self.zones = dict(zones)
         self.budget_mib = budget_mib
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.lock = threading.RLock()  # the watchdog kills from its thread
         self.hwm_mib: dict[str, float] = {}
         self.aborted = ""
         self.peak_sum_mib = 0.0
@@ -171,7 +187,8 @@ class Group:
                    "AWS_DEFAULT_REGION": "us-east-1"}
             env.pop("AWS_SESSION_TOKEN", None)
             env.pop("AWS_PROFILE", None)
-            self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+            with self.lock:
+                self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
             log.close()
         if not self._watchdog.is_alive():
             self._watchdog.start()
@@ -184,37 +201,40 @@ class Group:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.05):
-            total = 0.0
-            for proc in list(self.procs.values()):
-                total += _status_mib(proc.pid, "VmRSS")
-            self.peak_sum_mib = max(self.peak_sum_mib, total)
-            if total > self.budget_mib and not self.aborted:
-                self.record_hwm()
-                self.aborted = f"agents' RSS sum {total:,.0f} MiB passed the {self.budget_mib:,.0f} MiB budget: killed"
-                for name in list(self.procs):
-                    self.kill(name)
+            with self.lock:
+                total = sum(_status_mib(proc.pid, "VmRSS") for proc in self.procs.values())
+                self.peak_sum_mib = max(self.peak_sum_mib, total)
+                if total > self.budget_mib and not self.aborted:
+                    self.record_hwm()
+                    self.aborted = f"agents' RSS sum {total:,.0f} MiB passed the {self.budget_mib:,.0f} MiB budget: killed"
+                    progress(self.aborted)
+                    for name in list(self.procs):
+                        self.kill(name)
 
     def record_hwm(self, names: Sequence[str] | None = None) -> dict[str, float]:
         """Each live agent's peak RSS so far (``VmHWM``, MiB), kept as the group's maximum."""
-        for name in names or list(self.procs):
-            proc = self.procs.get(name)
-            if proc is not None and proc.poll() is None:
-                self.hwm_mib[name] = max(self.hwm_mib.get(name, 0.0), _status_mib(proc.pid, "VmHWM"))
-        return dict(self.hwm_mib)
+        with self.lock:
+            for name in names or list(self.procs):
+                proc = self.procs.get(name)
+                if proc is not None and proc.poll() is None:
+                    self.hwm_mib[name] = max(self.hwm_mib.get(name, 0.0), _status_mib(proc.pid, "VmHWM"))
+            return dict(self.hwm_mib)
 
     def kill(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
+        with self.lock:
+            proc = self.procs.pop(name, None)
         if proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGKILL)
             proc.wait(30)
 
     def stop(self, names: Sequence[str] | None = None) -> None:
-        chosen = [n for n in (names or list(self.procs)) if n in self.procs]
-        for name in chosen:
-            self.procs[name].terminate()
-        for name in chosen:
-            proc = self.procs.pop(name)
+        with self.lock:
+            chosen = [self.procs.pop(n) for n in (names or list(self.procs)) if n in self.procs]
+        for proc in chosen:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        for proc in chosen:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -253,9 +273,10 @@ class Group:
         while not check():
             if self.aborted:
                 raise AbortedError(self.aborted)
-            dead = [n for n, p in self.procs.items() if p.poll() is not None]
+            with self.lock:
+                dead = [(n, p.returncode) for n, p in self.procs.items() if p.poll() is not None]
             if dead:
-                raise AbortedError(f"agent {dead[0]} exited ({self.procs[dead[0]].returncode}): {self.log(dead[0])}")
+                raise AbortedError(f"agent {dead[0][0]} exited ({dead[0][1]}): {self.log(dead[0][0])}")
             if time.perf_counter() - start > timeout_s:
                 raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
             time.sleep(0.02)
@@ -483,8 +504,7 @@ class CountingProxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = _forward  # noqa: N815 - http.server's handler names
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, name="s3-proxy", daemon=True).start()
         self._client = client
@@ -519,7 +539,7 @@ def _main_group(  # noqa: PLR0917 - the phase's inputs, spelled out
     path_source = {"path": str(src)}
     try:
         group.start(names)
-        parallel = 4  # the agent's --parallel-copies default, which the benchmark leaves as it is
+        parallel = PARALLEL
         fig = out["hydration_path"]
         floor_s, floor_bytes, times = floor_copy(files, work / "floor", parallel)
         progress(f"floor: copy: {floor_s:.1f} s")
@@ -724,13 +744,14 @@ def _repair_group(  # noqa: PLR0917 - the phase's inputs, spelled out
         shutil.rmtree(work / "nodes", ignore_errors=True)
 
 
-def figures_template(shard_bytes: int, s3_bytes: int) -> dict[str, Figure]:
+def figures_template(shard_bytes: int, s3_bytes: int, shards: int = 2) -> dict[str, Figure]:
     size = f"{shard_bytes / MIB:,.0f} MiB shards"
+    best = "one at a time" if shards < 2 else f"best of 1 and {min(PARALLEL, shards)} at once"
     return {
         "hydration_path": Figure(f"hydration from a path ({size})", "MB/s", target=0.8,
-                                 floor_what="read + write + fsync + SHA-256, best of 1 and 4 at once"),
+                                 floor_what=f"read + write + fsync + SHA-256, {best}"),
         "hydration_peer": Figure(f"hydration from a peer, source gone ({size})", "MB/s", target=0.8,
-                                 floor_what="plain streamed GET of /shards/i + fsync, best of 1 and 4 at once"),
+                                 floor_what=f"plain streamed GET of /shards/i + fsync, {best}"),
         "encode": Figure(f"erasure 4+2 encode via 6 agents ({size})", "MB/s", target=0.7,
                          floor_what="Codec(4, 2).encode on 1 MiB segments, one core"),
         "rebuild": Figure(f"rebuild of a lost data fragment ({size})", "MB/s", target=0.7,
@@ -748,7 +769,7 @@ def figures_template(shard_bytes: int, s3_bytes: int) -> dict[str, Figure]:
 def measure(shards: int, shard_bytes: int, *, bandwidth_mbps: float = 400.0, s3_bytes: int | None = 64 * MIB, work: Path,
             rss_budget_mib: float = 4096.0) -> dict[str, Figure]:
     """Every figure of the benchmark (module docstring), measured under ``work``."""
-    out = figures_template(shard_bytes, s3_bytes or 0)
+    out = figures_template(shard_bytes, s3_bytes or 0, shards)
     src = work / "source"
     write_source(src, max(shards, len(REPAIR_ROWS)), shard_bytes)
     api = MemoryApi(history=1_000_000)
