@@ -534,94 +534,100 @@ def _main_group(  # noqa: PLR0917 - the phase's inputs, spelled out
     """Hydration from a path and from a peer (n0, n1), then 4+2 encode and rebuild (n0..n6), one zone."""
     names = [f"n{i}" for i in range(7)]
     group = Group(api, url, work, dict.fromkeys(names, "a"), budget_mib=budget)
-    total = shards * size
-    files = [_shard_file(src, i) for i in range(shards)]
-    path_source = {"path": str(src)}
     try:
-        group.start(names)
-        parallel = PARALLEL
-        fig = out["hydration_path"]
-        floor_s, floor_bytes, times = floor_copy(files, work / "floor", parallel)
-        progress(f"floor: copy: {floor_s:.1f} s")
-        fig.floor, fig.floor_bytes, fig.extra["floor_times_s"] = _rate(floor_bytes, floor_s), floor_bytes, times
-        rep = _dataset("rep", shards=shards, size=size, redundancy={"replicas": 1}, nodes=["n0"], rows=[[0]] * shards, source=path_source)
-        _put(api, rep)
-        t = group.wait("rep on n0", lambda: len(group.ready("n0", "rep", "replica")) == shards, _timeout(total))
-        fig.value, fig.bytes, fig.ratio = _rate(total, t), total, floor_s / t
-        fig.extra["source_bytes_metric"] = group.metric("n0", 'kbl_agent_hydrated_bytes_total{kind="source"}')
+        total = shards * size
+        files = [_shard_file(src, i) for i in range(shards)]
+        path_source = {"path": str(src)}
+        try:
+            group.start(names)
+            parallel = PARALLEL
+            fig = out["hydration_path"]
+            floor_s, floor_bytes, times = floor_copy(files, work / "floor", parallel)
+            progress(f"floor: copy: {floor_s:.1f} s")
+            fig.floor, fig.floor_bytes, fig.extra["floor_times_s"] = _rate(floor_bytes, floor_s), floor_bytes, times
+            rows = [[0]] * shards
+            rep = _dataset("rep", shards=shards, size=size, redundancy={"replicas": 1}, nodes=["n0"], rows=rows, source=path_source)
+            _put(api, rep)
+            t = group.wait("rep on n0", lambda: len(group.ready("n0", "rep", "replica")) == shards, _timeout(total))
+            fig.value, fig.bytes, fig.ratio = _rate(total, t), total, floor_s / t
+            fig.extra["source_bytes_metric"] = group.metric("n0", 'kbl_agent_hydrated_bytes_total{kind="source"}')
 
-        fig = out["hydration_peer"]
-        endpoint = group.endpoint("n0")
-        urls = [f"{endpoint}/v1/namespaces/{NS}/datasets/rep/shards/{i}" for i in range(shards)]
-        floor_s, floor_bytes, times = floor_get(urls, work / "floor", parallel)
-        progress(f"floor: GET: {floor_s:.1f} s")
-        fig.floor, fig.floor_bytes, fig.extra["floor_times_s"] = _rate(floor_bytes, floor_s), floor_bytes, times
-        before = group.metric("n1", 'kbl_agent_hydrated_bytes_total{kind="peer-zone"}')
-        with _moved_away(src):
-            _put(api, _dataset("rep", shards=shards, size=size, redundancy={"replicas": 2}, nodes=["n0", "n1"], rows=[[0, 1]] * shards,
-                               source=path_source))
-            t = group.wait("rep on n1", lambda: len(group.ready("n1", "rep", "replica")) == shards, _timeout(total))
-        fig.value, fig.bytes, fig.ratio = _rate(total, t), total, floor_s / t
-        fig.extra["peer_zone_bytes_metric"] = group.metric("n1", 'kbl_agent_hydrated_bytes_total{kind="peer-zone"}') - before
-        out["rss_replicated"].value = max(group.record_hwm().values())
-        out["rss_replicated"].extra["per_agent_mib"] = group.record_hwm(["n0", "n1"])
-        api.delete(DATASETS, "rep", NS)  # the agents delete its folders: disk back for the 4+2 phases
-        group.wait("rep released", lambda: all(group.holdings(n).of(f"{NS}/rep") is None for n in ("n0", "n1")), 120)  # type: ignore[union-attr]
-    except (AbortedError, TimeoutError) as exc:
-        for key in ("hydration_path", "hydration_peer", "rss_replicated"):
-            if out[key].value is None:
-                out[key].note = str(exc)[:300]
-        group.close()
-        return
+            fig = out["hydration_peer"]
+            endpoint = group.endpoint("n0")
+            urls = [f"{endpoint}/v1/namespaces/{NS}/datasets/rep/shards/{i}" for i in range(shards)]
+            floor_s, floor_bytes, times = floor_get(urls, work / "floor", parallel)
+            progress(f"floor: GET: {floor_s:.1f} s")
+            fig.floor, fig.floor_bytes, fig.extra["floor_times_s"] = _rate(floor_bytes, floor_s), floor_bytes, times
+            before = group.metric("n1", 'kbl_agent_hydrated_bytes_total{kind="peer-zone"}')
+            with _moved_away(src):
+                _put(api, _dataset("rep", shards=shards, size=size, redundancy={"replicas": 2}, nodes=["n0", "n1"], rows=[[0, 1]] * shards,
+                                   source=path_source))
+                t = group.wait("rep on n1", lambda: len(group.ready("n1", "rep", "replica")) == shards, _timeout(total))
+            fig.value, fig.bytes, fig.ratio = _rate(total, t), total, floor_s / t
+            fig.extra["peer_zone_bytes_metric"] = group.metric("n1", 'kbl_agent_hydrated_bytes_total{kind="peer-zone"}') - before
+            out["rss_replicated"].value = max(group.record_hwm().values())
+            out["rss_replicated"].extra["per_agent_mib"] = group.record_hwm(["n0", "n1"])
+            api.delete(DATASETS, "rep", NS)  # the agents delete its folders: disk back for the 4+2 phases
+            group.wait("rep released", lambda: all(group.holdings(n).of(f"{NS}/rep") is None for n in ("n0", "n1")), 120)  # type: ignore[union-attr]
+        except (AbortedError, TimeoutError) as exc:
+            for key in ("hydration_path", "hydration_peer", "rss_replicated"):
+                if out[key].value is None:
+                    out[key].note = str(exc)[:300]
+            group.close()
+            return
 
-    codec = Codec(K, M)
-    holders = names[:6]
-    try:
-        fig = out["encode"]
-        floor_s, floor_bytes = floor_encode(files, codec)
-        progress(f"floor: encode: {floor_s:.1f} s")
-        fig.floor, fig.floor_bytes = _rate(floor_bytes, floor_s), floor_bytes
-        fig.extra["backend"] = codec.backend
-        _put(api, _dataset("ec", shards=shards, size=size, redundancy={"erasure": {"data": K, "parity": M}}, nodes=holders,
-                           rows=[list(range(K + M))] * shards, source=path_source))
-        t = group.wait(
-            "every fragment", lambda: all(len(group.ready(n, "ec", str(p))) == shards for p, n in enumerate(holders)), _timeout(total)
-        )
-        fig.value, fig.bytes, fig.ratio = _rate(total, t), total, floor_s / t
-        fig.extra["source_bytes_metric"] = sum(group.metric(n, 'kbl_agent_hydrated_bytes_total{kind="source"}') for n in holders)
+        codec = Codec(K, M)
+        holders = names[:6]
+        try:
+            fig = out["encode"]
+            floor_s, floor_bytes = floor_encode(files, codec)
+            progress(f"floor: encode: {floor_s:.1f} s")
+            fig.floor, fig.floor_bytes = _rate(floor_bytes, floor_s), floor_bytes
+            fig.extra["backend"] = codec.backend
+            _put(api, _dataset("ec", shards=shards, size=size, redundancy={"erasure": {"data": K, "parity": M}}, nodes=holders,
+                               rows=[list(range(K + M))] * shards, source=path_source))
+            t = group.wait(
+                "every fragment", lambda: all(len(group.ready(n, "ec", str(p))) == shards for p, n in enumerate(holders)), _timeout(total)
+            )
+            fig.value, fig.bytes, fig.ratio = _rate(total, t), total, floor_s / t
+            fig.extra["source_bytes_metric"] = sum(group.metric(n, 'kbl_agent_hydrated_bytes_total{kind="source"}') for n in holders)
 
-        fig = out["rebuild"]
-        endpoints = {n: group.endpoint(n) for n in holders}
-        missing = 0  # a data fragment: a real reconstruction, not a re-encode of parity
-        others = [p for p in range(K + M) if p != missing][:K]
-        frag_urls = [[f"{endpoints[holders[p]]}/v1/namespaces/{NS}/datasets/ec/pieces/{s}/{p}" for p in others] for s in range(shards)]
-        floor_s, floor_bytes, parts = floor_rebuild(files, frag_urls, codec, missing)
-        progress(f"floor: GETs + rebuild: {floor_s:.1f} s")
-        fig.floor, fig.floor_bytes, fig.extra["floor_parts"] = _rate(floor_bytes, floor_s), floor_bytes, parts
-        group.record_hwm(["n0"])
-        group.kill("n0")
-        shutil.rmtree(group.root("n0"))
-        with _moved_away(src):
-            _put(api, _dataset("ec", shards=shards, size=size, redundancy={"erasure": {"data": K, "parity": M}},
-                               nodes=["n6", *holders[1:]], rows=[list(range(K + M))] * shards, source=path_source))
-            t = group.wait("fragment 0 rebuilt on n6", lambda: len(group.ready("n6", "ec", str(missing))) == shards, _timeout(total))
-        fig.value, fig.bytes, fig.ratio = _rate(total, t), total, floor_s / t
-        fig.extra["peer_zone_bytes_metric"] = group.metric("n6", 'kbl_agent_hydrated_bytes_total{kind="peer-zone"}')
-        group.record_hwm()
-        out["rss_erasure"].value = max(group.hwm_mib.values())
-        out["rss_erasure"].extra["per_agent_mib"] = dict(group.hwm_mib)
-    except (AbortedError, TimeoutError) as exc:
-        if group.hwm_mib:
+            fig = out["rebuild"]
+            endpoints = {n: group.endpoint(n) for n in holders}
+            missing = 0  # a data fragment: a real reconstruction, not a re-encode of parity
+            others = [p for p in range(K + M) if p != missing][:K]
+            frag_urls = [[f"{endpoints[holders[p]]}/v1/namespaces/{NS}/datasets/ec/pieces/{s}/{p}" for p in others] for s in range(shards)]
+            floor_s, floor_bytes, parts = floor_rebuild(files, frag_urls, codec, missing)
+            progress(f"floor: GETs + rebuild: {floor_s:.1f} s")
+            fig.floor, fig.floor_bytes, fig.extra["floor_parts"] = _rate(floor_bytes, floor_s), floor_bytes, parts
+            group.record_hwm(["n0"])
+            group.kill("n0")  # lost: process, disk, Node and NodeHoldings (as in the repair below)
+            shutil.rmtree(group.root("n0"))
+            api.delete(NODES, "n0")
+            api.delete(NODE_HOLDINGS, "n0")
+            with _moved_away(src):
+                _put(api, _dataset("ec", shards=shards, size=size, redundancy={"erasure": {"data": K, "parity": M}},
+                                   nodes=["n6", *holders[1:]], rows=[list(range(K + M))] * shards, source=path_source))
+                t = group.wait("fragment 0 rebuilt on n6", lambda: len(group.ready("n6", "ec", str(missing))) == shards, _timeout(total))
+            fig.value, fig.bytes, fig.ratio = _rate(total, t), total, floor_s / t
+            fig.extra["peer_zone_bytes_metric"] = group.metric("n6", 'kbl_agent_hydrated_bytes_total{kind="peer-zone"}')
+            group.record_hwm()
             out["rss_erasure"].value = max(group.hwm_mib.values())
             out["rss_erasure"].extra["per_agent_mib"] = dict(group.hwm_mib)
-        for key in ("encode", "rebuild", "rss_erasure"):
-            if out[key].ratio is None:
-                out[key].note = str(exc)[:300]
+        except (AbortedError, TimeoutError) as exc:
+            if group.hwm_mib:
+                out["rss_erasure"].value = max(group.hwm_mib.values())
+                out["rss_erasure"].extra["per_agent_mib"] = dict(group.hwm_mib)
+            for key in ("encode", "rebuild", "rss_erasure"):
+                if out[key].ratio is None:
+                    out[key].note = str(exc)[:300]
+        finally:
+            out["rss_erasure"].extra["peak_sampled_sum_mib"] = group.peak_sum_mib
+            group.close()
+            api.delete(DATASETS, "ec", NS)
+            shutil.rmtree(work / "nodes", ignore_errors=True)
     finally:
-        out["rss_erasure"].extra["peak_sampled_sum_mib"] = group.peak_sum_mib
-        group.close()
-        api.delete(DATASETS, "ec", NS)
-        shutil.rmtree(work / "nodes", ignore_errors=True)
+        group.close()  # also on an interrupt: no agent outlives the run
 
 
 def _s3_phase(group: Group, api: MemoryApi, work: Path, s3_size: int, out: dict[str, Figure]) -> None:
