@@ -35,6 +35,19 @@ from kube.memory import MemoryApi
 KNOWN = {(r.group, r.plural): r for r in (NODES, PODS, DATASETS, KBLS, NODE_HOLDINGS, JOBS, LEASES)}
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server whose handler threads die with it and that says nothing when a
+    client goes away mid-request (a killed agent is part of the benchmark)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _resource(group: str, version: str, plural: str, namespaced_url: bool) -> Resource:
     known = KNOWN.get((group, plural))
     if known is not None:
@@ -86,8 +99,7 @@ class ApiServer:
             def do_DELETE(self) -> None:
                 front._handle(self, "DELETE")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self.server.serve_forever, name="bench-apiserver", daemon=True)
