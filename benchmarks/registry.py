@@ -16,7 +16,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     ),
     "placement": ("benchmarks.placement", "placement balance, movement, speed and durability (60, 600 and 3,000 hosts)"),
     "controller": ("benchmarks.controller", "companion controller: reaction time, pending pod-seconds reactive vs pre-warmed"),
-    "data": ("benchmarks.data", "node agent: hydration vs copyfile/GET, erasure encode/rebuild vs pyeclib, repair time vs bandwidth bound"),
+    "data": (
+        "benchmarks.data",
+        "node agents as processes: hydration, 4+2 encode/rebuild, repair, peak RSS and S3 bytes vs floors on the same bytes (targets)",
+    ),
     "reliability": (
         "benchmarks.reliability",
         "soak at concurrency 64 over HTTP (errors, p99, RSS); data-loss simulation against random placement",
