@@ -8,7 +8,8 @@ conditions, the counts and the Events that explain the change. No I/O: the loop
 
 The rules, in order:
 
-1. **Eligible targets** are Ready, not cordoned, not draining (``kbl.io/drain``), not lost nodes;
+1. **Eligible targets** are Ready, not cordoned, not draining (``kbl.io/drain``), not lost nodes
+   (a node whose agent is silent past ``agent_ttl_s`` is lost: the reconciler folds it in);
    ``spec.nodeSelector`` and a positive weight are :func:`placement.place`'s own filter.
    Cordoned and NotReady (not yet lost) nodes *keep* the pieces they hold but get no new ones.
 2. **Placement**: fresh with :func:`placement.place`; afterwards ``place(..., previous=target)``,
@@ -69,7 +70,9 @@ class ClusterView:
     """What the reconciler knows of the cluster at one moment.
 
     ``nodes`` are the Node objects present; ``lost`` the present ones NotReady past the grace
-    period (a node absent from ``nodes`` is lost too); ``holdings`` every agent's report by node.
+    period or whose agent is silent past its TTL (a node absent from ``nodes`` is lost too);
+    ``silent`` those of ``lost`` lost for their agent's silence alone (for the Events);
+    ``holdings`` every agent's report by node.
     What every DataSet's decision reads of the nodes (sorted, eligible, movable, their table) is
     computed once per view (cached properties).
     """
@@ -77,6 +80,7 @@ class ClusterView:
     nodes: Mapping[str, Node]
     lost: frozenset[str] = frozenset()
     holdings: Mapping[str, NodeHoldings] = field(default_factory=dict)
+    silent: frozenset[str] = frozenset()
 
     @cached_property
     def ordered(self) -> list[Node]:
@@ -375,10 +379,14 @@ class PlanMemo:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[tuple[Any, ...], Replan]] = {}
+        self.misses = 0  # lookups that found no plan for these inputs (a DataSet planned again)
 
     def get(self, key: str, token: tuple[Any, ...]) -> Replan | None:
         found = self._last.get(key)
-        return found[1] if found is not None and found[0] == token else None
+        if found is not None and found[0] == token:
+            return found[1]
+        self.misses += 1
+        return None
 
     def put(self, key: str, token: tuple[Any, ...], replan: Replan) -> None:
         self._last[key] = (token, replan)
@@ -616,7 +624,8 @@ def decide(
         for s, p in list(zip(*np.nonzero(changed & np.isin(old, list(gone))), strict=True))[:5]:
             origin = copy_source(dataset, cluster, holders, int(s), to=str(final[s, p]))
             samples.append(f"shard {s} piece {p} -> {final[s, p]} from {origin}")
-        events.append(Event("Warning", "NodeLost", f"nodes {', '.join(sorted(gone))} lost: {repairs} pieces get new holders; "
+        silent = f" ({', '.join(sorted(gone & cluster.silent))}: agent silent, node still present)" if gone & cluster.silent else ""
+        events.append(Event("Warning", "NodeLost", f"nodes {', '.join(sorted(gone))} lost{silent}: {repairs} pieces get new holders; "
                             + "; ".join(samples) + ("; ..." if repairs > len(samples) else "")))
     if new_lost:
         events.append(Event("Warning", "ShardsLost", f"shards {format_shards(new_lost)} have fewer than {needed} ready pieces left and "
@@ -685,8 +694,10 @@ def _placed(result: Replan | None, problem: str, had: bool, placement: ShardPlac
 def _why(old: npt.NDArray[np.object_], changed: npt.NDArray[np.bool_], cluster: ClusterView, gone: set[str]) -> str:
     reasons: list[str] = []
     from_nodes = {str(n) for n in old[changed] if n}
-    if from_nodes & gone:
-        reasons.append(f"nodes lost ({', '.join(sorted(from_nodes & gone))})")
+    if from_nodes & gone - cluster.silent:
+        reasons.append(f"nodes lost ({', '.join(sorted(from_nodes & gone - cluster.silent))})")
+    if from_nodes & cluster.silent:
+        reasons.append(f"agents silent past their TTL ({', '.join(sorted(from_nodes & cluster.silent))})")
     draining = sorted(n for n in from_nodes if cluster.draining(n))
     if draining:
         reasons.append(f"nodes draining ({', '.join(draining)})")

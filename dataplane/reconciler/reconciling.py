@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 
 #: The resources the reconciler lists and watches.
 WATCHED = (DATASETS, NODES, NODE_HOLDINGS)
+
+#: Typed Nodes, typed NodeHoldings, since when each NotReady node has been so, and each agent's
+#: last heartbeat (epoch seconds) by node.
+NodesView = tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, float], dict[str, float]]
 
 
 @dataclass
@@ -149,7 +154,14 @@ class Reconciler:
         self._typed: dict[tuple[str, str], tuple[Mapping[str, Any], Any]] = {}
         self._node_generation = 0
         self._view_generation = 0  # bumped by every Node or NodeHoldings change
-        self._nodes_cache: tuple[int, tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, float]]] | None = None
+        self._nodes_cache: tuple[int, NodesView] | None = None
+        # Agent liveness: when this reconciler started (the grace for nodes whose agent has not
+        # reported yet), the silent nodes of the last pass and until when that set holds (the
+        # earliest heartbeat expiry or end of the grace: the run loop re-checks then).
+        self._started: float | None = None
+        self._silent: frozenset[str] = frozenset()
+        self._silent_of: tuple[Mapping[str, Node], Mapping[str, float]] | None = None
+        self.next_expiry: float = math.inf
         self._cluster: ClusterView | None = None
         self.memo = PlanMemo()
 
@@ -222,6 +234,8 @@ class Reconciler:
             self._view_generation += 1
         before, after = _holdings_fingerprint(old), _holdings_fingerprint(None if event.type == "DELETED" else event.object)
         self._mark(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        if name in self._silent and event.type != "DELETED" and self._live(_heartbeat(event.object)):
+            self._mark(everything=True)  # a silent agent is back: its node is a holder again
 
     # ----------------------------------------------------------------- passes
     def reconcile_once(self) -> PassReport:
@@ -241,10 +255,10 @@ class Reconciler:
         self._typed[(kind, key)] = (obj, typed)
         return typed
 
-    def _nodes_view(self) -> tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, float]]:
-        """Typed Nodes and NodeHoldings, and since when each NotReady node has been so (its Ready
+    def _nodes_view(self) -> NodesView:
+        """Typed Nodes and NodeHoldings, since when each NotReady node has been so (its Ready
         condition's ``lastTransitionTime``, the API server's, so every replica agrees; a NotReady
-        node without one is not counted as lost).
+        node without one is not counted as lost), and each agent's last heartbeat.
 
         Rebuilt (each object typed once, see :meth:`_typed_of`) only after a Node or NodeHoldings
         event or relist; otherwise the previous pass's, so a pass after a DataSet event does not
@@ -268,29 +282,36 @@ class Reconciler:
             if down is not None:
                 since[node.name] = down
         holdings: dict[str, NodeHoldings] = {}
+        heard: dict[str, float] = {}
         for name, obj in raw_holdings.items():
             try:
-                found = self._typed_of("holdings", name, obj, NodeHoldings.from_object)
+                found = self._typed_of("holdings", name, obj, _typed_holdings)
             except KblError as exc:
                 log.warning("holdings skipped: %s", exc)
                 continue
-            holdings[found.node] = found
+            holdings[found[0].node] = found[0]
+            if found[1] is not None:
+                heard[found[0].node] = found[1]
         present = {"node": raw_nodes, "holdings": raw_holdings}
         for gone in [k for k in self._typed if k[0] in present and k[1] not in present[k[0]]]:
             del self._typed[gone]
-        self._nodes_cache = (seen, (nodes, holdings, since))
-        return nodes, holdings, since
+        self._nodes_cache = (seen, (nodes, holdings, since, heard))
+        return nodes, holdings, since, heard
 
     def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str], tuple[int, int, frozenset[str]]]:
         with self._lock:
             raw_datasets = dict(self.datasets)
             generation = self._node_generation
-        nodes, holdings, since = self._nodes_view()
+        nodes, holdings, since, heard = self._nodes_view()
         now = self.clock()
+        if self._started is None:
+            self._started = now
         lost = frozenset(n for n, down in since.items() if now - down >= self.settings.node_lost_grace_s)
+        silent = self._silent_nodes(nodes, heard, now)
+        lost |= silent
         cluster = self._cluster
         if cluster is None or cluster.nodes is not nodes or cluster.holdings is not holdings or cluster.lost != lost:
-            cluster = self._cluster = ClusterView(nodes, lost, holdings)  # its cached node lists go with it
+            cluster = self._cluster = ClusterView(nodes, lost, holdings, silent)  # its cached node lists go with it
         datasets: dict[str, DataSet] = {}
         invalid: dict[str, str] = {}
         for key, obj in raw_datasets.items():
@@ -301,6 +322,39 @@ class Reconciler:
         for gone in [k for k in self._typed if k[0] == "dataset" and k[1] not in raw_datasets]:
             del self._typed[gone]
         return cluster, datasets, invalid, (generation, len(nodes), cluster.lost)
+
+    def _live(self, heartbeat: float | None) -> bool:
+        """A heartbeat at ``heartbeat`` (epoch seconds; ``None``: never) is within the agent TTL now."""
+        ttl = self.settings.agent_ttl_s
+        return not ttl or (heartbeat is not None and self.clock() - heartbeat < ttl)
+
+    def _silent_nodes(self, nodes: Mapping[str, Node], heard: Mapping[str, float], now: float) -> frozenset[str]:
+        """The present nodes whose agent is silent: last heartbeat ``agent_ttl_s`` or more ago, or
+        none at all once the grace after this reconciler's start is over. Sets
+        :attr:`next_expiry` (the earliest moment the set changes by the clock alone).
+
+        Recomputed (numpy over the nodes) only when the nodes view changed or the clock passed
+        :attr:`next_expiry`: a heartbeat that does not cross the TTL changes nothing here, and the
+        set (part of the plan memo's token through ``ClusterView.lost``) changes only when a node
+        crosses the boundary."""
+        ttl = self.settings.agent_ttl_s
+        if not ttl or not nodes:
+            self._silent, self.next_expiry = frozenset(), math.inf
+            return self._silent
+        seen = self._silent_of
+        if seen is not None and seen[0] is nodes and seen[1] is heard and now < self.next_expiry:
+            return self._silent
+        names = list(nodes)
+        last = np.fromiter((heard.get(n, -math.inf) for n in names), dtype=np.float64, count=len(names))
+        grace_end = (self._started if self._started is not None else now) + ttl
+        unheard = np.isneginf(last)
+        expires = np.where(unheard, grace_end, last + ttl)
+        quiet = expires <= now
+        self._silent = frozenset(names[i] for i in np.flatnonzero(quiet).tolist())
+        pending = expires[~quiet]
+        self.next_expiry = float(pending.min()) if pending.size else math.inf
+        self._silent_of = (nodes, heard)
+        return self._silent
 
     def reconcile(self, keys: Iterable[str] | None) -> PassReport:
         """Reconcile the DataSets ``keys`` (every one when ``None``), then the nodes' drain annotations.
@@ -466,14 +520,16 @@ class Reconciler:
             next_resync = time.monotonic()
             failures = 0
             while not stop.is_set():
-                timeout = max(0.0, next_resync - time.monotonic())
+                # Wake for the resync, or when an agent's heartbeat expires (no re-plan per heartbeat).
+                timeout = max(0.0, min(next_resync - time.monotonic(), self.next_expiry - self.clock()))
                 self._wake.wait(timeout)
                 if stop.is_set():
                     return
                 stop.wait(batch_s)  # let a burst of events coalesce into one pass
                 self._wake.clear()
                 with self._lock:
-                    everything = self._all_dirty or time.monotonic() >= next_resync
+                    expired = self.clock() >= self.next_expiry
+                    everything = self._all_dirty or expired or time.monotonic() >= next_resync
                     keys = None if everything else set(self._dirty)
                     self._dirty.clear()
                     self._all_dirty = False
@@ -491,6 +547,17 @@ class Reconciler:
         finally:
             for informer in informers:
                 informer.stop(2.0)
+
+
+def _heartbeat(obj: Mapping[str, Any] | None) -> float | None:
+    """A raw NodeHoldings' ``status.heartbeatTime`` in epoch seconds (``None``: absent or unreadable)."""
+    text = ((obj or {}).get("status") or {}).get("heartbeatTime")
+    return parse_time(text) if isinstance(text, str) and text else None
+
+
+def _typed_holdings(obj: Mapping[str, Any]) -> tuple[NodeHoldings, float | None]:
+    """A NodeHoldings typed, with its heartbeat in epoch seconds."""
+    return NodeHoldings.from_object(obj), _heartbeat(obj)
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> str:
