@@ -50,7 +50,9 @@ def test_an_agent_silent_past_its_ttl_is_a_lost_holder_and_its_pieces_get_new_ho
     assert min(world.copies(after)) == redundancy.width  # every piece ready again on live agents
     assert world.get()["status"]["lostShards"] == ""
     lost = [e["message"] for e in world.memory.events if e["reason"] == "NodeLost"]
-    assert lost and victim in lost[0] and "agent silent" in lost[0]
+    assert lost
+    assert victim in lost[0]
+    assert "agent silent" in lost[0]
 
 
 def test_heartbeats_that_cross_no_ttl_plan_nothing_again_and_write_nothing_and_only_a_crossing_replans() -> None:
