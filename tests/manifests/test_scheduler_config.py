@@ -20,7 +20,7 @@ import yaml
 
 from extender.app import create_app
 from extender.messages import MAX_PRIORITY
-from extender.settings import ExtenderSettings
+from extender.settings import ExtenderSettings, normalize_prefix
 from extender.state import ClusterState
 from kbl import cli
 from kbl.commands.serve import settings_from_args
@@ -217,5 +217,5 @@ def test_profile_names_and_the_default_percentage_are_values() -> None:
 
 
 def test_the_webhook_without_a_ca_refuses_to_render_saying_how_to_fix_it() -> None:
-    with pytest.raises(Exception, match=r"tls\.certManager\.enabled=true .* webhook\.caBundle"):
+    with pytest.raises(Exception, match=r"tls\.certManager\.enabled=true .* webhook\.caBundle"):  # noqa: B017, PT011
         _objects({"webhook": {"enabled": True}})
