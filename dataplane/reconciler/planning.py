@@ -23,8 +23,9 @@ The rules, in order:
    ready (a DataSet whose bytes another system writes) has no bytes to move: its move applies at
    once. So a shard never counts
    fewer ready pieces (target holders ready + transfer sources ready) than before a move,
-   unless a node was lost. Moves are applied shard by shard, most urgent first (earliest drain
-   deadline, then fewest ready pieces), while no node exceeds ``max_transfers_per_node``
+   unless a node was lost. Moves are applied shard by shard, most at risk first (fewest ready
+   pieces beyond the ``needed`` ones: ``k`` for erasure, 1 for replicas; then the earliest drain
+   deadline; then the most bytes), while no node exceeds ``max_transfers_per_node``
    in-flight transfers; the others wait for a later pass. Repairs come first: while a piece is
    missing or in flight, moves that only rebalance (every old holder alive and staying) wait.
 4. **Loss**: a shard without a source that a lost node left with fewer than ``needed`` ready
@@ -519,9 +520,13 @@ def decide(
     final = old if not fresh else new.copy()  # copied on the first applied row
     applied: list[int] = []
 
-    def urgency(s: int) -> tuple[float, int, int]:
+    sizes = spec.shard_sizes
+
+    def urgency(s: int) -> tuple[int, float, int, int]:
+        """Most at risk first: fewest ready pieces beyond the ``needed`` ones, then the earliest
+        drain deadline, then the most bytes, then the shard index."""
         leaving = [cluster.deadline(str(n)) for n in old[s] if n and cluster.draining(str(n))]
-        return (min(leaving, default=math.inf), int(before[s]), s)
+        return (int(before[s]) - needed, min(leaving, default=math.inf), -int(sizes[s]), s)
 
     deferred = 0
     bound = cfg.max_transfers_per_node

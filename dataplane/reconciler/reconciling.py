@@ -164,6 +164,7 @@ class Reconciler:
         self.next_expiry: float = math.inf
         self._cluster: ClusterView | None = None
         self.memo = PlanMemo()
+        self._risk: dict[str, tuple[float, int]] = {}  # per DataSet, from its last decision (see _risk)
 
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
@@ -371,6 +372,9 @@ class Reconciler:
         report = PassReport()
         cluster, datasets, invalid, token = self._view()
         wanted = sorted(set(datasets) | set(invalid)) if keys is None else sorted(set(keys) & (set(datasets) | set(invalid)))
+        # Most at risk first over DataSets too (the per-node transfer bound is shared: who decides
+        # first takes it): by each one's riskiest shard at its last decision; unknown ones last.
+        wanted.sort(key=lambda k: self._risk.get(k, (math.inf, 0)))
         for key in wanted:
             if key in invalid:
                 report.invalid[key] = invalid[key]
@@ -392,7 +396,10 @@ class Reconciler:
                 with contextlib.suppress(KblError):
                     datasets[key] = DataSet.from_object(updated)
             self.metrics.record(key, transfers=len(decision.transfers), degraded=decision.degraded_shards, lost=len(decision.lost_shards))
+            self._risk[key] = _risk(decision, datasets[key])
         self.memo.forget(datasets.keys())
+        for gone in self._risk.keys() - datasets.keys():
+            del self._risk[gone]
         self._write_nodes(list(datasets.values()), cluster, report)
         self.metrics.duration.observe(time.perf_counter() - started)
         return report
@@ -547,6 +554,18 @@ class Reconciler:
         finally:
             for informer in informers:
                 informer.stop(2.0)
+
+
+def _risk(decision: Decision, dataset: DataSet) -> tuple[float, int]:
+    """How close a DataSet is to losing a shard: its riskiest shard's ready pieces beyond the
+    ``needed`` ones, then minus that shard's bytes (sorts most at risk first)."""
+    ready = decision.shard_ready
+    if not ready.size:
+        return (math.inf, 0)
+    margin = ready - dataset.spec.redundancy.needed
+    low = int(margin.min())
+    sizes = dataset.spec.shard_sizes[: ready.size]
+    return (float(low), -int(sizes[margin == low].max()))
 
 
 def _heartbeat(obj: Mapping[str, Any] | None) -> float | None:

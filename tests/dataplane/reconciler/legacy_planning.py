@@ -2,6 +2,9 @@
 
 tests/dataplane/reconciler/test_steady_state.py proves the new :func:`dataplane.reconciler.planning.decide`
 returns the same Decision as this one on random clusters and placements. Not used by kbl itself.
+
+Changed on purpose since the freeze, in both: the order moves are applied in (``urgency``) is
+most at risk first (ready pieces beyond the needed ones, then drain deadline, then bytes), issue 21.
 """
 from __future__ import annotations
 
@@ -175,9 +178,13 @@ def decide(
     moved_rows = np.flatnonzero((old != new).any(axis=1)) if not fresh else np.zeros(0, dtype=np.int64)
     final = old.copy() if not fresh else new.copy()
 
-    def urgency(s: int) -> tuple[float, int, int]:
+    sizes = spec.shard_sizes
+
+    def urgency(s: int) -> tuple[int, float, int, int]:
+        """Most at risk first: fewest ready pieces beyond the ``needed`` ones, then the earliest
+        drain deadline, then the most bytes, then the shard index."""
         leaving = [cluster.deadline(str(n)) for n in old[s] if n and cluster.draining(str(n))]
-        return (min(leaving, default=math.inf), int(before[s]), s)
+        return (int(before[s]) - needed, min(leaving, default=math.inf), -int(sizes[s]), s)
 
     deferred = 0
     bound = cfg.max_transfers_per_node
