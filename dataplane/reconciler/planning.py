@@ -52,7 +52,7 @@ from placement import PlacementResult, place
 from placement.stability import NodeTable, keeps
 from topology import labels
 from topology.clusters import shared_level
-from topology.datasets import DataSet, ShardPlacement, Transfer
+from topology.datasets import DataSet, DataSetSpec, Erasure, ShardPlacement, Transfer
 from topology.errors import KblError
 from topology.holdings import NodeHoldings, piece_key
 from topology.localities import Level
@@ -165,7 +165,8 @@ class Decision:
     ``placement`` is ``None`` only when no placement could ever be made (a bad DataSet).
     ``moves`` counts the slots whose node changed; ``repairs`` those among them whose old holder
     was lost; ``ready`` and ``total`` count slots whose target holder has the piece ready.
-    ``shard_ready`` is the ready pieces per shard (target holders + transfer sources).
+    ``shard_ready`` is the ready pieces per shard (target holders + transfer sources);
+    ``bytes_ready`` and ``bytes_total`` weigh ``ready`` and ``total`` by :func:`piece_sizes`.
     """
 
     key: str
@@ -181,6 +182,8 @@ class Decision:
     deferred_shards: int = 0
     degraded_shards: int = 0
     shard_ready: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64), compare=False, repr=False)
+    bytes_ready: int = 0
+    bytes_total: int = 0
 
     def status(self, generation: int | None, *, placement_json: Any = None) -> dict[str, Any]:
         """The reconciler-owned part of ``status`` (conditions without times: see :func:`status_patch`).
@@ -191,6 +194,11 @@ class Decision:
         out: dict[str, Any] = {
             "transfers": [t.to_json() for t in self.transfers],
             "pieces": {"ready": self.ready, "total": self.total},
+            "bytes": {"ready": self.bytes_ready, "total": self.bytes_total},
+            "progress": {
+                "pieces": f"{self.ready}/{self.total}",
+                "bytes": f"{human_bytes(self.bytes_ready)}/{human_bytes(self.bytes_total)}",
+            },
             "lostShards": format_shards(list(self.lost_shards)),
             "conditions": [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in self.conditions],
         }
@@ -199,6 +207,26 @@ class Decision:
         if generation is not None:
             out["observedGeneration"] = generation
         return out
+
+
+def piece_sizes(spec: DataSetSpec) -> npt.NDArray[np.int64]:
+    """Bytes of one piece of each shard: the shard's size for a replica, ``ceil(size / k)`` for an
+    erasure fragment (its data; the agent's file adds liberasurecode's 80-byte header and the
+    codec's padding, which are not counted)."""
+    red = spec.redundancy
+    if isinstance(red, Erasure):
+        return -(-spec.shard_sizes // red.k)
+    return spec.shard_sizes
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes for a person: ``512``, ``1.5Ki``, ``20.0Gi`` (binary units, one decimal)."""
+    value, unit = float(n), ""
+    for unit in ("", "Ki", "Mi", "Gi", "Ti", "Pi"):
+        if value < 1024 or unit == "Pi":
+            break
+        value /= 1024
+    return f"{n}" if not unit else f"{value:.1f}{unit}"
 
 
 class Holders:
@@ -602,6 +630,9 @@ def decide(
     after = with_transfers(final_ready, transfers)
     ready = int(final_ready.sum())
     total = shards * width
+    sizes_of_pieces = piece_sizes(spec)
+    bytes_ready = int(final_ready.sum(axis=1, dtype=np.int64) @ sizes_of_pieces) if shards else 0
+    bytes_total = int(sizes_of_pieces.sum()) * width
     # Lost shards (no source only): a lost node left fewer than `needed` ready pieces.
     lost = {s for s in previous_lost(status) if s < shards and after[s] < needed}
     if spec.source is None and gone:
@@ -670,6 +701,8 @@ def decide(
         deferred_shards=deferred,
         degraded_shards=below if (lost or _was_full(status) or repairs) else 0,
         shard_ready=after,
+        bytes_ready=bytes_ready,
+        bytes_total=bytes_total,
     )
 
 
@@ -781,8 +814,10 @@ __all__ = [
     "decide",
     "distance",
     "from_names",
+    "human_bytes",
     "index_of",
     "names_of",
     "node_annotations",
+    "piece_sizes",
     "placement_status",
 ]

@@ -38,6 +38,7 @@ from dataplane.reconciler.planning import (
     decide,
     node_annotations,
 )
+from dataplane.reconciler.progress import ProgressMeter, estimated_ready, eta_text
 from dataplane.reconciler.settings import ReconcilerSettings
 from kube.api import DATASETS, NODE_HOLDINGS, NODES, ApiError, KubeApi, WatchEvent
 from kube.watching import Informer
@@ -165,6 +166,8 @@ class Reconciler:
         self._cluster: ClusterView | None = None
         self.memo = PlanMemo()
         self._risk: dict[str, tuple[float, int]] = {}  # per DataSet, from its last decision (see _risk)
+        self.progress = ProgressMeter(smoothing_s=self.settings.eta_smoothing_s, sample_s=self.settings.eta_sample_s)
+        self._rate: dict[str, float | None] = {}
 
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
@@ -391,6 +394,8 @@ class Reconciler:
                 datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight, memo=self.memo, token=token
             )
             report.decisions[key] = decision
+            self._rate[key] = rate = self.progress.observe(key, decision.bytes_ready, self.clock())
+            self.metrics.progress(key, remaining=decision.bytes_total - decision.bytes_ready, rate=rate)
             updated = self._write(key, raw, decision, report, datasets[key])
             if updated is not None:
                 with contextlib.suppress(KblError):
@@ -400,6 +405,9 @@ class Reconciler:
         self.memo.forget(datasets.keys())
         for gone in self._risk.keys() - datasets.keys():
             del self._risk[gone]
+            self._rate.pop(gone, None)
+            self.metrics.forget(gone)
+        self.progress.forget(datasets.keys())
         self._write_nodes(list(datasets.values()), cluster, report)
         self.metrics.duration.observe(time.perf_counter() - started)
         return report
@@ -421,8 +429,11 @@ class Reconciler:
         )  # fmt: skip
         # An unchanged target keeps its JSON: no rendering, and the comparison below is by identity.
         body = decision.status(generation if isinstance(generation, int) else None, placement_json=old.get("placement") if same else None)
-        now_text = format_time(self.clock())
+        now = self.clock()
+        now_text = format_time(now)
         body["conditions"] = conditions_with_times(body["conditions"], old.get("conditions") or [], now_text)
+        eta = estimated_ready(decision.bytes_total - decision.bytes_ready, self._rate.get(key), now)
+        body["estimatedReadyTime"] = eta_text(eta, old.get("estimatedReadyTime"), now)
         if self.dry_run:
             report.planned[key] = body
             return None

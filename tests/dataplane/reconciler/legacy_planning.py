@@ -4,7 +4,8 @@ tests/dataplane/reconciler/test_steady_state.py proves the new :func:`dataplane.
 returns the same Decision as this one on random clusters and placements. Not used by kbl itself.
 
 Changed on purpose since the freeze, in both: the order moves are applied in (``urgency``) is
-most at risk first (ready pieces beyond the needed ones, then drain deadline, then bytes), issue 21.
+most at risk first (ready pieces beyond the needed ones, then drain deadline, then bytes), and the
+Decision weighs its ready and total pieces in bytes (``bytes_ready``, ``bytes_total``), issue 21.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dataplane.reconciler.planning import (
     Event,
     _was_full,
     distance,
+    piece_sizes,
     previous_condition,
     previous_lost,
 )
@@ -241,8 +243,12 @@ def decide(
     repairs = 0 if fresh else int(sum(1 for s, p in zip(*np.nonzero(changed), strict=True) if str(old[s, p]) in gone))
     placement = None if (result is None and dataset.placement is None) else from_names(final)
     after = np.array([sum(slot_ready(final, transfers, s, p) for p in range(width)) for s in range(shards)], dtype=np.int64)
-    ready = int(sum(holders.ready(str(final[s, p]), s, p) for s in range(shards) for p in range(width) if final[s, p]))
+    per_shard = [sum(1 for p in range(width) if final[s, p] and holders.ready(str(final[s, p]), s, p)) for s in range(shards)]
+    ready = sum(per_shard)
     total = shards * width
+    sizes = piece_sizes(spec)
+    bytes_ready = sum(n * int(sizes[s]) for s, n in enumerate(per_shard))
+    bytes_total = width * sum(int(b) for b in sizes)
     # Lost shards (no source only): a lost node left fewer than `needed` ready pieces.
     lost = {s for s in previous_lost(status) if s < shards and after[s] < needed}
     if spec.source is None and gone:
@@ -308,6 +314,8 @@ def decide(
         deferred_shards=deferred,
         degraded_shards=below if (lost or _was_full(status) or repairs) else 0,
         shard_ready=after,
+        bytes_ready=bytes_ready,
+        bytes_total=bytes_total,
     )
 
 
