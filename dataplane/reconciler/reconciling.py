@@ -337,7 +337,8 @@ class Reconciler:
         none at all once the grace after this reconciler's start is over. Sets
         :attr:`next_expiry` (the earliest moment the set changes by the clock alone).
 
-        Recomputed (numpy over the nodes) only when the nodes view changed or the clock passed
+        Recomputed (a set difference and a ``min`` over the heartbeats; numpy when some agent
+        is stale) only when the nodes view changed or the clock passed
         :attr:`next_expiry`: a heartbeat that does not cross the TTL changes nothing here, and the
         set (part of the plan memo's token through ``ClusterView.lost``) changes only when a node
         crosses the boundary."""
@@ -348,15 +349,21 @@ class Reconciler:
         seen = self._silent_of
         if seen is not None and seen[0] is nodes and seen[1] is heard and now < self.next_expiry:
             return self._silent
-        names = list(nodes)
-        last = np.fromiter((heard.get(n, -math.inf) for n in names), dtype=np.float64, count=len(names))
+        cutoff = now - ttl
         grace_end = (self._started if self._started is not None else now) + ttl
-        unheard = np.isneginf(last)
-        expires = np.where(unheard, grace_end, last + ttl)
-        quiet = expires <= now
-        self._silent = frozenset(names[i] for i in np.flatnonzero(quiet).tolist())
-        pending = expires[~quiet]
-        self.next_expiry = float(pending.min()) if pending.size else math.inf
+        silent: set[str] = set(nodes.keys() - heard.keys()) if now >= grace_end else set()
+        expiries = [grace_end] if now < grace_end and len(heard) < len(nodes) else []
+        oldest = min(heard.values(), default=math.inf)
+        if oldest > cutoff:  # the usual case: nobody stale (C-level set difference and min only)
+            expiries.append(oldest + ttl)
+        else:  # some stale: numpy over the heartbeats, a Python loop over the stale ones only
+            names = list(heard)
+            times = np.fromiter(heard.values(), dtype=np.float64, count=len(names))
+            stale = times <= cutoff
+            silent.update(n for n in (names[i] for i in np.flatnonzero(stale).tolist()) if n in nodes)
+            expiries.append(float(times[~stale].min()) + ttl if not stale.all() else math.inf)
+        self._silent = frozenset(silent) if silent != self._silent else self._silent
+        self.next_expiry = min(expiries, default=math.inf)
         self._silent_of = (nodes, heard)
         return self._silent
 
