@@ -219,6 +219,19 @@ def piece_sizes(spec: DataSetSpec) -> npt.NDArray[np.int64]:
     return spec.shard_sizes
 
 
+def ready_bytes(spec: DataSetSpec, ready: npt.NDArray[np.bool_], count: int) -> int:
+    """Bytes of the ready pieces: ``ready`` is ``shards x width``, ``count`` its number of ``True``.
+    One multiplication when every shard has the same size (the usual ``spec.shardSize``), else
+    a sum per piece column (never a per-row reduction over millions of shards)."""
+    sizes = spec.shard_sizes
+    if not sizes.size or not count:
+        return 0
+    if (sizes == sizes[0]).all():
+        return count * int(piece_sizes(spec)[0])
+    per_piece = piece_sizes(spec)
+    return sum(int(per_piece[ready[:, p]].sum()) for p in range(ready.shape[1]))
+
+
 def human_bytes(n: int) -> str:
     """``n`` bytes for a person: ``512``, ``1.5Ki``, ``20.0Gi`` (binary units, one decimal)."""
     value, unit = float(n), ""
@@ -630,9 +643,8 @@ def decide(
     after = with_transfers(final_ready, transfers)
     ready = int(final_ready.sum())
     total = shards * width
-    sizes_of_pieces = piece_sizes(spec)
-    bytes_ready = int(final_ready.sum(axis=1, dtype=np.int64) @ sizes_of_pieces) if shards else 0
-    bytes_total = int(sizes_of_pieces.sum()) * width
+    bytes_ready = ready_bytes(spec, final_ready, ready)
+    bytes_total = int(piece_sizes(spec).sum()) * width
     # Lost shards (no source only): a lost node left fewer than `needed` ready pieces.
     lost = {s for s in previous_lost(status) if s < shards and after[s] < needed}
     if spec.source is None and gone:
@@ -820,4 +832,5 @@ __all__ = [
     "node_annotations",
     "piece_sizes",
     "placement_status",
+    "ready_bytes",
 ]

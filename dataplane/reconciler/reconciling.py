@@ -580,10 +580,10 @@ def _risk(decision: Decision, dataset: DataSet) -> tuple[float, int]:
     ready = decision.shard_ready
     if not ready.size:
         return (math.inf, 0)
-    margin = ready - dataset.spec.redundancy.needed
-    low = int(margin.min())
+    fewest = int(ready.min())
     sizes = dataset.spec.shard_sizes[: ready.size]
-    return (float(low), -int(sizes[margin == low].max()))
+    biggest = int(sizes[0]) if (sizes == sizes[0]).all() else int(sizes[ready == fewest].max())
+    return (float(fewest - dataset.spec.redundancy.needed), -biggest)
 
 
 def _heartbeat(obj: Mapping[str, Any] | None) -> float | None:
