@@ -29,7 +29,8 @@ from tests.kube.emulators import Emulator
 from topology.datasets import DataSet
 from topology.examples import make_node
 
-NODES = {"n1": ("us-east-1a", "r1"), "n2": ("us-east-1a", "r2"), "n3": ("us-east-1b", "r3"), "n4": ("us-east-1b", "r4")}
+#: Three nodes for two replicas: once one agent is dead, the two live ones must hold every shard.
+NODES = {"n1": ("us-east-1a", "r1"), "n2": ("us-east-1a", "r2"), "n3": ("us-east-1b", "r3")}
 SIZE = 64 * 1024 + 5
 SHARDS = 6
 TTL_S = 36.0
