@@ -547,7 +547,7 @@ def _run_kbl_timed(cfg: TimedSettings, initial: list[dict[str, Any]], timeline: 
         api.put(DATASETS, obj)
     specs = [DataSet.from_object(o).spec for o in objects]
     now = [T_START]
-    reconciler = Reconciler(api, ReconcilerSettings(seed=cfg.seed), clock=lambda: now[0])
+    reconciler = Reconciler(api, ReconcilerSettings(seed=cfg.seed, agent_ttl_s=0), clock=lambda: now[0])  # agents here send no heartbeats
     reconciler.reconcile_once()
     agents = CopyingAgents(
         cfg.copy_rate_bps, {s.key: cfg.piece_bytes for s in specs}, {s.key: s.redundancy.needed for s in specs}
@@ -730,7 +730,7 @@ def repair_time(
     api.put(DATASETS, obj)
     spec = DataSet.from_object(obj).spec
     now = [T_START]
-    reconciler = Reconciler(api, ReconcilerSettings(seed=cfg.seed), clock=lambda: now[0])
+    reconciler = Reconciler(api, ReconcilerSettings(seed=cfg.seed, agent_ttl_s=0), clock=lambda: now[0])  # agents here send no heartbeats
     reconciler.reconcile_once()
     agents = CopyingAgents(copy_rate_bps, {spec.key: piece_bytes}, {spec.key: 1})
     ds = DataSet.from_object(api.list(DATASETS)[0][0])

@@ -1,11 +1,15 @@
 """Reconciler metrics (Prometheus): placement changes, transfers in flight, shards degraded and
-lost, time from a DataSet's creation to ``Ready``, reconcile duration.
+lost, time from a DataSet's creation to ``Ready``, reconcile duration; per DataSet (labels
+``namespace``, ``name``, removed when the DataSet goes) bytes remaining and the smoothed
+hydration throughput.
 
 One :class:`ReconcilerMetrics` per reconciler, on its own registry (no import-time global), served
 by :func:`serve` on the controller's ``--metrics-port``.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -31,14 +35,33 @@ class ReconcilerMetrics:
             "kbl_reconciler_reconcile_duration_seconds", "One reconcile pass over the DataSets it touched", registry=r
         )
         self.errors = Counter("kbl_reconciler_errors", "Reconcile passes that failed (retried)", registry=r)
+        self.bytes_remaining = Gauge(
+            "kbl_reconciler_dataset_bytes_remaining", "Bytes of a DataSet's pieces not yet ready on their target nodes",
+            ["namespace", "name"], registry=r,
+        )
+        self.throughput = Gauge(
+            "kbl_reconciler_dataset_bytes_per_second",
+            "A DataSet's bytes becoming ready per second (smoothed as status.estimatedReadyTime)",
+            ["namespace", "name"], registry=r,
+        )
         self._per: dict[str, tuple[int, int, int]] = {}
 
     def record(self, key: str, *, transfers: int, degraded: int, lost: int) -> None:
         self._per[key] = (transfers, degraded, lost)
         self._publish()
 
+    def progress(self, key: str, *, remaining: int, rate: float | None) -> None:
+        """A DataSet's bytes remaining and throughput (0 while unknown)."""
+        namespace, name = key.split("/", 1)
+        self.bytes_remaining.labels(namespace=namespace, name=name).set(remaining)
+        self.throughput.labels(namespace=namespace, name=name).set(rate or 0.0)
+
     def forget(self, key: str) -> None:
         self._per.pop(key, None)
+        namespace, name = key.split("/", 1)
+        for gauge in (self.bytes_remaining, self.throughput):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, name)
         self._publish()
 
     def _publish(self) -> None:

@@ -8,7 +8,8 @@ conditions, the counts and the Events that explain the change. No I/O: the loop
 
 The rules, in order:
 
-1. **Eligible targets** are Ready, not cordoned, not draining (``kbl.io/drain``), not lost nodes;
+1. **Eligible targets** are Ready, not cordoned, not draining (``kbl.io/drain``), not lost nodes
+   (a node whose agent is silent past ``agent_ttl_s`` is lost: the reconciler folds it in);
    ``spec.nodeSelector`` and a positive weight are :func:`placement.place`'s own filter.
    Cordoned and NotReady (not yet lost) nodes *keep* the pieces they hold but get no new ones.
 2. **Placement**: fresh with :func:`placement.place`; afterwards ``place(..., previous=target)``,
@@ -22,8 +23,9 @@ The rules, in order:
    ready (a DataSet whose bytes another system writes) has no bytes to move: its move applies at
    once. So a shard never counts
    fewer ready pieces (target holders ready + transfer sources ready) than before a move,
-   unless a node was lost. Moves are applied shard by shard, most urgent first (earliest drain
-   deadline, then fewest ready pieces), while no node exceeds ``max_transfers_per_node``
+   unless a node was lost. Moves are applied shard by shard, most at risk first (fewest ready
+   pieces beyond the ``needed`` ones: ``k`` for erasure, 1 for replicas; then the earliest drain
+   deadline; then the most bytes), while no node exceeds ``max_transfers_per_node``
    in-flight transfers; the others wait for a later pass. Repairs come first: while a piece is
    missing or in flight, moves that only rebalance (every old holder alive and staying) wait.
 4. **Loss**: a shard without a source that a lost node left with fewer than ``needed`` ready
@@ -50,7 +52,7 @@ from placement import PlacementResult, place
 from placement.stability import NodeTable, keeps
 from topology import labels
 from topology.clusters import shared_level
-from topology.datasets import DataSet, ShardPlacement, Transfer
+from topology.datasets import DataSet, DataSetSpec, Erasure, ShardPlacement, Transfer
 from topology.errors import KblError
 from topology.holdings import NodeHoldings, piece_key
 from topology.localities import Level
@@ -69,7 +71,9 @@ class ClusterView:
     """What the reconciler knows of the cluster at one moment.
 
     ``nodes`` are the Node objects present; ``lost`` the present ones NotReady past the grace
-    period (a node absent from ``nodes`` is lost too); ``holdings`` every agent's report by node.
+    period or whose agent is silent past its TTL (a node absent from ``nodes`` is lost too);
+    ``silent`` those of ``lost`` lost for their agent's silence alone (for the Events);
+    ``holdings`` every agent's report by node.
     What every DataSet's decision reads of the nodes (sorted, eligible, movable, their table) is
     computed once per view (cached properties).
     """
@@ -77,6 +81,7 @@ class ClusterView:
     nodes: Mapping[str, Node]
     lost: frozenset[str] = frozenset()
     holdings: Mapping[str, NodeHoldings] = field(default_factory=dict)
+    silent: frozenset[str] = frozenset()
 
     @cached_property
     def ordered(self) -> list[Node]:
@@ -160,7 +165,8 @@ class Decision:
     ``placement`` is ``None`` only when no placement could ever be made (a bad DataSet).
     ``moves`` counts the slots whose node changed; ``repairs`` those among them whose old holder
     was lost; ``ready`` and ``total`` count slots whose target holder has the piece ready.
-    ``shard_ready`` is the ready pieces per shard (target holders + transfer sources).
+    ``shard_ready`` is the ready pieces per shard (target holders + transfer sources);
+    ``bytes_ready`` and ``bytes_total`` weigh ``ready`` and ``total`` by :func:`piece_sizes`.
     """
 
     key: str
@@ -176,6 +182,8 @@ class Decision:
     deferred_shards: int = 0
     degraded_shards: int = 0
     shard_ready: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64), compare=False, repr=False)
+    bytes_ready: int = 0
+    bytes_total: int = 0
 
     def status(self, generation: int | None, *, placement_json: Any = None) -> dict[str, Any]:
         """The reconciler-owned part of ``status`` (conditions without times: see :func:`status_patch`).
@@ -186,6 +194,11 @@ class Decision:
         out: dict[str, Any] = {
             "transfers": [t.to_json() for t in self.transfers],
             "pieces": {"ready": self.ready, "total": self.total},
+            "bytes": {"ready": self.bytes_ready, "total": self.bytes_total},
+            "progress": {
+                "pieces": f"{self.ready}/{self.total}",
+                "bytes": f"{human_bytes(self.bytes_ready)}/{human_bytes(self.bytes_total)}",
+            },
             "lostShards": format_shards(list(self.lost_shards)),
             "conditions": [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in self.conditions],
         }
@@ -194,6 +207,39 @@ class Decision:
         if generation is not None:
             out["observedGeneration"] = generation
         return out
+
+
+def piece_sizes(spec: DataSetSpec) -> npt.NDArray[np.int64]:
+    """Bytes of one piece of each shard: the shard's size for a replica, ``ceil(size / k)`` for an
+    erasure fragment (its data; the agent's file adds liberasurecode's 80-byte header and the
+    codec's padding, which are not counted)."""
+    red = spec.redundancy
+    if isinstance(red, Erasure):
+        return -(-spec.shard_sizes // red.k)
+    return spec.shard_sizes
+
+
+def ready_bytes(spec: DataSetSpec, ready: npt.NDArray[np.bool_], count: int) -> int:
+    """Bytes of the ready pieces: ``ready`` is ``shards x width``, ``count`` its number of ``True``.
+    One multiplication when every shard has the same size (the usual ``spec.shardSize``), else
+    a sum per piece column (never a per-row reduction over millions of shards)."""
+    sizes = spec.shard_sizes
+    if not sizes.size or not count:
+        return 0
+    if (sizes == sizes[0]).all():
+        return count * int(piece_sizes(spec)[0])
+    per_piece = piece_sizes(spec)
+    return sum(int(per_piece[ready[:, p]].sum()) for p in range(ready.shape[1]))
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes for a person: ``512``, ``1.5Ki``, ``20.0Gi`` (binary units, one decimal)."""
+    value, unit = float(n), ""
+    for unit in ("", "Ki", "Mi", "Gi", "Ti", "Pi"):
+        if value < 1024 or unit == "Pi":
+            break
+        value /= 1024
+    return f"{n}" if not unit else f"{value:.1f}{unit}"
 
 
 class Holders:
@@ -375,10 +421,14 @@ class PlanMemo:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[tuple[Any, ...], Replan]] = {}
+        self.misses = 0  # lookups that found no plan for these inputs (a DataSet planned again)
 
     def get(self, key: str, token: tuple[Any, ...]) -> Replan | None:
         found = self._last.get(key)
-        return found[1] if found is not None and found[0] == token else None
+        if found is not None and found[0] == token:
+            return found[1]
+        self.misses += 1
+        return None
 
     def put(self, key: str, token: tuple[Any, ...], replan: Replan) -> None:
         self._last[key] = (token, replan)
@@ -393,21 +443,8 @@ def cluster_token(cluster: ClusterView) -> int:
     digest = hashlib.blake2b(digest_size=16)
     for name in sorted(cluster.nodes):
         node = cluster.nodes[name]
-        digest.update(
-            repr(
-                (
-                    name,
-                    cluster.eligible(node),
-                    cluster.alive(name),
-                    cluster.draining(name),
-                    node.region,
-                    node.zone,
-                    node.rack,
-                    sorted(node.labels.items()),
-                    node.allocatable,
-                )
-            ).encode()
-        )
+        digest.update(repr((name, cluster.eligible(node), cluster.alive(name), cluster.draining(name),
+                            node.region, node.zone, node.rack, sorted(node.labels.items()), node.allocatable)).encode())
     return int.from_bytes(digest.digest(), "big")
 
 
@@ -419,19 +456,8 @@ def _dataset_token(dataset: DataSet, cluster: Hashable, settings: ReconcilerSett
         digest.update(repr(dataset.placement.nodes).encode())
         digest.update(repr(dataset.placement.pieces.shape).encode())
         digest.update(np.ascontiguousarray(dataset.placement.pieces).tobytes())
-    return (
-        cluster,
-        digest.digest(),
-        dataset.placement is None,
-        repr(spec.redundancy),
-        spec.shards,
-        spec.failure_domain,
-        sorted(dict(spec.node_selector).items()),
-        spec.key,
-        settings.weight,
-        settings.seed,
-        settings.placement,
-    )
+    return (cluster, digest.digest(), dataset.placement is None, repr(spec.redundancy), spec.shards, spec.failure_domain,
+            sorted(dict(spec.node_selector).items()), spec.key, settings.weight, settings.seed, settings.placement)
 
 
 def _replan(dataset: DataSet, cluster: ClusterView, settings: ReconcilerSettings) -> Replan:
@@ -535,9 +561,13 @@ def decide(
     final = old if not fresh else new.copy()  # copied on the first applied row
     applied: list[int] = []
 
-    def urgency(s: int) -> tuple[float, int, int]:
+    sizes = spec.shard_sizes
+
+    def urgency(s: int) -> tuple[int, float, int, int]:
+        """Most at risk first: fewest ready pieces beyond the ``needed`` ones, then the earliest
+        drain deadline, then the most bytes, then the shard index."""
         leaving = [cluster.deadline(str(n)) for n in old[s] if n and cluster.draining(str(n))]
-        return (min(leaving, default=math.inf), int(before[s]), s)
+        return (int(before[s]) - needed, min(leaving, default=math.inf), -int(sizes[s]), s)
 
     deferred = 0
     bound = cfg.max_transfers_per_node
@@ -613,6 +643,8 @@ def decide(
     after = with_transfers(final_ready, transfers)
     ready = int(final_ready.sum())
     total = shards * width
+    bytes_ready = ready_bytes(spec, final_ready, ready)
+    bytes_total = int(piece_sizes(spec).sum()) * width
     # Lost shards (no source only): a lost node left fewer than `needed` ready pieces.
     lost = {s for s in previous_lost(status) if s < shards and after[s] < needed}
     if spec.source is None and gone:
@@ -629,46 +661,23 @@ def decide(
     if result is None:
         events.append(Event("Warning", "PlacementFailed", problem))
     elif fresh:
-        events.append(
-            Event(
-                "Normal",
-                "Placed",
-                f"{total} pieces of {shards} shards ({red}) on {len(placement.nodes) if placement else 0} "
-                f"nodes, at most {result.cap} per {spec.failure_domain}",
-            )
-        )
+        events.append(Event("Normal", "Placed", f"{total} pieces of {shards} shards ({red}) on {len(placement.nodes) if placement else 0} "
+                            f"nodes, at most {result.cap} per {spec.failure_domain}"))
     elif moves:
         why = _why(old, changed, cluster, gone)
-        events.append(
-            Event(
-                "Normal",
-                "Rebalanced",
-                f"{moves} piece moves because {why}" + (f"; {deferred} shards wait for transfers to finish" if deferred else ""),
-            )
-        )
+        events.append(Event("Normal", "Rebalanced", f"{moves} piece moves because {why}"
+                            + (f"; {deferred} shards wait for transfers to finish" if deferred else "")))
     if repairs and placement is not None:
         samples = []
         for s, p in list(zip(*np.nonzero(changed & np.isin(old, list(gone))), strict=True))[:5]:
             origin = copy_source(dataset, cluster, holders, int(s), to=str(final[s, p]))
             samples.append(f"shard {s} piece {p} -> {final[s, p]} from {origin}")
-        events.append(
-            Event(
-                "Warning",
-                "NodeLost",
-                f"nodes {', '.join(sorted(gone))} lost: {repairs} pieces get new holders; "
-                + "; ".join(samples)
-                + ("; ..." if repairs > len(samples) else ""),
-            )
-        )
+        silent = f" ({', '.join(sorted(gone & cluster.silent))}: agent silent, node still present)" if gone & cluster.silent else ""
+        events.append(Event("Warning", "NodeLost", f"nodes {', '.join(sorted(gone))} lost{silent}: {repairs} pieces get new holders; "
+                            + "; ".join(samples) + ("; ..." if repairs > len(samples) else "")))
     if new_lost:
-        events.append(
-            Event(
-                "Warning",
-                "ShardsLost",
-                f"shards {format_shards(new_lost)} have fewer than {needed} ready pieces left and "
-                "no spec.source: they cannot be rebuilt and are not re-created",
-            )
-        )
+        events.append(Event("Warning", "ShardsLost", f"shards {format_shards(new_lost)} have fewer than {needed} ready pieces left and "
+                            "no spec.source: they cannot be rebuilt and are not re-created"))
     # Conditions.
     conditions = [_placed(result, problem, dataset.placement is not None, placement)]
     complete = ready == total and not transfers
@@ -686,14 +695,8 @@ def decide(
     elif below and (_was_full(status) or repairs):
         conditions.append(Condition("Degraded", "True", "Repairing", f"{below} shards below {width} ready pieces"))
     else:
-        conditions.append(
-            Condition(
-                "Degraded",
-                "False",
-                "FullRedundancy" if below == 0 else "NotYetReady",
-                "every shard has all its pieces ready" if below == 0 else "pieces are still hydrating",
-            )
-        )
+        conditions.append(Condition("Degraded", "False", "FullRedundancy" if below == 0 else "NotYetReady",
+                                    "every shard has all its pieces ready" if below == 0 else "pieces are still hydrating"))
     if conditions[1].status == "True" and previous_condition(status, "Ready").get("status") != "True":
         events.append(Event("Normal", "Ready", f"all {total} pieces ready"))
     return Decision(
@@ -710,6 +713,8 @@ def decide(
         deferred_shards=deferred,
         degraded_shards=below if (lost or _was_full(status) or repairs) else 0,
         shard_ready=after,
+        bytes_ready=bytes_ready,
+        bytes_total=bytes_total,
     )
 
 
@@ -739,8 +744,10 @@ def _placed(result: Replan | None, problem: str, had: bool, placement: ShardPlac
 def _why(old: npt.NDArray[np.object_], changed: npt.NDArray[np.bool_], cluster: ClusterView, gone: set[str]) -> str:
     reasons: list[str] = []
     from_nodes = {str(n) for n in old[changed] if n}
-    if from_nodes & gone:
-        reasons.append(f"nodes lost ({', '.join(sorted(from_nodes & gone))})")
+    if from_nodes & gone - cluster.silent:
+        reasons.append(f"nodes lost ({', '.join(sorted(from_nodes & gone - cluster.silent))})")
+    if from_nodes & cluster.silent:
+        reasons.append(f"agents silent past their TTL ({', '.join(sorted(from_nodes & cluster.silent))})")
     draining = sorted(n for n in from_nodes if cluster.draining(n))
     if draining:
         reasons.append(f"nodes draining ({', '.join(draining)})")
@@ -819,8 +826,11 @@ __all__ = [
     "decide",
     "distance",
     "from_names",
+    "human_bytes",
     "index_of",
     "names_of",
     "node_annotations",
+    "piece_sizes",
     "placement_status",
+    "ready_bytes",
 ]

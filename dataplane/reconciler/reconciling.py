@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +38,7 @@ from dataplane.reconciler.planning import (
     decide,
     node_annotations,
 )
+from dataplane.reconciler.progress import ProgressMeter, estimated_ready, eta_text
 from dataplane.reconciler.settings import ReconcilerSettings
 from kube.api import DATASETS, NODE_HOLDINGS, NODES, ApiError, KubeApi, WatchEvent
 from kube.watching import Informer
@@ -52,6 +54,10 @@ log = logging.getLogger(__name__)
 
 #: The resources the reconciler lists and watches.
 WATCHED = (DATASETS, NODES, NODE_HOLDINGS)
+
+#: Typed Nodes, typed NodeHoldings, since when each NotReady node has been so, and each agent's
+#: last heartbeat (epoch seconds) by node.
+NodesView = tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, float], dict[str, float]]
 
 
 @dataclass
@@ -149,9 +155,19 @@ class Reconciler:
         self._typed: dict[tuple[str, str], tuple[Mapping[str, Any], Any]] = {}
         self._node_generation = 0
         self._view_generation = 0  # bumped by every Node or NodeHoldings change
-        self._nodes_cache: tuple[int, tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, float]]] | None = None
+        self._nodes_cache: tuple[int, NodesView] | None = None
+        # Agent liveness: when this reconciler started (the grace for nodes whose agent has not
+        # reported yet), the silent nodes of the last pass and until when that set holds (the
+        # earliest heartbeat expiry or end of the grace: the run loop re-checks then).
+        self._started: float | None = None
+        self._silent: frozenset[str] = frozenset()
+        self._silent_of: tuple[Mapping[str, Node], Mapping[str, float]] | None = None
+        self.next_expiry: float = math.inf
         self._cluster: ClusterView | None = None
         self.memo = PlanMemo()
+        self._risk: dict[str, tuple[float, int]] = {}  # per DataSet, from its last decision (see _risk)
+        self.progress = ProgressMeter(smoothing_s=self.settings.eta_smoothing_s, sample_s=self.settings.eta_sample_s)
+        self._rate: dict[str, float | None] = {}
 
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
@@ -222,6 +238,8 @@ class Reconciler:
             self._view_generation += 1
         before, after = _holdings_fingerprint(old), _holdings_fingerprint(None if event.type == "DELETED" else event.object)
         self._mark(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        if name in self._silent and event.type != "DELETED" and self._live(_heartbeat(event.object)):
+            self._mark(everything=True)  # a silent agent is back: its node is a holder again
 
     # ----------------------------------------------------------------- passes
     def reconcile_once(self) -> PassReport:
@@ -241,10 +259,10 @@ class Reconciler:
         self._typed[(kind, key)] = (obj, typed)
         return typed
 
-    def _nodes_view(self) -> tuple[dict[str, Node], dict[str, NodeHoldings], dict[str, float]]:
-        """Typed Nodes and NodeHoldings, and since when each NotReady node has been so (its Ready
+    def _nodes_view(self) -> NodesView:
+        """Typed Nodes and NodeHoldings, since when each NotReady node has been so (its Ready
         condition's ``lastTransitionTime``, the API server's, so every replica agrees; a NotReady
-        node without one is not counted as lost).
+        node without one is not counted as lost), and each agent's last heartbeat.
 
         Rebuilt (each object typed once, see :meth:`_typed_of`) only after a Node or NodeHoldings
         event or relist; otherwise the previous pass's, so a pass after a DataSet event does not
@@ -268,29 +286,36 @@ class Reconciler:
             if down is not None:
                 since[node.name] = down
         holdings: dict[str, NodeHoldings] = {}
+        heard: dict[str, float] = {}
         for name, obj in raw_holdings.items():
             try:
-                found = self._typed_of("holdings", name, obj, NodeHoldings.from_object)
+                found = self._typed_of("holdings", name, obj, _typed_holdings)
             except KblError as exc:
                 log.warning("holdings skipped: %s", exc)
                 continue
-            holdings[found.node] = found
+            holdings[found[0].node] = found[0]
+            if found[1] is not None:
+                heard[found[0].node] = found[1]
         present = {"node": raw_nodes, "holdings": raw_holdings}
         for gone in [k for k in self._typed if k[0] in present and k[1] not in present[k[0]]]:
             del self._typed[gone]
-        self._nodes_cache = (seen, (nodes, holdings, since))
-        return nodes, holdings, since
+        self._nodes_cache = (seen, (nodes, holdings, since, heard))
+        return nodes, holdings, since, heard
 
     def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str], tuple[int, int, frozenset[str]]]:
         with self._lock:
             raw_datasets = dict(self.datasets)
             generation = self._node_generation
-        nodes, holdings, since = self._nodes_view()
+        nodes, holdings, since, heard = self._nodes_view()
         now = self.clock()
+        if self._started is None:
+            self._started = now
         lost = frozenset(n for n, down in since.items() if now - down >= self.settings.node_lost_grace_s)
+        silent = self._silent_nodes(nodes, heard, now)
+        lost |= silent
         cluster = self._cluster
         if cluster is None or cluster.nodes is not nodes or cluster.holdings is not holdings or cluster.lost != lost:
-            cluster = self._cluster = ClusterView(nodes, lost, holdings)  # its cached node lists go with it
+            cluster = self._cluster = ClusterView(nodes, lost, holdings, silent)  # its cached node lists go with it
         datasets: dict[str, DataSet] = {}
         invalid: dict[str, str] = {}
         for key, obj in raw_datasets.items():
@@ -301,6 +326,46 @@ class Reconciler:
         for gone in [k for k in self._typed if k[0] == "dataset" and k[1] not in raw_datasets]:
             del self._typed[gone]
         return cluster, datasets, invalid, (generation, len(nodes), cluster.lost)
+
+    def _live(self, heartbeat: float | None) -> bool:
+        """A heartbeat at ``heartbeat`` (epoch seconds; ``None``: never) is within the agent TTL now."""
+        ttl = self.settings.agent_ttl_s
+        return not ttl or (heartbeat is not None and self.clock() - heartbeat < ttl)
+
+    def _silent_nodes(self, nodes: Mapping[str, Node], heard: Mapping[str, float], now: float) -> frozenset[str]:
+        """The present nodes whose agent is silent: last heartbeat ``agent_ttl_s`` or more ago, or
+        none at all once the grace after this reconciler's start is over. Sets
+        :attr:`next_expiry` (the earliest moment the set changes by the clock alone).
+
+        Recomputed (a set difference and a ``min`` over the heartbeats; numpy when some agent
+        is stale) only when the nodes view changed or the clock passed
+        :attr:`next_expiry`: a heartbeat that does not cross the TTL changes nothing here, and the
+        set (part of the plan memo's token through ``ClusterView.lost``) changes only when a node
+        crosses the boundary."""
+        ttl = self.settings.agent_ttl_s
+        if not ttl or not nodes:
+            self._silent, self.next_expiry = frozenset(), math.inf
+            return self._silent
+        seen = self._silent_of
+        if seen is not None and seen[0] is nodes and seen[1] is heard and now < self.next_expiry:
+            return self._silent
+        cutoff = now - ttl
+        grace_end = (self._started if self._started is not None else now) + ttl
+        silent: set[str] = set(nodes.keys() - heard.keys()) if now >= grace_end else set()
+        expiries = [grace_end] if now < grace_end and len(heard) < len(nodes) else []
+        oldest = min(heard.values(), default=math.inf)
+        if oldest > cutoff:  # the usual case: nobody stale (C-level set difference and min only)
+            expiries.append(oldest + ttl)
+        else:  # some stale: numpy over the heartbeats, a Python loop over the stale ones only
+            names = list(heard)
+            times = np.fromiter(heard.values(), dtype=np.float64, count=len(names))
+            stale = times <= cutoff
+            silent.update(n for n in (names[i] for i in np.flatnonzero(stale).tolist()) if n in nodes)
+            expiries.append(float(times[~stale].min()) + ttl if not stale.all() else math.inf)
+        self._silent = frozenset(silent) if silent != self._silent else self._silent
+        self.next_expiry = min(expiries, default=math.inf)
+        self._silent_of = (nodes, heard)
+        return self._silent
 
     def reconcile(self, keys: Iterable[str] | None) -> PassReport:
         """Reconcile the DataSets ``keys`` (every one when ``None``), then the nodes' drain annotations.
@@ -317,6 +382,9 @@ class Reconciler:
         report = PassReport()
         cluster, datasets, invalid, token = self._view()
         wanted = sorted(set(datasets) | set(invalid)) if keys is None else sorted(set(keys) & (set(datasets) | set(invalid)))
+        # Most at risk first over DataSets too (the per-node transfer bound is shared: who decides
+        # first takes it): by each one's riskiest shard at its last decision; unknown ones last.
+        wanted.sort(key=lambda k: self._risk.get(k, (math.inf, 0)))
         for key in wanted:
             if key in invalid:
                 report.invalid[key] = invalid[key]
@@ -333,12 +401,20 @@ class Reconciler:
                 datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight, memo=self.memo, token=token
             )
             report.decisions[key] = decision
+            self._rate[key] = rate = self.progress.observe(key, decision.bytes_ready, self.clock())
+            self.metrics.progress(key, remaining=decision.bytes_total - decision.bytes_ready, rate=rate)
             updated = self._write(key, raw, decision, report, datasets[key])
             if updated is not None:
                 with contextlib.suppress(KblError):
                     datasets[key] = DataSet.from_object(updated)
             self.metrics.record(key, transfers=len(decision.transfers), degraded=decision.degraded_shards, lost=len(decision.lost_shards))
+            self._risk[key] = _risk(decision, datasets[key])
         self.memo.forget(datasets.keys())
+        for gone in self._risk.keys() - datasets.keys():
+            del self._risk[gone]
+            self._rate.pop(gone, None)
+            self.metrics.forget(gone)
+        self.progress.forget(datasets.keys())
         self._write_nodes(list(datasets.values()), cluster, report)
         self.metrics.duration.observe(time.perf_counter() - started)
         return report
@@ -360,8 +436,11 @@ class Reconciler:
         )  # fmt: skip
         # An unchanged target keeps its JSON: no rendering, and the comparison below is by identity.
         body = decision.status(generation if isinstance(generation, int) else None, placement_json=old.get("placement") if same else None)
-        now_text = format_time(self.clock())
+        now = self.clock()
+        now_text = format_time(now)
         body["conditions"] = conditions_with_times(body["conditions"], old.get("conditions") or [], now_text)
+        eta = estimated_ready(decision.bytes_total - decision.bytes_ready, self._rate.get(key), now)
+        body["estimatedReadyTime"] = eta_text(eta, old.get("estimatedReadyTime"), now)
         if self.dry_run:
             report.planned[key] = body
             return None
@@ -466,14 +545,16 @@ class Reconciler:
             next_resync = time.monotonic()
             failures = 0
             while not stop.is_set():
-                timeout = max(0.0, next_resync - time.monotonic())
+                # Wake for the resync, or when an agent's heartbeat expires (no re-plan per heartbeat).
+                timeout = max(0.0, min(next_resync - time.monotonic(), self.next_expiry - self.clock()))
                 self._wake.wait(timeout)
                 if stop.is_set():
                     return
                 stop.wait(batch_s)  # let a burst of events coalesce into one pass
                 self._wake.clear()
                 with self._lock:
-                    everything = self._all_dirty or time.monotonic() >= next_resync
+                    expired = self.clock() >= self.next_expiry
+                    everything = self._all_dirty or expired or time.monotonic() >= next_resync
                     keys = None if everything else set(self._dirty)
                     self._dirty.clear()
                     self._all_dirty = False
@@ -491,6 +572,29 @@ class Reconciler:
         finally:
             for informer in informers:
                 informer.stop(2.0)
+
+
+def _risk(decision: Decision, dataset: DataSet) -> tuple[float, int]:
+    """How close a DataSet is to losing a shard: its riskiest shard's ready pieces beyond the
+    ``needed`` ones, then minus that shard's bytes (sorts most at risk first)."""
+    ready = decision.shard_ready
+    if not ready.size:
+        return (math.inf, 0)
+    fewest = int(ready.min())
+    sizes = dataset.spec.shard_sizes[: ready.size]
+    biggest = int(sizes[0]) if (sizes == sizes[0]).all() else int(sizes[ready == fewest].max())
+    return (float(fewest - dataset.spec.redundancy.needed), -biggest)
+
+
+def _heartbeat(obj: Mapping[str, Any] | None) -> float | None:
+    """A raw NodeHoldings' ``status.heartbeatTime`` in epoch seconds (``None``: absent or unreadable)."""
+    text = ((obj or {}).get("status") or {}).get("heartbeatTime")
+    return parse_time(text) if isinstance(text, str) and text else None
+
+
+def _typed_holdings(obj: Mapping[str, Any]) -> tuple[NodeHoldings, float | None]:
+    """A NodeHoldings typed, with its heartbeat in epoch seconds."""
+    return NodeHoldings.from_object(obj), _heartbeat(obj)
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> str:

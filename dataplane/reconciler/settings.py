@@ -24,6 +24,20 @@ class ReconcilerSettings:
         over every DataSet; moves beyond it wait for the next pass (0: no bound).
     resync_s:
         Every DataSet is reconciled at least this often, events or not.
+    agent_ttl_s:
+        A node's agent is *live* while its ``NodeHoldings`` ``status.heartbeatTime`` is younger
+        than this (the agent writes one at least every 30 s). A node whose agent is silent past it
+        is a lost holder, exactly as a node lost: its pieces no longer count ready, it gets no new
+        pieces, its slots get new holders. A node with no ``NodeHoldings`` (or no heartbeat) counts
+        as live only during the first ``agent_ttl_s`` after the reconciler starts (agents of a
+        brand-new cluster, or a restarted reconciler's, have that long to report); afterwards
+        it is silent. 0: liveness is not checked (every present node has an agent).
+    eta_smoothing_s:
+        Time constant of the bytes-ready rate behind ``status.estimatedReadyTime`` (an
+        exponentially weighted mean of the rate between passes at least ``eta_sample_s`` apart:
+        a sample ``dt`` seconds after the last weighs ``1 - exp(-dt / eta_smoothing_s)``).
+    eta_sample_s:
+        The shortest interval between two rate samples of one DataSet.
     weight:
         The allocatable resource that weighs nodes (as :func:`placement.place`).
     seed:
@@ -36,10 +50,16 @@ class ReconcilerSettings:
     node_lost_grace_s: float = 300.0
     max_transfers_per_node: int = 64
     resync_s: float = 30.0
+    agent_ttl_s: float = 120.0
+    eta_smoothing_s: float = 300.0
+    eta_sample_s: float = 10.0
     weight: str = "ephemeral-storage"
     seed: int = 0
     placement: PlacementSettings = field(default_factory=lambda: RECONCILER_PLACEMENT)
 
     def __post_init__(self) -> None:
-        if self.node_lost_grace_s < 0 or self.resync_s <= 0 or self.max_transfers_per_node < 0:
-            raise ValueError("grace must be >= 0, resync > 0 and the transfer bound >= 0")
+        if (
+            self.node_lost_grace_s < 0 or self.resync_s <= 0 or self.max_transfers_per_node < 0 or self.agent_ttl_s < 0
+            or self.eta_smoothing_s <= 0 or self.eta_sample_s < 0
+        ):
+            raise ValueError("grace, agent TTL and ETA sample interval must be >= 0, resync and ETA smoothing > 0, the transfer bound >= 0")

@@ -46,6 +46,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
     parser.add_argument(
         "--reconciler-resync-s", type=float, default=30.0, help="reconcile every DataSet at least this often (default %(default)s)"
     )
+    parser.add_argument(
+        "--agent-ttl-s", type=float, default=120.0,
+        help="a node whose agent has not reported (NodeHoldings heartbeatTime) for this long is a lost holder, 0: off "
+        "(default %(default)s)",
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +77,7 @@ def settings(args: argparse.Namespace) -> ReconcilerSettings:
             node_lost_grace_s=args.node_lost_grace_s,
             max_transfers_per_node=args.max_transfers_per_node,
             resync_s=args.reconciler_resync_s,
+            agent_ttl_s=args.agent_ttl_s,
         )
     except ValueError as exc:
         raise KblError(str(exc)) from None

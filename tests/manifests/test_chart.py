@@ -14,7 +14,12 @@ import yaml
 
 from kbl import cli
 from kbl.commands.controller import election
-from tests.manifests.shipped import CHART, MANIFESTS, find, generator, load_docs, of_kind
+from placement.capacity.fitting import new_node_taints
+from tests.manifests.shipped import CHART, EXAMPLES, MANIFESTS, find, generator, load_docs, of_kind
+from topology import labels
+from topology.kbls import KBL
+from topology.nodes import Taint
+from topology.pods import Pod
 
 Obj = dict[str, Any]
 GEN = generator()
@@ -164,3 +169,23 @@ def test_inconsistent_leader_election_durations_do_not_render() -> None:
     durations = {"leaseDurationSeconds": 10, "renewDeadlineSeconds": 10, "retryPeriodSeconds": 2}
     with pytest.raises(helm.HelmError, match="leaseDurationSeconds > renewDeadlineSeconds"):
         GEN.render({"controller": {"leaderElection": durations}})
+
+
+def _agent(objects: list[Obj]) -> Pod:
+    """The agent DaemonSet's pod template, typed as a pod (its tolerations, as the scheduler reads them)."""
+    daemonset = find(objects, "DaemonSet", "kbl-agent")
+    return Pod.from_object({"metadata": {"name": "kbl-agent", "namespace": "kbl-system"}, "spec": daemonset["spec"]["template"]["spec"]})
+
+
+def test_the_agent_daemonset_tolerates_every_kbls_dedicated_taint_by_default_and_a_kbls_own_taints_through_values() -> None:
+    """Agents go everywhere data may go: a KBL's dedicated group (kbl.io/dedicated=<name>, any
+    name) with the shipped plain YAML; the example KBL's own taints once given in agent.tolerations."""
+    example = KBL.from_object(next(d for d in load_docs(EXAMPLES / "kbl.yaml") if d["kind"] == "KBL"))
+    default = _agent(load_docs(MANIFESTS / "agent.yaml"))
+    for name in ("genomics", "any-other-kbl"):
+        assert default.tolerates((Taint(labels.DEDICATED_TAINT, name, "NoSchedule"),)), name
+    own = [t for t in new_node_taints(example) if t.key != labels.DEDICATED_TAINT]
+    assert own  # the example adds a taint of its own, which no default can know
+    assert not default.tolerates(new_node_taints(example))
+    configured = _agent(_render({"agent": {"tolerations": [{"key": t.key, "operator": "Exists"} for t in own]}}))
+    assert configured.tolerates(new_node_taints(example))

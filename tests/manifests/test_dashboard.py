@@ -84,3 +84,13 @@ def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar_in_chart_and_pl
     assert moved["metadata"]["namespace"] == "monitoring"
     assert moved["metadata"]["annotations"]["grafana_folder"] == "kbl"
     assert "grafana-dashboard.yaml" not in generator().render({})  # a values toggle, off by default
+
+
+def test_the_data_plane_row_shows_bytes_remaining_and_throughput_per_dataset_and_the_agents_hydration() -> None:
+    reconciler, agent = queried("kbl_reconciler_"), queried("kbl_agent_")
+    assert {"kbl_reconciler_dataset_bytes_remaining", "kbl_reconciler_dataset_bytes_per_second"} <= reconciler.keys()
+    assert "kbl_agent_hydrated_bytes" in agent
+    assert _missing("kbl_reconciler_") == {}
+    assert _missing("kbl_agent_") == {}
+    rows = [p["title"] for p in DASHBOARD["panels"] if p["type"] == "row"]
+    assert "Data plane" in rows

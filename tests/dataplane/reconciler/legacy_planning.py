@@ -2,6 +2,10 @@
 
 tests/dataplane/reconciler/test_steady_state.py proves the new :func:`dataplane.reconciler.planning.decide`
 returns the same Decision as this one on random clusters and placements. Not used by kbl itself.
+
+Changed on purpose since the freeze, in both: the order moves are applied in (``urgency``) is
+most at risk first (ready pieces beyond the needed ones, then drain deadline, then bytes), and the
+Decision weighs its ready and total pieces in bytes (``bytes_ready``, ``bytes_total``), issue 21.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataplane.reconciler.planning import (
     Event,
     _was_full,
     distance,
+    piece_sizes,
     previous_condition,
     previous_lost,
 )
@@ -177,9 +182,13 @@ def decide(
     moved_rows = np.flatnonzero((old != new).any(axis=1)) if not fresh else np.zeros(0, dtype=np.int64)
     final = old.copy() if not fresh else new.copy()
 
-    def urgency(s: int) -> tuple[float, int, int]:
+    sizes = spec.shard_sizes
+
+    def urgency(s: int) -> tuple[int, float, int, int]:
+        """Most at risk first: fewest ready pieces beyond the ``needed`` ones, then the earliest
+        drain deadline, then the most bytes, then the shard index."""
         leaving = [cluster.deadline(str(n)) for n in old[s] if n and cluster.draining(str(n))]
-        return (min(leaving, default=math.inf), int(before[s]), s)
+        return (int(before[s]) - needed, min(leaving, default=math.inf), -int(sizes[s]), s)
 
     deferred = 0
     bound = cfg.max_transfers_per_node
@@ -238,8 +247,12 @@ def decide(
     repairs = 0 if fresh else int(sum(1 for s, p in zip(*np.nonzero(changed), strict=True) if str(old[s, p]) in gone))
     placement = None if (result is None and dataset.placement is None) else from_names(final)
     after = np.array([sum(slot_ready(final, transfers, s, p) for p in range(width)) for s in range(shards)], dtype=np.int64)
-    ready = int(sum(holders.ready(str(final[s, p]), s, p) for s in range(shards) for p in range(width) if final[s, p]))
+    per_shard = [sum(1 for p in range(width) if final[s, p] and holders.ready(str(final[s, p]), s, p)) for s in range(shards)]
+    ready = sum(per_shard)
     total = shards * width
+    sizes = piece_sizes(spec)
+    bytes_ready = sum(n * int(sizes[s]) for s, n in enumerate(per_shard))
+    bytes_total = width * sum(int(b) for b in sizes)
     # Lost shards (no source only): a lost node left fewer than `needed` ready pieces.
     lost = {s for s in previous_lost(status) if s < shards and after[s] < needed}
     if spec.source is None and gone:
@@ -335,6 +348,8 @@ def decide(
         deferred_shards=deferred,
         degraded_shards=below if (lost or _was_full(status) or repairs) else 0,
         shard_ready=after,
+        bytes_ready=bytes_ready,
+        bytes_total=bytes_total,
     )
 
 

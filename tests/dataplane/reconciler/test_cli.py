@@ -41,3 +41,13 @@ def test_kbl_controller_runs_the_reconciler_by_default_and_can_switch_it_off() -
     assert parser.parse_args(["controller"]).reconciler is True
     args = parser.parse_args(["controller", "--no-reconciler", "--metrics-port", "9102", "--node-lost-grace-s", "60"])
     assert (args.reconciler, args.metrics_port, args.node_lost_grace_s) == (False, 9102, 60.0)
+
+
+def test_the_agent_ttl_is_a_flag_of_both_commands_and_reaches_the_settings() -> None:
+    from kbl.commands.reconciler import settings
+
+    parser = build_parser()
+    for command in ("controller", "reconciler"):
+        args = parser.parse_args([command, "--agent-ttl-s", "45"])
+        assert settings(args).agent_ttl_s == 45.0
+    assert settings(parser.parse_args(["reconciler"])).agent_ttl_s == 120.0

@@ -5,7 +5,9 @@ set of pieces; :meth:`World.agent_step` makes at most ``per_step`` missing targe
 piece is copied only when it is readable somewhere: a live node holds it, ``k`` pieces of an
 erasure stripe are held, or the DataSet has a source), and deletes a piece only when no target
 slot and no transfer ``from`` names its node. Each step is written as the nodes'
-``NodeHoldings`` objects, the only channel the reconciler reads.
+``NodeHoldings`` objects, the only channel the reconciler reads; when the clock moves
+(:attr:`World.now`), every live agent writes a heartbeat, as a real agent does every 30 s. An agent
+killed with :meth:`World.kill_agent` stops acting and reporting; its node stays Ready.
 """
 
 from __future__ import annotations
@@ -62,13 +64,30 @@ class World:
 
     def __init__(self, api: KubeApi | None = None, nodes: Iterable[dict[str, Any]] | None = None, *, seed_nodes: bool = True) -> None:
         self.api: KubeApi = api if api is not None else MemoryApi()
-        self.now = T0
+        self._now = T0
         self.held: dict[str, set[Piece]] = {}
+        self.dead: set[str] = set()
         if seed_nodes:
             for node in nodes if nodes is not None else cluster_nodes():
                 self.add_node(node)
 
     # ---------------------------------------------------------------- cluster
+    @property
+    def now(self) -> float:
+        return self._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        """The clock moves: every live agent that has reported writes a heartbeat."""
+        self._now = value
+        if self.api.list(NODE_HOLDINGS)[0]:
+            self.publish([DataSet.from_object(o) for o in self.api.list(DATASETS)[0]])
+
+    def kill_agent(self, node: str) -> None:
+        """The node's agent dies and stays dead: no more copies, reports or heartbeats; the
+        node stays Ready and its disk keeps what it held (nobody can read it)."""
+        self.dead.add(node)
+
     @property
     def memory(self) -> MemoryApi:
         assert isinstance(self.api, MemoryApi)
@@ -125,7 +144,8 @@ class World:
 
     # ----------------------------------------------------------------- agents
     def alive(self) -> set[str]:
-        return set(self.node_names())
+        """Nodes present whose agent runs (they copy, serve and report)."""
+        return set(self.node_names()) - self.dead
 
     def readable(self, ds: DataSet, key: str, shard: int) -> bool:
         """Could an agent copy or rebuild this piece now?"""
