@@ -42,7 +42,7 @@ SAMPLE = {
 #: Actions AWS gives no resource-level permissions for: the only ones allowed on "*".
 NO_RESOURCE_LEVEL = {
     "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSubnets", "ec2:DescribeImages",
-    "ec2:DescribeLaunchTemplates", "ssm:GetCommandInvocation",
+    "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplates", "ssm:GetCommandInvocation",
 }  # fmt: skip
 #: Mutating grants without a condition, each explained in manifests/iam/README.md.
 UNCONDITIONED_WRITES = {("Ec2CreateImagesAndSnapshots", "ec2:CreateImage"), ("SsmRunShellScriptDocument", "ssm:SendCommand")}
