@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.acting import Actor
+from controller.baking import Rebaker
 from controller.measuring import ControllerMetrics
-from controller.providers import NodeGroupProvider, ProviderError
+from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
 from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
@@ -71,6 +72,11 @@ class ControllerSettings:
     resync_s: float = 10.0
     dry_run: bool = False
     informer: InformerSettings = field(default_factory=lambda: InformerSettings(watch_timeout_s=60))
+    #: Prototype images from the loop (:class:`~controller.baking.Rebaker`): a group is re-baked
+    #: when its image is older than this and a node runs newer software; 0 turns it off.
+    rebake_after_s: float = 0.0
+    #: How a re-baked group rolls: ``next-nodes`` (Auto Scaling groups) or ``rolling``.
+    rebake_strategy: RollStrategy = "next-nodes"
 
 
 def p90(values: Iterable[float]) -> float:
@@ -244,6 +250,10 @@ class Controller:
         )
         self.rejected: list[ObjectError] = []
         self.reconciles = 0
+        self.rebaker: Rebaker | None = None
+        if self.settings.rebake_after_s > 0:
+            self.rebaker = Rebaker(kube, provider, clock, self.settings.rebake_after_s, self.settings.rebake_strategy,
+                                   guard=guard or (lambda _step: None))  # fmt: skip
         self.caches: dict[str, ObjectCache] | None = None
         self.informers: list[Informer] = []
         self._catalog: list[cap.InstanceShape] | None = None
@@ -389,6 +399,11 @@ class Controller:
         self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:
             self.actor.execute(plan, state)
+            if self.rebaker is not None:
+                self.rebaker.run_once(sorted({(g.kbl, g.name) for g in state.groups if g.kbl}))
+                for group, why in self.rebaker.failures:
+                    log.warning("rebake of %s: %s", group, why)
+                self.rebaker.failures.clear()
         self.metrics.reconciled(state, plan, time.perf_counter() - started)
         return plan
 
