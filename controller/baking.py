@@ -238,7 +238,7 @@ def prototype_image(
         since = now if since is None else since
         mark = {labels.DO_NOT_DISRUPT: "true", PROTOTYPE_ANNOTATION: f"{since:.0f}", labels.DRAIN: DRAIN_REASON}
         chosen = kube.patch(NODES, node_name, {"spec": {"unschedulable": True}, "metadata": {"annotations": mark}})
-    waiting = _data_still_on(kube, chosen, since) or _evict_pods(kube, node_name)
+    waiting = data_still_on(kube, chosen, since) or evict_pods(kube, node_name)
     if waiting:
         return ImageResult(node_name, skipped=f"{WAITING}: {waiting}")
     day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
@@ -267,7 +267,7 @@ def _float(text: Any) -> float | None:
         return None  # "imaging" from a bake of an older kbl: its drain starts now
 
 
-def _data_still_on(kube: KubeApi, node: Mapping[str, Any], since: float) -> str:
+def data_still_on(kube: KubeApi, node: Mapping[str, Any], since: float) -> str:
     """Why the node's data has not left yet ('' once it has): a node with an agent waits for the
     reconciler's ``kbl.io/data-drained`` (at or after ``since``) with no last pieces, as
     scale-down does (``placement.capacity.scaledown.data_drained``)."""
@@ -289,7 +289,7 @@ def _data_still_on(kube: KubeApi, node: Mapping[str, Any], since: float) -> str:
     return ""
 
 
-def _evict_pods(kube: KubeApi, node: str) -> str:
+def evict_pods(kube: KubeApi, node: str) -> str:
     """Evict the node's pods but DaemonSet and mirror pods, as ``kubectl drain`` does; why the
     node is not empty yet ('' once it is: evicted pods are waited for until they are gone)."""
     pods, _ = kube.list(PODS)

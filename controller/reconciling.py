@@ -27,6 +27,7 @@ from typing import Any
 from controller.acting import Actor
 from controller.baking import Rebaker
 from controller.measuring import ControllerMetrics
+from controller.patching import Patcher, Rebooter
 from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
 from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
@@ -216,6 +217,9 @@ class Controller:
         election's :meth:`~kube.leading.LeaderElector.check`).
     metrics:
         The Prometheus metrics to record into (a private registry when ``None``).
+    rebooter:
+        Reboots nodes labelled ``kbl.io/reboot-required``, one at a time per group through the
+        safe path (:mod:`controller.patching`); ``None``: no reboots.
     lists:
         Where the watched resources are listed and watched (``kube`` when ``None``): a reader
         that may serve Nodes typed as decoded and placements as numbers
@@ -235,6 +239,7 @@ class Controller:
         guard: Callable[[str], None] | None = None,
         metrics: ControllerMetrics | None = None,
         lists: KubeApi | None = None,
+        rebooter: Rebooter | None = None,
     ) -> None:
         self.kube = kube
         self.lists = lists if lists is not None else kube
@@ -250,6 +255,7 @@ class Controller:
         )
         self.rejected: list[ObjectError] = []
         self.reconciles = 0
+        self.patcher = Patcher(kube, rebooter, clock, guard=guard or (lambda _step: None)) if rebooter is not None else None
         self.rebaker: Rebaker | None = None
         if self.settings.rebake_after_s > 0:
             self.rebaker = Rebaker(kube, provider, clock, self.settings.rebake_after_s, self.settings.rebake_strategy,
@@ -399,6 +405,11 @@ class Controller:
         self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:
             self.actor.execute(plan, state)
+            if self.patcher is not None:
+                self.patcher.run_once(sorted({g.name for g in state.groups if g.kbl}))
+                for node, why in self.patcher.failures:
+                    log.warning("reboot of %s: %s", node, why)
+                self.patcher.failures.clear()
             if self.rebaker is not None:
                 self.rebaker.run_once(sorted({(g.kbl, g.name) for g in state.groups if g.kbl}))
                 for group, why in self.rebaker.failures:

@@ -46,6 +46,7 @@ _ASG = frozenset(
     }
 )
 #: Prototype images: clean the node through SSM Run Command, image it, add a template version.
+#: ``ssm:SendCommand`` also reboots a drained node to finish patching (controller/patching.py).
 _IMAGES = frozenset(
     {
         "ssm:SendCommand",

@@ -37,6 +37,7 @@ from topology.nodes import Node
 if TYPE_CHECKING:
     from controller import Controller
     from controller.measuring import ControllerMetrics
+    from controller.patching import Rebooter
     from kube.leading import LeaderElectionSettings, LeaderElector
 
 
@@ -68,6 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--rebake-after-days", type=float, default=0.0,
         help="re-bake a group's prototype image when it is older than this and a node runs newer software (0: off, the default)",
     )  # fmt: skip
+    parser.add_argument("--reboot-patched-nodes", action="store_true",
+                        help="reboot nodes labelled kbl.io/reboot-required, one per group at a time, through the safe path (SSM; eks, asg)")
     parser.add_argument("--rebake-strategy", choices=("next-nodes", "rolling"), default="next-nodes",
                         help="how a re-baked group rolls (default %(default)s)")  # fmt: skip
     parser.add_argument("--interruption-queue-url", default="", help="SQS queue of EC2 interruption notices: drain spot-warned nodes' data")
@@ -165,6 +168,25 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
     if not args.queue_url or not args.reply_queue_url:
         raise KblError("--provider queue needs --queue-url and --reply-queue-url")
     return QueueProvider(session.client("sqs"), args.queue_url, args.reply_queue_url)
+
+
+def rebooter(args: argparse.Namespace) -> Rebooter | None:
+    """``--reboot-patched-nodes``: reboots through SSM Run Command (the direct policy's grant).
+
+    Raises
+    ------
+    KblError
+        With a provider that holds no cloud credentials (queue, karpenter) or offline.
+    """
+    if not getattr(args, "reboot_patched_nodes", False):
+        return None
+    if args.provider not in ("eks", "asg") or args.snapshot or args.dry_run:
+        raise KblError("--reboot-patched-nodes reboots through SSM: it needs --provider eks or asg, live, not --dry-run")
+    import boto3
+
+    from controller.patching import SsmRebooter
+
+    return SsmRebooter(boto3.session.Session(region_name=args.region).client("ssm"))
 
 
 def utilization(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilization]] | None:
@@ -277,8 +299,9 @@ def run(args: argparse.Namespace) -> int:
     stop_metrics = serve_metrics(args, metrics)
     try:
         controller = Controller(
-            kube, provider, settings, utilization=utilization(args, kube), guard=guard, metrics=metrics, lists=lists
-        )
+            kube, provider, settings, utilization=utilization(args, kube), guard=guard, metrics=metrics, lists=lists,
+            rebooter=rebooter(args),
+        )  # fmt: skip
         return _run(args, controller, elector, metrics)
     finally:
         stop_metrics()

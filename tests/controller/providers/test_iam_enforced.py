@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
 from controller.interruptions import InterruptionHandler
+from controller.patching import SsmRebooter
 from controller.providers import CLUSTER_TAG, MANAGED_BY, MANAGED_BY_TAG, NodeGroupSpec, ProviderError
 from controller.providers.asg import AsgProvider
 from controller.providers.eks import EksProvider
@@ -252,7 +253,9 @@ def test_asg_mode_grows_shrinks_rolls_deletes_and_reads_the_catalog_with_only_th
             "autoscaling:DeleteAutoScalingGroup", "ec2:CreateLaunchTemplate", "ec2:DeleteLaunchTemplate"} <= made  # fmt: skip
 
 
-def test_a_bake_drains_cleans_images_and_rolls_with_only_the_direct_policy(iam_aws: EnforcedAws) -> None:
+def test_a_bake_and_a_patch_reboot_run_with_only_the_direct_policy(iam_aws: EnforcedAws) -> None:
+    """The bake drains, cleans, images and rolls; the patch reboot (controller/patching.py) sends
+    its reboot through SSM with the same grant."""
     name = "bake-direct"
     subnets = cluster(iam_aws, name)
     creds, _ = direct(iam_aws, name)
@@ -285,6 +288,10 @@ def test_a_bake_drains_cleans_images_and_rolls_with_only_the_direct_policy(iam_a
     assert done.version == "2"
     assert {"ssm:SendCommand", "ssm:GetCommandInvocation", "ec2:CreateImage", "ec2:CreateLaunchTemplateVersion"} <= iam_aws.seen["bake"]
     assert iam_aws.seen["bake"] <= CONTROLLER_DIRECT_ACTIONS
+    command = SsmRebooter(iam_aws.client("ssm", creds, label="reboot"), NO_SLEEP).reboot(node["spec"]["providerID"])
+    (sent,) = [c for c in iam_aws.client("ssm").list_commands(InstanceId=instance["InstanceId"])["Commands"] if c["CommandId"] == command]
+    assert sent["Parameters"]["commands"][-1] == "exit 194"  # SSM's way to reboot from a script
+    assert iam_aws.seen["reboot"] == {"ssm:SendCommand"}
 
 
 def test_queue_mode_controller_and_worker_each_need_only_their_policy_and_the_catalog_comes_back(iam_aws: EnforcedAws) -> None:
