@@ -188,9 +188,12 @@ def test_asg_mode_passes_its_subnets_and_image_and_the_cli_builds_the_provider_f
         GEN.render({"controller": {"provider": "asg", "subnets": {"us-east-1a": ["sg-123"]}}})
 
 
-def test_the_rebake_interval_reaches_the_controller_only_when_set() -> None:
+def test_the_rebake_interval_and_node_reboots_reach_the_controller_only_when_set() -> None:
     default = find(_render({}), "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--rebake-after-days" not in default
     args = find(_render({"controller": {"rebakeAfterDays": 14}}), "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
     parsed = cli.build_parser().parse_args(args)
     assert parsed.rebake_after_days == 14.0
+    assert "--reboot-patched-nodes" not in default
+    rebooting = find(_render({"controller": {"rebootPatchedNodes": True}}), "Deployment", "kbl-controller")
+    assert cli.build_parser().parse_args(rebooting["spec"]["template"]["spec"]["containers"][0]["args"]).reboot_patched_nodes
