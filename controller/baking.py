@@ -241,7 +241,7 @@ def prototype_image(
     waiting = data_still_on(kube, chosen, since) or evict_pods(kube, node_name)
     if waiting:
         return ImageResult(node_name, skipped=f"{WAITING}: {waiting}")
-    day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
+    day = datetime.fromtimestamp(since, UTC).strftime("%Y%m%d")  # the bake's start: a rerun finds the same image
     image_name = f"kbl-{group}-{node_name}-{day}"[:128]
     tags = {labels.KBL_LABEL: kbl_key, labels.NODE_GROUP_LABEL: group, labels.SOURCE_NODE_TAG: node_name}
     image = provider.create_image(str((chosen.get("spec") or {}).get("providerID", "")), image_name, tags)
