@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -39,6 +40,8 @@ from topology.nodes import Taint
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
 
 OPS = ("create_group", "set_size", "remove_instance", "delete_group", "create_image", "roll_group")
 
@@ -164,7 +167,12 @@ class QueueProvider:
                 except (ValueError, KeyError, TypeError):
                     groups, catalog, errors, at = None, [], [], -1.0
                 known = {(e.request_id, e.at_s) for e in self.worker_errors}
-                self.worker_errors.extend(e for e in errors if (e.request_id, e.at_s) not in known)
+                for error in errors:
+                    if (error.request_id, error.at_s) not in known:
+                        log.warning(
+                            "kbl worker could not run %s (request %s): %s: %s", error.op, error.request_id, error.code, error.message
+                        )
+                        self.worker_errors.append(error)
                 del self.worker_errors[:-100]
                 if groups is not None and at >= self.inventory_s:  # no groups: the worker could not read them
                     self.inventory = {g.name: g for g in groups}

@@ -326,7 +326,9 @@ def test_queue_mode_controller_and_worker_each_need_only_their_policy_and_the_ca
     assert "ec2:DescribeInstanceTypes" in iam_aws.seen["worker"]
 
 
-def test_a_worker_denied_by_iam_reports_the_error_on_the_reply_queue_and_keeps_serving(iam_aws: EnforcedAws) -> None:
+def test_a_worker_denied_by_iam_reports_the_error_on_the_reply_queue_and_keeps_serving(
+    iam_aws: EnforcedAws, caplog: pytest.LogCaptureFixture
+) -> None:
     """The worker holds only the SQS statements of its policy: every cloud call is AccessDenied."""
     name = "queue-denied"
     subs = {"QUEUE_NAME": f"{name}-req", "REPLY_QUEUE_NAME": f"{name}-rep", "CLUSTER_NAME": name, "NODE_ROLE_NAME": "node"}
@@ -356,6 +358,7 @@ def test_a_worker_denied_by_iam_reports_the_error_on_the_reply_queue_and_keeps_s
     # botocore cannot parse as EKS's JSON: the code is the HTTP status, the AWS code in the text.
     denied = {e.op for e in controller.worker_errors if "AccessDenied" in f"{e.code} {e.message}"}
     assert denied == {"create_group", "delete_group", "report"}, controller.worker_errors  # report: the inventory, denied too
+    assert "kbl worker could not run create_group" in caplog.text  # the controller's log says so
     # No inventory came back: the controller keeps only its own optimistic record of the request.
     assert [(g.name, g.status) for g in controller.list_groups()] == [("g", "REQUESTED")]
 
