@@ -7,31 +7,50 @@ the node the last image was taken from, or when it was never imaged, at most onc
 ``min_ready_s``, not cordoned, not draining (``kbl.io/drain``), up to date (the newest kubelet,
 kernel and OS image among the group's Ready nodes), then the longest Ready.
 
-**Doing** (:func:`prototype_image`, also behind ``kbl bake``): protect the node from scale-down
-(``kbl.io/do-not-disrupt`` while it is imaged), clean it and image it with a reboot through the
-provider (the cleaning script runs on the node first: ``manifests/bake/clean-node.sh``), under a
-deterministic name (a retry finds the same image), tag it, create a launch-template version and
-roll the group (``next-nodes``: only new nodes use it; ``rolling``: replace them). The image, its
-time and the source node's versions are recorded in the KBL status; every step is idempotent,
-so a failed or killed run is simply run again.
+**Doing** (:func:`prototype_image`, also behind ``kbl bake``), in steps that each resume where
+the cluster says the last run stopped:
+
+1. **protect and drain through the safe path**: the node is cordoned, marked
+   ``kbl.io/do-not-disrupt`` (no scale-down takes it) and ``kbl.io/prototype=<epoch seconds>``
+   (this bake, since then), and annotated ``kbl.io/drain=prototype-image``, the same request
+   scale-down makes: the placement reconciler moves its pieces off, make before break. A node
+   with a node agent (a NodeHoldings) waits until the reconciler writes ``kbl.io/data-drained``
+   at or after that time with no last pieces left (``skipped`` says ``waiting ...``: run again);
+2. **evict** its pods through the Eviction API (DaemonSet and mirror pods stay; a
+   PodDisruptionBudget refusal waits, like scale-down);
+3. **clean and image** through the provider (the cleaning script runs on the node first:
+   ``manifests/bake/clean-node.sh``, which also removes ``/var/lib/kbl`` and the credentials),
+   with a reboot, under a deterministic name (a retry finds the same image), tagged;
+4. **roll** the group (a launch-template version; ``next-nodes``: only new nodes use it;
+   ``rolling``: replace them); on a failure the node stays cordoned and protected until a rerun
+   succeeds;
+5. **return the node**: uncordoned, drain and protection annotations removed; then the image,
+   its time and the source node's versions are recorded in the KBL status.
+
+:class:`Rebaker` runs :func:`due_for_rebake` and these steps from the controller loop.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from controller.acting import Actor
-from controller.providers import NodeGroupProvider, RollStrategy
-from kube.api import KBLS, NODES, KubeApi
+from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
+from kube.api import KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi
 from topology import labels
 from topology.errors import KblError
 from topology.times import parse_time
 
 PROTOTYPE_ANNOTATION = labels.PROTOTYPE
+#: The ``kbl.io/drain`` reason of a prototype's drain (scale-down and interruptions write others).
+DRAIN_REASON = "prototype-image"
+#: ``ImageResult.skipped`` of a run that must be run again once the data or the pods have left.
+WAITING = "waiting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +108,14 @@ def unfit_reason(node: Mapping[str, Any], now_s: float, min_ready_s: float) -> s
     return None
 
 
+def in_progress(node: Mapping[str, Any]) -> bool:
+    """A bake of this node started and did not finish: it carries ``kbl.io/prototype`` and is
+    drained by the bake itself, or not drained at all (another drain, a spot warning for
+    example, means the node is leaving: it is not resumed)."""
+    annotations = (node.get("metadata") or {}).get("annotations") or {}
+    return PROTOTYPE_ANNOTATION in annotations and annotations.get(labels.DRAIN, DRAIN_REASON) == DRAIN_REASON
+
+
 def pick_prototype(nodes: Sequence[Mapping[str, Any]], now_s: float, min_ready_s: float, named: str | None = None) -> Mapping[str, Any]:
     """The node to image (see the module docstring); a ``named`` node must be Ready, not
     cordoned and not draining, however long it has been Ready.
@@ -101,14 +128,15 @@ def pick_prototype(nodes: Sequence[Mapping[str, Any]], now_s: float, min_ready_s
     if named is not None:
         for node in nodes:
             if node["metadata"]["name"] == named:
+                if in_progress(node):  # our own bake, cordoned and draining: resume it
+                    return node
                 why = unfit_reason(node, now_s, 0.0)
                 if why is not None:
                     raise KblError(f"node {named} cannot be a prototype: {why}")
                 return node
         raise KblError(f"node {named} is not a node of the group")
     for node in nodes:  # a run that failed half-way: finish it on the same node (same image name)
-        annotations = (node.get("metadata") or {}).get("annotations") or {}
-        if PROTOTYPE_ANNOTATION in annotations and labels.DRAIN not in annotations:
+        if in_progress(node):
             return node
     ready = [n for n in nodes if _ready_since(n) is not None]
     newest = max((versions(n) for n in ready), default=None)
@@ -204,8 +232,16 @@ def prototype_image(
     members, _ = kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
     chosen = pick_prototype(members, now, min_ready_s, node)
     node_name = chosen["metadata"]["name"]
-    kube.patch(NODES, node_name, {"metadata": {"annotations": {labels.DO_NOT_DISRUPT: "true", PROTOTYPE_ANNOTATION: "imaging"}}})
-    day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
+    annotations = (chosen.get("metadata") or {}).get("annotations") or {}
+    since = _float(annotations.get(PROTOTYPE_ANNOTATION))
+    if since is None or labels.DRAIN not in annotations or not (chosen.get("spec") or {}).get("unschedulable"):
+        since = now if since is None else since
+        mark = {labels.DO_NOT_DISRUPT: "true", PROTOTYPE_ANNOTATION: f"{since:.0f}", labels.DRAIN: DRAIN_REASON}
+        chosen = kube.patch(NODES, node_name, {"spec": {"unschedulable": True}, "metadata": {"annotations": mark}})
+    waiting = data_still_on(kube, chosen, since) or evict_pods(kube, node_name)
+    if waiting:
+        return ImageResult(node_name, skipped=f"{WAITING}: {waiting}")
+    day = datetime.fromtimestamp(since, UTC).strftime("%Y%m%d")  # the bake's start: a rerun finds the same image
     image_name = f"kbl-{group}-{node_name}-{day}"[:128]
     tags = {labels.KBL_LABEL: kbl_key, labels.NODE_GROUP_LABEL: group, labels.SOURCE_NODE_TAG: node_name}
     image = provider.create_image(str((chosen.get("spec") or {}).get("providerID", "")), image_name, tags)
@@ -213,7 +249,8 @@ def prototype_image(
     version = provider.roll_group(group, image, strategy, token)
     # Lift the protection before recording the image: once recorded, a rerun is rate limited and
     # returns early, so a crash between the two would leave the node protected for good.
-    kube.patch(NODES, node_name, {"metadata": {"annotations": {labels.DO_NOT_DISRUPT: None, PROTOTYPE_ANNOTATION: None}}})
+    unmark = {labels.DO_NOT_DISRUPT: None, PROTOTYPE_ANNOTATION: None, labels.DRAIN: None}
+    kube.patch(NODES, node_name, {"spec": {"unschedulable": False}, "metadata": {"annotations": unmark}})
     actor = Actor(kube, provider, "", clock, lambda _step: None)
     actor.group_status(
         kbl_key,
@@ -221,3 +258,118 @@ def prototype_image(
         {"lastImage": image, "lastImageTime": now, "launchTemplateVersion": version, "lastImageVersions": versions_record(chosen)},
     )
     return ImageResult(node_name, image, version)
+
+
+def _float(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None  # "imaging" from a bake of an older kbl: its drain starts now
+
+
+def data_still_on(kube: KubeApi, node: Mapping[str, Any], since: float) -> str:
+    """Why the node's data has not left yet ('' once it has): a node with an agent waits for the
+    reconciler's ``kbl.io/data-drained`` (at or after ``since``) with no last pieces, as
+    scale-down does (``placement.capacity.scaledown.data_drained``)."""
+    name = node["metadata"]["name"]
+    try:
+        agents, _ = kube.list(NODE_HOLDINGS)
+    except Exception:  # the data plane is not installed (no NodeHoldings kind): nothing to move
+        agents = []
+    if not any(((h.get("spec") or {}).get("nodeName") or (h.get("metadata") or {}).get("name")) == name for h in agents):
+        return ""
+    annotations = (node.get("metadata") or {}).get("annotations") or {}
+    drained = parse_time(annotations.get(labels.DATA_DRAINED))
+    try:
+        last = int(annotations.get(labels.LAST_PIECES, "0") or 0)
+    except ValueError:
+        last = 1
+    if drained is None or drained < int(since) or last > 0:
+        return f"the placement reconciler has not yet written {labels.DATA_DRAINED} on {name}"
+    return ""
+
+
+def evict_pods(kube: KubeApi, node: str) -> str:
+    """Evict the node's pods but DaemonSet and mirror pods, as ``kubectl drain`` does; why the
+    node is not empty yet ('' once it is: evicted pods are waited for until they are gone)."""
+    pods, _ = kube.list(PODS)
+    refused, leaving = [], 0
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (pod.get("spec") or {}).get("nodeName") != node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        owners = meta.get("ownerReferences") or []
+        if any(o.get("kind") == "DaemonSet" for o in owners) or "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
+            continue
+        leaving += 1
+        if meta.get("deletionTimestamp"):
+            continue
+        if not kube.evict(str(meta.get("namespace", "default")), str(meta.get("name"))):
+            refused.append(f"{meta.get('namespace', 'default')}/{meta.get('name')}")
+    if refused:
+        return f"eviction refused by a PodDisruptionBudget for {', '.join(refused)}"
+    return f"{leaving} evicted pods are still on {node}" if leaving else ""
+
+
+@dataclass
+class Rebaker:
+    """:func:`due_for_rebake` and :func:`prototype_image` from the controller loop.
+
+    Each pass (:meth:`run_once`, after the controller's actions) goes on with a bake in progress
+    (a node marked ``kbl.io/prototype``: at most one in the cluster at a time, so one node is
+    out at once), else starts one in the first group that is due: its last image is older than
+    ``rebake_after_s`` (N days) and one of its nodes runs newer software than that image's
+    source (or the group was never imaged). A group whose bake failed is tried again after
+    ``retry_s``; the failures are kept in :attr:`failures` (the loop logs them).
+    """
+
+    kube: KubeApi
+    provider: NodeGroupProvider
+    clock: Callable[[], float]
+    rebake_after_s: float
+    strategy: RollStrategy = "next-nodes"
+    min_ready_s: float = 3600.0
+    retry_s: float = 3600.0
+    guard: Callable[[str], None] = lambda _step: None
+    attempted: dict[str, float] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def run_once(self, groups: Sequence[tuple[str, str]]) -> ImageResult | None:
+        """One step of the bake in progress, or the start of a due one; ``groups`` are
+        ``(kbl key, group name)`` pairs. ``None`` when nothing was due."""
+        now = self.clock()
+        members = {g: self.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={g}")[0] for _, g in groups}
+        busy = [(k, g, n) for k, g in groups for n in members[g] if in_progress(n)]
+        if busy:
+            kbl_key, group, node = busy[0]
+            return self._bake(kbl_key, group, str(node["metadata"]["name"]), now)
+        for kbl_key, group in groups:
+            if now - self.attempted.get(group, -math.inf) < self.retry_s:
+                continue
+            chosen = due_for_rebake(members[group], self._entry(kbl_key, group), now,
+                                    min_ready_s=self.min_ready_s, min_interval_s=self.rebake_after_s)  # fmt: skip
+            if chosen is not None:
+                return self._bake(kbl_key, group, chosen, now)
+        return None
+
+    def _entry(self, kbl_key: str, group: str) -> Mapping[str, Any] | None:
+        namespace, _, name = kbl_key.partition("/")
+        kbl = self.kube.get(KBLS, name, namespace=namespace)
+        entries = ((kbl or {}).get("status") or {}).get("nodeGroups") or []
+        return next((e for e in entries if e.get("name") == group), None)
+
+    def _bake(self, kbl_key: str, group: str, node: str, now: float) -> ImageResult | None:
+        self.guard("rebake")
+        try:
+            result = prototype_image(
+                self.kube, self.provider, kbl_key=kbl_key, group=group, node=node, strategy=self.strategy, clock=self.clock,
+                min_ready_s=self.min_ready_s, min_interval_s=self.rebake_after_s,
+            )  # fmt: skip
+        except (ProviderError, KblError) as exc:
+            self.attempted[group] = now
+            self.failures.append((group, str(exc)))
+            del self.failures[:-20]
+            return None
+        if not result.skipped.startswith(WAITING):
+            self.attempted[group] = now
+        return result

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.acting import Actor
+from controller.baking import Rebaker
 from controller.measuring import ControllerMetrics
-from controller.providers import NodeGroupProvider, ProviderError
+from controller.patching import Patcher, Rebooter
+from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
 from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
@@ -71,6 +73,11 @@ class ControllerSettings:
     resync_s: float = 10.0
     dry_run: bool = False
     informer: InformerSettings = field(default_factory=lambda: InformerSettings(watch_timeout_s=60))
+    #: Prototype images from the loop (:class:`~controller.baking.Rebaker`): a group is re-baked
+    #: when its image is older than this and a node runs newer software; 0 turns it off.
+    rebake_after_s: float = 0.0
+    #: How a re-baked group rolls: ``next-nodes`` (Auto Scaling groups) or ``rolling``.
+    rebake_strategy: RollStrategy = "next-nodes"
 
 
 def p90(values: Iterable[float]) -> float:
@@ -210,6 +217,9 @@ class Controller:
         election's :meth:`~kube.leading.LeaderElector.check`).
     metrics:
         The Prometheus metrics to record into (a private registry when ``None``).
+    rebooter:
+        Reboots nodes labelled ``kbl.io/reboot-required``, one at a time per group through the
+        safe path (:mod:`controller.patching`); ``None``: no reboots.
     lists:
         Where the watched resources are listed and watched (``kube`` when ``None``): a reader
         that may serve Nodes typed as decoded and placements as numbers
@@ -229,6 +239,7 @@ class Controller:
         guard: Callable[[str], None] | None = None,
         metrics: ControllerMetrics | None = None,
         lists: KubeApi | None = None,
+        rebooter: Rebooter | None = None,
     ) -> None:
         self.kube = kube
         self.lists = lists if lists is not None else kube
@@ -244,6 +255,11 @@ class Controller:
         )
         self.rejected: list[ObjectError] = []
         self.reconciles = 0
+        self.patcher = Patcher(kube, rebooter, clock, guard=guard or (lambda _step: None)) if rebooter is not None else None
+        self.rebaker: Rebaker | None = None
+        if self.settings.rebake_after_s > 0:
+            self.rebaker = Rebaker(kube, provider, clock, self.settings.rebake_after_s, self.settings.rebake_strategy,
+                                   guard=guard or (lambda _step: None))  # fmt: skip
         self.caches: dict[str, ObjectCache] | None = None
         self.informers: list[Informer] = []
         self._catalog: list[cap.InstanceShape] | None = None
@@ -389,6 +405,16 @@ class Controller:
         self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:
             self.actor.execute(plan, state)
+            if self.patcher is not None:
+                self.patcher.run_once(sorted({g.name for g in state.groups if g.kbl}))
+                for node, why in self.patcher.failures:
+                    log.warning("reboot of %s: %s", node, why)
+                self.patcher.failures.clear()
+            if self.rebaker is not None:
+                self.rebaker.run_once(sorted({(g.kbl, g.name) for g in state.groups if g.kbl}))
+                for group, why in self.rebaker.failures:
+                    log.warning("rebake of %s: %s", group, why)
+                self.rebaker.failures.clear()
         self.metrics.reconciled(state, plan, time.perf_counter() - started)
         return plan
 

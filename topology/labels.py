@@ -64,6 +64,12 @@ PROMETHEUS_QUERY = "kbl.io/prometheus-query"
 KBL_DATASET = "kbl.io/dataset"
 #: Node annotation the controller sets on the node it images a group's new AMI from.
 PROTOTYPE = "kbl.io/prototype"
+#: Node label the node agent sets to ``"true"`` while the node needs a reboot to finish patching
+#: (``/var/run/reboot-required`` exists on the host), and removes after it; the controller
+#: reboots such nodes one at a time per group through the safe path (controller/patching.py).
+REBOOT_REQUIRED = "kbl.io/reboot-required"
+#: Node annotation of a reboot in progress: ``draining:<epoch s>`` then ``rebooting:<epoch s>``.
+REBOOTING = "kbl.io/rebooting"
 
 # ---------------------------------------------------------------- cloud tags on kbl-managed groups
 #: Tag (and Karpenter NodePool label) every kbl-managed group carries; value ``kbl``.

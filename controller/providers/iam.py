@@ -18,6 +18,7 @@ _EKS = frozenset(
         "eks:DescribeCluster",
         "eks:TagResource",
         "ec2:DescribeSubnets",
+        "ec2:DescribeInstanceTypes",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:DescribeAutoScalingInstances",
         "autoscaling:DeleteTags",
@@ -37,6 +38,7 @@ _ASG = frozenset(
         "autoscaling:StartInstanceRefresh",
         "ec2:CreateLaunchTemplate",
         "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeInstanceTypes",
         "ec2:DeleteLaunchTemplate",
         "ec2:RunInstances",
         "ec2:CreateTags",
@@ -44,6 +46,7 @@ _ASG = frozenset(
     }
 )
 #: Prototype images: clean the node through SSM Run Command, image it, add a template version.
+#: ``ssm:SendCommand`` also reboots a drained node to finish patching (controller/patching.py).
 _IMAGES = frozenset(
     {
         "ssm:SendCommand",

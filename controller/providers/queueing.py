@@ -12,13 +12,19 @@ provider and posts the inventory of kbl groups back. Delivery is at least once, 
   visibility timeout and, after ``maxReceiveCount`` receives, SQS moves it to the dead-letter
   queue named by the queue's ``RedrivePolicy`` (poison messages never block the queue);
 * on a FIFO queue all requests share one message group, so workers execute them one at a time
-  and the worker's budget check (global node maximum, read fresh before every grow) cannot race.
+  and the worker's budget check (global node maximum, read fresh before every grow) cannot race;
+* a cloud error never stops the worker: a failing request (any error of the provider, an
+  ``AccessDenied`` as much as a throttle) is left for redelivery and reported on the reply
+  queue (``errors``: request id, operation, AWS code, message), and a report whose inventory or
+  catalog cannot be read says so (``inventoryError``) instead of crashing; the controller keeps
+  its last inventory and catalog and exposes the errors (:attr:`QueueProvider.worker_errors`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -34,6 +40,8 @@ from topology.nodes import Taint
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
 
 OPS = ("create_group", "set_size", "remove_instance", "delete_group", "create_image", "roll_group")
 
@@ -75,6 +83,25 @@ def info_from_json(raw: Mapping[str, Any]) -> NodeGroupInfo:
     return NodeGroupInfo(**{**raw, "tags": dict(raw.get("tags") or {})})
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerError:
+    """A request the worker could not execute, as reported on the reply queue."""
+
+    request_id: str
+    op: str
+    code: str
+    message: str
+    at_s: float
+
+
+def _error_to_json(error: WorkerError) -> dict[str, Any]:
+    return {"id": error.request_id, "op": error.op, "code": error.code, "message": error.message[:500], "at_s": error.at_s}
+
+
+def _error_from_json(raw: Mapping[str, Any]) -> WorkerError:
+    return WorkerError(str(raw["id"]), str(raw["op"]), str(raw["code"]), str(raw.get("message", "")), float(raw["at_s"]))
+
+
 class QueueProvider:
     """The controller side: requests go to SQS, the inventory comes back on the reply queue.
 
@@ -103,6 +130,9 @@ class QueueProvider:
         self.inventory_s = 0.0
         self.catalog: list[InstanceShape] = []
         self.sent: list[str] = []
+        #: Errors the worker reported (newest last, at most 100): a request it could not execute,
+        #: or an inventory it could not read (``op`` ``report``).
+        self.worker_errors: list[WorkerError] = []
 
     def _send(self, op: str, args: Mapping[str, Any]) -> str:
         rid = request_id(op, args, self.clock(), self.dedup_window_s)
@@ -127,14 +157,24 @@ class QueueProvider:
             if not messages:
                 return
             for msg in messages:
+                groups: list[NodeGroupInfo] | None
                 try:
                     body = json.loads(msg["Body"])
                     at = float(body["at_s"])
-                    groups = [info_from_json(g) for g in body["groups"]]
+                    groups = [info_from_json(g) for g in body["groups"]] if "groups" in body else None
                     catalog = [InstanceShape(**t) for t in body.get("instanceTypes") or ()]
+                    errors = [_error_from_json(e) for e in body.get("errors") or ()]
                 except (ValueError, KeyError, TypeError):
-                    groups, catalog, at = [], [], -1.0
-                if at >= self.inventory_s:
+                    groups, catalog, errors, at = None, [], [], -1.0
+                known = {(e.request_id, e.at_s) for e in self.worker_errors}
+                for error in errors:
+                    if (error.request_id, error.at_s) not in known:
+                        log.warning(
+                            "kbl worker could not run %s (request %s): %s: %s", error.op, error.request_id, error.code, error.message
+                        )
+                        self.worker_errors.append(error)
+                del self.worker_errors[:-100]
+                if groups is not None and at >= self.inventory_s:  # no groups: the worker could not read them
                     self.inventory = {g.name: g for g in groups}
                     self.catalog = catalog or self.catalog
                     self.inventory_s = at
@@ -217,6 +257,8 @@ class Worker:
         self.backoff = backoff or Backoff()
         self.done: OrderedDict[str, None] = OrderedDict()
         self.stats = WorkerStats()
+        #: Failures since the last report, sent with it (then cleared).
+        self.errors: list[WorkerError] = []
 
     def poll_once(self, wait_s: int = 0) -> int:
         """Receive and execute up to 10 requests; returns how many were received."""
@@ -232,20 +274,34 @@ class Worker:
         for msg in messages:
             if self._handle(msg["Body"]):
                 aws_call(self.backoff, self.sqs.delete_message, QueueUrl=self.queue_url, ReceiptHandle=msg["ReceiptHandle"])
-        if messages:
+        if messages or self.errors:
             self.report()
         return len(messages)
 
+    def _failed(self, rid: str, op: str, exc: Exception) -> None:
+        self.stats.failed += 1
+        code = exc.code if isinstance(exc, ProviderError) else type(exc).__name__
+        self.errors.append(WorkerError(rid, op, code, str(exc), self.clock()))
+
     def report(self) -> None:
-        """Post the inventory of kbl groups to the reply queue."""
-        groups = [info_to_json(g) for g in self.provider.list_groups()]
-        catalog = [asdict(t) for t in self.provider.instance_types()]
-        body = json.dumps({"at_s": self.clock(), "groups": groups, "instanceTypes": catalog}, sort_keys=True)
+        """Post the inventory of kbl groups (and the catalog, and the errors since the last
+        report) to the reply queue. A cloud error reading the inventory or the catalog is
+        reported in their place (``inventoryError``); the controller keeps what it knew."""
+        body_fields: dict[str, Any] = {"at_s": self.clock()}
+        try:
+            body_fields["groups"] = [info_to_json(g) for g in self.provider.list_groups()]
+            body_fields["instanceTypes"] = [asdict(t) for t in self.provider.instance_types()]
+        except Exception as exc:  # any cloud error: say so rather than stop the worker
+            self._failed("", "report", exc)
+            body_fields["inventoryError"] = f"{self.errors[-1].code}: {exc}"[:500]
+        body_fields["errors"] = [_error_to_json(e) for e in self.errors]
+        body = json.dumps(body_fields, sort_keys=True)
         kwargs: dict[str, Any] = {"QueueUrl": self.reply_url, "MessageBody": body}
         if self.reply_url.endswith(".fifo"):
             kwargs["MessageGroupId"] = "kbl-inventory"
             kwargs["MessageDeduplicationId"] = hashlib.sha256(body.encode()).hexdigest()[:40]
         aws_call(self.backoff, self.sqs.send_message, **kwargs)
+        self.errors = []
 
     def _handle(self, raw: str) -> bool:
         """Execute one request; ``True`` if it may be deleted (done, or a duplicate)."""
@@ -262,11 +318,9 @@ class Worker:
             return True
         try:
             self._execute(op, args)
-        except ProviderError:
-            self.stats.failed += 1
-            return False  # visible again after the visibility timeout; DLQ after maxReceiveCount
-        except (KeyError, TypeError, ValueError):
-            self.stats.failed += 1
+        except Exception as exc:  # any error of the cloud or of the request: report it, keep serving
+            # Visible again after the visibility timeout; to the DLQ after maxReceiveCount.
+            self._failed(rid, op, exc)
             return False
         self.done[rid] = None
         while len(self.done) > self.remember:

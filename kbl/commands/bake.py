@@ -1,12 +1,15 @@
 """``kbl bake``: make a prototype image from a named node and roll its group to it.
 
 ``kbl bake --node NAME`` finds the node's kbl group (``--group`` to name it), checks the node is
-Ready, not cordoned and not draining, protects it from scale-down, cleans it *on the node*
+Ready, not cordoned and not draining, protects it from scale-down, **drains it through the safe
+path** (cordon, ``kbl.io/drain=prototype-image``, waits for the placement reconciler's
+``kbl.io/data-drained``, evicts its pods; ``--wait-s`` bounds the wait), cleans it *on the node*
 (``manifests/bake/clean-node.sh`` through SSM Run Command: kubelet certificates and state,
-machine-id, cloud-init instance data, SSH host keys, logs), images it with a reboot, creates a
-launch-template version with the image and rolls the group: only the next nodes for Auto Scaling
-groups (``--strategy next-nodes``), a rolling update for EKS managed groups (``rolling``). It
-prints the result as JSON. Every step is idempotent: after a failure, run it again.
+kbl's data folder, credentials, machine-id, cloud-init instance data, SSH host keys, logs),
+images it with a reboot, creates a launch-template version with the image, rolls the group
+(only the next nodes for Auto Scaling groups, ``--strategy next-nodes``; a rolling update for
+EKS managed groups, ``rolling``) and returns the node (uncordoned, marks removed). It prints the
+result as JSON. Every step is idempotent: after a failure or a timeout, run it again.
 
 This module also holds the launch-template flags shared with ``kbl controller``
 (:func:`add_launch_arguments`, :func:`provider_options`).
@@ -97,6 +100,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-id", default="", help="asg: image of new groups; eks: custom AMI of new groups (needed to roll to a bake)")
     parser.add_argument("--subnet", action="append", default=[], metavar="ZONE=SUBNET", help="subnet per zone (asg; eks discovers them)")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    parser.add_argument("--wait-s", type=float, default=3600.0, help="longest wait for its data and pods to leave (default %(default)s)")
+    parser.add_argument("--poll-s", type=float, default=10.0, help="seconds between two looks while waiting (default %(default)s)")
     add_launch_arguments(parser)
 
 
@@ -144,15 +149,22 @@ def bake(
 
 
 def run(args: argparse.Namespace) -> int:
+    from controller.baking import WAITING
     from kbl.commands.controller import cloud
     from kube.client import KubeClient
 
     kube = KubeClient.from_config(args.kubeconfig)
     provider = cloud(args)
-    result = bake(
-        kube, provider, node=args.node, group=args.group, strategy=args.strategy,
-        default_strategy="rolling" if args.provider == "eks" else "next-nodes",
-    )  # fmt: skip
+    deadline = time.monotonic() + args.wait_s
+    while True:
+        result = bake(
+            kube, provider, node=args.node, group=args.group, strategy=args.strategy,
+            default_strategy="rolling" if args.provider == "eks" else "next-nodes",
+        )  # fmt: skip
+        if not result.skipped.startswith(WAITING) or time.monotonic() >= deadline:
+            break
+        print(f"kbl bake: {result.skipped}", file=sys.stderr)
+        time.sleep(args.poll_s)
     json.dump({"node": result.node, "image": result.image, "launchTemplateVersion": result.version, "skipped": result.skipped}, sys.stdout)
     sys.stdout.write("\n")
     return 0

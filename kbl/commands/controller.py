@@ -5,7 +5,9 @@ per line, and changes nothing; ``--snapshot FILE`` plans from a ``kubectl get -o
 with the node groups its KBLs record (offline: no cluster, no cloud account). Without a
 snapshot it uses in-cluster config or the kubeconfig, and ``--provider`` picks the cloud side:
 ``eks`` (managed node groups), ``asg`` (self-managed Auto Scaling groups), ``queue`` (requests
-over SQS to ``kbl worker``; no cloud credentials in the cluster) or ``fake`` (a simulated cloud).
+over SQS to ``kbl worker``; no cloud credentials in the cluster) or ``karpenter`` (NodePools). The
+simulated cloud (:class:`~controller.providers.fake.FakeProvider`) is not offered here: the
+benchmarks and tests build it themselves.
 
 The continuous loop elects a leader first (``--leader-elect``, on by default; off for
 ``--once``, ``--dry-run`` and ``--snapshot``): replicas campaign for the Lease
@@ -21,7 +23,6 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from topology.nodes import Node
 if TYPE_CHECKING:
     from controller import Controller
     from controller.measuring import ControllerMetrics
+    from controller.patching import Rebooter
     from kube.leading import LeaderElectionSettings, LeaderElector
 
 
@@ -43,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="reconcile once and exit")
     parser.add_argument("--dry-run", action="store_true", help="print planned actions as JSON lines; change nothing")
     parser.add_argument("--snapshot", metavar="FILE", help="plan from a snapshot file instead of a live cluster (offline)")
-    providers = ("eks", "asg", "queue", "fake", "karpenter")
+    providers = ("eks", "asg", "queue", "karpenter")
     parser.add_argument("--provider", choices=providers, default="eks", help="cloud side (default %(default)s)")
     parser.add_argument("--cluster-name", default="kbl", help="EKS cluster name (also scopes tags and tokens)")
     parser.add_argument("--region", default=None, help="AWS region (default: the SDK's)")
@@ -63,6 +65,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     karp.add_argument("--node-class", default="default", help="node class NodePools reference (default %(default)s)")
     karp.add_argument("--node-class-kind", choices=("EC2NodeClass", "NodeClass"), default="EC2NodeClass", help="NodeClass: EKS Auto Mode")
     karp.add_argument("--placeholder-namespace", default="kbl-system", help="namespace of the placeholder pods (default %(default)s)")
+    parser.add_argument(
+        "--rebake-after-days", type=float, default=0.0,
+        help="re-bake a group's prototype image when it is older than this and a node runs newer software (0: off, the default)",
+    )  # fmt: skip
+    parser.add_argument("--reboot-patched-nodes", action="store_true",
+                        help="reboot nodes labelled kbl.io/reboot-required, one per group at a time, through the safe path (SSM; eks, asg)")
+    parser.add_argument("--rebake-strategy", choices=("next-nodes", "rolling"), default="next-nodes",
+                        help="how a re-baked group rolls (default %(default)s)")  # fmt: skip
     parser.add_argument("--interruption-queue-url", default="", help="SQS queue of EC2 interruption notices: drain spot-warned nodes' data")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
     add_launch_arguments(parser)
@@ -128,10 +138,6 @@ def subnets(values: list[str]) -> dict[str, list[str]]:
 
 def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupProvider:
     """The provider the arguments ask for (boto3 clients are made here, never at import)."""
-    if args.provider == "fake":
-        from controller.providers.fake import FakeProvider
-
-        return FakeProvider(time.time)
     import boto3
 
     session = boto3.session.Session(region_name=args.region)
@@ -162,6 +168,25 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
     if not args.queue_url or not args.reply_queue_url:
         raise KblError("--provider queue needs --queue-url and --reply-queue-url")
     return QueueProvider(session.client("sqs"), args.queue_url, args.reply_queue_url)
+
+
+def rebooter(args: argparse.Namespace) -> Rebooter | None:
+    """``--reboot-patched-nodes``: reboots through SSM Run Command (the direct policy's grant).
+
+    Raises
+    ------
+    KblError
+        With a provider that holds no cloud credentials (queue, karpenter) or offline.
+    """
+    if not getattr(args, "reboot_patched_nodes", False):
+        return None
+    if args.provider not in ("eks", "asg") or args.snapshot or args.dry_run:
+        raise KblError("--reboot-patched-nodes reboots through SSM: it needs --provider eks or asg, live, not --dry-run")
+    import boto3
+
+    from controller.patching import SsmRebooter
+
+    return SsmRebooter(boto3.session.Session(region_name=args.region).client("ssm"))
 
 
 def utilization(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilization]] | None:
@@ -265,6 +290,8 @@ def run(args: argparse.Namespace) -> int:
         cluster_name=args.cluster_name,
         resync_s=args.resync_s,
         dry_run=args.dry_run,
+        rebake_after_s=max(args.rebake_after_days, 0.0) * 86400.0,
+        rebake_strategy="rolling" if args.rebake_strategy == "rolling" else "next-nodes",
     )
     elector = LeaderElector(kube, leading) if leading is not None else None
     guard = elector.check if elector is not None else None
@@ -272,8 +299,9 @@ def run(args: argparse.Namespace) -> int:
     stop_metrics = serve_metrics(args, metrics)
     try:
         controller = Controller(
-            kube, provider, settings, utilization=utilization(args, kube), guard=guard, metrics=metrics, lists=lists
-        )
+            kube, provider, settings, utilization=utilization(args, kube), guard=guard, metrics=metrics, lists=lists,
+            rebooter=rebooter(args),
+        )  # fmt: skip
         return _run(args, controller, elector, metrics)
     finally:
         stop_metrics()

@@ -3,14 +3,18 @@
 The in-cluster controller in queue mode sends requests; the worker, holding the cloud
 credentials, executes them (idempotently: at-least-once delivery), reports the inventory of kbl
 groups on the reply queue and enforces the global node budget. Failing messages are left for
-SQS to redeliver and, after the queue's ``maxReceiveCount``, to move to its dead-letter queue.
+SQS to redeliver and, after the queue's ``maxReceiveCount``, to move to its dead-letter queue;
+their errors go back on the reply queue. An error of the queues themselves is printed and the
+loop goes on after 5 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
+from controller.providers import ProviderError
 from kbl.commands import controller as controller_command
 from kbl.commands.bake import add_launch_arguments
 from topology.errors import KblError
@@ -48,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         worker.poll_once(wait_s=0)
         return 0
     while True:
-        if not worker.poll_once(wait_s=20):
-            worker.report()
-            time.sleep(1.0)
+        try:
+            if not worker.poll_once(wait_s=20):
+                worker.report()
+                time.sleep(1.0)
+        except ProviderError as exc:  # the queues themselves failed (throttled, denied): try again
+            print(f"kbl worker: {exc.code}: {exc}", file=sys.stderr)
+            time.sleep(5.0)

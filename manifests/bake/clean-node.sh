@@ -6,8 +6,9 @@
 # instance started from the image joins as a new node of its own: nodeadm (AL2023) writes the
 # kubelet configuration again from the launch template's NodeConfig at boot, kubelet gets new
 # credentials, cloud-init runs as on a first boot (new SSH host keys, the instance's own key),
-# systemd makes a new machine-id. The container image cache (/var/lib/containerd) is kept on
-# purpose: starting with the images already pulled is what a prototype image is for.
+# systemd makes a new machine-id. kbl's data folder (/var/lib/kbl) and every credential are
+# removed too. The container image cache (/var/lib/containerd) is kept on purpose: starting
+# with the images already pulled is what a prototype image is for.
 #
 # Usage: clean-node.sh [ROOT]     ROOT defaults to / (tests pass a fake root folder).
 # The prototype node itself reboots into the cleaned state and re-joins the same way.
@@ -60,9 +61,8 @@ remove "$ROOT/var/lib/dbus/machine-id"
 empty_dir /var/lib/cloud/instances
 remove "$ROOT/var/lib/cloud/instance" "$ROOT/var/lib/cloud/data/instance-id" "$ROOT/var/lib/cloud/data/previous-instance-id"
 
-# 6. SSH host keys (regenerated at first boot) and the keys cloud-init installed for this instance.
+# 6. SSH host keys (regenerated at first boot); users' SSH folders go with the credentials (10).
 for key in "$ROOT"/etc/ssh/ssh_host_*; do remove "$key"; done
-for keys in "$ROOT"/root/.ssh/authorized_keys "$ROOT"/home/*/.ssh/authorized_keys; do remove "$keys"; done
 
 # 7. Logs: the journal, system logs, pod and container logs, cloud-init's.
 empty_dir /var/log/journal
@@ -72,8 +72,25 @@ for log in "$ROOT"/var/log/messages* "$ROOT"/var/log/secure* "$ROOT"/var/log/clo
     remove "$log"
 done
 
-# 8. Shell history of root (commands run while debugging may hold secrets).
-remove "$ROOT/root/.bash_history"
+# 8. Shell history (commands run while debugging may hold secrets).
+for history in "$ROOT"/root/.bash_history "$ROOT"/home/*/.bash_history; do remove "$history"; done
+
+# 9. kbl's data folder: the node agent's DataSet pieces (kbl drains them to other nodes first;
+#    no DataSet byte may be in an image that every new node of the group boots from). The
+#    blocks of deleted files are not overwritten: a volume holding /var/lib/kbl should not be
+#    one the image snapshots (manifests/README.md, "Prototype images").
+empty_dir /var/lib/kbl
+
+# 10. Credentials outside /var/lib/kubelet, as image-preparation tools (virt-sysprep, cloud-init
+#     clean) remove them: kubeconfigs and bootstrap tokens, users' SSH folders and cloud and
+#     registry credentials, cloud-init's instance data (it holds the user data) and DHCP leases.
+remove "$ROOT/etc/kubernetes/bootstrap-kubelet.conf" "$ROOT/etc/kubernetes/kubelet.conf" "$ROOT/etc/kubernetes/admin.conf"
+for secret in "$ROOT"/root/.ssh "$ROOT"/home/*/.ssh "$ROOT"/root/.aws "$ROOT"/home/*/.aws "$ROOT"/root/.kube "$ROOT"/home/*/.kube \
+              "$ROOT"/root/.docker "$ROOT"/home/*/.docker "$ROOT"/run/cloud-init/instance-data*.json; do
+    remove "$secret"
+done
+empty_dir /var/lib/cloud/data
+for lease in "$ROOT"/var/lib/dhclient/* "$ROOT"/var/lib/NetworkManager/*.lease; do remove "$lease"; done
 
 sync
 say "done"

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from controller.baking import PROTOTYPE_ANNOTATION, due_for_rebake, pick_prototype, prototype_image, versions_record
+from controller.baking import (
+    DRAIN_REASON,
+    PROTOTYPE_ANNOTATION,
+    WAITING,
+    due_for_rebake,
+    pick_prototype,
+    prototype_image,
+    versions_record,
+)
 from controller.providers import NodeGroupSpec, ProviderError
 from controller.providers.asg import AsgProvider
 from controller.providers.imaging import clean_script
@@ -16,13 +24,13 @@ from controller.providers.launching import LaunchSettings
 from controller.providers.retrying import Backoff
 from kbl import cli
 from kbl.commands.bake import bake, launch_settings
-from kube.api import KBLS, NODES
+from kube.api import KBLS, NODE_HOLDINGS, NODES, PODS
 from placement import capacity as cap
 from tests.aws import Aws, base_image, make_cluster
 from tests.conftest import ROOT
 from tests.controller.test_reconciling import World
 from tests.kube.fakekube import FakeKube
-from tests.placement.scenarios import T0, kbl_object
+from tests.placement.scenarios import T0, kbl_object, pod_object
 from topology import labels
 from topology.errors import KblError
 from topology.examples import make_node
@@ -190,6 +198,23 @@ def test_cleaning_removes_the_nodes_identity_and_secrets_and_keeps_the_image_cac
         "var/log/cloud-init.log",
         "var/log/cloud-init-output.log",
         "root/.bash_history",
+        "home/ec2-user/.bash_history",
+        # kbl's data: a DataSet's replica and erasure pieces
+        "var/lib/kbl/genomics/reads/part-00001.parquet",
+        "var/lib/kbl/genomics/reads/.pieces/3/0",
+        # credentials outside /var/lib/kubelet
+        "var/lib/kubelet/bootstrap-kubeconfig",
+        "etc/kubernetes/bootstrap-kubelet.conf",
+        "etc/kubernetes/kubelet.conf",
+        "root/.ssh/id_ed25519",
+        "home/ec2-user/.ssh/id_rsa",
+        "root/.aws/credentials",
+        "home/ec2-user/.kube/config",
+        "root/.docker/config.json",
+        "run/cloud-init/instance-data.json",
+        "run/cloud-init/instance-data-sensitive.json",
+        "var/lib/cloud/data/result.json",
+        "var/lib/dhclient/dhclient--eth0.lease",
     ]
     for rel in secrets:
         _write(root, rel, "secret")
@@ -212,6 +237,7 @@ def test_cleaning_removes_the_nodes_identity_and_secrets_and_keeps_the_image_cac
     assert machine_id.read_text() == ""  # systemd makes a new one at boot
     assert (root / "var/lib/kubelet").is_dir()
     assert list((root / "var/lib/kubelet").iterdir()) == []
+    assert list((root / "var/lib/kbl").iterdir()) == []  # no DataSet byte is imaged
     for rel in kept:
         assert (root / rel).read_text() == "keep", rel
     assert "clean-node: done" in done.stdout
@@ -303,3 +329,114 @@ def test_a_bake_that_failed_half_way_resumes_on_its_node_even_though_the_reboot_
     assert pick_prototype([member("steady"), resumed], T0, HOUR)["metadata"]["name"] == "rebooted"
     resumed["metadata"]["annotations"][labels.DRAIN] = "spot-interruption"  # unless it is leaving
     assert pick_prototype([member("steady"), resumed], T0, HOUR)["metadata"]["name"] == "steady"
+
+
+# ---------------------------------------------------------------- the safe path: drain before the image (on the fake cloud)
+
+
+def _holdings(world: World, node: str) -> None:
+    world.kube.put(NODE_HOLDINGS, {"apiVersion": "kbl.io/v1alpha1", "kind": "NodeHoldings", "metadata": {"name": node}})
+
+
+def _node(world: World, name: str) -> dict[str, Any]:
+    obj = world.kube.get(NODES, name)
+    assert obj is not None
+    return obj
+
+
+def test_a_bake_of_a_data_holding_node_images_nothing_until_the_reconciler_moved_its_data_then_returns_the_node() -> None:
+    """Leaves out the reconciler itself: the test writes its ``kbl.io/data-drained`` answer."""
+    world = World(ready_delay_s=60)
+    group = grown(world)
+    members, _ = world.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
+    chosen = pick_prototype(members, world.now, 3600.0)["metadata"]["name"]
+    _holdings(world, chosen)
+    stale = _node(world, chosen)
+    stale["metadata"].setdefault("annotations", {})[labels.DATA_DRAINED] = format_time(world.now - 600)  # an earlier drain's answer
+    world.kube.put(NODES, stale)
+
+    for _ in range(3):
+        waiting = prototype_image(world.kube, world.cloud, kbl_key="default/k", group=group, clock=lambda: world.now)
+        assert waiting.skipped.startswith(WAITING)
+        assert world.cloud.calls_of("create_image") == []  # the data is still there: no image
+        draining = _node(world, chosen)
+        assert draining["spec"]["unschedulable"] is True
+        marks = draining["metadata"]["annotations"]
+        assert (marks[labels.DRAIN], marks[labels.DO_NOT_DISRUPT]) == (DRAIN_REASON, "true")  # the reconciler's signal, and no scale-down
+        world.now += 30
+
+    moved = _node(world, chosen)
+    moved["metadata"]["annotations"][labels.DATA_DRAINED] = format_time(world.now)  # the reconciler: nothing left here
+    world.kube.put(NODES, moved)
+    done = prototype_image(world.kube, world.cloud, kbl_key="default/k", group=group, clock=lambda: world.now)
+    assert done.node == chosen
+    assert done.image
+    assert len(world.cloud.calls_of("create_image")) == 1
+    back = _node(world, chosen)
+    assert back["spec"]["unschedulable"] is False
+    for mark in (labels.DRAIN, labels.DO_NOT_DISRUPT, PROTOTYPE_ANNOTATION):
+        assert mark not in back["metadata"]["annotations"], mark
+
+
+def test_the_prototypes_pods_are_evicted_before_the_image_and_a_disruption_budget_refusal_waits() -> None:
+    world = World(ready_delay_s=60)
+    group = grown(world)
+    members, _ = world.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
+    chosen = pick_prototype(members, world.now, 3600.0)["metadata"]["name"]
+    guarded = pod_object("guarded", kbl="k")
+    guarded["metadata"]["labels"] = {"app": "guarded"}
+    guarded["spec"]["nodeName"] = chosen
+    plain = pod_object("plain", kbl="k")
+    plain["spec"]["nodeName"] = chosen
+    daemon = pod_object("agent", kbl="k")
+    daemon["spec"]["nodeName"] = chosen
+    daemon["metadata"]["ownerReferences"] = [{"kind": "DaemonSet", "name": "kbl-agent", "apiVersion": "apps/v1", "uid": "u"}]
+    for pod in (guarded, plain, daemon):
+        world.kube.put(PODS, pod)
+    world.kube.pdbs.append(({"app": "guarded"}, 1))
+
+    refused = prototype_image(world.kube, world.cloud, kbl_key="default/k", group=group, clock=lambda: world.now)
+    assert refused.skipped.startswith(WAITING)
+    assert "default/guarded" in refused.skipped
+    assert world.cloud.calls_of("create_image") == []
+    assert world.kube.get(PODS, "plain", namespace="default") is None  # evicted
+
+    world.kube.pdbs.clear()
+    evicting = prototype_image(world.kube, world.cloud, kbl_key="default/k", group=group, clock=lambda: world.now)
+    assert evicting.skipped == f"{WAITING}: 1 evicted pods are still on {chosen}"  # as kubectl drain, it waits for them to go
+    assert world.cloud.calls_of("create_image") == []
+    done = prototype_image(world.kube, world.cloud, kbl_key="default/k", group=group, clock=lambda: world.now)
+    assert done.image
+    left = {p["metadata"]["name"] for p in world.kube.list(PODS)[0] if p["spec"].get("nodeName") == chosen}
+    assert left == {"agent"}  # DaemonSet pods stay, as with kubectl drain
+
+
+def test_the_controller_loop_rebakes_a_group_whose_image_is_older_than_n_days_once_a_node_is_patched() -> None:
+    world = World(ready_delay_s=60)
+    group = grown(world)
+    world.kube.put(KBLS, kbl_object("k", min_size=3))  # the group is kept: no scale-down in the way
+    members, _ = world.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
+    world.kube.patch_status(KBLS, "k", {"status": {"nodeGroups": [last_image(members[0], age_s=10 * 86400.0) | {"name": group}]}},
+                            namespace="default")  # fmt: skip
+    off = world.controller()
+    off.reconcile_once()
+    assert off.rebaker is None
+    on = world.controller(rebake_after_s=7 * 86400.0)
+    on.reconcile_once()
+    assert world.cloud.calls_of("create_image") == []  # nothing patched since the last image
+    patched = _node(world, members[1]["metadata"]["name"])
+    patched["status"]["nodeInfo"]["kernelVersion"] = "6.1.200-300.amzn2023.x86_64"
+    world.kube.put(NODES, patched)
+    for _ in range(3):  # drain (no data here), evict, image: one step per reconcile at most
+        on.reconcile_once()
+    (call,) = world.cloud.calls_of("create_image")
+    kbl = world.kube.get(KBLS, "k", namespace="default")
+    assert kbl is not None
+    (entry,) = [e for e in kbl["status"]["nodeGroups"] if e["name"] == group]
+    assert entry["lastImageVersions"]["kernelVersion"] == "6.1.200-300.amzn2023.x86_64"
+    on.reconcile_once()
+    assert len(world.cloud.calls_of("create_image")) == 1  # current again: not re-baked
+    fresh = world.controller(rebake_after_s=30 * 86400.0)
+    fresh.reconcile_once()
+    assert len(world.cloud.calls_of("create_image")) == 1
+    del call

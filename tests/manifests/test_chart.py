@@ -189,3 +189,36 @@ def test_the_agent_daemonset_tolerates_every_kbls_dedicated_taint_by_default_and
     assert not default.tolerates(new_node_taints(example))
     configured = _agent(_render({"agent": {"tolerations": [{"key": t.key, "operator": "Exists"} for t in own]}}))
     assert configured.tolerates(new_node_taints(example))
+
+
+def test_asg_mode_passes_its_subnets_and_image_and_the_cli_builds_the_provider_from_them() -> None:
+    """The pod of `kbl controller --provider asg` exits at start without `--subnet`; the chart
+    refuses to render asg without subnets and an image, and what it renders the CLI accepts.
+    Leaves out: the AWS calls themselves (tests/controller/providers/test_iam_enforced.py)."""
+    from kbl.commands.controller import cloud, subnets
+
+    values = {"controller": {"provider": "asg", "subnets": {"us-east-1a": ["subnet-0aaa", "subnet-0aab"], "us-east-1b": ["subnet-0bbb"]},
+                             "launch": {"imageId": "ami-0123456789abcdef0"}, "region": "us-east-1"}}  # fmt: skip
+    args = find(_render(values), "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
+    parsed = cli.build_parser().parse_args(args)
+    assert subnets(parsed.subnet) == {"us-east-1a": ["subnet-0aaa", "subnet-0aab"], "us-east-1b": ["subnet-0bbb"]}
+    assert parsed.image_id == "ami-0123456789abcdef0"
+    provider = cloud(parsed)  # builds the boto3 clients only; no call is made
+    assert type(provider).__name__ == "AsgProvider"
+    with pytest.raises(helm.HelmError, match="controller.subnets is required with provider asg"):
+        _render({"controller": {"provider": "asg", "launch": {"imageId": "ami-0123456789abcdef0"}}})
+    with pytest.raises(helm.HelmError, match="controller.launch.imageId is required with provider asg"):
+        _render({"controller": {"provider": "asg", "subnets": {"us-east-1a": ["subnet-0aaa"]}}})
+    with pytest.raises(helm.HelmValuesError, match="subnets"):
+        GEN.render({"controller": {"provider": "asg", "subnets": {"us-east-1a": ["sg-123"]}}})
+
+
+def test_the_rebake_interval_and_node_reboots_reach_the_controller_only_when_set() -> None:
+    default = find(_render({}), "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--rebake-after-days" not in default
+    args = find(_render({"controller": {"rebakeAfterDays": 14}}), "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
+    parsed = cli.build_parser().parse_args(args)
+    assert parsed.rebake_after_days == 14.0
+    assert "--reboot-patched-nodes" not in default
+    rebooting = find(_render({"controller": {"rebootPatchedNodes": True}}), "Deployment", "kbl-controller")
+    assert cli.build_parser().parse_args(rebooting["spec"]["template"]["spec"]["containers"][0]["args"]).reboot_patched_nodes

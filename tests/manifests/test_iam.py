@@ -47,7 +47,7 @@ SAMPLE = {
 #: Actions AWS gives no resource-level permissions for: the only ones allowed on "*".
 NO_RESOURCE_LEVEL = {
     "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSubnets", "ec2:DescribeImages",
-    "ec2:DescribeLaunchTemplates", "ssm:GetCommandInvocation",
+    "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplates", "ssm:GetCommandInvocation",
 }  # fmt: skip
 #: Mutating grants without a condition, each explained in manifests/iam/README.md.
 UNCONDITIONED_WRITES = {("Ec2CreateImagesAndSnapshots", "ec2:CreateImage"), ("SsmRunShellScriptDocument", "ssm:SendCommand")}
@@ -198,3 +198,30 @@ def test_trust_policy_lets_only_its_service_account_assume_the_role(policy: str,
     name = find(plain_objects(), "ServiceAccount", account)["metadata"]["name"]
     assert conditions[f"{SAMPLE['OIDC_PROVIDER']}:sub"] == f"system:serviceaccount:{NAMESPACE}:{name}"
     assert conditions[f"{SAMPLE['OIDC_PROVIDER']}:aud"] == "sts.amazonaws.com"
+
+
+#: IAM quotas (characters without whitespace): a role's inline policies together; a managed policy.
+ROLE_INLINE_QUOTA = 10_240
+
+
+def test_every_policy_fits_the_iam_quota_of_the_role_it_is_put_on() -> None:
+    """manifests/iam/README.md puts each policy inline on a role, the interruption policy beside
+    the controller's: with long names (a 100-character cluster name, EKS's maximum) each role's
+    policies together stay within the role quota. Leaves out: the quota of a managed policy
+    (6,144), which the direct and worker policies exceed: the README says not to use one."""
+    long_names = {**SAMPLE, "CLUSTER_NAME": "c" * 100, "NODE_ROLE_NAME": "r" * 64, "AWS_REGION": "ap-southeast-2",
+                  "QUEUE_NAME": "q" * 80, "REPLY_QUEUE_NAME": "p" * 80, "INTERRUPTION_QUEUE_NAME": "i" * 80}  # fmt: skip
+
+    def size(name: str) -> int:
+        text = (IAM / name).read_text()
+        for key, value in long_names.items():
+            text = text.replace("${" + key + "}", value)
+        return len("".join(text.split()))
+
+    roles = {
+        "controller, eks or asg": ["controller-direct-policy.json", "controller-interruption-policy.json"],
+        "controller, queue": ["controller-queue-policy.json", "controller-interruption-policy.json"],
+        "worker": ["worker-policy.json"],
+    }
+    for role, names in roles.items():
+        assert sum(size(n) for n in names) <= ROLE_INLINE_QUOTA, role

@@ -20,7 +20,7 @@ from typing import Any, cast
 import pytest
 
 from controller import Controller, ControllerSettings
-from controller.baking import PROTOTYPE_ANNOTATION, prototype_image
+from controller.baking import PROTOTYPE_ANNOTATION, WAITING, prototype_image
 from controller.providers import NodeGroupProvider, ProviderError, instance_id
 from kube.api import DATASETS, KBLS, NODES, PODS, KubeApi
 from placement import capacity as cap
@@ -169,7 +169,10 @@ def _prepare_image(w: Watched) -> None:
 
 
 def _act_image(w: Watched, killer: Killer) -> None:
-    prototype_image(w.kube(killer), w.cloud(killer), kbl_key="default/k", group=_group(), clock=lambda: w.world.now)
+    for _ in range(5):  # a step per run: drain (cordon, data), evict the pods, wait for them to go, image
+        done = prototype_image(w.kube(killer), w.cloud(killer), kbl_key="default/k", group=_group(), clock=lambda: w.world.now)
+        if not done.skipped.startswith(WAITING):
+            return
 
 
 def _group() -> str:

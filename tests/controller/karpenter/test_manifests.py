@@ -36,9 +36,22 @@ def test_karpenter_rbac_is_exactly_what_the_provider_and_the_controller_call(mon
     provider = test_rbac._calls([ROOT / "controller" / "providers" / "karpenter.py"], generic=(NODEPOOLS, DEPLOYMENTS, PRIORITYCLASSES))
     metrics_and_leases = {c for c in controller if c[0] in {"metrics.k8s.io", "coordination.k8s.io"}}
     objects = rendered({"controller": {"provider": "karpenter"}})
-    assert test_rbac._granted_to("kbl-controller", objects) == (controller | provider) - metrics_and_leases
-    deletes = {(g, r) for g, r, v in test_rbac._granted_to("kbl-controller", objects) if v == "delete"}
-    assert deletes == {("karpenter.sh", "nodepools"), ("karpenter.sh", "nodeclaims"), ("apps", "deployments")}
+    cluster_wide = test_rbac._granted_to("kbl-controller", objects)
+    (role,) = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "kbl-controller-placeholders"]
+    placeholders = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert cluster_wide | placeholders == (controller | provider) - metrics_and_leases
+    deletes = {(g, r) for g, r, v in cluster_wide if v == "delete"}
+    assert deletes == {("karpenter.sh", "nodepools"), ("karpenter.sh", "nodeclaims")}
+    # Deployments only in the placeholder namespace (a Role), never cluster-wide.
+    assert not any(r == "deployments" for _, r, _ in cluster_wide)
+    assert placeholders == {("apps", "deployments", v) for v in ("get", "create", "update", "patch", "delete")}
+    assert role["metadata"]["namespace"] == KarpenterSettings().namespace == "kbl-system"
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "kbl-controller-placeholders"]
+    assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kbl-controller", "namespace": "kbl-system"}]
+    moved = rendered({"controller": {"provider": "karpenter", "karpenter": {"placeholderNamespace": "kbl-warm"}}})
+    (elsewhere,) = [o for o in moved if o["kind"] == "Role" and o["metadata"]["name"] == "kbl-controller-placeholders"]
+    assert elsewhere["metadata"]["namespace"] == "kbl-warm"
 
 
 def test_karpenter_and_interruption_values_become_controller_arguments() -> None:

@@ -72,6 +72,7 @@ def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Ba
     name = "kbl-default-k-us-east-1a"
     eks.create_group(NodeGroupSpec(name, "default/k", "us-east-1a", "m6i.xlarge", 1, 4), "tok")
     eks.list_groups()
+    eks.instance_types()  # every reconcile reads the catalog (the ASG provider's, the same call, in test_iam_enforced.py)
     eks.set_size(name, 2)
     described = aws.client("eks").describe_nodegroup(clusterName=aws.cluster, nodegroupName=name)["nodegroup"]
     asg_name = described["resources"]["autoScalingGroups"][0]["name"]
