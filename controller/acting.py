@@ -125,6 +125,8 @@ class Actor:
             if "utilization" in action.reason:
                 extra[LAST_SCALE_KEY] = self.clock()
             self.group_status(action.kbl, action.group, extra)
+        elif isinstance(action, cap.BackOffNodeGroup):
+            self._back_off(action)
         elif isinstance(action, cap.DeleteNodeGroup):
             self.provider.delete_group(action.group)
         elif isinstance(action, cap.CordonNode):
@@ -184,7 +186,7 @@ class Actor:
         desired = min(action.desired, max(0, self._room(action.group, 0)))
         spec = NodeGroupSpec(
             action.group, action.kbl, action.zone, action.instance_type, desired, action.max_size,
-            action.capacity_type, dict(action.labels), action.taints,
+            action.capacity_type, dict(action.labels), action.taints, tuple(action.instance_types),
         )
         self._cloud_request(action.kbl)
         info = self.provider.create_group(spec, token)
@@ -192,8 +194,25 @@ class Actor:
         phase = "Active" if info.status == "ACTIVE" else info.status.title()
         self.group_status(action.kbl, action.group, {"phase": phase, "lastScaleUp": self.clock()})
         self.hook("after-status")
-        what = f"{action.group}: {action.desired} x {action.instance_type} in {action.zone}: {action.reason}"
+        types = ", ".join(action.instance_types or (action.instance_type,))
+        what = f"{action.group}: {action.desired} x {types} ({action.capacity_type}) in {action.zone}: {action.reason}"
         self._event(action.kbl, "NodeGroupCreated", what)
+
+    def _back_off(self, action: cap.BackOffNodeGroup) -> None:
+        """Record a given-up request and the group's backoff (or its reset) in the KBL's status;
+        the desired size falls back in the same plan (a :class:`ResizeNodeGroup`)."""
+        if action.failures:
+            values: dict[str, Any] = {
+                "launchFailures": action.failures, "backoffUntil": action.until_s, "lastLaunchFailure": self.clock(),
+                "lastLaunchFailureReason": action.reason[:256],
+            }
+            if self.metrics is not None:
+                self.metrics.cloud_error("LaunchGivenUp")
+            message = f"{action.group}: gave up {action.given_up} nodes ({action.reason}); backed off {action.until_s - self.clock():.0f}s"
+            self._event(action.kbl, "NodeGroupBackedOff", message, "Warning")
+        else:
+            values = {"launchFailures": 0, "backoffUntil": 0}
+        self.group_status(action.kbl, action.group, values)
 
     # ------------------------------------------------------------------ status
     def group_status(self, kbl_key: str, group: str, values: Mapping[str, Any]) -> None:

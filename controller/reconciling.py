@@ -27,6 +27,7 @@ from typing import Any
 from controller.acting import Actor
 from controller.measuring import ControllerMetrics
 from controller.providers import NodeGroupProvider, ProviderError
+from controller.providers.pricing import PriceTable, price_table, shipped_prices
 from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
@@ -247,6 +248,8 @@ class Controller:
         self.caches: dict[str, ObjectCache] | None = None
         self.informers: list[Informer] = []
         self._catalog: list[cap.InstanceShape] | None = None
+        self._price_table: PriceTable | None = None
+        self.price_source = ""
         self.hydration = HydrationMeter()
         # Kept between passes (see _cluster_of): the cluster and the typed objects written into it.
         self._cluster: Cluster | None = None
@@ -329,7 +332,21 @@ class Controller:
         return cap.CapacityState(
             now, nodes, pods, kbls, datasets, cluster, groups, ready, util, self.instance_types(), holdings,
             dict(affinity or {}), {j.key: j for j in jobs}, self.hydration.observe(now, cluster.nodes, holdings),
+            self.prices(kbls, groups), self.price_source,
         )
+
+    def prices(self, kbls: Iterable[KBL], groups: Iterable[cap.GroupState] = ()) -> dict[tuple[str, str], float]:
+        """USD per hour of every type the KBLs wish or the groups run (:func:`price_table`: the
+        provider's prices when it can price, else the shipped table); :attr:`price_source` says which."""
+        if self._price_table is None:
+            self._price_table = shipped_prices()
+        wanted = {self.settings.capacity.default_instance_type}
+        for kbl in kbls:
+            wanted.update(kbl.node_group.instance_types)
+        for group in groups:
+            wanted.update(group.types)
+        found, self.price_source = price_table(self.provider, wanted, self._price_table)
+        return found
 
     def _cluster_of(self, nodes: Sequence[Node], datasets: Sequence[DataSet]) -> Cluster:
         """The cluster of these nodes and DataSets: built in bulk the first time, then kept, and

@@ -22,9 +22,11 @@ from controller.providers.iam import (
     WORKER_ACTIONS,
 )
 from controller.providers.launching import LaunchSettings
+from controller.providers.pricing import AwsPrices
 from controller.providers.queueing import QueueProvider, Worker
 from controller.providers.retrying import Backoff
 from tests.aws import REGION, Aws, base_image, make_cluster
+from tests.controller.providers.test_pricing import PRICE_PAGE
 from tests.controller.providers.test_queueing import queues
 from tests.placement.scenarios import T0
 
@@ -112,12 +114,16 @@ def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Ba
     asg.roll_group(info.name, proto, "next-nodes", "roll-a")
     asg.autoscaling = _stubbed(
         aws, "autoscaling",
+        ("describe_auto_scaling_groups", {"AutoScalingGroupNames": [info.name]}, {"AutoScalingGroups": []}),
         ("update_auto_scaling_group", {"AutoScalingGroupName": info.name, "LaunchTemplate": ANY}, {}),
         ("start_instance_refresh", {"AutoScalingGroupName": info.name, "Preferences": {"MinHealthyPercentage": 90}}, {}),
     )
     asg.roll_group(info.name, image, "rolling", "roll-b")
     asg.autoscaling = aws.client("autoscaling")
     asg.delete_group(info.name)
+    # Prices: moto has no Price List API (a stub validates the call); spot history from moto.
+    pricing = _stubbed(aws, "pricing", ("get_products", {"ServiceCode": "AmazonEC2", "Filters": ANY, "MaxResults": 10}, PRICE_PAGE))
+    assert AwsPrices(pricing, ec2, REGION, backoff=no_sleep).instance_prices(["m6i.xlarge"])[("m6i.xlarge", "ON_DEMAND")] == 0.192
 
     aws.recorder.label = "setup"
     main, reply, _ = queues(aws)
