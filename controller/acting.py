@@ -181,6 +181,7 @@ class Actor:
         self.hook("before-intent")
         self.group_status(action.kbl, action.group, {
             "zone": action.zone, "instanceType": action.instance_type, "phase": "Creating", "token": token, "desired": action.desired,
+            "instanceTypes": list(action.instance_types or (action.instance_type,)), "capacityType": action.capacity_type,
         })
         self.hook("after-intent")
         desired = min(action.desired, max(0, self._room(action.group, 0)))

@@ -60,7 +60,7 @@ _CODES_IN_MESSAGE = sorted(CAPACITY_ERROR_CODES, key=len, reverse=True)
 
 def activity_failures(activities: Sequence[Mapping[str, Any]]) -> tuple[LaunchFailure, ...]:
     """Launch failures in Auto Scaling scaling activities (``describe_scaling_activities``):
-    every activity with ``StatusCode`` ``Failed``, its code read from ``StatusMessage`` (one of
+    every activity with ``StatusCode`` ``Failed`` and no successful one after it, its code read from ``StatusMessage`` (one of
     :data:`~placement.capacity.CAPACITY_ERROR_CODES`, else ``LaunchFailed``), its instance type
     when the message names one, its time from ``StartTime``.
 
@@ -68,15 +68,22 @@ def activity_failures(activities: Sequence[Mapping[str, Any]]) -> tuple[LaunchFa
     - We currently do not have sufficient m6i.xlarge capacity in the Availability Zone you
     requested (us-east-1b). ... Launching EC2 instance failed."
     """
+    def when(activity: Mapping[str, Any]) -> float | None:
+        started = activity.get("StartTime")
+        return started.timestamp() if isinstance(started, datetime) else None
+
+    succeeded = [t for a in activities if a.get("StatusCode") == "Successful" and (t := when(a)) is not None]
+    latest_success = max(succeeded, default=None)
     out = []
     for activity in activities:
         if activity.get("StatusCode") != "Failed":
             continue
+        at_s = when(activity)
+        if latest_success is not None and at_s is not None and at_s < latest_success:
+            continue  # a later launch succeeded: the failure is behind the group
         message = str(activity.get("StatusMessage") or "")
         code = next((c for c in _CODES_IN_MESSAGE if c in message), "LaunchFailed")
         found = _TYPE_IN_MESSAGE.search(message)
-        started = activity.get("StartTime")
-        at_s = started.timestamp() if isinstance(started, datetime) else None
         out.append(LaunchFailure(code, message[:300], at_s, found.group(1) if found else ""))
     return tuple(out)
 

@@ -163,7 +163,8 @@ class FakeProvider:
                     code, message = "UnfulfillableCapacity", f"Could not launch Spot Instances: no {itype} spot capacity in {zone}"
                 else:
                     code, message = "InsufficientInstanceCapacity", f"We currently do not have sufficient {itype} capacity in {zone}"
-            else:
+            else:  # a launch that succeeds supersedes the failures before it (as a successful activity does)
+                group.failures.clear()
                 return FakeInstance(f"i-{next(self._ids):017x}", zone, now, group.image, itype)
             group.failures[code, itype] = LaunchFailure(code, message, now, itype)
             issue = f"{code}: {message}"

@@ -68,8 +68,10 @@ def test_a_refused_price_list_falls_back_to_the_dated_shipped_table() -> None:
     table = shipped_prices()
     prices, source = price_table(Refused(), ["m6i.xlarge"], table)
     assert prices["m6i.xlarge", "ON_DEMAND"] == table.on_demand["m6i.xlarge"]
-    assert table.date in source and "AccessDenied" in source
-    assert table.date[:2] == "20" and table.source
+    assert table.date in source
+    assert "AccessDenied" in source
+    assert table.date[:2] == "20"
+    assert table.source
     # Every type of the shipped table has a positive price; bigger sizes of a family cost more.
     assert all(p > 0 for p in table.on_demand.values())
     assert table.on_demand["m6i.large"] < table.on_demand["m6i.xlarge"] < table.on_demand["m6i.2xlarge"]
@@ -134,3 +136,5 @@ def test_failed_scaling_activities_are_read_as_launch_failures_with_code_type_an
         ("LaunchFailed", "", False),  # not a capacity error: only the max provision time gives it up
     ]
     assert all(f.at_s == at.timestamp() for f in failures)
+    later = {"StatusCode": "Successful", "StatusMessage": "", "StartTime": datetime(2026, 12, 6, 1, 5, tzinfo=UTC)}
+    assert activity_failures([*activities, later]) == ()  # a later launch succeeded: the failures are behind the group
