@@ -211,6 +211,8 @@ class Controller:
         election's :meth:`~kube.leading.LeaderElector.check`).
     metrics:
         The Prometheus metrics to record into (a private registry when ``None``).
+    policy:
+        How growth picks instance types and falls back (:class:`~placement.capacity.LaunchPolicy`).
     lists:
         Where the watched resources are listed and watched (``kube`` when ``None``): a reader
         that may serve Nodes typed as decoded and placements as numbers
@@ -230,7 +232,9 @@ class Controller:
         guard: Callable[[str], None] | None = None,
         metrics: ControllerMetrics | None = None,
         lists: KubeApi | None = None,
+        policy: cap.LaunchPolicy = cap.CHEAPEST_FIRST,
     ) -> None:
+        self.policy = policy
         self.kube = kube
         self.lists = lists if lists is not None else kube
         self.provider = provider
@@ -390,7 +394,7 @@ class Controller:
 
     # ----------------------------------------------------------------------- act
     def plan(self, state: cap.CapacityState | None = None) -> cap.Plan:
-        return cap.plan_capacity(state or self.observe(), self.settings.capacity, removal_check=self.removal_check)
+        return cap.plan_capacity(state or self.observe(), self.settings.capacity, removal_check=self.removal_check, policy=self.policy)
 
     def reconcile_once(self) -> cap.Plan:
         """Observe, plan and (unless dry run) execute; returns the plan.

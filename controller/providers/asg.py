@@ -236,6 +236,7 @@ class AsgProvider:
             instance_types=types,
             capacity_type=tags.get(labels.CAPACITY_TYPE_TAG, "ON_DEMAND"),
             failures=failures,
+            launched=sum(1 for i in raw.get("Instances") or () if not str(i.get("LifecycleState", "")).startswith("Terminat")),
         )
 
     def list_groups(self) -> list[NodeGroupInfo]:

@@ -178,7 +178,7 @@ class FakeProvider:
         return NodeGroupInfo(
             spec.name, spec.kbl, spec.zone, spec.instance_type, group.desired, 0, spec.max_size, group.status,
             group.image, str(group.lt_version), tags, spec.types, spec.capacity_type,
-            tuple(sorted(group.failures.values(), key=lambda f: (f.at_s or 0.0, f.code))),
+            tuple(sorted(group.failures.values(), key=lambda f: (f.at_s or 0.0, f.code))), len(group.instances),
         )
 
     # ------------------------------------------------------------------ the protocol

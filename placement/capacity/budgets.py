@@ -42,8 +42,8 @@ def apply_budgets(plans: list[GroupPlan], ctx: PlanContext) -> None:
         first = plan.kbl.key not in seen_kbl
         seen_kbl.add(plan.kbl.key)
         target = group_target(plan, first)
-        if plan.backed_off:  # its launches failed: no growth, and requests not joined are given up
-            target = min(target, plan.current)
+        if plan.backed_off:  # its launches failed: no growth, and the requests it cannot keep are given up
+            target = min(max(target, plan.keep if plan.keep is not None else 0), plan.current)
         plan_target = target
         current = plan.current
         if target > current:

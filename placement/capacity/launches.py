@@ -5,14 +5,16 @@ controller's ``node.kubernetes.io/unreachable`` or ``not-ready`` taint (:func:`b
 NotReady node is no room: the pods that only a new node can help get one.
 
 A group grows with every wished instance type on which the pending pods fit, **cheapest
-first** by ``(instance type, capacity type)`` price (:func:`rank_types`); the cloud tries them
+first**: by what the nodes the pending pods need of that type cost per hour, from the
+``(instance type, capacity type)`` prices (:func:`rank_types`); the cloud tries them
 in that order (an EKS managed group's ``instanceTypes``, an Auto Scaling group's
 MixedInstancesPolicy overrides by priority), so a type the cloud has no capacity of falls back
 to the next one without a planner round. When the whole group cannot launch, because the cloud
 reports a capacity error (:data:`~.states.CAPACITY_ERROR_CODES`) after the last scale-up, or its
 requested nodes have not joined ``max_node_provision_s`` after it (Cluster Autoscaler's
 max-node-provision-time, 15 min), the request is **given up**: the group's desired size falls
-back to the nodes that joined, the group is **backed off** for ``backoff_initial_s *
+back to the instances launched (after a capacity error, when the cloud says how many) or the
+nodes that joined (after the provision time), the group is **backed off** for ``backoff_initial_s *
 2**(failures - 1)`` up to ``backoff_max_s`` (per group, as Cluster Autoscaler does; recorded in
 the KBL's ``status.nodeGroups[]`` as ``launchFailures``, ``backoffUntil``, ``lastLaunchFailure``)
 and the next **option** is tried: the other capacity type in the same zone when the KBL allows
@@ -27,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from placement.capacity.actions import BackOffNodeGroup
-from placement.capacity.packing import instance_shape
+from placement.capacity.packing import bin_pack, instance_shape
 from placement.capacity.states import (
     CapacityError,
     CapacitySettings,
@@ -65,8 +67,9 @@ def rank_types(
     kbl: KBL, pending: Sequence[Pod], state: CapacityState, settings: CapacitySettings, capacity_type: str
 ) -> list[InstanceShape]:
     """Every wished instance type on which every pending pod that fits some wished type fits,
-    cheapest first (unpriced types after priced ones, in wished order); a pod too big for all of
-    them is left to its ``too-big`` verdict.
+    cheapest first: by the price of the nodes of that type the pending pods need (bin-packed;
+    one node when none is pending), ties and unpriced types (after every priced one) in wished
+    order; a pod too big for all of them is left to its ``too-big`` verdict.
 
     Raises
     ------
@@ -91,10 +94,12 @@ def rank_types(
         good = [s for s in shapes if all(fits(s, p) for p in fitting)]
         if good:
             order = {s.name: i for i, s in enumerate(good)}
+            requests = [p.requests for p in fitting]
 
             def key(shape: InstanceShape) -> tuple[bool, float, int]:
                 price = price_of(prices, shape.name, capacity_type)
-                return (price is None, price or 0.0, order[shape.name])
+                nodes = bin_pack(requests, shape) or 1  # what the pending pods cost on this type
+                return (price is None, (price or 0.0) * nodes, order[shape.name])
 
             return sorted(good, key=key)
     if shapes:
@@ -152,23 +157,26 @@ def joined_nodes(plan: GroupPlan, last_up: float | None) -> list[Node]:
 
 
 def launch_trouble(plan: GroupPlan, ctx: PlanContext) -> tuple[str, int]:
-    """``(why, nodes given up)`` when the group's outstanding request is to be given up now,
-    else ``("", 0)``: a capacity failure after the last scale-up while the group is short, or
-    requested nodes that have not joined ``max_node_provision_s`` after it."""
+    """``(why, nodes kept)`` when the group's outstanding request is to be given up now, else
+    ``("", desired)``: a capacity failure after the last scale-up while the group is short (the
+    instances launched so far are kept: they are on their way), or requested nodes that have not
+    joined ``max_node_provision_s`` after it (only the joined ones are kept)."""
     group = plan.existing
     if group is None:
         return "", 0
     last_up = status_time(plan.kbl, plan.name, "lastScaleUp")
-    short = group.desired - len(joined_nodes(plan, last_up))
-    if short <= 0:
-        return "", 0
-    for failure in group.failures:
-        if failure.capacity and (failure.at_s is None or last_up is None or failure.at_s >= last_up):
-            what = f" ({failure.instance_type})" if failure.instance_type else ""
-            return f"{failure.code}{what}: {failure.message}".rstrip(": "), short
+    joined = len(joined_nodes(plan, last_up))
+    if group.desired <= joined:
+        return "", group.desired
     if last_up is not None and ctx.state.now_s - last_up >= ctx.settings.max_node_provision_s:
-        return f"{short} requested nodes did not join within {ctx.settings.max_node_provision_s:.0f}s", short
-    return "", 0
+        return f"{group.desired - joined} requested nodes did not join within {ctx.settings.max_node_provision_s:.0f}s", joined
+    launched = max(joined, min(group.launched, group.desired)) if group.launched is not None else joined
+    if launched < group.desired:
+        for failure in group.failures:
+            if failure.capacity and (failure.at_s is None or last_up is None or failure.at_s >= last_up):
+                what = f" ({failure.instance_type})" if failure.instance_type else ""
+                return f"{failure.code}{what}: {failure.message}".rstrip(": "), launched
+    return "", group.desired
 
 
 def check_launches(plan: GroupPlan, ctx: PlanContext) -> None:
@@ -179,13 +187,16 @@ def check_launches(plan: GroupPlan, ctx: PlanContext) -> None:
     record = group_backoff(plan.kbl, plan.name)
     if record.until_s > state.now_s:
         plan.backed_off = f"backed off for {record.until_s - state.now_s:.0f}s after {record.failures} failed launches"
+        plan.keep = plan.current
         return
-    why, short = launch_trouble(plan, ctx)
+    why, keep = launch_trouble(plan, ctx)
     if why:
         failures = record.failures + 1
         until = state.now_s + backoff_seconds(failures, settings)
-        plan.backed_off = f"given up {short} nodes: {why}"
-        ctx.actions.append(BackOffNodeGroup(plan.kbl.key, plan.name, failures, until, short, why))
+        given_up = plan.current - keep
+        plan.backed_off = f"given up {given_up} nodes: {why}"
+        plan.keep = keep
+        ctx.actions.append(BackOffNodeGroup(plan.kbl.key, plan.name, failures, until, given_up, why))
         return
     if record.failures and any(
         n.ready and (parse_time(n.creation_timestamp) or 0.0) > record.last_failure_s for n in plan.nodes

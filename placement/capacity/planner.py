@@ -21,7 +21,6 @@ from placement.capacity.states import (
 from placement.capacity.utilization import utilization_target
 from topology import labels
 from topology.kbls import KBL
-from topology.pods import Pod
 
 
 def plan_capacity(
@@ -143,9 +142,9 @@ def _plan_kbl(kbl: KBL, ctx: PlanContext, policy: LaunchPolicy) -> list[GroupPla
                 break
     # Reactive: pending pods, batched, in the data's zone (or the fallback option's).
     if chosen is not None and pending:
-        others = [p for p in plans.values() if p is not chosen and not p.backed_off]
+        others = [p for p in plans.values() if p is not chosen]
         plan_reactive(kbl, chosen, pending, ctx, others)
-        _explain(chosen, ctx, data_zone=zone, per_zone=per_zone, skipped=skipped, pods=pods)
+        _explain(chosen, ctx, data_zone=zone, skipped=skipped)
     elif pending:
         if zone is None:
             reason, why = "no-zone", "no group can be planned for them"
@@ -166,7 +165,7 @@ def _plan_kbl(kbl: KBL, ctx: PlanContext, policy: LaunchPolicy) -> list[GroupPla
 
 
 def _explain(
-    plan: GroupPlan, ctx: PlanContext, *, data_zone: str | None, per_zone: dict[str, float], skipped: list[str], pods: list[Pod]
+    plan: GroupPlan, ctx: PlanContext, *, data_zone: str | None, skipped: list[str]
 ) -> None:
     """Say in the plan why the group's types, capacity type and zone were chosen."""
     if not plan.reactive or plan.reactive <= plan.current:
@@ -180,8 +179,10 @@ def _explain(
     if skipped:
         plan.reasons.append(f"fallback: {'; '.join(skipped)}")
     if data_zone is not None and plan.zone != data_zone:
-        total = read_bytes(plan.kbl, pods, ctx.state)
-        plan.cross_zone_bytes = max(0.0, total - per_zone.get(plan.zone, 0.0))
+        helped = ctx.helpable.get(plan.kbl.key, [])
+        _, in_zone = kbl_zone(plan.kbl, helped, ctx.state)
+        plan.cross_zone_bytes = max(0.0, read_bytes(plan.kbl, helped, ctx.state) - in_zone.get(plan.zone, 0.0))
         plan.reasons.append(
-            f"neighbour zone {plan.zone} instead of {data_zone}: the pods read {plan.cross_zone_bytes / 2**30:.1f} GiB from other zones"
+            f"neighbour zone {plan.zone} instead of {data_zone}: the {len(helped)} pods read "
+            f"{plan.cross_zone_bytes / 2**30:.1f} GiB from other zones"
         )

@@ -22,8 +22,8 @@ def plan_reactive(kbl: KBL, plan: GroupPlan, pending: Sequence[Pod], ctx: PlanCo
     new node would help need (:mod:`.fitting`); every pending pod gets a :class:`PendingVerdict`.
 
     Pods that fit the free room of the group's joined, schedulable, healthy nodes or of nodes
-    requested but not yet joined (in this group or the KBL's ``others`` that are not backed
-    off) ask for nothing more, so a pod that stays pending after its nodes joined is never
+    requested but not yet joined (in this group or the KBL's ``others``, of a backed-off group
+    only those it keeps) ask for nothing more, so a pod that stays pending after its nodes joined is never
     counted twice. A NotReady or unreachable node (:func:`~.launches.broken`) is no room.
     """
     state = ctx.state
@@ -43,7 +43,7 @@ def plan_reactive(kbl: KBL, plan: GroupPlan, pending: Sequence[Pod], ctx: PlanCo
         if reason != HELPS:
             ctx.notes.append(Note(kbl.key, f"pods {', '.join(p.key for p in pods)}: no new node helps: {messages[reason]}"))
     joined = len(plan.nodes)
-    in_flight = max(plan.current - joined, 0) + sum(max(o.current - len(o.nodes), 0) for o in others)
+    in_flight = max(plan.current - joined, 0) + sum(o.in_flight for o in others)
     free = [room for p in (plan, *others) for room in _free_room(p, state)]
     extra = bin_pack([p.requests for p in helpable], plan.shape, open_bins=in_flight, free=free)
     plan.reactive = max(plan.current, joined) + extra

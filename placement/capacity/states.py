@@ -122,6 +122,9 @@ class GroupState:
     instance_types: tuple[str, ...] = ()
     capacity_type: str = "ON_DEMAND"
     failures: tuple[LaunchFailure, ...] = ()
+    #: Instances the cloud has launched for the group (joined or not), when it says (an Auto
+    #: Scaling group's ``Instances``); a capacity error gives up only the rest.
+    launched: int | None = None
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -277,12 +280,19 @@ class GroupPlan:
     capacity_type: str = "ON_DEMAND"
     types: tuple[InstanceShape, ...] = ()  # every type the group may launch, cheapest first (shape is the first)
     backed_off: str = ""  # why the group may not grow now (its launches failed), if it may not
+    keep: int | None = None  # the requested nodes a backed-off group keeps (launched or joined)
     cross_zone_bytes: float = 0.0  # bytes the pods it is grown for would read from other zones
     reasons: list[str] = field(default_factory=list)
 
     @property
     def current(self) -> int:
         return self.existing.desired if self.existing else 0
+
+    @property
+    def in_flight(self) -> int:
+        """Requested nodes not joined yet that are still expected (a backed-off group's kept ones)."""
+        expected = self.current if self.keep is None else min(self.keep, self.current)
+        return max(expected - len(self.nodes), 0)
 
 
 @dataclass(frozen=True, slots=True)

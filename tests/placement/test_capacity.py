@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -475,8 +476,6 @@ def test_instance_shapes_come_from_the_catalog_given_and_unknown_types_are_repor
 
 # ---------------------------------------------------------------------------- launches (issue 22)
 def test_the_cheapest_wished_type_that_fits_every_pending_pod_comes_first() -> None:
-    import dataclasses
-
     wished = ("m6i.4xlarge", "m6i.large", "c6i.xlarge", "m6i.xlarge")
     objs = [*base_nodes(), kbl_object("k", instance_types=wished), pod_object("p", kbl="k", cpu="3")]
     prices = {("m6i.4xlarge", "ON_DEMAND"): 0.768, ("m6i.large", "ON_DEMAND"): 0.096, ("m6i.xlarge", "ON_DEMAND"): 0.192}
@@ -509,6 +508,12 @@ def test_a_short_group_with_a_capacity_error_since_its_last_scale_up_is_given_up
     assert create.zone != "us-east-1a"
     assert create.desired == 2
     assert create.cross_zone_bytes > 0
+    # The instances the cloud did launch are on their way: only the rest is given up.
+    objs, group = _short_group((ice,), last_up=T0 - 20)
+    launched_one = cap.plan_capacity(state(objs, groups=[dataclasses.replace(group, launched=1)]))
+    assert [(r.previous, r.desired) for r in launched_one.of(cap.ResizeNodeGroup) if isinstance(r, cap.ResizeNodeGroup)] == [(2, 1)]
+    (other,) = [a for a in launched_one.of(cap.CreateNodeGroup) if isinstance(a, cap.CreateNodeGroup)]
+    assert other.desired == 1  # one pod is served by the launched instance, one by the next zone
     # A failure from before the last scale-up is history: the group waits for its nodes.
     objs, group = _short_group((ice,), last_up=T0 - 5)
     quiet = cap.plan_capacity(state(objs, groups=[group]))
