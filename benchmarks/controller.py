@@ -491,7 +491,7 @@ def run(args: argparse.Namespace) -> int:
     print("growth under capacity errors and by price (8 pods of 3 CPU / 4 GiB, data in us-east-1a, 2 h simulated;")
     print("  yesterday = first wished type, one type per group, waits for it; kbl = cheapest first, give up, back off, fall back):")
     print(f"  {'scenario':16s} {'policy':9s} {'all running':>12s} {'pending pod-s':>13s} {'$ not joined':>12s} "
-          f"{'$/h':>7s} {'x-zone GiB':>10s}  nodes running the pods")
+          f"{'$/h':>7s} {'x-zone GiB':>10s}  nodes running the pods (x-zone: at most, from the plans)")
     for scenario, rows in fallback.items():
         for policy, row in rows.items():
             when = f"{row['all_running_s']:.0f} s" if row["all_running_s"] is not None else f"never ({row['running']}/{row['pods']})"

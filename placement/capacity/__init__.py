@@ -26,7 +26,8 @@ its redundancy needs (the node waits, :class:`WaitForData`).
 The package, by concern: :mod:`.actions` (the action types and :class:`Plan`), :mod:`.states`
 (inputs, the node-group record, settings), :mod:`.names`, :mod:`.packing` (instance shapes and
 bin-packing), :mod:`.reactive`, :mod:`.blueprints`, :mod:`.utilization`, :mod:`.budgets`,
-:mod:`.scaledown` and :mod:`.planner` (:func:`plan_capacity`).
+:mod:`.scaledown`, :mod:`.launches` (broken nodes are no room; cheapest fitting types first;
+give-up, per-group backoff and the next launch option) and :mod:`.planner` (:func:`plan_capacity`).
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ class CreateNodeGroup(Action):
     instance_types: tuple[str, ...] = ()
     #: USD per hour of one node of the first type, when a price is known.
     price_per_hour: float | None = None
-    #: Bytes the pods it is created for would read from other zones (a neighbour zone's cost).
+    #: Bytes the pending pods it is created for would read from other zones if they all ran on
+    #: it (a neighbour zone's cost to the data; an upper bound when nodes on the way take some).
     cross_zone_bytes: float = 0.0
 
 

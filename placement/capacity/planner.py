@@ -183,6 +183,6 @@ def _explain(
         _, in_zone = kbl_zone(plan.kbl, helped, ctx.state)
         plan.cross_zone_bytes = max(0.0, read_bytes(plan.kbl, helped, ctx.state) - in_zone.get(plan.zone, 0.0))
         plan.reasons.append(
-            f"neighbour zone {plan.zone} instead of {data_zone}: the {len(helped)} pods read "
+            f"neighbour zone {plan.zone} instead of {data_zone}: the {len(helped)} pending pods would read up to "
             f"{plan.cross_zone_bytes / 2**30:.1f} GiB from other zones"
         )
