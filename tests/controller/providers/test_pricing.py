@@ -138,3 +138,17 @@ def test_failed_scaling_activities_are_read_as_launch_failures_with_code_type_an
     assert all(f.at_s == at.timestamp() for f in failures)
     later = {"StatusCode": "Successful", "StatusMessage": "", "StartTime": datetime(2026, 12, 6, 1, 5, tzinfo=UTC)}
     assert activity_failures([*activities, later]) == ()  # a later launch succeeded: the failures are behind the group
+
+
+def test_the_queue_carries_types_capacity_type_and_launch_failures_both_ways() -> None:
+    from controller.providers.queueing import info_from_json, info_to_json, spec_from_json, spec_to_json
+    from placement.capacity import GroupState, LaunchFailure
+
+    spec = NodeGroupSpec("g", "default/k", "us-east-1a", "c6i.xlarge", 2, 5, "SPOT", instance_types=("c6i.xlarge", "m6i.xlarge"))
+    assert spec_from_json(json.loads(json.dumps(spec_to_json(spec)))) == spec
+    info = GroupState(
+        "g", "default/k", "us-east-1a", "c6i.xlarge", 2, instance_types=spec.instance_types, capacity_type="SPOT",
+        failures=(LaunchFailure("UnfulfillableCapacity", "no spot", 1.0, "c6i.xlarge"), LaunchFailure("AsgInstanceLaunchFailures")),
+        launched=1,
+    )
+    assert info_from_json(json.loads(json.dumps(info_to_json(info)))) == info
