@@ -25,6 +25,7 @@ is reset when a node of the group created after the last failure joins.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -172,8 +173,13 @@ def launch_trouble(plan: GroupPlan, ctx: PlanContext) -> tuple[str, int]:
         return f"{group.desired - joined} requested nodes did not join within {ctx.settings.max_node_provision_s:.0f}s", joined
     launched = max(joined, min(group.launched, group.desired)) if group.launched is not None else joined
     if launched < group.desired:
+        since = ctx.state.now_s - last_up if last_up is not None else math.inf
         for failure in group.failures:
-            if failure.capacity and (failure.at_s is None or last_up is None or failure.at_s >= last_up):
+            if not failure.capacity:
+                continue
+            if failure.at_s is None and since < ctx.settings.undated_issue_grace_s:
+                continue  # an undated issue may be the last request's: give the new one its time
+            if failure.at_s is None or last_up is None or failure.at_s >= last_up:
                 what = f" ({failure.instance_type})" if failure.instance_type else ""
                 return f"{failure.code}{what}: {failure.message}".rstrip(": "), launched
     return "", group.desired

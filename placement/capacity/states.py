@@ -63,6 +63,9 @@ class CapacitySettings:
     #: ``--max-node-group-backoff-duration`` 30 min).
     backoff_initial_s: float = 300.0
     backoff_max_s: float = 1800.0
+    #: An ongoing capacity issue without a time (EKS node-group health issues, which can outlive
+    #: their cause) gives a short group up only this long after its last scale-up.
+    undated_issue_grace_s: float = 180.0
 
 
 #: AWS error codes that mean "no capacity of this type here now": the group is given up and the

@@ -514,6 +514,12 @@ def test_a_short_group_with_a_capacity_error_since_its_last_scale_up_is_given_up
     assert [(r.previous, r.desired) for r in launched_one.of(cap.ResizeNodeGroup) if isinstance(r, cap.ResizeNodeGroup)] == [(2, 1)]
     (other,) = [a for a in launched_one.of(cap.CreateNodeGroup) if isinstance(a, cap.CreateNodeGroup)]
     assert other.desired == 1  # one pod is served by the launched instance, one by the next zone
+    # An ongoing issue without a time (EKS health) counts only once the request had its grace time.
+    issue = cap.LaunchFailure("AsgInstanceLaunchFailures", "Could not launch On-Demand Instances")
+    objs, group = _short_group((issue,), last_up=T0 - 60)
+    assert not cap.plan_capacity(state(objs, groups=[group])).of(cap.BackOffNodeGroup)
+    objs, group = _short_group((issue,), last_up=T0 - 180)
+    assert cap.plan_capacity(state(objs, groups=[group])).of(cap.BackOffNodeGroup)
     # A failure from before the last scale-up is history: the group waits for its nodes.
     objs, group = _short_group((ice,), last_up=T0 - 5)
     quiet = cap.plan_capacity(state(objs, groups=[group]))

@@ -152,3 +152,17 @@ def test_the_queue_carries_types_capacity_type_and_launch_failures_both_ways() -
         launched=1,
     )
     assert info_from_json(json.loads(json.dumps(info_to_json(info)))) == info
+
+
+def test_an_eks_group_without_readable_activities_reports_its_health_issues(aws: Aws, no_sleep: Backoff) -> None:
+    make_cluster(aws)
+    provider = eks_provider(aws, no_sleep)
+    provider.create_group(NodeGroupSpec("g", "default/k", "us-east-1b", "m6i.xlarge", 2, 3), "tok")
+    raw = aws.client("eks").describe_nodegroup(clusterName=aws.cluster, nodegroupName="g")["nodegroup"]
+    # moto reports no health issue; EKS reports them so when its Auto Scaling group cannot launch:
+    raw = {**raw, "resources": {}, "health": {"issues": [
+        {"code": "AsgInstanceLaunchFailures", "message": "Could not launch On-Demand Instances. InsufficientInstanceCapacity",
+         "resourceIds": ["eks-g-1234"]},
+    ]}}  # fmt: skip
+    (failure,) = provider._info(raw).failures
+    assert (failure.code, failure.at_s, failure.capacity) == ("AsgInstanceLaunchFailures", None, True)  # ongoing: no time
