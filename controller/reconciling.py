@@ -246,6 +246,7 @@ class Controller:
         self.actor = Actor(
             kube, provider, self.settings.cluster_name, clock, step_hook or (lambda _step: None),
             max_nodes_total=self.settings.capacity.max_nodes_total, guard=guard, metrics=self.metrics,
+            capacity=self.settings.capacity,
         )
         self.rejected: list[ObjectError] = []
         self.reconciles = 0

@@ -100,7 +100,7 @@ def _plan_kbl(kbl: KBL, ctx: PlanContext, policy: LaunchPolicy) -> list[GroupPla
         gname = group.name if group else name
         plan = GroupPlan(kbl, z, gname, types[0], group, list(nodes_by_group.get(gname, [])), capacity_type=ctype, types=types)
         plans[z, ctype] = plan
-        if group is not None and policy.fallback:
+        if policy.fallback:  # also a group whose creation the cloud refused (recorded in the status)
             check_launches(plan, ctx)
         return plan
 

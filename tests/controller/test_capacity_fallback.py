@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller import Controller, ControllerSettings
+from controller.providers import ProviderError
 from controller.providers.fake import FakeProvider
 from kube.api import DATASETS, KBLS, NODES, PODS
 from kube.memory import MemoryApi
@@ -219,3 +220,19 @@ def test_backoff_grows_per_group_and_resets_on_success() -> None:
     assert world.pending() == 0
     succeeded = [cap.group_name("default/k", z) for z, _, _ in world.running_on()]
     assert world.status(succeeded[0])["launchFailures"] == 0  # reset once a node launched after the failure joined
+
+
+def test_a_creation_the_cloud_refuses_for_good_backs_the_group_off_and_the_next_zone_grows() -> None:
+    world = Cloud()
+    world.kbl()
+    world.pods(1)
+    refusal = ProviderError(
+        "InvalidParameterException", "Your requested instance type (m6i.xlarge) is not supported in us-east-1a", retryable=False
+    )
+    world.cloud.inject("create_group", refusal, times=1)
+    for _ in range(6):
+        world.step()
+    assert world.pending() == 0
+    assert {z for z, _, _ in world.running_on()} == {"us-east-1b"}
+    assert world.status(ZONE_A)["launchFailures"] == 1
+    assert len(world.cloud.calls_of("create_group")) == 2  # the refused one is not asked again while backed off
