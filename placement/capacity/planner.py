@@ -7,7 +7,7 @@ from placement.capacity.blueprints import plan_blueprint
 from placement.capacity.budgets import apply_budgets
 from placement.capacity.launches import CHEAPEST_FIRST, LaunchPolicy, check_launches, option_group_name, price_of, zone_order
 from placement.capacity.names import group_name, node_group_of, plain_zone
-from placement.capacity.packing import instance_shape
+from placement.capacity.packing import bin_pack, instance_shape
 from placement.capacity.reactive import kbl_zone, plan_reactive, read_bytes
 from placement.capacity.scaledown import plan_orphan_groups, plan_scale_down, removal_verdict
 from placement.capacity.states import (
@@ -171,11 +171,14 @@ def _explain(
     if not plan.reactive or plan.reactive <= plan.current:
         return
     priced = []
+    requests = [p.requests for p in ctx.helpable.get(plan.kbl.key, [])]
     for shape in plan.types:
         price = price_of(ctx.state.prices, shape.name, plan.capacity_type)
-        priced.append(f"{shape.name} {f'${price:.4f}/h' if price is not None else 'price unknown'}")
+        nodes = bin_pack(requests, shape) or 1
+        cost = f"${price:.4f}/h, {nodes} for the pods ${price * nodes:.2f}/h" if price is not None else "price unknown"
+        priced.append(f"{shape.name} {cost}")
     source = f"; prices: {ctx.state.price_source}" if ctx.state.price_source else ""
-    plan.reasons.append(f"types {', '.join(priced)} ({plan.capacity_type}; cheapest that fits first{source})")
+    plan.reasons.append(f"types {'; '.join(priced)} ({plan.capacity_type}; cheapest for the pods first{source})")
     if skipped:
         plan.reasons.append(f"fallback: {'; '.join(skipped)}")
     if data_zone is not None and plan.zone != data_zone:

@@ -54,8 +54,8 @@ def test_dry_run_says_which_types_were_chosen_and_why(tmp_path: Path, capsys: py
     assert create["instance_types"] == ["c6i.xlarge", "m6i.xlarge", "m6i.2xlarge"]
     assert create["instance_type"] == "c6i.xlarge"
     assert create["price_per_hour"] == 0.17
-    assert "cheapest that fits first" in create["reason"]
-    assert "c6i.xlarge $0.1700/h" in create["reason"]
+    assert "cheapest for the pods first" in create["reason"]
+    assert "c6i.xlarge $0.1700/h, 1 for the pods $0.17/h" in create["reason"]
     assert "shipped table of 2024-06-01" in create["reason"]
 
 
