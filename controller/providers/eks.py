@@ -178,22 +178,23 @@ class EksProvider:
         )
 
     def _failures(self, raw: Mapping[str, Any]) -> tuple[LaunchFailure, ...]:
-        """Failed launches of a group short of its desired size: the scaling activities of its
-        Auto Scaling groups (with their times), else its health issues (an ongoing condition:
-        no time), such as ``AsgInstanceLaunchFailures`` or ``InsufficientFreeAddresses``."""
-        scaling = raw.get("scalingConfig") or {}
+        """Failed launches of a group whose health reports issues (such as
+        ``AsgInstanceLaunchFailures`` or ``InsufficientFreeAddresses``): the scaling activities of
+        its Auto Scaling groups (with their times, one call each, only then), else the issues
+        themselves (an ongoing condition: no time)."""
+        issues = (raw.get("health") or {}).get("issues") or []
+        if not issues:
+            return ()
         asgs = [a["name"] for a in (raw.get("resources") or {}).get("autoScalingGroups", []) if a.get("name")]
         found: list[LaunchFailure] = []
-        if int(scaling.get("desiredSize", 0)) > 0:
+        if asgs:
             for asg in asgs:
                 try:
                     found.extend(read_failures(self.autoscaling, self.backoff, asg))
                 except ProviderError:  # the activities are a detail: the health issues still say it
                     break
             else:
-                if asgs:
-                    return tuple(found)
-        issues = (raw.get("health") or {}).get("issues") or []
+                return tuple(found)
         return tuple(LaunchFailure(str(i.get("code") or ""), str(i.get("message") or "")[:300]) for i in issues)
 
     def instance_prices(self, instance_types: Iterable[str]) -> Prices:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.stub import ANY, Stubber
 
 from controller.providers import NodeGroupSpec
-from controller.providers.asg import AsgProvider
+from controller.providers.asg import AsgProvider, read_failures
 from controller.providers.eks import EksProvider
 from controller.providers.fake import FakeProvider
 from controller.providers.iam import (
@@ -107,6 +107,7 @@ def test_provider_calls_match_the_iam_action_sets_exactly(aws: Aws, no_sleep: Ba
     info = asg.create_group(NodeGroupSpec("g-asg", "default/k", "us-east-1a", "m6i.xlarge", 2, 4), "tok")
     asg.list_groups()
     asg.set_size(info.name, 3)
+    assert read_failures(asg.autoscaling, no_sleep, info.name) == ()  # what list_groups reads of a short group (moto never is)
     groups = aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[info.name])["AutoScalingGroups"]
     victim = groups[0]["Instances"][0]["InstanceId"]
     proto = asg.create_image(f"aws:///us-east-1a/{victim}", f"proto-{aws.cluster}", {"kbl.io/prototype": "yes"})
