@@ -1,4 +1,5 @@
-"""``kbl bench controller``: reaction time, and pending pod-seconds reactive versus pre-warmed.
+"""``kbl bench controller``: reaction time, pending pod-seconds reactive versus pre-warmed, and
+growth under capacity errors and by price, today's choice against kbl's (:func:`capacity_errors`).
 
 Reaction: the real loop (:meth:`Controller.run`, watches and batching, default settings) on the
 in-memory Kubernetes API with the fake cloud; for each trial a new KBL's first unschedulable pod
@@ -16,9 +17,12 @@ asked for one measured node-ready time ahead). Pending pod-seconds = sum over po
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +35,9 @@ from placement import capacity as cap
 from topology import labels
 from topology.datasets import Replicas, dataset_object
 from topology.examples import make_kbl, make_node, make_pod
+from topology.kbls import KBL
+from topology.nodes import Node, Resources
+from topology.pods import Pod
 from topology.times import format_time
 
 T0 = 1_795_000_000.0
@@ -287,6 +294,154 @@ def relay_baton(mode: str, *, pods: int = 4, shards: int = 8, ready_s: float = 1
     }  # fmt: skip
 
 
+# ------------------------------------------------------------------ capacity errors and price
+def first_wished_fit(
+    kbl: KBL, pending: Sequence[Pod], state: cap.CapacityState, settings: cap.CapacitySettings, _ctype: str
+) -> list[cap.InstanceShape]:
+    """Yesterday's choice, kept here as a policy (not in the product): the first wished type on
+    which every pending pod that fits some wished type fits; one type per group, no price."""
+    shapes = []
+    for itype in kbl.node_group.instance_types or (settings.default_instance_type,):
+        with contextlib.suppress(cap.CapacityError):
+            shapes.append(cap.instance_shape(itype, state.nodes, state.instance_types))
+
+    def fits(shape: cap.InstanceShape, pod: Pod) -> bool:
+        return shape.resources().fits(Resources(pod.requests.cpu_m, pod.requests.memory_b, 0, 1))
+
+    fitting = [p for p in pending if any(fits(s, p) for s in shapes)]
+    for shape in shapes:
+        if all(fits(shape, p) for p in fitting):
+            return [shape]
+    raise cap.CapacityError(f"KBL {kbl.key}: no wished instance type fits")
+
+
+#: Today's behaviour: the first wished type, waiting for its group whatever the cloud says.
+YESTERDAY = cap.LaunchPolicy(rank=first_wished_fit, fallback=False)
+
+#: The scenarios: (name, what the fake cloud does, in words).
+CAPACITY_SCENARIOS: dict[str, dict[str, Any]] = {
+    "no errors": {"capacity": {}, "never_join": False},
+    "capacity errors": {
+        # zone a: no m6i.2xlarge, 3 c6i.xlarge and 2 m6i.xlarge left (InsufficientInstanceCapacity beyond).
+        "capacity": {("us-east-1a", "m6i.2xlarge"): 0, ("us-east-1a", "c6i.xlarge"): 3, ("us-east-1a", "m6i.xlarge"): 2},
+        "never_join": False,
+    },
+    "never joins": {"capacity": {}, "never_join": True},  # zone a's instances launch (and bill) but never join
+}
+
+
+def capacity_errors(policy: str, scenario: str, *, pods: int = 8, horizon_s: float = 7200.0, step_s: float = 30.0) -> dict[str, Any]:
+    """``pods`` pods (3 CPU, 4 GiB) of a KBL reading a DataSet in us-east-1a, wishing
+    ``[m6i.2xlarge, m6i.xlarge, c6i.xlarge]`` on demand, on the real controller (MemoryApi, the
+    fake cloud: nodes Ready 60 s after launch) for ``horizon_s`` simulated seconds. ``policy``
+    ``yesterday`` (:data:`YESTERDAY`, max provision time infinite) or ``kbl`` (cheapest first,
+    give-up after 15 min, backoff, fallback). Prices: the shipped table. A stand-in scheduler
+    binds a pending pod to a Ready node of the KBL with room (by CPU and memory)."""
+    now = [T0]
+    setup = CAPACITY_SCENARIOS[scenario]
+    group_a = cap.group_name("default/cap", "us-east-1a")
+    delays = {group_a: float("inf"), "*": 60.0} if setup["never_join"] else 60.0
+    cloud = FakeProvider(lambda: now[0], ready_delay_s=delays, capacity=setup["capacity"])
+    kube = MemoryApi()
+    _base(kube)
+    kube.put(NODES, make_node("gen-a2", zone="us-east-1a", rack="r1"))
+    obj = make_kbl("cap", max_size=20, min_size=None, instance_types=("m6i.2xlarge", "m6i.xlarge", "c6i.xlarge"))
+    kube.put(KBLS, obj)
+    dataset = dataset_object("reads", shards=2, shard_size="10Gi", redundancy=Replicas(2))
+    dataset["status"] = {"placement": {"nodes": ["gen-a", "gen-a2"], "shards": [[0, 1], [1, 0]]}}
+    kube.put(DATASETS, dataset)
+    for i in range(pods):
+        kube.put(PODS, _pod(f"c{i}", "cap", annotations={labels.POD_DATASET: "reads"}))
+    if policy == "yesterday":
+        settings = ControllerSettings(capacity=cap.CapacitySettings(max_node_provision_s=math.inf), cluster_name="cap")
+        controller = Controller(kube, cloud, settings, clock=lambda: now[0], policy=YESTERDAY)
+    else:
+        controller = Controller(kube, cloud, ControllerSettings(cluster_name="cap"), clock=lambda: now[0])
+    prices = controller.prices([KBL.from_object(obj)])
+    pending_s = idle_usd = cross = 0.0
+    all_running_s: float | None = None
+    while now[0] < T0 + horizon_s:
+        controller.reconcile_once()
+        cross += sum(a.cross_zone_bytes for a in controller.actor.log.done if isinstance(a, cap.CreateNodeGroup))
+        now[0] += step_s
+        kube.sync_nodes(cloud.node_objects())
+        _bind_by_room(kube, "cap")
+        waiting = sum(1 for p in kube.list(PODS)[0] if not p["spec"].get("nodeName"))
+        pending_s += step_s * waiting
+        joined = {n["metadata"]["name"] for n in kube.list(NODES)[0]}
+        for group in cloud.groups.values():  # billed while launched and not (yet) a node
+            for inst in group.instances:
+                if f"ip-{inst.id}" not in joined:
+                    idle_usd += step_s / 3600 * prices.get((inst.instance_type, group.spec.capacity_type), 0.0)
+        if not waiting and all_running_s is None:
+            all_running_s = now[0] - T0
+    nodes = {n["metadata"]["name"]: n for n in kube.list(NODES)[0]}
+    groups = {g.name: g for g in cloud.list_groups()}
+    serving = {p["spec"]["nodeName"] for p in kube.list(PODS)[0] if p["spec"].get("nodeName")}
+    per_hour = 0.0
+    types: dict[str, int] = {}
+    for name in serving:
+        node_labels = nodes[name]["metadata"]["labels"]
+        itype = node_labels[labels.INSTANCE_TYPE]
+        per_hour += prices.get((itype, groups[node_labels[labels.NODE_GROUP_LABEL]].capacity_type), 0.0)
+        types[itype] = types.get(itype, 0) + 1
+    running = sum(1 for p in kube.list(PODS)[0] if p["spec"].get("nodeName"))
+    return {
+        "all_running_s": all_running_s, "running": running, "pods": pods, "pending_pod_s": pending_s,
+        "idle_usd": idle_usd, "usd_per_hour": per_hour, "types": types,
+        "groups": sorted(f"{g.zone}/{g.capacity_type}" for g in groups.values() if g.desired), "cross_zone_gib": cross / 2**30,
+        "backoffs": sum(1 for c in kube.events if c["reason"] == "NodeGroupBackedOff"),
+    }  # fmt: skip
+
+
+def _bind_by_room(kube: MemoryApi, kbl: str) -> None:
+    """Bind pending pods of ``kbl`` to Ready, untainted group nodes with room (CPU, memory, pods)."""
+    pods = kube.list(PODS)[0]
+    nodes = [
+        Node.from_object(n) for n in kube.list(NODES)[0] if n["metadata"]["labels"].get(labels.KBL_LABEL) == kbl
+    ]
+    used: dict[str, Resources] = {}
+    for obj in pods:
+        name = obj["spec"].get("nodeName")
+        if name:
+            req = Pod.from_object(obj).requests
+            one = Resources(req.cpu_m, req.memory_b, 0, 1)
+            used[name] = used[name] + one if name in used else one
+    for raw in pods:
+        if raw["spec"].get("nodeName"):
+            continue
+        typed = Pod.from_object(raw)
+        need = Resources(typed.requests.cpu_m, typed.requests.memory_b, 0, 1)
+        for node in nodes:
+            if cap.broken(node) or node.unschedulable:
+                continue
+            room = node.allocatable - used[node.name] if node.name in used else node.allocatable
+            if room.fits(need):
+                kube.create_binding("default", typed.name, typed.uid, node.name)
+                used[node.name] = used[node.name] + need if node.name in used else need
+                break
+
+
+def compare_capacity(pods: int = 8) -> tuple[dict[str, dict[str, dict[str, Any]]], list[str]]:
+    """Every scenario under both policies, and what kbl does worse than yesterday (empty: none)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    worse: list[str] = []
+    for scenario in CAPACITY_SCENARIOS:
+        rows = {policy: capacity_errors(policy, scenario, pods=pods) for policy in ("yesterday", "kbl")}
+        out[scenario] = rows
+        old, new = rows["yesterday"], rows["kbl"]
+        inf = math.inf
+        if (new["all_running_s"] or inf) > (old["all_running_s"] or inf):
+            worse.append(f"{scenario}: pods run later")
+        if new["running"] < old["running"]:
+            worse.append(f"{scenario}: fewer pods run")
+        if new["running"] <= old["running"] and new["idle_usd"] > old["idle_usd"] + 1e-9:
+            worse.append(f"{scenario}: more spent on instances launched but not joined")
+        if new["running"] == old["running"] and new["usd_per_hour"] > old["usd_per_hour"] + 1e-9:
+            worse.append(f"{scenario}: the nodes running the pods cost more")
+    return out, worse
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.time()
     reactions = reaction_times(args.trials)
@@ -294,6 +449,7 @@ def run(args: argparse.Namespace) -> int:
     warmed = Simulation(True, args.kbls, args.stages, args.pods, args.seed).run()
     runaways = runaway()
     relay = {mode: relay_baton(mode) for mode in ("reactive", "prewarm-nodes", "prewarm-data")}
+    fallback, worse = compare_capacity()
     saved = 1.0 - warmed.pending_pod_s / reactive.pending_pod_s if reactive.pending_pod_s else 0.0
     figures: dict[str, Any] = {
         "reaction_s": {
@@ -311,6 +467,8 @@ def run(args: argparse.Namespace) -> int:
         "pending_time_saved": saved,
         "runaway": runaways,
         "relay_baton": relay,
+        "capacity_errors_and_price": fallback,
+        "worse_than_yesterday": worse,
         "wall_s": time.time() - started,
     }
     r = figures["reaction_s"]
@@ -330,5 +488,17 @@ def run(args: argparse.Namespace) -> int:
     for mode, row in relay.items():
         print(f"  {mode:14s} nodes asked at {row['requested_at_s'] or 0:5.0f} s, pending {row['pending_pod_s']:6.0f} pod-s, "
               f"first-read locality {row['first_read_locality'] * 100:5.1f}%")
+    print("growth under capacity errors and by price (8 pods of 3 CPU / 4 GiB, data in us-east-1a, 2 h simulated;")
+    print("  yesterday = first wished type, one type per group, waits for it; kbl = cheapest first, give up, back off, fall back):")
+    print(f"  {'scenario':16s} {'policy':9s} {'all running':>12s} {'pending pod-s':>13s} {'$ not joined':>12s} "
+          f"{'$/h':>7s} {'x-zone GiB':>10s}  nodes running the pods (x-zone: at most, from the plans)")
+    for scenario, rows in fallback.items():
+        for policy, row in rows.items():
+            when = f"{row['all_running_s']:.0f} s" if row["all_running_s"] is not None else f"never ({row['running']}/{row['pods']})"
+            kinds = ", ".join(f"{n} x {t}" for t, n in sorted(row["types"].items())) or "-"
+            print(f"  {scenario:16s} {policy:9s} {when:>12s} {row['pending_pod_s']:13.0f} {row['idle_usd']:12.2f} "
+                  f"{row['usd_per_hour']:7.3f} {row['cross_zone_gib']:10.1f}  {kinds} in {', '.join(row['groups']) or '-'}")
+    if worse:
+        print(f"kbl is worse than yesterday: {'; '.join(worse)}")
     write_json(args.json, figures)
-    return 0
+    return 1 if worse else 0

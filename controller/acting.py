@@ -57,7 +57,9 @@ class Actor:
         max_nodes_total: int | None = None,
         guard: Callable[[str], None] | None = None,
         metrics: ControllerMetrics | None = None,
+        capacity: cap.CapacitySettings | None = None,
     ) -> None:
+        self.capacity = capacity or cap.CapacitySettings()
         self.metrics = metrics
         self.max_nodes_total = max_nodes_total
         self.kube = kube
@@ -125,6 +127,8 @@ class Actor:
             if "utilization" in action.reason:
                 extra[LAST_SCALE_KEY] = self.clock()
             self.group_status(action.kbl, action.group, extra)
+        elif isinstance(action, cap.BackOffNodeGroup):
+            self._back_off(action)
         elif isinstance(action, cap.DeleteNodeGroup):
             self.provider.delete_group(action.group)
         elif isinstance(action, cap.CordonNode):
@@ -179,21 +183,52 @@ class Actor:
         self.hook("before-intent")
         self.group_status(action.kbl, action.group, {
             "zone": action.zone, "instanceType": action.instance_type, "phase": "Creating", "token": token, "desired": action.desired,
+            "instanceTypes": list(action.instance_types or (action.instance_type,)), "capacityType": action.capacity_type,
         })
         self.hook("after-intent")
         desired = min(action.desired, max(0, self._room(action.group, 0)))
         spec = NodeGroupSpec(
             action.group, action.kbl, action.zone, action.instance_type, desired, action.max_size,
-            action.capacity_type, dict(action.labels), action.taints,
+            action.capacity_type, dict(action.labels), action.taints, tuple(action.instance_types),
         )
         self._cloud_request(action.kbl)
-        info = self.provider.create_group(spec, token)
+        try:
+            info = self.provider.create_group(spec, token)
+        except ProviderError as exc:
+            if not exc.retryable:  # this option cannot be had (capacity, a type the zone lacks): back it off
+                self._refused_create(action, exc)
+            raise
         self.hook("after-create")
         phase = "Active" if info.status == "ACTIVE" else info.status.title()
         self.group_status(action.kbl, action.group, {"phase": phase, "lastScaleUp": self.clock()})
         self.hook("after-status")
-        what = f"{action.group}: {action.desired} x {action.instance_type} in {action.zone}: {action.reason}"
+        types = ", ".join(action.instance_types or (action.instance_type,))
+        what = f"{action.group}: {action.desired} x {types} ({action.capacity_type}) in {action.zone}: {action.reason}"
         self._event(action.kbl, "NodeGroupCreated", what)
+
+    def _refused_create(self, action: cap.CreateNodeGroup, exc: ProviderError) -> None:
+        """A creation the cloud refused for good backs the group off like a failed launch, so the
+        next plan tries the next option instead of the same request every reconcile."""
+        kbl = next((k for k in (self._state.kbls if self._state else ()) if k.key == action.kbl), None)
+        failures = (cap.group_backoff(kbl, action.group).failures if kbl is not None else 0) + 1
+        until = self.clock() + cap.backoff_seconds(failures, self.capacity)
+        self._back_off(cap.BackOffNodeGroup(action.kbl, action.group, failures, until, action.desired, f"create refused: {exc}"))
+
+    def _back_off(self, action: cap.BackOffNodeGroup) -> None:
+        """Record a given-up request and the group's backoff (or its reset) in the KBL's status;
+        the desired size falls back in the same plan (a :class:`ResizeNodeGroup`)."""
+        if action.failures:
+            values: dict[str, Any] = {
+                "launchFailures": action.failures, "backoffUntil": action.until_s, "lastLaunchFailure": self.clock(),
+                "lastLaunchFailureReason": action.reason[:256],
+            }
+            if self.metrics is not None:
+                self.metrics.cloud_error("LaunchGivenUp")
+            message = f"{action.group}: gave up {action.given_up} nodes ({action.reason}); backed off {action.until_s - self.clock():.0f}s"
+            self._event(action.kbl, "NodeGroupBackedOff", message, "Warning")
+        else:
+            values = {"launchFailures": 0, "backoffUntil": 0}
+        self.group_status(action.kbl, action.group, values)
 
     # ------------------------------------------------------------------ status
     def group_status(self, kbl_key: str, group: str, values: Mapping[str, Any]) -> None:

@@ -29,6 +29,7 @@ from controller.baking import Rebaker
 from controller.measuring import ControllerMetrics
 from controller.patching import Patcher, Rebooter
 from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
+from controller.providers.pricing import PriceTable, price_table, shipped_prices
 from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
@@ -220,6 +221,8 @@ class Controller:
     rebooter:
         Reboots nodes labelled ``kbl.io/reboot-required``, one at a time per group through the
         safe path (:mod:`controller.patching`); ``None``: no reboots.
+    policy:
+        How growth picks instance types and falls back (:class:`~placement.capacity.LaunchPolicy`).
     lists:
         Where the watched resources are listed and watched (``kube`` when ``None``): a reader
         that may serve Nodes typed as decoded and placements as numbers
@@ -240,7 +243,9 @@ class Controller:
         metrics: ControllerMetrics | None = None,
         lists: KubeApi | None = None,
         rebooter: Rebooter | None = None,
+        policy: cap.LaunchPolicy = cap.CHEAPEST_FIRST,
     ) -> None:
+        self.policy = policy
         self.kube = kube
         self.lists = lists if lists is not None else kube
         self.provider = provider
@@ -252,6 +257,7 @@ class Controller:
         self.actor = Actor(
             kube, provider, self.settings.cluster_name, clock, step_hook or (lambda _step: None),
             max_nodes_total=self.settings.capacity.max_nodes_total, guard=guard, metrics=self.metrics,
+            capacity=self.settings.capacity,
         )
         self.rejected: list[ObjectError] = []
         self.reconciles = 0
@@ -263,6 +269,8 @@ class Controller:
         self.caches: dict[str, ObjectCache] | None = None
         self.informers: list[Informer] = []
         self._catalog: list[cap.InstanceShape] | None = None
+        self._price_table: PriceTable | None = None
+        self.price_source = ""
         self.hydration = HydrationMeter()
         # Kept between passes (see _cluster_of): the cluster and the typed objects written into it.
         self._cluster: Cluster | None = None
@@ -345,7 +353,21 @@ class Controller:
         return cap.CapacityState(
             now, nodes, pods, kbls, datasets, cluster, groups, ready, util, self.instance_types(), holdings,
             dict(affinity or {}), {j.key: j for j in jobs}, self.hydration.observe(now, cluster.nodes, holdings),
+            self.prices(kbls, groups), self.price_source,
         )
+
+    def prices(self, kbls: Iterable[KBL], groups: Iterable[cap.GroupState] = ()) -> dict[tuple[str, str], float]:
+        """USD per hour of every type the KBLs wish or the groups run (:func:`price_table`: the
+        provider's prices when it can price, else the shipped table); :attr:`price_source` says which."""
+        if self._price_table is None:
+            self._price_table = shipped_prices()
+        wanted = {self.settings.capacity.default_instance_type}
+        for kbl in kbls:
+            wanted.update(kbl.node_group.instance_types)
+        for group in groups:
+            wanted.update(group.types)
+        found, self.price_source = price_table(self.provider, wanted, self._price_table)
+        return found
 
     def _cluster_of(self, nodes: Sequence[Node], datasets: Sequence[DataSet]) -> Cluster:
         """The cluster of these nodes and DataSets: built in bulk the first time, then kept, and
@@ -389,7 +411,7 @@ class Controller:
 
     # ----------------------------------------------------------------------- act
     def plan(self, state: cap.CapacityState | None = None) -> cap.Plan:
-        return cap.plan_capacity(state or self.observe(), self.settings.capacity, removal_check=self.removal_check)
+        return cap.plan_capacity(state or self.observe(), self.settings.capacity, removal_check=self.removal_check, policy=self.policy)
 
     def reconcile_once(self) -> cap.Plan:
         """Observe, plan and (unless dry run) execute; returns the plan.

@@ -33,6 +33,8 @@ class RecordedGroups:
                 self.groups[str(entry["name"])] = NodeGroupInfo(
                     str(entry["name"]), key, str(entry.get("zone", "")), str(entry.get("instanceType", "")),
                     int(entry.get("desired", 0)), 0, int(entry.get("maxSize", 0)), status,
+                    instance_types=tuple(str(t) for t in entry.get("instanceTypes") or ()),
+                    capacity_type=str(entry.get("capacityType") or "ON_DEMAND"),
                 )
 
     def list_groups(self) -> list[NodeGroupInfo]:

@@ -14,6 +14,7 @@ Spec shape::
         minSize: 0
         maxSize: 20
         capacityType: ON_DEMAND    # or SPOT
+        capacityTypes: [SPOT, ON_DEMAND]   # or several, in order: the next when the first has no capacity
         labels: {team: genomics}
         taints: [{key: example.com/gpu, value: "true", effect: NoSchedule}]
       blueprint:
@@ -65,10 +66,17 @@ class NodeGroupWish:
     capacity_type: str = "ON_DEMAND"
     labels: Mapping[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    #: Every capacity type the KBL allows, in order of preference (``capacityTypes``, else the
+    #: one ``capacityType``): the next is tried when the cloud has no capacity of the first.
+    capacity_types: tuple[str, ...] = ()
 
     @property
     def dedicated(self) -> bool:
         return self.mode == "dedicated"
+
+    @property
+    def allowed_capacity_types(self) -> tuple[str, ...]:
+        return self.capacity_types or (self.capacity_type,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +155,11 @@ class KBL:
         capacity = reader.string("spec.nodeGroup.capacityType", "ON_DEMAND") or "ON_DEMAND"
         if capacity not in CAPACITY_TYPES:
             raise reader.error("spec.nodeGroup.capacityType", f"{capacity!r} is not one of {', '.join(CAPACITY_TYPES)}")
+        ctypes = reader.list("spec.nodeGroup.capacityTypes")
+        if not all(c in CAPACITY_TYPES for c in ctypes) or len(set(ctypes)) != len(ctypes):
+            raise reader.error("spec.nodeGroup.capacityTypes", f"expected distinct values among {', '.join(CAPACITY_TYPES)}")
+        if ctypes:
+            capacity = str(ctypes[0])
         types = reader.list("spec.nodeGroup.instanceTypes")
         if not all(isinstance(t, str) and t for t in types):
             raise reader.error("spec.nodeGroup.instanceTypes", "expected a list of instance type names")
@@ -169,6 +182,7 @@ class KBL:
             min_size=min_size,
             max_size=max_size,
             capacity_type=capacity,
+            capacity_types=tuple(str(c) for c in ctypes),
             labels=reader.str_map("spec.nodeGroup.labels"),
             taints=tuple(taints),
         )

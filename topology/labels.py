@@ -80,7 +80,13 @@ KBL_TAG = "kbl.io/kbl"
 ZONE_TAG = "kbl.io/zone"
 #: Tag naming the cluster a group belongs to.
 CLUSTER_TAG = "kbl.io/cluster"
-#: Auto Scaling group tag recording the group's instance type.
+#: Auto Scaling group tag recording the group's instance types (space-separated, in order).
 INSTANCE_TYPE_TAG = "kbl.io/instance-type"
+#: Taints the node lifecycle controller puts on a node whose kubelet stopped reporting
+#: (``unreachable``) or reports NotReady (``not-ready``): such a node is no room for pods.
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+#: Auto Scaling group tag recording the group's capacity type (ON_DEMAND or SPOT).
+CAPACITY_TYPE_TAG = "kbl.io/capacity-type"
 #: Image tag naming the node an image was made from.
 SOURCE_NODE_TAG = "kbl.io/source-node"

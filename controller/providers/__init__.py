@@ -57,6 +57,13 @@ class NodeGroupSpec:
     capacity_type: str = "ON_DEMAND"
     labels: Mapping[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    #: Every type the group may launch, in the order the cloud is to try them (cheapest first);
+    #: empty means ``(instance_type,)``.
+    instance_types: tuple[str, ...] = ()
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return self.instance_types or (self.instance_type,)
 
 
 #: A node group as the cloud reports it: the planner's record (one type on both sides).

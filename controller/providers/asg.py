@@ -1,6 +1,6 @@
 """Self-managed Auto Scaling groups as kbl node groups.
 
-One Auto Scaling group per KBL and zone, launched from its own launch template
+One Auto Scaling group per KBL, zone and capacity type, launched from its own launch template
 (:mod:`.launching`: the image, the instance type, AL2023 nodeadm or Bottlerocket user data
 that joins the node with the ``kbl.io/kbl`` label and the ``kbl.io/dedicated`` taint, the
 instance profile, security groups, IMDSv2 with hop limit 2, the cluster ownership tag).
@@ -8,12 +8,17 @@ instance profile, security groups, IMDSv2 with hop limit 2, the cluster ownershi
 ``terminate_instance_in_auto_scaling_group`` with decrement. Rolling to a new image creates a
 launch-template version and points the group at it (``next-nodes``: only new instances use it),
 then, for ``rolling``, starts an instance refresh. The group never carries the Cluster
-Autoscaler discovery tags.
+Autoscaler discovery tags. A group of several instance types, or of spot capacity, launches
+through a ``MixedInstancesPolicy`` (:func:`mixed_instances`: the types as overrides, on demand
+tried in the order given, spot ``price-capacity-optimized``). Failed launches are read from the
+group's scaling activities (:func:`activity_failures`) while it is short of its desired size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from controller.providers import (
@@ -34,8 +39,9 @@ from controller.providers import (
 from controller.providers.awscalls import aws_call
 from controller.providers.imaging import create_image, new_template_version
 from controller.providers.launching import LaunchSettings, discover_cluster, template_data
+from controller.providers.pricing import AwsPrices, Prices
 from controller.providers.retrying import Backoff
-from placement.capacity import InstanceShape
+from placement.capacity import CAPACITY_ERROR_CODES, InstanceShape, LaunchFailure
 from topology import labels
 
 if TYPE_CHECKING:
@@ -43,6 +49,69 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_eks import EKSClient
     from mypy_boto3_ssm import SSMClient
+
+
+#: An instance type named in a scaling activity's message (``m6i.xlarge``, ``c7gn.16xlarge``).
+_TYPE_IN_MESSAGE = re.compile(r"\b([a-z][a-z0-9-]*[0-9][a-z0-9-]*\.(?:[0-9]*x?large|metal[a-z0-9-]*|medium|small|micro|nano))\b")
+#: Codes of failed launches as they appear in a scaling activity's ``StatusMessage`` (the EC2
+#: error code, or the spot request status).
+_CODES_IN_MESSAGE = sorted(CAPACITY_ERROR_CODES, key=len, reverse=True)
+
+
+def activity_failures(activities: Sequence[Mapping[str, Any]]) -> tuple[LaunchFailure, ...]:
+    """Launch failures in Auto Scaling scaling activities (``describe_scaling_activities``):
+    every activity with ``StatusCode`` ``Failed`` and no successful one after it, its code read from ``StatusMessage`` (one of
+    :data:`~placement.capacity.CAPACITY_ERROR_CODES`, else ``LaunchFailed``), its instance type
+    when the message names one, its time from ``StartTime``.
+
+    AWS writes such a message as "Could not launch On-Demand Instances. InsufficientInstanceCapacity
+    - We currently do not have sufficient m6i.xlarge capacity in the Availability Zone you
+    requested (us-east-1b). ... Launching EC2 instance failed."
+    """
+    def when(activity: Mapping[str, Any]) -> float | None:
+        started = activity.get("StartTime")
+        return started.timestamp() if isinstance(started, datetime) else None
+
+    succeeded = [t for a in activities if a.get("StatusCode") == "Successful" and (t := when(a)) is not None]
+    latest_success = max(succeeded, default=None)
+    out = []
+    for activity in activities:
+        if activity.get("StatusCode") != "Failed":
+            continue
+        at_s = when(activity)
+        if latest_success is not None and at_s is not None and at_s < latest_success:
+            continue  # a later launch succeeded: the failure is behind the group
+        message = str(activity.get("StatusMessage") or "")
+        code = next((c for c in _CODES_IN_MESSAGE if c in message), "LaunchFailed")
+        found = _TYPE_IN_MESSAGE.search(message)
+        out.append(LaunchFailure(code, message[:300], at_s, found.group(1) if found else ""))
+    return tuple(out)
+
+
+def read_failures(autoscaling: Any, backoff: Backoff, group: str) -> tuple[LaunchFailure, ...]:
+    """The failures among a group's 20 latest scaling activities."""
+    page = aws_call(backoff, autoscaling.describe_scaling_activities, AutoScalingGroupName=group, MaxRecords=20)
+    return activity_failures(page.get("Activities", []))
+
+
+def mixed_instances(template_id: str, version: str, spec: NodeGroupSpec) -> dict[str, Any]:
+    """The ``MixedInstancesPolicy`` of a group with several types or spot capacity: the types as
+    overrides in the order given (on demand: ``prioritized``, tried in that order; spot:
+    ``price-capacity-optimized``, AWS's pick of the cheapest pools least likely to be
+    interrupted), all on demand or all spot as the spec asks."""
+    spot = spec.capacity_type == "SPOT"
+    return {
+        "LaunchTemplate": {
+            "LaunchTemplateSpecification": {"LaunchTemplateId": template_id, "Version": version},
+            "Overrides": [{"InstanceType": t} for t in spec.types],
+        },
+        "InstancesDistribution": {
+            "OnDemandAllocationStrategy": "prioritized",
+            "OnDemandBaseCapacity": 0,
+            "OnDemandPercentageAboveBaseCapacity": 0 if spot else 100,
+            "SpotAllocationStrategy": "price-capacity-optimized",
+        },
+    }
 
 
 def terminate_member(autoscaling: AutoScalingClient, backoff: Backoff, group: str, instance: str) -> bool:
@@ -96,7 +165,9 @@ class AsgProvider:
         eks: EKSClient | None = None,
         ssm: SSMClient | None = None,
         backoff: Backoff | None = None,
+        prices: AwsPrices | None = None,
     ) -> None:
+        self.prices = prices
         self.autoscaling = autoscaling
         self.ec2 = ec2
         self.cluster_name = cluster_name
@@ -143,18 +214,29 @@ class AsgProvider:
 
     def _info(self, raw: Mapping[str, Any]) -> NodeGroupInfo:
         tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
-        template = raw.get("LaunchTemplate") or {}
+        mixed = raw.get("MixedInstancesPolicy") or {}
+        template = raw.get("LaunchTemplate") or (mixed.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or {}
+        types = tuple(tags.get(labels.INSTANCE_TYPE_TAG, "").split()) or tuple(
+            str(o["InstanceType"]) for o in (mixed.get("LaunchTemplate") or {}).get("Overrides", []) if o.get("InstanceType")
+        )
+        desired = int(raw.get("DesiredCapacity", 0))
+        short = desired > len(raw.get("Instances") or ())
+        failures = read_failures(self.autoscaling, self.backoff, raw["AutoScalingGroupName"]) if short else ()
         return NodeGroupInfo(
             name=raw["AutoScalingGroupName"],
             kbl=tags.get(KBL_TAG, ""),
             zone=tags.get(ZONE_TAG, ""),
-            instance_type=tags.get(labels.INSTANCE_TYPE_TAG, ""),
+            instance_type=types[0] if types else "",
             desired=int(raw.get("DesiredCapacity", 0)),
             min_size=int(raw.get("MinSize", 0)),
             max_size=int(raw.get("MaxSize", 0)),
             status="DELETING" if raw.get("Status") else "ACTIVE",
             launch_template_version=str(template.get("Version") or ""),
             tags=tags,
+            instance_types=types,
+            capacity_type=tags.get(labels.CAPACITY_TYPE_TAG, "ON_DEMAND"),
+            failures=failures,
+            launched=sum(1 for i in raw.get("Instances") or () if not str(i.get("LifecycleState", "")).startswith("Terminat")),
         )
 
     def list_groups(self) -> list[NodeGroupInfo]:
@@ -201,12 +283,18 @@ class AsgProvider:
                     raise
                 template = self._template(spec.name)
         assert template is not None
-        tags = {**group_tags(spec, self.cluster_name), labels.INSTANCE_TYPE_TAG: spec.instance_type}
+        tags = {
+            **group_tags(spec, self.cluster_name), labels.INSTANCE_TYPE_TAG: " ".join(spec.types),
+            labels.CAPACITY_TYPE_TAG: spec.capacity_type,
+        }
+        launch: dict[str, Any] = {"LaunchTemplate": {"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"}}
+        if len(spec.types) > 1 or spec.capacity_type == "SPOT":
+            launch = {"MixedInstancesPolicy": mixed_instances(template["LaunchTemplateId"], "$Latest", spec)}
         try:
             self._call(
                 self.autoscaling.create_auto_scaling_group,
                 AutoScalingGroupName=spec.name,
-                LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Latest"},
+                **launch,
                 MinSize=0,
                 MaxSize=max(spec.max_size, 1),
                 DesiredCapacity=spec.desired,
@@ -223,6 +311,12 @@ class AsgProvider:
         if found is None:
             raise ProviderError("ResourceNotFoundException", f"group {spec.name} vanished right after creation")
         return found
+
+    def instance_prices(self, instance_types: Iterable[str]) -> Prices:
+        """Prices from the Price List API (``prices`` given), else none (the shipped table is used)."""
+        if self.prices is None:
+            raise ProviderError("NoPriceList", "no Price List client configured")
+        return self.prices.instance_prices(instance_types)
 
     def set_size(self, name: str, desired: int) -> None:
         self._call(self.autoscaling.set_desired_capacity, AutoScalingGroupName=name, DesiredCapacity=desired, HonorCooldown=False)
@@ -248,11 +342,13 @@ class AsgProvider:
         if template is None:
             raise ProviderError("NoLaunchTemplate", f"group {name} has no launch template named after it")
         version = new_template_version(self.ec2, self.backoff, template["LaunchTemplateId"], image_id, token)
-        self._call(
-            self.autoscaling.update_auto_scaling_group,
-            AutoScalingGroupName=name,
-            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": version},
-        )
+        spec = {"LaunchTemplateId": template["LaunchTemplateId"], "Version": version}
+        found = self._call(self.autoscaling.describe_auto_scaling_groups, AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        if found and found[0].get("MixedInstancesPolicy"):  # a mixed group takes the version inside its policy
+            policy = {"LaunchTemplate": {"LaunchTemplateSpecification": spec}}
+            self._call(self.autoscaling.update_auto_scaling_group, AutoScalingGroupName=name, MixedInstancesPolicy=policy)
+        else:
+            self._call(self.autoscaling.update_auto_scaling_group, AutoScalingGroupName=name, LaunchTemplate=spec)
         if strategy == "rolling":
             self._call(
                 self.autoscaling.start_instance_refresh,

@@ -1,6 +1,8 @@
 """EKS managed node groups as kbl node groups.
 
-One managed node group per KBL and zone: ``create_nodegroup`` with the ``kbl.io/kbl`` label, the
+One managed node group per KBL, zone and capacity type: ``create_nodegroup`` with every
+instance type that fits, cheapest first (EKS launches on-demand types in that order and spot
+ones by its capacity-optimized choice), ``capacityType``, the ``kbl.io/kbl`` label, the
 ``kbl.io/dedicated=<name>:NoSchedule`` taint, the subnets of the right zone and a deterministic
 ``clientRequestToken``; ``update_nodegroup_config`` for the size; ``update_nodegroup_version``
 to roll to a new launch-template version; ``delete_nodegroup``.
@@ -18,7 +20,7 @@ CA leaves kbl groups alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from controller.providers import (
@@ -36,11 +38,13 @@ from controller.providers import (
     instance_id,
     kbl_tags,
 )
+from controller.providers.asg import read_failures
 from controller.providers.awscalls import aws_call
 from controller.providers.imaging import create_image, new_template_version, resolve_template
 from controller.providers.launching import LaunchSettings, discover_cluster, template_data
+from controller.providers.pricing import AwsPrices, Prices
 from controller.providers.retrying import Backoff
-from placement.capacity import InstanceShape
+from placement.capacity import InstanceShape, LaunchFailure
 from topology import labels
 
 if TYPE_CHECKING:
@@ -91,7 +95,9 @@ class EksProvider:
         launch: LaunchSettings | None = None,
         ssm: SSMClient | None = None,
         backoff: Backoff | None = None,
+        prices: AwsPrices | None = None,
     ) -> None:
+        self.prices = prices
         self.eks = eks
         self.autoscaling = autoscaling
         self.ec2 = ec2
@@ -153,12 +159,12 @@ class EksProvider:
         tags = dict(raw.get("tags") or {})
         scaling = raw.get("scalingConfig") or {}
         template = raw.get("launchTemplate") or {}
-        types = raw.get("instanceTypes") or [""]
+        types = tuple(raw.get("instanceTypes") or ())
         return NodeGroupInfo(
             name=raw["nodegroupName"],
             kbl=tags.get(KBL_TAG, ""),
             zone=tags.get(ZONE_TAG, ""),
-            instance_type=types[0],
+            instance_type=types[0] if types else "",
             desired=int(scaling.get("desiredSize", 0)),
             min_size=int(scaling.get("minSize", 0)),
             max_size=int(scaling.get("maxSize", 0)),
@@ -166,7 +172,36 @@ class EksProvider:
             image=str(raw.get("releaseVersion") or ""),
             launch_template_version=str(template.get("version") or ""),
             tags=tags,
+            instance_types=types,
+            capacity_type=str(raw.get("capacityType") or "ON_DEMAND"),
+            failures=self._failures(raw),
         )
+
+    def _failures(self, raw: Mapping[str, Any]) -> tuple[LaunchFailure, ...]:
+        """Failed launches of a group whose health reports issues (such as
+        ``AsgInstanceLaunchFailures`` or ``InsufficientFreeAddresses``): the scaling activities of
+        its Auto Scaling groups (with their times, one call each, only then), else the issues
+        themselves (an ongoing condition: no time)."""
+        issues = (raw.get("health") or {}).get("issues") or []
+        if not issues:
+            return ()
+        asgs = [a["name"] for a in (raw.get("resources") or {}).get("autoScalingGroups", []) if a.get("name")]
+        found: list[LaunchFailure] = []
+        if asgs:
+            for asg in asgs:
+                try:
+                    found.extend(read_failures(self.autoscaling, self.backoff, asg))
+                except ProviderError:  # the activities are a detail: the health issues still say it
+                    break
+            else:
+                return tuple(found)
+        return tuple(LaunchFailure(str(i.get("code") or ""), str(i.get("message") or "")[:300]) for i in issues)
+
+    def instance_prices(self, instance_types: Iterable[str]) -> Prices:
+        """Prices from the Price List API (``prices`` given), else none (the shipped table is used)."""
+        if self.prices is None:
+            raise ProviderError("NoPriceList", "no Price List client configured")
+        return self.prices.instance_prices(instance_types)
 
     def list_groups(self) -> list[NodeGroupInfo]:
         names: list[str] = []
@@ -205,7 +240,7 @@ class EksProvider:
             "nodegroupName": spec.name,
             "scalingConfig": {"minSize": 0, "maxSize": max(spec.max_size, 1), "desiredSize": spec.desired},
             "subnets": list(subnets),
-            "instanceTypes": [spec.instance_type],
+            "instanceTypes": list(spec.types),
             "capacityType": spec.capacity_type,
             "nodeRole": self.node_role_arn,
             "labels": {**spec.labels, labels.NODE_GROUP_LABEL: spec.name},

@@ -1,9 +1,16 @@
 """A stateful fake cloud behind :class:`~controller.providers.NodeGroupProvider`, for what moto lacks.
 
 Groups, instances that *join after a delay* on a simulated clock (``ready_delay_s`` from launch
-to a Ready node), idempotency tokens (the same token with other parameters is refused, as AWS
-does), zone capacity limits (launches beyond them fail with ``InsufficientInstanceCapacity`` and
-the group stays short), images and launch-template versions, rolling updates, recorded inputs,
+to a Ready node; ``inf`` for a group whose instances never join), idempotency tokens (the same
+token with other parameters is refused, as AWS does), capacity limits per zone and instance
+type, optionally per capacity type (``capacity``; launches beyond them fail as EC2 fails them:
+``InsufficientInstanceCapacity`` on demand, ``UnfulfillableCapacity`` for spot) and types a
+zone does not offer (``unsupported``: ``Unsupported``). A group launches its instance types in
+order, the next when one has no capacity (an Auto Scaling group's prioritized
+MixedInstancesPolicy, an EKS managed group's ``instanceTypes``); each failure is reported on the
+group (:attr:`~placement.capacity.GroupState.failures`, with its time and type) as scaling
+activities and EKS health issues report them; the group stays short. Images and
+launch-template versions, rolling updates, recorded inputs,
 injectable errors (throttling, 5xx, anything) and :meth:`FakeProvider.reset`. Node objects for
 joined instances are built from the real EKS node template, so the controller sees real shapes.
 """
@@ -28,7 +35,7 @@ from controller.providers import (
     instance_id,
 )
 from controller.providers.catalog import KNOWN_INSTANCE_TYPES
-from placement.capacity import InstanceShape
+from placement.capacity import InstanceShape, LaunchFailure
 from topology import labels
 from topology.examples import make_node
 from topology.times import format_time
@@ -43,6 +50,7 @@ class FakeInstance:
     zone: str
     launched_s: float
     image: str
+    instance_type: str = ""
 
 
 @dataclass(slots=True)
@@ -56,6 +64,7 @@ class FakeGroup:
     lt_version: int = 1
     instances: list[FakeInstance] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)
+    failures: dict[tuple[str, str], LaunchFailure] = field(default_factory=dict)  # (code, type) -> latest
 
 
 @dataclass(slots=True)
@@ -74,14 +83,16 @@ class FakeProvider:
         *,
         ready_delay_s: float | Mapping[str, float] = 90.0,
         create_delay_s: float = 0.0,
-        capacity: Mapping[tuple[str, str], int] | None = None,
+        capacity: Mapping[tuple[str, ...], int] | None = None,
+        unsupported: set[tuple[str, str]] | None = None,
         region: str = "us-east-1",
         instance_types: tuple[InstanceShape, ...] = FAKE_INSTANCE_TYPES,
     ) -> None:
         self.clock = clock
         self.ready_delay_s = ready_delay_s
         self.create_delay_s = create_delay_s
-        self.capacity = dict(capacity or {})
+        self.capacity: dict[tuple[str, ...], int] = dict(capacity or {})
+        self.unsupported = set(unsupported or ())
         self.region = region
         self.catalog = {shape.name: shape for shape in instance_types}
         self._lock = threading.RLock()
@@ -125,23 +136,49 @@ class FakeProvider:
         while len(group.instances) > group.desired:
             group.instances.pop()
         while len(group.instances) < group.desired:
-            key = (group.spec.zone, group.spec.instance_type)
-            used = sum(
-                len(g.instances) for g in self.groups.values() if (g.spec.zone, g.spec.instance_type) == key
-            )
-            if key in self.capacity and used >= self.capacity[key]:
-                issue = f"InsufficientInstanceCapacity: no {key[1]} capacity in {key[0]}"
-                if issue not in group.issues:
-                    group.issues.append(issue)
+            launched = self._launch(group, now)
+            if launched is None:
                 break
-            group.instances.append(FakeInstance(f"i-{next(self._ids):017x}", group.spec.zone, now, group.image))
+            group.instances.append(launched)
+
+    def _used(self, zone: str, itype: str, ctype: str | None) -> int:
+        return sum(
+            1 for g in self.groups.values() for i in g.instances
+            if i.zone == zone and i.instance_type == itype and (ctype is None or g.spec.capacity_type == ctype)
+        )
+
+    def _launch(self, group: FakeGroup, now: float) -> FakeInstance | None:
+        """One instance of the first of the group's types that has capacity; each type that
+        has none is a failure on the group, as the cloud reports it."""
+        zone, ctype = group.spec.zone, group.spec.capacity_type
+        for itype in group.spec.types:
+            if (zone, itype) in self.unsupported:
+                code = "Unsupported"
+                message = f"Your requested instance type ({itype}) is not supported in your requested Availability Zone ({zone})."
+            elif any(
+                key in self.capacity and self._used(zone, itype, c) >= self.capacity[key]
+                for key, c in (((zone, itype), None), ((zone, itype, ctype), ctype))
+            ):
+                if ctype == "SPOT":
+                    code, message = "UnfulfillableCapacity", f"Could not launch Spot Instances: no {itype} spot capacity in {zone}"
+                else:
+                    code, message = "InsufficientInstanceCapacity", f"We currently do not have sufficient {itype} capacity in {zone}"
+            else:  # a launch that succeeds supersedes the failures before it (as a successful activity does)
+                group.failures.clear()
+                return FakeInstance(f"i-{next(self._ids):017x}", zone, now, group.image, itype)
+            group.failures[code, itype] = LaunchFailure(code, message, now, itype)
+            issue = f"{code}: {message}"
+            if issue not in group.issues:
+                group.issues.append(issue)
+        return None
 
     def _info(self, group: FakeGroup) -> NodeGroupInfo:
         spec = group.spec
         tags = {MANAGED_BY_TAG: MANAGED_BY, KBL_TAG: spec.kbl, ZONE_TAG: spec.zone}
         return NodeGroupInfo(
             spec.name, spec.kbl, spec.zone, spec.instance_type, group.desired, 0, spec.max_size, group.status,
-            group.image, str(group.lt_version), tags,
+            group.image, str(group.lt_version), tags, spec.types, spec.capacity_type,
+            tuple(sorted(group.failures.values(), key=lambda f: (f.at_s or 0.0, f.code))), len(group.instances),
         )
 
     # ------------------------------------------------------------------ the protocol
@@ -230,7 +267,9 @@ class FakeProvider:
                 group.lt_version += 1
                 if strategy == "rolling":  # replace every instance: they rejoin after the delay
                     now = self.clock()
-                    group.instances = [FakeInstance(f"i-{next(self._ids):017x}", i.zone, now, image_id) for i in group.instances]
+                    group.instances = [
+                        FakeInstance(f"i-{next(self._ids):017x}", i.zone, now, image_id, i.instance_type) for i in group.instances
+                    ]
             return str(group.lt_version)
 
     def detach_from_cluster_autoscaler(self, name: str) -> list[str]:
@@ -267,11 +306,11 @@ class FakeProvider:
             **spec.labels,
             labels.EKS_NODE_GROUP_LABEL: spec.name,
             labels.NODE_GROUP_LABEL: spec.name,
-            labels.INSTANCE_TYPE: spec.instance_type,
-            labels.LEGACY_INSTANCE_TYPE: spec.instance_type,
+            labels.INSTANCE_TYPE: inst.instance_type or spec.instance_type,
+            labels.LEGACY_INSTANCE_TYPE: inst.instance_type or spec.instance_type,
         }
         taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in spec.taints]
-        shape = self.catalog.get(spec.instance_type)  # allocatable of the type, not the template's
+        shape = self.catalog.get(inst.instance_type or spec.instance_type)  # allocatable of the type, not the template's
         obj = make_node(
             f"ip-{inst.id}", region=self.region, zone=spec.zone, extra_labels=extra, taints=taints,
             cpu_m=shape.cpu_m if shape else None, memory_b=shape.memory_b if shape else None,

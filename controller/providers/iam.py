@@ -21,6 +21,7 @@ _EKS = frozenset(
         "ec2:DescribeInstanceTypes",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeScalingActivities",
         "autoscaling:DeleteTags",
         "iam:PassRole",
     }
@@ -33,6 +34,7 @@ _ASG = frozenset(
         "autoscaling:SetDesiredCapacity",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeScalingActivities",
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:DeleteAutoScalingGroup",
         "autoscaling:StartInstanceRefresh",
@@ -58,8 +60,12 @@ _IMAGES = frozenset(
     }
 )
 
+#: Prices of instance types (:mod:`controller.providers.pricing`): the Price List API (on demand)
+#: and the spot price history; without them the shipped table is used.
+_PRICES = frozenset({"pricing:GetProducts", "ec2:DescribeSpotPriceHistory"})
+
 #: The controller talking to EKS and EC2 Auto Scaling itself (``--provider eks`` or ``asg``).
-CONTROLLER_DIRECT_ACTIONS: frozenset[str] = _EKS | _ASG | _IMAGES
+CONTROLLER_DIRECT_ACTIONS: frozenset[str] = _EKS | _ASG | _IMAGES | _PRICES
 #: The controller in queue mode: only its queues, no cloud rights at all.
 CONTROLLER_QUEUE_ACTIONS: frozenset[str] = frozenset(
     {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"}
@@ -83,7 +89,7 @@ IMPLIED_ACTIONS: frozenset[str] = frozenset(
 )
 
 #: boto3 service names -> IAM prefixes (they differ for some services).
-SERVICE_PREFIX = {"eks": "eks", "autoscaling": "autoscaling", "ec2": "ec2", "sqs": "sqs", "ssm": "ssm"}
+SERVICE_PREFIX = {"eks": "eks", "autoscaling": "autoscaling", "ec2": "ec2", "sqs": "sqs", "ssm": "ssm", "api.pricing": "pricing"}
 
 
 def iam_action(service: str, operation: str) -> str:

@@ -28,14 +28,14 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from controller.providers import NodeGroupInfo, NodeGroupProvider, NodeGroupSpec, ProviderError, RollStrategy
 from controller.providers.awscalls import aws_call
 from controller.providers.catalog import KNOWN_INSTANCE_TYPES
 from controller.providers.retrying import Backoff
-from placement.capacity import InstanceShape
+from placement.capacity import InstanceShape, LaunchFailure
 from topology.nodes import Taint
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def spec_from_json(raw: Mapping[str, Any]) -> NodeGroupSpec:
         capacity_type=str(raw.get("capacity_type", "ON_DEMAND")),
         labels={str(k): str(v) for k, v in dict(raw.get("labels") or {}).items()},
         taints=tuple(Taint(str(t["key"]), str(t.get("value", "")), str(t["effect"])) for t in raw.get("taints") or ()),
+        instance_types=tuple(str(t) for t in raw.get("instance_types") or ()),
     )
 
 
@@ -80,7 +81,9 @@ def info_to_json(info: NodeGroupInfo) -> dict[str, Any]:
 
 
 def info_from_json(raw: Mapping[str, Any]) -> NodeGroupInfo:
-    return NodeGroupInfo(**{**raw, "tags": dict(raw.get("tags") or {})})
+    failures = tuple(LaunchFailure(**f) for f in raw.get("failures") or ())
+    types = tuple(str(t) for t in raw.get("instance_types") or ())
+    return NodeGroupInfo(**{**raw, "tags": dict(raw.get("tags") or {}), "instance_types": types, "failures": failures})
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +200,8 @@ class QueueProvider:
     def create_group(self, spec: NodeGroupSpec, token: str) -> NodeGroupInfo:
         self._send("create_group", {"spec": spec_to_json(spec), "token": token})
         info = self.inventory.get(spec.name) or NodeGroupInfo(
-            spec.name, spec.kbl, spec.zone, spec.instance_type, spec.desired, 0, spec.max_size, "REQUESTED"
+            spec.name, spec.kbl, spec.zone, spec.instance_type, spec.desired, 0, spec.max_size, "REQUESTED",
+            instance_types=spec.types, capacity_type=spec.capacity_type,
         )
         self.inventory[spec.name] = info
         return info
@@ -206,7 +210,7 @@ class QueueProvider:
         self._send("set_size", {"name": name, "desired": desired})
         if name in self.inventory:
             old = self.inventory[name]
-            self.inventory[name] = NodeGroupInfo(**{**asdict(old), "desired": desired, "tags": dict(old.tags)})
+            self.inventory[name] = replace(old, desired=desired)
 
     def remove_instance(self, name: str, provider_id: str) -> None:
         self._send("remove_instance", {"name": name, "provider_id": provider_id})

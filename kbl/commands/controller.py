@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from controller import Controller
     from controller.measuring import ControllerMetrics
     from controller.patching import Rebooter
+    from controller.providers.pricing import AwsPrices
     from kube.leading import LeaderElectionSettings, LeaderElector
 
 
@@ -55,6 +56,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-url", default="", help="SQS request queue (queue)")
     parser.add_argument("--reply-queue-url", default="", help="SQS queue the worker reports the inventory on (queue)")
     parser.add_argument("--max-nodes", type=int, default=200, help="global node budget over every KBL group (default %(default)s)")
+    parser.add_argument(
+        "--max-node-provision-s", type=float, default=900.0,
+        help="requested nodes not joined this long after the request are given up and the group backed off (default %(default)s)",
+    )
+    parser.add_argument(
+        "--price-list", action=argparse.BooleanOptionalAction, default=True,
+        help="price instance types with the AWS Price List API (pricing:GetProducts, us-east-1); else the shipped table",
+    )
     parser.add_argument("--resync-s", type=float, default=10.0, help="periodic reconcile interval in seconds (default %(default)s)")
     parser.add_argument(
         "--scale-down-delay-s", type=float, default=120.0, help="no scale-down this long after a group grew (default %(default)s)"
@@ -149,7 +158,7 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
         return EksProvider(
             session.client("eks"), session.client("autoscaling"), session.client("ec2"),
             cluster_name=args.cluster_name, node_role_arn=args.node_role_arn, subnets_by_zone=subnets(args.subnet) or None,
-            **provider_options(args, session),
+            prices=prices(args, session), **provider_options(args, session),
         )
     if args.provider == "asg":
         from controller.providers.asg import AsgProvider
@@ -159,7 +168,7 @@ def cloud(args: argparse.Namespace, *, for_worker: bool = False) -> NodeGroupPro
         return AsgProvider(
             session.client("autoscaling"), session.client("ec2"),
             cluster_name=args.cluster_name, image_id=args.image_id, subnets_by_zone=subnets(args.subnet),
-            **provider_options(args, session),
+            prices=prices(args, session), **provider_options(args, session),
         )
     if for_worker:
         raise KblError("the worker executes requests with a real provider: --provider eks or asg")
@@ -187,6 +196,15 @@ def rebooter(args: argparse.Namespace) -> Rebooter | None:
     from controller.patching import SsmRebooter
 
     return SsmRebooter(boto3.session.Session(region_name=args.region).client("ssm"))
+
+
+def prices(args: argparse.Namespace, session: Any) -> AwsPrices | None:
+    """The Price List reader (its API answers in us-east-1 whatever the cluster's region)."""
+    if not getattr(args, "price_list", False):
+        return None
+    from controller.providers.pricing import AwsPrices
+
+    return AwsPrices(session.client("pricing", region_name="us-east-1"), session.client("ec2"), session.region_name or "us-east-1")
 
 
 def utilization(args: argparse.Namespace, kube: KubeApi) -> Callable[[list[KBL], list[Node]], Mapping[str, Utilization]] | None:
@@ -286,7 +304,10 @@ def run(args: argparse.Namespace) -> int:
         kube, lists = client, client.typed_reader()  # the informers only type what they list
         provider = karpenter(args, kube) if args.provider == "karpenter" else cloud(args)
     settings = ControllerSettings(
-        capacity=CapacitySettings(max_nodes_total=args.max_nodes, scale_down_delay_after_up_s=args.scale_down_delay_s),
+        capacity=CapacitySettings(
+            max_nodes_total=args.max_nodes, scale_down_delay_after_up_s=args.scale_down_delay_s,
+            max_node_provision_s=args.max_node_provision_s,
+        ),
         cluster_name=args.cluster_name,
         resync_s=args.resync_s,
         dry_run=args.dry_run,

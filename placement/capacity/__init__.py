@@ -26,7 +26,8 @@ its redundancy needs (the node waits, :class:`WaitForData`).
 The package, by concern: :mod:`.actions` (the action types and :class:`Plan`), :mod:`.states`
 (inputs, the node-group record, settings), :mod:`.names`, :mod:`.packing` (instance shapes and
 bin-packing), :mod:`.reactive`, :mod:`.blueprints`, :mod:`.utilization`, :mod:`.budgets`,
-:mod:`.scaledown` and :mod:`.planner` (:func:`plan_capacity`).
+:mod:`.scaledown`, :mod:`.launches` (broken nodes are no room; cheapest fitting types first;
+give-up, per-group backoff and the next launch option) and :mod:`.planner` (:func:`plan_capacity`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from __future__ import annotations
 from placement.capacity.actions import (
     Action,
     AnnotateNode,
+    BackOffNodeGroup,
     CordonNode,
     CreateNodeGroup,
     DeleteNodeGroup,
@@ -57,12 +59,21 @@ from placement.capacity.blueprints import (
     stored_bytes,
 )
 from placement.capacity.fitting import HELPS, affinity_matches, follows_group, new_node_labels, pending_verdict, required_affinity
+from placement.capacity.launches import (
+    CHEAPEST_FIRST,
+    LaunchPolicy,
+    backoff_seconds,
+    broken,
+    group_backoff,
+    rank_types,
+)
 from placement.capacity.names import group_name, node_group_of, plain_zone
-from placement.capacity.packing import bin_pack, eni_max_pods, estimate_allocatable, fit_type, instance_shape
+from placement.capacity.packing import bin_pack, eni_max_pods, estimate_allocatable, instance_shape
 from placement.capacity.planner import plan_capacity
 from placement.capacity.reactive import kbl_zone, zone_bytes
 from placement.capacity.scaledown import data_drained, is_leaving, referenced_nodes, removal_verdict
 from placement.capacity.states import (
+    CAPACITY_ERROR_CODES,
     Affinity,
     CapacityError,
     CapacitySettings,
@@ -70,6 +81,7 @@ from placement.capacity.states import (
     GroupState,
     InstanceShape,
     JobProgress,
+    LaunchFailure,
     RemovalCheck,
     RemovalVerdict,
     Requirement,
@@ -87,7 +99,9 @@ from topology.labels import (
 from topology.labels import SCALE_DOWN_SINCE as SCALE_DOWN_ANNOTATION
 
 __all__ = [
+    "CAPACITY_ERROR_CODES",
     "CA_SCALE_DOWN_DISABLED",
+    "CHEAPEST_FIRST",
     "HELPS",
     "KBL_DATASET",
     "PROMETHEUS_QUERY",
@@ -98,6 +112,7 @@ __all__ = [
     "Action",
     "Affinity",
     "AnnotateNode",
+    "BackOffNodeGroup",
     "CapacityError",
     "CapacitySettings",
     "CapacityState",
@@ -108,6 +123,8 @@ __all__ = [
     "GroupState",
     "InstanceShape",
     "JobProgress",
+    "LaunchFailure",
+    "LaunchPolicy",
     "Note",
     "PendingVerdict",
     "Plan",
@@ -121,13 +138,15 @@ __all__ = [
     "Utilization",
     "WaitForData",
     "affinity_matches",
+    "backoff_seconds",
     "bin_pack",
     "blueprint_start",
+    "broken",
     "data_drained",
     "eni_max_pods",
     "estimate_allocatable",
-    "fit_type",
     "follows_group",
+    "group_backoff",
     "group_name",
     "hydrate_seconds",
     "instance_shape",
@@ -138,6 +157,7 @@ __all__ = [
     "pending_verdict",
     "plain_zone",
     "plan_capacity",
+    "rank_types",
     "referenced_nodes",
     "removal_verdict",
     "required_affinity",

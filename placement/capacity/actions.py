@@ -39,6 +39,25 @@ class CreateNodeGroup(Action):
     labels: Mapping[str, str]
     taints: tuple[Taint, ...]
     reason: str
+    #: Every type the group may launch, tried in this order (``instance_type`` is the first).
+    instance_types: tuple[str, ...] = ()
+    #: USD per hour of one node of the first type, when a price is known.
+    price_per_hour: float | None = None
+    #: Bytes the pending pods it is created for would read from other zones if they all ran on
+    #: it (a neighbour zone's cost to the data; an upper bound when nodes on the way take some).
+    cross_zone_bytes: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BackOffNodeGroup(Action):
+    """Record a group's launch outcome in the KBL's status: ``failures`` > 0 gives up
+    ``given_up`` requested nodes and backs the group off until ``until_s``; 0 resets it."""
+
+    group: str
+    failures: int
+    until_s: float
+    given_up: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +132,7 @@ class PendingVerdict(Action):
 
     ``reason`` is ``helps`` when the planned nodes would take them, else why no new node of the
     group can (``data-elsewhere``, ``taint``, ``node-selector``, ``node-affinity``, ``too-big``,
-    ``no-zone``, ``no-instance-type``, ``budget``, ``window-closed``); the controller records an Event and a metric.
+    ``no-zone``, ``no-instance-type``, ``budget``, ``window-closed``, ``backed-off``); the controller records an Event and a metric.
     """
 
     pods: tuple[str, ...]

@@ -42,6 +42,8 @@ def apply_budgets(plans: list[GroupPlan], ctx: PlanContext) -> None:
         first = plan.kbl.key not in seen_kbl
         seen_kbl.add(plan.kbl.key)
         target = group_target(plan, first)
+        if plan.backed_off:  # its launches failed: no growth, and the requests it cannot keep are given up
+            target = min(max(target, plan.keep if plan.keep is not None else 0), plan.current)
         plan_target = target
         current = plan.current
         if target > current:
@@ -65,9 +67,11 @@ def apply_budgets(plans: list[GroupPlan], ctx: PlanContext) -> None:
                 taints = wish.taints
                 if wish.dedicated:
                     taints = (*taints, Taint(labels.DEDICATED_TAINT, plan.kbl.name, "NoSchedule"))
+                price = ctx.state.prices.get((plan.shape.name, plan.capacity_type))
                 create = CreateNodeGroup(
-                    plan.kbl.key, plan.name, plan.zone, plan.shape.name, wish.capacity_type,
+                    plan.kbl.key, plan.name, plan.zone, plan.shape.name, plan.capacity_type,
                     target, wish.max_size, node_labels, taints, reason,
+                    tuple(s.name for s in plan.types) or (plan.shape.name,), price, plan.cross_zone_bytes,
                 )
                 actions.append(create)
             continue
@@ -81,6 +85,8 @@ def apply_budgets(plans: list[GroupPlan], ctx: PlanContext) -> None:
             lowest = max(target, len(plan.nodes))
             if lowest < current:
                 why = f"{current - lowest} requested nodes no longer needed"
+                if plan.backed_off:
+                    why = f"{current - lowest} requested nodes {plan.backed_off}"
                 actions.append(ResizeNodeGroup(plan.kbl.key, plan.name, lowest, current, why))
         plan.target = plan_target
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from placement.capacity.states import CapacityError, CapacitySettings, InstanceShape
-from topology.kbls import KBL
+from placement.capacity.states import CapacityError, InstanceShape
 from topology.nodes import Node, Resources
-from topology.pods import Pod
 
 _MI = 2**20
 
@@ -75,30 +73,3 @@ def bin_pack(requests: Sequence[Resources], shape: InstanceShape, open_bins: int
         else:
             bins.append(cap - one)
     return len(bins) - open_bins if len(bins) > open_bins else 0
-
-
-def fit_type(
-    kbl: KBL, pending: Sequence[Pod], nodes: Sequence[Node], catalog: Sequence[InstanceShape], settings: CapacitySettings
-) -> InstanceShape:
-    """The first wished instance type on which every pending pod that fits any wished type fits
-    (a pod too big for all of them is left to its ``too-big`` verdict, it does not block the rest)."""
-    types = kbl.node_group.instance_types or (settings.default_instance_type,)
-    problems = []
-    shapes = []
-    for itype in types:
-        try:
-            shapes.append(instance_shape(itype, nodes, catalog))
-        except CapacityError as exc:
-            problems.append(str(exc))
-
-    def fits(shape: InstanceShape, pod: Pod) -> bool:
-        return shape.resources().fits(Resources(pod.requests.cpu_m, pod.requests.memory_b, 0, 1))
-
-    fitting = [p for p in pending if any(fits(s, p) for s in shapes)]
-    if shapes and (fitting or not pending):
-        for shape in shapes:
-            if all(fits(shape, p) for p in fitting):
-                return shape
-    if shapes:
-        problems.append(f"{', '.join(s.name for s in shapes)} too small for the pending pods")
-    raise CapacityError(f"KBL {kbl.key}: no wished instance type fits: {'; '.join(problems)}")

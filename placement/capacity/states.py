@@ -55,14 +55,60 @@ class CapacitySettings:
     utilization_low: float = 0.3
     keep_full_redundancy: bool = True
     default_hydration_bps: float = 200e6  # per node, until NodeHoldings growth has been measured
+    #: Requested nodes that have not joined this long after the request are given up (Cluster
+    #: Autoscaler's ``--max-node-provision-time``, 15 min by default).
+    max_node_provision_s: float = 900.0
+    #: Backoff of a group whose launches failed: ``initial * 2**(failures - 1)`` up to ``max``
+    #: (Cluster Autoscaler's ``--initial-node-group-backoff-duration`` 5 min and
+    #: ``--max-node-group-backoff-duration`` 30 min).
+    backoff_initial_s: float = 300.0
+    backoff_max_s: float = 1800.0
+    #: An ongoing capacity issue without a time (EKS node-group health issues, which can outlive
+    #: their cause) gives a short group up only this long after its last scale-up.
+    undated_issue_grace_s: float = 180.0
+
+
+#: AWS error codes that mean "no capacity of this type here now": the group is given up and the
+#: next launch option tried (instance type, then capacity type, then zone). From EC2 launch
+#: errors as Auto Scaling scaling activities report them, and EKS node-group health issues.
+CAPACITY_ERROR_CODES = frozenset({
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "Unsupported",
+    "UnfulfillableCapacity",
+    "capacity-not-available",
+    "MaxSpotInstanceCountExceeded",
+    "SpotMaxPriceTooLow",
+    "AsgInstanceLaunchFailures",
+    "InsufficientFreeAddresses",
+    "Ec2SubnetInvalidConfiguration",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchFailure:
+    """A failed launch the cloud reported for a group: ``code`` (one of
+    :data:`CAPACITY_ERROR_CODES` or another AWS code), when (epoch seconds; ``None`` for an
+    ongoing condition without a time, as EKS health issues) and the instance type if known."""
+
+    code: str
+    message: str = ""
+    at_s: float | None = None
+    instance_type: str = ""
+
+    @property
+    def capacity(self) -> bool:
+        return self.code in CAPACITY_ERROR_CODES
 
 
 @dataclass(frozen=True, slots=True)
 class GroupState:
     """A cloud node group as the provider reports it (``zone`` is the plain AZ name).
 
-    The planner reads the first eight fields; ``image``, ``launch_template_version`` and
-    ``tags`` are the provider's (imaging and rolls).
+    The planner reads the first eight fields and the last three; ``image``,
+    ``launch_template_version`` and ``tags`` are the provider's (imaging and rolls).
+    ``instance_types`` are every type the group may launch, in the order the cloud tries them
+    (``instance_type`` is the first); ``failures`` the launch failures the cloud reports.
     """
 
     name: str
@@ -76,6 +122,17 @@ class GroupState:
     image: str = ""
     launch_template_version: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    instance_types: tuple[str, ...] = ()
+    capacity_type: str = "ON_DEMAND"
+    failures: tuple[LaunchFailure, ...] = ()
+    #: Instances the cloud has launched for the group (joined or not), when it says (an Auto
+    #: Scaling group's ``Instances``); a capacity error gives up only the rest.
+    launched: int | None = None
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        """Every instance type of the group (``instance_types``, else the one ``instance_type``)."""
+        return self.instance_types or ((self.instance_type,) if self.instance_type else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +241,10 @@ class CapacityState:
     pod_affinity: Mapping[str, Affinity] = field(default_factory=dict)
     jobs: Mapping[str, JobProgress] = field(default_factory=dict)  # "namespace/name" -> progress
     hydration_bps: Mapping[str, float] = field(default_factory=dict)  # group -> measured bytes/s per node
+    #: USD per hour of an instance, by ``(instance type, capacity type)`` (the provider's prices
+    #: or the shipped table); a type without a price is ranked after every priced one.
+    prices: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    price_source: str = ""  # where the prices come from, for the plan's reasons
 
 
 def status_time(kbl: KBL, group: str, key: str) -> float | None:
@@ -219,11 +280,22 @@ class GroupPlan:
     utilization: int = 0
     target: int = 0
     closing: str = ""  # why the group goes to zero whatever its needs (a closed window), if it does
+    capacity_type: str = "ON_DEMAND"
+    types: tuple[InstanceShape, ...] = ()  # every type the group may launch, cheapest first (shape is the first)
+    backed_off: str = ""  # why the group may not grow now (its launches failed), if it may not
+    keep: int | None = None  # the requested nodes a backed-off group keeps (launched or joined)
+    cross_zone_bytes: float = 0.0  # bytes the pods it is grown for would read from other zones
     reasons: list[str] = field(default_factory=list)
 
     @property
     def current(self) -> int:
         return self.existing.desired if self.existing else 0
+
+    @property
+    def in_flight(self) -> int:
+        """Requested nodes not joined yet that are still expected (a backed-off group's kept ones)."""
+        expected = self.current if self.keep is None else min(self.keep, self.current)
+        return max(expected - len(self.nodes), 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,22 @@ def test_dry_run_on_a_snapshot_prints_one_json_action_per_line(tmp_path: Path, c
     assert (actions[0]["zone"], actions[0]["desired"], actions[0]["kbl"]) == ("us-east-1b", 2, "default/genomics")
 
 
+def test_dry_run_says_which_types_were_chosen_and_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    objects = [*base_nodes(), kbl_object("genomics", instance_types=("m6i.2xlarge", "c6i.xlarge", "m6i.xlarge", "m6i.large"))]
+    objects += [placed_dataset("reads", [["gen-b0", "gen-b1"]]), pod_object("p0", kbl="genomics", dataset="reads", cpu="3")]
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps(as_list(objects)))
+    assert main(["controller", "--once", "--dry-run", "--snapshot", str(path)]) == 0
+    (create,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # m6i.large (1930m) cannot take the 3-CPU pod; the rest by price, cheapest first.
+    assert create["instance_types"] == ["c6i.xlarge", "m6i.xlarge", "m6i.2xlarge"]
+    assert create["instance_type"] == "c6i.xlarge"
+    assert create["price_per_hour"] == 0.17
+    assert "cheapest for the pods first" in create["reason"]
+    assert "c6i.xlarge $0.1700/h, 1 for the pods $0.17/h" in create["reason"]
+    assert "shipped table of 2024-06-01" in create["reason"]
+
+
 def test_snapshot_without_dry_run_is_refused_with_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["controller", "--once", "--snapshot", str(write_snapshot(tmp_path))]) == 1
     assert "add --dry-run" in capsys.readouterr().err

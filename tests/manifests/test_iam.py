@@ -48,6 +48,8 @@ SAMPLE = {
 NO_RESOURCE_LEVEL = {
     "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSubnets", "ec2:DescribeImages",
     "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplates", "ssm:GetCommandInvocation",
+    # launch failures and prices (issue 22): none of the three has resource-level permissions
+    "autoscaling:DescribeScalingActivities", "ec2:DescribeSpotPriceHistory", "pricing:GetProducts",
 }  # fmt: skip
 #: Mutating grants without a condition, each explained in manifests/iam/README.md.
 UNCONDITIONED_WRITES = {("Ec2CreateImagesAndSnapshots", "ec2:CreateImage"), ("SsmRunShellScriptDocument", "ssm:SendCommand")}
@@ -99,7 +101,7 @@ def test_policy_is_allow_only_without_wildcard_actions(name: str) -> None:
         assert not {"NotAction", "NotResource", "NotPrincipal"} & statement.keys()
         for action in _as_list(statement["Action"]):
             assert "*" not in action
-            assert re.fullmatch(r"(eks|autoscaling|ec2|iam|sqs|ssm|s3):[A-Z][A-Za-z]+", action), action
+            assert re.fullmatch(r"(eks|autoscaling|ec2|iam|sqs|ssm|s3|pricing):[A-Z][A-Za-z]+", action), action
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))

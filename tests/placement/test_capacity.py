@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -471,3 +472,66 @@ def test_instance_shapes_come_from_the_catalog_given_and_unknown_types_are_repor
     shape = cap.estimate_allocatable("m6i.xlarge", 4, 16384, cap.eni_max_pods(4, 15))
     assert (shape.cpu_m, shape.pods) == (3920, 58)
     assert shape.memory_b == (16384 - 255 - 11 * 58 - 100) * 2**20
+
+
+# ---------------------------------------------------------------------------- launches (issue 22)
+def test_the_cheapest_wished_type_that_fits_every_pending_pod_comes_first() -> None:
+    wished = ("m6i.4xlarge", "m6i.large", "c6i.xlarge", "m6i.xlarge")
+    objs = [*base_nodes(), kbl_object("k", instance_types=wished), pod_object("p", kbl="k", cpu="3")]
+    prices = {("m6i.4xlarge", "ON_DEMAND"): 0.768, ("m6i.large", "ON_DEMAND"): 0.096, ("m6i.xlarge", "ON_DEMAND"): 0.192}
+    create = cap.plan_capacity(dataclasses.replace(state(objs), prices=prices)).of(cap.CreateNodeGroup)[0]
+    assert isinstance(create, cap.CreateNodeGroup)
+    # m6i.large is cheapest but too small; c6i.xlarge has no price: after every priced type.
+    assert create.instance_types == ("m6i.xlarge", "m6i.4xlarge", "c6i.xlarge")
+    assert (create.instance_type, create.price_per_hour) == ("m6i.xlarge", 0.192)
+
+
+def _short_group(failures: tuple[cap.LaunchFailure, ...], last_up: float) -> tuple[list[dict[str, Any]], cap.GroupState]:
+    name = cap.group_name("default/k", "us-east-1a")
+    kbl = kbl_object("k", status={"nodeGroups": [{"name": name, "lastScaleUp": last_up}]})
+    group = cap.GroupState(name, "default/k", "us-east-1a", "m6i.xlarge", desired=2, max_size=10, failures=failures)
+    pods = [pod_object(f"p{i}", kbl="k", cpu="3", dataset="reads") for i in range(2)]
+    objs = [*base_nodes(), kbl, placed_dataset("reads", [["gen-a0"]]), *pods]
+    return objs, group
+
+
+def test_a_short_group_with_a_capacity_error_since_its_last_scale_up_is_given_up_and_the_next_zone_grows() -> None:
+    ice = cap.LaunchFailure("InsufficientInstanceCapacity", "no m6i.xlarge capacity", T0 - 10, "m6i.xlarge")
+    objs, group = _short_group((ice,), last_up=T0 - 20)
+    plan = cap.plan_capacity(state(objs, groups=[group]))
+    (back,) = plan.of(cap.BackOffNodeGroup)
+    assert isinstance(back, cap.BackOffNodeGroup)
+    assert (back.failures, back.until_s - T0, back.given_up) == (1, 300.0, 2)
+    resize = [a for a in plan.of(cap.ResizeNodeGroup) if isinstance(a, cap.ResizeNodeGroup) and a.group == group.name]
+    assert [(r.previous, r.desired) for r in resize] == [(2, 0)]
+    (create,) = [a for a in plan.of(cap.CreateNodeGroup) if isinstance(a, cap.CreateNodeGroup)]
+    assert create.zone != "us-east-1a"
+    assert create.desired == 2
+    assert create.cross_zone_bytes > 0
+    # The instances the cloud did launch are on their way: only the rest is given up.
+    objs, group = _short_group((ice,), last_up=T0 - 20)
+    launched_one = cap.plan_capacity(state(objs, groups=[dataclasses.replace(group, launched=1)]))
+    assert [(r.previous, r.desired) for r in launched_one.of(cap.ResizeNodeGroup) if isinstance(r, cap.ResizeNodeGroup)] == [(2, 1)]
+    (other,) = [a for a in launched_one.of(cap.CreateNodeGroup) if isinstance(a, cap.CreateNodeGroup)]
+    assert other.desired == 1  # one pod is served by the launched instance, one by the next zone
+    # An ongoing issue without a time (EKS health) counts only once the request had its grace time.
+    issue = cap.LaunchFailure("AsgInstanceLaunchFailures", "Could not launch On-Demand Instances")
+    objs, group = _short_group((issue,), last_up=T0 - 60)
+    assert not cap.plan_capacity(state(objs, groups=[group])).of(cap.BackOffNodeGroup)
+    objs, group = _short_group((issue,), last_up=T0 - 180)
+    assert cap.plan_capacity(state(objs, groups=[group])).of(cap.BackOffNodeGroup)
+    # A failure from before the last scale-up is history: the group waits for its nodes.
+    objs, group = _short_group((ice,), last_up=T0 - 5)
+    quiet = cap.plan_capacity(state(objs, groups=[group]))
+    assert not quiet.of(cap.BackOffNodeGroup)
+    assert not quiet.of(cap.CreateNodeGroup)
+    # And so does a group within the max provision time; past it, it is given up.
+    objs, group = _short_group((), last_up=T0 - 899)
+    assert not cap.plan_capacity(state(objs, groups=[group])).of(cap.BackOffNodeGroup)
+    objs, group = _short_group((), last_up=T0 - 900)
+    assert cap.plan_capacity(state(objs, groups=[group])).of(cap.BackOffNodeGroup)
+
+
+def test_backoff_doubles_from_five_minutes_to_thirty_like_cluster_autoscaler() -> None:
+    settings = cap.CapacitySettings()
+    assert [cap.backoff_seconds(n, settings) for n in range(7)] == [0, 300, 600, 1200, 1800, 1800, 1800]
