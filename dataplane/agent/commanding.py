@@ -51,6 +51,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capacity-bytes", type=int, default=0, help="quota of this agent's data in bytes (0: the filesystem's size)")
     parser.add_argument("--parallel-copies", type=int, default=4, help="pieces hydrated at once (default 4)")
     parser.add_argument(
+        "--heartbeat-s",
+        type=float,
+        default=30.0,
+        help="seconds between two holdings writes when nothing changed (keep well under the reconciler's --agent-ttl-s; default 30)",
+    )
+    parser.add_argument(
+        "--reboot-required-file",
+        default="",
+        help="label this Node kbl.io/reboot-required=true while this file exists (the host's /var/run/reboot-required; default: off)",
+    )
+    parser.add_argument(
         "--checkpoint-mib", type=float, default=64.0, help="a resumable copy is checkpointed every this many MiB (default 64)"
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -75,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         capacity_bytes=args.capacity_bytes,
         parallel_copies=args.parallel_copies,
         checkpoint_bytes=max(1, int(args.checkpoint_mib * (1 << 20))),
+        heartbeat_s=args.heartbeat_s,
+        reboot_required_file=args.reboot_required_file,
         audience=args.audience,
     )
     security = Security(

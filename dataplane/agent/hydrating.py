@@ -253,7 +253,9 @@ class Hydrator:
             state = self.local_of(dataset)
             self._release(dataset, state, slots)
             now = time.monotonic()
-            for slot in sorted(slots.targets):
+            moving = {(t.shard, piece_key(dataset.spec, t.piece)) for t in dataset.transfers if t.to == self.node}
+            # Repairs and first copies before moves whose old holder still holds the piece; bigger shards first.
+            for slot in sorted(slots.targets, key=lambda sl: (sl in moving, -int(dataset.spec.shard_sizes[sl[0]]), sl)):
                 if slot in state.ready or (key, slot) in self.inflight or state.retry_at.get(slot, 0.0) > now:
                     continue
                 started += 1

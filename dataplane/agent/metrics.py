@@ -63,6 +63,9 @@ class AgentMetrics:
         self.api_reads = Counter(
             "kbl_agent_api_reads", "Objects read from the API server on demand (peers' holdings, nodes' zones)", ["resource"], registry=r
         )
+        self.reboot_required = Gauge(
+            "kbl_agent_reboot_required", "1 while the node reports it needs a reboot to finish patching", registry=r
+        )
         self.auth_refused = Counter("kbl_agent_auth_refused", "Requests refused for lack of valid credentials", registry=r)
         self.authz_refused = Counter(
             "kbl_agent_authz_refused", "Authenticated requests refused (403): the identity may not read that DataSet", registry=r

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from typing import Any
 
@@ -62,6 +63,7 @@ class Reporter:
         self.writes = 0
         self._last: dict[str, Any] | None = None
         self._last_at = 0.0
+        self._lock = threading.Lock()  # the agent's loop (on change) and the heartbeat thread both write
 
     def status(self) -> dict[str, Any]:
         status = build_holdings(self.hydrator, self.endpoint).status()
@@ -73,6 +75,10 @@ class Reporter:
 
     def maybe_write(self, *, force: bool = False) -> bool:
         """Write if the content changed (or the heartbeat is due) and the throttle allows."""
+        with self._lock:
+            return self._maybe_write(force)
+
+    def _maybe_write(self, force: bool) -> bool:
         now = time.monotonic()
         if now - self._last_at < self.min_interval_s and not force:
             return False

@@ -31,6 +31,7 @@ from dataplane.agent.authorizing import READ_PIECES, READ_SHARDS, AccessReviewer
 from dataplane.agent.hydrating import ClusterView, HoldingsCache, Hydrator
 from dataplane.agent.layouts import Layout
 from dataplane.agent.metrics import AgentMetrics
+from dataplane.agent.rebooting import RebootReporter
 from dataplane.agent.reporting import Reporter
 from dataplane.agent.scrubbing import Scrubber
 from dataplane.agent.serving import build_app
@@ -114,6 +115,7 @@ class Agent:
             api, self.hydrator, self.endpoint, min_interval_s=settings.report_min_interval_s, heartbeat_s=settings.heartbeat_s
         )
         self.scrubber = Scrubber(self.hydrator, settings.scrub_interval_s)
+        self.reboots = RebootReporter(api, settings.node, settings.reboot_required_file, metrics=self.metrics)
         members: list[Authenticator] = []
         if security.static_tokens_file:
             members.append(StaticTokens(security.static_tokens_file))
@@ -237,6 +239,18 @@ class Agent:
             self.view.synced = True
         return self.view.synced
 
+    def _heartbeat(self) -> None:
+        """The holdings' heartbeat on a thread of its own: a long pass of the loop never makes a live agent
+        look silent (the reconciler repairs the pieces of an agent silent past its TTL)."""
+        while not self._stop.wait(max(0.5, min(5.0, self.settings.heartbeat_s / 3))):
+            if not self.view.synced:
+                continue
+            try:
+                self.reporter.maybe_write()
+                self.reboots.check()
+            except Exception:
+                log.exception("agent heartbeat")
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.hydrator.changed.clear()
@@ -254,7 +268,7 @@ class Agent:
         """Start the informers, the loop, the scrubber and (unless ``serve=False``) the server thread."""
         for informer in self.informers:
             informer.start()
-        for target, name in ((self._loop, "loop"), (lambda: self.scrubber.run(self._stop), "scrub")):
+        for target, name in ((self._loop, "loop"), (self._heartbeat, "heartbeat"), (lambda: self.scrubber.run(self._stop), "scrub")):
             thread = threading.Thread(target=target, name=f"agent-{self.settings.node}-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)

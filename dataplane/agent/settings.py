@@ -51,6 +51,11 @@ class AgentSettings:
         source itself. It waits as long as the encoder reports the shard hydrating.
     staging_ttl_s:
         Fragments staged for other holders are removed once those hold them, or after this long.
+    reboot_required_file:
+        A file whose presence means the node needs a reboot to finish patching (the host's
+        ``/var/run/reboot-required``, mounted in the DaemonSet); the agent labels its Node
+        ``kbl.io/reboot-required=true`` while it exists, for the companion controller's
+        data-aware reboots. Empty: not checked.
     holdings_ttl_s:
         A peer's NodeHoldings, read when a copy needs it, is reused for this long.
     checkpoint_bytes:
@@ -95,6 +100,7 @@ class AgentSettings:
     staging_ttl_s: float = 3600.0
     checkpoint_bytes: int = 64 << 20
     holdings_ttl_s: float = 1.0
+    reboot_required_file: str = ""
     capacity_bytes: int = 0
     token_cache_s: float = 10.0
     access_review_cache_s: float = 10.0

@@ -65,6 +65,7 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-agent", "kbl.io", "nodeholdings", "create", ""): "create this node's NodeHoldings once",
     ("ClusterRole/kbl-agent", "kbl.io", "nodeholdings/status", "patch", ""): "report held, hydrating and corrupt pieces",
     ("ClusterRole/kbl-agent", "", "nodes", "get", ""): "zones of peers (cheapest source first), own uid for the ownerReference",
+    ("ClusterRole/kbl-agent", "", "nodes", "patch", ""): "its own Node's kbl.io/reboot-required label (data-aware reboots)",
     ("ClusterRole/kbl-agent", "", "events", "create", ""): "Events on a DataSet: full disk, corrupt piece quarantined, source error",
     ("ClusterRole/kbl-agent", "authentication.k8s.io", "tokenreviews", "create", ""): "authenticate readers and peers (never anonymous)",
     ("ClusterRole/kbl-agent", "authorization.k8s.io", "subjectaccessreviews", "create", ""): "may this reader or peer read that DataSet",
