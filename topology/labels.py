@@ -32,6 +32,8 @@ API_VERSION = "kbl.io/v1alpha1"
 
 #: Node label naming the kbl node group a node belongs to (set by the group's launch template).
 NODE_GROUP_LABEL = "kbl.io/node-group"
+#: Label of the controller's placeholder pods (Karpenter mode): they keep a node of the pool; scale-down never evicts them.
+PLACEHOLDER = "kbl.io/placeholder"
 
 # ---------------------------------------------------------------- the data plane (DESIGN.md)
 #: Node annotation set by whoever wants a node's data moved off (the companion controller before a

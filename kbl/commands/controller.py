@@ -321,7 +321,8 @@ def _run(args: argparse.Namespace, controller: Controller, elector: LeaderElecto
 
 
 def karpenter(args: argparse.Namespace, kube: KubeApi) -> NodeGroupProvider:
-    """``--provider karpenter``: kbl groups as Karpenter NodePools (no cloud credentials needed)."""
+    """``--provider karpenter``: kbl groups as Karpenter NodePools; the instance types from EC2's
+    ``DescribeInstanceTypes`` (the one cloud call of this mode; offline replay uses the table)."""
     from controller.providers.karpenter import KarpenterProvider, KarpenterSettings
     from kube.replaying import SnapshotApi
     from topology.snapshots import iter_file_objects
@@ -333,7 +334,10 @@ def karpenter(args: argparse.Namespace, kube: KubeApi) -> NodeGroupProvider:
     if isinstance(kube, SnapshotApi) and args.snapshot:  # also serve the NodePools and placeholders the file holds
         extra = iter_file_objects(args.snapshot)  # streamed: only NodePools and Deployments are kept
         kube.objects.extend(o for o in extra if isinstance(o, dict) and o.get("kind") in ("NodePool", "Deployment"))
-    return KarpenterProvider(kube, settings)
+        return KarpenterProvider(kube, settings)
+    import boto3
+
+    return KarpenterProvider(kube, settings, ec2=boto3.session.Session(region_name=args.region).client("ec2"))
 
 
 def karpenter_objects(plan: Any, provider: NodeGroupProvider) -> str:
@@ -355,7 +359,8 @@ def karpenter_objects(plan: Any, provider: NodeGroupProvider) -> str:
                 action.group, action.kbl, action.zone, action.instance_type, action.desired, action.max_size,
                 action.capacity_type, dict(action.labels), action.taints,
             )
-            lines.append({"karpenter": "create", "kbl": action.kbl, "object": node_pool(spec, provider.settings)})
+            pool = node_pool(spec, provider.settings, provider.wished_types(action.kbl), provider.catalog())
+            lines.append({"karpenter": "create", "kbl": action.kbl, "object": pool})
             placeholders = placeholder_deployment(spec, provider.settings, action.desired)
             lines.append({"karpenter": "create", "kbl": action.kbl, "object": placeholders})
         elif isinstance(action, cap.ResizeNodeGroup):

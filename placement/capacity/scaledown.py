@@ -13,7 +13,8 @@ reconcile so a restart anywhere resumes where the cluster says it is:
    transfer references it and :func:`removal_verdict` finds no shard short of its redundancy
    (the second guard);
 3. **evict** its pods through the Eviction API (:class:`EvictPods`; a PodDisruptionBudget refusal
-   leaves the node waiting), never a node or pod marked ``kbl.io/do-not-disrupt``;
+   leaves the node waiting), never a node or pod marked ``kbl.io/do-not-disrupt``, never a
+   DaemonSet's pod or a placeholder (``kbl.io/placeholder``, Karpenter mode);
 4. **remove** the instance and shrink the group by one (:class:`RemoveNode`).
 
 A group whose KBL is gone goes to zero only through these steps, then is deleted.
@@ -174,7 +175,9 @@ class _Steps:
             ctx.actions.append(WaitForData(kbl_key, group, node.name, "; ".join(waiting)))
             return
         self.removing.add(node.name)
-        pods = [p for p in self.pods_on(node) if p.owner_kind != "DaemonSet"]
+        # DaemonSet pods stay; a placeholder (Karpenter mode) is never evicted: it would pend and
+        # bring a node back. It leaves with the node, the group's placeholder count lowered first.
+        pods = [p for p in self.pods_on(node) if p.owner_kind != "DaemonSet" and labels.PLACEHOLDER not in p.labels]
         if pods:
             ctx.actions.append(EvictPods(kbl_key, node.name, tuple(sorted(p.key for p in pods))))
         else:

@@ -78,18 +78,26 @@ def test_set_size_keeps_that_many_placeholders_and_zero_removes_them_all() -> No
         provider.set_size("kbl-default-nothing-us-east-1a", 1)
 
 
-def test_remove_instance_deletes_the_nodes_nodeclaim_and_one_placeholder() -> None:
+def test_remove_instance_deletes_the_nodes_nodeclaim_and_keeps_at_most_one_placeholder_per_remaining_node() -> None:
     api = MemoryApi()
     provider = KarpenterProvider(api)
     group = spec()
     provider.create_group(group, "tok")
     api.put(NODECLAIMS, node_claim("claim-a", group.name, "aws:///us-east-1b/i-0aaa"))
     api.put(NODECLAIMS, node_claim("claim-b", group.name, "aws:///us-east-1b/i-0bbb"))
+    described = provider.describe_group(group.name)
+    assert described is not None
+    assert described.desired == 3  # its size in nodes: 3 placeholders, 2 of them on the 2 claims
     provider.remove_instance(group.name, "aws:///us-east-1b/i-0bbb")
     assert [c["metadata"]["name"] for c in api.list(NODECLAIMS)[0]] == ["claim-a"]
-    assert replicas(api, group) == 2
+    assert replicas(api, group) == 1  # a third would pend and bring a node back
     provider.remove_instance(group.name, "aws:///us-east-1b/i-0bbb")  # gone: nothing more happens
-    assert replicas(api, group) == 2
+    assert replicas(api, group) == 1
+    provider.set_size(group.name, 1)
+    api.put(NODECLAIMS, node_claim("claim-c", group.name, "aws:///us-east-1b/i-0ccc"))  # Karpenter launched for a real pod
+    described = provider.describe_group(group.name)
+    assert described is not None
+    assert described.desired == 2  # the size counts every live node, whoever asked for it
 
 
 def test_delete_group_removes_placeholders_and_the_pool_and_is_idempotent() -> None:
