@@ -31,6 +31,7 @@ spread, PodDisruptionBudgets in Karpenter's drain, spot interruptions, drift and
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -103,6 +104,21 @@ class Karpenter:
         self.played = Played()
         self.counter = 0
         self.last_batch = -math.inf
+        self._pods: dict[tuple[str, str, str | None], Pod] = {}
+
+    def _list(self, resource: Any, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The stored objects, uncopied (read only: copy before changing one)."""
+        kind = self.api._kind(resource)
+        with self.api.lock:
+            found = sorted(self.api.objects.items())
+        return [o for (plural, ns, _), o in found if plural == kind and (namespace is None or ns == namespace)]
+
+    def _pod(self, obj: Mapping[str, Any]) -> Pod:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"], obj["metadata"].get("resourceVersion"))
+        found = self._pods.get(key)
+        if found is None:
+            found = self._pods[key] = Pod.from_object(obj)
+        return found
 
     # ------------------------------------------------------------------ the whole round
     def step(self) -> None:
@@ -120,8 +136,8 @@ class Karpenter:
 
     # ------------------------------------------------------------------ Deployments
     def deployments(self) -> None:
-        deployments, _ = self.api.list(DEPLOYMENTS, namespace=self.namespace)
-        pods, _ = self.api.list(PODS, namespace=self.namespace)
+        deployments = self._list(DEPLOYMENTS, self.namespace)
+        pods = self._list(PODS, self.namespace)
         for dep in deployments:
             selector = dep["spec"]["selector"]["matchLabels"]
             mine = [p for p in pods if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
@@ -147,11 +163,12 @@ class Karpenter:
 
     # ------------------------------------------------------------------ NodeClaims
     def pools(self) -> list[dict[str, Any]]:
-        pools, _ = self.api.list(NODEPOOLS)
+        pools = self._list(NODEPOOLS)
         return sorted(pools, key=lambda p: (-int(p["spec"].get("weight") or 0), p["metadata"]["name"]))
 
     def lifecycle(self, now: float) -> None:
-        stored = {c["metadata"]["name"]: c for c in self.api.list(NODECLAIMS)[0]}
+        stored = {c["metadata"]["name"]: c for c in self._list(NODECLAIMS)}
+        joined = {n["metadata"]["name"] for n in self._list(NODES)}
         for name, claim in list(self.claims.items()):
             obj = stored.get(name)
             if obj is None and claim.deleting_since is None:  # deleted by kbl: Karpenter's finalizer holds it
@@ -164,7 +181,7 @@ class Karpenter:
                     del self.claims[name]
                     self.empty_since.pop(name, None)
                 continue
-            if self.api.get(NODES, name) is None and now - claim.created_s >= self.launch_s:
+            if name not in joined and now - claim.created_s >= self.launch_s:
                 self._join(claim, now)
 
     def _join(self, claim: Claim, now: float) -> None:
@@ -178,6 +195,7 @@ class Karpenter:
         node = make_node(claim.name, zone=claim.zone, cpu_m=claim.shape.cpu_m, memory_b=claim.shape.memory_b,
                          extra_labels=extra, taints=taints)
         node["metadata"]["labels"].pop(labels.EKS_NODE_GROUP_LABEL, None)  # Karpenter's nodes are in no managed group
+        node["status"].pop("images", None)  # nobody here reads them; half the object's size
         node["metadata"]["creationTimestamp"] = format_time(claim.created_s)
         node["status"]["allocatable"]["pods"] = str(claim.shape.pods)
         node["spec"]["providerID"] = f"aws:///{claim.zone}/i-0{abs(hash(claim.name)) % 16**16:016x}"
@@ -196,7 +214,7 @@ class Karpenter:
             node["spec"]["taints"] = [*(node["spec"].get("taints") or []), DISRUPTED_TAINT]
             node["spec"]["unschedulable"] = True
             self.api.put(NODES, node)
-        for pod in self.api.list(PODS)[0]:
+        for pod in self._list(PODS):
             if pod["spec"].get("nodeName") == name:
                 self.api.delete(PODS, pod["metadata"]["name"], pod["metadata"]["namespace"])
                 if not (pod["metadata"].get("labels") or {}).get(labels.PLACEHOLDER):
@@ -205,8 +223,8 @@ class Karpenter:
 
     # ------------------------------------------------------------------ kube-scheduler
     def schedule(self) -> None:
-        nodes = [Node.from_object(n) for n in self.api.list(NODES)[0]]
-        raw = self.api.list(PODS)[0]
+        nodes = [Node.from_object(n) for n in self._list(NODES)]
+        raw = [copy.deepcopy(p) for p in self._list(PODS)]
         bound: dict[str, list[dict[str, Any]]] = {}
         for p in raw:
             if p["spec"].get("nodeName"):
@@ -218,8 +236,10 @@ class Karpenter:
             if target is None:
                 target = self._preempt(obj, nodes, bound)
             if target is None:
-                obj["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]
-                self.api.put(PODS, obj)
+                unschedulable = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]
+                if obj["status"].get("conditions") != unschedulable:
+                    obj["status"]["conditions"] = unschedulable
+                    self.api.put(PODS, obj)
                 continue
             obj["spec"]["nodeName"] = target.name
             obj["status"] = {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]}
@@ -238,16 +258,15 @@ class Karpenter:
                 return node
         return None
 
-    @staticmethod
-    def _fits(obj: Mapping[str, Any], node: Node, on_node: list[dict[str, Any]]) -> bool:
+    def _fits(self, obj: Mapping[str, Any], node: Node, on_node: list[dict[str, Any]]) -> bool:
         if not node.ready or node.unschedulable:
             return False
-        pod = Pod.from_object(obj)
+        pod = self._pod(obj)
         if not pod.tolerates(node.taints) or any(node.labels.get(k) != v for k, v in pod.node_selector.items()):
             return False
         used = Resources(0, 0, 0, 0)
         for other in on_node:
-            r = Pod.from_object(other).requests
+            r = self._pod(other).requests
             used = used + Resources(r.cpu_m, r.memory_b, 0, 1)
         need = Resources(pod.requests.cpu_m, pod.requests.memory_b, 0, 1)
         room = node.allocatable - used
@@ -257,14 +276,13 @@ class Karpenter:
 
     # ------------------------------------------------------------------ provisioning
     def provision(self, now: float) -> None:
-        pending = [_raw(p) for p in self.api.list(PODS)[0] if not p["spec"].get("nodeName")]
+        pending = [(self._pod(p), p) for p in self._list(PODS) if not p["spec"].get("nodeName")]
         if not pending:
             return
         pending.sort(key=lambda pr: (-pr[0].requests.cpu_m, pr[0].key))
         # in-flight NodeClaims (no node yet): their capacity and the pods already packed onto them
-        bins: list[tuple[Claim, list[dict[str, Any]]]] = [
-            (c, []) for c in self.live_claims() if self.api.get(NODES, c.name) is None
-        ]
+        joined = {n["metadata"]["name"] for n in self._list(NODES)}
+        bins: list[tuple[Claim, list[dict[str, Any]]]] = [(c, []) for c in self.live_claims() if c.name not in joined]
         pools = self.pools()
         for pod, obj in pending:
             fitting = [p for p in pools if _pool_fits(pod, p)]
@@ -312,7 +330,7 @@ class Karpenter:
 
     # ------------------------------------------------------------------ consolidation
     def consolidate(self, now: float) -> None:
-        pods = self.api.list(PODS)[0]
+        pods = self._list(PODS)
         busy = {p["spec"]["nodeName"] for p in pods if p["spec"].get("nodeName") and not _daemon(p)}
         protected = {p["spec"]["nodeName"] for p in pods if p["spec"].get("nodeName")
                      and (p["metadata"].get("annotations") or {}).get(DO_NOT_DISRUPT) == "true"}
@@ -339,10 +357,6 @@ class Karpenter:
                     claim.deleting_since = now
                     self._drain(claim.name, now)
                     self.played.consolidated.append((now, claim.name))
-
-
-def _raw(obj: dict[str, Any]) -> tuple[Pod, dict[str, Any]]:
-    return (Pod.from_object(obj), obj)
 
 
 def _daemon(obj: Mapping[str, Any]) -> bool:
