@@ -57,6 +57,8 @@ EKS_NODE_GROUP_LABEL = "eks.amazonaws.com/nodegroup"
 SCALE_DOWN_SINCE = "kbl.io/scale-down-since"
 #: Cluster Autoscaler's node annotation that keeps it from removing a node.
 CA_SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
+#: Node annotation: the controller set scale-in protection on this node's instance (ASG, EKS).
+SCALE_IN_PROTECTED = "kbl.io/scale-in-protected"
 #: KBL annotations that configure utilization feedback.
 SCALE_ON = "kbl.io/scale-on"  # cpu | memory | prometheus
 SCALE_UP_ABOVE = "kbl.io/scale-up-above"  # fraction (cpu/memory) or query value
