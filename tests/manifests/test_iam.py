@@ -16,6 +16,7 @@ from controller.providers import CA_ENABLED_TAG, CLUSTER_TAG, MANAGED_BY, MANAGE
 from controller.providers.iam import (
     CONTROLLER_DIRECT_ACTIONS,
     CONTROLLER_INTERRUPTION_ACTIONS,
+    CONTROLLER_KARPENTER_ACTIONS,
     CONTROLLER_QUEUE_ACTIONS,
     WORKER_ACTIONS,
 )
@@ -26,6 +27,7 @@ POLICIES = {
     "controller-direct-policy.json": CONTROLLER_DIRECT_ACTIONS,
     "controller-queue-policy.json": CONTROLLER_QUEUE_ACTIONS,
     "controller-interruption-policy.json": CONTROLLER_INTERRUPTION_ACTIONS,
+    "controller-karpenter-policy.json": CONTROLLER_KARPENTER_ACTIONS,
     "worker-policy.json": WORKER_ACTIONS,
 }
 PLACEHOLDERS = {"AWS_ACCOUNT_ID", "AWS_REGION", "CLUSTER_NAME", "NODE_ROLE_NAME", "QUEUE_NAME", "REPLY_QUEUE_NAME", "OIDC_PROVIDER", "INTERRUPTION_QUEUE_NAME"}
@@ -42,6 +44,7 @@ SAMPLE = {
 #: Actions AWS gives no resource-level permissions for: the only ones allowed on "*".
 NO_RESOURCE_LEVEL = {
     "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSubnets", "ec2:DescribeImages",
+    "ec2:DescribeInstanceTypes",
     "ec2:DescribeLaunchTemplates", "ssm:GetCommandInvocation",
 }  # fmt: skip
 #: Mutating grants without a condition, each explained in manifests/iam/README.md.

@@ -13,8 +13,13 @@ from controller.providers.karpenter import (
     KarpenterSettings,
     placeholder_name,
 )
-from kube.api import DEPLOYMENTS, NODECLAIMS, NODEPOOLS, PRIORITYCLASSES
+from controller.providers.iam import CONTROLLER_KARPENTER_ACTIONS
+from controller.providers.retrying import Backoff
+from kube.api import DEPLOYMENTS, KBLS, NODECLAIMS, NODEPOOLS, PRIORITYCLASSES
 from kube.memory import MemoryApi
+from tests.aws import Aws
+from tests.placement.scenarios import kbl_object
+from topology import labels
 from tests.controller.karpenter.crds import validator
 from tests.controller.karpenter.test_nodepools import spec
 
@@ -138,3 +143,18 @@ def test_instance_types_come_from_the_settings_or_the_default_table() -> None:
     assert [s.name for s in chosen.instance_types()] == ["i4i.4xlarge", "r6i.xlarge"]
     with pytest.raises(ProviderError, match="UnknownInstanceType"):
         KarpenterProvider(MemoryApi(), KarpenterSettings(instance_types=("x9.huge",))).instance_types()
+
+
+def test_instance_types_come_from_describe_instance_types_and_the_pool_offers_every_wished_type(aws: Aws, no_sleep: Backoff) -> None:
+    api = MemoryApi()
+    api.put(KBLS, kbl_object("genomics", instance_types=("m6i.4xlarge", "r6i.4xlarge", "x9.unknown")))
+    aws.recorder.label = "karpenter"
+    provider = KarpenterProvider(api, ec2=aws.client("ec2"), backoff=no_sleep)
+    names = {s.name for s in provider.instance_types()}
+    assert len(names) > len(INSTANCE_SHAPES) and {"r6i.4xlarge", "i4i.4xlarge"} <= names  # the region's catalog, not a table
+    provider.create_group(spec(kbl="default/genomics"), "tok")
+    pool = api.get(NODEPOOLS, spec().name)
+    assert pool is not None
+    offered = {r["key"]: r["values"] for r in pool["spec"]["template"]["spec"]["requirements"]}[labels.INSTANCE_TYPE]
+    assert offered == ["m6i.4xlarge", "r6i.4xlarge"]  # every wished type the catalog knows, the planner's choice first
+    assert aws.recorder.seen["karpenter"] == CONTROLLER_KARPENTER_ACTIONS
