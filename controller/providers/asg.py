@@ -58,7 +58,9 @@ def terminate_member(autoscaling: AutoScalingClient, backoff: Backoff, group: st
     if not member:
         return False
     if member[0].get("ProtectedFromScaleIn"):
-        aws_call(backoff, autoscaling.set_instance_protection, AutoScalingGroupName=group, InstanceIds=[instance], ProtectedFromScaleIn=False)
+        aws_call(
+            backoff, autoscaling.set_instance_protection, AutoScalingGroupName=group, InstanceIds=[instance], ProtectedFromScaleIn=False
+        )
     try:
         aws_call(backoff, autoscaling.terminate_instance_in_auto_scaling_group, InstanceId=instance, ShouldDecrementDesiredCapacity=True)
     except ProviderError as exc:

@@ -30,6 +30,7 @@ from topology import labels
 from topology.examples import make_node
 from topology.times import format_time
 
+
 def _group(aws: Aws) -> str:
     """The group of KBL ``default/<cluster>`` (names are unique per test on the shared moto server)."""
     return cap.group_name(f"default/{aws.cluster}", "us-east-1b")
@@ -53,7 +54,7 @@ def test_lowering_an_asgs_desired_size_takes_only_an_instance_that_never_joined(
     group = _group(aws)
     spec = NodeGroupSpec(group, f"default/{aws.cluster}", "us-east-1b", "m6i.xlarge", 3, 6, labels={labels.KBL_LABEL: aws.cluster})
     provider.create_group(spec, "tok")
-    first, second, never = sorted(_members(aws))  # moto scales in from the first unprotected instance
+    first, second, _never_joined = sorted(_members(aws))  # moto scales in from the first unprotected instance
     api = MemoryApi()
     for node in base_nodes():
         api.put(NODES, node)

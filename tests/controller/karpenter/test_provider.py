@@ -6,6 +6,7 @@ import pytest
 
 from controller.providers import NodeGroupSpec, ProviderError
 from controller.providers.catalog import KNOWN_SHAPES as INSTANCE_SHAPES
+from controller.providers.iam import CONTROLLER_KARPENTER_ACTIONS
 from controller.providers.karpenter import (
     ERROR_MANAGED,
     NODEPOOL_LABEL,
@@ -13,15 +14,14 @@ from controller.providers.karpenter import (
     KarpenterSettings,
     placeholder_name,
 )
-from controller.providers.iam import CONTROLLER_KARPENTER_ACTIONS
 from controller.providers.retrying import Backoff
 from kube.api import DEPLOYMENTS, KBLS, NODECLAIMS, NODEPOOLS, PRIORITYCLASSES
 from kube.memory import MemoryApi
 from tests.aws import Aws
-from tests.placement.scenarios import kbl_object
-from topology import labels
 from tests.controller.karpenter.crds import validator
 from tests.controller.karpenter.test_nodepools import spec
+from tests.placement.scenarios import kbl_object
+from topology import labels
 
 NS = "kbl-system"
 
@@ -151,7 +151,8 @@ def test_instance_types_come_from_describe_instance_types_and_the_pool_offers_ev
     aws.recorder.label = "karpenter"
     provider = KarpenterProvider(api, ec2=aws.client("ec2"), backoff=no_sleep)
     names = {s.name for s in provider.instance_types()}
-    assert len(names) > len(INSTANCE_SHAPES) and {"r6i.4xlarge", "i4i.4xlarge"} <= names  # the region's catalog, not a table
+    assert len(names) > len(INSTANCE_SHAPES)  # the region's catalog, not a table
+    assert {"r6i.4xlarge", "i4i.4xlarge"} <= names
     provider.create_group(spec(kbl="default/genomics"), "tok")
     pool = api.get(NODEPOOLS, spec().name)
     assert pool is not None
