@@ -283,6 +283,8 @@ class AsgProvider:
             self._call(
                 self.autoscaling.start_instance_refresh,
                 AutoScalingGroupName=name,
-                Preferences={"MinHealthyPercentage": 90},
+                # joined instances are protected from scale-in: the refresh skips them (never a data
+                # node without its drain), replacing only instances that never joined
+                Preferences={"MinHealthyPercentage": 90, "ScaleInProtectedInstances": "Ignore", "StandbyInstances": "Ignore"},
             )
         return version
