@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from controller.providers import DetachesFromClusterAutoscaler, NodeGroupProvider, NodeGroupSpec, ProviderError
+from controller.providers import DetachesFromClusterAutoscaler, NodeGroupProvider, NodeGroupSpec, ProtectsInstances, ProviderError
 from kube.api import KBLS, NODES, ApiError, KubeApi
 from placement import capacity as cap
 from placement.capacity.utilization import LAST_SCALE_KEY
@@ -83,6 +83,10 @@ class Actor:
         self.log = ActionLog()
         self._plan = plan
         self._state = state
+        try:  # first: a resize below may then take only an instance that never joined
+            self._protect_joined(state)
+        except (ProviderError, ApiError) as exc:  # retried on the next reconcile
+            self.log.refused.append((cap.Note("", "scale-in protection"), str(exc)))
         for action in plan.actions:
             if isinstance(action, cap.Note):
                 continue
@@ -245,6 +249,28 @@ class Actor:
         else:
             entries.append({"name": group, **values})
         self.kube.patch_status(KBLS, name, {"status": {"nodeGroups": entries}}, namespace=namespace)
+
+    def _protect_joined(self, state: cap.CapacityState) -> None:
+        """Scale-in protection on every joined, Ready node of a kbl group that is not leaving
+        (any of them may hold data), then ``kbl.io/scale-in-protected`` on the node so it is done
+        once. Lowering a group's desired size can then take only an instance that never joined;
+        the protection is lifted by ``remove_instance`` on the drained node alone."""
+        if not isinstance(self.provider, ProtectsInstances):
+            return
+        groups = {g.name for g in state.groups if g.status in ("ACTIVE", "UPDATING")}
+        todo: dict[str, list[tuple[str, str]]] = {}
+        for node in state.nodes:
+            group = cap.node_group_of(node)
+            if group not in groups or not node.provider_id or not node.ready:
+                continue
+            if labels.SCALE_IN_PROTECTED in node.annotations or cap.SCALE_DOWN_ANNOTATION in node.annotations:
+                continue
+            todo.setdefault(group, []).append((node.name, node.provider_id))
+        for group, found in sorted(todo.items()):
+            self.guard("protect-instances")
+            self.provider.protect_instances(group, [pid for _, pid in found])
+            for name, _ in found:
+                self.kube.patch(NODES, name, {"metadata": {"annotations": {labels.SCALE_IN_PROTECTED: "true"}}})
 
     def _sync_group_status(self, state: cap.CapacityState) -> None:
         """Make ``status.nodeGroups`` agree with the cloud: adopt groups created by a controller

@@ -32,6 +32,8 @@ API_VERSION = "kbl.io/v1alpha1"
 
 #: Node label naming the kbl node group a node belongs to (set by the group's launch template).
 NODE_GROUP_LABEL = "kbl.io/node-group"
+#: Label of the controller's placeholder pods (Karpenter mode): they keep a node of the pool; scale-down never evicts them.
+PLACEHOLDER = "kbl.io/placeholder"
 
 # ---------------------------------------------------------------- the data plane (DESIGN.md)
 #: Node annotation set by whoever wants a node's data moved off (the companion controller before a
@@ -55,6 +57,8 @@ EKS_NODE_GROUP_LABEL = "eks.amazonaws.com/nodegroup"
 SCALE_DOWN_SINCE = "kbl.io/scale-down-since"
 #: Cluster Autoscaler's node annotation that keeps it from removing a node.
 CA_SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
+#: Node annotation: the controller set scale-in protection on this node's instance (ASG, EKS).
+SCALE_IN_PROTECTED = "kbl.io/scale-in-protected"
 #: KBL annotations that configure utilization feedback.
 SCALE_ON = "kbl.io/scale-on"  # cpu | memory | prometheus
 SCALE_UP_ABOVE = "kbl.io/scale-up-above"  # fraction (cpu/memory) or query value

@@ -120,6 +120,18 @@ class DetachesFromClusterAutoscaler(Protocol):
         ...
 
 
+@runtime_checkable
+class ProtectsInstances(Protocol):
+    """Providers whose groups are Auto Scaling groups (ASG, EKS managed) protect joined instances
+    from scale-in, so that lowering a desired size can only take an instance that never joined
+    (one that holds no data); an instance leaves only through ``remove_instance``, which lifts
+    the protection of that one drained instance and terminates it."""
+
+    def protect_instances(self, name: str, provider_ids: list[str]) -> None:
+        """Set scale-in protection on these instances of the group (idempotent)."""
+        ...
+
+
 def instance_id(provider_id: str) -> str:
     """The EC2 instance id of a node's ``spec.providerID`` (``aws:///us-east-1a/i-0abc``).
 

@@ -4,8 +4,10 @@ One Auto Scaling group per KBL, zone and capacity type, launched from its own la
 (:mod:`.launching`: the image, the instance type, AL2023 nodeadm or Bottlerocket user data
 that joins the node with the ``kbl.io/kbl`` label and the ``kbl.io/dedicated`` taint, the
 instance profile, security groups, IMDSv2 with hop limit 2, the cluster ownership tag).
-``set_desired_capacity`` sizes it; a named node leaves through
-``terminate_instance_in_auto_scaling_group`` with decrement. Rolling to a new image creates a
+``set_desired_capacity`` sizes it; every joined instance is protected from scale-in
+(``set_instance_protection``, :meth:`AsgProvider.protect_instances`), so lowering the desired
+size can only take an instance that never joined; a named node leaves only through
+``terminate_instance_in_auto_scaling_group`` with decrement, its protection lifted just before. Rolling to a new image creates a
 launch-template version and points the group at it (``next-nodes``: only new instances use it),
 then, for ``rolling``, starts an instance refresh. The group never carries the Cluster
 Autoscaler discovery tags. A group of several instance types, or of spot capacity, launches
@@ -115,19 +117,40 @@ def mixed_instances(template_id: str, version: str, spec: NodeGroupSpec) -> dict
 
 
 def terminate_member(autoscaling: AutoScalingClient, backoff: Backoff, group: str, instance: str) -> bool:
-    """Terminate ``instance`` if it is (still) a member of ``group``, decrementing the desired size.
+    """Terminate ``instance`` if it is (still) a member of ``group``, decrementing the desired size;
+    its scale-in protection is lifted first (the caller removes only a drained instance).
 
     Returns ``False`` when it is not a member any more (a retry after success): nothing is done.
     """
     members = aws_call(backoff, autoscaling.describe_auto_scaling_instances, InstanceIds=[instance])["AutoScalingInstances"]
-    if not any(m["AutoScalingGroupName"] == group and m["LifecycleState"] not in ("Terminating", "Terminated") for m in members):
+    member = [m for m in members if m["AutoScalingGroupName"] == group and m["LifecycleState"] not in ("Terminating", "Terminated")]
+    if not member:
         return False
+    if member[0].get("ProtectedFromScaleIn"):
+        aws_call(
+            backoff, autoscaling.set_instance_protection, AutoScalingGroupName=group, InstanceIds=[instance], ProtectedFromScaleIn=False
+        )
     try:
         aws_call(backoff, autoscaling.terminate_instance_in_auto_scaling_group, InstanceId=instance, ShouldDecrementDesiredCapacity=True)
     except ProviderError as exc:
         if exc.code != "ValidationError":  # terminated between the two calls
             raise
     return True
+
+
+def protect_members(autoscaling: AutoScalingClient, backoff: Backoff, group: str, instances: list[str]) -> list[str]:
+    """Set scale-in protection on those of ``instances`` that are in service in ``group`` and not
+    yet protected; returns the ids protected now."""
+    if not instances:
+        return []
+    members = aws_call(backoff, autoscaling.describe_auto_scaling_instances, InstanceIds=instances)["AutoScalingInstances"]
+    todo = [
+        m["InstanceId"] for m in members
+        if m["AutoScalingGroupName"] == group and m["LifecycleState"] == "InService" and not m.get("ProtectedFromScaleIn")
+    ]
+    if todo:
+        aws_call(backoff, autoscaling.set_instance_protection, AutoScalingGroupName=group, InstanceIds=todo, ProtectedFromScaleIn=True)
+    return todo
 
 
 class AsgProvider:
@@ -324,6 +347,9 @@ class AsgProvider:
     def remove_instance(self, name: str, provider_id: str) -> None:
         terminate_member(self.autoscaling, self.backoff, name, instance_id(provider_id))
 
+    def protect_instances(self, name: str, provider_ids: list[str]) -> None:
+        protect_members(self.autoscaling, self.backoff, name, [instance_id(p) for p in provider_ids])
+
     def delete_group(self, name: str) -> None:
         try:
             self._call(self.autoscaling.delete_auto_scaling_group, AutoScalingGroupName=name, ForceDelete=True)
@@ -353,6 +379,8 @@ class AsgProvider:
             self._call(
                 self.autoscaling.start_instance_refresh,
                 AutoScalingGroupName=name,
-                Preferences={"MinHealthyPercentage": 90},
+                # joined instances are protected from scale-in: the refresh skips them (never a data
+                # node without its drain), replacing only instances that never joined
+                Preferences={"MinHealthyPercentage": 90, "ScaleInProtectedInstances": "Ignore", "StandbyInstances": "Ignore"},
             )
         return version

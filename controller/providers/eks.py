@@ -296,6 +296,14 @@ class EksProvider:
             if terminate_member(self.autoscaling, self.backoff, asg, wanted):
                 return
 
+    def protect_instances(self, name: str, provider_ids: list[str]) -> None:
+        """Scale-in protection on the joined instances, in the group's Auto Scaling groups."""
+        from controller.providers.asg import protect_members
+
+        wanted = [instance_id(p) for p in provider_ids]
+        for asg in self._asg_names(name):
+            protect_members(self.autoscaling, self.backoff, asg, wanted)
+
     def delete_group(self, name: str) -> None:
         try:
             self._call(self.eks.delete_nodegroup, clusterName=self.cluster_name, nodegroupName=name)

@@ -19,6 +19,7 @@ _EKS = frozenset(
         "eks:TagResource",
         "ec2:DescribeSubnets",
         "ec2:DescribeInstanceTypes",
+        "autoscaling:SetInstanceProtection",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:DescribeAutoScalingInstances",
         "autoscaling:DescribeScalingActivities",
@@ -32,6 +33,7 @@ _ASG = frozenset(
         "autoscaling:CreateOrUpdateTags",
         "autoscaling:DescribeAutoScalingGroups",
         "autoscaling:SetDesiredCapacity",
+        "autoscaling:SetInstanceProtection",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:DescribeAutoScalingInstances",
         "autoscaling:DescribeScalingActivities",
@@ -75,6 +77,9 @@ CONTROLLER_QUEUE_ACTIONS: frozenset[str] = frozenset(
 CONTROLLER_INTERRUPTION_ACTIONS: frozenset[str] = frozenset(
     {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 )
+#: ``kbl controller --provider karpenter``: the region's instance types (Karpenter's objects are
+#: Kubernetes objects; the instance catalog is the one cloud read).
+CONTROLLER_KARPENTER_ACTIONS: frozenset[str] = frozenset({"ec2:DescribeInstanceTypes"})
 #: ``kbl worker``: its queues plus what a direct controller may do.
 WORKER_ACTIONS: frozenset[str] = CONTROLLER_DIRECT_ACTIONS | frozenset(
     {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"}

@@ -83,6 +83,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebake-strategy", choices=("next-nodes", "rolling"), default="next-nodes",
                         help="how a re-baked group rolls (default %(default)s)")  # fmt: skip
     parser.add_argument("--interruption-queue-url", default="", help="SQS queue of EC2 interruption notices: drain spot-warned nodes' data")
+    parser.add_argument(
+        "--interruption-cordon-on-rebalance", action="store_true",
+        help="also cordon a node on a rebalance recommendation (default: only its data starts moving)",
+    )
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
     add_launch_arguments(parser)
     configure_metrics(parser)
@@ -355,7 +359,7 @@ def _run(args: argparse.Namespace, controller: Controller, elector: LeaderElecto
     from kbl.commands import reconciler as placement_reconciler
 
     placement_reconciler.start_beside_controller(args, kube, stop, metrics.registry)
-    side_loops(args, kube, provider, stop)
+    side_loops(args, kube, provider, stop, elector)
     try:
         if elector is not None:
             return run_elected(controller, elector, stop)
@@ -366,7 +370,8 @@ def _run(args: argparse.Namespace, controller: Controller, elector: LeaderElecto
 
 
 def karpenter(args: argparse.Namespace, kube: KubeApi) -> NodeGroupProvider:
-    """``--provider karpenter``: kbl groups as Karpenter NodePools (no cloud credentials needed)."""
+    """``--provider karpenter``: kbl groups as Karpenter NodePools; the instance types from EC2's
+    ``DescribeInstanceTypes`` (the one cloud call of this mode; offline replay uses the table)."""
     from controller.providers.karpenter import KarpenterProvider, KarpenterSettings
     from kube.replaying import SnapshotApi
     from topology.snapshots import iter_file_objects
@@ -378,7 +383,10 @@ def karpenter(args: argparse.Namespace, kube: KubeApi) -> NodeGroupProvider:
     if isinstance(kube, SnapshotApi) and args.snapshot:  # also serve the NodePools and placeholders the file holds
         extra = iter_file_objects(args.snapshot)  # streamed: only NodePools and Deployments are kept
         kube.objects.extend(o for o in extra if isinstance(o, dict) and o.get("kind") in ("NodePool", "Deployment"))
-    return KarpenterProvider(kube, settings)
+        return KarpenterProvider(kube, settings)
+    import boto3
+
+    return KarpenterProvider(kube, settings, ec2=boto3.session.Session(region_name=args.region).client("ec2"))
 
 
 def karpenter_objects(plan: Any, provider: NodeGroupProvider) -> str:
@@ -400,7 +408,8 @@ def karpenter_objects(plan: Any, provider: NodeGroupProvider) -> str:
                 action.group, action.kbl, action.zone, action.instance_type, action.desired, action.max_size,
                 action.capacity_type, dict(action.labels), action.taints,
             )
-            lines.append({"karpenter": "create", "kbl": action.kbl, "object": node_pool(spec, provider.settings)})
+            pool = node_pool(spec, provider.settings, provider.wished_types(action.kbl), provider.catalog())
+            lines.append({"karpenter": "create", "kbl": action.kbl, "object": pool})
             placeholders = placeholder_deployment(spec, provider.settings, action.desired)
             lines.append({"karpenter": "create", "kbl": action.kbl, "object": placeholders})
         elif isinstance(action, cap.ResizeNodeGroup):
@@ -411,19 +420,29 @@ def karpenter_objects(plan: Any, provider: NodeGroupProvider) -> str:
     return "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
 
 
-def side_loops(args: argparse.Namespace, kube: KubeApi, provider: NodeGroupProvider, stop: threading.Event | None) -> None:
+def side_loops(
+    args: argparse.Namespace, kube: KubeApi, provider: NodeGroupProvider, stop: threading.Event | None, elector: LeaderElector | None = None
+) -> None:
     """What runs beside the reconcile loop: ``karpenter.sh/do-not-disrupt`` marks on kbl nodes
     (``--provider karpenter``) and the interruption queue (``--interruption-queue-url``). With
-    ``stop`` they run in daemon threads until it is set; without, each runs one round."""
+    ``stop`` they run in daemon threads until it is set; without, each runs one round. With an
+    ``elector`` only the leader acts (a standby neither marks nodes nor receives notices)."""
     from controller.disrupting import mark_nodes
     from controller.providers.karpenter import KarpenterProvider
 
+    leading = elector.is_leader if elector is not None else (lambda: True)
     loops: list[tuple[Callable[[], object], float]] = []  # (one round, pause after it in seconds)
     if isinstance(provider, KarpenterProvider):
-        loops.append((lambda: mark_nodes(kube), args.resync_s))
-    handler = interruptions(args, kube)
+        loops.append((lambda: mark_nodes(kube) if leading() else [], args.resync_s))
+    handler = interruptions(args, kube, elector)
     if handler is not None:  # long polls of 20 s, back to back: a spot warning leaves 120 s
-        loops.append((lambda: handler.poll(wait_s=20 if stop is not None else 0), 0.0))
+
+        def notices() -> object:
+            if not leading() and stop is not None:
+                return stop.wait(2.0)  # a standby: nothing received, the leader's messages stay visible to it
+            return handler.poll(wait_s=20 if stop is not None else 0)
+
+        loops.append((notices, 0.0))
     for loop, pause in loops:
         if stop is None:
             loop()
@@ -441,15 +460,21 @@ def side_loops(args: argparse.Namespace, kube: KubeApi, provider: NodeGroupProvi
         threading.Thread(target=forever, daemon=True, name="kbl-side-loop").start()
 
 
-def interruptions(args: argparse.Namespace, kube: KubeApi) -> Any:
-    """``--interruption-queue-url``: the EC2 interruption handler (checked against the queue), or ``None``."""
+def interruptions(args: argparse.Namespace, kube: KubeApi, elector: LeaderElector | None = None) -> Any:
+    """``--interruption-queue-url``: the EC2 interruption handler (checked against the queue), or
+    ``None``; with ``elector`` it acts only while this replica leads."""
     if not args.interruption_queue_url:
         return None
     import boto3
 
-    from controller.interruptions import InterruptionHandler
+    from controller.interruptions import InterruptionHandler, InterruptionSettings
 
-    handler = InterruptionHandler(kube, boto3.session.Session(region_name=args.region).client("sqs"), args.interruption_queue_url)
+    handler = InterruptionHandler(
+        kube, boto3.session.Session(region_name=args.region).client("sqs"), args.interruption_queue_url,
+        settings=InterruptionSettings(cordon_on_rebalance=bool(getattr(args, "interruption_cordon_on_rebalance", False))),
+        leading=elector.is_leader if elector is not None else None,
+        guard=elector.check if elector is not None else None,
+    )
     handler.check_queue()
     return handler
 

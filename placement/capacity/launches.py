@@ -169,7 +169,8 @@ def launch_trouble(plan: GroupPlan, ctx: PlanContext) -> tuple[str, int]:
     joined = len(joined_nodes(plan, last_up))
     if group.desired <= joined:
         return "", group.desired
-    if last_up is not None and ctx.state.now_s - last_up >= ctx.settings.max_node_provision_s:
+    asked = group.requested_at_s if group.requested_at_s is not None else last_up
+    if asked is not None and ctx.state.now_s - asked >= ctx.settings.max_node_provision_s:
         return f"{group.desired - joined} requested nodes did not join within {ctx.settings.max_node_provision_s:.0f}s", joined
     launched = max(joined, min(group.launched, group.desired)) if group.launched is not None else joined
     if launched < group.desired:

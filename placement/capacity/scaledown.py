@@ -13,7 +13,8 @@ reconcile so a restart anywhere resumes where the cluster says it is:
    transfer references it and :func:`removal_verdict` finds no shard short of its redundancy
    (the second guard);
 3. **evict** its pods through the Eviction API (:class:`EvictPods`; a PodDisruptionBudget refusal
-   leaves the node waiting), never a node or pod marked ``kbl.io/do-not-disrupt``;
+   leaves the node waiting), never a node or pod marked ``kbl.io/do-not-disrupt``, never a
+   DaemonSet's pod or a placeholder (``kbl.io/placeholder``, Karpenter mode);
 4. **remove** the instance and shrink the group by one (:class:`RemoveNode`).
 
 A group whose KBL is gone goes to zero only through these steps, then is deleted.
@@ -41,7 +42,7 @@ from placement.durability import removal_is_safe
 from topology import labels
 from topology.clusters import Cluster
 from topology.datasets import DataSet
-from topology.nodes import Node
+from topology.nodes import Node, Resources
 from topology.pods import Pod
 from topology.times import parse_time
 
@@ -174,7 +175,9 @@ class _Steps:
             ctx.actions.append(WaitForData(kbl_key, group, node.name, "; ".join(waiting)))
             return
         self.removing.add(node.name)
-        pods = [p for p in self.pods_on(node) if p.owner_kind != "DaemonSet"]
+        # DaemonSet pods stay; a placeholder (Karpenter mode) is never evicted: it would pend and
+        # bring a node back. It leaves with the node, the group's placeholder count lowered first.
+        pods = [p for p in self.pods_on(node) if p.owner_kind != "DaemonSet" and labels.PLACEHOLDER not in p.labels]
         if pods:
             ctx.actions.append(EvictPods(kbl_key, node.name, tuple(sorted(p.key for p in pods))))
         else:
@@ -214,7 +217,17 @@ def plan_scale_down(plans: list[GroupPlan], ctx: PlanContext) -> None:
             key=lambda n: (SCALE_DOWN_ANNOTATION not in n.annotations, len(_kbl_pods(kbl.name, kbl.namespace, steps.pods_on(n))), n.name),
         )
         reason = plan.closing or f"group {plan.name} wants {target} nodes, has {len(plan.nodes)}"
+        room = None
         for node in candidates[:excess]:
+            moving = [p for p in _kbl_pods(kbl.name, kbl.namespace, steps.pods_on(node)) if p.owner_kind != "DaemonSet"]
+            if moving and not plan.closing and SCALE_DOWN_ANNOTATION not in node.annotations:
+                # Utilization asks to consolidate a busy node: only when its pods fit on the group's
+                # other nodes that stay (simulated, as growth is), else they would pend and grow it back.
+                if room is None:
+                    room = _free_room(plan.nodes, steps, set())
+                if not _fits_elsewhere(moving, room, exclude=node.name):
+                    notes.append(Note(kbl.key, f"{plan.name}: {node.name} stays: its {len(moving)} pods fit on no other node of the group"))
+                    continue
             steps.step(kbl.key, plan.name, node, reason)
 
 
@@ -237,6 +250,38 @@ def plan_orphan_groups(groups: Sequence[GroupState], ctx: PlanContext, reason: s
                 ctx.notes.append(Note(group.kbl, f"{group.name}: {node.name} is marked {labels.DO_NOT_DISRUPT}: it stays"))
                 continue
             steps.step(group.kbl, group.name, node, reason)
+
+
+def _free_room(nodes: Sequence[Node], steps: _Steps, leaving: set[str]) -> dict[str, Resources]:
+    """What each schedulable, staying node of the group still offers (allocatable minus the requests
+    of its active pods), by node name."""
+    out: dict[str, Resources] = {}
+    for node in nodes:
+        if node.unschedulable or node.name in leaving or SCALE_DOWN_ANNOTATION in node.annotations:
+            continue
+        room = node.allocatable
+        for pod in steps.pods_on(node):
+            room = room - Resources(pod.requests.cpu_m, pod.requests.memory_b, 0, 1)
+        out[node.name] = room
+    return out
+
+
+def _fits_elsewhere(pods: Sequence[Pod], room: dict[str, Resources], *, exclude: str) -> bool:
+    """First-fit decreasing of ``pods`` into ``room`` (other than ``exclude``); on success the room
+    is taken (the next candidate sees what is left) and the node leaves the pool of destinations."""
+    trial = {name: r for name, r in room.items() if name != exclude}
+    for pod in sorted(pods, key=lambda p: (-p.requests.cpu_m, -p.requests.memory_b, p.key)):
+        need = Resources(pod.requests.cpu_m, pod.requests.memory_b, 0, 1)
+        for name in sorted(trial):
+            free = trial[name]
+            if need.cpu_m <= free.cpu_m and need.memory_b <= free.memory_b and free.pods >= 1:
+                trial[name] = free - need
+                break
+        else:
+            return False
+    room.clear()
+    room.update(trial)
+    return True
 
 
 def _kbl_pods(name: str, namespace: str, pods: Sequence[Pod]) -> list[Pod]:

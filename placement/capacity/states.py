@@ -128,6 +128,10 @@ class GroupState:
     #: Instances the cloud has launched for the group (joined or not), when it says (an Auto
     #: Scaling group's ``Instances``); a capacity error gives up only the rest.
     launched: int | None = None
+    #: When the group's oldest unanswered node request was made, when the cloud says (Karpenter's
+    #: NodeClaims not yet registered: Karpenter grows a pool for pending pods by itself, with no
+    #: scale-up of ours to date it); the max-node-provision-time counts from there.
+    requested_at_s: float | None = None
 
     @property
     def types(self) -> tuple[str, ...]:

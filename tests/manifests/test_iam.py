@@ -16,6 +16,7 @@ from controller.providers import CA_ENABLED_TAG, CLUSTER_TAG, MANAGED_BY, MANAGE
 from controller.providers.iam import (
     CONTROLLER_DIRECT_ACTIONS,
     CONTROLLER_INTERRUPTION_ACTIONS,
+    CONTROLLER_KARPENTER_ACTIONS,
     CONTROLLER_QUEUE_ACTIONS,
     WORKER_ACTIONS,
 )
@@ -27,6 +28,7 @@ POLICIES = {
     "controller-direct-policy.json": CONTROLLER_DIRECT_ACTIONS,
     "controller-queue-policy.json": CONTROLLER_QUEUE_ACTIONS,
     "controller-interruption-policy.json": CONTROLLER_INTERRUPTION_ACTIONS,
+    "controller-karpenter-policy.json": CONTROLLER_KARPENTER_ACTIONS,
     "worker-policy.json": WORKER_ACTIONS,
     "agent-policy.json": AGENT_SOURCE_ACTIONS,
 }

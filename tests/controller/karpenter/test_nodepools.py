@@ -105,7 +105,7 @@ def test_the_schema_check_is_live_a_broken_nodepool_is_refused() -> None:
     assert validator("NodePool").errors(broken)
 
 
-def test_placeholders_tolerate_the_taint_select_the_pool_and_take_most_of_a_node() -> None:
+def test_placeholders_tolerate_the_taint_select_the_pool_and_fit_beside_any_pod_of_a_node() -> None:
     group = spec()
     deployment = placeholder_deployment(group, KarpenterSettings(), 3)
     pod = deployment["spec"]["template"]["spec"]
@@ -113,9 +113,22 @@ def test_placeholders_tolerate_the_taint_select_the_pool_and_take_most_of_a_node
     assert pod["nodeSelector"] == {NODEPOOL_LABEL: group.name}
     assert pod["tolerations"] == [{"key": labels.DEDICATED_TAINT, "operator": "Equal", "value": "genomics", "effect": "NoSchedule"}]
     assert pod["priorityClassName"] == "kbl-placeholder"
+    assert deployment["spec"]["template"]["metadata"]["labels"][labels.PLACEHOLDER] == "true"  # scale-down never evicts it
     shape = INSTANCE_SHAPES[group.instance_type]
     cpu = int(pod["containers"][0]["resources"]["requests"]["cpu"].removesuffix("m"))
-    assert 0.8 * shape.cpu_m < cpu < shape.cpu_m  # one per node, room left for DaemonSets
+    assert cpu <= 0.01 * shape.cpu_m  # it keeps a node, it does not fill one: the KBL's pods land beside it
+    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti == [{"labelSelector": {"matchLabels": {labels.NODE_GROUP_LABEL: group.name}}, "topologyKey": labels.HOSTNAME}]
+
+
+def test_the_nodepool_offers_every_wished_instance_type_and_limits_nodes() -> None:
+    pool = node_pool(spec(), KarpenterSettings(), wished=("r6i.4xlarge", "m6i.4xlarge", "m6i.8xlarge"))
+    assert validator("NodePool").errors(pool) == []
+    reqs = {r["key"]: r["values"] for r in pool["spec"]["template"]["spec"]["requirements"]}
+    assert reqs[labels.INSTANCE_TYPE] == ["m6i.4xlarge", "m6i.8xlarge", "r6i.4xlarge"]  # the planner's choice first
+    assert pool["spec"]["limits"]["nodes"] == "8"
+    assert int(pool["spec"]["limits"]["cpu"]) == 8 * 32  # maxSize nodes of the largest offered type
+    assert spec_of(pool).max_size == 8
 
 
 def test_the_nodepool_references_the_node_class_kind_karpenter_publishes() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from controller.providers import NodeGroupSpec, ProviderError
 from controller.providers.catalog import KNOWN_SHAPES as INSTANCE_SHAPES
+from controller.providers.iam import CONTROLLER_KARPENTER_ACTIONS
 from controller.providers.karpenter import (
     ERROR_MANAGED,
     NODEPOOL_LABEL,
@@ -13,10 +14,14 @@ from controller.providers.karpenter import (
     KarpenterSettings,
     placeholder_name,
 )
-from kube.api import DEPLOYMENTS, NODECLAIMS, NODEPOOLS, PRIORITYCLASSES
+from controller.providers.retrying import Backoff
+from kube.api import DEPLOYMENTS, KBLS, NODECLAIMS, NODEPOOLS, PRIORITYCLASSES
 from kube.memory import MemoryApi
+from tests.aws import Aws
 from tests.controller.karpenter.crds import validator
 from tests.controller.karpenter.test_nodepools import spec
+from tests.placement.scenarios import kbl_object
+from topology import labels
 
 NS = "kbl-system"
 
@@ -78,18 +83,26 @@ def test_set_size_keeps_that_many_placeholders_and_zero_removes_them_all() -> No
         provider.set_size("kbl-default-nothing-us-east-1a", 1)
 
 
-def test_remove_instance_deletes_the_nodes_nodeclaim_and_one_placeholder() -> None:
+def test_remove_instance_deletes_the_nodes_nodeclaim_and_keeps_at_most_one_placeholder_per_remaining_node() -> None:
     api = MemoryApi()
     provider = KarpenterProvider(api)
     group = spec()
     provider.create_group(group, "tok")
     api.put(NODECLAIMS, node_claim("claim-a", group.name, "aws:///us-east-1b/i-0aaa"))
     api.put(NODECLAIMS, node_claim("claim-b", group.name, "aws:///us-east-1b/i-0bbb"))
+    described = provider.describe_group(group.name)
+    assert described is not None
+    assert described.desired == 3  # its size in nodes: 3 placeholders, 2 of them on the 2 claims
     provider.remove_instance(group.name, "aws:///us-east-1b/i-0bbb")
     assert [c["metadata"]["name"] for c in api.list(NODECLAIMS)[0]] == ["claim-a"]
-    assert replicas(api, group) == 2
+    assert replicas(api, group) == 1  # a third would pend and bring a node back
     provider.remove_instance(group.name, "aws:///us-east-1b/i-0bbb")  # gone: nothing more happens
-    assert replicas(api, group) == 2
+    assert replicas(api, group) == 1
+    provider.set_size(group.name, 1)
+    api.put(NODECLAIMS, node_claim("claim-c", group.name, "aws:///us-east-1b/i-0ccc"))  # Karpenter launched for a real pod
+    described = provider.describe_group(group.name)
+    assert described is not None
+    assert described.desired == 2  # the size counts every live node, whoever asked for it
 
 
 def test_delete_group_removes_placeholders_and_the_pool_and_is_idempotent() -> None:
@@ -130,3 +143,19 @@ def test_instance_types_come_from_the_settings_or_the_default_table() -> None:
     assert [s.name for s in chosen.instance_types()] == ["i4i.4xlarge", "r6i.xlarge"]
     with pytest.raises(ProviderError, match="UnknownInstanceType"):
         KarpenterProvider(MemoryApi(), KarpenterSettings(instance_types=("x9.huge",))).instance_types()
+
+
+def test_instance_types_come_from_describe_instance_types_and_the_pool_offers_every_wished_type(aws: Aws, no_sleep: Backoff) -> None:
+    api = MemoryApi()
+    api.put(KBLS, kbl_object("genomics", instance_types=("m6i.4xlarge", "r6i.4xlarge", "x9.unknown")))
+    aws.recorder.label = "karpenter"
+    provider = KarpenterProvider(api, ec2=aws.client("ec2"), backoff=no_sleep)
+    names = {s.name for s in provider.instance_types()}
+    assert len(names) > len(INSTANCE_SHAPES)  # the region's catalog, not a table
+    assert {"r6i.4xlarge", "i4i.4xlarge"} <= names
+    provider.create_group(spec(kbl="default/genomics"), "tok")
+    pool = api.get(NODEPOOLS, spec().name)
+    assert pool is not None
+    offered = {r["key"]: r["values"] for r in pool["spec"]["template"]["spec"]["requirements"]}[labels.INSTANCE_TYPE]
+    assert offered == ["m6i.4xlarge", "r6i.4xlarge"]  # every wished type the catalog knows, the planner's choice first
+    assert aws.recorder.seen["karpenter"] == CONTROLLER_KARPENTER_ACTIONS
