@@ -208,7 +208,7 @@ def _fill_tree(
     for p in range(pieces.shape[1]):
         act = need_rows[pieces[need_rows, p] < 0]
         while len(act):
-            room = np.where(layout.eligible & (loads < caps), layout.weights, 0.0)
+            room = np.where(layout.eligible & (loads < caps), caps - loads, 0.0)  # what each node may still take
             node, key = tree.descend(pieces[act], try_hashes(hash_of[act], tries[act]), room)
             lost = node < 0
             leftovers.extend((int(s), p) for s in act[lost])
@@ -257,6 +257,7 @@ def balance(
     pinned: B | None = None,
     tree: Tree | None = None,
     min_band: float = 0.0,
+    chains: bool = False,
 ) -> int:
     """Move pieces until every node is within ``target * (1 +- tolerance)``; returns moves made.
 
@@ -269,32 +270,40 @@ def balance(
     tree:
         When given, each piece's destination is drawn by a descent of it (among the nodes that
         may take, weighted by what they may take) instead of ranking every destination.
+    chains:
+        Nodes at their target may also give or take (up to ``min_band``), so a piece whose
+        shard blocks the direct move goes through a third node (a fresh placement, where moves
+        cost nothing; a node whose target is nearly every shard needs it).
     min_band:
-        The band is never narrower than this many bytes either side of the target (the
-        stable placement passes one piece: :func:`bands`).
+        A move may take its ends this many bytes from their targets even where
+        ``tolerance`` is narrower (:func:`placement.placements.plan` passes one piece: :func:`bands`).
     """
     targets = layout.targets
+    bonus = min_band if chains else 0.0
     moved = 0
     shard_hash_all: hashing.U64 | None = None
     mean_piece = float(layout.piece_bytes.mean()) if len(layout.piece_bytes) else 0.0
     for _ in range(settings.max_rounds):
         if budget is not None and moved >= budget:
             break
-        hi, lo = bands(targets, tolerance, min_band)
+        # out of band: beyond the plain band in a fresh placement (chains even it out further);
+        # beyond the widened one with a previous placement, whose every move costs a copy
+        hi, lo = bands(targets, tolerance, 0.0 if chains else min_band)
+        wide = bands(targets, tolerance, min_band)
         need_out = np.maximum(loads - hi, 0.0)
         need_in = np.maximum(lo - loads, 0.0)
         if need_out.sum() <= 0 and need_in.sum() <= 0:
             break
         if need_out.sum() >= need_in.sum():
-            give, take = need_out, np.maximum(targets - loads, 0.0)
+            give, take = need_out, np.maximum(targets - loads + bonus, 0.0)
         else:
-            give, take = np.maximum(loads - targets, 0.0), need_in
+            give, take = np.maximum(loads - targets + bonus, 0.0), need_in
         if give.sum() <= 0 or take.sum() <= 0:
             break
         if shard_hash_all is None:
             shard_hash_all = hashing.shard_hashes(seed, np.arange(len(pieces), dtype=np.int64))
         made = _balance_round(
-            layout, pieces, loads, amounts=(give, take, hi, lo), shard_hash=shard_hash_all, mean_piece=mean_piece,
+            layout, pieces, loads, amounts=(give, take, *wide), shard_hash=shard_hash_all, mean_piece=mean_piece,
             budget=budget, moved_so_far=moved, pinned=pinned, tree=tree,
         )
         if made == 0:
@@ -306,9 +315,10 @@ def balance(
 def bands(targets: F64, tolerance: float, min_band: float = 0.0) -> tuple[F64, F64]:
     """The balance band per node: ``target +- max(tolerance * target, min_band)`` (upper, lower).
 
-    ``min_band`` of one piece makes the band at least one piece wide either side: with about
-    ten pieces per node a +-5% band is half a piece, and a node one piece above its target could
-    give nothing without falling below its band (so nodes that join stayed nearly empty).
+    Nodes outside the plain band (``min_band = 0``) give or take; a move may leave its ends
+    anywhere in the band widened to ``min_band`` (one piece). With about ten pieces per node a
+    +-5% band is half a piece, and a node one piece above its target could give nothing without
+    falling below the plain band: nodes that joined stayed nearly empty (issue 24).
     """
     width = np.maximum(targets * tolerance, min_band)
     return targets + width, targets - width
@@ -347,11 +357,15 @@ def _balance_round(
 ) -> int:
     """One balancing round: many moves at once, chosen greedily by rendezvous preference.
 
-    ``amounts`` is (bytes each node should give, bytes each may take, upper band, lower band).
-    A move is made only if it brings an out-of-band node closer to its band without pushing
-    either end out of band, so repeating a round on its own result moves nothing.
+    ``amounts`` is (bytes each node should give, bytes each may take, upper and lower end of
+    the band a move may reach: at least one piece wide, :func:`bands`).
+    A move is made only if it brings an out-of-band node closer to its band (``give`` and
+    ``take`` are positive only there), leaves both ends within ``hi``/``lo`` and makes the two
+    nodes' deviations from their targets closer (``dev_a - dev_b > piece``: the sum of squared
+    deviations falls), so repeating a round on its own result moves nothing.
     """
     give, take, hi, lo = amounts
+    targets = layout.targets
     flat = pieces.ravel()
     on_source = (flat >= 0) & (give[np.maximum(flat, 0)] > 0)
     if pinned is not None:
@@ -368,9 +382,11 @@ def _balance_round(
     # Pieces whose shard is over a spread cap in their own domain (left so by a repair on a
     # smaller cluster) go first: any feasible destination brings the shard's spread back.
     unspread = off_spread(layout, pieces, rows, slots)
-    # (a descent of the tree only draws destinations that keep the rule: fewer spares needed)
-    spare = (3, 4) if tree is None else (1, 2)
-    quota = np.ceil(give / max(mean_piece, 1e-300)).astype(np.int64) * spare[0] + spare[1]
+    quota = np.ceil(give / max(mean_piece, 1e-300)).astype(np.int64) * 3 + 4
+    if tree is not None and len(pos) <= 200_000:
+        # a descent costs a few dozen keys per piece: every piece of a source is a candidate,
+        # so the few whose shard can move (a node nearly every shard uses) are among them
+        quota[:] = len(pos)
     order = np.lexsort((-own_key, unspread.astype(np.int8) * -1, src))
     src_o = src[order]
     start = np.searchsorted(src_o, src_o, side="left")
@@ -386,8 +402,16 @@ def _balance_round(
     if tree is not None:
         held = pieces[rows].copy()
         held[np.arange(len(rows)), slots] = -1  # the moving piece frees its own slot
-        room = np.where(take > 0, take, 0.0)
-        best_dest, best_key = tree.descend(held, try_hashes(shard_hash[rows], slots + 1), room)
+        # First among the destinations a piece away from their target (any source with
+        # something to give gains by a move there), then among all that may take.
+        row_hash = try_hashes(shard_hash[rows], slots + 1)
+        deficit = np.where((take > 0) & (loads - targets < -mean_piece), take, 0.0)
+        best_dest, best_key = tree.descend(held, row_hash, deficit)
+        dev_src = loads[src] - targets[src]
+        drawn = np.maximum(best_dest, 0)
+        retry = np.flatnonzero((best_dest < 0) | (dev_src - (loads[drawn] - targets[drawn]) <= layout.piece_bytes[rows]))
+        if len(retry):
+            best_dest[retry], best_key[retry] = tree.descend(held[retry], row_hash[retry], np.where(take > 0, take, 0.0))
         chunk = len(rows) + 1  # the loop below is the exact search: skipped
     for a in range(0 if tree is None else len(rows), len(rows), chunk):
         r, sl = rows[a : a + chunk], slots[a : a + chunk]
@@ -407,8 +431,8 @@ def _balance_round(
     # lower band) costs no Python loop over its candidates.
     size_of, dest = layout.piece_bytes[rows], np.maximum(best_dest, 0)
     a_load, b_load = loads[src], loads[dest]
-    usable &= (a_load > hi[src]) | (b_load < lo[dest])
     usable &= (b_load + size_of <= hi[dest]) & (a_load - size_of >= lo[src])
+    usable &= (a_load - targets[src]) - (b_load - targets[dest]) > size_of
     usable &= (give[src] > 0) & (take[dest] > 0)
     idx = np.flatnonzero(usable)
     idx = idx[np.lexsort((rows[idx], best_key[idx], ~unspread[idx]))]
@@ -428,9 +452,9 @@ def _balance_round(
         if s in touched or give_left[a_node] <= 0 or take_left[b_node] <= 0:
             continue
         size = float(layout.piece_bytes[s])
-        if not (loads[a_node] > hi[a_node] or loads[b_node] < lo[b_node]):
-            continue
         if loads[b_node] + size > hi[b_node] or loads[a_node] - size < lo[a_node]:
+            continue
+        if (loads[a_node] - targets[a_node]) - (loads[b_node] - targets[b_node]) <= size:
             continue
         pieces[s, sl] = b_node
         loads[a_node] -= size

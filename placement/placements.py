@@ -94,9 +94,10 @@ def plan(
     unplaced = assignments.fill(layout, pieces, loads, seed=seed, settings=settings, tree=tree)
     if unplaced:
         raise PlacementError(f"DataSet {spec.key}: {unplaced} pieces found no node that keeps the failure-domain rule")
-    min_band = stable_band(layout, settings) if previous is not None else 0.0
+    min_band = least_band(layout, settings)
     assignments.balance(
-        layout, pieces, loads, tolerance=tolerance, budget=budget, seed=seed, settings=settings, tree=tree, min_band=min_band
+        layout, pieces, loads, tolerance=tolerance, budget=budget, seed=seed, settings=settings, tree=tree, min_band=min_band,
+        chains=previous is None,
     )
     moves = _diff(layout, pieces, previous, old, {n.name for n in nodes})
     relocated = [m for m in moves if m.from_node is not None]
@@ -115,10 +116,11 @@ def plan(
     return PlacementResult(to_shard_placement(layout, pieces), moves, report)
 
 
-def stable_band(layout: Layout, settings: PlacementSettings) -> float:
-    """Least half-width of the stable band in bytes: ``stable_min_band_pieces`` of the largest piece."""
+def least_band(layout: Layout, settings: PlacementSettings) -> float:
+    """How far (bytes) a balancing move may take a node from its target: ``min_band_pieces`` of
+    the largest piece (:func:`placement.assignments.bands`)."""
     largest = float(layout.piece_bytes.max()) if len(layout.piece_bytes) else 0.0
-    return settings.stable_min_band_pieces * largest
+    return settings.min_band_pieces * largest
 
 
 def to_shard_placement(layout: Layout, pieces: I32) -> ShardPlacement:

@@ -3,7 +3,7 @@
 ``place(nodes, spec, previous=p)`` returns ``p`` unchanged (no moves) when every piece of ``p``
 sits on an eligible node of the layout, no shard breaks the failure-domain rule (a node twice, more
 than ``cap`` pieces in one domain), no piece is missing, and every node's load is within
-the stable band of its target (``stable_tolerance``, at least ``stable_min_band_pieces``
+the stable band of its target (``stable_tolerance``, at least ``min_band_pieces``
 pieces). :func:`keeps` checks exactly that, in O(pieces + nodes log
 nodes) vectorised numpy from a :class:`NodeTable` shared by every DataSet of a pass, without
 building a :class:`~placement.layouts.Layout` per DataSet.
@@ -152,8 +152,8 @@ def keeps(
     goal = unit_goal * (float(piece_bytes.sum()) / UNIT)
     rows = np.repeat(np.arange(shards), width)
     loads = np.bincount(pieces.ravel(), weights=piece_bytes[rows], minlength=len(goal))
-    # plan's stable band: +-stable_tolerance, never narrower than stable_min_band_pieces pieces
-    half = np.maximum(goal * cfg.stable_tolerance, cfg.stable_min_band_pieces * float(piece_bytes.max()))
+    # plan's stable band: +-stable_tolerance, never narrower than min_band_pieces pieces
+    half = np.maximum(goal * cfg.stable_tolerance, cfg.min_band_pieces * float(piece_bytes.max()))
     hi, lo = goal + half, goal - half
     slack = MARGIN * goal
     return bool((loads <= hi - slack).all() and (loads >= lo + slack).all() and (goal > 0).all())

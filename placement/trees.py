@@ -88,8 +88,11 @@ def _codes(layout: Layout) -> list[I64]:
     out: list[I64] = []
     code: I64 = np.zeros(n, dtype=np.int64)
     for salt, ids in enumerate([*chain, np.arange(n, dtype=np.int64)]):
-        pair = code * (int(ids.max(initial=0)) + 1) + ids
-        finer = np.unique(pair, return_inverse=True)[1].astype(np.int64).ravel()
+        if salt == len(chain):
+            finer = ids  # the leaves: a leaf's bucket id is its node index
+        else:
+            pair = code * (int(ids.max(initial=0)) + 1) + ids
+            finer = np.unique(pair, return_inverse=True)[1].astype(np.int64).ravel()
         first = np.unique(finer, return_index=True)[1]
         if int(np.bincount(code[first]).max(initial=0)) > FANOUT:
             out.append(_split(code, finer, salt + 101))
