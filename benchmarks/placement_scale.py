@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             check(t["cv"] <= 0.5 * CRUSH_CV_60, "60 hosts: tree CV <= 0.5x CRUSH")
     fresh = fresh_5000(300_000)
     results["fresh_5000"] = fresh
-    print(f"fresh 300,000 x 3 pieces on 5,000 nodes (place(), in process): new {fresh['new_s']:.2f} s ({fresh['new_balance']}), "
+    print(f"fresh 300,000 pieces (100,000 x 3) on 5,000 nodes (place(), in process): new {fresh['new_s']:.2f} s ({fresh['new_balance']}), "
           f"old {fresh['old_s']:.2f} s ({fresh['old_balance']})")
     check(fresh["new_s"] < 3.0 and fresh["new_violations"] == 0, "5,000 nodes: fresh 300,000 pieces < 3 s")
     j3 = join(cluster(3, 50, 20), [Node.from_object(o) for o in node_objects(30, racks_from=50, zone=0)], host_spec(30_000), old=True)
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             big = kbl_place_100k(Path(tmp), 100_000, 1_000_000)
         results["kbl_place_100000"] = big
-        print(f"kbl place, 1,000,000 x 3 pieces on 100,000 nodes (fresh process, JSON in and out): {big['wall_s']:.1f} s wall, "
+        print(f"kbl place, 1,000,002 pieces (333,334 x 3) on 100,000 nodes (fresh process, JSON in and out): {big['wall_s']:.1f} s wall, "
               f"{big['cpu_s']:.1f} s CPU, "
               f"peak RSS {big['peak_rss_mib']:.0f} MiB, distinct hosts {big['distinct_hosts']}, pieces per node "
               f"{big['min_pieces_per_node']}-{big['max_pieces_per_node']}")
