@@ -271,15 +271,17 @@ def balance(
         When given, each piece's destination is drawn by a descent of it (among the nodes that
         may take, weighted by what they may take) instead of ranking every destination.
     chains:
-        Nodes at their target may also give or take (up to ``min_band``), so a piece whose
-        shard blocks the direct move goes through a third node (a fresh placement, where moves
-        cost nothing; a node whose target is nearly every shard needs it).
+        When a round finds no direct move, the next lets nodes at their target also give or
+        take (up to ``min_band``), so a piece whose shard blocks the direct move goes through a
+        third node (a fresh placement, where moves cost nothing; a node whose target is nearly
+        every shard needs it). Only then: taken every round they spread pieces onto nodes at
+        their target rather than onto those short of it (CV 0.84% against 0.53% at 3,000 hosts).
     min_band:
         A move may take its ends this many bytes from their targets even where
         ``tolerance`` is narrower (:func:`placement.placements.plan` passes one piece: :func:`bands`).
     """
     targets = layout.targets
-    bonus = min_band if chains else 0.0
+    bonus = 0.0  # min_band in a round after one that found no direct move (chains)
     moved = 0
     shard_hash_all: hashing.U64 | None = None
     mean_piece = float(layout.piece_bytes.mean()) if len(layout.piece_bytes) else 0.0
@@ -299,6 +301,9 @@ def balance(
         else:
             give, take = np.maximum(loads - targets + bonus, 0.0), need_in
         if give.sum() <= 0 or take.sum() <= 0:
+            if chains and not bonus and min_band > 0:
+                bonus = min_band
+                continue
             break
         if shard_hash_all is None:
             shard_hash_all = hashing.shard_hashes(seed, np.arange(len(pieces), dtype=np.int64))
@@ -306,9 +311,13 @@ def balance(
             layout, pieces, loads, amounts=(give, take, *wide), shard_hash=shard_hash_all, mean_piece=mean_piece,
             budget=budget, moved_so_far=moved, pinned=pinned, tree=tree,
         )
+        moved += made
+        if made == 0 and chains and not bonus and min_band > 0:
+            bonus = min_band  # no direct move left: let nodes at their target pass one on
+            continue
         if made == 0:
             break
-        moved += made
+        bonus = 0.0
     return moved
 
 
