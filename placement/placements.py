@@ -22,6 +22,7 @@ from placement import assignments
 from placement.layouts import Layout, NodeArrays, build_layout
 from placement.reports import PlacementReport, balance_of, spread_of, violating_shards
 from placement.settings import DEFAULT_SETTINGS, PlacementSettings
+from placement.trees import Tree, use_tree
 from topology.datasets import DataSetSpec, ShardPlacement
 from topology.errors import PlacementError
 from topology.nodes import Node
@@ -89,10 +90,15 @@ def plan(
         pieces[:ss, :ww] = lut[previous.pieces[:ss, :ww]]
     assignments.drop_violations(layout, pieces)
     loads = assignments.loads_of(layout, pieces)
-    unplaced = assignments.fill(layout, pieces, loads, seed=seed, settings=settings)
+    tree = Tree(layout) if use_tree(layout, shards, settings.exact_pairs_limit, settings.hierarchical) else None
+    unplaced = assignments.fill(layout, pieces, loads, seed=seed, settings=settings, tree=tree)
     if unplaced:
         raise PlacementError(f"DataSet {spec.key}: {unplaced} pieces found no node that keeps the failure-domain rule")
-    assignments.balance(layout, pieces, loads, tolerance=tolerance, budget=budget, seed=seed, settings=settings)
+    min_band = least_band(layout, settings)
+    assignments.balance(
+        layout, pieces, loads, tolerance=tolerance, budget=budget, seed=seed, settings=settings, tree=tree, min_band=min_band,
+        chains=previous is None,
+    )
     moves = _diff(layout, pieces, previous, old, {n.name for n in nodes})
     relocated = [m for m in moves if m.from_node is not None]
     report = PlacementReport(
@@ -108,6 +114,13 @@ def plan(
         fresh=previous is None,
     )
     return PlacementResult(to_shard_placement(layout, pieces), moves, report)
+
+
+def least_band(layout: Layout, settings: PlacementSettings) -> float:
+    """How far (bytes) a balancing move may take a node from its target: ``min_band_pieces`` of
+    the largest piece (:func:`placement.assignments.bands`)."""
+    largest = float(layout.piece_bytes.max()) if len(layout.piece_bytes) else 0.0
+    return settings.min_band_pieces * largest
 
 
 def to_shard_placement(layout: Layout, pieces: I32) -> ShardPlacement:

@@ -43,6 +43,20 @@ class PlacementSettings:
         many receivers instead of filling the emptiest nodes first; fresh placements are
         unchanged. ``None`` (default): only ``fill_slack`` bounds it. The placement reconciler
         sets it: a copy's time is per receiving node.
+    min_band_pieces:
+        Nodes outside ``target * (1 +- tolerance)`` give or take, and a balancing move may leave
+        either end up to this many pieces (the DataSet's largest) from its target even where the
+        tolerance is narrower, as long as the two nodes end closer to their targets: with about
+        ten pieces per node +-5% is half a piece, and a node one piece above its target could
+        give nothing, so nodes that joined stayed nearly empty (issue 24). ``0``: the plain band.
+    hierarchical:
+        ``True``: assign and balance by descents of the failure-domain tree
+        (:mod:`placement.trees`, hierarchical rendezvous, ``O(levels x bucket size)`` per piece);
+        ``False``: rank every node for every shard (the exact algorithm, kept as the oracle);
+        ``None`` (default): the tree when ``shards x eligible nodes`` exceeds
+        ``exact_pairs_limit``.
+    exact_pairs_limit:
+        Above this many ``shards x nodes`` pairs ``hierarchical=None`` descends the tree.
     spread_cost_limit:
         Spread pieces over the levels above the failure domain (racks, zones) when that moves
         no node's target by more than this fraction of its weight share; ``None`` never spreads
@@ -57,12 +71,17 @@ class PlacementSettings:
     max_rounds: int = 64
     spread_cost_limit: float | None = 0.25
     fill_spread: float | None = None
+    min_band_pieces: float = 1.0
+    hierarchical: bool | None = None
+    exact_pairs_limit: float = 2e8
 
     def __post_init__(self) -> None:
         if not self.fill_slack >= 0:
             raise ValueError("fill_slack must be >= 0")
         if not 0 <= self.fresh_tolerance < 1 or not 0 <= self.stable_tolerance < 1:
             raise ValueError("tolerances must be in [0, 1)")
+        if not self.min_band_pieces >= 0 or not self.exact_pairs_limit >= 0:
+            raise ValueError("min_band_pieces and exact_pairs_limit must be >= 0")
         if self.candidates < 1 or self.chunk_rows < 1 or self.max_rounds < 1:
             raise ValueError("candidates, chunk_rows and max_rounds must be positive")
 

@@ -3,7 +3,8 @@
 ``place(nodes, spec, previous=p)`` returns ``p`` unchanged (no moves) when every piece of ``p``
 sits on an eligible node of the layout, no shard breaks the failure-domain rule (a node twice, more
 than ``cap`` pieces in one domain), no piece is missing, and every node's load is within
-``stable_tolerance`` of its target. :func:`keeps` checks exactly that, in O(pieces + nodes log
+the stable band of its target (``stable_tolerance``, at least ``min_band_pieces``
+pieces). :func:`keeps` checks exactly that, in O(pieces + nodes log
 nodes) vectorised numpy from a :class:`NodeTable` shared by every DataSet of a pass, without
 building a :class:`~placement.layouts.Layout` per DataSet.
 
@@ -151,9 +152,11 @@ def keeps(
     goal = unit_goal * (float(piece_bytes.sum()) / UNIT)
     rows = np.repeat(np.arange(shards), width)
     loads = np.bincount(pieces.ravel(), weights=piece_bytes[rows], minlength=len(goal))
-    tol = cfg.stable_tolerance
-    hi, lo = goal * (1 + tol), goal * (1 - tol)
-    return bool((loads <= hi * (1 - MARGIN)).all() and (loads >= lo * (1 + MARGIN)).all() and (lo > 0).all())
+    # plan's stable band: +-stable_tolerance, never narrower than min_band_pieces pieces
+    half = np.maximum(goal * cfg.stable_tolerance, cfg.min_band_pieces * float(piece_bytes.max()))
+    hi, lo = goal + half, goal - half
+    slack = MARGIN * goal
+    return bool((loads <= hi - slack).all() and (loads >= lo + slack).all() and (goal > 0).all())
 
 
 def _goal(weights: F64, domains: I64, cap: int, *, width: int, levels: list[I64], spread_cost_limit: float | None) -> F64 | None:
