@@ -432,6 +432,32 @@ def floor_encode(files: Sequence[Path], codec: Codec) -> tuple[float, int]:
     return seconds, nbytes
 
 
+def floor_encode_io(files: Sequence[Path], codec: Codec, work: Path) -> tuple[float, int]:
+    """Read each file, ``codec.encode`` it on 1 MiB segments and write all ``k+m`` fragment files,
+    fsynced: the least disk work any placement of one shard's fragments costs, here on the one disk
+    every agent of this run shares (in a cluster each holder writes its own fragment on its own disk)."""
+    out = work / "encode-io-floor"
+    out.mkdir(parents=True, exist_ok=True)
+    nbytes = 0
+    t = time.perf_counter()
+    for path in files:
+        handles = [open(out / f"{path.name}.{p}", "wb") for p in range(codec.k + codec.m)]  # noqa: SIM115 - closed below
+        try:
+            for segment in _segments(path):
+                for f, fragment in zip(handles, codec.encode(segment), strict=False):
+                    f.write(fragment)
+                nbytes += len(segment)
+            for f in handles:
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            for f in handles:
+                f.close()
+    seconds = time.perf_counter() - t
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds, nbytes
+
+
 def floor_rebuild(
     files: Sequence[Path], fragment_urls: Sequence[Sequence[str]], codec: Codec, missing: int
 ) -> tuple[float, int, dict[str, float]]:
@@ -591,6 +617,10 @@ def _main_group(  # noqa: PLR0917 - the phase's inputs, spelled out
             )
             fig.value, fig.bytes, fig.ratio = _rate(total, t), total, floor_s / t
             fig.extra["source_bytes_metric"] = sum(group.metric(n, 'kbl_agent_hydrated_bytes_total{kind="source"}') for n in holders)
+            io = out["encode_io"]
+            io_s, io_bytes = floor_encode_io(files, codec, work)
+            progress(f"floor: encode with its writes: {io_s:.1f} s")
+            io.value, io.bytes, io.floor, io.floor_bytes, io.ratio = fig.value, total, _rate(io_bytes, io_s), io_bytes, io_s / t
 
             fig = out["rebuild"]
             endpoints = {n: group.endpoint(n) for n in holders}
@@ -760,6 +790,8 @@ def figures_template(shard_bytes: int, s3_bytes: int, shards: int = 2) -> dict[s
                                  floor_what=f"plain streamed GET of /shards/i + fsync, {best}"),
         "encode": Figure(f"erasure 4+2 encode via 6 agents ({size})", "MB/s", target=0.7,
                          floor_what="Codec(4, 2).encode on 1 MiB segments, one core"),
+        "encode_io": Figure(f"  the same encode, against a floor with its disk writes ({size})", "MB/s", target=None,
+                            floor_what="read + encode + write the k+m fragments + fsync, one core, the run's one disk"),
         "rebuild": Figure(f"rebuild of a lost data fragment ({size})", "MB/s", target=0.7,
                           floor_what="k concurrent GETs of /pieces + Codec.rebuild on 1 MiB segments"),
         "repair": Figure(f"repair after a node loss, 2 replicas ({size})", "s", target=1.2, higher_is_better=False,

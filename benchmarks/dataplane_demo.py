@@ -31,6 +31,7 @@ import hashlib
 import json
 import secrets
 import shutil
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -42,8 +43,9 @@ import httpx
 import numpy as np
 from rich.table import Table
 
+from benchmarks.certificates import private_ca
 from dataplane.agent.metrics import KINDS
-from dataplane.agent.running import Agent, start_agents
+from dataplane.agent.running import Agent, TlsFiles, start_agents
 from dataplane.reconciler.reconciling import Reconciler
 from dataplane.reconciler.settings import ReconcilerSettings
 from kube.api import DATASETS, NODE_HOLDINGS, NODES
@@ -93,6 +95,7 @@ class DataPlaneDemo:
     erasure_shards_checked: int
     erasure_shards_identical: int
     ready: dict[str, bool] = field(default_factory=dict)
+    tls: bool = False
 
     @property
     def all_identical(self) -> bool:
@@ -210,28 +213,34 @@ def _digest(path: Path) -> str:
 
 
 def _verify(
-    api: MemoryApi, agents: dict[str, Agent], source: Path, nodes_root: Path, *, specs: list[DemoDataSet], token: str
+    api: MemoryApi,
+    agents: dict[str, Agent],
+    source: Path,
+    nodes_root: Path,
+    *,
+    specs: list[DemoDataSet],
+    token: str,
+    client: httpx.Client,
 ) -> tuple[int, int, int, int]:
     """(replicas checked, identical, erasure shards checked, identical)."""
     replicas = identical = ec_checked = ec_identical = 0
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(timeout=30.0) as client:
-        for spec in specs:
-            ds = DataSet.from_object(api.get(DATASETS, spec.name, namespace=NAMESPACE))
-            assert ds.placement is not None
-            for shard in range(spec.shards):
-                expected = _digest(source / spec.name / SHARD_KEY.format(index=shard))
-                if isinstance(spec.redundancy, Replicas):
-                    for node in ds.placement.holders(shard):
-                        replicas += 1
-                        path = nodes_root / node / NAMESPACE / spec.name / SHARD_KEY.format(index=shard)
-                        identical += int(path.exists() and _digest(path) == expected)
-                else:
-                    ec_checked += 1
-                    reader = agents[ds.placement.holders(shard)[0]]  # reassembled from its own piece and k-1 peers'
-                    url = f"{reader.endpoint}/v1/namespaces/{NAMESPACE}/datasets/{spec.name}/shards/{shard}"
-                    reply = client.get(url, headers=headers)
-                    ec_identical += int(reply.status_code == 200 and hashlib.sha256(reply.content).hexdigest() == expected)
+    for spec in specs:
+        ds = DataSet.from_object(api.get(DATASETS, spec.name, namespace=NAMESPACE))
+        assert ds.placement is not None
+        for shard in range(spec.shards):
+            expected = _digest(source / spec.name / SHARD_KEY.format(index=shard))
+            if isinstance(spec.redundancy, Replicas):
+                for node in ds.placement.holders(shard):
+                    replicas += 1
+                    path = nodes_root / node / NAMESPACE / spec.name / SHARD_KEY.format(index=shard)
+                    identical += int(path.exists() and _digest(path) == expected)
+            else:
+                ec_checked += 1
+                reader = agents[ds.placement.holders(shard)[0]]  # reassembled from its own piece and k-1 peers'
+                url = f"{reader.endpoint}/v1/namespaces/{NAMESPACE}/datasets/{spec.name}/shards/{shard}"
+                reply = client.get(url, headers=headers)
+                ec_identical += int(reply.status_code == 200 and hashlib.sha256(reply.content).hexdigest() == expected)
     return replicas, identical, ec_checked, ec_identical
 
 
@@ -260,8 +269,25 @@ def _fully_held(api: MemoryApi, specs: list[DemoDataSet]) -> bool:
     return True
 
 
-def run_data_plane(node_objects: list[dict[str, Any]], out: Path, *, quick: bool, seed: int = 0, timeout_s: float = 240.0) -> DataPlaneDemo:
-    """Run the data-plane demo on ``node_objects`` (module docstring); files under ``out/data``."""
+def _reader(data: Path, tls: bool) -> tuple[TlsFiles | None, httpx.Client]:
+    """The agents' TLS files (a private CA, one certificate for the agents, one for the reader) and
+    the reader's client: plain HTTP, or mutual TLS verified against the CA."""
+    if not tls:
+        return None, httpx.Client(timeout=60.0)
+    pki = private_ca(data / "tls", leaves=("agent", "reader"))
+    context = ssl.create_default_context(cafile=pki["ca"][0])
+    context.load_cert_chain(*pki["reader"])
+    return TlsFiles(cert=pki["agent"][0], key=pki["agent"][1], ca=pki["ca"][0]), httpx.Client(timeout=60.0, verify=context)
+
+
+def run_data_plane(
+    node_objects: list[dict[str, Any]], out: Path, *, quick: bool, seed: int = 0, timeout_s: float = 240.0, tls: bool = False
+) -> DataPlaneDemo:
+    """Run the data-plane demo on ``node_objects`` (module docstring); files under ``out/data``.
+
+    ``tls``: the agents serve HTTPS with client certificates required (mutual TLS, a private CA
+    made for the run), copy from each other over it, and the reader presents its own certificate.
+    """
     data = out / "data"
     source, nodes_root = data / "source", data / "nodes"
     if nodes_root.exists():
@@ -278,7 +304,8 @@ def run_data_plane(node_objects: list[dict[str, Any]], out: Path, *, quick: bool
     token = secrets.token_hex(16)
     names = [o["metadata"]["name"] for o in node_objects]
     quick_agents = {"scrub_interval_s": CHART_SCRUB_INTERVAL_S, "resync_s": 0.5}
-    agents = {a.settings.node: a for a in start_agents(api, names, nodes_root, token=token, settings=quick_agents)}
+    tls_files, reader = _reader(data, tls)
+    agents = {a.settings.node: a for a in start_agents(api, names, nodes_root, token=token, settings=quick_agents, tls=tls_files)}
     all_agents = dict(agents)
     try:
         started = time.monotonic()
@@ -308,7 +335,7 @@ def run_data_plane(node_objects: list[dict[str, Any]], out: Path, *, quick: bool
         # A pod on that node reads the shard through its agent: the bad segment is caught, never served.
         shard = int(flipped.name.removeprefix("part-").removesuffix(".bin"))
         url = f"{agents[flipped_node].endpoint}/v1/namespaces/{NAMESPACE}/datasets/{specs[0].name}/shards/{shard}"
-        reply = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0)
+        reply = reader.get(url, headers={"Authorization": f"Bearer {token}"})
         read_ok = reply.status_code == 200 and hashlib.sha256(reply.content).hexdigest() == _digest(source / specs[0].name / flipped.name)
         _wait(
             "repair to full redundancy",
@@ -327,7 +354,7 @@ def run_data_plane(node_objects: list[dict[str, Any]], out: Path, *, quick: bool
         for spec in specs:
             status = _status(api, spec.name)
             lost += len(_ranges(str(status.get("lostShards") or "")))
-        checked, same, ec_checked, ec_same = _verify(api, agents, source, nodes_root, specs=specs, token=token)
+        checked, same, ec_checked, ec_same = _verify(api, agents, source, nodes_root, specs=specs, token=token, client=reader)
         final = [api.get(DATASETS, s.name, namespace=NAMESPACE) for s in specs]
         (data / "datasets.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": final}, indent=2))
         return DataPlaneDemo(
@@ -337,9 +364,11 @@ def run_data_plane(node_objects: list[dict[str, Any]], out: Path, *, quick: bool
             rebuilt_bytes=rebuilt_bytes, corrupt_found=corrupt, caught_on_read=caught, read_after_flip_identical=read_ok,
             shards_lost=lost, replicas_checked=checked, replicas_identical=same, erasure_shards_checked=ec_checked,
             erasure_shards_identical=ec_same, ready={s.name: _condition(_status(api, s.name), "Ready") == "True" for s in specs},
+            tls=tls,
         )  # fmt: skip
     finally:
         stop.set()
+        reader.close()
         for agent in agents.values():
             agent.stop()
         thread.join(timeout=10)

@@ -50,6 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="trace seed (default 0)")
     parser.add_argument("--weight", type=int, default=5, help="extender weight in the simulated scheduler config (default 5)")
     parser.add_argument("--quick", action="store_true", help="a small trace (24 nodes, 240 pods) instead of 60 nodes and 900 pods")
+    parser.add_argument(
+        "--tls", action="store_true", help="run the data act over mutual TLS (a private CA made for the run, as the chart's agent.tls does)"
+    )
 
 
 def _settings(args: argparse.Namespace) -> TraceSettings:
@@ -116,10 +119,11 @@ def run(args: argparse.Namespace) -> int:
     capacity = node_group_requests(trace.node_objects, trace.nodes, trace.datasets)
     console.print(requests_table(capacity))
     console.print("[bold]data plane[/bold]: the placement reconciler and one node agent per node, on real folders under " f"{out / 'data'}")
-    data_plane = run_data_plane(trace.node_objects, out, quick=args.quick, seed=args.seed)
+    data_plane = run_data_plane(trace.node_objects, out, quick=args.quick, seed=args.seed, tls=args.tls)
     console.print(data_plane_table(data_plane))
     elapsed = time.perf_counter() - started
-    command = "kbl demo" + (f" --seed {args.seed}" if args.seed else "") + (" --quick" if args.quick else "")
+    flags = (f" --seed {args.seed}" if args.seed else "") + (" --quick" if args.quick else "") + (" --tls" if args.tls else "")
+    command = "kbl demo" + flags
     png = plot(comparison, out / "locality.png")
     sections = [report(comparison, elapsed, command), capacity_markdown(capacity), data_plane_markdown(data_plane)]
     (out / "report.md").write_text("\n".join(sections))
