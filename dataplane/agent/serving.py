@@ -149,6 +149,8 @@ def build_app(hydrator: Hydrator, auth: Authenticator, authorizer: Authorizer) -
             first = next(stream, b"")  # a failure here is still an error status, not a broken 200
         except ChecksumError as exc:
             raise HTTPException(503, f"no verified copy of these bytes is reachable: {exc}") from None
+        except OSError as exc:  # released or cleaned up between the look-up and the read
+            raise HTTPException(404, f"{what} no longer here: {exc.strerror or exc}") from None
         metrics.served_bytes.labels(what).inc(end - start)
         return StreamingResponse(_prepend(first, stream), status_code=status, headers=headers, media_type="application/octet-stream")
 
@@ -189,6 +191,8 @@ def build_app(hydrator: Hydrator, auth: Authenticator, authorizer: Authorizer) -
                 for data in verified_bytes(path, record, start, end):
                     hydrator.send_bucket.take(len(data))
                     yield data
+            except FileNotFoundError:
+                raise  # released (or a staged fragment cleaned up) mid-read: the peer copies from another holder
             except ChecksumError as exc:
                 metrics.corrupt_on_read.inc()
                 if not staged:
@@ -245,6 +249,10 @@ def build_app(hydrator: Hydrator, auth: Authenticator, authorizer: Authorizer) -
         except ChecksumError:
             metrics.corrupt_on_read.inc()
             hydrator.quarantine(dataset, (shard, REPLICA), "on a read")
+            if local:
+                raise
+            yield from remote_bytes(dataset, shard, pos, end)
+        except FileNotFoundError:  # released while it was read: the rest from a holder that still has it
             if local:
                 raise
             yield from remote_bytes(dataset, shard, pos, end)

@@ -237,3 +237,25 @@ def test_agents_read_only_the_holdings_of_the_nodes_they_copy_from_and_nothing_i
     time.sleep(1.5)  # steady state: holdings heartbeats and reports go on, nobody reads them
     assert {n: a.metrics.api_reads.labels("nodeholdings")._value.get() for n, a in agents.items()} == reads
     assert all(informer.resource.plural != "nodeholdings" for a in agents.values() for informer in a.informers)
+
+
+def test_a_piece_gone_between_look_up_and_read_is_a_404_to_a_peer_and_a_good_read_to_a_pod(
+    api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    """A piece released (or a staged fragment cleaned up) while a request is on its way: the peer
+    gets a 404 and copies from another holder, a reader still gets the shard from another copy."""
+    src = write_source(tmp_path / "src", 1, SIZE)
+    put_dataset(
+        api,
+        dataset(
+            "g", shards=1, size=SIZE, redundancy={"replicas": 2}, nodes=["n1", "n2"], rows=[[0, 1]], source={"path": str(tmp_path / "src")}
+        ),
+    )
+    for n in ("n1", "n2"):
+        wait_for(f"replica on {n}", lambda n=n: ready_on(api, n, "g", "replica") == {0})  # type: ignore[misc]
+    (Path(agents["n1"].settings.root) / NS / "g" / "part-000.bin").unlink()  # behind the agent's back
+    r = httpx.get(f"{agents['n1'].endpoint}/v1/namespaces/{NS}/datasets/g/pieces/0/replica", headers=AUTH, timeout=30)
+    assert r.status_code == 404, r.text
+    r = read(agents["n1"], "g", 0)
+    assert r.status_code == 200
+    assert r.content == src[0]
