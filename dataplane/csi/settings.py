@@ -1,0 +1,55 @@
+"""The CSI driver's knobs: one settings object with defaults, units in the names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The driver's name: the ``CSIDriver`` object, pods' ``csi.driver`` and the registrar all use it.
+DRIVER_NAME = "data.kbl.io"
+#: Where the DaemonSet puts the driver's socket (the node-driver-registrar sees the same folder).
+DEFAULT_SOCKET = "/csi/csi.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class CsiSettings:
+    """Settings of one node's CSI driver (``kbl csi``).
+
+    Attributes
+    ----------
+    node:
+        This node's name (``NodeGetInfo``'s ``node_id``; the agent beside it holds this node's pieces).
+    root:
+        The agent's data root, mounted into the driver's container at the same path
+        (``/var/lib/kbl``): local replicas are bind-mounted from ``<root>/<ns>/<name>/<shardKey(i)>``.
+    agent_url:
+        The agent's read API on this node (``http://127.0.0.1:8090`` in the DaemonSet: same pod).
+    token_file:
+        The bearer token the FUSE daemons present to the agent (the pod's projected token for the
+        ``kbl-agent`` audience; re-read at every connection, so rotation works).
+    socket:
+        The unix socket the gRPC server listens on.
+    state_dir:
+        One small JSON file per published volume (volume id, target, DataSet): what survives a
+        restart of the driver, so unpublish and idempotent publish still work.
+    readahead_bytes:
+        How far a FUSE read streams ahead of the reader (per open file).
+    read_timeout_s:
+        A FUSE read that gets no byte from the agent for this long fails with ``EIO`` (a hung agent
+        never hangs the pod's read for ever).
+    mount_timeout_s:
+        How long publish waits for a FUSE daemon's mount to appear before it fails.
+    authorize:
+        Ask a SubjectAccessReview whether the pod's service account may ``get`` the DataSet before
+        publishing (off only in tests that exercise the mounts alone).
+    """
+
+    node: str
+    root: str
+    agent_url: str
+    token_file: str
+    socket: str = DEFAULT_SOCKET
+    state_dir: str = "/var/lib/kbl-csi"
+    readahead_bytes: int = 8 << 20
+    read_timeout_s: float = 30.0
+    mount_timeout_s: float = 20.0
+    authorize: bool = True

@@ -1,0 +1,81 @@
+"""Helpers of the CSI tests: an API that answers SubjectAccessReviews like RBAC, the driver on a
+unix socket, publish requests as kubelet sends them, and why a mount test cannot run here."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from dataplane.csi.permitting import SUBJECT_ACCESS_REVIEWS
+from dataplane.csi.proto import csi_pb2
+from dataplane.csi.volumes import DATASET, EPHEMERAL, POD_NAME, POD_NAMESPACE, POD_UID, SERVICE_ACCOUNT
+from tests.dataplane.agent.cluster import NS, ReviewingApi
+
+
+class RbacApi(ReviewingApi):
+    """MemoryApi + TokenReview, whose SubjectAccessReview answers from a grant table, as RBAC would:
+    ``(user, namespace, dataset)`` allowed to ``get``."""
+
+    def __init__(self, tokens: Mapping[str, str], grants: set[tuple[str, str, str]]) -> None:
+        super().__init__(tokens)
+        self.grants = grants
+        self.access_reviews: list[dict[str, Any]] = []
+
+    def create(self, resource: Any, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        if resource != SUBJECT_ACCESS_REVIEWS:
+            return super().create(resource, obj, namespace=namespace)
+        self.access_reviews.append(dict(obj))
+        spec = obj["spec"]
+        attrs = spec["resourceAttributes"]
+        allowed = (
+            attrs["verb"] == "get"
+            and attrs["group"] == "kbl.io"
+            and attrs["resource"] == "datasets"
+            and (spec["user"], attrs["namespace"], attrs["name"]) in self.grants
+        )
+        return {**obj, "status": {"allowed": allowed, **({} if allowed else {"reason": "no RBAC policy matched"})}}
+
+
+def user(sa: str, ns: str = NS) -> str:
+    return f"system:serviceaccount:{ns}:{sa}"
+
+
+def publish_request(
+    volume_id: str, target: str | Path, dataset: str | None, *, sa: str = "reader", readonly: bool = True, pod: str = "reader-0"
+) -> csi_pb2.NodePublishVolumeRequest:
+    """A NodePublishVolume as kubelet sends it for an inline ephemeral volume with ``podInfoOnMount``."""
+    context = {POD_NAME: pod, POD_NAMESPACE: NS, POD_UID: f"uid-{pod}", SERVICE_ACCOUNT: sa, EPHEMERAL: "true"}
+    if dataset is not None:
+        context[DATASET] = dataset
+    cap = csi_pb2.VolumeCapability(
+        mount=csi_pb2.VolumeCapability.MountVolume(),
+        access_mode=csi_pb2.VolumeCapability.AccessMode(mode=csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_WRITER),
+    )
+    return csi_pb2.NodePublishVolumeRequest(
+        volume_id=volume_id, target_path=str(target), volume_capability=cap, readonly=readonly, volume_context=context
+    )
+
+
+def code_of(call: Any) -> grpc.StatusCode | None:
+    """The gRPC status of a call: ``None`` when it succeeded."""
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code()  # type: ignore[no-any-return]
+    return None
+
+
+def mounts_unavailable() -> str:
+    """Why real mounts cannot run here ('' when they can)."""
+    if os.geteuid() != 0:
+        return "mounts need root (CAP_SYS_ADMIN)"
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing"
+    if importlib.util.find_spec("pyfuse3") is None:
+        return "pyfuse3 is not installed (it builds against libfuse3: apt-get install libfuse3-dev fuse3 pkg-config)"
+    return ""
