@@ -48,7 +48,8 @@ Stubs = tuple[csi_pb2_grpc.IdentityStub, csi_pb2_grpc.NodeStub, Path]
 def test_identity_names_the_driver_reports_ready_and_advertises_no_controller_service(stubs: Stubs) -> None:
     identity, _, _ = stubs
     info = identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
-    assert info.name == DRIVER_NAME and info.vendor_version
+    assert info.name == DRIVER_NAME
+    assert info.vendor_version
     capabilities = identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest()).capabilities
     assert all(c.service.type != csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE for c in capabilities)
     assert identity.Probe(csi_pb2.ProbeRequest()).ready.value is True
@@ -82,7 +83,7 @@ def test_a_publish_missing_what_it_needs_is_an_invalid_argument_and_mounts_nothi
     no_pod_info.CopyFrom(good)
     del no_pod_info.volume_context["csi.storage.k8s.io/serviceAccount.name"]
     for bad in (no_id, no_target, relative, no_dataset, writable, no_capability, block, no_pod_info):
-        assert code_of(lambda bad=bad: node.NodePublishVolume(bad)) == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[misc]
+        assert code_of(lambda bad=bad: node.NodePublishVolume(bad)) == grpc.StatusCode.INVALID_ARGUMENT
     assert not target.exists()
 
 
@@ -97,13 +98,17 @@ def test_a_pod_whose_service_account_may_not_get_the_dataset_is_refused_with_an_
     with pytest.raises(grpc.RpcError) as refused:
         node.NodePublishVolume(request)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "stranger" in refused.value.details() and "reads" in refused.value.details()
+    assert "stranger" in (refused.value.details() or "")
+    assert "reads" in (refused.value.details() or "")
     review = api.access_reviews[-1]["spec"]
     assert review["user"] == user("stranger")
     assert review["resourceAttributes"] == {"namespace": NS, "verb": "get", "group": "kbl.io", "resource": "datasets", "name": "reads"}
     events = [e for e in api.events if e["involved"]["metadata"]["name"] == "curious-0"]
-    assert len(events) == 1 and events[0]["type"] == "Warning" and events[0]["reason"] == "DataSetAccessDenied"
-    assert events[0]["involved"]["kind"] == "Pod" and events[0]["involved"]["metadata"]["namespace"] == NS
+    assert len(events) == 1
+    assert events[0]["type"] == "Warning"
+    assert events[0]["reason"] == "DataSetAccessDenied"
+    assert events[0]["involved"]["kind"] == "Pod"
+    assert events[0]["involved"]["metadata"]["namespace"] == NS
     assert not (folder / "t").exists()
 
 

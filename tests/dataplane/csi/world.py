@@ -66,7 +66,7 @@ def code_of(call: Any) -> grpc.StatusCode | None:
     try:
         call()
     except grpc.RpcError as exc:
-        return exc.code()  # type: ignore[no-any-return]
+        return exc.code()
     return None
 
 
