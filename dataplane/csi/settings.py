@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from topology import labels
+
 #: The driver's name: the ``CSIDriver`` object, pods' ``csi.driver`` and the registrar all use it.
-DRIVER_NAME = "data.kbl.io"
+DRIVER_NAME = labels.CSI_DRIVER
 #: Where the DaemonSet puts the driver's socket (the node-driver-registrar sees the same folder).
 DEFAULT_SOCKET = "/csi/csi.sock"
 
