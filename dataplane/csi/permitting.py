@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataplane.csi.volumes import VolumeAsk
-from kube.api import ApiError, KubeApi, Resource
+from kube.api import SUBJECT_ACCESS_REVIEWS, ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 
-#: ``authorization.k8s.io/v1`` SubjectAccessReview (create only; the answer is in the reply's status).
-SUBJECT_ACCESS_REVIEWS = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False)
+__all__ = ["SUBJECT_ACCESS_REVIEWS", "Verdict", "refuse", "review"]
 #: The Event reason on a pod whose service account may not read the DataSet it mounts.
 DENIED_REASON = "DataSetAccessDenied"
 
