@@ -27,6 +27,8 @@ import os
 import stat
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,7 +43,9 @@ log = logging.getLogger(__name__)
 SUBTYPE = "kbl"
 #: How far behind the furthest read the stream keeps bytes, for reads the kernel sends out of order.
 BACK_WINDOW = 2 << 20
-CHUNK = 256 << 10
+CHUNK = 1 << 20
+#: ``KBL_FUSE_TRACE=1``: every read and stream restart on the daemon's stderr (its ``.log`` in the state folder).
+TRACE = bool(os.environ.get("KBL_FUSE_TRACE"))
 
 
 class ReadError(OSError):
@@ -108,15 +112,18 @@ class Agent:
 
 @dataclass
 class RangeStream:
-    """One open file's stream: a thread fills ``buf`` (bytes ``[buf_start, buf_start + len(buf))``)."""
+    """One open file's stream: a thread appends the agent's chunks to ``chunks`` (``(offset, bytes)``,
+    contiguous from ``start`` to ``end``); reads slice them, chunks far behind the reader are dropped
+    whole (never a copy of the window)."""
 
     agent: Agent
     shard: int
     size: int
     readahead: int
     timeout_s: float
-    buf: bytearray = field(default_factory=bytearray)
-    buf_start: int = 0
+    chunks: deque[tuple[int, bytes]] = field(default_factory=deque)
+    start: int = 0
+    end: int = 0
     generation: int = 0
     done: bool = True
     error: BaseException | None = None
@@ -125,9 +132,11 @@ class RangeStream:
 
     def _restart(self, offset: int) -> None:
         """Drop the buffer, start a new fill at ``offset`` (the old thread sees its generation pass)."""
+        if TRACE:
+            print("restart", self.shard, offset, time.monotonic(), file=sys.stderr)
         self.generation += 1
-        self.buf = bytearray()
-        self.buf_start = offset
+        self.chunks.clear()
+        self.start = self.end = offset
         self.error = None
         self.done = offset >= self.size
         if not self.done:
@@ -139,15 +148,12 @@ class RangeStream:
             try:
                 for chunk in response.iter_raw(CHUNK):
                     with self.cond:
-                        while (
-                            generation == self.generation
-                            and not self.closed
-                            and len(self.buf) >= self.readahead + BACK_WINDOW
-                        ):
+                        while generation == self.generation and not self.closed and self.end - self.start >= self.readahead + BACK_WINDOW:
                             self.cond.wait(1.0)
                         if generation != self.generation or self.closed:
                             return
-                        self.buf += chunk
+                        self.chunks.append((self.end, chunk))
+                        self.end += len(chunk)
                         self.cond.notify_all()
             finally:
                 response.close()
@@ -162,6 +168,32 @@ class RangeStream:
                 self.done = True
                 self.cond.notify_all()
 
+    def _slice(self, a: int, b: int) -> bytes:
+        parts = []
+        for at, chunk in self.chunks:
+            if at >= b:
+                break
+            if at + len(chunk) <= a:
+                continue
+            parts.append(chunk[max(a - at, 0) : min(b - at, len(chunk))])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def ready(self, offset: int, length: int) -> bytes | None:
+        """The bytes at once when the stream already holds them (no thread hop), else ``None``."""
+        end = min(self.size, offset + length)
+        with self.cond:
+            if self.error is None and self.start <= offset and end <= self.end:
+                data = self._slice(offset, end) if offset < end else b""
+                self._drop_behind(end)
+                return data
+        return None
+
+    def _drop_behind(self, end: int) -> None:
+        while self.chunks and self.chunks[0][0] + len(self.chunks[0][1]) <= end - BACK_WINDOW:
+            at, chunk = self.chunks.popleft()
+            self.start = at + len(chunk)
+        self.cond.notify_all()
+
     def read(self, offset: int, length: int) -> bytes:
         """Bytes ``[offset, offset + length)`` (fewer at the end of the shard); :class:`ReadError` when the
         agent fails or sends nothing for ``timeout_s``."""
@@ -169,25 +201,19 @@ class RangeStream:
         if offset >= end:
             return b""
         with self.cond:
-            buf_end = self.buf_start + len(self.buf)
-            if offset < self.buf_start or offset > buf_end + self.readahead or (self.done and offset >= buf_end) or self.error:
+            if offset < self.start or offset > self.end + self.readahead or (self.done and offset >= self.end) or self.error:
                 self._restart(offset)
-            while self.buf_start + len(self.buf) < end:
+            while self.end < end:
                 if self.error is not None:
                     raise ReadError(errno.EIO, f"shard {self.shard}: {self.error}")
                 if self.done:
-                    got = self.buf_start + len(self.buf)
-                    raise ReadError(errno.EIO, f"shard {self.shard}: the agent's stream ended at {got} of {self.size}")
-                have = len(self.buf)
+                    raise ReadError(errno.EIO, f"shard {self.shard}: the agent's stream ended at {self.end} of {self.size}")
+                have = self.end
                 self.cond.wait(self.timeout_s)
-                if len(self.buf) == have and self.error is None and not self.done:
+                if self.end == have and self.error is None and not self.done:
                     raise ReadError(errno.EIO, f"shard {self.shard}: no byte from the agent for {self.timeout_s} s")
-            data = bytes(self.buf[offset - self.buf_start : end - self.buf_start])
-            drop = end - BACK_WINDOW - self.buf_start
-            if drop > 0:
-                del self.buf[:drop]
-                self.buf_start += drop
-            self.cond.notify_all()
+            data = self._slice(offset, end)
+            self._drop_behind(end)
             return data
 
     def close(self) -> None:
@@ -237,6 +263,9 @@ def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> No
     import pyfuse3  # type: ignore[import-not-found,unused-ignore]
     import trio
 
+    # The loop answering the kernel and the thread filling the streams share the GIL: hand it over
+    # in well under the default 5 ms, or a read waits on a thread that has its bytes already.
+    sys.setswitchinterval(0.0005)
     agent = Agent(manifest)
     unknown = [(i, p) for i, p, s in manifest.files if s is None]
     with ThreadPoolExecutor(16) as pool:
@@ -304,13 +333,21 @@ def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> No
                 raise pyfuse3.FUSEError(errno.EROFS)
             fh = self.next_fh
             self.next_fh += 1
-            self.handles[fh] = RangeStream(agent, node.shard, node.size, manifest.readahead_bytes, manifest.read_timeout_s)
+            stream = RangeStream(agent, node.shard, node.size, manifest.readahead_bytes, manifest.read_timeout_s)
+            with stream.cond:
+                stream._restart(0)  # the first bytes are on their way before the first read arrives
+            self.handles[fh] = stream
             return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
         async def read(self, fh: int, off: int, size: int) -> bytes:
+            if TRACE:
+                print("read", off, size, time.monotonic(), file=sys.stderr)
             stream = self.handles.get(fh)
             if stream is None:
                 raise pyfuse3.FUSEError(errno.EBADF)
+            quick = stream.ready(off, size)
+            if quick is not None:
+                return quick
             try:
                 data: bytes = await trio.to_thread.run_sync(stream.read, off, size)
             except OSError as exc:

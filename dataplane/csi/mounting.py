@@ -75,6 +75,31 @@ def mounts() -> list[tuple[str, str]]:
     return out
 
 
+def device_of(target: str | Path) -> str:
+    """The ``major:minor`` of the mount at ``target`` ('' when nothing is mounted there)."""
+    root = os.path.normpath(str(target))
+    found = ""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split(" - ")[0].split()
+            if _unescape(fields[4]) == root:
+                found = fields[2]
+    return found
+
+
+def set_readahead(target: str | Path, nbytes: int) -> bool:
+    """The kernel's readahead window of the filesystem mounted at ``target`` (its bdi), best effort.
+
+    A FUSE mount starts with 128 KiB: every read the daemon gets is 128 KiB, whatever the reader
+    asks. A larger window lets the kernel ask the daemon for larger pieces."""
+    device = device_of(target)
+    try:
+        Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(str(max(nbytes // 1024, 128)))
+    except OSError:
+        return False
+    return bool(device)
+
+
 def mounted_under(target: str | Path) -> list[tuple[str, str]]:
     """Mounts at ``target`` or below it, deepest (latest) first: the order to unmount them."""
     root = os.path.normpath(str(target))

@@ -168,6 +168,8 @@ class Publisher:
                 raise PublishError("UNAVAILABLE", f"the volume's FUSE daemon did not mount {p.target}: {tail or 'timed out'}")
             time.sleep(0.02)
         p.process, p.pid = process, process.pid
+        if not mounting.set_readahead(p.target, self.settings.kernel_readahead_bytes):
+            log.info("%s: the kernel's readahead could not be raised (read-only /sys?): 128 KiB FUSE reads", p.target)
         try:
             for local, name in p.binds:
                 mounting.bind_readonly(local, Path(p.target) / name)
