@@ -21,19 +21,22 @@ from __future__ import annotations
 
 import argparse
 import errno
+import http.client
 import json
 import logging
 import os
+import ssl
 import stat
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -98,16 +101,30 @@ class Agent:
             return int(response.headers.get("content-length") or len(response.content))
         raise ReadError(errno.EIO, f"shard {shard}: the agent answered {response.status_code}: {response.text[:200]}")
 
-    def stream(self, shard: int, start: int, end: int) -> httpx.Response:
-        request = self.client.build_request(
-            "GET", f"{self.manifest.shards_url}{shard}", headers=self.headers({"Range": f"bytes={start}-{end - 1}"})
-        )
-        response = self.client.send(request, stream=True)
-        if response.status_code not in (200, 206):
-            body = response.read()[:200]
-            response.close()
-            raise ReadError(errno.EIO, f"shard {shard}: the agent answered {response.status_code}: {body!r}")
-        return response
+    def stream(self, shard: int, start: int, end: int) -> Generator[bytes, None, None]:
+        """Bytes ``[start, end)`` of a shard as they arrive, ``CHUNK`` at a time.
+
+        One plain ``http.client`` connection per stream (a long sequential body: its buffered
+        ``read(n)`` fills one buffer per chunk, where httpx joins 64 KiB pieces); the socket
+        timeout is ``read_timeout_s``. Closing the generator closes the connection.
+        """
+        url = urlsplit(f"{self.manifest.shards_url}{shard}")
+        timeout = self.manifest.read_timeout_s
+        conn: http.client.HTTPConnection
+        if url.scheme == "https":
+            context = ssl.create_default_context(cafile=self.manifest.ca_file or None)
+            conn = http.client.HTTPSConnection(url.hostname or "", url.port, timeout=timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=timeout)
+        try:
+            conn.request("GET", url.path, headers=self.headers({"Range": f"bytes={start}-{end - 1}"}))
+            response = conn.getresponse()
+            if response.status not in (200, 206):
+                raise ReadError(errno.EIO, f"shard {shard}: the agent answered {response.status}: {response.read(200)!r}")
+            while chunk := response.read(CHUNK):
+                yield chunk
+        finally:
+            conn.close()
 
 
 @dataclass
@@ -146,7 +163,7 @@ class RangeStream:
         try:
             response = self.agent.stream(self.shard, offset, self.size)
             try:
-                for chunk in response.iter_raw(CHUNK):
+                for chunk in response:
                     with self.cond:
                         while generation == self.generation and not self.closed and self.end - self.start >= self.readahead + BACK_WINDOW:
                             self.cond.wait(1.0)
@@ -157,7 +174,7 @@ class RangeStream:
                         self.cond.notify_all()
             finally:
                 response.close()
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, http.client.HTTPException, OSError) as exc:
             with self.cond:
                 if generation == self.generation:
                     self.error = exc
