@@ -55,10 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def unavailable() -> str:
     import importlib.util
 
-    if os.geteuid() != 0:
-        return "mounting needs root"
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing"
+    from dataplane.csi.mounting import can_mount
+
+    why = can_mount()
+    if why:
+        return why
     if importlib.util.find_spec("pyfuse3") is None:
         return "pyfuse3 is not installed (pip install '.[csi]' after apt-get install libfuse3-dev)"
     return ""

@@ -46,6 +46,24 @@ def bind_readonly(source: str | Path, target: str | Path) -> None:
         raise
 
 
+def can_mount() -> str:
+    """'' when this process may mount (a read-only bind of a temporary folder onto itself works),
+    else why not."""
+    import tempfile
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "mounting needs root (CAP_SYS_ADMIN)"
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing"
+    with tempfile.TemporaryDirectory(prefix="kbl-can-mount-") as folder:
+        try:
+            bind_readonly(folder, folder)
+        except OSError as exc:
+            return f"mount(2) is refused here: {exc}"
+        unmount(folder)
+    return ""
+
+
 def unmount(target: str | Path, *, detach: bool = False) -> None:
     """Unmount ``target``; ``detach`` (``MNT_DETACH``) when it is busy or its FUSE daemon is gone."""
     _check(_libc.umount2(os.fsencode(str(target)), MNT_DETACH if detach else 0), f"unmount {target}")

@@ -4,13 +4,13 @@ unix socket, publish requests as kubelet sends them, and why a mount test cannot
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from dataplane.csi import mounting
 from dataplane.csi.permitting import SUBJECT_ACCESS_REVIEWS
 from dataplane.csi.proto import csi_pb2
 from dataplane.csi.volumes import DATASET, EPHEMERAL, POD_NAME, POD_NAMESPACE, POD_UID, SERVICE_ACCOUNT
@@ -72,10 +72,9 @@ def code_of(call: Any) -> grpc.StatusCode | None:
 
 def mounts_unavailable() -> str:
     """Why real mounts cannot run here ('' when they can)."""
-    if os.geteuid() != 0:
-        return "mounts need root (CAP_SYS_ADMIN)"
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing"
+    why = mounting.can_mount()
+    if why:
+        return why
     if importlib.util.find_spec("pyfuse3") is None:
         return "pyfuse3 is not installed (it builds against libfuse3: apt-get install libfuse3-dev fuse3 pkg-config)"
     return ""
