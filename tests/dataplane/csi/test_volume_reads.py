@@ -188,3 +188,25 @@ def test_a_read_the_agent_cannot_answer_fails_with_eio_instead_of_hanging(
     stub.NodePublishVolume(publish_request("vol-d", target, "reads"))
     (run / "token").write_text("a-token-the-agent-refuses")  # the daemon re-reads it: every ranged GET is now a 401
     assert pod_reads(target / "reads" / "part-1.bin", timeout_s=15) == errno.EIO
+
+
+def test_a_restarted_driver_still_unpublishes_what_its_predecessor_published_and_heals_its_dead_daemon(
+    world: World, driver: tuple[csi_pb2_grpc.NodeStub, Publisher, Path]
+) -> None:
+    api, _, _, sources = world
+    stub, publisher, run = driver
+    target = run / "pods" / "e" / "vol"
+    stub.NodePublishVolume(publish_request("vol-e", target, "reads"))
+    daemon = publisher.volumes["vol-e"].process
+    assert daemon is not None
+    successor = Publisher(api, publisher.settings)  # what a new driver process reads from --state-dir
+    assert set(successor.volumes) == {"vol-e"}
+    assert successor.heal() == [], "the predecessor's daemon is alive: nothing to heal"
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait(10)
+    assert successor.heal() == ["vol-e"]
+    assert pod_reads(target / "reads" / "part-1.bin") == sources["reads"][1]
+    successor.unpublish("vol-e", str(target))
+    assert mounting.mounted_under(target) == []
+    assert not target.exists()
+    publisher.volumes.clear()
