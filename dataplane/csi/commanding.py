@@ -25,6 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", default="/var/lib/kbl-csi", help="published volumes' state (default /var/lib/kbl-csi)")
     parser.add_argument("--readahead-mib", type=int, default=8, help="FUSE streaming readahead per open file, MiB (default 8)")
     parser.add_argument("--read-timeout-s", type=float, default=30.0, help="a FUSE read with no byte from the agent this long fails EIO")
+    parser.add_argument("--ca-file", default="", metavar="F", help="CA of the agent's HTTPS certificate (with an https --agent-url)")
+    parser.add_argument("--cert-file", default="", metavar="F", help="client certificate for an agent demanding mutual TLS")
+    parser.add_argument("--key-file", default="", metavar="F", help="its key")
+    parser.add_argument("--tls-name", default="", help="the name the agent's certificate carries (checked on 127.0.0.1)")
     parser.add_argument("--kubeconfig", metavar="F", help="kubeconfig to use outside a cluster")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -42,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         readahead_bytes=args.readahead_mib << 20,
         read_timeout_s=args.read_timeout_s,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        tls_name=args.tls_name,
     )
     api = KubeClient.from_config(args.kubeconfig)
     driver = Driver(Publisher(api, settings), settings.node, settings.socket).start()

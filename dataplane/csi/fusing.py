@@ -64,6 +64,9 @@ class Manifest:
     token_file: str
     files: list[tuple[int, str, int | None]]  # (shard index, path in the volume, size if known)
     ca_file: str = ""
+    cert_file: str = ""  # with key_file: the client certificate an agent demanding mutual TLS checks
+    key_file: str = ""
+    tls_name: str = ""  # the name the agent's certificate carries, checked on a connection to 127.0.0.1
     readahead_bytes: int = 8 << 20
     read_timeout_s: float = 30.0
 
@@ -83,8 +86,12 @@ class Agent:
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         timeout = httpx.Timeout(manifest.read_timeout_s, connect=min(5.0, manifest.read_timeout_s))
-        verify: Any = manifest.ca_file or True
-        self.client = httpx.Client(timeout=timeout, verify=verify, limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        self.tls = ssl.create_default_context(cafile=manifest.ca_file or None)
+        if manifest.cert_file:
+            self.tls.load_cert_chain(manifest.cert_file, manifest.key_file or None)
+        self.extensions = {"sni_hostname": manifest.tls_name} if manifest.tls_name else {}
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        self.client = httpx.Client(timeout=timeout, verify=self.tls, limits=limits)
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         token = Path(self.manifest.token_file).read_text().strip()
@@ -93,7 +100,7 @@ class Agent:
     def size(self, shard: int) -> int:
         """The shard's length: the total of a one-byte range's ``Content-Range`` (``416``: empty)."""
         url = f"{self.manifest.shards_url}{shard}"
-        response = self.client.get(url, headers=self.headers({"Range": "bytes=0-0"}))
+        response = self.client.get(url, headers=self.headers({"Range": "bytes=0-0"}), extensions=self.extensions)
         total = response.headers.get("content-range", "").rpartition("/")[2]
         if response.status_code in (206, 416) and total.isdigit():
             return int(total)
@@ -112,8 +119,7 @@ class Agent:
         timeout = self.manifest.read_timeout_s
         conn: http.client.HTTPConnection
         if url.scheme == "https":
-            context = ssl.create_default_context(cafile=self.manifest.ca_file or None)
-            conn = http.client.HTTPSConnection(url.hostname or "", url.port, timeout=timeout, context=context)
+            conn = _TlsConnection(url.hostname or "", url.port, timeout, self.tls, self.manifest.tls_name)
         else:
             conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=timeout)
         try:
@@ -125,6 +131,19 @@ class Agent:
                 yield chunk
         finally:
             conn.close()
+
+
+class _TlsConnection(http.client.HTTPSConnection):
+    """HTTPS to an address whose certificate names something else (the agent's Service name)."""
+
+    def __init__(self, host: str, port: int | None, timeout: float, context: ssl.SSLContext, server_name: str) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.tls_context = context
+        self.server_name = server_name or host
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self.tls_context.wrap_socket(self.sock, server_hostname=self.server_name)
 
 
 @dataclass

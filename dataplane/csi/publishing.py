@@ -137,6 +137,10 @@ class Publisher:
                 files=[(e.index, e.name, e.size) for e in files],
                 readahead_bytes=self.settings.readahead_bytes,
                 read_timeout_s=self.settings.read_timeout_s,
+                ca_file=self.settings.ca_file,
+                cert_file=self.settings.cert_file,
+                key_file=self.settings.key_file,
+                tls_name=self.settings.tls_name,
             )
             manifest_path = self._state_path(ask.volume_id).with_suffix(".manifest")
             manifest_path.write_text(manifest.to_json())

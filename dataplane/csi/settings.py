@@ -45,6 +45,10 @@ class CsiSettings:
         never hangs the pod's read for ever).
     mount_timeout_s:
         How long publish waits for a FUSE daemon's mount to appear before it fails.
+    ca_file, cert_file, key_file, tls_name:
+        HTTPS to the agent (chart value ``agent.tls.enabled``): the CA that signs its certificate,
+        the client certificate and key when it demands mutual TLS, and the name its certificate
+        carries (``kbl-agent.kbl-system.svc``), checked although the driver connects to 127.0.0.1.
     authorize:
         Ask a SubjectAccessReview whether the pod's service account may ``get`` the DataSet before
         publishing (off only in tests that exercise the mounts alone).
@@ -61,3 +65,7 @@ class CsiSettings:
     read_timeout_s: float = 30.0
     mount_timeout_s: float = 20.0
     authorize: bool = True
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_name: str = ""

@@ -53,3 +53,24 @@ def test_the_driver_reads_the_agents_disk_read_only_and_calls_the_agent_of_its_o
     assert args.agent_url == f"http://127.0.0.1:{port}"
     token = next(m for m in csi["volumeMounts"] if m["name"] == "kbl-token")
     assert args.token_file.startswith(token["mountPath"] + "/")
+
+
+def test_with_agent_tls_the_driver_speaks_https_to_its_agent_checks_the_service_name_and_presents_the_agents_certificate() -> None:
+    import yaml
+
+    from tests.manifests.shipped import generator
+
+    rendered = generator().render({"agent": {"tls": {"enabled": True}}}, release="kbl", namespace="kbl-system")
+    objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    spec = pod_spec(find(objects, "DaemonSet", "kbl-agent"))
+    containers = {c["name"]: c for c in spec["containers"]}
+    args = cli.build_parser("csi").parse_args(containers["csi"]["args"])
+    agent = containers["agent"]["args"]
+    assert args.agent_url == f"https://127.0.0.1:{agent[agent.index('--port') + 1]}"
+    certificate = find(objects, "Certificate", "kbl-agent")
+    assert args.tls_name in certificate["spec"]["dnsNames"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    mounts = {m["mountPath"]: secrets[m["name"]] for m in containers["csi"]["volumeMounts"] if m["name"] in secrets}
+    for path, key in ((args.ca_file, "ca.crt"), (args.cert_file, "tls.crt"), (args.key_file, "tls.key")):
+        folder, _, name = path.rpartition("/")
+        assert (mounts[folder], name) == (certificate["spec"]["secretName"], key)

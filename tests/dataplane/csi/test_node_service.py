@@ -17,12 +17,13 @@ from dataplane.csi.serving import Driver
 from dataplane.csi.settings import DRIVER_NAME, CsiSettings
 from kube.api import DATASETS
 from tests.dataplane.agent.cluster import NS, dataset, put_dataset
-from tests.dataplane.csi.world import RbacApi, code_of, publish_request, user
+from tests.dataplane.csi.world import RbacApi, code_of, grant_get, publish_request, user
 
 
 @pytest.fixture
 def api() -> RbacApi:
-    api = RbacApi({}, {(user("reader"), NS, "reads")})
+    api = RbacApi()
+    grant_get(api, "reader", NS, "reads")
     put_dataset(api, dataset("reads", shards=2, size=1000, redundancy={"replicas": 1}, nodes=["n1"], rows=[[0], [0]], source=None))
     return api
 
@@ -114,7 +115,8 @@ def test_a_pod_whose_service_account_may_not_get_the_dataset_is_refused_with_an_
 
 def test_a_grant_in_another_namespace_or_for_another_dataset_does_not_open_this_one(api: RbacApi, stubs: Stubs) -> None:
     _, node, folder = stubs
-    api.grants |= {(user("other"), "elsewhere", "reads"), (user("other"), NS, "not-reads")}
+    grant_get(api, "other", "elsewhere", "reads")
+    grant_get(api, "other", NS, "not-reads")
     request = publish_request("v1", folder / "t", "reads", sa="other")
     assert code_of(lambda: node.NodePublishVolume(request)) == grpc.StatusCode.PERMISSION_DENIED
     assert api.get(DATASETS, "reads", namespace=NS) is not None

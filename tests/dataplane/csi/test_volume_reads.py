@@ -31,7 +31,7 @@ from dataplane.csi.serving import Driver
 from dataplane.csi.settings import CsiSettings
 from kube.api import NODES
 from tests.dataplane.agent.cluster import NS, TOKEN, dataset, node, put_dataset, ready_on, wait_for, write_source
-from tests.dataplane.csi.world import RbacApi, code_of, mounts_unavailable, publish_request, user
+from tests.dataplane.csi.world import RbacApi, code_of, grant_get, mounts_unavailable, publish_request
 
 pytestmark = pytest.mark.skipif(bool(mounts_unavailable()), reason=mounts_unavailable() or "mounts available")
 
@@ -60,7 +60,9 @@ def pod_reads(path: Path, timeout_s: float = 20) -> bytes | int:
 @pytest.fixture(scope="module")
 def world() -> Iterator[tuple[RbacApi, dict[str, Agent], Path, dict[str, dict[int, bytes]]]]:
     folder = Path(tempfile.mkdtemp(prefix="kbl-csi-", dir="/tmp"))
-    api = RbacApi({}, {(user("reader"), NS, "reads"), (user("reader"), NS, "coded")})
+    api = RbacApi()
+    grant_get(api, "reader", NS, "reads")
+    grant_get(api, "reader", NS, "coded")
     for name, zone in ZONES.items():
         api.put(NODES, node(name, zone))
     running = start_agents(

@@ -14,31 +14,38 @@ from dataplane.csi import mounting
 from dataplane.csi.permitting import SUBJECT_ACCESS_REVIEWS
 from dataplane.csi.proto import csi_pb2
 from dataplane.csi.volumes import DATASET, EPHEMERAL, POD_NAME, POD_NAMESPACE, POD_UID, SERVICE_ACCOUNT
+from kube.api import ROLE_BINDINGS, ROLES
+from kube.memory import MemoryApi
 from tests.dataplane.agent.cluster import NS, ReviewingApi
 
 
 class RbacApi(ReviewingApi):
-    """MemoryApi + TokenReview, whose SubjectAccessReview answers from a grant table, as RBAC would:
-    ``(user, namespace, dataset)`` allowed to ``get``."""
+    """MemoryApi + TokenReview whose SubjectAccessReviews are answered, as the API server does, from
+    the RBAC objects it holds (:mod:`kube.rbac`), and recorded."""
 
-    def __init__(self, tokens: Mapping[str, str], grants: set[tuple[str, str, str]]) -> None:
-        super().__init__(tokens)
-        self.grants = grants
+    def __init__(self, tokens: Mapping[str, str] | None = None) -> None:
+        super().__init__(tokens or {})
         self.access_reviews: list[dict[str, Any]] = []
 
     def create(self, resource: Any, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
-        if resource != SUBJECT_ACCESS_REVIEWS:
-            return super().create(resource, obj, namespace=namespace)
-        self.access_reviews.append(dict(obj))
-        spec = obj["spec"]
-        attrs = spec["resourceAttributes"]
-        allowed = (
-            attrs["verb"] == "get"
-            and attrs["group"] == "kbl.io"
-            and attrs["resource"] == "datasets"
-            and (spec["user"], attrs["namespace"], attrs["name"]) in self.grants
-        )
-        return {**obj, "status": {"allowed": allowed, **({} if allowed else {"reason": "no RBAC policy matched"})}}
+        if resource == SUBJECT_ACCESS_REVIEWS:
+            self.access_reviews.append(dict(obj))
+        return super().create(resource, obj, namespace=namespace)
+
+
+def grant_get(api: MemoryApi, service_account: str, namespace: str, dataset: str) -> None:
+    """A Role allowing ``get`` on one DataSet, bound to a ServiceAccount of that namespace (as the
+    example ``manifests/examples/dataset-volume-reader.yaml`` does)."""
+    rbac = "rbac.authorization.k8s.io/v1"
+    role = f"get-{dataset}-{service_account}"
+    rule = {"apiGroups": ["kbl.io"], "resources": ["datasets"], "resourceNames": [dataset], "verbs": ["get"]}
+    api.put(ROLES, {"apiVersion": rbac, "kind": "Role", "metadata": {"name": role, "namespace": namespace}, "rules": [rule]})
+    subject = {"kind": "ServiceAccount", "name": service_account, "namespace": namespace}
+    api.put(
+        ROLE_BINDINGS,
+        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": role, "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role}, "subjects": [subject]},
+    )  # fmt: skip
 
 
 def user(sa: str, ns: str = NS) -> str:
