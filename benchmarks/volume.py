@@ -41,7 +41,7 @@ NS = "bench"
 TOKEN = "bench-token"  # noqa: S105 - a loopback test token
 READ = 1 << 20
 TARGETS = {"local": 0.95, "remote": 0.8, "erasure": 0.8}
-LOCAL_REPEATS = 5
+LOCAL_REPEATS = 10
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
