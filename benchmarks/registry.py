@@ -20,6 +20,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "benchmarks.data",
         "node agents as processes: hydration, 4+2 encode/rebuild, repair, peak RSS and S3 bytes vs floors on the same bytes (targets)",
     ),
+    "volume": (
+        "benchmarks.volume",
+        "reads through the data.kbl.io CSI volume vs local file reads (local replicas) and the read API (remote, erasure-coded)",
+    ),
     "reliability": (
         "benchmarks.reliability",
         "soak at concurrency 64 over HTTP (errors, p99, RSS); data-loss simulation against random placement",

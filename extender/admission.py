@@ -28,7 +28,9 @@ scheduler's; ``spec.schedulerName`` is settable at CREATE, when the webhook runs
 
 The reply is always ``allowed``: a pod the webhook cannot read, a DataSet not placed yet, or an
 error leaves the pod unchanged (the webhook is ``failurePolicy: Ignore`` in the chart too).
-Existing node affinity is kept: the required requirement is ANDed into every existing term,
+A pod annotated ``kbl.io/dataset`` and ``kbl.io/mount: /data`` also gets its DataSet as a
+``data.kbl.io`` CSI volume mounted read-only at that path (:mod:`extender.volumes`), as Fluid's
+webhook does. Existing node affinity is kept: the required requirement is ANDed into every existing term,
 preferred terms are appended. The patch is RFC 6902 JSONPatch, base64 in the reply.
 """
 
@@ -48,6 +50,7 @@ from starlette.responses import Response
 from extender.bodies import BodyError, read_json
 from extender.settings import DEFAULT_SCHEDULER_NAME, ExtenderSettings
 from extender.state import ClusterState
+from extender.volumes import volume_patch
 from extender.wishes import local_shards, resolve
 from topology import labels
 from topology.clusters import Cluster
@@ -246,6 +249,10 @@ def review(body: Any, cluster: Cluster, settings: AdmissionSettings | None = Non
         except Exception:  # never block or fail a pod for the webhook's sake
             log.exception("admission: cannot compute the node affinity; pod admitted unchanged")
             ops = []
+        try:
+            ops += volume_patch(obj)  # the DataSet as a CSI volume (extender/volumes.py), independent of the affinity
+        except Exception:
+            log.exception("admission: cannot add the DataSet volume; pod admitted without it")
         if ops:
             response["patchType"] = "JSONPatch"
             response["patch"] = base64.b64encode(orjson.dumps(ops)).decode("ascii")

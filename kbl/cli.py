@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("bake", "kbl.commands.bake", "image a healthy node (cleaned of its identity) and roll its kbl group to the image"),
     ("reconciler", "kbl.commands.reconciler", "the placement reconciler alone: place, rebalance, repair, drain every DataSet"),
     ("agent", "kbl.commands.agent", "the node agent: make this node's disk match the DataSet placements, verify, scrub, serve reads"),
+    ("csi", "kbl.commands.csi", "the CSI driver data.kbl.io: pods mount their DataSet as a volume, local replicas first"),
     ("worker", "kbl.commands.worker", "execute queued node-group requests from SQS with cloud credentials (out of cluster)"),
 )
 

@@ -26,6 +26,11 @@ POD_KBL = "kbl.io/kbl"
 POD_DATASET = "kbl.io/dataset"
 POD_SHARDS = "kbl.io/shards"
 POD_LOCALITY = "kbl.io/locality"
+#: Pod annotation: where the admission webhook mounts the pod's ``kbl.io/dataset`` as a CSI volume.
+POD_MOUNT = "kbl.io/mount"
+#: The CSI driver that shows a DataSet as a volume (``dataplane/csi``), and the volume the webhook adds.
+CSI_DRIVER = "data.kbl.io"
+CSI_VOLUME = "kbl-dataset"
 
 API_GROUP = "kbl.io"
 API_VERSION = "kbl.io/v1alpha1"

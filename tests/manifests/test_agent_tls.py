@@ -28,7 +28,7 @@ def _render(values: Obj) -> list[Obj]:
 def _agent(objects: list[Obj]) -> tuple[Obj, argparse.Namespace, dict[str, str]]:
     """The agent container, its parsed arguments, and mount path -> Secret name of its Secret volumes."""
     spec = pod_spec(find(objects, "DaemonSet", "kbl-agent"))
-    (container,) = spec["containers"]
+    container = next(c for c in spec["containers"] if c["name"] == "agent")  # beside it: the CSI driver
     parser = argparse.ArgumentParser()
     configure(parser)
     args = parser.parse_args(container["args"][1:])  # after the `agent` subcommand

@@ -71,7 +71,7 @@ def test_every_plain_file_holds_objects_and_nothing_is_left_out() -> None:
 
 def test_namespaced_objects_live_in_kbl_system_or_name_their_namespace() -> None:
     for file, obj in plain_objects():
-        if obj["kind"] in {"CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding"}:
+        if obj["kind"] in {"CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding", "CSIDriver"}:
             assert "namespace" not in obj["metadata"], f"{file}: cluster-scoped {_id(obj)} has a namespace"
         elif obj["kind"] == "RoleBinding" and obj["metadata"]["namespace"] == "kube-system":
             assert obj["roleRef"]["name"] == "extension-apiserver-authentication-reader"

@@ -70,7 +70,7 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-agent", "authentication.k8s.io", "tokenreviews", "create", ""): "authenticate readers and peers (never anonymous)",
     ("ClusterRole/kbl-agent", "authorization.k8s.io", "subjectaccessreviews", "create", ""): "may this reader or peer read that DataSet",
     # What the agent's peers check of it (SubjectAccessReview) when it reads from them.
-    ("ClusterRole/kbl-agent", "kbl.io", "datasets", "get", ""): "a reader's shard read relayed to the holder (`get datasets`)",
+    ("ClusterRole/kbl-agent", "kbl.io", "datasets", "get", ""): "a reader's shard read relayed to the holder; the CSI driver reads the DataSet a pod mounts",
     ("ClusterRole/kbl-agent", "kbl.io", "datasets/pieces", "get", ""): "copy a piece from a peer (`get datasets/pieces`, agents only)",
     # `kbl controller`'s leader election (kube/leading.py) on its own Lease. RBAC
     # cannot limit `create` by name (the name is in the body): create is for this namespace only.
@@ -266,8 +266,11 @@ def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:
 
 
 def test_agent_is_granted_exactly_the_api_calls_its_code_makes() -> None:
-    """The informer's list and watch (kube/watching.py) are of DataSets; peers' NodeHoldings are read one by one (get)."""
-    paths = [*sorted((ROOT / "dataplane" / "agent").glob("*.py")), ROOT / "kube" / "watching.py"]
+    """The informer's list and watch (kube/watching.py) are of DataSets; peers' NodeHoldings are read one
+    by one (get). The CSI driver (dataplane/csi, a container of the same pod) shares the agent's
+    ServiceAccount: its calls are counted too."""
+    paths = [*sorted((ROOT / "dataplane" / "agent").glob("*.py")), *sorted((ROOT / "dataplane" / "csi").glob("*.py"))]
+    paths.append(ROOT / "kube" / "watching.py")
     needed = _calls(paths, generic=(api.DATASETS,))
     assert ("authentication.k8s.io", "tokenreviews", "create") in needed
     assert ("authorization.k8s.io", "subjectaccessreviews", "create") in needed

@@ -25,7 +25,7 @@ def test_every_sed_edit_of_the_readme_finds_its_text_in_the_shipped_files() -> N
         assert pattern in extender or pattern in controller, pattern
     image = 'image: "kbl:0.1.0"'
     assert extender.count(image) == controller.count(image) == 1
-    assert agent.count(image) == 2  # the agent and the init container that owns its hostPath
+    assert agent.count(image) == 3  # the agent, the init container that owns its hostPath, the CSI driver
 
 
 def test_readme_edits_produce_the_users_image_role_and_cluster() -> None:
