@@ -102,6 +102,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--work", metavar="DIR", help="folder for sources and agent roots (default a temporary one under $TMPDIR)")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 part")
+    parser.add_argument("--no-volume", action="store_true", help="skip the reads through the CSI volume (kbl bench volume)")
     parser.add_argument("--no-targets", action="store_true", help="report only: exit 0 even when a target is missed")
     parser.add_argument("--quick", action="store_true", help="2 shards of 4 MiB, a 2 MiB S3 shard (the test's size)")
 
@@ -858,6 +859,28 @@ def render(figures: Mapping[str, Figure], header: str) -> None:
             console.print(f"  {fig.name}: {fig.note}", markup=False)
 
 
+def volume_figures(work: Path, *, quick: bool, skip: bool) -> dict[str, Figure]:
+    """Reads through the CSI volume vs their floors (:mod:`benchmarks.volume`, issue 23): local
+    replicas vs the agent's own files, remote replicas and erasure-coded shards vs the read API."""
+    from benchmarks import volume
+
+    names = {"local": ("local replicas", 0.95), "remote": ("remote replicas", 0.8), "erasure": ("erasure-coded 2+1 shards", 0.8)}
+    out = {f"volume_{k}": Figure(f"reads through the CSI volume: {what}", "MB/s", target=target) for k, (what, target) in names.items()}
+    why = "--no-volume" if skip else volume.unavailable()
+    if why:
+        for fig in out.values():
+            fig.note = f"skipped ({why})"
+        return out
+    work.mkdir(parents=True, exist_ok=True)
+    shards, mib, rounds = (4, 16, 2) if quick else (4, 64, 5)
+    measured = volume.measure(shards, mib * MIB, rounds, work)
+    for kind in names:
+        got, fig = measured[kind], out[f"volume_{kind}"]
+        fig.value, fig.floor, fig.ratio, fig.floor_what = got["volume_MBps"], got["floor_MBps"], got["ratio"], str(got["floor"])
+        fig.bytes = fig.floor_bytes = shards * mib * MIB
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     if args.quick:
         shards, shard_bytes, s3_bytes = 2, 4 * MIB, 2 * MIB
@@ -870,6 +893,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         figures = measure(shards, shard_bytes, bandwidth_mbps=args.bandwidth_mbps, s3_bytes=None if args.no_s3 else s3_bytes,
                           work=Path(tmp), rss_budget_mib=args.rss_budget_mib)
+        figures.update(volume_figures(Path(tmp) / "volume", quick=args.quick, skip=args.no_volume))
         wall = time.perf_counter() - started
     header = (f"kbl bench data: {shards} shards x {shard_bytes / MIB:,.0f} MiB, agents as processes on loopback "
               f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, {wall:.0f} s)")
