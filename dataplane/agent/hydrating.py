@@ -645,15 +645,7 @@ class Hydrator:
             return self._commit(
                 dataset,
                 lambda: self._paths(dataset, shard, key),
-                lambda path, sums: w.commit(
-                    path,
-                    sums,
-                    sha256=theirs.sha256,
-                    md5=theirs.md5,
-                    shard_bytes=theirs.shard_bytes,
-                    scheme=theirs.scheme,
-                    segment_bytes=theirs.segment_bytes,
-                ),
+                lambda path, sums: w.commit_like(theirs, path, sums),
             )
 
     def _codec(self, dataset: DataSet) -> Codec:
@@ -786,15 +778,7 @@ class Hydrator:
             record = self._commit(
                 dataset,
                 lambda: self._paths(dataset, shard, str(piece)),
-                lambda path, sums: w.commit(
-                    path,
-                    sums,
-                    sha256=first.sha256,
-                    md5=first.md5,
-                    shard_bytes=first.shard_bytes,
-                    scheme=first.scheme,
-                    segment_bytes=first.segment_bytes,
-                ),
+                lambda path, sums: w.commit_like(first, path, sums),
             )
         self.metrics.rebuilt_pieces.inc()
         self.metrics.rebuilt_bytes.inc(record.size)

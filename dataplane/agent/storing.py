@@ -297,6 +297,19 @@ class PieceWriter:
             self.abort()
             raise
 
+    def commit_like(self, other: PieceRecord, final: Path, sum_path: Path) -> PieceRecord:
+        """Commit a copy of the piece ``other`` describes (a peer's, or a sibling fragment's for a
+        rebuild): its shard digest, sizes and scheme carried over, the segment table this writer checked."""
+        return self.commit(
+            final,
+            sum_path,
+            sha256=other.sha256,
+            md5=other.md5,
+            shard_bytes=other.shard_bytes,
+            scheme=other.scheme,
+            segment_bytes=other.segment_bytes,
+        )
+
     def abort(self, *, keep: bool = False) -> None:
         """Drop the copy; with ``keep`` (a resumable copy that broke off) its checkpointed part stays for the next attempt."""
         if self.done:
