@@ -59,6 +59,21 @@ class Slots:
     keep: frozenset[Slot]
 
 
+def candidates(dataset: DataSet, shard: int, key: str, node: str) -> list[str]:
+    """The nodes whose holdings ``node`` reads to copy ``(shard, key)``: its holders in the
+    placement and the ``from`` of its transfers (pure: what an agent reads is decided here)."""
+    placement = dataset.placement
+    out: list[str] = []
+    if placement is not None and 0 <= shard < placement.shards:
+        for p, at in enumerate(placement.pieces[shard].tolist()):
+            if at >= 0 and piece_key(dataset.spec, p) == key:
+                out.append(placement.nodes[at])
+    for t in dataset.transfers:
+        if t.shard == shard and piece_key(dataset.spec, t.piece) == key:
+            out.append(t.source)
+    return list(dict.fromkeys(n for n in out if n != node))
+
+
 def _resume_name(spec: DataSetSpec, shard: int, key: str) -> str:
     """The name of a piece's partial copy, stable across attempts (``~`` is not allowed in object names)."""
     return f"{spec.namespace}~{spec.name}~{spec.uid}~{shard}~{key}"
@@ -421,17 +436,7 @@ class Hydrator:
         raise SourceError("; ".join(errors) or "no holder and no source for this piece")
 
     def _candidates(self, dataset: DataSet, shard: int, key: str) -> list[str]:
-        """Nodes that may hold ``(shard, key)``: its holders in the placement, and the ``from`` of its transfers."""
-        placement = dataset.placement
-        out: list[str] = []
-        if placement is not None and 0 <= shard < placement.shards:
-            for p, at in enumerate(placement.pieces[shard].tolist()):
-                if at >= 0 and piece_key(dataset.spec, p) == key:
-                    out.append(placement.nodes[at])
-        for t in dataset.transfers:
-            if t.shard == shard and piece_key(dataset.spec, t.piece) == key:
-                out.append(t.source)
-        return list(dict.fromkeys(n for n in out if n != self.node))
+        return candidates(dataset, shard, key, self.node)
 
     def _holders(self, dataset: DataSet, shard: int, key: str, *, fresh: bool = False) -> list[tuple[str, str]]:
         """``(node, endpoint)`` of peers that report ``(shard, key)`` ready for this uid (only the candidates are read)."""
