@@ -158,14 +158,7 @@ def fill(
             node = sub[has][np.arange(len(act)), first]
             key = cand_keys[loc, first]
             size = layout.piece_bytes[act]
-            order = np.lexsort((act, key, node))
-            node_o, size_o = node[order], size[order]
-            cum = np.cumsum(size_o)
-            starts = np.searchsorted(node_o, node_o, side="left")
-            before = cum - size_o - np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
-            accept_o = before < (caps - loads)[node_o]
-            accepted = np.zeros(len(act), dtype=bool)
-            accepted[order[accept_o]] = True
+            accepted = _accept(layout, loads, caps, act=act, node=node, key=key)
             pieces[act[accepted], p] = node[accepted].astype(np.int32)
             np.add.at(loads, node[accepted], size[accepted])
             rejected_nodes = np.unique(node[~accepted])
