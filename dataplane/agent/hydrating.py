@@ -59,18 +59,19 @@ class Slots:
     keep: frozenset[Slot]
 
 
+def holders_of(dataset: DataSet, shard: int) -> list[tuple[int, str]]:
+    """``(piece index, node)`` of every placed piece of ``shard`` (one scan of its placement row)."""
+    placement = dataset.placement
+    if placement is None or not 0 <= shard < placement.shards:
+        return []
+    return [(p, placement.nodes[at]) for p, at in enumerate(placement.pieces[shard].tolist()) if at >= 0]
+
+
 def candidates(dataset: DataSet, shard: int, key: str, node: str) -> list[str]:
     """The nodes whose holdings ``node`` reads to copy ``(shard, key)``: its holders in the
     placement and the ``from`` of its transfers (pure: what an agent reads is decided here)."""
-    placement = dataset.placement
-    out: list[str] = []
-    if placement is not None and 0 <= shard < placement.shards:
-        for p, at in enumerate(placement.pieces[shard].tolist()):
-            if at >= 0 and piece_key(dataset.spec, p) == key:
-                out.append(placement.nodes[at])
-    for t in dataset.transfers:
-        if t.shard == shard and piece_key(dataset.spec, t.piece) == key:
-            out.append(t.source)
+    out = [holder for p, holder in holders_of(dataset, shard) if piece_key(dataset.spec, p) == key]
+    out += [t.source for t in dataset.transfers if t.shard == shard and piece_key(dataset.spec, t.piece) == key]
     return list(dict.fromkeys(n for n in out if n != node))
 
 
@@ -259,25 +260,30 @@ class Hydrator:
         with self.lock:
             datasets = dict(self.view.datasets)
             synced = self.view.synced
+        mine: dict[str, Slots] = {}
         for key, dataset in datasets.items():
             slots = slots_for(dataset, self.node)
             if slots is None:
                 continue
             if not slots.targets and key not in self.local and not self._on_disk(dataset):
                 continue
+            mine[key] = slots
             state = self.local_of(dataset)
             self._release(dataset, state, slots)
             now = time.monotonic()
-            moving = {(t.shard, piece_key(dataset.spec, t.piece)) for t in dataset.transfers if t.to == self.node}
+            todo = [
+                slot
+                for slot in slots.targets
+                if slot not in state.ready and (key, slot) not in self.inflight and state.retry_at.get(slot, 0.0) <= now
+            ]
+            moving = {(t.shard, piece_key(dataset.spec, t.piece)) for t in dataset.transfers if t.to == self.node} if todo else set()
             # Repairs and first copies before moves whose old holder still holds the piece; bigger shards first.
-            for slot in sorted(slots.targets, key=lambda sl: (sl in moving, -int(dataset.spec.shard_sizes[sl[0]]), sl)):
-                if slot in state.ready or (key, slot) in self.inflight or state.retry_at.get(slot, 0.0) > now:
-                    continue
+            for slot in sorted(todo, key=lambda sl: (sl in moving, -int(dataset.spec.shard_sizes[sl[0]]), sl)):
                 started += 1
                 with self.lock:
                     state.hydrating.add(slot)
                     self.inflight[(key, slot)] = self.pool.submit(self._hydrate_task, dataset, slot, slots.targets[slot])
-        self._report_progress(datasets)
+        self._report_progress(datasets, mine)
         if synced:
             self._forget_deleted(datasets)
             if not self.inflight:
@@ -286,7 +292,7 @@ class Hydrator:
             self._clean_staging(datasets)
         return started
 
-    def _report_progress(self, datasets: dict[str, DataSet]) -> None:
+    def _report_progress(self, datasets: dict[str, DataSet], mine: dict[str, Slots]) -> None:
         """Per-DataSet gauges: bytes still to hydrate here, and the hydration throughput (moving average)."""
         now = time.monotonic()
         for key in [k for k in self._progress if k not in datasets]:
@@ -295,11 +301,9 @@ class Hydrator:
             with contextlib.suppress(KeyError):
                 self.metrics.dataset_remaining.remove(ns, name)
                 self.metrics.dataset_throughput.remove(ns, name)
-        for key, dataset in datasets.items():
+        for key, slots in mine.items():
+            dataset = datasets[key]
             state = self.local.get(key)
-            slots = slots_for(dataset, self.node)
-            if slots is None or (state is None and not slots.targets):
-                continue
             spec = dataset.spec
             red = spec.redundancy
             k = red.k if isinstance(red, Erasure) else 1
@@ -522,31 +526,12 @@ class Hydrator:
         from the placement, so exactly one per zone reads the source; the zone's other holders
         copy from it (a replica once it is ready there, a fragment from what it staged).
         """
-        placement = dataset.placement
-        if placement is None:
-            return ""
-        for node_index in placement.pieces[shard].tolist():
-            if node_index < 0:
-                continue
-            node = placement.nodes[node_index]
-            if self.zone_of(node) == zone:
-                return str(node)
-        return ""
+        return next((node for _p, node in holders_of(dataset, shard) if self.zone_of(node) == zone), "")
 
     def _zone_slots(self, dataset: DataSet, shard: int) -> list[tuple[int, str]]:
         """``(fragment index, node)`` of the other target holders of ``shard`` in this node's zone."""
-        placement = dataset.placement
-        if placement is None:
-            return []
         zone = self.zone_of(self.node)
-        out = []
-        for p, node_index in enumerate(placement.pieces[shard].tolist()):
-            if node_index < 0:
-                continue
-            node = placement.nodes[node_index]
-            if node != self.node and self.zone_of(node) == zone:
-                out.append((p, node))
-        return out
+        return [(p, node) for p, node in holders_of(dataset, shard) if node != self.node and self.zone_of(node) == zone]
 
     def _from_encoder(self, dataset: DataSet, shard: int, key: str, encoder: str) -> PieceRecord:
         """This fragment from the zone's encoder (staged or ready there); :class:`Deferred` while it encodes."""
@@ -576,12 +561,7 @@ class Hydrator:
     @staticmethod
     def _own_key(dataset: DataSet, shard: int, node: str) -> str:
         """The piece key ``node`` holds of ``shard`` in the placement (``""`` when none)."""
-        placement = dataset.placement
-        if placement is None or node not in placement.nodes:
-            return ""
-        row = placement.pieces[shard].tolist()
-        at = placement.nodes.index(node)
-        return piece_key(dataset.spec, row.index(at)) if at in row else ""
+        return next((piece_key(dataset.spec, p) for p, holder in holders_of(dataset, shard) if holder == node), "")
 
     # ------------------------------------------------------------ quarantine
     def quarantine(self, dataset: DataSet, slot: Slot, why: str) -> None:

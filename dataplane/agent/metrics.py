@@ -42,6 +42,7 @@ class AgentMetrics:
             "Bytes of partial copies taken over after a crash or a broken connection (not copied again)",
             registry=r,
         )
+        self.records_served = Counter("kbl_agent_piece_records_served", "Piece records (segment tables) sent to peers", registry=r)
         self.decoded_segments = Counter(
             "kbl_agent_decoded_segments", "Shard segments decoded from k fragments for reads (only those a range touches)", registry=r
         )

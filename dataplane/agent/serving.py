@@ -55,6 +55,9 @@ from topology.holdings import REPLICA
 
 log = logging.getLogger(__name__)
 
+#: Seconds a peer's record is reused by the decodes of ranged reads (dropped at once when its piece fails a check).
+RECORD_CACHE_S = 30.0
+
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -175,6 +178,7 @@ def build_app(hydrator: Hydrator, auth: Authenticator, authorizer: Authorizer) -
         found = local_piece(dataset, shard, key)
         if found is None:
             raise HTTPException(404, f"piece {shard}/{key} of {ns}/{name} is not ready here")
+        metrics.records_served.inc()
         return Response(found[1].to_json(), media_type="application/json")
 
     @app.get("/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}")
@@ -342,7 +346,7 @@ def build_app(hydrator: Hydrator, auth: Authenticator, authorizer: Authorizer) -
             if key in have or f"{node}:{key}" in exclude:
                 continue
             try:
-                record = hydrator.peers.record(endpoint, spec.namespace, spec.name, shard, key)
+                record = hydrator.peers.record(endpoint, spec.namespace, spec.name, shard, key, cache_s=RECORD_CACHE_S)
             except SourceError:
                 continue
             out.append(FragmentSource(key, record, node=node, endpoint=endpoint))
@@ -431,6 +435,8 @@ def build_app(hydrator: Hydrator, auth: Authenticator, authorizer: Authorizer) -
                 chunks = hydrator.peers.piece(f.endpoint, spec.namespace, spec.name, shard, f.key, start=a, end=b)
                 yield from checked_segments(chunks, f.record, segments, f"fragment {shard}/{f.key} from {f.node}")
         except (ChecksumError, SourceError, OSError) as exc:
+            if f.endpoint:
+                hydrator.peers.forget(f.endpoint, spec.namespace, spec.name, shard, f.key)
             err = ChecksumError(str(exc))
             err.fragment = f  # type: ignore[attr-defined]
             raise err from None

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import ssl
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ from topology.datasets import DataSource, PathSource, S3Source
 SHA256_HEADER = "X-Kbl-Sha256"
 #: Header carrying the original shard length of a fragment from a peer.
 SHARD_BYTES_HEADER = "X-Kbl-Shard-Bytes"
+#: Peers' records kept for the read API's decodes (each at most a few hundred KiB).
+RECORD_CACHE_ENTRIES = 256
 
 
 class SourceError(AgentError):
@@ -206,6 +210,9 @@ class PeerClient:
     def __init__(self, token: Callable[[], str], *, timeout_s: float = 30.0, verify: str | bool | ssl.SSLContext = True) -> None:
         self.token = token
         self.client = httpx.Client(timeout=timeout_s, verify=verify)
+        #: Records read for the read API's decodes, by URL: (read at, record), newest last, bounded.
+        self._records: OrderedDict[str, tuple[float, PieceRecord]] = OrderedDict()
+        self._records_lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
@@ -219,18 +226,42 @@ class PeerClient:
     def _url(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> str:
         return f"{endpoint.rstrip('/')}/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}"
 
-    def record(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> PieceRecord:
-        """A peer's record of its piece: sizes and the segment table every byte is checked against."""
+    def record(self, endpoint: str, ns: str, name: str, shard: int, key: str, *, cache_s: float = 0.0) -> PieceRecord:
+        """A peer's record of its piece: sizes and the segment table every byte is checked against.
+
+        ``cache_s``: reuse a record read that recently (the read API decodes every ranged read of
+        an erasure-coded shard from k fragments: without it each read would fetch k-1 tables, up
+        to half a MiB each for 50 GiB fragments). A stream that fails its check drops the record
+        (:meth:`forget`); a copy reads it afresh.
+        """
+        url = self._url(endpoint, ns, name, shard, key) + "/record"
+        if cache_s > 0:
+            with self._records_lock:
+                hit = self._records.get(url)
+                if hit is not None and time.monotonic() - hit[0] < cache_s:
+                    self._records.move_to_end(url)
+                    return hit[1]
         try:
-            response = self.client.get(self._url(endpoint, ns, name, shard, key) + "/record", headers=self._headers())
+            response = self.client.get(url, headers=self._headers())
         except httpx.HTTPError as exc:
             raise SourceError(f"peer {endpoint}: {exc}") from None
         if response.status_code != 200:
             raise SourceError(f"peer {endpoint}: piece {shard}/{key}: HTTP {response.status_code}")
         try:
-            return PieceRecord.from_json(response.content)
+            record = PieceRecord.from_json(response.content)
         except (ValueError, KeyError, TypeError) as exc:
             raise SourceError(f"peer {endpoint}: piece {shard}/{key}: bad record: {exc}") from None
+        if cache_s > 0:
+            with self._records_lock:
+                self._records[url] = (time.monotonic(), record)
+                while len(self._records) > RECORD_CACHE_ENTRIES:
+                    self._records.popitem(last=False)
+        return record
+
+    def forget(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> None:
+        """Drop a cached record (its piece failed a check, or went away)."""
+        with self._records_lock:
+            self._records.pop(self._url(endpoint, ns, name, shard, key) + "/record", None)
 
     def piece(self, endpoint: str, ns: str, name: str, shard: int, key: str, *, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Stream bytes ``[start, end)`` of a peer's local piece (the caller checks them against the record).

@@ -153,6 +153,11 @@ def test_a_range_read_of_an_erasure_coded_shard_decodes_only_the_segments_it_tou
     assert decoded._value.get() - before == 1 + 3
     r = read(reader, "ec", 0, range="bytes=-5")
     assert r.content == src[0][-5:]
+    # The peers' segment tables are read once, not once per ranged read.
+    tables = sum(a.metrics.records_served._value.get() for a in agents.values())
+    for _ in range(3):
+        assert read(reader, "ec", 0, range="bytes=0-9").content == src[0][:10]
+    assert sum(a.metrics.records_served._value.get() for a in agents.values()) == tables
 
 
 def test_a_transfer_copies_from_its_from_node_not_the_nearest_holder(api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path) -> None:
