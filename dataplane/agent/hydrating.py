@@ -159,9 +159,9 @@ class HoldingsCache:
 class ClusterView:
     """What the agent knows of the cluster: DataSets (watched), peers' holdings (read on demand) and node zones."""
 
+    holdings: HoldingsCache
     datasets: dict[str, DataSet] = field(default_factory=dict)
     raw: dict[str, dict[str, object]] = field(default_factory=dict)
-    holdings: HoldingsCache = field(default_factory=lambda: HoldingsCache(lambda _node: None))
     zones: dict[str, str] = field(default_factory=dict)
     #: DataSets that exist but do not parse: their folders are left alone (never wiped for a typo).
     invalid: set[str] = field(default_factory=set)

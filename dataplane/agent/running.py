@@ -103,7 +103,8 @@ class Agent:
         self.settings = replace(settings, port=port, scheme=scheme)
         self.endpoint = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
         self.metrics = AgentMetrics()
-        self.view = ClusterView()
+        # DataSets are watched; peers' holdings are read on demand, so a holdings write anywhere wakes no agent.
+        self.view = ClusterView(HoldingsCache(self._read_holdings, ttl_s=settings.holdings_ttl_s))
         self.store = Store(Layout(Path(settings.root)), capacity_bytes=settings.capacity_bytes, checkpoint_bytes=settings.checkpoint_bytes)
         context = peer_context(security)
         self.peers = PeerClient(security.token, timeout_s=settings.peer_timeout_s, verify=security.peer_ca if context is None else context)
@@ -129,9 +130,6 @@ class Agent:
             log.warning("access review off: every authenticated caller may read every DataSet (tests and development only)")
         self.app = build_app(self.hydrator, self.auth, self.authorizer)
         isettings = informer_settings or InformerSettings(watch_timeout_s=60, backoff_s=0.2, max_backoff_s=5.0)
-        # DataSets are watched; peers' holdings are read on demand (hydrating.HoldingsCache), so a
-        # holdings write anywhere wakes no agent.
-        self.view.holdings = HoldingsCache(self._read_holdings, ttl_s=settings.holdings_ttl_s)
         self.informers = [
             Informer(api, DATASETS, on_event=self._dataset_event, on_relist=self._datasets_relist, settings=isettings),
         ]
