@@ -264,3 +264,48 @@ def test_a_piece_gone_between_look_up_and_read_is_a_404_to_a_peer_and_a_good_rea
     r = read(agents["n1"], "g", 0)
     assert r.status_code == 200
     assert r.content == src[0]
+
+
+def test_a_repair_is_copied_before_a_move_whose_old_holder_still_has_the_piece(
+    api: ReviewingApi, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    """One copy at a time on n3 (a fresh agent with parallel_copies=1, throttled): shard 0 moves
+    to n3 from n1 (n1 keeps it until released), shard 1 lost its other holder and comes to n3 too.
+    The repair (no transfer) starts first; the move waits."""
+    write_source(tmp_path / "src", 2, SIZE)
+    source = {"path": str(tmp_path / "src")}
+    put_dataset(api, dataset("o", shards=2, size=SIZE, redundancy={"replicas": 1}, nodes=["n1", "n2"], rows=[[0], [1]], source=source))
+    wait_for("shard 0 on n1", lambda: ready_on(api, "n1", "o", "replica") == {0})
+    wait_for("shard 1 on n2", lambda: ready_on(api, "n2", "o", "replica") == {1})
+    slow = start_agents(
+        api,
+        ["n3b"],
+        tmp_path / "slow",
+        token=TOKEN,
+        settings={"parallel_copies": 1, "bandwidth_bytes_per_s": SIZE, "burst_bytes": 1, "resync_s": 0.1, "report_min_interval_s": 0.1},
+    )[0]
+    api.put(NODES, node("n3b", "a"))
+    try:
+        put_dataset(
+            api,
+            dataset(
+                "o",
+                shards=2,
+                size=SIZE,
+                redundancy={"replicas": 1},
+                nodes=["n1", "n3b"],
+                rows=[[1], [1]],
+                source=source,
+                transfers=[{"shard": 0, "piece": 0, "from": "n1", "to": "n3b"}],
+            ),
+        )
+
+        def ready_here() -> set[tuple[int, str]]:
+            state = slow.hydrator.local.get(f"{NS}/o")
+            return set(state.ready) if state is not None else set()
+
+        wait_for("the first copy on n3b", lambda: len(ready_here()) >= 1)
+        assert ready_here() == {(1, "replica")}, "the repair came first"
+        wait_for("both on n3b", lambda: len(ready_here()) == 2)
+    finally:
+        slow.stop()
