@@ -376,6 +376,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
         " and in-process at 5,000 vs 100,000 cached nodes",
     )
     parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the figures as JSON")
+    configure_loops(parser)
+
+
+# ------------------------------------------------------- the control loops (issue 24 item 5)
+def configure_loops(parser: argparse.ArgumentParser) -> None:
+    """``--loops``: :mod:`benchmarks.scale_loops` (one tiny size under ``--quick``)."""
+    parser.add_argument(
+        "--loops", metavar="NODES", help="comma-separated node counts for the control loops' table (5000,20000,100000): fresh"
+        " placement (kbl place), a DataSet event, join, leave (the reconciler), the agents' watch volume; exits 1 on a missed target",
+    )
+    parser.add_argument("--joiners", type=int, default=30, help="hosts that join in the loops' join row (default %(default)s)")
+    parser.add_argument("--pass-target", type=float, default=2.0, help="seconds a reconciler pass may take in the loops' rows")
+    parser.add_argument("--loops-timeout", type=float, default=900.0, help="seconds per loops child process (a MISS when over)")
+    parser.add_argument(
+        "--max-transfers", type=int, default=-1, help="the reconciler's per-node transfer bound in the loops (0: none; default: its own)"
+    )
+
+
+def run_loops_table(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+    """The loops' rows (as dicts), the children's figures, and whether every target was met."""
+    from benchmarks import scale_loops
+
+    sizes = scale_loops.parse_sizes(args.loops, args.quick) if (args.loops or args.quick) else ()
+    if not sizes:
+        return [], {}, True
+    rows, figures = scale_loops.run_loops(
+        sizes, joiners=args.joiners, pass_target_s=args.pass_target, timeout_s=args.loops_timeout, max_transfers=args.max_transfers
+    )
+    print(scale_loops.render(rows))
+    missed = [f"{r.nodes:,}: {r.loop}" for r in rows if r.ok is False]
+    print(f"loops: load average {figures['load_average_at_end']:.1f} at the end; targets missed: {missed or 'none'}")
+    return [dataclasses.asdict(r) for r in rows], figures, not missed
 
 
 def parse_sizes(text: str | None, quick: bool) -> tuple[tuple[int, int], ...]:
@@ -429,8 +461,10 @@ def run(args: argparse.Namespace) -> int:
     if args.extender:
         extender = extender_ratios(args.quick)
         print(render_extender(extender))
-    write_json(args.json_out, {"sizes": rows, "sampling": sampling, "extender": extender, "numpy": np.__version__})
-    return 0
+    loops, loop_figures, loops_met = run_loops_table(args)
+    write_json(args.json_out, {"sizes": rows, "sampling": sampling, "extender": extender, "loops": loops,
+                               "loop_figures": loop_figures, "numpy": np.__version__})
+    return 0 if loops_met else 1
 
 
 if __name__ == "__main__":
