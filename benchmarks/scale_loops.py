@@ -65,7 +65,7 @@ from benchmarks.measuring import peak_rss_mib
 
 #: Node counts of issue 24 item 5 and the CI size (``--quick``).
 SIZES = (5_000, 20_000, 100_000)
-QUICK_SIZES = (400,)
+QUICK_SIZES = (200,)
 DATASETS = 10
 PIECES_PER_NODE = 100
 JOINERS = 30

@@ -92,3 +92,101 @@ def test_quick_sampling_runs_every_locality_and_configuration_in_ci_time() -> No
     assert all(r["scheduled"] + r["pending"] == 40 for r in rows)
     assert all(r["routed"] == 0 for r in rows if r["configuration"] != "adaptive + webhook")
     assert "| 60 | required | 100% |" in render_sampling(rows)
+
+
+# ------------------------------------------------------- the control loops (issue 24 item 5)
+def test_the_loops_fixture_reports_ready_exactly_the_pieces_its_placements_put_on_each_node() -> None:
+    from benchmarks.scale_loops import build_fixture
+    from kube.api import DATASETS, NODE_HOLDINGS, NODES
+    from topology.datasets import DataSet
+    from topology.holdings import REPLICA, NodeHoldings
+    from topology.nodes import Node
+
+    fx = build_fixture(40, 2, 30)
+    nodes = {n["metadata"]["name"]: Node.from_object(n) for n in fx.api.list(NODES)[0]}
+    held = {h.node: h for h in (NodeHoldings.from_object(o) for o in fx.api.list(NODE_HOLDINGS)[0])}
+    datasets = [DataSet.from_object(o) for o in fx.api.list(DATASETS)[0]]
+    assert sorted(nodes) == sorted(fx.names) == sorted(held)
+    assert 3 * sum(fx.shards) == sum(int(d.placement.pieces.size) for d in datasets if d.placement is not None) == 40 * 30
+    for ds in datasets:
+        placement = ds.placement
+        assert placement is not None
+        names = np.asarray(placement.nodes, dtype=object)[placement.pieces]
+        for row in names.tolist():  # a shard's 3 replicas in 3 zones
+            assert len({nodes[n].zone for n in row}) == 3
+        for name in fx.names:
+            entry = held[name].of(ds.spec.key, ds.spec.uid)
+            assert entry is not None
+            assert entry.ready[REPLICA] == frozenset(np.nonzero((names == name).any(axis=1))[0].tolist())
+        assert len({int((names == n).sum()) for n in fx.names}) == 1  # every node holds its exact share
+
+
+def test_the_reconciler_loops_keep_a_balanced_cluster_and_answer_each_event_with_what_it_concerns() -> None:
+    """The reconciler child in this process at 40 nodes: the fixture is a fixed point (the first
+    and a steady pass move nothing, every piece ready), a DataSet event decides that DataSet
+    alone, joiners receive pieces, and a leaving node's pieces are all placed elsewhere."""
+    from benchmarks.scale_loops import child_reconciler
+
+    out = child_reconciler(40, 2, 30, 4, 0)
+    assert out["first_ready"] == out["pieces"] == 1200
+    assert out["first_moves"] == out["steady_moves"] == 0
+    assert out["dataset_event"]["decided"] == 1
+    assert out["dataset_event"]["moves"] == 0
+    join, leave = out["join"], out["leave"]
+    assert join["decided"] == leave["decided"] == 2
+    assert join["moved"] > 0
+    assert round(join["share"] * join["ideal"]) <= join["moved"]  # what the joiners hold came by moves
+    assert join["deferred_shards"] == 0  # no transfer bound asked for
+    assert 0 < leave["held"] <= 30  # its share, less what it passed to the joiners
+    assert leave["share"] == 1.0
+    assert leave["moved"] >= leave["held"]
+
+
+def test_the_reconciler_loops_report_the_transfer_bound_holding_joiners_back() -> None:
+    from benchmarks.scale_loops import child_reconciler
+
+    bounded = child_reconciler(40, 2, 30, 4, 5)
+    assert bounded["max_transfers_per_node"] == 5
+    join = bounded["join"]
+    assert round(join["share"] * join["ideal"]) <= 4 * 5  # each joiner the destination of at most 5 transfers
+    assert join["deferred_shards"] > 0
+
+
+def _loops(tmp_path: Path, *flags: str) -> tuple[int, list[dict[str, object]]]:
+    import argparse
+
+    from benchmarks.scale import configure, run
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp_path / "loops.json"
+    code = run(parser.parse_args(["--no-model", "--loops", "200", "--max-transfers", "0", "--json", str(out), *flags]))
+    return code, json.loads(out.read_text())["loops"]
+
+
+def test_kbl_bench_scale_loops_renders_every_loop_and_exits_1_when_a_target_is_missed(tmp_path: Path) -> None:
+    """Two real runs at 200 nodes: a generous pass target (every target met: exit 0), then an
+    impossible one (the reconciler's rows MISS: exit 1; the others unchanged)."""
+    from benchmarks.scale_loops import Row, render
+
+    met, rows = _loops(tmp_path, "--pass-target", "120")
+    loops = [r["loop"] for r in rows]
+    assert [loop.split(" (")[0] for loop in loops] == [
+        "fresh placement", "DataSet event", "join", "leave", "watch volume, steady", "watch volume, after one node loss",
+    ]  # fmt: skip
+    assert all(r["nodes"] == 200 for r in rows)
+    assert [r["ok"] for r in rows] == [None, True, True, True, True, True]  # no fresh-placement target stated at 200 nodes
+    assert met == 0
+    for r in rows:
+        assert r["wall_s"] is not None
+        assert r["cpu_s"] is not None
+        assert r["rss_mib"] is not None
+    join = rows[2]
+    assert float(str(join["share"]).rstrip("%")) >= 90
+    table = render([Row(**r) for r in rows])  # type: ignore[arg-type]
+    assert table.splitlines()[0].startswith("| nodes | loop | wall s | CPU s | peak RSS MiB | pieces moved vs ideal | share reached")
+    assert table.count("| PASS |") == 5
+
+    missed, rows = _loops(tmp_path, "--pass-target", "0")
+    assert missed == 1
+    assert [r["ok"] for r in rows] == [None, False, False, False, True, True]
