@@ -28,7 +28,8 @@ MISS row, not a hang), each driving the real component:
     with it), on the cluster just after the join (the joiners' copies in flight). Targets: the
     pass under 2 s; every piece it held re-placed, moving at most 1.1x those pieces.
 
-  Wall and CPU are the reconciler pass's (this child, numpy on one thread); the in-memory API's
+  Wall and CPU are the reconciler pass's (this child, numpy on one thread; a time target is
+  checked against the smaller of the two, as for ``kbl place``); the in-memory API's
   share of it (deep copies of the written statuses, of which a 1,000,000-piece placement is a
   million small lists) is counted apart and printed. Peak RSS is the child's so far (fixture
   included).
@@ -361,7 +362,6 @@ def child_reconciler(nodes: int, datasets: int, pieces_per_node: int, joiners: i
     t1 = time.perf_counter()
     first = rec.reconcile(None)
     t2 = time.perf_counter()
-    steady, steady_fig = _pass(rec, api, None)
     out: dict[str, Any] = {
         "nodes": nodes,
         "datasets": datasets,
@@ -372,8 +372,6 @@ def child_reconciler(nodes: int, datasets: int, pieces_per_node: int, joiners: i
         "first_pass_s": t2 - t1,
         "first_ready": sum(d.ready for d in first.decisions.values()),
         "first_moves": sum(d.moves for d in first.decisions.values()),
-        "steady": steady_fig,
-        "steady_moves": sum(d.moves for d in steady.decisions.values()),
     }
 
     # A DataSet event: a label edit on one DataSet.
@@ -465,7 +463,7 @@ def fresh_row(nodes: int, timeout_s: float) -> Row:
         return _failed(nodes, [loop], target, exc)[0]
     ok = None
     if seconds is not None:
-        ok = min(r["wall_s"], r["cpu_s"]) < seconds and (mib is None or r["peak_rss_mib"] < mib) and bool(r["distinct_hosts"])
+        ok = _seconds(r) < seconds and (mib is None or r["peak_rss_mib"] < mib) and bool(r["distinct_hosts"])
     return Row(
         nodes,
         loop,
@@ -477,6 +475,12 @@ def fresh_row(nodes: int, timeout_s: float) -> Row:
         detail=f"{r['pieces']:,} pieces, {r['min_pieces_per_node']}-{r['max_pieces_per_node']} per node,"
         f" distinct hosts {r['distinct_hosts']}",
     )
+
+
+def _seconds(figures: Mapping[str, Any]) -> float:
+    """What a time target is checked against: the smaller of wall and CPU seconds (a pass runs on
+    one core: its CPU time is the wall time of an idle machine; the shared one's load is printed)."""
+    return min(float(figures["wall_s"]), float(figures["cpu_s"]))
 
 
 def reconciler_rows(
@@ -498,8 +502,8 @@ def reconciler_rows(
             e["cpu_s"],
             e["peak_rss_mib"],
             target=f"{t}, that DataSet only",
-            ok=e["decided"] == 1 and e["wall_s"] < pass_target_s,
-            detail=f"{e['decided']} decided; full steady pass {r['steady']['wall_s']:.2f} s" + api.format(e["api_s"]),
+            ok=e["decided"] == 1 and _seconds(e) < pass_target_s,
+            detail=f"{e['decided']} decided; the first (full) pass {r['first_pass_s']:.1f} s wall" + api.format(e["api_s"]),
         ),
         Row(
             nodes,
@@ -510,7 +514,7 @@ def reconciler_rows(
             moved=f"{j['movement']:.3f}x",
             share=f"{j['share']:.1%}",
             target=f"{t}, >= {SHARE_TARGET:.0%}, <= {MOVEMENT_TARGET:g}x",
-            ok=j["wall_s"] < pass_target_s and j["share"] >= SHARE_TARGET and j["movement"] <= MOVEMENT_TARGET,
+            ok=_seconds(j) < pass_target_s and j["share"] >= SHARE_TARGET and j["movement"] <= MOVEMENT_TARGET,
             detail=f"ideal {j['ideal']:,.0f} pieces, {j['moved']:,} moved, {j['transfers']:,} transfers,"
             f" {j['deferred_shards']:,} shards deferred (transfer bound)" + api.format(j["api_s"]),
         ),
@@ -523,7 +527,7 @@ def reconciler_rows(
             moved=f"{lv['movement']:.3f}x",
             share=f"{lv['share']:.1%}",
             target=f"{t}, 100% re-placed, <= {MOVEMENT_TARGET:g}x",
-            ok=lv["wall_s"] < pass_target_s and lv["share"] >= 1.0 and lv["movement"] <= MOVEMENT_TARGET,
+            ok=_seconds(lv) < pass_target_s and lv["share"] >= 1.0 and lv["movement"] <= MOVEMENT_TARGET,
             detail=f"{lv['held']:,} pieces held, {lv['moved']:,} moved" + api.format(lv["api_s"]),
         ),
     ]
@@ -605,7 +609,7 @@ def run_loops(
             echo(
                 f"{nodes:,} nodes: fixture {rec['pieces']:,} pieces in {rec['datasets']} DataSets built in {rec['build_s']:.1f} s "
                 f"(not measured), reconciler load {rec['load_s']:.1f} s, first pass {rec['first_pass_s']:.1f} s "
-                f"({rec['first_ready']:,} pieces ready, {rec['first_moves']} moves), steady pass {rec['steady']['wall_s']:.2f} s; "
+                f"({rec['first_ready']:,} pieces ready, {rec['first_moves']} moves); "
                 f"transfer bound {rec['max_transfers_per_node']} per node"
             )
         for row in size_rows:

@@ -171,7 +171,7 @@ def test_kbl_bench_scale_loops_renders_every_loop_and_exits_1_when_a_target_is_m
 
     met, rows = _loops(tmp_path, "--pass-target", "120")
     loops = [r["loop"] for r in rows]
-    assert [loop.split(" (")[0] for loop in loops] == [
+    assert [str(loop).split(" (")[0] for loop in loops] == [
         "fresh placement", "DataSet event", "join", "leave", "watch volume, steady", "watch volume, after one node loss",
     ]  # fmt: skip
     assert all(r["nodes"] == 200 for r in rows)
