@@ -123,7 +123,7 @@ def test_the_loops_fixture_reports_ready_exactly_the_pieces_its_placements_put_o
 
 def test_the_reconciler_loops_keep_a_balanced_cluster_and_answer_each_event_with_what_it_concerns() -> None:
     """The reconciler child in this process at 40 nodes: the fixture is a fixed point (the first
-    and a steady pass move nothing, every piece ready), a DataSet event decides that DataSet
+    pass moves nothing, every piece ready), a DataSet event decides that DataSet
     alone, joiners receive pieces, and a leaving node's pieces are all placed elsewhere."""
     from benchmarks.scale_loops import child_reconciler
 
