@@ -6,8 +6,9 @@ MISS row, not a hang), each driving the real component:
 
 - **fresh placement**: ``kbl place`` in a fresh process (read the Node List, place a new 3x
   DataSet, write the JSON), through :func:`benchmarks.placement_scale.kbl_place_100k`: 300,000
-  pieces at 5,000 nodes (target < 3 s), 1,000,002 at 20,000 and 100,000 (target at 100,000:
-  < 30 s and < 2 GiB peak RSS; none stated at 20,000). Wall and CPU are the ``kbl place``
+  pieces at 5,000 nodes (target < 3 s over the process's start-up floor, ``kbl place`` of 3
+  pieces on 4 nodes in the same run), 1,000,002 at 20,000 and 100,000 (target at 100,000, the
+  whole process: < 30 s and < 2 GiB peak RSS; none stated at 20,000). Wall and CPU are the ``kbl place``
   process's; a target is met when the smaller of the two is under it (CPU is the wall time of
   an idle machine: the shared one's load average is printed).
 - **the placement reconciler** (:class:`dataplane.reconciler.Reconciler`, writing, on
@@ -74,8 +75,10 @@ JOINERS = 30
 PASS_TARGET_S = 2.0
 SHARE_TARGET = 0.9
 MOVEMENT_TARGET = 1.1
-#: Fresh placement targets by node count: (pieces, seconds, MiB or None).
-FRESH_TARGETS: dict[int, tuple[float, float | None]] = {5_000: (3.0, None), 100_000: (30.0, 2048.0)}
+#: Fresh placement targets by node count: (seconds, MiB or None, whole process). At 100,000 nodes
+#: the issue counts the whole ``kbl place`` (process and JSON); at 5,000 the placement, so there
+#: the process's start-up floor (``kbl place`` of 3 pieces on 4 nodes, same run) is taken off.
+FRESH_TARGETS: dict[int, tuple[float, float | None, bool]] = {5_000: (3.0, None, False), 100_000: (30.0, 2048.0, True)}
 GIB = 2**30
 
 
@@ -117,11 +120,14 @@ def run_group(args: Sequence[str], timeout_s: float) -> dict[str, Any]:
 
 def child_place(nodes: int, pieces: int) -> dict[str, Any]:
     """``kbl place`` through :func:`benchmarks.placement_scale.kbl_place_100k` (its process's
-    wall, CPU and peak RSS; the Node List written first, not timed)."""
+    wall, CPU and peak RSS; the Node List written first, not timed), and under ``floor`` the
+    same command on 4 nodes and 3 pieces (start-up, imports, tiny JSON)."""
     from benchmarks.placement_scale import kbl_place_100k
 
     with tempfile.TemporaryDirectory(prefix="kbl-loops-") as tmp:
-        return kbl_place_100k(Path(tmp), nodes, pieces)
+        floor = kbl_place_100k(Path(tmp), 4, 3)
+    with tempfile.TemporaryDirectory(prefix="kbl-loops-") as tmp:
+        return {**kbl_place_100k(Path(tmp), nodes, pieces), "floor": floor}
 
 
 def child_watch(nodes: int, shards: int) -> dict[str, Any]:
@@ -454,16 +460,19 @@ def _failed(nodes: int, loops: Sequence[str], target: str, exc: Exception) -> li
 
 def fresh_row(nodes: int, timeout_s: float) -> Row:
     pieces = fresh_pieces(nodes)
-    seconds, mib = FRESH_TARGETS.get(nodes, (None, None))
-    target = "-" if seconds is None else f"< {seconds:g} s" + (f", < {mib / 1024:g} GiB" if mib else "")
+    seconds, mib, whole = FRESH_TARGETS.get(nodes, (None, None, True))
+    target = "-" if seconds is None else f"< {seconds:g} s" + ("" if whole else " over the start-up floor")
+    target += f", < {mib / 1024:g} GiB" if mib else ""
     loop = f"fresh placement ({pieces:,} pieces, `kbl place`)"
     try:
         r = run_group(["place", str(nodes), str(pieces)], timeout_s)
     except (TimeoutError, RuntimeError) as exc:
         return _failed(nodes, [loop], target, exc)[0]
+    f = r["floor"]
     ok = None
     if seconds is not None:
-        ok = _seconds(r) < seconds and (mib is None or r["peak_rss_mib"] < mib) and bool(r["distinct_hosts"])
+        spent = _seconds(r) - (0.0 if whole else min(f["wall_s"], f["cpu_s"]))
+        ok = spent < seconds and (mib is None or r["peak_rss_mib"] < mib) and bool(r["distinct_hosts"])
     return Row(
         nodes,
         loop,
@@ -473,7 +482,7 @@ def fresh_row(nodes: int, timeout_s: float) -> Row:
         target=target,
         ok=ok,
         detail=f"{r['pieces']:,} pieces, {r['min_pieces_per_node']}-{r['max_pieces_per_node']} per node,"
-        f" distinct hosts {r['distinct_hosts']}",
+        f" distinct hosts {r['distinct_hosts']}; start-up floor (4 nodes, 3 pieces) {f['wall_s']:.2f} s wall, {f['cpu_s']:.2f} s CPU",
     )
 
 
