@@ -190,3 +190,14 @@ def test_kbl_bench_scale_loops_renders_every_loop_and_exits_1_when_a_target_is_m
     missed, rows = _loops(tmp_path, "--pass-target", "0")
     assert missed == 1
     assert [r["ok"] for r in rows] == [None, False, False, False, True, True]
+
+
+def test_a_loops_child_that_outlasts_its_timeout_is_a_miss_row_not_a_hang() -> None:
+    from benchmarks.scale_loops import reconciler_rows
+
+    started = time.perf_counter()
+    rows, figures = reconciler_rows(4000, 30, 2.0, timeout_s=0.5)  # its imports alone take longer
+    assert time.perf_counter() - started < 30
+    assert [r.verdict() for r in rows] == ["MISS", "MISS", "MISS"]
+    assert all("no answer within" in r.detail for r in rows)
+    assert "error" in figures
