@@ -201,3 +201,13 @@ def test_a_loops_child_that_outlasts_its_timeout_is_a_miss_row_not_a_hang() -> N
     assert [r.verdict() for r in rows] == ["MISS", "MISS", "MISS"]
     assert all("no answer within" in r.detail for r in rows)
     assert "error" in figures
+    left = []  # the child (its own process group) was killed, not left running
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"benchmarks.scale_loops reconciler 4000 " in cmdline:
+                left.append(proc.name)
+    assert left == []
