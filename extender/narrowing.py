@@ -206,19 +206,25 @@ def choose(state: ClusterState, tables: CostTables, pod: Pod, reserved: np.ndarr
     wish = resolve(state.cluster, pod)
     if not wish.usable or wish.key is None or wish.required:
         return None
-    order, _ordered = tables.cost_order(wish)
-    table = tables.level_bytes(wish).table
-    used, alloc = state.used_all()
-    n = used.shape[0]
-    rows = min(n, reserved.shape[0])
-    used[:rows] += reserved[:rows]
-    ids = np.arange(n, dtype=np.int64)
-    room = state.usable(ids) & state.present()[:n] & np.all(alloc - used >= load_vector(pod.requests), axis=1)
-    fitting = order[room[order]]
-    if not fitting.size:
+    cluster = state.cluster
+    sums = cluster.level_sums(wish.key, wish.shards)  # O(requested pieces)
+    rack, zone, _region, _present = cluster.domain_arrays()
+    # Widen tier by tier: the nodes of racks holding a requested piece (holders included), then
+    # of such zones, then every node; each pool ranked by the pod's network cost at its ids
+    # only (O(pool), no vector over every node) until one has ``count`` nodes with room.
+    pools = [np.flatnonzero(np.isin(ids, np.flatnonzero(sums.within[level] > 0))) for level, ids in ((1, rack), (2, zone))]
+    chosen = None
+    for pool in pools:
+        if pool.size:
+            ranked = pool[np.argsort(tables.cost_at(wish, pool.astype(np.int64)), kind="stable")]
+            chosen = _with_room(state, ranked, pod, reserved, count)
+            if chosen.size >= count:
+                break
+    if chosen is None or chosen.size < count:
+        chosen = _with_room(state, tables.cost_order(wish)[0], pod, reserved, count)
+    if not chosen.size:
         return None
-    chosen = fitting[:count]
-    within = table[chosen]
+    within = cluster.level_bytes_at(wish.key, wish.shards, chosen)
     tier = "cluster"
     for level, name in enumerate(TIERS[:3]):
         if bool((within[:, : level + 1].sum(axis=1) > 0).all()):
@@ -226,6 +232,26 @@ def choose(state: ClusterState, tables: CostTables, pod: Pod, reserved: np.ndarr
             break
     names = tuple(state.cluster.name_of(int(i)) for i in chosen.tolist())
     return Candidates(names, tuple(int(i) for i in chosen.tolist()), tier)
+
+
+def _with_room(
+    state: ClusterState, ranked: np.ndarray[Any, Any], pod: Pod, reserved: np.ndarray[Any, Any], count: int
+) -> np.ndarray[Any, Any]:
+    """The first ``count`` of ``ranked`` node ids that are present, ready, schedulable and have
+    room for ``pod`` after ``reserved``, walked a chunk at a time (O(count), not O(nodes))."""
+    request = load_vector(pod.requests)
+    picked: list[int] = []
+    chunk = max(4 * count, 256)
+    for start in range(0, int(ranked.size), chunk):
+        ids = ranked[start : start + chunk].astype(np.int64)
+        used, alloc = state.load(ids)
+        inside = ids < reserved.shape[0]
+        used[inside] += reserved[ids[inside]]
+        room = state.usable(ids) & state.present_at(ids) & np.all(alloc - used >= request, axis=1)
+        picked.extend(ids[room][: count - len(picked)].tolist())
+        if len(picked) >= count:
+            break
+    return np.asarray(picked, dtype=np.int64)
 
 
 # ------------------------------------------------------------------------------ the controller
