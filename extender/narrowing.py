@@ -547,20 +547,31 @@ def writer_for(api: KubeApi) -> PodWriter:
 LEASE_NAME = "kbl-narrowing"
 
 
-def start(state: ClusterState, api: KubeApi, stop: threading.Event, *, informer_settings: Any = None) -> tuple[GateController, list[Any]]:
+def start(
+    state: ClusterState,
+    api: KubeApi,
+    stop: threading.Event,
+    *,
+    informer_settings: Any = None,
+    election: Any = None,
+    period_s: float = 1.0,
+) -> tuple[GateController, list[Any]]:
     """Run the gate controller in ``kbl serve``: a leader election on :data:`LEASE_NAME` (one
     replica narrows, the others stand by and still answer :meth:`GateController.alive` from
     the Lease they observe), and a pod watch of its own (raw objects: the extender's informer
     types pods and drops their gates) feeding :meth:`GateController.observe`.
 
-    Returns the controller (for the webhook) and the threads/informers to stop.
+    ``election``: the :class:`~kube.leading.LeaderElectionSettings` (default: :data:`LEASE_NAME`
+    in the pod's namespace, client-go's 15 / 10 / 2 s); ``period_s``: seconds between steps.
+    Returns the controller (for the webhook) and the informers to stop.
     """
     from kube.leading import LeaderElector, settings_from
     from kube.watching import Informer
 
-    election = settings_from(
-        lease_name=LEASE_NAME, namespace=None, identity="", lease_duration_s=15.0, renew_deadline_s=10.0, retry_period_s=2.0
-    )
+    if election is None:
+        election = settings_from(
+            lease_name=LEASE_NAME, namespace=None, identity="", lease_duration_s=15.0, renew_deadline_s=10.0, retry_period_s=2.0
+        )
     elector = LeaderElector(api, election)
     controller = GateController(state, writer_for(api), leading=elector.is_leader, alive=lease_alive(elector))
 
@@ -575,7 +586,7 @@ def start(state: ClusterState, api: KubeApi, stop: threading.Event, *, informer_
 
     def campaign() -> None:
         while not stop.is_set():
-            elector.run(stop, lambda done: run_controller(controller, done))
+            elector.run(stop, lambda done: run_controller(controller, done, period_s))
 
     thread = threading.Thread(target=campaign, name="narrowing", daemon=True)
     thread.start()
