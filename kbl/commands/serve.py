@@ -104,6 +104,12 @@ def settings_from_args(args: argparse.Namespace) -> ExtenderSettings:
         changes["exhaustive_scheduler_name"] = args.exhaustive_scheduler_name
     if getattr(args, "narrowing", False):
         changes["narrowing"] = True
+        for env, key, kind in (("KBL_NARROW_CANDIDATES", "narrow_candidates", int), ("KBL_NARROW_RELEASE_TIMEOUT_S", "narrow_release_timeout_s", float)):
+            if os.environ.get(env):
+                try:
+                    changes[key] = kind(os.environ[env])
+                except ValueError:
+                    raise KblError(f"kbl serve: {env}={os.environ[env]!r} is not a number") from None
     try:
         return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
     except ValueError as exc:
