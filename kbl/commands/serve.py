@@ -104,7 +104,10 @@ def settings_from_args(args: argparse.Namespace) -> ExtenderSettings:
         changes["exhaustive_scheduler_name"] = args.exhaustive_scheduler_name
     if getattr(args, "narrowing", False):
         changes["narrowing"] = True
-        from_env = (("KBL_NARROW_CANDIDATES", "narrow_candidates", int), ("KBL_NARROW_RELEASE_TIMEOUT_S", "narrow_release_timeout_s", float))
+        from_env = (
+            ("KBL_NARROW_CANDIDATES", "narrow_candidates", int),
+            ("KBL_NARROW_RELEASE_TIMEOUT_S", "narrow_release_timeout_s", float),
+        )
         for env, key, kind in from_env:
             if os.environ.get(env):
                 try:
