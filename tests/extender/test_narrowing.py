@@ -20,6 +20,7 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
 from benchmarks.driving import NodeAffinity, PodArrival, SchedulerSettings
@@ -30,6 +31,7 @@ from extender.admission import AdmissionSettings, apply_patch, review
 from extender.costs import CostTables
 from extender.narrowing import GATE, GateController, choose, gate_patch, is_gated, mutation_error, release_patch, tightened_terms
 from extender.state import ClusterState
+from extender.wishes import resolve
 from kube.memory import merge_patch
 from tests.extender import scenarios as sc
 from topology.examples import as_list
@@ -301,3 +303,52 @@ def test_pods_gated_while_the_controller_stops_are_released_when_one_leads_again
     assert run.result is not None
     late = [o for o in run.result.outcomes.values() if o.start_s is not None and o.start_s >= stopped_at + 20.0]
     assert late  # the gated burst waited for the new leader, then scheduled
+
+
+# --------------------------------------------------------------------------- the choice
+def test_candidates_are_the_cheapest_nodes_with_room_holders_first_and_reservations_count() -> None:
+    trace = small_trace(10)
+    state = state_of(trace)
+    pod = trace.arrivals[0].pod
+    tables = CostTables(state)
+    with state.lock:
+        free = state.used_all()[0] * 0
+        first = choose(state, tables, pod, free, 3)
+        assert first is not None
+        assert first.tier == "holders"  # the nodes holding its bytes come first
+        wish = resolve(state.cluster, pod)
+        cost = tables.node_costs(wish)
+        ids = list(first.ids)
+        assert [float(cost[i]) for i in ids] == sorted(float(cost[i]) for i in ids)
+        assert float(cost[ids[-1]]) <= float(np.sort(cost)[len(ids) - 1]) + 1e-6  # none cheaper was left out
+        # a node whose room is reserved by a released pod is skipped
+        reserved = np.zeros((state.id_count, 3))
+        reserved[ids[0]] = state.load(np.array([ids[0]]))[1][0]  # its whole allocatable
+        second = choose(state, tables, pod, reserved, 3)
+        assert second is not None
+        assert ids[0] not in second.ids
+        # nothing has room: no narrowing (the pod is released unchanged)
+        assert choose(state, tables, pod, np.full((state.id_count, 3), 1e18), 3) is None
+
+
+def test_a_gated_pod_the_controller_cannot_narrow_is_released_unchanged_at_once() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.patches: list[Any] = []
+
+        def patch_pod(self, namespace: str, name: str, patch: Any) -> Any:
+            self.patches.append(patch)
+            return patch
+
+        def delete_pod(self, namespace: str, name: str) -> None:
+            raise AssertionError("nothing to delete")
+
+    state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
+    writer = Recorder()
+    controller = GateController(state, writer)
+    unplaced = owned(sc.pod("u", dataset_name="missing", shards="0"))
+    controller.observe("ADDED", apply_patch(unplaced, gate_patch(unplaced)))
+    report = controller.step()
+    assert report.released_unchanged == 1
+    assert writer.patches == [{"spec": {"schedulingGates": None}}]  # ungated, nothing required
+    assert controller.waiting == 0
