@@ -54,6 +54,7 @@ the API and the benchmarks' kube-scheduler driver implements as the API server w
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -390,6 +391,8 @@ class GateController:
                 self._forget(key)
             elif is_gated(obj):
                 self._gated[key] = obj
+            elif key in self._released and not gates_of(obj) and self._released[key].at == math.inf:
+                self._released[key].at = self.clock()  # another controller's gate went: the timeout starts
 
     def relist(self, items: Iterable[Mapping[str, Any]]) -> None:
         """A full pod list (after a ``410 Gone``): gated pods are exactly the gated ones listed;
@@ -463,7 +466,9 @@ class GateController:
             load = load_vector(pod.requests)
             first = candidates.ids[0]
             self._reserve(first, load)
-            self._released[key] = _Released(namespace, name, owner, candidates.ids, self.clock(), first, load)
+            # the timeout runs from the moment the pod is schedulable: not while another gate holds it
+            at = math.inf if patch["spec"]["schedulingGates"] else self.clock()
+            self._released[key] = _Released(namespace, name, owner, candidates.ids, at, first, load)
         report.narrowed += 1
         report.tiers[candidates.tier] = report.tiers.get(candidates.tier, 0) + 1
 

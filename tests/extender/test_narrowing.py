@@ -30,6 +30,7 @@ from benchmarks.traces import Trace, TraceSettings, make_trace
 from extender.admission import AdmissionSettings, apply_patch, review
 from extender.costs import CostTables
 from extender.narrowing import GATE, GateController, choose, gate_patch, is_gated, mutation_error, release_patch, tightened_terms
+from extender.settings import ExtenderSettings
 from extender.state import ClusterState
 from extender.wishes import resolve
 from kube.memory import merge_patch
@@ -352,3 +353,35 @@ def test_a_gated_pod_the_controller_cannot_narrow_is_released_unchanged_at_once(
     assert report.released_unchanged == 1
     assert writer.patches == [{"spec": {"schedulingGates": None}}]  # ungated, nothing required
     assert controller.waiting == 0
+
+
+def test_the_timeout_of_a_narrowed_pod_starts_only_when_its_other_gates_are_gone() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.deleted: list[str] = []
+
+        def patch_pod(self, namespace: str, name: str, patch: Any) -> Any:
+            return patch
+
+        def delete_pod(self, namespace: str, name: str) -> None:
+            self.deleted.append(name)
+
+    state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
+    now = [0.0]
+    writer = Recorder()
+    controller = GateController(state, writer, ExtenderSettings(narrow_release_timeout_s=30.0), clock=lambda: now[0])
+    pod = gated_pod(schedulingGates=[{"name": "other.io/quota"}, {"name": GATE}])
+    controller.observe("ADDED", pod)
+    assert controller.step().narrowed == 1
+    now[0] = 100.0  # another controller's gate still holds it: not stuck, not deleted
+    controller.step()
+    assert writer.deleted == []
+    released = merge_patch(pod, {"spec": {"schedulingGates": None}})
+    controller.observe("MODIFIED", released)  # the other gate removed at t = 100
+    now[0] = 129.0
+    controller.step()
+    assert writer.deleted == []
+    now[0] = 131.0  # unbound 31 s after it became schedulable
+    controller.step()
+    assert writer.deleted == [pod["metadata"]["name"]]
+    assert controller.remembers("job-uid")
