@@ -30,7 +30,8 @@ nodes. Narrowing does what Kueue's topology-aware scheduling does with schedulin
    requirements, gates may only be removed; once ungated nothing of it may change), so the API
    server accepts it; once ungated nothing can be loosened again.
 4. **No stranding.** A released pod still unbound after
-   :attr:`~extender.settings.ExtenderSettings.narrow_release_timeout_s`, or one of whose
+   :attr:`~extender.settings.ExtenderSettings.narrow_release_timeout_s` (counted from when its
+   last gate went, if another controller also gates it), or one of whose
    candidates left (deleted, NotReady, cordoned), is *deleted*: its owner recreates it, and the
    owner is remembered (:meth:`GateController.remembers`) so the webhook routes the
    replacement as today (``spec.schedulerName`` is settable only at creation), and should a
