@@ -137,3 +137,20 @@ def test_when_the_controller_stops_the_webhook_stops_gating(emulator: Emulator) 
         informer.stop()
     wait_for(lambda: not controller.alive(), timeout_s=FAST.lease_duration_s + 5)
     assert not controller.should_gate(gated("x"))  # new pods are routed as before
+
+
+def test_a_gated_pod_is_narrowed_as_soon_as_the_watch_sees_it_not_at_the_next_period(emulator: Emulator) -> None:
+    emulator.serve_replace("coordination.k8s.io", "v1", "leases")
+    state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()), ExtenderSettings(narrowing=True))
+    api = KubeClient.from_url(emulator.url)
+    stop = threading.Event()
+    controller, informers = start(state, api, stop, election=FAST, period_s=60.0)
+    try:
+        wait_for(controller.alive)
+        time.sleep(0.5)  # the runner is now waiting out its 60 s period
+        emulator.post(POD_PATH, gated("fast"))
+        wait_for(lambda: (p := api.get(PODS, "fast", namespace=sc.NAMESPACE)) and not is_gated(p), timeout_s=10.0)
+    finally:
+        stop.set()
+        for informer in informers:
+            informer.stop()
