@@ -395,8 +395,10 @@ class GateController:
             elif is_gated(obj):
                 self._gated[key] = obj
                 self.wake.set()
-            elif key in self._released and not gates_of(obj) and self._released[key].at == math.inf:
-                self._released[key].at = self.clock()  # another controller's gate went: the timeout starts
+            else:
+                self._gated.pop(key, None)  # ungated by someone else (by hand): nothing to do
+                if key in self._released and not gates_of(obj) and self._released[key].at == math.inf:
+                    self._released[key].at = self.clock()  # another controller's gate went: the timeout starts
 
     def relist(self, items: Iterable[Mapping[str, Any]]) -> None:
         """A full pod list (after a ``410 Gone``): gated pods are exactly the gated ones listed;
