@@ -178,6 +178,47 @@ def compare(
     return Comparison(trace, bound, bound_s, runs, weaker)
 
 
+#: Issue 25 item 2: on the Job-bursts trace, kbl's defaults close at least this fraction of the gap
+#: between the greedy oracle and the optimum (both measured in the same run).
+BURST_GAP_CLOSED = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class BurstTarget:
+    """The Job-bursts target: kbl's ratio to the optimum against ``greedy - (greedy - 1) x 0.5``."""
+
+    kbl: float
+    greedy: float
+    limit: float
+
+    @property
+    def met(self) -> bool:
+        return self.kbl <= self.limit
+
+    def describe(self) -> str:
+        verdict = "met" if self.met else "MISSED"
+        return (
+            f"burst target {verdict}: kbl {self.kbl:.4f} x the optimum, greedy oracle {self.greedy:.4f} x, "
+            f"limit {self.limit:.4f} x (half the gap between greedy and the optimum closed)"
+        )
+
+
+def burst_target(comparison: Comparison) -> BurstTarget:
+    """The target of the Job-bursts run (:data:`BURST_GAP_CLOSED`), from the rows of that run.
+
+    Raises
+    ------
+    ValueError
+        The comparison has no row with kbl's defaults or no greedy oracle row.
+    """
+    kbl = [r for v, r in comparison.rows if v.policy == "kbl" and v.settings == PolicySettings(weight=v.settings.weight)]
+    greedy = [r for v, r in comparison.rows if v.policy == "oracle"]
+    if not kbl or not greedy:
+        raise ValueError("the burst target needs kbl's defaults row and the greedy oracle row")
+    k, g = comparison.ratio(kbl[0]), comparison.ratio(greedy[0])
+    return BurstTarget(k, g, g - (g - 1.0) * BURST_GAP_CLOSED)
+
+
 def optimum_label(bound: IntervalBound) -> str:
     """The optimum row's label: exact when the LP bound is attained by a schedule."""
     return "optimum (LP bound, attained: exact)" if bound.fractional_pods == 0 else "optimum (LP lower bound)"
@@ -283,6 +324,11 @@ def run(args: argparse.Namespace) -> int:
         console.print(results_table(bursts))
         _describe(console, bursts)
         out["job_bursts"] = bursts.as_dict()
+    target: BurstTarget | None = None
+    if not args.quick:
+        target = burst_target(bursts)
+        console.print(target.describe())
+        out["job_bursts"]["target"] = {**asdict(target), "met": target.met}
     console.print(f"Total {time.perf_counter() - started:.0f} s.")
     if args.plots:
         path = plot(comparison, Path(args.plots) / "locality.png")
@@ -290,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(args.json_out, out)
     if args.json_out:
         console.print(f"figures: {args.json_out}")
-    return 0
+    return 0 if target is None or target.met else 1
 
 
 def _describe(console: Console, comparison: Comparison) -> None:
