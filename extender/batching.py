@@ -15,7 +15,9 @@ cheapest assignment of ``B`` onto ``s`` (each pod on one node, at most ``s_n`` p
 taken on ``n``. ``delta(n) = 0`` when ``n`` keeps a slot nobody in ``B`` needs. The current pod's
 best node under ``eff'`` is its node in the cheapest joint assignment of ``B`` plus itself (the
 regret of a greedy choice is charged up front), so the batch is placed as a min-cost assignment
-even though kube-scheduler decides pod by pod.
+even though kube-scheduler decides pod by pod, provided kube-scheduler follows the scores:
+:mod:`extender.joint` gives that node a lead its plugins cannot undo, and plans a whole batch at
+once (:func:`~extender.joint.plan_jointly`) for callers that want every pod's node.
 
 Computation (:func:`displacement_costs`, pure): the min-cost assignment of ``B`` by successive
 shortest augmenting chains (min-cost flow, one pod at a time), then ``delta`` for every node at
