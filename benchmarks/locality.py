@@ -31,6 +31,7 @@ from rich.table import Table
 
 from benchmarks.bounds import Bound, IntervalBound, interval_bound, lower_bound
 from benchmarks.measuring import write_json
+from benchmarks.oracles import burst_plan_cost
 from benchmarks.policies import PolicyRun, PolicySettings, run_policy
 from benchmarks.traces import Trace, TraceSettings, make_trace
 from topology.localities import LEVELS
@@ -332,6 +333,16 @@ def run(args: argparse.Namespace) -> int:
         target = burst_target(bursts)
         console.print(target.describe())
         out["job_bursts"]["target"] = {**asdict(target), "met": target.met}
+        ceiling = burst_plan_cost(bursts.trace)
+        console.print(
+            f"per-burst joint plan with exact costs (offline, no scheduler: the ceiling of planning each burst jointly): "
+            f"{ceiling.cost / bursts.bound.cost:.4f} x the optimum, {ceiling.unplaced} pods without a slot"
+        )
+        out["job_bursts"]["per_burst_plan"] = {
+            "cost": ceiling.cost,
+            "ratio": ceiling.cost / bursts.bound.cost,
+            "unplaced": ceiling.unplaced,
+        }
     console.print(f"Total {time.perf_counter() - started:.0f} s.")
     if args.plots:
         path = plot(comparison, Path(args.plots) / "locality.png")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from benchmarks.bounds import IntervalBound, node_capacity, pod_costs
+from benchmarks.bounds import IntervalBound, interval_bound, node_capacity, pod_costs
 from benchmarks.locality import BURST_GAP_CLOSED, Comparison, Variant, burst_target, burst_variants
+from benchmarks.oracles import burst_plan_cost
 from benchmarks.policies import PolicyRun, PolicySettings, run_policy
 from benchmarks.traces import DATASETS, TraceSettings, make_trace
 from extender.joint import plan_jointly
@@ -35,6 +38,16 @@ def test_a_burst_scheduled_pod_by_pod_through_kube_scheduler_costs_the_joint_opt
     assert joint.pending == alone.pending == 0
     assert joint.cost == pytest.approx(optimum, rel=1e-9)
     assert alone.cost > optimum  # one pod at a time is greedy here: the scenario has contention
+    assert burst_plan_cost(trace).cost == pytest.approx(optimum, rel=1e-9)  # the offline ceiling plans it the same way
+
+
+def test_the_per_burst_ceiling_places_every_pod_and_never_beats_the_optimum() -> None:
+    trace = make_trace(replace(TraceSettings().quick(), burst_spread_s=0.0))
+    bound = interval_bound(trace.cluster, trace.nodes, trace.arrivals)
+    ceiling = burst_plan_cost(trace)
+    assert ceiling.unplaced == 0
+    assert ceiling.cost >= bound.cost * (1 - 1e-9)
+    assert burst_plan_cost(trace, seed=1).cost >= bound.cost * (1 - 1e-9)
 
 
 def _run(name: str, cost: float) -> PolicyRun:
