@@ -470,13 +470,21 @@ class Attempt:
 
 @dataclass(slots=True)
 class PodOutcome:
-    """What happened to one pod of the trace."""
+    """What happened to one pod of the trace (or to a replacement its owner created).
+
+    ``origin``: the trace pod a replacement stands for (``""``: the pod itself). ``offered``:
+    node names offered to the extenders, summed over its attempts. ``deleted``: deleted before
+    it ran (its owner recreated it).
+    """
 
     key: str
     node: str | None = None
     start_s: float | None = None
     attempts: int = 0
     extender_s: float = 0.0
+    origin: str = ""
+    offered: int = 0
+    deleted: bool = False
 
 
 @dataclass(slots=True)
@@ -489,16 +497,40 @@ class RunResult:
     extender_errors: int = 0
     prioritize_errors: int = 0
     end_s: float = 0.0
+    #: Pods deleted through the API (by a controller) and recreated by their owner.
+    deleted: int = 0
+    #: Pods still gated at the end of the run.
+    gated: int = 0
+    #: This thread's CPU seconds in the admission hook and in the controllers (extender work).
+    admission_cpu_s: float = 0.0
+    controller_cpu_s: float = 0.0
+    #: This thread's CPU seconds playing the API server for the controllers (not extender work).
+    api_cpu_s: float = 0.0
+    #: Pods the admission hook moved to another scheduler profile (by name).
+    routed: dict[str, int] = field(default_factory=dict)
 
     @property
     def pending(self) -> list[str]:
-        """Pods never scheduled within the horizon."""
-        return [k for k, o in self.outcomes.items() if o.node is None]
+        """Pods never scheduled within the horizon (deleted pods excluded: their replacement counts)."""
+        return [k for k, o in self.outcomes.items() if o.node is None and not o.deleted]
+
+    @property
+    def scheduled(self) -> int:
+        """Pods bound."""
+        return sum(1 for o in self.outcomes.values() if o.node is not None)
 
     @property
     def delayed(self) -> int:
         """Pods that needed more than one attempt."""
         return sum(1 for o in self.outcomes.values() if o.attempts > 1)
+
+
+#: Event kinds of the run's heap; at one instant they sort in this order.
+_FINISH, _ARRIVE, _RETRY, _UNGATE, _TICK = 0, 1, 2, 3, 4
+
+
+def _gates(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("spec") or {}).get("schedulingGates"))
 
 
 def _object_at(obj: Mapping[str, Any], *, node: str | None, phase: str) -> dict[str, Any]:
@@ -557,6 +589,28 @@ class Scheduler:
         self._names = np.array([n.name for n in self.nodes], dtype=object)
         self.extender_errors = 0
         self.prioritize_errors = 0
+        #: The API server's side: the mutating webhook at creation, other pod watchers, and
+        #: controllers acting through this scheduler's :meth:`patch_pod` / :meth:`delete_pod`.
+        self.admit: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self.watchers: list[PodEventHook] = []
+        self.controllers: list[Callable[[], bool]] = []
+        self.controller_period_s = 1.0
+        #: The gate controller a harness installed (for its counters), else ``None``.
+        self.narrowing: Any = None
+        self.now = 0.0
+        self._version = 0
+        self._replacements = 0
+        self._result = RunResult({})
+        self._by_key: dict[str, PodArrival] = {}
+        self._templates: dict[str, dict[str, Any]] = {}
+        self._events: list[tuple[float, int, int, str]] = []
+        self._seq = 0
+        self._groups: dict[float, list[str]] = {}
+        self._group_of: dict[str, float] = {}
+        self._announced: set[str] = set()
+        self._held: set[str] = set()
+        self._gone: set[str] = set()
+        self._tick_at = math.inf
 
     # ------------------------------------------------------------ one cycle
     def _column(self, key: str) -> np.ndarray[Any, np.dtype[Any]]:
@@ -796,6 +850,8 @@ class Scheduler:
     def _emit(self, kind: str, obj: dict[str, Any]) -> None:
         if self.on_pod_event is not None:
             self.on_pod_event(kind, obj)
+        for watcher in self.watchers:
+            watcher(kind, obj)
 
     def _backoff(self, attempts: int) -> float:
         s = self.settings
@@ -803,6 +859,14 @@ class Scheduler:
 
     def run(self, arrivals: Iterable[PodArrival], *, progress: Callable[[int], None] | None = None) -> RunResult:
         """Schedule a whole trace on the simulated clock.
+
+        With :attr:`admit` set, each pod object passes through it when it is created (the API
+        server calling the mutating webhook); a pod created with ``spec.schedulingGates`` is
+        not scheduled until its gates are removed through :attr:`api` (the scheduling queue's
+        PreEnqueue), after which it enters the active queue at once. The :attr:`controllers`
+        run before every scheduling cycle and every :attr:`controller_period_s` while any of
+        them reports work; they act only through :attr:`api` (patches validated by the pod
+        update rules, deletes that the owner's controller answers with a replacement).
 
         Parameters
         ----------
@@ -818,55 +882,80 @@ class Scheduler:
         """
         pods = sorted(enumerate(arrivals), key=lambda t: (t[1].arrival_s, t[0]))
         result = RunResult({a.pod.key: PodOutcome(a.pod.key) for _, a in pods})
-        by_key = {a.pod.key: a for _, a in pods}
-        # Event heap: (time, kind, seq, key); at one time finishes sort before arrivals and retries.
-        FINISH, ARRIVE, RETRY = 0, 1, 2  # noqa: N806
-        events: list[tuple[float, int, int, str]] = []
-        seq = 0
+        self._result = result
+        self._by_key = {a.pod.key: a for _, a in pods}
+        self._templates = {a.pod.key: a.obj for _, a in pods}
+        self._events = []
+        self._seq = 0
         for _, a in pods:
-            events.append((a.arrival_s, ARRIVE, seq, a.pod.key))
-            seq += 1
-        heapq.heapify(events)
-        same_instant: dict[float, list[str]] = {}
+            self._push(a.arrival_s, _ARRIVE, a.pod.key)
+        self._groups = {}
         for _, a in pods:
-            same_instant.setdefault(a.arrival_s, []).append(a.pod.key)
-        announced: set[str] = set()
+            self._groups.setdefault(a.arrival_s, []).append(a.pod.key)
+        self._group_of = {a.pod.key: a.arrival_s for _, a in pods}
+        self._announced = set()
+        self._held = set()
+        self._gone = set()
+        self._tick_at = math.inf
         unschedulable: dict[str, float] = {}  # key -> earliest retry time (backoff expiry)
         retry_at: dict[str, float] = {}
-        now = 0.0
-        ext_before = 0.0
+        self.now = 0.0
+        events = self._events
         while events:
             now, kind, _, key = heapq.heappop(events)
             if now > self.settings.horizon_s:
                 break
-            arrival = by_key[key]
-            if kind == FINISH:
+            self.now = now
+            if kind == _TICK:
+                self._tick_at = math.inf
+                self._control()
+                continue
+            if key in self._gone:
+                continue
+            arrival = self._by_key[key]
+            if kind == _FINISH:
                 node = result.outcomes[key].node
                 assert node is not None
                 self.release(arrival.pod, node)
+                self._gone.add(key)
                 self._emit("MODIFIED", _object_at(arrival.obj, node=node, phase="Succeeded"))
                 self._emit("DELETED", _object_at(arrival.obj, node=node, phase="Succeeded"))
                 for waiting, earliest in unschedulable.items():  # AssignedPodDelete wakes them
                     when = max(now, earliest)
                     if when < retry_at.get(waiting, math.inf):
                         retry_at[waiting] = when
-                        seq += 1
-                        heapq.heappush(events, (when, RETRY, seq, waiting))
+                        self._push(when, _RETRY, waiting)
                 continue
-            if kind == ARRIVE:
+            if kind == _ARRIVE:
                 # Pods created at one instant (a Job's burst) are all in the watch before the
                 # scheduler's next cycle: announce them together, in arrival order.
-                for other in same_instant[now] if key not in announced else ():
-                    if other not in announced:
-                        announced.add(other)
-                        self._emit("ADDED", _object_at(by_key[other].obj, node=None, phase="Pending"))
+                if key not in self._announced:
+                    for other in self._groups.get(self._group_of.get(key, -1.0), [key]):
+                        if other not in self._announced and other not in self._gone:
+                            self._announce(other)
+                    if key not in self._announced:
+                        self._announce(key)
+                arrival = self._by_key[key]
+                if _gates(arrival.obj):
+                    self._held.add(key)  # PreEnqueue: SchedulingGated
+                    self._control()
+                    continue
+            elif kind == _UNGATE:
+                if key in self._held or result.outcomes[key].node is not None:
+                    continue
             elif retry_at.get(key) != now or key not in unschedulable:
                 continue  # a stale retry
+            self._control()
+            if key in self._gone:
+                continue
+            arrival = self._by_key[key]
             outcome = result.outcomes[key]
             outcome.attempts += 1
             result.attempts += 1
             ext_before = sum(e.seconds for e in self.extenders)
             attempt = self.schedule_one(arrival.pod, arrival.obj)
+            if arrival.pod.data is not None:
+                outcome.offered += len(attempt.offered)
             bound = False
             if attempt.node is not None:
                 self.assume(arrival.pod, attempt.node)
@@ -883,8 +972,7 @@ class Scheduler:
                 unschedulable.pop(key, None)
                 retry_at.pop(key, None)
                 self._emit("MODIFIED", _object_at(arrival.obj, node=attempt.node, phase="Running"))
-                seq += 1
-                heapq.heappush(events, (now + arrival.duration_s, FINISH, seq, key))
+                self._push(now + arrival.duration_s, _FINISH, key)
                 if progress is not None:
                     progress(1)
                 continue
@@ -892,9 +980,132 @@ class Scheduler:
             unschedulable[key] = now + self._backoff(outcome.attempts)
             flush = now + self.settings.unschedulable_flush_s
             retry_at[key] = flush
-            seq += 1
-            heapq.heappush(events, (flush, RETRY, seq, key))
-        result.end_s = now
+            self._push(flush, _RETRY, key)
+        result.end_s = self.now
         result.extender_errors = self.extender_errors
         result.prioritize_errors = self.prioritize_errors
+        result.gated = len(self._held)
         return result
+
+    # ------------------------------------------------------------ the API server's part
+    def _push(self, when: float, kind: int, key: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (when, kind, self._seq, key))
+
+    def _announce(self, key: str) -> None:
+        """Create the pod: admission (the webhook, as the API server calls it), then ADDED."""
+        arrival = self._by_key[key]
+        obj = arrival.obj
+        if self.admit is not None:
+            started = time.thread_time()
+            obj = self.admit(obj)
+            self._result.admission_cpu_s += time.thread_time() - started
+            scheduler = (obj.get("spec") or {}).get("schedulerName")
+            if scheduler != (arrival.obj.get("spec") or {}).get("schedulerName"):
+                self._result.routed[str(scheduler)] = self._result.routed.get(str(scheduler), 0) + 1
+        self._version += 1
+        obj = {**obj, "metadata": {**(obj.get("metadata") or {}), "resourceVersion": str(self._version)}}
+        self._by_key[key] = PodArrival(obj, Pod.from_object(obj), arrival.arrival_s, arrival.duration_s)
+        self._announced.add(key)
+        self._emit("ADDED", _object_at(obj, node=None, phase="Pending"))
+
+    def _control(self) -> None:
+        """Run the controllers (this thread's CPU time is counted); keep ticking while busy."""
+        busy = False
+        for control in self.controllers:
+            started, api = time.thread_time(), self._result.api_cpu_s
+            busy = control() or busy
+            # the API server's share of its calls (patch validation, the Job controller) is not the controller's
+            self._result.controller_cpu_s += time.thread_time() - started - (self._result.api_cpu_s - api)
+        if busy and self._tick_at > self.now + self.controller_period_s:
+            self._tick_at = self.now + self.controller_period_s
+            self._push(self._tick_at, _TICK, "")
+
+    def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """See :meth:`_patch_pod`; its CPU time is the API server's (:attr:`RunResult.api_cpu_s`)."""
+        started = time.thread_time()
+        try:
+            return self._patch_pod(namespace, name, patch)
+        finally:
+            self._result.api_cpu_s += time.thread_time() - started
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """See :meth:`_delete_pod`; its CPU time is the API server's and the Job controller's."""
+        started = time.thread_time()
+        try:
+            self._delete_pod(namespace, name)
+        finally:
+            self._result.api_cpu_s += time.thread_time() - started
+
+    def _patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A JSON merge patch of a pending pod, as the API server takes it: the
+        ``metadata.resourceVersion`` precondition (409), the pod update rules of
+        :func:`extender.narrowing.mutation_error` (422), then MODIFIED to the watchers; a pod
+        whose last gate went enters the scheduling queue.
+
+        Raises
+        ------
+        ApiError
+            404 for an unknown or finished pod, 409 on a stale version, 422 on a forbidden change.
+        """
+        from extender.narrowing import mutation_error
+        from kube.api import ApiError, ConflictError
+        from kube.memory import merge_patch
+
+        key = f"{namespace}/{name}"
+        if key not in self._by_key or key in self._gone or key not in self._announced:
+            raise ApiError(404, f"pods {name!r} not found")
+        arrival = self._by_key[key]
+        old = arrival.obj
+        want = (patch.get("metadata") or {}).get("resourceVersion")
+        if want is not None and want != (old.get("metadata") or {}).get("resourceVersion"):
+            raise ConflictError(f"pods {name!r}: the object has been modified")
+        if self._result.outcomes[key].node is not None:
+            old = _object_at(old, node=self._result.outcomes[key].node, phase="Running")
+        new: dict[str, Any] = merge_patch(old, {k: v for k, v in patch.items() if k != "status"})
+        error = mutation_error(old, new)
+        if error is not None:
+            raise ApiError(422, f"Pod {name!r} is invalid: {error}")
+        self._version += 1
+        new["metadata"]["resourceVersion"] = str(self._version)
+        new.pop("status", None)
+        self._by_key[key] = PodArrival(new, Pod.from_object(new), arrival.arrival_s, arrival.duration_s)
+        node = self._result.outcomes[key].node
+        self._emit("MODIFIED", _object_at(new, node=node, phase="Pending" if node is None else "Running"))
+        if key in self._held and not _gates(new):
+            self._held.discard(key)
+            self._push(self.now, _UNGATE, key)
+        return new
+
+    def _delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod (a gone one is fine); its controller owner (the Job controller) creates a
+        replacement at once from the pod's template (the object before admission), with a new
+        name and uid, which goes through admission again."""
+        key = f"{namespace}/{name}"
+        if key not in self._by_key or key in self._gone or key not in self._announced:
+            return
+        arrival = self._by_key[key]
+        outcome = self._result.outcomes[key]
+        self._gone.add(key)
+        self._held.discard(key)
+        outcome.deleted = True
+        self._result.deleted += 1
+        if outcome.node is not None:  # a running pod deleted: its resources come back
+            self.release(arrival.pod, outcome.node)
+        self._emit("DELETED", _object_at(arrival.obj, node=outcome.node, phase="Pending" if outcome.node is None else "Running"))
+        owners = [r for r in (arrival.obj.get("metadata") or {}).get("ownerReferences") or () if r.get("controller")]
+        if not owners:
+            return
+        template = self._templates[key]
+        self._replacements += 1
+        meta = dict(template.get("metadata") or {})
+        meta["name"] = f"{meta.get('name')}-r{self._replacements}"
+        meta["uid"] = f"{meta.get('uid') or key}-r{self._replacements}"
+        meta.pop("resourceVersion", None)
+        obj = {**template, "metadata": meta}
+        pod = Pod.from_object(obj)
+        new_key = pod.key
+        self._templates[new_key] = template
+        self._by_key[new_key] = PodArrival(obj, pod, self.now, arrival.duration_s)
+        self._result.outcomes[new_key] = PodOutcome(new_key, origin=outcome.origin or key)
+        self._push(self.now, _ARRIVE, new_key)

@@ -8,7 +8,10 @@ drives the trace through the simulated kube-scheduler (:mod:`benchmarks.driving`
 read per locality level, cross-zone bytes, network cost and its ratio to the bound, extender
 latency per pod and pods left pending. The full run adds a second trace, *Job bursts*: the same
 workload with every pod of a burst created at one instant (a Job's pods, all in the watch before
-the scheduler's next cycle), where kbl's pending-batch pricing has other pending pods to price.
+the scheduler's next cycle), where kbl's pending-batch pricing has other pending pods to price and places each burst jointly
+(:mod:`extender.joint`); that run checks issue 25's target (:func:`burst_target`: kbl's defaults
+close at least half the gap between the greedy oracle and the optimum, both measured in the same
+run) and the command exits 1 when it is missed.
 ``kbl demo`` runs the same comparison on the quick trace.
 """
 
@@ -28,6 +31,7 @@ from rich.table import Table
 
 from benchmarks.bounds import Bound, IntervalBound, interval_bound, lower_bound
 from benchmarks.measuring import write_json
+from benchmarks.oracles import burst_plan_cost
 from benchmarks.policies import PolicyRun, PolicySettings, run_policy
 from benchmarks.traces import Trace, TraceSettings, make_trace
 from topology.localities import LEVELS
@@ -178,6 +182,47 @@ def compare(
     return Comparison(trace, bound, bound_s, runs, weaker)
 
 
+#: Issue 25 item 2: on the Job-bursts trace, kbl's defaults close at least this fraction of the gap
+#: between the greedy oracle and the optimum (both measured in the same run).
+BURST_GAP_CLOSED = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class BurstTarget:
+    """The Job-bursts target: kbl's ratio to the optimum against ``greedy - (greedy - 1) x 0.5``."""
+
+    kbl: float
+    greedy: float
+    limit: float
+
+    @property
+    def met(self) -> bool:
+        return self.kbl <= self.limit
+
+    def describe(self) -> str:
+        verdict = "met" if self.met else "MISSED"
+        return (
+            f"burst target {verdict}: kbl {self.kbl:.4f} x the optimum, greedy oracle {self.greedy:.4f} x, "
+            f"limit {self.limit:.4f} x (half the gap between greedy and the optimum closed)"
+        )
+
+
+def burst_target(comparison: Comparison) -> BurstTarget:
+    """The target of the Job-bursts run (:data:`BURST_GAP_CLOSED`), from the rows of that run.
+
+    Raises
+    ------
+    ValueError
+        The comparison has no row with kbl's defaults or no greedy oracle row.
+    """
+    kbl = [r for v, r in comparison.rows if v.policy == "kbl" and v.settings == PolicySettings(weight=v.settings.weight)]
+    greedy = [r for v, r in comparison.rows if v.policy == "oracle"]
+    if not kbl or not greedy:
+        raise ValueError("the burst target needs kbl's defaults row and the greedy oracle row")
+    k, g = comparison.ratio(kbl[0]), comparison.ratio(greedy[0])
+    return BurstTarget(k, g, g - (g - 1.0) * BURST_GAP_CLOSED)
+
+
 def optimum_label(bound: IntervalBound) -> str:
     """The optimum row's label: exact when the LP bound is attained by a schedule."""
     return "optimum (LP bound, attained: exact)" if bound.fractional_pods == 0 else "optimum (LP lower bound)"
@@ -283,6 +328,21 @@ def run(args: argparse.Namespace) -> int:
         console.print(results_table(bursts))
         _describe(console, bursts)
         out["job_bursts"] = bursts.as_dict()
+    target: BurstTarget | None = None
+    if not args.quick:
+        target = burst_target(bursts)
+        console.print(target.describe())
+        out["job_bursts"]["target"] = {**asdict(target), "met": target.met}
+        ceiling = burst_plan_cost(bursts.trace)
+        console.print(
+            f"per-burst joint plan with exact costs (offline, no scheduler: the ceiling of planning each burst jointly): "
+            f"{ceiling.cost / bursts.bound.cost:.4f} x the optimum, {ceiling.unplaced} pods without a slot"
+        )
+        out["job_bursts"]["per_burst_plan"] = {
+            "cost": ceiling.cost,
+            "ratio": ceiling.cost / bursts.bound.cost,
+            "unplaced": ceiling.unplaced,
+        }
     console.print(f"Total {time.perf_counter() - started:.0f} s.")
     if args.plots:
         path = plot(comparison, Path(args.plots) / "locality.png")
@@ -290,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(args.json_out, out)
     if args.json_out:
         console.print(f"figures: {args.json_out}")
-    return 0
+    return 0 if target is None or target.met else 1
 
 
 def _describe(console: Console, comparison: Comparison) -> None:

@@ -80,7 +80,19 @@ class PolicyRun:
     schedule_cpu_s: float = 0.0
     extender_errors: int = 0
     prioritize_errors: int = 0
+    #: CPU seconds of the extender's work: its server thread (this process's CPU time in the
+    #: loop minus the driver thread's), plus the admission webhook and controllers the driver
+    #: called in its own thread (measured there).
+    extender_cpu_s: float = 0.0
+    #: Node names offered to the extender per pod with a data wish, summed over its attempts.
+    offered_per_data_pod: float = 0.0
+    data_pods: int = 0
+    deleted: int = 0
+    gated: int = 0
+    routed: dict[str, int] = field(default_factory=dict)
     placements: dict[str, str] = field(default_factory=dict, repr=False)
+    #: The driver's own record (start times, replacements), for tests.
+    result: RunResult | None = field(default=None, repr=False)
 
     @property
     def cross_zone_bytes(self) -> float:
@@ -88,7 +100,7 @@ class PolicyRun:
         return float(self.level_bytes[3] + self.level_bytes[4])
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.__slots__ if k != "placements"}
+        out = {k: getattr(self, k) for k in self.__slots__ if k not in ("placements", "result")}
         out["level_bytes"] = dict(zip([lv.label for lv in LEVELS], self.level_bytes, strict=True))
         out["cross_zone_bytes"] = self.cross_zone_bytes
         return out
@@ -100,7 +112,7 @@ def measure(trace: Trace, result: RunResult, costs: LocalityCosts) -> tuple[list
     arrivals = {a.pod.key: a for a in trace.arrivals}
     price = np.asarray(costs.as_tuple(), dtype=np.float64)
     for key, outcome in result.outcomes.items():
-        data = arrivals[key].pod.data
+        data = arrivals[outcome.origin or key].pod.data
         if outcome.node is None or data is None:
             continue
         dkey = f"{data.namespace}/{data.dataset}"
@@ -145,6 +157,8 @@ def _extenders(name: str, trace: Trace, settings: PolicySettings) -> Iterator[tu
         def feed(kind: str, obj: dict[str, Any]) -> None:
             state.apply(WatchEvent(kind, obj), PODS)  # type: ignore[arg-type]
 
+        feed.state = state  # type: ignore[attr-defined]  # for run_policy's setup hook
+
         with LocalServer(create_app(state, ext_settings)) as server:
             config = ExtenderConfig(server.url, bind_verb="bind", weight=settings.weight, node_cache_capable=settings.node_cache_capable)
             client = ExtenderClient(config, encoded)
@@ -163,8 +177,12 @@ def run_policy(
     scheduler_settings: SchedulerSettings | None = None,
     *,
     progress: Callable[[int], None] | None = None,
+    setup: Callable[[Scheduler, Any], None] | None = None,
 ) -> PolicyRun:
     """Drive the trace through kube-scheduler with policy ``name`` and measure it.
+
+    ``setup(scheduler, state)`` runs before the trace, with kbl's extender state (``None`` for
+    other policies): where a harness installs the API server's side (webhook, controllers).
 
     Raises
     ------
@@ -177,18 +195,25 @@ def run_policy(
     started = time.perf_counter()
     with _extenders(name, trace, settings) as (clients, hook):
         scheduler = Scheduler(trace.nodes, clients, sched_settings, on_pod_event=hook)
-        loop_started, loop_cpu = time.perf_counter(), time.process_time()
+        if setup is not None:
+            setup(scheduler, getattr(hook, "state", None))
+        loop_started, loop_cpu, loop_thread = time.perf_counter(), time.process_time(), time.thread_time()
         result = scheduler.run(trace.arrivals, progress=progress)
         schedule_s, schedule_cpu_s = time.perf_counter() - loop_started, time.process_time() - loop_cpu
+        driver_cpu_s = time.thread_time() - loop_thread
         calls = sum(c.calls for c in clients)
     wall = time.perf_counter() - started
     level_bytes, cost = measure(trace, result, settings.costs)
     per_pod_ms = [o.extender_s * 1000 for o in result.outcomes.values() if o.node is not None]
+    arrivals = {a.pod.key: a for a in trace.arrivals}
+    data_outcomes = [o for k, o in result.outcomes.items() if arrivals[o.origin or k].pod.data is not None]
+    data_pods = len({o.origin or o.key for o in data_outcomes})
+    extender_cpu_s = max(0.0, schedule_cpu_s - driver_cpu_s) + result.admission_cpu_s + result.controller_cpu_s
     return PolicyRun(
         name=name,
         level_bytes=level_bytes,
         cost=cost,
-        scheduled=len(result.outcomes) - len(result.pending),
+        scheduled=result.scheduled,
         pending=len(result.pending),
         delayed=result.delayed,
         attempts=result.attempts,
@@ -200,5 +225,12 @@ def run_policy(
         schedule_cpu_s=schedule_cpu_s,
         extender_errors=result.extender_errors,
         prioritize_errors=result.prioritize_errors,
+        extender_cpu_s=extender_cpu_s,
+        offered_per_data_pod=sum(o.offered for o in data_outcomes) / max(1, data_pods),
+        data_pods=data_pods,
+        deleted=result.deleted,
+        gated=result.gated,
+        routed=dict(result.routed),
         placements={k: o.node for k, o in result.outcomes.items() if o.node is not None},
+        result=result,
     )

@@ -29,6 +29,7 @@ import argparse
 import base64
 import dataclasses
 import gc
+import itertools
 import json
 import mmap
 import sys
@@ -225,8 +226,16 @@ SAMPLING_SIZES = {1_000: 10, 5_000: 49, 15_000: 147}
 #: kbl's two profiles in one kube-scheduler: the default one and the exhaustive one (100%).
 KBL_SCHEDULER = DEFAULT_SCHEDULER_NAME
 EXHAUSTIVE_SCHEDULER = f"{DEFAULT_SCHEDULER_NAME}-exhaustive"
-#: (label, global percentageOfNodesToScore, webhook with routing to the exhaustive profile).
-CONFIGURATIONS = (("100%", 100, False), ("adaptive", 0, False), ("adaptive + webhook", 0, True))
+#: (label, global percentageOfNodesToScore, webhook with routing to the exhaustive profile,
+#: narrowing: the webhook gates preferred data pods and the gate controller narrows them).
+CONFIGURATIONS = (
+    ("100%", 100, False, False),
+    ("adaptive", 0, False, False),
+    ("adaptive + webhook", 0, True, False),
+    ("adaptive + webhook + narrowing", 0, True, True),
+)
+NARROWING = CONFIGURATIONS[3][0]
+ROUTING = CONFIGURATIONS[2][0]
 #: The pods' locality modes of the table; "mixed": every other pod reads nothing through kbl,
 #: the others preferred.
 LOCALITIES = ("preferred", "required", "mixed")
@@ -248,9 +257,15 @@ def with_locality(trace: Trace, locality: str, webhook: bool) -> Trace:
 
     admission = AdmissionSettings(scheduler_name=KBL_SCHEDULER, exhaustive_scheduler_name=EXHAUSTIVE_SCHEDULER)
     arrivals = []
+    bursts: dict[float, int] = {}
     for i, a in enumerate(trace.arrivals):
         obj = json.loads(json.dumps(a.obj))
         obj["spec"]["schedulerName"] = KBL_SCHEDULER
+        # each burst is one Job's pods (the Job controller recreates a deleted one)
+        job = bursts.setdefault(a.arrival_s, len(bursts))
+        obj["metadata"]["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": f"job-{job}", "uid": f"job-{job}-uid", "controller": True}
+        ]
         annotations = obj["metadata"]["annotations"]
         annotations[labels.POD_LOCALITY] = "preferred" if locality == "mixed" else locality
         if locality == "required":  # one shard, so that some node can hold all a pod reads
@@ -265,6 +280,61 @@ def with_locality(trace: Trace, locality: str, webhook: bool) -> Trace:
                 obj = apply_patch(obj, json.loads(base64.b64decode(patch)))
         arrivals.append(PodArrival(obj, Pod.from_object(obj), a.arrival_s, a.duration_s))
     return dataclasses.replace(trace, arrivals=arrivals)
+
+
+def api_side(
+    narrowing: bool,
+    *,
+    candidates: int | None = None,
+    timeout_s: float | None = None,
+    leading: Any = None,
+    webhook: bool = True,
+) -> Any:
+    """The ``setup`` hook of :func:`~benchmarks.policies.run_policy` installing the API server's
+    side in the driver: the webhook at each pod's creation (routing on; with ``narrowing``, gating
+    while the gate controller is alive), and with ``narrowing`` the gate controller of
+    :mod:`extender.narrowing` over the extender's own state, watching pods and acting only
+    through the driver's API (:meth:`~benchmarks.driving.Scheduler.patch_pod` /
+    :meth:`~benchmarks.driving.Scheduler.delete_pod`), run before every scheduling cycle.
+
+    ``candidates`` / ``timeout_s`` override the controller's settings; ``leading`` (a callable)
+    plays its leader election (``False``: down, not alive); ``webhook=False`` plays the webhook
+    down (``failurePolicy: Ignore``: pods are created as submitted)."""
+    from extender.admission import AdmissionSettings, apply_patch, review
+    from extender.narrowing import GateController
+
+    admission = AdmissionSettings(scheduler_name=KBL_SCHEDULER, exhaustive_scheduler_name=EXHAUSTIVE_SCHEDULER)
+
+    def setup(scheduler: Any, state: Any) -> None:
+        controller = None
+        if narrowing:
+            changes: dict[str, Any] = {"narrowing": True}
+            if candidates is not None:
+                changes["narrow_candidates"] = candidates
+            if timeout_s is not None:
+                changes["narrow_release_timeout_s"] = timeout_s
+            settings = dataclasses.replace(state.settings, **changes)
+            controller = GateController(state, scheduler, settings, clock=lambda: scheduler.now, leading=leading or (lambda: True))
+
+        def admit(obj: dict[str, Any]) -> dict[str, Any]:
+            body = {"request": {"uid": obj["metadata"].get("uid", ""), "operation": "CREATE", "object": obj}}
+            with state.lock:
+                reply = review(body, state.cluster, admission, gate=controller.should_gate if controller else None)
+            patch = reply["response"].get("patch")
+            return apply_patch(obj, json.loads(base64.b64decode(patch))) if patch else obj
+
+        scheduler.admit = admit if webhook else None
+        scheduler.narrowing = controller
+        if controller is not None:
+            scheduler.watchers.append(controller.observe)
+
+            def control() -> bool:
+                controller.step()
+                return controller.waiting > 0
+
+            scheduler.controllers.append(control)
+
+    return setup
 
 
 def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str] = LOCALITIES) -> list[dict[str, Any]]:
@@ -290,11 +360,12 @@ def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str] = L
             warmed = True
         for locality in localities:
             base_cost = None
-            for label, percentage, webhook in CONFIGURATIONS:
-                variant = with_locality(trace, locality, webhook)
-                routed = sum(1 for a in variant.arrivals if a.pod.scheduler_name == EXHAUSTIVE_SCHEDULER)
+            variant = with_locality(trace, locality, False)
+            for label, percentage, webhook, narrowing in CONFIGURATIONS:
                 sched = SchedulerSettings(horizon_s=horizon, percentage_of_nodes_to_score=percentage, profiles={EXHAUSTIVE_SCHEDULER: 100})
-                run = run_policy("kbl", variant, PolicySettings(weight=5), sched)
+                setup = api_side(narrowing) if webhook else None
+                run = run_policy("kbl", variant, PolicySettings(weight=5), sched, setup=setup)
+                routed = run.routed.get(EXHAUSTIVE_SCHEDULER, 0)
                 base_cost = run.cost if base_cost is None else base_cost
                 local = run.level_bytes[0] / max(1.0, sum(run.level_bytes))
                 rows.append(
@@ -313,6 +384,10 @@ def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str] = L
                         "pending": run.pending,
                         "attempts": run.attempts,
                         "extender_ms_per_pod": run.extender_ms_per_pod,
+                        "offered_per_data_pod": run.offered_per_data_pod,
+                        "extender_cpu_ms_per_data_pod": run.extender_cpu_s * 1000 / max(1, run.data_pods),
+                        "deleted": run.deleted,
+                        "gated": run.gated,
                     }
                 )
                 print(render_sampling(rows[-1:]).splitlines()[-1], flush=True)
@@ -322,16 +397,57 @@ def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str] = L
 def render_sampling(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| nodes | pods' locality | configuration | default profile seeks | routed to 100% | pods/s | CPU ms/pod | network cost vs 100%"
-        " | node-local bytes | cross-zone TiB | scheduled | pending | attempts | extender ms/pod |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " | node-local bytes | cross-zone TiB | scheduled | pending | attempts | extender ms/pod | names offered / data pod"
+        " | extender CPU ms / data pod | recreated |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['nodes']:,} | {r['locality']} | {r['configuration']} | {r['offered']:,} | {r['routed']} | {r['pods_per_s']:.1f}"
             f" | {r['cpu_ms_per_pod']:.1f} | {r['cost_vs_100']:.3f}x | {r['node_local']:.1%} | {r['cross_zone_tib']:.2f}"
-            f" | {r['scheduled']} | {r['pending']} | {r['attempts']} | {r['extender_ms_per_pod']:.2f} |"
+            f" | {r['scheduled']} | {r['pending']} | {r['attempts']} | {r['extender_ms_per_pod']:.2f}"
+            f" | {r.get('offered_per_data_pod', 0.0):,.0f} | {r.get('extender_cpu_ms_per_data_pod', 0.0):.2f} | {r.get('deleted', 0)} |"
         )
     return "\n".join(lines)
+
+
+#: Issue 25's targets for narrowing (checked by :func:`sampling_targets`).
+TARGET_COST_VS_100 = 1.02
+TARGET_OFFERED_SHARE_5000 = 0.10
+TARGET_CPU_RATIO_5000 = 1 / 5
+
+
+def sampling_targets(rows: list[dict[str, Any]]) -> list[tuple[str, bool]]:
+    """Issue 25's targets on the narrowing rows, each with PASS (True) or MISS: preferred and
+    mixed pods within 2% of the 100% network cost; names offered per data pod at most 10% of the
+    cluster near 5,000 nodes and falling with size; extender CPU per data pod near 5,000 nodes at
+    most 1/5 of the routing row's; no pod pending that the 100% row schedules."""
+    out: list[tuple[str, bool]] = []
+    by = {(r["nodes"], r["locality"], r["configuration"]): r for r in rows}
+    narrowed = [r for r in rows if r["configuration"] == NARROWING]
+    for r in narrowed:
+        where = f"{r['nodes']:,} nodes, {r['locality']}"
+        if r["locality"] in ("preferred", "mixed"):
+            cost = r["cost_vs_100"]
+            out.append((f"{where}: network cost {cost:.3f}x <= {TARGET_COST_VS_100}x of 100%", cost <= TARGET_COST_VS_100))
+        full = by.get((r["nodes"], r["locality"], "100%"))
+        if full is not None:
+            out.append((f"{where}: pending {r['pending']} <= the 100% row's {full['pending']}", r["pending"] <= full["pending"]))
+        routing = by.get((r["nodes"], r["locality"], ROUTING))
+        if r["locality"] == "preferred" and 4_000 <= r["nodes"] <= 6_000:
+            share = r["offered_per_data_pod"] / r["nodes"]
+            text = f"{where}: names offered per data pod {share:.1%} of the cluster <= {TARGET_OFFERED_SHARE_5000:.0%}"
+            out.append((text, share <= TARGET_OFFERED_SHARE_5000))
+            if routing is not None:
+                ratio = r["extender_cpu_ms_per_data_pod"] / max(1e-9, routing["extender_cpu_ms_per_data_pod"])
+                text = f"{where}: extender CPU per data pod {ratio:.2f}x of routing's <= {TARGET_CPU_RATIO_5000:.2f}x"
+                out.append((text, ratio <= TARGET_CPU_RATIO_5000))
+    preferred = sorted((r for r in narrowed if r["locality"] == "preferred"), key=lambda r: r["nodes"])
+    for small, large in itertools.pairwise(preferred):
+        a, b = small["offered_per_data_pod"] / small["nodes"], large["offered_per_data_pod"] / large["nodes"]
+        text = f"preferred: share of names offered falls from {small['nodes']:,} ({a:.2%}) to {large['nodes']:,} nodes ({b:.2%})"
+        out.append((text, b <= a))
+    return out
 
 
 # ------------------------------------------------------------- the extender (issue 16 item 2)
@@ -456,10 +572,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"targets at 100,000 nodes: ready < {TARGET_S:.0f} s, peak RSS < {TARGET_MIB:,} MiB;"
               " node join / placement change: update + what the hot path reads again")
     sampling: list[dict[str, Any]] = []
+    missed = 0
     sizes = [int(n) for n in args.sampling.split(",")] if args.sampling else ([60] if args.quick else [])
     if sizes:
         sampling = sampling_rows(sizes, 40 if args.quick else args.pods)
         print(render_sampling(sampling))
+        checks = sampling_targets(sampling)
+        for text, ok in checks:
+            print(f"{'PASS' if ok else 'MISS'} {text}")
+        missed = sum(1 for _, ok in checks if not ok)
     extender: dict[str, Any] = {}
     if args.extender:
         extender = extender_ratios(args.quick)
@@ -467,7 +588,7 @@ def run(args: argparse.Namespace) -> int:
     loops, loop_figures, loops_met = run_loops_table(args)
     write_json(args.json_out, {"sizes": rows, "sampling": sampling, "extender": extender, "loops": loops,
                                "loop_figures": loop_figures, "numpy": np.__version__})
-    return 0 if loops_met else 1
+    return 1 if missed or not loops_met else 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,13 @@ The reply is always ``allowed``: a pod the webhook cannot read, a DataSet not pl
 error leaves the pod unchanged (the webhook is ``failurePolicy: Ignore`` in the chart too).
 A pod annotated ``kbl.io/dataset`` and ``kbl.io/mount: /data`` also gets its DataSet as a
 ``data.kbl.io`` CSI volume mounted read-only at that path (:mod:`extender.volumes`), as Fluid's
-webhook does. Existing node affinity is kept: the required requirement is ANDed into every existing term,
+webhook does.
+
+Narrowing (:mod:`extender.narrowing`, ``narrowing`` on and its gate controller alive): a
+preferred data pod of the kbl scheduler with a controller owner gets the scheduling gate
+``kbl.io/narrow`` *instead of* the routing; the controller then narrows it by name before it
+is ungated. Pods without an owner, pods whose owner lost a narrowed pod, and every pod while no
+controller is alive are routed as above. Existing node affinity is kept: the required requirement is ANDed into every existing term,
 preferred terms are appended. The patch is RFC 6902 JSONPatch, base64 in the reply.
 """
 
@@ -48,6 +54,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from extender.bodies import BodyError, read_json
+from extender.narrowing import gate_patch
 from extender.settings import DEFAULT_SCHEDULER_NAME, ExtenderSettings
 from extender.state import ClusterState
 from extender.volumes import volume_patch
@@ -233,8 +240,26 @@ def routing_patch(pod: Pod, narrow: Narrowing | None, settings: AdmissionSetting
     return [{"op": "replace", "path": "/spec/schedulerName", "value": target}]
 
 
-def review(body: Any, cluster: Cluster, settings: AdmissionSettings | None = None) -> dict[str, Any]:
-    """The AdmissionReview reply to a review request: always allowed, with a patch when it helps."""
+def gateable(cluster: Cluster, pod: Pod, settings: AdmissionSettings) -> bool:
+    """True for a pod the gate controller could narrow (:mod:`extender.narrowing`): a preferred
+    data pod of the kbl scheduler whose data has a present holder (the pods the webhook would
+    otherwise route). O(requested pieces): no table over every node."""
+    if pod.scheduler_name != settings.scheduler_name:
+        return False
+    wish = resolve(cluster, pod)
+    if not wish.usable or wish.key is None or wish.required:
+        return False
+    return bool(cluster.level_sums(wish.key, wish.shards).holders.size)
+
+
+def review(
+    body: Any, cluster: Cluster, settings: AdmissionSettings | None = None, *, gate: Callable[[Mapping[str, Any]], bool] | None = None
+) -> dict[str, Any]:
+    """The AdmissionReview reply to a review request: always allowed, with a patch when it helps.
+
+    ``gate`` (narrowing on): asked about each :func:`gateable` pod; when it says yes the pod
+    gets the scheduling gate :data:`extender.narrowing.GATE` instead of being routed.
+    """
     settings = settings or AdmissionSettings()
     request = body.get("request") if isinstance(body, Mapping) else None
     request = request if isinstance(request, Mapping) else {}
@@ -243,9 +268,12 @@ def review(body: Any, cluster: Cluster, settings: AdmissionSettings | None = Non
     if request.get("operation", "CREATE") == "CREATE" and isinstance(obj, Mapping) and not (obj.get("spec") or {}).get("nodeName"):
         try:
             pod = Pod.from_object(obj)
-            narrow = narrowing(cluster, pod, settings)
-            ops = affinity_patch(obj, narrow) if narrow is not None else []
-            ops += routing_patch(pod, narrow, settings)
+            if gate is not None and gateable(cluster, pod, settings) and gate(obj):
+                ops = gate_patch(obj)  # the controller narrows it by name: no preferred terms needed
+            else:
+                narrow = narrowing(cluster, pod, settings)
+                ops = affinity_patch(obj, narrow) if narrow is not None else []
+                ops += routing_patch(pod, narrow, settings)
         except Exception:  # never block or fail a pod for the webhook's sake
             log.exception("admission: cannot compute the node affinity; pod admitted unchanged")
             ops = []
@@ -285,8 +313,14 @@ def apply_patch(obj: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> dic
     return out
 
 
-def endpoint(state: ClusterState, settings: ExtenderSettings) -> Callable[[Request], Awaitable[Response]]:
-    """The ``POST /mutate`` handler: an AdmissionReview in, the reply out (200 unless unreadable)."""
+def endpoint(
+    state: ClusterState, settings: ExtenderSettings, gate: Callable[[Mapping[str, Any]], bool] | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """The ``POST /mutate`` handler: an AdmissionReview in, the reply out (200 unless unreadable).
+
+    ``gate``: the gate controller's :meth:`~extender.narrowing.GateController.should_gate` when
+    narrowing is on.
+    """
     admission = AdmissionSettings.of(settings)
 
     async def mutate(request: Request) -> Response:
@@ -295,7 +329,7 @@ def endpoint(state: ClusterState, settings: ExtenderSettings) -> Callable[[Reque
         except BodyError as exc:
             return Response(orjson.dumps({"Error": str(exc)}), status_code=exc.status, media_type="application/json")
         with state.lock:
-            reply = review(body, state.cluster, admission)
+            reply = review(body, state.cluster, admission, gate=gate)
         return Response(orjson.dumps(reply), media_type="application/json")
 
     return mutate

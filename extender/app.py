@@ -31,6 +31,7 @@ from extender.eventing import EventRecorder
 from extender.filtering import decide, preempt
 from extender.framework import Cycle, Framework
 from extender.metrics import CONTENT_TYPE, ExtenderMetrics
+from extender.narrowing import GateController
 from extender.openapi import document
 from extender.ranking import Missed, rank
 from extender.settings import ExtenderSettings
@@ -52,7 +53,9 @@ def _encoded(body: bytes) -> Response:
     return Response(body, media_type=JSON)
 
 
-def create_app(state: ClusterState, settings: ExtenderSettings | None = None, api: KubeApi | None = None) -> FastAPI:
+def create_app(
+    state: ClusterState, settings: ExtenderSettings | None = None, api: KubeApi | None = None, narrowing: GateController | None = None
+) -> FastAPI:
     """The extender app over ``state``.
 
     Parameters
@@ -64,6 +67,8 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
     api:
         The Kubernetes API for bindings and events; ``None`` is snapshot mode (bind records
         the assignment in the cache only, events are counted and logged).
+    narrowing:
+        The gate controller (``settings.narrowing``): the webhook gates pods while it is alive.
     """
     settings = settings or state.settings
     events = EventRecorder(settings, api)
@@ -158,7 +163,8 @@ def create_app(state: ClusterState, settings: ExtenderSettings | None = None, ap
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    app.add_route(admission.MUTATE_PATH, admission.endpoint(state, settings), methods=["POST"], include_in_schema=False)
+    gate = narrowing.should_gate if narrowing is not None and settings.narrowing else None
+    app.add_route(admission.MUTATE_PATH, admission.endpoint(state, settings, gate), methods=["POST"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

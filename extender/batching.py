@@ -15,7 +15,9 @@ cheapest assignment of ``B`` onto ``s`` (each pod on one node, at most ``s_n`` p
 taken on ``n``. ``delta(n) = 0`` when ``n`` keeps a slot nobody in ``B`` needs. The current pod's
 best node under ``eff'`` is its node in the cheapest joint assignment of ``B`` plus itself (the
 regret of a greedy choice is charged up front), so the batch is placed as a min-cost assignment
-even though kube-scheduler decides pod by pod.
+even though kube-scheduler decides pod by pod, provided kube-scheduler follows the scores:
+:mod:`extender.joint` gives that node a lead its plugins cannot undo, and plans a whole batch at
+once (:func:`~extender.joint.plan_jointly`) for callers that want every pod's node.
 
 Computation (:func:`displacement_costs`, pure): the min-cost assignment of ``B`` by successive
 shortest augmenting chains (min-cost flow, one pod at a time), then ``delta`` for every node at
@@ -37,6 +39,7 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
 
 def displacement_costs(costs: FloatArray, slots: IntArray) -> FloatArray:
     """``delta(n)`` for every node (module docstring): what one slot of ``n`` costs the batch.
@@ -66,9 +69,29 @@ def displacement_costs(costs: FloatArray, slots: IntArray) -> FloatArray:
     if pods == 0 or nodes == 0:
         return delta
     open_cost = np.where(slots[None, :] > 0, costs, np.inf)
-    k = min(pods + 1, nodes)
-    options: list[tuple[IntArray, FloatArray, float]] = []  # per pod: nodes, their costs, elsewhere
-    for q in range(pods):
+    options, _ = pod_options(open_cost, min(pods + 1, nodes))
+    if not options:
+        return delta
+    chains = Chains(options, slots)
+    for q in range(len(options)):
+        chains.insert(q)
+    for n, value in chains.distances().items():
+        delta[n] = max(0.0, value[0])
+    return delta
+
+
+def pod_options(open_cost: FloatArray, k: int) -> tuple[list[tuple[IntArray, FloatArray, float]], list[int]]:
+    """Each pod's ``k`` cheapest open nodes (cheapest first, ids, costs) and its "elsewhere" cost.
+
+    ``open_cost`` is ``(pods, nodes)`` with ``inf`` where a pod cannot run or the node has no free
+    slot. "Elsewhere" is the pod's next cheapest open node (uncapacitated stand-in for the rest),
+    or its dearest option when there is none. Pods that fit nowhere are left out; the second list
+    gives the row of each kept pod.
+    """
+    nodes = open_cost.shape[1]
+    options: list[tuple[IntArray, FloatArray, float]] = []
+    kept: list[int] = []
+    for q in range(open_cost.shape[0]):
         row = open_cost[q]
         if not np.isfinite(row).any():
             continue  # fits nowhere now: it does not compete for these slots
@@ -79,17 +102,11 @@ def displacement_costs(costs: FloatArray, slots: IntArray) -> FloatArray:
         finite_rest = rest[np.isfinite(rest)]
         elsewhere = float(finite_rest.min()) if finite_rest.size else float(row[order].max())
         options.append((order.astype(np.int64), row[order], elsewhere))
-    if not options:
-        return delta
-    chains = _Chains(options, slots)
-    for q in range(len(options)):
-        chains.insert(q)
-    for n, value in chains.distances().items():
-        delta[n] = max(0.0, value[0])
-    return delta
+        kept.append(q)
+    return options, kept
 
 
-class _Chains:
+class Chains:
     """A min-cost assignment grown one pod at a time by cheapest augmenting chains.
 
     Successive shortest paths: with the pods placed so far assigned at least cost, the cheapest

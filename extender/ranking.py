@@ -4,7 +4,8 @@
 wish, computed once per pod) -> network cost of every node (:class:`~extender.costs.CostTables`)
 -> hotspot fading with each node's load after placing this pod -> plus what each node's slot
 would cost the other pending pods (:mod:`extender.pricing`, when the watch knows some) -> read at
-the offered ids -> normalise into 0..10. Pods without kbl annotations, or whose wish cannot be
+the offered ids -> normalise into 0..10 (with other pending pods, the pod's node in the cheapest
+joint plan gets 10 and the others at most ``10 - PLAN_LEAD``: :mod:`extender.joint`). Pods without kbl annotations, or whose wish cannot be
 honoured, get all zeros at once (no preference, near-zero cost).
 
 It also looks for the ``percentageOfNodesToScore`` trap: a node elsewhere in the cluster that
@@ -22,6 +23,7 @@ import numpy.typing as npt
 
 from extender.eligibility import eligible
 from extender.framework import Cycle, Framework
+from extender.joint import planned_scores
 from extender.scoring import normalize
 from extender.wishes import Wish
 
@@ -77,9 +79,11 @@ def rank(fw: Framework, cycle: Cycle, names: list[str], *, look_elsewhere: bool 
         worst = wish.needed_bytes * state.settings.costs.remote
         eff, _util = fw.costs.effective_at(wish, cycle.request, ids)
         delta = fw.pricing.displacement(cycle.pod)
-        if delta is not None:
+        if delta is None:
+            scores = normalize(eff)
+        else:  # planned jointly with the other pending pods: the planned nodes lead (extender.joint)
             eff = eff + np.where(ids >= 0, delta[np.where(ids >= 0, ids, 0)], 0.0)
-        scores = normalize(eff)
+            scores = planned_scores(eff)
         missed = None
         if look_elsewhere:
             if delta is None:

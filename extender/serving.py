@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 
 from extender.app import create_app
+from extender.narrowing import GateController
 from extender.state import ClusterState
 from kube.api import DATASETS, KBLS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
@@ -108,13 +109,19 @@ def freeze_when_ready(state: ClusterState, stop: threading.Event, poll_s: float 
     return thread
 
 
-def serve(state: ClusterState, options: ServerOptions, api: KubeApi | None = None, informers: Sequence[Informer] = ()) -> None:
+def serve(
+    state: ClusterState,
+    options: ServerOptions,
+    api: KubeApi | None = None,
+    informers: Sequence[Informer] = (),
+    narrowing: GateController | None = None,
+) -> None:
     """Serve until interrupted; stops ``informers`` afterwards.
 
     The heap is frozen as soon as the state is ready (at once for a snapshot, after the first
     full sync for watches): see the module docstring.
     """
-    app = create_app(state, api=api)
+    app = create_app(state, api=api, narrowing=narrowing)
     server = uvicorn.Server(config(app, options))
     stop = threading.Event()
     if state.ready:

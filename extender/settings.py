@@ -78,6 +78,14 @@ class ExtenderSettings:
         The profile of the same kube-scheduler with ``percentageOfNodesToScore: 100``; the
         webhook routes there the pods it cannot narrow to their data holders by name (preferred
         locality, or the zone fallback). ``""`` (default): no routing.
+    narrowing:
+        Gate preferred data pods at creation and narrow them before kube-scheduler samples
+        (:mod:`extender.narrowing`) instead of routing them; needs the gate controller (``kbl
+        serve`` with an API server) and falls back to routing while it is not alive.
+    narrow_candidates:
+        How many nodes with room a gated pod is narrowed to (cheapest network cost first).
+    narrow_release_timeout_s:
+        Seconds a narrowed pod may stay unbound before it is deleted and recreated unnarrowed.
     """
 
     url_prefix: str = ""
@@ -94,6 +102,9 @@ class ExtenderSettings:
     batch_limit: int = 32
     scheduler_name: str = DEFAULT_SCHEDULER_NAME
     exhaustive_scheduler_name: str = ""
+    narrowing: bool = False
+    narrow_candidates: int = 16
+    narrow_release_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.url_prefix and (not self.url_prefix.startswith("/") or self.url_prefix.endswith("/")):
@@ -106,6 +117,8 @@ class ExtenderSettings:
             raise ValueError("batch_limit must be >= 0")
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
+        if self.narrow_candidates < 1 or self.narrow_release_timeout_s <= 0:
+            raise ValueError("narrow_candidates must be >= 1 and narrow_release_timeout_s > 0")
         if not self.scheduler_name or self.exhaustive_scheduler_name == self.scheduler_name:
             raise ValueError("scheduler_name must be set and differ from exhaustive_scheduler_name")
 

@@ -15,6 +15,14 @@ single ranged ``GET`` open from the read position and buffers up to ``readahead_
 the reader. Reads that arrive out of order within the buffer (the kernel sends its own readahead
 concurrently) are answered from it; a jump outside it restarts the stream at the new offset. The
 page cache keeps what was read (``keep_cache``: a shard never changes under a DataSet uid).
+
+**Sizes on demand.** The driver knows the sizes of local replicas; the others are asked of the
+agent (one one-byte ranged ``GET`` each). The daemon asks for one before it mounts (an agent it
+cannot reach, or that refuses it, fails the publish and kubelet retries), mounts, and resolves the
+rest in the background (:class:`Sizes`); a lookup, ``stat`` or open of a file whose size is not known yet asks
+for that one first. A pod's mount of a DataSet of 10^5 shards does not wait for 10^5 requests,
+and a shard the agent cannot answer fails that file's lookup with ``EIO`` (asked again on the
+next lookup), not the whole mount.
 """
 
 from __future__ import annotations
@@ -294,8 +302,77 @@ def tree(files: list[tuple[int, str, int]]) -> dict[int, Node]:
     return nodes
 
 
+class Sizes:
+    """Shard sizes: the known ones, and the others asked of the agent on demand and in the background.
+
+    :meth:`get` answers from what is known, or asks for that shard at once (the caller waits
+    only for its own file); :meth:`prefetch` asks for every unknown size with ``workers``
+    threads, in the manifest's order, skipping those already known. Each size is fetched once
+    when it succeeds; a failed fetch raises to its caller and is tried again by the next.
+    """
+
+    def __init__(self, known: dict[int, int], unknown: list[int], fetch: Callable[[int], int], workers: int = 16) -> None:
+        self.known = dict(known)
+        self.unknown = list(unknown)
+        self.fetch = fetch
+        self.workers = workers
+        self.lock = threading.Lock()
+        self.fetching: dict[int, threading.Event] = {}
+        self.pool: ThreadPoolExecutor | None = None
+
+    def peek(self, shard: int) -> int | None:
+        return self.known.get(shard)
+
+    def get(self, shard: int) -> int:
+        """The shard's size, fetched now if no one knows it yet (or waiting for the fetch under way)."""
+        while True:
+            with self.lock:
+                size = self.known.get(shard)
+                if size is not None:
+                    return size
+                running = self.fetching.get(shard)
+                if running is None:
+                    running = self.fetching[shard] = threading.Event()
+                    mine = True
+                else:
+                    mine = False
+            if not mine:
+                running.wait()
+                with self.lock:
+                    if shard in self.known:
+                        return self.known[shard]
+                continue  # that fetch failed: try it ourselves
+            try:
+                size = self.fetch(shard)
+                with self.lock:
+                    self.known[shard] = size
+                return size
+            finally:
+                with self.lock:
+                    self.fetching.pop(shard, None)
+                running.set()
+
+    def _quiet(self, shard: int) -> None:
+        try:
+            self.get(shard)
+        except (OSError, httpx.HTTPError) as exc:  # a lookup of that file asks again and reports it
+            log.warning("size of shard %d: %s", shard, exc)
+
+    def prefetch(self) -> None:
+        """Ask for every unknown size in the background (returns at once)."""
+        if not self.unknown or self.pool is not None:
+            return
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kbl-fuse-size")
+        for shard in self.unknown:
+            self.pool.submit(self._quiet, shard)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> None:
-    """Resolve every size, mount, serve until unmounted (or killed)."""
+    """Mount, resolve the unknown sizes in the background, serve until unmounted (or killed)."""
     import pyfuse3  # type: ignore[import-not-found,unused-ignore]
     import trio
 
@@ -303,10 +380,12 @@ def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> No
     # in well under the default 5 ms, or a read waits on a thread that has its bytes already.
     sys.setswitchinterval(0.0005)
     agent = Agent(manifest)
-    unknown = [(i, p) for i, p, s in manifest.files if s is None]
-    with ThreadPoolExecutor(16) as pool:
-        sizes = dict(zip((i for i, _ in unknown), pool.map(agent.size, (i for i, _ in unknown)), strict=True))
-    nodes = tree([(i, p, s if s is not None else sizes[i]) for i, p, s in manifest.files])
+    sizes = Sizes(
+        {i: s for i, _, s in manifest.files if s is not None}, [i for i, _, s in manifest.files if s is None], agent.size
+    )
+    if sizes.unknown:  # one answer before mounting: an agent that cannot be reached (or refuses us) fails the publish
+        sizes.get(sizes.unknown[0])
+    nodes = tree([(i, p, s if s is not None else -1) for i, p, s in manifest.files])
     uid, gid = os.getuid(), os.getgid()
 
     class Volume(pyfuse3.Operations):  # type: ignore[misc,unused-ignore]
@@ -315,15 +394,29 @@ def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> No
             self.handles: dict[int, RangeStream] = {}
             self.next_fh = 1
 
-        def attrs(self, node: Node) -> Any:
+        async def size(self, node: Node) -> int:
+            if node.is_dir:
+                return 0
+            known = sizes.peek(node.shard)
+            if known is not None:
+                return known
+            try:
+                found: int = await trio.to_thread.run_sync(sizes.get, node.shard)
+            except (OSError, httpx.HTTPError) as exc:
+                log.warning("size of shard %d: %s", node.shard, exc)
+                raise pyfuse3.FUSEError(errno.EIO) from None
+            return found
+
+        async def attrs(self, node: Node) -> Any:
+            size = await self.size(node)
             a = pyfuse3.EntryAttributes()
             a.st_ino = node.inode
             a.st_mode = (stat.S_IFDIR | 0o555) if node.is_dir else (stat.S_IFREG | 0o444)
             a.st_nlink = 2 if node.is_dir else 1
-            a.st_size = node.size
+            a.st_size = size
             a.st_uid, a.st_gid = uid, gid
             a.st_blksize = 1 << 20
-            a.st_blocks = (node.size + 511) // 512
+            a.st_blocks = (size + 511) // 512
             a.attr_timeout = a.entry_timeout = 3600.0  # the tree never changes while mounted
             return a
 
@@ -334,18 +427,18 @@ def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> No
             return found
 
         async def getattr(self, inode: int, ctx: Any = None) -> Any:
-            return self.attrs(self.node(inode))
+            return await self.attrs(self.node(inode))
 
         async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
             parent = self.node(parent_inode)
             if name == b".":
-                return self.attrs(parent)
+                return await self.attrs(parent)
             if name == b"..":
-                return self.attrs(nodes[parent.parent])
+                return await self.attrs(nodes[parent.parent])
             child = parent.children.get(name)
             if child is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
-            return self.attrs(nodes[child])
+            return await self.attrs(nodes[child])
 
         async def opendir(self, inode: int, ctx: Any) -> int:
             if not self.node(inode).is_dir:
@@ -355,7 +448,7 @@ def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> No
         async def readdir(self, fh: int, start_id: int, token: Any) -> None:
             children = sorted(self.node(fh).children.items())
             for i, (name, child) in enumerate(children[start_id:], start=start_id + 1):
-                if not pyfuse3.readdir_reply(token, name, self.attrs(nodes[child]), i):
+                if not pyfuse3.readdir_reply(token, name, await self.attrs(nodes[child]), i):
                     break
 
         async def releasedir(self, fh: int) -> None:
@@ -369,7 +462,7 @@ def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> No
                 raise pyfuse3.FUSEError(errno.EROFS)
             fh = self.next_fh
             self.next_fh += 1
-            stream = RangeStream(agent, node.shard, node.size, manifest.readahead_bytes, manifest.read_timeout_s)
+            stream = RangeStream(agent, node.shard, await self.size(node), manifest.readahead_bytes, manifest.read_timeout_s)
             with stream.cond:
                 stream._restart(0)  # the first bytes are on their way before the first read arrives
             self.handles[fh] = stream
@@ -399,7 +492,7 @@ def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> No
         async def statfs(self, ctx: Any) -> Any:
             s = pyfuse3.StatvfsData()
             s.f_bsize = s.f_frsize = 1 << 20
-            s.f_blocks = sum(n.size for n in nodes.values()) // (1 << 20) + 1
+            s.f_blocks = sum(sizes.known.values()) // (1 << 20) + 1  # the sizes known so far
             s.f_files = len(nodes)
             s.f_namemax = 255
             return s
@@ -407,9 +500,11 @@ def serve(manifest: Manifest, *, ready: Callable[[], None] = lambda: None) -> No
     options = set(pyfuse3.default_options) | {"ro", "allow_other", "fsname=kbl-data", f"subtype={SUBTYPE}", "noatime"}
     pyfuse3.init(Volume(), manifest.target, options)
     ready()
+    sizes.prefetch()
     try:
         trio.run(pyfuse3.main)
     finally:
+        sizes.close()
         pyfuse3.close(unmount=True)
 
 

@@ -6,10 +6,12 @@ import argparse
 import dataclasses
 import logging
 import os
+import threading
 from pathlib import Path
 
 import yaml
 
+from extender import narrowing
 from extender.serving import WATCHED, ServerOptions, serve, start_informers
 from extender.settings import ExtenderSettings, normalize_prefix
 from extender.state import ClusterState
@@ -40,6 +42,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "default: no routing)",
     )
     parser.add_argument(
+        "--narrowing",
+        action="store_true",
+        default=os.environ.get("KBL_NARROWING", "").lower() in ("1", "true", "yes"),
+        help="gate preferred data pods at creation and narrow them by name before kube-scheduler samples, instead of"
+        " routing them to the exhaustive profile (env KBL_NARROWING; needs the API server, see extender/narrowing.py)",
+    )
+    parser.add_argument(
         "--config", metavar="FILE", help="YAML or JSON file of extender settings (costs, hotspotThreshold, batchLimit, ...)"
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -53,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     port = args.port or (8443 if args.tls_cert else 8080)
     options = ServerOptions(host=args.host, port=port, tls_cert=args.tls_cert, tls_key=args.tls_key, log_level=args.log_level)
     if args.snapshot:
+        if settings.narrowing:
+            logging.getLogger(__name__).warning("--narrowing needs the API server: ignored with --snapshot (pods are routed)")
         snapshot = load_snapshot(args.snapshot, rack_label=settings.rack_label)
         state = ClusterState.from_snapshot(snapshot, settings)
         serve(state, options)
@@ -61,7 +72,15 @@ def run(args: argparse.Namespace) -> int:
     lists = api.typed_reader(settings.rack_label)  # the informers only type what they list; binds stay raw
     state = ClusterState(settings, expect=WATCHED)
     informers = start_informers(state, lists, settings=InformerSettings())
-    serve(state, options, api=api, informers=informers)
+    controller = None
+    stop = threading.Event()
+    if settings.narrowing:  # the gate controller, leader-elected among the replicas (extender/narrowing.py)
+        controller, extra = narrowing.start(state, api, stop, informer_settings=InformerSettings())
+        informers = [*informers, *extra]
+    try:
+        serve(state, options, api=api, informers=informers, narrowing=controller)
+    finally:
+        stop.set()
     return 0
 
 
@@ -83,6 +102,18 @@ def settings_from_args(args: argparse.Namespace) -> ExtenderSettings:
         changes["scheduler_name"] = args.scheduler_name
     if args.exhaustive_scheduler_name:
         changes["exhaustive_scheduler_name"] = args.exhaustive_scheduler_name
+    if getattr(args, "narrowing", False):
+        changes["narrowing"] = True
+        from_env = (
+            ("KBL_NARROW_CANDIDATES", "narrow_candidates", int),
+            ("KBL_NARROW_RELEASE_TIMEOUT_S", "narrow_release_timeout_s", float),
+        )
+        for env, key, kind in from_env:
+            if os.environ.get(env):
+                try:
+                    changes[key] = kind(os.environ[env])
+                except ValueError:
+                    raise KblError(f"kbl serve: {env}={os.environ[env]!r} is not a number") from None
     try:
         return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
     except ValueError as exc:

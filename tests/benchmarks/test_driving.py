@@ -409,3 +409,104 @@ def test_vectorised_filters_and_scores_agree_with_the_per_node_rules() -> None:
     ]
     for term in terms:
         assert sched.term_mask(term).tolist() == [term_matches(n, term) for n in sched.nodes], term
+
+
+# ------------------------------------------------------------ the API server's side (issue 25)
+def _owned(name: str) -> tuple[dict[str, Any], Pod]:
+    obj, _ = _pod(name)
+    obj["metadata"]["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "j-uid", "controller": True}]
+    return obj, Pod.from_object(obj)
+
+
+def _gate(obj: dict[str, Any]) -> dict[str, Any]:
+    """A webhook adding one scheduling gate at creation."""
+    return {**obj, "spec": {**obj["spec"], "schedulingGates": [{"name": "kbl.io/narrow"}]}}
+
+
+def test_a_gated_pod_is_held_until_a_controller_removes_its_gate_through_the_api() -> None:
+    sched = Scheduler(_nodes(1, 1, 2), settings=SchedulerSettings(seed=1))
+    sched.admit = _gate
+    seen: list[str] = []
+    sched.watchers.append(lambda kind, obj: seen.append(kind))
+
+    def controller() -> bool:  # releases at t >= 5 s; busy (ticking) until then
+        if sched.now < 5.0:
+            return True
+        for key in list(sched._held):
+            arrival = sched._by_key[key]
+            version = arrival.obj["metadata"]["resourceVersion"]
+            release = {"metadata": {"resourceVersion": version}, "spec": {"schedulingGates": None}}
+            sched.patch_pod(arrival.pod.namespace, arrival.pod.name, release)
+        return False
+
+    sched.controllers.append(controller)
+    obj, pod = _owned("p")
+    result = sched.run([PodArrival(obj, pod, 0.0, 10.0)])
+    assert result.outcomes[pod.key].start_s == 5.0  # not before: gated pods are not scheduled
+    assert result.outcomes[pod.key].attempts == 1
+    assert seen[:2] == ["ADDED", "MODIFIED"]  # the gate removal reached the watchers
+
+
+def test_the_api_validates_patches_of_pods_as_the_api_server_does() -> None:
+    from kube.api import ApiError
+
+    sched = Scheduler(_nodes(1, 1, 2), settings=SchedulerSettings(seed=1))
+    sched.admit = _gate
+    errors: list[int] = []
+
+    def controller() -> bool:
+        for key in list(sched._held):
+            arrival = sched._by_key[key]
+            ns, name = arrival.pod.namespace, arrival.pod.name
+            for patch in (
+                {"metadata": {"resourceVersion": "stale"}, "spec": {"schedulingGates": None}},  # 409
+                {"spec": {"schedulingGates": [{"name": "kbl.io/narrow"}, {"name": "new"}]}},  # a gate added: 422
+                {"spec": {"schedulerName": "other"}},  # not a scheduling directive: 422
+            ):
+                try:
+                    sched.patch_pod(ns, name, patch)
+                except ApiError as exc:
+                    errors.append(exc.status)
+            terms = [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [sched.nodes[1].name]}]}]
+            sched.patch_pod(ns, name, {"spec": {"schedulingGates": None, "affinity": {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}})
+            try:  # once ungated, its directives are immutable
+                sched.patch_pod(ns, name, {"spec": {"nodeSelector": {"a": "b"}}})
+            except ApiError as exc:
+                errors.append(exc.status)
+        return False
+
+    sched.controllers.append(controller)
+    obj, pod = _owned("p")
+    result = sched.run([PodArrival(obj, pod, 0.0, 10.0)])
+    assert errors == [409, 422, 422, 422]
+    assert result.outcomes[pod.key].node == sched.nodes[1].name  # the accepted tightening held
+
+
+def test_a_deleted_pod_is_recreated_by_its_owner_and_admitted_again() -> None:
+    sched = Scheduler(_nodes(1, 1, 2), settings=SchedulerSettings(seed=1))
+    admitted: list[str] = []
+
+    def admit(obj: dict[str, Any]) -> dict[str, Any]:
+        admitted.append(obj["metadata"]["name"])
+        return _gate(obj) if len(admitted) == 1 else obj  # the first is gated, the replacement not
+
+    sched.admit = admit
+
+    def controller() -> bool:
+        for key in list(sched._held):
+            arrival = sched._by_key[key]
+            sched.delete_pod(arrival.pod.namespace, arrival.pod.name)
+        return False
+
+    sched.controllers.append(controller)
+    obj, pod = _owned("p")
+    bare, bare_pod = _pod("bare")
+    result = sched.run([PodArrival(obj, pod, 0.0, 10.0), PodArrival(bare, bare_pod, 1.0, 10.0)])
+    assert result.outcomes[pod.key].deleted
+    replacement = next(o for o in result.outcomes.values() if o.origin == pod.key)
+    assert replacement.node is not None
+    assert replacement.start_s == 0.0
+    assert admitted == ["p", replacement.key.split("/")[1], "bare"]  # created from the template, admitted again
+    assert result.pending == []
+    assert result.deleted == 1

@@ -86,12 +86,31 @@ def test_quick_sampling_runs_every_locality_and_configuration_in_ci_time() -> No
     rows = sampling_rows([60], 40)  # what `kbl bench scale --quick` runs
     assert time.perf_counter() - started < 120
     assert [(r["locality"], r["configuration"]) for r in rows] == [
-        (locality, label) for locality in ("preferred", "required", "mixed") for label in ("100%", "adaptive", "adaptive + webhook")
+        (locality, label)
+        for locality in ("preferred", "required", "mixed")
+        for label in ("100%", "adaptive", "adaptive + webhook", "adaptive + webhook + narrowing")
     ]
     assert all(r["cost_vs_100"] == 1.0 for r in rows if r["configuration"] == "100%")
     assert all(r["scheduled"] + r["pending"] == 40 for r in rows)
-    assert all(r["routed"] == 0 for r in rows if r["configuration"] != "adaptive + webhook")
+    # only the routing configuration routes first-time pods; narrowing routes only replacements
+    assert all(r["routed"] == 0 for r in rows if r["configuration"] in ("100%", "adaptive"))
+    assert all(r["routed"] == r["deleted"] for r in rows if r["configuration"] == "adaptive + webhook + narrowing")
     assert "| 60 | required | 100% |" in render_sampling(rows)
+
+
+def test_narrowing_rows_offer_few_names_and_the_targets_are_checked() -> None:
+    from benchmarks.scale import NARROWING, ROUTING, sampling_rows, sampling_targets
+
+    rows = sampling_rows([60], 40, localities=("preferred",))
+    narrowed = next(r for r in rows if r["configuration"] == NARROWING)
+    routed = next(r for r in rows if r["configuration"] == ROUTING)
+    assert narrowed["offered_per_data_pod"] < routed["offered_per_data_pod"] == 60  # routing offers every node
+    assert narrowed["pending"] == 0
+    checks = sampling_targets(rows)
+    assert checks  # cost and pending at every size
+    assert all(isinstance(ok, bool) for _, ok in checks)
+    worse = [dict(r, cost_vs_100=1.5) if r["configuration"] == NARROWING else r for r in rows]
+    assert not all(ok for _, ok in sampling_targets(worse))  # a miss is reported as one
 
 
 # ------------------------------------------------------- the control loops (issue 24 item 5)

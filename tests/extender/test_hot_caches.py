@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from extender import messages
 from extender.eligibility import eligible
 from extender.framework import Framework
+from extender.joint import planned_scores
 from extender.pricing import BatchPricing
 from extender.ranking import TRAP_MARGIN, Missed, rank
 from extender.scoring import effective_costs, normalize, raw_costs, utilization
@@ -66,7 +67,7 @@ def reference(state: ClusterState, pod_obj: dict[str, Any], names: list[str]) ->
     known = ids >= 0
     eff = eff_all[np.where(known, ids, 0)]
     eff[~known] = worst
-    scores = normalize(eff).tolist()
+    scores = (normalize(eff) if delta is None else planned_scores(eff)).tolist()  # jointly planned: extender.joint
     threshold = float(eff.min()) - TRAP_MARGIN * worst
     candidates = [
         j

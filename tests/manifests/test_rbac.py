@@ -259,10 +259,20 @@ def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     needed = _calls(paths, generic=WATCHED)
     binding = ("", "pods/binding", "create")
     assert binding in needed
+    # the gate controller's writes (extender/narrowing.py: one patch, and delete of a stuck pod),
+    # granted only with webhook.narrowing.enabled
+    narrowing = {("", "pods", "patch"), ("", "pods", "delete")}
+    assert ("", "pods", "patch") in needed
+    needed -= narrowing
     assert _granted_to("kbl-extender") == needed - {binding}
     rendered = generator().render({"scheduler": {"extender": {"bind": True}}})
     objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
     assert _granted_to("kbl-extender", objects) == needed
+    rendered = generator().render({"webhook": {"enabled": True, "caBundle": "Y2E=", "narrowing": {"enabled": True}}})
+    objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    assert _granted_to("kbl-extender", objects) == (needed - {binding}) | narrowing
+    leases = {c for c in _calls([ROOT / "kube" / "leading.py"]) if c[0] == api.LEASES.group}  # its leader election
+    assert _lease_grants("kbl-extender-narrowing", objects) == {(g, r, v, "") for g, r, v in leases}
 
 
 def test_agent_is_granted_exactly_the_api_calls_its_code_makes() -> None:
