@@ -347,6 +347,22 @@ class AsgProvider:
     def remove_instance(self, name: str, provider_id: str) -> None:
         terminate_member(self.autoscaling, self.backoff, name, instance_id(provider_id))
 
+    def outdated_instances(self, name: str) -> list[str]:
+        """The group's live instances whose ``LaunchTemplate.Version`` is not the group's (the
+        group's own, or the one inside its ``MixedInstancesPolicy``)."""
+        found = self._call(self.autoscaling.describe_auto_scaling_groups, AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        if not found:
+            return []
+        raw = found[0]
+        mixed = raw.get("MixedInstancesPolicy") or {}
+        template = raw.get("LaunchTemplate") or (mixed.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or {}
+        wanted = str(template.get("Version") or "")
+        return sorted(
+            str(i["InstanceId"]) for i in raw.get("Instances") or ()
+            if not str(i.get("LifecycleState", "")).startswith("Terminat")
+            and str((i.get("LaunchTemplate") or {}).get("Version") or "") != wanted
+        )
+
     def protect_instances(self, name: str, provider_ids: list[str]) -> None:
         protect_members(self.autoscaling, self.backoff, name, [instance_id(p) for p in provider_ids])
 
@@ -364,6 +380,10 @@ class AsgProvider:
         return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, all_tags, ssm=self.ssm)
 
     def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
+        """Point the group at a new launch-template version with ``image_id``. Both strategies only
+        do that: new instances start from it, and the controller replaces the joined ones one at a
+        time through the safe path (:mod:`controller.rolling`, :meth:`outdated_instances`); an
+        instance refresh would skip the protected (joined) instances and never move their data."""
         template = self._template(name)
         if template is None:
             raise ProviderError("NoLaunchTemplate", f"group {name} has no launch template named after it")
@@ -375,12 +395,4 @@ class AsgProvider:
             self._call(self.autoscaling.update_auto_scaling_group, AutoScalingGroupName=name, MixedInstancesPolicy=policy)
         else:
             self._call(self.autoscaling.update_auto_scaling_group, AutoScalingGroupName=name, LaunchTemplate=spec)
-        if strategy == "rolling":
-            self._call(
-                self.autoscaling.start_instance_refresh,
-                AutoScalingGroupName=name,
-                # joined instances are protected from scale-in: the refresh skips them (never a data
-                # node without its drain), replacing only instances that never joined
-                Preferences={"MinHealthyPercentage": 90, "ScaleInProtectedInstances": "Ignore", "StandbyInstances": "Ignore"},
-            )
         return version
