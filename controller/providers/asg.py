@@ -8,8 +8,10 @@ instance profile, security groups, IMDSv2 with hop limit 2, the cluster ownershi
 (``set_instance_protection``, :meth:`AsgProvider.protect_instances`), so lowering the desired
 size can only take an instance that never joined; a named node leaves only through
 ``terminate_instance_in_auto_scaling_group`` with decrement, its protection lifted just before. Rolling to a new image creates a
-launch-template version and points the group at it (``next-nodes``: only new instances use it),
-then, for ``rolling``, starts an instance refresh. The group never carries the Cluster
+launch-template version and points the group at it; the controller then replaces the instances
+still on an older version (:meth:`AsgProvider.outdated_instances`) one at a time through the
+safe path (:mod:`controller.rolling`), never an instance refresh (it would skip the protected,
+joined instances). The group never carries the Cluster
 Autoscaler discovery tags. A group of several instance types, or of spot capacity, launches
 through a ``MixedInstancesPolicy`` (:func:`mixed_instances`: the types as overrides, on demand
 tried in the order given, spot ``price-capacity-optimized``). Failed launches are read from the

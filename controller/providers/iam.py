@@ -39,7 +39,6 @@ _ASG = frozenset(
         "autoscaling:DescribeScalingActivities",
         "autoscaling:UpdateAutoScalingGroup",
         "autoscaling:DeleteAutoScalingGroup",
-        "autoscaling:StartInstanceRefresh",
         "ec2:CreateLaunchTemplate",
         "ec2:DescribeLaunchTemplates",
         "ec2:DescribeInstanceTypes",

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from controller.providers import NodeGroupInfo, NodeGroupProvider, NodeGroupSpec, ProviderError, RollStrategy
+from controller.providers import NodeGroupInfo, NodeGroupProvider, NodeGroupSpec, ProtectsInstances, ProviderError, RollStrategy
 from controller.providers.awscalls import aws_call
 from controller.providers.catalog import KNOWN_INSTANCE_TYPES
 from controller.providers.retrying import Backoff
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OPS = ("create_group", "set_size", "remove_instance", "delete_group", "create_image", "roll_group")
+OPS = ("create_group", "set_size", "remove_instance", "protect_instances", "delete_group", "create_image", "roll_group")
 
 
 def request_id(op: str, args: Mapping[str, Any], now_s: float, window_s: float) -> str:
@@ -215,6 +215,12 @@ class QueueProvider:
     def remove_instance(self, name: str, provider_id: str) -> None:
         self._send("remove_instance", {"name": name, "provider_id": provider_id})
 
+    def protect_instances(self, name: str, provider_ids: list[str]) -> None:
+        """Ask the worker to protect these joined instances from scale-in (``protect_instances``);
+        the request stays on the queue until the worker has done it (redelivered after a failure,
+        to the dead-letter queue after ``maxReceiveCount``)."""
+        self._send("protect_instances", {"name": name, "provider_ids": sorted(provider_ids)})
+
     def delete_group(self, name: str) -> None:
         self._send("delete_group", {"name": name})
 
@@ -354,8 +360,11 @@ class Worker:
                     self.stats.clamped += 1
                     desired = max(room, current.desired)
             provider.set_size(name, desired)
-        elif op == "remove_instance":
+        elif op == "remove_instance":  # lifts that instance's protection, terminates it with a decrement
             provider.remove_instance(str(args["name"]), str(args["provider_id"]))
+        elif op == "protect_instances":
+            if isinstance(provider, ProtectsInstances):  # other clouds never scale in a joined node by themselves
+                provider.protect_instances(str(args["name"]), [str(p) for p in args["provider_ids"]])
         elif op == "delete_group":
             provider.delete_group(str(args["name"]))
         elif op == "roll_group":
