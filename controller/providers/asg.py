@@ -350,20 +350,34 @@ class AsgProvider:
         terminate_member(self.autoscaling, self.backoff, name, instance_id(provider_id))
 
     def outdated_instances(self, name: str) -> list[str]:
-        """The group's live instances whose ``LaunchTemplate.Version`` is not the group's (the
-        group's own, or the one inside its ``MixedInstancesPolicy``)."""
+        """The group's live instances not running the image of the group's launch-template version
+        (``ec2:DescribeLaunchTemplateVersions`` for the version's ``ImageId``, ``ec2:DescribeInstances``
+        for the instances'). The image, not the version number an instance reports, decides: a
+        version that changes only other settings rolls nothing, and ``$Latest`` needs no resolving."""
         found = self._call(self.autoscaling.describe_auto_scaling_groups, AutoScalingGroupNames=[name])["AutoScalingGroups"]
         if not found:
             return []
         raw = found[0]
         mixed = raw.get("MixedInstancesPolicy") or {}
         template = raw.get("LaunchTemplate") or (mixed.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or {}
-        wanted = str(template.get("Version") or "")
-        return sorted(
-            str(i["InstanceId"]) for i in raw.get("Instances") or ()
-            if not str(i.get("LifecycleState", "")).startswith("Terminat")
-            and str((i.get("LaunchTemplate") or {}).get("Version") or "") != wanted
+        live = sorted(
+            str(i["InstanceId"]) for i in raw.get("Instances") or () if not str(i.get("LifecycleState", "")).startswith("Terminat")
         )
+        if not live or not template.get("LaunchTemplateId"):
+            return []
+        versions = self._call(
+            self.ec2.describe_launch_template_versions,
+            LaunchTemplateId=str(template["LaunchTemplateId"]),
+            Versions=[str(template.get("Version") or "$Default")],
+        )["LaunchTemplateVersions"]
+        wanted = str(((versions[0] if versions else {}).get("LaunchTemplateData") or {}).get("ImageId") or "")
+        if not wanted:
+            return []
+        images: dict[str, str] = {}
+        for reservation in self._call(self.ec2.describe_instances, InstanceIds=live)["Reservations"]:
+            for instance in reservation.get("Instances", []):
+                images[str(instance["InstanceId"])] = str(instance.get("ImageId") or "")
+        return [i for i in live if i in images and images[i] != wanted]
 
     def protect_instances(self, name: str, provider_ids: list[str]) -> None:
         protect_members(self.autoscaling, self.backoff, name, [instance_id(p) for p in provider_ids])

@@ -41,6 +41,8 @@ _ASG = frozenset(
         "autoscaling:DeleteAutoScalingGroup",
         "ec2:CreateLaunchTemplate",
         "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeLaunchTemplateVersions",
+        "ec2:DescribeInstances",
         "ec2:DescribeInstanceTypes",
         "ec2:DeleteLaunchTemplate",
         "ec2:RunInstances",

@@ -21,7 +21,7 @@ from controller.baking import prototype_image
 from controller.locking import GroupLocks
 from controller.patching import Patcher
 from controller.rolling import Roller
-from kube.api import DATASETS, NODE_HOLDINGS, NODES
+from kube.api import DATASETS, NODE_HOLDINGS, NODES, KubeApi
 from tests.controller.test_baking import grown
 from tests.controller.test_patching import FakeRebooter
 from tests.controller.test_reconciling import World
@@ -35,31 +35,40 @@ class KilledError(Exception):
 
 
 def _members(world: World, group: str) -> list[dict[str, Any]]:
-    return world.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")[0]
+    return members_of(world.kube, group)
 
 
-def _rows(world: World, name: str) -> list[list[str]]:
-    obj = world.kube.get(DATASETS, name, namespace="default")
+def members_of(kube: KubeApi, group: str) -> list[dict[str, Any]]:
+    return kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")[0]
+
+
+def rows_of(kube: KubeApi, name: str) -> list[list[str]]:
+    obj = kube.get(DATASETS, name, namespace="default")
     assert obj is not None
     placement = obj["status"]["placement"]
     return [[placement["nodes"][i] for i in row] for row in placement["shards"]]
+
+
+def _rows(world: World, name: str) -> list[list[str]]:
+    return rows_of(world.kube, name)
 
 
 @dataclass
 class Reconciler:
     """Plays the placement reconciler: pieces off a draining node onto a staying one, then data-drained."""
 
-    world: World
+    kube: KubeApi
+    clock: Callable[[], float]
     group: str
     drain_s: float = 60.0
     asked: dict[str, float] = field(default_factory=dict)
 
     def step(self) -> None:
-        world, now = self.world, self.world.now
-        members = _members(world, self.group)
+        kube, now = self.kube, self.clock()
+        members = members_of(kube, self.group)
         for node in members:
             name = node["metadata"]["name"]
-            world.kube.put(NODE_HOLDINGS, {"apiVersion": "kbl.io/v1alpha1", "kind": "NodeHoldings", "metadata": {"name": name}})
+            kube.put(NODE_HOLDINGS, {"apiVersion": "kbl.io/v1alpha1", "kind": "NodeHoldings", "metadata": {"name": name}})  # type: ignore[attr-defined]
         staying = sorted(n["metadata"]["name"] for n in members if not n["spec"].get("unschedulable"))
         for node in members:
             name = node["metadata"]["name"]
@@ -71,14 +80,14 @@ class Reconciler:
             answered = parse_time(marks.get(labels.DATA_DRAINED))
             if now - since < self.drain_s or (answered is not None and answered >= since):
                 continue
-            rows = _rows(world, "reads")
+            rows = rows_of(kube, "reads")
             for row in rows:
                 if name in row:
                     target = next(s for s in staying if s not in row)  # a copy first (make before break)
                     row[row.index(name)] = target
-            world.kube.put(DATASETS, placed_dataset("reads", rows))
+            kube.put(DATASETS, placed_dataset("reads", rows))  # type: ignore[attr-defined]
             node["metadata"]["annotations"] = {**marks, labels.DATA_DRAINED: format_time(now), labels.LAST_PIECES: "0"}
-            world.kube.put(NODES, node)
+            kube.put(NODES, node)  # type: ignore[attr-defined]
 
 
 def rolled_world(n: int = 3, max_size: int = 5) -> tuple[World, str, Reconciler]:
@@ -88,7 +97,7 @@ def rolled_world(n: int = 3, max_size: int = 5) -> tuple[World, str, Reconciler]
     cloud.spec = dataclasses.replace(cloud.spec, max_size=max_size)
     names = sorted(node["metadata"]["name"] for node in _members(world, group))
     world.kube.put(DATASETS, placed_dataset("reads", [[names[i], names[(i + 1) % n]] for i in range(n)]))
-    reconciler = Reconciler(world, group)
+    reconciler = Reconciler(world.kube, lambda: world.now, group)
     reconciler.step()  # every node runs an agent from the start
     return world, group, reconciler
 

@@ -239,8 +239,9 @@ def test_asg_mode_grows_shrinks_rolls_deletes_and_reads_the_catalog_with_only_th
     victim = members["Instances"][0]["InstanceId"]
     asg.remove_instance(info.name, f"aws:///us-east-1a/{victim}")
     assert asg.roll_group(info.name, base, "next-nodes", "roll-a") == "2"
-    asg.roll_group(info.name, base, "rolling", "roll-b")  # the template only: the controller replaces the nodes
-    assert asg.outdated_instances(info.name)  # the instances launched before the new version
+    assert asg.outdated_instances(info.name) == []  # a new version with the same image rolls nothing
+    asg.roll_group(info.name, image(iam_aws, f"{name}-baked"), "rolling", "roll-b")  # the template only
+    assert len(asg.outdated_instances(info.name)) == 1  # the controller replaces it (controller/rolling.py)
     asg.delete_group(info.name)
     made = iam_aws.seen["asg"]
     assert made <= CONTROLLER_DIRECT_ACTIONS
