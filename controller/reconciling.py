@@ -30,7 +30,7 @@ from controller.measuring import ControllerMetrics
 from controller.patching import Patcher, Rebooter
 from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
 from controller.providers.pricing import PriceTable, price_table, shipped_prices
-from controller.rolling import Roller
+from controller.rolling import Roller, held_by_rolls, hold_for_rolls
 from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
@@ -424,7 +424,7 @@ class Controller:
         started = time.perf_counter()
         with paused_gc():
             state = self.observe()
-            plan = self.plan(state)
+            plan = hold_for_rolls(self.plan(state), held_by_rolls(state.kbls))
         self.reconciles += 1
         self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:

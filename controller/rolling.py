@@ -31,7 +31,8 @@ instance, the step, the size to come back to) is the roll's persisted progress.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ from controller.baking import data_still_on, evict_pods
 from controller.locking import ROLL, GroupLocks
 from controller.providers import NodeGroupProvider, ProviderError, RollsInstances, instance_id
 from kube.api import NODES, KubeApi
+from placement import capacity as cap
 from topology import labels
 from topology.times import parse_time
 
@@ -58,6 +60,31 @@ def _instance(node: Mapping[str, Any]) -> str:
         return instance_id(str((node.get("spec") or {}).get("providerID", "")))
     except ProviderError:
         return ""
+
+
+def held_by_rolls(kbls: Iterable[Any]) -> set[str]:
+    """Groups a roll holds, from the KBLs' ``status.nodeGroups[].disruption`` (typed KBLs)."""
+    out = set()
+    for kbl in kbls:
+        for entry in (getattr(kbl, "status", None) or {}).get("nodeGroups") or ():
+            record = entry.get("disruption") if isinstance(entry, Mapping) else None
+            if isinstance(record, Mapping) and record.get("by") == ROLL:
+                out.add(str(entry.get("name")))
+    return out
+
+
+def hold_for_rolls(plan: cap.Plan, rolling: set[str]) -> cap.Plan:
+    """The plan without what would fight a roll in its groups: no lower desired size (the planner
+    would cancel the surge node before it joins) and no new scale-down cordon (one node of a group
+    out at a time). Removals already under way go on."""
+    if not rolling:
+        return plan
+    kept = tuple(
+        a for a in plan.actions
+        if not (isinstance(a, cap.ResizeNodeGroup) and a.group in rolling and a.desired < a.previous)
+        and not (isinstance(a, cap.CordonNode) and a.group in rolling)
+    )  # fmt: skip
+    return dataclasses.replace(plan, actions=kept)
 
 
 @dataclass
@@ -114,6 +141,9 @@ class Roller:
             )  # fmt: skip
             if not due:
                 return ""
+            if any((n.get("spec") or {}).get("unschedulable") or labels.DRAIN in ((n.get("metadata") or {}).get("annotations") or {})
+                   for n in members):  # fmt: skip
+                return "waiting: a node of the group is already out"
             info = self.provider.describe_group(group)
             if info is None:
                 return ""

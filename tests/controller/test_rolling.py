@@ -21,11 +21,11 @@ from controller.baking import prototype_image
 from controller.locking import GroupLocks
 from controller.patching import Patcher
 from controller.rolling import Roller
-from kube.api import DATASETS, NODE_HOLDINGS, NODES, KubeApi
+from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, KubeApi
 from tests.controller.test_baking import grown
 from tests.controller.test_patching import FakeRebooter
 from tests.controller.test_reconciling import World
-from tests.placement.scenarios import placed_dataset
+from tests.placement.scenarios import kbl_object, placed_dataset
 from topology import labels
 from topology.times import format_time, parse_time
 
@@ -244,3 +244,20 @@ def test_a_bake_waits_while_a_roll_holds_its_group() -> None:
     assert "roll" in result.skipped
     assert not any(labels.PROTOTYPE in (n["metadata"].get("annotations") or {}) for n in _members(world, group))
     assert world.cloud.calls_of("create_image") == []
+
+
+def test_the_controller_loop_rolls_a_group_whose_template_points_at_a_new_image() -> None:
+    world, group, reconciler = rolled_world()
+    world.kube.put(KBLS, kbl_object("k", min_size=3))  # keeps its three nodes without pods
+    old = {n["metadata"]["name"] for n in _members(world, group)}
+    _roll_to_new_image(world, group)
+    controller = world.controller()
+    for _ in range(60):
+        controller.reconcile_once()
+        world.advance(30)
+        reconciler.step()
+        if not world.cloud.outdated_instances(group) and GroupLocks(world.kube).holder("default/k", group) is None:
+            break
+    assert not old & {n["metadata"]["name"] for n in _members(world, group)}
+    assert {i.image for i in world.cloud.groups[group].instances} == {"ami-new"}
+    assert world.cloud.groups[group].desired == 3
