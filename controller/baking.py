@@ -21,10 +21,12 @@ the cluster says the last run stopped:
 3. **clean and image** through the provider (the cleaning script runs on the node first:
    ``manifests/bake/clean-node.sh``, which also removes ``/var/lib/kbl`` and the credentials),
    with a reboot, under a deterministic name (a retry finds the same image), tagged;
-4. **roll** the group (a launch-template version; ``next-nodes``: only new nodes use it;
-   ``rolling``: replace them); on a failure the node stays cordoned and protected until a rerun
-   succeeds;
-5. **return the node**: uncordoned, drain and protection annotations removed; then the image,
+4. **roll** the group (a launch-template version; an Auto Scaling group's joined nodes are then
+   replaced one at a time through the safe path by :class:`~controller.rolling.Roller`; an EKS
+   managed group with ``rolling`` is replaced by EKS itself); on a failure the node stays
+   cordoned and protected until a rerun succeeds;
+5. **return the node**: uncordoned, drain and protection annotations removed, the group's lock
+   (:class:`~controller.locking.GroupLocks`, taken before step 1) released; then the image,
    its time and the source node's versions are recorded in the KBL status.
 
 :class:`Rebaker` runs :func:`due_for_rebake` and these steps from the controller loop.
