@@ -31,7 +31,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from controller.providers import NodeGroupInfo, NodeGroupProvider, NodeGroupSpec, ProtectsInstances, ProviderError, RollStrategy
+from controller.providers import (
+    NodeGroupInfo,
+    NodeGroupProvider,
+    NodeGroupSpec,
+    ProtectsInstances,
+    ProviderError,
+    RollsInstances,
+    RollStrategy,
+)
 from controller.providers.awscalls import aws_call
 from controller.providers.catalog import KNOWN_INSTANCE_TYPES
 from controller.providers.retrying import Backoff
@@ -132,6 +140,9 @@ class QueueProvider:
         self.inventory: dict[str, NodeGroupInfo] = {g.name: g for g in seed or []}
         self.inventory_s = 0.0
         self.catalog: list[InstanceShape] = []
+        #: Per group, the instances the worker last reported outdated (not on the image of the
+        #: group's launch-template version): a roll replaces them through the safe path.
+        self.outdated: dict[str, list[str]] = {}
         self.sent: list[str] = []
         #: Errors the worker reported (newest last, at most 100): a request it could not execute,
         #: or an inventory it could not read (``op`` ``report``).
@@ -179,6 +190,7 @@ class QueueProvider:
                 del self.worker_errors[:-100]
                 if groups is not None and at >= self.inventory_s:  # no groups: the worker could not read them
                     self.inventory = {g.name: g for g in groups}
+                    self.outdated = {str(k): [str(i) for i in v] for k, v in dict(body.get("outdated") or {}).items()}
                     self.catalog = catalog or self.catalog
                     self.inventory_s = at
                 aws_call(self.backoff, self.sqs.delete_message, QueueUrl=self.reply_url, ReceiptHandle=msg["ReceiptHandle"])
@@ -214,6 +226,11 @@ class QueueProvider:
 
     def remove_instance(self, name: str, provider_id: str) -> None:
         self._send("remove_instance", {"name": name, "provider_id": provider_id})
+
+    def outdated_instances(self, name: str) -> list[str]:
+        """The group's outdated instances as the worker last reported them."""
+        self.refresh()
+        return list(self.outdated.get(name, []))
 
     def protect_instances(self, name: str, provider_ids: list[str]) -> None:
         """Ask the worker to protect these joined instances from scale-in (``protect_instances``);
@@ -299,8 +316,11 @@ class Worker:
         reported in their place (``inventoryError``); the controller keeps what it knew."""
         body_fields: dict[str, Any] = {"at_s": self.clock()}
         try:
-            body_fields["groups"] = [info_to_json(g) for g in self.provider.list_groups()]
+            groups = self.provider.list_groups()
+            body_fields["groups"] = [info_to_json(g) for g in groups]
             body_fields["instanceTypes"] = [asdict(t) for t in self.provider.instance_types()]
+            if isinstance(self.provider, RollsInstances):  # what a roll still has to replace (controller/rolling.py)
+                body_fields["outdated"] = {g.name: self.provider.outdated_instances(g.name) for g in groups}
         except Exception as exc:  # any cloud error: say so rather than stop the worker
             self._failed("", "report", exc)
             body_fields["inventoryError"] = f"{self.errors[-1].code}: {exc}"[:500]

@@ -20,8 +20,12 @@ import pytest
 from controller.baking import prototype_image
 from controller.locking import GroupLocks
 from controller.patching import Patcher
+from controller.providers.queueing import QueueProvider, Worker
+from controller.providers.retrying import Backoff
 from controller.rolling import Roller
 from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, KubeApi
+from tests.aws import Aws
+from tests.controller.providers.test_queueing import queues
 from tests.controller.test_baking import grown
 from tests.controller.test_patching import FakeRebooter
 from tests.controller.test_reconciling import World
@@ -261,3 +265,35 @@ def test_the_controller_loop_rolls_a_group_whose_template_points_at_a_new_image(
     assert not old & {n["metadata"]["name"] for n in _members(world, group)}
     assert {i.image for i in world.cloud.groups[group].instances} == {"ami-new"}
     assert world.cloud.groups[group].desired == 3
+
+
+def test_queue_mode_rolls_through_the_worker_one_node_at_a_time(aws: Aws, no_sleep: Backoff) -> None:
+    """The controller side holds no cloud rights: outdated instances come back in the worker's
+    report, the surge, the termination and the sizes go as requests (SQS on moto in server mode);
+    the worker runs them on the stateful fake."""
+    world, group, reconciler = rolled_world()
+    main, reply, _ = queues(aws)
+    controller_side = QueueProvider(aws.client("sqs"), main, reply, clock=lambda: world.now, backoff=no_sleep)
+    worker = Worker(aws.client("sqs"), main, reply, world.cloud, max_nodes_total=10, visibility_timeout_s=0,
+                    backoff=no_sleep, clock=lambda: world.now)  # fmt: skip
+    old = {n["metadata"]["name"] for n in _members(world, group)}
+    _roll_to_new_image(world, group)
+    worker.report()
+    assert len(controller_side.outdated_instances(group)) == 3
+    roller = Roller(world.kube, controller_side, lambda: world.now)
+    size = 3
+    for _ in range(80):
+        roller.run_once([("default/k", group)])
+        worker.poll_once()
+        worker.report()
+        world.advance(30)
+        reconciler.step()
+        members = _members(world, group)
+        available = [n for n in members if not n["spec"].get("unschedulable")]
+        assert size - len(available) <= 1, "two nodes of the group out at once"
+        if not world.cloud.outdated_instances(group) and GroupLocks(world.kube).holder("default/k", group) is None:
+            break
+    assert not old & {n["metadata"]["name"] for n in _members(world, group)}
+    assert {i.image for i in world.cloud.groups[group].instances} == {"ami-new"}
+    assert world.cloud.groups[group].desired == 3
+    assert worker.stats.failed == 0
