@@ -434,7 +434,9 @@ class Controller:
                 for node, why in self.patcher.failures:
                     log.warning("reboot of %s: %s", node, why)
                 self.patcher.failures.clear()
-            for group, step in self.roller.run_once(sorted({(g.kbl, g.name) for g in state.groups if g.kbl})).items():
+            kbl_groups = sorted({(g.kbl, g.name) for g in state.groups if g.kbl})
+            versions = {g.name: g.launch_template_version for g in state.groups}
+            for group, step in self.roller.run_once(kbl_groups, versions).items():
                 log.info("roll of %s: %s", group, step)
             for group, why in self.roller.failures:
                 log.warning("roll of %s: %s", group, why)

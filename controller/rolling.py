@@ -96,19 +96,26 @@ class Roller:
     clock: Callable[[], float]
     guard: Callable[[str], None] = lambda _step: None
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: Groups found with no outdated instance, and the launch-template version they were at.
+    settled: dict[str, str] = field(default_factory=dict)
 
     @property
     def locks(self) -> GroupLocks:
         return GroupLocks(self.kube, self.guard)
 
-    def run_once(self, groups: Sequence[tuple[str, str]]) -> dict[str, str]:
-        """One step for each ``(kbl key, group)``; what each group did, for the log."""
+    def run_once(self, groups: Sequence[tuple[str, str]], versions: Mapping[str, str] | None = None) -> dict[str, str]:
+        """One step for each ``(kbl key, group)``; what each group did, for the log.
+
+        ``versions`` (each group's launch-template version, from the pass's ``list_groups``)
+        spares the cloud reads of a group found fully rolled at that same version before (a
+        version that is not ``$Latest``/``$Default`` names one image for good)."""
         done: dict[str, str] = {}
         if not isinstance(self.provider, RollsInstances):
             return done
         for kbl_key, group in groups:
+            version = (versions or {}).get(group, "")
             try:
-                step = self._step(self.provider, kbl_key, group)
+                step = self._step(self.provider, kbl_key, group, version)
             except ProviderError as exc:  # the record stays: the next pass retries the same step
                 self.failures.append((group, str(exc)))
                 del self.failures[:-20]
@@ -117,7 +124,7 @@ class Roller:
                 done[group] = step
         return done
 
-    def _step(self, provider: RollsInstances, kbl_key: str, group: str) -> str:
+    def _step(self, provider: RollsInstances, kbl_key: str, group: str, version: str = "") -> str:
         locks = self.locks
         held = locks.holder(kbl_key, group)
         if held is not None and held.get("by") != ROLL:
@@ -125,9 +132,15 @@ class Roller:
                 return ""  # a reboot or a bake has a node of this group out: wait for it
             locks.release(kbl_key, group, ROLL)  # it was stale: released
             held = None
+        if held is None and version and not version.startswith("$") and self.settled.get(group) == version:
+            return ""
         members, _ = self.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
         by_instance = {_instance(n): n for n in members if _instance(n)}
         outdated = set(provider.outdated_instances(group))
+        if held is None and not outdated and version:
+            self.settled[group] = version
+        elif outdated:
+            self.settled.pop(group, None)
         fresh_ready = sum(
             1 for i, n in by_instance.items() if i not in outdated and _ready(n) and not (n.get("spec") or {}).get("unschedulable")
         )

@@ -265,6 +265,14 @@ def test_the_controller_loop_rolls_a_group_whose_template_points_at_a_new_image(
     assert not old & {n["metadata"]["name"] for n in _members(world, group)}
     assert {i.image for i in world.cloud.groups[group].instances} == {"ami-new"}
     assert world.cloud.groups[group].desired == 3
+    controller.reconcile_once()  # found rolled at this version: not asked again until it changes
+    asked = len(world.cloud.calls_of("outdated_instances"))
+    for _ in range(3):
+        controller.reconcile_once()
+    assert len(world.cloud.calls_of("outdated_instances")) == asked
+    world.cloud.roll_group(group, "ami-newer", "next-nodes", "tok-2")
+    controller.reconcile_once()
+    assert len(world.cloud.calls_of("outdated_instances")) == asked + 1
 
 
 def test_queue_mode_rolls_through_the_worker_one_node_at_a_time(aws: Aws, no_sleep: Backoff) -> None:
