@@ -26,11 +26,12 @@ from typing import Any
 
 from controller.acting import Actor
 from controller.baking import Rebaker
+from controller.locking import ROLL
 from controller.measuring import ControllerMetrics
 from controller.patching import Patcher, Rebooter
 from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
 from controller.providers.pricing import PriceTable, price_table, shipped_prices
-from controller.rolling import Roller, held_by_rolls, hold_for_rolls
+from controller.rolling import Roller, held_groups, hold_for_rolls
 from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
@@ -424,7 +425,7 @@ class Controller:
         started = time.perf_counter()
         with paused_gc():
             state = self.observe()
-            plan = hold_for_rolls(self.plan(state), held_by_rolls(state.kbls))
+            plan = hold_for_rolls(self.plan(state), held_groups(state.kbls, ROLL))
         self.reconciles += 1
         self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:
@@ -436,7 +437,8 @@ class Controller:
                 self.patcher.failures.clear()
             kbl_groups = sorted({(g.kbl, g.name) for g in state.groups if g.kbl})
             versions = {g.name: g.launch_template_version for g in state.groups}
-            for group, step in self.roller.run_once(kbl_groups, versions).items():
+            free = {g for _, g in kbl_groups} - held_groups(state.kbls)
+            for group, step in self.roller.run_once(kbl_groups, versions, free).items():
                 log.info("roll of %s: %s", group, step)
             for group, why in self.roller.failures:
                 log.warning("roll of %s: %s", group, why)

@@ -62,13 +62,14 @@ def _instance(node: Mapping[str, Any]) -> str:
         return ""
 
 
-def held_by_rolls(kbls: Iterable[Any]) -> set[str]:
-    """Groups a roll holds, from the KBLs' ``status.nodeGroups[].disruption`` (typed KBLs)."""
+def held_groups(kbls: Iterable[Any], by: str | None = None) -> set[str]:
+    """Groups whose lock is held (by ``by``, or by anyone), from the KBLs' typed
+    ``status.nodeGroups[].disruption``, as the pass read them."""
     out = set()
     for kbl in kbls:
         for entry in (getattr(kbl, "status", None) or {}).get("nodeGroups") or ():
             record = entry.get("disruption") if isinstance(entry, Mapping) else None
-            if isinstance(record, Mapping) and record.get("by") == ROLL:
+            if isinstance(record, Mapping) and record.get("by") and (by is None or record.get("by") == by):
                 out.add(str(entry.get("name")))
     return out
 
@@ -103,19 +104,24 @@ class Roller:
     def locks(self) -> GroupLocks:
         return GroupLocks(self.kube, self.guard)
 
-    def run_once(self, groups: Sequence[tuple[str, str]], versions: Mapping[str, str] | None = None) -> dict[str, str]:
+    def run_once(
+        self, groups: Sequence[tuple[str, str]], versions: Mapping[str, str] | None = None, free: Iterable[str] = ()
+    ) -> dict[str, str]:
         """One step for each ``(kbl key, group)``; what each group did, for the log.
 
         ``versions`` (each group's launch-template version, from the pass's ``list_groups``)
         spares the cloud reads of a group found fully rolled at that same version before (a
-        version that is not ``$Latest``/``$Default`` names one image for good)."""
+        version that is not ``$Latest``/``$Default`` names one image for good); ``free`` names
+        the groups whose KBL (as the pass read it) records no lock: such a settled group costs no
+        API call at all."""
+        free = set(free)
         done: dict[str, str] = {}
         if not isinstance(self.provider, RollsInstances):
             return done
         for kbl_key, group in groups:
             version = (versions or {}).get(group, "")
             try:
-                step = self._step(self.provider, kbl_key, group, version)
+                step = self._step(self.provider, kbl_key, group, version, group in free)
             except ProviderError as exc:  # the record stays: the next pass retries the same step
                 self.failures.append((group, str(exc)))
                 del self.failures[:-20]
@@ -124,8 +130,10 @@ class Roller:
                 done[group] = step
         return done
 
-    def _step(self, provider: RollsInstances, kbl_key: str, group: str, version: str = "") -> str:
+    def _step(self, provider: RollsInstances, kbl_key: str, group: str, version: str = "", free: bool = False) -> str:
         locks = self.locks
+        if free and version and not version.startswith("$") and self.settled.get(group) == version:
+            return ""  # free in this pass's KBLs and rolled at this version: no API call at all
         held = locks.holder(kbl_key, group)
         if held is not None and held.get("by") != ROLL:
             if locks.take(kbl_key, group, ROLL, {"step": "check"}) is not None:
@@ -134,13 +142,14 @@ class Roller:
             held = None
         if held is None and version and not version.startswith("$") and self.settled.get(group) == version:
             return ""
+        outdated = set(provider.outdated_instances(group))
+        if held is None and not outdated:
+            if version:
+                self.settled[group] = version
+            return ""  # nothing to roll: the Nodes are not even listed
+        self.settled.pop(group, None)
         members, _ = self.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
         by_instance = {_instance(n): n for n in members if _instance(n)}
-        outdated = set(provider.outdated_instances(group))
-        if held is None and not outdated and version:
-            self.settled[group] = version
-        elif outdated:
-            self.settled.pop(group, None)
         fresh_ready = sum(
             1 for i, n in by_instance.items() if i not in outdated and _ready(n) and not (n.get("spec") or {}).get("unschedulable")
         )
