@@ -192,8 +192,9 @@ class Roller:
                 self.provider.set_size(group, int(held.get("size") or 0) + 1)
             if fresh_ready < wanted:
                 return f"{name}: waiting for the surge node to be Ready"
-            locks.take(kbl_key, group, ROLL, {**held, "step": "drain"})
-            step = "drain"
+            held = {**held, "step": "drain", "since": round(now)}  # only an answer to this drain counts
+            locks.take(kbl_key, group, ROLL, held)
+            since, step = float(held["since"]), "drain"
         if step == "drain":
             if node is None:  # gone under us (an interruption): nothing left to drain
                 locks.take(kbl_key, group, ROLL, {**held, "step": "replace"})
