@@ -21,10 +21,12 @@ the cluster says the last run stopped:
 3. **clean and image** through the provider (the cleaning script runs on the node first:
    ``manifests/bake/clean-node.sh``, which also removes ``/var/lib/kbl`` and the credentials),
    with a reboot, under a deterministic name (a retry finds the same image), tagged;
-4. **roll** the group (a launch-template version; ``next-nodes``: only new nodes use it;
-   ``rolling``: replace them); on a failure the node stays cordoned and protected until a rerun
-   succeeds;
-5. **return the node**: uncordoned, drain and protection annotations removed; then the image,
+4. **roll** the group (a launch-template version; an Auto Scaling group's joined nodes are then
+   replaced one at a time through the safe path by :class:`~controller.rolling.Roller`; an EKS
+   managed group with ``rolling`` is replaced by EKS itself); on a failure the node stays
+   cordoned and protected until a rerun succeeds;
+5. **return the node**: uncordoned, drain and protection annotations removed, the group's lock
+   (:class:`~controller.locking.GroupLocks`, taken before step 1) released; then the image,
    its time and the source node's versions are recorded in the KBL status.
 
 :class:`Rebaker` runs :func:`due_for_rebake` and these steps from the controller loop.
@@ -40,6 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.acting import Actor
+from controller.locking import BAKE, GroupLocks
 from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
 from kube.api import KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi
 from topology import labels
@@ -232,6 +235,10 @@ def prototype_image(
     members, _ = kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
     chosen = pick_prototype(members, now, min_ready_s, node)
     node_name = chosen["metadata"]["name"]
+    locks = GroupLocks(kube)
+    held = locks.take(kbl_key, group, BAKE, {"node": node_name, "step": "image"})
+    if held is not None:
+        return ImageResult(node_name, skipped=f"{WAITING}: a {held.get('by')} holds group {group} ({held.get('node')} is out)")
     annotations = (chosen.get("metadata") or {}).get("annotations") or {}
     since = _float(annotations.get(PROTOTYPE_ANNOTATION))
     if since is None or labels.DRAIN not in annotations or not (chosen.get("spec") or {}).get("unschedulable"):
@@ -251,6 +258,7 @@ def prototype_image(
     # returns early, so a crash between the two would leave the node protected for good.
     unmark = {labels.DO_NOT_DISRUPT: None, PROTOTYPE_ANNOTATION: None, labels.DRAIN: None}
     kube.patch(NODES, node_name, {"spec": {"unschedulable": False}, "metadata": {"annotations": unmark}})
+    locks.release(kbl_key, group, BAKE)  # the roll (controller.rolling) takes the group next
     actor = Actor(kube, provider, "", clock, lambda _step: None)
     actor.group_status(
         kbl_key,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.baking import data_still_on, evict_pods
+from controller.locking import PATCH, GroupLocks
 from controller.providers import ProviderError, instance_id
 from controller.providers.awscalls import aws_call
 from controller.providers.imaging import RUN_SHELL_DOCUMENT
@@ -116,22 +117,34 @@ class Patcher:
     reboot_timeout_s: float = 900.0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
-    def run_once(self, groups: Sequence[str]) -> dict[str, str]:
-        """One step for each group; what each group did (``node: step``), for the log."""
+    def run_once(self, groups: Sequence[str], owners: Mapping[str, str] | None = None) -> dict[str, str]:
+        """One step for each group; what each group did (``node: step``), for the log.
+
+        ``owners`` maps a group to its KBL (``namespace/name``): a reboot then takes the group's
+        lock (:class:`~controller.rolling.GroupLocks`) before it cordons a node and releases it
+        when the node is back, and waits while a roll or a bake holds it."""
         done = {}
+        locks = GroupLocks(self.kube, self.guard)
         for group in groups:
+            owner = (owners or {}).get(group)
             members, _ = self.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
             busy = [n for n in members if _phase(n)[0]]
             if busy:
                 node = busy[0]
             else:
+                if owner:  # a reboot that finished before its lock was released (a controller killed in between)
+                    locks.release(owner, group, PATCH)
                 due = sorted((n for n in members if needs_reboot(n) and not (n.get("spec") or {}).get("unschedulable")),
                              key=lambda n: str(n["metadata"]["name"]))  # fmt: skip
                 if not due:
                     continue
                 node = due[0]
+                if owner and locks.take(owner, group, PATCH, {"node": str(node["metadata"]["name"]), "step": "reboot"}) is not None:
+                    continue  # a roll or a bake has a node of this group out
             try:
                 done[group] = f"{node['metadata']['name']}: {self._step(node)}"
+                if owner and done[group].endswith(": back"):
+                    locks.release(owner, group, PATCH)
             except ProviderError as exc:  # the node stays cordoned and marked; the next pass retries
                 self.failures.append((str(node["metadata"]["name"]), str(exc)))
                 del self.failures[:-20]

@@ -26,10 +26,12 @@ from typing import Any
 
 from controller.acting import Actor
 from controller.baking import Rebaker
+from controller.locking import ROLL
 from controller.measuring import ControllerMetrics
 from controller.patching import Patcher, Rebooter
 from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
 from controller.providers.pricing import PriceTable, price_table, shipped_prices
+from controller.rolling import Roller, held_groups, hold_for_rolls
 from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
@@ -262,6 +264,7 @@ class Controller:
         self.rejected: list[ObjectError] = []
         self.reconciles = 0
         self.patcher = Patcher(kube, rebooter, clock, guard=guard or (lambda _step: None)) if rebooter is not None else None
+        self.roller = Roller(kube, provider, clock, guard=guard or (lambda _step: None))
         self.rebaker: Rebaker | None = None
         if self.settings.rebake_after_s > 0:
             self.rebaker = Rebaker(kube, provider, clock, self.settings.rebake_after_s, self.settings.rebake_strategy,
@@ -422,16 +425,24 @@ class Controller:
         started = time.perf_counter()
         with paused_gc():
             state = self.observe()
-            plan = self.plan(state)
+            plan = hold_for_rolls(self.plan(state), held_groups(state.kbls, ROLL))
         self.reconciles += 1
         self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:
             self.actor.execute(plan, state)
             if self.patcher is not None:
-                self.patcher.run_once(sorted({g.name for g in state.groups if g.kbl}))
+                self.patcher.run_once(sorted({g.name for g in state.groups if g.kbl}), {g.name: g.kbl for g in state.groups if g.kbl})
                 for node, why in self.patcher.failures:
                     log.warning("reboot of %s: %s", node, why)
                 self.patcher.failures.clear()
+            kbl_groups = sorted({(g.kbl, g.name) for g in state.groups if g.kbl})
+            versions = {g.name: g.launch_template_version for g in state.groups}
+            free = {g for _, g in kbl_groups} - held_groups(state.kbls)
+            for group, step in self.roller.run_once(kbl_groups, versions, free).items():
+                log.info("roll of %s: %s", group, step)
+            for group, why in self.roller.failures:
+                log.warning("roll of %s: %s", group, why)
+            self.roller.failures.clear()
             if self.rebaker is not None:
                 self.rebaker.run_once(sorted({(g.kbl, g.name) for g in state.groups if g.kbl}))
                 for group, why in self.rebaker.failures:

@@ -132,6 +132,17 @@ class ProtectsInstances(Protocol):
         ...
 
 
+@runtime_checkable
+class RollsInstances(Protocol):
+    """Providers that can say which of a group's instances run an older launch-template version
+    than the group's (ASG); the controller then replaces them one at a time through the safe path
+    (:mod:`controller.rolling`)."""
+
+    def outdated_instances(self, name: str) -> list[str]:
+        """The EC2 instance ids of the group not launched from the group's current version."""
+        ...
+
+
 def instance_id(provider_id: str) -> str:
     """The EC2 instance id of a node's ``spec.providerID`` (``aws:///us-east-1a/i-0abc``).
 

@@ -8,8 +8,10 @@ instance profile, security groups, IMDSv2 with hop limit 2, the cluster ownershi
 (``set_instance_protection``, :meth:`AsgProvider.protect_instances`), so lowering the desired
 size can only take an instance that never joined; a named node leaves only through
 ``terminate_instance_in_auto_scaling_group`` with decrement, its protection lifted just before. Rolling to a new image creates a
-launch-template version and points the group at it (``next-nodes``: only new instances use it),
-then, for ``rolling``, starts an instance refresh. The group never carries the Cluster
+launch-template version and points the group at it; the controller then replaces the instances
+still on an older version (:meth:`AsgProvider.outdated_instances`) one at a time through the
+safe path (:mod:`controller.rolling`), never an instance refresh (it would skip the protected,
+joined instances). The group never carries the Cluster
 Autoscaler discovery tags. A group of several instance types, or of spot capacity, launches
 through a ``MixedInstancesPolicy`` (:func:`mixed_instances`: the types as overrides, on demand
 tried in the order given, spot ``price-capacity-optimized``). Failed launches are read from the
@@ -347,6 +349,36 @@ class AsgProvider:
     def remove_instance(self, name: str, provider_id: str) -> None:
         terminate_member(self.autoscaling, self.backoff, name, instance_id(provider_id))
 
+    def outdated_instances(self, name: str) -> list[str]:
+        """The group's live instances not running the image of the group's launch-template version
+        (``ec2:DescribeLaunchTemplateVersions`` for the version's ``ImageId``, ``ec2:DescribeInstances``
+        for the instances'). The image, not the version number an instance reports, decides: a
+        version that changes only other settings rolls nothing, and ``$Latest`` needs no resolving."""
+        found = self._call(self.autoscaling.describe_auto_scaling_groups, AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        if not found:
+            return []
+        raw = found[0]
+        mixed = raw.get("MixedInstancesPolicy") or {}
+        template = raw.get("LaunchTemplate") or (mixed.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or {}
+        live = sorted(
+            str(i["InstanceId"]) for i in raw.get("Instances") or () if not str(i.get("LifecycleState", "")).startswith("Terminat")
+        )
+        if not live or not template.get("LaunchTemplateId"):
+            return []
+        versions = self._call(
+            self.ec2.describe_launch_template_versions,
+            LaunchTemplateId=str(template["LaunchTemplateId"]),
+            Versions=[str(template.get("Version") or "$Default")],
+        )["LaunchTemplateVersions"]
+        wanted = str(((versions[0] if versions else {}).get("LaunchTemplateData") or {}).get("ImageId") or "")
+        if not wanted:
+            return []
+        images: dict[str, str] = {}
+        for reservation in self._call(self.ec2.describe_instances, InstanceIds=live)["Reservations"]:
+            for instance in reservation.get("Instances", []):
+                images[str(instance["InstanceId"])] = str(instance.get("ImageId") or "")
+        return [i for i in live if i in images and images[i] != wanted]
+
     def protect_instances(self, name: str, provider_ids: list[str]) -> None:
         protect_members(self.autoscaling, self.backoff, name, [instance_id(p) for p in provider_ids])
 
@@ -364,6 +396,10 @@ class AsgProvider:
         return create_image(self.ec2, self.backoff, instance_id(provider_id), image_name, all_tags, ssm=self.ssm)
 
     def roll_group(self, name: str, image_id: str, strategy: RollStrategy, token: str) -> str:
+        """Point the group at a new launch-template version with ``image_id``. Both strategies only
+        do that: new instances start from it, and the controller replaces the joined ones one at a
+        time through the safe path (:mod:`controller.rolling`, :meth:`outdated_instances`); an
+        instance refresh would skip the protected (joined) instances and never move their data."""
         template = self._template(name)
         if template is None:
             raise ProviderError("NoLaunchTemplate", f"group {name} has no launch template named after it")
@@ -375,12 +411,4 @@ class AsgProvider:
             self._call(self.autoscaling.update_auto_scaling_group, AutoScalingGroupName=name, MixedInstancesPolicy=policy)
         else:
             self._call(self.autoscaling.update_auto_scaling_group, AutoScalingGroupName=name, LaunchTemplate=spec)
-        if strategy == "rolling":
-            self._call(
-                self.autoscaling.start_instance_refresh,
-                AutoScalingGroupName=name,
-                # joined instances are protected from scale-in: the refresh skips them (never a data
-                # node without its drain), replacing only instances that never joined
-                Preferences={"MinHealthyPercentage": 90, "ScaleInProtectedInstances": "Ignore", "StandbyInstances": "Ignore"},
-            )
         return version

@@ -272,6 +272,17 @@ class FakeProvider:
                     ]
             return str(group.lt_version)
 
+    def outdated_instances(self, name: str) -> list[str]:
+        """Instances launched from an older image than the group's (as an Auto Scaling group's
+        instances carry the launch-template version they started from)."""
+        with self._lock:
+            self._enter("outdated_instances", name=name)
+            group = self.groups.get(name)
+            if group is None:
+                return []
+            self._advance(group)
+            return sorted(i.id for i in group.instances if i.image != group.image)
+
     def detach_from_cluster_autoscaler(self, name: str) -> list[str]:
         """As EKS: the group's (simulated) Auto Scaling group loses the discovery tags."""
         with self._lock:

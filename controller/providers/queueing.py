@@ -31,7 +31,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from controller.providers import NodeGroupInfo, NodeGroupProvider, NodeGroupSpec, ProviderError, RollStrategy
+from controller.providers import (
+    NodeGroupInfo,
+    NodeGroupProvider,
+    NodeGroupSpec,
+    ProtectsInstances,
+    ProviderError,
+    RollsInstances,
+    RollStrategy,
+)
 from controller.providers.awscalls import aws_call
 from controller.providers.catalog import KNOWN_INSTANCE_TYPES
 from controller.providers.retrying import Backoff
@@ -43,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OPS = ("create_group", "set_size", "remove_instance", "delete_group", "create_image", "roll_group")
+OPS = ("create_group", "set_size", "remove_instance", "protect_instances", "delete_group", "create_image", "roll_group")
 
 
 def request_id(op: str, args: Mapping[str, Any], now_s: float, window_s: float) -> str:
@@ -132,6 +140,9 @@ class QueueProvider:
         self.inventory: dict[str, NodeGroupInfo] = {g.name: g for g in seed or []}
         self.inventory_s = 0.0
         self.catalog: list[InstanceShape] = []
+        #: Per group, the instances the worker last reported outdated (not on the image of the
+        #: group's launch-template version): a roll replaces them through the safe path.
+        self.outdated: dict[str, list[str]] = {}
         self.sent: list[str] = []
         #: Errors the worker reported (newest last, at most 100): a request it could not execute,
         #: or an inventory it could not read (``op`` ``report``).
@@ -179,6 +190,7 @@ class QueueProvider:
                 del self.worker_errors[:-100]
                 if groups is not None and at >= self.inventory_s:  # no groups: the worker could not read them
                     self.inventory = {g.name: g for g in groups}
+                    self.outdated = {str(k): [str(i) for i in v] for k, v in dict(body.get("outdated") or {}).items()}
                     self.catalog = catalog or self.catalog
                     self.inventory_s = at
                 aws_call(self.backoff, self.sqs.delete_message, QueueUrl=self.reply_url, ReceiptHandle=msg["ReceiptHandle"])
@@ -214,6 +226,17 @@ class QueueProvider:
 
     def remove_instance(self, name: str, provider_id: str) -> None:
         self._send("remove_instance", {"name": name, "provider_id": provider_id})
+
+    def outdated_instances(self, name: str) -> list[str]:
+        """The group's outdated instances as the worker last reported them."""
+        self.refresh()
+        return list(self.outdated.get(name, []))
+
+    def protect_instances(self, name: str, provider_ids: list[str]) -> None:
+        """Ask the worker to protect these joined instances from scale-in (``protect_instances``);
+        the request stays on the queue until the worker has done it (redelivered after a failure,
+        to the dead-letter queue after ``maxReceiveCount``)."""
+        self._send("protect_instances", {"name": name, "provider_ids": sorted(provider_ids)})
 
     def delete_group(self, name: str) -> None:
         self._send("delete_group", {"name": name})
@@ -293,8 +316,11 @@ class Worker:
         reported in their place (``inventoryError``); the controller keeps what it knew."""
         body_fields: dict[str, Any] = {"at_s": self.clock()}
         try:
-            body_fields["groups"] = [info_to_json(g) for g in self.provider.list_groups()]
+            groups = self.provider.list_groups()
+            body_fields["groups"] = [info_to_json(g) for g in groups]
             body_fields["instanceTypes"] = [asdict(t) for t in self.provider.instance_types()]
+            if isinstance(self.provider, RollsInstances):  # what a roll still has to replace (controller/rolling.py)
+                body_fields["outdated"] = {g.name: self.provider.outdated_instances(g.name) for g in groups}
         except Exception as exc:  # any cloud error: say so rather than stop the worker
             self._failed("", "report", exc)
             body_fields["inventoryError"] = f"{self.errors[-1].code}: {exc}"[:500]
@@ -354,8 +380,11 @@ class Worker:
                     self.stats.clamped += 1
                     desired = max(room, current.desired)
             provider.set_size(name, desired)
-        elif op == "remove_instance":
+        elif op == "remove_instance":  # lifts that instance's protection, terminates it with a decrement
             provider.remove_instance(str(args["name"]), str(args["provider_id"]))
+        elif op == "protect_instances":
+            if isinstance(provider, ProtectsInstances):  # other clouds never scale in a joined node by themselves
+                provider.protect_instances(str(args["name"]), [str(p) for p in args["provider_ids"]])
         elif op == "delete_group":
             provider.delete_group(str(args["name"]))
         elif op == "roll_group":

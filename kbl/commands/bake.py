@@ -6,9 +6,12 @@ path** (cordon, ``kbl.io/drain=prototype-image``, waits for the placement reconc
 ``kbl.io/data-drained``, evicts its pods; ``--wait-s`` bounds the wait), cleans it *on the node*
 (``manifests/bake/clean-node.sh`` through SSM Run Command: kubelet certificates and state,
 kbl's data folder, credentials, machine-id, cloud-init instance data, SSH host keys, logs),
-images it with a reboot, creates a launch-template version with the image, rolls the group
-(only the next nodes for Auto Scaling groups, ``--strategy next-nodes``; a rolling update for
-EKS managed groups, ``rolling``) and returns the node (uncordoned, marks removed). It prints the
+images it with a reboot, creates a launch-template version with the image, points the group at
+it and returns the node (uncordoned, marks removed). An Auto Scaling group's nodes are then
+replaced one at a time through the safe path by the running controller
+(``controller/rolling.py``; either strategy only sets the version); an EKS managed group is
+replaced by EKS itself (``rolling``, the default there: EKS honours PodDisruptionBudgets, not
+``kbl.io/data-drained``; see controller/README.md, "Ways down"). It prints the
 result as JSON. Every step is idempotent: after a failure or a timeout, run it again.
 
 This module also holds the launch-template flags shared with ``kbl controller``
@@ -92,7 +95,8 @@ def provider_options(args: argparse.Namespace, session: Any) -> dict[str, Any]:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node", required=True, help="the node to image (Ready, not cordoned, not draining)")
     parser.add_argument("--group", default="", help="its kbl node group (default: the node's kbl.io/node-group label)")
-    parser.add_argument("--strategy", choices=("next-nodes", "rolling"), default=None, help="roll: eks rolling, asg next-nodes by default")
+    parser.add_argument("--strategy", choices=("next-nodes", "rolling"), default=None,
+                        help="eks: rolling (EKS replaces the nodes); asg: either (the controller replaces them)")  # fmt: skip
     parser.add_argument("--provider", choices=("eks", "asg"), default="eks", help="cloud side (default %(default)s)")
     parser.add_argument("--cluster-name", default="kbl", help="EKS cluster name (also scopes tags and tokens)")
     parser.add_argument("--region", default=None, help="AWS region (default: the SDK's)")

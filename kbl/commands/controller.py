@@ -81,7 +81,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reboot-patched-nodes", action="store_true",
                         help="reboot nodes labelled kbl.io/reboot-required, one per group at a time, through the safe path (SSM; eks, asg)")
     parser.add_argument("--rebake-strategy", choices=("next-nodes", "rolling"), default="next-nodes",
-                        help="how a re-baked group rolls (default %(default)s)")  # fmt: skip
+                        help="how a re-baked group rolls (default %(default)s); ASG groups are replaced one node at a "
+                             "time through the safe path either way, EKS groups only with rolling (by EKS)")  # fmt: skip
     parser.add_argument("--interruption-queue-url", default="", help="SQS queue of EC2 interruption notices: drain spot-warned nodes' data")
     parser.add_argument(
         "--interruption-cordon-on-rebalance", action="store_true",

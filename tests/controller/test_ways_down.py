@@ -8,8 +8,9 @@
   pods fit on the group's other nodes.
 
 Left out: EKS managed node groups' own Auto Scaling groups (moto's EKS creates none; the EKS
-provider protects through the same ``protect_members`` call on the groups EKS names), and rolls
-to a new image (see controller/README.md, "Ways down").
+provider protects through the same ``protect_members`` call on the groups EKS names). Rolls to a
+new image: ``test_rolling.py`` (the fake cloud, kills, locks, queue mode) and
+``test_rolling_asg.py`` (moto).
 """
 
 from __future__ import annotations

@@ -52,6 +52,8 @@ NO_RESOURCE_LEVEL = {
     "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplates", "ssm:GetCommandInvocation",
     # launch failures and prices (issue 22): none of the three has resource-level permissions
     "autoscaling:DescribeScalingActivities", "ec2:DescribeSpotPriceHistory", "pricing:GetProducts",
+    # rolls to a new image (controller/rolling.py): each instance's image against its template version's
+    "ec2:DescribeInstances", "ec2:DescribeLaunchTemplateVersions",
 }  # fmt: skip
 #: Mutating grants without a condition, each explained in manifests/iam/README.md.
 UNCONDITIONED_WRITES = {("Ec2CreateImagesAndSnapshots", "ec2:CreateImage"), ("SsmRunShellScriptDocument", "ssm:SendCommand")}

@@ -9,7 +9,7 @@ holding one policy file from ``manifests/iam/``. An ``AccessDenied`` anywhere ra
 (moto's instances never run kubelet), and the IRSA web-identity exchange itself (the role is
 assumed with ``sts:AssumeRole``; ``tests/manifests/test_iam.py`` checks the IRSA trust policy).
 
-Calls moto does not implement (``eks:UpdateNodegroupVersion``, ``autoscaling:StartInstanceRefresh``,
+Calls moto does not implement (``eks:UpdateNodegroupVersion``,
 and ``autoscaling:DeleteTags``/``TerminateInstanceInAutoScalingGroup`` on the Auto Scaling group
 behind an EKS managed group, which moto does not create) go to :class:`Judged`: the same boto3
 client interface, each such call first judged against the role's policy by moto's own policy
@@ -224,7 +224,7 @@ def test_asg_mode_grows_shrinks_rolls_deletes_and_reads_the_catalog_with_only_th
     name = "asg-direct"
     subnets = cluster(iam_aws, name)
     base = image(iam_aws, name)
-    creds, policy = direct(iam_aws, name)
+    creds, _policy = direct(iam_aws, name)
     asg = AsgProvider(
         iam_aws.client("autoscaling", creds, label="asg"), iam_aws.client("ec2", creds, label="asg"), cluster_name=name, image_id=base,
         subnets_by_zone=subnets, launch=LaunchSettings(name), eks=iam_aws.client("eks", creds, label="asg"),
@@ -239,15 +239,11 @@ def test_asg_mode_grows_shrinks_rolls_deletes_and_reads_the_catalog_with_only_th
     victim = members["Instances"][0]["InstanceId"]
     asg.remove_instance(info.name, f"aws:///us-east-1a/{victim}")
     assert asg.roll_group(info.name, base, "next-nodes", "roll-a") == "2"
-    swapped: Any = asg
-    swapped.autoscaling = Judged(asg.autoscaling, policy, "autoscaling", {  # moto lacks StartInstanceRefresh
-        "update_auto_scaling_group": [({"AutoScalingGroupName": info.name, "LaunchTemplate": ANY}, {})],
-        "start_instance_refresh": [({"AutoScalingGroupName": info.name, "Preferences": ANY}, {})],
-    })  # fmt: skip
-    asg.roll_group(info.name, base, "rolling", "roll-b")
-    swapped.autoscaling = swapped.autoscaling.real
+    assert asg.outdated_instances(info.name) == []  # a new version with the same image rolls nothing
+    asg.roll_group(info.name, image(iam_aws, f"{name}-baked"), "rolling", "roll-b")  # the template only
+    assert len(asg.outdated_instances(info.name)) == 1  # the controller replaces it (controller/rolling.py)
     asg.delete_group(info.name)
-    made = iam_aws.seen["asg"] | {"autoscaling:StartInstanceRefresh"}
+    made = iam_aws.seen["asg"]
     assert made <= CONTROLLER_DIRECT_ACTIONS
     assert {"ec2:DescribeInstanceTypes", "autoscaling:CreateAutoScalingGroup", "autoscaling:TerminateInstanceInAutoScalingGroup",
             "autoscaling:DeleteAutoScalingGroup", "ec2:CreateLaunchTemplate", "ec2:DeleteLaunchTemplate"} <= made  # fmt: skip
@@ -324,6 +320,57 @@ def test_queue_mode_controller_and_worker_each_need_only_their_policy_and_the_ca
     assert iam_aws.seen["queue-controller"] == CONTROLLER_QUEUE_ACTIONS
     assert iam_aws.seen["worker"] <= WORKER_ACTIONS - IMPLIED_ACTIONS
     assert "ec2:DescribeInstanceTypes" in iam_aws.seen["worker"]
+
+
+def test_queue_mode_protects_joined_instances_and_terminates_the_drained_one_with_a_decrement_through_the_worker(
+    iam_aws: EnforcedAws,
+) -> None:
+    """Scale-in protection in queue mode: the controller (queue policy) asks, the worker (worker
+    policy, an Auto Scaling group) protects and later terminates the named instance with a
+    decrement, as direct mode does; a lower desired size then takes only the unprotected one."""
+    name = "queue-protect"
+    subnets = cluster(iam_aws, name)
+    base = image(iam_aws, name)
+    subs = {"QUEUE_NAME": f"{name}-req.fifo", "REPLY_QUEUE_NAME": f"{name}-rep", "CLUSTER_NAME": name, "NODE_ROLE_NAME": "node"}
+    sqs = iam_aws.client("sqs")
+    main = sqs.create_queue(QueueName=subs["QUEUE_NAME"], Attributes={"FifoQueue": "true"})["QueueUrl"]
+    reply = sqs.create_queue(QueueName=subs["REPLY_QUEUE_NAME"])["QueueUrl"]
+    ours = iam_aws.role_with("controller-queue-policy.json", subs)
+    theirs = iam_aws.role_with("worker-policy.json", subs)
+    controller = QueueProvider(iam_aws.client("sqs", ours, label="protect-controller"), main, reply, clock=lambda: T0, backoff=NO_SLEEP)
+    asg = AsgProvider(
+        iam_aws.client("autoscaling", theirs, label="protect-worker"), iam_aws.client("ec2", theirs, label="protect-worker"),
+        cluster_name=name, image_id=base, subnets_by_zone=subnets, launch=LaunchSettings(name),
+        eks=iam_aws.client("eks", theirs, label="protect-worker"), backoff=NO_SLEEP,
+    )  # fmt: skip
+    worker = Worker(iam_aws.client("sqs", theirs, label="protect-worker"), main, reply, asg, max_nodes_total=10,
+                    visibility_timeout_s=0, backoff=NO_SLEEP, clock=lambda: T0)  # fmt: skip
+    group = "kbl-default-p-us-east-1a"
+    controller.create_group(NodeGroupSpec(group, "default/p", "us-east-1a", "m6i.xlarge", 3, 4), "tp")
+    worker.poll_once()
+
+    def members() -> dict[str, Any]:
+        found = iam_aws.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+        return {i["InstanceId"]: i for i in found[0]["Instances"]}
+
+    joined, staying, never_joined = sorted(members())
+    controller.protect_instances(group, [f"aws:///us-east-1a/{i}" for i in (joined, staying)])
+    worker.poll_once()
+    assert {i for i, m in members().items() if m["ProtectedFromScaleIn"]} == {joined, staying}
+    controller.set_size(group, 2)  # anyone lowering the size can take only the instance that never joined
+    worker.poll_once()
+    assert set(members()) == {joined, staying}
+    controller.remove_instance(group, f"aws:///us-east-1a/{joined}")  # drained: its protection lifted, terminated
+    worker.poll_once()
+    assert set(members()) == {staying}
+    assert members()[staying]["ProtectedFromScaleIn"]
+    assert [(g.name, g.desired) for g in controller.list_groups()] == [(group, 1)]  # decremented
+    assert never_joined not in members()
+    assert worker.stats.failed == 0
+    assert controller.worker_errors == []
+    assert iam_aws.seen["protect-controller"] <= CONTROLLER_QUEUE_ACTIONS
+    assert {"autoscaling:SetInstanceProtection", "autoscaling:TerminateInstanceInAutoScalingGroup"} <= iam_aws.seen["protect-worker"]
+    assert iam_aws.seen["protect-worker"] <= WORKER_ACTIONS - IMPLIED_ACTIONS
 
 
 def test_a_worker_denied_by_iam_reports_the_error_on_the_reply_queue_and_keeps_serving(
