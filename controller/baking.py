@@ -42,9 +42,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.acting import Actor
+from controller.disrupting import needed_pieces
 from controller.locking import BAKE, GroupLocks
 from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
-from kube.api import KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi
+from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi
 from topology import labels
 from topology.errors import KblError
 from topology.times import parse_time
@@ -214,14 +215,20 @@ def prototype_image(
     clock: Callable[[], float],
     min_ready_s: float = 3600.0,
     min_interval_s: float = 86400.0,
+    allow_replacing_data: bool = False,
 ) -> ImageResult:
     """Image a prototype node of ``group`` and roll the group to it (idempotent, rate-limited).
+
+    A provider that replaces nodes itself on a roll (``replaces_nodes_on_roll``: EKS managed
+    groups) is refused a ``rolling`` roll of a group whose nodes hold pieces the placement needs,
+    before anything is drained or imaged, unless ``allow_replacing_data``.
 
     Raises
     ------
     KblError
-        If the KBL does not exist or no node qualifies; :class:`ProviderError` from the cloud
-        (run again: every step is idempotent).
+        If the KBL does not exist or no node qualifies, or the roll would let the cloud replace
+        data-holding nodes (above); :class:`ProviderError` from the cloud (run again: every step
+        is idempotent).
     """
     namespace, _, name = kbl_key.partition("/")
     kbl = kube.get(KBLS, name, namespace=namespace)
@@ -233,6 +240,16 @@ def prototype_image(
     if node is None and isinstance(last, int | float) and now - last < min_interval_s and entry.get("lastImage"):
         return ImageResult(image=str(entry["lastImage"]), skipped=f"rate limited: last image {now - last:.0f}s ago")
     members, _ = kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
+    if strategy == "rolling" and getattr(provider, "replaces_nodes_on_roll", False) and not allow_replacing_data:
+        holding = data_holders(kube, members)
+        if holding:
+            raise KblError(
+                f"group {group}: the cloud replaces a managed group's nodes itself on a roll (EKS update_nodegroup_version: "
+                f"random order, pods evicted honouring PodDisruptionBudgets only), without waiting for their data; "
+                f"{len(holding)} of its nodes hold pieces the placement needs ({', '.join(sorted(holding)[:5])}). "
+                "Roll it blue/green (a new group on the new image, then empty this one through kbl.io/drain), "
+                "or accept the risk with --allow-replacing-data"
+            )
     chosen = pick_prototype(members, now, min_ready_s, node)
     node_name = chosen["metadata"]["name"]
     locks = GroupLocks(kube)
@@ -273,6 +290,12 @@ def _float(text: Any) -> float | None:
         return float(text)
     except (TypeError, ValueError):
         return None  # "imaging" from a bake of an older kbl: its drain starts now
+
+
+def data_holders(kube: KubeApi, members: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The members that hold pieces the placement still needs (targets or transfer sources)."""
+    needed = needed_pieces(kube.list(DATASETS)[0])
+    return {str(m["metadata"]["name"]) for m in members if needed.get(str(m["metadata"]["name"]), 0) > 0}
 
 
 def data_still_on(kube: KubeApi, node: Mapping[str, Any], since: float) -> str:
@@ -338,6 +361,7 @@ class Rebaker:
     strategy: RollStrategy = "next-nodes"
     min_ready_s: float = 3600.0
     retry_s: float = 3600.0
+    allow_replacing_data: bool = False
     guard: Callable[[str], None] = lambda _step: None
     attempted: dict[str, float] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -371,7 +395,7 @@ class Rebaker:
         try:
             result = prototype_image(
                 self.kube, self.provider, kbl_key=kbl_key, group=group, node=node, strategy=self.strategy, clock=self.clock,
-                min_ready_s=self.min_ready_s, min_interval_s=self.rebake_after_s,
+                min_ready_s=self.min_ready_s, min_interval_s=self.rebake_after_s, allow_replacing_data=self.allow_replacing_data,
             )  # fmt: skip
         except (ProviderError, KblError) as exc:
             self.attempted[group] = now

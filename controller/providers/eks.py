@@ -81,6 +81,11 @@ class EksProvider:
         SSM client that cleans a node before it is imaged (prototype images need it).
     """
 
+    #: EKS replaces a managed group's nodes itself on a version update, in its own order, without
+    #: waiting for their data (:func:`controller.baking.prototype_image` refuses that for
+    #: data-holding groups unless told otherwise).
+    replaces_nodes_on_roll = True
+
     def __init__(
         self,
         eks: EKSClient,

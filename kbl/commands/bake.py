@@ -11,7 +11,9 @@ it and returns the node (uncordoned, marks removed). An Auto Scaling group's nod
 replaced one at a time through the safe path by the running controller
 (``controller/rolling.py``; either strategy only sets the version); an EKS managed group is
 replaced by EKS itself (``rolling``, the default there: EKS honours PodDisruptionBudgets, not
-``kbl.io/data-drained``; see controller/README.md, "Ways down"). It prints the
+``kbl.io/data-drained``; see controller/README.md, "Ways down"), so a bake of an EKS group whose
+nodes hold pieces the placement needs is refused before anything is drained or imaged, unless
+``--allow-replacing-data``. It prints the
 result as JSON. Every step is idempotent: after a failure or a timeout, run it again.
 
 This module also holds the launch-template flags shared with ``kbl controller``
@@ -95,6 +97,10 @@ def provider_options(args: argparse.Namespace, session: Any) -> dict[str, Any]:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node", required=True, help="the node to image (Ready, not cordoned, not draining)")
     parser.add_argument("--group", default="", help="its kbl node group (default: the node's kbl.io/node-group label)")
+    parser.add_argument(
+        "--allow-replacing-data", action="store_true",
+        help="EKS: roll a group whose nodes hold DataSet pieces even though EKS replaces them without waiting for their data",
+    )  # fmt: skip
     parser.add_argument("--strategy", choices=("next-nodes", "rolling"), default=None,
                         help="eks: rolling (EKS replaces the nodes); asg: either (the controller replaces them)")  # fmt: skip
     parser.add_argument("--provider", choices=("eks", "asg"), default="eks", help="cloud side (default %(default)s)")
@@ -124,6 +130,7 @@ def bake(
     strategy: str | None = None,
     default_strategy: str = "next-nodes",
     clock: Callable[[], float] = time.time,
+    allow_replacing_data: bool = False,
 ) -> ImageResult:
     """Image ``node`` and roll its group (see the module docstring).
 
@@ -149,6 +156,7 @@ def bake(
     return prototype_image(
         kube, provider, kbl_key=info.kbl, group=group, node=node,
         strategy="rolling" if chosen == "rolling" else "next-nodes", clock=clock,
+        allow_replacing_data=allow_replacing_data,
     )  # fmt: skip
 
 
@@ -164,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         result = bake(
             kube, provider, node=args.node, group=args.group, strategy=args.strategy,
             default_strategy="rolling" if args.provider == "eks" else "next-nodes",
+            allow_replacing_data=args.allow_replacing_data,
         )  # fmt: skip
         if not result.skipped.startswith(WAITING) or time.monotonic() >= deadline:
             break

@@ -440,3 +440,33 @@ def test_the_controller_loop_rebakes_a_group_whose_image_is_older_than_n_days_on
     fresh.reconcile_once()
     assert len(world.cloud.calls_of("create_image")) == 1
     del call
+
+
+def test_an_eks_style_roll_of_a_group_whose_nodes_hold_data_is_refused_before_anything_is_drained_or_imaged() -> None:
+    """EKS replaces a managed group's nodes itself on a version update (its own order, PodDisruptionBudgets
+    only, never ``kbl.io/data-drained``): the fake plays that provider by its flag. Leaves out EKS itself."""
+    from controller.providers.eks import EksProvider
+    from kube.api import DATASETS
+    from tests.placement.scenarios import placed_dataset
+
+    assert EksProvider.replaces_nodes_on_roll is True
+    world = World(ready_delay_s=60)
+    group = grown(world)
+    members, _ = world.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
+    names = sorted(m["metadata"]["name"] for m in members)
+    world.kube.put(DATASETS, placed_dataset("d", [[names[0], names[1]], [names[1], names[2]]]))
+    world.cloud.replaces_nodes_on_roll = True  # type: ignore[attr-defined]
+
+    with pytest.raises(KblError, match="hold pieces the placement needs"):
+        prototype_image(world.kube, world.cloud, kbl_key="default/k", group=group, strategy="rolling", clock=lambda: world.now)
+    assert world.cloud.calls_of("create_image") == []
+    assert world.cloud.calls_of("roll_group") == []
+    assert all(not _node(world, n)["spec"].get("unschedulable") for n in names), "nothing cordoned or drained"
+
+    # Told to, or with nothing placed on the group, it goes ahead.
+    allowed = prototype_image(
+        world.kube, world.cloud, kbl_key="default/k", group=group, strategy="rolling", clock=lambda: world.now,
+        allow_replacing_data=True,
+    )  # fmt: skip
+    assert allowed.image, allowed
+    assert world.cloud.calls_of("roll_group"), allowed
