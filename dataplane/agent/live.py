@@ -204,7 +204,8 @@ class FrameReader:
                         raise ChecksumError(f"{self.what}: frame {header[0]} where {expect} was due")
                     continue
                 index, length, xsum = header
-                data = bytes(buf[:length])
+                with memoryview(buf) as view:
+                    data = bytes(view[:length])
                 del buf[:length]
                 header, need = None, HEADER.size
                 if segment_sum(data) != xsum:
