@@ -40,6 +40,8 @@ from dataplane.agent.storing import AgentError, ChecksumError, PieceRecord
 
 HEADER = struct.Struct("<QIQ")
 TRAILER = (1 << 64) - 1
+#: A follower's stream sends the segments waiting for it together, up to about this many bytes per write.
+BATCH_BYTES = 1 << 20
 #: The response header naming the fragment's segment unit (the length of every segment but the last).
 UNIT_HEADER = "X-Kbl-Segment-Unit"
 
@@ -154,11 +156,17 @@ class LiveFragment:
                     while not self.queue and self.state == "open":
                         self.cond.wait(1.0)
                     if self.queue:
-                        j, data, xsum = self.queue.popleft()
-                        self.sent += 1
+                        # Every segment waiting goes in one write (up to ~1 MiB): fewer sends and thread hops per byte.
+                        parts: list[bytes] = []
+                        batch = 0
+                        while self.queue and batch < BATCH_BYTES:
+                            j, data, xsum = self.queue.popleft()
+                            parts += (HEADER.pack(j, len(data), xsum), data)
+                            batch += len(data)
+                            self.sent += 1
                         self._progress_at = time.monotonic()
                         self.cond.notify_all()
-                        out = frame(j, data, xsum)
+                        out = b"".join(parts)
                     elif self.state == "done" and self.record is not None:
                         body = self.record.to_json()
                         out = HEADER.pack(TRAILER, len(body), segment_sum(body)) + body
