@@ -15,7 +15,11 @@ Figures, each beside a floor measured in this run on the same bytes (ratios: fig
 - **hydration from a peer** (the source renamed away first) vs plain streamed GETs of the same
   shards from that peer's read API, written to files and fsynced (same rule);
 - **erasure encode** 4+2 through six agents (time until every fragment is reported ready) vs
-  ``Codec(4, 2).encode`` on 1 MiB segments of the same bytes on one core (reads not timed);
+  ``Codec(4, 2).encode`` on 1 MiB segments of the same bytes on one core (reads not timed); beside
+  it the same encode against a floor with its disk writes, again on fresh agents that stage their
+  zone peers' fragments first (``--stream-window-segments 0``: what streaming saves, same run),
+  and once with one shard, the agents' roots and the source on ``/dev/shm`` (RAM, not the disk
+  run; ``--no-ram`` skips it);
 - **rebuild** of a lost data fragment (holder SIGKILLed, its disk gone, source renamed away) on
   a fresh agent vs ``k`` concurrent GETs of the other fragments from ``k`` peers plus
   ``Codec.rebuild`` on 1 MiB segments of the same shard (the two times added);
