@@ -748,7 +748,12 @@ class Hydrator:
                 first = [piece, *(p for p in others if p not in live)]
                 writers = {p: stack.enter_context(self.store.writer(unit=unit, digest="")) for p in first}
                 size = 0
-                for segment in resegment(reader.read(name, 0, expected.size, pin=expected), seg):
+                # The source is read in its own thread a few segments ahead (file and socket reads
+                # release the GIL): the read overlaps the encode and the writes.
+                ahead = stack.enter_context(
+                    contextlib.closing(zip_parallel([resegment(reader.read(name, 0, expected.size, pin=expected), seg)]))
+                )
+                for (segment,) in ahead:
                     self.bucket.take(len(segment))
                     size += len(segment)
                     if check is not None:
