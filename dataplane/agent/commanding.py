@@ -64,6 +64,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint-mib", type=float, default=64.0, help="a resumable copy is checkpointed every this many MiB (default 64)"
     )
+    parser.add_argument(
+        "--stream-window-segments",
+        type=int,
+        default=16,
+        help="encoded segments held per zone peer while its fragment is streamed to it as it is encoded "
+        "(0: stage every zone peer's fragment on disk first; default 16)",
+    )
+    parser.add_argument(
+        "--stream-stall-s", type=float, default=10.0, help="a zone peer silent this long stops being streamed its fragment (default 10)"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -89,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         heartbeat_s=args.heartbeat_s,
         reboot_required_file=args.reboot_required_file,
         audience=args.audience,
+        stream_window_segments=args.stream_window_segments,
+        stream_stall_s=args.stream_stall_s,
     )
     security = Security(
         token=token,

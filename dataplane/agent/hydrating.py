@@ -28,7 +28,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,7 @@ from typing import Any
 
 from dataplane.agent.bandwidth import TokenBucket
 from dataplane.agent.coding import Codec, CodingError, codec
+from dataplane.agent.live import FrameReader, LiveFragment, StreamError
 from dataplane.agent.metrics import PEER_CROSS_ZONE, PEER_ZONE, SOURCE, AgentMetrics
 from dataplane.agent.segments import pack, resegment, segment_sum
 from dataplane.agent.settings import AgentSettings
@@ -211,6 +213,8 @@ class Hydrator:
         self.disk_full = False
         self.last_error = ""
         self._reader_cache: dict[tuple[str, str], Reader] = {}
+        #: Fragments being encoded for zone peers, streamed as they are (:mod:`.live`): same key -> (uid, fragment).
+        self.live: dict[tuple[str, int, str], tuple[str, LiveFragment]] = {}
         #: Fragments staged for zone peers: (dataset key, shard, piece key) -> (uid, holder, staged at).
         self.staged: dict[tuple[str, int, str], tuple[str, str, float]] = {}
         #: Bytes hydrated per DataSet (for the per-DataSet throughput), and the last progress sample.
@@ -370,6 +374,9 @@ class Hydrator:
             log.debug("%s: %s/%s: %s", key, slot[0], slot[1], exc)
             with self.lock:
                 state.retry_at[slot] = time.monotonic() + 0.2
+            wake = threading.Timer(0.21, self.changed.set)  # the reconcile loop would otherwise wait up to its resync
+            wake.daemon = True
+            wake.start()
         except DiskFullError as exc:
             self._failed(dataset, state, slot, "DiskFull", str(exc))
             self.disk_full = True
@@ -541,7 +548,44 @@ class Hydrator:
         try:
             return self._from_peer(dataset, shard, key, h.endpoint)
         except SourceError as exc:
-            return self._await(dataset, shard, encoder, "encodes it", str(exc))
+            error = str(exc)
+        try:
+            return self._from_live(dataset, shard, key, h.endpoint)
+        except (SourceError, ChecksumError, StreamError) as exc:
+            error = f"{error}; streamed: {exc}"
+        return self._await(dataset, shard, encoder, "encodes it", error)
+
+    def _from_live(self, dataset: DataSet, shard: int, key: str, endpoint: str) -> PieceRecord:
+        """This fragment pulled from the zone's encoder as it encodes it (:mod:`.live`): every segment
+        checked against its table entry as it arrives, committed once the record came and matches."""
+        spec = dataset.spec
+        unit, chunks = self.peers.live(endpoint, spec.namespace, spec.name, shard, key)
+        table: array[int] = array("Q")
+        frames = FrameReader(chunks, f"fragment {shard}/{key} from {endpoint} (streamed)")
+        try:
+            with self.store.writer(unit=unit, digest="", expected_sums=table) as w:
+                for data, xsum in frames:
+                    self.bucket.take(len(data))
+                    table.append(xsum)
+                    w.write(data)
+                record = frames.record
+                if record is None or record.unit != unit or record.size != w.size or record.sums != table:
+                    raise ChecksumError(f"fragment {shard}/{key} from {endpoint}: the record does not match the segments received")
+                return self._commit(
+                    dataset,
+                    lambda: self._paths(dataset, shard, key),
+                    lambda path, sums: w.commit_like(record, path, sums),
+                )
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def live_fragment(self, dataset: DataSet, shard: int, key: str) -> LiveFragment | None:
+        """The fragment this node is encoding for a zone peer right now, ``None`` when none."""
+        with self.lock:
+            found = self.live.get((dataset.key, shard, key))
+        return found[1] if found is not None and found[0] == dataset.spec.uid else None
 
     def _await(self, dataset: DataSet, shard: int, node: str, what: str, error: str = "") -> PieceRecord:
         """Wait for ``node``, this zone's reader of the shard: :class:`Deferred` while its agent is alive
@@ -670,51 +714,114 @@ class Hydrator:
                 )
         c = self._codec(dataset)
         unit = c.unit(seg)
-        staged = [(p, n) for p, n in self._zone_slots(dataset, shard) if not self._holds_ready(dataset, n, shard, str(p))] if stage else []
+        others = dict(self._zone_slots(dataset, shard)) if stage else {}
+        others = {p: n for p, n in others.items() if not self._holds_ready(dataset, n, shard, str(p))}
+        # The zone's other holders pull their fragments as they are encoded (:mod:`.live`); a holder
+        # that does not come in time has its fragment staged on this disk instead, as without streaming.
+        window = self.settings.stream_window_segments
+        live = (
+            {
+                p: LiveFragment(str(p), unit, window=window, attach_s=self.settings.stream_attach_s, stall_s=self.settings.stream_stall_s)
+                for p in others
+            }
+            if window > 0
+            else {}
+        )
+        registered = [(dataset.key, shard, str(p)) for p in live]
+        with self.lock:
+            for name_, lf in zip(registered, live.values(), strict=True):
+                self.live[name_] = (spec.uid, lf)
         # Checked against the source's promise, and recorded as the shard's digest in every fragment's
         # record; with no promise (a path source) no cryptographic digest is computed.
         check: Any = None
         if expected.sha256 or expected.md5:
             check = hashlib.sha256() if expected.sha256 else hashlib.md5(usedforsecurity=False)
-        with contextlib.ExitStack() as stack:
-            writers = {p: stack.enter_context(self.store.writer(unit=unit, digest="")) for p in [piece, *(p for p, _ in staged)]}
-            size = 0
-            for segment in resegment(reader.read(name, 0, expected.size, pin=expected), seg):
-                self.bucket.take(len(segment))
-                size += len(segment)
-                if check is not None:
-                    check.update(segment)
-                fragments = c.encode(segment)
-                for p, w in writers.items():
-                    w.write(fragments[p])
-            if size != expected.size:
-                raise ChecksumError(f"{name}: {size} bytes, expected {expected.size}")
-            if check is not None and check.hexdigest() != (expected.sha256 or expected.md5):
-                raise ChecksumError(f"{name}: source bytes do not match the source's {'sha256' if expected.sha256 else 'ETag'}")
-            sha, md5 = (check.hexdigest(), "") if expected.sha256 else ("", expected.md5)
-            layout = self.store.layout
-            for p, _node in staged:
-                w = writers[p]
-                self._commit(
-                    dataset,
-                    lambda p=p: (  # type: ignore[misc]
-                        layout.staged_path(spec.namespace, spec.name, spec.uid, shard, str(p)),
-                        layout.staged_sum_path(spec.namespace, spec.name, spec.uid, shard, str(p)),
-                    ),
-                    lambda path, sums, w=w: w.commit(  # type: ignore[misc]
-                        path, sums, sha256=sha, md5=md5, shard_bytes=size, scheme=c.scheme, segment_bytes=seg
-                    ),
+        try:
+            with contextlib.ExitStack() as stack:
+
+                def staging_writer(p: int, queued: Iterable[bytes]) -> None:
+                    w = writers[p] = stack.enter_context(self.store.writer(unit=unit, digest=""))
+                    for data in queued:
+                        w.write(data)
+                    self.metrics.streamed_fragments.labels("spilled").inc()
+
+                first = [piece, *(p for p in others if p not in live)]
+                writers = {p: stack.enter_context(self.store.writer(unit=unit, digest="")) for p in first}
+                size = 0
+                # The source is read in its own thread a few segments ahead (file and socket reads
+                # release the GIL): the read overlaps the encode and the writes.
+                ahead = stack.enter_context(
+                    contextlib.closing(zip_parallel([resegment(reader.read(name, 0, expected.size, pin=expected), seg)]))
                 )
-                with self.lock:
-                    self.staged[(dataset.key, shard, str(p))] = (spec.uid, _node, time.monotonic())
-            if staged:
-                self.metrics.staged_fragments.inc(len(staged))
-            w = writers[piece]
-            return self._commit(
-                dataset,
-                lambda: self._paths(dataset, shard, str(piece)),
-                lambda path, sums: w.commit(path, sums, sha256=sha, md5=md5, shard_bytes=size, scheme=c.scheme, segment_bytes=seg),
-            )
+                for (segment,) in ahead:
+                    self.bucket.take(len(segment))
+                    size += len(segment)
+                    if check is not None:
+                        check.update(segment)
+                    fragments = c.encode(segment)
+                    for p, w in writers.items():
+                        w.write(fragments[p])
+                    for p, lf in list(live.items()):
+                        data = fragments[p]
+                        outcome = lf.offer(data, segment_sum(data))
+                        while outcome == "spill":
+                            queued = lf.spill()
+                            if queued is None:  # attached meanwhile
+                                outcome = lf.offer(data, segment_sum(data))
+                                continue
+                            staging_writer(p, [*queued, data])
+                            break
+                        if outcome != "sent":
+                            live.pop(p)
+                            if outcome == "dropped":
+                                self.metrics.streamed_fragments.labels("dropped").inc()
+                                log.warning("%s: %s/%s: %s stopped following its fragment: dropped", dataset.key, shard, p, others[p])
+                if size != expected.size:
+                    raise ChecksumError(f"{name}: {size} bytes, expected {expected.size}")
+                if check is not None and check.hexdigest() != (expected.sha256 or expected.md5):
+                    raise ChecksumError(f"{name}: source bytes do not match the source's {'sha256' if expected.sha256 else 'ETag'}")
+                sha, md5 = (check.hexdigest(), "") if expected.sha256 else ("", expected.md5)
+                for p, lf in live.items():
+                    record = PieceRecord(sha, lf.size, size, c.scheme, segment_bytes=seg, unit=unit, sums=lf.sums, md5=md5)
+                    if lf.finish(record):
+                        self.metrics.streamed_fragments.labels("done" if lf.state == "done" else lf.state).inc()
+                        continue
+                    queued = lf.spill()  # nobody attached before the end (a shard of a few segments): staged
+                    if queued is None:
+                        lf.finish(record)
+                        self.metrics.streamed_fragments.labels("done").inc()
+                    else:
+                        staging_writer(p, queued)
+                layout = self.store.layout
+                staged = [p for p in writers if p != piece]
+                for p in staged:
+                    w = writers[p]
+                    self._commit(
+                        dataset,
+                        lambda p=p: (  # type: ignore[misc]
+                            layout.staged_path(spec.namespace, spec.name, spec.uid, shard, str(p)),
+                            layout.staged_sum_path(spec.namespace, spec.name, spec.uid, shard, str(p)),
+                        ),
+                        lambda path, sums, w=w: w.commit(  # type: ignore[misc]
+                            path, sums, sha256=sha, md5=md5, shard_bytes=size, scheme=c.scheme, segment_bytes=seg
+                        ),
+                    )
+                    with self.lock:
+                        self.staged[(dataset.key, shard, str(p))] = (spec.uid, others[p], time.monotonic())
+                if staged:
+                    self.metrics.staged_fragments.inc(len(staged))
+                w = writers[piece]
+                return self._commit(
+                    dataset,
+                    lambda: self._paths(dataset, shard, str(piece)),
+                    lambda path, sums: w.commit(path, sums, sha256=sha, md5=md5, shard_bytes=size, scheme=c.scheme, segment_bytes=seg),
+                )
+        finally:
+            for lf in live.values():
+                lf.fail()  # no-op for the finished ones: a follower of a failed encode commits nothing
+            with self.lock:
+                for name_ in registered:
+                    self.live.pop(name_, None)
 
     def _holds_ready(self, dataset: DataSet, node: str, shard: int, key: str) -> bool:
         h = self.view.holdings.get(node)

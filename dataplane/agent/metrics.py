@@ -26,6 +26,12 @@ class AgentMetrics:
         self.staged_fragments = Counter(
             "kbl_agent_staged_fragments", "Fragments encoded for a zone peer (the shard read from the source once per zone)", registry=r
         )
+        self.streamed_fragments = Counter(
+            "kbl_agent_streamed_fragments",
+            "Fragments the zone's encoder offered to their holder as it encoded, by outcome (done, spilled to staging, dropped)",
+            ["outcome"],
+            registry=r,
+        )
         self.source_requests = Counter("kbl_agent_source_requests", "Reads opened on the DataSet source", registry=r)
         self.failures = Counter("kbl_agent_hydration_failures", "Hydrations that failed, by reason", ["reason"], registry=r)
         self.pieces = Gauge("kbl_agent_pieces", "Pieces on this node, by state (ready, hydrating, corrupt)", ["state"], registry=r)

@@ -47,6 +47,7 @@ from dataplane.agent.authenticating import Authenticator, Identity
 from dataplane.agent.authorizing import READ_PIECES, READ_SHARDS, Authorizer, Permission
 from dataplane.agent.coding import CodingError, codec
 from dataplane.agent.hydrating import Hydrator
+from dataplane.agent.live import UNIT_HEADER, StreamError
 from dataplane.agent.sources import SHA256_HEADER, SHARD_BYTES_HEADER, SourceError
 from dataplane.agent.storing import ChecksumError, PieceRecord, read_segments
 from dataplane.agent.streaming import checked_segments, zip_parallel
@@ -180,6 +181,30 @@ def build_app(hydrator: Hydrator, auth: Authenticator, authorizer: Authorizer) -
             raise HTTPException(404, f"piece {shard}/{key} of {ns}/{name} is not ready here")
         metrics.records_served.inc()
         return Response(found[1].to_json(), media_type="application/json")
+
+    @app.get("/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}/live")
+    def piece_live(ns: str, name: str, shard: int, key: str, user: Caller) -> Response:
+        """A fragment this node is encoding for the caller, streamed as it is encoded (:mod:`.live`); one follower."""
+        authorize(user, ns, name, READ_PIECES)
+        dataset = dataset_of(ns, name)
+        fragment = hydrator.live_fragment(dataset, shard, key)
+        if fragment is None:
+            raise HTTPException(404, f"fragment {shard}/{key} of {ns}/{name} is not being encoded here")
+        try:
+            frames = fragment.attach()
+        except StreamError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+        def body() -> Iterator[bytes]:
+            try:
+                for data in frames:
+                    hydrator.send_bucket.take(len(data))
+                    metrics.served_bytes.labels("piece-streamed").inc(len(data))
+                    yield data
+            finally:
+                frames.close()
+
+        return StreamingResponse(body(), headers={UNIT_HEADER: str(fragment.unit)}, media_type="application/octet-stream")
 
     @app.get("/v1/namespaces/{ns}/datasets/{name}/pieces/{shard}/{key}")
     def piece(ns: str, name: str, shard: int, key: str, request: Request, user: Caller) -> Response:  # noqa: PLR0917 - FastAPI route parameters

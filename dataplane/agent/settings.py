@@ -49,6 +49,13 @@ class AgentSettings:
         How long a fragment holder waits for its zone's encoder to start (the encoder reads the
         shard from the source once and stages every fragment of its zone) before it reads the
         source itself. It waits as long as the encoder reports the shard hydrating.
+    stream_window_segments, stream_attach_s, stream_stall_s:
+        The zone's encoder streams the fragments of its zone's other holders to them as it encodes
+        (:mod:`dataplane.agent.live`): at most ``stream_window_segments`` encoded segments per
+        holder wait in memory (0: no streaming, every fragment staged on disk); a holder not
+        attached within ``stream_attach_s`` of the encode's start when its window fills has its
+        fragment staged on disk instead; one attached and silent for ``stream_stall_s`` is dropped
+        (it rebuilds its fragment from its zone or reads the source).
     staging_ttl_s:
         Fragments staged for other holders are removed once those hold them, or after this long.
     reboot_required_file:
@@ -98,6 +105,9 @@ class AgentSettings:
     segment_bytes: int = 1 << 20
     encoder_wait_s: float = 30.0
     staging_ttl_s: float = 3600.0
+    stream_window_segments: int = 16
+    stream_attach_s: float = 5.0
+    stream_stall_s: float = 10.0
     checkpoint_bytes: int = 64 << 20
     holdings_ttl_s: float = 1.0
     reboot_required_file: str = ""

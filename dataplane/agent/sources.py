@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from dataplane.agent.live import UNIT_HEADER
 from dataplane.agent.settings import AgentSettings
 from dataplane.agent.storing import AgentError, PieceRecord
 from topology.datasets import DataSource, PathSource, S3Source
@@ -287,6 +288,35 @@ class PeerClient:
                 response.close()
 
         return chunks()
+
+    def live(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> tuple[int, Iterator[bytes]]:
+        """A fragment a peer is encoding for this node, streamed as it is encoded (:mod:`.live`):
+        ``(segment unit, framed bytes)``. Raises :class:`SourceError` when the peer has none to stream."""
+        try:
+            request = self.client.build_request("GET", self._url(endpoint, ns, name, shard, key) + "/live", headers=self._headers())
+            response = self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"peer {endpoint}: {exc}") from None
+        if response.status_code != 200:
+            response.close()
+            raise SourceError(f"peer {endpoint}: no stream of fragment {shard}/{key}: HTTP {response.status_code}")
+        try:
+            unit = int(response.headers.get(UNIT_HEADER) or 0)
+        except ValueError:
+            unit = 0
+        if unit <= 0:
+            response.close()
+            raise SourceError(f"peer {endpoint}: fragment {shard}/{key}: no segment unit in the stream")
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.iter_raw(1 << 20)
+            except httpx.HTTPError as exc:
+                raise SourceError(f"peer {endpoint}: {exc}") from None
+            finally:
+                response.close()
+
+        return unit, chunks()
 
     def shard_range(self, endpoint: str, ns: str, name: str, shard: int, range_header: str | None) -> httpx.Response:
         """A peer's local shard (``?local=true``), streamed, Range passed through."""

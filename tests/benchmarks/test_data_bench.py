@@ -18,7 +18,7 @@ from benchmarks import data, volume
 MIB = 1 << 20
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_quick_run_reports_every_figure_beside_a_floor_on_the_same_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
@@ -46,7 +46,14 @@ def test_quick_run_reports_every_figure_beside_a_floor_on_the_same_bytes(tmp_pat
     # The encode beside its second floor: the same agent figure, a floor with the fragments' writes.
     assert figures["encode_io"]["value"] == figures["encode"]["value"]
     assert figures["encode_io"]["floor"] < figures["encode"]["floor"]
-    for key in ("hydration_path", "hydration_peer", "encode", "rebuild"):
+    # Every zone peer's fragment came from the zone's encoder: streamed as encoded, or staged on its disk
+    # (the quick run's shards are a few segments: either may happen); with streaming off, all staged.
+    per_run = shards * (data.K + data.M - 1)
+    assert figures["encode"]["streamed"] + figures["encode"]["staged"] == per_run
+    assert (figures["encode_staged"]["staged"], figures["encode_staged"]["streamed"]) == (per_run, 0)
+    assert figures["encode_staged"]["floor"] == figures["encode_ram"]["floor"] == figures["encode"]["floor"]
+    assert figures["encode_ram"]["bytes"] == shard_bytes  # one shard on /dev/shm
+    for key in ("hydration_path", "hydration_peer", "encode", "rebuild", "encode_staged"):
         assert figures[key]["bytes"] == figures[key]["floor_bytes"] == shards * shard_bytes, key
         assert figures[key]["ratio"] == pytest.approx(figures[key]["value"] / figures[key]["floor"], rel=1e-9)
     # Hydration from a peer came from the peer (the source was renamed away).

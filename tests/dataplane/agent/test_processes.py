@@ -287,3 +287,54 @@ def test_an_agent_encoding_a_shard_larger_than_its_memory_bound_stays_within_it(
         tail = f.read()
     last = codec.encode(src[0][(size // step) * step :])[0]
     assert tail.endswith(last), "and ends with the last (short) segment's"
+
+
+@pytest.mark.timeout(900)
+def test_a_holder_killed_while_its_fragment_streams_leaves_nothing_behind_and_gets_it_rebuilt(
+    cluster: Processes, emulator: Emulator, tmp_path: Path
+) -> None:
+    """2+1 over three agents of one zone, at 64 Mbit/s each so the encode lasts a few seconds: n2 is
+    SIGKILLed while n1 streams it its fragment. The encoder drops n2's stream and finishes for n1
+    and n3; the restarted n2 finds no partial copy and rebuilds its fragment from the two others of
+    its zone (the source is not read again). Left out: a real network (loopback), separate disks."""
+    api = KubeClient.from_url(emulator.url)
+    size = 24 * (1 << 20) + 11
+    src = write_source(tmp_path / "src", 1, size)
+    for n in ("n1", "n2", "n3"):
+        cluster.start(n, "--scrub-interval-s", "0", "--bandwidth-mbps", "64", "--stream-window-segments", "4")
+    wait_started(api, ["n1", "n2", "n3"])
+    emulator.post(
+        DATASETS,
+        dataset(
+            "live",
+            shards=1,
+            size=size,
+            redundancy={"erasure": {"data": 2, "parity": 1}},
+            nodes=["n1", "n2", "n3"],
+            rows=[[0, 1, 2]],
+            source={"path": str(tmp_path / "src")},
+        ),
+    )
+    tmp = cluster.root("n2") / ".kbl-tmp"
+
+    def streaming_to_n2() -> bool:
+        return sum(f.stat().st_size for f in tmp.glob("*.part")) >= 2 << 20 if tmp.is_dir() else False
+
+    wait_for("n2 receiving its fragment", streaming_to_n2, 120)
+    assert not ready_on(api, "n1", "live", "0"), "the encode was still running when n2 died"
+    cluster.kill("n2")
+    wait_for("n1 and n3 ready", lambda: ready_on(api, "n1", "live", "0") == {0} and ready_on(api, "n3", "live", "2") == {0}, 300)
+    n1 = holdings(api, "n1").endpoint  # type: ignore[union-attr]
+    wait_for("n2's stream dropped", lambda: metric(n1, 'kbl_agent_streamed_fragments_total{outcome="dropped"}') == 1, 60)
+    assert metric(n1, 'kbl_agent_streamed_fragments_total{outcome="done"}') == 1, "n3's stream went on"
+    assert metric(n1, "kbl_agent_staged_fragments_total") == 0
+    cluster.start("n2", "--scrub-interval-s", "0")
+    wait_for("n2's fragment", lambda: ready_on(api, "n2", "live", "1") == {0}, 300)
+    assert [f.name for f in tmp.iterdir()] == [], "no partial copy left by the killed stream"
+    codec = Codec(2, 1)
+    step = 1 << 20
+    expected = b"".join(codec.encode(src[0][i : i + step])[1] for i in range(0, size, step))
+    assert (cluster.root("n2") / NS / "live" / ".pieces" / "0.1").read_bytes() == expected
+    n2 = holdings(api, "n2").endpoint  # type: ignore[union-attr]
+    assert metric(n2, "kbl_agent_rebuilt_fragments_total") == 1
+    assert metric(n2, "kbl_agent_source_requests_total") == 0, cluster.log("n2")

@@ -214,8 +214,9 @@ def test_a_copy_is_pinned_to_the_object_version_it_started_with(s3: tuple[Any, F
 
 
 def test_an_erasure_coded_shard_is_read_from_s3_once_per_zone_and_encoded_once(s3: tuple[Any, FaultyProxy], tmp_path: Path) -> None:
-    """4+2 over six agents in two zones: one encoder per zone reads the shard and stages its zone's
-    fragments; the others fetch theirs from it. S3 serves at most one shard's bytes per zone."""
+    """4+2 over six agents in two zones: one encoder per zone reads the shard and encodes its zone's
+    fragments, streamed to their holders as it encodes or staged for them; the others fetch theirs
+    from it. S3 serves at most one shard's bytes per zone."""
     client, proxy = s3
     size = 3 * 1024 * 1024 + 123
     data = {s: os.urandom(size) for s in range(2)}
@@ -248,7 +249,9 @@ def test_an_erasure_coded_shard_is_read_from_s3_once_per_zone_and_encoded_once(s
                 wait_for(f"fragment {p} of {s} on {names[i]}", lambda i=i, p=p, s=s: s in ready_on(api, names[i], "enc", str(p)), 60)  # type: ignore[misc]
         assert proxy.bytes_served <= 2 * 2 * size, f"S3 served {proxy.bytes_served} bytes for 2 shards in 2 zones"
         staged = sum(a.metrics.staged_fragments._value.get() for a in agents)
-        assert staged == 2 * 2 * 2, "each zone's encoder staged the two other fragments of its zone, per shard"
+        streamed = sum(a.metrics.registry.get_sample_value("kbl_agent_streamed_fragments_total", {"outcome": "done"}) or 0 for a in agents)
+        assert staged + streamed == 2 * 2 * 2, "each zone's encoder encoded the two other fragments of its zone, per shard"
+        assert sum(a.metrics.source_requests._value.get() for a in agents) == 2 * 2, "one source read per zone and shard"
         codec = Codec(4, 2)
         for s, row in enumerate(rows):
             r = httpx.get(
