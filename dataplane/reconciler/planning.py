@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import math
 import operator
-from collections.abc import Collection, Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -49,6 +49,7 @@ import numpy.typing as npt
 
 from dataplane.reconciler.settings import ReconcilerSettings
 from placement import PlacementResult, place
+from placement.shifts import shift
 from placement.stability import NodeTable, keeps
 from topology import labels
 from topology.clusters import shared_level
@@ -243,11 +244,15 @@ def human_bytes(n: int) -> str:
 
 
 class Holders:
-    """Which slots' holders have their piece ready (one DataSet, one cluster view)."""
+    """Which slots' holders have their piece ready (one DataSet, one cluster view).
 
-    def __init__(self, dataset: DataSet, cluster: ClusterView) -> None:
+    ``cache``: the reconciler's :class:`ReadyCache` (the matrix of the DataSet's last target,
+    patched where the target changed instead of read again from every node's report)."""
+
+    def __init__(self, dataset: DataSet, cluster: ClusterView, cache: ReadyCache | None = None) -> None:
         self.spec = dataset.spec
         self.cluster = cluster
+        self.cache = cache
         self._cache: dict[str, Mapping[str, frozenset[int]]] = {}
 
     def _ready_map(self, node: str) -> Mapping[str, frozenset[int]]:
@@ -272,14 +277,29 @@ class Holders:
     def matrix(self, nodes: Sequence[str], index: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
         """:meth:`ready` for every slot at once: ``index`` is ``shards x width`` into ``nodes`` (-1: none)."""
         shards, width = index.shape
-        out = np.zeros(index.shape, dtype=bool)
         if not shards or not width or not self.cluster.holdings:
-            return out
+            return np.zeros(index.shape, dtype=bool)
+        had = self.cache.had(self, nodes, index) if self.cache is not None else self.had_matrix(nodes, index)
+        alive = self.cluster.alive_names
+        if alive.issuperset(nodes):
+            return had
+        dead = np.zeros(len(nodes) + 1, dtype=bool)
+        for j, name in enumerate(nodes):
+            if name not in alive:
+                dead[j] = True
+        out: npt.NDArray[np.bool_] = had & ~dead[index]
+        return out
+
+    def had_matrix(self, nodes: Sequence[str], index: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+        """:meth:`had` for every slot (alive or not), from every holder's report: per piece key,
+        the reported ``(node, shard)`` codes sorted once, each slot's code looked up in them."""
+        shards, width = index.shape
+        out = np.zeros(index.shape, dtype=bool)
         keys = [piece_key(self.spec, p) for p in range(width)]
         codes: dict[str, list[npt.NDArray[np.int64]]] = {k: [] for k in set(keys)}
         for j in used_indexes(index, len(nodes)):
             name = nodes[j]
-            if not name or not self.cluster.alive(name):
+            if not name:
                 continue
             ready = self._ready_map(name)
             for key, found in codes.items():
@@ -290,8 +310,69 @@ class Holders:
         rows = np.arange(shards, dtype=np.int64)
         for p, key in enumerate(keys):
             if codes[key]:
+                table = np.sort(np.concatenate(codes[key]))
                 col = index[:, p].astype(np.int64)
-                out[:, p] = (col >= 0) & np.isin(col * shards + rows, np.concatenate(codes[key]))
+                want = col * shards + rows
+                at = np.minimum(np.searchsorted(table, want), len(table) - 1)
+                out[:, p] = (col >= 0) & (table[at] == want)
+        return out
+
+
+class ReadyCache:
+    """Per DataSet, which slots of its last matrix's target their holders reported ready (alive or
+    not), kept between passes by the reconciler.
+
+    Valid while the DataSet's reports did not change: its owner calls :meth:`touch` with the
+    DataSets a NodeHoldings event changed and :meth:`clear` on a relist. A target that changed
+    since (a join, a loss: a few moved slots) is patched slot by slot; an unchanged one costs
+    one comparison of the index arrays. ``computed`` counts the matrices read from every report,
+    ``patched`` the slots looked up one by one.
+    """
+
+    #: More changed slots than this: read every report again.
+    PATCH_LIMIT = 50_000
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[str, Sequence[str], npt.NDArray[np.int32], npt.NDArray[np.bool_]]] = {}
+        self.computed = 0
+        self.patched = 0
+
+    def touch(self, keys: Iterable[str]) -> None:
+        """The reports of these DataSets changed."""
+        for key in keys:
+            self._last.pop(key, None)
+
+    def clear(self) -> None:
+        self._last.clear()
+
+    def forget(self, keep: Collection[str]) -> None:
+        for key in [k for k in self._last if k not in keep]:
+            del self._last[key]
+
+    def had(self, holders: Holders, nodes: Sequence[str], index: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+        """:meth:`Holders.had_matrix`, from the last one when the reports did not change."""
+        key, uid = holders.spec.key, holders.spec.uid
+        found = self._last.get(key)
+        out: npt.NDArray[np.bool_] | None = None
+        if found is not None and found[0] == uid and found[2].shape == index.shape:
+            _, was_nodes, was_index, was_had = found
+            if nodes is was_nodes or tuple(nodes) == tuple(was_nodes):
+                mapped = index
+            else:
+                position = {n: i for i, n in enumerate(was_nodes)}
+                lut = np.array([*(position.get(n, -2) for n in nodes), -1], dtype=np.int32)
+                mapped = lut[index]
+            rows, cols = np.nonzero(mapped != was_index)
+            if len(rows) <= self.PATCH_LIMIT:
+                out = was_had.copy() if len(rows) else was_had
+                for s, p in zip(rows.tolist(), cols.tolist(), strict=True):
+                    j = int(index[s, p])
+                    out[s, p] = j >= 0 and holders.had(nodes[j], s, p)
+                self.patched += len(rows)
+        if out is None:
+            out = holders.had_matrix(nodes, index)
+            self.computed += 1
+        self._last[key] = (uid, nodes, index, out)
         return out
 
 
@@ -377,9 +458,11 @@ def copy_source(dataset: DataSet, cluster: ClusterView, holders: Holders, shard:
     shard by topology distance (any piece for erasure: a rebuild reads ``k`` of them), else the
     DataSet's source, else ``"nothing"``."""
     width = dataset.spec.redundancy.width
-    target = names_of(dataset.placement, dataset.spec.shards, width)
+    row: set[str] = set()
+    if dataset.placement is not None and shard < dataset.placement.shards:
+        row = {dataset.placement.nodes[i] for i in dataset.placement.pieces[shard, :width].tolist() if i >= 0}
     best: tuple[Level, str] | None = None
-    for name in sorted({str(n) for n in target[shard] if n} | {t.source for t in dataset.transfers if t.shard == shard}):
+    for name in sorted(row | {t.source for t in dataset.transfers if t.shard == shard}):
         if name == to or not any(holders.ready(name, shard, p) for p in range(width)):
             continue
         found = (distance(cluster.nodes.get(name), cluster.nodes.get(to)), name)
@@ -397,13 +480,15 @@ class Replan:
     """What :func:`decide` takes from a (re)placement: the target, its rule violations and cap.
 
     ``kept`` is set when :func:`placement.stability.keeps` showed that ``place(previous=target)``
-    would keep the target as it is, so ``place`` was not called.
+    would keep the target as it is, so ``place`` was not called; ``shifted`` when
+    :func:`placement.shifts.shift` moved only the pieces the change forced (``place`` not called).
     """
 
     placement: ShardPlacement
     violations: int
     cap: int
     kept: bool = False
+    shifted: bool = False
 
     @classmethod
     def of(cls, result: PlacementResult) -> Replan:
@@ -474,7 +559,14 @@ def _replan(dataset: DataSet, cluster: ClusterView, settings: ReconcilerSettings
     holding = set(dataset.placement.nodes)
     keep = [n for n in cluster.kept_candidates if n.name in holding]
     table = NodeTable([*eligible, *keep]) if keep else cluster.eligible_table
-    if keeps(table, spec, dataset.placement, weight=settings.weight, settings=settings.placement):
+    if settings.incremental:
+        found = shift(table, spec, dataset.placement, weight=settings.weight, seed=settings.seed, settings=settings.placement,
+                      closed={n.name for n in keep})
+        if found is dataset.placement:
+            return Replan(dataset.placement, 0, 0, kept=True)
+        if found is not None:
+            return Replan(found, 0, 0, shifted=True)
+    elif keeps(table, spec, dataset.placement, weight=settings.weight, settings=settings.placement):
         return Replan(dataset.placement, 0, 0, kept=True)
     if keep:
         result = place([*eligible, *keep], spec, previous=dataset.placement, table=table, **kw)
@@ -493,6 +585,7 @@ def decide(
     in_flight: Mapping[str, int] | None = None,
     memo: PlanMemo | None = None,
     token: Hashable | None = None,
+    ready_cache: ReadyCache | None = None,
 ) -> Decision:
     """The new status of one DataSet (module docstring).
 
@@ -509,6 +602,9 @@ def decide(
     memo, token:
         The last plans and :func:`cluster_token` of ``cluster``: a DataSet whose spec, target and
         nodes did not change since its last decision reuses that plan.
+    ready_cache:
+        The reconciler's :class:`ReadyCache`: which slots were reported ready, from the last
+        decision's when this DataSet's reports did not change.
 
     Never raises for a bad DataSet: a :class:`~topology.errors.PlacementError` becomes
     ``Placed=False`` reason ``PlacementFailed`` and a Warning Event. Every per-slot step is
@@ -519,9 +615,8 @@ def decide(
     spec = dataset.spec
     red = spec.redundancy
     shards, width, needed = spec.shards, red.width, red.needed
-    holders = Holders(dataset, cluster)
+    holders = Holders(dataset, cluster, ready_cache)
     events: list[Event] = []
-    old = names_of(dataset.placement, shards, width)
     old_index = index_of(dataset.placement, shards, width)
     old_nodes = dataset.placement.nodes if dataset.placement is not None else ()
     inputs = _dataset_token(dataset, token, cfg) if memo is not None and token is not None else None
@@ -535,8 +630,16 @@ def decide(
         if memo is not None and inputs is not None and result is not None:
             memo.put(spec.key, inputs, result)
     existing = {(t.shard, t.piece): t for t in dataset.transfers if t.shard < shards and t.piece < width}
-    new = old if result is None or result.kept else names_of(result.placement, shards, width)
     fresh = dataset.placement is None
+    # The old and the new target as indexes into one list of names (the old nodes, then the new
+    # nodes not among them): integer comparisons, no array of a million names.
+    names: Sequence[str] = old_nodes
+    old_i = new_i = old_index
+    if result is not None and not result.kept:
+        names, new_i = _merged(old_nodes, result.placement, shards, width)
+
+    def nm(i: Any) -> str:
+        return names[i] if i >= 0 else ""
 
     def with_transfers(ready: npt.NDArray[np.bool_], transfers: Mapping[tuple[int, int], Transfer]) -> npt.NDArray[np.int64]:
         """Ready pieces per shard: target holders + transfer sources."""
@@ -547,8 +650,14 @@ def decide(
         counts: npt.NDArray[np.int64] = out.sum(axis=1).astype(np.int64)
         return counts
 
-    used = used_indexes(old_index, len(old_nodes))
-    gone = {old_nodes[i] for i in used} - cluster.alive_names - {""}
+    gone_flag = np.zeros(len(names) + 1, dtype=bool)  # per name (and a last False for -1): a lost holder of the old target
+    maybe_gone = set(old_nodes) - cluster.alive_names - {""}
+    if maybe_gone:
+        used = np.bincount(old_i[old_i >= 0], minlength=len(old_nodes)) > 0
+        for i, name in enumerate(old_nodes):
+            if name in maybe_gone and used[i]:
+                gone_flag[i] = True
+    gone = {old_nodes[i] for i in np.flatnonzero(gone_flag[:-1]).tolist()}
     old_ready = holders.matrix(old_nodes, old_index)
     before = with_transfers(old_ready, existing)
     # Moves, shard by shard, most urgent first, within the per-node transfer bound.
@@ -557,8 +666,8 @@ def decide(
     for t in existing.values():
         counts[t.source] = counts.get(t.source, 0) + 1
         counts[t.to] = counts.get(t.to, 0) + 1
-    moved_rows = np.flatnonzero((old != new).any(axis=1)) if not fresh and new is not old else np.zeros(0, dtype=np.int64)
-    final = old if not fresh else new.copy()  # copied on the first applied row
+    moved_rows = np.flatnonzero((old_i != new_i).any(axis=1)) if not fresh and new_i is not old_i else np.zeros(0, dtype=np.int64)
+    final = old_i if not fresh else new_i.copy()  # copied on the first applied row
     applied: list[int] = []
 
     sizes = spec.shard_sizes
@@ -566,7 +675,7 @@ def decide(
     def urgency(s: int) -> tuple[int, float, int, int]:
         """Most at risk first: fewest ready pieces beyond the ``needed`` ones, then the earliest
         drain deadline, then the most bytes, then the shard index."""
-        leaving = [cluster.deadline(str(n)) for n in old[s] if n and cluster.draining(str(n))]
+        leaving = [cluster.deadline(nm(i)) for i in old_i[s].tolist() if i >= 0 and cluster.draining(nm(i))]
         return (int(before[s]) - needed, min(leaving, default=math.inf), -int(sizes[s]), s)
 
     deferred = 0
@@ -577,13 +686,14 @@ def decide(
     tracked = spec.source is not None or holders.reported()  # else another system writes the bytes
     busy = bool(gone) or bool(existing) or (tracked and bool(((old_index >= 0) & ~old_ready).any()))
     for s in sorted((int(s) for s in moved_rows), key=urgency):
-        optional = all(str(old[s, p]) in movable for p in range(width) if old[s, p] != new[s, p] and old[s, p])
+        was_row, now_row = old_i[s].tolist(), new_i[s].tolist()
+        optional = all(nm(was_row[p]) in movable for p in range(width) if was_row[p] != now_row[p] and was_row[p] >= 0)
         if busy and optional and not fresh:
             deferred += 1
             continue
         planned: list[Transfer] = []
         for p in range(width):
-            was, now = str(old[s, p]), str(new[s, p])
+            was, now = nm(was_row[p]), nm(now_row[p])
             if was == now:
                 continue
             prior = existing.get((s, p))
@@ -595,7 +705,7 @@ def decide(
                 continue
             if src != now:
                 planned.append(Transfer(s, p, src, now))
-        urgent = any(str(n) in gone for n in old[s] if n)
+        urgent = any(nm(i) in gone for i in was_row if i >= 0)
         if bound and planned and not urgent:
             need: dict[str, int] = {}
             for t in planned:
@@ -604,12 +714,12 @@ def decide(
             if any(counts.get(n, 0) > 0 and counts.get(n, 0) + k > bound for n, k in need.items()):
                 deferred += 1
                 continue
-        if final is old:
-            final = old.copy()
-        final[s] = new[s]
+        if final is old_i:
+            final = old_i.copy()
+        final[s] = new_i[s]
         applied.append(s)
         for p in range(width):
-            if old[s, p] != new[s, p]:
+            if was_row[p] != now_row[p]:
                 existing.pop((s, p), None)
         for t in planned:
             transfers[(t.shard, t.piece)] = t
@@ -617,7 +727,7 @@ def decide(
             counts[t.to] = counts.get(t.to, 0) + 1
     # Transfers carried over: dropped once the new holder has the piece ready or the source is gone.
     for (s, p), t in existing.items():
-        if str(final[s, p]) != t.to or t.source == t.to or not cluster.alive(t.source) or holders.ready(t.to, s, p):
+        if nm(final[s, p]) != t.to or t.source == t.to or not cluster.alive(t.source) or holders.ready(t.to, s, p):
             continue
         transfers[(s, p)] = t
     if fresh:
@@ -627,19 +737,21 @@ def decide(
     else:
         final_ready = old_ready.copy()
         for s in applied:
-            final_ready[s] = [holders.ready(str(final[s, p]), s, p) for p in range(width)]
+            final_ready[s] = [holders.ready(nm(final[s, p]), s, p) for p in range(width)]
         changed = np.zeros((shards, width), dtype=bool)
         if applied:
             rows = np.array(applied, dtype=np.int64)
-            changed[rows] = final[rows] != old[rows]
+            changed[rows] = final[rows] != old_i[rows]
     moves = 0 if fresh else int(changed.sum())
-    repairs = 0 if fresh else int(sum(1 for s, p in zip(*np.nonzero(changed), strict=True) if str(old[s, p]) in gone))
+    repairs = 0 if fresh else int((changed & gone_flag[old_i]).sum())
     if result is None and dataset.placement is None:
         placement = None
     elif not fresh and not applied and dataset.placement is not None:
         placement = compact(dataset.placement, old_index)
+    elif result is not None and len(applied) == len(moved_rows) and (fresh or not result.kept):
+        placement = compact(result.placement, index_of(result.placement, shards, width))  # every move applied: the new target
     else:
-        placement = from_names(final)
+        placement = _from_index(names, final)
     after = with_transfers(final_ready, transfers)
     ready = int(final_ready.sum())
     total = shards * width
@@ -649,11 +761,10 @@ def decide(
     lost = {s for s in previous_lost(status) if s < shards and after[s] < needed}
     if spec.source is None and gone:
         full = _was_full(status)
-        gone_flag = np.array([n in gone for n in old_nodes] + [False], dtype=bool)
         on_gone_all = gone_flag[old_index]
         for s in np.flatnonzero(on_gone_all.any(axis=1) & (after < needed)).tolist():
             on_gone = np.flatnonzero(on_gone_all[s]).tolist()
-            if full or any(holders.had(str(old[s, p]), s, p) for p in on_gone):
+            if full or any(holders.had(nm(old_i[s, p]), s, p) for p in on_gone):
                 lost.add(s)
     new_lost = sorted(lost - previous_lost(status))
     # Events.
@@ -664,14 +775,14 @@ def decide(
         events.append(Event("Normal", "Placed", f"{total} pieces of {shards} shards ({red}) on {len(placement.nodes) if placement else 0} "
                             f"nodes, at most {result.cap} per {spec.failure_domain}"))
     elif moves:
-        why = _why(old, changed, cluster, gone)
+        why = _why({nm(i) for i in np.unique(old_i[changed]).tolist() if i >= 0}, cluster, gone)
         events.append(Event("Normal", "Rebalanced", f"{moves} piece moves because {why}"
                             + (f"; {deferred} shards wait for transfers to finish" if deferred else "")))
     if repairs and placement is not None:
         samples = []
-        for s, p in list(zip(*np.nonzero(changed & np.isin(old, list(gone))), strict=True))[:5]:
-            origin = copy_source(dataset, cluster, holders, int(s), to=str(final[s, p]))
-            samples.append(f"shard {s} piece {p} -> {final[s, p]} from {origin}")
+        for s, p in list(zip(*np.nonzero(changed & gone_flag[old_i]), strict=True))[:5]:
+            origin = copy_source(dataset, cluster, holders, int(s), to=nm(final[s, p]))
+            samples.append(f"shard {s} piece {p} -> {nm(final[s, p])} from {origin}")
         silent = f" ({', '.join(sorted(gone & cluster.silent))}: agent silent, node still present)" if gone & cluster.silent else ""
         events.append(Event("Warning", "NodeLost", f"nodes {', '.join(sorted(gone))} lost{silent}: {repairs} pieces get new holders; "
                             + "; ".join(samples) + ("; ..." if repairs > len(samples) else "")))
@@ -734,6 +845,36 @@ def compact(placement: ShardPlacement, index: npt.NDArray[np.int32]) -> ShardPla
     return ShardPlacement(tuple(names), lut[index])
 
 
+def _merged(old_nodes: Sequence[str], placement: ShardPlacement, shards: int, width: int) -> tuple[Sequence[str], npt.NDArray[np.int32]]:
+    """``old_nodes`` followed by the nodes of ``placement`` not among them, and ``placement``'s
+    pieces as indexes into that list (``shards x width``, -1: none)."""
+    index = index_of(placement, shards, width)
+    if tuple(placement.nodes) == tuple(old_nodes):
+        return old_nodes, index
+    position = {n: i for i, n in enumerate(old_nodes)}
+    names = list(old_nodes)
+    lut = np.empty(len(placement.nodes) + 1, dtype=np.int32)
+    lut[-1] = -1
+    for j, name in enumerate(placement.nodes):
+        found = position.get(name)
+        if found is None:
+            found = position[name] = len(names)
+            names.append(name)
+        lut[j] = found
+    return names, lut[index]
+
+
+def _from_index(names: Sequence[str], index: npt.NDArray[np.int32]) -> ShardPlacement:
+    """``index`` (into ``names``, -1: none) as a canonical :class:`ShardPlacement`: the nodes
+    used, sorted, the pieces renumbered (what :func:`from_names` makes of the names)."""
+    used = used_indexes(index, len(names))
+    chosen = sorted((names[i], i) for i in used if names[i])
+    lut = np.full(len(names) + 1, -1, dtype=np.int32)
+    for k, (_, i) in enumerate(chosen):
+        lut[i] = k
+    return ShardPlacement(tuple(n for n, _ in chosen), lut[index])
+
+
 def _placed(result: Replan | None, problem: str, had: bool, placement: ShardPlacement | None) -> Condition:
     if result is None:
         return Condition("Placed", "False", "PlacementFailed", problem + ("; the previous placement is kept" if had else ""))
@@ -741,9 +882,8 @@ def _placed(result: Replan | None, problem: str, had: bool, placement: ShardPlac
     return Condition("Placed", "True", "Placed", f"every piece has a node ({nodes} nodes, {result.violations} rule violations)")
 
 
-def _why(old: npt.NDArray[np.object_], changed: npt.NDArray[np.bool_], cluster: ClusterView, gone: set[str]) -> str:
+def _why(from_nodes: set[str], cluster: ClusterView, gone: set[str]) -> str:
     reasons: list[str] = []
-    from_nodes = {str(n) for n in old[changed] if n}
     if from_nodes & gone - cluster.silent:
         reasons.append(f"nodes lost ({', '.join(sorted(from_nodes & gone - cluster.silent))})")
     if from_nodes & cluster.silent:
@@ -818,6 +958,7 @@ __all__ = [
     "Event",
     "Holders",
     "PlanMemo",
+    "ReadyCache",
     "Replan",
     "cluster_token",
     "compact",
