@@ -7,12 +7,13 @@ however little changed. :func:`shift` moves only what the change forces, in O(pi
 
 1. **Missing**: a piece on a node no longer eligible (left, lost, draining, cordoned unless
    kept by the caller) or on no node.
-2. **Shed**: a node above its stable band (its share fell: nodes joined, weights changed) gives
-   up just enough pieces, chosen by a rendezvous hash of ``(shard, node)``, to get back inside it.
-3. **Refill**: each of those pieces goes to the node furthest below its goal (relative), among
+2. **Refill**: each missing piece goes to the node furthest below its goal (relative), among
    those with room below the band's top, that keeps the rule for that shard (distinct nodes, at
    most ``cap`` pieces per failure domain) and the shard's spread over every coarser level (at
    most ``ceil(width / domains)`` pieces per zone, say); never to a ``closed`` node.
+3. **Shed**: a node above its stable band (its share fell: nodes joined, weights changed) gives
+   up just enough pieces, the shards it wins least by a rendezvous hash of ``(shard, node)``
+   first, each to a node chosen as in the refill (a piece no such node can take stays).
 4. **Pull**: a node below its stable band (it joined, or its share grew) takes just enough
    pieces to get inside it: the shards it wins by rendezvous (``hash(shard, node)`` lowest
    first), each time from the holder furthest above its goal that stays inside its band, when
@@ -144,12 +145,7 @@ def shift(
         return None
     shard_hash = hashing.shard_hashes(seed, np.arange(spec.shards, dtype=np.int64))
     node_hash = _NodeHashes(table, state.chosen)
-    shed = _shed(state, shard_hash, node_hash)
-    if shed is None or len(todo) + len(shed) > MOVE_LIMIT:
-        return None
-    if not _refill(state, todo + shed):
-        return None
-    if not _pull(state, shard_hash, node_hash):
+    if not _refill(state, todo) or not _shed(state, shard_hash, node_hash) or not _pull(state, shard_hash, node_hash):
         return None
     # keeps()'s check of the result: the rule on the rows that changed (the others held it
     # already), nothing missing, every load in its band (summed again unless every piece weighs the same).
@@ -171,14 +167,14 @@ class _NodeHashes:
         return np.uint64(hashing.node_hashes([self.table.names[int(self.chosen[position])]])[0])
 
 
-def _shed(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHashes) -> list[tuple[int, int]] | None:
-    """Unset just enough pieces of every node above its band (its rendezvous losers first); the
-    slots to refill, or ``None`` when too many nodes are over."""
+def _shed(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHashes) -> bool:
+    """Move just enough pieces off every node above its band, the shards it wins least first,
+    each to the neediest node with room that keeps the rule (a piece that cannot move is
+    skipped for the next one); ``False`` when too many nodes are over or one stays over."""
     fr = state.fr
     over = np.flatnonzero(state.loads > fr.hi - fr.slack)
     if len(over) > POOL_MIN:
-        return None
-    out: list[tuple[int, int]] = []
+        return False
     for d in over.tolist():
         rows, cols = np.nonzero(state.pieces == d)
         order = np.argsort(hashing.mix(shard_hash[rows] ^ node_hash[d]))[::-1]  # the shards it wins least first
@@ -186,10 +182,25 @@ def _shed(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHas
             if state.loads[d] <= fr.hi[d] - fr.slack[d]:
                 break
             s, p = int(rows[i]), int(cols[i])
-            state.loads[d] -= fr.piece_bytes[s]
-            state.pieces[s, p] = -1
-            out.append((s, p))
-    return out
+            cand = np.flatnonzero((state.loads + fr.piece_bytes[s] <= fr.hi - fr.slack) & ~state.closed)
+            if not _give(state, s, p, cand):
+                continue
+            if state.moved > MOVE_LIMIT:
+                return False
+        if state.loads[d] > fr.hi[d] - fr.slack[d]:
+            return False
+    return True
+
+
+def _give(state: _State, s: int, p: int, cand: I64) -> bool:
+    """Slot ``(s, p)`` to the neediest of ``cand`` with room that keeps the rule; ``False`` if none."""
+    fr = state.fr
+    ok = state.room(s, cand) & state.allowed(s, p, cand)
+    if not ok.any():
+        return False
+    score = np.where(ok, (fr.goal[cand] - state.loads[cand]) / np.maximum(fr.goal[cand], 1e-300), -np.inf)
+    state.put(s, p, int(cand[int(np.argmax(score))]))
+    return True
 
 
 def _refill(state: _State, todo: list[tuple[int, int]]) -> bool:
@@ -203,16 +214,7 @@ def _refill(state: _State, todo: list[tuple[int, int]]) -> bool:
     pool = np.argpartition(-need, size - 1)[:size] if size < n else np.arange(n)
     pool = pool[np.lexsort((pool, -need[pool]))]
     everyone = np.arange(n)
-    for s, p in todo:
-        for cand in (pool, everyone):
-            ok = state.room(s, cand) & state.allowed(s, p, cand)
-            if ok.any():
-                score = np.where(ok, (fr.goal[cand] - state.loads[cand]) / np.maximum(fr.goal[cand], 1e-300), -np.inf)
-                state.put(s, p, int(cand[int(np.argmax(score))]))
-                break
-        else:
-            return False
-    return True
+    return all(_give(state, s, p, pool) or _give(state, s, p, everyone) for s, p in todo)
 
 
 def _pull(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHashes) -> bool:
@@ -237,12 +239,31 @@ def _pull(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHas
                 if state.loads[u] >= floor:
                     break
                 _take(state, int(s), u)
-            if state.loads[u] >= floor:
+            if state.loads[u] >= floor or size >= shards:
                 break
-            if size >= shards:
-                return False
+            if size >= 8 * want + 64 and not _from_donors(state, u, floor):
+                return False  # no node with pieces to spare holds a shard u may take
             size = min(shards, size * 8)
+        if state.loads[u] < floor:
+            return False
     return True
+
+
+def _from_donors(state: _State, u: int, floor: float) -> bool:
+    """When the shards ``u`` wins sit on nodes with nothing to spare (a tight band: a few pieces
+    per node): take from the nodes that have some, their shards in order, until ``u`` is inside
+    its band (``True``) or they run out (``False``)."""
+    fr = state.fr
+    spare = state.loads - float(fr.piece_bytes.max()) - (fr.lo + fr.slack)
+    donors = np.flatnonzero((spare >= 0) & (np.arange(len(spare)) != u))
+    donors = donors[np.argsort(-spare[donors] / np.maximum(fr.goal[donors], 1e-300), kind="stable")][:POOL_MIN]
+    for d in donors.tolist():
+        rows = np.unique(np.nonzero(state.pieces == d)[0])
+        for s in rows.tolist():
+            if state.loads[u] >= floor:
+                return True
+            _take(state, int(s), u)
+    return bool(state.loads[u] >= floor)
 
 
 def _take(state: _State, s: int, u: int) -> None:

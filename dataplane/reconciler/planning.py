@@ -515,6 +515,11 @@ class PlanMemo:
         self.misses += 1
         return None
 
+    def last(self, key: str) -> Replan | None:
+        """The last plan of ``key`` (whatever its inputs)."""
+        found = self._last.get(key)
+        return found[1] if found is not None else None
+
     def put(self, key: str, token: tuple[Any, ...], replan: Replan) -> None:
         self._last[key] = (token, replan)
 
