@@ -89,6 +89,17 @@ class _State:
             ok &= count + 1 <= cap
         return ok
 
+    def allows(self, row: list[int], p: int, node: int) -> bool:
+        """:meth:`allowed` for one node, ``row`` the shard's pieces as a list."""
+        others = [o for q, o in enumerate(row) if q != p and o >= 0]
+        if node in others:
+            return False
+        for ids, cap in self.rules:
+            mine = ids[node]
+            if sum(1 for o in others if ids[o] == mine) + 1 > cap:
+                return False
+        return True
+
     def room(self, s: int, cand: I64) -> npt.NDArray[np.bool_]:
         """``cand`` nodes that can take one more piece of shard ``s`` inside their band, and are open."""
         fr = self.fr
@@ -268,21 +279,21 @@ def _from_donors(state: _State, u: int, floor: float) -> bool:
 
 def _take(state: _State, s: int, u: int) -> None:
     """Move to ``u`` the piece of shard ``s`` whose holder is furthest above its goal, when that
-    holder stays inside its band and ``u`` keeps the rule; nothing otherwise."""
+    holder stays inside its band and ``u`` keeps the rule; nothing otherwise (scalar checks: one
+    candidate, many rows)."""
     fr = state.fr
-    row = state.pieces[s]
-    if (row == u).any():
+    row = state.pieces[s].tolist()
+    if u in row:
         return
     best, best_over = -1, -math.inf
-    for p in range(len(row)):
-        d = int(row[p])
+    for p, d in enumerate(row):
         if d < 0:
             continue
         left = state.loads[d] - fr.piece_bytes[s]
         if left < fr.lo[d] + fr.slack[d]:
             continue
         over = (state.loads[d] - fr.goal[d]) / max(float(fr.goal[d]), 1e-300)
-        if over > best_over and bool(state.allowed(s, p, np.array([u], dtype=np.int64))[0]):
+        if over > best_over and state.allows(row, p, u):
             best, best_over = p, over
     if best >= 0:
         state.put(s, best, u)

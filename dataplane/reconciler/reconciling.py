@@ -555,9 +555,11 @@ class Reconciler:
             while not stop.is_set():
                 # Wake for the resync, or when an agent's heartbeat expires (no re-plan per heartbeat).
                 timeout = max(0.0, min(next_resync - time.monotonic(), self.next_expiry - self.clock()))
-                self._wake.wait(timeout)
+                woken = self._wake.wait(min(timeout, 0.5))  # in slices: ``stop`` is seen within 0.5 s
                 if stop.is_set():
                     return
+                if not woken and timeout > 0.5:
+                    continue
                 stop.wait(batch_s)  # let a burst of events coalesce into one pass
                 self._wake.clear()
                 with self._lock:
