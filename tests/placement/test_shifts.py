@@ -128,7 +128,8 @@ def test_a_host_that_joins_takes_its_share_and_one_that_leaves_gives_back_only_i
     previous = _settled(nodes[:-1], spec, 0)
     assert previous is not None
     joined = shift(NodeTable(nodes), spec, previous, settings=CFG)
-    assert joined is not None and joined is not previous
+    assert joined is not None
+    assert joined is not previous
     share = 601 * 3 / len(nodes)
     taken = sum(row.count(nodes[-1].name) for row in _rows(joined))
     assert 0.9 * share <= taken <= 1.05 * share
