@@ -38,7 +38,7 @@ import numpy.typing as npt
 from placement import hashing
 from placement.layouts import LEVEL_OF_KEY, LEVELS
 from placement.settings import DEFAULT_SETTINGS, PlacementSettings
-from placement.stability import Frame, NodeTable, frame
+from placement.stability import Frame, NodeTable, distinct, frame
 from topology.datasets import DataSetSpec, ShardPlacement
 
 F64 = npt.NDArray[np.float64]
@@ -66,8 +66,7 @@ class _State:
         self.rules: list[tuple[I64, int]] = [(fr.domains, fr.cap)]
         for level in coarser:
             ids = table.domains(level)[chosen]
-            n_level = int(ids.max(initial=-1)) + 1 if len(ids) else 0
-            present = len(np.unique(ids)) if n_level else 0
+            present = distinct(ids)
             if present > 1:
                 self.rules.append((ids, math.ceil(fr.width / present)))
         self.moved = 0

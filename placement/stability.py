@@ -91,7 +91,7 @@ class NodeTable(NodeArrays):
             position = np.full(len(self.names) + 1, -1, dtype=np.int64)
             position[chosen] = np.arange(len(chosen))
             domains = self.domains(failure_domain)[chosen]
-            cap, problem = rule_cap(width, tolerates, len(np.unique(domains)))
+            cap, problem = rule_cap(width, tolerates, distinct(domains))
             found: tuple[I64, I64, int, F64] | None = None
             if not problem and int(np.minimum(np.bincount(domains), cap).sum()) >= width:
                 fd_level = LEVEL_OF_KEY.get(failure_domain)
@@ -235,6 +235,12 @@ def frame(
     return Frame(position, domains, cap, width, piece_bytes, uniform, goal, goal - half, goal + half, MARGIN * goal)
 
 
+def distinct(ids: I64) -> int:
+    """How many distinct values in ``ids`` (dense ids ``>= 0``): ``len(np.unique(ids))`` by
+    counting (numpy's hashed ``unique`` takes 0.2 s on 100,000 ids)."""
+    return int(np.count_nonzero(np.bincount(ids))) if len(ids) else 0
+
+
 def _goal(weights: F64, domains: I64, cap: int, *, width: int, levels: list[I64], spread_cost_limit: float | None) -> F64 | None:
     """Targets per node for ``per_node_max = UNIT`` (they scale with it), with build_layout's
     spreading decisions; ``None`` when a decision is within :data:`COST_MARGIN` of the limit."""
@@ -242,7 +248,7 @@ def _goal(weights: F64, domains: I64, cap: int, *, width: int, levels: list[I64]
     plain = goal
     spread: list[tuple[I64, int]] = []
     for ids in levels if spread_cost_limit is not None else ():
-        n_level = len(np.unique(ids))
+        n_level = distinct(ids)
         if n_level <= 1:
             continue
         rule = (ids, math.ceil(width / n_level))
@@ -259,4 +265,4 @@ def _goal(weights: F64, domains: I64, cap: int, *, width: int, levels: list[I64]
     return goal
 
 
-__all__ = ["Frame", "NodeTable", "frame", "keeps"]
+__all__ = ["Frame", "NodeTable", "distinct", "frame", "keeps"]

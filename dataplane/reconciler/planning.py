@@ -90,9 +90,26 @@ class ClusterView:
         return sorted(self.nodes.values(), key=lambda n: n.name)
 
     @cached_property
+    def _classified(self) -> tuple[list[Node], list[Node], frozenset[str]]:
+        """:attr:`eligible_nodes`, :attr:`kept_candidates` and :attr:`movable` in one walk over the nodes."""
+        eligible: list[Node] = []
+        kept: list[Node] = []
+        movable: list[str] = []
+        lost = self.lost
+        for n in self.ordered:
+            draining = labels.DRAIN in n.annotations
+            if n.ready and not n.unschedulable and not draining and n.name not in lost:
+                eligible.append(n)
+                movable.append(n.name)
+            elif n.name not in lost and not draining:
+                kept.append(n)
+                movable.append(n.name)
+        return eligible, kept, frozenset(movable)
+
+    @cached_property
     def eligible_nodes(self) -> list[Node]:
         """The nodes that may receive new pieces, sorted by name."""
-        return [n for n in self.ordered if self.eligible(n)]
+        return self._classified[0]
 
     @cached_property
     def eligible_table(self) -> NodeTable:
@@ -108,7 +125,7 @@ class ClusterView:
     def kept_candidates(self) -> list[Node]:
         """Live nodes that are not eligible and not draining (cordoned, NotReady not yet lost),
         sorted: they keep the pieces they hold."""
-        return [n for n in self.ordered if not self.eligible(n) and self.alive(n.name) and not self.draining(n.name)]
+        return self._classified[1]
 
     @cached_property
     def draining_names(self) -> list[str]:
@@ -125,7 +142,7 @@ class ClusterView:
     @cached_property
     def movable(self) -> frozenset[str]:
         """Eligible nodes, and live ones not draining (they keep what they hold)."""
-        return frozenset(n.name for n in self.nodes.values() if self.eligible(n) or (self.alive(n.name) and not self.draining(n.name)))
+        return self._classified[2]
 
     def alive(self, name: str) -> bool:
         return name in self.nodes and name not in self.lost
@@ -506,7 +523,20 @@ class PlanMemo:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[tuple[Any, ...], Replan]] = {}
+        self._digests: dict[tuple[str, str], tuple[npt.NDArray[Any], bytes]] = {}
         self.misses = 0  # lookups that found no plan for these inputs (a DataSet planned again)
+
+    def digest(self, key: str, kind: str, array: npt.NDArray[Any]) -> bytes:
+        """A digest of ``array``'s bytes (DataSet ``key``'s array ``kind``), remembered while it is
+        the same array object (a typed DataSet's arrays are never written to, and the
+        reconciler keeps the typed object while its raw object is unchanged): one per DataSet
+        and kind, so no old array is kept alive."""
+        found = self._digests.get((key, kind))
+        if found is not None and found[0] is array:
+            return found[1]
+        value = hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).digest()
+        self._digests[(key, kind)] = (array, value)
+        return value
 
     def get(self, key: str, token: tuple[Any, ...]) -> Replan | None:
         found = self._last.get(key)
@@ -526,6 +556,8 @@ class PlanMemo:
     def forget(self, keep: Collection[str]) -> None:
         for key in [k for k in self._last if k not in keep]:
             del self._last[key]
+        for found in [k for k in self._digests if k[0] not in keep]:
+            del self._digests[found]
 
 
 def cluster_token(cluster: ClusterView) -> int:
@@ -538,14 +570,15 @@ def cluster_token(cluster: ClusterView) -> int:
     return int.from_bytes(digest.digest(), "big")
 
 
-def _dataset_token(dataset: DataSet, cluster: Hashable, settings: ReconcilerSettings) -> tuple[Any, ...]:
+def _dataset_token(dataset: DataSet, cluster: Hashable, settings: ReconcilerSettings, memo: PlanMemo | None = None) -> tuple[Any, ...]:
     spec = dataset.spec
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(spec.shard_sizes.tobytes())
+    digest.update(memo.digest(spec.key, "sizes", spec.shard_sizes) if memo is not None else spec.shard_sizes.tobytes())
     if dataset.placement is not None:
         digest.update(repr(dataset.placement.nodes).encode())
         digest.update(repr(dataset.placement.pieces.shape).encode())
-        digest.update(np.ascontiguousarray(dataset.placement.pieces).tobytes())
+        pieces = dataset.placement.pieces
+        digest.update(memo.digest(spec.key, "pieces", pieces) if memo is not None else np.ascontiguousarray(pieces).tobytes())
     return (cluster, digest.digest(), dataset.placement is None, repr(spec.redundancy), spec.shards, spec.failure_domain,
             sorted(dict(spec.node_selector).items()), spec.key, settings.weight, settings.seed, settings.placement)
 
@@ -624,7 +657,7 @@ def decide(
     events: list[Event] = []
     old_index = index_of(dataset.placement, shards, width)
     old_nodes = dataset.placement.nodes if dataset.placement is not None else ()
-    inputs = _dataset_token(dataset, token, cfg) if memo is not None and token is not None else None
+    inputs = _dataset_token(dataset, token, cfg, memo) if memo is not None and token is not None else None
     result: Replan | None = memo.get(spec.key, inputs) if memo is not None and inputs is not None else None
     problem = ""
     if result is None:
@@ -754,7 +787,7 @@ def decide(
     elif not fresh and not applied and dataset.placement is not None:
         placement = compact(dataset.placement, old_index)
     elif result is not None and len(applied) == len(moved_rows) and (fresh or not result.kept):
-        placement = compact(result.placement, index_of(result.placement, shards, width))  # every move applied: the new target
+        placement = result.placement  # every move applied: the new target (place and shift return it canonical)
     else:
         placement = _from_index(names, final)
     after = with_transfers(final_ready, transfers)
