@@ -143,7 +143,8 @@ class Frame:
     table node's position among the eligible ones (``position``, ``-1``: not eligible, and one
     more ``-1`` entry), per eligible position its domain id, the cap, the bytes of one piece of
     each shard and each node's goal (bytes) with ``plan``'s stable band ``[lo, hi]`` and the
-    margin ``slack`` kept from both edges."""
+    margin ``slack`` kept from both edges; ``hosts_are_domains`` when every eligible node is a
+    domain of its own (the host rule: the rule is distinct nodes per shard)."""
 
     position: I64
     domains: I64
@@ -155,6 +156,7 @@ class Frame:
     lo: F64
     hi: F64
     slack: F64
+    hosts_are_domains: bool = False
 
     def positions(self, table: NodeTable, placement: ShardPlacement) -> I64:
         """The placement's pieces as eligible positions (``-1``: missing or on a node that is not eligible)."""
@@ -187,6 +189,12 @@ class Frame:
             doms = np.concatenate((doms[:n], top + np.arange(self.width, dtype=np.int64)))
         elif (pieces < 0).any():
             return False
+        if self.hosts_are_domains and not partial:  # one node per domain: distinct nodes are distinct domains
+            for q in range(1, self.width):
+                for r in range(q):
+                    if (pieces[:, r] == pieces[:, q]).any():
+                        return False
+            return True
         dom = doms[pieces]
         for q in range(1, self.width):
             same_dom = np.zeros(pieces.shape[0], dtype=np.int64)
@@ -232,7 +240,8 @@ def frame(
     goal = unit_goal * (float(piece_bytes.sum()) / UNIT)
     # plan's stable band: +-stable_tolerance, never narrower than min_band_pieces pieces
     half = np.maximum(goal * settings.stable_tolerance, settings.min_band_pieces * float(piece_bytes.max()))
-    return Frame(position, domains, cap, width, piece_bytes, uniform, goal, goal - half, goal + half, MARGIN * goal)
+    alone = bool(len(domains) == len(goal) and (domains == np.arange(len(domains))).all())
+    return Frame(position, domains, cap, width, piece_bytes, uniform, goal, goal - half, goal + half, MARGIN * goal, alone)
 
 
 def distinct(ids: I64) -> int:
