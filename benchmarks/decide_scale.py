@@ -129,9 +129,12 @@ class Passes:
         self.ready = ReadyCache() if cached else None
         self.generation = 0
         self.decides = 0
+        self.view: ClusterView | None = None
 
     def run(self, nodes: Mapping[str, Node], lost: frozenset[str], keys: list[str] | None = None) -> dict[str, Decision]:
-        cluster = ClusterView(nodes, lost, self.world.holdings)
+        cluster = self.view
+        if cluster is None or cluster.nodes is not nodes or cluster.lost != lost or cluster.holdings is not self.world.holdings:
+            cluster = self.view = ClusterView(nodes, lost, self.world.holdings)  # as the reconciler: a new view when they change
         token = (self.generation, len(nodes), lost)
         out: dict[str, Decision] = {}
         for key in keys if keys is not None else sorted(self.world.datasets):

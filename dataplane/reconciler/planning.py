@@ -36,6 +36,7 @@ The rules, in order:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import operator
@@ -301,9 +302,7 @@ class Holders:
         if alive.issuperset(nodes):
             return had
         dead = np.zeros(len(nodes) + 1, dtype=bool)
-        for j, name in enumerate(nodes):
-            if name not in alive:
-                dead[j] = True
+        dead[_positions(nodes, set(nodes) - alive)] = True
         out: npt.NDArray[np.bool_] = had & ~dead[index]
         return out
 
@@ -692,9 +691,8 @@ def decide(
     maybe_gone = set(old_nodes) - cluster.alive_names - {""}
     if maybe_gone:
         used = np.bincount(old_i[old_i >= 0], minlength=len(old_nodes)) > 0
-        for i, name in enumerate(old_nodes):
-            if name in maybe_gone and used[i]:
-                gone_flag[i] = True
+        for i in _positions(old_nodes, maybe_gone):
+            gone_flag[i] = bool(used[i])
     gone = {old_nodes[i] for i in np.flatnonzero(gone_flag[:-1]).tolist()}
     old_ready = holders.matrix(old_nodes, old_index)
     before = with_transfers(old_ready, existing)
@@ -885,21 +883,40 @@ def compact(placement: ShardPlacement, index: npt.NDArray[np.int32]) -> ShardPla
 
 def _merged(old_nodes: Sequence[str], placement: ShardPlacement, shards: int, width: int) -> tuple[Sequence[str], npt.NDArray[np.int32]]:
     """``old_nodes`` followed by the nodes of ``placement`` not among them, and ``placement``'s
-    pieces as indexes into that list (``shards x width``, -1: none)."""
+    pieces as indexes into that list (``shards x width``, -1: none). Sorted lists (the canonical
+    form) are matched with numpy's ``searchsorted`` (no Python per node)."""
     index = index_of(placement, shards, width)
     if tuple(placement.nodes) == tuple(old_nodes):
         return old_nodes, index
-    position = {n: i for i, n in enumerate(old_nodes)}
-    names = list(old_nodes)
-    lut = np.empty(len(placement.nodes) + 1, dtype=np.int32)
-    lut[-1] = -1
-    for j, name in enumerate(placement.nodes):
-        found = position.get(name)
-        if found is None:
-            found = position[name] = len(names)
-            names.append(name)
-        lut[j] = found
+    new = list(placement.nodes)
+    old_arr = np.asarray(list(old_nodes), dtype=str)
+    new_arr = np.asarray(new, dtype=str)
+    if len(old_arr) and len(new_arr) and bool((old_arr[:-1] < old_arr[1:]).all()):
+        pos = np.minimum(np.searchsorted(old_arr, new_arr), len(old_arr) - 1)
+        found = old_arr[pos] == new_arr
+    else:
+        position = {n: i for i, n in enumerate(old_nodes)}
+        pos = np.array([position.get(n, -1) for n in new], dtype=np.int64)
+        found = pos >= 0
+    extras = np.flatnonzero(~found)
+    names = [*old_nodes, *(new[j] for j in extras.tolist())]
+    lut = np.full(len(new) + 1, -1, dtype=np.int32)
+    lut[:-1][found] = pos[found]
+    lut[extras] = len(old_nodes) + np.arange(len(extras), dtype=np.int32)
     return names, lut[index]
+
+
+def _positions(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
+    """Where each of ``wanted`` (a few names) is in ``nodes``: by bisection when ``nodes`` is
+    sorted there, else by a scan."""
+    out: list[int] = []
+    for name in wanted:
+        at = bisect.bisect_left(nodes, name)
+        if at < len(nodes) and nodes[at] == name:
+            out.append(at)
+        else:
+            out.extend(j for j, n in enumerate(nodes) if n == name)
+    return out
 
 
 def _from_index(names: Sequence[str], index: npt.NDArray[np.int32]) -> ShardPlacement:
