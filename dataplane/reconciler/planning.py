@@ -889,7 +889,7 @@ def _merged(old_nodes: Sequence[str], placement: ShardPlacement, shards: int, wi
     if tuple(placement.nodes) == tuple(old_nodes):
         return old_nodes, index
     new = list(placement.nodes)
-    old_arr = np.asarray(list(old_nodes), dtype=str)
+    old_arr = _name_array(old_nodes)
     new_arr = np.asarray(new, dtype=str)
     if len(old_arr) and len(new_arr) and bool((old_arr[:-1] < old_arr[1:]).all()):
         pos = np.minimum(np.searchsorted(old_arr, new_arr), len(old_arr) - 1)
@@ -904,6 +904,23 @@ def _merged(old_nodes: Sequence[str], placement: ShardPlacement, shards: int, wi
     lut[:-1][found] = pos[found]
     lut[extras] = len(old_nodes) + np.arange(len(extras), dtype=np.int32)
     return names, lut[index]
+
+
+_NAME_ARRAYS: dict[int, tuple[Sequence[str], npt.NDArray[np.str_]]] = {}
+
+
+def _name_array(nodes: Sequence[str]) -> npt.NDArray[np.str_]:
+    """``nodes`` as a numpy string array, remembered for the last few node lists (a DataSet's
+    target node list is the same object from pass to pass while its status does not change; the
+    sixteen most recent are kept)."""
+    found = _NAME_ARRAYS.get(id(nodes))
+    if found is not None and found[0] is nodes:
+        return found[1]
+    out = np.asarray(list(nodes), dtype=str)
+    if len(_NAME_ARRAYS) >= 16:  # about 6 MiB each at 100,000 names
+        _NAME_ARRAYS.pop(next(iter(_NAME_ARRAYS)))
+    _NAME_ARRAYS[id(nodes)] = (nodes, out)
+    return out
 
 
 def _positions(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
