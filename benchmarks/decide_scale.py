@@ -154,7 +154,12 @@ def moved(before: ShardPlacement, after: ShardPlacement) -> int:
 
 
 def check(
-    world: World, nodes: Mapping[str, Node], lost: frozenset[str], memo: PlanMemo, *, settings: ReconcilerSettings,
+    world: World,
+    nodes: Mapping[str, Node],
+    lost: frozenset[str],
+    memo: PlanMemo,
+    *,
+    settings: ReconcilerSettings,
     ideal: Callable[[DataSet], float],
 ) -> tuple[bool, float, int]:
     """Every new target (the pass's plan: a decision applies rebalancing moves only once repairs
