@@ -145,6 +145,20 @@ class ClusterView:
         """Eligible nodes, and live ones not draining (they keep what they hold)."""
         return self._classified[2]
 
+    @cached_property
+    def _absent(self) -> dict[int, tuple[Sequence[str], frozenset[str]]]:
+        return {}
+
+    def absent(self, names: Sequence[str]) -> frozenset[str]:
+        """The names of ``names`` not alive here ("" left out), remembered per node list object
+        for this view (many DataSets' targets, the same list from pass to pass)."""
+        found = self._absent.get(id(names))
+        if found is not None and found[0] is names:
+            return found[1]
+        out = frozenset(set(names) - self.alive_names - {""})
+        self._absent[id(names)] = (names, out)
+        return out
+
     def alive(self, name: str) -> bool:
         return name in self.nodes and name not in self.lost
 
@@ -298,11 +312,11 @@ class Holders:
         if not shards or not width or not self.cluster.holdings:
             return np.zeros(index.shape, dtype=bool)
         had = self.cache.had(self, nodes, index) if self.cache is not None else self.had_matrix(nodes, index)
-        alive = self.cluster.alive_names
-        if alive.issuperset(nodes):
+        absent = self.cluster.absent(nodes)
+        if not absent:
             return had
         dead = np.zeros(len(nodes) + 1, dtype=bool)
-        dead[_positions(nodes, set(nodes) - alive)] = True
+        dead[_positions(nodes, absent)] = True
         out: npt.NDArray[np.bool_] = had & ~dead[index]
         return out
 
@@ -523,6 +537,7 @@ class PlanMemo:
     def __init__(self) -> None:
         self._last: dict[str, tuple[tuple[Any, ...], Replan]] = {}
         self._digests: dict[tuple[str, str], tuple[npt.NDArray[Any], bytes]] = {}
+        self._names: dict[str, tuple[Sequence[str], bytes]] = {}
         self.misses = 0  # lookups that found no plan for these inputs (a DataSet planned again)
 
     def digest(self, key: str, kind: str, array: npt.NDArray[Any]) -> bytes:
@@ -549,6 +564,15 @@ class PlanMemo:
         found = self._last.get(key)
         return found[1] if found is not None else None
 
+    def names_digest(self, key: str, names: Sequence[str]) -> bytes:
+        """A digest of a node list (DataSet ``key``'s target), remembered while it is the same object."""
+        found = self._names.get(key)
+        if found is not None and found[0] is names:
+            return found[1]
+        value = hashlib.blake2b(repr(names).encode(), digest_size=16).digest()
+        self._names[key] = (names, value)
+        return value
+
     def put(self, key: str, token: tuple[Any, ...], replan: Replan) -> None:
         self._last[key] = (token, replan)
 
@@ -557,6 +581,8 @@ class PlanMemo:
             del self._last[key]
         for found in [k for k in self._digests if k[0] not in keep]:
             del self._digests[found]
+        for key in [k for k in self._names if k not in keep]:
+            del self._names[key]
 
 
 def cluster_token(cluster: ClusterView) -> int:
@@ -574,7 +600,7 @@ def _dataset_token(dataset: DataSet, cluster: Hashable, settings: ReconcilerSett
     digest = hashlib.blake2b(digest_size=16)
     digest.update(memo.digest(spec.key, "sizes", spec.shard_sizes) if memo is not None else spec.shard_sizes.tobytes())
     if dataset.placement is not None:
-        digest.update(repr(dataset.placement.nodes).encode())
+        digest.update(memo.names_digest(spec.key, dataset.placement.nodes) if memo is not None else repr(dataset.placement.nodes).encode())
         digest.update(repr(dataset.placement.pieces.shape).encode())
         pieces = dataset.placement.pieces
         digest.update(memo.digest(spec.key, "pieces", pieces) if memo is not None else np.ascontiguousarray(pieces).tobytes())
@@ -688,7 +714,7 @@ def decide(
         return counts
 
     gone_flag = np.zeros(len(names) + 1, dtype=bool)  # per name (and a last False for -1): a lost holder of the old target
-    maybe_gone = set(old_nodes) - cluster.alive_names - {""}
+    maybe_gone = cluster.absent(old_nodes)
     if maybe_gone:
         used = np.bincount(old_i[old_i >= 0], minlength=len(old_nodes)) > 0
         for i in _positions(old_nodes, maybe_gone):
