@@ -22,6 +22,7 @@ from dataplane.reconciler import planning, reconciling
 from dataplane.reconciler.reconciling import Reconciler
 from dataplane.reconciler.settings import ReconcilerSettings
 from kube.api import NODES
+from placement.shifts import shift
 from placement.stability import keeps
 from tests.dataplane.reconciler.worlds import World, cluster_nodes, dataset, make_node
 from topology.datasets import Erasure
@@ -42,7 +43,7 @@ def _world() -> tuple[World, Reconciler]:
 
 def _counted(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     calls: Counter[str] = Counter()
-    real = reconciling.decide
+    real = planning.decide
 
     def counted(dataset: Any, *args: Any, **kwargs: Any) -> Any:
         calls[dataset.spec.key] += 1
@@ -96,7 +97,7 @@ def test_a_node_that_joins_or_leaves_is_replanned_by_shifts_without_place(monkey
 
     monkeypatch.setattr(planning, "place", refuse)
     shifts: list[str] = []
-    real = planning.shift
+    real = shift
 
     def counted(table: Any, spec: Any, *args: Any, **kwargs: Any) -> Any:
         shifts.append(spec.key)
