@@ -36,10 +36,11 @@ The rules, in order:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import operator
-from collections.abc import Collection, Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -49,6 +50,7 @@ import numpy.typing as npt
 
 from dataplane.reconciler.settings import ReconcilerSettings
 from placement import PlacementResult, place
+from placement.shifts import shift
 from placement.stability import NodeTable, keeps
 from topology import labels
 from topology.clusters import shared_level
@@ -89,9 +91,26 @@ class ClusterView:
         return sorted(self.nodes.values(), key=lambda n: n.name)
 
     @cached_property
+    def _classified(self) -> tuple[list[Node], list[Node], frozenset[str]]:
+        """:attr:`eligible_nodes`, :attr:`kept_candidates` and :attr:`movable` in one walk over the nodes."""
+        eligible: list[Node] = []
+        kept: list[Node] = []
+        movable: list[str] = []
+        lost = self.lost
+        for n in self.ordered:
+            draining = labels.DRAIN in n.annotations
+            if n.ready and not n.unschedulable and not draining and n.name not in lost:
+                eligible.append(n)
+                movable.append(n.name)
+            elif n.name not in lost and not draining:
+                kept.append(n)
+                movable.append(n.name)
+        return eligible, kept, frozenset(movable)
+
+    @cached_property
     def eligible_nodes(self) -> list[Node]:
         """The nodes that may receive new pieces, sorted by name."""
-        return [n for n in self.ordered if self.eligible(n)]
+        return self._classified[0]
 
     @cached_property
     def eligible_table(self) -> NodeTable:
@@ -107,7 +126,7 @@ class ClusterView:
     def kept_candidates(self) -> list[Node]:
         """Live nodes that are not eligible and not draining (cordoned, NotReady not yet lost),
         sorted: they keep the pieces they hold."""
-        return [n for n in self.ordered if not self.eligible(n) and self.alive(n.name) and not self.draining(n.name)]
+        return self._classified[1]
 
     @cached_property
     def draining_names(self) -> list[str]:
@@ -124,7 +143,21 @@ class ClusterView:
     @cached_property
     def movable(self) -> frozenset[str]:
         """Eligible nodes, and live ones not draining (they keep what they hold)."""
-        return frozenset(n.name for n in self.nodes.values() if self.eligible(n) or (self.alive(n.name) and not self.draining(n.name)))
+        return self._classified[2]
+
+    @cached_property
+    def _absent(self) -> dict[int, tuple[Sequence[str], frozenset[str]]]:
+        return {}
+
+    def absent(self, names: Sequence[str]) -> frozenset[str]:
+        """The names of ``names`` not alive here ("" left out), remembered per node list object
+        for this view (many DataSets' targets, the same list from pass to pass)."""
+        found = self._absent.get(id(names))
+        if found is not None and found[0] is names:
+            return found[1]
+        out = frozenset(set(names) - self.alive_names - {""})
+        self._absent[id(names)] = (names, out)
+        return out
 
     def alive(self, name: str) -> bool:
         return name in self.nodes and name not in self.lost
@@ -243,11 +276,15 @@ def human_bytes(n: int) -> str:
 
 
 class Holders:
-    """Which slots' holders have their piece ready (one DataSet, one cluster view)."""
+    """Which slots' holders have their piece ready (one DataSet, one cluster view).
 
-    def __init__(self, dataset: DataSet, cluster: ClusterView) -> None:
+    ``cache``: the reconciler's :class:`ReadyCache` (the matrix of the DataSet's last target,
+    patched where the target changed instead of read again from every node's report)."""
+
+    def __init__(self, dataset: DataSet, cluster: ClusterView, cache: ReadyCache | None = None) -> None:
         self.spec = dataset.spec
         self.cluster = cluster
+        self.cache = cache
         self._cache: dict[str, Mapping[str, frozenset[int]]] = {}
 
     def _ready_map(self, node: str) -> Mapping[str, frozenset[int]]:
@@ -272,14 +309,27 @@ class Holders:
     def matrix(self, nodes: Sequence[str], index: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
         """:meth:`ready` for every slot at once: ``index`` is ``shards x width`` into ``nodes`` (-1: none)."""
         shards, width = index.shape
-        out = np.zeros(index.shape, dtype=bool)
         if not shards or not width or not self.cluster.holdings:
-            return out
+            return np.zeros(index.shape, dtype=bool)
+        had = self.cache.had(self, nodes, index) if self.cache is not None else self.had_matrix(nodes, index)
+        absent = self.cluster.absent(nodes)
+        if not absent:
+            return had
+        dead = np.zeros(len(nodes) + 1, dtype=bool)
+        dead[_positions(nodes, absent)] = True
+        out: npt.NDArray[np.bool_] = had & ~dead[index]
+        return out
+
+    def had_matrix(self, nodes: Sequence[str], index: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+        """:meth:`had` for every slot (alive or not), from every holder's report: per piece key,
+        the reported ``(node, shard)`` codes sorted once, each slot's code looked up in them."""
+        shards, width = index.shape
+        out = np.zeros(index.shape, dtype=bool)
         keys = [piece_key(self.spec, p) for p in range(width)]
         codes: dict[str, list[npt.NDArray[np.int64]]] = {k: [] for k in set(keys)}
         for j in used_indexes(index, len(nodes)):
             name = nodes[j]
-            if not name or not self.cluster.alive(name):
+            if not name:
                 continue
             ready = self._ready_map(name)
             for key, found in codes.items():
@@ -290,8 +340,69 @@ class Holders:
         rows = np.arange(shards, dtype=np.int64)
         for p, key in enumerate(keys):
             if codes[key]:
+                table = np.sort(np.concatenate(codes[key]))
                 col = index[:, p].astype(np.int64)
-                out[:, p] = (col >= 0) & np.isin(col * shards + rows, np.concatenate(codes[key]))
+                want = col * shards + rows
+                at = np.minimum(np.searchsorted(table, want), len(table) - 1)
+                out[:, p] = (col >= 0) & (table[at] == want)
+        return out
+
+
+class ReadyCache:
+    """Per DataSet, which slots of its last matrix's target their holders reported ready (alive or
+    not), kept between passes by the reconciler.
+
+    Valid while the DataSet's reports did not change: its owner calls :meth:`touch` with the
+    DataSets a NodeHoldings event changed and :meth:`clear` on a relist. A target that changed
+    since (a join, a loss: a few moved slots) is patched slot by slot; an unchanged one costs
+    one comparison of the index arrays. ``computed`` counts the matrices read from every report,
+    ``patched`` the slots looked up one by one.
+    """
+
+    #: More changed slots than this: read every report again.
+    PATCH_LIMIT = 50_000
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[str, Sequence[str], npt.NDArray[np.int32], npt.NDArray[np.bool_]]] = {}
+        self.computed = 0
+        self.patched = 0
+
+    def touch(self, keys: Iterable[str]) -> None:
+        """The reports of these DataSets changed."""
+        for key in keys:
+            self._last.pop(key, None)
+
+    def clear(self) -> None:
+        self._last.clear()
+
+    def forget(self, keep: Collection[str]) -> None:
+        for key in [k for k in self._last if k not in keep]:
+            del self._last[key]
+
+    def had(self, holders: Holders, nodes: Sequence[str], index: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+        """:meth:`Holders.had_matrix`, from the last one when the reports did not change."""
+        key, uid = holders.spec.key, holders.spec.uid
+        found = self._last.get(key)
+        out: npt.NDArray[np.bool_] | None = None
+        if found is not None and found[0] == uid and found[2].shape == index.shape:
+            _, was_nodes, was_index, was_had = found
+            if nodes is was_nodes or tuple(nodes) == tuple(was_nodes):
+                mapped = index
+            else:
+                position = {n: i for i, n in enumerate(was_nodes)}
+                lut = np.array([*(position.get(n, -2) for n in nodes), -1], dtype=np.int32)
+                mapped = lut[index]
+            rows, cols = np.nonzero(mapped != was_index)
+            if len(rows) <= self.PATCH_LIMIT:
+                out = was_had.copy() if len(rows) else was_had
+                for s, p in zip(rows.tolist(), cols.tolist(), strict=True):
+                    j = int(index[s, p])
+                    out[s, p] = j >= 0 and holders.had(nodes[j], s, p)
+                self.patched += len(rows)
+        if out is None:
+            out = holders.had_matrix(nodes, index)
+            self.computed += 1
+        self._last[key] = (uid, nodes, index, out)
         return out
 
 
@@ -377,9 +488,11 @@ def copy_source(dataset: DataSet, cluster: ClusterView, holders: Holders, shard:
     shard by topology distance (any piece for erasure: a rebuild reads ``k`` of them), else the
     DataSet's source, else ``"nothing"``."""
     width = dataset.spec.redundancy.width
-    target = names_of(dataset.placement, dataset.spec.shards, width)
+    row: set[str] = set()
+    if dataset.placement is not None and shard < dataset.placement.shards:
+        row = {dataset.placement.nodes[i] for i in dataset.placement.pieces[shard, :width].tolist() if i >= 0}
     best: tuple[Level, str] | None = None
-    for name in sorted({str(n) for n in target[shard] if n} | {t.source for t in dataset.transfers if t.shard == shard}):
+    for name in sorted(row | {t.source for t in dataset.transfers if t.shard == shard}):
         if name == to or not any(holders.ready(name, shard, p) for p in range(width)):
             continue
         found = (distance(cluster.nodes.get(name), cluster.nodes.get(to)), name)
@@ -397,13 +510,15 @@ class Replan:
     """What :func:`decide` takes from a (re)placement: the target, its rule violations and cap.
 
     ``kept`` is set when :func:`placement.stability.keeps` showed that ``place(previous=target)``
-    would keep the target as it is, so ``place`` was not called.
+    would keep the target as it is, so ``place`` was not called; ``shifted`` when
+    :func:`placement.shifts.shift` moved only the pieces the change forced (``place`` not called).
     """
 
     placement: ShardPlacement
     violations: int
     cap: int
     kept: bool = False
+    shifted: bool = False
 
     @classmethod
     def of(cls, result: PlacementResult) -> Replan:
@@ -421,7 +536,21 @@ class PlanMemo:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[tuple[Any, ...], Replan]] = {}
+        self._digests: dict[tuple[str, str], tuple[npt.NDArray[Any], bytes]] = {}
+        self._names: dict[str, tuple[Sequence[str], bytes]] = {}
         self.misses = 0  # lookups that found no plan for these inputs (a DataSet planned again)
+
+    def digest(self, key: str, kind: str, array: npt.NDArray[Any]) -> bytes:
+        """A digest of ``array``'s bytes (DataSet ``key``'s array ``kind``), remembered while it is
+        the same array object (a typed DataSet's arrays are never written to, and the
+        reconciler keeps the typed object while its raw object is unchanged): one per DataSet
+        and kind, so no old array is kept alive."""
+        found = self._digests.get((key, kind))
+        if found is not None and found[0] is array:
+            return found[1]
+        value = hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).digest()
+        self._digests[(key, kind)] = (array, value)
+        return value
 
     def get(self, key: str, token: tuple[Any, ...]) -> Replan | None:
         found = self._last.get(key)
@@ -430,12 +559,30 @@ class PlanMemo:
         self.misses += 1
         return None
 
+    def last(self, key: str) -> Replan | None:
+        """The last plan of ``key`` (whatever its inputs)."""
+        found = self._last.get(key)
+        return found[1] if found is not None else None
+
+    def names_digest(self, key: str, names: Sequence[str]) -> bytes:
+        """A digest of a node list (DataSet ``key``'s target), remembered while it is the same object."""
+        found = self._names.get(key)
+        if found is not None and found[0] is names:
+            return found[1]
+        value = hashlib.blake2b(repr(names).encode(), digest_size=16).digest()
+        self._names[key] = (names, value)
+        return value
+
     def put(self, key: str, token: tuple[Any, ...], replan: Replan) -> None:
         self._last[key] = (token, replan)
 
     def forget(self, keep: Collection[str]) -> None:
         for key in [k for k in self._last if k not in keep]:
             del self._last[key]
+        for found in [k for k in self._digests if k[0] not in keep]:
+            del self._digests[found]
+        for key in [k for k in self._names if k not in keep]:
+            del self._names[key]
 
 
 def cluster_token(cluster: ClusterView) -> int:
@@ -448,14 +595,15 @@ def cluster_token(cluster: ClusterView) -> int:
     return int.from_bytes(digest.digest(), "big")
 
 
-def _dataset_token(dataset: DataSet, cluster: Hashable, settings: ReconcilerSettings) -> tuple[Any, ...]:
+def _dataset_token(dataset: DataSet, cluster: Hashable, settings: ReconcilerSettings, memo: PlanMemo | None = None) -> tuple[Any, ...]:
     spec = dataset.spec
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(spec.shard_sizes.tobytes())
+    digest.update(memo.digest(spec.key, "sizes", spec.shard_sizes) if memo is not None else spec.shard_sizes.tobytes())
     if dataset.placement is not None:
-        digest.update(repr(dataset.placement.nodes).encode())
+        digest.update(memo.names_digest(spec.key, dataset.placement.nodes) if memo is not None else repr(dataset.placement.nodes).encode())
         digest.update(repr(dataset.placement.pieces.shape).encode())
-        digest.update(np.ascontiguousarray(dataset.placement.pieces).tobytes())
+        pieces = dataset.placement.pieces
+        digest.update(memo.digest(spec.key, "pieces", pieces) if memo is not None else np.ascontiguousarray(pieces).tobytes())
     return (cluster, digest.digest(), dataset.placement is None, repr(spec.redundancy), spec.shards, spec.failure_domain,
             sorted(dict(spec.node_selector).items()), spec.key, settings.weight, settings.seed, settings.placement)
 
@@ -474,7 +622,14 @@ def _replan(dataset: DataSet, cluster: ClusterView, settings: ReconcilerSettings
     holding = set(dataset.placement.nodes)
     keep = [n for n in cluster.kept_candidates if n.name in holding]
     table = NodeTable([*eligible, *keep]) if keep else cluster.eligible_table
-    if keeps(table, spec, dataset.placement, weight=settings.weight, settings=settings.placement):
+    if settings.incremental:
+        found = shift(table, spec, dataset.placement, weight=settings.weight, seed=settings.seed, settings=settings.placement,
+                      closed={n.name for n in keep})
+        if found is dataset.placement:
+            return Replan(dataset.placement, 0, 0, kept=True)
+        if found is not None:
+            return Replan(found, 0, 0, shifted=True)
+    elif keeps(table, spec, dataset.placement, weight=settings.weight, settings=settings.placement):
         return Replan(dataset.placement, 0, 0, kept=True)
     if keep:
         result = place([*eligible, *keep], spec, previous=dataset.placement, table=table, **kw)
@@ -493,6 +648,7 @@ def decide(
     in_flight: Mapping[str, int] | None = None,
     memo: PlanMemo | None = None,
     token: Hashable | None = None,
+    ready_cache: ReadyCache | None = None,
 ) -> Decision:
     """The new status of one DataSet (module docstring).
 
@@ -509,6 +665,9 @@ def decide(
     memo, token:
         The last plans and :func:`cluster_token` of ``cluster``: a DataSet whose spec, target and
         nodes did not change since its last decision reuses that plan.
+    ready_cache:
+        The reconciler's :class:`ReadyCache`: which slots were reported ready, from the last
+        decision's when this DataSet's reports did not change.
 
     Never raises for a bad DataSet: a :class:`~topology.errors.PlacementError` becomes
     ``Placed=False`` reason ``PlacementFailed`` and a Warning Event. Every per-slot step is
@@ -519,12 +678,11 @@ def decide(
     spec = dataset.spec
     red = spec.redundancy
     shards, width, needed = spec.shards, red.width, red.needed
-    holders = Holders(dataset, cluster)
+    holders = Holders(dataset, cluster, ready_cache)
     events: list[Event] = []
-    old = names_of(dataset.placement, shards, width)
     old_index = index_of(dataset.placement, shards, width)
     old_nodes = dataset.placement.nodes if dataset.placement is not None else ()
-    inputs = _dataset_token(dataset, token, cfg) if memo is not None and token is not None else None
+    inputs = _dataset_token(dataset, token, cfg, memo) if memo is not None and token is not None else None
     result: Replan | None = memo.get(spec.key, inputs) if memo is not None and inputs is not None else None
     problem = ""
     if result is None:
@@ -535,8 +693,16 @@ def decide(
         if memo is not None and inputs is not None and result is not None:
             memo.put(spec.key, inputs, result)
     existing = {(t.shard, t.piece): t for t in dataset.transfers if t.shard < shards and t.piece < width}
-    new = old if result is None or result.kept else names_of(result.placement, shards, width)
     fresh = dataset.placement is None
+    # The old and the new target as indexes into one list of names (the old nodes, then the new
+    # nodes not among them): integer comparisons, no array of a million names.
+    names: Sequence[str] = old_nodes
+    old_i = new_i = old_index
+    if result is not None and not result.kept:
+        names, new_i = _merged(old_nodes, result.placement, shards, width)
+
+    def nm(i: Any) -> str:
+        return names[i] if i >= 0 else ""
 
     def with_transfers(ready: npt.NDArray[np.bool_], transfers: Mapping[tuple[int, int], Transfer]) -> npt.NDArray[np.int64]:
         """Ready pieces per shard: target holders + transfer sources."""
@@ -547,8 +713,13 @@ def decide(
         counts: npt.NDArray[np.int64] = out.sum(axis=1).astype(np.int64)
         return counts
 
-    used = used_indexes(old_index, len(old_nodes))
-    gone = {old_nodes[i] for i in used} - cluster.alive_names - {""}
+    gone_flag = np.zeros(len(names) + 1, dtype=bool)  # per name (and a last False for -1): a lost holder of the old target
+    maybe_gone = cluster.absent(old_nodes)
+    if maybe_gone:
+        used = np.bincount(old_i[old_i >= 0], minlength=len(old_nodes)) > 0
+        for i in _positions(old_nodes, maybe_gone):
+            gone_flag[i] = bool(used[i])
+    gone = {old_nodes[i] for i in np.flatnonzero(gone_flag[:-1]).tolist()}
     old_ready = holders.matrix(old_nodes, old_index)
     before = with_transfers(old_ready, existing)
     # Moves, shard by shard, most urgent first, within the per-node transfer bound.
@@ -557,8 +728,8 @@ def decide(
     for t in existing.values():
         counts[t.source] = counts.get(t.source, 0) + 1
         counts[t.to] = counts.get(t.to, 0) + 1
-    moved_rows = np.flatnonzero((old != new).any(axis=1)) if not fresh and new is not old else np.zeros(0, dtype=np.int64)
-    final = old if not fresh else new.copy()  # copied on the first applied row
+    moved_rows = np.flatnonzero((old_i != new_i).any(axis=1)) if not fresh and new_i is not old_i else np.zeros(0, dtype=np.int64)
+    final = old_i if not fresh else new_i.copy()  # copied on the first applied row
     applied: list[int] = []
 
     sizes = spec.shard_sizes
@@ -566,7 +737,7 @@ def decide(
     def urgency(s: int) -> tuple[int, float, int, int]:
         """Most at risk first: fewest ready pieces beyond the ``needed`` ones, then the earliest
         drain deadline, then the most bytes, then the shard index."""
-        leaving = [cluster.deadline(str(n)) for n in old[s] if n and cluster.draining(str(n))]
+        leaving = [cluster.deadline(nm(i)) for i in old_i[s].tolist() if i >= 0 and cluster.draining(nm(i))]
         return (int(before[s]) - needed, min(leaving, default=math.inf), -int(sizes[s]), s)
 
     deferred = 0
@@ -577,13 +748,14 @@ def decide(
     tracked = spec.source is not None or holders.reported()  # else another system writes the bytes
     busy = bool(gone) or bool(existing) or (tracked and bool(((old_index >= 0) & ~old_ready).any()))
     for s in sorted((int(s) for s in moved_rows), key=urgency):
-        optional = all(str(old[s, p]) in movable for p in range(width) if old[s, p] != new[s, p] and old[s, p])
+        was_row, now_row = old_i[s].tolist(), new_i[s].tolist()
+        optional = all(nm(was_row[p]) in movable for p in range(width) if was_row[p] != now_row[p] and was_row[p] >= 0)
         if busy and optional and not fresh:
             deferred += 1
             continue
         planned: list[Transfer] = []
         for p in range(width):
-            was, now = str(old[s, p]), str(new[s, p])
+            was, now = nm(was_row[p]), nm(now_row[p])
             if was == now:
                 continue
             prior = existing.get((s, p))
@@ -595,7 +767,7 @@ def decide(
                 continue
             if src != now:
                 planned.append(Transfer(s, p, src, now))
-        urgent = any(str(n) in gone for n in old[s] if n)
+        urgent = any(nm(i) in gone for i in was_row if i >= 0)
         if bound and planned and not urgent:
             need: dict[str, int] = {}
             for t in planned:
@@ -604,12 +776,12 @@ def decide(
             if any(counts.get(n, 0) > 0 and counts.get(n, 0) + k > bound for n, k in need.items()):
                 deferred += 1
                 continue
-        if final is old:
-            final = old.copy()
-        final[s] = new[s]
+        if final is old_i:
+            final = old_i.copy()
+        final[s] = new_i[s]
         applied.append(s)
         for p in range(width):
-            if old[s, p] != new[s, p]:
+            if was_row[p] != now_row[p]:
                 existing.pop((s, p), None)
         for t in planned:
             transfers[(t.shard, t.piece)] = t
@@ -617,7 +789,7 @@ def decide(
             counts[t.to] = counts.get(t.to, 0) + 1
     # Transfers carried over: dropped once the new holder has the piece ready or the source is gone.
     for (s, p), t in existing.items():
-        if str(final[s, p]) != t.to or t.source == t.to or not cluster.alive(t.source) or holders.ready(t.to, s, p):
+        if nm(final[s, p]) != t.to or t.source == t.to or not cluster.alive(t.source) or holders.ready(t.to, s, p):
             continue
         transfers[(s, p)] = t
     if fresh:
@@ -627,19 +799,21 @@ def decide(
     else:
         final_ready = old_ready.copy()
         for s in applied:
-            final_ready[s] = [holders.ready(str(final[s, p]), s, p) for p in range(width)]
+            final_ready[s] = [holders.ready(nm(final[s, p]), s, p) for p in range(width)]
         changed = np.zeros((shards, width), dtype=bool)
         if applied:
             rows = np.array(applied, dtype=np.int64)
-            changed[rows] = final[rows] != old[rows]
+            changed[rows] = final[rows] != old_i[rows]
     moves = 0 if fresh else int(changed.sum())
-    repairs = 0 if fresh else int(sum(1 for s, p in zip(*np.nonzero(changed), strict=True) if str(old[s, p]) in gone))
+    repairs = 0 if fresh else int((changed & gone_flag[old_i]).sum())
     if result is None and dataset.placement is None:
         placement = None
     elif not fresh and not applied and dataset.placement is not None:
         placement = compact(dataset.placement, old_index)
+    elif result is not None and len(applied) == len(moved_rows) and (fresh or not result.kept):
+        placement = result.placement  # every move applied: the new target (place and shift return it canonical)
     else:
-        placement = from_names(final)
+        placement = _from_index(names, final)
     after = with_transfers(final_ready, transfers)
     ready = int(final_ready.sum())
     total = shards * width
@@ -649,11 +823,10 @@ def decide(
     lost = {s for s in previous_lost(status) if s < shards and after[s] < needed}
     if spec.source is None and gone:
         full = _was_full(status)
-        gone_flag = np.array([n in gone for n in old_nodes] + [False], dtype=bool)
         on_gone_all = gone_flag[old_index]
         for s in np.flatnonzero(on_gone_all.any(axis=1) & (after < needed)).tolist():
             on_gone = np.flatnonzero(on_gone_all[s]).tolist()
-            if full or any(holders.had(str(old[s, p]), s, p) for p in on_gone):
+            if full or any(holders.had(nm(old_i[s, p]), s, p) for p in on_gone):
                 lost.add(s)
     new_lost = sorted(lost - previous_lost(status))
     # Events.
@@ -664,14 +837,14 @@ def decide(
         events.append(Event("Normal", "Placed", f"{total} pieces of {shards} shards ({red}) on {len(placement.nodes) if placement else 0} "
                             f"nodes, at most {result.cap} per {spec.failure_domain}"))
     elif moves:
-        why = _why(old, changed, cluster, gone)
+        why = _why({nm(i) for i in np.unique(old_i[changed]).tolist() if i >= 0}, cluster, gone)
         events.append(Event("Normal", "Rebalanced", f"{moves} piece moves because {why}"
                             + (f"; {deferred} shards wait for transfers to finish" if deferred else "")))
     if repairs and placement is not None:
         samples = []
-        for s, p in list(zip(*np.nonzero(changed & np.isin(old, list(gone))), strict=True))[:5]:
-            origin = copy_source(dataset, cluster, holders, int(s), to=str(final[s, p]))
-            samples.append(f"shard {s} piece {p} -> {final[s, p]} from {origin}")
+        for s, p in list(zip(*np.nonzero(changed & gone_flag[old_i]), strict=True))[:5]:
+            origin = copy_source(dataset, cluster, holders, int(s), to=nm(final[s, p]))
+            samples.append(f"shard {s} piece {p} -> {nm(final[s, p])} from {origin}")
         silent = f" ({', '.join(sorted(gone & cluster.silent))}: agent silent, node still present)" if gone & cluster.silent else ""
         events.append(Event("Warning", "NodeLost", f"nodes {', '.join(sorted(gone))} lost{silent}: {repairs} pieces get new holders; "
                             + "; ".join(samples) + ("; ..." if repairs > len(samples) else "")))
@@ -734,6 +907,72 @@ def compact(placement: ShardPlacement, index: npt.NDArray[np.int32]) -> ShardPla
     return ShardPlacement(tuple(names), lut[index])
 
 
+def _merged(old_nodes: Sequence[str], placement: ShardPlacement, shards: int, width: int) -> tuple[Sequence[str], npt.NDArray[np.int32]]:
+    """``old_nodes`` followed by the nodes of ``placement`` not among them, and ``placement``'s
+    pieces as indexes into that list (``shards x width``, -1: none). Sorted lists (the canonical
+    form) are matched with numpy's ``searchsorted`` (no Python per node)."""
+    index = index_of(placement, shards, width)
+    if tuple(placement.nodes) == tuple(old_nodes):
+        return old_nodes, index
+    new = list(placement.nodes)
+    old_arr = _name_array(old_nodes)
+    new_arr = np.asarray(new, dtype=str)
+    if len(old_arr) and len(new_arr) and bool((old_arr[:-1] < old_arr[1:]).all()):
+        pos = np.minimum(np.searchsorted(old_arr, new_arr), len(old_arr) - 1)
+        found = old_arr[pos] == new_arr
+    else:
+        position = {n: i for i, n in enumerate(old_nodes)}
+        pos = np.array([position.get(n, -1) for n in new], dtype=np.int64)
+        found = pos >= 0
+    extras = np.flatnonzero(~found)
+    names = [*old_nodes, *(new[j] for j in extras.tolist())]
+    lut = np.full(len(new) + 1, -1, dtype=np.int32)
+    lut[:-1][found] = pos[found]
+    lut[extras] = len(old_nodes) + np.arange(len(extras), dtype=np.int32)
+    return names, lut[index]
+
+
+_NAME_ARRAYS: dict[int, tuple[Sequence[str], npt.NDArray[np.str_]]] = {}
+
+
+def _name_array(nodes: Sequence[str]) -> npt.NDArray[np.str_]:
+    """``nodes`` as a numpy string array, remembered for the last few node lists (a DataSet's
+    target node list is the same object from pass to pass while its status does not change; the
+    sixteen most recent are kept)."""
+    found = _NAME_ARRAYS.get(id(nodes))
+    if found is not None and found[0] is nodes:
+        return found[1]
+    out = np.asarray(list(nodes), dtype=str)
+    if len(_NAME_ARRAYS) >= 16:  # about 6 MiB each at 100,000 names
+        _NAME_ARRAYS.pop(next(iter(_NAME_ARRAYS)))
+    _NAME_ARRAYS[id(nodes)] = (nodes, out)
+    return out
+
+
+def _positions(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
+    """Where each of ``wanted`` (a few names) is in ``nodes``: by bisection when ``nodes`` is
+    sorted there, else by a scan."""
+    out: list[int] = []
+    for name in wanted:
+        at = bisect.bisect_left(nodes, name)
+        if at < len(nodes) and nodes[at] == name:
+            out.append(at)
+        else:
+            out.extend(j for j, n in enumerate(nodes) if n == name)
+    return out
+
+
+def _from_index(names: Sequence[str], index: npt.NDArray[np.int32]) -> ShardPlacement:
+    """``index`` (into ``names``, -1: none) as a canonical :class:`ShardPlacement`: the nodes
+    used, sorted, the pieces renumbered (what :func:`from_names` makes of the names)."""
+    used = used_indexes(index, len(names))
+    chosen = sorted((names[i], i) for i in used if names[i])
+    lut = np.full(len(names) + 1, -1, dtype=np.int32)
+    for k, (_, i) in enumerate(chosen):
+        lut[i] = k
+    return ShardPlacement(tuple(n for n, _ in chosen), lut[index])
+
+
 def _placed(result: Replan | None, problem: str, had: bool, placement: ShardPlacement | None) -> Condition:
     if result is None:
         return Condition("Placed", "False", "PlacementFailed", problem + ("; the previous placement is kept" if had else ""))
@@ -741,9 +980,8 @@ def _placed(result: Replan | None, problem: str, had: bool, placement: ShardPlac
     return Condition("Placed", "True", "Placed", f"every piece has a node ({nodes} nodes, {result.violations} rule violations)")
 
 
-def _why(old: npt.NDArray[np.object_], changed: npt.NDArray[np.bool_], cluster: ClusterView, gone: set[str]) -> str:
+def _why(from_nodes: set[str], cluster: ClusterView, gone: set[str]) -> str:
     reasons: list[str] = []
-    from_nodes = {str(n) for n in old[changed] if n}
     if from_nodes & gone - cluster.silent:
         reasons.append(f"nodes lost ({', '.join(sorted(from_nodes & gone - cluster.silent))})")
     if from_nodes & cluster.silent:
@@ -818,6 +1056,7 @@ __all__ = [
     "Event",
     "Holders",
     "PlanMemo",
+    "ReadyCache",
     "Replan",
     "cluster_token",
     "compact",

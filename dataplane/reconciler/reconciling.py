@@ -34,6 +34,7 @@ from dataplane.reconciler.planning import (
     Decision,
     Event,
     PlanMemo,
+    ReadyCache,
     conditions_with_times,
     decide,
     node_annotations,
@@ -165,6 +166,7 @@ class Reconciler:
         self.next_expiry: float = math.inf
         self._cluster: ClusterView | None = None
         self.memo = PlanMemo()
+        self.ready = ReadyCache()  # per DataSet, the slots reported ready (dropped when its reports change)
         self._risk: dict[str, tuple[float, int]] = {}  # per DataSet, from its last decision (see _risk)
         self.progress = ProgressMeter(smoothing_s=self.settings.eta_smoothing_s, sample_s=self.settings.eta_sample_s)
         self._rate: dict[str, float | None] = {}
@@ -225,6 +227,7 @@ class Reconciler:
         with self._lock:
             self.holdings = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}
             self._view_generation += 1
+            self.ready.clear()
         self._mark(everything=True)
 
     def _on_holdings(self, event: WatchEvent) -> None:
@@ -237,7 +240,10 @@ class Reconciler:
                 self.holdings[name] = dict(event.object)
             self._view_generation += 1
         before, after = _holdings_fingerprint(old), _holdings_fingerprint(None if event.type == "DELETED" else event.object)
-        self._mark(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
+        with self._lock:
+            self.ready.touch(changed)
+        self._mark(changed)
         if name in self._silent and event.type != "DELETED" and self._live(_heartbeat(event.object)):
             self._mark(everything=True)  # a silent agent is back: its node is a holder again
 
@@ -398,7 +404,8 @@ class Reconciler:
                         in_flight[t.to] = in_flight.get(t.to, 0) + 1
             raw = self.datasets.get(key) or {}
             decision = decide(
-                datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight, memo=self.memo, token=token
+                datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight, memo=self.memo, token=token,
+                ready_cache=self.ready,
             )
             report.decisions[key] = decision
             self._rate[key] = rate = self.progress.observe(key, decision.bytes_ready, self.clock())
@@ -410,6 +417,7 @@ class Reconciler:
             self.metrics.record(key, transfers=len(decision.transfers), degraded=decision.degraded_shards, lost=len(decision.lost_shards))
             self._risk[key] = _risk(decision, datasets[key])
         self.memo.forget(datasets.keys())
+        self.ready.forget(datasets.keys())
         for gone in self._risk.keys() - datasets.keys():
             del self._risk[gone]
             self._rate.pop(gone, None)
@@ -547,9 +555,11 @@ class Reconciler:
             while not stop.is_set():
                 # Wake for the resync, or when an agent's heartbeat expires (no re-plan per heartbeat).
                 timeout = max(0.0, min(next_resync - time.monotonic(), self.next_expiry - self.clock()))
-                self._wake.wait(timeout)
+                woken = self._wake.wait(min(timeout, 0.5))  # in slices: ``stop`` is seen within 0.5 s
                 if stop.is_set():
                     return
+                if not woken and timeout > 0.5:
+                    continue
                 stop.wait(batch_s)  # let a burst of events coalesce into one pass
                 self._wake.clear()
                 with self._lock:

@@ -45,6 +45,11 @@ class ReconcilerSettings:
     placement:
         The planners' own knobs (``fill_spread=1``: a repair gives no node more than its
         share of the missing bytes, so copies run in parallel on many nodes).
+    incremental:
+        Re-plan a placed DataSet with :func:`placement.shifts.shift` (only the pieces a join,
+        loss or drain forces move, O(pieces) numpy) before falling back to
+        :func:`placement.place`; ``False``: always ``place`` (the exact planner, the oracle the
+        tests compare the shift with).
     """
 
     node_lost_grace_s: float = 300.0
@@ -56,6 +61,7 @@ class ReconcilerSettings:
     weight: str = "ephemeral-storage"
     seed: int = 0
     placement: PlacementSettings = field(default_factory=lambda: RECONCILER_PLACEMENT)
+    incremental: bool = True
 
     def __post_init__(self) -> None:
         if (

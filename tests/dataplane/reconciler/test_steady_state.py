@@ -20,6 +20,7 @@ from dataplane.reconciler import planning
 from dataplane.reconciler.planning import ClusterView, Decision, PlanMemo, cluster_token, decide
 from dataplane.reconciler.settings import ReconcilerSettings
 from placement import place
+from placement.shifts import shift
 from tests.dataplane.reconciler import legacy_planning
 from tests.dataplane.reconciler.worlds import dataset
 from topology import labels
@@ -141,7 +142,7 @@ def _world(draw: Any) -> tuple[DataSet, ClusterView, dict[str, Any], dict[str, i
 @given(st.data(), st.integers(0, 70))
 def test_decide_equals_the_decide_before_the_fast_path(data: st.DataObject, bound: int) -> None:
     ds, cluster, status, in_flight = _world(data.draw)
-    cfg = ReconcilerSettings(max_transfers_per_node=bound)
+    cfg = ReconcilerSettings(max_transfers_per_node=bound, incremental=False)  # the shift is compared in test_shifts.py
     want = legacy_planning.decide(ds, cluster, status, settings=cfg, in_flight=in_flight)
     _same(decide(ds, cluster, status, settings=cfg, in_flight=in_flight), want)
     memo, token = PlanMemo(), cluster_token(cluster)
@@ -178,13 +179,16 @@ def test_unchanged_inputs_reuse_the_last_plan(monkeypatch: pytest.MonkeyPatch) -
     first = decide(ds, smaller, {}, memo=memo, token=token)
     assert first.moves > 0
     calls: list[object] = []
-    real = place
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
-        return real(*args, **kwargs)
+    def counted(real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(planning, "place", counted)
+        return call
+
+    monkeypatch.setattr(planning, "place", counted(place))  # the exact planner
+    monkeypatch.setattr(planning, "shift", counted(shift))  # the incremental one
     _same(decide(ds, smaller, {}, memo=memo, token=token), first)
     assert calls == []
     decide(ds, smaller, {}, memo=memo, token=cluster_token(cluster))  # the nodes changed: planned again
@@ -209,6 +213,7 @@ def test_a_pass_after_one_dataset_event_types_no_node_and_plans_nothing(monkeypa
     monkeypatch.setattr(Node, "from_object", refuse)
     monkeypatch.setattr(planning, "place", refuse)
     monkeypatch.setattr(planning, "keeps", refuse)
+    monkeypatch.setattr(planning, "shift", refuse)
     rec.datasets["default/d"] = dict(rec.datasets["default/d"])  # an event: a new raw object, same content
     again = rec.reconcile(["default/d"])
     _same(again.decisions["default/d"], first.decisions["default/d"])

@@ -1,0 +1,311 @@
+"""Shifts: the incremental re-plan of a placement after nodes join or leave (issue 24, item 3).
+
+``place(nodes, spec, previous=p)`` re-plans from scratch around ``p``: it builds the layout and
+the failure-domain tree and walks every piece, 3.7 s of CPU for 10^6 pieces on 100,000 nodes
+however little changed. :func:`shift` moves only what the change forces, in O(pieces) numpy
+(a few passes over the ``shards x width`` array) plus Python over the moved pieces:
+
+1. **Missing**: a piece on a node no longer eligible (left, lost, draining, cordoned unless
+   kept by the caller) or on no node.
+2. **Refill**: each missing piece goes to the node furthest below its goal (relative), among
+   those with room below the band's top, that keeps the rule for that shard (distinct nodes, at
+   most ``cap`` pieces per failure domain) and the shard's spread over every coarser level (at
+   most ``ceil(width / domains)`` pieces per zone, say); never to a ``closed`` node.
+3. **Shed**: a node above its stable band (its share fell: nodes joined, weights changed) gives
+   up just enough pieces, the shards it wins least by a rendezvous hash of ``(shard, node)``
+   first, each to a node chosen as in the refill (a piece no such node can take stays).
+4. **Pull**: a node below its stable band (it joined, or its share grew) takes just enough
+   pieces to get inside it: the shards it wins by rendezvous (``hash(shard, node)`` lowest
+   first), each time from the holder furthest above its goal that stays inside its band, when
+   the move keeps the rule and the spread. An erasure piece that moves keeps its index.
+
+The result is returned only when it passes :func:`placement.stability.keeps`'s own check (rule,
+every load inside the stable band with the margin): so ``place(previous=result)`` would keep it,
+and the next pass of the reconciler is the steady state. Otherwise (too many pieces to move, no
+node with room keeps the rule, a rule that changed) :func:`shift` returns ``None`` and the caller
+runs :func:`~placement.placements.place`, the exact planner, which stays the oracle
+(``tests/placement/test_shifts.py`` compares the two). Deterministic: same inputs, same output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+
+import numpy as np
+import numpy.typing as npt
+
+from placement import hashing
+from placement.layouts import LEVEL_OF_KEY, LEVELS
+from placement.settings import DEFAULT_SETTINGS, PlacementSettings
+from placement.stability import Frame, NodeTable, distinct, frame
+from topology.datasets import DataSetSpec, ShardPlacement
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: Above this many pieces to move (missing, shed or pulled) :func:`shift` gives up: ``place`` re-plans.
+MOVE_LIMIT = 20_000
+#: The refill draws from the neediest ``POOL_MIN + POOL_PER_PIECE x pieces`` nodes first.
+POOL_MIN = 64
+POOL_PER_PIECE = 8
+
+
+class _State:
+    """The pieces being shifted (eligible positions) and the loads, with the rule's domain ids."""
+
+    def __init__(self, table: NodeTable, spec: DataSetSpec, fr: Frame, pieces: I64, closed: npt.NDArray[np.bool_]) -> None:
+        self.fr = fr
+        self.pieces = pieces
+        self.loads = fr.loads(pieces)
+        self.closed = closed
+        chosen = np.flatnonzero(fr.position[:-1] >= 0)
+        self.chosen = chosen
+        fd_level = LEVEL_OF_KEY.get(spec.failure_domain)
+        coarser = LEVELS[LEVELS.index(fd_level) + 1 :] if fd_level in LEVELS else ()
+        self.rules: list[tuple[I64, int]] = [(fr.domains, fr.cap)]
+        for level in coarser:
+            ids = table.domains(level)[chosen]
+            present = distinct(ids)
+            if present > 1:
+                self.rules.append((ids, math.ceil(fr.width / present)))
+        self.moved = 0
+        self.touched: list[int] = []
+
+    def allowed(self, s: int, p: int, cand: I64) -> npt.NDArray[np.bool_]:
+        """Which ``cand`` nodes may hold slot ``(s, p)``: not already in the shard, every rule's
+        cap kept with the shard's other pieces."""
+        row = self.pieces[s]
+        others = np.array([row[q] for q in range(len(row)) if q != p and row[q] >= 0], dtype=np.int64)
+        ok = np.ones(len(cand), dtype=bool)
+        for o in others.tolist():
+            ok &= cand != o
+        for ids, cap in self.rules:
+            count = np.zeros(len(cand), dtype=np.int64)
+            cand_ids = ids[cand]
+            for o in others.tolist():
+                count += cand_ids == ids[o]
+            ok &= count + 1 <= cap
+        return ok
+
+    def allows(self, row: list[int], p: int, node: int) -> bool:
+        """:meth:`allowed` for one node, ``row`` the shard's pieces as a list."""
+        others = [o for q, o in enumerate(row) if q != p and o >= 0]
+        if node in others:
+            return False
+        for ids, cap in self.rules:
+            mine = ids[node]
+            if sum(1 for o in others if ids[o] == mine) + 1 > cap:
+                return False
+        return True
+
+    def room(self, s: int, cand: I64) -> npt.NDArray[np.bool_]:
+        """``cand`` nodes that can take one more piece of shard ``s`` inside their band, and are open."""
+        fr = self.fr
+        out: npt.NDArray[np.bool_] = (self.loads[cand] + fr.piece_bytes[s] <= fr.hi[cand] - fr.slack[cand]) & ~self.closed[cand]
+        return out
+
+    def put(self, s: int, p: int, node: int) -> None:
+        old = int(self.pieces[s, p])
+        if old >= 0:
+            self.loads[old] -= self.fr.piece_bytes[s]
+        self.pieces[s, p] = node
+        self.loads[node] += self.fr.piece_bytes[s]
+        self.moved += 1
+        self.touched.append(s)
+
+
+def shift(
+    table: NodeTable,
+    spec: DataSetSpec,
+    previous: ShardPlacement,
+    *,
+    weight: str = "ephemeral-storage",
+    seed: int = 0,
+    settings: PlacementSettings | None = None,
+    closed: Collection[str] = (),
+) -> ShardPlacement | None:
+    """``previous`` itself when :func:`~placement.stability.keeps` holds for it; else a placement
+    that moves only the pieces the change forces (module docstring) and that ``keeps`` accepts;
+    ``None`` when no such shift was found (call :func:`~placement.placements.place`).
+
+    ``table`` holds the nodes that may hold pieces (eligible ones, and ``closed`` ones: they
+    keep what they hold and take nothing new).
+    """
+    cfg = settings or DEFAULT_SETTINGS
+    fr = frame(table, spec, previous, weight=weight, settings=cfg)
+    if fr is None:
+        return None
+    pieces = fr.positions(table, previous)
+    missing = bool((pieces < 0).any())
+    if not fr.rule_holds(pieces, partial=missing):
+        return None  # the rule is broken by pieces that stay (labels or the rule changed): place decides
+    if not missing and fr.in_band(fr.loads(pieces)):
+        return previous  # keeps() holds
+    pieces = pieces.copy()
+    mask = np.zeros(len(fr.goal), dtype=bool)
+    for name in closed:
+        found = table.index.get(name)
+        if found is not None and fr.position[found] >= 0:
+            mask[fr.position[found]] = True
+    state = _State(table, spec, fr, pieces, mask)
+    missing_rows, missing_cols = np.nonzero(pieces < 0)
+    todo = list(zip(missing_rows.tolist(), missing_cols.tolist(), strict=True))
+    if len(todo) > MOVE_LIMIT:
+        return None
+    shard_hash = hashing.shard_hashes(seed, np.arange(spec.shards, dtype=np.int64))
+    node_hash = _NodeHashes(table, state.chosen)
+    if not _refill(state, todo) or not _shed(state, shard_hash, node_hash) or not _pull(state, shard_hash, node_hash):
+        return None
+    # keeps()'s check of the result: the rule on the rows that changed (the others held it
+    # already), nothing missing, every load in its band (summed again unless every piece weighs the same).
+    rows = np.unique(np.array(state.touched, dtype=np.int64))
+    loads = state.loads if fr.uniform else fr.loads(state.pieces)
+    if (state.pieces < 0).any() or not fr.rule_holds(state.pieces[rows]) or not fr.in_band(loads):
+        return None
+    return _placement(table, state)
+
+
+class _NodeHashes:
+    """:func:`placement.hashing.node_hashes` of the eligible positions asked for (a few nodes
+    joined or over: not every name of the table)."""
+
+    def __init__(self, table: NodeTable, chosen: I64) -> None:
+        self.table, self.chosen = table, chosen
+
+    def __getitem__(self, position: int) -> np.uint64:
+        return np.uint64(hashing.node_hashes([self.table.names[int(self.chosen[position])]])[0])
+
+
+def _shed(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHashes) -> bool:
+    """Move just enough pieces off every node above its band, the shards it wins least first,
+    each to the neediest node with room that keeps the rule (a piece that cannot move is
+    skipped for the next one); ``False`` when too many nodes are over or one stays over."""
+    fr = state.fr
+    over = np.flatnonzero(state.loads > fr.hi - fr.slack)
+    if len(over) > POOL_MIN:
+        return False
+    for d in over.tolist():
+        rows, cols = np.nonzero(state.pieces == d)
+        order = np.argsort(hashing.mix(shard_hash[rows] ^ node_hash[d]))[::-1]  # the shards it wins least first
+        for i in order.tolist():
+            if state.loads[d] <= fr.hi[d] - fr.slack[d]:
+                break
+            s, p = int(rows[i]), int(cols[i])
+            cand = np.flatnonzero((state.loads + fr.piece_bytes[s] <= fr.hi - fr.slack) & ~state.closed)
+            if not _give(state, s, p, cand):
+                continue
+            if state.moved > MOVE_LIMIT:
+                return False
+        if state.loads[d] > fr.hi[d] - fr.slack[d]:
+            return False
+    return True
+
+
+def _give(state: _State, s: int, p: int, cand: I64) -> bool:
+    """Slot ``(s, p)`` to the neediest of ``cand`` with room that keeps the rule; ``False`` if none."""
+    fr = state.fr
+    ok = state.room(s, cand) & state.allowed(s, p, cand)
+    if not ok.any():
+        return False
+    score = np.where(ok, (fr.goal[cand] - state.loads[cand]) / np.maximum(fr.goal[cand], 1e-300), -np.inf)
+    state.put(s, p, int(cand[int(np.argmax(score))]))
+    return True
+
+
+def _refill(state: _State, todo: list[tuple[int, int]]) -> bool:
+    """Give every slot of ``todo`` the neediest node that keeps the rule (module docstring)."""
+    if not todo:
+        return True
+    fr = state.fr
+    n = len(fr.goal)
+    size = min(n, POOL_MIN + POOL_PER_PIECE * len(todo))
+    need = (fr.goal - state.loads) / np.maximum(fr.goal, 1e-300)
+    pool = np.argpartition(-need, size - 1)[:size] if size < n else np.arange(n)
+    pool = pool[np.lexsort((pool, -need[pool]))]
+    everyone = np.arange(n)
+    return all(_give(state, s, p, pool) or _give(state, s, p, everyone) for s, p in todo)
+
+
+def _pull(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHashes) -> bool:
+    """Bring every node below its band inside it with the shards it wins (module docstring)."""
+    fr = state.fr
+    under = np.flatnonzero((state.loads < fr.lo + fr.slack) & ~state.closed)
+    shards = state.pieces.shape[0]
+    for u in under.tolist():
+        floor = fr.lo[u] + fr.slack[u]
+        want = max(1, math.ceil((floor - state.loads[u]) / float(fr.piece_bytes.min())))
+        if state.moved + want > MOVE_LIMIT:
+            return False
+        score = hashing.mix(shard_hash ^ node_hash[u])
+        size = min(shards, 8 * want + 64)
+        while state.loads[u] < floor:
+            if size < shards:
+                batch = np.argpartition(score, size - 1)[:size]
+                batch = batch[np.argsort(score[batch], kind="stable")]
+            else:
+                batch = np.argsort(score, kind="stable")
+            for s in batch.tolist():
+                if state.loads[u] >= floor:
+                    break
+                _take(state, int(s), u)
+            if state.loads[u] >= floor or size >= shards:
+                break
+            if size >= 8 * want + 64 and not _from_donors(state, u, floor):
+                return False  # no node with pieces to spare holds a shard u may take
+            size = min(shards, size * 8)
+        if state.loads[u] < floor:
+            return False
+    return True
+
+
+def _from_donors(state: _State, u: int, floor: float) -> bool:
+    """When the shards ``u`` wins sit on nodes with nothing to spare (a tight band: a few pieces
+    per node): take from the nodes that have some, their shards in order, until ``u`` is inside
+    its band (``True``) or they run out (``False``)."""
+    fr = state.fr
+    spare = state.loads - float(fr.piece_bytes.max()) - (fr.lo + fr.slack)
+    donors = np.flatnonzero((spare >= 0) & (np.arange(len(spare)) != u))
+    donors = donors[np.argsort(-spare[donors] / np.maximum(fr.goal[donors], 1e-300), kind="stable")][:POOL_MIN]
+    for d in donors.tolist():
+        rows = np.unique(np.nonzero(state.pieces == d)[0])
+        for s in rows.tolist():
+            if state.loads[u] >= floor:
+                return True
+            _take(state, int(s), u)
+    return bool(state.loads[u] >= floor)
+
+
+def _take(state: _State, s: int, u: int) -> None:
+    """Move to ``u`` the piece of shard ``s`` whose holder is furthest above its goal, when that
+    holder stays inside its band and ``u`` keeps the rule; nothing otherwise (scalar checks: one
+    candidate, many rows)."""
+    fr = state.fr
+    row = state.pieces[s].tolist()
+    if u in row:
+        return
+    best, best_over = -1, -math.inf
+    for p, d in enumerate(row):
+        if d < 0:
+            continue
+        left = state.loads[d] - fr.piece_bytes[s]
+        if left < fr.lo[d] + fr.slack[d]:
+            continue
+        over = (state.loads[d] - fr.goal[d]) / max(float(fr.goal[d]), 1e-300)
+        if over > best_over and state.allows(row, p, u):
+            best, best_over = p, over
+    if best >= 0:
+        state.put(s, best, u)
+
+
+def _placement(table: NodeTable, state: _State) -> ShardPlacement:
+    """Eligible positions as a :class:`ShardPlacement` over the nodes used (sorted by name, as
+    the table is)."""
+    n = len(state.fr.goal)
+    used = np.bincount(state.pieces.ravel(), minlength=n) > 0
+    lut = (np.cumsum(used, dtype=np.int64) - 1).astype(np.int32)
+    names = tuple(table.name_array()[state.chosen[used]].tolist())
+    return ShardPlacement(names, lut[state.pieces])
+
+
+__all__ = ["MOVE_LIMIT", "shift"]

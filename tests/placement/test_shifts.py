@@ -1,0 +1,143 @@
+"""placement.shifts.shift: the incremental re-plan after nodes join or leave, against place() (the oracle).
+
+``place(nodes, spec, previous=p)`` is the exact planner; ``shift`` must give a placement that
+``place`` would keep (rule and stable band: :func:`placement.stability.keeps`), that keeps every
+erasure piece's index where its node stays, that gives nothing new to a closed node, and that
+moves at most 1.05x the pieces ``place`` moves from the same previous placement, plus one piece per
+node outside its band (``place`` brings it to the band's edge, a shift just inside it). When it cannot, it
+says so (``None``) and the caller runs ``place``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from placement import place
+from placement.settings import PlacementSettings
+from placement.shifts import shift
+from placement.stability import NodeTable, frame, keeps
+from topology.datasets import DataSet, DataSetSpec, Erasure, Redundancy, Replicas, ShardPlacement, dataset_object
+from topology.errors import PlacementError
+from topology.examples import make_cluster_nodes
+from topology.nodes import Node
+
+SCHEMES: dict[str, Redundancy] = {"r2": Replicas(2), "r3": Replicas(3), "e21": Erasure(2, 1), "e42": Erasure(4, 2)}
+#: The reconciler's planner settings (repairs spread over receivers).
+CFG = PlacementSettings(fill_spread=1.0)
+
+
+def _nodes(zones: int, racks: int, hosts: int, weights: str, seed: int) -> list[Node]:
+    objs = make_cluster_nodes(zones=zones, racks_per_zone=racks, hosts_per_rack=hosts, weights=weights, seed=seed)
+    return [Node.from_object(o) for o in objs]
+
+
+def _spec(shards: int, red: Redundancy, domain: str) -> DataSetSpec:
+    return DataSet.from_object(dataset_object("d", shards=shards, shard_size="1Gi", redundancy=red, failure_domain=domain)).spec
+
+
+def _rows(p: ShardPlacement) -> list[list[str]]:
+    return [[p.nodes[i] if i >= 0 else "" for i in row] for row in p.pieces.tolist()]
+
+
+def _moved(a: ShardPlacement, b: ShardPlacement) -> int:
+    return sum(x != y for ra, rb in zip(_rows(a), _rows(b), strict=True) for x, y in zip(ra, rb, strict=True))
+
+
+def _settled(nodes: list[Node], spec: DataSetSpec, seed: int) -> ShardPlacement | None:
+    """A placement ``place`` keeps on ``nodes`` (a fresh one, re-planned until kept), or None."""
+    try:
+        current = place(nodes, spec, seed=seed, settings=CFG).placement
+        for _ in range(3):
+            if keeps(nodes, spec, current, settings=CFG):
+                return current
+            current = place(nodes, spec, previous=current, seed=seed, settings=CFG).placement
+    except PlacementError:
+        return None
+    return current if keeps(nodes, spec, current, settings=CFG) else None
+
+
+def _index_kept(before: ShardPlacement, after: ShardPlacement) -> bool:
+    """A node that holds a piece of a shard before and after holds the same piece index."""
+    for old, new in zip(_rows(before), _rows(after), strict=True):
+        was = {n: p for p, n in enumerate(old) if n}
+        if any(n in was and was[n] != p for p, n in enumerate(new)):
+            return False
+    return True
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    zones=st.integers(1, 4),
+    racks=st.integers(1, 4),
+    hosts=st.integers(2, 6),
+    weights=st.sampled_from(["equal", "mixed"]),
+    scheme=st.sampled_from(sorted(SCHEMES)),
+    domain=st.sampled_from(["host", "rack", "zone"]),
+    shards=st.integers(20, 400),
+    change=st.sampled_from(["join", "leave", "join+leave", "close", "none"]),
+    count=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+)
+def test_a_shift_is_a_placement_place_keeps_moving_no_more_than_place(
+    *, zones: int, racks: int, hosts: int, weights: str, scheme: str, domain: str, shards: int, change: str, count: int, seed: int
+) -> None:
+    every = _nodes(zones, racks, hosts, weights, seed)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(every)).tolist()
+    joiners = [every[i] for i in order[:count]] if "join" in change else []
+    base = [n for n in every if n not in joiners]
+    spec = _spec(shards, SCHEMES[scheme], domain)
+    previous = _settled(base, spec, seed)
+    if previous is None:
+        return  # the rule cannot be kept on these nodes, or place() itself does not settle: nothing to shift
+    leavers = {base[i].name for i in rng.permutation(len(base))[:count].tolist()} if "leave" in change else set()
+    closed = {base[i].name for i in rng.permutation(len(base))[:count].tolist()} if change == "close" else set()
+    after = [n for n in [*base, *joiners] if n.name not in leavers]
+    table = NodeTable(after)
+    got = shift(table, spec, previous, seed=seed, settings=CFG, closed=closed)
+    if change == "none":
+        assert got is previous  # nothing changed: kept as it is
+        return
+    try:
+        exact = place(after, spec, previous=previous, seed=seed, settings=CFG)
+    except PlacementError:
+        assert got is None  # place cannot honour the rule: neither can a shift
+        return
+    event(f"{change}: {'shifted' if got is not None else 'place() runs'}")
+    if got is None:
+        return  # the caller runs place()
+    assert keeps(table, spec, got, settings=CFG)  # the rule and every node inside its band
+    assert _index_kept(previous, got)  # erasure pieces keep their index
+    assert not (set(got.nodes) & leavers)
+    for old, new in zip(_rows(previous), _rows(got), strict=True):
+        assert not ({n for n in new if n in closed} - set(old))  # a closed node gets nothing new
+    # place() stops a node at its band's edge; a shift stops it just inside (keeps()'s margin, so
+    # the next pass keeps it): one more piece per node outside the band after the change; and its
+    # donors are chosen otherwise than place()'s balancing (5% more moves allowed: hypothesis found
+    # 36 against 34 for one host joining 15 of mixed weights).
+    fr = frame(table, spec, previous, weight="ephemeral-storage", settings=CFG)
+    assert fr is not None
+    loads = fr.loads(fr.positions(table, previous))
+    outside = int(((loads < fr.lo + fr.slack) | (loads > fr.hi - fr.slack)).sum())
+    assert _moved(previous, got) <= 1.05 * _moved(previous, exact.placement) + outside
+
+
+def test_a_host_that_joins_takes_its_share_and_one_that_leaves_gives_back_only_its_pieces() -> None:
+    nodes = _nodes(3, 3, 4, "equal", 1)
+    spec = _spec(601, Replicas(3), "host")
+    previous = _settled(nodes[:-1], spec, 0)
+    assert previous is not None
+    joined = shift(NodeTable(nodes), spec, previous, settings=CFG)
+    assert joined is not None
+    assert joined is not previous
+    share = 601 * 3 / len(nodes)
+    taken = sum(row.count(nodes[-1].name) for row in _rows(joined))
+    assert 0.9 * share <= taken <= 1.05 * share
+    assert _moved(previous, joined) <= 1.05 * share
+    gone = previous.nodes[3]
+    held = sum(row.count(gone) for row in _rows(previous))
+    left = shift(NodeTable([n for n in nodes[:-1] if n.name != gone]), spec, previous, settings=CFG)
+    assert left is not None
+    assert _moved(previous, left) == held  # only the lost host's pieces move
