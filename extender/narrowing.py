@@ -70,6 +70,7 @@ from extender.settings import ExtenderSettings
 from extender.state import ClusterState, load_vector
 from extender.wishes import resolve
 from kube.api import PODS, ApiError, DeletesObjects, KubeApi
+from topology import labels
 from topology.errors import KblError, ObjectError
 from topology.pods import Pod
 
@@ -129,15 +130,21 @@ def tightened_terms(obj: Mapping[str, Any], names: Sequence[str]) -> list[dict[s
 
 def release_patch(obj: Mapping[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
     """The one merge patch releasing a gated pod: :data:`GATE` removed (other gates kept) and,
-    with ``names``, the required terms tightened to them; ``resourceVersion`` as precondition."""
+    with ``names``, the required terms tightened to them and the annotation
+    :data:`topology.labels.NARROWED`; ``resourceVersion`` as precondition."""
     remaining = [g for g in (obj.get("spec") or {}).get("schedulingGates") or [] if not (isinstance(g, Mapping) and g.get("name") == GATE)]
     spec: dict[str, Any] = {"schedulingGates": remaining or None}
     if names:
         spec["affinity"] = {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": tightened_terms(obj, names)}}}
     patch: dict[str, Any] = {"spec": spec}
+    metadata: dict[str, Any] = {}
+    if names:
+        metadata["annotations"] = {labels.NARROWED: str(len(names))}
     version = (obj.get("metadata") or {}).get("resourceVersion")
     if version:
-        patch["metadata"] = {"resourceVersion": version}
+        metadata["resourceVersion"] = version
+    if metadata:
+        patch["metadata"] = metadata
     return patch
 
 

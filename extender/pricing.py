@@ -17,6 +17,7 @@ from extender.costs import CostTables
 from extender.eligibility import eligible
 from extender.state import ClusterState, load_vector
 from extender.wishes import Wish, resolve
+from topology import labels
 from topology.pods import Pod
 
 FloatArray = npt.NDArray[np.float64]
@@ -28,7 +29,8 @@ def pending_batch(state: ClusterState, pod: Pod, *, at_most: int | None = None) 
     Pods the watch reported active and without ``spec.nodeName``, not assigned in flight,
     handled by the same scheduler (kbl's two profiles count as one), with a usable data wish, and not already marked
     unschedulable by kube-scheduler (those wait for capacity to appear; counting them would
-    let a stuck pod hold every slot's price up); ``pod`` itself is left out. Stops after
+    let a stuck pod hold every slot's price up), not narrowed by the gate controller (it can
+    take only its candidates, whose room the controller reserved); ``pod`` itself is left out. Stops after
     ``at_most`` pods (the caller only needs to know that there are more than its limit).
     """
     own = pod.uid or pod.key
@@ -37,7 +39,7 @@ def pending_batch(state: ClusterState, pod: Pod, *, at_most: int | None = None) 
     for key, other in state.waiting_pods():
         if key == own:
             continue
-        if other.scheduler_name not in group or other.data is None or other.unschedulable:
+        if other.scheduler_name not in group or other.data is None or other.unschedulable or labels.NARROWED in other.annotations:
             continue
         wish = resolve(state.cluster, other)
         if wish.usable and wish.needed_bytes > 0:
@@ -70,11 +72,13 @@ class BatchPricing:
         """What one slot on each node costs the other pending pods (:mod:`extender.batching`).
 
         ``None`` when there is no other pending pod, or more than ``settings.batch_limit`` (the
-        pod is then scored on its own). Computed once per pod and state version (load, nodes, data).
+        pod is then scored on its own), and for a pod the gate controller narrowed by name
+        (:data:`topology.labels.NARROWED`: its candidates were chosen with the others' room
+        reserved). Computed once per pod and state version (load, nodes, data).
         """
         state = self.state
         limit = state.settings.batch_limit
-        if limit <= 0:
+        if limit <= 0 or labels.NARROWED in pod.annotations:
             return None
         state.expire()
         key = (state.load_version, state.cluster.version, state.data_version, pod.uid or pod.key)

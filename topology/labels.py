@@ -99,3 +99,8 @@ NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 CAPACITY_TYPE_TAG = "kbl.io/capacity-type"
 #: Image tag naming the node an image was made from.
 SOURCE_NODE_TAG = "kbl.io/source-node"
+
+#: Pod annotation the gate controller writes when it narrows a pod by name (the number of
+#: candidates): such a pod is scored on its own among its candidates, and other pods' pending
+#: batches leave it out (the controller already reserved its room).
+NARROWED = "kbl.io/narrowed"

@@ -150,3 +150,29 @@ def test_pods_routed_to_the_exhaustive_profile_compete_for_the_same_slots() -> N
         got = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))
         assert got["node-0-1-0"] == 10
         assert (got["node-0-0-0"] < 10) is priced, other
+
+
+def test_a_pod_the_gate_controller_narrowed_is_scored_on_its_own_and_prices_nobody_elses_slots() -> None:
+    # The gate controller chose a narrowed pod's candidates with the others' room reserved
+    # (extender.narrowing): pricing it again against the batch, or charging others for it, is
+    # work the narrowing already did (and its cost rows over every node would misprice it).
+    from topology import labels
+
+    p = sc.pod("p", shards="0-3", cpu="40")
+    state = _state()
+    _pending(state, "q", "0-1")
+    priced = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))
+    assert priced["node-0-0-0"] < 10  # q needs node-0-0-0 more: p is steered away from it
+
+    narrowed_q = sc.pod("q", shards="0-1", cpu="40")
+    narrowed_q["metadata"].setdefault("annotations", {})[labels.NARROWED] = "16"
+    state.apply(WatchEvent("MODIFIED", narrowed_q), PODS)
+    alone = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))
+    assert alone["node-0-0-0"] == alone["node-0-1-0"] == 10
+
+    p["metadata"].setdefault("annotations", {})[labels.NARROWED] = "16"
+    state = _state()
+    _pending(state, "q", "0-1")
+    pod = ClusterState.from_snapshot(load_snapshot(sc.snapshot(pods=[p])), ExtenderSettings()).pod(p["metadata"]["uid"])
+    assert pod is not None
+    assert BatchPricing(state, CostTables(state)).displacement(pod) is None
