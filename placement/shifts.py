@@ -151,6 +151,7 @@ def shift(
     state = _State(table, spec, fr, pieces, mask)
     missing_rows, missing_cols = np.nonzero(pieces < 0)
     todo = list(zip(missing_rows.tolist(), missing_cols.tolist(), strict=True))
+    budget = _move_budget(fr, state.loads, len(todo))
     if len(todo) > MOVE_LIMIT:
         return None
     shard_hash = hashing.shard_hashes(seed, np.arange(spec.shards, dtype=np.int64))
@@ -163,7 +164,22 @@ def shift(
     loads = state.loads if fr.uniform else fr.loads(state.pieces)
     if (state.pieces < 0).any() or not fr.rule_holds(state.pieces[rows]) or not fr.in_band(loads):
         return None
+    if state.moved > budget:
+        return None  # more than any placement needs by a margin: place() decides
     return _placement(table, state)
+
+
+def _move_budget(fr: Frame, loads: F64, missing: int) -> float:
+    """The most moves a shift may make: 5% over a lower bound on what *any* placement that keeps
+    the band must move (every missing piece; the pieces that must enter the nodes below their
+    band, or leave those above it, counted at the largest piece's size), plus one piece per
+    node outside its margin (a shift stops just inside it, where ``place()`` stops at the edge).
+    Past it the caller runs ``place()``, so a shift never moves much more than ``place()``."""
+    biggest = float(fr.piece_bytes.max()) if len(fr.piece_bytes) else 1.0
+    enter = float(np.ceil(np.maximum(fr.lo - loads, 0.0) / biggest).sum())
+    leave = float(np.ceil(np.maximum(loads - fr.hi, 0.0) / biggest).sum())
+    outside = int(((loads < fr.lo + fr.slack) | (loads > fr.hi - fr.slack)).sum())
+    return 1.05 * max(float(missing), enter, leave) + outside
 
 
 class _NodeHashes:
