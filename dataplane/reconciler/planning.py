@@ -366,18 +366,39 @@ class ReadyCache:
         self._last: dict[str, tuple[str, Sequence[str], npt.NDArray[np.int32], npt.NDArray[np.bool_]]] = {}
         self.computed = 0
         self.patched = 0
+        # Epochs: a matrix computed from a view of the reports taken before its DataSet's reports
+        # last changed (an event that arrived while the pass ran) is not kept, or the touch that
+        # came first would be lost and the stale matrix used until the next change.
+        self._epoch = 0
+        self._touched: dict[str, int] = {}
+        self._cleared = 0
+        self.view_epoch = 0
+
+    def epoch(self) -> int:
+        """The current epoch: record it with a view of the reports (:attr:`view_epoch`)."""
+        return self._epoch
 
     def touch(self, keys: Iterable[str]) -> None:
         """The reports of these DataSets changed."""
+        self._epoch += 1
         for key in keys:
             self._last.pop(key, None)
+            self._touched[key] = self._epoch
 
     def clear(self) -> None:
+        self._epoch += 1
+        self._cleared = self._epoch
         self._last.clear()
 
     def forget(self, keep: Collection[str]) -> None:
         for key in [k for k in self._last if k not in keep]:
             del self._last[key]
+        for key in [k for k in self._touched if k not in keep]:
+            del self._touched[key]
+
+    def _current(self, key: str) -> bool:
+        """The view the pass reads is not older than the DataSet's last report change."""
+        return self._touched.get(key, 0) <= self.view_epoch and self._cleared <= self.view_epoch
 
     def had(self, holders: Holders, nodes: Sequence[str], index: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
         """:meth:`Holders.had_matrix`, from the last one when the reports did not change."""
@@ -402,7 +423,8 @@ class ReadyCache:
         if out is None:
             out = holders.had_matrix(nodes, index)
             self.computed += 1
-        self._last[key] = (uid, nodes, index, out)
+        if self._current(key):
+            self._last[key] = (uid, nodes, index, out)
         return out
 
 

@@ -167,6 +167,7 @@ class Reconciler:
         self._cluster: ClusterView | None = None
         self.memo = PlanMemo()
         self.ready = ReadyCache()  # per DataSet, the slots reported ready (dropped when its reports change)
+        self._holdings_epoch = 0
         self._risk: dict[str, tuple[float, int]] = {}  # per DataSet, from its last decision (see _risk)
         self.progress = ProgressMeter(smoothing_s=self.settings.eta_smoothing_s, sample_s=self.settings.eta_sample_s)
         self._rate: dict[str, float | None] = {}
@@ -276,9 +277,12 @@ class Reconciler:
         with self._lock:
             seen = self._view_generation
             if self._nodes_cache is not None and self._nodes_cache[0] == seen:
+                self.ready.view_epoch = self._holdings_epoch
                 return self._nodes_cache[1]
             raw_nodes = dict(self.nodes)
             raw_holdings = dict(self.holdings)
+            # The ready cache keeps only what it computes from reports at least this new.
+            self._holdings_epoch = self.ready.view_epoch = self.ready.epoch()
         nodes: dict[str, Node] = {}
         since: dict[str, float] = {}
         for name, obj in raw_nodes.items():
