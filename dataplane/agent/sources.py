@@ -279,15 +279,7 @@ class PeerClient:
             response.close()
             raise SourceError(f"peer {endpoint}: piece {shard}/{key}: HTTP {response.status_code}")
 
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from response.iter_raw(1 << 20)
-            except httpx.HTTPError as exc:
-                raise SourceError(f"peer {endpoint}: {exc}") from None
-            finally:
-                response.close()
-
-        return chunks()
+        return _raw_chunks(response, endpoint)
 
     def live(self, endpoint: str, ns: str, name: str, shard: int, key: str) -> tuple[int, Iterator[bytes]]:
         """A fragment a peer is encoding for this node, streamed as it is encoded (:mod:`.live`):
@@ -308,15 +300,7 @@ class PeerClient:
             response.close()
             raise SourceError(f"peer {endpoint}: fragment {shard}/{key}: no segment unit in the stream")
 
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from response.iter_raw(1 << 20)
-            except httpx.HTTPError as exc:
-                raise SourceError(f"peer {endpoint}: {exc}") from None
-            finally:
-                response.close()
-
-        return unit, chunks()
+        return unit, _raw_chunks(response, endpoint)
 
     def shard_range(self, endpoint: str, ns: str, name: str, shard: int, range_header: str | None) -> httpx.Response:
         """A peer's local shard (``?local=true``), streamed, Range passed through."""
@@ -327,3 +311,13 @@ class PeerClient:
             return self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise SourceError(f"peer {endpoint}: {exc}") from None
+
+
+def _raw_chunks(response: httpx.Response, endpoint: str) -> Iterator[bytes]:
+    """A peer's streamed body, 1 MiB at a time; a broken stream is a :class:`SourceError`; closed at the end."""
+    try:
+        yield from response.iter_raw(1 << 20)
+    except httpx.HTTPError as exc:
+        raise SourceError(f"peer {endpoint}: {exc}") from None
+    finally:
+        response.close()
