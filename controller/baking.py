@@ -44,7 +44,7 @@ from typing import Any
 from controller.acting import Actor
 from controller.disrupting import needed_pieces
 from controller.locking import BAKE, GroupLocks
-from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
+from controller.providers import CreatesGreenGroups, NodeGroupProvider, ProviderError, RollStrategy
 from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi
 from topology import labels
 from topology.errors import KblError
@@ -230,6 +230,8 @@ def prototype_image(
         data-holding nodes (above); :class:`ProviderError` from the cloud (run again: every step
         is idempotent).
     """
+    from controller.bluegreen import BLUE_GREEN, blue_green_record  # it drains through this module's steps
+
     namespace, _, name = kbl_key.partition("/")
     kbl = kube.get(KBLS, name, namespace=namespace)
     if kbl is None:
@@ -240,20 +242,23 @@ def prototype_image(
     if node is None and isinstance(last, int | float) and now - last < min_interval_s and entry.get("lastImage"):
         return ImageResult(image=str(entry["lastImage"]), skipped=f"rate limited: last image {now - last:.0f}s ago")
     members, _ = kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
-    if strategy == "rolling" and getattr(provider, "replaces_nodes_on_roll", False) and not allow_replacing_data:
+    blue_green = False
+    if getattr(provider, "replaces_nodes_on_roll", False) and not allow_replacing_data:
         holding = data_holders(kube, members)
-        if holding:
+        if holding and not isinstance(provider, CreatesGreenGroups):
             raise KblError(
                 f"group {group}: the cloud replaces a managed group's nodes itself on a roll (EKS update_nodegroup_version: "
                 f"random order, pods evicted honouring PodDisruptionBudgets only), without waiting for their data; "
-                f"{len(holding)} of its nodes hold pieces the placement needs ({', '.join(sorted(holding)[:5])}). "
-                "Roll it blue/green (a new group on the new image, then empty this one through kbl.io/drain), "
-                "or accept the risk with --allow-replacing-data"
+                f"{len(holding)} of its nodes hold pieces the placement needs ({', '.join(sorted(holding)[:5])}), "
+                "and this provider cannot roll it blue/green; accept the risk with --allow-replacing-data"
             )
+        blue_green = bool(holding)
     chosen = pick_prototype(members, now, min_ready_s, node)
     node_name = chosen["metadata"]["name"]
     locks = GroupLocks(kube)
     held = locks.take(kbl_key, group, BAKE, {"node": node_name, "step": "image"})
+    if held is not None and held.get("mode") == BLUE_GREEN and held.get("prototype") == node_name:
+        return _handed_over(kube, provider, kbl_key, group, chosen=chosen, image=str(held.get("image")), now=now)  # killed after the hand-over
     if held is not None:
         return ImageResult(node_name, skipped=f"{WAITING}: a {held.get('by')} holds group {group} ({held.get('node')} is out)")
     annotations = (chosen.get("metadata") or {}).get("annotations") or {}
@@ -269,12 +274,14 @@ def prototype_image(
     image_name = f"kbl-{group}-{node_name}-{day}"[:128]
     tags = {labels.KBL_LABEL: kbl_key, labels.NODE_GROUP_LABEL: group, labels.SOURCE_NODE_TAG: node_name}
     image = provider.create_image(str((chosen.get("spec") or {}).get("providerID", "")), image_name, tags)
+    if blue_green:  # the bake hands the group to a blue/green roll (controller.bluegreen), in one write
+        locks.write(kbl_key, group, blue_green_record(group, image, now, prototype=node_name))
+        return _handed_over(kube, provider, kbl_key, group, chosen=chosen, image=image, now=now)
     token = hashlib.sha256(f"{group}/{image}/{strategy}".encode()).hexdigest()[:64]
     version = provider.roll_group(group, image, strategy, token)
     # Lift the protection before recording the image: once recorded, a rerun is rate limited and
     # returns early, so a crash between the two would leave the node protected for good.
-    unmark = {labels.DO_NOT_DISRUPT: None, PROTOTYPE_ANNOTATION: None, labels.DRAIN: None}
-    kube.patch(NODES, node_name, {"spec": {"unschedulable": False}, "metadata": {"annotations": unmark}})
+    _return_node(kube, node_name)
     locks.release(kbl_key, group, BAKE)  # the roll (controller.rolling) takes the group next
     actor = Actor(kube, provider, "", clock, lambda _step: None)
     actor.group_status(
@@ -283,6 +290,23 @@ def prototype_image(
         {"lastImage": image, "lastImageTime": now, "launchTemplateVersion": version, "lastImageVersions": versions_record(chosen)},
     )
     return ImageResult(node_name, image, version)
+
+
+def _return_node(kube: KubeApi, node_name: str) -> None:
+    unmark = {labels.DO_NOT_DISRUPT: None, PROTOTYPE_ANNOTATION: None, labels.DRAIN: None}
+    kube.patch(NODES, node_name, {"spec": {"unschedulable": False}, "metadata": {"annotations": unmark}})
+
+
+def _handed_over(
+    kube: KubeApi, provider: NodeGroupProvider, kbl_key: str, group: str, *, chosen: Mapping[str, Any], image: str, now: float
+) -> ImageResult:
+    """The end of a bake whose group a blue/green roll now holds: the node returned, the image
+    recorded (the roll's green group inherits it). The roll creates the green group's template
+    version: ``version`` stays empty."""
+    _return_node(kube, str(chosen["metadata"]["name"]))
+    actor = Actor(kube, provider, "", lambda: now, lambda _step: None)
+    actor.group_status(kbl_key, group, {"lastImage": image, "lastImageTime": now, "lastImageVersions": versions_record(chosen)})
+    return ImageResult(str(chosen["metadata"]["name"]), image, "", skipped="")
 
 
 def _float(text: Any) -> float | None:
