@@ -258,7 +258,8 @@ def prototype_image(
     locks = GroupLocks(kube)
     held = locks.take(kbl_key, group, BAKE, {"node": node_name, "step": "image"})
     if held is not None and held.get("mode") == BLUE_GREEN and held.get("prototype") == node_name:
-        return _handed_over(kube, provider, kbl_key, group, chosen=chosen, image=str(held.get("image")), now=now)  # killed after the hand-over
+        # killed after handing the group to a blue/green roll: finish returning the node
+        return _handed_over(kube, provider, kbl_key, group, chosen=chosen, image=str(held.get("image")), now=now)
     if held is not None:
         return ImageResult(node_name, skipped=f"{WAITING}: a {held.get('by')} holds group {group} ({held.get('node')} is out)")
     annotations = (chosen.get("metadata") or {}).get("annotations") or {}
