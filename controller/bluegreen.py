@@ -18,8 +18,10 @@ at any point continues where it stopped (:func:`step_blue_green`, from
    :func:`green_name`);
 2. **next**: the blue node to empty next, by name (one already out, cordoned or draining for
    another reason, is taken over first: never a second one out);
-3. **surge** (when the green group is below its maximum): the green group grows by one; wait until
-   it has one more Ready node than when the step began (the data has somewhere to go);
+3. **surge**: the green group grows to one more node than the blue nodes emptied so far (at most
+   its maximum; not at all when the planner grew it already) and the step waits until that many
+   of its nodes are Ready and schedulable (the data has somewhere to go: the KBL never has fewer
+   Ready nodes than before the roll, and at most one more);
 4. **drain**: the blue node is cordoned, marked ``kbl.io/do-not-disrupt`` and
    ``kbl.io/drain=image-roll``; wait for ``kbl.io/data-drained`` (at or after the drain began, no
    last pieces) and for its pods to leave through the Eviction API;
@@ -183,24 +185,22 @@ def step_blue_green(
             if info is None:  # deleted under us: created again (same token)
                 save(step="create")
                 return f"{green} is gone: creating it again"
-            surge = info.desired < info.max_size
-            save(step="surge" if surge else "drain", node=str(first["metadata"]["name"]), instance=_instance(first),
-                 takenOver=bool(out), since=0 if out else round(now), greenSize=info.desired,
-                 readyWanted=len(fresh) + 1 if surge else 0, surge=surge)  # fmt: skip
-            if surge:
-                guard("blue-green-surge")
-                provider.set_size(green, info.desired + 1)
-                return f"{record['node']}: {green} grows to {info.desired + 1}"
-            step = "drain"
+            # One more Ready green node than blue nodes emptied so far (at most the group's maximum):
+            # make before break, and no more (the planner may have grown it already).
+            wanted = min(int(record.get("done") or 0) + 1, info.max_size)
+            save(step="surge", node=str(first["metadata"]["name"]), instance=_instance(first), takenOver=bool(out),
+                 since=0 if out else round(now), readyWanted=wanted)  # fmt: skip
+            step = "surge"
     name, instance = str(record.get("node") or ""), str(record.get("instance") or "")
     if step == "surge":
+        wanted = int(record.get("readyWanted") or 0)
         info = provider.describe_group(green)
-        wanted_size = int(record.get("greenSize") or 0) + 1
-        if info is not None and info.desired < wanted_size <= info.max_size:  # killed before set_size
+        if info is not None and info.desired < wanted:  # also when killed before set_size
             guard("blue-green-surge")
-            provider.set_size(green, wanted_size)
-        if len(fresh) < int(record.get("readyWanted") or 0):
-            return f"{name}: waiting for a Ready node of {green}"
+            provider.set_size(green, wanted)
+            return f"{name}: {green} grows to {wanted}"
+        if len(fresh) < wanted:
+            return f"{name}: waiting for {wanted} Ready nodes of {green}"
         save(step="drain", since=0 if record.get("takenOver") else round(now))  # only an answer to this drain counts
         step = "drain"
     if step == "drain":
@@ -228,7 +228,7 @@ def step_blue_green(
     if step == "gone":
         if instance in by_instance:
             return f"{name}: waiting for its Node to leave"
-        save(step="next")
+        save(step="next", done=int(record.get("done") or 0) + 1)
         return f"{name}: gone"
     if step == "empty":
         if members:  # a requested blue instance joined after all: it leaves the same way

@@ -444,7 +444,8 @@ class Controller:
                 for node, why in self.patcher.failures:
                     log.warning("reboot of %s: %s", node, why)
                 self.patcher.failures.clear()
-            kbl_groups = sorted({(g.kbl, g.name) for g in self.listed if g.kbl})
+            rolled = {(k.key, blue) for k in state.kbls for blue in blue_green_pairs([k])}  # a deleted blue group's last step
+            kbl_groups = sorted({(g.kbl, g.name) for g in self.listed if g.kbl} | rolled)
             versions = {g.name: g.launch_template_version for g in self.listed}
             free = {g for _, g in kbl_groups} - held_groups(state.kbls)
             for group, step in self.roller.run_once(kbl_groups, versions, free).items():
