@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -461,9 +462,8 @@ def test_an_eks_style_bake_of_a_group_whose_nodes_hold_data_goes_blue_green_unle
         names = sorted(m["metadata"]["name"] for m in members)
         world.kube.put(DATASETS, placed_dataset("d", [[names[0], names[1]], [names[1], names[2]]]))
         world.cloud.replaces_nodes_on_roll = True
-        now = world.now
         result = prototype_image(
-            world.kube, world.cloud, kbl_key="default/k", group=group, strategy="rolling", clock=lambda: now,
+            world.kube, world.cloud, kbl_key="default/k", group=group, strategy="rolling", clock=functools.partial(float, world.now),
             allow_replacing_data=allow,
         )  # fmt: skip
         assert result.image, result
