@@ -23,9 +23,13 @@ import pytest
 from controller.baking import ImageResult, prototype_image
 from controller.bluegreen import BLUE_GREEN, green_name
 from controller.locking import GroupLocks
+from controller.providers.queueing import QueueProvider, Worker
+from controller.providers.retrying import Backoff
 from controller.rolling import Roller
 from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, KubeApi
 from placement import capacity as cap
+from tests.aws import Aws
+from tests.controller.providers.test_queueing import queues
 from tests.controller.test_baking import grown
 from tests.controller.test_reconciling import World
 from tests.controller.test_rolling import KilledError, members_of, rows_of
@@ -263,3 +267,33 @@ def test_green_names_stay_within_eks_limits_and_count_generations() -> None:
     assert green_name(first).endswith("-g3")
     other = cap.group_name("default/" + "x" * 79 + "y", "us-east-1a")
     assert green_name(other) != first
+
+
+def test_queue_mode_rolls_blue_green_through_the_worker(aws: Aws, no_sleep: Backoff) -> None:
+    """The controller side holds no cloud rights: the green group, its growth, the termination
+    with a decrement and the deletion go as requests (SQS on moto in server mode); the worker
+    runs them on the stateful fake playing EKS, and its reports carry the groups back."""
+    world, blue, mover = eks_world()
+    main, reply, _ = queues(aws)
+    controller_side = QueueProvider(aws.client("sqs"), main, reply, clock=lambda: world.now, backoff=no_sleep)
+    worker = Worker(aws.client("sqs"), main, reply, world.cloud, max_nodes_total=10, visibility_timeout_s=0,
+                    backoff=no_sleep, clock=lambda: world.now)  # fmt: skip
+    old = {n["metadata"]["name"] for n in members_of(world.kube, blue)}
+    image = bake_blue_green(world, blue, mover)  # kbl bake runs out of the cluster, with credentials
+    worker.report()
+    roller = Roller(world.kube, controller_side, lambda: world.now)
+
+    def step() -> None:
+        roller.run_once([(KBL, blue)])
+        worker.poll_once()
+        worker.report()
+
+    gone = run_blue_green(world, blue, mover, step)
+    assert set(gone) == old
+    assert_rolled(world, blue, image, old)
+    assert worker.stats.failed == 0
+    assert {c.op for c in world.cloud.calls if c.op in ("create_green_group", "remove_instance", "delete_group")} == {
+        "create_green_group",
+        "remove_instance",
+        "delete_group",
+    }
