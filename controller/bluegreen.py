@@ -195,6 +195,8 @@ def step_blue_green(
     if step == "surge":
         wanted = int(record.get("readyWanted") or 0)
         info = provider.describe_group(green)
+        if info is not None and info.status in ("CREATING", "REQUESTED"):  # EKS refuses a size while it creates
+            return f"{name}: waiting for {green} to be created"
         if info is not None and info.desired < wanted:  # also when killed before set_size
             guard("blue-green-surge")
             provider.set_size(green, wanted)

@@ -3,8 +3,8 @@
 The cloud is the stateful fake playing an EKS provider (``replaces_nodes_on_roll``: EKS would
 replace the nodes itself on a version update; ``create_green_group`` as ``create_nodegroup`` from
 the old group's description; instances join ``ready_delay_s`` after launch and keep their image;
-a terminated instance's Node leaves at the next sync, a deleted group at once, where EKS takes
-minutes in ``DELETING``). :class:`Mover` plays the placement reconciler over the KBL's nodes of
+a new group is ``CREATING`` for two minutes; a terminated instance's Node leaves at the next
+sync, a deleted group at once, where EKS takes minutes in ``DELETING``). :class:`Mover` plays the placement reconciler over the KBL's nodes of
 both groups: a node asked to drain gets its pieces copied to a staying node ``drain_s`` later,
 then ``kbl.io/data-drained``; the annotation is cleared once the node no longer drains, as the
 reconciler does. It leaves out the copies themselves and the node agents' reports (every node of
@@ -89,6 +89,7 @@ def eks_world(n: int = 3, min_size: int = 0) -> tuple[World, str, Mover]:
     if min_size:
         world.kube.put(KBLS, kbl_object("k", min_size=min_size))
     world.cloud.replaces_nodes_on_roll = True  # EKS: a version update replaces the nodes without their data
+    world.cloud.create_delay_s = 120.0  # a new managed group is CREATING a while (EKS refuses sizes meanwhile)
     names = sorted(node["metadata"]["name"] for node in members_of(world.kube, blue))
     world.kube.put(DATASETS, placed_dataset("reads", [[names[i], names[(i + 1) % n]] for i in range(n)]))
     mover = Mover(world.kube, lambda: world.now)
