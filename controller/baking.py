@@ -23,8 +23,11 @@ the cluster says the last run stopped:
    with a reboot, under a deterministic name (a retry finds the same image), tagged;
 4. **roll** the group (a launch-template version; an Auto Scaling group's joined nodes are then
    replaced one at a time through the safe path by :class:`~controller.rolling.Roller`; an EKS
-   managed group with ``rolling`` is replaced by EKS itself); on a failure the node stays
-   cordoned and protected until a rerun succeeds;
+   managed group holding no placed data, or with ``allow_replacing_data``, is replaced by EKS
+   itself; one whose nodes hold pieces the placement needs is handed to a blue/green roll
+   (:mod:`controller.bluegreen`: the roll's record replaces the bake's lock in one write, the
+   controller creates the green group and empties this one through the safe path)); on a
+   failure the node stays cordoned and protected until a rerun succeeds;
 5. **return the node**: uncordoned, drain and protection annotations removed, the group's lock
    (:class:`~controller.locking.GroupLocks`, taken before step 1) released; then the image,
    its time and the source node's versions are recorded in the KBL status.
@@ -65,6 +68,8 @@ class ImageResult:
     image: str = ""
     version: str = ""
     skipped: str = ""
+    #: The green group of the blue/green roll the group was handed to (EKS groups holding data).
+    green: str = ""
 
 
 def _version_key(text: str) -> tuple[int, ...]:
@@ -220,14 +225,16 @@ def prototype_image(
     """Image a prototype node of ``group`` and roll the group to it (idempotent, rate-limited).
 
     A provider that replaces nodes itself on a roll (``replaces_nodes_on_roll``: EKS managed
-    groups) is refused a ``rolling`` roll of a group whose nodes hold pieces the placement needs,
-    before anything is drained or imaged, unless ``allow_replacing_data``.
+    groups) never rolls a group whose nodes hold pieces the placement needs in place, unless
+    ``allow_replacing_data``: the group is handed to a blue/green roll (:mod:`controller.bluegreen`,
+    ``green`` in the result), or, when the provider cannot create green groups, refused before
+    anything is drained or imaged.
 
     Raises
     ------
     KblError
         If the KBL does not exist or no node qualifies, or the roll would let the cloud replace
-        data-holding nodes (above); :class:`ProviderError` from the cloud (run again: every step
+        data-holding nodes and no blue/green roll is possible (above); :class:`ProviderError` from the cloud (run again: every step
         is idempotent).
     """
     from controller.bluegreen import BLUE_GREEN, blue_green_record  # it drains through this module's steps
@@ -307,7 +314,9 @@ def _handed_over(
     _return_node(kube, str(chosen["metadata"]["name"]))
     actor = Actor(kube, provider, "", lambda: now, lambda _step: None)
     actor.group_status(kbl_key, group, {"lastImage": image, "lastImageTime": now, "lastImageVersions": versions_record(chosen)})
-    return ImageResult(str(chosen["metadata"]["name"]), image, "", skipped="")
+    from controller.bluegreen import green_name
+
+    return ImageResult(str(chosen["metadata"]["name"]), image, "", green=green_name(group))
 
 
 def _float(text: Any) -> float | None:

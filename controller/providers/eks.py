@@ -5,7 +5,9 @@ instance type that fits, cheapest first (EKS launches on-demand types in that or
 ones by its capacity-optimized choice), ``capacityType``, the ``kbl.io/kbl`` label, the
 ``kbl.io/dedicated=<name>:NoSchedule`` taint, the subnets of the right zone and a deterministic
 ``clientRequestToken``; ``update_nodegroup_config`` for the size; ``update_nodegroup_version``
-to roll to a new launch-template version; ``delete_nodegroup``.
+to roll to a new launch-template version (EKS replaces the nodes itself: only for groups
+holding no placed data); ``create_green_group`` for a blue/green roll of a group whose nodes
+hold data (:mod:`controller.bluegreen`); ``delete_nodegroup``.
 
 Launch templates (``--launch-template NAME|ID``, tagged ``kbl.io/managed-by=kbl`` and
 ``kbl.io/cluster=<name>`` by you): without ``image_id`` the groups use the template as it is and
@@ -83,8 +85,8 @@ class EksProvider:
     """
 
     #: EKS replaces a managed group's nodes itself on a version update, in its own order, without
-    #: waiting for their data (:func:`controller.baking.prototype_image` refuses that for
-    #: data-holding groups unless told otherwise).
+    #: waiting for their data (:func:`controller.baking.prototype_image` rolls data-holding
+    #: groups blue/green instead, unless told otherwise).
     replaces_nodes_on_roll = True
 
     def __init__(

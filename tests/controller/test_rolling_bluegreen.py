@@ -1,15 +1,16 @@
-"""A data-holding EKS managed group rolls blue/green through the one safe path (controller/bluegreen.py).
+"""A data-holding EKS managed group rolls blue/green through the one safe path
+(controller/bluegreen.py).
 
 The cloud is the stateful fake playing an EKS provider (``replaces_nodes_on_roll``: EKS would
 replace the nodes itself on a version update; ``create_green_group`` as ``create_nodegroup`` from
-the old group's description; instances join ``ready_delay_s`` after launch and keep their image;
-a new group is ``CREATING`` for two minutes; a terminated instance's Node leaves at the next
-sync, a deleted group at once, where EKS takes minutes in ``DELETING``). :class:`Mover` plays the placement reconciler over the KBL's nodes of
-both groups: a node asked to drain gets its pieces copied to a staying node ``drain_s`` later,
-then ``kbl.io/data-drained``; the annotation is cleared once the node no longer drains, as the
-reconciler does. It leaves out the copies themselves and the node agents' reports (every node of
-the KBL counts as running an agent). The IAM side runs against moto in
-``providers/test_iam_enforced.py``.
+the old group's description; instances join ``ready_delay_s`` after launch and keep their image; a
+new group is ``CREATING`` for two minutes; a terminated instance's Node leaves at the next sync, a
+deleted group at once, where EKS takes minutes in ``DELETING``). :class:`Mover` plays the placement
+reconciler over the KBL's nodes of both groups: a node asked to drain gets its pieces copied to a
+staying node ``drain_s`` later, then ``kbl.io/data-drained``; the annotation is cleared once the
+node no longer drains, as the reconciler does. It leaves out the copies themselves and the node
+agents' reports (every node of the KBL counts as running an agent). The IAM side runs against moto
+in ``providers/test_iam_enforced.py``.
 """
 
 from __future__ import annotations
