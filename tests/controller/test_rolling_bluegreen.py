@@ -1,5 +1,4 @@
-"""A data-holding EKS managed group rolls blue/green through the one safe path
-(controller/bluegreen.py).
+"""A data-holding EKS managed group rolls blue/green through the one safe path (controller/bluegreen.py).
 
 The cloud is the stateful fake playing an EKS provider (``replaces_nodes_on_roll``: EKS would
 replace the nodes itself on a version update; ``create_green_group`` as ``create_nodegroup`` from
