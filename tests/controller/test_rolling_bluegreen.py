@@ -97,12 +97,12 @@ def eks_world(n: int = 3, min_size: int = 0) -> tuple[World, str, Mover]:
     return world, blue, mover
 
 
-def bake(world: World, blue: str, mover: Mover) -> ImageResult:
+def bake(world: World, blue: str, mover: Mover, kube: KubeApi | None = None) -> ImageResult:
     """``kbl bake`` of an EKS group (strategy ``rolling``, its default there), run again while it
     waits for the prototype's data: the prototype drains through the safe path, is imaged and
     returned."""
     for _ in range(20):
-        result = prototype_image(world.kube, world.cloud, kbl_key=KBL, group=blue, strategy="rolling", clock=lambda: world.now)
+        result = prototype_image(kube or world.kube, world.cloud, kbl_key=KBL, group=blue, strategy="rolling", clock=lambda: world.now)
         if not result.skipped:
             return result
         world.advance(30)
@@ -123,12 +123,20 @@ def bake_blue_green(world: World, blue: str, mover: Mover) -> str:
 
 
 def run_blue_green(
-    world: World, blue: str, mover: Mover, step: Callable[[], Any], *, restart: Callable[[], Any] | None = None, passes: int = 120
+    world: World,
+    blue: str,
+    mover: Mover,
+    step: Callable[[], Any],
+    *,
+    restart: Callable[[], Any] | None = None,
+    passes: int = 120,
+    floor: int | None = None,
 ) -> list[str]:
     """Passes of ``step`` (``restart`` after a kill) with the invariants checked after each; the
-    blue nodes that left, in order."""
+    blue nodes that left, in order. ``floor``: the fewest schedulable nodes of the KBL allowed
+    (default: as many as the blue group has at the start)."""
     green = green_name(blue)
-    original = len(members_of(world.kube, blue))
+    original = len(members_of(world.kube, blue)) if floor is None else floor
     gone: list[str] = []
     for _ in range(passes):
         before = {n["metadata"]["name"]: n for n in kbl_nodes(world.kube)}
@@ -298,3 +306,62 @@ def test_queue_mode_rolls_blue_green_through_the_worker(aws: Aws, no_sleep: Back
         "remove_instance",
         "delete_group",
     }
+
+
+def test_a_blue_node_already_out_for_an_interruption_is_taken_over_first_and_no_second_one_goes_out() -> None:
+    world, blue, mover = eks_world()
+    old = {n["metadata"]["name"] for n in members_of(world.kube, blue)}
+    image = bake_blue_green(world, blue, mover)
+    warned = sorted(old)[-1]  # the last by name: the roll would take it last on its own
+    world.kube.patch(NODES, warned, {"spec": {"unschedulable": True}, "metadata": {"annotations": {labels.DRAIN: "spot-interruption"}}})
+    roller = Roller(world.kube, world.cloud, lambda: world.now)
+    gone = run_blue_green(world, blue, mover, lambda: roller.run_once([(KBL, blue)]), floor=len(old) - 1)
+    assert gone[0] == warned, gone
+    assert set(gone) == old
+    assert_rolled(world, blue, image, old)
+
+
+class KillingKube:
+    """The cluster as the controller sees it, killed at the first write that matches ``when``."""
+
+    def __init__(self, kube: KubeApi, when: Callable[[str, Any], bool]) -> None:
+        self.kube, self.when, self.killed = kube, when, False
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.kube, name)
+        if name not in ("patch", "patch_status"):
+            return real
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            if not self.killed and self.when(name, args):
+                self.killed = True
+                raise KilledError(name)
+            return real(*args, **kwargs)
+
+        return write
+
+
+def test_a_bake_killed_right_after_handing_its_group_to_the_roll_returns_the_node_when_run_again() -> None:
+    world, blue, mover = eks_world()
+
+    def returning_the_prototype(verb: str, args: Any) -> bool:
+        return verb == "patch" and args[0] is NODES and args[2].get("spec") == {"unschedulable": False}
+
+    with pytest.raises(KilledError):
+        bake(world, blue, mover, KillingKube(world.kube, returning_the_prototype))
+    held = GroupLocks(world.kube).holder(KBL, blue)
+    assert held is not None
+    assert held["mode"] == BLUE_GREEN
+    node = world.kube.get(NODES, held["prototype"])
+    assert node is not None
+    assert node["spec"]["unschedulable"], "the kill left the prototype out"
+    again = prototype_image(world.kube, world.cloud, kbl_key=KBL, group=blue, node=held["prototype"], strategy="rolling",
+                            clock=lambda: world.now)  # fmt: skip
+    assert again.image == held["image"]
+    assert again.green == green_name(blue)
+    node = world.kube.get(NODES, held["prototype"])
+    assert node is not None
+    assert not node["spec"].get("unschedulable")
+    assert labels.PROTOTYPE not in node["metadata"]["annotations"]
+    assert len(world.cloud.calls_of("create_image")) == 1
+    assert GroupLocks(world.kube).holder(KBL, blue) == held, "the roll's record stays"
