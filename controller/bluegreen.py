@@ -63,6 +63,9 @@ MAX_NAME = 63
 #: What the green group inherits from the blue group's status entry.
 INHERITED = ("lastImage", "lastImageTime", "lastImageVersions")
 
+#: Errors of the green group's creation that no retry can mend: the roll is given up.
+GIVE_UP = frozenset({"NoCustomImage", "NoLaunchTemplate"})
+
 _GENERATION = re.compile(r"^(.+)-g(\d+)$")
 
 
@@ -167,7 +170,12 @@ def step_blue_green(
     step = str(record.get("step") or "create")
     if step == "create":
         guard("blue-green-create")
-        provider.create_green_group(blue, green, str(record["image"]), str(record["token"]))
+        try:
+            provider.create_green_group(blue, green, str(record["image"]), str(record["token"]))
+        except ProviderError as exc:
+            if exc.code in GIVE_UP:  # nothing was changed yet: the group is free again
+                locks.release(kbl_key, blue, ROLL)
+            raise
         save(step="next")
         return f"created {green}"
     now = clock()

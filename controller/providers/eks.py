@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.providers import (
     CA_ENABLED_TAG,
+    CLUSTER_TAG,
     KBL_TAG,
     MANAGED_BY,
     MANAGED_BY_TAG,
@@ -293,17 +294,23 @@ class EksProvider:
         Raises
         ------
         ProviderError
-            ``ResourceNotFoundException`` without the old group; ``NoLaunchTemplate`` for a group
-            created without a launch template (EKS picks its own AMI: there is no image to change).
+            ``ResourceNotFoundException`` without the old group; ``NoCustomImage`` without a custom
+            AMI (``--image-id``: EKS's own AMIs join through EKS's bootstrap, a baked image through
+            ours); ``NoLaunchTemplate`` for a group created without a launch template.
         """
         found = self.describe_group(green)
         if found is not None:
             return found
+        if not self.image_id:
+            raise ProviderError(
+                "NoCustomImage",
+                f"node group {name} runs EKS's own AMI; only groups created with a custom AMI (--image-id) join from a baked image",
+            )
         raw = self._call(self.eks.describe_nodegroup, clusterName=self.cluster_name, nodegroupName=name)["nodegroup"]
         current = raw.get("launchTemplate") or {}
         if not current.get("id"):
             raise ProviderError("NoLaunchTemplate", f"node group {name} was not created from a launch template: no image to roll to")
-        tags = dict(raw.get("tags") or {})
+        tags = {k: v for k, v in (raw.get("tags") or {}).items() if k in (MANAGED_BY_TAG, CLUSTER_TAG, KBL_TAG, ZONE_TAG)}  # kbl's only
         scaling = raw.get("scalingConfig") or {}
         effects = {v: k for k, v in _EFFECTS.items()}
         spec = NodeGroupSpec(
@@ -320,10 +327,8 @@ class EksProvider:
             ),
             instance_types=tuple(raw.get("instanceTypes") or ()),
         )
-        data: dict[str, Any] | None = None
-        if self.image_id:  # a custom-AMI group: its nodes join through our user data, which names the group
-            extra = {KBL_TAG: spec.kbl, ZONE_TAG: spec.zone}
-            data = template_data(self.launch_settings(), spec, image_id, managed=True, extra_tags=extra)
+        extra = {KBL_TAG: spec.kbl, ZONE_TAG: spec.zone}  # its nodes join through our user data, which names the group
+        data = template_data(self.launch_settings(), spec, image_id, managed=True, extra_tags=extra)
         template_id = str(current["id"])
         version = new_template_version(
             self.ec2, self.backoff, template_id, image_id, token, data=data, source_version=str(current.get("version") or "$Latest")

@@ -23,6 +23,7 @@ import pytest
 from controller.baking import ImageResult, prototype_image
 from controller.bluegreen import BLUE_GREEN, green_name
 from controller.locking import GroupLocks
+from controller.providers import ProviderError
 from controller.providers.queueing import QueueProvider, Worker
 from controller.providers.retrying import Backoff
 from controller.rolling import Roller
@@ -365,3 +366,21 @@ def test_a_bake_killed_right_after_handing_its_group_to_the_roll_returns_the_nod
     assert labels.PROTOTYPE not in node["metadata"]["annotations"]
     assert len(world.cloud.calls_of("create_image")) == 1
     assert GroupLocks(world.kube).holder(KBL, blue) == held, "the roll's record stays"
+
+
+def test_a_blue_green_roll_whose_green_group_can_never_be_created_gives_the_group_back_untouched() -> None:
+    """A group created on EKS's own AMI cannot join nodes from a baked image (``NoCustomImage``):
+    the roll ends before any node goes out, the failure is reported, a throttle is retried."""
+    world, blue, mover = eks_world()
+    bake_blue_green(world, blue, mover)
+    roller = Roller(world.kube, world.cloud, lambda: world.now)
+    world.cloud.inject("create_green_group", ProviderError("Throttling", "slow down", retryable=True))
+    roller.run_once([(KBL, blue)])
+    assert GroupLocks(world.kube).holder(KBL, blue) is not None, "a throttle is retried"
+    world.cloud.inject("create_green_group", ProviderError("NoCustomImage", "node group runs EKS's own AMI"))
+    roller.run_once([(KBL, blue)])
+    assert GroupLocks(world.kube).holder(KBL, blue) is None
+    assert [why for _, why in roller.failures][-1].startswith("NoCustomImage")
+    assert green_name(blue) not in world.cloud.groups
+    assert not any(n["spec"].get("unschedulable") for n in members_of(world.kube, blue))
+    assert world.cloud.calls_of("remove_instance") == []
