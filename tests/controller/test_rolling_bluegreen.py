@@ -31,7 +31,7 @@ from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, KubeApi
 from placement import capacity as cap
 from tests.aws import Aws
 from tests.controller.providers.test_queueing import queues
-from tests.controller.test_baking import grown
+from tests.controller.test_baking import grown, last_image
 from tests.controller.test_reconciling import World
 from tests.controller.test_rolling import KilledError, members_of, rows_of
 from tests.placement.scenarios import kbl_object, placed_dataset
@@ -384,3 +384,25 @@ def test_a_blue_green_roll_whose_green_group_can_never_be_created_gives_the_grou
     assert green_name(blue) not in world.cloud.groups
     assert not any(n["spec"].get("unschedulable") for n in members_of(world.kube, blue))
     assert world.cloud.calls_of("remove_instance") == []
+
+
+def test_the_controller_loops_rebake_of_a_data_holding_eks_group_rolls_it_blue_green() -> None:
+    world, blue, mover = eks_world(min_size=3)
+    members = members_of(world.kube, blue)
+    old = {n["metadata"]["name"] for n in members}
+    entry = last_image(members[0], age_s=10 * 86400.0) | {"name": blue}
+    world.kube.patch_status(KBLS, "k", {"status": {"nodeGroups": [entry]}}, namespace="default")
+    patched = world.kube.get(NODES, members[1]["metadata"]["name"])
+    assert patched is not None
+    patched["status"]["nodeInfo"]["kernelVersion"] = "6.1.200-300.amzn2023.x86_64"
+    world.kube.put(NODES, patched)
+    controller = world.controller(rebake_after_s=7 * 86400.0)
+    gone = run_blue_green(world, blue, mover, controller.reconcile_once, floor=len(old) - 1)  # the prototype is out while baked
+    (made,) = world.cloud.calls_of("create_image")
+    assert world.cloud.calls_of("roll_group") == [], "EKS would have replaced the nodes itself"
+    assert set(gone) == old
+    assert_rolled(world, blue, world.cloud.images[made.args["image_name"]], old)
+    for _ in range(3):  # the green group inherited the image: not re-baked
+        controller.reconcile_once()
+        world.advance(30)
+    assert len(world.cloud.calls_of("create_image")) == 1
