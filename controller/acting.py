@@ -296,7 +296,7 @@ class Actor:
                 if wanted:
                     self.group_status(kbl.key, group.name, wanted)
             for name, entry in recorded.items():
-                if name not in groups and entry.get("phase") == "Active":
+                if name not in groups and entry.get("phase") == "Active" and not entry.get("disruption"):  # a blue group being emptied
                     self.group_status(kbl.key, name, {"phase": "Gone"})
 
     def _event(self, kbl_key: str, reason: str, message: str, kind: str = "Normal") -> None:

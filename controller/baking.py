@@ -23,8 +23,11 @@ the cluster says the last run stopped:
    with a reboot, under a deterministic name (a retry finds the same image), tagged;
 4. **roll** the group (a launch-template version; an Auto Scaling group's joined nodes are then
    replaced one at a time through the safe path by :class:`~controller.rolling.Roller`; an EKS
-   managed group with ``rolling`` is replaced by EKS itself); on a failure the node stays
-   cordoned and protected until a rerun succeeds;
+   managed group holding no placed data, or with ``allow_replacing_data``, is replaced by EKS
+   itself; one whose nodes hold pieces the placement needs is handed to a blue/green roll
+   (:mod:`controller.bluegreen`: the roll's record replaces the bake's lock in one write, the
+   controller creates the green group and empties this one through the safe path)); on a
+   failure the node stays cordoned and protected until a rerun succeeds;
 5. **return the node**: uncordoned, drain and protection annotations removed, the group's lock
    (:class:`~controller.locking.GroupLocks`, taken before step 1) released; then the image,
    its time and the source node's versions are recorded in the KBL status.
@@ -44,7 +47,7 @@ from typing import Any
 from controller.acting import Actor
 from controller.disrupting import needed_pieces
 from controller.locking import BAKE, GroupLocks
-from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
+from controller.providers import CreatesGreenGroups, NodeGroupProvider, ProviderError, RollStrategy
 from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi
 from topology import labels
 from topology.errors import KblError
@@ -65,6 +68,8 @@ class ImageResult:
     image: str = ""
     version: str = ""
     skipped: str = ""
+    #: The green group of the blue/green roll the group was handed to (EKS groups holding data).
+    green: str = ""
 
 
 def _version_key(text: str) -> tuple[int, ...]:
@@ -220,16 +225,20 @@ def prototype_image(
     """Image a prototype node of ``group`` and roll the group to it (idempotent, rate-limited).
 
     A provider that replaces nodes itself on a roll (``replaces_nodes_on_roll``: EKS managed
-    groups) is refused a ``rolling`` roll of a group whose nodes hold pieces the placement needs,
-    before anything is drained or imaged, unless ``allow_replacing_data``.
+    groups) never rolls a group whose nodes hold pieces the placement needs in place, unless
+    ``allow_replacing_data``: the group is handed to a blue/green roll (:mod:`controller.bluegreen`,
+    ``green`` in the result), or, when the provider cannot create green groups, refused before
+    anything is drained or imaged.
 
     Raises
     ------
     KblError
         If the KBL does not exist or no node qualifies, or the roll would let the cloud replace
-        data-holding nodes (above); :class:`ProviderError` from the cloud (run again: every step
+        data-holding nodes and no blue/green roll is possible (above); :class:`ProviderError` from the cloud (run again: every step
         is idempotent).
     """
+    from controller.bluegreen import BLUE_GREEN, blue_green_record  # it drains through this module's steps
+
     namespace, _, name = kbl_key.partition("/")
     kbl = kube.get(KBLS, name, namespace=namespace)
     if kbl is None:
@@ -240,20 +249,24 @@ def prototype_image(
     if node is None and isinstance(last, int | float) and now - last < min_interval_s and entry.get("lastImage"):
         return ImageResult(image=str(entry["lastImage"]), skipped=f"rate limited: last image {now - last:.0f}s ago")
     members, _ = kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
-    if strategy == "rolling" and getattr(provider, "replaces_nodes_on_roll", False) and not allow_replacing_data:
+    blue_green = False
+    if getattr(provider, "replaces_nodes_on_roll", False) and not allow_replacing_data:
         holding = data_holders(kube, members)
-        if holding:
+        if holding and not isinstance(provider, CreatesGreenGroups):
             raise KblError(
                 f"group {group}: the cloud replaces a managed group's nodes itself on a roll (EKS update_nodegroup_version: "
                 f"random order, pods evicted honouring PodDisruptionBudgets only), without waiting for their data; "
-                f"{len(holding)} of its nodes hold pieces the placement needs ({', '.join(sorted(holding)[:5])}). "
-                "Roll it blue/green (a new group on the new image, then empty this one through kbl.io/drain), "
-                "or accept the risk with --allow-replacing-data"
+                f"{len(holding)} of its nodes hold pieces the placement needs ({', '.join(sorted(holding)[:5])}), "
+                "and this provider cannot roll it blue/green; accept the risk with --allow-replacing-data"
             )
+        blue_green = bool(holding)
     chosen = pick_prototype(members, now, min_ready_s, node)
     node_name = chosen["metadata"]["name"]
     locks = GroupLocks(kube)
     held = locks.take(kbl_key, group, BAKE, {"node": node_name, "step": "image"})
+    if held is not None and held.get("mode") == BLUE_GREEN and held.get("prototype") == node_name:
+        # killed after handing the group to a blue/green roll: finish returning the node
+        return _handed_over(kube, provider, kbl_key, group, chosen=chosen, image=str(held.get("image")), now=now)
     if held is not None:
         return ImageResult(node_name, skipped=f"{WAITING}: a {held.get('by')} holds group {group} ({held.get('node')} is out)")
     annotations = (chosen.get("metadata") or {}).get("annotations") or {}
@@ -269,12 +282,14 @@ def prototype_image(
     image_name = f"kbl-{group}-{node_name}-{day}"[:128]
     tags = {labels.KBL_LABEL: kbl_key, labels.NODE_GROUP_LABEL: group, labels.SOURCE_NODE_TAG: node_name}
     image = provider.create_image(str((chosen.get("spec") or {}).get("providerID", "")), image_name, tags)
+    if blue_green:  # the bake hands the group to a blue/green roll (controller.bluegreen), in one write
+        locks.write(kbl_key, group, blue_green_record(group, image, now, prototype=node_name))
+        return _handed_over(kube, provider, kbl_key, group, chosen=chosen, image=image, now=now)
     token = hashlib.sha256(f"{group}/{image}/{strategy}".encode()).hexdigest()[:64]
     version = provider.roll_group(group, image, strategy, token)
     # Lift the protection before recording the image: once recorded, a rerun is rate limited and
     # returns early, so a crash between the two would leave the node protected for good.
-    unmark = {labels.DO_NOT_DISRUPT: None, PROTOTYPE_ANNOTATION: None, labels.DRAIN: None}
-    kube.patch(NODES, node_name, {"spec": {"unschedulable": False}, "metadata": {"annotations": unmark}})
+    _return_node(kube, node_name)
     locks.release(kbl_key, group, BAKE)  # the roll (controller.rolling) takes the group next
     actor = Actor(kube, provider, "", clock, lambda _step: None)
     actor.group_status(
@@ -283,6 +298,25 @@ def prototype_image(
         {"lastImage": image, "lastImageTime": now, "launchTemplateVersion": version, "lastImageVersions": versions_record(chosen)},
     )
     return ImageResult(node_name, image, version)
+
+
+def _return_node(kube: KubeApi, node_name: str) -> None:
+    unmark = {labels.DO_NOT_DISRUPT: None, PROTOTYPE_ANNOTATION: None, labels.DRAIN: None}
+    kube.patch(NODES, node_name, {"spec": {"unschedulable": False}, "metadata": {"annotations": unmark}})
+
+
+def _handed_over(
+    kube: KubeApi, provider: NodeGroupProvider, kbl_key: str, group: str, *, chosen: Mapping[str, Any], image: str, now: float
+) -> ImageResult:
+    """The end of a bake whose group a blue/green roll now holds: the node returned, the image
+    recorded (the roll's green group inherits it). The roll creates the green group's template
+    version: ``version`` stays empty."""
+    _return_node(kube, str(chosen["metadata"]["name"]))
+    actor = Actor(kube, provider, "", lambda: now, lambda _step: None)
+    actor.group_status(kbl_key, group, {"lastImage": image, "lastImageTime": now, "lastImageVersions": versions_record(chosen)})
+    from controller.bluegreen import green_name
+
+    return ImageResult(str(chosen["metadata"]["name"]), image, "", green=green_name(group))
 
 
 def _float(text: Any) -> float | None:

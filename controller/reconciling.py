@@ -26,12 +26,12 @@ from typing import Any
 
 from controller.acting import Actor
 from controller.baking import Rebaker
-from controller.locking import ROLL
+from controller.bluegreen import blue_green_pairs, hidden_blue_groups
 from controller.measuring import ControllerMetrics
 from controller.patching import Patcher, Rebooter
 from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
 from controller.providers.pricing import PriceTable, price_table, shipped_prices
-from controller.rolling import Roller, held_groups, hold_for_rolls
+from controller.rolling import Roller, held_groups, hold_for_rolls, rolling_groups
 from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
@@ -275,6 +275,8 @@ class Controller:
         self._price_table: PriceTable | None = None
         self.price_source = ""
         self.hydration = HydrationMeter()
+        #: Every group the cloud listed in the last pass (the planner's may hide a blue/green roll's blue one).
+        self.listed: list[cap.GroupState] = []
         # Kept between passes (see _cluster_of): the cluster and the typed objects written into it.
         self._cluster: Cluster | None = None
         self._in_cluster: tuple[dict[str, Node], dict[str, DataSet]] = ({}, {})
@@ -343,7 +345,12 @@ class Controller:
         """The planner's input. ``cluster`` is the controller's own, kept between passes
         (:meth:`_cluster_of`): valid until the next ``state_of``."""
         cluster = self._cluster_of(nodes, datasets)
-        groups = list(self.provider.list_groups())
+        # Every group the cloud lists (the rolls step them all), and the groups the planner sees: a
+        # blue/green roll's blue group is hidden once its green one exists, so the KBL's group in
+        # that zone is the green one and no third is ever created (controller/bluegreen.py).
+        self.listed = list(self.provider.list_groups())
+        hidden = hidden_blue_groups(kbls, (g.name for g in self.listed))
+        groups = [g for g in self.listed if g.name not in hidden]
         ready = {}
         for kbl in kbls:
             for entry in kbl.status.get("nodeGroups") or ():
@@ -425,18 +432,21 @@ class Controller:
         started = time.perf_counter()
         with paused_gc():
             state = self.observe()
-            plan = hold_for_rolls(self.plan(state), held_groups(state.kbls, ROLL))
+            plan = hold_for_rolls(self.plan(state), rolling_groups(state.kbls))
         self.reconciles += 1
         self.metrics.saw_pending(plan, state.now_s)
         if not self.settings.dry_run:
             self.actor.execute(plan, state)
+            greens = set(blue_green_pairs(state.kbls).values())  # no reboot nor bake beside a blue/green roll
             if self.patcher is not None:
-                self.patcher.run_once(sorted({g.name for g in state.groups if g.kbl}), {g.name: g.kbl for g in state.groups if g.kbl})
+                quiet = [g for g in state.groups if g.kbl and g.name not in greens]
+                self.patcher.run_once(sorted({g.name for g in quiet}), {g.name: g.kbl for g in quiet})
                 for node, why in self.patcher.failures:
                     log.warning("reboot of %s: %s", node, why)
                 self.patcher.failures.clear()
-            kbl_groups = sorted({(g.kbl, g.name) for g in state.groups if g.kbl})
-            versions = {g.name: g.launch_template_version for g in state.groups}
+            rolled = {(k.key, blue) for k in state.kbls for blue in blue_green_pairs([k])}  # a deleted blue group's last step
+            kbl_groups = sorted({(g.kbl, g.name) for g in self.listed if g.kbl} | rolled)
+            versions = {g.name: g.launch_template_version for g in self.listed}
             free = {g for _, g in kbl_groups} - held_groups(state.kbls)
             for group, step in self.roller.run_once(kbl_groups, versions, free).items():
                 log.info("roll of %s: %s", group, step)
@@ -444,7 +454,7 @@ class Controller:
                 log.warning("roll of %s: %s", group, why)
             self.roller.failures.clear()
             if self.rebaker is not None:
-                self.rebaker.run_once(sorted({(g.kbl, g.name) for g in state.groups if g.kbl}))
+                self.rebaker.run_once(sorted({(g.kbl, g.name) for g in state.groups if g.kbl and g.name not in greens}))
                 for group, why in self.rebaker.failures:
                     log.warning("rebake of %s: %s", group, why)
                 self.rebaker.failures.clear()

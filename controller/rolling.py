@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.baking import data_still_on, evict_pods
+from controller.bluegreen import BLUE_GREEN, blue_green_pairs, step_blue_green
 from controller.locking import ROLL, GroupLocks
 from controller.providers import NodeGroupProvider, ProviderError, RollsInstances, instance_id
 from kube.api import NODES, KubeApi
@@ -74,6 +75,13 @@ def held_groups(kbls: Iterable[Any], by: str | None = None) -> set[str]:
     return out
 
 
+def rolling_groups(kbls: Iterable[Any]) -> set[str]:
+    """Groups a roll holds back the planner in: every group a roll holds, and the green group of
+    each blue/green roll (it grows as the blue one empties)."""
+    kbls = list(kbls)
+    return held_groups(kbls, ROLL) | set(blue_green_pairs(kbls).values())
+
+
 def hold_for_rolls(plan: cap.Plan, rolling: set[str]) -> cap.Plan:
     """The plan without what would fight a roll in its groups: no lower desired size (the planner
     would cancel the surge node before it joins) and no new scale-down cordon (one node of a group
@@ -107,7 +115,10 @@ class Roller:
     def run_once(
         self, groups: Sequence[tuple[str, str]], versions: Mapping[str, str] | None = None, free: Iterable[str] = ()
     ) -> dict[str, str]:
-        """One step for each ``(kbl key, group)``; what each group did, for the log.
+        """One step for each ``(kbl key, group)``; what each group did, for the log. A group whose
+        lock records a blue/green roll takes its step (:func:`~controller.bluegreen.step_blue_green`,
+        any provider that creates green groups); the others roll in place when the provider says
+        which instances are outdated (:class:`~controller.providers.RollsInstances`).
 
         ``versions`` (each group's launch-template version, from the pass's ``list_groups``)
         spares the cloud reads of a group found fully rolled at that same version before (a
@@ -116,11 +127,16 @@ class Roller:
         API call at all."""
         free = set(free)
         done: dict[str, str] = {}
-        if not isinstance(self.provider, RollsInstances):
-            return done
         for kbl_key, group in groups:
             version = (versions or {}).get(group, "")
             try:
+                if group not in free:  # a blue/green roll (EKS managed groups) is the group's lock record
+                    held = self.locks.holder(kbl_key, group)
+                    if held is not None and held.get("mode") == BLUE_GREEN:
+                        done[group] = step_blue_green(self.kube, self.provider, kbl_key, group, held, clock=self.clock, guard=self.guard)
+                        continue
+                if not isinstance(self.provider, RollsInstances):
+                    continue
                 step = self._step(self.provider, kbl_key, group, version, group in free)
             except ProviderError as exc:  # the record stays: the next pass retries the same step
                 self.failures.append((group, str(exc)))

@@ -143,6 +143,19 @@ class RollsInstances(Protocol):
         ...
 
 
+@runtime_checkable
+class CreatesGreenGroups(Protocol):
+    """Providers whose groups the cloud replaces itself on a version update (EKS managed groups)
+    roll data-holding groups blue/green (:mod:`controller.bluegreen`): a new group like the old
+    one on the new image, then the old one emptied through the safe path and deleted."""
+
+    def create_green_group(self, name: str, green: str, image_id: str, token: str) -> NodeGroupInfo:
+        """Create (or return the existing) group ``green`` as a copy of group ``name`` (its subnets,
+        labels, taints, instance types, capacity type, maximum size, tags and launch template)
+        launching ``image_id``, with no node yet; ``token`` is the idempotency token."""
+        ...
+
+
 def instance_id(provider_id: str) -> str:
     """The EC2 instance id of a node's ``spec.providerID`` (``aws:///us-east-1a/i-0abc``).
 

@@ -5,7 +5,9 @@ instance type that fits, cheapest first (EKS launches on-demand types in that or
 ones by its capacity-optimized choice), ``capacityType``, the ``kbl.io/kbl`` label, the
 ``kbl.io/dedicated=<name>:NoSchedule`` taint, the subnets of the right zone and a deterministic
 ``clientRequestToken``; ``update_nodegroup_config`` for the size; ``update_nodegroup_version``
-to roll to a new launch-template version; ``delete_nodegroup``.
+to roll to a new launch-template version (EKS replaces the nodes itself: only for groups
+holding no placed data); ``create_green_group`` for a blue/green roll of a group whose nodes
+hold data (:mod:`controller.bluegreen`); ``delete_nodegroup``.
 
 Launch templates (``--launch-template NAME|ID``, tagged ``kbl.io/managed-by=kbl`` and
 ``kbl.io/cluster=<name>`` by you): without ``image_id`` the groups use the template as it is and
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.providers import (
     CA_ENABLED_TAG,
+    CLUSTER_TAG,
     KBL_TAG,
     MANAGED_BY,
     MANAGED_BY_TAG,
@@ -46,6 +49,7 @@ from controller.providers.pricing import AwsPrices, Prices
 from controller.providers.retrying import Backoff
 from placement.capacity import InstanceShape, LaunchFailure
 from topology import labels
+from topology.nodes import Taint
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -82,8 +86,8 @@ class EksProvider:
     """
 
     #: EKS replaces a managed group's nodes itself on a version update, in its own order, without
-    #: waiting for their data (:func:`controller.baking.prototype_image` refuses that for
-    #: data-holding groups unless told otherwise).
+    #: waiting for their data (:func:`controller.baking.prototype_image` rolls data-holding
+    #: groups blue/green instead, unless told otherwise).
     replaces_nodes_on_roll = True
 
     def __init__(
@@ -240,26 +244,35 @@ class EksProvider:
         subnets = self.subnets_by_zone().get(spec.zone)
         if not subnets:
             raise ProviderError("NoSubnet", f"cluster {self.cluster_name} has no subnet in zone {spec.zone}")
-        kwargs: dict[str, Any] = {
-            "clusterName": self.cluster_name,
-            "nodegroupName": spec.name,
-            "scalingConfig": {"minSize": 0, "maxSize": max(spec.max_size, 1), "desiredSize": spec.desired},
-            "subnets": list(subnets),
-            "instanceTypes": list(spec.types),
-            "capacityType": spec.capacity_type,
-            "nodeRole": self.node_role_arn,
-            "labels": {**spec.labels, labels.NODE_GROUP_LABEL: spec.name},
-            "taints": [{"key": t.key, "value": t.value, "effect": _EFFECTS.get(t.effect, "NO_SCHEDULE")} for t in spec.taints],
-            "tags": group_tags(spec, self.cluster_name),
-            "clientRequestToken": token,
-        }
+        template: dict[str, str] | None = None
         if self.launch_template_id:
-            template: dict[str, str] = {"id": self.template_id()}
+            template = {"id": self.template_id()}
             if self.image_id:
                 extra = {KBL_TAG: spec.kbl, ZONE_TAG: spec.zone}
                 data = template_data(self.launch_settings(), spec, self.image_id, managed=True, extra_tags=extra)
                 template["version"] = new_template_version(self.ec2, self.backoff, template["id"], self.image_id, token, data=data)
-            kwargs["launchTemplate"] = template
+        return self._create(
+            spec, token, subnets=list(subnets), tags=group_tags(spec, self.cluster_name), template=template, role=self.node_role_arn
+        )
+
+    def _create(
+        self, spec: NodeGroupSpec, token: str, *, subnets: list[str], tags: Mapping[str, str], template: Mapping[str, str] | None, role: str
+    ) -> NodeGroupInfo:
+        kwargs: dict[str, Any] = {
+            "clusterName": self.cluster_name,
+            "nodegroupName": spec.name,
+            "scalingConfig": {"minSize": 0, "maxSize": max(spec.max_size, 1), "desiredSize": spec.desired},
+            "subnets": subnets,
+            "instanceTypes": list(spec.types),
+            "capacityType": spec.capacity_type,
+            "nodeRole": role,
+            "labels": {**spec.labels, labels.NODE_GROUP_LABEL: spec.name},
+            "taints": [{"key": t.key, "value": t.value, "effect": _EFFECTS.get(t.effect, "NO_SCHEDULE")} for t in spec.taints],
+            "tags": dict(tags),
+            "clientRequestToken": token,
+        }
+        if template is not None:
+            kwargs["launchTemplate"] = dict(template)
         try:
             raw = self._call(self.eks.create_nodegroup, **kwargs)["nodegroup"]
         except ProviderError as exc:
@@ -270,6 +283,59 @@ class EksProvider:
                 raise
             return found
         return self._info(raw)
+
+    def create_green_group(self, name: str, green: str, image_id: str, token: str) -> NodeGroupInfo:
+        """The blue/green roll's new group (:mod:`controller.bluegreen`): ``describe_nodegroup`` of
+        ``name``, a new version of its launch template with ``image_id`` (and, for a custom-AMI
+        group, user data that registers the nodes in ``green``), then ``create_nodegroup`` with
+        its subnets, labels, taints, instance types, capacity type, node role, maximum size and
+        tags, no node yet, and ``token`` (an earlier attempt's group is adopted).
+
+        Raises
+        ------
+        ProviderError
+            ``ResourceNotFoundException`` without the old group; ``NoCustomImage`` without a custom
+            AMI (``--image-id``: EKS's own AMIs join through EKS's bootstrap, a baked image through
+            ours); ``NoLaunchTemplate`` for a group created without a launch template.
+        """
+        found = self.describe_group(green)
+        if found is not None:
+            return found
+        if not self.image_id:
+            raise ProviderError(
+                "NoCustomImage",
+                f"node group {name} runs EKS's own AMI; only groups created with a custom AMI (--image-id) join from a baked image",
+            )
+        raw = self._call(self.eks.describe_nodegroup, clusterName=self.cluster_name, nodegroupName=name)["nodegroup"]
+        current = raw.get("launchTemplate") or {}
+        if not current.get("id"):
+            raise ProviderError("NoLaunchTemplate", f"node group {name} was not created from a launch template: no image to roll to")
+        tags = {k: v for k, v in (raw.get("tags") or {}).items() if k in (MANAGED_BY_TAG, CLUSTER_TAG, KBL_TAG, ZONE_TAG)}  # kbl's only
+        scaling = raw.get("scalingConfig") or {}
+        effects = {v: k for k, v in _EFFECTS.items()}
+        spec = NodeGroupSpec(
+            name=green,
+            kbl=tags.get(KBL_TAG, ""),
+            zone=tags.get(ZONE_TAG, ""),
+            instance_type=(raw.get("instanceTypes") or [""])[0],
+            desired=0,
+            max_size=int(scaling.get("maxSize") or 1),
+            capacity_type=str(raw.get("capacityType") or "ON_DEMAND"),
+            labels={k: v for k, v in (raw.get("labels") or {}).items() if k != labels.NODE_GROUP_LABEL},
+            taints=tuple(
+                Taint(t["key"], str(t.get("value") or ""), effects.get(str(t.get("effect")), "NoSchedule")) for t in raw.get("taints") or ()
+            ),
+            instance_types=tuple(raw.get("instanceTypes") or ()),
+        )
+        extra = {KBL_TAG: spec.kbl, ZONE_TAG: spec.zone}  # its nodes join through our user data, which names the group
+        data = template_data(self.launch_settings(), spec, image_id, managed=True, extra_tags=extra)
+        template_id = str(current["id"])
+        version = new_template_version(
+            self.ec2, self.backoff, template_id, image_id, token, data=data, source_version=str(current.get("version") or "$Latest")
+        )
+        template = {"id": template_id, "version": version}
+        role = str(raw.get("nodeRole") or self.node_role_arn)
+        return self._create(spec, token, subnets=list(raw.get("subnets") or ()), tags=tags, template=template, role=role)
 
     def detach_from_cluster_autoscaler(self, name: str) -> list[str]:
         """Remove CA discovery tags from the group's Auto Scaling groups; returns their names."""

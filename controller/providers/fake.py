@@ -10,13 +10,14 @@ order, the next when one has no capacity (an Auto Scaling group's prioritized
 MixedInstancesPolicy, an EKS managed group's ``instanceTypes``); each failure is reported on the
 group (:attr:`~placement.capacity.GroupState.failures`, with its time and type) as scaling
 activities and EKS health issues report them; the group stays short. Images and
-launch-template versions, rolling updates, recorded inputs,
+launch-template versions, rolling updates, blue/green groups, recorded inputs,
 injectable errors (throttling, 5xx, anything) and :meth:`FakeProvider.reset`. Node objects for
 joined instances are built from the real EKS node template, so the controller sees real shapes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from collections.abc import Callable, Mapping
@@ -76,6 +77,9 @@ class FakeCall:
 
 class FakeProvider:
     """See the module docstring. ``clock`` gives epoch seconds (simulated in tests)."""
+
+    #: Set to play an EKS managed group's provider, which replaces nodes itself on a roll.
+    replaces_nodes_on_roll = False
 
     def __init__(
         self,
@@ -271,6 +275,24 @@ class FakeProvider:
                         FakeInstance(f"i-{next(self._ids):017x}", i.zone, now, image_id, i.instance_type) for i in group.instances
                     ]
             return str(group.lt_version)
+
+    def create_green_group(self, name: str, green: str, image_id: str, token: str) -> NodeGroupInfo:
+        """As EKS ``create_nodegroup`` from the old group's description: the same spec under the
+        new name, on ``image_id`` (a new launch-template version), no node yet."""
+        with self._lock:
+            self._enter("create_green_group", name=name, green=green, image_id=image_id, token=token)
+            existing = self.groups.get(green)
+            if existing is not None:
+                if existing.token != token:
+                    raise ProviderError("ResourceInUseException", f"node group {green} already exists")
+                self._advance(existing)
+                return self._info(existing)
+            blue = self._get(name)
+            spec = dataclasses.replace(blue.spec, name=green, desired=0)
+            group = FakeGroup(spec, token, self.clock(), 0, image=image_id, lt_version=blue.lt_version + 1)
+            self.groups[green] = group
+            self._advance(group)
+            return self._info(group)
 
     def outdated_instances(self, name: str) -> list[str]:
         """Instances launched from an older image than the group's (as an Auto Scaling group's

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from controller.providers import (
+    CreatesGreenGroups,
     NodeGroupInfo,
     NodeGroupProvider,
     NodeGroupSpec,
@@ -51,7 +52,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OPS = ("create_group", "set_size", "remove_instance", "protect_instances", "delete_group", "create_image", "roll_group")
+OPS = (
+    "create_group", "set_size", "remove_instance", "protect_instances", "delete_group", "create_image", "roll_group",
+    "create_green_group",
+)
 
 
 def request_id(op: str, args: Mapping[str, Any], now_s: float, window_s: float) -> str:
@@ -248,6 +252,20 @@ class QueueProvider:
         self._send("roll_group", {"name": name, "image_id": image_id, "strategy": strategy, "token": token})
         return ""
 
+    def create_green_group(self, name: str, green: str, image_id: str, token: str) -> NodeGroupInfo:
+        """Ask the worker for a blue/green roll's green group (``create_green_group``; its provider
+        must create green groups: EKS); until it reports, the blue group's record under the new
+        name, with no node."""
+        self._send("create_green_group", {"name": name, "green": green, "image_id": image_id, "token": token})
+        blue = self.inventory.get(name)
+        info = self.inventory.get(green) or (
+            replace(blue, name=green, desired=0, status="REQUESTED", launched=0, failures=())
+            if blue is not None
+            else NodeGroupInfo(green, "", "", "", 0, 0, 1, "REQUESTED")
+        )
+        self.inventory[green] = info
+        return info
+
 
 @dataclass(slots=True)
 class WorkerStats:
@@ -387,6 +405,10 @@ class Worker:
                 provider.protect_instances(str(args["name"]), [str(p) for p in args["provider_ids"]])
         elif op == "delete_group":
             provider.delete_group(str(args["name"]))
+        elif op == "create_green_group":  # a blue/green roll (controller/bluegreen.py): no node yet, no budget taken
+            if not isinstance(provider, CreatesGreenGroups):
+                raise ProviderError("Unsupported", "this worker's provider cannot create the green group of a blue/green roll")
+            provider.create_green_group(str(args["name"]), str(args["green"]), str(args["image_id"]), str(args["token"]))
         elif op == "roll_group":
             strategy: RollStrategy = "rolling" if args["strategy"] == "rolling" else "next-nodes"
             provider.roll_group(str(args["name"]), str(args["image_id"]), strategy, str(args["token"]))

@@ -9,12 +9,15 @@ kbl's data folder, credentials, machine-id, cloud-init instance data, SSH host k
 images it with a reboot, creates a launch-template version with the image, points the group at
 it and returns the node (uncordoned, marks removed). An Auto Scaling group's nodes are then
 replaced one at a time through the safe path by the running controller
-(``controller/rolling.py``; either strategy only sets the version); an EKS managed group is
-replaced by EKS itself (``rolling``, the default there: EKS honours PodDisruptionBudgets, not
-``kbl.io/data-drained``; see controller/README.md, "Ways down"), so a bake of an EKS group whose
-nodes hold pieces the placement needs is refused before anything is drained or imaged, unless
-``--allow-replacing-data``. It prints the
-result as JSON. Every step is idempotent: after a failure or a timeout, run it again.
+(``controller/rolling.py``; either strategy only sets the version). EKS replaces a managed
+group's nodes itself on a version update (PodDisruptionBudgets only, never
+``kbl.io/data-drained``; see controller/README.md, "Ways down"), so a bake of an EKS group
+whose nodes hold pieces the placement needs hands the group to a **blue/green roll** instead
+(``controller/bluegreen.py``): the running controller creates a green group on the new image
+and empties this one into it one node at a time through the safe path, then deletes it
+(``greenGroup`` in the output names it). ``--allow-replacing-data`` chooses EKS's own roll; a
+group holding no placed data rolls as EKS does. It prints the result as JSON. Every step is
+idempotent: after a failure or a timeout, run it again.
 
 This module also holds the launch-template flags shared with ``kbl controller``
 (:func:`add_launch_arguments`, :func:`provider_options`).
@@ -99,7 +102,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", default="", help="its kbl node group (default: the node's kbl.io/node-group label)")
     parser.add_argument(
         "--allow-replacing-data", action="store_true",
-        help="EKS: roll a group whose nodes hold DataSet pieces even though EKS replaces them without waiting for their data",
+        help="EKS: let EKS replace a group whose nodes hold DataSet pieces itself, without waiting for their data "
+        "(default: such a group rolls blue/green through the safe path)",
     )  # fmt: skip
     parser.add_argument("--strategy", choices=("next-nodes", "rolling"), default=None,
                         help="eks: rolling (EKS replaces the nodes); asg: either (the controller replaces them)")  # fmt: skip
@@ -178,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
             break
         print(f"kbl bake: {result.skipped}", file=sys.stderr)
         time.sleep(args.poll_s)
-    json.dump({"node": result.node, "image": result.image, "launchTemplateVersion": result.version, "skipped": result.skipped}, sys.stdout)
+    out = {"node": result.node, "image": result.image, "launchTemplateVersion": result.version, "skipped": result.skipped}
+    if result.green:
+        out["greenGroup"] = result.green
+    json.dump(out, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -442,31 +443,38 @@ def test_the_controller_loop_rebakes_a_group_whose_image_is_older_than_n_days_on
     del call
 
 
-def test_an_eks_style_roll_of_a_group_whose_nodes_hold_data_is_refused_before_anything_is_drained_or_imaged() -> None:
+def test_an_eks_style_bake_of_a_group_whose_nodes_hold_data_goes_blue_green_unless_told_to_let_the_cloud_replace_them() -> None:
     """EKS replaces a managed group's nodes itself on a version update (its own order, PodDisruptionBudgets
-    only, never ``kbl.io/data-drained``): the fake plays that provider by its flag. Leaves out EKS itself."""
+    only, never ``kbl.io/data-drained``): the fake plays that provider by its flag. The bake hands the
+    group to a blue/green roll instead (``tests/controller/test_rolling_bluegreen.py`` runs it);
+    ``allow_replacing_data`` chooses EKS's own roll. Leaves out EKS itself."""
+    from controller.bluegreen import BLUE_GREEN, green_name
+    from controller.locking import GroupLocks
     from controller.providers.eks import EksProvider
     from kube.api import DATASETS
     from tests.placement.scenarios import placed_dataset
 
     assert EksProvider.replaces_nodes_on_roll is True
-    world = World(ready_delay_s=60)
-    group = grown(world)
-    members, _ = world.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
-    names = sorted(m["metadata"]["name"] for m in members)
-    world.kube.put(DATASETS, placed_dataset("d", [[names[0], names[1]], [names[1], names[2]]]))
-    world.cloud.replaces_nodes_on_roll = True  # type: ignore[attr-defined]
-
-    with pytest.raises(KblError, match="hold pieces the placement needs"):
-        prototype_image(world.kube, world.cloud, kbl_key="default/k", group=group, strategy="rolling", clock=lambda: world.now)
-    assert world.cloud.calls_of("create_image") == []
-    assert world.cloud.calls_of("roll_group") == []
-    assert all(not _node(world, n)["spec"].get("unschedulable") for n in names), "nothing cordoned or drained"
-
-    # Told to, or with nothing placed on the group, it goes ahead.
-    allowed = prototype_image(
-        world.kube, world.cloud, kbl_key="default/k", group=group, strategy="rolling", clock=lambda: world.now,
-        allow_replacing_data=True,
-    )  # fmt: skip
-    assert allowed.image, allowed
-    assert world.cloud.calls_of("roll_group"), allowed
+    for allow in (False, True):
+        world = World(ready_delay_s=60)
+        group = grown(world)
+        members, _ = world.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
+        names = sorted(m["metadata"]["name"] for m in members)
+        world.kube.put(DATASETS, placed_dataset("d", [[names[0], names[1]], [names[1], names[2]]]))
+        world.cloud.replaces_nodes_on_roll = True
+        result = prototype_image(
+            world.kube, world.cloud, kbl_key="default/k", group=group, strategy="rolling", clock=functools.partial(float, world.now),
+            allow_replacing_data=allow,
+        )  # fmt: skip
+        assert result.image, result
+        held = GroupLocks(world.kube).holder("default/k", group)
+        assert all(not _node(world, n)["spec"].get("unschedulable") for n in names), "the prototype is returned"
+        if allow:
+            assert world.cloud.calls_of("roll_group"), "EKS's own roll, as told"
+            assert held is None
+        else:
+            assert world.cloud.calls_of("roll_group") == [], "EKS would replace the nodes without their data"
+            assert held is not None
+            assert held["mode"] == BLUE_GREEN
+            assert held["green"] == green_name(group)
+            assert held["image"] == result.image

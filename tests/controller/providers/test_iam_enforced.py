@@ -19,6 +19,7 @@ call's shape against the service model.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -473,3 +474,103 @@ def test_a_fake_cloud_failing_in_every_command_never_stops_the_worker_and_every_
     failed = {e.op for e in controller.worker_errors if e.code == "AccessDenied"}
     assert failed >= {"create_group", "set_size", "delete_group", "roll_group", "report"}
     assert [(g.name, g.desired) for g in controller.list_groups()] == [("g", 2), ("g2", 1)]  # redelivered and done
+
+
+def test_a_blue_green_roll_of_an_eks_group_runs_with_only_the_direct_policy(iam_aws: EnforcedAws) -> None:
+    """Every call of a blue/green roll (controller/bluegreen.py) as the role holding the shipped
+    direct policy: the green group created from the blue one's description on the baked image,
+    grown, the blue instance terminated with a decrement, the blue group deleted. Left out,
+    besides the module docstring's: moto's managed groups launch no instance and have no Auto
+    Scaling group (the calls on it are judged, as above); the test registers the green Node
+    itself once the green group asks for a node, as kubelet would, and removes the blue Node once
+    its instance is terminated, as the cloud controller manager would; moto's group does not see
+    the decrement on the Auto Scaling group it lacks, so the roll also sets the emptied blue group
+    to zero (UpdateNodegroupConfig), as it does when requested nodes never joined."""
+    from controller.bluegreen import green_name, start_blue_green
+    from controller.locking import GroupLocks
+    from controller.rolling import Roller
+    from topology.nodes import Taint
+
+    name = "eks-bluegreen"
+    cluster(iam_aws, name)
+    base = image(iam_aws, name)
+    baked = str(iam_aws.client("ec2").register_image(Name=f"kbl-baked-{name}", RootDeviceName="/dev/xvda")["ImageId"])
+    template = kbl_template(iam_aws, name, base)
+    creds, policy = direct(iam_aws, name)
+
+    def provider(label: str) -> EksProvider:
+        return EksProvider(
+            iam_aws.client("eks", creds, label=label), iam_aws.client("autoscaling", creds, label=label),
+            iam_aws.client("ec2", creds, label=label), cluster_name=name, node_role_arn=NODE_ROLE, launch_template_id=template,
+            image_id=base, backoff=NO_SLEEP,
+        )  # fmt: skip
+
+    blue = "kbl-default-k-us-east-1a"
+    taint = Taint("kbl.io/dedicated", "k", "NoSchedule")
+    spec = NodeGroupSpec(blue, "default/k", "us-east-1a", "m6i.xlarge", 1, 4, labels={labels.KBL_LABEL: "k"}, taints=(taint,))
+    provider("bluegreen-setup").create_group(spec, "tok")
+    eks = provider("bluegreen")
+    instance = "i-0123456789abcdef0"
+    swapped: Any = eks
+    swapped.autoscaling = Judged(eks.autoscaling, policy, "autoscaling", {
+        "describe_auto_scaling_instances": [({"InstanceIds": [instance]}, {"AutoScalingInstances": [{
+            "InstanceId": instance, "AutoScalingGroupName": f"eks-asg-of-{blue}", "AvailabilityZone": "us-east-1a",
+            "LifecycleState": "InService", "HealthStatus": "HEALTHY", "ProtectedFromScaleIn": True}]})],
+        "set_instance_protection": [({"AutoScalingGroupName": f"eks-asg-of-{blue}", "InstanceIds": [instance],
+                                      "ProtectedFromScaleIn": False}, {})],
+        "terminate_instance_in_auto_scaling_group": [({"InstanceId": instance, "ShouldDecrementDesiredCapacity": True}, {})],
+    })  # fmt: skip
+    real_describe = eks.eks.describe_nodegroup
+
+    def describe_with_asg(**kwargs: Any) -> Any:
+        answer = real_describe(**kwargs)
+        answer["nodegroup"]["resources"] = {"autoScalingGroups": [{"name": f"eks-asg-of-{kwargs['nodegroupName']}"}]}
+        return answer
+
+    swapped.eks.describe_nodegroup = describe_with_asg
+    kube = MemoryApi()
+    kube.put(KBLS, kbl_object("k"))
+
+    def register(node_name: str, group: str, instance_id: str) -> None:
+        node = make_node(node_name, zone="us-east-1a", extra_labels={labels.NODE_GROUP_LABEL: group, labels.KBL_LABEL: "k"})
+        node["status"]["conditions"] = [{"type": "Ready", "status": "True", "lastTransitionTime": format_time(T0 - 60)}]
+        node["spec"]["providerID"] = f"aws:///us-east-1a/{instance_id}"
+        kube.put(NODES, node)
+
+    register("blue-1", blue, instance)
+    assert start_blue_green(kube, "default/k", blue, baked, now_s=T0) is None
+    green = green_name(blue)
+    roller = Roller(kube, eks, lambda: T0)
+    for _ in range(20):
+        roller.run_once([("default/k", blue)])
+        grown = eks.describe_group(green)
+        if grown is not None and grown.desired >= 1 and kube.get(NODES, "green-1") is None:
+            register("green-1", green, "i-0fedcba9876543210")
+        if "autoscaling:TerminateInstanceInAutoScalingGroup" in swapped.autoscaling.judged and kube.get(NODES, "blue-1") is not None:
+            kube.delete(NODES, "blue-1")
+        if GroupLocks(kube).holder("default/k", blue) is None:
+            break
+    assert GroupLocks(kube).holder("default/k", blue) is None, roller.failures
+    assert eks.describe_group(blue) is None
+    admin = iam_aws.client("eks")
+    made_green = admin.describe_nodegroup(clusterName=name, nodegroupName=green)["nodegroup"]
+    assert made_green["scalingConfig"]["desiredSize"] == 1
+    assert made_green["scalingConfig"]["maxSize"] == 4
+    assert made_green["labels"] == {labels.KBL_LABEL: "k", labels.NODE_GROUP_LABEL: green}
+    assert made_green["taints"] == [{"key": "kbl.io/dedicated", "value": "k", "effect": "NO_SCHEDULE"}]
+    assert made_green["instanceTypes"] == ["m6i.xlarge"]
+    assert made_green["tags"][labels.KBL_TAG] == "default/k"
+    assert made_green["tags"][MANAGED_BY_TAG] == MANAGED_BY
+    version = iam_aws.client("ec2").describe_launch_template_versions(
+        LaunchTemplateId=template, Versions=[str(made_green["launchTemplate"]["version"])]
+    )["LaunchTemplateVersions"][0]
+    assert version["LaunchTemplateData"]["ImageId"] == baked
+    joins_as = base64.b64decode(version["LaunchTemplateData"]["UserData"]).decode()
+    assert f"{labels.NODE_GROUP_LABEL}={green}" in joins_as  # its nodes register in the green group
+    assert f"{labels.NODE_GROUP_LABEL}={blue}," not in joins_as
+    judged = set(swapped.autoscaling.judged)
+    assert judged == {"autoscaling:DescribeAutoScalingInstances", "autoscaling:SetInstanceProtection",
+                      "autoscaling:TerminateInstanceInAutoScalingGroup"}  # fmt: skip
+    made = iam_aws.seen["bluegreen"] | judged
+    assert made <= CONTROLLER_DIRECT_ACTIONS
+    assert {"eks:CreateNodegroup", "eks:UpdateNodegroupConfig", "eks:DeleteNodegroup", "ec2:CreateLaunchTemplateVersion"} <= made
