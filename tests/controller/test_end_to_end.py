@@ -194,7 +194,12 @@ def _scenario(aws: Aws, emulator: Emulator, controller: subprocess.Popen[bytes],
         removed = [float(line.rsplit(" ", 1)[1]) for line in actions if 'kind="RemoveNode",outcome="done"' in line]
         assert removed, actions
         assert removed[0] >= 2, actions  # one named instance at a time (a retry before the Node left is harmless)
-        assert 'kbl_controller_actions_total{kind="CordonNode",outcome="done"} 2.0' in actions, actions
+        # Each node was cordoned; under load a pass may read a Node from its informer before its own
+        # cordon's watch event arrives and cordon it again (an idempotent patch that only restarts
+        # the drain's clock, so kbl.io/data-drained must be written again: stricter, never looser).
+        cordons = [float(line.rsplit(" ", 1)[1]) for line in actions if 'kind="CordonNode",outcome="done"' in line]
+        assert cordons, actions
+        assert 2 <= cordons[0] <= removed[0], actions
     finally:
         client.close()
 
