@@ -6,8 +6,11 @@ drained, rebooted, imaged or replaced). :class:`GroupLocks` keeps, in the group'
 KBL's ``status.nodeGroups`` (``disruption``), which of them holds the group (``by``: ``patch``,
 ``bake`` or ``roll``), the node and the step. Each takes the lock before it cordons a node and
 releases it when the node is back (or replaced); the others wait. The record is in the cluster,
-so it outlives a controller restart. The three run one after the other in the one leader's loop
-(every write guarded by its Lease), so reading the record and then writing it cannot race.
+so it outlives a controller restart. Inside the controller the three run one after the other in
+the one leader's loop (every write guarded by its Lease); ``kbl bake`` runs outside it, so every
+write carries the KBL's ``metadata.resourceVersion`` as read (optimistic concurrency, as the API
+server enforces it on the status subresource): a writer that lost the race gets ``409``, reads the
+record again and decides again (:meth:`GroupLocks.take` then sees the winner's record).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kube.api import KBLS, NODES, KubeApi
+from kube.api import KBLS, NODES, ConflictError, KubeApi
 from topology import labels
 
 #: The lock holders.
 ROLL, PATCH, BAKE = "roll", "patch", "bake"
+#: How many times a write that lost a race (``409``) reads again and retries before it gives up.
+ATTEMPTS = 5
 
 
 @dataclass
@@ -30,48 +35,82 @@ class GroupLocks:
     kube: KubeApi
     guard: Callable[[str], None] = lambda _step: None
 
-    def _entry(self, kbl_key: str, group: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    def _entry(self, kbl_key: str, group: str) -> tuple[dict[str, Any], list[dict[str, Any]], str] | None:
+        """The group's entry, every entry of the KBL's ``status.nodeGroups`` (the entry added when
+        missing) and the KBL's ``resourceVersion`` as read; ``None`` without the KBL."""
         namespace, _, name = kbl_key.partition("/")
         kbl = self.kube.get(KBLS, name, namespace=namespace)
         if kbl is None:
             return None
+        version = str((kbl.get("metadata") or {}).get("resourceVersion") or "")
         entries = [dict(e) for e in ((kbl.get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
         for entry in entries:
             if entry.get("name") == group:
-                return entry, entries
+                return entry, entries, version
         entry = {"name": group}
         entries.append(entry)
-        return entry, entries
+        return entry, entries, version
 
     def holder(self, kbl_key: str, group: str) -> dict[str, Any] | None:
         """The lock's record (``by``, ``node``, ``step``, ...), or ``None`` when the group is free."""
         found = self._entry(kbl_key, group)
-        record = found[0].get("disruption") if found else None
+        return self._record(found[0]) if found else None
+
+    @staticmethod
+    def _record(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+        record = entry.get("disruption")
         return dict(record) if isinstance(record, Mapping) and record.get("by") else None
 
-    def write(self, kbl_key: str, group: str, record: Mapping[str, Any] | None) -> None:
-        """Set (or with ``None`` clear) the group's record; the caller holds the lock or takes a free one."""
-        found = self._entry(kbl_key, group)
-        if found is None:
-            return
-        entry, entries = found
-        entry["disruption"] = dict(record) if record is not None else None
-        if record is None:
-            entry.pop("disruption")
+    def _write_once(self, kbl_key: str, found: tuple[dict[str, Any], list[dict[str, Any]], str], record: Mapping[str, Any] | None) -> None:
+        """One write of the entries as read, with the version read as its precondition (``409`` if
+        the KBL changed since)."""
+        entry, entries, version = found
+        if record is not None:
+            entry["disruption"] = dict(record)
+        else:
+            entry.pop("disruption", None)
         self.guard("group-lock")
         namespace, _, name = kbl_key.partition("/")
-        self.kube.patch_status(KBLS, name, {"status": {"nodeGroups": entries}}, namespace=namespace)
+        body: dict[str, Any] = {"status": {"nodeGroups": entries}}
+        if version:
+            body["metadata"] = {"resourceVersion": version}
+        self.kube.patch_status(KBLS, name, body, namespace=namespace)
+
+    def write(self, kbl_key: str, group: str, record: Mapping[str, Any] | None) -> None:
+        """Set (or with ``None`` clear) the group's record; the caller holds the lock or takes a free
+        one. A write that meets a change made since its read (``409``) reads again and retries."""
+        for attempt in range(ATTEMPTS):
+            found = self._entry(kbl_key, group)
+            if found is None:
+                return
+            try:
+                self._write_once(kbl_key, found, record)
+                return
+            except ConflictError:
+                if attempt == ATTEMPTS - 1:
+                    raise
 
     def take(self, kbl_key: str, group: str, by: str, record: Mapping[str, Any]) -> dict[str, Any] | None:
         """Take the group for ``by`` (or update its own record); the other holder's record when it
         is held by someone else (nothing is written), else ``None``. A reboot's or a bake's lock
         whose node no longer carries its mark (``kbl.io/rebooting``, ``kbl.io/prototype``: it
         finished, or was killed before it marked the node or after it unmarked it) is stale and
-        taken over; a roll's never is (its record is its progress)."""
-        held = self.holder(kbl_key, group)
-        if held is not None and held.get("by") != by and not self._stale(group, held):
-            return held
-        self.write(kbl_key, group, {**record, "by": by})
+        taken over; a roll's never is (its record is its progress). The record is read and
+        written with the KBL's version as a precondition: when another writer (``kbl bake`` beside
+        the controller) changed the KBL in between, the decision is taken again on what it wrote."""
+        for attempt in range(ATTEMPTS):
+            found = self._entry(kbl_key, group)
+            if found is None:
+                return None
+            held = self._record(found[0])
+            if held is not None and held.get("by") != by and not self._stale(group, held):
+                return held
+            try:
+                self._write_once(kbl_key, found, {**record, "by": by})
+                return None
+            except ConflictError:
+                if attempt == ATTEMPTS - 1:
+                    raise
         return None
 
     def _stale(self, group: str, held: Mapping[str, Any]) -> bool:
