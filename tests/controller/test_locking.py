@@ -7,7 +7,9 @@ forced through the lock's ``guard`` hook, which runs between a writer's read and
 
 from __future__ import annotations
 
+from controller.acting import Actor
 from controller.locking import BAKE, PATCH, ROLL, GroupLocks
+from controller.providers.fake import FakeProvider
 from kube.api import KBLS
 from kube.memory import MemoryApi
 from tests.placement.scenarios import kbl_object
@@ -55,3 +57,24 @@ def test_a_holders_progress_write_that_meets_another_change_reads_again_and_keep
     locks = GroupLocks(api)
     assert locks.holder(KBL, GROUP) == {"by": ROLL, "node": "b1", "step": "drain"}
     assert locks.holder(KBL, "kbl-k-a") == {"by": PATCH, "node": "a1", "step": "wait-ready"}, "the other write is not lost"
+
+
+def test_the_controllers_status_write_never_erases_a_lock_kbl_bake_took_in_between() -> None:
+    api = _api()
+    raced: list[str] = []
+
+    def bake_takes_the_group_in_between(step: str) -> None:
+        if not raced:  # the controller has read the KBL; `kbl bake` takes the group before the status write lands
+            raced.append(step)
+            assert GroupLocks(api).take(KBL, GROUP, ROLL, {"node": "n1", "step": "surge"}) is None
+
+    actor = Actor(api, FakeProvider(lambda: 0.0), "c", clock=lambda: 0.0, hook=lambda _h: None, guard=bake_takes_the_group_in_between)
+    actor.group_status(KBL, GROUP, {"phase": "Active", "desired": 2})
+
+    assert raced, "the interleaving ran"
+    assert GroupLocks(api).holder(KBL, GROUP) == {"by": ROLL, "node": "n1", "step": "surge"}, "the lock survives"
+    kbl = api.get(KBLS, "k", namespace="default")
+    assert kbl is not None
+    entries = {e["name"]: e for e in kbl["status"]["nodeGroups"]}
+    assert entries[GROUP]["phase"] == "Active"
+    assert entries[GROUP]["desired"] == 2
