@@ -48,9 +48,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from controller.baking import data_still_on, evict_pods
-from controller.locking import ROLL, GroupLocks
+from controller.locking import ATTEMPTS, ROLL, GroupLocks
 from controller.providers import CreatesGreenGroups, NodeGroupProvider, ProviderError, instance_id
-from kube.api import KBLS, NODES, KubeApi
+from kube.api import KBLS, NODES, ConflictError, KubeApi
 from topology import labels
 from topology.times import parse_time
 
@@ -267,21 +267,32 @@ def step_blue_green(
 
 def _finish(kube: KubeApi, locks: GroupLocks, kbl_key: str, blue: str, green: str) -> str:
     """The blue entry leaves ``status.nodeGroups`` (its lock with it) and the green one inherits
-    its last image, in one write."""
+    its last image, in one write (with the KBL's ``resourceVersion`` as read: a change made in
+    between is read again, never overwritten)."""
     namespace, _, name = kbl_key.partition("/")
-    kbl = kube.get(KBLS, name, namespace=namespace)
-    if kbl is None:
-        return f"{blue}: deleted (its KBL is gone)"
-    entries = [dict(e) for e in ((kbl.get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
-    old = next((e for e in entries if e.get("name") == blue), {})
-    kept = [e for e in entries if e.get("name") != blue]
-    inherited = {k: old[k] for k in INHERITED if k in old}
-    for entry in kept:
-        if entry.get("name") == green:
-            entry.update(inherited)
+    for attempt in range(ATTEMPTS):
+        kbl = kube.get(KBLS, name, namespace=namespace)
+        if kbl is None:
+            return f"{blue}: deleted (its KBL is gone)"
+        entries = [dict(e) for e in ((kbl.get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
+        old = next((e for e in entries if e.get("name") == blue), {})
+        kept = [e for e in entries if e.get("name") != blue]
+        inherited = {k: old[k] for k in INHERITED if k in old}
+        for entry in kept:
+            if entry.get("name") == green:
+                entry.update(inherited)
+                break
+        else:
+            kept.append({"name": green, **inherited})
+        locks.guard("blue-green-done")
+        body: dict[str, Any] = {"status": {"nodeGroups": kept}}
+        version = (kbl.get("metadata") or {}).get("resourceVersion")
+        if version:
+            body["metadata"] = {"resourceVersion": version}
+        try:
+            kube.patch_status(KBLS, name, body, namespace=namespace)
             break
-    else:
-        kept.append({"name": green, **inherited})
-    locks.guard("blue-green-done")
-    kube.patch_status(KBLS, name, {"status": {"nodeGroups": kept}}, namespace=namespace)
+        except ConflictError:
+            if attempt == ATTEMPTS - 1:
+                raise
     return f"{blue}: deleted, rolled to {green}"
