@@ -66,6 +66,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from extender.costs import CostTables
+from extender.scoring import raw_costs
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState, load_vector
 from extender.wishes import resolve
@@ -78,7 +79,14 @@ log = logging.getLogger(__name__)
 
 #: The scheduling gate the webhook adds and the controller removes.
 GATE = "kbl.io/narrow"
+#: The extended resource that sends a pod to the extender when narrowing is on: kube-scheduler's
+#: ``managedResources`` (``ignoredByScheduler: true``) lists it, so only the pods requesting it
+#: call the extender; the webhook gives it to every kbl pod it does not gate, never to a gated one.
+EXTENDER_RESOURCE = "kbl.io/extender"
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
+#: Weights of the preferred terms ranking a narrowed pod's candidates (the API's range, 1-100).
+MIN_WEIGHT, MAX_WEIGHT = 1, 100
 #: Owners remembered after one of their narrowed pods was deleted (LRU).
 REMEMBERED_OWNERS = 10_000
 
@@ -128,14 +136,48 @@ def tightened_terms(obj: Mapping[str, Any], names: Sequence[str]) -> list[dict[s
     return out
 
 
-def release_patch(obj: Mapping[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
+def candidate_weights(costs: Sequence[float]) -> list[int]:
+    """The preferred-term weight of each candidate from its network cost: :data:`MAX_WEIGHT` for
+    the cheapest, :data:`MIN_WEIGHT` for the dearest, linear in between (all
+    :data:`MAX_WEIGHT` when they cost the same), as the extender's own score ranks them."""
+    if not costs:
+        return []
+    low, high = min(costs), max(costs)
+    if high - low <= 1e-9 * max(1.0, abs(high)):
+        return [MAX_WEIGHT] * len(costs)
+    span = MAX_WEIGHT - MIN_WEIGHT
+    return [MIN_WEIGHT + round(span * (high - c) / (high - low)) for c in costs]
+
+
+def preferred_terms(names: Sequence[str], weights: Sequence[int]) -> list[dict[str, Any]]:
+    """Preferred node affinity terms ranking ``names`` by ``weights``: one term per distinct
+    weight (heaviest first), ``matchFields metadata.name In`` its nodes. kube-scheduler's
+    NodeAffinity score sums the weights of the terms a node matches, normalises to 0-100 over the
+    feasible nodes and multiplies by its plugin weight (2 in the default profile), so the
+    cheapest candidate leads by up to 200 points with no extender call."""
+    by_weight: dict[int, list[str]] = {}
+    for name, weight in zip(names, weights, strict=True):
+        by_weight.setdefault(int(weight), []).append(name)
+    return [
+        {"weight": w, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": by_weight[w]}]}}
+        for w in sorted(by_weight, reverse=True)
+    ]
+
+
+def release_patch(obj: Mapping[str, Any], names: Sequence[str] | None, weights: Sequence[int] | None = None) -> dict[str, Any]:
     """The one merge patch releasing a gated pod: :data:`GATE` removed (other gates kept) and,
-    with ``names``, the required terms tightened to them and the annotation
-    :data:`topology.labels.NARROWED`; ``resourceVersion`` as precondition."""
+    with ``names``, the required terms tightened to them, the annotation
+    :data:`topology.labels.NARROWED` and, with ``weights``, preferred terms ranking them
+    (:func:`preferred_terms`, after the pod's own, which a merge patch would otherwise drop: it
+    replaces lists); ``resourceVersion`` as precondition."""
     remaining = [g for g in (obj.get("spec") or {}).get("schedulingGates") or [] if not (isinstance(g, Mapping) and g.get("name") == GATE)]
     spec: dict[str, Any] = {"schedulingGates": remaining or None}
     if names:
-        spec["affinity"] = {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": tightened_terms(obj, names)}}}
+        node_affinity: dict[str, Any] = {REQUIRED: {"nodeSelectorTerms": tightened_terms(obj, names)}}
+        if weights:
+            own = (((obj.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(PREFERRED) or []
+            node_affinity[PREFERRED] = [*own, *preferred_terms(names, weights)]
+        spec["affinity"] = {"nodeAffinity": node_affinity}
     patch: dict[str, Any] = {"spec": spec}
     metadata: dict[str, Any] = {}
     if names:
@@ -159,8 +201,10 @@ def mutation_error(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None
     GA in 1.30): ``schedulingGates`` may only lose entries, never gain; while ``old`` is gated,
     ``nodeSelector`` may only gain keys and the required node affinity may be set when it had
     no terms, else each existing term may only gain requirements (same number of terms,
-    existing ``matchExpressions``/``matchFields`` unchanged); an ungated pod's scheduling
-    directives are immutable. Any other spec change is rejected (left out here: the fields
+    existing ``matchExpressions``/``matchFields`` unchanged), and the *preferred* node affinity
+    terms may change in any way (KEP-3838: "all updates are allowed", preferred terms are not
+    authoritative); an ungated pod's scheduling directives are immutable, preferred terms
+    included. Any other spec change is rejected (left out here: the fields
     that are mutable on every pod, such as container images and tolerations additions).
     """
     old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
@@ -200,6 +244,8 @@ class Candidates:
     names: tuple[str, ...]
     ids: tuple[int, ...]
     tier: str
+    #: Each candidate's network cost for the pod (the extender's :meth:`~extender.costs.CostTables.cost_at`).
+    costs: tuple[float, ...] = ()
 
 
 TIERS = ("holders", "racks", "zones", "cluster")
@@ -234,13 +280,14 @@ def choose(state: ClusterState, tables: CostTables, pod: Pod, reserved: np.ndarr
     if not chosen.size:
         return None
     within = cluster.level_bytes_at(wish.key, wish.shards, chosen)
+    costs = raw_costs(within, state.settings.costs)
     tier = "cluster"
     for level, name in enumerate(TIERS[:3]):
         if bool((within[:, : level + 1].sum(axis=1) > 0).all()):
             tier = name
             break
     names = tuple(state.cluster.name_of(int(i)) for i in chosen.tolist())
-    return Candidates(names, tuple(int(i) for i in chosen.tolist()), tier)
+    return Candidates(names, tuple(int(i) for i in chosen.tolist()), tier, tuple(costs.tolist()))
 
 
 def _with_room(
@@ -461,7 +508,10 @@ class GateController:
                     candidates = choose(self.state, self.tables, pod, self._reserved, self.settings.narrow_candidates)
             except (ObjectError, KblError):
                 log.exception("narrowing: cannot narrow %s; released unchanged", key)
-        patch = release_patch(obj, candidates.names if candidates else None)
+        if candidates is None:
+            patch = release_patch(obj, None)
+        else:
+            patch = release_patch(obj, candidates.names, candidate_weights(candidates.costs))
         try:
             self.writer.patch_pod(namespace, name, patch)
         except ApiError as exc:  # 409: a newer version is on its way through the watch; 404: gone
