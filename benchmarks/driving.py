@@ -497,6 +497,8 @@ class Attempt:
     evaluated: int = 0
     feasible: int = 0
     offered: list[str] = field(default_factory=list)
+    #: True when an extender was interested in the pod (``offered`` went to it).
+    to_extenders: bool = False
     reason: str = ""
     failed: dict[str, str] = field(default_factory=dict)
     unresolvable: dict[str, str] = field(default_factory=dict)
@@ -630,6 +632,10 @@ class Scheduler:
         #: The API server's side: the mutating webhook at creation, other pod watchers, and
         #: controllers acting through this scheduler's :meth:`patch_pod` / :meth:`delete_pod`.
         self.admit: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        #: A mutating webhook over the wire: AdmissionReview request bytes in, reply bytes out
+        #: (its CPU is the webhook's); encoding the request and applying the reply's JSONPatch
+        #: are the API server's (:attr:`RunResult.api_cpu_s`).
+        self.webhook: Callable[[bytes], bytes] | None = None
         self.watchers: list[PodEventHook] = []
         self.controllers: list[Callable[[], bool]] = []
         self.controller_period_s = 1.0
@@ -802,7 +808,8 @@ class Scheduler:
         names = [self.nodes[i].name for i in feasible.tolist()]
         # upstream IsInterested: an extender whose managed resources the pod does not request is skipped
         interested = [ext for ext in self.extenders if ext.is_interested(pod_obj)]
-        attempt.offered = list(names) if interested else []
+        attempt.offered = list(names)
+        attempt.to_extenders = bool(interested)
         pod_json = orjson.dumps(pod_obj) if interested else b""
         for ext in interested:
             if not names:
@@ -1020,7 +1027,7 @@ class Scheduler:
             result.attempts += 1
             ext_before = sum(e.seconds for e in self.extenders)
             attempt = self.schedule_one(arrival.pod, arrival.obj)
-            if arrival.pod.data is not None:
+            if arrival.pod.data is not None and attempt.to_extenders:
                 outcome.offered += len(attempt.offered)
             bound = False
             if attempt.node is not None:
@@ -1062,10 +1069,13 @@ class Scheduler:
         """Create the pod: admission (the webhook, as the API server calls it), then ADDED."""
         arrival = self._by_key[key]
         obj = arrival.obj
+        if self.webhook is not None:
+            obj = self._call_webhook(obj)
         if self.admit is not None:
             started = time.thread_time()
             obj = self.admit(obj)
             self._result.admission_cpu_s += time.thread_time() - started
+        if self.admit is not None or self.webhook is not None:
             scheduler = (obj.get("spec") or {}).get("schedulerName")
             if scheduler != (arrival.obj.get("spec") or {}).get("schedulerName"):
                 self._result.routed[str(scheduler)] = self._result.routed.get(str(scheduler), 0) + 1
@@ -1074,6 +1084,34 @@ class Scheduler:
         self._by_key[key] = PodArrival(obj, Pod.from_object(obj), arrival.arrival_s, arrival.duration_s)
         self._announced.add(key)
         self._emit("ADDED", _object_at(obj, node=None, phase="Pending"))
+
+    def _call_webhook(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The API server calling :attr:`webhook` at CREATE and applying its JSONPatch (an
+        unreadable reply or a failed call admits the pod unchanged: ``failurePolicy: Ignore``)."""
+        import base64
+
+        from extender.admission import apply_patch
+
+        started = time.thread_time()
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        body = orjson.dumps(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": uid, "operation": "CREATE", "object": obj}}
+        )
+        asked = time.thread_time()
+        try:
+            reply = self.webhook(body) if self.webhook is not None else b""
+        except Exception:
+            reply = b""
+        answered = time.thread_time()
+        try:
+            patch = (orjson.loads(reply).get("response") or {}).get("patch") if reply else None
+            out = apply_patch(obj, orjson.loads(base64.b64decode(patch))) if patch else obj
+        except (orjson.JSONDecodeError, KblError, ValueError, AttributeError):
+            out = obj
+        done = time.thread_time()
+        self._result.admission_cpu_s += answered - asked
+        self._result.api_cpu_s += (asked - started) + (done - answered)
+        return out
 
     def _control(self) -> None:
         """Run the controllers (this thread's CPU time is counted); keep ticking while busy."""

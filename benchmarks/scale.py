@@ -41,6 +41,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import orjson
 
 from benchmarks.driving import PodArrival, SchedulerSettings, num_feasible_nodes_to_find
 from benchmarks.measuring import peak_rss_mib, run_child, write_json
@@ -306,7 +307,7 @@ def api_side(
     plays its leader election (``False``: down, not alive); ``webhook=False`` plays the webhook
     down (``failurePolicy: Ignore``: pods are created as submitted)."""
     from benchmarks.driving import ManagedResource
-    from extender.admission import AdmissionSettings, apply_patch, review
+    from extender.admission import AdmissionSettings, review
     from extender.narrowing import EXTENDER_RESOURCE, GateController
 
     admission = AdmissionSettings(
@@ -329,14 +330,12 @@ def api_side(
             settings = dataclasses.replace(state.settings, **changes)
             controller = GateController(state, scheduler, settings, clock=lambda: scheduler.now, leading=leading or (lambda: True))
 
-        def admit(obj: dict[str, Any]) -> dict[str, Any]:
-            body = {"request": {"uid": obj["metadata"].get("uid", ""), "operation": "CREATE", "object": obj}}
+        def mutate(body: bytes) -> bytes:  # what the extender's POST /mutate does with a request body
             with state.lock:
-                reply = review(body, state.cluster, admission, gate=controller.should_gate if controller else None)
-            patch = reply["response"].get("patch")
-            return apply_patch(obj, json.loads(base64.b64decode(patch))) if patch else obj
+                reply = review(orjson.loads(body), state.cluster, admission, gate=controller.should_gate if controller else None)
+            return orjson.dumps(reply)
 
-        scheduler.admit = admit if webhook else None
+        scheduler.webhook = mutate if webhook else None
         scheduler.narrowing = controller
         if controller is not None:
             scheduler.watchers.append(controller.observe)

@@ -251,7 +251,41 @@ class Candidates:
 TIERS = ("holders", "racks", "zones", "cluster")
 
 
-def choose(state: ClusterState, tables: CostTables, pod: Pod, reserved: np.ndarray[Any, Any], count: int) -> Candidates | None:
+class DomainIndex:
+    """The node ids of each rack and zone, built once per published domain arrays
+    (:meth:`~topology.clusters.Cluster.domain_arrays`, replaced on every topology change): a
+    pool of nodes is then O(its size), not a pass over every node."""
+
+    def __init__(self) -> None:
+        self._of: tuple[Any, ...] | None = None
+        self._levels: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
+
+    def nodes_of(self, state: ClusterState, level: int, domains: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Sorted node ids in ``domains`` of ``level`` (1: racks, 2: zones)."""
+        arrays = state.cluster.domain_arrays()
+        if self._of is None or any(a is not b for a, b in zip(arrays[:2], self._of, strict=True)):
+            self._levels = []
+            for ids in arrays[:2]:
+                order = np.argsort(ids, kind="stable").astype(np.int64)
+                bounds = np.searchsorted(ids[order], np.arange(int(ids.max(initial=-1)) + 2))
+                self._levels.append((order, bounds))
+            self._of = tuple(arrays[:2])
+        order, bounds = self._levels[level - 1]
+        domains = domains[domains < bounds.shape[0] - 1]
+        if not domains.size:
+            return np.zeros(0, dtype=np.int64)
+        return np.sort(np.concatenate([order[bounds[d] : bounds[d + 1]] for d in domains.tolist()]))
+
+
+def choose(
+    state: ClusterState,
+    tables: CostTables,
+    pod: Pod,
+    reserved: np.ndarray[Any, Any],
+    count: int,
+    *,
+    index: DomainIndex | None = None,
+) -> Candidates | None:
     """The ``count`` cheapest nodes with room for ``pod`` (module docstring, step 2), or ``None``
     when the pod has no usable preferred wish or no node has room. Call under ``state.lock``.
 
@@ -263,24 +297,31 @@ def choose(state: ClusterState, tables: CostTables, pod: Pod, reserved: np.ndarr
         return None
     cluster = state.cluster
     sums = cluster.level_sums(wish.key, wish.shards)  # O(requested pieces)
-    rack, zone, _region, _present = cluster.domain_arrays()
+    index = index or DomainIndex()
     # Widen tier by tier: the nodes of racks holding a requested piece (holders included), then
     # of such zones, then every node; each pool ranked by the pod's network cost at its ids
     # only (O(pool), no vector over every node) until one has ``count`` nodes with room.
-    pools = [np.flatnonzero(np.isin(ids, np.flatnonzero(sums.within[level] > 0))) for level, ids in ((1, rack), (2, zone))]
     chosen = None
-    for pool in pools:
+    within: np.ndarray[Any, Any] | None = None
+    costs: np.ndarray[Any, Any] | None = None
+    for level in (1, 2):  # the zone pool is built only when the racks' lacks room
+        pool = index.nodes_of(state, level, np.flatnonzero(sums.within[level] > 0))
         if pool.size:
-            ranked = pool[np.argsort(tables.cost_at(wish, pool.astype(np.int64)), kind="stable")]
-            chosen = _with_room(state, ranked, pod, reserved, count)
+            # one gather of the pool's byte table gives both the ranking and the candidates' rows
+            table = cluster.level_bytes_at(wish.key, wish.shards, pool)
+            pool_costs = raw_costs(table, state.settings.costs)
+            order = np.argsort(pool_costs, kind="stable")
+            picked = order[_with_room(state, pool[order], pod, reserved, count)]
+            chosen, within, costs = pool[picked], table[picked], pool_costs[picked]
             if chosen.size >= count:
                 break
     if chosen is None or chosen.size < count:
-        chosen = _with_room(state, tables.cost_order(wish)[0], pod, reserved, count)
-    if not chosen.size:
+        ranked = tables.cost_order(wish)[0]
+        chosen = ranked[_with_room(state, ranked, pod, reserved, count)]
+        within = cluster.level_bytes_at(wish.key, wish.shards, chosen)
+        costs = raw_costs(within, state.settings.costs)
+    if not chosen.size or within is None or costs is None:
         return None
-    within = cluster.level_bytes_at(wish.key, wish.shards, chosen)
-    costs = raw_costs(within, state.settings.costs)
     tier = "cluster"
     for level, name in enumerate(TIERS[:3]):
         if bool((within[:, : level + 1].sum(axis=1) > 0).all()):
@@ -293,8 +334,9 @@ def choose(state: ClusterState, tables: CostTables, pod: Pod, reserved: np.ndarr
 def _with_room(
     state: ClusterState, ranked: np.ndarray[Any, Any], pod: Pod, reserved: np.ndarray[Any, Any], count: int
 ) -> np.ndarray[Any, Any]:
-    """The first ``count`` of ``ranked`` node ids that are present, ready, schedulable and have
-    room for ``pod`` after ``reserved``, walked a chunk at a time (O(count), not O(nodes))."""
+    """The positions in ``ranked`` of its first ``count`` node ids that are present, ready,
+    schedulable and have room for ``pod`` after ``reserved``, walked a chunk at a time
+    (O(count), not O(nodes))."""
     request = load_vector(pod.requests)
     picked: list[int] = []
     chunk = max(4 * count, 256)
@@ -304,7 +346,7 @@ def _with_room(
         inside = ids < reserved.shape[0]
         used[inside] += reserved[ids[inside]]
         room = state.usable(ids) & state.present_at(ids) & np.all(alloc - used >= request, axis=1)
-        picked.extend(ids[room][: count - len(picked)].tolist())
+        picked.extend((np.flatnonzero(room)[: count - len(picked)] + start).tolist())
         if len(picked) >= count:
             break
     return np.asarray(picked, dtype=np.int64)
@@ -402,11 +444,13 @@ class GateController:
         self._alive = alive or leading
         self.clock = clock
         self.tables = CostTables(state)
+        self.index = DomainIndex()
         self._lock = threading.Lock()
         self._gated: dict[str, Mapping[str, Any]] = {}
         self._released: dict[str, _Released] = {}
         self._owners: OrderedDict[str, None] = OrderedDict()
         self._reserved = np.zeros((0, 3), dtype=np.float64)
+        self._flat: tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
         self.totals = StepReport()
         #: Set when a gated pod is seen: the runner steps at once instead of at its next period.
         self.wake = threading.Event()
@@ -505,7 +549,7 @@ class GateController:
             try:
                 pod = Pod.from_object(obj)
                 with self.state.lock, self._lock:
-                    candidates = choose(self.state, self.tables, pod, self._reserved, self.settings.narrow_candidates)
+                    candidates = choose(self.state, self.tables, pod, self._reserved, self.settings.narrow_candidates, index=self.index)
             except (ObjectError, KblError):
                 log.exception("narrowing: cannot narrow %s; released unchanged", key)
         if candidates is None:
@@ -542,13 +586,16 @@ class GateController:
             released = list(self._released.items())
         if not released:
             return
-        with self.state.lock:
-            present = self.state.present()
-            lost = {
-                key
-                for key, r in released
-                if not bool(present[np.asarray(r.ids)].all()) or not bool(self.state.usable(np.asarray(r.ids, dtype=np.int64)).all())
-            }
+        keys = tuple(key for key, _ in released)
+        if self._flat is None or self._flat[0] != keys:  # rebuilt only when the released set changes
+            ids = np.fromiter((i for _, r in released for i in r.ids), dtype=np.int64)
+            sizes = np.fromiter((len(r.ids) for _, r in released), dtype=np.int64, count=len(released))
+            self._flat = (keys, ids, np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64))
+        _keys, ids, starts = self._flat
+        with self.state.lock:  # every released pod's candidates checked in one pass
+            bad = (~(self.state.present_at(ids) & self.state.usable(ids))).astype(np.int64)
+        lost_per = np.add.reduceat(bad, starts).tolist()
+        lost = {key for key, n in zip(keys, lost_per, strict=True) if n > 0}
         for key, r in released:
             if key not in lost and now - r.at < timeout:
                 continue
