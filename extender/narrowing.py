@@ -66,6 +66,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from extender.costs import CostTables
+from extender.eligibility import eligible
 from extender.scoring import raw_costs
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState, load_vector
@@ -334,9 +335,10 @@ def choose(
 def _with_room(
     state: ClusterState, ranked: np.ndarray[Any, Any], pod: Pod, reserved: np.ndarray[Any, Any], count: int
 ) -> np.ndarray[Any, Any]:
-    """The positions in ``ranked`` of its first ``count`` node ids that are present, ready,
-    schedulable and have room for ``pod`` after ``reserved``, walked a chunk at a time
-    (O(count), not O(nodes))."""
+    """The positions in ``ranked`` of its first ``count`` node ids that are present, eligible for
+    ``pod`` (:func:`extender.eligibility.eligible`: ready, schedulable, tolerated, its
+    ``nodeSelector``, kbl's dedicated groups) and have room for it after ``reserved``, walked a
+    chunk at a time (O(count), not O(nodes))."""
     request = load_vector(pod.requests)
     picked: list[int] = []
     chunk = max(4 * count, 256)
@@ -345,7 +347,9 @@ def _with_room(
         used, alloc = state.load(ids)
         inside = ids < reserved.shape[0]
         used[inside] += reserved[ids[inside]]
-        room = state.usable(ids) & state.present_at(ids) & np.all(alloc - used >= request, axis=1)
+        # eligible: ready, schedulable, tolerated, selector, and kbl's dedicated-group rule, which
+        # no extender filter applies to a narrowed pod any more (it never calls the extender)
+        room = eligible(state, pod, ids) & state.present_at(ids) & np.all(alloc - used >= request, axis=1)
         picked.extend((np.flatnonzero(room)[: count - len(picked)] + start).tolist())
         if len(picked) >= count:
             break
