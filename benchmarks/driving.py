@@ -14,7 +14,11 @@ configured (read from upstream for behaviour, written here from scratch):
    node order, start index and extenders); the start index then advances by the number of nodes
    processed (feasible + failed). NodeAffinity's PreFilter first narrows the nodes evaluated to
    the names of a ``matchFields metadata.name In`` required term.
-2. **Extender filter**, in configuration order, each on the survivors: ``NodeNames`` only when
+2. **Extender filter**, in configuration order, each on the survivors, skipping an extender not
+   *interested* in the pod (``managedResources`` set and none of them in the requests or limits
+   of its containers or init containers: upstream ``IsInterested``; such an extender is not
+   asked to prioritize or bind either, and NodeResourcesFit ignores its ``ignoredByScheduler``
+   resources): ``NodeNames`` only when
    ``nodeCacheCapable``, else the full ``Nodes`` list of real node objects. A non-empty
    ``Error``, a transport error or a non-200 fails the attempt (unless ``ignorable``); a reply
    naming a node that was not offered is an error; ``FailedNodes`` and
@@ -22,15 +26,17 @@ configured (read from upstream for behaviour, written here from scratch):
 3. **One feasible node**: chosen directly, no scoring and no prioritize call.
 4. **Score**: NodeResourcesFit (LeastAllocated) and NodeResourcesBalancedAllocation at their
    default weight 1, each 0..100 (see :func:`least_allocated_score` and
-   :func:`balanced_allocation_score`). The other default score plugins add the same amount to
-   every node for the pods of our traces (no preferred affinity, no ``PreferNoSchedule`` taints,
-   no spread constraints, no volumes), so they cannot change a choice and are left out. Then
+   :func:`balanced_allocation_score`), and NodeAffinity's preferred terms (the sum of the
+   weights of the terms a node matches, normalised to 0..100 over the scored nodes by
+   DefaultNormalizeScore, times its weight 2 in the default profile). The other default score
+   plugins add the same amount to every node for the pods of our traces (no ``PreferNoSchedule``
+   taints, no spread constraints, no volumes), so they cannot change a choice and are left out. Then
    every extender's ``prioritize``: ``score x weight x (MaxNodeScore / MaxExtenderPriority)``
    (= ``x 10``) added without clamping; prioritize errors are ignored (the extender adds nothing).
 5. **selectHost**: the highest total, ties broken uniformly at random by reservoir sampling
    (seeded).
-6. **Bind**: through the first extender with a ``bindVerb`` (so its cache sees the
-   assignment), else the default binder. The driver then reports the pod's life to an
+6. **Bind**: through the first extender with a ``bindVerb`` that is interested in the pod (so
+   its cache sees the assignment), else the default binder. The driver then reports the pod's life to an
    ``on_pod_event`` hook exactly as an informer would see it (ADDED pending, MODIFIED bound,
    MODIFIED Succeeded, DELETED), which is how a harness feeds an extender running from a
    snapshot with no API server. Pods created at the same instant (a Job's burst) are all

@@ -36,7 +36,10 @@ Narrowing (:mod:`extender.narrowing`, ``narrowing`` on and its gate controller a
 preferred data pod of the kbl scheduler with a controller owner gets the scheduling gate
 ``kbl.io/narrow`` *instead of* the routing; the controller then narrows it by name before it
 is ungated. Pods without an owner, pods whose owner lost a narrowed pod, and every pod while no
-controller is alive are routed as above. Existing node affinity is kept: the required requirement is ANDed into every existing term,
+controller is alive are routed as above. With narrowing on, every pod of the kbl profiles that is
+*not* gated also gets ``kbl.io/extender: "1"`` in its first container's requests and limits
+(:func:`resource_patch`): kube-scheduler's ``managedResources`` sends only those pods to the
+extender, so a narrowed pod never calls it. Existing node affinity is kept: the required requirement is ANDed into every existing term,
 preferred terms are appended. The patch is RFC 6902 JSONPatch, base64 in the reply.
 """
 

@@ -16,15 +16,22 @@ nodes. Narrowing does what Kueue's topology-aware scheduling does with schedulin
    before: a dead controller never gates new pods.
 2. **The controller narrows.** For each gated pod (seen through a pod watch), it ranks the nodes
    by the extender's own network cost for the pod (:class:`~extender.costs.CostTables`), keeps
-   those that are ready, schedulable and have room for it (free room from the cache, minus the
-   pods it released that are not bound yet: *reservations*), and takes the
-   :attr:`~extender.settings.ExtenderSettings.narrow_candidates` cheapest: holders with room
-   first, then their racks, then their zones, then the least-cost rest (tier by tier, because
-   the cost grows by level). Then ONE patch through the API: the required requirement
+   those that are eligible for it (:func:`extender.eligibility.eligible`) and have room for it
+   (free room from the cache, minus the pods it released that are not bound yet:
+   *reservations*), and takes the :attr:`~extender.settings.ExtenderSettings.narrow_candidates`
+   cheapest: holders with room first, then their racks, then their zones, then the least-cost
+   rest (tier by tier, because the cost grows by level; racks and zones from a
+   :class:`DomainIndex`). Then ONE patch through the API: the required requirement
    ``matchFields metadata.name In [candidates]`` ANDed into every existing required term (or
-   one term if none), and the gate removed. NodeAffinity's PreFilter then gives kube-scheduler
-   exactly those nodes, whatever its sampling. A pod it cannot narrow (data not placed, no
-   node with room) is released unchanged at once.
+   one term if none), preferred terms ranking the candidates by cost
+   (:func:`candidate_weights`, :func:`preferred_terms`), and the gate removed. NodeAffinity's
+   PreFilter then gives kube-scheduler exactly those nodes, whatever its sampling, and its score
+   puts the cheapest first. A pod it cannot narrow (data not placed, no node with room) is
+   released unchanged at once.
+2b. **A narrowed pod never calls the extender.** kube-scheduler's extender stanza lists
+   :data:`EXTENDER_RESOURCE` in ``managedResources`` (``ignoredByScheduler: true``), so it calls
+   the extender only for pods requesting it; the webhook gives it to every kbl pod it does not
+   gate (:func:`extender.admission.resource_patch`), never to a gated one.
 3. **Mutability.** The patch only *tightens* (:func:`mutation_error` is the API server's rule:
    while a pod is gated, ``nodeSelector`` may only gain keys, required terms only gain
    requirements, gates may only be removed; once ungated nothing of it may change), so the API
