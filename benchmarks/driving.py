@@ -924,12 +924,13 @@ class Scheduler:
         started = time.thread_time()
         if self.on_pod_event is not None:
             self.on_pod_event(kind, obj)
-        informed = time.thread_time()
-        for watcher in self.watchers:
-            watcher(kind, obj)
-        done = time.thread_time()
+        informed = done = time.thread_time()
+        if self.watchers:
+            for watcher in self.watchers:
+                watcher(kind, obj)
+            done = time.thread_time()
+            self._result.controller_cpu_s += done - informed
         self._result.informer_cpu_s += informed - started
-        self._result.controller_cpu_s += done - informed
         self._hooks_s += done - started
 
     def _backoff(self, attempts: int) -> float:
