@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import kubernetes_validate
 import yaml
 
 from extender.narrowing import EXTENDER_RESOURCE
@@ -77,3 +78,22 @@ def test_the_scheduler_sends_only_pods_asking_for_the_extender_resource_to_kbl_o
         }
     )
     assert _extender_stanza(both)["managedResources"] == [own, {"name": EXTENDER_RESOURCE, "ignoredByScheduler": True}]
+
+
+def test_with_narrowing_every_pod_of_kbls_profiles_passes_the_webhook_labelled_or_not() -> None:
+    # pods skip the extender unless the webhook gives them kbl.io/extender, so the webhook may not
+    # keep its kbl.io/kbl objectSelector (manifests/examples/dataset-reader.yaml has no such label)
+    on = _render({"webhook": {"enabled": True, "caBundle": "Y2E=", "narrowing": {"enabled": True}}})
+    config = find(on, "MutatingWebhookConfiguration", "kbl-extender-narrowing")
+    for version in ("1.30.0", "1.33.0"):  # matchConditions: GA in 1.30, the chart's kubeVersion floor
+        kubernetes_validate.validate(config, version, strict=True)
+    (hook,) = config["webhooks"]
+    assert "objectSelector" not in hook
+    (condition,) = hook["matchConditions"]
+    assert condition["expression"] == (
+        "has(object.spec.schedulerName) && object.spec.schedulerName in ['kbl-scheduler', 'kbl-scheduler-exhaustive']".replace("'", '"')
+    )
+    off = _render({"webhook": {"enabled": True, "caBundle": "Y2E="}})
+    (plain,) = find(off, "MutatingWebhookConfiguration", "kbl-extender-narrowing")["webhooks"]
+    assert plain["objectSelector"]["matchExpressions"] == [{"key": "kbl.io/kbl", "operator": "Exists"}]
+    assert "matchConditions" not in plain
