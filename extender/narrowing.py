@@ -398,6 +398,7 @@ class _Released:
     at: float
     reserved_on: int
     load: np.ndarray[Any, Any]
+    id_array: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(slots=True)
@@ -545,6 +546,8 @@ class GateController:
         for key, obj in gated:
             self._release(key, obj, report)
         self._unstrand(report)
+        if not (report.narrowed or report.released_unchanged or report.deleted or report.conflicts):
+            return report
         for name in ("narrowed", "released_unchanged", "deleted", "conflicts"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
         for tier, count in report.tiers.items():
@@ -586,7 +589,8 @@ class GateController:
             self._reserve(first, load)
             # the timeout runs from the moment the pod is schedulable: not while another gate holds it
             at = math.inf if patch["spec"]["schedulingGates"] else self.clock()
-            self._released[key] = _Released(namespace, name, owner, candidates.ids, at, first, load)
+            ids = np.asarray(candidates.ids, dtype=np.int64)
+            self._released[key] = _Released(namespace, name, owner, candidates.ids, at, first, load, ids)
         report.narrowed += 1
         report.tiers[candidates.tier] = report.tiers.get(candidates.tier, 0) + 1
 
@@ -599,9 +603,9 @@ class GateController:
             return
         keys = tuple(key for key, _ in released)
         if self._flat is None or self._flat[0] != keys:  # rebuilt only when the released set changes
-            ids = np.fromiter((i for _, r in released for i in r.ids), dtype=np.int64)
-            sizes = np.fromiter((len(r.ids) for _, r in released), dtype=np.int64, count=len(released))
-            self._flat = (keys, ids, np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64))
+            arrays = [r.id_array if r.id_array.size == len(r.ids) else np.asarray(r.ids, dtype=np.int64) for _, r in released]
+            sizes = np.array([a.size for a in arrays], dtype=np.int64)
+            self._flat = (keys, np.concatenate(arrays), np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64))
         _keys, ids, starts = self._flat
         with self.state.lock:  # every released pod's candidates checked in one pass
             bad = (~(self.state.present_at(ids) & self.state.usable(ids))).astype(np.int64)
