@@ -573,3 +573,37 @@ def test_a_managed_resource_no_node_advertises_blocks_the_pod_unless_ignored_by_
     assert ignoring.schedule_one(pod, obj).node is not None
     assert ignoring._passes_filters(pod, 0) is None  # the per-node reference rule agrees
     assert strict._passes_filters(pod, 0) == "Insufficient resources"
+
+
+def test_the_api_lets_a_gated_pod_change_its_preferred_terms_and_freezes_them_once_ungated() -> None:
+    # KEP-3838: while gated, preferredDuringScheduling terms may change in any way; once the last
+    # gate is gone, the scheduling directives (preferred terms included) are immutable
+    from kube.api import ApiError
+
+    sched = Scheduler(_nodes(1, 1, 3), settings=SchedulerSettings(seed=1))
+    sched.admit = _gate
+    errors: list[int] = []
+    preferred = "preferredDuringSchedulingIgnoredDuringExecution"
+
+    def term(weight: int, name: str) -> dict[str, Any]:
+        return {"weight": weight, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [name]}]}}
+
+    def controller() -> bool:
+        for key in list(sched._held):
+            arrival = sched._by_key[key]
+            ns, name = arrival.pod.namespace, arrival.pod.name
+            first, last = sched.nodes[0].name, sched.nodes[2].name
+            sched.patch_pod(ns, name, {"spec": {"affinity": {"nodeAffinity": {preferred: [term(100, first)]}}}})
+            sched.patch_pod(ns, name, {"spec": {"affinity": {"nodeAffinity": {preferred: [term(100, last)]}}}})  # changed: fine
+            sched.patch_pod(ns, name, {"spec": {"schedulingGates": None}})
+            try:
+                sched.patch_pod(ns, name, {"spec": {"affinity": {"nodeAffinity": {preferred: [term(100, first)]}}}})
+            except ApiError as exc:
+                errors.append(exc.status)
+        return False
+
+    sched.controllers.append(controller)
+    obj, pod = _owned("p")
+    result = sched.run([PodArrival(obj, pod, 0.0, 10.0)])
+    assert errors == [422]
+    assert result.outcomes[pod.key].node == sched.nodes[2].name  # the preferred term it kept is scored (weight 2 x 100)
