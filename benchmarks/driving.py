@@ -14,7 +14,11 @@ configured (read from upstream for behaviour, written here from scratch):
    node order, start index and extenders); the start index then advances by the number of nodes
    processed (feasible + failed). NodeAffinity's PreFilter first narrows the nodes evaluated to
    the names of a ``matchFields metadata.name In`` required term.
-2. **Extender filter**, in configuration order, each on the survivors: ``NodeNames`` only when
+2. **Extender filter**, in configuration order, each on the survivors, skipping an extender not
+   *interested* in the pod (``managedResources`` set and none of them in the requests or limits
+   of its containers or init containers: upstream ``IsInterested``; such an extender is not
+   asked to prioritize or bind either, and NodeResourcesFit ignores its ``ignoredByScheduler``
+   resources): ``NodeNames`` only when
    ``nodeCacheCapable``, else the full ``Nodes`` list of real node objects. A non-empty
    ``Error``, a transport error or a non-200 fails the attempt (unless ``ignorable``); a reply
    naming a node that was not offered is an error; ``FailedNodes`` and
@@ -22,15 +26,17 @@ configured (read from upstream for behaviour, written here from scratch):
 3. **One feasible node**: chosen directly, no scoring and no prioritize call.
 4. **Score**: NodeResourcesFit (LeastAllocated) and NodeResourcesBalancedAllocation at their
    default weight 1, each 0..100 (see :func:`least_allocated_score` and
-   :func:`balanced_allocation_score`). The other default score plugins add the same amount to
-   every node for the pods of our traces (no preferred affinity, no ``PreferNoSchedule`` taints,
-   no spread constraints, no volumes), so they cannot change a choice and are left out. Then
+   :func:`balanced_allocation_score`), and NodeAffinity's preferred terms (the sum of the
+   weights of the terms a node matches, normalised to 0..100 over the scored nodes by
+   DefaultNormalizeScore, times its weight 2 in the default profile). The other default score
+   plugins add the same amount to every node for the pods of our traces (no ``PreferNoSchedule``
+   taints, no spread constraints, no volumes), so they cannot change a choice and are left out. Then
    every extender's ``prioritize``: ``score x weight x (MaxNodeScore / MaxExtenderPriority)``
    (= ``x 10``) added without clamping; prioritize errors are ignored (the extender adds nothing).
 5. **selectHost**: the highest total, ties broken uniformly at random by reservoir sampling
    (seeded).
-6. **Bind**: through the first extender with a ``bindVerb`` (so its cache sees the
-   assignment), else the default binder. The driver then reports the pod's life to an
+6. **Bind**: through the first extender with a ``bindVerb`` that is interested in the pod (so
+   its cache sees the assignment), else the default binder. The driver then reports the pod's life to an
    ``on_pod_event`` hook exactly as an informer would see it (ADDED pending, MODIFIED bound,
    MODIFIED Succeeded, DELETED), which is how a harness feeds an extender running from a
    snapshot with no API server. Pods created at the same instant (a Job's burst) are all
@@ -45,6 +51,7 @@ cluster event), but not before its backoff (1 s doubling to 10 s) expires, and a
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import random
@@ -58,7 +65,7 @@ import numpy as np
 import orjson
 
 from topology.errors import ExtenderCallError, KblError
-from topology.nodes import Node
+from topology.nodes import Node, Resources
 from topology.pods import Pod
 
 #: kube-scheduler constants (schedule_one.go, framework, extender/v1).
@@ -255,11 +262,36 @@ def preferred_score(node: Node, affinity: NodeAffinity) -> int:
     return sum(weight for weight, term in affinity.preferred if term_matches(node, term))
 
 
-
 # ------------------------------------------------------------------------------ the extender
 @dataclass(frozen=True, slots=True)
+class ManagedResource:
+    """One ``managedResources`` entry of an extender: an extended resource name, and
+    ``ignoredByScheduler`` (NodeResourcesFit then leaves it out of its fit check)."""
+
+    name: str
+    ignored_by_scheduler: bool = False
+
+
+def requested_resource_names(pod_obj: Mapping[str, Any]) -> set[str]:
+    """The resource names in the ``requests`` or ``limits`` of the pod's containers and init
+    containers (what ``HTTPExtender.IsInterested`` looks at)."""
+    spec = pod_obj.get("spec") or {}
+    names: set[str] = set()
+    for container in [*(spec.get("containers") or ()), *(spec.get("initContainers") or ())]:
+        resources = (container.get("resources") if isinstance(container, Mapping) else None) or {}
+        names.update(resources.get("requests") or ())
+        names.update(resources.get("limits") or ())
+    return names
+
+
+@dataclass(frozen=True, slots=True)
 class ExtenderConfig:
-    """One ``extenders:`` stanza of a KubeSchedulerConfiguration (the fields the driver uses)."""
+    """One ``extenders:`` stanza of a KubeSchedulerConfiguration (the fields the driver uses).
+
+    ``managed_resources``: with none, every pod is sent to the extender; with some, only the
+    pods whose containers or init containers request or limit one of them (upstream
+    ``HTTPExtender.IsInterested``): the others never reach its filter, prioritize or bind.
+    """
 
     url_prefix: str
     filter_verb: str = "filter"
@@ -269,6 +301,7 @@ class ExtenderConfig:
     node_cache_capable: bool = False
     ignorable: bool = False
     http_timeout_s: float = 5.0
+    managed_resources: tuple[ManagedResource, ...] = ()
 
     def __post_init__(self) -> None:
         if self.prioritize_verb and self.weight <= 0:
@@ -312,6 +345,14 @@ class ExtenderClient:
 
     def close(self) -> None:
         self.client.close()
+
+    def is_interested(self, pod_obj: Mapping[str, Any]) -> bool:
+        """Upstream ``IsInterested``: no managed resources, or the pod requests or limits one."""
+        managed = self.config.managed_resources
+        if not managed:
+            return True
+        names = requested_resource_names(pod_obj)
+        return any(m.name in names for m in managed)
 
     def _args(self, pod_json: bytes, names: Sequence[str]) -> bytes:
         if self.config.node_cache_capable:
@@ -462,6 +503,8 @@ class Attempt:
     evaluated: int = 0
     feasible: int = 0
     offered: list[str] = field(default_factory=list)
+    #: True when an extender was interested in the pod (``offered`` went to it).
+    to_extenders: bool = False
     reason: str = ""
     failed: dict[str, str] = field(default_factory=dict)
     unresolvable: dict[str, str] = field(default_factory=dict)
@@ -506,6 +549,9 @@ class RunResult:
     controller_cpu_s: float = 0.0
     #: This thread's CPU seconds playing the API server for the controllers (not extender work).
     api_cpu_s: float = 0.0
+    #: This thread's CPU seconds in ``on_pod_event`` (the extender's informer: its cache applying
+    #: watch events, extender work that runs in the driver's thread here).
+    informer_cpu_s: float = 0.0
     #: Pods the admission hook moved to another scheduler profile (by name).
     routed: dict[str, int] = field(default_factory=dict)
 
@@ -592,6 +638,10 @@ class Scheduler:
         #: The API server's side: the mutating webhook at creation, other pod watchers, and
         #: controllers acting through this scheduler's :meth:`patch_pod` / :meth:`delete_pod`.
         self.admit: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        #: A mutating webhook over the wire: AdmissionReview request bytes in, reply bytes out
+        #: (its CPU is the webhook's); encoding the request and applying the reply's JSONPatch
+        #: are the API server's (:attr:`RunResult.api_cpu_s`).
+        self.webhook: Callable[[bytes], bytes] | None = None
         self.watchers: list[PodEventHook] = []
         self.controllers: list[Callable[[], bool]] = []
         self.controller_period_s = 1.0
@@ -611,6 +661,7 @@ class Scheduler:
         self._held: set[str] = set()
         self._gone: set[str] = set()
         self._tick_at = math.inf
+        self._hooks_s = 0.0
 
     # ------------------------------------------------------------ one cycle
     def _column(self, key: str) -> np.ndarray[Any, np.dtype[Any]]:
@@ -654,6 +705,21 @@ class Scheduler:
             self._masks[(kind, key)] = mask
         return mask
 
+    @property
+    def ignored_resources(self) -> frozenset[str]:
+        """The managed resources of the extenders marked ``ignoredByScheduler``: NodeResourcesFit
+        leaves them out of its fit check (upstream ``NodeResourcesFitArgs.IgnoredResources``,
+        filled from the extenders' configuration)."""
+        return frozenset(m.name for e in self.extenders for m in e.config.managed_resources if m.ignored_by_scheduler)
+
+    def fit_request(self, pod: Pod) -> Resources:
+        """The pod's request as NodeResourcesFit checks it: ignored extended resources left out."""
+        req = pod.requests
+        ignored = self.ignored_resources
+        if not ignored or not any(k in ignored for k in req.extended):
+            return req
+        return dataclasses.replace(req, extended={k: v for k, v in req.extended.items() if k not in ignored})
+
     def _filter_masks(
         self, pod: Pod, affinity: NodeAffinity, subset: np.ndarray[Any, np.dtype[np.int64]] | None
     ) -> list[tuple[str, np.ndarray[Any, np.dtype[np.bool_]]]]:
@@ -681,7 +747,7 @@ class Scheduler:
                 for term in terms:
                     mask = mask | self.term_mask(term)
             masks.append((selector, mask))
-        req = pod.requests
+        req = self.fit_request(pod)
         fits = (
             (req.cpu_m <= self.free_basic[:, 0])
             & (req.memory_b <= self.free_basic[:, 1])
@@ -705,7 +771,7 @@ class Scheduler:
                 return "node(s) didn't match Pod's node affinity/selector"
         if affinity is not None and affinity.required is not None and not any(term_matches(node, t) for t in affinity.required):
             return "node(s) didn't match Pod's node affinity/selector"
-        if not self.free[i].fits(pod.requests):
+        if not self.free[i].fits(self.fit_request(pod)):
             return "Insufficient resources"
         return None
 
@@ -746,9 +812,12 @@ class Scheduler:
         self.next_start_node_index = (self.next_start_node_index + processed) % n_all
         attempt.evaluated = processed
         names = [self.nodes[i].name for i in feasible.tolist()]
+        # upstream IsInterested: an extender whose managed resources the pod does not request is skipped
+        interested = [ext for ext in self.extenders if ext.is_interested(pod_obj)]
         attempt.offered = list(names)
-        pod_json = orjson.dumps(pod_obj) if self.extenders else b""
-        for ext in self.extenders:
+        attempt.to_extenders = bool(interested)
+        pod_json = orjson.dumps(pod_obj) if interested else b""
+        for ext in interested:
             if not names:
                 break
             try:
@@ -781,7 +850,7 @@ class Scheduler:
             if top > 0:
                 totals = totals + NODE_AFFINITY_WEIGHT * (MAX_NODE_SCORE * raw // top)
         total_list = totals.tolist()
-        for ext in self.extenders:
+        for ext in interested:
             if not ext.config.prioritize_verb:
                 continue
             try:
@@ -833,8 +902,9 @@ class Scheduler:
         self.used_score[i, 0] -= pod.requests.cpu_m or DEFAULT_MILLI_CPU_REQUEST
         self.used_score[i, 1] -= pod.requests.memory_b or DEFAULT_MEMORY_REQUEST
 
-    def bind(self, pod: Pod, node: str) -> None:
-        """Bind through the first extender with a bindVerb, else the default binder.
+    def bind(self, pod: Pod, node: str, pod_obj: Mapping[str, Any] | None = None) -> None:
+        """Bind through the first extender with a bindVerb that is interested in the pod
+        (``pod_obj``; upstream ``extendersBinding``), else the default binder.
 
         Raises
         ------
@@ -842,16 +912,26 @@ class Scheduler:
             If the binding extender fails (the pod goes back to the queue).
         """
         for ext in self.extenders:
-            if ext.config.bind_verb:
+            if ext.config.bind_verb and (pod_obj is None or ext.is_interested(pod_obj)):
                 ext.bind(pod, node)
                 return
 
     # ------------------------------------------------------------ the stream
     def _emit(self, kind: str, obj: dict[str, Any]) -> None:
+        """The watch event to the extender's informer and the other watchers (the gate
+        controller's), their CPU time counted as extender work (:attr:`RunResult.informer_cpu_s`,
+        :attr:`RunResult.controller_cpu_s`), never as the API server's."""
+        started = time.thread_time()
         if self.on_pod_event is not None:
             self.on_pod_event(kind, obj)
-        for watcher in self.watchers:
-            watcher(kind, obj)
+        informed = done = time.thread_time()
+        if self.watchers:
+            for watcher in self.watchers:
+                watcher(kind, obj)
+            done = time.thread_time()
+            self._result.controller_cpu_s += done - informed
+        self._result.informer_cpu_s += informed - started
+        self._hooks_s += done - started
 
     def _backoff(self, attempts: int) -> float:
         s = self.settings
@@ -954,13 +1034,13 @@ class Scheduler:
             result.attempts += 1
             ext_before = sum(e.seconds for e in self.extenders)
             attempt = self.schedule_one(arrival.pod, arrival.obj)
-            if arrival.pod.data is not None:
+            if arrival.pod.data is not None and attempt.to_extenders:
                 outcome.offered += len(attempt.offered)
             bound = False
             if attempt.node is not None:
                 self.assume(arrival.pod, attempt.node)
                 try:
-                    self.bind(arrival.pod, attempt.node)
+                    self.bind(arrival.pod, attempt.node, arrival.obj)
                     bound = True
                 except ExtenderCallError:
                     self.extender_errors += 1
@@ -996,10 +1076,13 @@ class Scheduler:
         """Create the pod: admission (the webhook, as the API server calls it), then ADDED."""
         arrival = self._by_key[key]
         obj = arrival.obj
+        if self.webhook is not None:
+            obj = self._call_webhook(obj)
         if self.admit is not None:
             started = time.thread_time()
             obj = self.admit(obj)
             self._result.admission_cpu_s += time.thread_time() - started
+        if self.admit is not None or self.webhook is not None:
             scheduler = (obj.get("spec") or {}).get("schedulerName")
             if scheduler != (arrival.obj.get("spec") or {}).get("schedulerName"):
                 self._result.routed[str(scheduler)] = self._result.routed.get(str(scheduler), 0) + 1
@@ -1009,33 +1092,62 @@ class Scheduler:
         self._announced.add(key)
         self._emit("ADDED", _object_at(obj, node=None, phase="Pending"))
 
+    def _call_webhook(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The API server calling :attr:`webhook` at CREATE and applying its JSONPatch (an
+        unreadable reply or a failed call admits the pod unchanged: ``failurePolicy: Ignore``)."""
+        import base64
+
+        from extender.admission import apply_patch
+
+        started = time.thread_time()
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        body = orjson.dumps(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": uid, "operation": "CREATE", "object": obj}}
+        )
+        asked = time.thread_time()
+        try:
+            reply = self.webhook(body) if self.webhook is not None else b""
+        except Exception:
+            reply = b""
+        answered = time.thread_time()
+        try:
+            patch = (orjson.loads(reply).get("response") or {}).get("patch") if reply else None
+            out = apply_patch(obj, orjson.loads(base64.b64decode(patch))) if patch else obj
+        except (orjson.JSONDecodeError, KblError, ValueError, AttributeError):
+            out = obj
+        done = time.thread_time()
+        self._result.admission_cpu_s += answered - asked
+        self._result.api_cpu_s += (asked - started) + (done - answered)
+        return out
+
     def _control(self) -> None:
         """Run the controllers (this thread's CPU time is counted); keep ticking while busy."""
         busy = False
         for control in self.controllers:
-            started, api = time.thread_time(), self._result.api_cpu_s
+            started, api, hooks = time.thread_time(), self._result.api_cpu_s, self._hooks_s
             busy = control() or busy
-            # the API server's share of its calls (patch validation, the Job controller) is not the controller's
-            self._result.controller_cpu_s += time.thread_time() - started - (self._result.api_cpu_s - api)
+            # the API server's share of its calls (patch validation, the Job controller) is not the
+            # controller's; the watchers those calls notify are counted by :meth:`_emit`
+            self._result.controller_cpu_s += time.thread_time() - started - (self._result.api_cpu_s - api) - (self._hooks_s - hooks)
         if busy and self._tick_at > self.now + self.controller_period_s:
             self._tick_at = self.now + self.controller_period_s
             self._push(self._tick_at, _TICK, "")
 
     def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
         """See :meth:`_patch_pod`; its CPU time is the API server's (:attr:`RunResult.api_cpu_s`)."""
-        started = time.thread_time()
+        started, hooks = time.thread_time(), self._hooks_s
         try:
             return self._patch_pod(namespace, name, patch)
-        finally:
-            self._result.api_cpu_s += time.thread_time() - started
+        finally:  # the watchers it notifies count as theirs (:meth:`_emit`)
+            self._result.api_cpu_s += time.thread_time() - started - (self._hooks_s - hooks)
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """See :meth:`_delete_pod`; its CPU time is the API server's and the Job controller's."""
-        started = time.thread_time()
+        started, hooks = time.thread_time(), self._hooks_s
         try:
             self._delete_pod(namespace, name)
         finally:
-            self._result.api_cpu_s += time.thread_time() - started
+            self._result.api_cpu_s += time.thread_time() - started - (self._hooks_s - hooks)
 
     def _patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Mapping[str, Any]:
         """A JSON merge patch of a pending pod, as the API server takes it: the

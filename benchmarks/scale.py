@@ -41,6 +41,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import orjson
 
 from benchmarks.driving import PodArrival, SchedulerSettings, num_feasible_nodes_to_find
 from benchmarks.measuring import peak_rss_mib, run_child, write_json
@@ -297,17 +298,30 @@ def api_side(
     through the driver's API (:meth:`~benchmarks.driving.Scheduler.patch_pod` /
     :meth:`~benchmarks.driving.Scheduler.delete_pod`), run before every scheduling cycle.
 
+    With ``narrowing`` the scheduler's configuration is the chart's with narrowing on: the
+    extender's ``managedResources`` is :data:`~extender.narrowing.EXTENDER_RESOURCE` with
+    ``ignoredByScheduler: true``, and the webhook gives that resource to every pod it does not
+    gate, so a narrowed pod never calls the extender.
+
     ``candidates`` / ``timeout_s`` override the controller's settings; ``leading`` (a callable)
     plays its leader election (``False``: down, not alive); ``webhook=False`` plays the webhook
     down (``failurePolicy: Ignore``: pods are created as submitted)."""
-    from extender.admission import AdmissionSettings, apply_patch, review
-    from extender.narrowing import GateController
+    from benchmarks.driving import ManagedResource
+    from extender.admission import AdmissionSettings, review
+    from extender.narrowing import EXTENDER_RESOURCE, GateController
 
-    admission = AdmissionSettings(scheduler_name=KBL_SCHEDULER, exhaustive_scheduler_name=EXHAUSTIVE_SCHEDULER)
+    admission = AdmissionSettings(
+        scheduler_name=KBL_SCHEDULER,
+        exhaustive_scheduler_name=EXHAUSTIVE_SCHEDULER,
+        extender_resource=EXTENDER_RESOURCE if narrowing else "",
+    )
 
     def setup(scheduler: Any, state: Any) -> None:
         controller = None
         if narrowing:
+            managed = (ManagedResource(EXTENDER_RESOURCE, ignored_by_scheduler=True),)
+            for ext in scheduler.extenders:
+                ext.config = dataclasses.replace(ext.config, managed_resources=managed)
             changes: dict[str, Any] = {"narrowing": True}
             if candidates is not None:
                 changes["narrow_candidates"] = candidates
@@ -316,14 +330,12 @@ def api_side(
             settings = dataclasses.replace(state.settings, **changes)
             controller = GateController(state, scheduler, settings, clock=lambda: scheduler.now, leading=leading or (lambda: True))
 
-        def admit(obj: dict[str, Any]) -> dict[str, Any]:
-            body = {"request": {"uid": obj["metadata"].get("uid", ""), "operation": "CREATE", "object": obj}}
+        def mutate(body: bytes) -> bytes:  # what the extender's POST /mutate does with a request body
             with state.lock:
-                reply = review(body, state.cluster, admission, gate=controller.should_gate if controller else None)
-            patch = reply["response"].get("patch")
-            return apply_patch(obj, json.loads(base64.b64decode(patch))) if patch else obj
+                reply = review(orjson.loads(body), state.cluster, admission, gate=controller.should_gate if controller else None)
+            return orjson.dumps(reply)
 
-        scheduler.admit = admit if webhook else None
+        scheduler.webhook = mutate if webhook else None
         scheduler.narrowing = controller
         if controller is not None:
             scheduler.watchers.append(controller.observe)
@@ -335,6 +347,21 @@ def api_side(
             scheduler.controllers.append(control)
 
     return setup
+
+
+def cpu_parts(run: Any) -> dict[str, float]:
+    """kbl's whole CPU seconds in a driven run, by part: the extender's HTTP server (this
+    process's CPU in the loop outside the driver's thread), its informer (the watch events its
+    cache applies, in the driver's thread here), the webhook and the gate controller (its
+    steps and its pod watch; the API server's share of its calls left out)."""
+    result = run.result
+    admission, controller = result.admission_cpu_s, result.controller_cpu_s
+    return {
+        "server": max(0.0, run.extender_cpu_s - admission - controller),
+        "informer": result.informer_cpu_s,
+        "webhook": admission,
+        "gate": controller,
+    }
 
 
 def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str] = LOCALITIES) -> list[dict[str, Any]]:
@@ -365,6 +392,7 @@ def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str] = L
                 sched = SchedulerSettings(horizon_s=horizon, percentage_of_nodes_to_score=percentage, profiles={EXHAUSTIVE_SCHEDULER: 100})
                 setup = api_side(narrowing) if webhook else None
                 run = run_policy("kbl", variant, PolicySettings(weight=5), sched, setup=setup)
+                parts = cpu_parts(run)
                 routed = run.routed.get(EXHAUSTIVE_SCHEDULER, 0)
                 base_cost = run.cost if base_cost is None else base_cost
                 local = run.level_bytes[0] / max(1.0, sum(run.level_bytes))
@@ -385,7 +413,8 @@ def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str] = L
                         "attempts": run.attempts,
                         "extender_ms_per_pod": run.extender_ms_per_pod,
                         "offered_per_data_pod": run.offered_per_data_pod,
-                        "extender_cpu_ms_per_data_pod": run.extender_cpu_s * 1000 / max(1, run.data_pods),
+                        "extender_cpu_ms_per_data_pod": sum(parts.values()) * 1000 / max(1, run.data_pods),
+                        "cpu_parts_ms_per_data_pod": {k: v * 1000 / max(1, run.data_pods) for k, v in parts.items()},
                         "deleted": run.deleted,
                         "gated": run.gated,
                     }
@@ -394,19 +423,25 @@ def sampling_rows(sizes: Sequence[int], pods: int, localities: Sequence[str] = L
     return rows
 
 
+def _parts(row: dict[str, Any]) -> str:
+    parts = row.get("cpu_parts_ms_per_data_pod") or {}
+    return " / ".join(f"{parts.get(k, 0.0):.2f}" for k in ("server", "informer", "webhook", "gate"))
+
+
 def render_sampling(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| nodes | pods' locality | configuration | default profile seeks | routed to 100% | pods/s | CPU ms/pod | network cost vs 100%"
         " | node-local bytes | cross-zone TiB | scheduled | pending | attempts | extender ms/pod | names offered / data pod"
-        " | extender CPU ms / data pod | recreated |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " | extender CPU ms / data pod | of which server / informer / webhook / gate | recreated |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['nodes']:,} | {r['locality']} | {r['configuration']} | {r['offered']:,} | {r['routed']} | {r['pods_per_s']:.1f}"
             f" | {r['cpu_ms_per_pod']:.1f} | {r['cost_vs_100']:.3f}x | {r['node_local']:.1%} | {r['cross_zone_tib']:.2f}"
             f" | {r['scheduled']} | {r['pending']} | {r['attempts']} | {r['extender_ms_per_pod']:.2f}"
-            f" | {r.get('offered_per_data_pod', 0.0):,.0f} | {r.get('extender_cpu_ms_per_data_pod', 0.0):.2f} | {r.get('deleted', 0)} |"
+            f" | {r.get('offered_per_data_pod', 0.0):,.0f} | {r.get('extender_cpu_ms_per_data_pod', 0.0):.2f}"
+            f" | {_parts(r)} | {r.get('deleted', 0)} |"
         )
     return "\n".join(lines)
 
@@ -502,7 +537,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def configure_loops(parser: argparse.ArgumentParser) -> None:
     """``--loops``: :mod:`benchmarks.scale_loops` (one tiny size under ``--quick``)."""
     parser.add_argument(
-        "--loops", metavar="NODES", help="comma-separated node counts for the control loops' table (5000,20000,100000): fresh"
+        "--loops",
+        metavar="NODES",
+        help="comma-separated node counts for the control loops' table (5000,20000,100000): fresh"
         " placement (kbl place), a DataSet event, join, leave (the reconciler), the agents' watch volume; exits 1 on a missed target",
     )
     parser.add_argument("--joiners", type=int, default=30, help="hosts that join in the loops' join row (default %(default)s)")
@@ -569,8 +606,10 @@ def run(args: argparse.Namespace) -> int:
         print(render([row]).splitlines()[-1], flush=True)
     if rows:
         print(render(rows))
-        print(f"targets at 100,000 nodes: ready < {TARGET_S:.0f} s, peak RSS < {TARGET_MIB:,} MiB;"
-              " node join / placement change: update + what the hot path reads again")
+        print(
+            f"targets at 100,000 nodes: ready < {TARGET_S:.0f} s, peak RSS < {TARGET_MIB:,} MiB;"
+            " node join / placement change: update + what the hot path reads again"
+        )
     sampling: list[dict[str, Any]] = []
     missed = 0
     sizes = [int(n) for n in args.sampling.split(",")] if args.sampling else ([60] if args.quick else [])
@@ -586,8 +625,10 @@ def run(args: argparse.Namespace) -> int:
         extender = extender_ratios(args.quick)
         print(render_extender(extender))
     loops, loop_figures, loops_met = run_loops_table(args)
-    write_json(args.json_out, {"sizes": rows, "sampling": sampling, "extender": extender, "loops": loops,
-                               "loop_figures": loop_figures, "numpy": np.__version__})
+    write_json(
+        args.json_out,
+        {"sizes": rows, "sampling": sampling, "extender": extender, "loops": loops, "loop_figures": loop_figures, "numpy": np.__version__},
+    )
     return 1 if missed or not loops_met else 0
 
 

@@ -36,7 +36,10 @@ Narrowing (:mod:`extender.narrowing`, ``narrowing`` on and its gate controller a
 preferred data pod of the kbl scheduler with a controller owner gets the scheduling gate
 ``kbl.io/narrow`` *instead of* the routing; the controller then narrows it by name before it
 is ungated. Pods without an owner, pods whose owner lost a narrowed pod, and every pod while no
-controller is alive are routed as above. Existing node affinity is kept: the required requirement is ANDed into every existing term,
+controller is alive are routed as above. With narrowing on, every pod of the kbl profiles that is
+*not* gated also gets ``kbl.io/extender: "1"`` in its first container's requests and limits
+(:func:`resource_patch`): kube-scheduler's ``managedResources`` sends only those pods to the
+extender, so a narrowed pod never calls it. Existing node affinity is kept: the required requirement is ANDed into every existing term,
 preferred terms are appended. The patch is RFC 6902 JSONPatch, base64 in the reply.
 """
 
@@ -54,7 +57,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from extender.bodies import BodyError, read_json
-from extender.narrowing import gate_patch
+from extender.narrowing import EXTENDER_RESOURCE, gate_patch
 from extender.settings import DEFAULT_SCHEDULER_NAME, ExtenderSettings
 from extender.state import ClusterState
 from extender.volumes import volume_patch
@@ -83,6 +86,9 @@ class AdmissionSettings:
     ``scheduler_name``: the kbl scheduler's default profile; only its pods are ever routed.
     ``exhaustive_scheduler_name``: the profile scoring every node (``percentageOfNodesToScore:
     100``) that pods the webhook cannot narrow by name are routed to; ``""``: no routing.
+    ``extender_resource``: with narrowing on, the extended resource kube-scheduler's
+    ``managedResources`` sends to the extender (:data:`extender.narrowing.EXTENDER_RESOURCE`),
+    given to every pod of either profile that the webhook does not gate; ``""``: none.
     """
 
     max_names: int = 100
@@ -92,6 +98,7 @@ class AdmissionSettings:
     rack_label: str = labels.DEFAULT_RACK
     scheduler_name: str = DEFAULT_SCHEDULER_NAME
     exhaustive_scheduler_name: str = ""
+    extender_resource: str = ""
 
     @classmethod
     def of(cls, settings: ExtenderSettings) -> AdmissionSettings:
@@ -100,6 +107,7 @@ class AdmissionSettings:
             rack_label=settings.rack_label,
             scheduler_name=settings.scheduler_name,
             exhaustive_scheduler_name=settings.exhaustive_scheduler_name,
+            extender_resource=EXTENDER_RESOURCE if settings.narrowing else "",
         )
 
 
@@ -240,6 +248,47 @@ def routing_patch(pod: Pod, narrow: Narrowing | None, settings: AdmissionSetting
     return [{"op": "replace", "path": "/spec/schedulerName", "value": target}]
 
 
+def _escape(name: str) -> str:
+    """A JSON pointer token (RFC 6901)."""
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def requests_resource(obj: Mapping[str, Any], name: str) -> bool:
+    """True when a container or init container of the pod requests or limits ``name`` (what
+    kube-scheduler's ``HTTPExtender.IsInterested`` asks)."""
+    spec = obj.get("spec") or {}
+    for container in [*(spec.get("containers") or ()), *(spec.get("initContainers") or ())]:
+        resources = (container.get("resources") if isinstance(container, Mapping) else None) or {}
+        if name in (resources.get("requests") or {}) or name in (resources.get("limits") or {}):
+            return True
+    return False
+
+
+def resource_patch(obj: Mapping[str, Any], settings: AdmissionSettings) -> list[dict[str, Any]]:
+    """JSONPatch giving the pod's first container ``settings.extender_resource: 1`` in its
+    requests and limits (an extended resource: an integer, requests equal to limits), so that
+    kube-scheduler calls the extender for it; ``[]`` when there is no such resource, the pod is
+    not of the kbl scheduler's profiles (``scheduler_name`` or ``exhaustive_scheduler_name``, as
+    the pod names it after routing), or it already asks for it."""
+    name = settings.extender_resource
+    spec = obj.get("spec") or {}
+    containers = spec.get("containers") or []
+    ours = {settings.scheduler_name, settings.exhaustive_scheduler_name} - {""}
+    if not name or not containers or spec.get("schedulerName") not in ours or requests_resource(obj, name):
+        return []
+    base = "/spec/containers/0/resources"
+    resources = containers[0].get("resources") if isinstance(containers[0], Mapping) else None
+    if not isinstance(resources, Mapping) or not resources:
+        return [{"op": "add", "path": base, "value": {"requests": {name: "1"}, "limits": {name: "1"}}}]
+    ops: list[dict[str, Any]] = []
+    for part in ("requests", "limits"):
+        if isinstance(resources.get(part), Mapping) and resources.get(part):
+            ops.append({"op": "add", "path": f"{base}/{part}/{_escape(name)}", "value": "1"})
+        else:
+            ops.append({"op": "add", "path": f"{base}/{part}", "value": {name: "1"}})
+    return ops
+
+
 def gateable(cluster: Cluster, pod: Pod, settings: AdmissionSettings) -> bool:
     """True for a pod the gate controller could narrow (:mod:`extender.narrowing`): a preferred
     data pod of the kbl scheduler whose data has a present holder (the pods the webhook would
@@ -258,7 +307,10 @@ def review(
     """The AdmissionReview reply to a review request: always allowed, with a patch when it helps.
 
     ``gate`` (narrowing on): asked about each :func:`gateable` pod; when it says yes the pod
-    gets the scheduling gate :data:`extender.narrowing.GATE` instead of being routed.
+    gets the scheduling gate :data:`extender.narrowing.GATE` instead of being routed. Every pod
+    of the kbl profiles it does not gate gets :attr:`AdmissionSettings.extender_resource` when
+    set (:func:`resource_patch`, even when the affinity could not be computed): a gated pod
+    never does, so once narrowed it never calls the extender.
     """
     settings = settings or AdmissionSettings()
     request = body.get("request") if isinstance(body, Mapping) else None
@@ -266,10 +318,12 @@ def review(
     response: dict[str, Any] = {"uid": str(request.get("uid") or ""), "allowed": True}
     obj = request.get("object")
     if request.get("operation", "CREATE") == "CREATE" and isinstance(obj, Mapping) and not (obj.get("spec") or {}).get("nodeName"):
+        gated = False
         try:
             pod = Pod.from_object(obj)
             if gate is not None and gateable(cluster, pod, settings) and gate(obj):
-                ops = gate_patch(obj)  # the controller narrows it by name: no preferred terms needed
+                ops = gate_patch(obj)  # the controller narrows it by name and ranks the names
+                gated = True
             else:
                 narrow = narrowing(cluster, pod, settings)
                 ops = affinity_patch(obj, narrow) if narrow is not None else []
@@ -277,6 +331,13 @@ def review(
         except Exception:  # never block or fail a pod for the webhook's sake
             log.exception("admission: cannot compute the node affinity; pod admitted unchanged")
             ops = []
+        if not gated and settings.extender_resource:
+            try:  # after routing: the profile the pod ends up in decides
+                routed = next((op["value"] for op in ops if op.get("path") == "/spec/schedulerName"), None)
+                target = {**obj, "spec": {**(obj.get("spec") or {}), "schedulerName": routed}} if routed else obj
+                ops += resource_patch(target, settings)
+            except Exception:
+                log.exception("admission: cannot add the extender resource; pod admitted without it")
         try:
             ops += volume_patch(obj)  # the DataSet as a CSI volume (extender/volumes.py), independent of the affinity
         except Exception:

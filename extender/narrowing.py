@@ -16,15 +16,22 @@ nodes. Narrowing does what Kueue's topology-aware scheduling does with schedulin
    before: a dead controller never gates new pods.
 2. **The controller narrows.** For each gated pod (seen through a pod watch), it ranks the nodes
    by the extender's own network cost for the pod (:class:`~extender.costs.CostTables`), keeps
-   those that are ready, schedulable and have room for it (free room from the cache, minus the
-   pods it released that are not bound yet: *reservations*), and takes the
-   :attr:`~extender.settings.ExtenderSettings.narrow_candidates` cheapest: holders with room
-   first, then their racks, then their zones, then the least-cost rest (tier by tier, because
-   the cost grows by level). Then ONE patch through the API: the required requirement
+   those that are eligible for it (:func:`extender.eligibility.eligible`) and have room for it
+   (free room from the cache, minus the pods it released that are not bound yet:
+   *reservations*), and takes the :attr:`~extender.settings.ExtenderSettings.narrow_candidates`
+   cheapest: holders with room first, then their racks, then their zones, then the least-cost
+   rest (tier by tier, because the cost grows by level; racks and zones from a
+   :class:`DomainIndex`). Then ONE patch through the API: the required requirement
    ``matchFields metadata.name In [candidates]`` ANDed into every existing required term (or
-   one term if none), and the gate removed. NodeAffinity's PreFilter then gives kube-scheduler
-   exactly those nodes, whatever its sampling. A pod it cannot narrow (data not placed, no
-   node with room) is released unchanged at once.
+   one term if none), preferred terms ranking the candidates by cost
+   (:func:`candidate_weights`, :func:`preferred_terms`), and the gate removed. NodeAffinity's
+   PreFilter then gives kube-scheduler exactly those nodes, whatever its sampling, and its score
+   puts the cheapest first. A pod it cannot narrow (data not placed, no node with room) is
+   released unchanged at once.
+2b. **A narrowed pod never calls the extender.** kube-scheduler's extender stanza lists
+   :data:`EXTENDER_RESOURCE` in ``managedResources`` (``ignoredByScheduler: true``), so it calls
+   the extender only for pods requesting it; the webhook gives it to every kbl pod it does not
+   gate (:func:`extender.admission.resource_patch`), never to a gated one.
 3. **Mutability.** The patch only *tightens* (:func:`mutation_error` is the API server's rule:
    while a pod is gated, ``nodeSelector`` may only gain keys, required terms only gain
    requirements, gates may only be removed; once ungated nothing of it may change), so the API
@@ -66,6 +73,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from extender.costs import CostTables
+from extender.eligibility import eligible
+from extender.scoring import raw_costs
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState, load_vector
 from extender.wishes import resolve
@@ -78,7 +87,14 @@ log = logging.getLogger(__name__)
 
 #: The scheduling gate the webhook adds and the controller removes.
 GATE = "kbl.io/narrow"
+#: The extended resource that sends a pod to the extender when narrowing is on: kube-scheduler's
+#: ``managedResources`` (``ignoredByScheduler: true``) lists it, so only the pods requesting it
+#: call the extender; the webhook gives it to every kbl pod it does not gate, never to a gated one.
+EXTENDER_RESOURCE = "kbl.io/extender"
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
+#: Weights of the preferred terms ranking a narrowed pod's candidates (the API's range, 1-100).
+MIN_WEIGHT, MAX_WEIGHT = 1, 100
 #: Owners remembered after one of their narrowed pods was deleted (LRU).
 REMEMBERED_OWNERS = 10_000
 
@@ -128,14 +144,48 @@ def tightened_terms(obj: Mapping[str, Any], names: Sequence[str]) -> list[dict[s
     return out
 
 
-def release_patch(obj: Mapping[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
+def candidate_weights(costs: Sequence[float]) -> list[int]:
+    """The preferred-term weight of each candidate from its network cost: :data:`MAX_WEIGHT` for
+    the cheapest, :data:`MIN_WEIGHT` for the dearest, linear in between (all
+    :data:`MAX_WEIGHT` when they cost the same), as the extender's own score ranks them."""
+    if not costs:
+        return []
+    low, high = min(costs), max(costs)
+    if high - low <= 1e-9 * max(1.0, abs(high)):
+        return [MAX_WEIGHT] * len(costs)
+    span = MAX_WEIGHT - MIN_WEIGHT
+    return [MIN_WEIGHT + round(span * (high - c) / (high - low)) for c in costs]
+
+
+def preferred_terms(names: Sequence[str], weights: Sequence[int]) -> list[dict[str, Any]]:
+    """Preferred node affinity terms ranking ``names`` by ``weights``: one term per distinct
+    weight (heaviest first), ``matchFields metadata.name In`` its nodes. kube-scheduler's
+    NodeAffinity score sums the weights of the terms a node matches, normalises to 0-100 over the
+    feasible nodes and multiplies by its plugin weight (2 in the default profile), so the
+    cheapest candidate leads by up to 200 points with no extender call."""
+    by_weight: dict[int, list[str]] = {}
+    for name, weight in zip(names, weights, strict=True):
+        by_weight.setdefault(int(weight), []).append(name)
+    return [
+        {"weight": w, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": by_weight[w]}]}}
+        for w in sorted(by_weight, reverse=True)
+    ]
+
+
+def release_patch(obj: Mapping[str, Any], names: Sequence[str] | None, weights: Sequence[int] | None = None) -> dict[str, Any]:
     """The one merge patch releasing a gated pod: :data:`GATE` removed (other gates kept) and,
-    with ``names``, the required terms tightened to them and the annotation
-    :data:`topology.labels.NARROWED`; ``resourceVersion`` as precondition."""
+    with ``names``, the required terms tightened to them, the annotation
+    :data:`topology.labels.NARROWED` and, with ``weights``, preferred terms ranking them
+    (:func:`preferred_terms`, after the pod's own, which a merge patch would otherwise drop: it
+    replaces lists); ``resourceVersion`` as precondition."""
     remaining = [g for g in (obj.get("spec") or {}).get("schedulingGates") or [] if not (isinstance(g, Mapping) and g.get("name") == GATE)]
     spec: dict[str, Any] = {"schedulingGates": remaining or None}
     if names:
-        spec["affinity"] = {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": tightened_terms(obj, names)}}}
+        node_affinity: dict[str, Any] = {REQUIRED: {"nodeSelectorTerms": tightened_terms(obj, names)}}
+        if weights:
+            own = (((obj.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(PREFERRED) or []
+            node_affinity[PREFERRED] = [*own, *preferred_terms(names, weights)]
+        spec["affinity"] = {"nodeAffinity": node_affinity}
     patch: dict[str, Any] = {"spec": spec}
     metadata: dict[str, Any] = {}
     if names:
@@ -159,8 +209,10 @@ def mutation_error(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None
     GA in 1.30): ``schedulingGates`` may only lose entries, never gain; while ``old`` is gated,
     ``nodeSelector`` may only gain keys and the required node affinity may be set when it had
     no terms, else each existing term may only gain requirements (same number of terms,
-    existing ``matchExpressions``/``matchFields`` unchanged); an ungated pod's scheduling
-    directives are immutable. Any other spec change is rejected (left out here: the fields
+    existing ``matchExpressions``/``matchFields`` unchanged), and the *preferred* node affinity
+    terms may change in any way (KEP-3838: "all updates are allowed", preferred terms are not
+    authoritative); an ungated pod's scheduling directives are immutable, preferred terms
+    included. Any other spec change is rejected (left out here: the fields
     that are mutable on every pod, such as container images and tolerations additions).
     """
     old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
@@ -200,12 +252,48 @@ class Candidates:
     names: tuple[str, ...]
     ids: tuple[int, ...]
     tier: str
+    #: Each candidate's network cost for the pod (the extender's :meth:`~extender.costs.CostTables.cost_at`).
+    costs: tuple[float, ...] = ()
 
 
 TIERS = ("holders", "racks", "zones", "cluster")
 
 
-def choose(state: ClusterState, tables: CostTables, pod: Pod, reserved: np.ndarray[Any, Any], count: int) -> Candidates | None:
+class DomainIndex:
+    """The node ids of each rack and zone, built once per published domain arrays
+    (:meth:`~topology.clusters.Cluster.domain_arrays`, replaced on every topology change): a
+    pool of nodes is then O(its size), not a pass over every node."""
+
+    def __init__(self) -> None:
+        self._of: tuple[Any, ...] | None = None
+        self._levels: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
+
+    def nodes_of(self, state: ClusterState, level: int, domains: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Sorted node ids in ``domains`` of ``level`` (1: racks, 2: zones)."""
+        arrays = state.cluster.domain_arrays()
+        if self._of is None or any(a is not b for a, b in zip(arrays[:2], self._of, strict=True)):
+            self._levels = []
+            for ids in arrays[:2]:
+                order = np.argsort(ids, kind="stable").astype(np.int64)
+                bounds = np.searchsorted(ids[order], np.arange(int(ids.max(initial=-1)) + 2))
+                self._levels.append((order, bounds))
+            self._of = tuple(arrays[:2])
+        order, bounds = self._levels[level - 1]
+        domains = domains[domains < bounds.shape[0] - 1]
+        if not domains.size:
+            return np.zeros(0, dtype=np.int64)
+        return np.sort(np.concatenate([order[bounds[d] : bounds[d + 1]] for d in domains.tolist()]))
+
+
+def choose(
+    state: ClusterState,
+    tables: CostTables,
+    pod: Pod,
+    reserved: np.ndarray[Any, Any],
+    count: int,
+    *,
+    index: DomainIndex | None = None,
+) -> Candidates | None:
     """The ``count`` cheapest nodes with room for ``pod`` (module docstring, step 2), or ``None``
     when the pod has no usable preferred wish or no node has room. Call under ``state.lock``.
 
@@ -217,37 +305,47 @@ def choose(state: ClusterState, tables: CostTables, pod: Pod, reserved: np.ndarr
         return None
     cluster = state.cluster
     sums = cluster.level_sums(wish.key, wish.shards)  # O(requested pieces)
-    rack, zone, _region, _present = cluster.domain_arrays()
+    index = index or DomainIndex()
     # Widen tier by tier: the nodes of racks holding a requested piece (holders included), then
     # of such zones, then every node; each pool ranked by the pod's network cost at its ids
     # only (O(pool), no vector over every node) until one has ``count`` nodes with room.
-    pools = [np.flatnonzero(np.isin(ids, np.flatnonzero(sums.within[level] > 0))) for level, ids in ((1, rack), (2, zone))]
     chosen = None
-    for pool in pools:
+    within: np.ndarray[Any, Any] | None = None
+    costs: np.ndarray[Any, Any] | None = None
+    for level in (1, 2):  # the zone pool is built only when the racks' lacks room
+        pool = index.nodes_of(state, level, np.flatnonzero(sums.within[level] > 0))
         if pool.size:
-            ranked = pool[np.argsort(tables.cost_at(wish, pool.astype(np.int64)), kind="stable")]
-            chosen = _with_room(state, ranked, pod, reserved, count)
+            # one gather of the pool's byte table gives both the ranking and the candidates' rows
+            table = cluster.level_bytes_at(wish.key, wish.shards, pool)
+            pool_costs = raw_costs(table, state.settings.costs)
+            order = np.argsort(pool_costs, kind="stable")
+            picked = order[_with_room(state, pool[order], pod, reserved, count)]
+            chosen, within, costs = pool[picked], table[picked], pool_costs[picked]
             if chosen.size >= count:
                 break
     if chosen is None or chosen.size < count:
-        chosen = _with_room(state, tables.cost_order(wish)[0], pod, reserved, count)
-    if not chosen.size:
+        ranked = tables.cost_order(wish)[0]
+        chosen = ranked[_with_room(state, ranked, pod, reserved, count)]
+        within = cluster.level_bytes_at(wish.key, wish.shards, chosen)
+        costs = raw_costs(within, state.settings.costs)
+    if not chosen.size or within is None or costs is None:
         return None
-    within = cluster.level_bytes_at(wish.key, wish.shards, chosen)
     tier = "cluster"
     for level, name in enumerate(TIERS[:3]):
         if bool((within[:, : level + 1].sum(axis=1) > 0).all()):
             tier = name
             break
     names = tuple(state.cluster.name_of(int(i)) for i in chosen.tolist())
-    return Candidates(names, tuple(int(i) for i in chosen.tolist()), tier)
+    return Candidates(names, tuple(int(i) for i in chosen.tolist()), tier, tuple(costs.tolist()))
 
 
 def _with_room(
     state: ClusterState, ranked: np.ndarray[Any, Any], pod: Pod, reserved: np.ndarray[Any, Any], count: int
 ) -> np.ndarray[Any, Any]:
-    """The first ``count`` of ``ranked`` node ids that are present, ready, schedulable and have
-    room for ``pod`` after ``reserved``, walked a chunk at a time (O(count), not O(nodes))."""
+    """The positions in ``ranked`` of its first ``count`` node ids that are present, eligible for
+    ``pod`` (:func:`extender.eligibility.eligible`: ready, schedulable, tolerated, its
+    ``nodeSelector``, kbl's dedicated groups) and have room for it after ``reserved``, walked a
+    chunk at a time (O(count), not O(nodes))."""
     request = load_vector(pod.requests)
     picked: list[int] = []
     chunk = max(4 * count, 256)
@@ -256,8 +354,10 @@ def _with_room(
         used, alloc = state.load(ids)
         inside = ids < reserved.shape[0]
         used[inside] += reserved[ids[inside]]
-        room = state.usable(ids) & state.present_at(ids) & np.all(alloc - used >= request, axis=1)
-        picked.extend(ids[room][: count - len(picked)].tolist())
+        # eligible: ready, schedulable, tolerated, selector, and kbl's dedicated-group rule, which
+        # no extender filter applies to a narrowed pod any more (it never calls the extender)
+        room = eligible(state, pod, ids) & state.present_at(ids) & np.all(alloc - used >= request, axis=1)
+        picked.extend((np.flatnonzero(room)[: count - len(picked)] + start).tolist())
         if len(picked) >= count:
             break
     return np.asarray(picked, dtype=np.int64)
@@ -298,6 +398,7 @@ class _Released:
     at: float
     reserved_on: int
     load: np.ndarray[Any, Any]
+    id_array: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(slots=True)
@@ -355,11 +456,13 @@ class GateController:
         self._alive = alive or leading
         self.clock = clock
         self.tables = CostTables(state)
+        self.index = DomainIndex()
         self._lock = threading.Lock()
         self._gated: dict[str, Mapping[str, Any]] = {}
         self._released: dict[str, _Released] = {}
         self._owners: OrderedDict[str, None] = OrderedDict()
         self._reserved = np.zeros((0, 3), dtype=np.float64)
+        self._flat: tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
         self.totals = StepReport()
         #: Set when a gated pod is seen: the runner steps at once instead of at its next period.
         self.wake = threading.Event()
@@ -443,6 +546,8 @@ class GateController:
         for key, obj in gated:
             self._release(key, obj, report)
         self._unstrand(report)
+        if not (report.narrowed or report.released_unchanged or report.deleted or report.conflicts):
+            return report
         for name in ("narrowed", "released_unchanged", "deleted", "conflicts"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(report, name))
         for tier, count in report.tiers.items():
@@ -458,10 +563,13 @@ class GateController:
             try:
                 pod = Pod.from_object(obj)
                 with self.state.lock, self._lock:
-                    candidates = choose(self.state, self.tables, pod, self._reserved, self.settings.narrow_candidates)
+                    candidates = choose(self.state, self.tables, pod, self._reserved, self.settings.narrow_candidates, index=self.index)
             except (ObjectError, KblError):
                 log.exception("narrowing: cannot narrow %s; released unchanged", key)
-        patch = release_patch(obj, candidates.names if candidates else None)
+        if candidates is None:
+            patch = release_patch(obj, None)
+        else:
+            patch = release_patch(obj, candidates.names, candidate_weights(candidates.costs))
         try:
             self.writer.patch_pod(namespace, name, patch)
         except ApiError as exc:  # 409: a newer version is on its way through the watch; 404: gone
@@ -481,7 +589,8 @@ class GateController:
             self._reserve(first, load)
             # the timeout runs from the moment the pod is schedulable: not while another gate holds it
             at = math.inf if patch["spec"]["schedulingGates"] else self.clock()
-            self._released[key] = _Released(namespace, name, owner, candidates.ids, at, first, load)
+            ids = np.asarray(candidates.ids, dtype=np.int64)
+            self._released[key] = _Released(namespace, name, owner, candidates.ids, at, first, load, ids)
         report.narrowed += 1
         report.tiers[candidates.tier] = report.tiers.get(candidates.tier, 0) + 1
 
@@ -492,13 +601,16 @@ class GateController:
             released = list(self._released.items())
         if not released:
             return
-        with self.state.lock:
-            present = self.state.present()
-            lost = {
-                key
-                for key, r in released
-                if not bool(present[np.asarray(r.ids)].all()) or not bool(self.state.usable(np.asarray(r.ids, dtype=np.int64)).all())
-            }
+        keys = tuple(key for key, _ in released)
+        if self._flat is None or self._flat[0] != keys:  # rebuilt only when the released set changes
+            arrays = [r.id_array if r.id_array.size == len(r.ids) else np.asarray(r.ids, dtype=np.int64) for _, r in released]
+            sizes = np.array([a.size for a in arrays], dtype=np.int64)
+            self._flat = (keys, np.concatenate(arrays), np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64))
+        _keys, ids, starts = self._flat
+        with self.state.lock:  # every released pod's candidates checked in one pass
+            bad = (~(self.state.present_at(ids) & self.state.usable(ids))).astype(np.int64)
+        lost_per = np.add.reduceat(bad, starts).tolist()
+        lost = {key for key, n in zip(keys, lost_per, strict=True) if n > 0}
         for key, r in released:
             if key not in lost and now - r.at < timeout:
                 continue

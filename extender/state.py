@@ -403,7 +403,9 @@ class ClusterState:
             return
         assert wish.key is not None
         self._counted.add(key)
-        self.locality_bytes += self.cluster.level_bytes(wish.key, wish.shards).table[node_id]
+        # one row from the per-domain sums: O(requested pieces), not a table over every node
+        # (a pod that never called the extender has no table cached)
+        self.locality_bytes += self.cluster.level_bytes_at(wish.key, wish.shards, np.array([node_id], dtype=np.int64))[0]
 
     # ------------------------------------------------------- pending and binds
     def remember(self, pod: Pod) -> None:

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from benchmarks.driving import (
     ExtenderClient,
     ExtenderConfig,
+    ManagedResource,
     NodeAffinity,
     PodArrival,
     Scheduler,
@@ -223,12 +224,15 @@ def served() -> Iterator[tuple[Behaviour, str]]:
 _CLIENTS: list[ExtenderClient] = []
 
 
-def _scheduler(nodes: list[Node], url: str, *, cache: bool = True, weight: int = 1, bind: str = "") -> Scheduler:
+def _scheduler(
+    nodes: list[Node], url: str, *, cache: bool = True, weight: int = 1, bind: str = "", managed: tuple[ManagedResource, ...] = ()
+) -> Scheduler:
     encoded = {
         n.name: orjson.dumps({"metadata": {"name": n.name}, "status": {"allocatable": {"cpu": f"{n.allocatable.cpu_m}m"}}})
         for n in nodes
     }
-    client = ExtenderClient(ExtenderConfig(url, node_cache_capable=cache, weight=weight, bind_verb=bind), encoded)
+    config = ExtenderConfig(url, node_cache_capable=cache, weight=weight, bind_verb=bind, managed_resources=managed)
+    client = ExtenderClient(config, encoded)
     _CLIENTS.append(client)
     return Scheduler(nodes, [client])
 
@@ -510,3 +514,96 @@ def test_a_deleted_pod_is_recreated_by_its_owner_and_admitted_again() -> None:
     assert admitted == ["p", replacement.key.split("/")[1], "bare"]  # created from the template, admitted again
     assert result.pending == []
     assert result.deleted == 1
+
+
+# ------------------------------------------------------------- managedResources (IsInterested)
+EXT = "kbl.io/extender"
+
+
+def _asking(name: str, where: str, part: str) -> tuple[dict[str, Any], Pod]:
+    """A pod whose first container (``where="containers"``) or an init container asks for one
+    ``kbl.io/extender`` in its ``part`` (``requests`` or ``limits``)."""
+    obj, _ = _pod(name)
+    if where == "initContainers":
+        obj["spec"]["initContainers"] = [{"name": "init", "resources": {part: {EXT: "1"}}}]
+    else:
+        obj["spec"]["containers"][0].setdefault("resources", {}).setdefault(part, {})[EXT] = "1"
+    return obj, Pod.from_object(obj)
+
+
+def test_an_extender_with_managed_resources_sees_only_the_pods_that_request_or_limit_one(
+    behaviour: Behaviour, served: tuple[Behaviour, str]
+) -> None:
+    # upstream HTTPExtender.IsInterested: requests or limits of containers or init containers
+    nodes = _nodes(1, 1, 3)
+    sched = _scheduler(nodes, served[1], bind="bind", managed=(ManagedResource(EXT, ignored_by_scheduler=True),))
+    plain, plain_pod = _pod("plain")
+    result = sched.run([PodArrival(plain, plain_pod, 0.0, 10.0)])
+    assert result.outcomes[plain_pod.key].node is not None  # kube-scheduler's own plugins, default binder
+    assert behaviour.calls == Counter()  # no filter, no prioritize, no bind
+    assert result.outcomes[plain_pod.key].offered == 0  # no name was offered to an extender
+    for i, (where, part) in enumerate([("containers", "requests"), ("containers", "limits"), ("initContainers", "limits")]):
+        obj, pod = _asking(f"asks-{i}", where, part)
+        before = Counter(behaviour.calls)
+        attempt = sched.schedule_one(pod, obj)
+        assert attempt.node is not None
+        assert behaviour.calls["filter"] == before["filter"] + 1
+        assert behaviour.calls["prioritize"] == before["prioritize"] + 1
+        sched.bind(pod, attempt.node, obj)
+        assert behaviour.calls["bind"] == before["bind"] + 1
+    other = ExtenderConfig(served[1], managed_resources=(ManagedResource("example.com/other"),))
+    assert not ExtenderClient(other, {}).is_interested(_asking("x", "containers", "requests")[0])
+    assert ExtenderClient(ExtenderConfig(served[1]), {}).is_interested(plain)  # none managed: every pod
+
+
+def test_a_managed_resource_no_node_advertises_blocks_the_pod_unless_ignored_by_the_scheduler(
+    behaviour: Behaviour, served: tuple[Behaviour, str]
+) -> None:
+    # NodeResourcesFit checks every extended resource a pod requests, except those the
+    # extenders' managedResources mark ignoredByScheduler (the kubelet then drops the request
+    # of a resource its node does not have, removeMissingExtendedResources, so the pod runs)
+    nodes = _nodes(1, 1, 2)
+    obj, pod = _asking("p", "containers", "requests")
+    assert pod.requests.extended == {EXT: 1}
+    strict = _scheduler(nodes, served[1], managed=(ManagedResource(EXT, ignored_by_scheduler=False),))
+    blocked = strict.schedule_one(pod, obj)
+    assert blocked.node is None
+    assert set(blocked.failed.values()) == {"Insufficient resources"}
+    ignoring = _scheduler(nodes, served[1], managed=(ManagedResource(EXT, ignored_by_scheduler=True),))
+    assert ignoring.schedule_one(pod, obj).node is not None
+    assert ignoring._passes_filters(pod, 0) is None  # the per-node reference rule agrees
+    assert strict._passes_filters(pod, 0) == "Insufficient resources"
+
+
+def test_the_api_lets_a_gated_pod_change_its_preferred_terms_and_freezes_them_once_ungated() -> None:
+    # KEP-3838: while gated, preferredDuringScheduling terms may change in any way; once the last
+    # gate is gone, the scheduling directives (preferred terms included) are immutable
+    from kube.api import ApiError
+
+    sched = Scheduler(_nodes(1, 1, 3), settings=SchedulerSettings(seed=1))
+    sched.admit = _gate
+    errors: list[int] = []
+    preferred = "preferredDuringSchedulingIgnoredDuringExecution"
+
+    def term(weight: int, name: str) -> dict[str, Any]:
+        return {"weight": weight, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [name]}]}}
+
+    def controller() -> bool:
+        for key in list(sched._held):
+            arrival = sched._by_key[key]
+            ns, name = arrival.pod.namespace, arrival.pod.name
+            first, last = sched.nodes[0].name, sched.nodes[2].name
+            sched.patch_pod(ns, name, {"spec": {"affinity": {"nodeAffinity": {preferred: [term(100, first)]}}}})
+            sched.patch_pod(ns, name, {"spec": {"affinity": {"nodeAffinity": {preferred: [term(100, last)]}}}})  # changed: fine
+            sched.patch_pod(ns, name, {"spec": {"schedulingGates": None}})
+            try:
+                sched.patch_pod(ns, name, {"spec": {"affinity": {"nodeAffinity": {preferred: [term(100, first)]}}}})
+            except ApiError as exc:
+                errors.append(exc.status)
+        return False
+
+    sched.controllers.append(controller)
+    obj, pod = _owned("p")
+    result = sched.run([PodArrival(obj, pod, 0.0, 10.0)])
+    assert errors == [422]
+    assert result.outcomes[pod.key].node == sched.nodes[2].name  # the preferred term it kept is scored (weight 2 x 100)

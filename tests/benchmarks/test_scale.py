@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks.model import distinct_triples, make_snapshot
 from benchmarks.scale import EXHAUSTIVE_SCHEDULER, KBL_SCHEDULER, child_model, child_serve, parse_sizes, render
@@ -111,6 +112,31 @@ def test_narrowing_rows_offer_few_names_and_the_targets_are_checked() -> None:
     assert all(isinstance(ok, bool) for _, ok in checks)
     worse = [dict(r, cost_vs_100=1.5) if r["configuration"] == NARROWING else r for r in rows]
     assert not all(ok for _, ok in sampling_targets(worse))  # a miss is reported as one
+
+
+def test_kbl_cpu_per_data_pod_counts_every_part_and_narrowed_pods_offer_the_extender_no_name() -> None:
+    from benchmarks.scale import NARROWING, ROUTING, sampling_rows
+
+    rows = sampling_rows([60], 40, localities=("preferred",))
+    for r in rows:
+        parts = r["cpu_parts_ms_per_data_pod"]
+        assert set(parts) == {"server", "informer", "webhook", "gate"}
+        assert r["extender_cpu_ms_per_data_pod"] == pytest.approx(sum(parts.values()))
+        assert parts["informer"] > 0  # the extender's cache applies every pod event, in every row
+    narrowed = next(r for r in rows if r["configuration"] == NARROWING)
+    routed = next(r for r in rows if r["configuration"] == ROUTING)
+    assert narrowed["offered_per_data_pod"] == 0  # every pod narrowed: kube-scheduler never called the extender
+    assert narrowed["cpu_parts_ms_per_data_pod"]["gate"] > 0
+    assert routed["cpu_parts_ms_per_data_pod"]["gate"] == 0
+    assert routed["cpu_parts_ms_per_data_pod"]["webhook"] > 0
+    assert routed["cpu_parts_ms_per_data_pod"]["server"] > narrowed["cpu_parts_ms_per_data_pod"]["server"]
+    assert "| of which server / informer / webhook / gate |" in render_header()
+
+
+def render_header() -> str:
+    from benchmarks.scale import render_sampling
+
+    return render_sampling([]).splitlines()[0]
 
 
 # ------------------------------------------------------- the control loops (issue 24 item 5)

@@ -29,7 +29,18 @@ from benchmarks.scale import EXHAUSTIVE_SCHEDULER, KBL_SCHEDULER, api_side, with
 from benchmarks.traces import Trace, TraceSettings, make_trace
 from extender.admission import AdmissionSettings, apply_patch, review
 from extender.costs import CostTables
-from extender.narrowing import GATE, GateController, choose, gate_patch, is_gated, mutation_error, release_patch, tightened_terms
+from extender.narrowing import (
+    GATE,
+    PREFERRED,
+    GateController,
+    candidate_weights,
+    choose,
+    gate_patch,
+    is_gated,
+    mutation_error,
+    release_patch,
+    tightened_terms,
+)
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState
 from extender.wishes import resolve
@@ -134,6 +145,25 @@ def test_the_release_patch_is_accepted_by_the_pod_update_rules_and_only_tightens
     names = NodeAffinity.of(new).names
     assert names == frozenset({"n1", "n2"})  # every term now also requires the names: PreFilter narrows to them
     assert len(tightened_terms(old, ["n1"])) == max(1, len(NodeAffinity.of(old).required or ()))
+
+
+def test_the_release_patch_ranks_the_candidates_with_preferred_terms_the_gated_pod_rules_accept() -> None:
+    own = {"weight": 7, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}
+    old = gated_pod(affinity={"nodeAffinity": {PREFERRED: [own]}})
+    weights = candidate_weights([0.0, 10.0, 10.0, 40.0])
+    assert weights == [100, 75, 75, 1]  # cheapest 100, dearest 1, linear between
+    new = merge_patch(old, {k: v for k, v in release_patch(old, ["a", "b", "c", "d"], weights).items() if k != "metadata"})
+    # KEP-3838: while gated, preferred terms may change in any way (they are not authoritative)
+    assert mutation_error(old, new) is None
+    terms = new["spec"]["affinity"]["nodeAffinity"][PREFERRED]
+    assert terms[0] == own  # the pod's own terms are kept (a merge patch replaces the whole list)
+    ranked = {v: t["weight"] for t in terms[1:] for f in t["preference"]["matchFields"] for v in f["values"]}
+    assert ranked == {"a": 100, "b": 75, "c": 75, "d": 1}
+    assert len(terms) == 4  # one term per distinct weight
+    assert candidate_weights([5.0, 5.0]) == [100, 100]
+    # once ungated, the preferred terms are as immutable as the rest
+    changed = merge_patch(new, {"spec": {"affinity": {"nodeAffinity": {PREFERRED: [own]}}}})
+    assert mutation_error(new, changed) is not None
 
 
 def test_the_update_rules_reject_loosening_adding_gates_and_changing_an_ungated_pod() -> None:
@@ -268,6 +298,9 @@ def test_with_the_controller_down_no_pod_is_gated_and_all_schedule_routed() -> N
 
 
 def test_with_the_webhook_down_pods_schedule_unnarrowed() -> None:
+    # failurePolicy Ignore: pods are created as submitted, with neither the gate nor the
+    # extender's resource, so with managedResources they skip the extender too and schedule on
+    # kube-scheduler's own plugins alone (no locality): the failure mode manifests/README.md names
     trace = small_trace(20)
     run = drive(trace, api_side(True, webhook=False))
     assert run.gated == 0
@@ -275,6 +308,38 @@ def test_with_the_webhook_down_pods_schedule_unnarrowed() -> None:
     assert run.deleted == 0
     assert run.routed == {}
     assert run.scheduled == len(trace.arrivals)
+    assert run.extender_calls == 0
+
+
+def test_a_narrowed_pod_never_reaches_the_extender_and_lands_on_its_cheapest_candidate_through_the_preferred_terms() -> None:
+    trace = small_trace(40)
+    cycles: list[tuple[dict[str, Any], Any]] = []
+
+    def setup(scheduler: Any, state: Any) -> None:
+        api_side(True, candidates=4)(scheduler, state)
+        schedule_one = scheduler.schedule_one
+
+        def recorded(pod: Pod, obj: dict[str, Any]) -> Any:
+            attempt = schedule_one(pod, obj)
+            cycles.append((obj, attempt))
+            return attempt
+
+        scheduler.schedule_one = recorded
+
+    run = drive(trace, setup)
+    assert run.pending == 0
+    assert run.deleted == 0
+    assert run.extender_calls == 0  # every pod was narrowed: not one filter, prioritize or bind
+    assert run.offered_per_data_pod == 0
+    assert len(cycles) == len(trace.arrivals)
+    for obj, attempt in cycles:
+        affinity = NodeAffinity.of(obj)
+        weight = {v: w for w, term in affinity.preferred for f in term.get("matchFields") or () for v in f["values"]}
+        assert set(attempt.offered) <= set(weight)  # only its candidates were feasible
+        # the node it got is a cheapest one among the candidates that could take it then
+        assert weight[attempt.node] == max(weight[n] for n in attempt.offered)
+    full = drive(trace, None, percentage=100)
+    assert run.cost <= full.cost * 1.02  # and the locality of scoring every node with the extender
 
 
 def test_pods_gated_while_the_controller_stops_are_released_when_one_leads_again() -> None:

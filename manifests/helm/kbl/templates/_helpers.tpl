@@ -129,9 +129,20 @@ extenders:
     # false: an unreachable extender fails the attempt and the pod retries (locality is never
     # silently dropped); true would schedule without kbl.
     ignorable: {{ $ext.ignorable }}
-    {{- if $ext.managedResources }}
+    {{- $managed := $ext.managedResources }}
+    {{- if and .Values.webhook.enabled .Values.webhook.narrowing.enabled }}
+    {{- $managed = append $ext.managedResources (dict "name" "kbl.io/extender" "ignoredByScheduler" true) }}
+    # Narrowing: only pods requesting kbl.io/extender reach the extender. The webhook gives it
+    # (1, requests = limits) to every kbl pod it does not gate; a pod the gate controller narrows
+    # never has it, so kube-scheduler ranks its K candidates by the preferred terms the controller
+    # wrote, with no extender call. ignoredByScheduler: NodeResourcesFit skips it (no node
+    # advertises it) and the kubelet drops requests of extended resources its node lacks.
+    # With the webhook down (failurePolicy Ignore) pods get neither gate nor resource: they
+    # schedule on kube-scheduler's own plugins, without kbl (manifests/README.md).
+    {{- end }}
+    {{- if $managed }}
     managedResources:
-      {{- toYaml $ext.managedResources | nindent 6 }}
+      {{- toYaml $managed | nindent 6 }}
     {{- else }}
     # managedResources:   # only pods requesting one of these reach the extender
     #   - name: kbl.io/data
