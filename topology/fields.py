@@ -7,10 +7,16 @@ exact field, so a bad object is rejected with a reason a human can act on.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 from topology.errors import ObjectError
+
+
+@functools.lru_cache(maxsize=1024)
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
 
 
 class FieldReader:
@@ -53,8 +59,10 @@ class FieldReader:
     def get(self, path: str, default: Any = None) -> Any:
         """The value at a dotted ``path``, or ``default`` if any step is absent or null."""
         node: Any = self.obj
-        for part in path.split("."):
-            if not isinstance(node, Mapping):
+        for part in _parts(path):
+            # JSON decodes to dicts: the exact-type test spares the ABC check on every step
+            # (an informer parses every watch event of every pod through here)
+            if type(node) is not dict and not isinstance(node, Mapping):
                 raise self.error(path, f"'{part}' is inside a {type(node).__name__}, not an object")
             node = node.get(part)
             if node is None:
@@ -64,7 +72,7 @@ class FieldReader:
     def mapping(self, path: str) -> Mapping[str, Any]:
         """An object at ``path`` (empty if absent)."""
         value = self.get(path, {})
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise self.error(path, f"expected an object, got {type(value).__name__}")
         return value
 
