@@ -79,6 +79,9 @@ def rank(fw: Framework, cycle: Cycle, names: list[str], *, look_elsewhere: bool 
         worst = wish.needed_bytes * state.settings.costs.remote
         eff, _util = fw.costs.effective_at(wish, cycle.request, ids)
         delta = fw.pricing.displacement(cycle.pod)
+        price = fw.pricing.slot_prices.prices()  # what a slot is worth to pods not yet created
+        if price is not None:
+            delta = price if delta is None else delta + price
         if delta is None:
             scores = normalize(eff)
         else:  # planned jointly with the other pending pods: the planned nodes lead (extender.joint)
