@@ -82,3 +82,34 @@ def test_the_burst_target_asks_kbls_defaults_to_close_half_the_gap_between_greed
                 make_trace(TraceSettings().quick()), _bound(1.0), 0.0, [(Variant("kbl", "kbl", PolicySettings(weight=5)), _run("kbl", 1.0))]
             )
         )
+
+
+def test_another_draw_of_the_workload_keeps_the_cluster_placement_and_popularity_and_changes_the_bursts() -> None:
+    settings = replace(TraceSettings().quick(), burst_spread_s=0.0)
+    trace = make_trace(settings)
+    again = make_trace(settings, arrivals_seed=None)
+    other = make_trace(settings, arrivals_seed=7)
+    assert [a.pod.name for a in again.arrivals] == [a.pod.name for a in trace.arrivals]
+    assert [a.arrival_s for a in again.arrivals] == [a.arrival_s for a in trace.arrivals]
+    assert other.node_objects == trace.node_objects
+    assert [d.to_object() for d in other.datasets] == [d.to_object() for d in trace.datasets]
+    assert [a.arrival_s for a in other.arrivals] != [a.arrival_s for a in trace.arrivals]
+    assert len(other.arrivals) == len(trace.arrivals)
+
+
+def test_the_optimums_own_slot_prices_never_let_per_burst_planning_beat_the_optimum() -> None:
+    trace = make_trace(replace(TraceSettings().quick(), burst_spread_s=0.0))
+    bound = interval_bound(trace.cluster, trace.nodes, trace.arrivals)
+    prices = np.array(bound.slot_prices)
+    assert prices.shape == (len(trace.nodes),)
+    assert (prices >= 0).all()
+    assert prices.any()  # the quick trace's hot data nodes do run short
+    priced = burst_plan_cost(trace, slot_prices=bound.slot_prices)
+    assert priced.unplaced == 0
+    assert priced.cost >= bound.cost * (1 - 1e-9)
+
+
+def test_no_slot_prices_leave_the_per_burst_plan_as_it_was() -> None:
+    trace = make_trace(replace(TraceSettings().quick(), burst_spread_s=0.0))
+    zero = [0.0] * len(trace.nodes)
+    assert burst_plan_cost(trace, slot_prices=zero).cost == burst_plan_cost(trace).cost
