@@ -3,7 +3,8 @@
 :func:`rank` reads top to bottom: the pod's :class:`~extender.framework.Cycle` (its resolved
 wish, computed once per pod) -> network cost of every node (:class:`~extender.costs.CostTables`)
 -> hotspot fading with each node's load after placing this pod -> plus what each node's slot
-would cost the other pending pods (:mod:`extender.pricing`, when the watch knows some) -> read at
+would cost the other pending pods (:mod:`extender.pricing`, when the watch knows some) plus what it
+is worth to pods not yet created (:class:`~extender.pricing.SlotPrices`, once learned) -> read at
 the offered ids -> normalise into 0..10 (with other pending pods, the pod's node in the cheapest
 joint plan gets 10 and the others at most ``10 - PLAN_LEAD``: :mod:`extender.joint`). Pods without kbl annotations, or whose wish cannot be
 honoured, get all zeros at once (no preference, near-zero cost).
