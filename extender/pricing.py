@@ -7,7 +7,8 @@ node, and :class:`BatchPricing` builds their cost rows (network cost where the p
 remembers the result per pod and state version.
 
 :class:`SlotPrices` adds what a slot is worth to pods *not yet created*: the shadow price of one
-pod slot per node, learned online. Each time new pods wait for a node (a Job's burst), it takes
+pod slot per node, learned online. Each time :data:`SLOT_PRICE_EVERY` new pods have started
+waiting for a node (a Job's burst, at once; pods arriving one by one, every 16th), it takes
 the population the cache knows (pods holding a node plus pods waiting) as a sample of the
 workload, assigns it fractionally at least cost onto every node's slots (an LP, HiGHS) and reads
 the dual of each node's capacity: what one more slot there would save that population. The
@@ -135,13 +136,17 @@ class BatchPricing:
 SLOT_PRICE_MAX_CELLS = 400_000
 #: Share of the cluster's slots a sample may fill in the LP (a fuller one has no feasible fluid plan).
 SLOT_PRICE_FILL = 0.98
+#: A new sample is taken once this many pods have started waiting since the last one (a Job's
+#: burst at once; pods arriving one by one share one LP per this many).
+SLOT_PRICE_EVERY = 16
 
 
 class SlotPrices:
     """The online shadow price of one pod slot per node (module docstring). Call under ``state.lock``.
 
-    :meth:`prices` samples when a pod waits that no earlier sample saw (a new pending batch) and
-    returns the running mean per node id (``None`` before the first sample, when
+    :meth:`prices` samples once :data:`SLOT_PRICE_EVERY` pods have started waiting since the last
+    sample (a Job's burst; the first sample as soon as any pod waits) and returns the running mean
+    per node id (``None`` before the first sample, when
     ``batch_limit`` is 0, or when ``slot_prices`` is off in the settings).
     """
 
@@ -152,14 +157,17 @@ class SlotPrices:
         self._mean: FloatArray | None = None
         self.samples = 0
         self._seen: set[str] = set()
+        self._fresh = 0  # pods seen waiting since the last sample
 
     def prices(self) -> FloatArray | None:
         state = self.state
         if state.settings.batch_limit <= 0 or not state.settings.slot_prices:
             return None
-        waiting = [key for key, pod in state.waiting_pods() if pod.data is not None]
-        if any(key not in self._seen for key in waiting):
-            self._seen = set(waiting)
+        waiting = {key for key, pod in state.waiting_pods() if pod.data is not None}
+        self._fresh += len(waiting - self._seen)
+        self._seen = waiting
+        if self._fresh >= SLOT_PRICE_EVERY or (self._mean is None and self._fresh > 0):
+            self._fresh = 0
             duals = self._sample()
             if duals is not None:
                 if self._sum.size < duals.size:

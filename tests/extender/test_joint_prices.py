@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from extender.app import create_app
 from extender.costs import CostTables
 from extender.joint import PLAN_LEAD, plan_jointly
-from extender.pricing import SLOT_PRICE_FILL, SlotPrices, fluid_duals
+from extender.pricing import SLOT_PRICE_EVERY, SLOT_PRICE_FILL, SlotPrices, fluid_duals
 from extender.settings import ExtenderSettings
 from extender.state import ClusterState
 from kube.api import PODS, WatchEvent
@@ -92,7 +92,7 @@ def test_holders_of_data_more_readers_want_than_they_have_room_for_are_priced_an
     assert all(got[i] == 0.0 for name, i in ids.items() if name not in ("node-0-0-0", "node-1-0-0"))
 
 
-def test_prices_are_sampled_once_per_new_pending_pod_and_averaged() -> None:
+def test_prices_are_sampled_once_per_burst_of_new_pending_pods_and_averaged() -> None:
     state = _readers_of_shards_0_1(ExtenderSettings())
     prices = SlotPrices(state, CostTables(state))
     holder = state.cluster.node_id("node-0-0-0")
@@ -109,9 +109,14 @@ def test_prices_are_sampled_once_per_new_pending_pod_and_averaged() -> None:
         state.apply(WatchEvent("DELETED", sc.pod("r5", shards="0-1", cpu="30", node_name="node-0-0-2")), PODS)
         assert np.array_equal(np.asarray(prices.prices()), first)  # still no new pending pod
         assert prices.samples == 1
-        state.apply(WatchEvent("ADDED", sc.pod("q", shards="2-3", cpu="30")), PODS)
-        second = prices.prices()
+        # A burst of SLOT_PRICE_EVERY readers of 2-3: no sample until the last one waits.
+        for i in range(SLOT_PRICE_EVERY):
+            assert prices.samples == 1
+            state.apply(WatchEvent("ADDED", sc.pod(f"q{i}", shards="2-3", cpu="30")), PODS)
+            second = prices.prices()
     assert prices.samples == 2
+    # The burst overflows the holders of 2-3 onto their rack-mates and zone-mates, with room
+    # left at zone level: the holders of 0-1 (three readers, four slots) are short of nothing.
     assert second is not None
     # the mean of a sample that priced the holder RACK and one that priced it 0
     assert first[holder] == RACK
