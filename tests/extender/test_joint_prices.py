@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extender import pricing
 from extender.app import create_app
 from extender.costs import CostTables
 from extender.joint import PLAN_LEAD, plan_jointly
@@ -146,3 +148,24 @@ def test_a_pod_torn_between_two_holders_is_steered_to_the_one_the_workload_needs
     priced = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))
     assert priced["node-0-1-0"] == priced["node-1-1-0"] == 10
     assert priced["node-0-0-0"] <= 10 - PLAN_LEAD
+
+
+def test_a_population_too_large_for_the_lp_is_not_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 6 data pods x 12 nodes = 72 cells: over a limit of 71 no LP is solved and no price learned.
+    monkeypatch.setattr(pricing, "SLOT_PRICE_MAX_CELLS", 71)
+    state = _readers_of_shards_0_1(ExtenderSettings())
+    state.apply(WatchEvent("ADDED", sc.pod("p", shards="2-3", cpu="30")), PODS)
+    prices = SlotPrices(state, CostTables(state))
+    with state.lock:
+        assert prices.prices() is None
+    assert prices.samples == 0
+    monkeypatch.setattr(pricing, "SLOT_PRICE_MAX_CELLS", 72)
+    state.apply(WatchEvent("ADDED", sc.pod("q", shards="2-3", cpu="30")), PODS)  # 7 x 12 = 84 > 72
+    with state.lock:
+        assert prices.prices() is None
+    state.apply(WatchEvent("DELETED", sc.pod("q", shards="2-3", cpu="30")), PODS)
+    state.apply(WatchEvent("ADDED", sc.pod("r", shards="2-3", cpu="30")), PODS)
+    state.apply(WatchEvent("DELETED", sc.pod("r4", shards="0-1", cpu="30", node_name="node-0-0-1")), PODS)
+    with state.lock:
+        assert prices.prices() is not None  # 6 x 12 = 72: within the limit
+    assert prices.samples == 1
