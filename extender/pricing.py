@@ -160,14 +160,17 @@ class SlotPrices:
         self.samples = 0
         self._seen: set[str] = set()
         self._fresh = 0  # pods seen waiting since the last sample
+        self._scanned = -1  # the load version of the last look at the waiting pods
 
     def prices(self) -> FloatArray | None:
         state = self.state
         if state.settings.batch_limit <= 0 or not state.settings.slot_prices:
             return None
-        waiting = {key for key, pod in state.waiting_pods() if pod.data is not None}
-        self._fresh += len(waiting - self._seen)
-        self._seen = waiting
+        if state.load_version != self._scanned:  # pods only start waiting with a new load version
+            self._scanned = state.load_version
+            waiting = {key for key, pod in state.waiting_pods() if pod.data is not None}
+            self._fresh += len(waiting - self._seen)
+            self._seen = waiting
         if self._fresh >= SLOT_PRICE_EVERY or (self._mean is None and self._fresh > 0):
             self._fresh = 0
             duals = self._sample()
