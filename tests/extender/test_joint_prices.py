@@ -16,6 +16,7 @@ from extender.settings import ExtenderSettings
 from extender.state import ClusterState
 from kube.api import PODS, WatchEvent
 from tests.extender import scenarios as sc
+from topology.errors import KblError
 from topology.localities import LocalityCosts
 from topology.snapshots import load_snapshot
 
@@ -169,3 +170,10 @@ def test_a_population_too_large_for_the_lp_is_not_sampled(monkeypatch: pytest.Mo
     with state.lock:
         assert prices.prices() is not None  # 6 x 12 = 72: within the limit
     assert prices.samples == 1
+
+
+def test_slot_prices_are_on_by_default_and_a_config_file_turns_them_off() -> None:
+    assert ExtenderSettings().slot_prices is True
+    assert ExtenderSettings.from_mapping({"slotPrices": False}).slot_prices is False
+    with pytest.raises(KblError, match="slotPrices"):
+        ExtenderSettings.from_mapping({"slotPrices": "no"})
