@@ -107,7 +107,7 @@ def test_prices_are_sampled_once_per_burst_of_new_pending_pods_and_averaged() ->
         assert first is not None
         assert np.array_equal(np.asarray(prices.prices()), first)
         assert prices.samples == 1  # the same pending pods: no new sample
-        # r4 and r5 finish: four readers of 0-1 for four holder slots, nothing is short any more.
+        # r4 and r5 finish: three readers of 0-1 for four holder slots, nothing is short any more.
         state.apply(WatchEvent("DELETED", sc.pod("r4", shards="0-1", cpu="30", node_name="node-0-0-1")), PODS)
         state.apply(WatchEvent("DELETED", sc.pod("r5", shards="0-1", cpu="30", node_name="node-0-0-2")), PODS)
         assert np.array_equal(np.asarray(prices.prices()), first)  # still no new pending pod
