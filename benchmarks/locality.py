@@ -94,17 +94,17 @@ def variants(weight: int = 5, *, full: bool = True) -> list[Variant]:
 
 
 def burst_variants(weight: int = 5) -> list[Variant]:
-    """The rows of the Job-bursts trace: kbl one pod at a time, each burst planned on its own
-    (no slot prices), and its defaults (bursts planned with the learned slot prices)."""
+    """The rows of the Job-bursts trace: kbl one pod at a time, its defaults (each burst planned
+    jointly on its own), and with ``slotPrices`` (bursts planned with the learned slot prices)."""
     return [
         Variant(f"stork-like (weight {weight})", "stork-like", PolicySettings(weight=weight)),
         Variant(f"kbl (weight {weight}, batchLimit 0: one pod at a time)", "kbl", PolicySettings(weight=weight, batch_limit=0)),
-        Variant(
-            f"kbl (weight {weight}, slotPrices false: each burst planned alone)",
-            "kbl",
-            PolicySettings(weight=weight, slot_prices=False),
-        ),
         Variant(KBL_DEFAULTS.format(weight=weight), "kbl", PolicySettings(weight=weight)),
+        Variant(
+            f"kbl (weight {weight}, slotPrices true: bursts planned with learned slot prices)",
+            "kbl",
+            PolicySettings(weight=weight, slot_prices=True),
+        ),
         Variant("greedy oracle (exact costs)", "oracle"),
     ]
 

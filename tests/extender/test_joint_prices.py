@@ -24,6 +24,8 @@ ALL = [f"node-{z}-{r}-{h}" for z in range(2) for r in range(2) for h in range(3)
 #: Bytes of two of the scenario's shards, and what reading them from a rack-mate costs.
 TWO_SHARDS = 2 * sc.SHARD_SIZE
 RACK = TWO_SHARDS * LocalityCosts().rack
+#: Slot prices are off by default (extender.settings).
+ON = ExtenderSettings(slot_prices=True)
 
 
 def test_a_slot_is_priced_what_one_more_slot_would_save_the_population() -> None:
@@ -81,7 +83,7 @@ def _readers_of_shards_0_1(settings: ExtenderSettings) -> ClusterState:
 
 
 def test_holders_of_data_more_readers_want_than_they_have_room_for_are_priced_and_others_are_not() -> None:
-    state = _readers_of_shards_0_1(ExtenderSettings())
+    state = _readers_of_shards_0_1(ON)
     state.apply(WatchEvent("ADDED", sc.pod("p", shards="2-3", cpu="30")), PODS)
     prices = SlotPrices(state, CostTables(state))
     with state.lock:
@@ -96,7 +98,7 @@ def test_holders_of_data_more_readers_want_than_they_have_room_for_are_priced_an
 
 
 def test_prices_are_sampled_once_per_burst_of_new_pending_pods_and_averaged() -> None:
-    state = _readers_of_shards_0_1(ExtenderSettings())
+    state = _readers_of_shards_0_1(ON)
     prices = SlotPrices(state, CostTables(state))
     holder = state.cluster.node_id("node-0-0-0")
     assert holder is not None
@@ -126,8 +128,8 @@ def test_prices_are_sampled_once_per_burst_of_new_pending_pods_and_averaged() ->
     assert second[holder] == RACK / 2
 
 
-def test_no_slot_prices_without_pending_batch_pricing_or_when_turned_off() -> None:
-    for settings_ in (ExtenderSettings(batch_limit=0), ExtenderSettings(slot_prices=False)):
+def test_no_slot_prices_without_pending_batch_pricing_or_by_default() -> None:
+    for settings_ in (ExtenderSettings(batch_limit=0, slot_prices=True), ExtenderSettings()):
         state = _readers_of_shards_0_1(settings_)
         state.apply(WatchEvent("ADDED", sc.pod("p", shards="2-3", cpu="30")), PODS)
         with state.lock:
@@ -140,11 +142,11 @@ def test_a_pod_torn_between_two_holders_is_steered_to_the_one_the_workload_needs
     # slot prices kube-scheduler may take either; with them, node-0-0-0's slot is priced what the
     # readers of 0-1 seen so far lose when it is gone, and p's plan goes to a holder of 2-3.
     p = sc.pod("p", shards="0-3", cpu="30")
-    plain = _readers_of_shards_0_1(ExtenderSettings(slot_prices=False))
+    plain = _readers_of_shards_0_1(ExtenderSettings())
     plain.apply(WatchEvent("ADDED", p), PODS)
     alone = sc.scores(sc.call(create_app(plain), "/prioritize", sc.names_args(p, ALL)))
     assert alone["node-0-0-0"] == alone["node-0-1-0"] == 10
-    state = _readers_of_shards_0_1(ExtenderSettings())
+    state = _readers_of_shards_0_1(ON)
     state.apply(WatchEvent("ADDED", p), PODS)
     priced = sc.scores(sc.call(create_app(state), "/prioritize", sc.names_args(p, ALL)))
     assert priced["node-0-1-0"] == priced["node-1-1-0"] == 10
@@ -154,7 +156,7 @@ def test_a_pod_torn_between_two_holders_is_steered_to_the_one_the_workload_needs
 def test_a_population_too_large_for_the_lp_is_not_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
     # 6 data pods x 12 nodes = 72 cells: over a limit of 71 no LP is solved and no price learned.
     monkeypatch.setattr(pricing, "SLOT_PRICE_MAX_CELLS", 71)
-    state = _readers_of_shards_0_1(ExtenderSettings())
+    state = _readers_of_shards_0_1(ON)
     state.apply(WatchEvent("ADDED", sc.pod("p", shards="2-3", cpu="30")), PODS)
     prices = SlotPrices(state, CostTables(state))
     with state.lock:
@@ -172,8 +174,8 @@ def test_a_population_too_large_for_the_lp_is_not_sampled(monkeypatch: pytest.Mo
     assert prices.samples == 1
 
 
-def test_slot_prices_are_on_by_default_and_a_config_file_turns_them_off() -> None:
-    assert ExtenderSettings().slot_prices is True
-    assert ExtenderSettings.from_mapping({"slotPrices": False}).slot_prices is False
+def test_slot_prices_are_off_by_default_and_a_config_file_turns_them_on() -> None:
+    assert ExtenderSettings().slot_prices is False
+    assert ExtenderSettings.from_mapping({"slotPrices": True}).slot_prices is True
     with pytest.raises(KblError, match="slotPrices"):
         ExtenderSettings.from_mapping({"slotPrices": "no"})
