@@ -35,8 +35,11 @@ def test_a_burst_scheduled_pod_by_pod_through_kube_scheduler_costs_the_joint_opt
     optimum = plan_jointly(rows, slots).cost
     joint = run_policy("kbl", trace, PolicySettings(weight=5))
     alone = run_policy("kbl", trace, PolicySettings(weight=5, batch_limit=0))
-    assert joint.pending == alone.pending == 0
+    priced = run_policy("kbl", trace, PolicySettings(weight=5, slot_prices=True))
+    assert joint.pending == alone.pending == priced.pending == 0
     assert joint.cost == pytest.approx(optimum, rel=1e-9)
+    # slot prices learned from this burst alone do not move it off a cheapest plan
+    assert priced.cost == pytest.approx(optimum, rel=1e-9)
     assert alone.cost > optimum  # one pod at a time is greedy here: the scenario has contention
     assert burst_plan_cost(trace).cost == pytest.approx(optimum, rel=1e-9)  # the offline ceiling plans it the same way
 
