@@ -284,6 +284,12 @@ class IntervalBound:
     checkpoints: int
     level_bytes: list[float]
     uncapacitated_cost: float
+    #: Per node (in ``nodes``' order), the LP's price of one pod slot held for a pod's mean run
+    #: time: the capacity duals ``w[n, i]`` summed over the run, divided by the run's length
+    #: (first arrival to last plus a mean run) and multiplied by the mean run time. It knows the
+    #: whole trace (every later pod), so no online policy has it; :func:`benchmarks.oracles.burst_plan_cost`
+    #: with these prices shows how far such knowledge would take per-burst planning.
+    slot_prices: tuple[float, ...] = ()
 
 
 def interval_bound(
@@ -375,4 +381,7 @@ def interval_bound(
     x = np.asarray(result.x[:nx_vars], dtype=np.float64).reshape(pods, count)
     fractional = int(((x > 1e-6) & (x < 1 - 1e-6)).any(axis=1).sum())
     level_bytes = np.einsum("pn,pnl->l", x, byte_rows)
-    return IntervalBound(bound, float(result.fun) * scale, fractional, steps, level_bytes.tolist(), uncapacitated)
+    mean_run = float(np.mean(end - start))
+    span = float(checkpoints[-1] - checkpoints[0]) + mean_run
+    slot_prices = tuple((w.sum(axis=1) / span * mean_run).tolist()) if span > 0 else ()
+    return IntervalBound(bound, float(result.fun) * scale, fractional, steps, level_bytes.tolist(), uncapacitated, slot_prices)

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -34,6 +35,7 @@ from benchmarks.measuring import write_json
 from benchmarks.oracles import burst_plan_cost
 from benchmarks.policies import PolicyRun, PolicySettings, run_policy
 from benchmarks.traces import Trace, TraceSettings, make_trace
+from topology.errors import KblError
 from topology.localities import LEVELS
 
 TiB = 2.0**40
@@ -92,11 +94,17 @@ def variants(weight: int = 5, *, full: bool = True) -> list[Variant]:
 
 
 def burst_variants(weight: int = 5) -> list[Variant]:
-    """The rows of the Job-bursts trace: kbl with and without pending-batch pricing."""
+    """The rows of the Job-bursts trace: kbl one pod at a time, its defaults (each burst planned
+    jointly on its own), and with ``slotPrices`` (bursts planned with the learned slot prices)."""
     return [
         Variant(f"stork-like (weight {weight})", "stork-like", PolicySettings(weight=weight)),
         Variant(f"kbl (weight {weight}, batchLimit 0: one pod at a time)", "kbl", PolicySettings(weight=weight, batch_limit=0)),
         Variant(KBL_DEFAULTS.format(weight=weight), "kbl", PolicySettings(weight=weight)),
+        Variant(
+            f"kbl (weight {weight}, slotPrices true: bursts planned with learned slot prices)",
+            "kbl",
+            PolicySettings(weight=weight, slot_prices=True),
+        ),
         Variant("greedy oracle (exact costs)", "oracle"),
     ]
 
@@ -310,6 +318,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller trace (24 nodes, 240 pods)")
     parser.add_argument("--seed", type=int, default=0, help="trace seed (default 0)")
     parser.add_argument("--weight", type=int, default=5, help="extender weight for stork-like and kbl (default 5)")
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=0,
+        help="also price slots by the LPs of DRAWS other draws of the bursts' workload (one whole-run LP each; default 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -343,6 +357,9 @@ def run(args: argparse.Namespace) -> int:
             "ratio": ceiling.cost / bursts.bound.cost,
             "unplaced": ceiling.unplaced,
         }
+        out["job_bursts"]["ceilings"] = ceilings = future_ceilings(bursts, draws=args.draws)
+        for line in describe_ceilings(ceilings):
+            console.print(line)
     console.print(f"Total {time.perf_counter() - started:.0f} s.")
     if args.plots:
         path = plot(comparison, Path(args.plots) / "locality.png")
@@ -351,6 +368,65 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         console.print(f"figures: {args.json_out}")
     return 0 if target is None or target.met else 1
+
+
+def future_ceilings(bursts: Comparison, *, draws: int = 0) -> dict[str, Any]:
+    """What per-burst planning reaches with static slot prices, by what the prices know.
+
+    Offline emulations (:func:`~benchmarks.oracles.burst_plan_cost`, exact costs, no scheduler)
+    of the Job-bursts trace, each burst planned jointly with a per-node slot price added:
+
+    * ``this_trace``: the optimum's own prices (:attr:`~benchmarks.bounds.IntervalBound.slot_prices`:
+      the LP's capacity duals averaged over this run). They know every later burst: no online
+      policy has them.
+    * ``other_draws`` (``draws > 0``): the mean of those prices over ``draws`` other draws of the
+      same workload (:func:`~benchmarks.traces.make_trace` with ``arrivals_seed``: same cluster,
+      placement and shard popularity, other bursts). They know the workload's distribution
+      exactly, more than the extender learns online, but not which bursts this run brings.
+      Draws whose LP has no solution (some instant overloaded) are skipped and counted.
+    """
+    trace, bound = bursts.trace, bursts.bound
+    own = burst_plan_cost(trace, slot_prices=bound.slot_prices)
+    out: dict[str, Any] = {"this_trace": {"ratio": own.cost / bound.cost, "unplaced": own.unplaced}}
+    if draws <= 0:
+        return out
+    total: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    used = skipped = 0
+    for k in range(draws):
+        other = make_trace(trace.settings, arrivals_seed=OTHER_DRAWS_SEED + 1_000 * trace.settings.seed + k)
+        try:
+            prices = np.asarray(interval_bound(other.cluster, other.nodes, other.arrivals).slot_prices, dtype=np.float64)
+        except KblError:
+            skipped += 1
+            continue
+        total = prices if total is None else total + prices
+        used += 1
+    if total is not None:
+        run = burst_plan_cost(trace, slot_prices=(total / used).tolist())
+        out["other_draws"] = {"ratio": run.cost / bound.cost, "unplaced": run.unplaced, "draws": used, "skipped": skipped}
+    else:
+        out["other_draws"] = {"ratio": None, "draws": 0, "skipped": skipped}
+    return out
+
+
+#: Seeds of the other draws of the workload (:func:`future_ceilings`), far from trace seeds.
+OTHER_DRAWS_SEED = 10_000
+
+
+def describe_ceilings(ceilings: dict[str, Any]) -> list[str]:
+    """:func:`future_ceilings` as console lines."""
+    lines = [
+        f"per-burst plan + the optimum's own slot prices (offline, knows every later burst: not online): "
+        f"{ceilings['this_trace']['ratio']:.4f} x the optimum"
+    ]
+    other = ceilings.get("other_draws")
+    if other is not None and other["ratio"] is not None:
+        lines.append(
+            f"per-burst plan + slot prices of {other['draws']} other draws of the same workload "
+            f"(knows its distribution, not this run's bursts; {other['skipped']} draws without an LP solution skipped): "
+            f"{other['ratio']:.4f} x the optimum"
+        )
+    return lines
 
 
 def _describe(console: Console, comparison: Comparison) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ def create_oracle_app(cluster: Cluster, costs: LocalityCosts | None = None) -> F
     return app
 
 
-def burst_plan_cost(trace: Trace, costs: LocalityCosts | None = None, *, seed: int = 0) -> BurstPlanRun:
+def burst_plan_cost(trace: Trace, costs: LocalityCosts | None = None, *, seed: int = 0, slot_prices: Sequence[float] = ()) -> BurstPlanRun:
     """The ceiling of per-burst joint planning: every burst placed by its joint plan, exact costs.
 
     No scheduler and no HTTP: pods are taken in arrival order; each goes to the node minimising
@@ -78,10 +79,15 @@ def burst_plan_cost(trace: Trace, costs: LocalityCosts | None = None, *, seed: i
     It knows nothing of later bursts, like kbl; the gap to the optimum left here is what planning
     each burst jointly cannot close. A pod that finds no free slot is counted and not placed
     (the optimum's LP assumes none).
+
+    ``slot_prices`` (per node of ``trace.nodes``, empty: none) are added to every pod's cost when
+    choosing (not when counting): with :attr:`benchmarks.bounds.IntervalBound.slot_prices` of the
+    same trace this is per-burst planning told what each slot is worth to the rest of the run.
     """
     price = costs or LocalityCosts()
     rng = random.Random(seed)
     rows = {a.pod.key: pod_costs(trace.cluster, a, trace.nodes, price) for a in trace.arrivals}
+    extra = np.asarray(slot_prices, dtype=np.float64) if len(slot_prices) else np.zeros(len(trace.nodes))
     free = np.array(node_capacity(trace.nodes, [a.pod for a in trace.arrivals]), dtype=np.int64)
     bursts: dict[float, list[PodArrival]] = {}
     for a in sorted(trace.arrivals, key=lambda a: a.arrival_s):
@@ -93,8 +99,8 @@ def burst_plan_cost(trace: Trace, costs: LocalityCosts | None = None, *, seed: i
             free[heapq.heappop(running)[1]] += 1
         for i, arrival in enumerate(burst):
             row = rows[arrival.pod.key]
-            rest = np.array([rows[b.pod.key] for b in burst[i + 1 :]]).reshape(-1, row.shape[0])
-            value = np.where(free > 0, row, np.inf) + displacement_costs(rest, free)
+            rest = np.array([rows[b.pod.key] + extra for b in burst[i + 1 :]]).reshape(-1, row.shape[0])
+            value = np.where(free > 0, row + extra, np.inf) + displacement_costs(rest, free)
             if not np.isfinite(value).any():
                 unplaced += 1
                 continue

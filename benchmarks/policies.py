@@ -55,6 +55,7 @@ class PolicySettings:
     node_cache_capable: bool = True
     hotspot_threshold: float | None = None
     batch_limit: int | None = None
+    slot_prices: bool | None = None
     costs: LocalityCosts = field(default_factory=LocalityCosts)
 
 
@@ -152,6 +153,8 @@ def _extenders(name: str, trace: Trace, settings: PolicySettings) -> Iterator[tu
             ext_settings = replace(ext_settings, hotspot_threshold=settings.hotspot_threshold)
         if settings.batch_limit is not None:
             ext_settings = replace(ext_settings, batch_limit=settings.batch_limit)
+        if settings.slot_prices is not None:
+            ext_settings = replace(ext_settings, slot_prices=settings.slot_prices)
         state = ClusterState.from_snapshot(snapshot, ext_settings)
 
         def feed(kind: str, obj: dict[str, Any]) -> None:

@@ -158,7 +158,7 @@ def _zipf_sample(rng: random.Random, weights: list[float], k: int) -> list[int]:
     return sorted(chosen)
 
 
-def make_trace(settings: TraceSettings | None = None, *, placer: Placer = engine_placer) -> Trace:
+def make_trace(settings: TraceSettings | None = None, *, placer: Placer = engine_placer, arrivals_seed: int | None = None) -> Trace:
     """Generate a trace (deterministic for ``settings.seed``); see the module docstring.
 
     Parameters
@@ -167,6 +167,11 @@ def make_trace(settings: TraceSettings | None = None, *, placer: Placer = engine
         The trace's knobs.
     placer:
         How datasets are placed; kbl's placement engine by default.
+    arrivals_seed:
+        When set, the bursts (times, datasets, shards, run times) are drawn from this seed
+        instead of continuing ``settings.seed``'s stream: the same cluster, placement and shard
+        popularity (the workload's distribution), another draw of it. ``None``: the trace of
+        ``settings.seed``, byte for byte as before.
 
     Returns
     -------
@@ -205,6 +210,8 @@ def make_trace(settings: TraceSettings | None = None, *, placer: Placer = engine
         for rank, shard in enumerate(ranking):
             weights[shard] = 1.0 / (rank + 1) ** s.zipf_s
         popularity.append(weights)
+    if arrivals_seed is not None:
+        rng = random.Random(arrivals_seed)
     arrivals: list[PodArrival] = []
     n_bursts = max(1, -(-s.pods // s.burst_pods))
     starts = sorted(rng.uniform(0.0, span_s) for _ in range(n_bursts))

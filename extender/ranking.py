@@ -3,7 +3,8 @@
 :func:`rank` reads top to bottom: the pod's :class:`~extender.framework.Cycle` (its resolved
 wish, computed once per pod) -> network cost of every node (:class:`~extender.costs.CostTables`)
 -> hotspot fading with each node's load after placing this pod -> plus what each node's slot
-would cost the other pending pods (:mod:`extender.pricing`, when the watch knows some) -> read at
+would cost the other pending pods (:mod:`extender.pricing`, when the watch knows some) plus what it
+is worth to pods not yet created (:class:`~extender.pricing.SlotPrices`, once learned) -> read at
 the offered ids -> normalise into 0..10 (with other pending pods, the pod's node in the cheapest
 joint plan gets 10 and the others at most ``10 - PLAN_LEAD``: :mod:`extender.joint`). Pods without kbl annotations, or whose wish cannot be
 honoured, get all zeros at once (no preference, near-zero cost).
@@ -79,6 +80,9 @@ def rank(fw: Framework, cycle: Cycle, names: list[str], *, look_elsewhere: bool 
         worst = wish.needed_bytes * state.settings.costs.remote
         eff, _util = fw.costs.effective_at(wish, cycle.request, ids)
         delta = fw.pricing.displacement(cycle.pod)
+        price = fw.pricing.slot_prices.prices()  # what a slot is worth to pods not yet created
+        if price is not None:
+            delta = price if delta is None else delta + price
         if delta is None:
             scores = normalize(eff)
         else:  # planned jointly with the other pending pods: the planned nodes lead (extender.joint)

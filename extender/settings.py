@@ -71,6 +71,13 @@ class ExtenderSettings:
         priced into a pod's score (:mod:`extender.batching`); with more, or with 0, the pod is
         scored on its own (plain locality). Bounds the work per state change: the assignment has
         at most ``limit * (limit + 2)`` arcs whatever the cluster size.
+    slot_prices:
+        Add to every node the online shadow price of one of its pod slots (what the workload
+        seen so far loses, on average, when that node runs out of room:
+        :class:`extender.pricing.SlotPrices`) before scoring a pod that is priced with other
+        pending pods. Only with ``batch_limit > 0``. Off by default: on the locality benchmark it
+        helps Job bursts a little on three seeds but costs one of three seeds of the first trace
+        and multiplies the extender's p99 (BENCHMARKS.md, issue 25 item 2, slot prices).
     scheduler_name:
         The kbl scheduler's default profile (``spec.schedulerName`` of kbl pods); the admission
         webhook routes only pods of this scheduler (:mod:`extender.admission`).
@@ -100,6 +107,7 @@ class ExtenderSettings:
     max_pending_pods: int = 10_000
     rack_label: str = labels.DEFAULT_RACK
     batch_limit: int = 32
+    slot_prices: bool = False
     scheduler_name: str = DEFAULT_SCHEDULER_NAME
     exhaustive_scheduler_name: str = ""
     narrowing: bool = False

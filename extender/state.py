@@ -563,6 +563,12 @@ class ClusterState:
             if key not in self._inflight:
                 yield key, self._pods[key].pod
 
+    def holding_pods(self) -> Iterator[Pod]:
+        """Watched pods that hold a node: bound and active, or assigned in flight."""
+        for key, record in self._pods.items():
+            if record.node_id >= 0 or key in self._inflight:
+                yield record.pod
+
     def expire(self) -> None:
         """Drop in-flight assignments past their TTL (bumps :attr:`load_version` when one goes)."""
         self._expire()

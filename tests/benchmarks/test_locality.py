@@ -35,8 +35,11 @@ def test_a_burst_scheduled_pod_by_pod_through_kube_scheduler_costs_the_joint_opt
     optimum = plan_jointly(rows, slots).cost
     joint = run_policy("kbl", trace, PolicySettings(weight=5))
     alone = run_policy("kbl", trace, PolicySettings(weight=5, batch_limit=0))
-    assert joint.pending == alone.pending == 0
+    priced = run_policy("kbl", trace, PolicySettings(weight=5, slot_prices=True))
+    assert joint.pending == alone.pending == priced.pending == 0
     assert joint.cost == pytest.approx(optimum, rel=1e-9)
+    # slot prices learned from this burst alone do not move it off a cheapest plan
+    assert priced.cost == pytest.approx(optimum, rel=1e-9)
     assert alone.cost > optimum  # one pod at a time is greedy here: the scenario has contention
     assert burst_plan_cost(trace).cost == pytest.approx(optimum, rel=1e-9)  # the offline ceiling plans it the same way
 
@@ -82,3 +85,34 @@ def test_the_burst_target_asks_kbls_defaults_to_close_half_the_gap_between_greed
                 make_trace(TraceSettings().quick()), _bound(1.0), 0.0, [(Variant("kbl", "kbl", PolicySettings(weight=5)), _run("kbl", 1.0))]
             )
         )
+
+
+def test_another_draw_of_the_workload_keeps_the_cluster_placement_and_popularity_and_changes_the_bursts() -> None:
+    settings = replace(TraceSettings().quick(), burst_spread_s=0.0)
+    trace = make_trace(settings)
+    again = make_trace(settings, arrivals_seed=None)
+    other = make_trace(settings, arrivals_seed=7)
+    assert [a.pod.name for a in again.arrivals] == [a.pod.name for a in trace.arrivals]
+    assert [a.arrival_s for a in again.arrivals] == [a.arrival_s for a in trace.arrivals]
+    assert other.node_objects == trace.node_objects
+    assert [d.to_object() for d in other.datasets] == [d.to_object() for d in trace.datasets]
+    assert [a.arrival_s for a in other.arrivals] != [a.arrival_s for a in trace.arrivals]
+    assert len(other.arrivals) == len(trace.arrivals)
+
+
+def test_the_optimums_own_slot_prices_never_let_per_burst_planning_beat_the_optimum() -> None:
+    trace = make_trace(replace(TraceSettings().quick(), burst_spread_s=0.0))
+    bound = interval_bound(trace.cluster, trace.nodes, trace.arrivals)
+    prices = np.array(bound.slot_prices)
+    assert prices.shape == (len(trace.nodes),)
+    assert (prices >= 0).all()
+    assert prices.any()  # the quick trace's hot data nodes do run short
+    priced = burst_plan_cost(trace, slot_prices=bound.slot_prices)
+    assert priced.unplaced == 0
+    assert priced.cost >= bound.cost * (1 - 1e-9)
+
+
+def test_no_slot_prices_leave_the_per_burst_plan_as_it_was() -> None:
+    trace = make_trace(replace(TraceSettings().quick(), burst_spread_s=0.0))
+    zero = [0.0] * len(trace.nodes)
+    assert burst_plan_cost(trace, slot_prices=zero).cost == burst_plan_cost(trace).cost
