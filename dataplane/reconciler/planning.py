@@ -25,8 +25,12 @@ The rules, in order:
    fewer ready pieces (target holders ready + transfer sources ready) than before a move,
    unless a node was lost. Moves are applied shard by shard, most at risk first (fewest ready
    pieces beyond the ``needed`` ones: ``k`` for erasure, 1 for replicas; then the earliest drain
-   deadline; then the most bytes), while no node exceeds ``max_transfers_per_node``
-   in-flight transfers; the others wait for a later pass. Repairs come first: while a piece is
+   deadline; then the most bytes), while no node *serves* (is the ``from`` of) more than
+   ``max_transfers_per_node`` in-flight transfers; the others wait for a later pass (a drain).
+   What a node *receives* is not bounded here: a join's whole share enters the target in one
+   pass and the receiving agent copies ``parallel_copies`` pieces at a time, repairs and first
+   copies before moves (issue 24: the joiners' share within one reconcile; the old bound on
+   both ends held 30 joiners at 64 pieces each). Repairs come first: while a piece is
    missing or in flight, moves that only rebalance (every old holder alive and staying) wait.
 4. **Loss**: a shard without a source that a lost node left with fewer than ``needed`` ready
    pieces is *lost*: listed in ``status.lostShards`` (sticky until its pieces are ready again),
@@ -683,7 +687,8 @@ def decide(
     previous:
         The DataSet's current raw ``status`` (conditions, ``lostShards``, ``pieces``).
     in_flight:
-        Transfers per node of *other* DataSets (the per-node bound is over all of them).
+        Transfers each node serves (is the ``from`` of) in *other* DataSets (the per-node bound is
+        over all of them).
     memo, token:
         The last plans and :func:`cluster_token` of ``cluster``: a DataSet whose spec, target and
         nodes did not change since its last decision reuses that plan.
@@ -745,11 +750,10 @@ def decide(
     old_ready = holders.matrix(old_nodes, old_index)
     before = with_transfers(old_ready, existing)
     # Moves, shard by shard, most urgent first, within the per-node transfer bound.
-    counts: dict[str, int] = dict(in_flight or {})
+    counts: dict[str, int] = dict(in_flight or {})  # transfers each node serves (``from``)
     transfers: dict[tuple[int, int], Transfer] = {}
     for t in existing.values():
         counts[t.source] = counts.get(t.source, 0) + 1
-        counts[t.to] = counts.get(t.to, 0) + 1
     moved_rows = np.flatnonzero((old_i != new_i).any(axis=1)) if not fresh and new_i is not old_i else np.zeros(0, dtype=np.int64)
     final = old_i if not fresh else new_i.copy()  # copied on the first applied row
     applied: list[int] = []
@@ -791,10 +795,11 @@ def decide(
                 planned.append(Transfer(s, p, src, now))
         urgent = any(nm(i) in gone for i in was_row if i >= 0)
         if bound and planned and not urgent:
+            # The window is over the copies a node serves (``from``); what a node receives is not
+            # bounded here: its agent copies ``parallel_copies`` pieces at a time, repairs first.
             need: dict[str, int] = {}
             for t in planned:
                 need[t.source] = need.get(t.source, 0) + 1
-                need[t.to] = need.get(t.to, 0) + 1
             if any(counts.get(n, 0) > 0 and counts.get(n, 0) + k > bound for n, k in need.items()):
                 deferred += 1
                 continue
@@ -808,7 +813,6 @@ def decide(
         for t in planned:
             transfers[(t.shard, t.piece)] = t
             counts[t.source] = counts.get(t.source, 0) + 1
-            counts[t.to] = counts.get(t.to, 0) + 1
     # Transfers carried over: dropped once the new holder has the piece ready or the source is gone.
     for (s, p), t in existing.items():
         if nm(final[s, p]) != t.to or t.source == t.to or not cluster.alive(t.source) or holders.ready(t.to, s, p):

@@ -405,7 +405,6 @@ class Reconciler:
                 if other != key:
                     for t in ds.transfers:
                         in_flight[t.source] = in_flight.get(t.source, 0) + 1
-                        in_flight[t.to] = in_flight.get(t.to, 0) + 1
             raw = self.datasets.get(key) or {}
             decision = decide(
                 datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight, memo=self.memo, token=token,
