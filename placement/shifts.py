@@ -49,6 +49,9 @@ MOVE_LIMIT = 20_000
 #: The refill draws from the neediest ``POOL_MIN + POOL_PER_PIECE x pieces`` nodes first.
 POOL_MIN = 64
 POOL_PER_PIECE = 8
+#: A joiner ranks the shards it wins among ``PULL_SAMPLE`` times as many as it may take (every
+#: ``stride``-th shard), not among every shard.
+PULL_SAMPLE = 32
 
 
 class _State:
@@ -154,7 +157,7 @@ def shift(
     budget = _move_budget(fr, state.loads, len(todo))
     if len(todo) > MOVE_LIMIT:
         return None
-    shard_hash = hashing.shard_hashes(seed, np.arange(spec.shards, dtype=np.int64))
+    shard_hash = _ShardHashes(seed)
     node_hash = _NodeHashes(table, state.chosen)
     if not _refill(state, todo) or not _shed(state, shard_hash, node_hash) or not _pull(state, shard_hash, node_hash):
         return None
@@ -182,6 +185,17 @@ def _move_budget(fr: Frame, loads: F64, missing: int) -> float:
     return 1.05 * max(float(missing), enter, leave) + outside
 
 
+class _ShardHashes:
+    """:func:`placement.hashing.shard_hashes` of the shards asked for (an over node's rows, a
+    joiner's sample: not every shard of a million)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __getitem__(self, shards: I64) -> npt.NDArray[np.uint64]:
+        return hashing.shard_hashes(self.seed, np.asarray(shards, dtype=np.int64))
+
+
 class _NodeHashes:
     """:func:`placement.hashing.node_hashes` of the eligible positions asked for (a few nodes
     joined or over: not every name of the table)."""
@@ -193,7 +207,7 @@ class _NodeHashes:
         return np.uint64(hashing.node_hashes([self.table.names[int(self.chosen[position])]])[0])
 
 
-def _shed(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHashes) -> bool:
+def _shed(state: _State, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> bool:
     """Move just enough pieces off every node above its band, the shards it wins least first,
     each to the neediest node with room that keeps the rule (a piece that cannot move is
     skipped for the next one); ``False`` when too many nodes are over or one stays over."""
@@ -243,7 +257,7 @@ def _refill(state: _State, todo: list[tuple[int, int]]) -> bool:
     return all(_give(state, s, p, pool) or _give(state, s, p, everyone) for s, p in todo)
 
 
-def _pull(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHashes) -> bool:
+def _pull(state: _State, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> bool:
     """Bring every node below its band inside it with the shards it wins (module docstring)."""
     fr = state.fr
     under = np.flatnonzero((state.loads < fr.lo + fr.slack) & ~state.closed)
@@ -253,20 +267,33 @@ def _pull(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHas
         want = max(1, math.ceil((floor - state.loads[u]) / float(fr.piece_bytes.min())))
         if state.moved + want > MOVE_LIMIT:
             return False
-        score = hashing.mix(shard_hash ^ node_hash[u])
-        size = min(shards, 8 * want + 64)
+        # The shards u wins, ranked among a sample of them (every ``stride``-th from an offset of
+        # u's own: ``SAMPLE`` times the batch), not among a million: the same rendezvous order
+        # within the sample, O(want) hashes per joiner; all shards when the sample is exhausted.
+        base = 8 * want + 64
+        stride = max(1, shards // (PULL_SAMPLE * base))
+        rows = np.arange(int(node_hash[u] % np.uint64(stride)), shards, stride, dtype=np.int64)
+        score = hashing.mix(shard_hash[rows] ^ node_hash[u])
+        size = min(len(rows), base)
         while state.loads[u] < floor:
-            if size < shards:
+            if size < len(rows):
                 batch = np.argpartition(score, size - 1)[:size]
-                batch = batch[np.argsort(score[batch], kind="stable")]
+                batch = rows[batch[np.argsort(score[batch], kind="stable")]]
             else:
-                batch = np.argsort(score, kind="stable")
+                batch = rows[np.argsort(score, kind="stable")]
             for s in batch.tolist():
                 if state.loads[u] >= floor:
                     break
                 _take(state, int(s), u)
-            if state.loads[u] >= floor or size >= shards:
+            if state.loads[u] >= floor:
                 break
+            if size >= len(rows):
+                if len(rows) == shards:
+                    break
+                rows = np.arange(shards, dtype=np.int64)  # the sample ran out: every shard
+                score = hashing.mix(shard_hash[rows] ^ node_hash[u])
+                size = min(shards, base)
+                continue
             if size >= 8 * want + 64 and not _from_donors(state, u, floor):
                 return False  # no node with pieces to spare holds a shard u may take
             size = min(shards, size * 8)

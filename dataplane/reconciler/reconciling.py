@@ -416,7 +416,7 @@ class Reconciler:
             updated = self._write(key, raw, decision, report, datasets[key])
             if updated is not None:
                 with contextlib.suppress(KblError):
-                    datasets[key] = DataSet.from_object(updated)
+                    datasets[key] = self._typed_written(key, raw, updated, decision, datasets[key])
             self.metrics.record(key, transfers=len(decision.transfers), degraded=decision.degraded_shards, lost=len(decision.lost_shards))
             self._risk[key] = _risk(decision, datasets[key])
         self.memo.forget(datasets.keys())
@@ -480,6 +480,23 @@ class Reconciler:
         for event in decision.events:
             self._event(raw, event)
         return updated
+
+    def _typed_written(self, key: str, raw: Mapping[str, Any], updated: dict[str, Any], decision: Decision, current: DataSet) -> DataSet:
+        """The typed form of ``updated`` (the object a status write returned), kept as the typed
+        form of that raw object for the next pass: the DataSet decided on with the decision's
+        target and transfers (what the write put in ``status``) when nothing else of the object
+        changed meanwhile (same metadata but the version, same spec), so a million-row target is
+        not parsed again; else parsed (raises :class:`KblError` as :meth:`DataSet.from_object`)."""
+        meta = {k: v for k, v in (updated.get("metadata") or {}).items() if k != "resourceVersion"}
+        was = {k: v for k, v in (raw.get("metadata") or {}).items() if k != "resourceVersion"}
+        if decision.placement is not None and meta == was and updated.get("spec") == raw.get("spec"):
+            typed = DataSet(current.spec, decision.placement, decision.transfers)
+        else:
+            typed = DataSet.from_object(updated)
+        with self._lock:
+            if self.datasets.get(key) is updated:
+                self._typed[("dataset", key)] = (updated, typed)
+        return typed
 
     def _write_invalid(self, key: str, problem: str, report: PassReport) -> None:
         raw = self.datasets.get(key) or {}

@@ -382,3 +382,31 @@ def test_pure_decision_matches_place_for_a_fresh_dataset() -> None:
     assert ds.placement is not None
     assert ds.placement.equals(expected)
     assert world.api.get(DATASETS, "d", namespace="default") is not None
+
+
+def test_the_typed_dataset_kept_after_a_write_is_the_one_parsed_from_the_object_written() -> None:
+    """The reconciler keeps the DataSet it decided on (with the decision's target and transfers)
+    as the typed form of the object a status write returned, instead of parsing its target
+    again (issue 24): through a join, a drain and the copies, it equals what parsing gives."""
+    world, _ = ready_world(shards=120)
+    reconciler = world.reconciler()
+    world.add_node(make_node("joined", zone="us-east-1c", rack="rack-9", storage_b=10**12))
+    drain(world, world.typed().placement.nodes[0])  # type: ignore[union-attr]
+    checked = 0
+    for _ in range(40):
+        report = reconciler.reconcile_once()
+        for key in report.written:
+            raw = reconciler.datasets[key]
+            kept_raw, kept = reconciler._typed[("dataset", key)]
+            assert kept_raw is raw
+            parsed = DataSet.from_object(raw)
+            assert kept.spec == parsed.spec
+            assert kept.transfers == parsed.transfers
+            assert kept.placement is not None
+            assert parsed.placement is not None
+            assert kept.placement.nodes == parsed.placement.nodes
+            assert np.array_equal(kept.placement.pieces, parsed.placement.pieces)
+            checked += 1
+        if not world.agent_step(per_step=20) and not report.written:
+            break
+    assert checked >= 3
