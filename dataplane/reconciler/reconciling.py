@@ -18,6 +18,7 @@ converges to the same placement.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import threading
@@ -384,7 +385,10 @@ class Reconciler:
         millions of objects and no cycles, and each collection would walk them all again.
         """
         with paused_gc():
-            return self._reconcile(keys)
+            try:
+                return self._reconcile(keys)
+            finally:
+                _age_allocations()
 
     def _reconcile(self, keys: Iterable[str] | None) -> PassReport:
         started = time.perf_counter()
@@ -602,6 +606,16 @@ class Reconciler:
         finally:
             for informer in informers:
                 informer.stop(2.0)
+
+
+def _age_allocations() -> None:
+    """Move what a pass allocated (millions of objects at 100,000 nodes: statuses, typed nodes)
+    into the oldest generation without walking it: otherwise the first collection after the
+    pass, a young one, walks every object allocated while collection was paused (1-2 s at
+    100,000 nodes). They are still collected by full collections (``gc.freeze`` then
+    ``gc.unfreeze``: the permanent generation is merged back into the oldest)."""
+    gc.freeze()
+    gc.unfreeze()
 
 
 def _risk(decision: Decision, dataset: DataSet) -> tuple[float, int]:
