@@ -375,6 +375,9 @@ class ReadyCache:
         # came first would be lost and the stale matrix used until the next change.
         self._epoch = 0
         self._touched: dict[str, int] = {}
+        # Per DataSet, the nodes whose report changed since its matrix (and when): their slots
+        # are looked up again, the others kept (a node that leaves or joins: O(its slots)).
+        self._pending: dict[str, dict[str, int]] = {}
         self._cleared = 0
         self.view_epoch = 0
 
@@ -382,21 +385,29 @@ class ReadyCache:
         """The current epoch: record it with a view of the reports (:attr:`view_epoch`)."""
         return self._epoch
 
-    def touch(self, keys: Iterable[str]) -> None:
-        """The reports of these DataSets changed."""
+    def touch(self, keys: Iterable[str], node: str | None = None) -> None:
+        """The reports of these DataSets changed (``node``'s report only, when given: its slots
+        are looked up again at the next use, the rest of the matrix is kept)."""
         self._epoch += 1
         for key in keys:
+            if node is not None and key in self._last:
+                self._pending.setdefault(key, {})[node] = self._epoch
+                continue
             self._last.pop(key, None)
+            self._pending.pop(key, None)
             self._touched[key] = self._epoch
 
     def clear(self) -> None:
         self._epoch += 1
         self._cleared = self._epoch
         self._last.clear()
+        self._pending.clear()
 
     def forget(self, keep: Collection[str]) -> None:
         for key in [k for k in self._last if k not in keep]:
             del self._last[key]
+        for key in [k for k in self._pending if k not in keep]:
+            del self._pending[key]
         for key in [k for k in self._touched if k not in keep]:
             del self._touched[key]
 
@@ -417,7 +428,13 @@ class ReadyCache:
                 position = {n: i for i, n in enumerate(was_nodes)}
                 lut = np.array([*(position.get(n, -2) for n in nodes), -1], dtype=np.int32)
                 mapped = lut[index]
-            rows, cols = np.nonzero(mapped != was_index)
+            stale = mapped != was_index
+            pending = self._pending.get(key)
+            if pending:
+                at = _where(nodes, pending)
+                if at:
+                    stale |= np.isin(index, np.array(at, dtype=index.dtype))
+            rows, cols = np.nonzero(stale)
             if len(rows) <= self.PATCH_LIMIT:
                 out = was_had.copy() if len(rows) else was_had
                 for s, p in zip(rows.tolist(), cols.tolist(), strict=True):
@@ -429,6 +446,12 @@ class ReadyCache:
             self.computed += 1
         if self._current(key):
             self._last[key] = (uid, nodes, index, out)
+            # Node reports changed after the view this matrix read stay pending (read again next time).
+            later = {n: e for n, e in (self._pending.get(key) or {}).items() if e > self.view_epoch}
+            if later:
+                self._pending[key] = later
+            else:
+                self._pending.pop(key, None)
         return out
 
 
@@ -985,6 +1008,19 @@ def _positions(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
             out.append(at)
         else:
             out.extend(j for j, n in enumerate(nodes) if n == name)
+    return out
+
+
+def _where(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
+    """Where each of ``wanted`` (a few names) is in ``nodes``: by bisection when found there
+    (``nodes`` sorted), else one scan of ``nodes`` for all of them (not one per name)."""
+    out: list[int] = []
+    for name in wanted:
+        at = bisect.bisect_left(nodes, name)
+        if at < len(nodes) and nodes[at] == name:
+            out.append(at)
+        else:
+            return [j for j, n in enumerate(nodes) if n in wanted]
     return out
 
 

@@ -244,7 +244,7 @@ class Reconciler:
         before, after = _holdings_fingerprint(old), _holdings_fingerprint(None if event.type == "DELETED" else event.object)
         changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
         with self._lock:
-            self.ready.touch(changed)
+            self.ready.touch(changed, name)
         self._mark(changed)
         if name in self._silent and event.type != "DELETED" and self._live(_heartbeat(event.object)):
             self._mark(everything=True)  # a silent agent is back: its node is a holder again
