@@ -262,8 +262,11 @@ def _pull(state: _State, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> bo
     fr = state.fr
     under = np.flatnonzero((state.loads < fr.lo + fr.slack) & ~state.closed)
     shards = state.pieces.shape[0]
+    half = 0.5 * float(fr.piece_bytes.min())
     for u in under.tolist():
-        floor = fr.lo[u] + fr.slack[u]
+        # Inside the band, and within half a piece of the goal: a joiner stopping at the band's
+        # bottom would hold one piece per DataSet less than its share (90% at ten per node).
+        floor = max(fr.lo[u] + fr.slack[u], min(fr.goal[u] - half, fr.hi[u] - fr.slack[u] - 2 * half))
         want = max(1, math.ceil((floor - state.loads[u]) / float(fr.piece_bytes.min())))
         if state.moved + want > MOVE_LIMIT:
             return False
