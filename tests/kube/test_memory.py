@@ -57,7 +57,7 @@ def test_what_a_caller_sent_or_got_never_changes_a_stored_object_nor_a_watch_eve
     patch["status"]["placement"]["shards"][0][0] = 99
     answer["status"]["placement"]["shards"][0][1] = 99
     for e in api.watch(NODES, resource_version=version):
-        e.object["metadata"]["labels"]["mutated"] = "watched"  # type: ignore[index]
+        e.object["metadata"]["labels"]["mutated"] = "watched"
     stored = api.get(NODES, "n")
     assert stored is not None
     assert "mutated" not in stored["metadata"]["labels"]
