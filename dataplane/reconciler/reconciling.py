@@ -195,6 +195,10 @@ class Reconciler:
     def _on_dataset(self, event: WatchEvent) -> None:
         key = _key(event.object)
         with self._lock:
+            held = self.datasets.get(key)
+            version = (event.object.get("metadata") or {}).get("resourceVersion")
+            if event.type != "DELETED" and held is not None and version and (held.get("metadata") or {}).get("resourceVersion") == version:
+                return  # the version held already (the echo of this reconciler's own write): nothing changed
             if event.type == "DELETED":
                 self.datasets.pop(key, None)
             else:

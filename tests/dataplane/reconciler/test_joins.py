@@ -6,7 +6,8 @@ cluster built in bulk (every node at its exact target, every piece reported read
 heartbeat), then 30 hosts joining as a new rack (their Node ADDED, then each agent's first, empty
 NodeHoldings) and one ``reconcile(keys)`` with the keys the run loop would pass. What they leave
 out: the agents never copy anything (the pass is judged on the target it writes), and no watch
-event of the reconciler's own writes comes back (the run loop ignores its own writes anyway).
+event of the reconciler's own writes comes back (their echo changes nothing:
+test_reconciling.py::test_the_watch_event_of_the_reconcilers_own_write_changes_nothing).
 """
 
 from __future__ import annotations

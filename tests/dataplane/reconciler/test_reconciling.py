@@ -410,3 +410,30 @@ def test_the_typed_dataset_kept_after_a_write_is_the_one_parsed_from_the_object_
         if not world.agent_step(per_step=20) and not report.written:
             break
     assert checked >= 3
+
+
+def test_the_watch_event_of_the_reconcilers_own_write_changes_nothing() -> None:
+    """The MODIFIED event that echoes a status write carries the version the reconciler already
+    holds (the write's answer): it is not a change (no DataSet marked, the typed form kept, so a
+    million-row target is not parsed again); an event with a newer version is one."""
+    from kube.api import WatchEvent
+
+    world, _ = ready_world(shards=60)
+    reconciler = world.reconciler()
+    world.add_node(make_node("joined", zone="us-east-1c", rack="rack-9", storage_b=10**12))
+    report = reconciler.reconcile_once()
+    assert report.written
+    key = report.written[0]
+    namespace, name = key.split("/", 1)
+    kept = reconciler._typed[("dataset", key)]
+    stored = world.api.get(DATASETS, name, namespace=namespace)
+    assert stored is not None
+    reconciler._dirty.clear()
+    reconciler._on_dataset(WatchEvent("MODIFIED", stored))  # what the watch delivers for that write
+    assert key not in reconciler._dirty
+    assert reconciler._typed[("dataset", key)] is kept
+    stored["metadata"].setdefault("labels", {})["team"] = "x"
+    newer = world.api.put(DATASETS, stored)
+    reconciler._on_dataset(WatchEvent("MODIFIED", newer))
+    assert key in reconciler._dirty
+    assert reconciler.datasets[key]["metadata"]["resourceVersion"] == newer["metadata"]["resourceVersion"]
