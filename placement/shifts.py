@@ -57,10 +57,10 @@ PULL_SAMPLE = 32
 class _State:
     """The pieces being shifted (eligible positions) and the loads, with the rule's domain ids."""
 
-    def __init__(self, table: NodeTable, spec: DataSetSpec, fr: Frame, pieces: I64, closed: npt.NDArray[np.bool_]) -> None:
+    def __init__(self, table: NodeTable, spec: DataSetSpec, fr: Frame, pieces: I64, closed: npt.NDArray[np.bool_], *, loads: F64) -> None:
         self.fr = fr
         self.pieces = pieces
-        self.loads = fr.loads(pieces)
+        self.loads = loads.copy()  # fr.loads(pieces), computed by the caller
         self.closed = closed
         chosen = np.flatnonzero(fr.position[:-1] >= 0)
         self.chosen = chosen
@@ -143,7 +143,8 @@ def shift(
     missing = bool((pieces < 0).any())
     if not fr.rule_holds(pieces, partial=missing):
         return None  # the rule is broken by pieces that stay (labels or the rule changed): place decides
-    if not missing and fr.in_band(fr.loads(pieces)):
+    loads = fr.loads(pieces)
+    if not missing and fr.in_band(loads):
         return previous  # keeps() holds
     pieces = pieces.copy()
     mask = np.zeros(len(fr.goal), dtype=bool)
@@ -151,7 +152,7 @@ def shift(
         found = table.index.get(name)
         if found is not None and fr.position[found] >= 0:
             mask[fr.position[found]] = True
-    state = _State(table, spec, fr, pieces, mask)
+    state = _State(table, spec, fr, pieces, mask, loads=loads)
     missing_rows, missing_cols = np.nonzero(pieces < 0)
     todo = list(zip(missing_rows.tolist(), missing_cols.tolist(), strict=True))
     budget = _move_budget(fr, state.loads, len(todo))
