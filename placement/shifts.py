@@ -350,6 +350,11 @@ def _placement(table: NodeTable, state: _State) -> ShardPlacement:
     the table is)."""
     n = len(state.fr.goal)
     used = np.bincount(state.pieces.ravel(), minlength=n) > 0
+    if len(state.chosen) == len(table.names) and used.all():
+        # Every node of the table holds a piece (the usual case at scale): the table's own names,
+        # one object shared by every DataSet shifted on this table, so what the reconciler
+        # derives from a node list (its name array, its positions) is computed once per pass.
+        return ShardPlacement(table.names, state.pieces.astype(np.int32))
     lut = (np.cumsum(used, dtype=np.int64) - 1).astype(np.int32)
     names = tuple(table.name_array()[state.chosen[used]].tolist())
     return ShardPlacement(names, lut[state.pieces])

@@ -961,11 +961,11 @@ def _merged(old_nodes: Sequence[str], placement: ShardPlacement, shards: int, wi
     pieces as indexes into that list (``shards x width``, -1: none). Sorted lists (the canonical
     form) are matched with numpy's ``searchsorted`` (no Python per node)."""
     index = index_of(placement, shards, width)
-    if tuple(placement.nodes) == tuple(old_nodes):
+    if placement.nodes is old_nodes or tuple(placement.nodes) == tuple(old_nodes):
         return old_nodes, index
-    new = list(placement.nodes)
+    new = placement.nodes
     old_arr = _name_array(old_nodes)
-    new_arr = np.asarray(new, dtype=str)
+    new_arr = _name_array(new)
     if len(old_arr) and len(new_arr) and bool((old_arr[:-1] < old_arr[1:]).all()):
         pos = np.minimum(np.searchsorted(old_arr, new_arr), len(old_arr) - 1)
         found = old_arr[pos] == new_arr
