@@ -422,12 +422,8 @@ class ReadyCache:
         out: npt.NDArray[np.bool_] | None = None
         if found is not None and found[0] == uid and found[2].shape == index.shape:
             _, was_nodes, was_index, was_had = found
-            if nodes is was_nodes or tuple(nodes) == tuple(was_nodes):
-                mapped = index
-            else:
-                position = {n: i for i, n in enumerate(was_nodes)}
-                lut = np.array([*(position.get(n, -2) for n in nodes), -1], dtype=np.int32)
-                mapped = lut[index]
+            same = nodes is was_nodes or tuple(nodes) == tuple(was_nodes)
+            mapped = index if same else _relabel(was_nodes, nodes)[index]
             stale = mapped != was_index
             pending = self._pending.get(key)
             if pending:
@@ -996,6 +992,19 @@ def _name_array(nodes: Sequence[str]) -> npt.NDArray[np.str_]:
         _NAME_ARRAYS.pop(next(iter(_NAME_ARRAYS)))
     _NAME_ARRAYS[id(nodes)] = (nodes, out)
     return out
+
+
+def _relabel(was: Sequence[str], now: Sequence[str]) -> npt.NDArray[np.int32]:
+    """Per name of ``now`` (and a last ``-1``): its position in ``was``, ``-2`` when absent. By
+    ``searchsorted`` on the (remembered) name arrays when ``was`` is sorted, else by a dict."""
+    was_arr = _name_array(was)
+    if len(was_arr) and len(now) and bool((was_arr[:-1] < was_arr[1:]).all()):
+        now_arr = _name_array(now)
+        pos = np.minimum(np.searchsorted(was_arr, now_arr), len(was_arr) - 1)
+        found = np.where(was_arr[pos] == now_arr, pos, -2)
+        return np.append(found, -1).astype(np.int32)
+    position = {n: i for i, n in enumerate(was)}
+    return np.array([*(position.get(n, -2) for n in now), -1], dtype=np.int32)
 
 
 def _positions(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
