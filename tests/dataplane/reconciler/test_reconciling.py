@@ -432,8 +432,7 @@ def test_the_watch_event_of_the_reconcilers_own_write_changes_nothing() -> None:
     reconciler._on_dataset(WatchEvent("MODIFIED", stored))  # what the watch delivers for that write
     assert key not in reconciler._dirty
     assert reconciler._typed[("dataset", key)] is kept
-    stored["metadata"].setdefault("labels", {})["team"] = "x"
-    newer = world.api.put(DATASETS, stored)
+    newer = world.api.patch(DATASETS, name, {"metadata": {"labels": {"team": "x"}}}, namespace=namespace)
     reconciler._on_dataset(WatchEvent("MODIFIED", newer))
     assert key in reconciler._dirty
     assert reconciler.datasets[key]["metadata"]["resourceVersion"] == newer["metadata"]["resourceVersion"]
