@@ -9,6 +9,13 @@ mismatch, as the API server does), create (``409`` when the name is taken) and r
 the whole object, a stale ``metadata.resourceVersion`` is a ``409`` :class:`ConflictError`, so
 two writers that read the same version cannot both win), the status subresource, bindings, evictions refused with
 ``False`` when a PodDisruptionBudget would drop below ``minAvailable``, and recorded events.
+
+Isolation as over the wire: what a caller sends is copied in and what it gets is copied out (a
+JSON round trip with orjson, what a client and the API server do, falling back to a deep copy
+for values JSON cannot carry), so mutating either never changes a stored object. The answer to
+a patch holds the caller's own patch values (copied in once, not twice) and copies of the rest. Stored objects
+are never changed in place (a patch builds new containers along the paths it touches), so the
+watch log shares them and a watcher gets its own copy when it reads an event.
 A SubjectAccessReview ``create`` is answered (not stored) from the Roles, ClusterRoles and their
 bindings the API holds, by :func:`kube.rbac.review` (see there what that leaves out).
 """
@@ -19,6 +26,8 @@ import copy
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
+
+import orjson
 
 from kube import rbac
 from kube.api import (
@@ -41,16 +50,49 @@ Objects = list[dict[str, Any]]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
+    """RFC 7386 JSON merge patch (``target`` and ``patch`` are not changed, nor shared with the result)."""
+    return _merged(target, copy_json(patch))
+
+
+def _merged(target: Any, patch: Any) -> Any:
+    """:func:`merge_patch` with ``patch`` owned by the result (no copy of its values): new
+    containers along the paths the patch touches, ``target``'s untouched values shared."""
     if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
+        return patch
     out = dict(target) if isinstance(target, Mapping) else {}
     for key, value in patch.items():
         if value is None:
             out.pop(key, None)
         else:
-            out[key] = merge_patch(out.get(key), value)
+            out[key] = _merged(out.get(key), value)
     return out
+
+
+def _answer(stored: Mapping[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer to a patch: ``stored`` (the patched object), where the values the caller sent
+    are its own ones (the patch itself, not shared with ``stored``) and the rest copied. One
+    round trip of the patch per write instead of two (a million-row status is what a placement
+    write sends); the stored object stays the API's alone either way."""
+    out: dict[str, Any] = {}
+    for key, value in stored.items():
+        mine = sent.get(key)
+        if mine is None:
+            out[key] = copy_json(value)
+        elif isinstance(mine, Mapping) and isinstance(value, Mapping):
+            out[key] = _answer(value, mine)
+        else:
+            out[key] = mine
+    return out
+
+
+def copy_json(obj: Any) -> Any:
+    """An independent copy of a JSON-like value: an orjson round trip (what a client and the API
+    server do with every object; tuples come back as lists), else :func:`copy.deepcopy` (keys
+    that are not strings, integers beyond 64 bits, other types)."""
+    try:
+        return orjson.loads(orjson.dumps(obj))
+    except TypeError:
+        return copy.deepcopy(obj)
 
 
 class MemoryApi:
@@ -75,15 +117,15 @@ class MemoryApi:
 
     def _bump(self, resource: Resource, kind: Literal["ADDED", "MODIFIED", "DELETED"], obj: dict[str, Any]) -> None:
         self.version += 1
-        obj.setdefault("metadata", {})["resourceVersion"] = str(self.version)
-        self.log.append((self.version, self._kind(resource), WatchEvent(kind, copy.deepcopy(obj))))
+        obj["metadata"] = {**(obj.get("metadata") or {}), "resourceVersion": str(self.version)}  # a new dict: the old one may be shared
+        self.log.append((self.version, self._kind(resource), WatchEvent(kind, obj)))  # shared: stored objects never change in place
         del self.log[: max(0, len(self.log) - self.history)]
         self.cond.notify_all()
 
     def put(self, resource: Resource, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Create or replace an object (test setup, kubelet, other controllers)."""
         with self.lock:
-            stored = copy.deepcopy(dict(obj))
+            stored = copy_json(dict(obj))
             meta = stored.setdefault("metadata", {})
             key = self._key(resource, meta["name"], meta.get("namespace"))
             if resource.namespaced:
@@ -91,7 +133,8 @@ class MemoryApi:
             existed = key in self.objects
             self.objects[key] = stored
             self._bump(resource, "MODIFIED" if existed else "ADDED", stored)
-            return copy.deepcopy(stored)
+            out: dict[str, Any] = copy_json(stored)
+            return out
 
     def delete(self, resource: Resource, name: str, namespace: str | None = None) -> None:
         with self.lock:
@@ -152,7 +195,7 @@ class MemoryApi:
                 continue
             obj_labels = obj.get("metadata", {}).get("labels") or {}
             if all(obj_labels.get(k) == v for k, v in wanted.items()):
-                out.append(copy.deepcopy(obj))
+                out.append(copy_json(obj))
         return out
 
     def watch(self, resource: Resource, *, resource_version: str, timeout_s: int = 300) -> Iterator[WatchEvent]:
@@ -165,12 +208,13 @@ class MemoryApi:
             if not events:
                 self.cond.wait(min(timeout_s, 0.5))
                 events = [e for v, plural, e in self.log if v > since and plural == kind]
-        yield from events
+        for e in events:
+            yield WatchEvent(e.type, copy_json(e.object))  # the watcher's own copy
 
     def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> dict[str, Any] | None:
         with self.lock:
             obj = self.objects.get(self._key(resource, name, namespace))
-            return copy.deepcopy(obj) if obj is not None else None
+            return copy_json(obj) if obj is not None else None
 
     def _patch(self, resource: Resource, name: str, patch: Mapping[str, Any], namespace: str | None, *, status: bool) -> dict[str, Any]:
         with self.lock:
@@ -182,10 +226,10 @@ class MemoryApi:
             if want_rv is not None and want_rv != obj["metadata"].get("resourceVersion"):
                 raise ConflictError(f"{self._kind(resource)} {name}: the object has been modified")
             body = {"status": patch.get("status")} if status else {k: v for k, v in patch.items() if k != "status"}
-            updated = merge_patch(obj, body)
+            updated = _merged(obj, copy_json(body))
             self.objects[key] = updated
             self._bump(resource, "MODIFIED", updated)
-            return copy.deepcopy(updated)
+            return _answer(updated, body)
 
     def patch(self, resource: Resource, name: str, patch: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         return self._patch(resource, name, patch, namespace, status=False)
@@ -197,7 +241,7 @@ class MemoryApi:
         if resource == SUBJECT_ACCESS_REVIEWS:
             return self._access_review(obj)
         with self.lock:
-            stored = copy.deepcopy(dict(obj))
+            stored = copy_json(dict(obj))
             meta = stored.setdefault("metadata", {})
             name = meta.get("name")
             if not name:
@@ -212,7 +256,8 @@ class MemoryApi:
             stored.setdefault("kind", resource.kind)
             self.objects[key] = stored
             self._bump(resource, "ADDED", stored)
-            return copy.deepcopy(stored)
+            out: dict[str, Any] = copy_json(stored)
+            return out
 
     def _access_review(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """A SubjectAccessReview answered from the RBAC objects held (RBAC only, :mod:`kube.rbac`)."""
@@ -235,7 +280,7 @@ class MemoryApi:
             old = self.objects.get(key)
             if old is None:
                 raise ApiError(404, f"{self._kind(resource)} {name} not found")
-            stored = copy.deepcopy(dict(obj))
+            stored = copy_json(dict(obj))
             meta = stored.setdefault("metadata", {})
             if meta.get("name", name) != name:
                 raise ApiError(400, f"{self._kind(resource)} {name}: metadata.name {meta['name']!r} does not match the URL")
@@ -249,7 +294,8 @@ class MemoryApi:
             stored.setdefault("kind", resource.kind)
             self.objects[key] = stored
             self._bump(resource, "MODIFIED", stored)
-            return copy.deepcopy(stored)
+            out: dict[str, Any] = copy_json(stored)
+            return out
 
     def create_binding(self, namespace: str, pod: str, uid: str, node: str) -> None:
         with self.lock:

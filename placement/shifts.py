@@ -49,15 +49,18 @@ MOVE_LIMIT = 20_000
 #: The refill draws from the neediest ``POOL_MIN + POOL_PER_PIECE x pieces`` nodes first.
 POOL_MIN = 64
 POOL_PER_PIECE = 8
+#: A joiner ranks the shards it wins among ``PULL_SAMPLE`` times as many as it may take (every
+#: ``stride``-th shard), not among every shard.
+PULL_SAMPLE = 32
 
 
 class _State:
     """The pieces being shifted (eligible positions) and the loads, with the rule's domain ids."""
 
-    def __init__(self, table: NodeTable, spec: DataSetSpec, fr: Frame, pieces: I64, closed: npt.NDArray[np.bool_]) -> None:
+    def __init__(self, table: NodeTable, spec: DataSetSpec, fr: Frame, pieces: I64, closed: npt.NDArray[np.bool_], *, loads: F64) -> None:
         self.fr = fr
         self.pieces = pieces
-        self.loads = fr.loads(pieces)
+        self.loads = loads.copy()  # fr.loads(pieces), computed by the caller
         self.closed = closed
         chosen = np.flatnonzero(fr.position[:-1] >= 0)
         self.chosen = chosen
@@ -140,7 +143,8 @@ def shift(
     missing = bool((pieces < 0).any())
     if not fr.rule_holds(pieces, partial=missing):
         return None  # the rule is broken by pieces that stay (labels or the rule changed): place decides
-    if not missing and fr.in_band(fr.loads(pieces)):
+    loads = fr.loads(pieces)
+    if not missing and fr.in_band(loads):
         return previous  # keeps() holds
     pieces = pieces.copy()
     mask = np.zeros(len(fr.goal), dtype=bool)
@@ -148,13 +152,13 @@ def shift(
         found = table.index.get(name)
         if found is not None and fr.position[found] >= 0:
             mask[fr.position[found]] = True
-    state = _State(table, spec, fr, pieces, mask)
+    state = _State(table, spec, fr, pieces, mask, loads=loads)
     missing_rows, missing_cols = np.nonzero(pieces < 0)
     todo = list(zip(missing_rows.tolist(), missing_cols.tolist(), strict=True))
     budget = _move_budget(fr, state.loads, len(todo))
     if len(todo) > MOVE_LIMIT:
         return None
-    shard_hash = hashing.shard_hashes(seed, np.arange(spec.shards, dtype=np.int64))
+    shard_hash = _ShardHashes(seed)
     node_hash = _NodeHashes(table, state.chosen)
     if not _refill(state, todo) or not _shed(state, shard_hash, node_hash) or not _pull(state, shard_hash, node_hash):
         return None
@@ -182,6 +186,17 @@ def _move_budget(fr: Frame, loads: F64, missing: int) -> float:
     return 1.05 * max(float(missing), enter, leave) + outside
 
 
+class _ShardHashes:
+    """:func:`placement.hashing.shard_hashes` of the shards asked for (an over node's rows, a
+    joiner's sample: not every shard of a million)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __getitem__(self, shards: I64) -> npt.NDArray[np.uint64]:
+        return hashing.shard_hashes(self.seed, np.asarray(shards, dtype=np.int64))
+
+
 class _NodeHashes:
     """:func:`placement.hashing.node_hashes` of the eligible positions asked for (a few nodes
     joined or over: not every name of the table)."""
@@ -193,7 +208,7 @@ class _NodeHashes:
         return np.uint64(hashing.node_hashes([self.table.names[int(self.chosen[position])]])[0])
 
 
-def _shed(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHashes) -> bool:
+def _shed(state: _State, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> bool:
     """Move just enough pieces off every node above its band, the shards it wins least first,
     each to the neediest node with room that keeps the rule (a piece that cannot move is
     skipped for the next one); ``False`` when too many nodes are over or one stays over."""
@@ -243,30 +258,46 @@ def _refill(state: _State, todo: list[tuple[int, int]]) -> bool:
     return all(_give(state, s, p, pool) or _give(state, s, p, everyone) for s, p in todo)
 
 
-def _pull(state: _State, shard_hash: npt.NDArray[np.uint64], node_hash: _NodeHashes) -> bool:
+def _pull(state: _State, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> bool:
     """Bring every node below its band inside it with the shards it wins (module docstring)."""
     fr = state.fr
     under = np.flatnonzero((state.loads < fr.lo + fr.slack) & ~state.closed)
     shards = state.pieces.shape[0]
+    half = 0.5 * float(fr.piece_bytes.min())
     for u in under.tolist():
-        floor = fr.lo[u] + fr.slack[u]
+        # Inside the band, and within half a piece of the goal: a joiner stopping at the band's
+        # bottom would hold one piece per DataSet less than its share (90% at ten per node).
+        floor = max(fr.lo[u] + fr.slack[u], min(fr.goal[u] - half, fr.hi[u] - fr.slack[u] - 2 * half))
         want = max(1, math.ceil((floor - state.loads[u]) / float(fr.piece_bytes.min())))
         if state.moved + want > MOVE_LIMIT:
             return False
-        score = hashing.mix(shard_hash ^ node_hash[u])
-        size = min(shards, 8 * want + 64)
+        # The shards u wins, ranked among a sample of them (every ``stride``-th from an offset of
+        # u's own: ``SAMPLE`` times the batch), not among a million: the same rendezvous order
+        # within the sample, O(want) hashes per joiner; all shards when the sample is exhausted.
+        base = 8 * want + 64
+        stride = max(1, shards // (PULL_SAMPLE * base))
+        rows = np.arange(int(node_hash[u] % np.uint64(stride)), shards, stride, dtype=np.int64)
+        score = hashing.mix(shard_hash[rows] ^ node_hash[u])
+        size = min(len(rows), base)
         while state.loads[u] < floor:
-            if size < shards:
+            if size < len(rows):
                 batch = np.argpartition(score, size - 1)[:size]
-                batch = batch[np.argsort(score[batch], kind="stable")]
+                batch = rows[batch[np.argsort(score[batch], kind="stable")]]
             else:
-                batch = np.argsort(score, kind="stable")
+                batch = rows[np.argsort(score, kind="stable")]
             for s in batch.tolist():
                 if state.loads[u] >= floor:
                     break
                 _take(state, int(s), u)
-            if state.loads[u] >= floor or size >= shards:
+            if state.loads[u] >= floor:
                 break
+            if size >= len(rows):
+                if len(rows) == shards:
+                    break
+                rows = np.arange(shards, dtype=np.int64)  # the sample ran out: every shard
+                score = hashing.mix(shard_hash[rows] ^ node_hash[u])
+                size = min(shards, base)
+                continue
             if size >= 8 * want + 64 and not _from_donors(state, u, floor):
                 return False  # no node with pieces to spare holds a shard u may take
             size = min(shards, size * 8)
@@ -319,6 +350,11 @@ def _placement(table: NodeTable, state: _State) -> ShardPlacement:
     the table is)."""
     n = len(state.fr.goal)
     used = np.bincount(state.pieces.ravel(), minlength=n) > 0
+    if len(state.chosen) == len(table.names) and used.all():
+        # Every node of the table holds a piece (the usual case at scale): the table's own names,
+        # one object shared by every DataSet shifted on this table, so what the reconciler
+        # derives from a node list (its name array, its positions) is computed once per pass.
+        return ShardPlacement(table.names, state.pieces.astype(np.int32))
     lut = (np.cumsum(used, dtype=np.int64) - 1).astype(np.int32)
     names = tuple(table.name_array()[state.chosen[used]].tolist())
     return ShardPlacement(names, lut[state.pieces])

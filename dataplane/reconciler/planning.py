@@ -25,8 +25,12 @@ The rules, in order:
    fewer ready pieces (target holders ready + transfer sources ready) than before a move,
    unless a node was lost. Moves are applied shard by shard, most at risk first (fewest ready
    pieces beyond the ``needed`` ones: ``k`` for erasure, 1 for replicas; then the earliest drain
-   deadline; then the most bytes), while no node exceeds ``max_transfers_per_node``
-   in-flight transfers; the others wait for a later pass. Repairs come first: while a piece is
+   deadline; then the most bytes), while no node *serves* (is the ``from`` of) more than
+   ``max_transfers_per_node`` in-flight transfers; the others wait for a later pass (a drain).
+   What a node *receives* is not bounded here: a join's whole share enters the target in one
+   pass and the receiving agent copies ``parallel_copies`` pieces at a time, repairs and first
+   copies before moves (issue 24: the joiners' share within one reconcile; the old bound on
+   both ends held 30 joiners at 64 pieces each). Repairs come first: while a piece is
    missing or in flight, moves that only rebalance (every old holder alive and staying) wait.
 4. **Loss**: a shard without a source that a lost node left with fewer than ``needed`` ready
    pieces is *lost*: listed in ``status.lostShards`` (sticky until its pieces are ready again),
@@ -371,6 +375,9 @@ class ReadyCache:
         # came first would be lost and the stale matrix used until the next change.
         self._epoch = 0
         self._touched: dict[str, int] = {}
+        # Per DataSet, the nodes whose report changed since its matrix (and when): their slots
+        # are looked up again, the others kept (a node that leaves or joins: O(its slots)).
+        self._pending: dict[str, dict[str, int]] = {}
         self._cleared = 0
         self.view_epoch = 0
 
@@ -378,21 +385,29 @@ class ReadyCache:
         """The current epoch: record it with a view of the reports (:attr:`view_epoch`)."""
         return self._epoch
 
-    def touch(self, keys: Iterable[str]) -> None:
-        """The reports of these DataSets changed."""
+    def touch(self, keys: Iterable[str], node: str | None = None) -> None:
+        """The reports of these DataSets changed (``node``'s report only, when given: its slots
+        are looked up again at the next use, the rest of the matrix is kept)."""
         self._epoch += 1
         for key in keys:
+            if node is not None and key in self._last:
+                self._pending.setdefault(key, {})[node] = self._epoch
+                continue
             self._last.pop(key, None)
+            self._pending.pop(key, None)
             self._touched[key] = self._epoch
 
     def clear(self) -> None:
         self._epoch += 1
         self._cleared = self._epoch
         self._last.clear()
+        self._pending.clear()
 
     def forget(self, keep: Collection[str]) -> None:
         for key in [k for k in self._last if k not in keep]:
             del self._last[key]
+        for key in [k for k in self._pending if k not in keep]:
+            del self._pending[key]
         for key in [k for k in self._touched if k not in keep]:
             del self._touched[key]
 
@@ -407,13 +422,15 @@ class ReadyCache:
         out: npt.NDArray[np.bool_] | None = None
         if found is not None and found[0] == uid and found[2].shape == index.shape:
             _, was_nodes, was_index, was_had = found
-            if nodes is was_nodes or tuple(nodes) == tuple(was_nodes):
-                mapped = index
-            else:
-                position = {n: i for i, n in enumerate(was_nodes)}
-                lut = np.array([*(position.get(n, -2) for n in nodes), -1], dtype=np.int32)
-                mapped = lut[index]
-            rows, cols = np.nonzero(mapped != was_index)
+            same = nodes is was_nodes or tuple(nodes) == tuple(was_nodes)
+            mapped = index if same else _relabel(was_nodes, nodes)[index]
+            stale = mapped != was_index
+            pending = self._pending.get(key)
+            if pending:
+                at = _where(nodes, pending)
+                if at:
+                    stale |= np.isin(index, np.array(at, dtype=index.dtype))
+            rows, cols = np.nonzero(stale)
             if len(rows) <= self.PATCH_LIMIT:
                 out = was_had.copy() if len(rows) else was_had
                 for s, p in zip(rows.tolist(), cols.tolist(), strict=True):
@@ -425,6 +442,12 @@ class ReadyCache:
             self.computed += 1
         if self._current(key):
             self._last[key] = (uid, nodes, index, out)
+            # Node reports changed after the view this matrix read stay pending (read again next time).
+            later = {n: e for n, e in (self._pending.get(key) or {}).items() if e > self.view_epoch}
+            if later:
+                self._pending[key] = later
+            else:
+                self._pending.pop(key, None)
         return out
 
 
@@ -683,7 +706,8 @@ def decide(
     previous:
         The DataSet's current raw ``status`` (conditions, ``lostShards``, ``pieces``).
     in_flight:
-        Transfers per node of *other* DataSets (the per-node bound is over all of them).
+        Transfers each node serves (is the ``from`` of) in *other* DataSets (the per-node bound is
+        over all of them).
     memo, token:
         The last plans and :func:`cluster_token` of ``cluster``: a DataSet whose spec, target and
         nodes did not change since its last decision reuses that plan.
@@ -745,11 +769,10 @@ def decide(
     old_ready = holders.matrix(old_nodes, old_index)
     before = with_transfers(old_ready, existing)
     # Moves, shard by shard, most urgent first, within the per-node transfer bound.
-    counts: dict[str, int] = dict(in_flight or {})
+    counts: dict[str, int] = dict(in_flight or {})  # transfers each node serves (``from``)
     transfers: dict[tuple[int, int], Transfer] = {}
     for t in existing.values():
         counts[t.source] = counts.get(t.source, 0) + 1
-        counts[t.to] = counts.get(t.to, 0) + 1
     moved_rows = np.flatnonzero((old_i != new_i).any(axis=1)) if not fresh and new_i is not old_i else np.zeros(0, dtype=np.int64)
     final = old_i if not fresh else new_i.copy()  # copied on the first applied row
     applied: list[int] = []
@@ -791,10 +814,11 @@ def decide(
                 planned.append(Transfer(s, p, src, now))
         urgent = any(nm(i) in gone for i in was_row if i >= 0)
         if bound and planned and not urgent:
+            # The window is over the copies a node serves (``from``); what a node receives is not
+            # bounded here: its agent copies ``parallel_copies`` pieces at a time, repairs first.
             need: dict[str, int] = {}
             for t in planned:
                 need[t.source] = need.get(t.source, 0) + 1
-                need[t.to] = need.get(t.to, 0) + 1
             if any(counts.get(n, 0) > 0 and counts.get(n, 0) + k > bound for n, k in need.items()):
                 deferred += 1
                 continue
@@ -808,7 +832,6 @@ def decide(
         for t in planned:
             transfers[(t.shard, t.piece)] = t
             counts[t.source] = counts.get(t.source, 0) + 1
-            counts[t.to] = counts.get(t.to, 0) + 1
     # Transfers carried over: dropped once the new holder has the piece ready or the source is gone.
     for (s, p), t in existing.items():
         if nm(final[s, p]) != t.to or t.source == t.to or not cluster.alive(t.source) or holders.ready(t.to, s, p):
@@ -934,11 +957,11 @@ def _merged(old_nodes: Sequence[str], placement: ShardPlacement, shards: int, wi
     pieces as indexes into that list (``shards x width``, -1: none). Sorted lists (the canonical
     form) are matched with numpy's ``searchsorted`` (no Python per node)."""
     index = index_of(placement, shards, width)
-    if tuple(placement.nodes) == tuple(old_nodes):
+    if placement.nodes is old_nodes or tuple(placement.nodes) == tuple(old_nodes):
         return old_nodes, index
-    new = list(placement.nodes)
+    new = placement.nodes
     old_arr = _name_array(old_nodes)
-    new_arr = np.asarray(new, dtype=str)
+    new_arr = _name_array(new)
     if len(old_arr) and len(new_arr) and bool((old_arr[:-1] < old_arr[1:]).all()):
         pos = np.minimum(np.searchsorted(old_arr, new_arr), len(old_arr) - 1)
         found = old_arr[pos] == new_arr
@@ -971,6 +994,19 @@ def _name_array(nodes: Sequence[str]) -> npt.NDArray[np.str_]:
     return out
 
 
+def _relabel(was: Sequence[str], now: Sequence[str]) -> npt.NDArray[np.int32]:
+    """Per name of ``now`` (and a last ``-1``): its position in ``was``, ``-2`` when absent. By
+    ``searchsorted`` on the (remembered) name arrays when ``was`` is sorted, else by a dict."""
+    was_arr = _name_array(was)
+    if len(was_arr) and len(now) and bool((was_arr[:-1] < was_arr[1:]).all()):
+        now_arr = _name_array(now)
+        pos = np.minimum(np.searchsorted(was_arr, now_arr), len(was_arr) - 1)
+        found = np.where(was_arr[pos] == now_arr, pos, -2)
+        return np.append(found, -1).astype(np.int32)
+    position = {n: i for i, n in enumerate(was)}
+    return np.array([*(position.get(n, -2) for n in now), -1], dtype=np.int32)
+
+
 def _positions(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
     """Where each of ``wanted`` (a few names) is in ``nodes``: by bisection when ``nodes`` is
     sorted there, else by a scan."""
@@ -981,6 +1017,19 @@ def _positions(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
             out.append(at)
         else:
             out.extend(j for j, n in enumerate(nodes) if n == name)
+    return out
+
+
+def _where(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
+    """Where each of ``wanted`` (a few names) is in ``nodes``: by bisection when found there
+    (``nodes`` sorted), else one scan of ``nodes`` for all of them (not one per name)."""
+    out: list[int] = []
+    for name in wanted:
+        at = bisect.bisect_left(nodes, name)
+        if at < len(nodes) and nodes[at] == name:
+            out.append(at)
+        else:
+            return [j for j, n in enumerate(nodes) if n in wanted]
     return out
 
 

@@ -20,8 +20,11 @@ class ReconcilerSettings:
         A NotReady node is *lost* (its pieces rebuilt elsewhere) once its ``Ready`` condition
         has been false this long; before that its pieces stay in the target (a reboot, a flap).
     max_transfers_per_node:
-        In-flight transfers (``status.transfers``) a node may be the source or destination of,
-        over every DataSet; moves beyond it wait for the next pass (0: no bound).
+        In-flight transfers (``status.transfers``) a node may *serve* (be the ``from`` of), over
+        every DataSet; moves beyond it wait for a later pass (0: no bound). A lost holder's
+        repairs are never held back. What a node *receives* is not bounded here: a joiner gets
+        its whole share of the target in one pass, and its agent copies ``parallel_copies``
+        (default 4) pieces at a time, repairs and first copies before moves.
     resync_s:
         Every DataSet is reconciled at least this often, events or not.
     agent_ttl_s:

@@ -41,7 +41,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
     )
     parser.add_argument(
         "--max-transfers-per-node", type=int, default=64,
-        help="in-flight transfers per node over every DataSet, 0: no bound (default %(default)s)",
+        help="in-flight transfers a node serves (is the source of) over every DataSet, 0: no bound; what a node receives is "
+        "paced by its agent's --parallel-copies (default %(default)s)",
     )
     parser.add_argument(
         "--reconciler-resync-s", type=float, default=30.0, help="reconcile every DataSet at least this often (default %(default)s)"

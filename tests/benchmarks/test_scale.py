@@ -187,14 +187,17 @@ def test_the_reconciler_loops_keep_a_balanced_cluster_and_answer_each_event_with
     assert leave["moved"] >= leave["held"]
 
 
-def test_the_reconciler_loops_report_the_transfer_bound_holding_joiners_back() -> None:
+def test_the_reconciler_loops_report_the_transfer_bound_on_what_a_node_serves_not_on_what_joiners_receive() -> None:
+    """A bound of 5 (issue 24: it counts the transfers a node serves): the joiners still receive
+    more than 5 pieces each in the pass; the benchmark reports the shards the bound held back."""
     from benchmarks.scale_loops import child_reconciler
 
     bounded = child_reconciler(40, 2, 30, 4, 5)
+    free = child_reconciler(40, 2, 30, 4, 0)
     assert bounded["max_transfers_per_node"] == 5
     join = bounded["join"]
-    assert round(join["share"] * join["ideal"]) <= 4 * 5  # each joiner the destination of at most 5 transfers
-    assert join["deferred_shards"] > 0
+    assert round(join["share"] * join["ideal"]) > 4 * 5  # the joiners are not held to 5 each
+    assert join["moved"] <= free["join"]["moved"]
 
 
 def _loops(tmp_path: Path, *flags: str) -> tuple[int, list[dict[str, object]]]:

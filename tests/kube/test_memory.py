@@ -40,3 +40,31 @@ def test_eviction_respects_a_disruption_budget() -> None:
     assert api.evict("default", "db0") is True
     assert api.evict("default", "db1") is False
     assert api.get(PODS, "db1") is not None
+
+
+def test_what_a_caller_sent_or_got_never_changes_a_stored_object_nor_a_watch_event() -> None:
+    """Isolation as over the wire (every write and read is a JSON round trip, issue 24): the
+    sent object, the patch, the answers and the watched events are the caller's own; a patch
+    never changes the object an earlier event carried."""
+    api = MemoryApi()
+    _, version = api.list(NODES)
+    sent = make_node("n")
+    got = api.put(NODES, sent)
+    sent["metadata"]["labels"]["mutated"] = "sent"
+    got["metadata"]["labels"]["mutated"] = "got"
+    patch = {"status": {"placement": {"shards": [[0, 1, 2]]}}}
+    answer = api.patch_status(NODES, "n", patch)
+    patch["status"]["placement"]["shards"][0][0] = 99
+    answer["status"]["placement"]["shards"][0][1] = 99
+    for e in api.watch(NODES, resource_version=version):
+        e.object["metadata"]["labels"]["mutated"] = "watched"
+    stored = api.get(NODES, "n")
+    assert stored is not None
+    assert "mutated" not in stored["metadata"]["labels"]
+    assert stored["status"]["placement"]["shards"] == [[0, 1, 2]]
+    first, second = list(api.watch(NODES, resource_version=version))
+    assert "placement" not in (first.object.get("status") or {})  # the ADDED event still shows the object before the patch
+    assert second.object["status"]["placement"]["shards"] == [[0, 1, 2]]
+    assert first.object["metadata"]["resourceVersion"] != second.object["metadata"]["resourceVersion"]
+    stored["metadata"]["labels"]["mutated"] = "read"
+    assert "mutated" not in (api.get(NODES, "n") or {})["metadata"]["labels"]

@@ -11,7 +11,7 @@ says so (``None``) and the caller runs ``place``.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from placement import place
@@ -67,11 +67,13 @@ def _index_kept(before: ShardPlacement, after: ShardPlacement) -> bool:
     return True
 
 
-# Derandomized (the same 200 examples on every run): a random search once found a small cluster
-# (join+leave, <= 4 zones, mixed weights) where a shift moved 42 pieces against place()'s 27 plus a
-# margin of 12; shifts.py now refuses a shift past a lower bound on any placement's moves (+5%),
-# which did not catch that case. Known and open (placement/README.md, "Not done").
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# Random search again (issue 24): the case a search once found (the @example: a shift moved 42
+# pieces against place()'s 27 plus a margin of 12) is one where place() stops short of the stable
+# band: the joiner gets 27 of the 42 pieces it needs to reach the bottom of its band, so
+# keeps(place's result) is False (and place() run again moves nothing more). A shift must return
+# a placement keeps() accepts, so there it is compared with the least any such placement moves.
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@example(zones=2, racks=4, hosts=3, weights="mixed", scheme="e42", domain="host", shards=219, change="join", count=1, seed=0)
 @given(
     zones=st.integers(1, 4),
     racks=st.integers(1, 4),
@@ -123,9 +125,20 @@ def test_a_shift_is_a_placement_place_keeps_moving_no_more_than_place(
     # 36 against 34 for one host joining 15 of mixed weights).
     fr = frame(table, spec, previous, weight="ephemeral-storage", settings=CFG)
     assert fr is not None
-    loads = fr.loads(fr.positions(table, previous))
+    positions = fr.positions(table, previous)
+    loads = fr.loads(positions)
     outside = int(((loads < fr.lo + fr.slack) | (loads > fr.hi - fr.slack)).sum())
-    assert _moved(previous, got) <= 1.05 * _moved(previous, exact.placement) + outside
+    reference = _moved(previous, exact.placement)
+    if not keeps(table, spec, exact.placement, settings=CFG):
+        # place() stopped outside the band keeps() asks for: compare with the least a placement
+        # inside it must move (every missing piece; what must enter the nodes below the band or
+        # leave those above it, in pieces of the largest size).
+        biggest = float(fr.piece_bytes.max())
+        enter = int(np.ceil(np.maximum(fr.lo - loads, 0.0) / biggest).sum())
+        leave = int(np.ceil(np.maximum(loads - fr.hi, 0.0) / biggest).sum())
+        reference = max(reference, int((positions < 0).sum()), enter, leave)
+        event("place() outside the stable band")
+    assert _moved(previous, got) <= 1.05 * reference + outside
 
 
 def test_a_host_that_joins_takes_its_share_and_one_that_leaves_gives_back_only_its_pieces() -> None:

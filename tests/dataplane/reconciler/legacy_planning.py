@@ -5,7 +5,9 @@ returns the same Decision as this one on random clusters and placements. Not use
 
 Changed on purpose since the freeze, in both: the order moves are applied in (``urgency``) is
 most at risk first (ready pieces beyond the needed ones, then drain deadline, then bytes), and the
-Decision weighs its ready and total pieces in bytes (``bytes_ready``, ``bytes_total``), issue 21.
+Decision weighs its ready and total pieces in bytes (``bytes_ready``, ``bytes_total``), issue 21;
+the per-node transfer bound counts the transfers a node serves (``from``) only, issue 24 (a
+joiner receives its whole share in one pass, its agent copies ``parallel_copies`` at a time).
 """
 
 from __future__ import annotations
@@ -178,7 +180,6 @@ def decide(
     transfers: dict[tuple[int, int], Transfer] = {}
     for t in existing.values():
         counts[t.source] = counts.get(t.source, 0) + 1
-        counts[t.to] = counts.get(t.to, 0) + 1
     moved_rows = np.flatnonzero((old != new).any(axis=1)) if not fresh else np.zeros(0, dtype=np.int64)
     final = old.copy() if not fresh else new.copy()
 
@@ -225,7 +226,6 @@ def decide(
             need: dict[str, int] = {}
             for t in planned:
                 need[t.source] = need.get(t.source, 0) + 1
-                need[t.to] = need.get(t.to, 0) + 1
             if any(counts.get(n, 0) > 0 and counts.get(n, 0) + k > bound for n, k in need.items()):
                 deferred += 1
                 continue
@@ -236,7 +236,6 @@ def decide(
         for t in planned:
             transfers[(t.shard, t.piece)] = t
             counts[t.source] = counts.get(t.source, 0) + 1
-            counts[t.to] = counts.get(t.to, 0) + 1
     # Transfers carried over: dropped once the new holder has the piece ready or the source is gone.
     for (s, p), t in existing.items():
         if str(final[s, p]) != t.to or t.source == t.to or not cluster.alive(t.source) or holders.ready(t.to, s, p):

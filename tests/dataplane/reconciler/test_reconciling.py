@@ -382,3 +382,57 @@ def test_pure_decision_matches_place_for_a_fresh_dataset() -> None:
     assert ds.placement is not None
     assert ds.placement.equals(expected)
     assert world.api.get(DATASETS, "d", namespace="default") is not None
+
+
+def test_the_typed_dataset_kept_after_a_write_is_the_one_parsed_from_the_object_written() -> None:
+    """The reconciler keeps the DataSet it decided on (with the decision's target and transfers)
+    as the typed form of the object a status write returned, instead of parsing its target
+    again (issue 24): through a join, a drain and the copies, it equals what parsing gives."""
+    world, _ = ready_world(shards=120)
+    reconciler = world.reconciler()
+    world.add_node(make_node("joined", zone="us-east-1c", rack="rack-9", storage_b=10**12))
+    drain(world, world.typed().placement.nodes[0])  # type: ignore[union-attr]
+    checked = 0
+    for _ in range(40):
+        report = reconciler.reconcile_once()
+        for key in report.written:
+            raw = reconciler.datasets[key]
+            kept_raw, kept = reconciler._typed[("dataset", key)]
+            assert kept_raw is raw
+            parsed = DataSet.from_object(raw)
+            assert kept.spec == parsed.spec
+            assert kept.transfers == parsed.transfers
+            assert kept.placement is not None
+            assert parsed.placement is not None
+            assert kept.placement.nodes == parsed.placement.nodes
+            assert np.array_equal(kept.placement.pieces, parsed.placement.pieces)
+            checked += 1
+        if not world.agent_step(per_step=20) and not report.written:
+            break
+    assert checked >= 3
+
+
+def test_the_watch_event_of_the_reconcilers_own_write_changes_nothing() -> None:
+    """The MODIFIED event that echoes a status write carries the version the reconciler already
+    holds (the write's answer): it is not a change (no DataSet marked, the typed form kept, so a
+    million-row target is not parsed again); an event with a newer version is one."""
+    from kube.api import WatchEvent
+
+    world, _ = ready_world(shards=60)
+    reconciler = world.reconciler()
+    world.add_node(make_node("joined", zone="us-east-1c", rack="rack-9", storage_b=10**12))
+    report = reconciler.reconcile_once()
+    assert report.written
+    key = report.written[0]
+    namespace, name = key.split("/", 1)
+    kept = reconciler._typed[("dataset", key)]
+    stored = world.api.get(DATASETS, name, namespace=namespace)
+    assert stored is not None
+    reconciler._dirty.clear()
+    reconciler._on_dataset(WatchEvent("MODIFIED", stored))  # what the watch delivers for that write
+    assert key not in reconciler._dirty
+    assert reconciler._typed[("dataset", key)] is kept
+    newer = world.api.patch(DATASETS, name, {"metadata": {"labels": {"team": "x"}}}, namespace=namespace)
+    reconciler._on_dataset(WatchEvent("MODIFIED", newer))
+    assert key in reconciler._dirty
+    assert reconciler.datasets[key]["metadata"]["resourceVersion"] == newer["metadata"]["resourceVersion"]
