@@ -47,7 +47,7 @@ from typing import Any
 from controller.acting import Actor
 from controller.disrupting import needed_pieces
 from controller.locking import BAKE, GroupLocks
-from controller.providers import CreatesGreenGroups, NodeGroupProvider, ProviderError, RollStrategy
+from controller.providers import CreatesGreenGroups, NodeGroupProvider, ProviderError, RollStrategy, instance_id
 from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi
 from topology import labels
 from topology.errors import KblError
@@ -330,6 +330,23 @@ def data_holders(kube: KubeApi, members: Sequence[Mapping[str, Any]]) -> set[str
     """The members that hold pieces the placement still needs (targets or transfer sources)."""
     needed = needed_pieces(kube.list(DATASETS)[0])
     return {str(m["metadata"]["name"]) for m in members if needed.get(str(m["metadata"]["name"]), 0) > 0}
+
+
+def node_ready(node: Mapping[str, Any]) -> bool:
+    """The Node's ``Ready`` condition is ``True`` (with a transition time: a node that never
+    reported one has not joined)."""
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True" and parse_time(cond.get("lastTransitionTime")) is not None
+    return False
+
+
+def node_instance(node: Mapping[str, Any]) -> str:
+    """The EC2 instance id of the Node's ``spec.providerID``, or ``""`` when it names none."""
+    try:
+        return instance_id(str((node.get("spec") or {}).get("providerID", "")))
+    except ProviderError:
+        return ""
 
 
 def data_still_on(kube: KubeApi, node: Mapping[str, Any], since: float) -> str:

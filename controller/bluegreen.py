@@ -47,12 +47,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from controller.baking import data_still_on, evict_pods
+from controller.baking import data_still_on, evict_pods, node_instance, node_ready
 from controller.locking import ATTEMPTS, ROLL, GroupLocks
-from controller.providers import CreatesGreenGroups, NodeGroupProvider, ProviderError, instance_id
+from controller.providers import CreatesGreenGroups, NodeGroupProvider, ProviderError
 from kube.api import KBLS, NODES, ConflictError, KubeApi
 from topology import labels
-from topology.times import parse_time
 
 #: ``mode`` of a blue/green roll's record.
 BLUE_GREEN = "blue-green"
@@ -117,22 +116,8 @@ def hidden_blue_groups(kbls: Iterable[Any], listed: Iterable[str]) -> set[str]:
     return {blue for blue, green in blue_green_pairs(kbls).items() if green in names}
 
 
-def _ready(node: Mapping[str, Any]) -> bool:
-    for cond in (node.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True" and parse_time(cond.get("lastTransitionTime")) is not None
-    return False
-
-
 def _out(node: Mapping[str, Any]) -> bool:
     return bool((node.get("spec") or {}).get("unschedulable")) or labels.DRAIN in ((node.get("metadata") or {}).get("annotations") or {})
-
-
-def _instance(node: Mapping[str, Any]) -> str:
-    try:
-        return instance_id(str((node.get("spec") or {}).get("providerID", "")))
-    except ProviderError:
-        return ""
 
 
 def _members(kube: KubeApi, group: str) -> list[dict[str, Any]]:
@@ -180,8 +165,8 @@ def step_blue_green(
         return f"created {green}"
     now = clock()
     members = _members(kube, blue)
-    by_instance = {_instance(n): n for n in members if _instance(n)}
-    fresh = [n for n in _members(kube, green) if _ready(n) and not _out(n)]
+    by_instance = {node_instance(n): n for n in members if node_instance(n)}
+    fresh = [n for n in _members(kube, green) if node_ready(n) and not _out(n)]
     if step == "next":
         if not members:
             save(step="empty")
@@ -196,7 +181,7 @@ def step_blue_green(
             # One more Ready green node than blue nodes emptied so far (at most the group's maximum):
             # make before break, and no more (the planner may have grown it already).
             wanted = min(int(record.get("done") or 0) + 1, info.max_size)
-            save(step="surge", node=str(first["metadata"]["name"]), instance=_instance(first), takenOver=bool(out),
+            save(step="surge", node=str(first["metadata"]["name"]), instance=node_instance(first), takenOver=bool(out),
                  since=0 if out else round(now), readyWanted=wanted)  # fmt: skip
             step = "surge"
     name, instance = str(record.get("node") or ""), str(record.get("instance") or "")

@@ -36,31 +36,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.baking import data_still_on, evict_pods
+from controller.baking import data_still_on, evict_pods, node_instance, node_ready
 from controller.bluegreen import BLUE_GREEN, blue_green_pairs, step_blue_green
 from controller.locking import ROLL, GroupLocks
-from controller.providers import NodeGroupProvider, ProviderError, RollsInstances, instance_id
+from controller.providers import NodeGroupProvider, ProviderError, RollsInstances
 from kube.api import NODES, KubeApi
 from placement import capacity as cap
 from topology import labels
-from topology.times import parse_time
 
 #: The ``kbl.io/drain`` reason of a roll.
 DRAIN_REASON = "image-roll"
-
-
-def _ready(node: Mapping[str, Any]) -> bool:
-    for cond in (node.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True" and parse_time(cond.get("lastTransitionTime")) is not None
-    return False
-
-
-def _instance(node: Mapping[str, Any]) -> str:
-    try:
-        return instance_id(str((node.get("spec") or {}).get("providerID", "")))
-    except ProviderError:
-        return ""
 
 
 def held_groups(kbls: Iterable[Any], by: str | None = None) -> set[str]:
@@ -165,9 +150,9 @@ class Roller:
             return ""  # nothing to roll: the Nodes are not even listed
         self.settled.pop(group, None)
         members, _ = self.kube.list(NODES, label_selector=f"{labels.NODE_GROUP_LABEL}={group}")
-        by_instance = {_instance(n): n for n in members if _instance(n)}
+        by_instance = {node_instance(n): n for n in members if node_instance(n)}
         fresh_ready = sum(
-            1 for i, n in by_instance.items() if i not in outdated and _ready(n) and not (n.get("spec") or {}).get("unschedulable")
+            1 for i, n in by_instance.items() if i not in outdated and node_ready(n) and not (n.get("spec") or {}).get("unschedulable")
         )
         now = self.clock()
         if held is None:
@@ -187,7 +172,7 @@ class Roller:
                 return ""
             first = due[0]
             surge = info.desired < info.max_size
-            record = {"node": str(first["metadata"]["name"]), "instance": _instance(first), "since": round(now),
+            record = {"node": str(first["metadata"]["name"]), "instance": node_instance(first), "since": round(now),
                       "readyWanted": fresh_ready + 1, "size": info.desired, "surge": surge,
                       "step": "surge" if surge else "drain"}  # fmt: skip
             locks.take(kbl_key, group, ROLL, record)  # written before anything is done

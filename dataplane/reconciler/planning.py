@@ -320,7 +320,7 @@ class Holders:
         if not absent:
             return had
         dead = np.zeros(len(nodes) + 1, dtype=bool)
-        dead[_positions(nodes, absent)] = True
+        dead[_where(nodes, absent)] = True
         out: npt.NDArray[np.bool_] = had & ~dead[index]
         return out
 
@@ -763,7 +763,7 @@ def decide(
     maybe_gone = cluster.absent(old_nodes)
     if maybe_gone:
         used = np.bincount(old_i[old_i >= 0], minlength=len(old_nodes)) > 0
-        for i in _positions(old_nodes, maybe_gone):
+        for i in _where(old_nodes, maybe_gone):
             gone_flag[i] = bool(used[i])
     gone = {old_nodes[i] for i in np.flatnonzero(gone_flag[:-1]).tolist()}
     old_ready = holders.matrix(old_nodes, old_index)
@@ -1005,19 +1005,6 @@ def _relabel(was: Sequence[str], now: Sequence[str]) -> npt.NDArray[np.int32]:
         return np.append(found, -1).astype(np.int32)
     position = {n: i for i, n in enumerate(was)}
     return np.array([*(position.get(n, -2) for n in now), -1], dtype=np.int32)
-
-
-def _positions(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
-    """Where each of ``wanted`` (a few names) is in ``nodes``: by bisection when ``nodes`` is
-    sorted there, else by a scan."""
-    out: list[int] = []
-    for name in wanted:
-        at = bisect.bisect_left(nodes, name)
-        if at < len(nodes) and nodes[at] == name:
-            out.append(at)
-        else:
-            out.extend(j for j, n in enumerate(nodes) if n == name)
-    return out
 
 
 def _where(nodes: Sequence[str], wanted: Collection[str]) -> list[int]:
