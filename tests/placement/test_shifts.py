@@ -127,7 +127,7 @@ def test_a_shift_is_a_placement_place_keeps_moving_no_more_than_place(
     assert fr is not None
     positions = fr.positions(table, previous)
     loads = fr.loads(positions)
-    outside = int(((loads < fr.lo + fr.slack) | (loads > fr.hi - fr.slack)).sum())
+    outside = int(((loads < fr.lo - fr.slack) | (loads > fr.hi + fr.slack)).sum())
     reference = _moved(previous, exact.placement)
     if not keeps(table, spec, exact.placement, settings=CFG):
         # place() stopped outside the band keeps() asks for: compare with the least a placement
