@@ -293,39 +293,36 @@ def _pull(state: _State, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> bo
 
 class _Sample:
     """The shards ``u`` wins, ranked among a sample of them (every ``stride``-th from an offset of
-    u's own: ``PULL_SAMPLE`` times the batch), not among a million: the same rendezvous order
-    within the sample, O(want) hashes per joiner; all shards when the sample is exhausted."""
+    u's own: ``PULL_SAMPLE`` times the batch, eight times the pieces it wants and 64 more), not
+    among a million: the same rendezvous order within the sample, O(want) hashes per joiner."""
 
     def __init__(self, state: _State, u: int, want: int, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> None:
         shards = state.pieces.shape[0]
-        self.base = 8 * want + 64
-        self.want = want
-        stride = max(1, shards // (PULL_SAMPLE * self.base))
+        self.batch = 8 * want + 64
+        stride = max(1, shards // (PULL_SAMPLE * self.batch))
+        self.order: I64 | None = None  # the rows, the shards u wins first (sorted on first use)
         self.rows = np.arange(int(node_hash[u] % np.uint64(stride)), shards, stride, dtype=np.int64)
         self.score = hashing.mix(shard_hash[self.rows] ^ node_hash[u])
-        self.size = min(len(self.rows), self.base)
-        self.shard_hash, self.node_hash = shard_hash, node_hash
 
 
 def _fill_to(state: _State, u: int, floor: float, sample: _Sample) -> bool:
-    """Direct takes for ``u`` (:func:`_take`), the shards it wins first (the sample, in batches
-    growing eightfold), then from any holder with a piece to spare (:func:`_direct`), until its
-    load reaches ``floor`` (``True``) or no holder can give (``False``)."""
-    while state.loads[u] < floor:
-        rows, score, size = sample.rows, sample.score, sample.size
-        if size < len(rows):
-            batch = np.argpartition(score, size - 1)[:size]
-            batch = rows[batch[np.argsort(score[batch], kind="stable")]]
-        else:
-            batch = rows[np.argsort(score, kind="stable")]
+    """Direct takes for ``u`` (:func:`_take`), the shards of its sample it wins first, then (a
+    sample short of every shard) from any holder with a piece to spare (:func:`_direct`), until
+    its load reaches ``floor`` (``True``) or no holder can give (``False``). The shards
+    :func:`_take` would refuse are dropped first in one vectorised test: during the loop holders
+    only lose pieces and ``u`` only enters rows it takes, so none of them becomes takeable."""
+    rows = sample.rows
+    if sample.order is None:
+        sample.order = rows[np.argsort(sample.score, kind="stable")]
+    for start in range(0, len(rows), sample.batch):
+        if state.loads[u] >= floor:
+            break
+        batch = sample.order[start : start + sample.batch]
         for s in batch[_takeable(state, u, batch)].tolist():
             if state.loads[u] >= floor:
                 break
             _take(state, int(s), u)
-        if state.loads[u] >= floor or size >= len(rows):
-            break
-        sample.size = min(len(rows), size * 8)
-    if state.loads[u] < floor:
+    if state.loads[u] < floor and len(rows) < state.pieces.shape[0]:
         _direct(state, u, floor)
     return bool(state.loads[u] >= floor)
 
