@@ -17,7 +17,12 @@ however little changed. :func:`shift` moves only what the change forces, in O(pi
 4. **Pull**: a node below its stable band (it joined, or its share grew) takes just enough
    pieces to get inside it: the shards it wins by rendezvous (``hash(shard, node)`` lowest
    first), each time from the holder furthest above its goal that stays inside its band, when
-   the move keeps the rule and the spread. An erasure piece that moves keeps its index.
+   the move keeps the rule and the spread; past its sample, from any holder with a piece to
+   spare. Every joiner first to its band's bottom, then (direct takes exhausted: the only
+   holders whose shards may enter its zone are at their band's bottom) through **chains**: a
+   holder gives although that leaves it below its band, and a donor above its goal refills it
+   (two moves for one piece); then every joiner on towards its goal by direct takes. An erasure
+   piece that moves keeps its index.
 
 The result is returned only when it passes :func:`placement.stability.keeps`'s own check (rule,
 every load inside the stable band with the margin): so ``place(previous=result)`` would keep it,
@@ -184,7 +189,8 @@ def _move_budget(fr: Frame, loads: F64, missing: int) -> float:
     the band must move (every missing piece; the pieces that must enter the nodes below their
     band, or leave those above it, counted at the largest piece's size), plus one piece per
     node outside its margin (a shift stops just inside it, where ``place()`` stops at the edge).
-    Past it the caller runs ``place()``, so a shift never moves much more than ``place()``."""
+    Past it (plus one move per chain: the rule forces it) the caller runs ``place()``, so a shift
+    never moves much more than ``place()``."""
     biggest = float(fr.piece_bytes.max()) if len(fr.piece_bytes) else 1.0
     enter = float(np.ceil(np.maximum(fr.lo - loads, 0.0) / biggest).sum())
     leave = float(np.ceil(np.maximum(loads - fr.hi, 0.0) / biggest).sum())
