@@ -24,6 +24,11 @@ however little changed. :func:`shift` moves only what the change forces, in O(pi
    (two moves for one piece); then every joiner on towards its goal by direct takes. An erasure
    piece that moves keeps its index.
 
+The pull runs before the shed: a joiner takes from the holders furthest above their goal, the
+nodes above their band first, so the shed has only what is left to move (30 hosts joining 200 a
+zone of 3: every one of the zone's 200 old hosts above its band, more than ``POOL_MIN``; the
+shed first gave up and ``place()`` ran).
+
 The result is returned only when it passes :func:`placement.stability.keeps`'s own check (rule,
 every load inside the stable band with the margin): so ``place(previous=result)`` would keep it,
 and the next pass of the reconciler is the steady state. Otherwise (too many pieces to move, no
@@ -171,7 +176,7 @@ def shift(
         return None
     shard_hash = _ShardHashes(seed)
     node_hash = _NodeHashes(table, state.chosen)
-    if not _refill(state, todo) or not _shed(state, shard_hash, node_hash) or not _pull(state, shard_hash, node_hash):
+    if not _refill(state, todo) or not _pull(state, shard_hash, node_hash) or not _shed(state, shard_hash, node_hash):
         return None
     # keeps()'s check of the result: the rule on the rows that changed (the others held it
     # already), nothing missing, every load in its band (summed again unless every piece weighs the same).
