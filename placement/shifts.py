@@ -24,10 +24,11 @@ however little changed. :func:`shift` moves only what the change forces, in O(pi
    (two moves for one piece); then every joiner on towards its goal by direct takes. An erasure
    piece that moves keeps its index.
 
-The pull runs before the shed: a joiner takes from the holders furthest above their goal, the
-nodes above their band first, so the shed has only what is left to move (30 hosts joining 200 a
-zone of 3: every one of the zone's 200 old hosts above its band, more than ``POOL_MIN``; the
-shed first gave up and ``place()`` ran).
+When more than ``POOL_MIN`` nodes are above their band (the shed's limit), the pull runs
+before the shed: a joiner takes from the holders furthest above their goal, those nodes first,
+so the shed has only what is left to move (30 hosts joining a zone of 200 of 3 zones: every old
+host of the zone above its band; the shed gave up and ``place()`` ran). Otherwise the shed
+first (its pieces go to the neediest nodes: the joiners).
 
 The result is returned only when it passes :func:`placement.stability.keeps`'s own check (rule,
 every load inside the stable band with the margin): so ``place(previous=result)`` would keep it,
@@ -176,7 +177,13 @@ def shift(
         return None
     shard_hash = _ShardHashes(seed)
     node_hash = _NodeHashes(table, state.chosen)
-    if not _refill(state, todo) or not _pull(state, shard_hash, node_hash) or not _shed(state, shard_hash, node_hash):
+    if not _refill(state, todo):
+        return None
+    # The shed first, unless more nodes are above their band than it handles: then the pull
+    # first (joiners take from the nodes furthest above their goal), and the shed after it.
+    crowded = int(np.count_nonzero(state.loads > fr.hi + fr.slack)) > POOL_MIN
+    steps = (_pull, _shed) if crowded else (_shed, _pull)
+    if not all(step(state, shard_hash, node_hash) for step in steps):
         return None
     # keeps()'s check of the result: the rule on the rows that changed (the others held it
     # already), nothing missing, every load in its band (summed again unless every piece weighs the same).
