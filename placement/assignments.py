@@ -39,6 +39,11 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
 
+#: How far past its band's edges (relative to the target) a load still counts as inside: two
+#: :data:`placement.stability.MARGIN`, so whatever :func:`~placement.stability.keeps` accepts as
+#: on an edge (its goals agree with the layout's to a few ulps), the balancer leaves alone.
+EDGE = 2e-9
+
 
 def loads_of(layout: Layout, pieces: I32) -> F64:
     """Bytes held by each node of ``layout``."""
@@ -317,12 +322,15 @@ def balance(
 def bands(targets: F64, tolerance: float, min_band: float = 0.0) -> tuple[F64, F64]:
     """The balance band per node: ``target +- max(tolerance * target, min_band)`` (upper, lower).
 
+    Both edges reach :data:`EDGE` of the target further: a load on an edge is inside, whatever
+    ulps the target is off by (:func:`placement.stability.keeps` counts it inside too).
+
     Nodes outside the plain band (``min_band = 0``) give or take; a move may leave its ends
     anywhere in the band widened to ``min_band`` (one piece). With about ten pieces per node a
     +-5% band is half a piece, and a node one piece above its target could give nothing without
     falling below the plain band: nodes that joined stayed nearly empty (issue 24).
     """
-    width = np.maximum(targets * tolerance, min_band)
+    width = np.maximum(targets * tolerance, min_band) + EDGE * targets
     return targets + width, targets - width
 
 

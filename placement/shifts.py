@@ -17,7 +17,18 @@ however little changed. :func:`shift` moves only what the change forces, in O(pi
 4. **Pull**: a node below its stable band (it joined, or its share grew) takes just enough
    pieces to get inside it: the shards it wins by rendezvous (``hash(shard, node)`` lowest
    first), each time from the holder furthest above its goal that stays inside its band, when
-   the move keeps the rule and the spread. An erasure piece that moves keeps its index.
+   the move keeps the rule and the spread; past its sample, from any holder with a piece to
+   spare. Every joiner first to its band's bottom, then (direct takes exhausted: the only
+   holders whose shards may enter its zone are at their band's bottom) through **chains**: a
+   holder gives although that leaves it below its band, and a donor above its goal refills it
+   (two moves for one piece); then every joiner on towards its goal by direct takes. An erasure
+   piece that moves keeps its index.
+
+When more than ``POOL_MIN`` nodes are above their band (the shed's limit), the pull runs
+before the shed: a joiner takes from the holders furthest above their goal, those nodes first,
+so the shed has only what is left to move (30 hosts joining a zone of 200 of 3 zones: every old
+host of the zone above its band; the shed gave up and ``place()`` ran). Otherwise the shed
+first (its pieces go to the neediest nodes: the joiners).
 
 The result is returned only when it passes :func:`placement.stability.keeps`'s own check (rule,
 every load inside the stable band with the margin): so ``place(previous=result)`` would keep it,
@@ -52,6 +63,11 @@ POOL_PER_PIECE = 8
 #: A joiner ranks the shards it wins among ``PULL_SAMPLE`` times as many as it may take (every
 #: ``stride``-th shard), not among every shard.
 PULL_SAMPLE = 32
+#: At most this many chains (two moves for one piece, :func:`_chain_to`) per joiner short of
+#: its band after the direct takes; past it ``place()`` re-plans.
+CHAIN_LIMIT = 1024
+#: A chain is looked for among this many holders, and this many donors for each.
+CHAIN_TRIES = 16
 
 
 class _State:
@@ -73,6 +89,7 @@ class _State:
             if present > 1:
                 self.rules.append((ids, math.ceil(fr.width / present)))
         self.moved = 0
+        self.chained = 0  # chains made (:func:`_chain_to`): one move each past the bound
         self.touched: list[int] = []
 
     def allowed(self, s: int, p: int, cand: I64) -> npt.NDArray[np.bool_]:
@@ -105,7 +122,7 @@ class _State:
     def room(self, s: int, cand: I64) -> npt.NDArray[np.bool_]:
         """``cand`` nodes that can take one more piece of shard ``s`` inside their band, and are open."""
         fr = self.fr
-        out: npt.NDArray[np.bool_] = (self.loads[cand] + fr.piece_bytes[s] <= fr.hi[cand] - fr.slack[cand]) & ~self.closed[cand]
+        out: npt.NDArray[np.bool_] = (self.loads[cand] + fr.piece_bytes[s] <= fr.hi[cand] + fr.slack[cand]) & ~self.closed[cand]
         return out
 
     def put(self, s: int, p: int, node: int) -> None:
@@ -160,7 +177,13 @@ def shift(
         return None
     shard_hash = _ShardHashes(seed)
     node_hash = _NodeHashes(table, state.chosen)
-    if not _refill(state, todo) or not _shed(state, shard_hash, node_hash) or not _pull(state, shard_hash, node_hash):
+    if not _refill(state, todo):
+        return None
+    # The shed first, unless more nodes are above their band than it handles: then the pull
+    # first (joiners take from the nodes furthest above their goal), and the shed after it.
+    crowded = int(np.count_nonzero(state.loads > fr.hi + fr.slack)) > POOL_MIN
+    steps = (_pull, _shed) if crowded else (_shed, _pull)
+    if not all(step(state, shard_hash, node_hash) for step in steps):
         return None
     # keeps()'s check of the result: the rule on the rows that changed (the others held it
     # already), nothing missing, every load in its band (summed again unless every piece weighs the same).
@@ -168,7 +191,7 @@ def shift(
     loads = state.loads if fr.uniform else fr.loads(state.pieces)
     if (state.pieces < 0).any() or not fr.rule_holds(state.pieces[rows]) or not fr.in_band(loads):
         return None
-    if state.moved > budget:
+    if state.moved > budget + state.chained:
         return None  # more than any placement needs by a margin: place() decides
     return _placement(table, state)
 
@@ -178,11 +201,12 @@ def _move_budget(fr: Frame, loads: F64, missing: int) -> float:
     the band must move (every missing piece; the pieces that must enter the nodes below their
     band, or leave those above it, counted at the largest piece's size), plus one piece per
     node outside its margin (a shift stops just inside it, where ``place()`` stops at the edge).
-    Past it the caller runs ``place()``, so a shift never moves much more than ``place()``."""
+    Past it (plus one move per chain: the rule forces it) the caller runs ``place()``, so a shift
+    never moves much more than ``place()``."""
     biggest = float(fr.piece_bytes.max()) if len(fr.piece_bytes) else 1.0
     enter = float(np.ceil(np.maximum(fr.lo - loads, 0.0) / biggest).sum())
     leave = float(np.ceil(np.maximum(loads - fr.hi, 0.0) / biggest).sum())
-    outside = int(((loads < fr.lo + fr.slack) | (loads > fr.hi - fr.slack)).sum())
+    outside = int(((loads < fr.lo - fr.slack) | (loads > fr.hi + fr.slack)).sum())
     return 1.05 * max(float(missing), enter, leave) + outside
 
 
@@ -213,22 +237,22 @@ def _shed(state: _State, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> bo
     each to the neediest node with room that keeps the rule (a piece that cannot move is
     skipped for the next one); ``False`` when too many nodes are over or one stays over."""
     fr = state.fr
-    over = np.flatnonzero(state.loads > fr.hi - fr.slack)
+    over = np.flatnonzero(state.loads > fr.hi + fr.slack)
     if len(over) > POOL_MIN:
         return False
     for d in over.tolist():
         rows, cols = np.nonzero(state.pieces == d)
         order = np.argsort(hashing.mix(shard_hash[rows] ^ node_hash[d]))[::-1]  # the shards it wins least first
         for i in order.tolist():
-            if state.loads[d] <= fr.hi[d] - fr.slack[d]:
+            if state.loads[d] <= fr.hi[d] + fr.slack[d]:
                 break
             s, p = int(rows[i]), int(cols[i])
-            cand = np.flatnonzero((state.loads + fr.piece_bytes[s] <= fr.hi - fr.slack) & ~state.closed)
+            cand = np.flatnonzero((state.loads + fr.piece_bytes[s] <= fr.hi + fr.slack) & ~state.closed)
             if not _give(state, s, p, cand):
                 continue
             if state.moved > MOVE_LIMIT:
                 return False
-        if state.loads[d] > fr.hi[d] - fr.slack[d]:
+        if state.loads[d] > fr.hi[d] + fr.slack[d]:
             return False
     return True
 
@@ -259,68 +283,206 @@ def _refill(state: _State, todo: list[tuple[int, int]]) -> bool:
 
 
 def _pull(state: _State, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> bool:
-    """Bring every node below its band inside it with the shards it wins (module docstring)."""
+    """Bring every node below its band inside it with the shards it wins (module docstring): each
+    first to the band's bottom by direct takes, then (the direct takes ran out) through chains,
+    then on towards its floor by direct takes only, so no joiner's direct takes starve another's
+    and no chain is made for more than the band."""
     fr = state.fr
-    under = np.flatnonzero((state.loads < fr.lo + fr.slack) & ~state.closed)
-    shards = state.pieces.shape[0]
+    under = np.flatnonzero((state.loads < fr.lo - fr.slack) & ~state.closed)
     half = 0.5 * float(fr.piece_bytes.min())
+    samples: list[tuple[int, float, _Sample]] = []
     for u in under.tolist():
         # Inside the band, and within half a piece of the goal: a joiner stopping at the band's
         # bottom would hold one piece per DataSet less than its share (90% at ten per node).
-        floor = max(fr.lo[u] + fr.slack[u], min(fr.goal[u] - half, fr.hi[u] - fr.slack[u] - 2 * half))
+        floor = max(fr.lo[u] - fr.slack[u], min(fr.goal[u] - half, fr.hi[u] + fr.slack[u] - 2 * half))
         want = max(1, math.ceil((floor - state.loads[u]) / float(fr.piece_bytes.min())))
         if state.moved + want > MOVE_LIMIT:
             return False
-        # The shards u wins, ranked among a sample of them (every ``stride``-th from an offset of
-        # u's own: ``SAMPLE`` times the batch), not among a million: the same rendezvous order
-        # within the sample, O(want) hashes per joiner; all shards when the sample is exhausted.
-        base = 8 * want + 64
-        stride = max(1, shards // (PULL_SAMPLE * base))
-        rows = np.arange(int(node_hash[u] % np.uint64(stride)), shards, stride, dtype=np.int64)
-        score = hashing.mix(shard_hash[rows] ^ node_hash[u])
-        size = min(len(rows), base)
-        while state.loads[u] < floor:
-            if size < len(rows):
-                batch = np.argpartition(score, size - 1)[:size]
-                batch = rows[batch[np.argsort(score[batch], kind="stable")]]
-            else:
-                batch = rows[np.argsort(score, kind="stable")]
-            for s in batch.tolist():
-                if state.loads[u] >= floor:
-                    break
-                _take(state, int(s), u)
+        samples.append((u, floor, _Sample(state, u, want, shard_hash, node_hash)))
+    for u, _, sample in samples:
+        _fill_to(state, u, float(fr.lo[u] - fr.slack[u]), sample)
+    for u, _, _ in samples:
+        if state.loads[u] < fr.lo[u] - fr.slack[u] and not _chain_to(state, u):
+            return False
+    for u, floor, sample in samples:
+        _fill_to(state, u, floor, sample)
+    return True
+
+
+class _Sample:
+    """The shards ``u`` wins, ranked among a sample of them (every ``stride``-th from an offset of
+    u's own: ``PULL_SAMPLE`` times the batch, eight times the pieces it wants and 64 more), not
+    among a million: the same rendezvous order within the sample, O(want) hashes per joiner."""
+
+    def __init__(self, state: _State, u: int, want: int, shard_hash: _ShardHashes, node_hash: _NodeHashes) -> None:
+        shards = state.pieces.shape[0]
+        self.batch = 8 * want + 64
+        stride = max(1, shards // (PULL_SAMPLE * self.batch))
+        self.order: I64 | None = None  # the rows, the shards u wins first (sorted on first use)
+        self.rows = np.arange(int(node_hash[u] % np.uint64(stride)), shards, stride, dtype=np.int64)
+        self.score = hashing.mix(shard_hash[self.rows] ^ node_hash[u])
+
+
+def _fill_to(state: _State, u: int, floor: float, sample: _Sample) -> bool:
+    """Direct takes for ``u`` (:func:`_take`), the shards of its sample it wins first, then (a
+    sample short of every shard) from any holder with a piece to spare (:func:`_direct`), until
+    its load reaches ``floor`` (``True``) or no holder can give (``False``). The shards
+    :func:`_take` would refuse are dropped first in one vectorised test: during the loop holders
+    only lose pieces and ``u`` only enters rows it takes, so none of them becomes takeable."""
+    rows = sample.rows
+    if sample.order is None:
+        sample.order = rows[np.argsort(sample.score, kind="stable")]
+    for start in range(0, len(rows), sample.batch):
+        if state.loads[u] >= floor:
+            break
+        batch = sample.order[start : start + sample.batch]
+        for s in batch[_takeable(state, u, batch)].tolist():
             if state.loads[u] >= floor:
                 break
-            if size >= len(rows):
-                if len(rows) == shards:
-                    break
-                rows = np.arange(shards, dtype=np.int64)  # the sample ran out: every shard
-                score = hashing.mix(shard_hash[rows] ^ node_hash[u])
-                size = min(shards, base)
-                continue
-            if size >= 8 * want + 64 and not _from_donors(state, u, floor):
-                return False  # no node with pieces to spare holds a shard u may take
-            size = min(shards, size * 8)
-        if state.loads[u] < floor:
+            _take(state, int(s), u)
+    if state.loads[u] < floor and len(rows) < state.pieces.shape[0]:
+        _direct(state, u, floor)
+    return bool(state.loads[u] >= floor)
+
+
+def _direct(state: _State, u: int, floor: float, rows: I64 | None = None, cols: I64 | None = None) -> None:
+    """Past the sample: every slot ``u`` may take whose holder stays inside its band, the holders
+    furthest above their goal first, until ``u`` reaches ``floor`` (one vectorised search, then
+    scalar checks as the loads change)."""
+    fr = state.fr
+    if rows is None or cols is None:
+        rows, cols = _slots_for(state, u)
+    if not len(rows):
+        return
+    holders = state.pieces[rows, cols]
+    spare = state.loads[holders] - fr.piece_bytes[rows] >= fr.lo[holders] - fr.slack[holders]
+    rows, cols, holders = rows[spare], cols[spare], holders[spare]
+    over = (state.loads[holders] - fr.goal[holders]) / np.maximum(fr.goal[holders], 1e-300)
+    for i in np.lexsort((rows, -over)).tolist():
+        if state.loads[u] >= floor:
+            return
+        s, p, d = int(rows[i]), int(cols[i]), int(holders[i])
+        row = state.pieces[s].tolist()
+        if row[p] != d or state.loads[d] - fr.piece_bytes[s] < fr.lo[d] - fr.slack[d] or not state.allows(row, p, u):
+            continue
+        state.put(s, p, u)
+
+
+def _slots_for(state: _State, u: int) -> tuple[I64, I64]:
+    """Every slot ``(shard, piece)`` whose piece ``u`` may hold (the rule with the shard's other
+    pieces), in one vectorised pass over the shards."""
+    rows, cols = np.nonzero(_may_hold(state, u, state.pieces))
+    return rows.astype(np.int64), cols.astype(np.int64)
+
+
+def _may_hold(state: _State, u: int, pieces: I64) -> npt.NDArray[np.bool_]:
+    """Per slot of ``pieces`` (rows of the placement): may ``u`` hold it, the rule kept with the
+    row's other pieces?"""
+    ok: npt.NDArray[np.bool_] = ~(pieces == u).any(axis=1, keepdims=True) & (pieces >= 0)
+    for ids, cap in state.rules:
+        same = ids[np.maximum(pieces, 0)] == ids[u]
+        ok &= (same.sum(axis=1, keepdims=True) - same) + 1 <= cap
+    return ok
+
+
+def _takeable(state: _State, u: int, shards: I64) -> npt.NDArray[np.bool_]:
+    """Per shard of ``shards``: is there a piece ``u`` may hold whose holder stays inside its band
+    without it (:func:`_take`'s test, vectorised, to skip the shards it would refuse)?"""
+    fr = state.fr
+    pieces = state.pieces[shards]
+    holders = np.maximum(pieces, 0)
+    spare = state.loads[holders] - fr.piece_bytes[shards][:, None] >= fr.lo[holders] - fr.slack[holders]
+    out: npt.NDArray[np.bool_] = np.asarray((_may_hold(state, u, pieces) & spare).any(axis=1), dtype=bool)
+    return out
+
+
+def _chain_to(state: _State, u: int) -> bool:
+    """Bring ``u`` to its band's bottom through chains: a holder ``d`` of a piece ``u`` may take
+    gives it although that leaves ``d`` below its band, and a donor with pieces to spare (above
+    its goal, the furthest first) gives ``d`` one of its own that ``d`` may hold. Two moves for
+    one piece: what the rule forces when only some holders' shards may enter ``u``'s domains
+    (every shard of a node the same zones: only the nodes whose shards lack ``u``'s zone can
+    give, and they hit their band's bottom first). ``False`` when no chain is found."""
+    fr = state.fr
+    bottom = float(fr.lo[u] - fr.slack[u])
+    chains = 0
+    while state.loads[u] < bottom:
+        rows, cols = _slots_for(state, u)
+        before = state.moved
+        _direct(state, u, bottom, rows, cols)
+        if state.loads[u] >= bottom:
+            break
+        if state.moved != before:
+            continue  # the slots changed: look again
+        made = _chains(state, u, bottom, rows, cols)
+        chains += made
+        if not made or chains > CHAIN_LIMIT:
             return False
     return True
 
 
-def _from_donors(state: _State, u: int, floor: float) -> bool:
-    """When the shards ``u`` wins sit on nodes with nothing to spare (a tight band: a few pieces
-    per node): take from the nodes that have some, their shards in order, until ``u`` is inside
-    its band (``True``) or they run out (``False``)."""
+def _chains(state: _State, u: int, bottom: float, rows: I64, cols: I64) -> int:
+    """Chains for ``u`` (:func:`_chain_to`) until it reaches ``bottom``, one per holder of the
+    slots ``(rows, cols)`` it may take; how many were made. Holders (open ones) first where a
+    donor (a node with a piece to spare) shares the most coarser domains with them (a piece
+    moving inside its rack or zone keeps the spread of its shard), the fullest first; for each,
+    the donors sharing the most domains with it, the furthest above their goal first
+    (``CHAIN_TRIES`` of them): the first donor piece the holder may hold."""
     fr = state.fr
-    spare = state.loads - float(fr.piece_bytes.max()) - (fr.lo + fr.slack)
+    spare = state.loads - fr.piece_bytes.max() - (fr.lo - fr.slack)
     donors = np.flatnonzero((spare >= 0) & (np.arange(len(spare)) != u))
-    donors = donors[np.argsort(-spare[donors] / np.maximum(fr.goal[donors], 1e-300), kind="stable")][:POOL_MIN]
-    for d in donors.tolist():
-        rows = np.unique(np.nonzero(state.pieces == d)[0])
-        for s in rows.tolist():
-            if state.loads[u] >= floor:
-                return True
-            _take(state, int(s), u)
-    return bool(state.loads[u] >= floor)
+    if not len(donors):
+        return 0
+    holders = state.pieces[rows, cols]
+    levels = [ids for ids, _ in state.rules[1:]]
+    distinct_holders, first = np.unique(holders, return_index=True)
+    keep = ~state.closed[distinct_holders]
+    distinct_holders, first = distinct_holders[keep], first[keep]
+    shared = np.zeros(len(distinct_holders), dtype=np.int64)
+    for ids in levels:
+        shared += np.isin(ids[distinct_holders], ids[donors])
+    order = np.lexsort((rows[first], -state.loads[distinct_holders], -shared))
+    over = -(state.loads[donors] - fr.goal[donors]) / np.maximum(fr.goal[donors], 1e-300)
+    made, failed = 0, 0
+    for k in order.tolist():
+        if state.loads[u] >= bottom or failed >= CHAIN_TRIES:
+            break
+        d, i = int(distinct_holders[k]), int(first[k])
+        s, p = int(rows[i]), int(cols[i])
+        row = state.pieces[s].tolist()
+        if row[p] != d or not state.allows(row, p, u):
+            continue
+        if _refill_from_donor(state, d, s, donors=donors, over=over):
+            state.put(s, p, u)
+            state.chained += 1
+            made += 1
+        else:
+            failed += 1
+    return made
+
+
+def _refill_from_donor(state: _State, d: int, skip: int, *, donors: I64, over: F64) -> bool:
+    """Give ``d`` a piece of a donor (not of shard ``skip``) that ``d`` may hold, the donors
+    nearest ``d`` (most shared domains), then furthest above their goal, first; donors still
+    with a piece to spare only."""
+    fr = state.fr
+    near = np.zeros(len(donors), dtype=np.int64)
+    for ids, _ in state.rules[1:]:
+        near += ids[donors] == ids[d]
+    tried = 0
+    for e in donors[np.lexsort((donors, over, -near))].tolist():
+        if tried >= CHAIN_TRIES:
+            break
+        if e == d or state.loads[e] - fr.piece_bytes.max() < fr.lo[e] - fr.slack[e]:
+            continue
+        tried += 1
+        er, ec = np.nonzero(state.pieces == e)
+        ok = _may_hold(state, d, state.pieces[er])[np.arange(len(er)), ec] & (er != skip)
+        if ok.any():
+            j = int(np.argmax(ok))
+            state.put(int(er[j]), int(ec[j]), d)
+            return True
+    return False
 
 
 def _take(state: _State, s: int, u: int) -> None:
@@ -336,7 +498,7 @@ def _take(state: _State, s: int, u: int) -> None:
         if d < 0:
             continue
         left = state.loads[d] - fr.piece_bytes[s]
-        if left < fr.lo[d] + fr.slack[d]:
+        if left < fr.lo[d] - fr.slack[d]:
             continue
         over = (state.loads[d] - fr.goal[d]) / max(float(fr.goal[d]), 1e-300)
         if over > best_over and state.allows(row, p, u):

@@ -12,7 +12,8 @@ The targets are computed here by the same water-filling as :func:`placement.layo
 (:func:`~placement.layouts.hierarchical_targets`, same chain of domains, same spreading
 decisions), but for a unit piece size: they scale with the piece size, so they agree with
 the layout's to a few ulps, not bit for bit; :func:`keeps` therefore answers ``True`` only with a
-margin (a relative ``1e-9`` of every band edge, and a spreading decision at least ``1e-6`` away
+margin (a load at most a relative ``1e-9`` past a band edge, where ``place()``'s band reaches
+``2e-9`` past it, and a spreading decision at least ``1e-6`` away
 from ``spread_cost_limit``). A ``False`` means "not sure": the caller runs :func:`~placement.placements.place`, which decides.
 So ``keeps(...)`` implies ``place(..., previous=p).placement`` has the same pieces as ``p`` and
 no moves; the converse is almost always true too, which is what makes the reconciler's steady
@@ -37,7 +38,10 @@ from topology.nodes import Node
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-#: Relative margin kept from every band edge before answering "kept".
+#: How far past a band edge (relative to the goal) a load still counts as inside for :func:`keeps`:
+#: half of :data:`placement.assignments.EDGE`, the reach of ``place()``'s own band, so a load on
+#: the edge (every old node when the joiners are exactly ``stable_tolerance`` of the cluster) is
+#: kept by both, whatever ulps the two goals differ by.
 MARGIN = 1e-9
 #: A spreading decision closer than this to ``spread_cost_limit`` is "not sure".
 COST_MARGIN = 1e-6
@@ -207,8 +211,10 @@ class Frame:
         return True
 
     def in_band(self, loads: F64) -> bool:
-        """Every node's load inside its stable band, :data:`MARGIN` from both edges, every goal positive."""
-        return bool((loads <= self.hi - self.slack).all() and (loads >= self.lo + self.slack).all() and (self.goal > 0).all())
+        """Every node's load inside its stable band, at most :data:`MARGIN` past either edge (a
+        load on the edge is inside: ``place()``'s band reaches :data:`placement.assignments.EDGE`
+        past it), every goal positive."""
+        return bool((loads <= self.hi + self.slack).all() and (loads >= self.lo - self.slack).all() and (self.goal > 0).all())
 
     def fits(self, pieces: I64) -> bool:
         """:func:`keeps`'s answer for ``pieces`` (eligible positions): the rule, then the loads."""

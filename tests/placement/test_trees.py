@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from placement import PlacementResult, PlacementSettings, place
-from placement.assignments import bands, loads_of
+from placement.assignments import EDGE, bands, loads_of
 from placement.layouts import build_layout
 from placement.reports import violating_shards
+from placement.stability import MARGIN
 from placement.trees import Tree, try_hashes, use_tree
 from tests.placement.test_placements import grid, node, spec
 from topology import labels
@@ -140,11 +141,16 @@ def test_a_cluster_too_big_for_the_exact_ranking_descends_the_tree() -> None:
     assert use_tree(layout, 10, 2e8, True)
 
 
-def test_the_stable_band_is_at_least_one_piece_wide() -> None:
+def test_the_stable_band_is_at_least_one_piece_wide_and_a_load_on_its_edge_is_inside() -> None:
     targets = np.array([10.0, 1000.0])
     hi, lo = bands(targets, 0.05, 1.0)
-    assert hi.tolist() == [11.0, 1050.0]
-    assert lo.tolist() == [9.0, 950.0]
+    edge = EDGE * targets
+    assert np.allclose(hi, [11.0, 1050.0], rtol=0, atol=float(edge.max()))
+    assert np.allclose(lo, [9.0, 950.0], rtol=0, atol=float(edge.max()))
+    # a load exactly on an edge (old nodes when the joiners are 5% of the cluster) is inside,
+    # with room for keeps()'s goals, a few ulps off the layout's
+    assert (np.array([11.0, 1050.0]) + MARGIN * targets < hi).all()
+    assert (np.array([9.0, 950.0]) - MARGIN * targets > lo).all()
 
 
 @pytest.mark.parametrize("settings_", [EXACT, TREE], ids=["exact", "tree"])
