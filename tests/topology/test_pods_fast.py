@@ -39,7 +39,9 @@ QUANTITIES = st.sampled_from(["1", "250m", "2", "1Gi", "512Mi", "0", "1.5", "bad
 RESOURCE_NAMES = st.sampled_from(["cpu", "memory", "ephemeral-storage", "nvidia.com/gpu", "pods"])
 REQUESTS = st.dictionaries(RESOURCE_NAMES, QUANTITIES | st.integers(0, 4), max_size=3)
 RESOURCES = st.fixed_dictionaries({}, optional={"requests": REQUESTS | JUNK, "limits": REQUESTS | JUNK})
-CONTAINER = st.fixed_dictionaries({"name": st.just("c")}, optional={"resources": RESOURCES | JUNK}) | st.just([]) | st.none()
+CONTAINER: st.SearchStrategy[Any] = (
+    st.fixed_dictionaries({"name": st.just("c")}, optional={"resources": RESOURCES | JUNK}) | st.just([]) | st.none()
+)
 CONTAINERS = st.lists(CONTAINER, max_size=3)
 STR_MAP = st.dictionaries(st.sampled_from(["a", "b", "app"]), st.sampled_from(["1", "x"]) | st.integers(0, 1), max_size=2)
 ANNOTATIONS = st.fixed_dictionaries(
