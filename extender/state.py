@@ -360,28 +360,43 @@ class ClusterState:
 
     def _set_pod(self, pod: Pod, *, count_locality: bool) -> None:
         key = pod.uid or pod.key
-        self.load_version += 1
-        old = self._pods.pop(key, None)
-        if old is not None and old.node_id >= 0:
-            self._bound[old.node_id] -= old.load
         node_id = -1
         if pod.active and pod.node_name is not None:
             nid = self.cluster.node_id(pod.node_name)
             if nid is not None:
                 node_id = nid
-                self._bound[nid] += load_vector(pod.requests)
-        self._pods[key] = _PodRecord(pod, node_id, load_vector(pod.requests))
+        old = self._pods.pop(key, None)
+        if old is not None and old.node_id == node_id and old.pod == pod:
+            # an event that changes nothing the cache holds (a resourceVersion, the gate's
+            # removal, an affinity, a status field kbl does not read): no load moves, so
+            # load_version stays and the caches keyed on it stay valid
+            self._pods[key] = old  # re-inserted last, as a replaced record is
+            if pod.node_name is not None:
+                self._confirm_bound(key)
+            return
+        self.load_version += 1
+        if old is not None and old.node_id >= 0:
+            self._bound[old.node_id] -= old.load
+        load = load_vector(pod.requests)
+        if node_id >= 0:
+            self._bound[node_id] += load
+        self._pods[key] = _PodRecord(pod, node_id, load)
         if pod.node_name is None and pod.phase not in ("Succeeded", "Failed"):
             self._waiting[key] = None
         else:
             self._waiting.pop(key, None)
         if pod.node_name is not None:
-            flight = self._inflight.pop(key, None)
-            if flight is not None:
-                self._flight[flight.node_id] -= flight.load
+            self._confirm_bound(key)
             if count_locality and (old is None or old.pod.node_name is None) and node_id >= 0:
                 self._count_locality(key, pod, node_id)
-            self._pending.pop(key, None)
+
+    def _confirm_bound(self, key: str) -> None:
+        """The watch shows the pod bound: its in-flight assignment and pending entry go."""
+        flight = self._inflight.pop(key, None)
+        if flight is not None:
+            self._flight[flight.node_id] -= flight.load
+            self.load_version += 1
+        self._pending.pop(key, None)
 
     def _remove_pod(self, key: str) -> None:
         self.load_version += 1
