@@ -331,12 +331,17 @@ def choose(
     if not chosen.size or within is None or costs is None:
         return None
     tier = "cluster"
+    # bytes each candidate reads within its node, rack, zone: every candidate has some at the
+    # tier's level (one cumulative sum over the three columns, one test per column)
+    reached: np.ndarray[Any, Any] = np.all(np.cumsum(within[:, :3], axis=1) > 0, axis=0)
+    reach = [bool(r) for r in reached]
     for level, name in enumerate(TIERS[:3]):
-        if bool((within[:, : level + 1].sum(axis=1) > 0).all()):
+        if reach[level]:
             tier = name
             break
-    names = tuple(state.cluster.name_of(int(i)) for i in chosen.tolist())
-    return Candidates(names, tuple(int(i) for i in chosen.tolist()), tier, tuple(costs.tolist()))
+    ids = chosen.tolist()
+    name_of = state.cluster.name_of
+    return Candidates(tuple(name_of(i) for i in ids), tuple(ids), tier, tuple(costs.tolist()))
 
 
 def _with_room(
@@ -350,10 +355,13 @@ def _with_room(
     picked: list[int] = []
     chunk = max(4 * count, 256)
     for start in range(0, int(ranked.size), chunk):
-        ids = ranked[start : start + chunk].astype(np.int64)
+        ids = ranked[start : start + chunk].astype(np.int64, copy=False)
         used, alloc = state.load(ids)
-        inside = ids < reserved.shape[0]
-        used[inside] += reserved[ids[inside]]
+        if ids.size and int(ids.max()) < reserved.shape[0]:  # the usual case: one gather
+            used += reserved.take(ids, axis=0)
+        else:
+            inside = ids < reserved.shape[0]
+            used[inside] += reserved[ids[inside]]
         # eligible: ready, schedulable, tolerated, selector, and kbl's dedicated-group rule, which
         # no extender filter applies to a narrowed pod any more (it never calls the extender)
         room = eligible(state, pod, ids) & state.present_at(ids) & np.all(alloc - used >= request, axis=1)
