@@ -170,3 +170,20 @@ def test_every_fixture_pod_builds_the_same_through_both_paths() -> None:
     pods = [*_fixture_pods(), make_pod("a"), make_pod("b", node_name="n1", unschedulable=False), make_pod("c", unschedulable=True)]
     for obj in pods:
         assert outcome(Pod.from_object, obj) == outcome(Pod.from_object_checked, obj)
+
+
+def test_both_paths_sum_containers_take_the_larger_init_container_and_add_the_overhead() -> None:
+    gpu = "nvidia.com/gpu"
+    obj = make_pod("p", namespace="lab")
+    obj["spec"]["containers"] = [
+        {"name": "a", "resources": {"requests": {"cpu": "1", gpu: "1", "hugepages-2Mi": "2Mi"}}},
+        {"name": "b", "resources": {"limits": {"cpu": "500m", gpu: "2"}}},  # requests default to limits
+        {"name": "c"},
+    ]
+    obj["spec"]["initContainers"] = [{"name": "i", "resources": {"requests": {"cpu": "2", gpu: "2", "memory": "1Gi"}}}]
+    obj["spec"]["overhead"] = {"cpu": "100m", gpu: "1"}
+    pod = Pod.from_object(obj)
+    assert pod == Pod.from_object_checked(obj)
+    assert pod.requests.cpu_m == 2000 + 100  # the init container's 2 CPUs beat the containers' 1.5
+    assert pod.requests.memory_b == 2**30
+    assert dict(pod.requests.extended) == {gpu: 3 + 1, "hugepages-2Mi": 2 * 2**20}  # 1 + 2 beat the init's 2
