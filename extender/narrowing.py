@@ -471,6 +471,8 @@ class GateController:
         self._owners: OrderedDict[str, None] = OrderedDict()
         self._reserved = np.zeros((0, 3), dtype=np.float64)
         self._flat: tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
+        #: The last candidates check: (released keys, the cache's node_version, its presence array, lost keys).
+        self._lost: tuple[tuple[str, ...], int, Any, set[str]] | None = None
         self.totals = StepReport()
         #: Set when a gated pod is seen: the runner steps at once instead of at its next period.
         self.wake = threading.Event()
@@ -616,9 +618,15 @@ class GateController:
             self._flat = (keys, np.concatenate(arrays), np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64))
         _keys, ids, starts = self._flat
         with self.state.lock:  # every released pod's candidates checked in one pass
-            bad = (~(self.state.present_at(ids) & self.state.usable(ids))).astype(np.int64)
-        lost_per = np.add.reduceat(bad, starts).tolist()
-        lost = {key for key, n in zip(keys, lost_per, strict=True) if n > 0}
+            present = self.state.cluster.domain_arrays()[3]
+            at = (keys, self.state.node_version, present)
+            if self._lost is not None and self._lost[0] == at[0] and self._lost[1] == at[1] and self._lost[2] is present:
+                lost = self._lost[3]  # no node event and the same released pods since the last check
+            else:
+                bad = (~(self.state.present_at(ids) & self.state.usable(ids))).astype(np.int64)
+                lost_per = np.add.reduceat(bad, starts).tolist()
+                lost = {key for key, n in zip(keys, lost_per, strict=True) if n > 0}
+                self._lost = (*at, lost)
         for key, r in released:
             if key not in lost and now - r.at < timeout:
                 continue

@@ -126,6 +126,9 @@ class ClusterState:
         self._taints: dict[int, tuple[Taint, ...]] = {}  # node id -> taints, for nodes that have some
         #: Bumped on every change of load, allocatable or usability; caches compare against it.
         self.load_version = 0
+        #: Bumped on every node event (presence, usability, taints, allocatable may change):
+        #: what is derived from the nodes alone compares against it.
+        self.node_version = 0
         self._id_cache: OrderedDict[tuple[int, int, str], IntArray] = OrderedDict()
         #: Bumped on every change of a DataSet or a KBL (what a pod's wish and group resolve against).
         self.data_version = 0
@@ -290,6 +293,7 @@ class ClusterState:
         assert nid is not None
         self._grow(nid)
         self.load_version += 1
+        self.node_version += 1
         if node.taints:
             self._taints[nid] = node.taints
         else:
@@ -325,6 +329,7 @@ class ClusterState:
             return
         self._grow(int(ids.max()))
         self.load_version += 1
+        self.node_version += 1
         vectors: dict[int, FloatArray] = {}  # nodes of one type share one Resources object
         for n in news:
             if id(n.allocatable) not in vectors:
@@ -350,6 +355,7 @@ class ClusterState:
         if nid is None:
             return
         self.load_version += 1
+        self.node_version += 1
         self._count_dedicated(int(self._owner[nid]), -1)
         self._owner[nid] = -1
         self._group[nid] = -1
