@@ -260,29 +260,29 @@ TIERS = ("holders", "racks", "zones", "cluster")
 
 
 class DomainIndex:
-    """The node ids of each rack and zone, built once per published domain arrays
+    """The node ids of each rack and zone, per published domain arrays
     (:meth:`~topology.clusters.Cluster.domain_arrays`, replaced on every topology change): a
-    pool of nodes is then O(its size), not a pass over every node."""
+    pool of nodes is one gather of a per-domain mask over the node ids and one ``flatnonzero``
+    (a handful of numpy calls whatever the number of domains, instead of one slice per domain)."""
 
     def __init__(self) -> None:
         self._of: tuple[Any, ...] | None = None
-        self._levels: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
+        self._widths: list[int] = []
 
     def nodes_of(self, state: ClusterState, level: int, domains: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Sorted node ids in ``domains`` of ``level`` (1: racks, 2: zones)."""
         arrays = state.cluster.domain_arrays()
         if self._of is None or any(a is not b for a, b in zip(arrays[:2], self._of, strict=True)):
-            self._levels = []
-            for ids in arrays[:2]:
-                order = np.argsort(ids, kind="stable").astype(np.int64)
-                bounds = np.searchsorted(ids[order], np.arange(int(ids.max(initial=-1)) + 2))
-                self._levels.append((order, bounds))
+            # one slot past the largest domain id: never set, so the ids of no domain (-1) land on it
+            self._widths = [int(ids.max(initial=-1)) + 2 for ids in arrays[:2]]
             self._of = tuple(arrays[:2])
-        order, bounds = self._levels[level - 1]
-        domains = domains[domains < bounds.shape[0] - 1]
+        of, width = arrays[level - 1], self._widths[level - 1]
+        domains = domains[domains < width - 1]
         if not domains.size:
             return np.zeros(0, dtype=np.int64)
-        return np.sort(np.concatenate([order[bounds[d] : bounds[d + 1]] for d in domains.tolist()]))
+        hit = np.zeros(width, dtype=bool)
+        hit[domains] = True
+        return np.flatnonzero(hit[of]).astype(np.int64, copy=False)
 
 
 def choose(
@@ -331,12 +331,17 @@ def choose(
     if not chosen.size or within is None or costs is None:
         return None
     tier = "cluster"
+    # bytes each candidate reads within its node, rack, zone: every candidate has some at the
+    # tier's level (one cumulative sum over the three columns, one test per column)
+    reached: np.ndarray[Any, Any] = np.all(np.cumsum(within[:, :3], axis=1) > 0, axis=0)
+    reach = [bool(r) for r in reached]
     for level, name in enumerate(TIERS[:3]):
-        if bool((within[:, : level + 1].sum(axis=1) > 0).all()):
+        if reach[level]:
             tier = name
             break
-    names = tuple(state.cluster.name_of(int(i)) for i in chosen.tolist())
-    return Candidates(names, tuple(int(i) for i in chosen.tolist()), tier, tuple(costs.tolist()))
+    ids = chosen.tolist()
+    name_of = state.cluster.name_of
+    return Candidates(tuple(name_of(i) for i in ids), tuple(ids), tier, tuple(costs.tolist()))
 
 
 def _with_room(
@@ -350,10 +355,13 @@ def _with_room(
     picked: list[int] = []
     chunk = max(4 * count, 256)
     for start in range(0, int(ranked.size), chunk):
-        ids = ranked[start : start + chunk].astype(np.int64)
+        ids = ranked[start : start + chunk].astype(np.int64, copy=False)
         used, alloc = state.load(ids)
-        inside = ids < reserved.shape[0]
-        used[inside] += reserved[ids[inside]]
+        if ids.size and int(ids.max()) < reserved.shape[0]:  # the usual case: one gather
+            used += reserved.take(ids, axis=0)
+        else:
+            inside = ids < reserved.shape[0]
+            used[inside] += reserved[ids[inside]]
         # eligible: ready, schedulable, tolerated, selector, and kbl's dedicated-group rule, which
         # no extender filter applies to a narrowed pod any more (it never calls the extender)
         room = eligible(state, pod, ids) & state.present_at(ids) & np.all(alloc - used >= request, axis=1)
@@ -463,6 +471,8 @@ class GateController:
         self._owners: OrderedDict[str, None] = OrderedDict()
         self._reserved = np.zeros((0, 3), dtype=np.float64)
         self._flat: tuple[tuple[str, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
+        #: The last candidates check: (released keys, the cache's node_version, its presence array, lost keys).
+        self._lost: tuple[tuple[str, ...], int, Any, set[str]] | None = None
         self.totals = StepReport()
         #: Set when a gated pod is seen: the runner steps at once instead of at its next period.
         self.wake = threading.Event()
@@ -608,9 +618,15 @@ class GateController:
             self._flat = (keys, np.concatenate(arrays), np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64))
         _keys, ids, starts = self._flat
         with self.state.lock:  # every released pod's candidates checked in one pass
-            bad = (~(self.state.present_at(ids) & self.state.usable(ids))).astype(np.int64)
-        lost_per = np.add.reduceat(bad, starts).tolist()
-        lost = {key for key, n in zip(keys, lost_per, strict=True) if n > 0}
+            present = self.state.cluster.domain_arrays()[3]
+            at = (keys, self.state.node_version, present)
+            if self._lost is not None and self._lost[0] == at[0] and self._lost[1] == at[1] and self._lost[2] is present:
+                lost = self._lost[3]  # no node event and the same released pods since the last check
+            else:
+                bad = (~(self.state.present_at(ids) & self.state.usable(ids))).astype(np.int64)
+                lost_per = np.add.reduceat(bad, starts).tolist()
+                lost = {key for key, n in zip(keys, lost_per, strict=True) if n > 0}
+                self._lost = (*at, lost)
         for key, r in released:
             if key not in lost and now - r.at < timeout:
                 continue

@@ -126,6 +126,9 @@ class ClusterState:
         self._taints: dict[int, tuple[Taint, ...]] = {}  # node id -> taints, for nodes that have some
         #: Bumped on every change of load, allocatable or usability; caches compare against it.
         self.load_version = 0
+        #: Bumped on every node event (presence, usability, taints, allocatable may change):
+        #: what is derived from the nodes alone compares against it.
+        self.node_version = 0
         self._id_cache: OrderedDict[tuple[int, int, str], IntArray] = OrderedDict()
         #: Bumped on every change of a DataSet or a KBL (what a pod's wish and group resolve against).
         self.data_version = 0
@@ -290,6 +293,7 @@ class ClusterState:
         assert nid is not None
         self._grow(nid)
         self.load_version += 1
+        self.node_version += 1
         if node.taints:
             self._taints[nid] = node.taints
         else:
@@ -325,6 +329,7 @@ class ClusterState:
             return
         self._grow(int(ids.max()))
         self.load_version += 1
+        self.node_version += 1
         vectors: dict[int, FloatArray] = {}  # nodes of one type share one Resources object
         for n in news:
             if id(n.allocatable) not in vectors:
@@ -350,6 +355,7 @@ class ClusterState:
         if nid is None:
             return
         self.load_version += 1
+        self.node_version += 1
         self._count_dedicated(int(self._owner[nid]), -1)
         self._owner[nid] = -1
         self._group[nid] = -1
@@ -360,28 +366,43 @@ class ClusterState:
 
     def _set_pod(self, pod: Pod, *, count_locality: bool) -> None:
         key = pod.uid or pod.key
-        self.load_version += 1
-        old = self._pods.pop(key, None)
-        if old is not None and old.node_id >= 0:
-            self._bound[old.node_id] -= old.load
         node_id = -1
         if pod.active and pod.node_name is not None:
             nid = self.cluster.node_id(pod.node_name)
             if nid is not None:
                 node_id = nid
-                self._bound[nid] += load_vector(pod.requests)
-        self._pods[key] = _PodRecord(pod, node_id, load_vector(pod.requests))
+        old = self._pods.pop(key, None)
+        if old is not None and old.node_id == node_id and old.pod == pod:
+            # an event that changes nothing the cache holds (a resourceVersion, the gate's
+            # removal, an affinity, a status field kbl does not read): no load moves, so
+            # load_version stays and the caches keyed on it stay valid
+            self._pods[key] = old  # re-inserted last, as a replaced record is
+            if pod.node_name is not None:
+                self._confirm_bound(key)
+            return
+        self.load_version += 1
+        if old is not None and old.node_id >= 0:
+            self._bound[old.node_id] -= old.load
+        load = load_vector(pod.requests)
+        if node_id >= 0:
+            self._bound[node_id] += load
+        self._pods[key] = _PodRecord(pod, node_id, load)
         if pod.node_name is None and pod.phase not in ("Succeeded", "Failed"):
             self._waiting[key] = None
         else:
             self._waiting.pop(key, None)
         if pod.node_name is not None:
-            flight = self._inflight.pop(key, None)
-            if flight is not None:
-                self._flight[flight.node_id] -= flight.load
+            self._confirm_bound(key)
             if count_locality and (old is None or old.pod.node_name is None) and node_id >= 0:
                 self._count_locality(key, pod, node_id)
-            self._pending.pop(key, None)
+
+    def _confirm_bound(self, key: str) -> None:
+        """The watch shows the pod bound: its in-flight assignment and pending entry go."""
+        flight = self._inflight.pop(key, None)
+        if flight is not None:
+            self._flight[flight.node_id] -= flight.load
+            self.load_version += 1
+        self._pending.pop(key, None)
 
     def _remove_pod(self, key: str) -> None:
         self.load_version += 1

@@ -10,6 +10,7 @@ problem is kept in :attr:`DataRequest.problem` for the filter to report.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -126,12 +127,23 @@ class Pod:
     def from_object(cls, obj: Any) -> Pod:
         """Build a :class:`Pod` from a raw Kubernetes Pod object.
 
+        A well-formed object (JSON-decoded dicts and lists, string maps of strings) is read by
+        plain dict walking; anything else goes through :meth:`from_object_checked`, which
+        builds the same pod or raises the error naming the field.
+
         Raises
         ------
         ObjectError
             Naming the pod and the field when the object is malformed (bad quantities,
             tolerations that are not objects). Bad *kbl annotations* are not an error here.
         """
+        pod = _fast_pod(obj)
+        return pod if pod is not None else cls.from_object_checked(obj)
+
+    @classmethod
+    def from_object_checked(cls, obj: Any) -> Pod:
+        """:meth:`from_object` through the validating :class:`~topology.fields.FieldReader`
+        path only (every field type-checked; the errors :meth:`from_object` raises)."""
         reader = FieldReader(obj, "Pod")
         namespace = reader.namespace or "default"
         annotations = reader.str_map("metadata.annotations")
@@ -173,15 +185,26 @@ def data_request(annotations: Mapping[str, str], namespace: str) -> DataRequest 
     dataset = annotations.get(labels.POD_DATASET)
     if not dataset:
         return None
-    kbl = annotations.get(labels.POD_KBL)
+    return _data_request(
+        dataset,
+        namespace,
+        annotations.get(labels.POD_KBL),
+        annotations.get(labels.POD_LOCALITY, Locality.PREFERRED.value),
+        annotations.get(labels.POD_SHARDS),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _data_request(dataset: str, namespace: str, kbl: str | None, locality_raw: str, shards_text: str | None) -> DataRequest:
+    """:func:`data_request` of the annotation values (a pure function of them, so remembered:
+    every watch event of a pod carries the same annotations, and a job's pods share them)."""
     problem: str | None = None
-    locality_text = annotations.get(labels.POD_LOCALITY, Locality.PREFERRED.value).strip().lower()
+    locality_text = locality_raw.strip().lower()
     try:
         locality = Locality(locality_text)
     except ValueError:
         locality = Locality.PREFERRED
         problem = f"{labels.POD_LOCALITY}: {locality_text!r} is not 'preferred' or 'required'; treated as preferred"
-    shards_text = annotations.get(labels.POD_SHARDS)
     shards: tuple[int, ...] | None = None
     if shards_text is not None:
         try:
@@ -233,3 +256,171 @@ def _elementwise_max(a: Resources, b: Resources) -> Resources:
     for key, val in b.extended.items():
         ext[key] = max(ext.get(key, 0), val)
     return Resources(max(a.cpu_m, b.cpu_m), max(a.memory_b, b.memory_b), max(a.storage_b, b.storage_b), 0, ext)
+
+
+def _str_map(value: Any) -> dict[str, str] | None:
+    """A copy of a string-to-string dict (``{}`` for null), or ``None`` when it is anything else."""
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        return None
+    for key, item in value.items():
+        if type(key) is not str or type(item) is not str:
+            return None
+    return dict(value)
+
+
+def _fast_requests(containers: Any) -> list[Resources] | None:
+    """:func:`_container_requests` of a list of container dicts, or ``None`` to fall back."""
+    if containers is None:
+        return []
+    if type(containers) is not list:
+        return None
+    out = []
+    for container in containers:
+        if type(container) is not dict:
+            return None
+        resources = container.get("resources")
+        if not resources:
+            out.append(Resources())
+            continue
+        if type(resources) is not dict:
+            return None
+        raw = resources.get("requests")
+        if raw is None:
+            raw = resources.get("limits")  # requests default to limits
+            if raw is None:
+                out.append(Resources())
+                continue
+        if type(raw) is not dict:
+            return None
+        try:
+            out.append(Resources.parse(raw))
+        except QuantityError:
+            return None
+    return out
+
+
+_STRING_OR_NONE = (str, type(None))
+
+
+def _fast_pod(obj: Any) -> Pod | None:
+    """:meth:`Pod.from_object` of a well-formed object by plain dict walking, or ``None`` at the
+    first thing the validating path would treat differently (a type it checks, a bad quantity):
+    that path then builds the pod or raises exactly as it always has."""
+    if type(obj) is not dict:
+        return None
+    meta = obj.get("metadata")
+    if type(meta) is not dict:
+        return None
+    name = meta.get("name")
+    raw_namespace = meta.get("namespace")
+    spec = obj.get("spec")
+    status = obj.get("status")
+    if spec is None:
+        spec = {}
+    if status is None:
+        status = {}
+    if type(name) is not str or not name or type(spec) is not dict or type(status) is not dict:
+        return None
+    if raw_namespace is not None and type(raw_namespace) is not str:
+        return None
+    namespace = raw_namespace or "default"
+    annotations = _str_map(meta.get("annotations"))
+    pod_labels = _str_map(meta.get("labels"))
+    node_selector = _str_map(spec.get("nodeSelector"))
+    if annotations is None or pod_labels is None or node_selector is None:
+        return None
+    uid = meta.get("uid")
+    created = meta.get("creationTimestamp")
+    node_name = spec.get("nodeName")
+    scheduler_name = spec.get("schedulerName")
+    phase = status.get("phase")
+    for text in (uid, created, node_name, scheduler_name, phase):
+        if type(text) not in _STRING_OR_NONE:
+            return None
+    containers = _fast_requests(spec.get("containers"))
+    inits = _fast_requests(spec.get("initContainers"))
+    if containers is None or inits is None:
+        return None
+    # the sums of _effective_requests in plain ints: no Resources built per step
+    cpu = memory = storage = 0
+    extended: dict[str, int] = {}
+    for res in containers:
+        cpu += res.cpu_m
+        memory += res.memory_b
+        storage += res.storage_b
+        for key, val in res.extended.items():
+            extended[key] = extended.get(key, 0) + val
+    for init in inits:
+        cpu = max(cpu, init.cpu_m)
+        memory = max(memory, init.memory_b)
+        storage = max(storage, init.storage_b)
+        for key, val in init.extended.items():
+            extended[key] = max(extended.get(key, 0), val)
+    overhead = spec.get("overhead")
+    if overhead is not None and type(overhead) is not dict:
+        return None
+    if overhead:
+        try:
+            extra = Resources.parse(overhead)
+        except QuantityError:
+            return None
+        cpu += extra.cpu_m
+        memory += extra.memory_b
+        storage += extra.storage_b
+        for key, val in extra.extended.items():
+            extended[key] = extended.get(key, 0) + val
+    raw_tolerations = spec.get("tolerations")
+    tolerations: tuple[Toleration, ...] = ()
+    if raw_tolerations:
+        if type(raw_tolerations) is not list:
+            return None
+        built = []
+        for raw in raw_tolerations:
+            if type(raw) is not dict:
+                return None
+            built.append(
+                Toleration(raw.get("key") or None, str(raw.get("operator") or "Equal"), raw.get("value"), raw.get("effect") or None)
+            )
+        tolerations = tuple(built)
+    elif raw_tolerations is not None and type(raw_tolerations) is not list:
+        return None
+    conditions = status.get("conditions")
+    unschedulable = False
+    if conditions is not None:
+        if type(conditions) is not list:
+            return None
+        for cond in conditions:
+            if type(cond) is dict and cond.get("type") == "PodScheduled":
+                unschedulable = cond.get("status") == "False" and cond.get("reason") == "Unschedulable"
+            elif type(cond) is not dict and isinstance(cond, Mapping):
+                return None
+    owners = meta.get("ownerReferences")
+    owner_kind = None
+    if owners is not None:
+        if type(owners) is not list:
+            return None
+        if owners:
+            first = owners[0]
+            if type(first) is dict:
+                owner_kind = first.get("kind")
+            elif isinstance(first, Mapping):
+                return None
+    return Pod(
+        name=name,
+        namespace=namespace,
+        uid=uid or "",
+        requests=Resources(cpu, memory, storage, 1, extended),
+        node_name=node_name or None,
+        phase=phase or "Pending",
+        scheduler_name=scheduler_name or "default-scheduler",
+        node_selector=node_selector,
+        tolerations=tolerations,
+        labels=pod_labels,
+        annotations=annotations,
+        data=data_request(annotations, namespace),
+        unschedulable=unschedulable,
+        creation_timestamp=created or "",
+        owner_kind=owner_kind if isinstance(owner_kind, str) else None,
+    )
