@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from controller.locking import ATTEMPTS
+from controller.locking import entry_of, update_node_groups
 from controller.providers import DetachesFromClusterAutoscaler, NodeGroupProvider, NodeGroupSpec, ProtectsInstances, ProviderError
-from kube.api import KBLS, NODES, ApiError, ConflictError, KubeApi
+from kube.api import KBLS, NODES, ApiError, KubeApi
 from placement import capacity as cap
 from placement.capacity.utilization import LAST_SCALE_KEY
 from topology import labels
@@ -237,32 +237,15 @@ class Actor:
 
     # ------------------------------------------------------------------ status
     def group_status(self, kbl_key: str, group: str, values: Mapping[str, Any]) -> None:
-        """Merge ``values`` into the group's entry of the KBL's ``status.nodeGroups``. The list is
-        written whole, so the write carries the KBL's ``resourceVersion`` as read: a lock record
-        ``kbl bake`` wrote in between (``controller.locking``) is read again, never overwritten."""
-        namespace, _, name = kbl_key.partition("/")
-        for attempt in range(ATTEMPTS):
-            obj = self.kube.get(KBLS, name, namespace=namespace)
-            if obj is None:
-                return
-            self.guard("status")
-            entries = [dict(e) for e in ((obj.get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
-            for entry in entries:
-                if entry.get("name") == group:
-                    entry.update(values)
-                    break
-            else:
-                entries.append({"name": group, **values})
-            body: dict[str, Any] = {"status": {"nodeGroups": entries}}
-            version = (obj.get("metadata") or {}).get("resourceVersion")
-            if version:
-                body["metadata"] = {"resourceVersion": version}
-            try:
-                self.kube.patch_status(KBLS, name, body, namespace=namespace)
-                return
-            except ConflictError:
-                if attempt == ATTEMPTS - 1:
-                    raise
+        """Merge ``values`` into the group's entry of the KBL's ``status.nodeGroups``, through
+        :func:`~controller.locking.update_node_groups`: a lock record ``kbl bake`` wrote in
+        between is read again, never overwritten."""
+
+        def change(entries: list[dict[str, Any]]) -> bool:
+            entry_of(entries, group).update(values)
+            return True
+
+        update_node_groups(self.kube, kbl_key, change, lambda: self.guard("status"))
 
     def _protect_joined(self, state: cap.CapacityState) -> None:
         """Scale-in protection on every joined, Ready node of a kbl group that is not leaving

@@ -48,9 +48,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from controller.baking import data_still_on, evict_pods, node_instance, node_ready
-from controller.locking import ATTEMPTS, ROLL, GroupLocks
+from controller.locking import ROLL, GroupLocks, entry_of, update_node_groups
 from controller.providers import CreatesGreenGroups, NodeGroupProvider, ProviderError
-from kube.api import KBLS, NODES, ConflictError, KubeApi
+from kube.api import NODES, KubeApi
 from topology import labels
 
 #: ``mode`` of a blue/green roll's record.
@@ -252,32 +252,15 @@ def step_blue_green(
 
 def _finish(kube: KubeApi, locks: GroupLocks, kbl_key: str, blue: str, green: str) -> str:
     """The blue entry leaves ``status.nodeGroups`` (its lock with it) and the green one inherits
-    its last image, in one write (with the KBL's ``resourceVersion`` as read: a change made in
-    between is read again, never overwritten)."""
-    namespace, _, name = kbl_key.partition("/")
-    for attempt in range(ATTEMPTS):
-        kbl = kube.get(KBLS, name, namespace=namespace)
-        if kbl is None:
-            return f"{blue}: deleted (its KBL is gone)"
-        entries = [dict(e) for e in ((kbl.get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
+    its last image, in one write (:func:`~controller.locking.update_node_groups`)."""
+
+    def change(entries: list[dict[str, Any]]) -> bool:
         old = next((e for e in entries if e.get("name") == blue), {})
-        kept = [e for e in entries if e.get("name") != blue]
         inherited = {k: old[k] for k in INHERITED if k in old}
-        for entry in kept:
-            if entry.get("name") == green:
-                entry.update(inherited)
-                break
-        else:
-            kept.append({"name": green, **inherited})
-        locks.guard("blue-green-done")
-        body: dict[str, Any] = {"status": {"nodeGroups": kept}}
-        version = (kbl.get("metadata") or {}).get("resourceVersion")
-        if version:
-            body["metadata"] = {"resourceVersion": version}
-        try:
-            kube.patch_status(KBLS, name, body, namespace=namespace)
-            break
-        except ConflictError:
-            if attempt == ATTEMPTS - 1:
-                raise
+        entries[:] = [e for e in entries if e.get("name") != blue]
+        entry_of(entries, green).update(inherited)
+        return True
+
+    if not update_node_groups(kube, kbl_key, change, lambda: locks.guard("blue-green-done")):
+        return f"{blue}: deleted (its KBL is gone)"
     return f"{blue}: deleted, rolled to {green}"

@@ -28,6 +28,52 @@ ROLL, PATCH, BAKE = "roll", "patch", "bake"
 ATTEMPTS = 5
 
 
+def update_node_groups(
+    kube: KubeApi, kbl_key: str, change: Callable[[list[dict[str, Any]]], bool], guard: Callable[[], None] = lambda: None
+) -> bool:
+    """Edit a KBL's ``status.nodeGroups`` safely beside other writers (``kbl bake`` outside the
+    controller's loop). ``change`` edits the entries as read, in place, and says whether to write
+    them; the list is written whole with the KBL's ``resourceVersion`` as read as a precondition,
+    and a write that meets a change made since (``409``) reads again and calls ``change`` again
+    (at most :data:`ATTEMPTS` times). ``guard`` runs just before each write. ``True`` when
+    written; ``False`` without the KBL or when ``change`` declined."""
+    namespace, _, name = kbl_key.partition("/")
+    for attempt in range(ATTEMPTS):
+        kbl = kube.get(KBLS, name, namespace=namespace)
+        if kbl is None:
+            return False
+        entries = [dict(e) for e in ((kbl.get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
+        if not change(entries):
+            return False
+        guard()
+        body: dict[str, Any] = {"status": {"nodeGroups": entries}}
+        version = (kbl.get("metadata") or {}).get("resourceVersion")
+        if version:
+            body["metadata"] = {"resourceVersion": version}
+        try:
+            kube.patch_status(KBLS, name, body, namespace=namespace)
+            return True
+        except ConflictError:
+            if attempt == ATTEMPTS - 1:
+                raise
+    return False
+
+
+def entry_of(entries: list[dict[str, Any]], group: str) -> dict[str, Any]:
+    """The group's entry of ``entries`` (appended when missing)."""
+    for entry in entries:
+        if entry.get("name") == group:
+            return entry
+    entry = {"name": group}
+    entries.append(entry)
+    return entry
+
+
+def _record(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    record = entry.get("disruption")
+    return dict(record) if isinstance(record, Mapping) and record.get("by") else None
+
+
 @dataclass
 class GroupLocks:
     """One lock per group in ``status.nodeGroups[].disruption`` of the group's KBL (module docstring)."""
@@ -35,83 +81,49 @@ class GroupLocks:
     kube: KubeApi
     guard: Callable[[str], None] = lambda _step: None
 
-    def _entry(self, kbl_key: str, group: str) -> tuple[dict[str, Any], list[dict[str, Any]], str] | None:
-        """The group's entry, every entry of the KBL's ``status.nodeGroups`` (the entry added when
-        missing) and the KBL's ``resourceVersion`` as read; ``None`` without the KBL."""
-        namespace, _, name = kbl_key.partition("/")
-        kbl = self.kube.get(KBLS, name, namespace=namespace)
-        if kbl is None:
-            return None
-        version = str((kbl.get("metadata") or {}).get("resourceVersion") or "")
-        entries = [dict(e) for e in ((kbl.get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
-        for entry in entries:
-            if entry.get("name") == group:
-                return entry, entries, version
-        entry = {"name": group}
-        entries.append(entry)
-        return entry, entries, version
-
     def holder(self, kbl_key: str, group: str) -> dict[str, Any] | None:
         """The lock's record (``by``, ``node``, ``step``, ...), or ``None`` when the group is free."""
-        found = self._entry(kbl_key, group)
-        return self._record(found[0]) if found else None
-
-    @staticmethod
-    def _record(entry: Mapping[str, Any]) -> dict[str, Any] | None:
-        record = entry.get("disruption")
-        return dict(record) if isinstance(record, Mapping) and record.get("by") else None
-
-    def _write_once(self, kbl_key: str, found: tuple[dict[str, Any], list[dict[str, Any]], str], record: Mapping[str, Any] | None) -> None:
-        """One write of the entries as read, with the version read as its precondition (``409`` if
-        the KBL changed since)."""
-        entry, entries, version = found
-        if record is not None:
-            entry["disruption"] = dict(record)
-        else:
-            entry.pop("disruption", None)
-        self.guard("group-lock")
         namespace, _, name = kbl_key.partition("/")
-        body: dict[str, Any] = {"status": {"nodeGroups": entries}}
-        if version:
-            body["metadata"] = {"resourceVersion": version}
-        self.kube.patch_status(KBLS, name, body, namespace=namespace)
+        kbl = self.kube.get(KBLS, name, namespace=namespace)
+        entries = [e for e in (((kbl or {}).get("status") or {}).get("nodeGroups") or []) if isinstance(e, Mapping)]
+        return next((_record(e) for e in entries if e.get("name") == group), None)
 
     def write(self, kbl_key: str, group: str, record: Mapping[str, Any] | None) -> None:
         """Set (or with ``None`` clear) the group's record; the caller holds the lock or takes a free
-        one. A write that meets a change made since its read (``409``) reads again and retries."""
-        for attempt in range(ATTEMPTS):
-            found = self._entry(kbl_key, group)
-            if found is None:
-                return
-            try:
-                self._write_once(kbl_key, found, record)
-                return
-            except ConflictError:
-                if attempt == ATTEMPTS - 1:
-                    raise
+        one (:func:`update_node_groups`: a change made since the read is read again, never lost)."""
+
+        def change(entries: list[dict[str, Any]]) -> bool:
+            entry = entry_of(entries, group)
+            if record is not None:
+                entry["disruption"] = dict(record)
+            else:
+                entry.pop("disruption", None)
+            return True
+
+        update_node_groups(self.kube, kbl_key, change, lambda: self.guard("group-lock"))
 
     def take(self, kbl_key: str, group: str, by: str, record: Mapping[str, Any]) -> dict[str, Any] | None:
         """Take the group for ``by`` (or update its own record); the other holder's record when it
         is held by someone else (nothing is written), else ``None``. A reboot's or a bake's lock
         whose node no longer carries its mark (``kbl.io/rebooting``, ``kbl.io/prototype``: it
         finished, or was killed before it marked the node or after it unmarked it) is stale and
-        taken over; a roll's never is (its record is its progress). The record is read and
-        written with the KBL's version as a precondition: when another writer (``kbl bake`` beside
-        the controller) changed the KBL in between, the decision is taken again on what it wrote."""
-        for attempt in range(ATTEMPTS):
-            found = self._entry(kbl_key, group)
-            if found is None:
-                return None
-            held = self._record(found[0])
+        taken over; a roll's never is (its record is its progress). Read and written through
+        :func:`update_node_groups`: when another writer (``kbl bake`` beside the controller)
+        changed the KBL in between, the decision is taken again on what it wrote."""
+        other: list[dict[str, Any]] = []
+
+        def change(entries: list[dict[str, Any]]) -> bool:
+            other.clear()
+            entry = entry_of(entries, group)
+            held = _record(entry)
             if held is not None and held.get("by") != by and not self._stale(group, held):
-                return held
-            try:
-                self._write_once(kbl_key, found, {**record, "by": by})
-                return None
-            except ConflictError:
-                if attempt == ATTEMPTS - 1:
-                    raise
-        return None
+                other.append(held)
+                return False
+            entry["disruption"] = {**record, "by": by}
+            return True
+
+        update_node_groups(self.kube, kbl_key, change, lambda: self.guard("group-lock"))
+        return other[0] if other else None
 
     def _stale(self, group: str, held: Mapping[str, Any]) -> bool:
         mark = {PATCH: labels.REBOOTING, BAKE: labels.PROTOTYPE}.get(str(held.get("by")))
