@@ -134,7 +134,7 @@ class Passes:
     def run(self, nodes: Mapping[str, Node], lost: frozenset[str], keys: list[str] | None = None) -> dict[str, Decision]:
         cluster = self.view
         if cluster is None or cluster.nodes is not nodes or cluster.lost != lost or cluster.holdings is not self.world.holdings:
-            cluster = self.view = ClusterView(nodes, lost, self.world.holdings)  # as the reconciler: a new view when they change
+            cluster = self.view = ClusterView.following(cluster, nodes, lost, self.world.holdings)  # as the reconciler does
         token = (self.generation, len(nodes), lost)
         out: dict[str, Decision] = {}
         for key in keys if keys is not None else sorted(self.world.datasets):

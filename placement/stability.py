@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,16 @@ class NodeTable(NodeArrays):
         self._layouts: dict[tuple[Any, ...], tuple[I64, I64, int, F64] | None] = {}
         self._luts: dict[tuple[tuple[str, ...], int], I64] = {}
         self._name_array: npt.NDArray[np.object_] | None = None
+        #: The names of the table this one was derived from and their positions here (``-1``:
+        #: removed): a DataSet's node list equal to them maps without a lookup per name.
+        self._prior: tuple[tuple[str, ...], I64] | None = None
+
+    def _derived(self, old: NodeArrays, old_to_new: I64) -> None:
+        self._domains = {}
+        self._layouts = {}
+        self._luts = {}
+        self._name_array = None
+        self._prior = (old.names, old_to_new)
 
     def name_array(self) -> npt.NDArray[np.object_]:
         """:attr:`names` as a numpy object array (many names picked at once)."""
@@ -77,9 +88,17 @@ class NodeTable(NodeArrays):
         """Per name of ``names`` (and a last ``-1``): its ``position`` (``-1`` for an unknown name)."""
         key = (names, id(position))
         if key not in self._luts:
-            known = np.fromiter((self.index.get(n, -1) for n in names), dtype=np.int64, count=len(names))
-            self._luts[key] = np.append(position[known], -1)
+            self._luts[key] = np.append(position[self.known(names)], -1)
         return self._luts[key]
+
+    def known(self, names: Sequence[str]) -> I64:
+        """Per name of ``names`` its index here, ``-1`` for a name not in the table."""
+        if names is self.names:
+            return np.arange(len(self.names), dtype=np.int64)
+        prior = self._prior
+        if prior is not None and (names is prior[0] or (len(names) == len(prior[0]) and tuple(names) == prior[0])):
+            return prior[1]
+        return np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
 
     def layout(
         self, selector: dict[str, str], weight: str, failure_domain: str, *, width: int, tolerates: int, spread_cost_limit: float | None

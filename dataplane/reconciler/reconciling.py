@@ -330,7 +330,7 @@ class Reconciler:
         lost |= silent
         cluster = self._cluster
         if cluster is None or cluster.nodes is not nodes or cluster.holdings is not holdings or cluster.lost != lost:
-            cluster = self._cluster = ClusterView(nodes, lost, holdings, silent)  # its cached node lists go with it
+            cluster = self._cluster = ClusterView.following(cluster, nodes, lost, holdings, silent)  # patched for what changed
         datasets: dict[str, DataSet] = {}
         invalid: dict[str, str] = {}
         for key, obj in raw_datasets.items():

@@ -181,3 +181,79 @@ def test_node_arrays_of_other_nodes_are_not_read() -> None:
     spec = DataSet.from_object(dataset_object("d", shards=20, shard_size="1Gi", redundancy=Replicas(3))).spec
     stale = NodeArrays(nodes[:-1])
     assert build_layout(nodes, spec, table=stale).names == build_layout(nodes, spec).names
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    zones=st.integers(1, 3),
+    racks=st.integers(1, 3),
+    hosts=st.integers(1, 4),
+    seed=st.integers(0, 10_000),
+    leave=st.integers(0, 5),
+    join=st.integers(0, 5),
+    relabel=st.integers(0, 3),
+)
+def test_a_table_derived_after_nodes_come_and_go_equals_a_table_built_afresh(
+    *, zones: int, racks: int, hosts: int, seed: int, leave: int, join: int, relabel: int
+) -> None:
+    """``NodeArrays.derived`` (the reconciler's O(change) path when nodes join, leave or change):
+    every array a fresh table computes (names, index, weights, selector matches, domain ids at
+    every level, hashes) is the same, and ``keeps`` answers the same on both."""
+    from placement.stability import NodeTable, keeps
+
+    rng = np.random.default_rng(seed)
+    objs = make_cluster_nodes(zones=zones, racks_per_zone=racks, hosts_per_rack=hosts, weights="mixed", seed=seed)
+    extra = make_cluster_nodes(zones=zones + 1, racks_per_zone=racks + 1, hosts_per_rack=hosts + 1, weights="mixed", seed=seed + 1)
+    for o in [*objs, *extra]:
+        o["metadata"]["labels"]["pool"] = "a" if rng.random() < 0.7 else "b"
+    nodes = [Node.from_object(o) for o in objs]
+    table = NodeTable(nodes)
+    selectors = [{}, {"pool": "a"}]
+    keys = ["host", "rack", "zone", "pool", "missing-label"]
+    for sel in selectors:  # what a pass computed before the change (only those are carried)
+        table.matching(sel)
+    for key in keys:
+        table.sorted_domains(key)
+    table.weights("ephemeral-storage")
+    table.hashes()
+    gone = {nodes[i].name for i in rng.choice(len(nodes), size=min(leave, len(nodes)), replace=False).tolist()}
+    names = {n.name for n in nodes}
+    joining = [n for n in (Node.from_object(o) for o in extra) if n.name not in names][:join]
+    changed = [n for n in nodes if n.name not in gone][:relabel]
+    renewed = []
+    for n in changed:  # the same node, a new object with another label and capacity (an update)
+        obj = next(o for o in objs if o["metadata"]["name"] == n.name)
+        obj["metadata"]["labels"]["pool"] = "b" if n.labels.get("pool") == "a" else "a"
+        obj["status"]["allocatable"]["ephemeral-storage"] = "3000000000000"
+        renewed.append(Node.from_object(obj))
+    after = [*(n for n in nodes if n.name not in gone and n not in changed), *joining, *renewed]
+    derived = table.derived(gone | {n.name for n in changed}, [*joining, *renewed])
+    fresh = NodeTable(after)
+    assert derived is not None
+    assert derived.names == fresh.names
+    assert derived.index == fresh.index
+    assert [id(n) for n in derived.nodes] == [id(n) for n in fresh.nodes]
+    assert derived.same_nodes(after)
+    for sel in selectors:
+        assert np.array_equal(derived.matching(sel), fresh.matching(sel))
+    for key in keys:
+        ids, uniq = derived.sorted_domains(key)
+        assert uniq == fresh.sorted_domains(key)[1], key
+        assert np.array_equal(ids, fresh.sorted_domains(key)[0]), key
+    assert np.array_equal(derived.weights("ephemeral-storage"), fresh.weights("ephemeral-storage"))
+    assert np.array_equal(derived.hashes(), fresh.hashes())
+    spec = DataSet.from_object(dataset_object("d", shards=30, shard_size="1Gi", redundancy=Replicas(2), failure_domain="host")).spec
+    try:
+        before = place(nodes, spec).placement
+    except PlacementError:
+        return
+    assert np.array_equal(derived.known(before.nodes), fresh.known(before.nodes))  # the remap of the old names
+    assert keeps(derived, spec, before) == keeps(fresh, spec, before)
+
+
+def test_a_table_is_not_derived_when_a_name_is_unknown_or_would_be_listed_twice() -> None:
+    nodes = [Node.from_object(o) for o in make_cluster_nodes(zones=1, racks_per_zone=1, hosts_per_rack=3)]
+    table = NodeArrays(nodes)
+    assert table.derived({"no-such-node"}, []) is None
+    assert table.derived((), [nodes[0]]) is None  # already there and not removed
+    assert table.derived((), [nodes[-1], nodes[-1]]) is None

@@ -1,0 +1,116 @@
+"""The cluster view a pass plans on, derived from the previous one (issue 24: O(change) passes).
+
+``ClusterView.following`` patches the previous view for the nodes that changed instead of
+reading every node again. These tests compare it with a view built afresh, after random joins,
+leaves, cordons, drains, losses and label changes, and check that a decision on the derived view
+is the decision on the fresh one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dataplane.reconciler.planning import ClusterView, decide
+from placement import place
+from topology import labels
+from topology.datasets import DataSet, Replicas, dataset_object
+from topology.examples import make_cluster_nodes
+from topology.nodes import Node
+
+
+def _objects(seed: int) -> list[dict]:  # type: ignore[type-arg]
+    return make_cluster_nodes(zones=3, racks_per_zone=3, hosts_per_rack=4, weights="mixed", seed=seed)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    steps=st.lists(
+        st.sampled_from(["join", "leave", "cordon", "uncordon", "drain", "lose", "find", "relabel", "holdings"]), min_size=1, max_size=6
+    ),
+)
+def test_a_view_following_another_equals_a_view_built_afresh(seed: int, steps: list[str]) -> None:
+    rng = np.random.default_rng(seed)
+    objs = _objects(seed)
+    spare = [
+        o
+        for o in make_cluster_nodes(zones=4, racks_per_zone=4, hosts_per_rack=5, seed=seed)
+        if o["metadata"]["name"] not in {x["metadata"]["name"] for x in objs}
+    ]
+    nodes = {o["metadata"]["name"]: Node.from_object(o) for o in objs}
+    raw = {o["metadata"]["name"]: o for o in objs}
+    lost: frozenset[str] = frozenset()
+    view = ClusterView(nodes, lost)
+    _ = view.eligible_table.layout({}, "ephemeral-storage", "host", width=2, tolerates=1, spread_cost_limit=0.25)
+    for step in steps:
+        if step != "holdings":  # a holdings event alone keeps the same nodes mapping
+            nodes = dict(nodes)
+        names = sorted(nodes)
+        pick = names[int(rng.integers(len(names)))]
+        if step == "join" and spare:
+            o = spare.pop()
+            raw[o["metadata"]["name"]] = o
+            nodes[o["metadata"]["name"]] = Node.from_object(o)
+        elif step == "leave" and len(nodes) > 4:
+            del nodes[pick]
+        elif step in ("cordon", "uncordon"):
+            raw[pick]["spec"]["unschedulable"] = step == "cordon"
+            nodes[pick] = Node.from_object(raw[pick])
+        elif step == "drain":
+            raw[pick]["metadata"].setdefault("annotations", {})[labels.DRAIN] = "true"
+            nodes[pick] = Node.from_object(raw[pick])
+        elif step == "lose":
+            lost = lost | {pick}
+        elif step == "find" and lost:
+            lost = lost - {sorted(lost)[0]}
+        elif step == "relabel":
+            raw[pick]["metadata"]["labels"][labels.DEFAULT_RACK] = f"rack-moved-{seed}"
+            nodes[pick] = Node.from_object(raw[pick])
+        previous = view
+        view = ClusterView.following(previous, nodes, lost, {})
+        assert "_classified" in view.__dict__ or len(nodes) < 4  # carried over, not recomputed
+        fresh = ClusterView(nodes, lost)
+        assert [n.name for n in view.ordered] == [n.name for n in fresh.ordered]
+        assert [id(n) for n in view.eligible_nodes] == [id(n) for n in fresh.eligible_nodes]
+        assert [id(n) for n in view.kept_candidates] == [id(n) for n in fresh.kept_candidates]
+        assert view.movable == fresh.movable
+        assert view.eligible_table.names == fresh.eligible_table.names
+        for key in ("host", "rack", "zone"):
+            assert np.array_equal(view.eligible_table.domains(key), fresh.eligible_table.domains(key))
+        assert view.eligible_table.layout({}, "ephemeral-storage", "host", width=2, tolerates=1, spread_cost_limit=0.25) is not None or (
+            fresh.eligible_table.layout({}, "ephemeral-storage", "host", width=2, tolerates=1, spread_cost_limit=0.25) is None
+        )
+
+
+def test_a_decision_on_a_derived_view_is_the_decision_on_a_fresh_view() -> None:
+    """A node joins and another is lost: the derived view (its table patched, not rebuilt) gives
+    the same new target and transfers as a view built from every node."""
+    objs = _objects(7)
+    nodes = {o["metadata"]["name"]: Node.from_object(o) for o in objs}
+    spec = DataSet.from_object(dataset_object("d", shards=400, shard_size="1Gi", redundancy=Replicas(3))).spec
+    first = ClusterView(nodes)
+    target = place(first.eligible_nodes, spec).placement
+    dataset = DataSet(spec, target)
+    decide(dataset, first)  # the pass before: its view computed what a pass reads
+    joiner = next(o for o in make_cluster_nodes(zones=3, racks_per_zone=4, hosts_per_rack=5, seed=7) if o["metadata"]["name"] not in nodes)
+    after = {**nodes, joiner["metadata"]["name"]: Node.from_object(joiner)}
+    lost = frozenset({target.nodes[3]})
+    derived = ClusterView.following(first, after, lost)
+    assert "eligible_table" in derived.__dict__  # patched, not rebuilt
+    a, b = decide(dataset, derived), decide(dataset, ClusterView(after, lost))
+    assert a.placement is not None
+    assert b.placement is not None
+    assert a.placement.equals(b.placement)
+    assert a.transfers == b.transfers
+    assert a.moves == b.moves > 0
+
+
+def test_a_view_with_only_new_holdings_reuses_every_node_list() -> None:
+    nodes = {o["metadata"]["name"]: Node.from_object(o) for o in _objects(1)}
+    first = ClusterView(nodes)
+    table = first.eligible_table
+    again = ClusterView.following(first, nodes, frozenset(), {})
+    assert again.eligible_table is table
+    assert again.eligible_nodes is first.eligible_nodes
