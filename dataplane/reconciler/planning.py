@@ -162,6 +162,11 @@ class ClusterView:
             self._with[key] = found
         return found
 
+    def built_table(self) -> NodeTable | None:
+        """:attr:`eligible_table` if this view has built (or derived) it already, else ``None``."""
+        found: NodeTable | None = self.__dict__.get("eligible_table")
+        return found
+
     @cached_property
     def _with(self) -> dict[frozenset[str], NodeTable]:
         return {}
@@ -516,7 +521,7 @@ class ReadyCache:
         if found is not None and found[0] == uid and found[2].shape == index.shape:
             _, was_nodes, was_index, was_had = found
             same = nodes is was_nodes or tuple(nodes) == tuple(was_nodes)
-            mapped = index if same else _relabel(was_nodes, nodes)[index]
+            mapped = index if same else _relabel(was_nodes, nodes, holders.cluster.built_table())[index]
             stale = mapped != was_index
             pending = self._pending.get(key)
             if pending:
@@ -1059,14 +1064,9 @@ def _merged(
     if placement.nodes is old_nodes or tuple(placement.nodes) == tuple(old_nodes):
         return old_nodes, index
     new = placement.nodes
-    at_new = table.known(new) if table is not None else None
-    if at_new is not None and table is not None and bool((at_new >= 0).all()):
-        at_old = table.known(old_nodes)
-        inverse = np.full(len(table.names) + 1, -1, dtype=np.int64)
-        listed = np.flatnonzero(at_old >= 0)
-        inverse[at_old[listed]] = listed
-        pos = inverse[at_new]
-        found = pos >= 0
+    through = _through(table, old_nodes, new)
+    if through is not None:
+        pos, found = through, through >= 0
     else:
         pos, found = _matched(old_nodes, new)
     extras = np.flatnonzero(~found)
@@ -1107,9 +1107,30 @@ def _name_array(nodes: Sequence[str]) -> npt.NDArray[np.str_]:
     return out
 
 
-def _relabel(was: Sequence[str], now: Sequence[str]) -> npt.NDArray[np.int32]:
-    """Per name of ``now`` (and a last ``-1``): its position in ``was``, ``-2`` when absent. By
+def _through(table: NodeTable | None, was: Sequence[str], now: Sequence[str]) -> npt.NDArray[np.int64] | None:
+    """Per name of ``now``: its position in ``was`` (``-1``: not there), through ``table``'s
+    positions (free for the table's own names and those of the table it was derived from);
+    ``None`` when some name of ``now`` is not in ``table`` (match the names themselves)."""
+    if table is None:
+        return None
+    at_now = table.known(now)
+    if not bool((at_now >= 0).all()):
+        return None
+    at_was = table.known(was)
+    inverse = np.full(len(table.names) + 1, -1, dtype=np.int64)
+    listed = np.flatnonzero(at_was >= 0)
+    inverse[at_was[listed]] = listed
+    out: npt.NDArray[np.int64] = inverse[at_now]
+    return out
+
+
+def _relabel(was: Sequence[str], now: Sequence[str], table: NodeTable | None = None) -> npt.NDArray[np.int32]:
+    """Per name of ``now`` (and a last ``-1``): its position in ``was``, ``-2`` when absent.
+    Through ``table``'s positions when it names every node of ``now`` (:func:`_through`), else by
     ``searchsorted`` on the (remembered) name arrays when ``was`` is sorted, else by a dict."""
+    through = _through(table, was, now)
+    if through is not None:
+        return np.append(np.where(through >= 0, through, -2), -1).astype(np.int32)
     was_arr = _name_array(was)
     if len(was_arr) and len(now) and bool((was_arr[:-1] < was_arr[1:]).all()):
         now_arr = _name_array(now)

@@ -158,6 +158,8 @@ class Reconciler:
         self._node_generation = 0
         self._view_generation = 0  # bumped by every Node or NodeHoldings change
         self._nodes_cache: tuple[int, NodesView] | None = None
+        # The Nodes and NodeHoldings changed since the cached view (``None``: relisted, rebuild it all).
+        self._view_changes: set[tuple[str, str]] | None = None
         # Agent liveness: when this reconciler started (the grace for nodes whose agent has not
         # reported yet), the silent nodes of the last pass and until when that set holds (the
         # earliest heartbeat expiry or end of the grace: the run loop re-checks then).
@@ -212,6 +214,7 @@ class Reconciler:
             self.nodes = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}  # lists come slim (kube.client)
             self._node_generation += 1
             self._view_generation += 1
+            self._view_changes = None
         self._mark(everything=True)
 
     def _on_node(self, event: WatchEvent) -> None:
@@ -223,6 +226,8 @@ class Reconciler:
             else:
                 self.nodes[name] = slim_node_object(event.object)  # watch events come whole
             self._view_generation += 1
+            if self._view_changes is not None:
+                self._view_changes.add(("node", name))
             changed = event.type == "DELETED" or old is None or _node_fingerprint(old) != _node_fingerprint(event.object)
             if changed:
                 self._node_generation += 1
@@ -233,6 +238,7 @@ class Reconciler:
         with self._lock:
             self.holdings = {str((o.get("metadata") or {}).get("name")): dict(o) for o in items}
             self._view_generation += 1
+            self._view_changes = None
             self.ready.clear()
         self._mark(everything=True)
 
@@ -245,6 +251,8 @@ class Reconciler:
             else:
                 self.holdings[name] = dict(event.object)
             self._view_generation += 1
+            if self._view_changes is not None:
+                self._view_changes.add(("holdings", name))
         before, after = _holdings_fingerprint(old), _holdings_fingerprint(None if event.type == "DELETED" else event.object)
         changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
         with self._lock:
@@ -278,12 +286,18 @@ class Reconciler:
 
         Rebuilt (each object typed once, see :meth:`_typed_of`) only after a Node or NodeHoldings
         event or relist; otherwise the previous pass's, so a pass after a DataSet event does not
-        walk the nodes."""
+        walk the nodes. After events on a few objects (not a relist) the previous view is copied
+        and only those objects are read again (issue 24: O(change) passes)."""
         with self._lock:
             seen = self._view_generation
             if self._nodes_cache is not None and self._nodes_cache[0] == seen:
                 self.ready.view_epoch = self._holdings_epoch
                 return self._nodes_cache[1]
+            changes = self._view_changes
+            self._view_changes = set()
+            if self._nodes_cache is not None and changes is not None and len(changes) <= max(256, len(self.nodes) // 100):
+                self._holdings_epoch = self.ready.view_epoch = self.ready.epoch()
+                return self._patched_view(self._nodes_cache[1], changes, seen)
             raw_nodes = dict(self.nodes)
             raw_holdings = dict(self.holdings)
             # The ready cache keeps only what it computes from reports at least this new.
@@ -314,6 +328,46 @@ class Reconciler:
         present = {"node": raw_nodes, "holdings": raw_holdings}
         for gone in [k for k in self._typed if k[0] in present and k[1] not in present[k[0]]]:
             del self._typed[gone]
+        self._nodes_cache = (seen, (nodes, holdings, since, heard))
+        return nodes, holdings, since, heard
+
+    def _patched_view(self, previous: NodesView, changes: set[tuple[str, str]], seen: int) -> NodesView:
+        """:meth:`_nodes_view` from the previous one and the objects that changed (under the lock)."""
+        nodes, holdings, since, heard = dict(previous[0]), dict(previous[1]), dict(previous[2]), dict(previous[3])
+        for kind, name in changes:
+            if kind == "node":
+                for m in (nodes, since):
+                    m.pop(name, None)
+                obj = self.nodes.get(name)
+                if obj is None:
+                    self._typed.pop(("node", name), None)
+                    continue
+                try:
+                    node: Node = self._typed_of("node", name, obj, Node.from_object)
+                except KblError as exc:
+                    log.warning("node skipped: %s", exc)
+                    continue
+                nodes[node.name] = node
+                down = None if node.ready else parse_time(node.ready_transition)
+                if down is not None:
+                    since[node.name] = down
+            else:
+                typed = self._typed.get(("holdings", name))
+                if typed is not None:  # what this object said before (keyed by its node)
+                    holdings.pop(typed[1][0].node, None)
+                    heard.pop(typed[1][0].node, None)
+                raw = self.holdings.get(name)
+                if raw is None:
+                    self._typed.pop(("holdings", name), None)
+                    continue
+                try:
+                    found = self._typed_of("holdings", name, raw, _typed_holdings)
+                except KblError as exc:
+                    log.warning("holdings skipped: %s", exc)
+                    continue
+                holdings[found[0].node] = found[0]
+                if found[1] is not None:
+                    heard[found[0].node] = found[1]
         self._nodes_cache = (seen, (nodes, holdings, since, heard))
         return nodes, holdings, since, heard
 

@@ -114,3 +114,70 @@ def test_a_view_with_only_new_holdings_reuses_every_node_list() -> None:
     again = ClusterView.following(first, nodes, frozenset(), {})
     assert again.eligible_table is table
     assert again.eligible_nodes is first.eligible_nodes
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    steps=st.lists(st.sampled_from(["cordon", "not-ready", "remove", "add", "agents", "annotate"]), min_size=1, max_size=6),
+)
+def test_the_reconcilers_nodes_view_patched_from_events_equals_one_built_from_a_relist(seed: int, steps: list[str]) -> None:
+    """The reconciler reads only the Nodes and NodeHoldings its watch events name (not every
+    object) after a few events; what it sees equals what a reconciler that lists everything sees.
+    The events are an informer's: every object whose resourceVersion moved since the last
+    delivery (the reconciler's own node patches included), deletions as DELETED."""
+    from kube.api import NODE_HOLDINGS, NODES, WatchEvent
+    from tests.dataplane.reconciler.worlds import World, cluster_nodes, dataset
+
+    rng = np.random.default_rng(seed)
+    world = World(nodes=cluster_nodes(zones=3, racks=2, hosts=3))
+    world.add_dataset(dataset(shards=30))
+    rec = world.reconciler()
+    rec.reconcile_once()
+    world.agent_step(per_step=5)
+    rec.load()
+    delivered = {
+        (r.plural, o["metadata"]["name"]): o["metadata"]["resourceVersion"] for r in (NODES, NODE_HOLDINGS) for o in world.api.list(r)[0]
+    }
+
+    def deliver() -> int:
+        count = 0
+        for resource, handler in ((NODES, rec._on_node), (NODE_HOLDINGS, rec._on_holdings)):
+            now = {o["metadata"]["name"]: o for o in world.api.list(resource)[0]}
+            for name, obj in now.items():
+                if delivered.get((resource.plural, name)) != obj["metadata"]["resourceVersion"]:
+                    handler(WatchEvent("MODIFIED", obj))
+                    delivered[(resource.plural, name)] = obj["metadata"]["resourceVersion"]
+                    count += 1
+            for plural, name in [k for k in delivered if k[0] == resource.plural and k[1] not in now]:
+                handler(WatchEvent("DELETED", {"metadata": {"name": name}}))
+                del delivered[(plural, name)]
+                count += 1
+        return count
+
+    rec.reconcile(None)
+    deliver()
+    spare = [o for o in cluster_nodes(zones=3, racks=3, hosts=3) if o["metadata"]["name"] not in set(world.node_names())]
+    for step in steps:
+        names = world.node_names()
+        pick = names[int(rng.integers(len(names)))]
+        if step == "cordon":
+            world.cordon(pick)
+        elif step == "annotate":
+            world.annotate(pick, {labels.DRAIN: "true"})
+        elif step == "not-ready":
+            world.not_ready(pick, world.now - 10)
+        elif step == "remove" and len(names) > 6:
+            world.remove_node(pick)
+        elif step == "add" and spare:
+            world.add_node(spare.pop())
+        elif step == "agents":
+            world.now += 31
+            world.agent_step(per_step=3)
+        events = deliver()
+        patched = rec._nodes_view()
+        fresh = world.reconciler()
+        fresh.load()
+        assert patched == fresh._nodes_view(), (step, events)
+        rec.reconcile(None)
+        deliver()
