@@ -105,7 +105,7 @@ def make_balanced_snapshot(path: Path, *, nodes: int, replicas_total: int, datas
 
 def child_reconciler(path: str) -> None:
     """Measured in a fresh process: read, list (synced), first pass, steady pass, one-DataSet pass."""
-    from dataplane.reconciler import Reconciler, planning
+    from dataplane.reconciler import Reconciler, ReconcilerSettings, planning
     from kube.api import WatchEvent
     from kube.replaying import SnapshotApi
 
@@ -120,7 +120,7 @@ def child_reconciler(path: str) -> None:
     t0 = time.perf_counter()
     api = SnapshotApi.from_file(path)
     t1 = time.perf_counter()
-    rec = Reconciler(api, dry_run=True)
+    rec = Reconciler(api, ReconcilerSettings(max_object_bytes=0), dry_run=True)  # targets over one object's 1.5 MiB: planned, not refused
     rec.load()
     t2 = time.perf_counter()
     first = rec.reconcile(None)

@@ -95,8 +95,23 @@ def copy_json(obj: Any) -> Any:
         return copy.deepcopy(obj)
 
 
+#: The largest request body a kube-apiserver decodes for a write (3 MiB: "Request entity too
+#: large: limit is 3145728"; kubernetes/kubernetes#105863).
+MAX_REQUEST_BYTES = 3 * 2**20
+
+
 class MemoryApi:
-    def __init__(self, *, history: int = 1000) -> None:
+    """An in-memory API server (see the module docstring).
+
+    ``max_object_bytes``: when set, the sizes a real API server enforces on writes by clients
+    (create, replace, patch): a request body over :data:`MAX_REQUEST_BYTES` is refused with
+    ``413``, a stored object over ``max_object_bytes`` (etcd's ``--max-request-bytes``, 1.5 MiB by
+    default) with ``500 etcdserver: request is too large``, and nothing is stored. ``None``: no
+    limit (the sizes cost a serialisation per write; benchmarks that store objects a real API
+    server refuses say so where they use it)."""
+
+    def __init__(self, *, history: int = 1000, max_object_bytes: int | None = None) -> None:
+        self.max_object_bytes = max_object_bytes
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.version = 1
         self.log: list[tuple[int, str, WatchEvent]] = []
@@ -141,6 +156,15 @@ class MemoryApi:
             obj = self.objects.pop(self._key(resource, name, namespace), None)
             if obj is not None:
                 self._bump(resource, "DELETED", obj)
+
+    def _check_size(self, request: Any, stored: Any) -> None:
+        """Refuse a write as a real API server does (see :class:`MemoryApi`)."""
+        if self.max_object_bytes is None:
+            return
+        if len(orjson.dumps(request)) > MAX_REQUEST_BYTES:
+            raise ApiError(413, f"Request entity too large: limit is {MAX_REQUEST_BYTES}")
+        if len(orjson.dumps(stored)) > self.max_object_bytes:
+            raise ApiError(500, "etcdserver: request is too large")
 
     # ---------------------------------------------------------------- KubeApi
     def list(
@@ -227,6 +251,7 @@ class MemoryApi:
                 raise ConflictError(f"{self._kind(resource)} {name}: the object has been modified")
             body = {"status": patch.get("status")} if status else {k: v for k, v in patch.items() if k != "status"}
             updated = _merged(obj, copy_json(body))
+            self._check_size(patch, updated)
             self.objects[key] = updated
             self._bump(resource, "MODIFIED", updated)
             return _answer(updated, body)
@@ -254,6 +279,7 @@ class MemoryApi:
             meta.pop("resourceVersion", None)
             stored.setdefault("apiVersion", resource.api_version)
             stored.setdefault("kind", resource.kind)
+            self._check_size(obj, stored)
             self.objects[key] = stored
             self._bump(resource, "ADDED", stored)
             out: dict[str, Any] = copy_json(stored)
@@ -292,6 +318,7 @@ class MemoryApi:
                 meta["namespace"] = old["metadata"].get("namespace", "default")
             stored.setdefault("apiVersion", resource.api_version)
             stored.setdefault("kind", resource.kind)
+            self._check_size(obj, stored)
             self.objects[key] = stored
             self._bump(resource, "MODIFIED", stored)
             out: dict[str, Any] = copy_json(stored)

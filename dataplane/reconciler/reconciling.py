@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from dataplane.reconciler.metrics import ReconcilerMetrics
 from dataplane.reconciler.planning import (
@@ -39,13 +40,14 @@ from dataplane.reconciler.planning import (
     conditions_with_times,
     decide,
     node_annotations,
+    placement_json_bytes,
 )
 from dataplane.reconciler.progress import ProgressMeter, estimated_ready, eta_text
 from dataplane.reconciler.settings import ReconcilerSettings
 from kube.api import DATASETS, NODE_HOLDINGS, NODES, ApiError, KubeApi, WatchEvent
 from kube.watching import Informer
 from topology import labels
-from topology.datasets import DataSet
+from topology.datasets import DataSet, ShardPlacement
 from topology.errors import KblError
 from topology.holdings import NodeHoldings
 from topology.nodes import Node, slim_node_object
@@ -514,6 +516,21 @@ class Reconciler:
         body["conditions"] = conditions_with_times(body["conditions"], old.get("conditions") or [], now_text)
         eta = estimated_ready(decision.bytes_total - decision.bytes_ready, self._rate.get(key), now)
         body["estimatedReadyTime"] = eta_text(eta, old.get("estimatedReadyTime"), now)
+        if not same and decision.placement is not None and self.settings.max_object_bytes:
+            size = self._object_bytes(raw, body, decision.placement)
+            if size > self.settings.max_object_bytes:
+                limit = self.settings.max_object_bytes
+                self._write_invalid(
+                    key,
+                    f"the new target needs a {size:,}-byte object ({len(decision.placement.nodes):,} nodes, "
+                    f"{decision.total:,} pieces) and the API server stores at most {limit:,} bytes (etcd --max-request-bytes; "
+                    "--max-object-bytes): it is not written"
+                    + ("; the previous placement is kept" if current.placement is not None else "")
+                    + ". Use fewer, larger shards, or split the DataSet",
+                    report,
+                    reason="PlacementTooLarge",
+                )
+                return None
         if self.dry_run:
             report.planned[key] = body
             return None
@@ -560,10 +577,18 @@ class Reconciler:
                 self._typed[("dataset", key)] = (updated, typed)
         return typed
 
-    def _write_invalid(self, key: str, problem: str, report: PassReport) -> None:
+    @staticmethod
+    def _object_bytes(raw: Mapping[str, Any], body: Mapping[str, Any], placement: ShardPlacement) -> int:
+        """Bytes of the DataSet object as stored with ``body`` as its status (compact JSON): the
+        placement counted without rendering it, the rest serialised."""
+        rest = {k: v for k, v in raw.items() if k != "status"}
+        others = {k: v for k, v in body.items() if k != "placement"}
+        return len(orjson.dumps(rest)) + len(orjson.dumps({"status": others})) + len(',"placement":') + placement_json_bytes(placement)
+
+    def _write_invalid(self, key: str, problem: str, report: PassReport, *, reason: str = "InvalidSpec") -> None:
         raw = self.datasets.get(key) or {}
         old = raw.get("status") or {}
-        cond = {"type": "Placed", "status": "False", "reason": "InvalidSpec", "message": problem}
+        cond = {"type": "Placed", "status": "False", "reason": reason, "message": problem}
         conditions = conditions_with_times([cond], old.get("conditions") or [], format_time(self.clock()))
         others = [c for c in old.get("conditions") or [] if isinstance(c, Mapping) and c.get("type") != "Placed"]
         if self.dry_run:
@@ -580,7 +605,7 @@ class Reconciler:
                 raise
             return
         report.written.append(key)
-        self._event(raw, Event("Warning", "InvalidSpec", problem))
+        self._event(raw, Event("Warning", reason, problem))
 
     def _write_nodes(self, datasets: list[DataSet], cluster: ClusterView, report: PassReport) -> None:
         patches = node_annotations(datasets, cluster, format_time(self.clock()))

@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 
 from placement.settings import PlacementSettings
 
+#: etcd's default ``--max-request-bytes`` (1.5 MiB): the largest object a default API server
+#: stores (a custom resource is stored as its JSON; the API server refuses request bodies over
+#: 3 MiB before that: kubernetes/kubernetes#107233).
+MAX_OBJECT_BYTES = 1_572_864
+
 #: The planners' defaults, with repairs spread over receivers (a copy's time is per receiving node).
 RECONCILER_PLACEMENT = PlacementSettings(fill_spread=1.0)
 
@@ -48,6 +53,14 @@ class ReconcilerSettings:
     placement:
         The planners' own knobs (``fill_spread=1``: a repair gives no node more than its
         share of the missing bytes, so copies run in parallel on many nodes).
+    max_object_bytes:
+        The largest DataSet object the API server stores (:data:`MAX_OBJECT_BYTES`, etcd's
+        default; EKS does not let it be raised). A new target whose object (its spec, metadata
+        and status, ``status.placement`` counted exactly by
+        :func:`~dataplane.reconciler.planning.placement_json_bytes`) would be larger is not
+        written: the DataSet keeps its previous target (or none) and gets ``Placed=False``
+        reason ``PlacementTooLarge`` with the sizes and a Warning Event, instead of a write the
+        API server refuses on every pass. 0: no check (an etcd configured for larger requests).
     incremental:
         Re-plan a placed DataSet with :func:`placement.shifts.shift` (only the pieces a join,
         loss or drain forces move, O(pieces) numpy) before falling back to
@@ -65,10 +78,14 @@ class ReconcilerSettings:
     seed: int = 0
     placement: PlacementSettings = field(default_factory=lambda: RECONCILER_PLACEMENT)
     incremental: bool = True
+    max_object_bytes: int = MAX_OBJECT_BYTES
 
     def __post_init__(self) -> None:
         if (
             self.node_lost_grace_s < 0 or self.resync_s <= 0 or self.max_transfers_per_node < 0 or self.agent_ttl_s < 0
-            or self.eta_smoothing_s <= 0 or self.eta_sample_s < 0
+            or self.eta_smoothing_s <= 0 or self.eta_sample_s < 0 or self.max_object_bytes < 0
         ):
-            raise ValueError("grace, agent TTL and ETA sample interval must be >= 0, resync and ETA smoothing > 0, the transfer bound >= 0")
+            raise ValueError(
+                "grace, agent TTL and ETA sample interval must be >= 0, resync and ETA smoothing > 0, "
+                "the transfer bound and the object size >= 0"
+            )

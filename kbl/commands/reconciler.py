@@ -52,6 +52,12 @@ def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
         help="a node whose agent has not reported (NodeHoldings heartbeatTime) for this long is a lost holder, 0: off "
         "(default %(default)s)",
     )
+    parser.add_argument(
+        "--max-object-bytes", type=int, default=None,
+        help="the largest DataSet object the API server stores (etcd's --max-request-bytes; default 1572864, etcd's and "
+        "EKS's 1.5 MiB): a target whose object would be larger is not written, Placed=False reason PlacementTooLarge; "
+        "0: no check",
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +85,7 @@ def settings(args: argparse.Namespace) -> ReconcilerSettings:
             max_transfers_per_node=args.max_transfers_per_node,
             resync_s=args.reconciler_resync_s,
             agent_ttl_s=args.agent_ttl_s,
+            **({} if args.max_object_bytes is None else {"max_object_bytes": args.max_object_bytes}),
         )
     except ValueError as exc:
         raise KblError(str(exc)) from None

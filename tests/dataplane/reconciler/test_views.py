@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from dataplane.reconciler.planning import ClusterView, decide
 from placement import place
 from topology import labels
-from topology.datasets import DataSet, Replicas, dataset_object
+from topology.datasets import DataSet, Replicas, ShardPlacement, dataset_object
 from topology.examples import make_cluster_nodes
 from topology.nodes import Node
 
@@ -181,3 +181,31 @@ def test_the_reconcilers_nodes_view_patched_from_events_equals_one_built_from_a_
         assert patched == fresh._nodes_view(), (step, events)
         rec.reconcile(None)
         deliver()
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 10_000), outside=st.integers(0, 20), shuffled=st.booleans())
+def test_node_lists_matched_through_a_table_match_as_by_name(seed: int, outside: int, shuffled: bool) -> None:
+    """A target's node list mapped onto another through the view's table positions (the fast
+    path: a node joined or left) gives the positions a match by name gives, lost or cordoned
+    holders (not in the table) included."""
+    from dataplane.reconciler.planning import _merged, _relabel
+    from placement.stability import NodeTable
+
+    rng = np.random.default_rng(seed)
+    objs = _objects(seed % 5)
+    nodes = [Node.from_object(o) for o in objs]
+    table = NodeTable(nodes[outside % 4 :])  # the first few are not eligible
+    names = [n.name for n in nodes]
+    was = tuple(sorted(rng.choice(names, size=int(rng.integers(1, len(names))), replace=False).tolist()))
+    now = sorted(rng.choice(names, size=int(rng.integers(1, len(names))), replace=False).tolist())
+    if shuffled:
+        rng.shuffle(now)
+    now_t = tuple(now)
+    assert np.array_equal(_relabel(was, now_t, table), _relabel(was, now_t))
+    pieces = rng.integers(0, len(now_t), size=(30, 2)).astype(np.int32)
+    placement = ShardPlacement(now_t, pieces)
+    a_names, a_index = _merged(was, placement, 30, 2, table=table)
+    b_names, b_index = _merged(was, placement, 30, 2)
+    assert list(a_names) == list(b_names)
+    assert np.array_equal(a_index, b_index)

@@ -1,0 +1,108 @@
+"""DataSets whose placement does not fit in one API object.
+
+A custom resource is stored in etcd as its JSON, and etcd refuses requests over
+``--max-request-bytes`` (1.5 MiB by default; EKS does not let it be raised); the API server
+refuses request bodies over 3 MiB before that. A DataSet's ``status.placement`` lists every node
+it uses and one index per piece, so a DataSet of ~80,000 3x shards on 5,000 nodes is about the
+most one object holds. The reconciler counts a new target's bytes before writing it and reports
+``Placed=False`` reason ``PlacementTooLarge`` instead of a write the API server refuses on every
+pass. The API here is the in-memory emulator with the real server's limits on
+(``MemoryApi(max_object_bytes=...)``); what it leaves out: the limit applies to the protobuf of
+built-in kinds, which are not written here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dataplane.reconciler.planning import placement_json_bytes, placement_status
+from kube.api import DATASETS, ApiError
+from kube.memory import MemoryApi
+from tests.dataplane.reconciler.worlds import World, cluster_nodes, dataset
+from topology.datasets import ShardPlacement
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    nodes=st.integers(1, 1500),
+    shards=st.integers(0, 300),
+    width=st.integers(1, 9),
+    missing=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_counted_size_of_a_placement_is_the_size_of_its_json(nodes: int, shards: int, width: int, missing: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    names = tuple(f"ip-10-{i}-{'x' * int(rng.integers(0, 30))}.ec2.internal" for i in range(nodes))
+    pieces = rng.integers(-1 if missing else 0, nodes, size=(shards, width)).astype(np.int32)
+    placement = ShardPlacement(names, pieces)
+    assert placement_json_bytes(placement) == len(orjson.dumps(placement_status(placement)))
+
+
+def test_the_emulated_api_server_refuses_an_object_over_etcds_limit_and_stores_nothing() -> None:
+    api = MemoryApi(max_object_bytes=2_000)
+    api.create(DATASETS, dataset(shards=4), namespace="default")
+    big = {"status": {"placement": {"nodes": [f"n-{i}" for i in range(400)], "shards": []}}}
+    with pytest.raises(ApiError) as refused:
+        api.patch_status(DATASETS, "d", big, namespace="default")
+    assert refused.value.status == 500
+    stored = api.get(DATASETS, "d", namespace="default")
+    assert stored is not None
+    assert "placement" not in (stored.get("status") or {})
+    with pytest.raises(ApiError) as too_long:
+        api.patch_status(DATASETS, "d", {"status": {"blob": "x" * (3 * 2**20 + 1)}}, namespace="default")
+    assert too_long.value.status == 413
+
+
+def _placed(world: World) -> dict:  # type: ignore[type-arg]
+    return next(c for c in world.get()["status"]["conditions"] if c["type"] == "Placed")
+
+
+def test_a_dataset_whose_target_does_not_fit_in_one_object_is_reported_not_written() -> None:
+    """The emulator enforces a 20 KB object (as etcd enforces 1.5 MiB): a 3,000-shard DataSet's
+    target needs more. The reconciler says so in ``Placed`` and an Event, writes no placement,
+    raises nothing, and does not write again on the next pass; a smaller DataSet beside it is
+    placed."""
+    world = World(MemoryApi(max_object_bytes=20_000), nodes=cluster_nodes(zones=3, racks=2, hosts=3))
+    world.add_dataset(dataset("d", shards=3000))
+    world.add_dataset(dataset("small", shards=20))
+    rec = world.reconciler(max_object_bytes=20_000)
+    report = rec.reconcile_once()
+    status = world.get()["status"]
+    assert "placement" not in status
+    placed = _placed(world)
+    assert (placed["status"], placed["reason"]) == ("False", "PlacementTooLarge")
+    assert "20,000 bytes" in placed["message"]
+    assert "default/d" in report.written
+    assert any(e.get("reason") == "PlacementTooLarge" for e in world.memory.events)
+    assert world.get("small")["status"]["placement"]["shards"]
+    version = world.get()["metadata"]["resourceVersion"]
+    rec.reconcile_once()
+    assert world.get()["metadata"]["resourceVersion"] == version  # reported once, not rewritten every pass
+
+
+def test_a_placed_dataset_whose_next_target_outgrows_the_object_keeps_its_placement() -> None:
+    """Nodes join and the re-plan would list more nodes than one object holds: the previous
+    target stays (agents keep serving it), ``Placed=False`` says why."""
+    world = World(MemoryApi(max_object_bytes=40_000), nodes=cluster_nodes(zones=3, racks=2, hosts=2))
+    world.add_dataset(dataset("d", shards=700))
+    rec = world.reconciler(max_object_bytes=40_000)
+    rec.reconcile_once()
+    world.agent_step(per_step=10_000)  # every piece hydrated: a re-plan's moves are not held back behind repairs
+    rec.reconcile_once()
+    before = world.get()["status"]["placement"]
+    size = len(orjson.dumps(world.get()))
+    assert size <= 40_000
+    for o in cluster_nodes(zones=3, racks=6, hosts=4):
+        if o["metadata"]["name"] not in set(world.node_names()):
+            o["metadata"]["name"] = o["metadata"]["name"] + "-with-a-much-longer-name-than-before-" + "x" * 40
+            o["metadata"]["labels"]["kubernetes.io/hostname"] = o["metadata"]["name"]
+            world.add_node(o)
+    rec.reconcile_once()
+    assert world.get()["status"]["placement"] == before
+    placed = _placed(world)
+    assert (placed["status"], placed["reason"]) == ("False", "PlacementTooLarge")
+    assert "the previous placement is kept" in placed["message"]
