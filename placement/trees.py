@@ -185,10 +185,12 @@ class Tree:
                 if depth == last:
                     for q in range(held.shape[1]):
                         ok &= ~(pr[:, q : q + 1] & (cand == sf[:, q : q + 1]))
-                # u in (0, 1) from the top 24 bits (float32 halves the cost of the log)
+                # u in (0, 1) from the top 24 bits (float32 halves the cost of the log); the top
+                # value rounds to 1.0 in float32, whose log 0 over a weight 0 made a NaN that argmin took
                 bits = (hashing.mix(h[:, None] ^ level.hash[cand]) >> np.uint64(40)).astype(np.float32)
+                u = np.minimum((bits + np.float32(0.5)) * np.float32(2.0**-24), np.float32(1.0 - 2.0**-24))
                 with np.errstate(divide="ignore"):
-                    k = -np.log((bits + np.float32(0.5)) * np.float32(2.0**-24)) / np.where(ok, w, 0.0).astype(np.float32)
+                    k = -np.log(u) / np.where(ok, w, 0.0).astype(np.float32)
                 j = np.argmin(k, axis=1)
                 key = k[pick, j].astype(np.float64)
                 alive &= np.isfinite(key)

@@ -189,10 +189,12 @@ class ShardPlacement:
         return [self.nodes[i] for i in self.pieces[shard] if i >= 0]
 
     def to_status(self) -> dict[str, Any]:
-        """The ``status.placement`` JSON form."""
+        """The ``status.placement`` JSON form (one ``tolist`` when no piece is missing)."""
+        if (self.pieces >= 0).all():
+            return {"nodes": list(self.nodes), "shards": self.pieces.astype(np.int64).tolist()}
         return {
             "nodes": list(self.nodes),
-            "shards": [[int(i) for i in row if i >= 0] for row in self.pieces],
+            "shards": [[int(i) for i in row if i >= 0] for row in self.pieces.tolist()],
         }
 
     def equals(self, other: ShardPlacement) -> bool:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from placement import PlacementResult, place
@@ -87,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
     if args.output and args.output.endswith((".yaml", ".yml")):
         text = yaml.safe_dump(out, sort_keys=False)
     else:
-        text = json.dumps(out, indent=2) + "\n"
+        try:  # orjson: json.dumps took 2 s for 300,000 pieces
+            text = orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n"
+        except TypeError:  # what orjson does not take (keys that are not strings, say, from YAML input)
+            text = json.dumps(out, indent=2) + "\n"
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
