@@ -50,6 +50,7 @@ from placement.stability import NodeTable, frame
 from topology.datasets import DataSet, Erasure, Redundancy, Replicas, ShardPlacement, dataset_object
 from topology.holdings import DataSetHoldings, NodeHoldings, piece_key
 from topology.nodes import Node
+from topology.snapshots import paused_gc
 
 #: The target of issue 24 item 3: a pass on a join or a leave at 100,000 nodes.
 TARGET_S = 2.0
@@ -137,10 +138,11 @@ class Passes:
             cluster = self.view = ClusterView.following(cluster, nodes, lost, self.world.holdings)  # as the reconciler does
         token = (self.generation, len(nodes), lost)
         out: dict[str, Decision] = {}
-        for key in keys if keys is not None else sorted(self.world.datasets):
-            ds = self.world.datasets[key]
-            out[key] = decide(ds, cluster, {}, settings=self.settings, memo=self.memo, token=token, ready_cache=self.ready)
-            self.decides += 1
+        with paused_gc():  # as Reconciler.reconcile: no cyclic collection walks the heap mid-pass
+            for key in keys if keys is not None else sorted(self.world.datasets):
+                ds = self.world.datasets[key]
+                out[key] = decide(ds, cluster, {}, settings=self.settings, memo=self.memo, token=token, ready_cache=self.ready)
+                self.decides += 1
         return out
 
 

@@ -64,6 +64,7 @@ class NodeTable(NodeArrays):
         #: The names of the table this one was derived from and their positions here (``-1``:
         #: removed): a DataSet's node list equal to them maps without a lookup per name.
         self._prior: tuple[tuple[str, ...], I64] | None = None
+        self._known: dict[int, tuple[Sequence[str], I64]] = {}
 
     def _derived(self, old: NodeArrays, old_to_new: I64) -> None:
         self._domains = {}
@@ -71,6 +72,7 @@ class NodeTable(NodeArrays):
         self._luts = {}
         self._name_array = None
         self._prior = (old.names, old_to_new)
+        self._known = {}
 
     def name_array(self) -> npt.NDArray[np.object_]:
         """:attr:`names` as a numpy object array (many names picked at once)."""
@@ -98,7 +100,14 @@ class NodeTable(NodeArrays):
         prior = self._prior
         if prior is not None and (names is prior[0] or (len(names) == len(prior[0]) and tuple(names) == prior[0])):
             return prior[1]
-        return np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        found = self._known.get(id(names))
+        if found is not None and found[0] is names:
+            return found[1]
+        out = np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        if len(self._known) >= 64:  # the node lists of the DataSets of a pass, remembered by identity
+            self._known.pop(next(iter(self._known)))
+        self._known[id(names)] = (names, out)
+        return out
 
     def layout(
         self, selector: dict[str, str], weight: str, failure_domain: str, *, width: int, tolerates: int, spread_cost_limit: float | None
