@@ -62,6 +62,11 @@ def report_lines(result: PlacementResult, *, limit: int = 5) -> list[str]:
     return lines
 
 
+#: etcd's default --max-request-bytes (dataplane.reconciler.settings.MAX_OBJECT_BYTES; not imported:
+#: the CLI stays light).
+ETCD_MAX_REQUEST_BYTES = 1_572_864
+
+
 def run(args: argparse.Namespace) -> int:
     snap = load_snapshot(args.nodes, rack_label=args.rack_label)
     for rejected in snap.rejected:
@@ -98,4 +103,15 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     for line in report_lines(result):
         print(f"kbl place: {line}", file=sys.stderr)
+    try:
+        stored = len(orjson.dumps(out))  # compact JSON, as etcd stores a custom resource
+    except TypeError:
+        stored = len(json.dumps(out, separators=(",", ":")))
+    if stored > ETCD_MAX_REQUEST_BYTES:
+        print(
+            f"kbl place: warning: this DataSet object is {stored:,} bytes as compact JSON; an API server stores at most "
+            f"{ETCD_MAX_REQUEST_BYTES:,} by default (etcd --max-request-bytes), so the placement reconciler would not write this "
+            "placement (Placed=False, PlacementTooLarge): use fewer, larger shards, or split the DataSet",
+            file=sys.stderr,
+        )
     return 0

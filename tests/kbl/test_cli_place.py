@@ -76,3 +76,23 @@ def test_redundancy_that_cannot_be_honoured_exits_1(tmp_path: Path, capsys: pyte
     (tmp_path / "ds.json").write_text(json.dumps(ds))
     assert main(["place", "--nodes", str(tmp_path / "nodes.json"), "--dataset", str(tmp_path / "ds.json")]) == 1
     assert "at least 2 domains are needed" in capsys.readouterr().err
+
+
+def test_place_warns_when_the_placed_object_is_larger_than_an_api_server_stores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline planning has no size limit, but the reconciler would not write such a placement:
+    ``kbl place`` says so (here with a 20 KB limit standing for etcd's 1.5 MiB)."""
+    from dataplane.reconciler.settings import MAX_OBJECT_BYTES
+    from kbl.commands import place as command
+
+    assert command.ETCD_MAX_REQUEST_BYTES == MAX_OBJECT_BYTES  # one limit, written twice (the CLI stays light)
+    write_nodes(tmp_path / "nodes.json", zones=3, racks_per_zone=2, hosts_per_rack=2)
+    for shards, warned in ((100, False), (3000, True)):
+        (tmp_path / "ds.json").write_text(json.dumps(dataset_object("d", shards=shards, shard_size="1Gi", redundancy=Replicas(3))))
+        monkeypatch.setattr(command, "ETCD_MAX_REQUEST_BYTES", 20_000)
+        out = tmp_path / "placed.json"
+        assert main(["place", "--nodes", str(tmp_path / "nodes.json"), "--dataset", str(tmp_path / "ds.json"), "-o", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert ("PlacementTooLarge" in err) is warned
+        assert DataSet.from_object(json.loads(out.read_text())).placement is not None  # written anyway: offline planning
