@@ -217,11 +217,11 @@ class Frame:
         if partial:
             n, top = len(self.goal), int(doms.max(initial=-1)) + 1
             cols = np.broadcast_to(np.arange(self.width, dtype=np.int64), pieces.shape)
-            pieces = np.where(pieces >= 0, pieces, n + cols)
+            pieces = np.where(pieces >= 0, pieces, n + cols)  # a missing piece: a node (and a domain) of its own
             doms = np.concatenate((doms[:n], top + np.arange(self.width, dtype=np.int64)))
         elif (pieces < 0).any():
             return False
-        if self.hosts_are_domains and not partial:  # one node per domain: distinct nodes are distinct domains
+        if self.hosts_are_domains:  # one node per domain: distinct nodes are distinct domains
             for q in range(1, self.width):
                 for r in range(q):
                     if (pieces[:, r] == pieces[:, q]).any():

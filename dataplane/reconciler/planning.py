@@ -241,7 +241,13 @@ class ClusterView:
         found = self._absent.get(id(names))
         if found is not None and found[0] is names:
             return found[1]
-        out = frozenset(filterfalse(self.alive_names.__contains__, names)) - {""}
+        table = self.built_table()
+        outside = np.flatnonzero(table.known(names) < 0) if table is not None else None
+        if outside is not None and len(outside) <= 1024:  # only names outside the eligible table can be absent
+            alive = self.alive_names
+            out = frozenset(n for n in (names[i] for i in outside.tolist()) if n and n not in alive)
+        else:
+            out = frozenset(filterfalse(self.alive_names.__contains__, names)) - {""}
         self._absent[id(names)] = (names, out)
         return out
 
