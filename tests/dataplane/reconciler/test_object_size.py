@@ -106,3 +106,31 @@ def test_a_placed_dataset_whose_next_target_outgrows_the_object_keeps_its_placem
     placed = _placed(world)
     assert (placed["status"], placed["reason"]) == ("False", "PlacementTooLarge")
     assert "the previous placement is kept" in placed["message"]
+
+
+def test_a_progress_write_does_not_send_the_unchanged_target_again() -> None:
+    """While agents hydrate, the reconciler writes progress (pieces ready, conditions) every
+    pass; its merge patch leaves the unchanged placement out (the stored one stays), so a write
+    is not the size of the whole object. A changed target is sent."""
+    world = World(nodes=cluster_nodes(zones=3, racks=2, hosts=2))
+    world.add_dataset(dataset("d", shards=200))
+    rec = world.reconciler()
+    sent: list[dict] = []  # type: ignore[type-arg]
+    patch_status = world.memory.patch_status
+
+    def recording(resource, name, patch, *, namespace=None):  # type: ignore[no-untyped-def]
+        sent.append(patch)
+        return patch_status(resource, name, patch, namespace=namespace)
+
+    world.memory.patch_status = recording  # type: ignore[method-assign]
+    rec.reconcile_once()
+    target = world.get()["status"]["placement"]
+    assert "placement" in sent[-1]["status"]  # the first target is sent
+    for _ in range(3):
+        world.agent_step(per_step=5)
+        before = len(sent)
+        rec.reconcile_once()
+        assert len(sent) > before  # progress was written
+        assert all("placement" not in p["status"] for p in sent[before:])
+        assert world.get()["status"]["placement"] == target
+    assert world.get()["status"]["pieces"]["ready"] > 0
