@@ -169,6 +169,10 @@ class Reconciler:
         self._silent: frozenset[str] = frozenset()
         self._silent_of: tuple[Mapping[str, Node], Mapping[str, float]] | None = None
         self.next_expiry: float = math.inf
+        # Progress-only status writes (see ReconcilerSettings.progress_write_s): when each
+        # DataSet's status was last written, and when a deferred write is due.
+        self._last_write: dict[str, float] = {}
+        self._deferred: dict[str, float] = {}
         self._cluster: ClusterView | None = None
         self.memo = PlanMemo()
         self.ready = ReadyCache()  # per DataSet, the slots reported ready (dropped when its reports change)
@@ -535,6 +539,12 @@ class Reconciler:
             report.planned[key] = body
             return None
         if all(_same(old.get(k), v) for k, v in body.items()):
+            self._deferred.pop(key, None)
+            return None
+        interval = self.settings.progress_write_s
+        last = self._last_write.get(key)
+        if interval and last is not None and now < last + interval and _progress_only(old, body):
+            self._deferred[key] = last + interval  # written when due (run() wakes for it)
             return None
         self._step("before-status")
         namespace, name = key.split("/", 1)
@@ -548,6 +558,8 @@ class Reconciler:
                 return None  # deleted meanwhile
             raise
         report.written.append(key)
+        self._last_write[key] = now
+        self._deferred.pop(key, None)
         with self._lock:
             if key in self.datasets:
                 self.datasets[key] = updated
@@ -663,8 +675,10 @@ class Reconciler:
             next_resync = time.monotonic()
             failures = 0
             while not stop.is_set():
-                # Wake for the resync, or when an agent's heartbeat expires (no re-plan per heartbeat).
-                timeout = max(0.0, min(next_resync - time.monotonic(), self.next_expiry - self.clock()))
+                # Wake for the resync, when an agent's heartbeat expires (no re-plan per heartbeat),
+                # or when a deferred progress write is due.
+                due = min(self._deferred.values(), default=math.inf)
+                timeout = max(0.0, min(next_resync - time.monotonic(), self.next_expiry - self.clock(), due - self.clock()))
                 woken = self._wake.wait(min(timeout, 0.5))  # in slices: ``stop`` is seen within 0.5 s
                 if stop.is_set():
                     return
@@ -675,7 +689,7 @@ class Reconciler:
                 with self._lock:
                     expired = self.clock() >= self.next_expiry
                     everything = self._all_dirty or expired or time.monotonic() >= next_resync
-                    keys = None if everything else set(self._dirty)
+                    keys = None if everything else set(self._dirty) | {k for k, t in self._deferred.items() if t <= self.clock()}
                     self._dirty.clear()
                     self._all_dirty = False
                 if everything:
@@ -739,6 +753,24 @@ def previous_message(status: Mapping[str, Any], kind: str) -> str:
         if isinstance(cond, Mapping) and cond.get("type") == kind:
             return str(cond.get("message"))
     return ""
+
+
+#: Status fields that only report progress (see ``ReconcilerSettings.progress_write_s``).
+PROGRESS_FIELDS = frozenset({"pieces", "bytes", "progress", "estimatedReadyTime"})
+
+
+def _progress_only(old: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+    """Every difference between the stored status and ``body`` is progress: the progress fields,
+    or a condition's message (same types, statuses and reasons)."""
+    for k, v in body.items():
+        if k in PROGRESS_FIELDS or _same(old.get(k), v):
+            continue
+        if k != "conditions":
+            return False
+        was = {c.get("type"): (c.get("status"), c.get("reason")) for c in old.get(k) or () if isinstance(c, Mapping)}
+        if was != {c.get("type"): (c.get("status"), c.get("reason")) for c in v if isinstance(c, Mapping)}:
+            return False
+    return True
 
 
 def _same(old: Any, new: Any) -> bool:

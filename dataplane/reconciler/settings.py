@@ -61,6 +61,14 @@ class ReconcilerSettings:
         written: the DataSet keeps its previous target (or none) and gets ``Placed=False``
         reason ``PlacementTooLarge`` with the sizes and a Warning Event, instead of a write the
         API server refuses on every pass. 0: no check (an etcd configured for larger requests).
+    progress_write_s:
+        A status write that only moves progress (pieces and bytes ready, the progress text, the
+        ETA, a condition's message) waits until this long after the DataSet's last write. Every
+        watcher of DataSets (each node's agent, the extender, the controller) receives the whole
+        object with each write, and while agents hydrate a write per pass would send the target
+        to every node several times a second. Anything else (the target, transfers, lost
+        shards, a condition's status or reason, ``observedGeneration``) is written at once, and
+        a deferred write is made when it is due. 0: every change at once.
     incremental:
         Re-plan a placed DataSet with :func:`placement.shifts.shift` (only the pieces a join,
         loss or drain forces move, O(pieces) numpy) before falling back to
@@ -79,13 +87,14 @@ class ReconcilerSettings:
     placement: PlacementSettings = field(default_factory=lambda: RECONCILER_PLACEMENT)
     incremental: bool = True
     max_object_bytes: int = MAX_OBJECT_BYTES
+    progress_write_s: float = 10.0
 
     def __post_init__(self) -> None:
         if (
             self.node_lost_grace_s < 0 or self.resync_s <= 0 or self.max_transfers_per_node < 0 or self.agent_ttl_s < 0
-            or self.eta_smoothing_s <= 0 or self.eta_sample_s < 0 or self.max_object_bytes < 0
+            or self.eta_smoothing_s <= 0 or self.eta_sample_s < 0 or self.max_object_bytes < 0 or self.progress_write_s < 0
         ):
             raise ValueError(
                 "grace, agent TTL and ETA sample interval must be >= 0, resync and ETA smoothing > 0, "
-                "the transfer bound and the object size >= 0"
+                "the transfer bound, the object size and the progress interval >= 0"
             )

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dataplane.reconciler import Reconciler, ReconcilerSettings
 from dataplane.reconciler.planning import placement_json_bytes, placement_status
 from kube.api import DATASETS, ApiError
 from kube.memory import MemoryApi
@@ -127,6 +128,7 @@ def test_a_progress_write_does_not_send_the_unchanged_target_again() -> None:
     target = world.get()["status"]["placement"]
     assert "placement" in sent[-1]["status"]  # the first target is sent
     for _ in range(3):
+        world.now += 11  # past the progress-write interval (10 s)
         world.agent_step(per_step=5)
         before = len(sent)
         rec.reconcile_once()
@@ -134,3 +136,56 @@ def test_a_progress_write_does_not_send_the_unchanged_target_again() -> None:
         assert all("placement" not in p["status"] for p in sent[before:])
         assert world.get()["status"]["placement"] == target
     assert world.get()["status"]["pieces"]["ready"] > 0
+
+
+def test_progress_alone_is_written_at_most_every_interval_and_anything_else_at_once() -> None:
+    """Every watcher of DataSets gets the whole object with each write, so while agents hydrate
+    the reconciler writes progress alone (pieces and bytes ready, ETA, a condition's message) at
+    most every ``progress_write_s``; a deferred write is made once due; a change of a condition's
+    status (Ready) is written at once."""
+    world = World(nodes=cluster_nodes(zones=3, racks=2, hosts=2))
+    world.add_dataset(dataset("d", shards=60))
+    rec = world.reconciler(progress_write_s=10.0)
+    rec.reconcile_once()
+    ready = [world.get()["status"]["pieces"]["ready"]]
+    for _ in range(3):  # within 10 s of the last write: progress waits
+        world.agent_step(per_step=3)
+        rec.reconcile_once()
+        ready.append(world.get()["status"]["pieces"]["ready"])
+    assert ready == [0, 0, 0, 0]
+    world.now += 10  # due
+    rec.reconcile_once()
+    due = world.get()["status"]["pieces"]["ready"]
+    assert due == sum(len(p) for p in world.held.values()) > 0
+    world.agent_step(per_step=1000)  # every piece: Ready turns True
+    rec.reconcile_once()
+    status = world.get()["status"]
+    assert status["pieces"]["ready"] == status["pieces"]["total"]
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["status"] == "True"
+
+
+def test_the_run_loop_writes_a_deferred_progress_write_when_it_is_due() -> None:
+    """The informer loop wakes for a deferred write: progress reported while the interval runs
+    reaches the status once it is due, with no further event."""
+    import threading
+    import time
+
+    world = World(nodes=cluster_nodes(zones=3, racks=2, hosts=2))
+    world.add_dataset(dataset("d", shards=60))
+    start = time.monotonic()
+    rec = Reconciler(world.api, ReconcilerSettings(progress_write_s=0.5, resync_s=3600.0), clock=lambda: world.now + time.monotonic() - start)
+    stop = threading.Event()
+    loop = threading.Thread(target=rec.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "placement" not in (world.get().get("status") or {}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        world.agent_step(per_step=2)  # NodeHoldings events: progress within the interval of the first write
+        want = sum(len(p) for p in world.held.values())
+        while world.get()["status"]["pieces"]["ready"] != want and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert world.get()["status"]["pieces"]["ready"] == want > 0
+    finally:
+        stop.set()
+        loop.join(5)
