@@ -44,6 +44,7 @@ import bisect
 import hashlib
 import math
 import operator
+import weakref
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -687,12 +688,22 @@ class Replan:
     cap: int
     kept: bool = False
     shifted: bool = False
-    #: The node table the target was planned on (every node of the target is in it), when there was one.
-    table: NodeTable | None = field(default=None, compare=False, repr=False)
+    #: The node table the target was planned on (every node of the target is in it), held weakly:
+    #: a plan kept in the :class:`PlanMemo` does not keep its pass's table (and what it
+    #: remembered of every DataSet's node list) alive once the view that made it is gone.
+    table_ref: weakref.ref[NodeTable] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def table(self) -> NodeTable | None:
+        return self.table_ref() if self.table_ref is not None else None
 
     @classmethod
     def of(cls, result: PlacementResult, table: NodeTable | None = None) -> Replan:
-        return cls(result.placement, result.report.violations, result.report.cap, table=table)
+        return cls(result.placement, result.report.violations, result.report.cap, table_ref=_ref(table))
+
+
+def _ref(table: NodeTable | None) -> weakref.ref[NodeTable] | None:
+    return weakref.ref(table) if table is not None else None
 
 
 class PlanMemo:
@@ -798,7 +809,7 @@ def _replan(dataset: DataSet, cluster: ClusterView, settings: ReconcilerSettings
         if found is dataset.placement:
             return Replan(dataset.placement, 0, 0, kept=True)
         if found is not None:
-            return Replan(found, 0, 0, shifted=True, table=table)
+            return Replan(found, 0, 0, shifted=True, table_ref=_ref(table))
     elif keeps(table, spec, dataset.placement, weight=settings.weight, settings=settings.placement):
         return Replan(dataset.placement, 0, 0, kept=True)
     if keep:
