@@ -58,6 +58,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
         "EKS's 1.5 MiB): a target whose object would be larger is not written, Placed=False reason PlacementTooLarge; "
         "0: no check",
     )
+    parser.add_argument(
+        "--progress-write-s", type=float, default=None,
+        help="write a DataSet's progress alone (pieces and bytes ready, ETA) at most this often; every DataSet watcher, "
+        "each node's agent included, receives the whole object with each write (default 10; 0: every change at once)",
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +91,7 @@ def settings(args: argparse.Namespace) -> ReconcilerSettings:
             resync_s=args.reconciler_resync_s,
             agent_ttl_s=args.agent_ttl_s,
             **({} if args.max_object_bytes is None else {"max_object_bytes": args.max_object_bytes}),
+            **({} if args.progress_write_s is None else {"progress_write_s": args.progress_write_s}),
         )
     except ValueError as exc:
         raise KblError(str(exc)) from None

@@ -111,9 +111,15 @@ def test_controller_values_reach_its_arguments_and_service_account() -> None:
                     "--leader-elect-lease-duration-s", "15", "--leader-elect-renew-deadline-s", "10", "--leader-elect-retry-period-s", "2",
                     "--region", "eu-west-1", "--queue-url", f"{queue}-requests", "--reply-queue-url", f"{queue}-replies",
                     "--reconciler-lease", "kbl-reconciler", "--node-lost-grace-s", "300", "--max-transfers-per-node", "64",
-                    "--reconciler-resync-s", "30", "--metrics-port", "9102"]  # fmt: skip
+                    "--reconciler-resync-s", "30", "--max-object-bytes", "1572864", "--progress-write-s", "10",
+                    "--metrics-port", "9102"]  # fmt: skip
     parsed = cli.build_parser().parse_args(args)
     assert (parsed.provider, parsed.max_nodes, parsed.reply_queue_url) == ("queue", 50, f"{queue}-replies")
+    assert (parsed.max_object_bytes, parsed.progress_write_s) == (1_572_864, 10.0)  # an integer, not Helm's 1.572864e+06
+    from kbl.commands.reconciler import settings
+
+    knobs = settings(parsed)  # what the in-process reconciler runs with
+    assert (knobs.max_object_bytes, knobs.progress_write_s, knobs.max_transfers_per_node) == (1_572_864, 10.0, 64)
     lease = election(parsed)  # the CLI accepts the chart's durations
     assert lease is not None
     assert (lease.lease_name, lease.namespace) == ("kbl-controller", "kbl-system")
