@@ -209,3 +209,37 @@ def test_node_lists_matched_through_a_table_match_as_by_name(seed: int, outside:
     b_names, b_index = _merged(was, placement, 30, 2)
     assert list(a_names) == list(b_names)
     assert np.array_equal(a_index, b_index)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), erasure=st.booleans())
+def test_the_ready_matrix_read_from_every_report_is_the_per_slot_answer(seed: int, erasure: bool) -> None:
+    """``Holders.had_matrix`` (every holder's report, gathered once per piece key) says for each
+    slot what ``Holders.had`` says for it alone: reports with shards out of range, other piece
+    keys, nodes without a report and empty names included."""
+    from dataplane.reconciler.planning import Holders
+    from topology.datasets import Erasure
+    from topology.holdings import DataSetHoldings, NodeHoldings, piece_key
+
+    rng = np.random.default_rng(seed)
+    red = Erasure(2, 1) if erasure else Replicas(2)
+    spec = DataSet.from_object(dataset_object("d", shards=40, shard_size="1Gi", redundancy=red)).spec
+    names = [f"n-{i}" for i in range(12)] + [""]
+    nodes = {n: Node.from_object(o) for n, o in zip(names, _objects(seed % 3), strict=False) if n}
+    holdings = {}
+    for n in names[:-1]:
+        if rng.random() < 0.2:
+            continue  # no report
+        ready = {
+            piece_key(spec, p): frozenset(int(x) for x in rng.integers(-3, 45, size=int(rng.integers(0, 15))))
+            for p in range(red.width)
+            if rng.random() < 0.8
+        }
+        holdings[n] = NodeHoldings(n, datasets={spec.key: DataSetHoldings(spec.namespace, spec.name, spec.uid, ready)})
+    index = rng.integers(-1, len(names), size=(40, red.width)).astype(np.int32)
+    holders = Holders(DataSet(spec, None), ClusterView(nodes, frozenset(), holdings))
+    matrix = holders.had_matrix(names, index)
+    for s in range(40):
+        for p in range(red.width):
+            j = int(index[s, p])
+            assert bool(matrix[s, p]) == (j >= 0 and holders.had(names[j], s, p)), (s, p)
