@@ -445,10 +445,10 @@ class Holders:
             if not name:
                 continue
             ready = self._ready_map(name)
-            for key in holders:
+            for key, at in holders.items():
                 held = ready.get(key)
                 if held:
-                    holders[key].append(j)
+                    at.append(j)
                     sets[key].append(held)
         codes: dict[str, npt.NDArray[np.int64]] = {}
         for key, found in sets.items():
