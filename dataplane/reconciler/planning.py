@@ -632,7 +632,7 @@ def placement_json_bytes(placement: ShardPlacement) -> int:
     digits = 1 + np.searchsorted(10 ** np.arange(1, 19, dtype=np.int64), np.arange(len(counts), dtype=np.int64), side="right")
     entries = len(present)
     rows = 2 + max(shards - 1, 0) + 2 * shards  # the list's brackets, commas between rows, each row's brackets
-    commas = entries - int(np.count_nonzero((pieces >= 0).any(axis=1))) if len(present) != shards * width else entries - shards
+    commas = entries - int(np.count_nonzero(_row_any(pieces >= 0))) if len(present) != shards * width else entries - shards
     return int(len('{"nodes":,"shards":}') + names + rows + commas + int((counts * digits).sum()))
 
 
@@ -902,12 +902,11 @@ def decide(
         return names[i] if i >= 0 else ""
 
     def with_transfers(ready: npt.NDArray[np.bool_], transfers: Mapping[tuple[int, int], Transfer]) -> npt.NDArray[np.int64]:
-        """Ready pieces per shard: target holders + transfer sources."""
-        out = ready.copy()
+        """Ready pieces per shard: target holders + transfer sources (a slot counts once)."""
+        counts = _row_counts(ready)
         for (s, p), t in transfers.items():
-            if not out[s, p] and holders.ready(t.source, s, p):
-                out[s, p] = True
-        counts: npt.NDArray[np.int64] = out.sum(axis=1).astype(np.int64)
+            if not ready[s, p] and holders.ready(t.source, s, p):
+                counts[s] += 1
         return counts
 
     gone_flag = np.zeros(len(names) + 1, dtype=bool)  # per name (and a last False for -1): a lost holder of the old target
@@ -924,7 +923,7 @@ def decide(
     transfers: dict[tuple[int, int], Transfer] = {}
     for t in existing.values():
         counts[t.source] = counts.get(t.source, 0) + 1
-    moved_rows = np.flatnonzero((old_i != new_i).any(axis=1)) if not fresh and new_i is not old_i else np.zeros(0, dtype=np.int64)
+    moved_rows = np.flatnonzero(_row_any(old_i != new_i)) if not fresh and new_i is not old_i else np.zeros(0, dtype=np.int64)
     final = old_i if not fresh else new_i.copy()  # copied on the first applied row
     applied: list[int] = []
 
@@ -1001,7 +1000,13 @@ def decide(
             rows = np.array(applied, dtype=np.int64)
             changed[rows] = final[rows] != old_i[rows]
     moves = 0 if fresh else int(changed.sum())
-    repairs = 0 if fresh else int((changed & gone_flag[old_i]).sum())
+    # The repaired slots (moved off a lost holder): among the applied rows only (a few of 10^6).
+    repaired: list[tuple[int, int]] = []
+    if not fresh and applied:
+        rows = np.array(applied, dtype=np.int64)
+        hit = changed[rows] & gone_flag[old_i[rows]]
+        repaired = [(int(rows[i]), int(p)) for i, p in zip(*np.nonzero(hit), strict=True)]
+    repairs = len(repaired)
     if result is None and dataset.placement is None:
         placement = None
     elif not fresh and not applied and dataset.placement is not None:
@@ -1019,9 +1024,10 @@ def decide(
     lost = {s for s in previous_lost(status) if s < shards and after[s] < needed}
     if spec.source is None and gone:
         full = _was_full(status)
-        on_gone_all = gone_flag[old_index]
-        for s in np.flatnonzero(on_gone_all.any(axis=1) & (after < needed)).tolist():
-            on_gone = np.flatnonzero(on_gone_all[s]).tolist()
+        short = np.flatnonzero(after < needed)  # the shards below `needed`, then those a lost node held a piece of
+        short = short[_row_any(gone_flag[old_index[short]])]
+        for s in short.tolist():
+            on_gone = np.flatnonzero(gone_flag[old_index[s]]).tolist()
             if full or any(holders.had(nm(old_i[s, p]), s, p) for p in on_gone):
                 lost.add(s)
     new_lost = sorted(lost - previous_lost(status))
@@ -1038,7 +1044,7 @@ def decide(
                             + (f"; {deferred} shards wait for transfers to finish" if deferred else "")))
     if repairs and placement is not None:
         samples = []
-        for s, p in list(zip(*np.nonzero(changed & gone_flag[old_i]), strict=True))[:5]:
+        for s, p in sorted(repaired)[:5]:
             origin = copy_source(dataset, cluster, holders, int(s), to=nm(final[s, p]))
             samples.append(f"shard {s} piece {p} -> {nm(final[s, p])} from {origin}")
         silent = f" ({', '.join(sorted(gone & cluster.silent))}: agent silent, node still present)" if gone & cluster.silent else ""
@@ -1085,6 +1091,23 @@ def decide(
         bytes_ready=bytes_ready,
         bytes_total=bytes_total,
     )
+
+
+def _row_any(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``mask.any(axis=1)`` for a ``shards x width`` mask, column by column: numpy's reduction
+    over a short last axis costs about 10x as much (19 ms against 2 ms for 10^6 x 3)."""
+    out = np.zeros(mask.shape[0], dtype=bool)
+    for q in range(mask.shape[1]):
+        out |= mask[:, q]
+    return out
+
+
+def _row_counts(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """``mask.sum(axis=1)`` as int64, column by column (23 ms against 4 ms for 10^6 x 3)."""
+    out = np.zeros(mask.shape[0], dtype=np.int64)
+    for q in range(mask.shape[1]):
+        out += mask[:, q]
+    return out
 
 
 def compact(placement: ShardPlacement, index: npt.NDArray[np.int32]) -> ShardPlacement:
