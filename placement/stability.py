@@ -89,9 +89,13 @@ class NodeTable(NodeArrays):
     def lut(self, names: tuple[str, ...], position: I64) -> I64:
         """Per name of ``names`` (and a last ``-1``): its ``position`` (``-1`` for an unknown name)."""
         key = (names, id(position))
-        if key not in self._luts:
-            self._luts[key] = np.append(position[self.known(names)], -1)
-        return self._luts[key]
+        found = self._luts.get(key)
+        if found is None:
+            found = np.append(position[self.known(names)], -1)
+            if len(self._luts) >= 64:  # bounded like known(): 100,000 entries per list, thousands of DataSets
+                self._luts.pop(next(iter(self._luts)))
+            self._luts[key] = found
+        return found
 
     def known(self, names: Sequence[str]) -> I64:
         """Per name of ``names`` its index here, ``-1`` for a name not in the table."""

@@ -257,3 +257,23 @@ def test_a_table_is_not_derived_when_a_name_is_unknown_or_would_be_listed_twice(
     assert table.derived({"no-such-node"}, []) is None
     assert table.derived((), [nodes[0]]) is None  # already there and not removed
     assert table.derived((), [nodes[-1], nodes[-1]]) is None
+
+
+def test_a_table_remembers_a_bounded_number_of_node_lists_and_answers_the_same_for_any() -> None:
+    """A pass asks a table for the positions of every DataSet's node list; with thousands of
+    DataSets a cache per list would hold 100,000 entries each: at most 64 lists are remembered,
+    and a list forgotten is answered the same when asked again."""
+    from placement.stability import NodeTable
+
+    nodes = [Node.from_object(o) for o in make_cluster_nodes(zones=3, racks_per_zone=2, hosts_per_rack=3)]
+    table = NodeTable(nodes)
+    names = [n.name for n in nodes]
+    position = np.arange(len(names) + 1, dtype=np.int64)
+    position[-1] = -1
+    lists = [tuple(names[i:] + names[:i] + [f"gone-{i}"]) for i in range(100)]
+    first = [table.lut(lst, position).copy() for lst in lists]
+    assert len(table._luts) <= 64
+    assert len(table._known) <= 64
+    for lst, was in zip(lists, first, strict=True):
+        assert np.array_equal(table.lut(lst, position), was)
+        assert table.lut(lst, position)[-2] == -1  # an unknown name
