@@ -308,29 +308,12 @@ class Reconciler:
             raw_holdings = dict(self.holdings)
             # The ready cache keeps only what it computes from reports at least this new.
             self._holdings_epoch = self.ready.view_epoch = self.ready.epoch()
-        nodes: dict[str, Node] = {}
-        since: dict[str, float] = {}
+        view: NodesView = ({}, {}, {}, {})
         for name, obj in raw_nodes.items():
-            try:
-                node: Node = self._typed_of("node", name, obj, Node.from_object)
-            except KblError as exc:
-                log.warning("node skipped: %s", exc)
-                continue
-            nodes[node.name] = node
-            down = None if node.ready else parse_time(node.ready_transition)
-            if down is not None:
-                since[node.name] = down
-        holdings: dict[str, NodeHoldings] = {}
-        heard: dict[str, float] = {}
+            self._add_node(view, name, obj)
         for name, obj in raw_holdings.items():
-            try:
-                found = self._typed_of("holdings", name, obj, _typed_holdings)
-            except KblError as exc:
-                log.warning("holdings skipped: %s", exc)
-                continue
-            holdings[found[0].node] = found[0]
-            if found[1] is not None:
-                heard[found[0].node] = found[1]
+            self._add_holdings(view, name, obj)
+        nodes, holdings, since, heard = view
         present = {"node": raw_nodes, "holdings": raw_holdings}
         for gone in [k for k in self._typed if k[0] in present and k[1] not in present[k[0]]]:
             del self._typed[gone]
@@ -339,24 +322,17 @@ class Reconciler:
 
     def _patched_view(self, previous: NodesView, changes: set[tuple[str, str]], seen: int) -> NodesView:
         """:meth:`_nodes_view` from the previous one and the objects that changed (under the lock)."""
-        nodes, holdings, since, heard = dict(previous[0]), dict(previous[1]), dict(previous[2]), dict(previous[3])
+        view: NodesView = (dict(previous[0]), dict(previous[1]), dict(previous[2]), dict(previous[3]))
+        nodes, holdings, since, heard = view
         for kind, name in changes:
             if kind == "node":
-                for m in (nodes, since):
-                    m.pop(name, None)
+                nodes.pop(name, None)
+                since.pop(name, None)
                 obj = self.nodes.get(name)
                 if obj is None:
                     self._typed.pop(("node", name), None)
-                    continue
-                try:
-                    node: Node = self._typed_of("node", name, obj, Node.from_object)
-                except KblError as exc:
-                    log.warning("node skipped: %s", exc)
-                    continue
-                nodes[node.name] = node
-                down = None if node.ready else parse_time(node.ready_transition)
-                if down is not None:
-                    since[node.name] = down
+                else:
+                    self._add_node(view, name, obj)
             else:
                 typed = self._typed.get(("holdings", name))
                 if typed is not None:  # what this object said before (keyed by its node)
@@ -365,17 +341,33 @@ class Reconciler:
                 raw = self.holdings.get(name)
                 if raw is None:
                     self._typed.pop(("holdings", name), None)
-                    continue
-                try:
-                    found = self._typed_of("holdings", name, raw, _typed_holdings)
-                except KblError as exc:
-                    log.warning("holdings skipped: %s", exc)
-                    continue
-                holdings[found[0].node] = found[0]
-                if found[1] is not None:
-                    heard[found[0].node] = found[1]
-        self._nodes_cache = (seen, (nodes, holdings, since, heard))
-        return nodes, holdings, since, heard
+                else:
+                    self._add_holdings(view, name, raw)
+        self._nodes_cache = (seen, view)
+        return view
+
+    def _add_node(self, view: NodesView, name: str, obj: Mapping[str, Any]) -> None:
+        """Type a Node object into ``view`` (its NotReady time too); a bad one is logged and skipped."""
+        try:
+            node: Node = self._typed_of("node", name, obj, Node.from_object)
+        except KblError as exc:
+            log.warning("node skipped: %s", exc)
+            return
+        view[0][node.name] = node
+        down = None if node.ready else parse_time(node.ready_transition)
+        if down is not None:
+            view[2][node.name] = down
+
+    def _add_holdings(self, view: NodesView, name: str, obj: Mapping[str, Any]) -> None:
+        """Type a NodeHoldings object into ``view`` (its heartbeat too); a bad one is logged and skipped."""
+        try:
+            found = self._typed_of("holdings", name, obj, _typed_holdings)
+        except KblError as exc:
+            log.warning("holdings skipped: %s", exc)
+            return
+        view[1][found[0].node] = found[0]
+        if found[1] is not None:
+            view[3][found[0].node] = found[1]
 
     def _view(self) -> tuple[ClusterView, dict[str, DataSet], dict[str, str], tuple[int, int, frozenset[str]]]:
         with self._lock:
