@@ -53,3 +53,22 @@ class RecordingApi:
         self, involved: Mapping[str, Any], *, reason: str, message: str, type: Literal["Normal", "Warning"] = "Normal"
     ) -> None:
         self.events.append((dict(involved), reason, message, type))
+
+
+class PodWriter:
+    """The gate controller's writer, recorded: the pod patches it sends and the pods it deletes
+    (``deletes=False``: a delete fails the test)."""
+
+    def __init__(self, *, deletes: bool = True) -> None:
+        self.patches: list[Any] = []
+        self.deleted: list[str] = []
+        self.deletes = deletes
+
+    def patch_pod(self, namespace: str, name: str, patch: Any) -> Any:
+        self.patches.append(patch)
+        return patch
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        if not self.deletes:
+            raise AssertionError("nothing to delete")
+        self.deleted.append(name)

@@ -46,6 +46,7 @@ from extender.state import ClusterState
 from extender.wishes import resolve
 from kube.memory import merge_patch
 from tests.extender import scenarios as sc
+from tests.extender.fakes import PodWriter
 from topology.examples import as_list
 from topology.pods import Pod
 from topology.snapshots import load_snapshot
@@ -398,19 +399,8 @@ def test_candidates_are_the_cheapest_nodes_with_room_holders_first_and_reservati
 
 
 def test_a_gated_pod_the_controller_cannot_narrow_is_released_unchanged_at_once() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.patches: list[Any] = []
-
-        def patch_pod(self, namespace: str, name: str, patch: Any) -> Any:
-            self.patches.append(patch)
-            return patch
-
-        def delete_pod(self, namespace: str, name: str) -> None:
-            raise AssertionError("nothing to delete")
-
     state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
-    writer = Recorder()
+    writer = PodWriter(deletes=False)
     controller = GateController(state, writer)
     unplaced = owned(sc.pod("u", dataset_name="missing", shards="0"))
     controller.observe("ADDED", apply_patch(unplaced, gate_patch(unplaced)))
@@ -421,19 +411,9 @@ def test_a_gated_pod_the_controller_cannot_narrow_is_released_unchanged_at_once(
 
 
 def test_the_timeout_of_a_narrowed_pod_starts_only_when_its_other_gates_are_gone() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.deleted: list[str] = []
-
-        def patch_pod(self, namespace: str, name: str, patch: Any) -> Any:
-            return patch
-
-        def delete_pod(self, namespace: str, name: str) -> None:
-            self.deleted.append(name)
-
     state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
     now = [0.0]
-    writer = Recorder()
+    writer = PodWriter()
     controller = GateController(state, writer, ExtenderSettings(narrow_release_timeout_s=30.0), clock=lambda: now[0])
     pod = gated_pod(schedulingGates=[{"name": "other.io/quota"}, {"name": GATE}])
     controller.observe("ADDED", pod)

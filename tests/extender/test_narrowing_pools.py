@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +12,7 @@ from extender.settings import ExtenderSettings
 from extender.state import ClusterState
 from kube.api import NODES, WatchEvent
 from tests.extender import scenarios as sc
+from tests.extender.fakes import PodWriter
 from topology.snapshots import load_snapshot
 
 
@@ -42,18 +41,8 @@ def test_a_pool_holds_exactly_the_node_ids_of_its_domains_sorted(level: int, wan
 def test_a_released_pod_whose_candidate_leaves_after_a_quiet_step_is_still_deleted() -> None:
     # the candidates check is remembered between steps while no node event and no release came:
     # the node event after a remembered check must still be seen
-    class Recorder:
-        def __init__(self) -> None:
-            self.deleted: list[str] = []
-
-        def patch_pod(self, namespace: str, name: str, patch: Any) -> Any:
-            return patch
-
-        def delete_pod(self, namespace: str, name: str) -> None:
-            self.deleted.append(name)
-
     state = ClusterState.from_snapshot(load_snapshot(sc.snapshot()))
-    writer = Recorder()
+    writer = PodWriter()
     controller = GateController(state, writer, ExtenderSettings(narrow_release_timeout_s=3600.0), clock=lambda: 0.0)
     pod = sc.pod("p")
     pod["metadata"]["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "job-uid", "controller": True}]
