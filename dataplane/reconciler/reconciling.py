@@ -32,6 +32,7 @@ import orjson
 
 from dataplane.reconciler.metrics import ReconcilerMetrics
 from dataplane.reconciler.planning import (
+    DERIVE_LIMIT,
     ClusterView,
     Decision,
     Event,
@@ -301,7 +302,7 @@ class Reconciler:
                 return self._nodes_cache[1]
             changes = self._view_changes
             self._view_changes = set()
-            if self._nodes_cache is not None and changes is not None and len(changes) <= max(256, len(self.nodes) // 100):
+            if self._nodes_cache is not None and changes is not None and len(changes) <= max(DERIVE_LIMIT, len(self.nodes) // 100):
                 self._holdings_epoch = self.ready.view_epoch = self.ready.epoch()
                 return self._patched_view(self._nodes_cache[1], changes, seen)
             raw_nodes = dict(self.nodes)

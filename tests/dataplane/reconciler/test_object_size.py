@@ -190,3 +190,16 @@ def test_the_run_loop_writes_a_deferred_progress_write_when_it_is_due() -> None:
     finally:
         stop.set()
         loop.join(5)
+
+
+def test_the_sizes_the_readme_states_hold_at_the_real_limit() -> None:
+    """README: one object holds about 80,000 3x shards on 5,000 nodes; at 100,000 nodes the node
+    names of a DataSet spread over all of them do not fit at all (EKS-style names, etcd's 1.5 MiB)."""
+    from dataplane.reconciler.settings import MAX_OBJECT_BYTES
+
+    def placement(nodes: int, shards: int) -> ShardPlacement:
+        names = tuple(f"ip-10-{i // 65536}-{(i // 256) % 256}-{i % 256}.ec2.internal" for i in range(nodes))
+        return ShardPlacement(names, np.random.default_rng(0).integers(0, nodes, size=(shards, 3)).astype(np.int32))
+
+    assert placement_json_bytes(placement(5_000, 75_000)) < MAX_OBJECT_BYTES < placement_json_bytes(placement(5_000, 90_000))
+    assert placement_json_bytes(placement(100_000, 1)) > MAX_OBJECT_BYTES
