@@ -319,12 +319,11 @@ def _dirty_keys(rec: Any) -> set[str] | None:
 
 def _holders(rec: Any) -> dict[str, np.ndarray]:
     """Every DataSet's target as an array of node names (shards x pieces), from the reconciler's cache."""
-    from topology.datasets import DataSet
-
     out: dict[str, np.ndarray] = {}
-    for key, raw in rec.datasets.items():
-        placement = DataSet.from_object(raw).placement
+    for key in rec.datasets:
+        placement = rec.dataset(key).placement
         assert placement is not None
+
         out[key] = np.asarray([*placement.nodes, ""], dtype=object)[placement.pieces]
     return out
 

@@ -39,6 +39,8 @@ DATASETS = Resource("kbl.io", "v1alpha1", "datasets", "DataSet", namespaced=True
 KBLS = Resource("kbl.io", "v1alpha1", "kbls", "KBL", namespaced=True)
 #: One per node: what its agent holds and has verified (the data plane's report, :mod:`topology.holdings`).
 NODE_HOLDINGS = Resource("kbl.io", "v1alpha1", "nodeholdings", "NodeHoldings", namespaced=False)
+#: A large DataSet's target, in bounded immutable pieces (:mod:`topology.slices`).
+PLACEMENT_SLICES = Resource("kbl.io", "v1alpha1", "placementslices", "PlacementSlice", namespaced=True)
 #: A stage of a KBL blueprint may start when an earlier stage's Job reaches a completion fraction.
 JOBS = Resource("batch", "v1", "jobs", "Job", namespaced=True)
 #: Readers and peers of the node agent are authenticated with a TokenReview of their bearer token.

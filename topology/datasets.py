@@ -207,6 +207,20 @@ class ShardPlacement:
 
 
 @dataclass(frozen=True, slots=True)
+class SliceIndex:
+    """``status.placement`` of a DataSet whose target is written as PlacementSlices
+    (:mod:`topology.slices`): shards per slice, and the version of each slice the target is
+    made of. Slice ``i`` holds shards ``[i * shards_per_slice, (i + 1) * shards_per_slice)``; a
+    reader uses the slices only when every one it holds carries the version listed here."""
+
+    shards_per_slice: int
+    versions: tuple[str, ...]
+
+    def to_status(self) -> dict[str, Any]:
+        return {"slices": {"shardsPerSlice": self.shards_per_slice, "versions": list(self.versions)}}
+
+
+@dataclass(frozen=True, slots=True)
 class Transfer:
     """A piece in flight (``status.transfers[]``): slot ``(shard, piece)`` of the target now on
     ``to``, still held by ``source`` until ``to`` reports it ready (make before break). The agent
@@ -228,6 +242,9 @@ class DataSet:
     spec: DataSetSpec
     placement: ShardPlacement | None = None
     transfers: tuple[Transfer, ...] = ()
+    #: When the target is written as PlacementSlices: their index (``placement`` is then
+    #: ``None`` until a reader assembles the slices, :class:`topology.slices.SliceStore`).
+    slices: SliceIndex | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -277,9 +294,12 @@ class DataSet:
             uid=str(reader.get("metadata.uid") or ""),
         )
         placement = None
-        if reader.get("status.placement") is not None:
+        sliced = None
+        if reader.get("status.placement.slices") is not None:
+            sliced = _slice_index(reader, spec)
+        elif reader.get("status.placement") is not None:
             placement = _placement(reader, spec)
-        return cls(spec, placement, _transfers(reader, spec))
+        return cls(spec, placement, _transfers(reader, spec), sliced)
 
     def to_object(self) -> dict[str, Any]:
         """The DataSet as a Kubernetes object (spec and, if placed, ``status.placement``)."""
@@ -305,8 +325,9 @@ class DataSet:
         if spec.uid:
             meta["uid"] = spec.uid
         obj: dict[str, Any] = {"apiVersion": labels.API_VERSION, "kind": "DataSet", "metadata": meta, "spec": body}
-        if self.placement is not None:
-            obj["status"] = {"placement": self.placement.to_status()}
+        placed = self.placement.to_status() if self.placement is not None else self.slices.to_status() if self.slices else None
+        if placed is not None:
+            obj["status"] = {"placement": placed}
             if self.transfers:
                 obj["status"]["transfers"] = [t.to_json() for t in self.transfers]
         return obj
@@ -425,6 +446,21 @@ def _redundancy(reader: FieldReader) -> Redundancy:
             raise reader.error("spec.redundancy.erasure", f"k + m must be at most {MAX_PIECES}")
         return Erasure(k, m)
     raise reader.error("spec.redundancy", f"unknown redundancy {sorted(red)}: expected replicas or erasure")
+
+
+def _slice_index(reader: FieldReader, spec: DataSetSpec) -> SliceIndex:
+    per = reader.integer("status.placement.slices.shardsPerSlice", minimum=1)
+    if per is None:
+        raise reader.error("status.placement.slices.shardsPerSlice", "required: the shards each PlacementSlice holds")
+    versions = reader.list("status.placement.slices.versions")
+    expected = -(-spec.shards // per)
+    if len(versions) != expected:
+        raise reader.error(
+            "status.placement.slices.versions", f"has {len(versions)} entries, expected one per slice ({expected} for {spec.shards} shards)"
+        )
+    if not all(isinstance(v, str) and v for v in versions):
+        raise reader.error("status.placement.slices.versions", "expected a list of non-empty strings")
+    return SliceIndex(per, tuple(versions))
 
 
 def _placement(reader: FieldReader, spec: DataSetSpec) -> ShardPlacement:

@@ -45,20 +45,21 @@ from dataplane.reconciler.planning import (
 )
 from dataplane.reconciler.progress import ProgressMeter, estimated_ready, eta_text
 from dataplane.reconciler.settings import ReconcilerSettings
-from kube.api import DATASETS, NODE_HOLDINGS, NODES, ApiError, KubeApi, WatchEvent
+from kube.api import DATASETS, NODE_HOLDINGS, NODES, PLACEMENT_SLICES, ApiError, DeletesObjects, KubeApi, WatchEvent
 from kube.watching import Informer
 from topology import labels
-from topology.datasets import DataSet, ShardPlacement
+from topology.datasets import DataSet, ShardPlacement, SliceIndex
 from topology.errors import KblError
 from topology.holdings import NodeHoldings
 from topology.nodes import Node, slim_node_object
+from topology.slices import PlacementSlice, SliceStore, changed_slices, shards_per_slice, slice_count, split
 from topology.snapshots import paused_gc
 from topology.times import format_time, parse_time
 
 log = logging.getLogger(__name__)
 
 #: The resources the reconciler lists and watches.
-WATCHED = (DATASETS, NODES, NODE_HOLDINGS)
+WATCHED = (DATASETS, NODES, NODE_HOLDINGS, PLACEMENT_SLICES)
 
 #: Typed Nodes, typed NodeHoldings, since when each NotReady node has been so, and each agent's
 #: last heartbeat (epoch seconds) by node.
@@ -181,6 +182,10 @@ class Reconciler:
         self._risk: dict[str, tuple[float, int]] = {}  # per DataSet, from its last decision (see _risk)
         self.progress = ProgressMeter(smoothing_s=self.settings.eta_smoothing_s, sample_s=self.settings.eta_sample_s)
         self._rate: dict[str, float | None] = {}
+        # The PlacementSlices of sliced targets (topology.slices), and the DataSets whose index
+        # names a slice not held (decided again when a slice event names them).
+        self.slices = SliceStore()
+        self._waiting: set[str] = set()
 
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
@@ -189,6 +194,7 @@ class Reconciler:
             self._relist_datasets(self.api.list(DATASETS)[0])
             self._relist_nodes(self.api.list(NODES)[0])
             self._relist_holdings(self.api.list(NODE_HOLDINGS)[0])
+            self._relist_slices(self.api.list(PLACEMENT_SLICES)[0])
 
     def _mark(self, keys: Iterable[str] = (), *, everything: bool = False) -> None:
         with self._lock:
@@ -215,6 +221,24 @@ class Reconciler:
         if event.type == "DELETED":
             self.metrics.forget(key)
         self._mark([key])
+
+    def _relist_slices(self, items: Iterable[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.slices.replace(items)
+            for key in self.slices.keys() | self._waiting:
+                self._typed.pop(("dataset", key), None)
+        self._mark(everything=True)
+
+    def _on_slice(self, event: WatchEvent) -> None:
+        """A PlacementSlice event: held for assembly; a DataSet that waited for it is decided
+        again (the echo of this reconciler's own writes wakes nothing: it holds them already)."""
+        with self._lock:
+            key = self.slices.apply(event.type, event.object)
+            waiting = key is not None and key in self._waiting
+            if waiting:
+                self._typed.pop(("dataset", str(key)), None)
+        if waiting:
+            self._mark([str(key)])
 
     def _relist_nodes(self, items: Iterable[Mapping[str, Any]]) -> None:
         with self._lock:
@@ -388,14 +412,48 @@ class Reconciler:
         invalid: dict[str, str] = {}
         for key, obj in raw_datasets.items():
             try:
-                datasets[key] = self._typed_of("dataset", key, obj, DataSet.from_object)
+                typed = self._typed_of("dataset", key, obj, DataSet.from_object)
             except KblError as exc:
                 invalid[key] = str(exc)
+                continue
+            datasets[key] = self._assembled(key, obj, typed) if typed.slices is not None and typed.placement is None else typed
         for gone in [k for k in self._typed if k[0] == "dataset" and k[1] not in raw_datasets]:
             del self._typed[gone]
         return cluster, datasets, invalid, (generation, len(nodes), cluster.lost)
 
+    def _assembled(self, key: str, obj: Mapping[str, Any], typed: DataSet) -> DataSet:
+        """A sliced DataSet with its target assembled from the PlacementSlices its index names
+        (remembered with the raw object). A slice that is not there (deleted by hand: this
+        reconciler deletes only slices no index names) leaves its shards unplaced, so they are
+        repaired as lost pieces are (the agents keep the last target they assembled until the
+        new index is written, and with it what they hold)."""
+        with self._lock:
+            resolved = self.slices.resolve(typed)
+            if resolved is None:
+                self._waiting.add(key)
+                log.warning("DataSet %s: a PlacementSlice its status names is missing; its shards are placed again", key)
+                partial = self.slices.resolve(typed, partial=True)
+                assert partial is not None
+                return partial
+            self._waiting.discard(key)
+            self._typed[("dataset", key)] = (obj, resolved)
+        return resolved
+
+    def dataset(self, key: str) -> DataSet | None:
+        """DataSet ``key`` as the reconciler holds it, with its target (assembled from its
+        PlacementSlices when sliced); ``None`` when unknown or invalid."""
+        with self._lock:
+            obj = self.datasets.get(key)
+        if obj is None:
+            return None
+        try:
+            typed: DataSet = self._typed_of("dataset", key, obj, DataSet.from_object)
+        except KblError:
+            return None
+        return self._assembled(key, obj, typed) if typed.slices is not None and typed.placement is None else typed
+
     def _live(self, heartbeat: float | None) -> bool:
+
         """A heartbeat at ``heartbeat`` (epoch seconds; ``None``: never) is within the agent TTL now."""
         ttl = self.settings.agent_ttl_s
         return not ttl or (heartbeat is not None and self.clock() - heartbeat < ttl)
@@ -487,6 +545,11 @@ class Reconciler:
             self._rate.pop(gone, None)
             self.metrics.forget(gone)
         self.progress.forget(datasets.keys())
+        with self._lock:
+            orphaned = [s for k in self.slices.keys() - self.datasets.keys() for s in self.slices.slices(k).values()]
+            for gone in self.slices.keys() - self.datasets.keys():
+                self.slices.forget(gone)
+        self._delete_slices(orphaned)  # the slices of a deleted DataSet (the API's GC deletes them too)
         self._write_nodes(list(datasets.values()), cluster, report)
         self.metrics.duration.observe(time.perf_counter() - started)
         return report
@@ -506,15 +569,22 @@ class Reconciler:
             and decision.placement.nodes == current.placement.nodes
             and np.array_equal(decision.placement.pieces, current.placement.pieces)
         )  # fmt: skip
-        # An unchanged target keeps its JSON: no rendering, and the comparison below is by identity.
-        body = decision.status(generation if isinstance(generation, int) else None, placement_json=old.get("placement") if same else None)
+        # A large target is written as PlacementSlices (only the ones that changed) and the
+        # status holds their index; an unchanged target keeps its JSON (no rendering, and the
+        # comparison below is by identity).
+        index: SliceIndex | None = None
+        fresh: list[PlacementSlice] = []
+        if decision.placement is not None and not same and self._sliced(decision.placement):
+            index, fresh = self._slices_for(key, current, decision.placement)
+        placed = index.to_status() if index is not None else old.get("placement") if same else None
+        body = decision.status(generation if isinstance(generation, int) else None, placement_json=placed)
         now = self.clock()
         now_text = format_time(now)
         body["conditions"] = conditions_with_times(body["conditions"], old.get("conditions") or [], now_text)
         eta = estimated_ready(decision.bytes_total - decision.bytes_ready, self._rate.get(key), now)
         body["estimatedReadyTime"] = eta_text(eta, old.get("estimatedReadyTime"), now)
         if not same and decision.placement is not None and self.settings.max_object_bytes:
-            size = self._object_bytes(raw, body, decision.placement)
+            size = self._object_bytes(raw, body, decision.placement if index is None else None)
             if size > self.settings.max_object_bytes:
                 limit = self.settings.max_object_bytes
                 self._write_invalid(
@@ -533,11 +603,15 @@ class Reconciler:
             return None
         if all(_same(old.get(k), v) for k, v in body.items()):
             self._deferred.pop(key, None)
+            self._prune(key, old)
             return None
         interval = self.settings.progress_write_s
         last = self._last_write.get(key)
         if interval and last is not None and now < last + interval and _progress_only(old, body):
             self._deferred[key] = last + interval  # written when due (run() wakes for it)
+            self._prune(key, old)
+            return None
+        if fresh and not self._create_slices(key, raw, fresh):
             return None
         self._step("before-status")
         namespace, name = key.split("/", 1)
@@ -557,6 +631,7 @@ class Reconciler:
             if key in self.datasets:
                 self.datasets[key] = updated
         self._step("after-status")
+        self._prune(key, updated.get("status") or {})
         for cause, count in (("repair", decision.repairs), ("rebalance", decision.moves - decision.repairs)):
             if count:
                 self.metrics.placement_changes.labels(cause=cause).inc(count)
@@ -577,21 +652,93 @@ class Reconciler:
         meta = {k: v for k, v in (updated.get("metadata") or {}).items() if k != "resourceVersion"}
         was = {k: v for k, v in (raw.get("metadata") or {}).items() if k != "resourceVersion"}
         if decision.placement is not None and meta == was and updated.get("spec") == raw.get("spec"):
-            typed = DataSet(current.spec, decision.placement, decision.transfers)
+            typed = DataSet(current.spec, decision.placement, decision.transfers, _index_of(updated.get("status") or {}))
         else:
             typed = DataSet.from_object(updated)
+            if typed.slices is not None and typed.placement is None:
+                return self._assembled(key, updated, typed)
         with self._lock:
             if self.datasets.get(key) is updated:
                 self._typed[("dataset", key)] = (updated, typed)
         return typed
 
     @staticmethod
-    def _object_bytes(raw: Mapping[str, Any], body: Mapping[str, Any], placement: ShardPlacement) -> int:
-        """Bytes of the DataSet object as stored with ``body`` as its status (compact JSON): the
-        placement counted without rendering it, the rest serialised."""
+    def _object_bytes(raw: Mapping[str, Any], body: Mapping[str, Any], placement: ShardPlacement | None) -> int:
+        """Bytes of the DataSet object as stored with ``body`` as its status (compact JSON): an
+        inline ``placement`` counted without rendering it, the rest (a slice index) serialised."""
         rest = {k: v for k, v in raw.items() if k != "status"}
+        if placement is None:
+            return len(orjson.dumps(rest)) + len(orjson.dumps({"status": body}))
         others = {k: v for k, v in body.items() if k != "placement"}
         return len(orjson.dumps(rest)) + len(orjson.dumps({"status": others})) + len(',"placement":') + placement_json_bytes(placement)
+
+    # ------------------------------------------------------------------ slices
+    def _sliced(self, placement: ShardPlacement) -> bool:
+        """Whether a target is written as PlacementSlices (its inline JSON is over the limit)."""
+        limit = self.settings.inline_placement_bytes
+        return limit == 0 or placement_json_bytes(placement) > limit
+
+    def _slices_for(self, key: str, current: DataSet, placement: ShardPlacement) -> tuple[SliceIndex, list[PlacementSlice]]:
+        """The slice index of ``placement`` and the slices to create for it: those whose content
+        differs from the current target's (all when the current one is not sliced alike), less
+        the ones held already."""
+        namespace, name = key.split("/", 1)
+        per = shards_per_slice(placement.width)
+        count = slice_count(placement.shards, per)
+        was = current.slices
+        if was is not None and was.shards_per_slice == per and len(was.versions) == count and current.placement is not None:
+            rendered = split(namespace, name, placement, only=changed_slices(current.placement, placement).tolist())
+            versions = list(was.versions)
+        else:
+            rendered = split(namespace, name, placement)
+            versions = [""] * count
+        for piece_slice in rendered:
+            versions[piece_slice.index] = piece_slice.version
+        with self._lock:
+            held = self.slices.slices(key)
+            fresh = [s for s in rendered if (s.index, s.version) not in held]
+        return SliceIndex(per, tuple(versions)), fresh
+
+    def _create_slices(self, key: str, raw: Mapping[str, Any], fresh: list[PlacementSlice]) -> bool:
+        """Create the new slices before the index that names them (``False``: the DataSet is gone)."""
+        namespace = key.split("/", 1)[0]
+        uid = str((raw.get("metadata") or {}).get("uid") or "")
+        for piece_slice in fresh:
+            obj = piece_slice.to_object(uid)
+            self._step("before-slice")
+            try:
+                self.api.create(PLACEMENT_SLICES, obj, namespace=namespace)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return False
+                if exc.status != 409:  # 409: created before (a slice's name is its content)
+                    raise
+            with self._lock:
+                self.slices.apply("ADDED", obj)
+        return True
+
+    def _prune(self, key: str, status: Mapping[str, Any]) -> None:
+        """Delete the slices of ``key`` that the stored ``status`` does not name (after the index
+        moved on, or left over by a writer that stopped between its steps)."""
+        index = _index_of(status)
+        named = set() if index is None else set(enumerate(index.versions))
+        with self._lock:
+            stale = [s for k, s in self.slices.slices(key).items() if k not in named]
+        self._delete_slices(stale)
+
+    def _delete_slices(self, stale: Iterable[PlacementSlice]) -> None:
+        api = self.api
+        if self.dry_run or not isinstance(api, DeletesObjects):
+            return
+        for piece_slice in stale:
+            self._step("before-slice")
+            try:
+                api.delete(PLACEMENT_SLICES, piece_slice.name, namespace=piece_slice.namespace)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            with self._lock:
+                self.slices.apply("DELETED", piece_slice.to_object())
 
     def _write_invalid(self, key: str, problem: str, report: PassReport, *, reason: str = "InvalidSpec") -> None:
         raw = self.datasets.get(key) or {}
@@ -658,7 +805,9 @@ class Reconciler:
             Informer(self.api, DATASETS, on_event=self._on_dataset, on_relist=self._relist_datasets),
             Informer(self.api, NODES, on_event=self._on_node, on_relist=self._relist_nodes),
             Informer(self.api, NODE_HOLDINGS, on_event=self._on_holdings, on_relist=self._relist_holdings),
+            Informer(self.api, PLACEMENT_SLICES, on_event=self._on_slice, on_relist=self._relist_slices),
         ]
+
         for informer in informers:
             informer.start()
         try:
@@ -734,7 +883,19 @@ def _typed_holdings(obj: Mapping[str, Any]) -> tuple[NodeHoldings, float | None]
     return NodeHoldings.from_object(obj), _heartbeat(obj)
 
 
+def _index_of(status: Mapping[str, Any]) -> SliceIndex | None:
+    """The slice index a stored ``status`` holds (``None``: its target is inline, or none)."""
+    sliced = (status.get("placement") or {}).get("slices") if isinstance(status.get("placement"), Mapping) else None
+    if not isinstance(sliced, Mapping):
+        return None
+    versions, per = sliced.get("versions"), sliced.get("shardsPerSlice")
+    if not isinstance(versions, list) or not isinstance(per, int):
+        return None
+    return SliceIndex(per, tuple(str(v) for v in versions))
+
+
 def _condition(status: Mapping[str, Any], kind: str) -> str:
+
     for cond in status.get("conditions") or ():
         if isinstance(cond, Mapping) and cond.get("type") == kind:
             return str(cond.get("status"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from placement.settings import PlacementSettings
+from topology.slices import INLINE_PLACEMENT_BYTES
 
 #: etcd's default ``--max-request-bytes`` (1.5 MiB): the largest object a default API server
 #: stores (a custom resource is stored as its JSON; the API server refuses request bodies over
@@ -61,6 +62,12 @@ class ReconcilerSettings:
         written: the DataSet keeps its previous target (or none) and gets ``Placed=False``
         reason ``PlacementTooLarge`` with the sizes and a Warning Event, instead of a write the
         API server refuses on every pass. 0: no check (an etcd configured for larger requests).
+    inline_placement_bytes:
+        A target whose ``status.placement`` JSON is larger than this is written as
+        PlacementSlices (:mod:`topology.slices`: immutable objects of at most 2,048 pieces) and
+        ``status.placement`` holds their index: no DataSet object grows past etcd's limit, a
+        change writes only the slices it touches, and a status write sends every agent a small
+        object. 0: every target is sliced.
     progress_write_s:
         A status write that only moves progress (pieces and bytes ready, the progress text, the
         ETA, a condition's message) waits until this long after the DataSet's last write. Every
@@ -88,13 +95,15 @@ class ReconcilerSettings:
     incremental: bool = True
     max_object_bytes: int = MAX_OBJECT_BYTES
     progress_write_s: float = 10.0
+    inline_placement_bytes: int = INLINE_PLACEMENT_BYTES
 
     def __post_init__(self) -> None:
         if (
             self.node_lost_grace_s < 0 or self.resync_s <= 0 or self.max_transfers_per_node < 0 or self.agent_ttl_s < 0
             or self.eta_smoothing_s <= 0 or self.eta_sample_s < 0 or self.max_object_bytes < 0 or self.progress_write_s < 0
+            or self.inline_placement_bytes < 0
         ):
             raise ValueError(
                 "grace, agent TTL and ETA sample interval must be >= 0, resync and ETA smoothing > 0, "
-                "the transfer bound, the object size and the progress interval >= 0"
+                "the transfer bound, the object sizes and the progress interval >= 0"
             )

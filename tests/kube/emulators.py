@@ -33,7 +33,7 @@ class Emulator:
             self.kmock = handler
             resources: Any = handler.resources  # declare what our client lists, even before objects exist
             for key in ("v1/nodes", "v1/pods", "v1/events", "kbl.io/v1alpha1/datasets", "kbl.io/v1alpha1/kbls",
-                        "kbl.io/v1alpha1/nodeholdings"):
+                        "kbl.io/v1alpha1/nodeholdings", "kbl.io/v1alpha1/placementslices"):
                 resources[key] = {}
             self.url = str(server.url).rstrip("/")
             self._loop = asyncio.get_running_loop()
