@@ -57,6 +57,12 @@ from topology.fields import FieldReader
 #: Most pieces one PlacementSlice holds: 2,048 node names of 253 characters and their indexes are
 #: about 0.55 MB, a third of etcd's 1.5 MiB.
 SLICE_PIECES = 2048
+#: Fewest pieces a slice holds (the last one of a DataSet aside): a piece that moves rewrites its
+#: slice, so slices are as small as the index allows (a change writes little) ...
+MIN_SLICE_PIECES = 256
+#: ... while the index (a version per slice, about 15 bytes each in ``status.placement``) stays
+#: at about this many slices: a DataSet grows its slices from 256 up to 2,048 pieces, then its index.
+TARGET_SLICES = 4096
 #: The reconciler's default: a target whose ``status.placement`` JSON is larger is sliced. Every
 #: status write reaches every agent (a watcher of DataSets), so the inline form stays small.
 INLINE_PLACEMENT_BYTES = 65_536
@@ -66,9 +72,19 @@ _VERSION_CHARS = 12
 _MAX_NAME = 253
 
 
-def shards_per_slice(width: int) -> int:
-    """Shards per slice for ``width`` pieces per shard (at most :data:`SLICE_PIECES` pieces)."""
-    return max(1, SLICE_PIECES // max(1, width))
+def shards_per_slice(width: int, shards: int | None = None) -> int:
+    """Shards per slice for ``width`` pieces per shard: :data:`MIN_SLICE_PIECES` pieces, doubled
+    until ``shards`` make at most :data:`TARGET_SLICES` slices or they reach :data:`SLICE_PIECES`
+    (``shards`` not given: the largest slices).
+
+    >>> shards_per_slice(3, 1_000), shards_per_slice(3, 333_334), shards_per_slice(3, 10_000_000)
+    (85, 85, 682)
+    """
+    pieces = SLICE_PIECES
+    if shards is not None:
+        want = -(-shards * max(1, width) // TARGET_SLICES)
+        pieces = min(SLICE_PIECES, max(MIN_SLICE_PIECES, 1 << max(0, (want - 1).bit_length())))
+    return max(1, pieces // max(1, width))
 
 
 def slice_count(shards: int, per: int) -> int:
@@ -186,39 +202,60 @@ def _full_rows(rows: list[Any], n_nodes: int) -> npt.NDArray[np.int32] | None:
     return arr.astype(np.int32)
 
 
-def render_slice(namespace: str, dataset: str, index: int, per: int, placement: ShardPlacement) -> PlacementSlice:
-    """Slice ``index`` of ``placement`` (``per`` shards per slice), over the nodes it uses."""
+def render_slice(
+    namespace: str, dataset: str, index: int, per: int, placement: ShardPlacement, *, names: npt.NDArray[np.object_] | None = None
+) -> PlacementSlice:
+    """Slice ``index`` of ``placement`` (``per`` shards per slice), over the nodes it uses
+    (``names``: ``placement.nodes`` as an object array, when the caller has it)."""
     first = index * per
     rows = placement.pieces[first : first + per]
     present = rows >= 0
     used = np.unique(rows[present])
     local = np.full(rows.shape, -1, dtype=np.int32)
     local[present] = np.searchsorted(used, rows[present]).astype(np.int32)
-    names = placement.nodes
-    nodes = tuple(names[i] for i in used.tolist())
+    nodes = tuple(placement.nodes[i] for i in used.tolist()) if names is None else tuple(names[used].tolist())
     return PlacementSlice(namespace, dataset, index, first, _version(nodes, local), nodes, local)
 
 
-def split(namespace: str, dataset: str, placement: ShardPlacement, *, only: Iterable[int] | None = None) -> list[PlacementSlice]:
-    """The slices of ``placement`` (``only`` those indexes when given)."""
-    per = shards_per_slice(placement.width)
+def split(
+    namespace: str, dataset: str, placement: ShardPlacement, *, only: Iterable[int] | None = None, per: int | None = None
+) -> list[PlacementSlice]:
+    """The slices of ``placement`` (``only`` those indexes when given; ``per`` shards each, by
+    default :func:`shards_per_slice` of its shape)."""
+    per = per or shards_per_slice(placement.width, placement.shards)
     indexes = range(slice_count(placement.shards, per)) if only is None else sorted({int(i) for i in only})
-    return [render_slice(namespace, dataset, i, per, placement) for i in indexes]
+    names = np.asarray(placement.nodes, dtype=object) if len(indexes) > 8 else None
+    return [render_slice(namespace, dataset, i, per, placement, names=names) for i in indexes]
 
 
-def changed_slices(old: ShardPlacement | None, new: ShardPlacement) -> npt.NDArray[np.int64]:
-    """Indexes of the slices whose content differs between two targets (all when the shape
-    changed or there is no old one). Node lists may differ in order and members: pieces are
-    compared by node name, through one look-up per old node."""
-    per = shards_per_slice(new.width)
+#: Node-list look-ups between two targets' lists, by the lists' identities (lists kept alive).
+LookUps = dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], npt.NDArray[np.int32]]]
+
+
+def changed_slices(
+    old: ShardPlacement | None, new: ShardPlacement, *, per: int | None = None, lookups: LookUps | None = None
+) -> npt.NDArray[np.int64]:
+    """Indexes of the slices (``per`` shards each, by default :func:`shards_per_slice` of the new
+    shape) whose content differs between two targets (all when the shape changed or there is no
+    old one). Node lists may differ in order and members: pieces are compared by node name,
+    through one look-up per old node (kept in ``lookups`` for the next DataSet on the same two
+    lists)."""
+    per = per or shards_per_slice(new.width, new.shards)
     count = slice_count(new.shards, per)
     if old is None or old.pieces.shape != new.pieces.shape:
         return np.arange(count, dtype=np.int64)
     if old.nodes is new.nodes or old.nodes == new.nodes:
         mapped = old.pieces
     else:
-        where = {n: i for i, n in enumerate(new.nodes)}
-        lut = np.array([where.get(n, -2) for n in old.nodes] + [-1], dtype=np.int32)
+        pair = (id(old.nodes), id(new.nodes))
+        found = lookups.get(pair) if lookups is not None else None
+        if found is None:
+            where = {n: i for i, n in enumerate(new.nodes)}
+            lut = np.array([where.get(n, -2) for n in old.nodes] + [-1], dtype=np.int32)
+            if lookups is not None:
+                lookups[pair] = (old.nodes, new.nodes, lut)
+        else:
+            lut = found[2]
         mapped = lut[old.pieces]  # -1 indexes the appended -1: a missing piece stays missing
     diff = mapped[:, 0] != new.pieces[:, 0]
     for p in range(1, new.width):  # column by column: numpy's short-axis reductions are slow
@@ -226,10 +263,6 @@ def changed_slices(old: ShardPlacement | None, new: ShardPlacement) -> npt.NDArr
     rows = np.flatnonzero(diff)
     return np.unique(rows // per).astype(np.int64)
 
-
-def placement_fits_inline(placement_bytes: int, limit: int) -> bool:
-    """True when a target of ``placement_bytes`` (compact JSON) is written in the DataSet itself."""
-    return limit <= 0 or placement_bytes <= limit
 
 
 # ----------------------------------------------------------------------- readers
@@ -299,7 +332,20 @@ class SliceStore:
         self._slices.setdefault(piece_slice.dataset_key, {})[(piece_slice.index, piece_slice.version)] = piece_slice
         return piece_slice.dataset_key
 
+    def add(self, piece_slice: PlacementSlice) -> None:
+        """A slice the reader made itself (the writer's own, as it created it: not parsed again)."""
+        self._slices.setdefault(piece_slice.dataset_key, {})[(piece_slice.index, piece_slice.version)] = piece_slice
+
+    def discard(self, piece_slice: PlacementSlice) -> None:
+        """A slice the reader deleted itself."""
+        held = self._slices.get(piece_slice.dataset_key)
+        if held is not None:
+            held.pop((piece_slice.index, piece_slice.version), None)
+            if not held:
+                del self._slices[piece_slice.dataset_key]
+
     def replace(self, objs: Iterable[Mapping[str, Any]]) -> set[str]:
+
         """A full list: every DataSet key whose slices it names or named before."""
         before = set(self._slices)
         self._slices = {}

@@ -52,7 +52,7 @@ from topology.datasets import DataSet, ShardPlacement, SliceIndex
 from topology.errors import KblError
 from topology.holdings import NodeHoldings
 from topology.nodes import Node, slim_node_object
-from topology.slices import PlacementSlice, SliceStore, changed_slices, shards_per_slice, slice_count, split
+from topology.slices import LookUps, PlacementSlice, SliceStore, changed_slices, shards_per_slice, slice_count, split
 from topology.snapshots import paused_gc
 from topology.times import format_time, parse_time
 
@@ -186,6 +186,8 @@ class Reconciler:
         # names a slice not held (decided again when a slice event names them).
         self.slices = SliceStore()
         self._waiting: set[str] = set()
+        self._form: dict[str, tuple[ShardPlacement, bool]] = {}
+        self._lookups: LookUps = {}  # node-list look-ups between two targets, for one pass
 
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
@@ -507,6 +509,7 @@ class Reconciler:
 
     def _reconcile(self, keys: Iterable[str] | None) -> PassReport:
         started = time.perf_counter()
+        self._lookups.clear()
         self.passes += 1
         report = PassReport()
         cluster, datasets, invalid, token = self._view()
@@ -542,6 +545,8 @@ class Reconciler:
         self.ready.forget(datasets.keys())
         for gone in self._risk.keys() - datasets.keys():
             del self._risk[gone]
+            self._form.pop(gone, None)
+
             self._rate.pop(gone, None)
             self.metrics.forget(gone)
         self.progress.forget(datasets.keys())
@@ -551,6 +556,7 @@ class Reconciler:
                 self.slices.forget(gone)
         self._delete_slices(orphaned)  # the slices of a deleted DataSet (the API's GC deletes them too)
         self._write_nodes(list(datasets.values()), cluster, report)
+        self._lookups.clear()
         self.metrics.duration.observe(time.perf_counter() - started)
         return report
 
@@ -574,8 +580,11 @@ class Reconciler:
         # comparison below is by identity).
         index: SliceIndex | None = None
         fresh: list[PlacementSlice] = []
-        if decision.placement is not None and not same and self._sliced(decision.placement):
+        want = decision.placement is not None and self._sliced(key, decision.placement)
+        form_kept = want == (current.slices is not None)
+        if decision.placement is not None and want and not (same and form_kept):
             index, fresh = self._slices_for(key, current, decision.placement)
+        same = same and form_kept  # a target that changes form is written again
         placed = index.to_status() if index is not None else old.get("placement") if same else None
         body = decision.status(generation if isinstance(generation, int) else None, placement_json=placed)
         now = self.clock()
@@ -618,6 +627,9 @@ class Reconciler:
         # A merge patch leaves out what it does not name: an unchanged target is not sent again
         # with every progress write (it is most of the object: up to 1.5 MiB per write).
         sent = {k: v for k, v in body.items() if k != "placement"} if same and "placement" in old else body
+        if "placement" in sent and isinstance(old.get("placement"), Mapping):  # the other form's fields go (merge patch)
+            sent = {**sent, "placement": {**dict.fromkeys(old["placement"]), **sent["placement"]}}
+
         try:
             updated = self.api.patch_status(DATASETS, name, {"status": sent}, namespace=namespace)
         except ApiError as exc:
@@ -673,21 +685,28 @@ class Reconciler:
         return len(orjson.dumps(rest)) + len(orjson.dumps({"status": others})) + len(',"placement":') + placement_json_bytes(placement)
 
     # ------------------------------------------------------------------ slices
-    def _sliced(self, placement: ShardPlacement) -> bool:
-        """Whether a target is written as PlacementSlices (its inline JSON is over the limit)."""
+    def _sliced(self, key: str, placement: ShardPlacement) -> bool:
+        """Whether a target is written as PlacementSlices (its inline JSON is over the limit;
+        remembered per DataSet for the same target object)."""
         limit = self.settings.inline_placement_bytes
-        return limit == 0 or placement_json_bytes(placement) > limit
+        found = self._form.get(key)
+        if found is not None and found[0] is placement:
+            return found[1]
+        sliced = limit == 0 or placement_json_bytes(placement) > limit
+        self._form[key] = (placement, sliced)
+        return sliced
 
     def _slices_for(self, key: str, current: DataSet, placement: ShardPlacement) -> tuple[SliceIndex, list[PlacementSlice]]:
         """The slice index of ``placement`` and the slices to create for it: those whose content
         differs from the current target's (all when the current one is not sliced alike), less
         the ones held already."""
         namespace, name = key.split("/", 1)
-        per = shards_per_slice(placement.width)
+        per = shards_per_slice(placement.width, placement.shards)
         count = slice_count(placement.shards, per)
         was = current.slices
         if was is not None and was.shards_per_slice == per and len(was.versions) == count and current.placement is not None:
-            rendered = split(namespace, name, placement, only=changed_slices(current.placement, placement).tolist())
+            changed = changed_slices(current.placement, placement, per=per, lookups=self._lookups)
+            rendered = split(namespace, name, placement, only=changed.tolist(), per=per)
             versions = list(was.versions)
         else:
             rendered = split(namespace, name, placement)
@@ -714,7 +733,7 @@ class Reconciler:
                 if exc.status != 409:  # 409: created before (a slice's name is its content)
                     raise
             with self._lock:
-                self.slices.apply("ADDED", obj)
+                self.slices.add(piece_slice)
         return True
 
     def _prune(self, key: str, status: Mapping[str, Any]) -> None:
@@ -738,7 +757,7 @@ class Reconciler:
                 if exc.status != 404:
                     raise
             with self._lock:
-                self.slices.apply("DELETED", piece_slice.to_object())
+                self.slices.discard(piece_slice)
 
     def _write_invalid(self, key: str, problem: str, report: PassReport, *, reason: str = "InvalidSpec") -> None:
         raw = self.datasets.get(key) or {}

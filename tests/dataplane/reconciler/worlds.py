@@ -17,15 +17,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from dataplane.reconciler import Reconciler, ReconcilerSettings
-from kube.api import DATASETS, NODE_HOLDINGS, NODES, KubeApi
+from kube.api import DATASETS, NODE_HOLDINGS, NODES, PLACEMENT_SLICES, KubeApi
 from kube.memory import MemoryApi
 from topology import labels
 from topology.datasets import DataSet, Erasure, Redundancy, Replicas, dataset_object
 from topology.examples import make_cluster_nodes, make_node
 from topology.holdings import DataSetHoldings, NodeHoldings, piece_key
+from topology.slices import SliceStore
 from topology.times import format_time
 
 T0 = 1_800_000_000.0
+#: Worlds made while this is True have their reconcilers write every target as PlacementSlices
+#: (``inline_placement_bytes=0``); tests parametrize it to hold both forms to the same invariants.
+SLICED = False
 #: (dataset key, piece key, shard)
 Piece = tuple[str, str, int]
 
@@ -62,8 +66,17 @@ def dataset(
 class World:
     """A MemoryApi (or any KubeApi with ``put``-like seeding done by the caller) plus agents."""
 
-    def __init__(self, api: KubeApi | None = None, nodes: Iterable[dict[str, Any]] | None = None, *, seed_nodes: bool = True) -> None:
+    def __init__(
+        self,
+        api: KubeApi | None = None,
+        nodes: Iterable[dict[str, Any]] | None = None,
+        *,
+        seed_nodes: bool = True,
+        sliced: bool | None = None,
+    ) -> None:
         self.api: KubeApi = api if api is not None else MemoryApi()
+        self.sliced = SLICED if sliced is None else sliced
+        self.store = SliceStore()  # what the simulated agents hold of PlacementSlices, as real agents do
         self._now = T0
         self.held: dict[str, set[Piece]] = {}
         self.dead: set[str] = set()
@@ -81,7 +94,7 @@ class World:
         """The clock moves: every live agent that has reported writes a heartbeat."""
         self._now = value
         if self.api.list(NODE_HOLDINGS)[0]:
-            self.publish([DataSet.from_object(o) for o in self.api.list(DATASETS)[0]])
+            self.publish(self.datasets())
 
     def kill_agent(self, node: str) -> None:
         """The node's agent dies and stays dead: no more copies, reports or heartbeats; the
@@ -137,9 +150,34 @@ class World:
         return obj
 
     def typed(self, name: str = "d") -> DataSet:
-        return DataSet.from_object(self.get(name))
+        """DataSet ``name`` as a reader sees it: its target assembled from its PlacementSlices when sliced."""
+        ds = DataSet.from_object(self.get(name))
+        self.store.replace(self.api.list(PLACEMENT_SLICES)[0])
+        resolved = self.store.resolve(ds)
+        assert resolved is not None, f"{ds.key}: its index names PlacementSlices that do not exist"
+        return resolved
+
+    def resolve(self, obj: dict[str, Any]) -> DataSet:
+        """A raw DataSet as a reader sees it (its target assembled from the PlacementSlices now stored)."""
+        self.store.replace(self.api.list(PLACEMENT_SLICES)[0])
+        resolved = self.store.resolve(DataSet.from_object(obj))
+        assert resolved is not None, f"{obj['metadata']['name']}: its index names PlacementSlices that do not exist"
+        return resolved
+
+    def datasets(self) -> list[DataSet]:
+
+        """Every DataSet as a reader sees it (targets assembled from their PlacementSlices)."""
+        self.store.replace(self.api.list(PLACEMENT_SLICES)[0])
+        out = []
+        for obj in self.api.list(DATASETS)[0]:
+            resolved = self.store.resolve(DataSet.from_object(obj))
+            assert resolved is not None, f"{obj['metadata']['name']}: its index names PlacementSlices that do not exist"
+            out.append(resolved)
+        return out
 
     def reconciler(self, **settings: Any) -> Reconciler:
+        if self.sliced:
+            settings.setdefault("inline_placement_bytes", 0)
         return Reconciler(self.api, ReconcilerSettings(**settings), clock=lambda: self.now)
 
     # ----------------------------------------------------------------- agents
@@ -159,7 +197,7 @@ class World:
 
     def agent_step(self, per_step: int = 1) -> int:
         """Every agent acts once: up to ``per_step`` copies each, then deletions. Returns copies made."""
-        datasets = [DataSet.from_object(o) for o in self.api.list(DATASETS)[0]]
+        datasets = self.datasets()
         alive = self.alive()
         copies = 0
         for node in sorted(alive):
@@ -191,7 +229,8 @@ class World:
 
     def write_pieces(self) -> None:
         """Another system wrote every target piece (a DataSet without a source)."""
-        datasets = [DataSet.from_object(o) for o in self.api.list(DATASETS)[0]]
+        datasets = self.datasets()
+
         for ds in datasets:
             if ds.placement is not None:
                 for s in range(ds.spec.shards):
