@@ -202,34 +202,69 @@ def _full_rows(rows: list[Any], n_nodes: int) -> npt.NDArray[np.int32] | None:
     return arr.astype(np.int32)
 
 
+class NameOrder:
+    """A node list's names in sorted order, and each node's rank in it: a slice lists its nodes
+    sorted by name (its content, and the version naming it, do not depend on the order of the
+    target's node list) with one ``unique`` over ranks. Kept by the caller for the DataSets of a
+    pass that share a node list (:meth:`of`)."""
+
+    __slots__ = ("nodes", "rank", "sorted_names")
+
+    def __init__(self, nodes: tuple[str, ...]) -> None:
+        names = np.asarray(nodes, dtype=object)
+        order = np.argsort(np.asarray(nodes, dtype=str), kind="stable")  # code-point order, as str compares, in C
+        self.nodes = nodes
+        self.rank = np.empty(len(nodes), dtype=np.int32)
+        self.rank[order] = np.arange(len(nodes), dtype=np.int32)
+        self.sorted_names: npt.NDArray[np.object_] = names[order]
+
+    @classmethod
+    def of(cls, nodes: tuple[str, ...], cache: dict[tuple[str, ...], NameOrder] | None = None) -> NameOrder:
+        if cache is None:
+            return cls(nodes)
+        found = cache.get(nodes)
+        if found is None:
+            found = cache[nodes] = cls(nodes)
+        return found
+
+
 def render_slice(
-    namespace: str, dataset: str, index: int, per: int, placement: ShardPlacement, *, names: npt.NDArray[np.object_] | None = None
+    namespace: str, dataset: str, index: int, per: int, placement: ShardPlacement, *, order: NameOrder | None = None
 ) -> PlacementSlice:
-    """Slice ``index`` of ``placement`` (``per`` shards per slice), over the nodes it uses
-    (``names``: ``placement.nodes`` as an object array, when the caller has it)."""
+    """Slice ``index`` of ``placement`` (``per`` shards per slice), over the nodes it uses sorted
+    by name (``order``: of ``placement.nodes``, when the caller has it)."""
+    order = order or NameOrder(placement.nodes)
     first = index * per
     rows = placement.pieces[first : first + per]
     present = rows >= 0
-    used = np.unique(rows[present])
+    used, inverse = np.unique(order.rank[rows[present]], return_inverse=True)
     local = np.full(rows.shape, -1, dtype=np.int32)
-    local[present] = np.searchsorted(used, rows[present]).astype(np.int32)
-    nodes = tuple(placement.nodes[i] for i in used.tolist()) if names is None else tuple(names[used].tolist())
+    local[present] = inverse.astype(np.int32)
+    nodes = tuple(order.sorted_names[used].tolist())
     return PlacementSlice(namespace, dataset, index, first, _version(nodes, local), nodes, local)
 
 
 def split(
-    namespace: str, dataset: str, placement: ShardPlacement, *, only: Iterable[int] | None = None, per: int | None = None
+    namespace: str,
+    dataset: str,
+    placement: ShardPlacement,
+    *,
+    only: Iterable[int] | None = None,
+    per: int | None = None,
+    orders: dict[tuple[str, ...], NameOrder] | None = None,
 ) -> list[PlacementSlice]:
     """The slices of ``placement`` (``only`` those indexes when given; ``per`` shards each, by
-    default :func:`shards_per_slice` of its shape)."""
+    default :func:`shards_per_slice` of its shape; ``orders``: name orders kept by the caller)."""
     per = per or shards_per_slice(placement.width, placement.shards)
     indexes = range(slice_count(placement.shards, per)) if only is None else sorted({int(i) for i in only})
-    names = np.asarray(placement.nodes, dtype=object) if len(indexes) > 8 else None
-    return [render_slice(namespace, dataset, i, per, placement, names=names) for i in indexes]
+    if not indexes:
+        return []
+    order = NameOrder.of(placement.nodes, orders)
+    return [render_slice(namespace, dataset, i, per, placement, order=order) for i in indexes]
 
 
-#: Node-list look-ups between two targets' lists, by the lists' identities (lists kept alive).
-LookUps = dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], npt.NDArray[np.int32]]]
+#: Node-list look-ups between two targets' lists, by the two lists.
+LookUps = dict[tuple[tuple[str, ...], tuple[str, ...]], npt.NDArray[np.int32]]
 
 
 def changed_slices(
@@ -247,22 +282,21 @@ def changed_slices(
     if old.nodes is new.nodes or old.nodes == new.nodes:
         mapped = old.pieces
     else:
-        pair = (id(old.nodes), id(new.nodes))
+        pair = (old.nodes, new.nodes)  # by value: DataSets over the same nodes hold equal, not identical, lists
         found = lookups.get(pair) if lookups is not None else None
         if found is None:
             where = {n: i for i, n in enumerate(new.nodes)}
             lut = np.array([where.get(n, -2) for n in old.nodes] + [-1], dtype=np.int32)
             if lookups is not None:
-                lookups[pair] = (old.nodes, new.nodes, lut)
+                lookups[pair] = lut
         else:
-            lut = found[2]
+            lut = found
         mapped = lut[old.pieces]  # -1 indexes the appended -1: a missing piece stays missing
     diff = mapped[:, 0] != new.pieces[:, 0]
     for p in range(1, new.width):  # column by column: numpy's short-axis reductions are slow
         diff |= mapped[:, p] != new.pieces[:, p]
     rows = np.flatnonzero(diff)
     return np.unique(rows // per).astype(np.int64)
-
 
 
 # ----------------------------------------------------------------------- readers
@@ -345,7 +379,6 @@ class SliceStore:
                 del self._slices[piece_slice.dataset_key]
 
     def replace(self, objs: Iterable[Mapping[str, Any]]) -> set[str]:
-
         """A full list: every DataSet key whose slices it names or named before."""
         before = set(self._slices)
         self._slices = {}

@@ -52,7 +52,7 @@ from topology.datasets import DataSet, ShardPlacement, SliceIndex
 from topology.errors import KblError
 from topology.holdings import NodeHoldings
 from topology.nodes import Node, slim_node_object
-from topology.slices import LookUps, PlacementSlice, SliceStore, changed_slices, shards_per_slice, slice_count, split
+from topology.slices import LookUps, NameOrder, PlacementSlice, SliceStore, changed_slices, shards_per_slice, slice_count, split
 from topology.snapshots import paused_gc
 from topology.times import format_time, parse_time
 
@@ -187,7 +187,9 @@ class Reconciler:
         self.slices = SliceStore()
         self._waiting: set[str] = set()
         self._form: dict[str, tuple[ShardPlacement, bool]] = {}
-        self._lookups: LookUps = {}  # node-list look-ups between two targets, for one pass
+        # Node-list look-ups between two targets and node lists' name orders, for one pass.
+        self._lookups: LookUps = {}
+        self._orders: dict[tuple[str, ...], NameOrder] = {}
 
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
@@ -557,6 +559,7 @@ class Reconciler:
         self._delete_slices(orphaned)  # the slices of a deleted DataSet (the API's GC deletes them too)
         self._write_nodes(list(datasets.values()), cluster, report)
         self._lookups.clear()
+        self._orders.clear()
         self.metrics.duration.observe(time.perf_counter() - started)
         return report
 
@@ -706,10 +709,10 @@ class Reconciler:
         was = current.slices
         if was is not None and was.shards_per_slice == per and len(was.versions) == count and current.placement is not None:
             changed = changed_slices(current.placement, placement, per=per, lookups=self._lookups)
-            rendered = split(namespace, name, placement, only=changed.tolist(), per=per)
+            rendered = split(namespace, name, placement, only=changed.tolist(), per=per, orders=self._orders)
             versions = list(was.versions)
         else:
-            rendered = split(namespace, name, placement)
+            rendered = split(namespace, name, placement, per=per, orders=self._orders)
             versions = [""] * count
         for piece_slice in rendered:
             versions[piece_slice.index] = piece_slice.version
