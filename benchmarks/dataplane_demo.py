@@ -49,9 +49,10 @@ from dataplane.agent.running import Agent, TlsFiles, start_agents
 from dataplane.reconciler.reconciling import Reconciler
 from dataplane.reconciler.settings import ReconcilerSettings
 from kube.api import DATASETS, NODE_HOLDINGS, NODES
+from kube.datasets import get_dataset
 from kube.memory import MemoryApi
 from topology import labels
-from topology.datasets import DataSet, Erasure, Redundancy, Replicas, dataset_object
+from topology.datasets import Erasure, Redundancy, Replicas, dataset_object
 from topology.errors import KblError
 from topology.holdings import NodeHoldings, piece_key
 
@@ -169,7 +170,7 @@ def _wait(what: str, check: Callable[[], bool], timeout_s: float) -> float:
 
 def _victims(api: MemoryApi, node_objects: list[dict[str, Any]], specs: list[DemoDataSet]) -> list[str]:
     """A node that holds pieces of both DataSets, then every node of one rack in another zone."""
-    placed = [DataSet.from_object(api.get(DATASETS, s.name, namespace=NAMESPACE)) for s in specs]
+    placed = [get_dataset(api, s.name, namespace=NAMESPACE) for s in specs]
     holding = [{n for s in range(ds.placement.shards) for n in ds.placement.holders(s)} for ds in placed if ds.placement]
     both = sorted(set.intersection(*holding)) if holding else []
     by_name = {o["metadata"]["name"]: (o["metadata"].get("labels") or {}) for o in node_objects}
@@ -226,7 +227,7 @@ def _verify(
     replicas = identical = ec_checked = ec_identical = 0
     headers = {"Authorization": f"Bearer {token}"}
     for spec in specs:
-        ds = DataSet.from_object(api.get(DATASETS, spec.name, namespace=NAMESPACE))
+        ds = get_dataset(api, spec.name, namespace=NAMESPACE)
         assert ds.placement is not None
         for shard in range(spec.shards):
             expected = _digest(source / spec.name / SHARD_KEY.format(index=shard))
@@ -256,7 +257,7 @@ def _fully_held(api: MemoryApi, specs: list[DemoDataSet]) -> bool:
     """Every target slot reported ready by its node's agent."""
     held = {NodeHoldings.from_object(o).node: NodeHoldings.from_object(o) for o in api.list(NODE_HOLDINGS)[0]}
     for spec in specs:
-        ds = DataSet.from_object(api.get(DATASETS, spec.name, namespace=NAMESPACE))
+        ds = get_dataset(api, spec.name, namespace=NAMESPACE)
         if ds.placement is None:
             return False
         for shard in range(ds.placement.shards):

@@ -36,6 +36,7 @@ import numpy as np
 
 from dataplane.reconciler import Reconciler, ReconcilerSettings
 from kube.api import DATASETS, NODE_HOLDINGS, NODES
+from kube.datasets import list_datasets
 from kube.memory import MemoryApi
 from placement import place, removal_is_safe, repair_plan
 from topology.datasets import DataSet, DataSetSpec, Erasure, Replicas, ShardPlacement, dataset_object
@@ -552,7 +553,7 @@ def _run_kbl_timed(cfg: TimedSettings, initial: list[dict[str, Any]], timeline: 
     agents = CopyingAgents(
         cfg.copy_rate_bps, {s.key: cfg.piece_bytes for s in specs}, {s.key: s.redundancy.needed for s in specs}
     )
-    for ds in (DataSet.from_object(o) for o in api.list(DATASETS)[0]):
+    for ds in list_datasets(api):
         for node, pieces in _slots(ds).items():
             agents.held.setdefault(node, set()).update(pieces)  # hydrated before the run starts
     _publish(api, agents, specs, {})
@@ -580,7 +581,7 @@ def _run_kbl_timed(cfg: TimedSettings, initial: list[dict[str, Any]], timeline: 
         if dirty:
             reconciler.reconcile_once()
             tally.reconcile_passes += 1
-        datasets = [DataSet.from_object(o) for o in api.list(DATASETS)[0]]
+        datasets = list_datasets(api)
         wanted: dict[str, list[Piece]] = {}
         keep: dict[str, set[Piece]] = {}
         moving: set[tuple[str, Piece]] = set()
@@ -733,7 +734,7 @@ def repair_time(
     reconciler = Reconciler(api, ReconcilerSettings(seed=cfg.seed, agent_ttl_s=0), clock=lambda: now[0])  # agents here send no heartbeats
     reconciler.reconcile_once()
     agents = CopyingAgents(copy_rate_bps, {spec.key: piece_bytes}, {spec.key: 1})
-    ds = DataSet.from_object(api.list(DATASETS)[0][0])
+    ds = list_datasets(api)[0]
     for node, pieces in _slots(ds).items():
         agents.held.setdefault(node, set()).update(pieces)
     published = _publish(api, agents, [spec], {})
@@ -755,7 +756,7 @@ def repair_time(
     elapsed = 0.0
     for _ in range(100_000):
         reconciler.reconcile_once()
-        ds = DataSet.from_object(api.list(DATASETS)[0][0])
+        ds = list_datasets(api)[0]
         slots = _slots(ds)
         keep = {n: set(p) for n, p in slots.items()}
         for t in ds.transfers:
