@@ -386,7 +386,16 @@ class SliceStore:
             self.apply("ADDED", obj)
         return before | set(self._slices)
 
+    def remember(self, dataset: DataSet, placement: ShardPlacement) -> None:
+        """The target a sliced DataSet's index names, known to the reader already (the writer's
+        own): :meth:`resolve` answers it without assembling the slices again."""
+        if dataset.slices is None:
+            return
+        state = self._assembled.setdefault(dataset.key, _Assembly())
+        state.last, state.placement = (dataset.slices.versions, dataset.spec.redundancy.width), placement
+
     def forget(self, key: str) -> None:
+
         """Drop what is assembled for a DataSet that is gone (its slices go with their events)."""
         self._assembled.pop(key, None)
 

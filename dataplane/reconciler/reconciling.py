@@ -668,6 +668,10 @@ class Reconciler:
         was = {k: v for k, v in (raw.get("metadata") or {}).items() if k != "resourceVersion"}
         if decision.placement is not None and meta == was and updated.get("spec") == raw.get("spec"):
             typed = DataSet(current.spec, decision.placement, decision.transfers, _index_of(updated.get("status") or {}))
+            if typed.slices is not None:
+                with self._lock:  # a later edit of the DataSet is typed without assembling its slices again
+                    self.slices.remember(typed, decision.placement)
+
         else:
             typed = DataSet.from_object(updated)
             if typed.slices is not None and typed.placement is None:
