@@ -7,7 +7,9 @@ For every DataSet with a placement, the node's **targets** are the slots ``(shar
 placement assigns to it, and its **keep** set adds the slots of ``status.transfers`` whose
 ``from`` is this node (make before break: the old holder keeps its copy until the reconciler
 releases it). A piece on disk outside the keep set is deleted; a DataSet without a placement
-deletes nothing; a DataSet that is gone, or re-created with another uid, loses its folder.
+deletes nothing; a DataSet that is gone, or re-created with another uid, loses its folder. One
+that does not parse, or whose sliced target has not arrived (:attr:`ClusterView.waiting`), is
+not gone: its folder stays.
 
 Source choice for a missing piece, cheapest first (the bytes hydrated are counted per kind):
 
@@ -167,7 +169,16 @@ class ClusterView:
     zones: dict[str, str] = field(default_factory=dict)
     #: DataSets that exist but do not parse: their folders are left alone (never wiped for a typo).
     invalid: set[str] = field(default_factory=set)
+    #: DataSets whose newest version names PlacementSlices not all received yet (the two watch
+    #: streams are not ordered): ``datasets`` keeps the last version acted on, if any, and their
+    #: folders are left alone as the invalid ones' are. Not unplaced: not known yet.
+    waiting: set[str] = field(default_factory=set)
     synced: bool = False
+
+    def kept(self, key: str) -> bool:
+        """Whether a DataSet missing from ``datasets`` still exists (invalid, or waiting for its
+        slices): its folder and partial copies are kept."""
+        return key in self.invalid or key in self.waiting
 
 
 EventSink = Callable[[str, str, str, str], None]  # (dataset key, reason, message, type)
@@ -348,13 +359,13 @@ class Hydrator:
             ns, _, rest = name.partition("~")
             ds, _, rest = rest.partition("~")
             uid = rest.partition("~")[0]
-            if (ns, ds, uid) not in live and f"{ns}/{ds}" not in self.view.invalid:
+            if (ns, ds, uid) not in live and not self.view.kept(f"{ns}/{ds}"):
                 self.store.drop_partial(path)
 
     def _forget_deleted(self, datasets: dict[str, DataSet]) -> None:
         for ns, name in self.store.local_datasets():
             key = f"{ns}/{name}"
-            if key in datasets or key in self.view.invalid:
+            if key in datasets or self.view.kept(key):
                 continue
             if any(k == key for k, _ in self.inflight):
                 continue

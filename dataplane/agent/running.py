@@ -1,6 +1,7 @@
 """One node agent put together, and several in one process for the demo.
 
-:class:`Agent` wires the parts: an informer on DataSets and an on-demand reader of the peers'
+:class:`Agent` wires the parts: informers on DataSets and PlacementSlices (a large DataSet's
+target, assembled by a :class:`~topology.slices.SliceStore`) and an on-demand reader of the peers'
 NodeHoldings (only the nodes a copy may come from, each answer kept a second) feed the
 :class:`~dataplane.agent.hydrating.ClusterView`; a loop reconciles the disk against it whenever
 something changed (or every ``resync_s``) and lets the
@@ -39,12 +40,13 @@ from dataplane.agent.settings import AgentSettings
 from dataplane.agent.sources import PeerClient
 from dataplane.agent.storing import Store
 from kube import rbac
-from kube.api import DATASETS, NODE_HOLDINGS, NODES, ApiError, KubeApi, WatchEvent
+from kube.api import DATASETS, NODE_HOLDINGS, NODES, PLACEMENT_SLICES, ApiError, KubeApi, WatchEvent
 from kube.watching import Informer, InformerSettings
 from topology import labels
 from topology.datasets import DataSet
 from topology.errors import KblError
 from topology.holdings import NodeHoldings
+from topology.slices import SliceStore
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +132,13 @@ class Agent:
             log.warning("access review off: every authenticated caller may read every DataSet (tests and development only)")
         self.app = build_app(self.hydrator, self.auth, self.authorizer)
         isettings = informer_settings or InformerSettings(watch_timeout_s=60, backoff_s=0.2, max_backoff_s=5.0)
+        # A sliced DataSet's target comes in PlacementSlices, on a watch stream of its own: the
+        # DataSets as parsed (target not assembled) are kept until their slices arrive.
+        self.slices = SliceStore()
+        self._sliced: dict[str, tuple[DataSet, dict[str, Any]]] = {}
         self.informers = [
             Informer(api, DATASETS, on_event=self._dataset_event, on_relist=self._datasets_relist, settings=isettings),
+            Informer(api, PLACEMENT_SLICES, on_event=self._slice_event, on_relist=self._slices_relist, settings=isettings),
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -145,25 +152,70 @@ class Agent:
             log.warning("ignoring an invalid DataSet: %s", exc)
             return None
 
+    def _settle(self, key: str, dataset: DataSet, obj: dict[str, Any]) -> bool:
+        """Under the lock: the view's entry of ``key`` for its newest valid version ``dataset``
+        (raw ``obj``), its target assembled from the slices held. When a sliced target cannot be
+        assembled yet (``None``: its slices have not arrived), the last version acted on stays
+        (unless it was another object, another uid) and the key is marked waiting, which keeps
+        its pieces on disk (:attr:`ClusterView.waiting`). True when the view changed."""
+        view = self.view
+        before = view.datasets.get(key)
+        prior = self._sliced.get(key)
+        if any(d is not None and d.spec.uid != dataset.spec.uid for d in (before, prior[0] if prior else None)):
+            self.slices.forget(key)  # re-created (a relist missed the delete): nothing assembled for the old one applies
+        if dataset.slices is None:
+            self._sliced.pop(key, None)
+        else:
+            self._sliced[key] = (dataset, obj)
+        resolved = self.slices.resolve(dataset)
+        if resolved is None:
+            changed = key not in view.waiting
+            view.waiting.add(key)
+            if before is not None and before.spec.uid != dataset.spec.uid:
+                del view.datasets[key]
+                view.raw.pop(key, None)
+                changed = True
+            return changed
+        view.datasets[key] = resolved
+        view.raw[key] = obj
+        was_waiting = key in view.waiting
+        view.waiting.discard(key)
+        # By identity (ShardPlacement's == ignores the pieces): an index that did not change
+        # resolves to the very target assembled before, with the spec it was parsed with.
+        same = (
+            before is not None
+            and before.placement is resolved.placement
+            and before.spec is resolved.spec
+            and before.transfers is resolved.transfers
+        )
+        return was_waiting or not same
+
+    def _forget(self, key: str) -> None:
+        """Under the lock: a DataSet that is gone."""
+        self.view.datasets.pop(key, None)
+        self.view.raw.pop(key, None)
+        self.view.invalid.discard(key)
+        self.view.waiting.discard(key)
+        self._sliced.pop(key, None)
+        self.slices.forget(key)
+
     def _datasets_relist(self, items: Iterable[Mapping[str, Any]]) -> None:
-        parsed = {}
-        raw = {}
+        parsed: dict[str, tuple[DataSet, dict[str, Any]]] = {}
         invalid = set()
         for obj in items:
             ds = self._parse(obj)
             if ds is not None:
-                parsed[ds.key] = ds
-                raw[ds.key] = dict(obj)
+                parsed[ds.key] = (ds, dict(obj))
             else:
                 invalid.add(_key(obj))
         with self.hydrator.lock:
-            for key in invalid:  # keep acting on the last valid version, if any
-                if key in self.view.datasets:
-                    parsed[key] = self.view.datasets[key]
-                    raw[key] = self.view.raw.get(key, {})
-            self.view.datasets = parsed
-            self.view.raw = raw
-            self.view.invalid = invalid
+            view = self.view
+            # An invalid key keeps acting on its last valid version, if any (and waits for its slices).
+            for key in (view.datasets.keys() | view.waiting | self._sliced.keys()) - parsed.keys() - invalid:
+                self._forget(key)
+            view.invalid = invalid
+            for key, (ds, obj) in parsed.items():
+                self._settle(key, ds, obj)
         self.hydrator.changed.set()
 
     def _dataset_event(self, event: WatchEvent) -> None:
@@ -171,16 +223,30 @@ class Agent:
         ds = None if event.type == "DELETED" else self._parse(event.object)
         with self.hydrator.lock:
             if event.type == "DELETED":
-                self.view.datasets.pop(key, None)
-                self.view.raw.pop(key, None)
-                self.view.invalid.discard(key)
+                self._forget(key)
             elif ds is not None:
-                self.view.datasets[ds.key] = ds
-                self.view.raw[ds.key] = dict(event.object)
+                self._settle(ds.key, ds, dict(event.object))
                 self.view.invalid.discard(key)
-            else:
+            else:  # keep acting on the last valid version, if any
                 self.view.invalid.add(key)
         self.hydrator.changed.set()
+
+    def _slice_event(self, event: WatchEvent) -> None:
+        """A PlacementSlice event: held, and the DataSet it belongs to settled again (its target
+        assembled once every slice its index names is held)."""
+        with self.hydrator.lock:
+            key = self.slices.apply(event.type, event.object)
+            changed = key is not None and key in self._sliced and self._settle(key, *self._sliced[key])
+        if changed:
+            self.hydrator.changed.set()
+
+    def _slices_relist(self, items: Iterable[Mapping[str, Any]]) -> None:
+        changed = False
+        with self.hydrator.lock:
+            for key in self.slices.replace(items) & self._sliced.keys():
+                changed = self._settle(key, *self._sliced[key]) or changed
+        if changed:
+            self.hydrator.changed.set()
 
     def _read_holdings(self, node: str) -> NodeHoldings | None:
         """One node's holdings (``None`` when it has none, or they do not parse)."""
