@@ -129,6 +129,14 @@ def test_controller_values_reach_its_arguments_and_service_account() -> None:
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/kbl-queue"
 
 
+def test_the_chart_installs_every_crd_and_the_plain_crds_are_its_copies() -> None:
+    """Helm installs what is in the chart's crds/ (first install only): the PlacementSlice CRD
+    must be there, or the reconciler's PlacementSlice informer never syncs and nothing is placed."""
+    kinds = {load_docs(p)[0]["spec"]["names"]["kind"] for p in (CHART / "crds").glob("*.yaml")}
+    assert kinds == {"DataSet", "KBL", "NodeHoldings", "PlacementSlice"}
+    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(p.name for p in (MANIFESTS / "crds").glob("*.yaml"))
+
+
 def test_cert_manager_option_fills_the_secret_both_components_mount() -> None:
     docs = load_docs(MANIFESTS / "cert-manager.yaml")
     cert = find(docs, "Certificate", "kbl-extender")
