@@ -59,6 +59,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
         "0: no check",
     )
     parser.add_argument(
+        "--inline-placement-bytes", type=int, default=None, metavar="N",
+        help="a target whose status.placement JSON is larger is written as PlacementSlices (immutable objects of at most "
+        "2,048 pieces; needs the placementslices.kbl.io CRD) and status.placement holds their index: every DataSet "
+        "watcher receives a small object, and a change writes only the slices it touches (default 65536; 0: every "
+        "target is sliced)",
+    )
+    parser.add_argument(
         "--progress-write-s", type=float, default=None,
         help="write a DataSet's progress alone (pieces and bytes ready, ETA) at most this often; every DataSet watcher, "
         "each node's agent included, receives the whole object with each write (default 10; 0: every change at once)",
@@ -92,6 +99,7 @@ def settings(args: argparse.Namespace) -> ReconcilerSettings:
             agent_ttl_s=args.agent_ttl_s,
             **({} if args.max_object_bytes is None else {"max_object_bytes": args.max_object_bytes}),
             **({} if args.progress_write_s is None else {"progress_write_s": args.progress_write_s}),
+            **({} if args.inline_placement_bytes is None else {"inline_placement_bytes": args.inline_placement_bytes}),
         )
     except ValueError as exc:
         raise KblError(str(exc)) from None

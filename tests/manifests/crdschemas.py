@@ -4,15 +4,17 @@ The API server checks a custom object against the CRD's ``openAPIV3Schema`` (Ope
 semantics: boolean ``exclusiveMinimum``, which JSON Schema draft 4 shares), rejects unknown
 fields under strict field validation (the default of ``kubectl apply`` since 1.27), enforces
 ``x-kubernetes-list-type`` ``set``/``map`` uniqueness and evaluates the
-``x-kubernetes-validations`` CEL rules. :class:`CrdValidator` does the same four things with
-``jsonschema`` and ``cel-python`` (a real CEL implementation), so a test can say "the API server
-would reject this" without a cluster. It does not apply schema defaults (the shipped CRDs
-declare none) and does not estimate CEL cost.
+``x-kubernetes-validations`` CEL rules, transition rules (those naming ``oldSelf``) on updates
+only, where the old object has a value at the rule's path. :class:`CrdValidator` does the same
+four things with ``jsonschema`` and ``cel-python`` (a real CEL implementation), so a test can say
+"the API server would reject this" without a cluster. It does not apply schema defaults (the
+shipped CRDs declare none) and does not estimate CEL cost.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,8 @@ from celpy.celtypes import BoolType
 from celpy.evaluation import CELEvalError
 
 Obj = dict[str, Any]
+_ABSENT = object()
+_OLD_SELF = re.compile(r"\boldSelf\b")
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,9 @@ class CrdValidator:
         self._env = celpy.Environment()
         self._programs: dict[str, _Rule] = {}
 
-    def errors(self, obj: Obj) -> list[str]:
-        """Why the API server would refuse ``obj`` (empty when it would admit it)."""
+    def errors(self, obj: Obj, old: Obj | None = None) -> list[str]:
+        """Why the API server would refuse ``obj`` (empty when it would admit it): created, or
+        replacing ``old`` (then the transition rules compare the two)."""
         out = []
         if obj.get("apiVersion") != f"{self.group}/{self.version}" or obj.get("kind") != self.kind:
             out.append(f"apiVersion/kind must be {self.group}/{self.version} {self.kind}")
@@ -67,11 +72,11 @@ class CrdValidator:
             out.append(f"{where}: {err.message}")
         if out:
             return out
-        out.extend(self._walk(self.schema, obj, ""))
+        out.extend(self._walk(self.schema, obj, _ABSENT if old is None else old, ""))
         return out
 
-    def admits(self, obj: Obj) -> bool:
-        return not self.errors(obj)
+    def admits(self, obj: Obj, old: Obj | None = None) -> bool:
+        return not self.errors(obj, old)
 
     def rules(self) -> list[str]:
         """Every CEL rule of the schema (to check they compile)."""
@@ -83,11 +88,18 @@ class CrdValidator:
             self._programs[text] = _Rule(text, str(raw.get("message", text)), self._env.program(self._env.compile(text)))
         return self._programs[text]
 
-    def _walk(self, schema: Obj, value: Any, path: str) -> Iterator[str]:
+    def _walk(self, schema: Obj, value: Any, old: Any, path: str) -> Iterator[str]:
+        """``old``: the old object's value at ``path`` (``_ABSENT`` on create or where it had none)."""
         for raw in schema.get("x-kubernetes-validations", []):
             rule = self._rule(raw)
+            transition = bool(_OLD_SELF.search(rule.rule))
+            if transition and old is _ABSENT:
+                continue  # the API server evaluates a transition rule on updates only
+            activation = {"self": json_to_cel(value)}
+            if transition:
+                activation["oldSelf"] = json_to_cel(old)
             try:
-                ok = rule.program.evaluate({"self": json_to_cel(value)})
+                ok = rule.program.evaluate(activation)
             except CELEvalError as exc:
                 yield f"{path or '<root>'}: rule {rule.rule!r} failed to evaluate: {exc.args[0]}"
                 continue
@@ -96,17 +108,18 @@ class CrdValidator:
         if isinstance(value, dict):
             props = schema.get("properties", {})
             extra = schema.get("additionalProperties")
+            olds = old if isinstance(old, dict) else {}
             for key, item in value.items():
                 if key in props:
-                    yield from self._walk(props[key], item, f"{path}.{key}")
+                    yield from self._walk(props[key], item, olds.get(key, _ABSENT), f"{path}.{key}")
                 elif isinstance(extra, dict):
-                    yield from self._walk(extra, item, f"{path}.{key}")
+                    yield from self._walk(extra, item, olds.get(key, _ABSENT), f"{path}.{key}")
         elif isinstance(value, list):
             yield from _list_type(schema, value, path)
             items = schema.get("items")
             if isinstance(items, dict):
-                for i, item in enumerate(value):
-                    yield from self._walk(items, item, f"{path}[{i}]")
+                for i, item in enumerate(value):  # items are not correlated: only map-list items are, and no shipped rule needs that
+                    yield from self._walk(items, item, _ABSENT, f"{path}[{i}]")
 
 
 def _list_type(schema: Obj, value: list[Any], path: str) -> Iterator[str]:

@@ -26,6 +26,7 @@ INSTALL_ORDER = (
     "crds/datasets.kbl.io.yaml",
     "crds/kbls.kbl.io.yaml",
     "crds/nodeholdings.kbl.io.yaml",
+    "crds/placementslices.kbl.io.yaml",
     "namespace.yaml",
     "extender.yaml",
     "scheduler.yaml",

@@ -20,6 +20,7 @@ from topology import labels
 from topology.kbls import KBL
 from topology.nodes import Taint
 from topology.pods import Pod
+from topology.slices import INLINE_PLACEMENT_BYTES
 
 Obj = dict[str, Any]
 GEN = generator()
@@ -111,8 +112,8 @@ def test_controller_values_reach_its_arguments_and_service_account() -> None:
                     "--leader-elect-lease-duration-s", "15", "--leader-elect-renew-deadline-s", "10", "--leader-elect-retry-period-s", "2",
                     "--region", "eu-west-1", "--queue-url", f"{queue}-requests", "--reply-queue-url", f"{queue}-replies",
                     "--reconciler-lease", "kbl-reconciler", "--node-lost-grace-s", "300", "--max-transfers-per-node", "64",
-                    "--reconciler-resync-s", "30", "--max-object-bytes", "1572864", "--progress-write-s", "10",
-                    "--metrics-port", "9102"]  # fmt: skip
+                    "--reconciler-resync-s", "30", "--max-object-bytes", "1572864", "--inline-placement-bytes", "65536",
+                    "--progress-write-s", "10", "--metrics-port", "9102"]  # fmt: skip
     parsed = cli.build_parser().parse_args(args)
     assert (parsed.provider, parsed.max_nodes, parsed.reply_queue_url) == ("queue", 50, f"{queue}-replies")
     assert (parsed.max_object_bytes, parsed.progress_write_s) == (1_572_864, 10.0)  # an integer, not Helm's 1.572864e+06
@@ -120,6 +121,7 @@ def test_controller_values_reach_its_arguments_and_service_account() -> None:
 
     knobs = settings(parsed)  # what the in-process reconciler runs with
     assert (knobs.max_object_bytes, knobs.progress_write_s, knobs.max_transfers_per_node) == (1_572_864, 10.0, 64)
+    assert knobs.inline_placement_bytes == INLINE_PLACEMENT_BYTES  # the chart's default is the code's
     lease = election(parsed)  # the CLI accepts the chart's durations
     assert lease is not None
     assert (lease.lease_name, lease.namespace) == ("kbl-controller", "kbl-system")
@@ -127,6 +129,28 @@ def test_controller_values_reach_its_arguments_and_service_account() -> None:
         _render({"controller": {"provider": "queue"}})
     account = find(objects, "ServiceAccount", "kbl-controller")
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/kbl-queue"
+
+
+@pytest.mark.parametrize("size", [0, 1_048_576, 4_194_304])
+def test_inline_placement_bytes_reach_the_reconciler_as_an_integer(size: int) -> None:
+    """Helm reads numbers as float64 (1048576 would render as 1.048576e+06, which the CLI refuses):
+    the chart passes it through int64. 0 slices every target."""
+    from kbl.commands.reconciler import settings
+
+    args = find(_render({"controller": {"reconciler": {"inlinePlacementBytes": size}}}), "Deployment", "kbl-controller")
+    argv = args["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert argv[argv.index("--inline-placement-bytes") + 1] == str(size)
+    assert settings(cli.build_parser().parse_args(argv)).inline_placement_bytes == size
+    with pytest.raises(helm.HelmValuesError, match="inlinePlacementBytes"):
+        GEN.render({"controller": {"reconciler": {"inlinePlacementBytes": -1}}})
+
+
+def test_the_chart_installs_every_crd_and_the_plain_crds_are_its_copies() -> None:
+    """Helm installs what is in the chart's crds/ (first install only): the PlacementSlice CRD
+    must be there, or the reconciler's PlacementSlice informer never syncs and nothing is placed."""
+    kinds = {load_docs(p)[0]["spec"]["names"]["kind"] for p in (CHART / "crds").glob("*.yaml")}
+    assert kinds == {"DataSet", "KBL", "NodeHoldings", "PlacementSlice"}
+    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(p.name for p in (MANIFESTS / "crds").glob("*.yaml"))
 
 
 def test_cert_manager_option_fills_the_secret_both_components_mount() -> None:

@@ -1,7 +1,9 @@
-"""The shipped DataSet and KBL CRDs: structural, and in agreement with kbl's own parsers.
+"""The shipped DataSet, KBL and PlacementSlice CRDs: structural, and in agreement with kbl's own parsers.
 
-Invariant: whatever the CRD admits, ``DataSet.from_object``/``KBL.from_object`` accept (the
-CRD is never looser than the code that reads the objects); broken objects are refused by both.
+Invariant: whatever the CRD admits, ``DataSet.from_object``/``KBL.from_object``/
+``PlacementSlice.from_object`` accept (the CRD is never looser than the code that reads the
+objects); broken objects are refused by both. And the CRDs admit what the placement reconciler
+writes (a sliced target: its PlacementSlices and the DataSet's index).
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.manifests.crdschemas import CrdValidator, schema_nodes
 from tests.manifests.shipped import CRDS, example_objects, load_docs
-from topology.datasets import DataSet
+from topology.datasets import DataSet, ShardPlacement, SliceIndex
 from topology.errors import KblError
 from topology.kbls import KBL
+from topology.slices import PlacementSlice, render_slice, split
 
 Obj = dict[str, Any]
-PARSERS: dict[str, Callable[[Obj], object]] = {"DataSet": DataSet.from_object, "KBL": KBL.from_object}
+PARSERS: dict[str, Callable[[Obj], object]] = {
+    "DataSet": DataSet.from_object, "KBL": KBL.from_object, "PlacementSlice": PlacementSlice.from_object,
+}  # fmt: skip
 
 
 def _crd(name: str) -> Obj:
@@ -30,7 +36,10 @@ def _crd(name: str) -> Obj:
     return docs[0]
 
 
-VALIDATORS = {"DataSet": CrdValidator(_crd("datasets.kbl.io")), "KBL": CrdValidator(_crd("kbls.kbl.io"))}
+VALIDATORS = {
+    "DataSet": CrdValidator(_crd("datasets.kbl.io")), "KBL": CrdValidator(_crd("kbls.kbl.io")),
+    "PlacementSlice": CrdValidator(_crd("placementslices.kbl.io")),
+}  # fmt: skip
 
 
 def _parser_accepts(obj: Obj) -> bool:
@@ -63,6 +72,29 @@ def _kbl(node_group: Obj | None = None, stages: list[Obj] | None = None) -> Obj:
     return {"apiVersion": "kbl.io/v1alpha1", "kind": "KBL", "metadata": {"name": "k", "namespace": "ns"}, "spec": spec}
 
 
+#: A small 2x target of 4 shards over 3 nodes, and one with pieces not placed (-1): a whole shard,
+#: one piece of another, and a slice of which no piece is placed (an empty node list).
+TARGET = ShardPlacement(("n1", "n2", "n3"), np.array([[0, 1], [2, 0], [1, 2], [0, 2]], dtype=np.int32))
+HOLES = ShardPlacement(("n1", "n2", "n3"), np.array([[0, 1], [-1, -1], [1, -1], [-1, -1], [-1, -1]], dtype=np.int32))
+
+
+def _slice(name: str, placement: ShardPlacement, index: int = 0, per: int = 4, namespace: str = "ns") -> Obj:
+    """A PlacementSlice as the reconciler writes it (topology.slices), owned by its DataSet."""
+    return render_slice(namespace, name, index, per, placement).to_object(dataset_uid=f"uid-{name}")
+
+
+def _sliced_dataset(**status: Any) -> Obj:
+    """DataSet ``d`` (4 shards) whose target is the slices of :data:`TARGET`, 2 shards each."""
+    versions = tuple(s.version for s in (render_slice("ns", "d", i, 2, TARGET) for i in range(2)))
+    return {**_dataset(), "status": {"placement": SliceIndex(2, versions).to_status(), **status}}
+
+
+def _renamed(obj: Obj, name: str) -> Obj:
+    out = copy.deepcopy(obj)
+    out["metadata"]["name"] = name
+    return out
+
+
 GOOD = {
     "dataset-int-size": _dataset(shardSize=1 << 30),
     "dataset-per-shard-sizes": _without(_dataset(shards=2, shardSizes=["1Gi", 1024]), "spec", "shardSize"),
@@ -75,6 +107,12 @@ GOOD = {
         **_dataset(shards=2),
         "status": {"placement": {"nodes": ["n1", "n2", "n3"], "shards": [[0, 1], [2, 0]]}, "observedGeneration": 3},
     },
+    "dataset-sliced": _sliced_dataset(observedGeneration=3),
+    "placementslice": _slice("d", TARGET),
+    "placementslice-second-of-two": _slice("d", TARGET, index=1, per=2),
+    "placementslice-unplaced-pieces": _slice("d", HOLES, per=3),
+    "placementslice-nothing-placed": _slice("d", HOLES, index=1, per=3),
+    "placementslice-longest-dataset-name": _slice("d" * 253, TARGET),  # the name is shortened, no label
     "kbl-empty-spec": {"apiVersion": "kbl.io/v1alpha1", "kind": "KBL", "metadata": {"name": "k"}, "spec": {}},
     "kbl-shared-spot": _kbl({"mode": "shared", "capacityType": "SPOT", "instanceTypes": ["c7g.large"], "minSize": 10}),
     "kbl-stages": _kbl(
@@ -114,6 +152,19 @@ BAD = {
     "dataset-shard-key-hidden": _dataset(shardKey=".{index}"),
     "dataset-placement-index-not-int": {**_dataset(shards=1), "status": {"placement": {"nodes": ["n1"], "shards": [["n1"]]}}},
     "dataset-placement-node-not-string": {**_dataset(shards=1), "status": {"placement": {"nodes": [7], "shards": [[0]]}}},
+    "dataset-sliced-no-versions": _without(_sliced_dataset(), "status", "placement", "slices", "versions"),
+    "dataset-sliced-zero-shards-per-slice": {**_dataset(shards=1), "status": {"placement": SliceIndex(0, ("ab",)).to_status()}},
+    "dataset-sliced-empty-version": {**_dataset(shards=1), "status": {"placement": SliceIndex(1, ("",)).to_status()}},
+    "placementslice-index-beyond-nodes": {**_slice("d", TARGET), "spec": {**_slice("d", TARGET)["spec"], "shards": [[0, 3]]}},
+    "placementslice-duplicate-nodes": {**_slice("d", TARGET), "spec": {**_slice("d", TARGET)["spec"], "nodes": ["n1", "n1", "n3"]}},
+    "placementslice-empty-node-name": {**_slice("d", TARGET), "spec": {**_slice("d", TARGET)["spec"], "nodes": ["n1", "", "n3"]}},
+    "placementslice-no-shards": {**_slice("d", TARGET), "spec": {**_slice("d", TARGET)["spec"], "shards": []}},
+    "placementslice-no-dataset": _without(_slice("d", TARGET), "spec", "dataSet"),
+    "placementslice-empty-dataset": {**_slice("d", TARGET), "spec": {**_slice("d", TARGET)["spec"], "dataSet": ""}},
+    "placementslice-no-version": _without(_slice("d", TARGET), "spec", "version"),
+    "placementslice-no-first-shard": _without(_slice("d", TARGET), "spec", "firstShard"),
+    "placementslice-negative-first-shard": {**_slice("d", TARGET), "spec": {**_slice("d", TARGET)["spec"], "firstShard": -1}},
+    "placementslice-index-not-int": {**_slice("d", TARGET), "spec": {**_slice("d", TARGET)["spec"], "shards": [["n1"]]}},
     "kbl-unknown-mode": _kbl({"mode": "exclusive"}),
     "kbl-lowercase-capacity": _kbl({"capacityType": "spot"}),
     "kbl-min-above-max": _kbl({"minSize": 5, "maxSize": 2}),
@@ -140,6 +191,18 @@ BAD = {
 }
 
 
+#: Refused by the CRD only: what kbl reads does not depend on it, but the writer does.
+CRD_ONLY = {
+    # The reconciler deletes a slice by the name its spec gives: one named otherwise is never pruned.
+    "placementslice-name-without-its-version": _renamed(_slice("d", TARGET), "d-p0-0123456789ab"),
+    "placementslice-name-of-another-index": _renamed(_slice("d", TARGET), _slice("d", TARGET)["metadata"]["name"].replace("-p0-", "-p1-")),
+    # Both forms at once: kbl reads the slices; the reconciler never writes both.
+    "dataset-inline-and-sliced": {
+        **_dataset(), "status": {"placement": {**TARGET.to_status(), **_sliced_dataset()["status"]["placement"]}},
+    },  # fmt: skip
+}
+
+
 @pytest.mark.parametrize(("file", "obj"), [(f, o) for f, o in example_objects() if o["kind"] in PARSERS], ids=lambda v: str(v)[:30])
 def test_examples_are_admitted_by_the_crd_and_parsed_by_kbl(file: str, obj: Obj) -> None:
     assert VALIDATORS[obj["kind"]].errors(obj) == [], file
@@ -159,6 +222,71 @@ def test_broken_objects_are_rejected_by_the_crd_and_by_kbl(name: str) -> None:
     assert VALIDATORS[obj["kind"]].errors(obj), f"the CRD admits {name}"
     with pytest.raises(KblError):
         PARSERS[obj["kind"]](obj)
+
+
+@pytest.mark.parametrize("name", sorted(CRD_ONLY))
+def test_what_only_the_crd_refuses(name: str) -> None:
+    obj = CRD_ONLY[name]
+    assert VALIDATORS[obj["kind"]].errors(obj), f"the CRD admits {name}"
+    PARSERS[obj["kind"]](obj)  # if kbl refuses it too, it belongs in BAD
+
+
+def test_a_placement_slice_is_immutable_its_metadata_is_not() -> None:
+    """Readers key a slice by (index, version): a spec changed in place would be taken for the
+    content that version names. The API server refuses it (a transition rule); labels may change."""
+    validator = VALIDATORS["PlacementSlice"]
+    old = GOOD["placementslice"]
+    relabelled = copy.deepcopy(old)
+    relabelled["metadata"]["labels"]["team"] = "ml"
+    assert validator.errors(relabelled, old) == []
+    moved = copy.deepcopy(old)
+    moved["spec"]["shards"][0] = moved["spec"]["shards"][0][::-1]  # still a valid slice, as a new object
+    assert validator.errors(moved) == []
+    assert validator.errors(moved, old) == [".spec: a PlacementSlice is immutable (write a new version)"]
+
+
+def _written(name: str, shards: int, redundancy: Any) -> tuple[Obj, list[Obj]]:
+    """A DataSet placed by the real placement reconciler with every target sliced
+    (``inline_placement_bytes=0``): the DataSet as stored, and the PlacementSlices it created."""
+    from kube.api import PLACEMENT_SLICES
+    from tests.dataplane.reconciler.worlds import World, dataset
+
+    world = World()
+    world.add_dataset(dataset(name, shards=shards, redundancy=redundancy))
+    world.reconciler(inline_placement_bytes=0).reconcile_once()
+    return world.get(name), world.api.list(PLACEMENT_SLICES)[0]
+
+
+def test_the_crds_admit_what_the_reconciler_writes_and_kbl_reads_it_back() -> None:
+    """A 3x DataSet of 700 shards (a full slice of 682 shards, 2,046 pieces, and a partial one) and
+    a 4+2 one: every slice and the DataSets' index are admitted, and the slices assemble into a
+    target that places every piece of every shard on distinct nodes."""
+    from topology.datasets import Erasure, Replicas
+    from topology.slices import SLICE_PIECES, SliceStore
+
+    for name, shards, redundancy in (("reads", 700, Replicas(3)), ("frames", 50, Erasure(4, 2))):
+        stored, slices = _written(name, shards, redundancy)
+        assert "slices" in stored["status"]["placement"]
+        assert VALIDATORS["DataSet"].errors(stored) == []
+        assert len(slices) == len(stored["status"]["placement"]["slices"]["versions"])
+        for obj in slices:
+            assert VALIDATORS["PlacementSlice"].errors(obj) == [], obj["metadata"]["name"]
+            assert sum(len(row) for row in obj["spec"]["shards"]) <= SLICE_PIECES
+        store = SliceStore()
+        store.replace(slices)
+        typed = store.resolve(DataSet.from_object(stored))
+        assert typed is not None and typed.placement is not None
+        width = redundancy.width
+        assert typed.placement.pieces.shape == (shards, width)
+        assert all(len(set(row)) == width for row in typed.placement.pieces.tolist())
+
+
+def test_split_slices_of_a_placement_are_admitted() -> None:
+    """Every slice :func:`topology.slices.split` cuts from a target, in a DataSet's namespace."""
+    for piece_slice in split("ns", "d", TARGET) + split("ns", "d", HOLES):
+        obj = piece_slice.to_object()
+        assert VALIDATORS["PlacementSlice"].errors(obj) == []
+        assert PlacementSlice.from_object(obj) == piece_slice
 
 
 def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -230,12 +358,23 @@ def test_crd_schema_is_structural(kind: str) -> None:
             assert set(keys) <= set(node["items"].get("required", [])), f"{path}: list-map keys must be required"
 
 
-@pytest.mark.parametrize("name", ["datasets.kbl.io", "kbls.kbl.io", "nodeholdings.kbl.io"])
-def test_crd_has_status_subresource_and_printer_columns_that_resolve(name: str) -> None:
+#: Each CRD's subresources: a PlacementSlice has no status (it is written whole, once).
+SUBRESOURCES: dict[str, Obj | None] = {
+    "datasets.kbl.io": {"status": {}}, "kbls.kbl.io": {"status": {}}, "nodeholdings.kbl.io": {"status": {}},
+    "placementslices.kbl.io": None,
+}  # fmt: skip
+
+
+def test_every_shipped_crd_is_checked() -> None:
+    assert {p.stem for p in CRDS.glob("*.yaml")} == SUBRESOURCES.keys()
+
+
+@pytest.mark.parametrize("name", sorted(SUBRESOURCES))
+def test_crd_has_its_subresources_and_printer_columns_that_resolve(name: str) -> None:
     crd = _crd(name)
     (version,) = crd["spec"]["versions"]
     assert version["served"] and version["storage"]
-    assert version["subresources"] == {"status": {}}
+    assert version.get("subresources") == SUBRESOURCES[name]
     schema = version["schema"]["openAPIV3Schema"]
     columns = version["additionalPrinterColumns"]
     assert len(columns) >= 4
@@ -255,7 +394,7 @@ def test_crd_has_status_subresource_and_printer_columns_that_resolve(name: str) 
 
 def test_crd_cel_rules_compile() -> None:
     rules = [r for v in VALIDATORS.values() for r in v.rules()]
-    assert len(rules) == 3
+    assert len(rules) == 6
     for validator in VALIDATORS.values():
         for rule in validator.rules():
             validator._rule({"rule": rule})  # compiles, or raises

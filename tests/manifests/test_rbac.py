@@ -2,7 +2,8 @@
 
 A rule the manifests grant that is not in :data:`JUSTIFIED` fails, and so does a justified
 permission the manifests no longer grant (the list stays honest both ways). No wildcards, no
-Secrets, no cluster-admin, no binding to a role we do not ship except the upstream scheduler roles.
+Secrets, no cluster-admin, no binding to a role we do not ship except the upstream scheduler roles,
+and one delete: the placement reconciler's of its own PlacementSlices.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-extender", "kbl.io", "datasets", "watch", ""): "placements kept current incrementally",
     ("ClusterRole/kbl-extender", "kbl.io", "kbls", "list", ""): "dedicated node groups: keep a KBL's pods in, foreign pods out",
     ("ClusterRole/kbl-extender", "kbl.io", "kbls", "watch", ""): "KBLs kept current incrementally",
+    ("ClusterRole/kbl-extender", "kbl.io", "placementslices", "list", ""): (
+        "where every piece of a large DataSet lives: its status.placement is then only the index of its PlacementSlices"
+    ),
+    ("ClusterRole/kbl-extender", "kbl.io", "placementslices", "watch", ""): (
+        "a new sliced target is scored once every slice its index names has arrived (the last one meanwhile)"
+    ),
     ("ClusterRole/kbl-extender", "", "events", "create", ""): "event on a pod whose best data node was not offered",
     # The controller.
     ("ClusterRole/kbl-controller", "", "pods", "list", ""): "unschedulable pods (PodScheduled=False) per KBL",
@@ -49,16 +56,34 @@ JUSTIFIED: dict[tuple[str, str, str, str, str], str] = {
     ("ClusterRole/kbl-controller", "kbl.io", "kbls/status", "patch", ""): "node-group state and blueprint start in KBL status",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "list", ""): "never remove the last piece of a shard",
     ("ClusterRole/kbl-controller", "kbl.io", "datasets", "watch", ""): "placements kept current",
+    ("ClusterRole/kbl-controller", "kbl.io", "placementslices", "list", ""): (
+        "a large DataSet's target is in its PlacementSlices: the last piece of a shard (controller), the current target (reconciler)"
+    ),
+    ("ClusterRole/kbl-controller", "kbl.io", "placementslices", "watch", ""): (
+        "sliced targets kept current; a DataSet whose index names a slice not yet seen is decided again when it arrives"
+    ),
     ("ClusterRole/kbl-controller", "batch", "jobs", "list", ""): "blueprint stages that start by an earlier stage's Job progress",
     ("ClusterRole/kbl-controller", "batch", "jobs", "watch", ""): "Job progress kept current (succeeded / completions)",
     # The placement reconciler in the controller's process (dataplane/reconciler).
     ("ClusterRole/kbl-controller", "kbl.io", "datasets/status", "patch", ""): "the reconciler writes status.placement, transfers, conditions",
     ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "list", ""): "which nodes run an agent (wait for data-drained); what every agent holds",
     ("ClusterRole/kbl-controller", "kbl.io", "nodeholdings", "watch", ""): "node agents' reports kept current (release old holders once new ones are ready)",
+    ("ClusterRole/kbl-controller", "kbl.io", "placementslices", "create", ""): (
+        "a target over --inline-placement-bytes is written as new immutable slices, created before the index that names them"
+    ),
+    ("ClusterRole/kbl-controller", "kbl.io", "placementslices", "delete", ""): (
+        "slices no index names any more (the target moved on, or a writer stopped between two steps): else they pile up"
+    ),
     # (With controller.metricsServer: metrics.k8s.io nodes list, for utilization feedback.)
     # The node agent: placements in, its own NodeHoldings out, readers' tokens reviewed.
     ("ClusterRole/kbl-agent", "kbl.io", "datasets", "list", ""): "placements, transfers and sources of every DataSet",
     ("ClusterRole/kbl-agent", "kbl.io", "datasets", "watch", ""): "react to a new placement at once",
+    ("ClusterRole/kbl-agent", "kbl.io", "placementslices", "list", ""): (
+        "which pieces this node must hold and keep when a large DataSet's target is in PlacementSlices"
+    ),
+    ("ClusterRole/kbl-agent", "kbl.io", "placementslices", "watch", ""): (
+        "act on a new sliced target only once all its slices arrived, never on a mix of two targets"
+    ),
     ("ClusterRole/kbl-agent", "kbl.io", "nodeholdings", "get", ""): (
         "does this node's NodeHoldings exist yet; a peer's endpoint and ready pieces, read only when copying from it"
     ),
@@ -90,6 +115,13 @@ UPSTREAM_ROLES = {
     ("ClusterRole", "system:volume-scheduler"): "volume binding during scheduling (PVs, PVCs, StorageClasses)",
     ("Role", "extension-apiserver-authentication-reader"): "delegated authentication of kube-scheduler's secure port",
 }
+#: The one delete a default install grants: the reconciler's own immutable PlacementSlices.
+DELETES = {("ClusterRole/kbl-controller", "kbl.io", "placementslices")}
+#: What every reader of DataSets' targets needs besides DataSets: a sliced DataSet's target is only
+#: in its PlacementSlices (topology/slices.py). Part of the contract: the exactness tests below add
+#: them to what the code scan finds, so the grant holds whether or not a reader's code in this tree
+#: lists PlacementSlices yet (once it does, the scan finds the same two calls).
+SLICE_READS = {("kbl.io", "placementslices", "list"), ("kbl.io", "placementslices", "watch")}
 OBJECTS = plain_objects()
 
 
@@ -117,7 +149,22 @@ def test_no_wildcards_no_secrets_no_escalation_verbs() -> None:
     for ref, group, resource, verb, name in _granted():
         assert "*" not in (group + resource + verb + name), ref
         assert resource not in {"secrets", "serviceaccounts/token", "clusterroles", "clusterrolebindings", "roles", "rolebindings"}, ref
-        assert verb not in {"escalate", "bind", "impersonate", "delete", "deletecollection"}, ref
+        assert verb not in {"escalate", "bind", "impersonate", "deletecollection"}, ref
+        assert verb != "delete" or (ref, group, resource) in DELETES, f"{ref} may delete {resource}"
+
+
+def test_every_reader_of_datasets_reads_their_placement_slices_and_only_the_controller_writes_them() -> None:
+    """A component that reads DataSets without their PlacementSlices would take a sliced DataSet
+    for an unplaced one; the slices are written by the placement reconciler alone (in the
+    controller's process), and without it nobody writes them."""
+    roles = [o["metadata"]["name"] for o in of_kind(OBJECTS, "ClusterRole")]
+    readers = [r for r in roles if ("kbl.io", "datasets", "list") in _granted_to(r)]
+    assert sorted(readers) == ["kbl-agent", "kbl-controller", "kbl-extender"]
+    for role in readers:
+        assert SLICE_READS <= _granted_to(role), role
+    slices = {(ref, verb) for ref, _group, resource, verb, _name in _granted() if resource == "placementslices"}
+    writes = {(ref, verb) for ref, verb in slices if verb not in {"list", "watch"}}
+    assert writes == {("ClusterRole/kbl-controller", "create"), ("ClusterRole/kbl-controller", "delete")}
 
 
 @pytest.mark.parametrize("kind", ["ClusterRoleBinding", "RoleBinding"])
@@ -156,7 +203,7 @@ def test_extender_cannot_bind_pods_unless_the_scheduler_delegates_binding() -> N
 #: KubeApi method -> (resource suffix, verb) it needs; ``None`` resource: fixed below.
 VERBS = {
     "list": ("", "list"), "watch": ("", "watch"), "get": ("", "get"), "patch": ("", "patch"), "patch_status": ("/status", "patch"),
-    "create": ("", "create"), "replace": ("", "update"),
+    "create": ("", "create"), "replace": ("", "update"), "delete": ("", "delete"),
 }
 FIXED = {"evict": ("", "pods/eviction", "create"), "create_event": ("", "events", "create"), "create_binding": ("", "pods/binding", "create")}
 
@@ -164,7 +211,7 @@ FIXED = {"evict": ("", "pods/eviction", "create"), "create_event": ("", "events"
 def _resources(path: Path) -> dict[str, api.Resource]:
     """The Resource constants a module can name: kube.api's and its own module-level ones."""
     module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
-    names = {name: getattr(api, name) for name in ("NODES", "PODS", "DATASETS", "KBLS", "LEASES")}
+    names = {name: getattr(api, name) for name in ("NODES", "PODS", "DATASETS", "KBLS", "LEASES", "PLACEMENT_SLICES")}
     names.update({k: v for k, v in vars(module).items() if isinstance(v, api.Resource)})
     return names
 
@@ -220,6 +267,8 @@ def test_controller_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     assert metrics in needed
     leases = {c for c in needed if c[0] == api.LEASES.group}
     assert leases == {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+    assert {("kbl.io", "placementslices", v) for v in ("create", "delete")} <= needed  # the reconciler's slice writes, found
+    needed |= SLICE_READS  # the companion controller's own reads of sliced targets (a reader, see SLICE_READS)
     assert _granted_to("kbl-controller") == needed - {metrics} - leases
     objects = [o for _, o in OBJECTS]
     args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -250,6 +299,8 @@ def test_controller_without_the_reconciler_loses_exactly_its_grants() -> None:
     without = _granted_to("kbl-controller", objects)
     assert ("kbl.io", "datasets/status", "patch") not in without  # the reconciler's only write of its own
     assert ("kbl.io", "nodeholdings", "watch") in without  # the controller itself waits for agents' signals
+    assert not {("kbl.io", "placementslices", v) for v in ("create", "delete")} & without  # only the reconciler writes slices
+    assert SLICE_READS <= without  # the controller reads sliced targets (never remove the last piece of a shard)
     args = find(objects, "Deployment", "kbl-controller")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--no-reconciler" in args
 
@@ -264,6 +315,7 @@ def test_extender_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     narrowing = {("", "pods", "patch"), ("", "pods", "delete")}
     assert ("", "pods", "patch") in needed
     needed -= narrowing
+    needed |= SLICE_READS  # sliced targets (see SLICE_READS)
     assert _granted_to("kbl-extender") == needed - {binding}
     rendered = generator().render({"scheduler": {"extender": {"bind": True}}})
     objects = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
@@ -286,7 +338,7 @@ def test_agent_is_granted_exactly_the_api_calls_its_code_makes() -> None:
     assert ("authorization.k8s.io", "subjectaccessreviews", "create") in needed
     # Not API calls: what the read routes of its peers demand of its identity (authorizing.py).
     checked_by_peers = {(api.DATASETS.group, p.resource, p.verb) for p in (READ_SHARDS, READ_PIECES)}
-    assert _granted_to("kbl-agent") == needed | checked_by_peers
+    assert _granted_to("kbl-agent") == needed | checked_by_peers | SLICE_READS  # sliced targets (see SLICE_READS)
 
 
 def test_only_the_agent_may_read_raw_pieces() -> None:

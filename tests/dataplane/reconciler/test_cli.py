@@ -51,3 +51,31 @@ def test_the_agent_ttl_is_a_flag_of_both_commands_and_reaches_the_settings() -> 
         args = parser.parse_args([command, "--agent-ttl-s", "45"])
         assert settings(args).agent_ttl_s == 45.0
     assert settings(parser.parse_args(["reconciler"])).agent_ttl_s == 120.0
+
+
+def test_inline_placement_bytes_is_a_flag_of_both_commands_and_reaches_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--inline-placement-bytes N``: unset keeps the settings' default (the one its help names),
+    0 slices every target, a negative size is refused as a usage error."""
+    from kbl.commands.reconciler import settings
+    from topology.errors import KblError
+    from topology.slices import INLINE_PLACEMENT_BYTES
+
+    parser = build_parser()
+    for command in ("controller", "reconciler"):
+        assert settings(parser.parse_args([command])).inline_placement_bytes == INLINE_PLACEMENT_BYTES
+        for size in ("0", "1048576"):
+            assert settings(parser.parse_args([command, "--inline-placement-bytes", size])).inline_placement_bytes == int(size)
+        with pytest.raises(KblError, match="sizes"):
+            settings(parser.parse_args([command, "--inline-placement-bytes", "-1"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reconciler", "--help"])
+    assert f"(default {INLINE_PLACEMENT_BYTES}; 0: every target is sliced)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_dry_run_with_inline_placement_bytes_0_prints_the_slice_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snapshot = tmp_path / "cluster.json"
+    snapshot.write_text(json.dumps(as_list([*cluster_nodes(), dataset("d")])))
+    assert main(["reconciler", "--dry-run", "--snapshot", str(snapshot), "--inline-placement-bytes", "0"]) == 0
+    (line,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert line["status"]["placement"]["slices"]["shardsPerSlice"] == 682  # 2,048 pieces // 3 replicas
+    assert len(line["status"]["placement"]["slices"]["versions"]) == 1
