@@ -258,7 +258,7 @@ def _written(name: str, shards: int, redundancy: Any) -> tuple[Obj, list[Obj]]:
 
 
 def test_the_crds_admit_what_the_reconciler_writes_and_kbl_reads_it_back() -> None:
-    """A 3x DataSet of 700 shards (a full slice of 682 shards, 2,046 pieces, and a partial one) and
+    """A 3x DataSet of 700 shards (full slices of 85 shards, 255 pieces, and a partial one) and
     a 4+2 one: every slice and the DataSets' index are admitted, and the slices assemble into a
     target that places every piece of every shard on distinct nodes."""
     from topology.datasets import Erasure, Replicas

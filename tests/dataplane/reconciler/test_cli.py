@@ -10,6 +10,7 @@ import pytest
 from kbl.cli import build_parser, main
 from tests.dataplane.reconciler.worlds import cluster_nodes, dataset
 from topology.examples import as_list
+from topology.slices import shards_per_slice
 
 
 def test_dry_run_on_a_snapshot_prints_the_planned_status_per_dataset_as_json_lines(
@@ -77,5 +78,5 @@ def test_a_dry_run_with_inline_placement_bytes_0_prints_the_slice_index(tmp_path
     snapshot.write_text(json.dumps(as_list([*cluster_nodes(), dataset("d")])))
     assert main(["reconciler", "--dry-run", "--snapshot", str(snapshot), "--inline-placement-bytes", "0"]) == 0
     (line,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert line["status"]["placement"]["slices"]["shardsPerSlice"] == 682  # 2,048 pieces // 3 replicas
+    assert line["status"]["placement"]["slices"]["shardsPerSlice"] == shards_per_slice(3, 60)  # 256 pieces // 3 replicas
     assert len(line["status"]["placement"]["slices"]["versions"]) == 1
