@@ -734,6 +734,7 @@ class PlanMemo:
         self._last: dict[str, tuple[tuple[Any, ...], Replan]] = {}
         self._digests: dict[tuple[str, str], tuple[npt.NDArray[Any], bytes]] = {}
         self._names: dict[str, tuple[Sequence[str], bytes]] = {}
+        self._names_by_id: dict[int, tuple[Sequence[str], bytes]] = {}
         self.misses = 0  # lookups that found no plan for these inputs (a DataSet planned again)
 
     def digest(self, key: str, kind: str, array: npt.NDArray[Any]) -> bytes:
@@ -765,7 +766,14 @@ class PlanMemo:
         found = self._names.get(key)
         if found is not None and found[0] is names:
             return found[1]
-        value = hashlib.blake2b(repr(names).encode(), digest_size=16).digest()
+        shared = self._names_by_id.get(id(names))  # DataSets over one list object (the reconciler shares them)
+        if shared is not None and shared[0] is names:
+            value = shared[1]
+        else:
+            value = hashlib.blake2b(repr(names).encode(), digest_size=16).digest()
+            if len(self._names_by_id) >= 64:
+                self._names_by_id.pop(next(iter(self._names_by_id)))
+            self._names_by_id[id(names)] = (names, value)
         self._names[key] = (names, value)
         return value
 

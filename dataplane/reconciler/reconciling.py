@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -190,6 +190,7 @@ class Reconciler:
         # Node-list look-ups between two targets and node lists' name orders, for one pass.
         self._lookups: LookUps = {}
         self._orders: dict[tuple[str, ...], NameOrder] = {}
+        self._node_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     # ------------------------------------------------------------------ caches
     def load(self) -> None:
@@ -534,6 +535,7 @@ class Reconciler:
                 datasets[key], cluster, raw.get("status") or {}, settings=self.settings, in_flight=in_flight, memo=self.memo, token=token,
                 ready_cache=self.ready,
             )
+            decision = self._interned(decision)
             report.decisions[key] = decision
             self._rate[key] = rate = self.progress.observe(key, decision.bytes_ready, self.clock())
             self.metrics.progress(key, remaining=decision.bytes_total - decision.bytes_ready, rate=rate)
@@ -560,8 +562,23 @@ class Reconciler:
         self._write_nodes(list(datasets.values()), cluster, report)
         self._lookups.clear()
         self._orders.clear()
+        # The node lists of this pass's targets stay for the next one (its DataSets' current lists).
+        self._node_lists = {nodes: nodes for d in report.decisions.values() if d.placement is not None for nodes in (d.placement.nodes,)}
         self.metrics.duration.observe(time.perf_counter() - started)
         return report
+
+    def _interned(self, decision: Decision) -> Decision:
+        """``decision`` with its target's node list replaced by an equal one already seen this
+        pass or the last: DataSets over the same nodes then share one list object, and what is
+        remembered by a list's identity (its positions in the node table, its digest) is
+        computed once for all of them."""
+        placement = decision.placement
+        if placement is None:
+            return decision
+        nodes = self._node_lists.setdefault(placement.nodes, placement.nodes)
+        if nodes is placement.nodes:
+            return decision
+        return replace(decision, placement=ShardPlacement(nodes, placement.pieces))
 
     def _step(self, name: str) -> None:
         if self.guard is not None:
@@ -699,7 +716,9 @@ class Reconciler:
         found = self._form.get(key)
         if found is not None and found[0] is placement:
             return found[1]
-        sliced = limit == 0 or placement_json_bytes(placement) > limit
+        # Each present index takes a digit and a comma at least: a target that large is sliced
+        # without counting it exactly (placement_json_bytes is O(pieces)).
+        sliced = limit == 0 or 2 * int(np.count_nonzero(placement.pieces >= 0)) > limit or placement_json_bytes(placement) > limit
         self._form[key] = (placement, sliced)
         return sliced
 
