@@ -14,8 +14,9 @@ MISS row, not a hang), each driving the real component:
 - **the placement reconciler** (:class:`dataplane.reconciler.Reconciler`, writing, on
   :class:`kube.memory.MemoryApi`): ten DataSets, 100 3x pieces per node (10,000,000 at 100,000
   nodes) placed as kbl keeps them (:func:`benchmarks.coldstart.shard_counts`' balanced layout),
-  and every node's ``NodeHoldings`` reporting its pieces ready with a fresh heartbeat. After the
-  load and a first pass (fixture: timed apart), each loop is one watch event (or a few) handed to
+  and every node's ``NodeHoldings`` reporting its pieces ready with a fresh heartbeat; the
+  fixture's targets are inline, the first pass (timed apart, after the load) writes them as
+  PlacementSlices, as the reconciler's defaults write any target over 64 KiB. After that, each loop is one watch event (or a few) handed to
   the reconciler's own informer handlers, then one ``Reconciler.reconcile(keys)`` with the keys
   its run loop would pass (the dirty set, ``None`` when everything is dirty):
 
@@ -31,8 +32,8 @@ MISS row, not a hang), each driving the real component:
 
   Wall and CPU are the reconciler pass's (this child, numpy on one thread; a time target is
   checked against the smaller of the two, as for ``kbl place``); the in-memory API's
-  share of it (deep copies of the written statuses, of which a 1,000,000-piece placement is a
-  million small lists) is counted apart and printed. Peak RSS is the child's so far (fixture
+  share of it (copies of the written statuses, node patches and the PlacementSlices created and
+  deleted) is counted apart and printed. Peak RSS is the child's so far (fixture
   included).
 - **agents' watch volume**: :func:`benchmarks.watch_volume.main` at the size (a 3x DataSet of
   ``10 * nodes`` shards: 30 pieces per node): the real placement engine re-places a lost node's
@@ -382,12 +383,11 @@ def child_reconciler(nodes: int, datasets: int, pieces_per_node: int, joiners: i
 
     fx = build_fixture(nodes, datasets, pieces_per_node)
     api = fx.api
-    # max_object_bytes=0: these DataSets (up to 1,000,000 pieces) are far over the 1.5 MiB a real
-    # API server stores in one object (the reconciler would report PlacementTooLarge and write no
-    # placement); the loops measure the planning and writing such targets would cost.
-    settings = ReconcilerSettings(max_object_bytes=0)
+    # The reconciler's defaults, a real API server's object limit included: these targets (up to
+    # 1,000,000 pieces, about 20 MB inline) are written as PlacementSlices (topology/slices.py).
+    settings = ReconcilerSettings()
     if max_transfers >= 0:
-        settings = ReconcilerSettings(max_object_bytes=0, max_transfers_per_node=max_transfers)
+        settings = ReconcilerSettings(max_transfers_per_node=max_transfers)
     rec = Reconciler(api, settings, clock=lambda: fx.now)
     t0 = time.perf_counter()
     first_lists(api, rec)

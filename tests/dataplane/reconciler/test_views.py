@@ -60,6 +60,7 @@ def test_a_view_following_another_equals_a_view_built_afresh(seed: int, steps: l
             nodes[pick] = Node.from_object(raw[pick])
         elif step == "drain":
             raw[pick]["metadata"].setdefault("annotations", {})[labels.DRAIN] = "true"
+            raw[pick]["metadata"]["annotations"][labels.LAST_PIECES] = "3"
             nodes[pick] = Node.from_object(raw[pick])
         elif step == "lose":
             lost = lost | {pick}
@@ -76,6 +77,8 @@ def test_a_view_following_another_equals_a_view_built_afresh(seed: int, steps: l
         assert [id(n) for n in view.eligible_nodes] == [id(n) for n in fresh.eligible_nodes]
         assert [id(n) for n in view.kept_candidates] == [id(n) for n in fresh.kept_candidates]
         assert view.movable == fresh.movable
+        assert view.draining_names == fresh.draining_names
+        assert view.annotated_names == fresh.annotated_names
         assert view.eligible_table.names == fresh.eligible_table.names
         for key in ("host", "rack", "zone"):
             assert np.array_equal(view.eligible_table.domains(key), fresh.eligible_table.domains(key))
