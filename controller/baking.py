@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.acting import Actor
-from controller.disrupting import needed_pieces
+from controller.disrupting import needed_pieces, read_slices
 from controller.locking import BAKE, GroupLocks
 from controller.providers import CreatesGreenGroups, NodeGroupProvider, ProviderError, RollStrategy, instance_id
 from kube.api import DATASETS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi
@@ -327,9 +327,10 @@ def _float(text: Any) -> float | None:
 
 
 def data_holders(kube: KubeApi, members: Sequence[Mapping[str, Any]]) -> set[str]:
-    """The members that hold pieces the placement still needs (targets or transfer sources)."""
-    needed = needed_pieces(kube.list(DATASETS)[0])
-    return {str(m["metadata"]["name"]) for m in members if needed.get(str(m["metadata"]["name"]), 0) > 0}
+    """The members that hold pieces the placement still needs (targets or transfer sources);
+    every member while a DataSet's target is unknown (its PlacementSlices not all read)."""
+    needed = needed_pieces(kube.list(DATASETS)[0], read_slices(kube))
+    return {str(m["metadata"]["name"]) for m in members if needed.protects(str(m["metadata"]["name"]))}
 
 
 def node_ready(node: Mapping[str, Any]) -> bool:

@@ -34,11 +34,16 @@ Every handled or unparsable message is deleted from the queue (as Karpenter does
 handling failed on the API stays and comes back after its visibility timeout. Each node gets a
 Kubernetes Event and :class:`InterruptionMetrics` counts notices, drains, saves and losses.
 
+A DataSet whose target is written as PlacementSlices counts with its target as its index names it
+now (:func:`~controller.disrupting.needed_pieces`); while a slice is not read yet its target is
+*unknown* and every node may hold its pieces: a notice then drains the node as one holding pieces,
+and a stopped node counts as saved only once the reconciler marked it ``kbl.io/data-drained``.
+
 Only the leader acts: with ``leading`` (the leader election's ``is_leader``) a standby receives no
 message (a received message is hidden from the leader for the visibility timeout) and ``guard``
 runs before every write. A notice reads the one node of its instance and the DataSets that name
-that node from :class:`NoticeIndex`, kept by one informer per resource (a list, then a watch):
-no list of all Nodes and DataSets per notice.
+that node from :class:`NoticeIndex`, kept by one informer per resource (Nodes, DataSets and
+PlacementSlices; a list, then a watch): no list of all Nodes and DataSets per notice.
 """
 
 from __future__ import annotations
@@ -52,11 +57,14 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
-from controller.disrupting import needed_pieces
+from controller.disrupting import NeededPieces, needed_pieces
 from controller.providers import ProviderError, instance_id
-from kube.api import DATASETS, NODES, ApiError, KubeApi, Resource, WatchEvent
+from kube.api import DATASETS, NODES, PLACEMENT_SLICES, ApiError, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from topology import labels
+from topology.datasets import DataSet, ShardPlacement
+from topology.errors import ObjectError
+from topology.slices import SliceStore
 from topology.times import format_time, parse_time
 
 SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
@@ -158,6 +166,8 @@ class Outcome:
     cordoned: bool = False
     saved: bool | None = None
     message: str = ""
+    #: DataSets whose target was not known (PlacementSlices not all read): they may hold pieces there.
+    unknown: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -199,21 +209,28 @@ def _ready(node: Mapping[str, Any]) -> bool:
 
 class NoticeIndex:
     """What a notice reads, kept by informers: Nodes by instance id, DataSets by the nodes they
-    name (target slots and transfer sources, :func:`~controller.disrupting.needed_pieces`), and
-    the nodes carrying :data:`CORDON_UNTIL`. Thread-safe; fed by :meth:`relist` and :meth:`event`."""
+    name (target slots and transfer sources, :func:`~controller.disrupting.needed_pieces`, a
+    sliced target assembled from the PlacementSlices held), the DataSets whose target is unknown,
+    and the nodes carrying :data:`CORDON_UNTIL`. Thread-safe; fed by :meth:`relist` and :meth:`event`."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.nodes: dict[str, Mapping[str, Any]] = {}
         self.by_instance: dict[str, str] = {}
         self.datasets: dict[tuple[str, str], Mapping[str, Any]] = {}
-        self.naming: dict[tuple[str, str], frozenset[str]] = {}
+        self.needed: dict[tuple[str, str], NeededPieces] = {}
         self.named_by: dict[str, set[tuple[str, str]]] = {}
+        self.slices = SliceStore()
+        self.unknown: set[tuple[str, str]] = set()
+        # each DataSet as read, and the target it was counted with (a slice event that leaves it
+        # as it was counts nothing again: a new target's slices arrive one by one)
+        self.typed: dict[tuple[str, str], DataSet] = {}
+        self.counted: dict[tuple[str, str], ShardPlacement | None] = {}
 
     @staticmethod
     def _dataset_key(obj: Mapping[str, Any]) -> tuple[str, str]:
         meta = obj.get("metadata") or {}
-        return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        return (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
 
     def _put_node(self, obj: Mapping[str, Any]) -> None:
         self._drop_node(_name(obj))
@@ -232,20 +249,56 @@ class NoticeIndex:
     def _put_dataset(self, obj: Mapping[str, Any]) -> None:
         key = self._dataset_key(obj)
         self._drop_dataset(key)
-        names = frozenset(n for n, count in needed_pieces([obj]).items() if count > 0)
         self.datasets[key] = obj
-        self.naming[key] = names
-        for name in names:
-            self.named_by.setdefault(name, set()).add(key)
+        try:
+            typed = DataSet.from_object(obj)
+        except ObjectError:
+            return  # unreadable: it names no node (the reconciler reports it)
+        self.typed[key] = typed
+        self._count(key, self._resolved(typed))
+
+    def _resolved(self, typed: DataSet) -> DataSet:
+        """A sliced DataSet's target as its index names it now (as read while a slice is missing)."""
+        return (self.slices.resolve(typed, latest=True) or typed) if typed.awaits_slices else typed
+
+    def _count(self, key: tuple[str, str], dataset: DataSet) -> None:
+        needed = needed_pieces([dataset])
+        self.needed[key] = needed
+        self.counted[key] = dataset.placement
+        if needed.unknown:
+            self.unknown.add(key)
+        for name, count in needed.items():
+            if count > 0:
+                self.named_by.setdefault(name, set()).add(key)
 
     def _drop_dataset(self, key: tuple[str, str]) -> None:
         self.datasets.pop(key, None)
-        for name in self.naming.pop(key, frozenset()):
+        self.typed.pop(key, None)
+        self.counted.pop(key, None)
+        self.unknown.discard(key)
+        for name in self.needed.pop(key, {}):
             found = self.named_by.get(name)
             if found is not None:
                 found.discard(key)
                 if not found:
                     del self.named_by[name]
+
+    def _slices_changed(self, keys: Iterable[str]) -> None:
+        """Index again the DataSets whose PlacementSlices changed (``namespace/name`` keys)."""
+        for store_key in keys:
+            namespace, _, name = store_key.partition("/")
+            key = (namespace, name)
+            typed = self.typed.get(key)
+            if typed is None:
+                self.slices.forget(store_key)
+                continue
+            resolved = self._resolved(typed)
+            if resolved.placement is self.counted.get(key):
+                continue  # a slice of another version: the target counted stays
+            obj = self.datasets[key]
+            self._drop_dataset(key)
+            self.datasets[key], self.typed[key] = obj, typed
+            self._count(key, resolved)
 
     def relist(self, resource: Resource, items: Iterable[Mapping[str, Any]]) -> None:
         with self.lock:
@@ -254,10 +307,15 @@ class NoticeIndex:
                 self.by_instance.clear()
                 for obj in items:
                     self._put_node(obj)
+            elif resource is PLACEMENT_SLICES:
+                self._slices_changed(self.slices.replace(items))
             else:
                 self.datasets.clear()
-                self.naming.clear()
+                self.needed.clear()
                 self.named_by.clear()
+                self.unknown.clear()
+                self.typed.clear()
+                self.counted.clear()
                 for obj in items:
                     self._put_dataset(obj)
 
@@ -268,8 +326,14 @@ class NoticeIndex:
                 self._drop_node(_name(obj))
             elif resource is NODES:
                 self._put_node(obj)
+            elif resource is PLACEMENT_SLICES:
+                touched = self.slices.apply(event.type, obj)
+                if touched is not None:
+                    self._slices_changed([touched])
             elif event.type == "DELETED":
-                self._drop_dataset(self._dataset_key(obj))
+                key = self._dataset_key(obj)
+                self._drop_dataset(key)
+                self.slices.forget("/".join(key))
             else:
                 self._put_dataset(obj)
 
@@ -283,6 +347,12 @@ class NoticeIndex:
         """The DataSets whose placement or transfers name ``node``."""
         with self.lock:
             return [self.datasets[k] for k in sorted(self.named_by.get(node, ()))]
+
+    def pieces_on(self, node: str) -> tuple[int, tuple[str, ...]]:
+        """``(pieces the known targets and transfers need on node, DataSets whose target is unknown)``."""
+        with self.lock:
+            pieces = sum(self.needed[k].get(node, 0) for k in self.named_by.get(node, ()))
+            return pieces, tuple(sorted("/".join(k) for k in self.unknown))
 
     def cordoned_by_notices(self) -> list[Mapping[str, Any]]:
         """The nodes carrying :data:`CORDON_UNTIL`."""
@@ -339,9 +409,12 @@ class InterruptionHandler:
         self.informers: list[Informer] = []
 
     def start(self, timeout_s: float = 30.0) -> bool:
-        """Start the Node and DataSet informers (once); True when both have listed within ``timeout_s``."""
+        """Start the Node, DataSet and PlacementSlice informers (once); True when the Nodes and
+        DataSets have listed within ``timeout_s``. The slices are not waited for (an API without
+        the kind never lists them): until they have listed, a sliced DataSet's target is unknown,
+        which drains rather than spares."""
         if not self.informers:
-            for resource in (NODES, DATASETS):
+            for resource in (NODES, DATASETS, PLACEMENT_SLICES):
 
                 def on_event(event: WatchEvent, resource: Resource = resource) -> None:
                     self.index.event(resource, event)
@@ -352,7 +425,8 @@ class InterruptionHandler:
                 informer = Informer(self.kube, resource, on_event=on_event, on_relist=on_relist, settings=self.informer_settings)
                 self.informers.append(informer.start())
         deadline = time.monotonic() + timeout_s
-        return all(informer.synced.wait(max(0.0, deadline - time.monotonic())) for informer in self.informers)
+        core = [i for i in self.informers if i.resource is not PLACEMENT_SLICES]
+        return all(informer.synced.wait(max(0.0, deadline - time.monotonic())) for informer in core)
 
     def stop(self) -> None:
         """Stop the informers."""
@@ -425,8 +499,8 @@ class InterruptionHandler:
                 self.metrics.unknown_instance += 1
                 continue
             name = _name(node)
-            pieces = needed_pieces(self.index.datasets_naming(name)).get(name, 0)
-            out.append(self._one(notice, iid, node, pieces))
+            pieces, unknown = self.index.pieces_on(name)
+            out.append(self._one(notice, iid, node, pieces, unknown))
         return out
 
     def _cordon_until(self, notice: Notice) -> float | None:
@@ -438,11 +512,14 @@ class InterruptionHandler:
             return notice.time_s + grace
         return None
 
-    def _one(self, notice: Notice, iid: str, node: Mapping[str, Any], pieces: int) -> Outcome:
+    def _one(self, notice: Notice, iid: str, node: Mapping[str, Any], pieces: int, unknown: tuple[str, ...] = ()) -> Outcome:
         name = str(node["metadata"]["name"])
         annotations = (node.get("metadata") or {}).get("annotations") or {}
+        # a DataSet whose target is unknown (PlacementSlices not all read) may hold pieces here
+        may_hold = pieces > 0 or bool(unknown)
+        also = f"; the targets of DataSets {', '.join(unknown[:5])} are not known (PlacementSlices not all read)" if unknown else ""
         if notice.kind == "state-change":
-            saved = pieces == 0 or bool(annotations.get(labels.DATA_DRAINED))
+            saved = not may_hold or bool(annotations.get(labels.DATA_DRAINED))
             last = annotations.get(labels.LAST_PIECES, "unknown")
             if saved:
                 self.metrics.saved += 1
@@ -450,14 +527,14 @@ class InterruptionHandler:
             else:
                 self.metrics.not_saved += 1
                 self.metrics.pieces_not_saved += pieces
-                message = f"{iid} {notice.state}: {pieces} placed pieces were not moved off in time ({last} held nowhere else)"
+                message = f"{iid} {notice.state}: {pieces} placed pieces were not moved off in time ({last} held nowhere else){also}"
             self._event(node, "InterruptionDataSaved" if saved else "InterruptionDataNotSaved", message, saved)
-            return Outcome(name, iid, notice.kind, pieces, saved=saved, message=message)
+            return Outcome(name, iid, notice.kind, pieces, saved=saved, message=message, unknown=unknown)
         marks: dict[str, str | None] = {}
         drained = False
         deadline = parse_time(annotations.get(labels.DRAIN_DEADLINE))
         sooner = notice.deadline_s is not None and (deadline is None or notice.deadline_s < deadline)
-        if pieces > 0 and (sooner or not annotations.get(labels.DRAIN)):  # a drain without deadline (scale-down) gets one
+        if may_hold and (sooner or not annotations.get(labels.DRAIN)):  # a drain without deadline (scale-down) gets one
             marks[labels.DRAIN] = notice.kind
             if notice.deadline_s is not None and sooner:
                 marks[labels.DRAIN_DEADLINE] = format_time(notice.deadline_s)
@@ -481,8 +558,9 @@ class InterruptionHandler:
         self.metrics.nodes_cordoned += cordon
         by = f" by {format_time(notice.deadline_s)}" if notice.deadline_s is not None else ""
         message = f"{iid} {notice.kind}: {pieces} placed pieces to move off{by}" if pieces else f"{iid} {notice.kind}: no placed pieces"
+        message += f"{also}: drained in case" if unknown else ""
         self._event(node, "InterruptionNotice", message, True)
-        return Outcome(name, iid, notice.kind, pieces, drained=drained, cordoned=cordon, message=message)
+        return Outcome(name, iid, notice.kind, pieces, drained=drained, cordoned=cordon, message=message, unknown=unknown)
 
     def lift_passed(self) -> list[str]:
         """Uncordon the nodes whose notice's window has passed while they stayed Ready (false

@@ -1,16 +1,23 @@
 """The reconcile loop: observe, plan, act; fed by informers, batched, restart-safe.
 
-:meth:`Controller.reconcile_once` reads Nodes, Pods, DataSets, KBLs and NodeHoldings, asks the
-provider for its groups and instance types, plans with :func:`placement.capacity.plan_capacity`
-and executes the plan (or, in dry run, only returns it). :meth:`Controller.run` keeps those
-objects in step through one :class:`~kube.watching.Informer` per resource (a list, then a watch;
-never a relist per event) and reads the caches at every reconcile. The first unschedulable pod of
-a KBL (``PodScheduled=False``, reason ``Unschedulable``) or any change of a node, KBL, DataSet or
-NodeHoldings triggers a reconcile after ``batch_window_s`` (default 0.2 s) so pods created
+:meth:`Controller.reconcile_once` reads Nodes, Pods, DataSets (and the PlacementSlices of large
+targets), KBLs and NodeHoldings, asks the provider for its groups and instance types, plans with
+:func:`placement.capacity.plan_capacity` and executes the plan (or, in dry run, only returns
+it). :meth:`Controller.run` keeps those objects in step through one
+:class:`~kube.watching.Informer` per resource (a list, then a watch; never a relist per event) and
+reads the caches at every reconcile. The first unschedulable pod of a KBL (``PodScheduled=False``,
+reason ``Unschedulable``) or any change of a node, KBL, DataSet, PlacementSlice or NodeHoldings
+triggers a reconcile after ``batch_window_s`` (default 0.2 s) so pods created
 together are planned together; otherwise it resyncs every ``resync_s``. Without ``run`` (a single
 ``reconcile_once``, dry runs, tests) each reconcile lists once. Nothing is remembered between
 reconciles except caches: intents are written to the KBL's status before the cloud call, and the
 cloud call is idempotent with a deterministic token, so a restart at any step converges.
+
+A DataSet whose target is written as PlacementSlices (:mod:`topology.slices`) is read with the
+target its index names *now*, assembled from the slices (never an older one: it may not name the
+node a piece moved to). While a slice it names has not been read, its target is *unknown*
+(:attr:`~topology.datasets.DataSet.awaits_slices`), not "nothing placed": scale-down then removes
+no node and says why (:func:`placement.capacity.unknown_targets`).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from controller.patching import Patcher, Rebooter
 from controller.providers import NodeGroupProvider, ProviderError, RollStrategy
 from controller.providers.pricing import PriceTable, price_table, shipped_prices
 from controller.rolling import Roller, held_groups, hold_for_rolls, rolling_groups
-from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PODS, KubeApi, Resource, WatchEvent
+from kube.api import DATASETS, JOBS, KBLS, NODE_HOLDINGS, NODES, PLACEMENT_SLICES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 from placement import capacity as cap
 from topology.clusters import Cluster
@@ -42,6 +49,7 @@ from topology.holdings import NodeHoldings
 from topology.kbls import KBL
 from topology.nodes import Node
 from topology.pods import Pod
+from topology.slices import PlacementSlice, SliceStore
 from topology.snapshots import paused_gc
 from topology.times import parse_time
 
@@ -54,12 +62,15 @@ WATCHED: tuple[tuple[Resource, Callable[[Any], Any]], ...] = (
     (NODES, Node.from_object),
     (PODS, Pod.from_object),
     (DATASETS, DataSet.from_object),
+    (PLACEMENT_SLICES, PlacementSlice.from_object),
     (KBLS, KBL.from_object),
     (NODE_HOLDINGS, NodeHoldings.from_object),
     (JOBS, cap.JobProgress.from_object),
 )
 #: Resources read when served (a reconcile goes on without them, the loop does not wait for them).
-OPTIONAL: tuple[Resource, ...] = (NODE_HOLDINGS, JOBS)
+#: PlacementSlices: until they are read, every sliced DataSet's target is unknown, which keeps
+#: every node from leaving (an API without the kind has no sliced DataSet to read).
+OPTIONAL: tuple[Resource, ...] = (NODE_HOLDINGS, JOBS, PLACEMENT_SLICES)
 #: How many recent hydration-rate samples the per-node throughput is taken over, per group.
 RECENT_RATES = 20
 #: How many recent joins the node-ready p90 is taken over, per group.
@@ -281,6 +292,11 @@ class Controller:
         self._cluster: Cluster | None = None
         self._in_cluster: tuple[dict[str, Node], dict[str, DataSet]] = ({}, {})
         self._joins: dict[str, tuple[Node, tuple[str, float, float] | None]] = {}
+        # The PlacementSlices of the last pass and each sliced DataSet as read and as resolved.
+        self.slices = SliceStore()
+        self._resolved: dict[str, tuple[DataSet, DataSet]] = {}
+        #: Keys of the DataSets whose target was unknown in the last pass (PlacementSlices not all read).
+        self.unknown: list[str] = []
 
     # -------------------------------------------------------------------- observe
     def _read(self) -> dict[str, tuple[list[Mapping[str, Any]], list[Any]]]:
@@ -311,7 +327,8 @@ class Controller:
         """Read the cluster and the cloud into a :class:`~placement.capacity.CapacityState`."""
         read = self._read()
         nodes = read[NODES.plural][1]
-        pods, datasets, kbls = read[PODS.plural][1], read[DATASETS.plural][1], read[KBLS.plural][1]
+        pods, kbls = read[PODS.plural][1], read[KBLS.plural][1]
+        datasets = self.targets(read[DATASETS.plural][1], read[PLACEMENT_SLICES.plural][1])
         affinity = {}
         for raw in read[PODS.plural][0]:
             terms = cap.required_affinity(raw)
@@ -321,6 +338,35 @@ class Controller:
         return self.state_of(
             nodes, pods, datasets, kbls, holdings=read[NODE_HOLDINGS.plural][1], affinity=affinity, jobs=read[JOBS.plural][1]
         )
+
+    def targets(self, datasets: Sequence[DataSet], slices: Iterable[PlacementSlice]) -> list[DataSet]:
+        """Every DataSet with its target: inline ones as read; sliced ones assembled from the
+        PlacementSlices their index names now (``SliceStore.resolve(latest=True)``, never an older
+        target). One whose slices are not all there stays as read
+        (:attr:`~topology.datasets.DataSet.awaits_slices`: its target is unknown) and is listed in
+        :attr:`unknown`. A sliced DataSet and its target unchanged since the last pass give the
+        same object, so :meth:`_cluster_of` writes nothing for it."""
+        store = self.slices
+        store.replace(slices)
+        memo, kept, out = self._resolved, {}, []
+        for dataset in datasets:
+            if not dataset.awaits_slices:
+                out.append(dataset)
+                continue
+            resolved = store.resolve(dataset, latest=True) or dataset
+            last = memo.get(dataset.key)
+            if last is not None and last[0] is dataset and last[1].placement is resolved.placement:
+                resolved = last[1]
+            kept[dataset.key] = (dataset, resolved)
+            out.append(resolved)
+        for gone in memo.keys() - kept.keys():
+            store.forget(gone)
+        self._resolved = kept
+        unknown = sorted(d.key for d in out if d.awaits_slices)
+        if set(unknown) - set(self.unknown):
+            log.warning("DataSets %s: target not known yet (PlacementSlices not all read): no node leaves until it is", ", ".join(unknown))
+        self.unknown = unknown
+        return out
 
     def instance_types(self) -> list[cap.InstanceShape]:
         """The provider's catalog (the providers cache it); the last good one if the cloud fails."""

@@ -28,13 +28,14 @@ import uvicorn
 from extender.app import create_app
 from extender.narrowing import GateController
 from extender.state import ClusterState
-from kube.api import DATASETS, KBLS, NODES, PODS, KubeApi, Resource, WatchEvent
+from kube.api import DATASETS, KBLS, NODES, PLACEMENT_SLICES, PODS, KubeApi, Resource, WatchEvent
 from kube.watching import Informer, InformerSettings
 
 log = logging.getLogger(__name__)
 
-#: What the extender watches: topology, load, data and dedicated groups.
-WATCHED: tuple[Resource, ...] = (NODES, PODS, DATASETS, KBLS)
+#: What the extender watches: topology, load, data (DataSets and the PlacementSlices of the large
+#: ones' targets) and dedicated groups. Every one must have listed before the extender is ready.
+WATCHED: tuple[Resource, ...] = (NODES, PODS, DATASETS, PLACEMENT_SLICES, KBLS)
 
 
 def start_informers(

@@ -12,6 +12,13 @@ module: the wish of a pod (:mod:`extender.wishes`), which node a pod may use
 pending-batch prices (:mod:`extender.pricing`), the encoded reply templates
 (:mod:`extender.messages`), all tied together per pod by :mod:`extender.framework`.
 
+A large DataSet's target comes as PlacementSlices (:mod:`topology.slices`): the state holds them
+in a :class:`~topology.slices.SliceStore` and the cluster holds every DataSet *resolved*: its
+target assembled from the slices its ``status.placement`` index names, or the last one assembled
+while a newer slice is still on its way. A sliced DataSet with no target assembled yet is held
+as read (no placement, its index kept): it is scored like an unplaced one and its wish says it
+waits for its PlacementSlices. A slice event resolves its own DataSet again, nothing else.
+
 Every update goes through :meth:`ClusterState.apply` (one watch event) or
 :meth:`ClusterState.replace` (a relist, turned into the same events), whether it comes from an
 :class:`~kube.watching.Informer`, a snapshot or a test harness. Updates are incremental:
@@ -36,7 +43,7 @@ import numpy.typing as npt
 from extender.messages import SEPARATOR
 from extender.settings import ExtenderSettings
 from extender.wishes import resolve
-from kube.api import DATASETS, KBLS, NODES, PODS, Resource, WatchEvent
+from kube.api import DATASETS, KBLS, NODES, PLACEMENT_SLICES, PODS, Resource, WatchEvent
 from topology import labels
 from topology.clusters import Cluster
 from topology.datasets import DataSet
@@ -45,6 +52,7 @@ from topology.kbls import KBL
 from topology.localities import LEVELS
 from topology.nodes import Node, Resources, Taint
 from topology.pods import Pod
+from topology.slices import SliceStore
 from topology.snapshots import Snapshot, paused_gc
 
 log = logging.getLogger(__name__)
@@ -112,6 +120,9 @@ class ClusterState:
         self._pending: OrderedDict[str, Pod] = OrderedDict()
         self._inflight: OrderedDict[str, _Inflight] = OrderedDict()
         self._kbls: dict[str, KBL] = {}
+        #: The PlacementSlices held, and every sliced DataSet as read (before resolving), by key.
+        self.slices = SliceStore()
+        self._sliced: dict[str, DataSet] = {}
         size = 64
         self._alloc = np.zeros((size, 3), dtype=np.float64)
         self._bound = np.zeros((size, 3), dtype=np.float64)
@@ -168,7 +179,7 @@ class ClusterState:
 
     # ----------------------------------------------------------------- updates
     def apply(self, event: WatchEvent, resource: Resource) -> None:
-        """Apply one watch event of ``resource`` (NODES, PODS, DATASETS or KBLS).
+        """Apply one watch event of ``resource`` (NODES, PODS, DATASETS, PLACEMENT_SLICES or KBLS).
 
         Invalid objects are counted in :attr:`rejected` and logged, never raised: one bad
         object must not stop the watch. ``BOOKMARK`` events carry no object change.
@@ -191,9 +202,17 @@ class ClusterState:
                 elif resource == DATASETS:
                     self.data_version += 1
                     if event.type == "DELETED":
-                        self.cluster.remove_dataset(_namespaced(obj))
+                        self._remove_dataset(_namespaced(obj))
                     else:
-                        self.cluster.set_dataset(DataSet.from_object(obj))
+                        self._set_dataset(DataSet.from_object(obj))
+                elif resource == PLACEMENT_SLICES:
+                    rejected = self.slices.rejected
+                    key = self.slices.apply(event.type, obj)
+                    if key is not None:
+                        self._resolve_sliced(key)
+                    elif self.slices.rejected > rejected:
+                        self.rejected["PlacementSlice"] = self.rejected.get("PlacementSlice", 0) + 1
+                        log.warning("ignoring invalid PlacementSlice %s", _namespaced(obj))
                 elif resource == KBLS:
                     self.data_version += 1
                     if event.type == "DELETED":
@@ -215,6 +234,15 @@ class ClusterState:
         """
         items = list(items)
         with self.lock, paused_gc():
+            if resource == PLACEMENT_SLICES:  # the store replaces its slices; each DataSet they touch resolves once
+                rejected = self.slices.rejected
+                for key in sorted(self.slices.replace(i for i in items if not isinstance(i, Node))):
+                    self._resolve_sliced(key)
+                if self.slices.rejected > rejected:
+                    self.rejected["PlacementSlice"] = self.rejected.get("PlacementSlice", 0) + self.slices.rejected - rejected
+                self.relists[resource.plural] = self.relists.get(resource.plural, 0) + 1
+                self._synced.add(resource.plural)
+                return
             keep = {self._key_of(resource, obj) for obj in items}
             for key, known in self._known(resource):
                 if key not in keep:
@@ -257,6 +285,40 @@ class ClusterState:
         if resource == KBLS:
             return [(f"{k.namespace}/{k.name}", {"metadata": {"name": k.name, "namespace": k.namespace}}) for k in self._kbls.values()]
         return []
+
+    # ---------------------------------------------------------------- datasets
+    def _set_dataset(self, dataset: DataSet) -> None:
+        """A DataSet as read: inline, or sliced and resolved through :attr:`slices`."""
+        if dataset.slices is None:
+            if self._sliced.pop(dataset.key, None) is not None:
+                self.slices.forget(dataset.key)
+            self.cluster.set_dataset(dataset)
+            return
+        self._sliced[dataset.key] = dataset
+        self.cluster.set_dataset(self.slices.resolve(dataset) or dataset)
+
+    def _remove_dataset(self, key: str) -> None:
+        if self._sliced.pop(key, None) is not None:
+            self.slices.forget(key)
+        self.cluster.remove_dataset(key)
+
+    def _resolve_sliced(self, key: str) -> None:
+        """Resolve sliced DataSet ``key`` again after its slices changed: written, and
+        :attr:`data_version` bumped, only when its placement is another one."""
+        dataset = self._sliced.get(key)
+        if dataset is None:
+            return  # slices of a DataSet not (yet) seen, or not sliced: its own event resolves it
+        resolved = self.slices.resolve(dataset) or dataset
+        held = self.cluster.datasets.get(key)
+        if held is not None and held.placement is resolved.placement:
+            return  # a slice of another version (the next index's, or the last one's leaving)
+        self.data_version += 1
+        self.cluster.set_dataset(resolved)
+
+    def waits_for_slices(self, key: str) -> bool:
+        """True when DataSet ``key`` is sliced and no target of it has been assembled yet."""
+        held = self.cluster.datasets.get(key)
+        return held is not None and held.awaits_slices
 
     def _kbl_id(self, name: str) -> int:
         found = self._kbl_ids.get(name)
@@ -627,11 +689,13 @@ class ClusterState:
 
     def counts(self) -> dict[str, int]:
         """Sizes of the cache, for metrics."""
+        sliced = self.slices.keys()
         return {
             "nodes": len(self.cluster.nodes),
             "pods": len(self._pods),
             "datasets": len(self.cluster.datasets),
             "kbls": len(self._kbls),
+            "placementslices": sum(len(self.slices.slices(k)) for k in sliced),
             "pending": len(self._pending),
         }
 

@@ -33,7 +33,8 @@ class Wish:
     """A pod's data wish resolved against the cache.
 
     ``key`` is ``None`` when the pod reads nothing through kbl. ``problem`` is a reason a human
-    can act on when the wish cannot be honoured (unknown dataset, bad shard range, no placement).
+    can act on when the wish cannot be honoured (unknown dataset, bad shard range, no placement,
+    a sliced target whose PlacementSlices have not all arrived).
     ``shard_count`` is the number of requested shards; ``erasure`` tells whether a piece is a
     fragment (erasure coding) or a whole replica.
     """
@@ -72,6 +73,8 @@ def resolve(cluster: Cluster, pod: Pod) -> Wish:
         shards = None if data.shards_text is None else data.shard_indexes(dataset.spec.shards)
     except ShardRangeError as exc:
         return Wish(key, required=required, problem=f"{labels.POD_SHARDS}: {exc}")
+    if dataset.awaits_slices:  # sliced: the extender has not received every slice yet
+        return Wish(key, shards, required, f"DataSet {key} waits for its PlacementSlices (status.placement names slices not received yet)")
     if dataset.placement is None:
         return Wish(key, shards, required, f"DataSet {key} has no status.placement yet (place it with kbl place)")
     spec = dataset.spec

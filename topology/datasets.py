@@ -251,6 +251,13 @@ class DataSet:
         return self.spec.key
 
     @property
+    def awaits_slices(self) -> bool:
+        """Its target is written as PlacementSlices and not assembled (read as is, or a reader's
+        :meth:`topology.slices.SliceStore.resolve` found a slice missing): where its pieces are is
+        *unknown*, which is not *unplaced*."""
+        return self.placement is None and self.slices is not None
+
+    @property
     def name(self) -> str:
         return self.spec.name
 

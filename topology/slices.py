@@ -343,11 +343,21 @@ class SliceStore:
         self._assembled: dict[str, _Assembly] = {}
         self.rejected = 0
 
-    def apply(self, event_type: str, obj: Mapping[str, Any]) -> str | None:
-        """One watch event of a PlacementSlice; the key of the DataSet it belongs to (``None``
-        when the object is malformed: it is counted in :attr:`rejected` and ignored)."""
+    def apply(self, event_type: str, obj: Mapping[str, Any] | PlacementSlice) -> str | None:
+        """One watch event of a PlacementSlice (the object, or the slice already typed); the key
+        of the DataSet it belongs to (``None`` when the object is malformed: it is counted in
+        :attr:`rejected` and ignored)."""
         if event_type == "BOOKMARK":
             return None
+        if isinstance(obj, PlacementSlice):
+            key = obj.dataset_key
+            if event_type != "DELETED":
+                self._slices.setdefault(key, {})[(obj.index, obj.version)] = obj
+            elif (held := self._slices.get(key)) is not None:
+                held.pop((obj.index, obj.version), None)
+                if not held:
+                    del self._slices[key]
+            return key
         if event_type == "DELETED":
             spec = obj.get("spec") or {}
             meta = obj.get("metadata") or {}
@@ -378,8 +388,9 @@ class SliceStore:
             if not held:
                 del self._slices[piece_slice.dataset_key]
 
-    def replace(self, objs: Iterable[Mapping[str, Any]]) -> set[str]:
-        """A full list: every DataSet key whose slices it names or named before."""
+    def replace(self, objs: Iterable[Mapping[str, Any] | PlacementSlice]) -> set[str]:
+        """A full list (objects, or slices already typed): every DataSet key whose slices it
+        names or named before."""
         before = set(self._slices)
         self._slices = {}
         for obj in objs:
@@ -395,7 +406,6 @@ class SliceStore:
         state.last, state.placement = (dataset.slices.versions, dataset.spec.redundancy.width), placement
 
     def forget(self, key: str) -> None:
-
         """Drop what is assembled for a DataSet that is gone (its slices go with their events)."""
         self._assembled.pop(key, None)
 
@@ -407,12 +417,15 @@ class SliceStore:
         """The DataSets some held slice belongs to."""
         return set(self._slices)
 
-    def resolve(self, dataset: DataSet, *, partial: bool = False) -> DataSet | None:
+    def resolve(self, dataset: DataSet, *, partial: bool = False, latest: bool = False) -> DataSet | None:
         """``dataset`` with its target: as read when it is not sliced; assembled from the slices
         when every one carries the version its index lists; else with the last target assembled
         for it (same shape); ``None`` when there is none yet (the reader waits: it must not take
         a sliced DataSet for an unplaced one). ``partial``: the writer's reading, for which no
-        other target will come: the shards of a missing slice are unplaced (``-1``)."""
+        other target will come: the shards of a missing slice are unplaced (``-1``). ``latest``:
+        only the target the index names now, never an older one (``None`` while a slice is
+        missing): a reader that must not act on an older target, such as a node removal check
+        (an older target may not name the node that now holds a shard's only piece)."""
         index = dataset.slices
         if index is None:
             self._assembled.pop(dataset.key, None)
@@ -428,6 +441,8 @@ class SliceStore:
             return replace(dataset, placement=placement)
         if partial:
             return replace(dataset, placement=self._assemble(dataset, index, state, partial=True))
+        if latest:
+            return None
         old = state.placement
         if old is not None and old.pieces.shape == (dataset.spec.shards, width):
             return replace(dataset, placement=old)

@@ -71,7 +71,7 @@ from placement.capacity.names import group_name, node_group_of, plain_zone
 from placement.capacity.packing import bin_pack, eni_max_pods, estimate_allocatable, instance_shape
 from placement.capacity.planner import plan_capacity
 from placement.capacity.reactive import kbl_zone, zone_bytes
-from placement.capacity.scaledown import data_drained, is_leaving, referenced_nodes, removal_verdict
+from placement.capacity.scaledown import data_drained, is_leaving, referenced_nodes, removal_verdict, unknown_targets
 from placement.capacity.states import (
     CAPACITY_ERROR_CODES,
     Affinity,
@@ -167,5 +167,6 @@ __all__ = [
     "stage_windows",
     "status_time",
     "stored_bytes",
+    "unknown_targets",
     "zone_bytes",
 ]

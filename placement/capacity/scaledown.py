@@ -11,7 +11,10 @@ reconcile so a restart anywhere resumes where the cluster says it is:
    NodeHoldings), until the reconciler writes ``kbl.io/data-drained`` (at or after the cordon)
    and ``kbl.io/last-pieces`` is not positive; on every node, until no DataSet's target slot or
    transfer references it and :func:`removal_verdict` finds no shard short of its redundancy
-   (the second guard);
+   (the second guard); and, on every node, until every DataSet's target is *known*: a DataSet
+   whose target is written as PlacementSlices the controller has not all read
+   (:attr:`~topology.datasets.DataSet.awaits_slices`) may place the last piece of a shard on any
+   node, so no node is removed while one waits (:func:`unknown_targets`);
 3. **evict** its pods through the Eviction API (:class:`EvictPods`; a PodDisruptionBudget refusal
    leaves the node waiting), never a node or pod marked ``kbl.io/do-not-disrupt``, never a
    DaemonSet's pod or a placeholder (``kbl.io/placeholder``, Karpenter mode);
@@ -71,11 +74,16 @@ def removal_verdict(cluster: Cluster, datasets: Sequence[DataSet], remove: Colle
     Returns
     -------
     RemovalVerdict
-        With the number of shards at risk per dataset key.
+        With the number of shards at risk per dataset key. A DataSet whose target is not known
+        (sliced, its slices not all read: :attr:`~topology.datasets.DataSet.awaits_slices`) puts
+        every shard at risk whatever is removed: any of its shards may have its pieces there.
     """
     nodes = list(cluster.nodes.values())
     at_risk: dict[str, int] = {}
     for dataset in datasets:
+        if dataset.awaits_slices and remove:
+            at_risk[dataset.key] = dataset.spec.shards
+            continue
         if dataset.placement is None or not any(n in dataset.placement.nodes for n in remove):
             continue
         red = dataset.spec.redundancy
@@ -84,6 +92,12 @@ def removal_verdict(cluster: Cluster, datasets: Sequence[DataSet], remove: Colle
         if not verdict.safe:
             at_risk[dataset.key] = len(verdict.lost_shards) + len(verdict.at_risk_shards)
     return RemovalVerdict(not at_risk, at_risk)
+
+
+def unknown_targets(datasets: Sequence[DataSet]) -> list[str]:
+    """Keys of the DataSets whose target is not known: written as PlacementSlices the reader has
+    not all read. Such a DataSet is not *unplaced*: its pieces may be on any node."""
+    return sorted(d.key for d in datasets if d.awaits_slices)
 
 
 def referenced_nodes(datasets: Sequence[DataSet]) -> dict[str, set[str]]:
@@ -141,6 +155,7 @@ class _Steps:
                 self.active_by_node.setdefault(pod.node_name, []).append(pod)
         self.agents = {h.node for h in state.holdings}
         self.removing: set[str] = set()
+        self.unknown = unknown_targets(state.datasets)
 
     @property
     def referenced(self) -> dict[str, set[str]]:
@@ -166,6 +181,9 @@ class _Steps:
         refs = self.referenced.get(node.name)
         if refs:
             waiting.append(f"DataSets {', '.join(sorted(refs))} still place pieces on it")
+        if self.unknown:  # their target may place a shard's last piece on this node
+            names = ", ".join(self.unknown[:5]) + (f" and {len(self.unknown) - 5} more" if len(self.unknown) > 5 else "")
+            waiting.append(f"the targets of DataSets {names} are not known yet (PlacementSlices not all read): they may place pieces on it")
         if not waiting:
             leaving = frozenset({*self.removing, node.name})
             verdict = ctx.removal_check(ctx.state.cluster, ctx.state.datasets, leaving, ctx.settings.keep_full_redundancy)

@@ -344,5 +344,6 @@ def test_the_loop_reads_through_informers_and_never_relists_on_an_event() -> Non
         stop.set()
         thread.join(10)
     assert ctl.reconciles >= 5  # event-driven reconciles happened ...
-    assert kube.lists == {"nodes": 1, "pods": 1, "datasets": 1, "kbls": 1, "nodeholdings": 1, "jobs": 1}  # ... on one list each
+    # ... on one list each
+    assert kube.lists == {"nodes": 1, "pods": 1, "datasets": 1, "placementslices": 1, "kbls": 1, "nodeholdings": 1, "jobs": 1}
     assert world.cloud.calls_of("create_group")

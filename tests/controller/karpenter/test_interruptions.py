@@ -318,4 +318,4 @@ def test_notices_read_the_one_node_and_its_datasets_from_the_informers_not_a_lis
     assert len(outcomes) == 9
     assert {o.node: o.pieces for o in outcomes} == {"spot-1": 2, "retiring": 1}
     assert [d["metadata"]["name"] for d in handler.index.datasets_naming("spot-1")] == ["d"]
-    assert api.lists == {"nodes": 1, "datasets": 1}  # the informers' first lists, then watches only
+    assert api.lists == {"nodes": 1, "datasets": 1, "placementslices": 1}  # the informers' first lists, then watches only
