@@ -26,7 +26,7 @@ from tests.dataplane.reconciler.worlds import dataset, drain
 from tests.kube.fakekube import FakeKube
 from tests.placement.scenarios import T0, kbl_object, placed_dataset, pod_object
 from topology.datasets import DataSet, Replicas, SliceIndex
-from topology.slices import PlacementSlice, SliceStore, shards_per_slice, split
+from topology.slices import PlacementSlice, SliceStore, shards_per_slice, slice_count, split
 
 Obj = dict[str, Any]
 
@@ -38,7 +38,8 @@ def as_sliced(obj: Obj) -> tuple[Obj, list[Obj]]:
     assert typed.placement is not None
     slices = split(typed.namespace, typed.name, typed.placement)
     out = copy.deepcopy(obj)
-    out["status"]["placement"] = SliceIndex(shards_per_slice(typed.placement.width), tuple(s.version for s in slices)).to_status()
+    per = shards_per_slice(typed.placement.width, typed.placement.shards)
+    out["status"]["placement"] = SliceIndex(per, tuple(s.version for s in slices)).to_status()
     return out, [s.to_object(typed.spec.uid) for s in slices]
 
 
@@ -60,7 +61,7 @@ def draining() -> tuple[Obj, tuple[Obj, ...]]:
 def test_the_sliced_form_holds_several_slices_and_the_transfers() -> None:
     inline, _ = draining()
     sliced, slices = as_sliced(inline)
-    assert len(slices) == 2
+    assert len(slices) == slice_count(1500, shards_per_slice(2, 1500)) > 1
     assert sliced["status"]["transfers"] == inline["status"]["transfers"]
     assert "nodes" not in sliced["status"]["placement"]
 

@@ -17,7 +17,7 @@ def sliced(pieces: np.ndarray) -> tuple[DataSet, list[dict[str, object]]]:
     """A DataSet whose target ``pieces`` (indexes into NODES) is written as slices, and the slices."""
     placement = ShardPlacement(NODES, pieces.astype(np.int32))
     slices = split("ns", "d", placement)
-    index = SliceIndex(shards_per_slice(placement.width), tuple(s.version for s in slices))
+    index = SliceIndex(shards_per_slice(placement.width, placement.shards), tuple(s.version for s in slices))
     typed = DataSet.from_object(dataset_object("d", namespace="ns", shards=pieces.shape[0], shard_size="1Gi", redundancy=Replicas(2)))
     return replace(typed, slices=index), [s.to_object() for s in slices]
 

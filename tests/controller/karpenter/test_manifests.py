@@ -41,7 +41,8 @@ def test_karpenter_rbac_is_exactly_what_the_provider_and_the_controller_call(mon
     placeholders = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     assert cluster_wide | placeholders == (controller | provider) - metrics_and_leases
     deletes = {(g, r) for g, r, v in cluster_wide if v == "delete"}
-    assert deletes == {("karpenter.sh", "nodepools"), ("karpenter.sh", "nodeclaims")}
+    # ... and the placement reconciler's superseded PlacementSlices (it runs in the controller's process)
+    assert deletes == {("karpenter.sh", "nodepools"), ("karpenter.sh", "nodeclaims"), ("kbl.io", "placementslices")}
     # Deployments only in the placeholder namespace (a Role), never cluster-wide.
     assert not any(r == "deployments" for _, r, _ in cluster_wide)
     assert placeholders == {("apps", "deployments", v) for v in ("get", "create", "update", "patch", "delete")}

@@ -166,7 +166,8 @@ def sliced(
     placement = DataSet.from_object(obj).placement
     assert placement is not None
     parts = split(NS, "s", placement)
-    obj["status"]["placement"] = SliceIndex(shards_per_slice(placement.width), tuple(p.version for p in parts)).to_status()
+    per = shards_per_slice(placement.width, placement.shards)
+    obj["status"]["placement"] = SliceIndex(per, tuple(p.version for p in parts)).to_status()
     return obj, [p.to_object(uid) for p in parts]
 
 
