@@ -3,12 +3,25 @@ held as their objects are, and ``latest`` never answers with an older target."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
+from topology import slices as slices_module
 from topology.datasets import DataSet, Replicas, ShardPlacement, SliceIndex, dataset_object
 from topology.slices import SliceStore, shards_per_slice, split
+
+
+@pytest.fixture(autouse=True, scope="module")
+def largest_slices() -> Iterator[None]:
+    """Slices of 2,048 pieces (what a DataSet of millions of pieces gets): these few thousand
+    shards make three slices, the case the tests below spell out."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(slices_module, "MIN_SLICE_PIECES", slices_module.SLICE_PIECES)
+        yield
+
 
 NODES = tuple(f"n{i}" for i in range(6))
 
