@@ -42,7 +42,7 @@ names slices that exist, and orphans the next writer deletes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, overload
 
@@ -101,9 +101,29 @@ def slice_name(dataset: str, index: int, version: str) -> str:
     return f"{dataset[: _MAX_NAME - len(suffix) - 9]}-{digest}{suffix}"
 
 
-def _version(nodes: Sequence[str], pieces: npt.NDArray[np.int32]) -> str:
+#: A 64-bit digest of each node name seen (names are few and long-lived; bounded all the same).
+_NAME_DIGESTS: dict[str, int] = {}
+_NAME_DIGESTS_MAX = 1_000_000
+
+
+def _name_digest(name: str) -> int:
+    value = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
+    if len(_NAME_DIGESTS) >= _NAME_DIGESTS_MAX:
+        _NAME_DIGESTS.clear()
+    _NAME_DIGESTS[name] = value
+    return value
+
+
+def name_digests(names: Sequence[str]) -> npt.NDArray[np.uint64]:
+    """Per name, a 64-bit digest of it (remembered: a slice's version hashes these, not the names)."""
+    get = _NAME_DIGESTS.get
+    return np.fromiter((get(n) or _name_digest(n) for n in names), dtype=np.uint64, count=len(names))
+
+
+def _version(nodes: Sequence[str], pieces: npt.NDArray[np.int32], digests: npt.NDArray[np.uint64] | None = None) -> str:
+    """The content's name: a hash of the node names (through their digests) and the rows."""
     h = hashlib.blake2b(digest_size=_VERSION_CHARS // 2)
-    h.update("\n".join(nodes).encode())
+    h.update((name_digests(nodes) if digests is None else digests).tobytes())
     h.update(np.ascontiguousarray(pieces, dtype=np.int32).tobytes())
     h.update(str(pieces.shape).encode())
     return h.hexdigest()
@@ -208,7 +228,7 @@ class NameOrder:
     target's node list) with one ``unique`` over ranks. Kept by the caller for the DataSets of a
     pass that share a node list (:meth:`of`)."""
 
-    __slots__ = ("nodes", "rank", "sorted_names")
+    __slots__ = ("nodes", "rank", "sorted_digests", "sorted_names")
 
     def __init__(self, nodes: tuple[str, ...]) -> None:
         names = np.asarray(nodes, dtype=object)
@@ -217,6 +237,7 @@ class NameOrder:
         self.rank = np.empty(len(nodes), dtype=np.int32)
         self.rank[order] = np.arange(len(nodes), dtype=np.int32)
         self.sorted_names: npt.NDArray[np.object_] = names[order]
+        self.sorted_digests = name_digests(self.sorted_names.tolist())
 
     @classmethod
     def of(cls, nodes: tuple[str, ...], cache: dict[tuple[str, ...], NameOrder] | None = None) -> NameOrder:
@@ -241,7 +262,7 @@ def render_slice(
     local = np.full(rows.shape, -1, dtype=np.int32)
     local[present] = inverse.astype(np.int32)
     nodes = tuple(order.sorted_names[used].tolist())
-    return PlacementSlice(namespace, dataset, index, first, _version(nodes, local), nodes, local)
+    return PlacementSlice(namespace, dataset, index, first, _version(nodes, local, order.sorted_digests[used]), nodes, local)
 
 
 def split(
@@ -254,13 +275,38 @@ def split(
     orders: dict[tuple[str, ...], NameOrder] | None = None,
 ) -> list[PlacementSlice]:
     """The slices of ``placement`` (``only`` those indexes when given; ``per`` shards each, by
-    default :func:`shards_per_slice` of its shape; ``orders``: name orders kept by the caller)."""
+    default :func:`shards_per_slice` of its shape; ``orders``: name orders kept by the caller).
+    Each is what :func:`render_slice` makes, all rendered with one ``unique`` over (slice, node
+    rank) pairs: a join at 100,000 nodes rewrites thousands of slices."""
     per = per or shards_per_slice(placement.width, placement.shards)
-    indexes = range(slice_count(placement.shards, per)) if only is None else sorted({int(i) for i in only})
+    indexes = list(range(slice_count(placement.shards, per))) if only is None else sorted({int(i) for i in only})
     if not indexes:
         return []
     order = NameOrder.of(placement.nodes, orders)
-    return [render_slice(namespace, dataset, i, per, placement, order=order) for i in indexes]
+    chosen = np.asarray(indexes, dtype=np.int64)
+    starts = chosen * per
+    counts = np.minimum(starts + per, placement.shards) - starts
+    row_bounds = np.concatenate(([0], np.cumsum(counts)))
+    shard_rows = np.repeat(starts - row_bounds[:-1], counts) + np.arange(int(row_bounds[-1]))
+    rows = placement.pieces[shard_rows]
+    present = rows >= 0
+    owner = np.repeat(np.arange(len(indexes), dtype=np.int64), counts)[:, None] + np.zeros(rows.shape[1], dtype=np.int64)
+    stride = max(1, len(placement.nodes))
+    pairs, inverse = np.unique(owner[present] * stride + order.rank[rows[present]], return_inverse=True)
+    bounds = np.searchsorted(pairs // stride, np.arange(len(indexes) + 1))
+    local = np.full(rows.shape, -1, dtype=np.int32)
+    local[present] = (inverse.ravel() - bounds[owner[present]]).astype(np.int32)
+    at = pairs % stride
+    names = order.sorted_names[at].tolist()
+    digests = order.sorted_digests[at]
+    out = []
+    edges, row_edges = bounds.tolist(), row_bounds.tolist()
+    for j, index in enumerate(indexes):
+        a, b = edges[j], edges[j + 1]
+        nodes = tuple(names[a:b])
+        pieces = local[row_edges[j] : row_edges[j + 1]]
+        out.append(PlacementSlice(namespace, dataset, index, index * per, _version(nodes, pieces, digests[a:b]), nodes, pieces))
+    return out
 
 
 #: Node-list look-ups between two targets' lists, by the two lists.
@@ -268,13 +314,19 @@ LookUps = dict[tuple[tuple[str, ...], tuple[str, ...]], npt.NDArray[np.int32]]
 
 
 def changed_slices(
-    old: ShardPlacement | None, new: ShardPlacement, *, per: int | None = None, lookups: LookUps | None = None
+    old: ShardPlacement | None,
+    new: ShardPlacement,
+    *,
+    per: int | None = None,
+    lookups: LookUps | None = None,
+    positions: Callable[[tuple[str, ...]], npt.NDArray[np.int64]] | None = None,
 ) -> npt.NDArray[np.int64]:
     """Indexes of the slices (``per`` shards each, by default :func:`shards_per_slice` of the new
     shape) whose content differs between two targets (all when the shape changed or there is no
     old one). Node lists may differ in order and members: pieces are compared by node name,
     through one look-up per old node (kept in ``lookups`` for the next DataSet on the same two
-    lists)."""
+    lists), or through ``positions`` (each name's position in a node table the caller keeps,
+    ``-1`` when not in it) when the table names nearly all of them."""
     per = per or shards_per_slice(new.width, new.shards)
     count = slice_count(new.shards, per)
     if old is None or old.pieces.shape != new.pieces.shape:
@@ -285,8 +337,10 @@ def changed_slices(
         pair = (old.nodes, new.nodes)  # by value: DataSets over the same nodes hold equal, not identical, lists
         found = lookups.get(pair) if lookups is not None else None
         if found is None:
-            where = {n: i for i, n in enumerate(new.nodes)}
-            lut = np.array([where.get(n, -2) for n in old.nodes] + [-1], dtype=np.int32)
+            lut = _through_table(old.nodes, new.nodes, positions) if positions is not None else None
+            if lut is None:
+                where = {n: i for i, n in enumerate(new.nodes)}
+                lut = np.array([where.get(n, -2) for n in old.nodes] + [-1], dtype=np.int32)
             if lookups is not None:
                 lookups[pair] = lut
         else:
@@ -299,7 +353,28 @@ def changed_slices(
     return np.unique(rows // per).astype(np.int64)
 
 
+def _through_table(
+    old: tuple[str, ...], new: tuple[str, ...], positions: Callable[[tuple[str, ...]], npt.NDArray[np.int64]]
+) -> npt.NDArray[np.int32] | None:
+    """Per name of ``old`` (and a last ``-1``): its index in ``new``, ``-2`` when absent, through
+    table positions; ``None`` when more than a few names are outside the table."""
+    at_old, at_new = positions(old), positions(new)
+    out_old, out_new = np.flatnonzero(at_old < 0), np.flatnonzero(at_new < 0)
+    if len(out_old) + len(out_new) > 16:
+        return None
+    size = int(max(at_old.max(initial=-1), at_new.max(initial=-1))) + 2
+    inverse = np.full(size, -2, dtype=np.int32)
+    inside = np.flatnonzero(at_new >= 0)
+    inverse[at_new[inside]] = inside
+    lut = np.append(inverse[np.where(at_old >= 0, at_old, size - 1)], -1).astype(np.int32)
+    outside = {new[j]: j for j in out_new.tolist()}
+    for i in out_old.tolist():  # a few names not in the table (a cordoned or lost holder)
+        lut[i] = outside.get(old[i], -2)
+    return lut
+
+
 # ----------------------------------------------------------------------- readers
+
 @dataclass(slots=True)
 class _Assembly:
     """One DataSet's slices as a reader holds them, mapped onto a node list that only grows."""

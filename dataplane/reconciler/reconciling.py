@@ -731,7 +731,9 @@ class Reconciler:
         count = slice_count(placement.shards, per)
         was = current.slices
         if was is not None and was.shards_per_slice == per and len(was.versions) == count and current.placement is not None:
-            changed = changed_slices(current.placement, placement, per=per, lookups=self._lookups)
+            table = self._cluster.built_table() if self._cluster is not None else None
+            positions = table.known if table is not None else None  # the planner matched these lists through it already
+            changed = changed_slices(current.placement, placement, per=per, lookups=self._lookups, positions=positions)
             rendered = split(namespace, name, placement, only=changed.tolist(), per=per, orders=self._orders)
             versions = list(was.versions)
         else:

@@ -204,3 +204,37 @@ def test_the_version_names_the_content_so_the_same_slice_written_twice_is_one_ob
     assert [p.name for p in a] == [p.name for p in b]  # same pieces on the same nodes: same names
     moved = replace(placement, pieces=np.where(np.arange(300)[:, None] == 0, placement.pieces[[1]], placement.pieces).astype(np.int32))
     assert split("default", "d", moved)[0].name != a[0].name
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), outside=st.integers(0, 3))
+def test_changed_slices_through_table_positions_equal_those_by_name(seed: int, outside: int) -> None:
+    """The reconciler matches node lists through its node table's positions; a few names outside
+    the table (a cordoned holder) are looked up by name: the answer is the one by name."""
+    rng = np.random.default_rng(seed)
+    old = random_placement(rng, 1500, 3, nodes=40)
+    table = [*old.nodes[outside:], "joined"]  # the first ``outside`` nodes are not in the table
+    index = {n: i for i, n in enumerate(table)}
+    names = (*old.nodes, "joined")
+    pieces = old.pieces.copy()
+    rows = rng.choice(1500, 30, replace=False)
+    pieces[rows, 0] = len(names) - 1
+    pieces[rows, 1] = np.where(pieces[rows, 1] == len(names) - 1, pieces[rows, 2], pieces[rows, 1])
+    order = rng.permutation(len(names))
+    new = ShardPlacement(tuple(names[i] for i in order), np.argsort(order)[pieces].astype(np.int32))
+
+    def positions(listed: tuple[str, ...]) -> np.ndarray:
+        return np.array([index.get(n, -1) for n in listed], dtype=np.int64)
+
+    assert changed_slices(old, new, positions=positions).tolist() == changed_slices(old, new).tolist()
+
+
+def test_split_renders_each_slice_as_render_slice_does() -> None:
+    from topology.slices import render_slice
+
+    placement = random_placement(np.random.default_rng(5), 2000, 3, nodes=50, missing=0.05)
+    per = shards_per_slice(3, 2000)
+    together = split("default", "d", placement, only=[0, 3, 7, slice_count(2000, per) - 1])
+    alone = [render_slice("default", "d", i, per, placement) for i in (0, 3, 7, slice_count(2000, per) - 1)]
+    assert [(s.index, s.first_shard, s.version, s.nodes) for s in together] == [(s.index, s.first_shard, s.version, s.nodes) for s in alone]
+    assert all(np.array_equal(a.pieces, b.pieces) for a, b in zip(together, alone, strict=True))
