@@ -22,10 +22,6 @@ MISS row, not a hang), each driving the real component:
 
   - **DataSet event**: a label edit on one DataSet. Target: the pass decides that DataSet only,
     in under 2 s.
-  - **join (1 node)**: a host joins an existing rack (issue 24 item 3: "a node joining ... costs a
-    reconciler pass under 2 s"). Targets: the pass under 2 s; the joiner gets >= 90% of its
-    capacity share, moving at most 1.1x it. Then its agent reports its share ready and a pass
-    (not timed) ends those transfers, so the cluster is settled again.
   - **join**: ``--joiners`` hosts (default 30) join as a new rack (Node ADDED, then their agents'
     empty ``NodeHoldings``). Targets: the pass under 2 s; the joiners get >= 90% of their
     capacity share (their targets in the placement engine's layout, as ``kbl bench placement
@@ -33,6 +29,10 @@ MISS row, not a hang), each driving the real component:
   - **leave**: one old node is deleted (Node DELETED, its ``NodeHoldings`` garbage-collected
     with it), on the cluster just after the join (the joiners' copies in flight). Targets: the
     pass under 2 s; every piece it held re-placed, moving at most 1.1x those pieces.
+  - **join (1 node)**: the agents report what the join and the leave gave them, a pass (not
+    timed) ends those transfers, then a host joins an existing rack of the settled cluster
+    (issue 24 item 3: "a node joining ... costs a reconciler pass under 2 s"). Targets: the pass
+    under 2 s; the joiner gets >= 90% of its capacity share, moving at most 1.1x it.
 
   Wall and CPU are the reconciler pass's (this child, numpy on one thread; a time target is
   checked against the smaller of the two, as for ``kbl place``); the in-memory API's
@@ -420,33 +420,8 @@ def child_reconciler(nodes: int, datasets: int, pieces_per_node: int, joiners: i
     report, fig = _pass(rec, api, _dirty_keys(rec))
     out["dataset_event"] = {**fig, "decided": len(report.decisions), "moves": sum(d.moves for d in report.decisions.values())}
 
-    # One node joins an existing rack (issue 24 item 3 as stated: "a node joining").
-    before = _holders(rec)
     template = slim_template()
-    host = "node-0-joined-single"
-    neighbour = (api.get(NODES, fx.names[0]) or {})["metadata"]["labels"]
-    zone = "abcd".index(neighbour[labels.ZONE][-1])
-    rec._on_node(WatchEvent("ADDED", api.put(NODES, node_object(host, zone, neighbour[labels.DEFAULT_RACK], template))))
-    rec._on_holdings(WatchEvent("ADDED", api.put(NODE_HOLDINGS, holdings_object(host, format_time(fx.now), {}))))
-    report, fig = _pass(rec, api, _dirty_keys(rec))
-    after = _holders(rec)
-    ideal = _ideal(rec, [host])
-    moved = sum(int((after[k] != before[k]).sum()) for k in after)
-    out["join_one"] = {
-        **fig,
-        "ideal": ideal,
-        "share": sum(int((a == host).sum()) for a in after.values()) / ideal,
-        "moved": moved,
-        "movement": moved / ideal,
-        "decided": len(report.decisions),
-    }
-    # Its agent copies its share (reported ready), and a pass (not timed) ends those transfers:
-    # the cluster is settled again before the rack joins (while copies are in flight, moves that
-    # only rebalance wait: repairs first).
-    shards = {k.split("/", 1)[1]: np.flatnonzero((a == host).any(axis=1)) for k, a in after.items()}
-    ready = {ds: (",".join(map(str, rows.tolist())), len(rows)) for ds, rows in shards.items() if len(rows)}
-    rec._on_holdings(WatchEvent("MODIFIED", api.put(NODE_HOLDINGS, holdings_object(host, format_time(fx.now), ready))))
-    rec.reconcile(_dirty_keys(rec))
+    start = _holders(rec)
 
     # Hosts join as a new rack: their Nodes, then their agents' first (empty) holdings.
     before = _holders(rec)
@@ -492,6 +467,38 @@ def child_reconciler(nodes: int, datasets: int, pieces_per_node: int, joiners: i
         "decided": len(report.decisions),
     }
 
+    # The agents copy what the join and the leave gave them (their holdings report every shard
+    # of their targets ready) and a pass, not timed, ends those transfers: the cluster is settled
+    # again (while copies are in flight, moves that only rebalance wait: repairs first).
+    gained: set[str] = set()
+    for k, a in after.items():
+        gained.update(str(n) for n in np.unique(a[a != start[k]]).tolist())
+    for name in sorted(gained - {""}):
+        mine = {k.split("/", 1)[1]: np.flatnonzero((a == name).any(axis=1)) for k, a in after.items()}
+        ready = {ds: (",".join(map(str, rows.tolist())), len(rows)) for ds, rows in mine.items() if len(rows)}
+        rec._on_holdings(WatchEvent("MODIFIED", api.put(NODE_HOLDINGS, holdings_object(name, format_time(fx.now), ready))))
+    settled = rec.reconcile(_dirty_keys(rec))
+    out["settled_transfers"] = sum(len(d.transfers) for d in settled.decisions.values())
+
+    # Then one node joins an existing rack (issue 24 item 3 as stated: "a node joining").
+    before = _holders(rec)
+    host = "node-0-joined-single"
+    neighbour = (api.get(NODES, fx.names[0]) or {})["metadata"]["labels"]
+    zone = "abcd".index(neighbour[labels.ZONE][-1])
+    rec._on_node(WatchEvent("ADDED", api.put(NODES, node_object(host, zone, neighbour[labels.DEFAULT_RACK], template))))
+    rec._on_holdings(WatchEvent("ADDED", api.put(NODE_HOLDINGS, holdings_object(host, format_time(fx.now), {}))))
+    report, fig = _pass(rec, api, _dirty_keys(rec))
+    after = _holders(rec)
+    ideal = _ideal(rec, [host])
+    moved = sum(int((after[k] != before[k]).sum()) for k in after)
+    out["join_one"] = {
+        **fig,
+        "ideal": ideal,
+        "share": sum(int((a == host).sum()) for a in after.values()) / ideal,
+        "moved": moved,
+        "movement": moved / ideal,
+        "decided": len(report.decisions),
+    }
     out["peak_rss_mib"] = peak_rss_mib()
     return out
 
@@ -556,7 +563,7 @@ def reconciler_rows(
     nodes: int, joiners: int, pass_target_s: float, timeout_s: float, max_transfers: int = -1
 ) -> tuple[list[Row], dict[str, Any]]:
     t = f"< {pass_target_s:g} s"
-    loops = ("DataSet event", "join (1 node, an existing rack)", f"join ({joiners} hosts, a new rack)", "leave (1 node)")
+    loops = ("DataSet event", f"join ({joiners} hosts, a new rack)", "leave (1 node)", "join (1 node, an existing rack)")
     try:
         r = run_group(["reconciler", str(nodes), str(DATASETS), str(PIECES_PER_NODE), str(joiners), str(max_transfers)], timeout_s)
     except (TimeoutError, RuntimeError) as exc:
@@ -614,7 +621,8 @@ def reconciler_rows(
             share=f"{one['share']:.1%}",
             target=f"{t}, >= {SHARE_TARGET:.0%}, <= {MOVEMENT_TARGET:g}x",
             ok=_seconds(one) < pass_target_s and one["share"] >= SHARE_TARGET and one["movement"] <= MOVEMENT_TARGET,
-            detail=f"ideal {one['ideal']:,.0f} pieces, {one['moved']:,} moved" + api(one),
+            detail=f"ideal {one['ideal']:,.0f} pieces, {one['moved']:,} moved; on the cluster settled after the leave"
+            f" ({r['settled_transfers']:,} transfers left)" + api(one),
         ),
     ]
     rows.sort(key=lambda row: loops.index(row.loop))
