@@ -588,7 +588,7 @@ def reconciler_rows(
         ),
         Row(
             nodes,
-            loops[2],
+            loops[1],
             j["wall_s"],
             j["cpu_s"],
             j["peak_rss_mib"],
@@ -601,7 +601,7 @@ def reconciler_rows(
         ),
         Row(
             nodes,
-            loops[3],
+            loops[2],
             lv["wall_s"],
             lv["cpu_s"],
             lv["peak_rss_mib"],
@@ -613,7 +613,7 @@ def reconciler_rows(
         ),
         Row(
             nodes,
-            loops[1],
+            loops[3],
             one["wall_s"],
             one["cpu_s"],
             one["peak_rss_mib"],

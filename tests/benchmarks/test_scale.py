@@ -233,6 +233,9 @@ def test_kbl_bench_scale_loops_renders_every_loop_and_exits_1_when_a_target_is_m
         assert r["wall_s"] is not None
         assert r["cpu_s"] is not None
         assert r["rss_mib"] is not None
+    assert "transfers" in str(rows[2]["detail"])  # the rack's row carries the rack's figures
+    assert "held" in str(rows[3]["detail"])
+    assert "settled" in str(rows[4]["detail"])
     for join in (rows[2], rows[4]):
         assert float(str(join["share"]).rstrip("%")) >= 90
     table = render([Row(**r) for r in rows])  # type: ignore[arg-type]
