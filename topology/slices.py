@@ -240,6 +240,18 @@ class NameOrder:
         self.sorted_digests = name_digests(self.sorted_names.tolist())
 
     @classmethod
+    def within(cls, base: NameOrder, positions: npt.NDArray[np.int64], nodes: tuple[str, ...]) -> NameOrder:
+        """The order of ``nodes``, each at ``positions`` in ``base.nodes`` (all found): ranks in
+        ``base``'s order, so the DataSets over subsets of one node table share its sort and its
+        digests (a few milliseconds each instead of a sort of 100,000 names)."""
+        out = cls.__new__(cls)
+        out.nodes = nodes
+        out.rank = base.rank[positions]
+        out.sorted_names = base.sorted_names
+        out.sorted_digests = base.sorted_digests
+        return out
+
+    @classmethod
     def of(cls, nodes: tuple[str, ...], cache: dict[tuple[str, ...], NameOrder] | None = None) -> NameOrder:
         if cache is None:
             return cls(nodes)
@@ -273,16 +285,18 @@ def split(
     only: Iterable[int] | None = None,
     per: int | None = None,
     orders: dict[tuple[str, ...], NameOrder] | None = None,
+    order: NameOrder | None = None,
 ) -> list[PlacementSlice]:
     """The slices of ``placement`` (``only`` those indexes when given; ``per`` shards each, by
-    default :func:`shards_per_slice` of its shape; ``orders``: name orders kept by the caller).
+    default :func:`shards_per_slice` of its shape; ``orders``: name orders kept by the caller;
+    ``order``: the order of ``placement.nodes``, when the caller has it).
     Each is what :func:`render_slice` makes, all rendered with one ``unique`` over (slice, node
     rank) pairs: a join at 100,000 nodes rewrites thousands of slices."""
     per = per or shards_per_slice(placement.width, placement.shards)
     indexes = list(range(slice_count(placement.shards, per))) if only is None else sorted({int(i) for i in only})
     if not indexes:
         return []
-    order = NameOrder.of(placement.nodes, orders)
+    order = order or NameOrder.of(placement.nodes, orders)
     chosen = np.asarray(indexes, dtype=np.int64)
     starts = chosen * per
     counts = np.minimum(starts + per, placement.shards) - starts
@@ -291,7 +305,8 @@ def split(
     rows = placement.pieces[shard_rows]
     present = rows >= 0
     owner = np.repeat(np.arange(len(indexes), dtype=np.int64), counts)[:, None] + np.zeros(rows.shape[1], dtype=np.int64)
-    stride = max(1, len(placement.nodes))
+    stride = max(1, len(order.sorted_names))
+
     pairs, inverse = np.unique(owner[present] * stride + order.rank[rows[present]], return_inverse=True)
     bounds = np.searchsorted(pairs // stride, np.arange(len(indexes) + 1))
     local = np.full(rows.shape, -1, dtype=np.int32)

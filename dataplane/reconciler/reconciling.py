@@ -47,6 +47,7 @@ from dataplane.reconciler.progress import ProgressMeter, estimated_ready, eta_te
 from dataplane.reconciler.settings import ReconcilerSettings
 from kube.api import DATASETS, NODE_HOLDINGS, NODES, PLACEMENT_SLICES, ApiError, DeletesObjects, KubeApi, WatchEvent
 from kube.watching import Informer
+from placement.stability import NodeTable
 from topology import labels
 from topology.datasets import DataSet, ShardPlacement, SliceIndex
 from topology.errors import KblError
@@ -730,14 +731,15 @@ class Reconciler:
         per = shards_per_slice(placement.width, placement.shards)
         count = slice_count(placement.shards, per)
         was = current.slices
+        table = self._cluster.built_table() if self._cluster is not None else None
+        order = self._name_order(placement.nodes, table)
         if was is not None and was.shards_per_slice == per and len(was.versions) == count and current.placement is not None:
-            table = self._cluster.built_table() if self._cluster is not None else None
             positions = table.known if table is not None else None  # the planner matched these lists through it already
             changed = changed_slices(current.placement, placement, per=per, lookups=self._lookups, positions=positions)
-            rendered = split(namespace, name, placement, only=changed.tolist(), per=per, orders=self._orders)
+            rendered = split(namespace, name, placement, only=changed.tolist(), per=per, order=order)
             versions = list(was.versions)
         else:
-            rendered = split(namespace, name, placement, per=per, orders=self._orders)
+            rendered = split(namespace, name, placement, per=per, order=order)
             versions = [""] * count
         for piece_slice in rendered:
             versions[piece_slice.index] = piece_slice.version
@@ -746,7 +748,17 @@ class Reconciler:
             fresh = [s for s in rendered if (s.index, s.version) not in held]
         return SliceIndex(per, tuple(versions)), fresh
 
+    def _name_order(self, nodes: tuple[str, ...], table: NodeTable | None) -> NameOrder:
+        """The name order of a target's node list: through the node table's (sorted once per
+        pass) when the table names every node of it, else its own (remembered for the pass)."""
+        if table is not None:
+            positions = table.known(nodes)
+            if len(positions) and int(positions.min()) >= 0:
+                return NameOrder.within(NameOrder.of(table.names, self._orders), positions, nodes)
+        return NameOrder.of(nodes, self._orders)
+
     def _create_slices(self, key: str, raw: Mapping[str, Any], fresh: list[PlacementSlice]) -> bool:
+
         """Create the new slices before the index that names them (``False``: the DataSet is gone)."""
         namespace = key.split("/", 1)[0]
         uid = str((raw.get("metadata") or {}).get("uid") or "")

@@ -238,3 +238,20 @@ def test_split_renders_each_slice_as_render_slice_does() -> None:
     alone = [render_slice("default", "d", i, per, placement) for i in (0, 3, 7, slice_count(2000, per) - 1)]
     assert [(s.index, s.first_shard, s.version, s.nodes) for s in together] == [(s.index, s.first_shard, s.version, s.nodes) for s in alone]
     assert all(np.array_equal(a.pieces, b.pieces) for a, b in zip(together, alone, strict=True))
+
+
+def test_slices_rendered_through_a_node_tables_order_are_the_slices_of_their_own_order() -> None:
+    """The reconciler sorts its node table once per pass and renders every DataSet's slices
+    through it (NameOrder.within): the slices are the ones the target's own order gives."""
+    from topology.slices import NameOrder
+
+    rng = np.random.default_rng(7)
+    table = tuple(f"node-{i:05d}" for i in rng.permutation(400))
+    placement = random_placement(rng, 3000, 3, nodes=300)
+    index = {n: i for i, n in enumerate(table)}
+    placement = ShardPlacement(tuple(table[i] for i in sorted(rng.choice(400, 300, replace=False))), placement.pieces)
+    positions = np.array([index[n] for n in placement.nodes], dtype=np.int64)
+    through = split("default", "d", placement, order=NameOrder.within(NameOrder(table), positions, placement.nodes))
+    own = split("default", "d", placement)
+    assert [(s.version, s.nodes) for s in through] == [(s.version, s.nodes) for s in own]
+    assert all(np.array_equal(a.pieces, b.pieces) for a, b in zip(through, own, strict=True))
