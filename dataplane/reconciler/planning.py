@@ -335,6 +335,9 @@ class Decision:
     shard_ready: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64), compare=False, repr=False)
     bytes_ready: int = 0
     bytes_total: int = 0
+    #: The shards whose pieces are on other nodes than in the DataSet's target decided on
+    #: (``None``: a fresh placement, or no target before), sorted.
+    changed_rows: npt.NDArray[np.int64] | None = field(default=None, compare=False, repr=False)
 
     def status(self, generation: int | None, *, placement_json: Any = None) -> dict[str, Any]:
         """The reconciler-owned part of ``status`` (conditions without times: see :func:`status_patch`).
@@ -1107,6 +1110,7 @@ def decide(
         shard_ready=after,
         bytes_ready=bytes_ready,
         bytes_total=bytes_total,
+        changed_rows=None if fresh or dataset.placement is None else np.array(sorted(applied), dtype=np.int64),
     )
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from dataplane.reconciler.metrics import ReconcilerMetrics
@@ -604,7 +605,7 @@ class Reconciler:
         want = decision.placement is not None and self._sliced(key, decision.placement)
         form_kept = want == (current.slices is not None)
         if decision.placement is not None and want and not (same and form_kept):
-            index, fresh = self._slices_for(key, current, decision.placement)
+            index, fresh = self._slices_for(key, current, decision.placement, decision.changed_rows)
         same = same and form_kept  # a target that changes form is written again
         placed = index.to_status() if index is not None else old.get("placement") if same else None
         body = decision.status(generation if isinstance(generation, int) else None, placement_json=placed)
@@ -723,10 +724,13 @@ class Reconciler:
         self._form[key] = (placement, sliced)
         return sliced
 
-    def _slices_for(self, key: str, current: DataSet, placement: ShardPlacement) -> tuple[SliceIndex, list[PlacementSlice]]:
+    def _slices_for(
+        self, key: str, current: DataSet, placement: ShardPlacement, changed_rows: npt.NDArray[np.int64] | None = None
+    ) -> tuple[SliceIndex, list[PlacementSlice]]:
         """The slice index of ``placement`` and the slices to create for it: those whose content
         differs from the current target's (all when the current one is not sliced alike), less
-        the ones held already."""
+        the ones held already. ``changed_rows``: the shards the decision moved off ``current``'s
+        target (:attr:`Decision.changed_rows`), else they are found by comparing the targets."""
         namespace, name = key.split("/", 1)
         per = shards_per_slice(placement.width, placement.shards)
         count = slice_count(placement.shards, per)
@@ -734,8 +738,11 @@ class Reconciler:
         table = self._cluster.built_table() if self._cluster is not None else None
         order = self._name_order(placement.nodes, table)
         if was is not None and was.shards_per_slice == per and len(was.versions) == count and current.placement is not None:
-            positions = table.known if table is not None else None  # the planner matched these lists through it already
-            changed = changed_slices(current.placement, placement, per=per, lookups=self._lookups, positions=positions)
+            if changed_rows is not None and current.placement.pieces.shape == placement.pieces.shape:
+                changed = np.unique(changed_rows // per)
+            else:
+                positions = table.known if table is not None else None  # the planner matched these lists through it already
+                changed = changed_slices(current.placement, placement, per=per, lookups=self._lookups, positions=positions)
             rendered = split(namespace, name, placement, only=changed.tolist(), per=per, order=order)
             versions = list(was.versions)
         else:
