@@ -81,6 +81,10 @@ def test_a_join_writes_only_the_slices_whose_shards_move_and_deletes_the_ones_th
     assert report.written == ["default/d"]
     after_target = world.typed().placement
     assert after_target is not None
+    kept = reconciler.dataset("default/d")  # the target the reconciler decided and holds
+    assert kept is not None
+    assert kept.placement is not None
+    assert after_target.equals(kept.placement)  # what the stored slices say is that target
     after = stored_slices(world)
     assert set(after) == named(world)  # nothing stored that the index does not name
     per = world.get()["status"]["placement"]["slices"]["shardsPerSlice"]
@@ -178,3 +182,15 @@ def test_a_target_moves_between_inline_and_sliced_when_the_limit_changes_and_lea
     assert set(world.get()["status"]["placement"]) == {"nodes", "shards"}
     assert stored_slices(world) == {}
     assert world.typed().placement.equals(inline)  # type: ignore[union-attr]
+
+
+def test_a_join_whose_moves_spread_over_many_slices_leaves_the_stored_slices_equal_to_the_target() -> None:
+    """No transfer bound: the joiner's share is taken from shards all over the DataSet, so the
+    pass rewrites many slices; what they assemble to is the target the reconciler decided."""
+    world, reconciler = sliced_world(6000, max_transfers_per_node=0)
+    before = stored_slices(world)
+    world.add_node(make_node("joined", zone="us-east-1c", rack="rack-9", storage_b=10**12))
+    reconciler.reconcile_once()
+    world.check_slices(reconciler)
+    rewritten = {o["spec"]["index"] for n, o in stored_slices(world).items() if n not in before}
+    assert len(rewritten) > 10

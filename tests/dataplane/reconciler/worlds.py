@@ -267,10 +267,23 @@ class World:
             out.append(len({k for _, k in held}) if isinstance(ds.spec.redundancy, Erasure) else len(held))
         return out
 
+    def check_slices(self, reconciler: Reconciler) -> None:
+        """Every target the reconciler holds is the one its stored PlacementSlices assemble to
+        (a slice left unwritten after its shards moved would make readers act on another)."""
+        for obj in self.api.list(DATASETS)[0]:
+            key = f"{obj['metadata'].get('namespace') or 'default'}/{obj['metadata']['name']}"
+            kept = reconciler.dataset(key)
+            if kept is None or kept.placement is None or DataSet.from_object(obj).slices is None:
+                continue
+            stored = self.resolve(obj).placement
+            assert stored is not None, key
+            assert stored.equals(kept.placement), f"{key}: the stored slices are not the target the reconciler holds"
+
     def settle(self, reconciler: Reconciler, *, per_step: int = 1000, rounds: int = 200) -> int:
         """Reconcile and let agents act until nothing changes; returns the rounds it took."""
         for i in range(rounds):
             report = reconciler.reconcile_once()
+            self.check_slices(reconciler)
             copies = self.agent_step(per_step)
             if not copies and not report.written and not report.nodes_patched:
                 return i
