@@ -22,7 +22,7 @@ import pytest
 from extender.app import create_app
 from extender.serving import WATCHED, start_informers
 from extender.state import ClusterState
-from kube.api import DATASETS, KBLS, NODES, PODS, ApiError, Resource, WatchEvent
+from kube.api import DATASETS, KBLS, NODES, PLACEMENT_SLICES, PODS, ApiError, Resource, WatchEvent
 from kube.watching import InformerSettings
 from tests.extender import scenarios as sc
 from tests.kube.fakekube import FakeKube
@@ -44,6 +44,7 @@ def _objects() -> dict[str, list[dict[str, Any]]]:
         PODS.plural: [sc.pod("running", node_name="node-0-1-0")],
         DATASETS.plural: [sc.dataset()],
         KBLS.plural: [],
+        PLACEMENT_SLICES.plural: [],
     }
 
 
@@ -69,6 +70,7 @@ def test_at_every_point_of_a_restart_sync_the_filter_gives_no_wrong_answer(order
     state = ClusterState(expect=WATCHED)
     caller = AsgiCaller(create_app(state))
     objects = _objects()
+    order = (*order, PLACEMENT_SLICES)  # the DataSet is inline; the slices' list still gates readiness
     try:
         for step, resource in enumerate([None, *order]):
             if resource is not None:
