@@ -324,6 +324,16 @@ def split(
     return out
 
 
+def sliced_form(
+    namespace: str, dataset: str, placement: ShardPlacement, *, order: NameOrder | None = None
+) -> tuple[SliceIndex, list[PlacementSlice]]:
+    """A whole target as a first sliced write makes it: the index for ``status.placement`` and
+    every slice it names."""
+    per = shards_per_slice(placement.width, placement.shards)
+    parts = split(namespace, dataset, placement, per=per, order=order)
+    return SliceIndex(per, tuple(p.version for p in parts)), parts
+
+
 #: Node-list look-ups between two targets' lists, by the two lists.
 LookUps = dict[tuple[tuple[str, ...], tuple[str, ...]], npt.NDArray[np.int32]]
 

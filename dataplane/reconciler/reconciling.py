@@ -54,7 +54,17 @@ from topology.datasets import DataSet, ShardPlacement, SliceIndex
 from topology.errors import KblError
 from topology.holdings import NodeHoldings
 from topology.nodes import Node, slim_node_object
-from topology.slices import LookUps, NameOrder, PlacementSlice, SliceStore, changed_slices, shards_per_slice, slice_count, split
+from topology.slices import (
+    LookUps,
+    NameOrder,
+    PlacementSlice,
+    SliceStore,
+    changed_slices,
+    shards_per_slice,
+    slice_count,
+    sliced_form,
+    split,
+)
 from topology.snapshots import paused_gc
 from topology.times import format_time, parse_time
 
@@ -745,15 +755,15 @@ class Reconciler:
                 changed = changed_slices(current.placement, placement, per=per, lookups=self._lookups, positions=positions)
             rendered = split(namespace, name, placement, only=changed.tolist(), per=per, order=order)
             versions = list(was.versions)
+            for piece_slice in rendered:
+                versions[piece_slice.index] = piece_slice.version
+            index = SliceIndex(per, tuple(versions))
         else:
-            rendered = split(namespace, name, placement, per=per, order=order)
-            versions = [""] * count
-        for piece_slice in rendered:
-            versions[piece_slice.index] = piece_slice.version
+            index, rendered = sliced_form(namespace, name, placement, order=order)
         with self._lock:
             held = self.slices.slices(key)
             fresh = [s for s in rendered if (s.index, s.version) not in held]
-        return SliceIndex(per, tuple(versions)), fresh
+        return index, fresh
 
     def _name_order(self, nodes: tuple[str, ...], table: NodeTable | None) -> NameOrder:
         """The name order of a target's node list: through the node table's (sorted once per

@@ -25,8 +25,8 @@ from tests.dataplane.reconciler.worlds import World as DataWorld
 from tests.dataplane.reconciler.worlds import dataset, drain
 from tests.kube.fakekube import FakeKube
 from tests.placement.scenarios import T0, kbl_object, placed_dataset, pod_object
-from topology.datasets import DataSet, Replicas, SliceIndex
-from topology.slices import PlacementSlice, SliceStore, shards_per_slice, slice_count, split
+from topology.datasets import DataSet, Replicas
+from topology.slices import PlacementSlice, SliceStore, shards_per_slice, slice_count, sliced_form
 
 Obj = dict[str, Any]
 
@@ -36,10 +36,9 @@ def as_sliced(obj: Obj) -> tuple[Obj, list[Obj]]:
     kept), and its PlacementSlices."""
     typed = DataSet.from_object(obj)
     assert typed.placement is not None
-    slices = split(typed.namespace, typed.name, typed.placement)
+    index, slices = sliced_form(typed.namespace, typed.name, typed.placement)
     out = copy.deepcopy(obj)
-    per = shards_per_slice(typed.placement.width, typed.placement.shards)
-    out["status"]["placement"] = SliceIndex(per, tuple(s.version for s in slices)).to_status()
+    out["status"]["placement"] = index.to_status()
     return out, [s.to_object(typed.spec.uid) for s in slices]
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,20 +25,10 @@ from extender.wishes import resolve
 from kube.api import DATASETS, KBLS, NODES, PLACEMENT_SLICES, PODS, EventType, Resource, WatchEvent
 from tests.dataplane.reconciler.worlds import World, dataset
 from tests.extender import scenarios as sc
+from tests.slice_sizes import largest_slices  # noqa: F401  (autouse: 2,048-piece slices)
 from topology import labels
-from topology import slices as slices_module
 from topology.datasets import DataSet, Replicas, ShardPlacement
 from topology.pods import Pod
-
-
-@pytest.fixture(autouse=True, scope="module")
-def largest_slices() -> Iterator[None]:
-    """Slices of 2,048 pieces (what a DataSet of millions of pieces gets): these few thousand
-    shards make three slices, the case the tests below spell out."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(slices_module, "MIN_SLICE_PIECES", slices_module.SLICE_PIECES)
-        yield
-
 
 ALL = [f"node-{z}-{r}-{h}" for z in range(2) for r in range(2) for h in range(3)]
 KEY = f"{sc.NAMESPACE}/{sc.DATASET}"

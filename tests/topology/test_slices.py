@@ -22,6 +22,7 @@ from topology.slices import (
     shards_per_slice,
     slice_count,
     slice_name,
+    sliced_form,
     split,
 )
 
@@ -47,8 +48,7 @@ def as_inline(placement: ShardPlacement, width: int) -> ShardPlacement:
 def sliced(name: str, placement: ShardPlacement, width: int) -> tuple[DataSet, list[PlacementSlice]]:
     """A DataSet as the reconciler writes it when sliced, and its slices."""
     spec = DataSet.from_object(dataset_object(name, shards=placement.shards, shard_size="1Gi", redundancy=Replicas(width))).spec
-    parts = split("default", name, placement)
-    index = SliceIndex(shards_per_slice(width, placement.shards), tuple(p.version for p in parts))
+    index, parts = sliced_form("default", name, placement)
     return DataSet(spec, None, (), index), parts
 
 

@@ -3,25 +3,13 @@ held as their objects are, and ``latest`` never answers with an older target."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
-import pytest
 
-from topology import slices as slices_module
-from topology.datasets import DataSet, Replicas, ShardPlacement, SliceIndex, dataset_object
-from topology.slices import SliceStore, shards_per_slice, split
-
-
-@pytest.fixture(autouse=True, scope="module")
-def largest_slices() -> Iterator[None]:
-    """Slices of 2,048 pieces (what a DataSet of millions of pieces gets): these few thousand
-    shards make three slices, the case the tests below spell out."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(slices_module, "MIN_SLICE_PIECES", slices_module.SLICE_PIECES)
-        yield
-
+from tests.slice_sizes import largest_slices  # noqa: F401  (autouse: 2,048-piece slices)
+from topology.datasets import DataSet, Replicas, ShardPlacement, dataset_object
+from topology.slices import SliceStore, sliced_form, split
 
 NODES = tuple(f"n{i}" for i in range(6))
 
@@ -29,8 +17,7 @@ NODES = tuple(f"n{i}" for i in range(6))
 def sliced(pieces: np.ndarray) -> tuple[DataSet, list[dict[str, object]]]:
     """A DataSet whose target ``pieces`` (indexes into NODES) is written as slices, and the slices."""
     placement = ShardPlacement(NODES, pieces.astype(np.int32))
-    slices = split("ns", "d", placement)
-    index = SliceIndex(shards_per_slice(placement.width, placement.shards), tuple(s.version for s in slices))
+    index, slices = sliced_form("ns", "d", placement)
     typed = DataSet.from_object(dataset_object("d", namespace="ns", shards=pieces.shape[0], shard_size="1Gi", redundancy=Replicas(2)))
     return replace(typed, slices=index), [s.to_object() for s in slices]
 

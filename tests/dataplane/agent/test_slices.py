@@ -25,9 +25,9 @@ from kube.api import DATASETS, NODES, PLACEMENT_SLICES, WatchEvent
 from kube.memory import MemoryApi
 from tests.dataplane.agent.cluster import NS, TOKEN, dataset, node, wait_for, write_source
 from topology import slices as slices_module
-from topology.datasets import DataSet, SliceIndex
+from topology.datasets import DataSet
 from topology.examples import make_node
-from topology.slices import shards_per_slice, split
+from topology.slices import sliced_form
 
 SIZE = 32 * 1024 + 11
 KEY = f"{NS}/s"
@@ -165,9 +165,8 @@ def sliced(
     obj = inline(rows, src, uid=uid, nodes=nodes)
     placement = DataSet.from_object(obj).placement
     assert placement is not None
-    parts = split(NS, "s", placement)
-    per = shards_per_slice(placement.width, placement.shards)
-    obj["status"]["placement"] = SliceIndex(per, tuple(p.version for p in parts)).to_status()
+    index, parts = sliced_form(NS, "s", placement)
+    obj["status"]["placement"] = index.to_status()
     return obj, [p.to_object(uid) for p in parts]
 
 
