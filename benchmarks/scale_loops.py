@@ -559,6 +559,14 @@ def _seconds(figures: Mapping[str, Any]) -> float:
     return min(float(figures["wall_s"]), float(figures["cpu_s"]))
 
 
+def _moving(nodes: int, loop: str, figures: Mapping[str, Any], target: str, *, ok: bool, detail: str) -> Row:
+    """The row of a loop that moves pieces: its times, the pieces moved against the ideal, the share reached."""
+    return Row(
+        nodes, loop, figures["wall_s"], figures["cpu_s"], figures["peak_rss_mib"],
+        moved=f"{figures['movement']:.3f}x", share=f"{figures['share']:.1%}", target=target, ok=ok, detail=detail,
+    )  # fmt: skip
+
+
 def reconciler_rows(
     nodes: int, joiners: int, pass_target_s: float, timeout_s: float, max_transfers: int = -1
 ) -> tuple[list[Row], dict[str, Any]]:
@@ -586,40 +594,19 @@ def reconciler_rows(
             ok=e["decided"] == 1 and _seconds(e) < pass_target_s,
             detail=f"{e['decided']} decided; the first (full) pass {r['first_pass_s']:.1f} s wall" + api(e),
         ),
-        Row(
-            nodes,
-            loops[1],
-            j["wall_s"],
-            j["cpu_s"],
-            j["peak_rss_mib"],
-            moved=f"{j['movement']:.3f}x",
-            share=f"{j['share']:.1%}",
-            target=f"{t}, >= {SHARE_TARGET:.0%}, <= {MOVEMENT_TARGET:g}x",
+        _moving(
+            nodes, loops[1], j, f"{t}, >= {SHARE_TARGET:.0%}, <= {MOVEMENT_TARGET:g}x",
             ok=_seconds(j) < pass_target_s and j["share"] >= SHARE_TARGET and j["movement"] <= MOVEMENT_TARGET,
             detail=f"ideal {j['ideal']:,.0f} pieces, {j['moved']:,} moved, {j['transfers']:,} transfers,"
             f" {j['deferred_shards']:,} shards deferred (transfer bound)" + api(j),
         ),
-        Row(
-            nodes,
-            loops[2],
-            lv["wall_s"],
-            lv["cpu_s"],
-            lv["peak_rss_mib"],
-            moved=f"{lv['movement']:.3f}x",
-            share=f"{lv['share']:.1%}",
-            target=f"{t}, 100% re-placed, <= {MOVEMENT_TARGET:g}x",
+        _moving(
+            nodes, loops[2], lv, f"{t}, 100% re-placed, <= {MOVEMENT_TARGET:g}x",
             ok=_seconds(lv) < pass_target_s and lv["share"] >= 1.0 and lv["movement"] <= MOVEMENT_TARGET,
             detail=f"{lv['held']:,} pieces held, {lv['moved']:,} moved" + api(lv),
         ),
-        Row(
-            nodes,
-            loops[3],
-            one["wall_s"],
-            one["cpu_s"],
-            one["peak_rss_mib"],
-            moved=f"{one['movement']:.3f}x",
-            share=f"{one['share']:.1%}",
-            target=f"{t}, >= {SHARE_TARGET:.0%}, <= {MOVEMENT_TARGET:g}x",
+        _moving(
+            nodes, loops[3], one, f"{t}, >= {SHARE_TARGET:.0%}, <= {MOVEMENT_TARGET:g}x",
             ok=_seconds(one) < pass_target_s and one["share"] >= SHARE_TARGET and one["movement"] <= MOVEMENT_TARGET,
             detail=f"ideal {one['ideal']:,.0f} pieces, {one['moved']:,} moved; on the cluster settled after the leave"
             f" ({r['settled_transfers']:,} transfers left)" + api(one),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from kube.api import DATASETS, PLACEMENT_SLICES, KubeApi
 from topology.datasets import DataSet
 from topology.errors import ObjectError
-from topology.slices import SliceStore
+from topology.slices import DATASET_LABEL, SliceStore
 
 
 def list_datasets(api: KubeApi, *, namespace: str | None = None) -> list[DataSet]:
@@ -36,5 +36,7 @@ def get_dataset(api: KubeApi, name: str, *, namespace: str) -> DataSet:
     if dataset.slices is None:
         return dataset
     store = SliceStore()
-    store.replace(api.list(PLACEMENT_SLICES, namespace=namespace)[0])
+    # Its own slices only (the reconciler labels them when the name fits a label value).
+    selector = f"{DATASET_LABEL}={name}" if len(name) <= 63 else None
+    store.replace(api.list(PLACEMENT_SLICES, namespace=namespace, label_selector=selector)[0])
     return store.resolve(dataset) or dataset

@@ -433,17 +433,20 @@ class Reconciler:
             except KblError as exc:
                 invalid[key] = str(exc)
                 continue
-            datasets[key] = self._assembled(key, obj, typed) if typed.slices is not None and typed.placement is None else typed
+            datasets[key] = self._with_target(key, obj, typed)
         for gone in [k for k in self._typed if k[0] == "dataset" and k[1] not in raw_datasets]:
             del self._typed[gone]
         return cluster, datasets, invalid, (generation, len(nodes), cluster.lost)
 
-    def _assembled(self, key: str, obj: Mapping[str, Any], typed: DataSet) -> DataSet:
-        """A sliced DataSet with its target assembled from the PlacementSlices its index names
-        (remembered with the raw object). A slice that is not there (deleted by hand: this
-        reconciler deletes only slices no index names) leaves its shards unplaced, so they are
-        repaired as lost pieces are (the agents keep the last target they assembled until the
-        new index is written, and with it what they hold)."""
+    def _with_target(self, key: str, obj: Mapping[str, Any], typed: DataSet) -> DataSet:
+        """``typed`` as it is when its target is inline (or known); a sliced DataSet with its
+        target assembled from the PlacementSlices its index names (remembered with the raw
+        object). A slice that is not there (deleted by hand: this reconciler deletes only slices
+        no index names) leaves its shards unplaced, so they are repaired as lost pieces are (the
+        agents keep the last target they assembled until the new index is written, and with it
+        what they hold)."""
+        if typed.slices is None or typed.placement is not None:
+            return typed
         with self._lock:
             resolved = self.slices.resolve(typed)
             if resolved is None:
@@ -467,7 +470,7 @@ class Reconciler:
             typed: DataSet = self._typed_of("dataset", key, obj, DataSet.from_object)
         except KblError:
             return None
-        return self._assembled(key, obj, typed) if typed.slices is not None and typed.placement is None else typed
+        return self._with_target(key, obj, typed)
 
     def _live(self, heartbeat: float | None) -> bool:
 
@@ -703,8 +706,8 @@ class Reconciler:
 
         else:
             typed = DataSet.from_object(updated)
-            if typed.slices is not None and typed.placement is None:
-                return self._assembled(key, updated, typed)
+            if typed.slices is not None:
+                return self._with_target(key, updated, typed)
         with self._lock:
             if self.datasets.get(key) is updated:
                 self._typed[("dataset", key)] = (updated, typed)
