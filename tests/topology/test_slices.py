@@ -255,3 +255,13 @@ def test_slices_rendered_through_a_node_tables_order_are_the_slices_of_their_own
     own = split("default", "d", placement)
     assert [(s.version, s.nodes) for s in through] == [(s.version, s.nodes) for s in own]
     assert all(np.array_equal(a.pieces, b.pieces) for a, b in zip(through, own, strict=True))
+
+
+@pytest.mark.parametrize(("shards", "width", "fits"), [(10_000_000, 20, True), (10_000_000, 22, False)])
+def test_the_index_bounds_a_dataset_at_about_two_hundred_million_pieces(shards: int, width: int, fits: bool) -> None:
+    """What README.md and dataplane/README.md state: 200,000,000 pieces leave 16 KB of etcd's
+    1.5 MiB for the rest of the DataSet; 220,000,000 do not fit (the reconciler refuses them:
+    PlacementTooLarge, test_object_size.py)."""
+    per = shards_per_slice(width, shards)
+    index = SliceIndex(per, tuple("0123456789ab" for _ in range(slice_count(shards, per))))
+    assert (len(orjson.dumps({"status": {"placement": index.to_status()}})) + 16_384 < ETCD_LIMIT) is fits
