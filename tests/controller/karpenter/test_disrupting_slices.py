@@ -4,6 +4,7 @@ while its target is unknown (a slice not read) they protect and drain every node
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from controller.disrupting import KARPENTER_DO_NOT_DISRUPT, mark_nodes
@@ -41,14 +42,20 @@ def cluster() -> MemoryApi:
     return api
 
 
-def test_marks_over_a_sliced_dataset_are_the_marks_over_the_same_dataset_inline() -> None:
-    inline = placed_dataset("d", [["a", "b"], ["b", "general"]])
+def twins(make: Callable[[], MemoryApi], inline: dict[str, Any]) -> tuple[MemoryApi, MemoryApi]:
+    """Two clusters made by ``make``: one holding the DataSet ``inline``, the other the same
+    DataSet written sliced, with its PlacementSlices."""
     sliced, slices = as_sliced(inline)
-    want, got = cluster(), cluster()
+    want, got = make(), make()
     want.put(DATASETS, inline)
     got.put(DATASETS, sliced)
     for obj in slices:
         got.put(PLACEMENT_SLICES, obj)
+    return want, got
+
+
+def test_marks_over_a_sliced_dataset_are_the_marks_over_the_same_dataset_inline() -> None:
+    want, got = twins(cluster, placed_dataset("d", [["a", "b"], ["b", "general"]]))
     assert [(m.node, m.protect, m.pieces) for m in mark_nodes(got)] == [(m.node, m.protect, m.pieces) for m in mark_nodes(want)]
     assert marked(got) == marked(want) == {"a": True, "b": True, "idle": False, "general": False}
 
@@ -89,13 +96,7 @@ def spot(instance: str) -> Notice:
 
 
 def test_a_notice_counts_the_pieces_of_a_sliced_target_as_of_the_same_target_inline() -> None:
-    inline = placed_dataset("d", [["spot-1", "other"], ["spot-1", "third"], ["other", "third"]])
-    sliced, slices = as_sliced(inline)
-    want, got = notice_cluster(), notice_cluster()
-    want.put(DATASETS, inline)
-    got.put(DATASETS, sliced)
-    for obj in slices:
-        got.put(PLACEMENT_SLICES, obj)
+    want, got = twins(notice_cluster, placed_dataset("d", [["spot-1", "other"], ["spot-1", "third"], ["other", "third"]]))
     theirs, ours = handler(want), handler(got)
     for instance in ("i-0a1b2c3d4e5f60001", "i-0a1b2c3d4e5f60003"):
         assert [(o.node, o.pieces, o.drained, o.unknown) for o in ours.handle(spot(instance))] == [
