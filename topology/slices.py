@@ -399,6 +399,11 @@ def _through_table(
 
 
 # ----------------------------------------------------------------------- readers
+def _names(versions: tuple[str, ...] | None, index: Any, version: Any) -> bool:
+    """True when an index's ``versions`` name slice ``index`` at ``version``."""
+    return versions is not None and isinstance(index, int) and 0 <= index < len(versions) and versions[index] == version
+
+
 
 @dataclass(slots=True)
 class _Assembly:
@@ -411,6 +416,11 @@ class _Assembly:
     #: the versions and width of the last target assembled, and that target
     last: tuple[tuple[str, ...], int] | None = None
     placement: ShardPlacement | None = None
+    #: the versions of the newest index seen, and the slices of it not held (kept current by
+    #: every slice event, so a reader waiting for thousands of slices does not scan the index
+    #: on each one)
+    awaited: tuple[str, ...] | None = None
+    missing: set[int] = field(default_factory=set)
 
     def mapped(self, piece_slice: PlacementSlice) -> npt.NDArray[np.int32]:
         held = self.rows.get(piece_slice.index)
@@ -449,50 +459,51 @@ class SliceStore:
         :attr:`rejected` and ignored)."""
         if event_type == "BOOKMARK":
             return None
-        if isinstance(obj, PlacementSlice):
-            key = obj.dataset_key
-            if event_type != "DELETED":
-                self._slices.setdefault(key, {})[(obj.index, obj.version)] = obj
-            elif (held := self._slices.get(key)) is not None:
-                held.pop((obj.index, obj.version), None)
-                if not held:
-                    del self._slices[key]
-            return key
         if event_type == "DELETED":
+            if isinstance(obj, PlacementSlice):
+                return self._drop(obj.dataset_key, obj.index, obj.version)
             spec = obj.get("spec") or {}
             meta = obj.get("metadata") or {}
-            key = f"{meta.get('namespace') or 'default'}/{spec.get('dataSet')}"
-            held = self._slices.get(key)
-            if held is not None:
-                held.pop((spec.get("index"), spec.get("version")), None)  # type: ignore[arg-type]
-                if not held:
-                    del self._slices[key]
-            return key
-        try:
-            piece_slice = PlacementSlice.from_object(obj)
-        except ObjectError:
-            self.rejected += 1
-            return None
-        self._slices.setdefault(piece_slice.dataset_key, {})[(piece_slice.index, piece_slice.version)] = piece_slice
-        return piece_slice.dataset_key
+            return self._drop(f"{meta.get('namespace') or 'default'}/{spec.get('dataSet')}", spec.get("index"), spec.get("version"))
+        if not isinstance(obj, PlacementSlice):
+            try:
+                obj = PlacementSlice.from_object(obj)
+            except ObjectError:
+                self.rejected += 1
+                return None
+        self.add(obj)
+        return obj.dataset_key
 
     def add(self, piece_slice: PlacementSlice) -> None:
-        """A slice the reader made itself (the writer's own, as it created it: not parsed again)."""
-        self._slices.setdefault(piece_slice.dataset_key, {})[(piece_slice.index, piece_slice.version)] = piece_slice
+        """A slice held (from a watch event, or the writer's own as it created it: not parsed again)."""
+        key = piece_slice.dataset_key
+        self._slices.setdefault(key, {})[(piece_slice.index, piece_slice.version)] = piece_slice
+        state = self._assembled.get(key)
+        if state is not None and _names(state.awaited, piece_slice.index, piece_slice.version):
+            state.missing.discard(piece_slice.index)
 
     def discard(self, piece_slice: PlacementSlice) -> None:
         """A slice the reader deleted itself."""
-        held = self._slices.get(piece_slice.dataset_key)
+        self._drop(piece_slice.dataset_key, piece_slice.index, piece_slice.version)
+
+    def _drop(self, key: str, index: Any, version: Any) -> str:
+        held = self._slices.get(key)
         if held is not None:
-            held.pop((piece_slice.index, piece_slice.version), None)
+            held.pop((index, version), None)
             if not held:
-                del self._slices[piece_slice.dataset_key]
+                del self._slices[key]
+        state = self._assembled.get(key)
+        if state is not None and _names(state.awaited, index, version):
+            state.missing.add(index)
+        return key
 
     def replace(self, objs: Iterable[Mapping[str, Any] | PlacementSlice]) -> set[str]:
         """A full list (objects, or slices already typed): every DataSet key whose slices it
         names or named before."""
         before = set(self._slices)
         self._slices = {}
+        for state in self._assembled.values():
+            state.awaited = None  # counted again from what the list holds
         for obj in objs:
             self.apply("ADDED", obj)
         return before | set(self._slices)
@@ -535,7 +546,11 @@ class SliceStore:
         versions = index.versions
         if state.last == (versions, width) and state.placement is not None:
             return replace(dataset, placement=state.placement)
-        placement = self._assemble(dataset, index, state)
+        if state.awaited != versions:  # a new index: which of its slices are not held yet
+            held = self._slices.get(dataset.key, {})
+            state.awaited = versions
+            state.missing = {i for i, v in enumerate(versions) if (i, v) not in held}
+        placement = None if state.missing else self._assemble(dataset, index, state)
         if placement is not None:
             state.last, state.placement = (versions, width), placement
             return replace(dataset, placement=placement)

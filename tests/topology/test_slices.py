@@ -4,6 +4,7 @@ changes are found slice by slice, and a reader never assembles a mix of two targ
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import orjson
@@ -265,3 +266,45 @@ def test_the_index_bounds_a_dataset_at_about_two_hundred_million_pieces(shards: 
     per = shards_per_slice(width, shards)
     index = SliceIndex(per, tuple("0123456789ab" for _ in range(slice_count(shards, per))))
     assert (len(orjson.dumps({"status": {"placement": index.to_status()}})) + 16_384 < ETCD_LIMIT) is fits
+
+
+def test_a_reader_waiting_for_a_new_indexs_slices_assembles_once_when_the_last_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The extender and the agents resolve a DataSet on each slice event: while a new index
+    waits for thousands of slices, no event scans the index or assembles; a slice of the
+    index deleted before the target is whole is awaited again."""
+    rng = np.random.default_rng(11)
+    old = random_placement(rng, 3000, 3, nodes=40)
+    dataset, parts = sliced("d", old, 3)
+    store = SliceStore()
+    for part in parts:
+        store.apply("ADDED", part.to_object())
+    assert store.resolve(dataset) is not None
+    new = ShardPlacement(old.nodes, np.roll(old.pieces, 1, axis=1))  # every shard's pieces on other slots
+    new_dataset, new_parts = sliced("d", new, 3)
+    calls: list[int] = []
+    assemble = SliceStore._assemble
+
+    def counted(self: SliceStore, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return assemble(self, *args, **kwargs)
+
+    monkeypatch.setattr(SliceStore, "_assemble", counted)
+    waiting = store.resolve(new_dataset)  # the index first
+    assert waiting is not None
+    assert waiting.placement is not None
+    assert waiting.placement.equals(old)
+    store.apply("ADDED", new_parts[0].to_object())
+    store.apply("DELETED", new_parts[0].to_object())  # gone again: awaited again
+    for part in new_parts[1:]:
+        store.apply("ADDED", part.to_object())
+        held = store.resolve(new_dataset)
+        assert held is not None
+        assert held.placement is not None
+        assert held.placement.equals(old)
+    assert calls == []
+    store.apply("ADDED", new_parts[0].to_object())
+    whole = store.resolve(new_dataset)
+    assert whole is not None
+    assert whole.placement is not None
+    assert whole.placement.equals(new)
+    assert len(calls) == 1
